@@ -1,0 +1,77 @@
+"""Lapins: appointments and reminders for départements' PMI services."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from config import Config, get_config
+
+
+def create_app(config: type[Config] | str | None = None, **overrides) -> Flask:
+    app = Flask(__name__, template_folder="../templates", instance_relative_config=False)
+    config_class = config if isinstance(config, type) else get_config(config)
+    app.config.from_object(config_class)
+    app.config.update(overrides)
+    check_production_secrets(app)
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    register_template_helpers(app)
+    return app
+
+
+def check_production_secrets(app: Flask) -> None:
+    from config import DEFAULT_SECRET_KEY
+
+    if app.config["ENV_NAME"] == "production" and app.config["SECRET_KEY"] in ("", DEFAULT_SECRET_KEY):
+        raise RuntimeError("SECRET_KEY doit être défini dans l'environnement en production (clé par défaut refusée).")
+
+
+def configure_logging(app: Flask) -> None:
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_extensions(app: Flask) -> None:
+    from lapins import models  # noqa: F401  (tables must be known before Migrate binds)
+    from lapins.celery_app import celery_init_app
+    from lapins.database import configure_engine
+    from lapins.extensions import csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+    migrate.init_app(app, db, render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    celery_init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from lapins.agenda import bp as agenda_bp
+    from lapins.auth import bp as auth_bp
+    from lapins.vendor import bp as vendor_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(agenda_bp)
+    app.register_blueprint(vendor_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from lapins.errors import register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from lapins.commands import register
+
+    register(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from lapins.formatting import register
+
+    register(app)

@@ -1,0 +1,24 @@
+"""Agents' agendas: calendars, rdvs, usagers, opening slots and absences."""
+from flask import Blueprint
+from flask_login import login_required
+
+bp = Blueprint("agenda", __name__)
+
+
+@bp.before_request
+@login_required
+def require_login() -> None:
+    """Every page of the agenda is for signed-in agents; what each may see is decided in lapins.policies."""
+
+
+NAV_ITEMS = [
+    ("agenda.home", "Mon agenda"),
+]
+
+
+@bp.app_context_processor
+def navigation() -> dict:
+    return {"nav_items": lambda: NAV_ITEMS}
+
+
+from lapins.agenda import views  # noqa: E402,F401

@@ -1,0 +1,6 @@
+"""Agents sign in and out."""
+from flask import Blueprint
+
+bp = Blueprint("auth", __name__)
+
+from lapins.auth import views  # noqa: E402,F401

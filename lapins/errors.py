@@ -1,0 +1,36 @@
+"""DSFR error pages: nothing a visitor does ends on a bare server error."""
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+MESSAGES = {
+    400: ("Requête invalide", "La requête envoyée n'a pas pu être comprise."),
+    403: ("Accès refusé", "Vous n'avez pas les droits nécessaires pour accéder à cette page."),
+    404: ("Page non trouvée", "La page que vous cherchez est introuvable. Vérifiez l'adresse ou revenez à l'accueil."),
+    405: ("Méthode non autorisée", "Cette action n'est pas possible sur cette page."),
+    413: ("Envoi trop volumineux", "Les données envoyées sont trop volumineuses."),
+    500: ("Erreur inattendue", "Désolé, le service rencontre un problème. L'équipe technique a été prévenue."),
+}
+
+
+def render_error(code: int, message: str | None = None):
+    title, default = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
+    return render_template("errors/error.html", code=code, title=title, message=message or default), code
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return render_error(400, "Le formulaire a expiré ou n'est pas valide. Rechargez la page et recommencez.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return render_error(error.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        from lapins.extensions import db
+
+        db.session.rollback()
+        app.logger.exception("unhandled error")
+        return render_error(500)

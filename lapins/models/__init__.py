@@ -1,0 +1,14 @@
+"""The domain model: every table of Lapins, importable from here."""
+from lapins.models.agents import Agent, AgentRole, Role
+from lapins.models.motifs import LocationType, Motif
+from lapins.models.plages import Absence, PlageOuverture
+from lapins.models.rdvs import Rdv, RdvAgent, RdvStatus
+from lapins.models.system import Heartbeat
+from lapins.models.territories import Lieu, Organisation, Territory
+from lapins.models.types import utcnow
+from lapins.models.usagers import Usager
+
+__all__ = [
+    "Absence", "Agent", "AgentRole", "Heartbeat", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",
+    "Rdv", "RdvAgent", "RdvStatus", "Role", "Territory", "Usager", "utcnow",
+]

@@ -1,0 +1,80 @@
+"""Agents (puéricultrices, sages-femmes, médecins, secrétaires) and their role in each organisation."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from lapins.extensions import db
+from lapins.models.territories import Organisation
+from lapins.models.types import UTCDateTime, utcnow
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    AGENT = "agent"
+    SECRETARY = "secretary"
+
+    @property
+    def label(self) -> str:
+        return {"admin": "Administrateur", "agent": "Agent", "secretary": "Secrétariat"}[self.value]
+
+
+class Agent(UserMixin, db.Model):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    first_name: Mapped[str] = mapped_column(String(80))
+    last_name: Mapped[str] = mapped_column(String(80))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Bumped by every booking that involves this agent: taking the row lock serialises bookings per agent.
+    booking_version: Mapped[int] = mapped_column(default=0)
+
+    roles: Mapped[list[AgentRole]] = relationship(back_populates="agent", cascade="all, delete-orphan")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive agents
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    def role_in(self, organisation_id: int) -> Role | None:
+        for role in self.roles:
+            if role.organisation_id == organisation_id:
+                return role.role
+        return None
+
+    @property
+    def organisation_ids(self) -> set[int]:
+        return {role.organisation_id for role in self.roles}
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.id}>"
+
+
+class AgentRole(db.Model):
+    __tablename__ = "agent_roles"
+    __table_args__ = (UniqueConstraint("agent_id", "organisation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]))
+
+    agent: Mapped[Agent] = relationship(back_populates="roles")
+    organisation: Mapped[Organisation] = relationship()

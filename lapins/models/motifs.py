@@ -1,0 +1,40 @@
+"""Motifs: what an rdv is for, how long it lasts and where it happens."""
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from lapins.extensions import db
+from lapins.models.territories import Organisation
+
+
+class LocationType(enum.StrEnum):
+    ON_SITE = "on_site"
+    PHONE = "phone"
+    HOME = "home"
+
+    @property
+    def label(self) -> str:
+        return {"on_site": "Sur place", "phone": "Par téléphone", "home": "À domicile"}[self.value]
+
+
+class Motif(db.Model):
+    __tablename__ = "motifs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(160))
+    duration_minutes: Mapped[int] = mapped_column(default=30)
+    location_type: Mapped[LocationType] = mapped_column(
+        Enum(LocationType, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        default=LocationType.ON_SITE,
+    )
+    color: Mapped[str] = mapped_column(String(7), default="#000091")
+    active: Mapped[bool] = mapped_column(default=True)
+
+    organisation: Mapped[Organisation] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Motif {self.id}>"

@@ -1,0 +1,131 @@
+"""Rdvs (rendez-vous): who meets whom, when, where, and what became of it."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, Enum, ForeignKey, Index, String, Table, Text, event
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from lapins.extensions import db
+from lapins.models.agents import Agent
+from lapins.models.motifs import Motif
+from lapins.models.territories import Lieu, Organisation
+from lapins.models.types import UTCDateTime, utcnow
+from lapins.models.usagers import Usager
+
+
+class RdvStatus(enum.StrEnum):
+    UNKNOWN = "unknown"
+    SEEN = "seen"
+    NOSHOW = "noshow"
+    EXCUSED = "excused"  # cancelled by the family
+    REVOKED = "revoked"  # cancelled by the service
+
+    @property
+    def label(self) -> str:
+        return LABELS[self]
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self in (RdvStatus.EXCUSED, RdvStatus.REVOKED)
+
+
+LABELS = {
+    RdvStatus.UNKNOWN: "À venir / à renseigner",
+    RdvStatus.SEEN: "Vu",
+    RdvStatus.NOSHOW: "Absent non excusé",
+    RdvStatus.EXCUSED: "Annulé par l'usager",
+    RdvStatus.REVOKED: "Annulé par le service",
+}
+
+rdv_usagers = Table(
+    "rdv_usagers",
+    db.metadata,
+    Column("rdv_id", ForeignKey("rdvs.id", ondelete="CASCADE"), primary_key=True),
+    Column("usager_id", ForeignKey("usagers.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Rdv(db.Model):
+    __tablename__ = "rdvs"
+    __table_args__ = (CheckConstraint("starts_at < ends_at", name="times_in_order"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    motif_id: Mapped[int] = mapped_column(ForeignKey("motifs.id"), index=True)
+    lieu_id: Mapped[int | None] = mapped_column(ForeignKey("lieux.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[RdvStatus] = mapped_column(
+        Enum(RdvStatus, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        default=RdvStatus.UNKNOWN,
+        index=True,
+    )
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    cancel_reason: Mapped[str | None] = mapped_column(String(255))
+    # Set when an agent knowingly booked over another rdv or outside opening hours: recorded, never silent.
+    forced_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+
+    organisation: Mapped[Organisation] = relationship()
+    motif: Mapped[Motif] = relationship()
+    lieu: Mapped[Lieu | None] = relationship()
+    created_by: Mapped[Agent | None] = relationship(foreign_keys=[created_by_id])
+    cancelled_by: Mapped[Agent | None] = relationship(foreign_keys=[cancelled_by_id])
+    forced_by: Mapped[Agent | None] = relationship(foreign_keys=[forced_by_id])
+    agent_links: Mapped[list[RdvAgent]] = relationship(back_populates="rdv", cascade="all, delete-orphan")
+    usagers: Mapped[list[Usager]] = relationship(secondary=rdv_usagers, order_by="Usager.birth_date")
+
+    @property
+    def agents(self) -> list[Agent]:
+        return [link.agent for link in self.agent_links]
+
+    @property
+    def is_live(self) -> bool:
+        return not self.status.is_cancelled
+
+    def set_agents(self, agents: list[Agent]) -> None:
+        wanted = {agent.id for agent in agents}
+        self.agent_links = [link for link in self.agent_links if link.agent_id in wanted]
+        present = {link.agent_id for link in self.agent_links}
+        for agent in agents:
+            if agent.id not in present:
+                self.agent_links.append(RdvAgent(agent=agent, agent_id=agent.id))
+
+    def __repr__(self) -> str:
+        return f"<Rdv {self.id}>"
+
+
+class RdvAgent(db.Model):
+    """Link between an rdv and one of its agents, carrying a copy of the rdv's times and liveness.
+
+    The copy makes "what is this agent busy with between A and B" one index range scan on
+    (agent_id, starts_at), whatever the size of the rdvs table. It is kept in step by a before_flush hook.
+    """
+
+    __tablename__ = "rdv_agents"
+    __table_args__ = (Index("ix_rdv_agents_agent_starts", "agent_id", "starts_at"),)
+
+    rdv_id: Mapped[int] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    live: Mapped[bool] = mapped_column(default=True)
+
+    rdv: Mapped[Rdv] = relationship(back_populates="agent_links")
+    agent: Mapped[Agent] = relationship()
+
+
+@event.listens_for(Session, "before_flush")
+def _copy_rdv_times_to_agent_links(session: Session, flush_context, instances) -> None:
+    for obj in list(session.new) + list(session.dirty):
+        rdv = obj if isinstance(obj, Rdv) else obj.rdv if isinstance(obj, RdvAgent) else None
+        if rdv is None:
+            continue
+        for link in rdv.agent_links:
+            link.starts_at, link.ends_at, link.live = rdv.starts_at, rdv.ends_at, rdv.is_live

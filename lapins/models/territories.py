@@ -1,0 +1,71 @@
+"""Where services are held: territories (départements), organisations (PMI services) and lieux (centres)."""
+from __future__ import annotations
+
+from functools import cached_property
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from lapins.extensions import db
+
+# The `holidays` package knows local public holidays for these départements; others use France's national list.
+HOLIDAY_SUBDIVISIONS = {
+    "57": "57", "67": "6AE", "68": "6AE",
+    "971": "971", "972": "972", "973": "973", "974": "974", "976": "976",
+}
+
+
+class Territory(db.Model):
+    __tablename__ = "territories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(3), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Paris")
+
+    organisations: Mapped[list[Organisation]] = relationship(back_populates="territory", order_by="Organisation.name")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def holiday_subdivision(self) -> str | None:
+        return HOLIDAY_SUBDIVISIONS.get(self.number)
+
+    def __repr__(self) -> str:
+        return f"<Territory {self.number}>"
+
+
+class Organisation(db.Model):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(ForeignKey("territories.id"), index=True)
+    name: Mapped[str] = mapped_column(String(160))
+
+    territory: Mapped[Territory] = relationship(back_populates="organisations")
+    lieux: Mapped[list[Lieu]] = relationship(back_populates="organisation", order_by="Lieu.name")
+
+    def __repr__(self) -> str:
+        return f"<Organisation {self.id}>"
+
+
+class Lieu(db.Model):
+    __tablename__ = "lieux"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(160))
+    address: Mapped[str] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(20))
+
+    organisation: Mapped[Organisation] = relationship(back_populates="lieux")
+
+    @cached_property
+    def territory(self) -> Territory:
+        return self.organisation.territory
+
+    def __repr__(self) -> str:
+        return f"<Lieu {self.id}>"

@@ -1,0 +1,46 @@
+"""Usagers: a responsible person and the relatives (children) they bring to rdvs."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, Date, ForeignKey, String, Table
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from lapins.extensions import db
+from lapins.models.territories import Organisation, Territory
+from lapins.models.types import UTCDateTime, utcnow
+
+usager_organisations = Table(
+    "usager_organisations",
+    db.metadata,
+    Column("usager_id", ForeignKey("usagers.id", ondelete="CASCADE"), primary_key=True),
+    Column("organisation_id", ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Usager(db.Model):
+    __tablename__ = "usagers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(ForeignKey("territories.id"), index=True)
+    responsible_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id"), index=True)
+    first_name: Mapped[str] = mapped_column(String(80))
+    last_name: Mapped[str] = mapped_column(String(80), index=True)
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164, validated with phonenumbers
+    email: Mapped[str | None] = mapped_column(String(254))
+    sms_consent: Mapped[bool] = mapped_column(default=False)
+    email_consent: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    territory: Mapped[Territory] = relationship()
+    organisations: Mapped[list[Organisation]] = relationship(secondary=usager_organisations)
+    responsible: Mapped[Usager | None] = relationship(remote_side=[id], back_populates="relatives")
+    relatives: Mapped[list[Usager]] = relationship(back_populates="responsible", order_by="Usager.birth_date")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    def __repr__(self) -> str:
+        return f"<Usager {self.id}>"

@@ -1,0 +1,87 @@
+"""Who may see and do what: the one place permissions are decided.
+
+Views never test roles themselves: they call `authorize(action, target)`, which answers 404 when the target lies
+outside the agent's organisations (its existence is not revealed) and 403 when it is visible but the action is not
+allowed. Queries of lists go through the `*_scope` functions, which only ever return what the agent may see.
+"""
+from __future__ import annotations
+
+from flask import abort
+from sqlalchemy import Select, select
+
+from lapins.models import Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Usager
+
+MANAGERS = {Role.ADMIN, Role.SECRETARY}
+
+
+def organisations_of(actor: Agent) -> set[int]:
+    return actor.organisation_ids
+
+
+def _organisation_ids(target) -> set[int]:
+    """The organisations a target belongs to; an agent or usager can belong to several."""
+    if isinstance(target, Organisation):
+        return {target.id}
+    if isinstance(target, Agent):
+        return target.organisation_ids
+    if isinstance(target, Usager):
+        return {organisation.id for organisation in target.organisations}
+    if isinstance(target, (Rdv, Motif, Lieu, PlageOuverture)):
+        return {target.organisation_id}
+    if isinstance(target, Absence):
+        return target.agent.organisation_ids
+    raise TypeError(f"no policy for {type(target).__name__}")
+
+
+def can(actor: Agent, action: str, target) -> bool:
+    shared = _organisation_ids(target) & organisations_of(actor)
+    if not shared:
+        return False
+    roles = {actor.role_in(organisation_id) for organisation_id in shared}
+    if action == "view":
+        return True
+    if action in {"book", "edit"}:  # rdvs and usagers: everyone working in the organisation
+        return True
+    if action == "manage_schedule":  # plages d'ouverture and absences of an agent
+        agent = target if isinstance(target, Agent) else getattr(target, "agent", None)
+        return bool(roles & MANAGERS) or (agent is not None and agent.id == actor.id)
+    if action == "administer":
+        return Role.ADMIN in roles
+    raise ValueError(f"unknown action {action!r}")
+
+
+def authorize(actor: Agent, action: str, target) -> None:
+    if target is None or not (_organisation_ids(target) & organisations_of(actor)):
+        abort(404)
+    if not can(actor, action, target):
+        abort(403)
+
+
+def rdv_scope(actor: Agent) -> Select:
+    return select(Rdv).where(Rdv.organisation_id.in_(organisations_of(actor)))
+
+
+def agent_scope(actor: Agent) -> Select:
+    colleagues = select(AgentRole.agent_id).where(AgentRole.organisation_id.in_(organisations_of(actor)))
+    return select(Agent).where(Agent.id.in_(colleagues), Agent.active.is_(True)).order_by(Agent.last_name, Agent.first_name)
+
+
+def motif_scope(actor: Agent) -> Select:
+    return select(Motif).where(Motif.organisation_id.in_(organisations_of(actor))).order_by(Motif.name)
+
+
+def lieu_scope(actor: Agent) -> Select:
+    return select(Lieu).where(Lieu.organisation_id.in_(organisations_of(actor))).order_by(Lieu.name)
+
+
+def usager_scope(actor: Agent) -> Select:
+    from lapins.models.usagers import usager_organisations
+
+    members = select(usager_organisations.c.usager_id).where(
+        usager_organisations.c.organisation_id.in_(organisations_of(actor))
+    )
+    return select(Usager).where(Usager.id.in_(members))
+
+
+def plage_scope(actor: Agent) -> Select:
+    return select(PlageOuverture).where(PlageOuverture.organisation_id.in_(organisations_of(actor)))

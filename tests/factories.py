@@ -1,0 +1,144 @@
+"""factory-boy factories bound to the Flask-SQLAlchemy session."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+import factory
+from factory.alchemy import SQLAlchemyModelFactory
+
+from lapins.extensions import db
+from lapins.models import (
+    Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,
+)
+
+PASSWORD = "motdepasse-solide-2026"
+
+
+class Base(SQLAlchemyModelFactory):
+    class Meta:
+        abstract = True
+        sqlalchemy_session_factory = lambda: db.session  # noqa: E731
+        sqlalchemy_session_persistence = "commit"
+
+
+class TerritoryFactory(Base):
+    class Meta:
+        model = Territory
+
+    number = factory.Sequence(lambda n: f"{(n % 95) + 1:02d}")
+    name = factory.Sequence(lambda n: f"Département {n}")
+    timezone = "Europe/Paris"
+
+
+class OrganisationFactory(Base):
+    class Meta:
+        model = Organisation
+
+    territory = factory.SubFactory(TerritoryFactory)
+    name = factory.Sequence(lambda n: f"PMI secteur {n}")
+
+
+class LieuFactory(Base):
+    class Meta:
+        model = Lieu
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Centre PMI {n}")
+    address = "12 rue de la République, 75011 Paris"
+    phone = "+33140000000"
+
+
+class AgentFactory(Base):
+    class Meta:
+        model = Agent
+
+    email = factory.Sequence(lambda n: f"agent{n}@pmi.example.fr")
+    first_name = "Claire"
+    last_name = factory.Sequence(lambda n: f"Martin{n}")
+    password_hash = factory.LazyFunction(lambda: _hashed(PASSWORD))
+
+    @factory.post_generation
+    def organisation(agent, create, extracted, **kwargs):
+        """AgentFactory(organisation=org, role=Role.AGENT) gives the agent a role there."""
+        if extracted is not None:
+            agent.roles.append(AgentRole(organisation=extracted, role=kwargs.get("role", Role.AGENT)))
+            if create:
+                db.session.commit()
+
+
+_HASHES: dict[str, str] = {}
+
+
+def _hashed(password: str) -> str:
+    from werkzeug.security import generate_password_hash
+
+    if password not in _HASHES:  # hashing is deliberately slow: do it once per test session
+        _HASHES[password] = generate_password_hash(password)
+    return _HASHES[password]
+
+
+class MotifFactory(Base):
+    class Meta:
+        model = Motif
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Consultation nourrisson {n}")
+    duration_minutes = 30
+
+
+class PlageFactory(Base):
+    class Meta:
+        model = PlageOuverture
+
+    organisation = factory.SelfAttribute("lieu.organisation")
+    agent = factory.SubFactory(AgentFactory)
+    lieu = factory.SubFactory(LieuFactory)
+    title = "Consultations"
+    first_day = factory.LazyFunction(lambda: date.today())
+    last_day = None
+    start_time = time(9, 0)
+    end_time = time(12, 0)
+    weekdays = 0b0011111  # Monday to Friday
+    every_n_weeks = 1
+
+
+class AbsenceFactory(Base):
+    class Meta:
+        model = Absence
+
+    agent = factory.SubFactory(AgentFactory)
+    title = "Formation"
+    first_day = factory.LazyFunction(lambda: date.today())
+    last_day = factory.SelfAttribute("first_day")
+    start_time = time(9, 0)
+    end_time = time(17, 0)
+    weekdays = 0
+
+
+class UsagerFactory(Base):
+    class Meta:
+        model = Usager
+
+    territory = factory.SubFactory(TerritoryFactory)
+    first_name = "Inès"
+    last_name = factory.Sequence(lambda n: f"Durand{n}")
+    phone = "+33612345678"
+    sms_consent = True
+
+
+class RdvFactory(Base):
+    class Meta:
+        model = Rdv
+
+    organisation = factory.SelfAttribute("motif.organisation")
+    motif = factory.SubFactory(MotifFactory)
+    lieu = None
+    starts_at = factory.LazyFunction(lambda: datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=1))
+    ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(minutes=30))
+
+    @factory.post_generation
+    def agents(rdv, create, extracted, **kwargs):
+        if extracted:
+            rdv.set_agents(list(extracted))
+            if create:
+                db.session.commit()
