@@ -13,6 +13,11 @@ def require_login() -> None:
 
 NAV_ITEMS = [
     ("agenda.home", "Mon agenda"),
+    ("agenda.lieux_index", "Agenda des lieux"),
+    ("agenda.slot_search", "Trouver un créneau"),
+    ("agenda.usagers", "Usagers"),
+    ("agenda.rdvs_to_fill", "RDV à renseigner"),
+    ("agenda.my_schedule", "Mes horaires"),
 ]
 
 
@@ -21,4 +26,4 @@ def navigation() -> dict:
     return {"nav_items": lambda: NAV_ITEMS}
 
 
-from lapins.agenda import views  # noqa: E402,F401
+from lapins.agenda import calendar, rdvs, schedule, usagers, views  # noqa: E402,F401
