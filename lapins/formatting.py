@@ -29,6 +29,10 @@ def short_date(value: date | datetime, tz: ZoneInfo | None = None) -> str:
     return format_date(value, "dd/MM/y", locale=LOCALE)
 
 
+def local_iso_date(value: datetime, tz: ZoneInfo) -> str:
+    return value.astimezone(tz).date().isoformat()
+
+
 def phone_display(e164: str | None) -> str:
     if not e164:
         return ""
@@ -43,3 +47,4 @@ def register(app: Flask) -> None:
     app.add_template_filter(long_date)
     app.add_template_filter(short_date)
     app.add_template_filter(phone_display)
+    app.add_template_filter(local_iso_date)

@@ -1,15 +1,22 @@
 """Fixtures: `app`, `db`, `client`, `auth` (performs a real login) and factories bound to the session.
 
 The database is SQLite in memory unless TEST_DATABASE_URL points at a PostgreSQL server (make test runs both).
+
+Real servers, for the tests that need them (markers `postgres`, `redis`, `browser`):
+`postgres_url` (a fresh empty database of its own), `postgres_server`, `redis_url` (an emptied Redis database),
+`redis_server`, `chromium_executable`. They come from make test, or are started here for the session; where
+they cannot be had the test is skipped loudly, and under CI=true it fails.
 """
 from __future__ import annotations
 
 import os
 
 import pytest
+from flask.testing import FlaskClient
 
 from lapins import create_app
 from lapins.extensions import db as _db
+from tests import services
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +41,21 @@ def db(app):
     _db.session.remove()
 
 
+class FreshContextClient(FlaskClient):
+    """Each request gets an application context of its own, as in production.
+
+    The tests hold one context for their data; a request reusing it would share `g` (Flask-Login's cached user,
+    Flask-WTF's CSRF token) with the previous request and hide real bugs.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture()
 def client(app, db):
+    app.test_client_class = FreshContextClient
     return app.test_client()
 
 
@@ -51,7 +71,7 @@ class AuthActions:
         return self.client.post("/connexion", data={"email": agent.email, "password": password, "csrf_token": token})
 
     def logout(self):
-        page = self.client.get("/")
+        page = self.client.get("/usagers")
         return self.client.post("/deconnexion", data={"csrf_token": csrf_token_from(page.get_data(as_text=True))})
 
 
@@ -73,3 +93,106 @@ def factories(db):
     from tests import factories
 
     return factories
+
+
+# --- Real servers -------------------------------------------------------------------------------------------
+
+_unavailable: dict[str, str] = {}
+
+
+def _start_or_give_up(name: str, start):
+    """Starts a server; without it the test is skipped, loudly, and under CI=true it fails."""
+    try:
+        return start()
+    except services.ServiceUnavailable as error:
+        reason = str(error)
+    _unavailable[name] = reason.splitlines()[0]
+    if services.strict():
+        pytest.fail(f"{name} not available: {reason} (CI=true: a missing server is a failure)", pytrace=False)
+    pytest.skip(f"{name} not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The PostgreSQL server: `.create(prefix) -> name`, `.url(name)`, `.drop(name)`, `.admin_url`."""
+    given = os.environ.get(services.POSTGRES_ENV)
+    if given:
+        yield services.PostgresDatabases(given)
+        return
+    server = _start_or_give_up("PostgreSQL", lambda: services.PostgresServer().start())
+    try:
+        yield services.PostgresDatabases(server.admin_url)
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server):
+    """SQLAlchemy URL of an empty database for this test alone, dropped afterwards."""
+    name = postgres_server.create()
+    yield postgres_server.url(name)
+    postgres_server.drop(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """The Redis server: `.url(db=0)` for each of its numbered databases."""
+    given = os.environ.get(services.REDIS_ENV)
+    if given:
+        yield services.ExternalRedis(given)
+        return
+    server = _start_or_give_up("Redis", lambda: services.RedisServer().start())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def redis_url(redis_server):
+    """URL of Redis database 0, emptied before the test."""
+    import redis
+
+    url = redis_server.url(0)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def chromium_executable():
+    """Path of Debian's Chromium, for Playwright's `executable_path` (launch args: services.CHROMIUM_ARGS)."""
+    return _start_or_give_up("Chromium", services.chromium_executable)
+
+
+_FIXTURE_FOR_MARKER = {"postgres": "postgres_server", "redis": "redis_server", "browser": "chromium_executable"}
+
+
+@pytest.fixture(autouse=True)
+def _servers_for_markers(request):
+    """A test marked postgres/redis/browser gets its server, or is skipped (failed under CI) without it."""
+    for marker, fixture in _FIXTURE_FOR_MARKER.items():
+        if request.node.get_closest_marker(marker):
+            request.getfixturevalue(fixture)
+
+
+def pytest_collection_modifyitems(config, items):
+    # make test runs the tests marked `database` a second time with TEST_DATABASE_URL on PostgreSQL.
+    for item in items:
+        if "app" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
+
+
+def pytest_report_header(config):
+    database = os.environ.get("TEST_DATABASE_URL") or "sqlite:// (in memory)"
+    return [f"lapins test database: {database}" + ("   [CI=true: missing servers fail]" if services.strict() else "")]
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _unavailable:
+        return
+    terminalreporter.section("SERVERS NOT AVAILABLE: THEIR TESTS DID NOT RUN", sep="!", red=True, bold=True)
+    for name, reason in _unavailable.items():
+        terminalreporter.write_line(f"{name}: {reason}", red=True, bold=True)
+    terminalreporter.write_line("make test installs them when run as root (apt-get); see docs/development.md.")

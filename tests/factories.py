@@ -59,7 +59,7 @@ class AgentFactory(Base):
 
     @factory.post_generation
     def organisation(agent, create, extracted, **kwargs):
-        """AgentFactory(organisation=org, role=Role.AGENT) gives the agent a role there."""
+        """AgentFactory(organisation=org, organisation__role=Role.ADMIN) gives the agent a role there."""
         if extracted is not None:
             agent.roles.append(AgentRole(organisation=extracted, role=kwargs.get("role", Role.AGENT)))
             if create:

@@ -21,9 +21,23 @@ NAV_ITEMS = [
 ]
 
 
+# Pages reached from a menu item keep that item marked as the current one.
+NAV_SECTIONS = {
+    "agenda.agent_calendar": "agenda.home",
+    "agenda.lieu_calendar": "agenda.lieux_index",
+    "agenda.usager_detail": "agenda.usagers", "agenda.new_usager": "agenda.usagers", "agenda.edit_usager": "agenda.usagers",
+    "agenda.schedule": "agenda.my_schedule", "agenda.new_plage": "agenda.my_schedule",
+    "agenda.edit_plage": "agenda.my_schedule", "agenda.delete_plage": "agenda.my_schedule",
+    "agenda.new_absence": "agenda.my_schedule", "agenda.edit_absence": "agenda.my_schedule",
+    "agenda.delete_absence": "agenda.my_schedule",
+}
+
+
 @bp.app_context_processor
 def navigation() -> dict:
-    return {"nav_items": lambda: NAV_ITEMS}
+    from flask import request
+
+    return {"nav_items": lambda: NAV_ITEMS, "nav_current": NAV_SECTIONS.get(request.endpoint, request.endpoint)}
 
 
 from lapins.agenda import calendar, rdvs, schedule, usagers, views  # noqa: E402,F401

@@ -1,1 +1,254 @@
-"""(in progress)"""
+"""Rdvs: book (from a time or a slot search), see, edit, cancel, record what happened."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from wtforms import SelectChoice
+
+from lapins import policies
+from lapins.agenda import availability, bp
+from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, SlotSearchForm
+from lapins.agenda.usagers import search_usagers
+from lapins.extensions import db
+from lapins.localtime import NonexistentLocalTime, to_local, to_utc
+from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Usager, utcnow
+
+TO_FILL_LIMIT = 200
+
+
+def _get_rdv(rdv_id: int, action: str = "view") -> Rdv:
+    rdv = db.session.get(Rdv, rdv_id)
+    policies.authorize(current_user, action, rdv)
+    return rdv
+
+
+def _parse_instant(text: str | None) -> datetime | None:
+    try:
+        instant = datetime.fromisoformat((text or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return instant if instant.tzinfo else None
+
+
+def _ids(name: str) -> list[int]:
+    return [int(value) for value in request.args.getlist(name) if value.isdigit()][:10]
+
+
+def _fill_choices(form: RdvForm, usagers: list[Usager]) -> None:
+    motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True))).all()
+    form.motif_id.choices = [SelectChoice(0, "— Choisir un motif —")] + [
+        SelectChoice(motif.id, f"{motif.name} ({motif.duration_minutes} min, {motif.location_type.label.lower()})") for motif in motifs
+    ]
+    form.lieu_id.choices = [SelectChoice(0, "— Sans lieu (téléphone, domicile) —")] + [
+        SelectChoice(lieu.id, lieu.name) for lieu in db.session.scalars(policies.lieu_scope(current_user))
+    ]
+    form.agent_ids.choices = [SelectChoice(agent.id, agent.full_name) for agent in db.session.scalars(policies.agent_scope(current_user))]
+    form.usager_ids.choices = [SelectChoice(usager.id, usager.full_name) for usager in usagers]
+
+
+def _in_scope(model, ids: list[int], action: str = "view") -> list | None:
+    """The objects for these ids if the agent may act on every one of them, else None."""
+    objects = [db.session.get(model, object_id) for object_id in ids]
+    if any(obj is None or not policies.can(current_user, action, obj) for obj in objects):
+        return None
+    return objects
+
+
+def _resolve(form: RdvForm):
+    """Turn the posted ids and local times into objects and UTC instants, with French messages on the fields."""
+    motif = db.session.get(Motif, form.motif_id.data) if form.motif_id.data else None
+    if motif is None or not policies.can(current_user, "book", motif):
+        form.motif_id.errors.append("Motif inconnu : choisissez un motif de la liste.")
+        return None
+    lieu = None
+    if form.lieu_id.data:
+        lieu = db.session.get(Lieu, form.lieu_id.data)
+        if lieu is None or not policies.can(current_user, "view", lieu):
+            form.lieu_id.errors.append("Lieu inconnu : choisissez un lieu de la liste.")
+            return None
+    agents = _in_scope(Agent, form.agent_ids.data)
+    if not agents:
+        form.agent_ids.errors.append("Agent inconnu : choisissez dans la liste.")
+        return None
+    usagers = _in_scope(Usager, form.usager_ids.data, "edit")
+    if not usagers:
+        form.usager_ids.errors.append("Usager inconnu : recherchez-le de nouveau.")
+        return None
+    tz = motif.organisation.territory.tz
+    try:
+        starts_at = to_utc(form.day.data, form.start_time.data, tz)
+    except NonexistentLocalTime as error:
+        form.start_time.errors.append(str(error))
+        return None
+    minutes = form.duration.data or motif.duration_minutes
+    return motif, lieu, agents, usagers, starts_at, starts_at + timedelta(minutes=minutes)
+
+
+def _booking_failed(form: RdvForm, error: BookingError) -> None:
+    form.form_errors.append(error.message)
+    form.can_force = error.can_force
+
+
+@bp.route("/rdvs/nouveau", methods=["GET", "POST"])
+def new_rdv():
+    form = RdvForm()
+    form.can_force = False
+    usager_ids = _ids("usager_id") + [i for i in (form.usager_ids.data or []) if i]
+    usagers = _in_scope(Usager, list(dict.fromkeys(usager_ids)), "edit") or []
+    _fill_choices(form, usagers)
+    if request.method == "GET":
+        _prefill(form, usagers)
+    elif form.validate_on_submit() and (resolved := _resolve(form)):
+        motif, lieu, agents, usagers, starts_at, ends_at = resolved
+        try:
+            rdv = book_rdv(actor=current_user, motif=motif, agents=agents, usagers=usagers, starts_at=starts_at,
+                           ends_at=ends_at, lieu=lieu, notes=form.notes.data, force=form.force.data)
+        except BookingError as error:
+            _booking_failed(form, error)
+        else:
+            flash("Le rendez-vous a été créé.", "success")
+            return redirect(url_for("agenda.rdv_detail", rdv_id=rdv.id))
+    search = request.args.get("usager_q", "")
+    return render_template("agenda/rdvs/form.html", form=form, rdv=None, usagers=usagers,
+                           search=search, search_results=search_usagers(current_user, search) if search else []), \
+        422 if request.method == "POST" else 200
+
+
+def _prefill(form: RdvForm, usagers: list[Usager]) -> None:
+    """Values from the calendar selection or the slot search: agent, instant, lieu, motif, usagers."""
+    form.usager_ids.data = [usager.id for usager in usagers]
+    if agent_ids := _ids("agent_id"):
+        form.agent_ids.data = agent_ids
+    else:
+        form.agent_ids.data = [current_user.id]
+    form.lieu_id.data = (_ids("lieu_id") or [0])[0]
+    form.motif_id.data = (_ids("motif_id") or [0])[0]
+    starts_at = _parse_instant(request.args.get("starts_at"))
+    motif = db.session.get(Motif, form.motif_id.data) if form.motif_id.data else None
+    tz = (motif.organisation.territory if motif else current_user.roles[0].organisation.territory).tz
+    if starts_at:
+        local = to_local(starts_at, tz)
+        form.day.data, form.start_time.data = local.date(), local.time().replace(second=0, microsecond=0)
+    if motif:
+        form.duration.data = motif.duration_minutes
+
+
+@bp.route("/rdvs/<int:rdv_id>")
+def rdv_detail(rdv_id: int):
+    rdv = _get_rdv(rdv_id)
+    return render_template("agenda/rdvs/detail.html", rdv=rdv, tz=rdv.organisation.territory.tz,
+                           cancel_form=CancelForm(), outcome_form=OutcomeForm(), now=utcnow())
+
+
+@bp.route("/rdvs/<int:rdv_id>/modifier", methods=["GET", "POST"])
+def edit_rdv(rdv_id: int):
+    rdv = _get_rdv(rdv_id, "edit")
+    form = RdvForm(obj=rdv)
+    form.can_force = False
+    _fill_choices(form, rdv.usagers)
+    tz = rdv.organisation.territory.tz
+    if request.method == "GET":
+        local = to_local(rdv.starts_at, tz)
+        form.day.data, form.start_time.data = local.date(), local.time()
+        form.duration.data = int((rdv.ends_at - rdv.starts_at).total_seconds() // 60)
+        form.agent_ids.data = [agent.id for agent in rdv.agents]
+        form.usager_ids.data = [usager.id for usager in rdv.usagers]
+        form.lieu_id.data = rdv.lieu_id or 0
+    elif form.validate_on_submit() and (resolved := _resolve(form)):
+        motif, lieu, agents, usagers, starts_at, ends_at = resolved
+        try:
+            rdv.usagers = usagers
+            move_rdv(actor=current_user, rdv=rdv, starts_at=starts_at, ends_at=ends_at, agents=agents, lieu=lieu,
+                     motif=motif, notes=form.notes.data, force=form.force.data)
+        except BookingError as error:
+            _booking_failed(form, error)
+        else:
+            flash("Le rendez-vous a été modifié.", "success")
+            return redirect(url_for("agenda.rdv_detail", rdv_id=rdv.id))
+    return render_template("agenda/rdvs/form.html", form=form, rdv=rdv, usagers=rdv.usagers, search="",
+                           search_results=[]), 422 if request.method == "POST" else 200
+
+
+@bp.route("/rdvs/<int:rdv_id>/annuler", methods=["POST"])
+def cancel(rdv_id: int):
+    rdv = _get_rdv(rdv_id, "edit")
+    form = CancelForm()
+    if form.validate_on_submit():
+        try:
+            cancel_rdv(actor=current_user, rdv=rdv, status=RdvStatus(form.status.data), reason=form.reason.data)
+        except BookingError as error:
+            flash(error.message, "error")
+        else:
+            flash("Le rendez-vous a été annulé : le créneau est de nouveau libre.", "success")
+    else:
+        flash(next(iter(form.errors.values()))[0], "error")
+    return redirect(url_for("agenda.rdv_detail", rdv_id=rdv.id))
+
+
+@bp.route("/rdvs/<int:rdv_id>/statut", methods=["POST"])
+def set_status(rdv_id: int):
+    rdv = _get_rdv(rdv_id, "edit")
+    form = OutcomeForm()
+    if form.validate_on_submit():
+        try:
+            set_outcome(actor=current_user, rdv=rdv, status=RdvStatus(form.status.data))
+        except BookingError as error:
+            flash(error.message, "error")
+        else:
+            flash(f"Statut enregistré : {rdv.status_label}.", "success")
+    else:
+        flash(next(iter(form.errors.values()))[0], "error")
+    back = request.form.get("back")
+    return redirect(url_for("agenda.rdvs_to_fill") if back == "a-renseigner" else url_for("agenda.rdv_detail", rdv_id=rdv.id))
+
+
+@bp.route("/rdvs/a-renseigner")
+def rdvs_to_fill():
+    rdvs = db.session.scalars(
+        policies.rdv_scope(current_user)
+        .where(Rdv.status == RdvStatus.UNKNOWN, Rdv.ends_at < utcnow())
+        .options(selectinload(Rdv.usagers), selectinload(Rdv.motif), selectinload(Rdv.agent_links))
+        .order_by(Rdv.starts_at.desc())
+        .limit(TO_FILL_LIMIT)
+    ).all()
+    tz = current_user.roles[0].organisation.territory.tz if current_user.roles else timezone.utc
+    return render_template("agenda/rdvs/to_fill.html", rdvs=rdvs, tz=tz, form=OutcomeForm(), limit=TO_FILL_LIMIT)
+
+
+@bp.route("/creneaux")
+def slot_search():
+    form = SlotSearchForm(request.args)
+    motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True))).all()
+    form.motif_id.choices = [SelectChoice(0, "— Choisir un motif —")] + [SelectChoice(motif.id, motif.name) for motif in motifs]
+    form.lieu_id.choices = [SelectChoice(0, "Tous les lieux")] + [
+        SelectChoice(lieu.id, lieu.name) for lieu in db.session.scalars(policies.lieu_scope(current_user))]
+    form.agent_id.choices = [SelectChoice(0, "Tous les agents")] + [
+        SelectChoice(agent.id, agent.full_name) for agent in db.session.scalars(policies.agent_scope(current_user))]
+    slots, motif = None, None
+    if request.args and form.validate():
+        motif = next((m for m in motifs if m.id == form.motif_id.data), None)
+        if motif is None:
+            form.motif_id.errors.append("Motif inconnu : choisissez un motif de la liste.")
+        else:
+            territory = motif.organisation.territory
+            start = utcnow()
+            if form.from_day.data:
+                start = max(start, to_utc(form.from_day.data, datetime.min.time(), territory.tz))
+            slots = availability.first_available(territory=territory, motif=motif, lieu_id=form.lieu_id.data or None,
+                                                 agent_id=form.agent_id.data or None, start=start, limit=20)
+    names = _names_for(slots or [])
+    return render_template("agenda/rdvs/slot_search.html", form=form, slots=slots, motif=motif, names=names,
+                           tz=motif.organisation.territory.tz if motif else None)
+
+
+def _names_for(slots) -> dict:
+    agent_ids = {slot.agent_id for slot in slots}
+    lieu_ids = {slot.lieu_id for slot in slots if slot.lieu_id}
+    agents = {a.id: a.full_name for a in db.session.scalars(select(Agent).where(Agent.id.in_(agent_ids)))} if agent_ids else {}
+    lieux = {lieu.id: lieu for lieu in db.session.scalars(select(Lieu).where(Lieu.id.in_(lieu_ids)))} if lieu_ids else {}
+    return {"agents": agents, "lieux": lieux}

@@ -1,1 +1,123 @@
-"""(in progress)"""
+"""Usagers: find a family by name or phone, create it, add relatives, see its rdvs."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+from wtforms import SelectChoice
+
+from lapins import policies
+from lapins.agenda import bp
+from lapins.agenda.usager_forms import UsagerForm
+from lapins.auth.views import safe_next
+from lapins.extensions import db
+from lapins.models import Organisation, Rdv, Usager
+from lapins.models.rdvs import rdv_usagers
+from lapins.phones import e164_or_none
+
+SEARCH_LIMIT = 50
+
+
+def search_usagers(actor, query: str, limit: int = SEARCH_LIMIT) -> list[Usager]:
+    """Usagers the agent may see whose name starts with the words typed, or whose phone is the number typed."""
+    query = query.strip()[:100]
+    if not query:
+        return []
+    statement = policies.usager_scope(actor)
+    organisations = _actor_organisations(actor)
+    phone = e164_or_none(query, organisations[0].territory.number) if organisations else None
+    if phone:
+        statement = statement.where(Usager.phone == phone)
+    else:
+        words = [word for word in (w.lower().strip("%_\\") for w in query.split()[:4]) if word]
+        if not words:
+            return []
+        for word in words:
+            pattern = word.replace("%", "").replace("_", "") + "%"
+            statement = statement.where(or_(func.lower(Usager.last_name).like(pattern),
+                                            func.lower(Usager.first_name).like(pattern)))
+    return list(db.session.scalars(statement.order_by(Usager.last_name, Usager.first_name).limit(limit)))
+
+
+def _actor_organisations(actor) -> list[Organisation]:
+    return [role.organisation for role in sorted(actor.roles, key=lambda role: role.organisation.name)]
+
+
+def _get_usager(usager_id: int, action: str = "view") -> Usager:
+    usager = db.session.get(Usager, usager_id)
+    policies.authorize(current_user, action, usager)
+    return usager
+
+
+@bp.route("/usagers")
+def usagers():
+    query = request.args.get("q", "")
+    return render_template("agenda/usagers/index.html", query=query, results=search_usagers(current_user, query),
+                           next_url=safe_next(request.args.get("next")))
+
+
+@bp.route("/usagers/nouveau", methods=["GET", "POST"])
+def new_usager():
+    responsible = None
+    if request.args.get("responsable", "").isdigit():
+        responsible = _get_usager(int(request.args["responsable"]), "edit")
+    organisations = _actor_organisations(current_user)
+    form = UsagerForm(territory_number=organisations[0].territory.number)
+    if len(organisations) > 1:
+        form.organisation_id.choices = [SelectChoice(organisation.id, organisation.name) for organisation in organisations]
+    else:
+        del form.organisation_id
+    if request.method == "GET" and responsible is not None:
+        form.last_name.data = responsible.last_name
+    if form.validate_on_submit():
+        chosen = form.organisation_id.data if "organisation_id" in form else organisations[0].id
+        organisation = next(o for o in organisations if o.id == chosen)
+        usager = Usager(territory_id=organisation.territory_id, responsible=responsible, organisations=[organisation])
+        _fill(usager, form)
+        db.session.add(usager)
+        db.session.commit()
+        flash(f"{usager.full_name} a été ajouté(e).", "success")
+        next_url = safe_next(request.args.get("next"))
+        if next_url:
+            separator = "&" if "?" in next_url else "?"
+            return redirect(f"{next_url}{separator}usager_id={usager.id}")
+        return redirect(url_for("agenda.usager_detail", usager_id=usager.id))
+    return render_template("agenda/usagers/form.html", form=form, responsible=responsible, usager=None), \
+        422 if form.errors else 200
+
+
+@bp.route("/usagers/<int:usager_id>")
+def usager_detail(usager_id: int):
+    usager = _get_usager(usager_id)
+    rdvs = db.session.scalars(
+        policies.rdv_scope(current_user)
+        .where(Rdv.id.in_(select(rdv_usagers.c.rdv_id).where(
+            rdv_usagers.c.usager_id.in_([usager.id] + [relative.id for relative in usager.relatives]))))
+        .order_by(Rdv.starts_at.desc())
+        .limit(200)
+    ).all()
+    return render_template("agenda/usagers/detail.html", usager=usager, rdvs=rdvs, tz=usager.territory.tz)
+
+
+@bp.route("/usagers/<int:usager_id>/modifier", methods=["GET", "POST"])
+def edit_usager(usager_id: int):
+    usager = _get_usager(usager_id, "edit")
+    form = UsagerForm(obj=usager, territory_number=usager.territory.number)
+    del form.organisation_id
+    if form.validate_on_submit():
+        _fill(usager, form)
+        db.session.commit()
+        flash("Les informations ont été enregistrées.", "success")
+        return redirect(url_for("agenda.usager_detail", usager_id=usager.id))
+    return render_template("agenda/usagers/form.html", form=form, responsible=usager.responsible, usager=usager), \
+        422 if form.errors else 200
+
+
+def _fill(usager: Usager, form: UsagerForm) -> None:
+    usager.first_name = form.first_name.data.strip()
+    usager.last_name = form.last_name.data.strip()
+    usager.birth_date = form.birth_date.data
+    usager.phone = form.phone_e164
+    usager.email = (form.email.data or "").strip().lower() or None
+    usager.sms_consent = bool(form.sms_consent.data and usager.phone)
+    usager.email_consent = bool(form.email_consent.data and usager.email)

@@ -1,9 +1,9 @@
-from flask_wtf import FlaskForm
+from lapins.forms import Form
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, Length
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField("Adresse électronique", validators=[
         DataRequired("Saisissez votre adresse électronique."),
         Email("Adresse électronique invalide (exemple : prenom.nom@departement.fr)."),

@@ -19,7 +19,7 @@ def load_agent(agent_id: str) -> Agent | None:
     return db.session.get(Agent, int(agent_id)) if agent_id.isdigit() else None
 
 
-def _safe_next(target: str | None) -> str | None:
+def safe_next(target: str | None) -> str | None:
     """Only follow a `next` that stays on this site."""
     if not target:
         return None
@@ -41,7 +41,7 @@ def login():
             session.clear()
             session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
             login_user(agent)
-            return redirect(_safe_next(request.args.get("next")) or url_for("agenda.home"))
+            return redirect(safe_next(request.args.get("next")) or url_for("agenda.home"))
     return render_template("auth/login.html", form=form), 200 if not form.errors else 422
 
 

@@ -32,12 +32,19 @@ class RdvStatus(enum.StrEnum):
 
 
 LABELS = {
-    RdvStatus.UNKNOWN: "À venir / à renseigner",
+    RdvStatus.UNKNOWN: "À renseigner",
     RdvStatus.SEEN: "Vu",
     RdvStatus.NOSHOW: "Absent non excusé",
     RdvStatus.EXCUSED: "Annulé par l'usager",
     RdvStatus.REVOKED: "Annulé par le service",
 }
+
+def status_label(status: RdvStatus, starts_at: datetime) -> str:
+    """What an agent reads: an rdv whose status is unknown is "à venir" until it starts, then "à renseigner"."""
+    if status == RdvStatus.UNKNOWN and starts_at > utcnow():
+        return "À venir"
+    return status.label
+
 
 rdv_usagers = Table(
     "rdv_usagers",
@@ -88,6 +95,10 @@ class Rdv(db.Model):
     @property
     def is_live(self) -> bool:
         return not self.status.is_cancelled
+
+    @property
+    def status_label(self) -> str:
+        return status_label(self.status, self.starts_at)
 
     def set_agents(self, agents: list[Agent]) -> None:
         wanted = {agent.id for agent in agents}

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`, `python -m bench`): figures written to bench/results/latest.json, never timed tests."""

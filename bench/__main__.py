@@ -1,0 +1,222 @@
+"""`python -m bench` (`make bench`): seed a département, time slot search and the agenda API, write the figures.
+
+Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside it (a schema, or a second file):
+  1. seed the same département with --small-rdvs rdvs in both;
+  2. grow one's history to --large-rdvs rdvs (the coming weeks untouched), then time first_available in both,
+     runs interleaved so that the machine's load weighs alike on each: the growth ratio;
+  3. book the coming weeks of the large one to their usual occupancy, time first_available and its one-query floor;
+  4. serve the app with gunicorn; fetch agents' week agendas with one client, then with concurrent clients.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+
+from bench.database import BenchDatabase, UnsafeDatabase
+from bench.results import RESULTS_PATH, merge_results
+
+TARGETS = {  # figure: (comparison, target) — all "at most"
+    "slots.first_available.p95_ms": 50,
+    "slots.first_available.floor_ratio": 3,
+    "agenda.week.p95_ms": 30,
+    "slots.growth_ratio": 1.5,
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small-rdvs", type=int, default=int(env("BENCH_SMALL_RDVS", 10_000)))
+    parser.add_argument("--large-rdvs", type=int, default=int(env("BENCH_LARGE_RDVS", 1_000_000)))
+    parser.add_argument("--slot-runs", type=int, default=int(env("BENCH_SLOT_RUNS", 400)),
+                        help="recherches chronométrées par mesure (sur les motifs du département, en boucle)")
+    parser.add_argument("--slot-warmup", type=int, default=40)
+    parser.add_argument("--clients", type=int, default=int(env("BENCH_CLIENTS", 20)))
+    parser.add_argument("--requests", type=int, default=int(env("BENCH_REQUESTS", 100)),
+                        help="requêtes chronométrées par client")
+    parser.add_argument("--workers", type=int, default=int(env("BENCH_GUNICORN_WORKERS", 2)))
+    parser.add_argument("--threads", type=int, default=int(env("BENCH_GUNICORN_THREADS", 4)))
+    parser.add_argument("--skip-agenda", action="store_true", help="sans la mesure de l'agenda sous gunicorn")
+    return parser.parse_args(argv)
+
+
+class Log:
+    """Progress on stderr with the elapsed time, so stdout keeps only the JSON figures."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.perf_counter() - self.started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    def indented(self, message: str) -> None:
+        self(f"    {message.strip()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log = Log()
+    database = BenchDatabase.from_environment(log)
+    figures: dict = {"env.fallback_sqlite": database.is_fallback}
+    failures: list[str] = []
+    try:
+        log(f"Base : {database.safe_url}")
+        run_phases(args, database, figures, failures, log)
+    except UnsafeDatabase as error:
+        log(str(error))
+        return 2
+    finally:
+        database.cleanup()
+    merged = merge_results(figures)
+    print(json.dumps({key: merged[key] for key in sorted(figures)}, indent=2, ensure_ascii=False))
+    print_verdict(merged, database, log)
+    for failure in failures:
+        log(f"ÉCHEC : {failure}")
+    return 1 if failures else 0
+
+
+def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str], log: Log) -> None:
+    from bench.slots import load_target
+    from lapins import seeding
+    from lapins.extensions import db
+
+    small_database = database.twin("small")
+    large_app, small_app = database.app(), small_database.app()
+    database.reset(large_app)
+    small_database.reset(small_app)
+
+    log(f"1/4 Deux départements identiques de {args.small_rdvs:,} rdvs : l'un restera petit, l'autre grandira")
+    with small_app.app_context():
+        small_territory = seeding.seed_departement(rdv_count=args.small_rdvs, progress=log.indented).territory_id
+    with large_app.app_context():
+        figures.update(environment(db))
+        began = time.perf_counter()
+        territory_id = seeding.seed_departement(rdv_count=args.small_rdvs, progress=log.indented).territory_id
+        figures["seed.small_seconds"] = round(time.perf_counter() - began, 1)
+        figures["env.rdvs_small"] = rdv_count(db)
+
+        log(f"2/4 Historique du second porté à {args.large_rdvs:,} rdvs (semaines à venir inchangées)")
+        began = time.perf_counter()
+        added = seeding.add_past_rdvs(territory_id, max(0, args.large_rdvs - figures["env.rdvs_small"]), log.indented)
+        seconds = time.perf_counter() - began
+        figures.update({"seed.grow_seconds": round(seconds, 1), "seed.grow_rdvs": added,
+                        "seed.grow_rdvs_per_second": round(added / seconds) if seconds else None,
+                        "env.rdvs_large": rdv_count(db)})
+    growth = section("first_available, petite et grande base en alternance", failures, log, lambda: slot_runs(
+        args, [load_target(small_app, small_territory), load_target(large_app, territory_id)], False, log))
+    if growth:
+        figures.update(growth_figures(*growth))
+    small_database.drop(small_app)
+
+    with large_app.app_context():
+        log("3/4 Semaines à venir remplies comme d'habitude")
+        began = time.perf_counter()
+        seeding.add_future_rdvs(territory_id, log.indented)
+        figures["seed.future_seconds"] = round(time.perf_counter() - began, 1)
+        figures["env.rdvs_final"] = rdv_count(db)
+    full = section("first_available et plancher", failures, log,
+                   lambda: slot_runs(args, [load_target(large_app, territory_id)], True, log))
+    if full:
+        figures.update(first_available_figures(full[0]))
+
+    if args.skip_agenda:
+        log("4/4 Agenda : ignoré (--skip-agenda)")
+        return
+    log(f"4/4 Agenda de la semaine : 1 puis {args.clients} clients × {args.requests} requêtes sous gunicorn")
+    from bench.agenda_week import ServerConfig, bench_agenda_week
+
+    with large_app.app_context():
+        agenda = section("agenda de la semaine", failures, log, lambda: bench_agenda_week(
+            database.url, territory_id, args.clients, args.requests, 5, ServerConfig(args.workers, args.threads),
+            log.indented, os.environ.get("BENCH_REDIS_URL")))
+    if agenda:
+        figures.update({f"agenda.week.{key}": value for key, value in agenda.items()})
+        if agenda["errors"]:
+            failures.append(f"agenda : {agenda['errors']} requêtes en erreur ({', '.join(agenda['error_kinds'])})")
+
+
+def section(name: str, failures: list[str], log: Log, measure):
+    """Run one measurement; a failure is reported and the others still run."""
+    log(f"  Mesure : {name}")
+    try:
+        return measure()
+    except Exception as error:  # noqa: BLE001 — the benchmark reports every failing part, then exits non-zero
+        traceback.print_exc(file=sys.stderr)
+        failures.append(f"{name} : {type(error).__name__}: {error}")
+        return None
+
+
+def slot_runs(args, targets, with_floor: bool, log: Log) -> list[dict]:
+    from bench.slots import time_searches
+
+    results = [runs.figures() for runs in time_searches(targets, args.slot_runs, args.slot_warmup, with_floor,
+                                                         log.indented)]
+    for figures in results:
+        search = figures["search"]
+        floor = f", plancher p50 {figures['floor']['p50_ms']} ms" if with_floor else ""
+        log(f"    p50 {search['p50_ms']} ms, p95 {search['p95_ms']} ms sur {search['runs']} recherches{floor}")
+    return results
+
+
+def first_available_figures(full: dict) -> dict:
+    search, floor = full["search"], full["floor"]
+    return {
+        "slots.first_available.p50_ms": search["p50_ms"], "slots.first_available.p95_ms": search["p95_ms"],
+        "slots.first_available.p99_ms": search["p99_ms"], "slots.first_available.runs": search["runs"],
+        "slots.first_available.motifs": full["motifs"],
+        "slots.first_available.runs_with_fewer_slots": full["runs_with_fewer_slots"],
+        "slots.first_available.floor_p50_ms": floor["p50_ms"], "slots.first_available.floor_p95_ms": floor["p95_ms"],
+        "slots.first_available.floor_ratio": full["floor_ratio"],
+        "slots.first_available.floor_ratio_p95": full["floor_ratio_p95"],
+    }
+
+
+def growth_figures(small: dict, large: dict) -> dict:
+    s, l = small["search"], large["search"]
+    return {
+        "slots.growth.small_p50_ms": s["p50_ms"], "slots.growth.small_p95_ms": s["p95_ms"],
+        "slots.growth.large_p50_ms": l["p50_ms"], "slots.growth.large_p95_ms": l["p95_ms"],
+        "slots.growth_ratio": round(l["p50_ms"] / s["p50_ms"], 2),
+        "slots.growth_ratio_p95": round(l["p95_ms"] / s["p95_ms"], 2),
+    }
+
+
+def rdv_count(db) -> int:
+    return db.session.scalar(text("SELECT COUNT(*) FROM rdvs"))
+
+
+def environment(db) -> dict:
+    dialect = db.engine.dialect.name
+    version = db.session.scalar(text("SELECT version()" if dialect == "postgresql" else "SELECT sqlite_version()"))
+    db.session.rollback()
+    return {
+        "env.database": dialect, "env.database_version": version, "env.cpu_count": os.cpu_count(),
+        "env.load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        "env.python": platform.python_version(), "env.platform": platform.platform(),
+        "env.redis": bool(os.environ.get("BENCH_REDIS_URL")),
+        "env.measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def print_verdict(figures: dict, database: BenchDatabase, log: Log) -> None:
+    print("\nRésultats (cibles sur PostgreSQL) :", file=sys.stderr)
+    for key, target in TARGETS.items():
+        value = figures.get(key)
+        verdict = "non mesuré" if value is None else "OK" if value <= target else "AU-DESSUS DE LA CIBLE"
+        print(f"  {key:<36} {value if value is not None else '—':>10}   cible ≤ {target:<5} {verdict}", file=sys.stderr)
+    print(f"Écrit dans {RESULTS_PATH}", file=sys.stderr)
+    if database.is_fallback:
+        log("ATTENTION : mesures sur SQLite (BENCH_DATABASE_URL absent) — non comparables aux cibles.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""One agent's week agenda (the calendar's JSON events) under concurrent clients, served by gunicorn."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+from sqlalchemy import func, select
+
+from bench.measure import elapsed_ms, now_ns, summary
+from lapins.extensions import db
+from lapins.models import Agent, AgentRole, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
+from lapins.seeding import DEPARTEMENT_PASSWORD
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS_PATH = "/agenda/api/agents/{agent_id}/evenements"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """gunicorn on 2 cores: one process per core, a few threads each to overlap database waits."""
+
+    workers: int = 2
+    threads: int = 4
+    keep_alive: int = 30  # seconds: clients stay connected while the others log in, as browsers would
+
+    def as_dict(self) -> dict:
+        return {"server": "gunicorn", "worker_class": "gthread", "workers": self.workers, "threads": self.threads,
+                "keep_alive_s": self.keep_alive}
+
+
+@dataclass
+class ClientResult:
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    events_seen: int = 0
+
+
+def busiest_agents(territory_id: int, count: int, monday: date, tz) -> list[Agent]:
+    """The agents with the most rdvs in the measured week: a realistic, full agenda."""
+    from lapins.slots import local_midnight
+
+    start, end = local_midnight(monday, tz), local_midnight(monday + timedelta(days=7), tz)
+    organisations = select(Organisation.id).where(Organisation.territory_id == territory_id)
+    agents_with_plages = select(PlageOuverture.agent_id).where(PlageOuverture.organisation_id.in_(organisations))
+    ranked = (select(RdvAgent.agent_id).where(RdvAgent.agent_id.in_(agents_with_plages), RdvAgent.starts_at >= start,
+                                              RdvAgent.starts_at < end)
+              .group_by(RdvAgent.agent_id).order_by(func.count().desc(), RdvAgent.agent_id).limit(count))
+    ids = list(db.session.scalars(ranked))
+    return [db.session.get(Agent, agent_id) for agent_id in ids]
+
+
+class Gunicorn:
+    """gunicorn serving the app on 127.0.0.1 against the benchmark database, for the duration of a `with`."""
+
+    def __init__(self, database_url: str, config: ServerConfig, log, redis_url: str | None = None):
+        self.database_url, self.config, self.log, self.redis_url = database_url, config, log, redis_url
+        self.port = _free_port()
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Gunicorn:
+        env = {**os.environ, "DATABASE_URL": self.database_url, "LAPINS_ENV": "development",
+               "SECRET_KEY": secrets.token_hex(32), "LOG_LEVEL": "WARNING",
+               "CELERY_BROKER_URL": self.redis_url or "memory://"}
+        command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+                   "--workers", str(self.config.workers), "--threads", str(self.config.threads),
+                   "--worker-class", "gthread", "--keep-alive", str(self.config.keep_alive), "--log-level", "warning",
+                   "lapins:create_app()"]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        self._wait_until_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def _wait_until_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("gunicorn s'est arrêté au démarrage (voir sa sortie d'erreur ci-dessus).")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                connection.request("GET", "/connexion")
+                if connection.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn ne répond pas sur /connexion après 30 s.")
+
+
+class AgentClient:
+    """A signed-in agent on a keep-alive connection: logs in through the real form, CSRF token included."""
+
+    def __init__(self, port: int, agent: Agent):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.agent_id, self.email = agent.id, agent.email
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
+        headers = {**(headers or {}), "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        try:
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            # The server may close an idle keep-alive connection: reconnect once, as a browser would.
+            self.connection.close()
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
+        payload = response.read()
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response, payload
+
+    def log_in(self) -> None:
+        _, page = self.request("GET", "/connexion")
+        match = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page)
+        if not match:
+            raise RuntimeError("pas de jeton CSRF dans /connexion")
+        form = urlencode({"email": self.email, "password": DEPARTEMENT_PASSWORD, "csrf_token": match.group(1).decode()})
+        response, _ = self.request("POST", "/connexion", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        if response.status != 302 or "/connexion" in (response.getheader("Location") or ""):
+            raise RuntimeError(f"connexion refusée pour l'agent {self.agent_id} (HTTP {response.status})")
+
+
+def run_clients(port: int, agents: list[Agent], week_query: str, requests_each: int, warmup_each: int,
+                log) -> tuple[list[ClientResult], float]:
+    """One thread per agent, all released together; each fetches its own week back to back (closed loop)."""
+    clients = [AgentClient(port, agent) for agent in agents]
+    for client in clients:
+        client.log_in()
+    released: list[float] = []
+    barrier = threading.Barrier(len(clients), action=lambda: released.append(time.perf_counter()))
+    results = [ClientResult() for _ in clients]
+
+    def work(client: AgentClient, result: ClientResult) -> None:
+        path = EVENTS_PATH.format(agent_id=client.agent_id) + "?" + week_query
+        try:
+            for _ in range(warmup_each):
+                client.request("GET", path)
+        except OSError as error:
+            result.errors.append(f"échauffement : {type(error).__name__}")
+        barrier.wait(timeout=300)
+        for _ in range(requests_each):
+            began = now_ns()
+            try:
+                response, payload = client.request("GET", path)
+            except OSError as error:
+                result.errors.append(type(error).__name__)
+                continue
+            took = elapsed_ms(began)
+            if response.status != 200:
+                result.errors.append(f"HTTP {response.status}")
+                continue
+            result.latencies_ms.append(took)
+            result.events_seen = len(json.loads(payload))
+
+    threads = [threading.Thread(target=work, args=pair, daemon=True) for pair in zip(clients, results)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - released[0]
+    log(f"{len(clients)} client(s) : {sum(len(r.latencies_ms) for r in results)} requêtes mesurées en {seconds:.1f} s")
+    return results, seconds
+
+
+def bench_agenda_week(database_url: str, territory_id: int, clients: int, requests_each: int, warmup_each: int,
+                      config: ServerConfig, log, redis_url: str | None = None) -> dict:
+    territory = db.session.get(Territory, territory_id)
+    tz = territory.tz
+    today = utcnow().astimezone(tz).date()
+    monday = today - timedelta(days=today.weekday()) + timedelta(weeks=1)  # next week: the fullest one
+    agents = busiest_agents(territory_id, clients, monday, tz)
+    for agent in agents:
+        _ = agent.email
+    db.session.rollback()
+    # FullCalendar asks with the territory's wall-clock times (no offset); the API reads them in territory.tz.
+    week_query = urlencode({"start": f"{monday.isoformat()}T00:00:00",
+                            "end": f"{(monday + timedelta(days=7)).isoformat()}T00:00:00"})
+    with Gunicorn(database_url, config, log, redis_url) as server:
+        log(f"gunicorn prêt sur 127.0.0.1:{server.port} ({config.workers} processus × {config.threads} fils)")
+        alone, _ = run_clients(server.port, agents[:1], week_query, requests_each, warmup_each, log)
+        results, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log)
+    latencies = [value for result in results for value in result.latencies_ms]
+    errors = [error for result in results + alone for error in result.errors]
+    events = sorted(result.events_seen for result in results)
+    single = summary(alone[0].latencies_ms)
+    return {
+        **summary(latencies),
+        "single_client_p50_ms": single["p50_ms"], "single_client_p95_ms": single["p95_ms"],
+        "clients": len(agents), "requests": len(latencies) + len(errors), "errors": len(errors),
+        "error_kinds": sorted(set(errors)), "throughput_rps": round(len(latencies) / wall, 1) if wall else None,
+        "events_per_week_median": events[len(events) // 2] if events else 0, "week": monday.isoformat(),
+        "config": config.as_dict(),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

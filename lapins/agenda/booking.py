@@ -1,0 +1,192 @@
+"""Booking rules: every rdv is created, moved and cancelled here, so that no agent is ever booked twice."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+
+from lapins.agenda import availability
+from lapins.extensions import db
+from lapins.formatting import local_time
+from lapins.models import Agent, Lieu, LocationType, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
+
+MAX_DURATION = timedelta(hours=12)
+KEEP = object()  # "leave this attribute as it is" when moving an rdv
+
+
+class BookingError(Exception):
+    """A booking refused for a reason the agent can read; `can_force` when an explicit override may pass it."""
+
+    def __init__(self, message: str, *, can_force: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.can_force = can_force
+
+
+def book_rdv(
+    *,
+    actor: Agent,
+    motif: Motif,
+    agents: list[Agent],
+    usagers: list[Usager],
+    starts_at: datetime,
+    lieu: Lieu | None = None,
+    ends_at: datetime | None = None,
+    notes: str | None = None,
+    force: bool = False,
+) -> Rdv:
+    _check_usagers(motif, usagers)
+    rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id, status=RdvStatus.UNKNOWN)
+    rdv.usagers = list(usagers)
+    return _schedule(actor, rdv, motif=motif, agents=agents, lieu=lieu, starts_at=starts_at,
+                     ends_at=ends_at or starts_at + timedelta(minutes=motif.duration_minutes), notes=notes, force=force)
+
+
+def move_rdv(
+    *,
+    actor: Agent,
+    rdv: Rdv,
+    starts_at: datetime,
+    ends_at: datetime | None = None,
+    agents: list[Agent] | None = None,
+    lieu: Lieu | None | object = KEEP,
+    motif: Motif | None = None,
+    notes: str | None = None,
+    force: bool = False,
+) -> Rdv:
+    """Change the time, agents, lieu or motif of a live rdv; the duration is kept unless an end is given."""
+    if not rdv.is_live:
+        raise BookingError("Ce rendez-vous est annulé : il ne peut plus être déplacé.")
+    motif = motif or rdv.motif
+    return _schedule(
+        actor, rdv, motif=motif, agents=agents if agents is not None else rdv.agents,
+        lieu=rdv.lieu if lieu is KEEP else lieu, starts_at=starts_at,
+        ends_at=ends_at or starts_at + (rdv.ends_at - rdv.starts_at), notes=rdv.notes if notes is None else notes,
+        force=force,
+    )
+
+
+def cancel_rdv(*, actor: Agent, rdv: Rdv, status: RdvStatus, reason: str | None) -> Rdv:
+    if status not in (RdvStatus.EXCUSED, RdvStatus.REVOKED):
+        raise BookingError("Motif d'annulation inconnu.")
+    if not rdv.is_live:
+        raise BookingError("Ce rendez-vous est déjà annulé.")
+    rdv.status = status
+    rdv.cancelled_at = utcnow()
+    rdv.cancelled_by_id = actor.id
+    rdv.cancel_reason = (reason or "").strip() or None
+    db.session.commit()
+    return rdv
+
+
+def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
+    """Record what became of an rdv that has started: seen, no-show, or back to unknown."""
+    if status not in (RdvStatus.SEEN, RdvStatus.NOSHOW, RdvStatus.UNKNOWN):
+        raise BookingError("Statut inconnu.")
+    if status != RdvStatus.UNKNOWN and rdv.starts_at > utcnow():
+        raise BookingError("Ce rendez-vous n'a pas encore commencé : il ne peut pas être marqué vu ou absent.")
+    if rdv.status.is_cancelled:
+        rdv.cancelled_at = rdv.cancelled_by_id = rdv.cancel_reason = None
+    rdv.status = status
+    db.session.commit()
+    return rdv
+
+
+def _schedule(actor: Agent, rdv: Rdv, *, motif: Motif, agents: list[Agent], lieu: Lieu | None,
+              starts_at: datetime, ends_at: datetime, notes: str | None, force: bool) -> Rdv:
+    try:
+        _check_request(motif, agents, lieu, starts_at, ends_at)
+        _lock_agents([agent.id for agent in agents])
+        conflicts = _conflicts(agents, starts_at, ends_at, exclude_rdv_id=rdv.id, tz=motif.organisation.territory.tz)
+        if conflicts and not force:
+            raise BookingError(conflicts, can_force=True)
+        outside = not availability.covering_opening(
+            agent_ids=[agent.id for agent in agents], motif_id=motif.id, lieu_id=lieu.id if lieu else None,
+            starts_at=starts_at, ends_at=ends_at, territory=motif.organisation.territory,
+        )
+        if outside and not force:
+            raise BookingError(
+                "Ce créneau est en dehors des plages d'ouverture de l'agent pour ce motif"
+                + (" dans ce lieu" if lieu else "") + ".",
+                can_force=True,
+            )
+        rdv.motif, rdv.lieu, rdv.starts_at, rdv.ends_at = motif, lieu, starts_at, ends_at
+        rdv.notes = (notes or "").strip() or None
+        rdv.forced_by_id = actor.id if (conflicts or outside) else None
+        rdv.set_agents(agents)
+        db.session.add(rdv)
+        db.session.commit()
+        return rdv
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _check_request(motif: Motif, agents: list[Agent], lieu: Lieu | None, starts_at: datetime, ends_at: datetime) -> None:
+    if not motif.active:
+        raise BookingError("Ce motif n'est plus proposé.")
+    if not agents:
+        raise BookingError("Choisissez au moins un agent.")
+    if any(motif.organisation_id not in agent.organisation_ids or not agent.active for agent in agents):
+        raise BookingError("Un des agents choisis ne travaille pas dans l'organisation de ce motif.")
+    if lieu is None and motif.location_type == LocationType.ON_SITE:
+        raise BookingError("Choisissez le lieu du rendez-vous.")
+    if lieu is not None and lieu.organisation_id != motif.organisation_id:
+        raise BookingError("Ce lieu n'appartient pas à l'organisation de ce motif.")
+    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+        raise ValueError("booking times must be aware datetimes")
+    if ends_at <= starts_at:
+        raise BookingError("La fin du rendez-vous doit être après son début.")
+    if ends_at - starts_at > MAX_DURATION:
+        raise BookingError("Un rendez-vous ne peut pas durer plus de 12 heures.")
+
+
+def _check_usagers(motif: Motif, usagers: list[Usager]) -> None:
+    if not usagers:
+        raise BookingError("Choisissez au moins un usager.")
+    territory_id = motif.organisation.territory_id
+    if any(usager.territory_id != territory_id for usager in usagers):
+        raise BookingError("Un des usagers choisis n'appartient pas à ce territoire.")
+
+
+def _lock_agents(agent_ids: list[int]) -> None:
+    """Serialise bookings per agent: row locks on PostgreSQL, the database write lock on SQLite.
+
+    Taken before the overlap check, so two simultaneous bookings of one agent run one after the other and the
+    second sees the first. Locks are taken in id order so that multi-agent bookings cannot deadlock.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite" and not connection.connection.driver_connection.in_transaction:
+        # A deferred transaction would read first and fail to upgrade; IMMEDIATE takes the write lock now.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    for agent_id in sorted(set(agent_ids)):
+        db.session.execute(
+            update(Agent).where(Agent.id == agent_id).values(booking_version=Agent.booking_version + 1),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def _conflicts(agents: list[Agent], starts_at: datetime, ends_at: datetime, exclude_rdv_id: int | None,
+               tz: ZoneInfo) -> str:
+    """A French sentence naming who is already busy, or an empty string."""
+    query = (
+        select(RdvAgent.agent_id, RdvAgent.starts_at, RdvAgent.ends_at)
+        .where(
+            RdvAgent.agent_id.in_([agent.id for agent in agents]),
+            RdvAgent.live.is_(True),
+            RdvAgent.starts_at < ends_at,
+            RdvAgent.ends_at > starts_at,
+            RdvAgent.starts_at > starts_at - MAX_DURATION,
+        )
+        .order_by(RdvAgent.starts_at)
+    )
+    if exclude_rdv_id is not None:
+        query = query.where(RdvAgent.rdv_id != exclude_rdv_id)
+    rows = db.session.execute(query).all()
+    if not rows:
+        return ""
+    names = {agent.id: agent.full_name for agent in agents}
+    busy = rows[0]
+    return (f"{names[busy.agent_id]} a déjà un rendez-vous de {local_time(busy.starts_at, tz)} "
+            f"à {local_time(busy.ends_at, tz)} sur ce créneau.")

@@ -1,0 +1,46 @@
+from datetime import date
+
+from wtforms import BooleanField, DateField, EmailField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
+
+from lapins.forms import Form, int_or_zero
+from lapins.phones import InvalidPhone, normalize_mobile
+
+
+class UsagerForm(Form):
+    organisation_id = SelectField("Organisation", coerce=int_or_zero)
+    first_name = StringField("Prénom", validators=[DataRequired("Saisissez le prénom."), Length(max=80, message="80 caractères au plus.")])
+    last_name = StringField("Nom", validators=[DataRequired("Saisissez le nom."), Length(max=80, message="80 caractères au plus.")])
+    birth_date = DateField("Date de naissance", validators=[Optional()], format="%Y-%m-%d",
+                           render_kw={"type": "date"})
+    phone = StringField("Téléphone mobile", validators=[Optional(), Length(max=30, message="Numéro de téléphone trop long.")])
+    email = EmailField("Adresse électronique", validators=[
+        Optional(), Email("Adresse électronique invalide (exemple : nom@exemple.fr)."), Length(max=254),
+    ])
+    sms_consent = BooleanField("Accepte de recevoir des SMS (rappels de rendez-vous)")
+    email_consent = BooleanField("Accepte de recevoir des courriels")
+
+    def __init__(self, *args, territory_number: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.territory_number = territory_number
+        self.phone_e164: str | None = None
+
+    def validate_birth_date(self, field):
+        if field.data and not date(1900, 1, 1) <= field.data <= date.today():
+            raise ValidationError("La date de naissance doit être passée (et postérieure à 1900).")
+
+    def validate_phone(self, field):
+        self.phone_e164 = None
+        if field.data and field.data.strip():
+            try:
+                self.phone_e164 = normalize_mobile(field.data, self.territory_number)
+            except InvalidPhone as error:
+                raise ValidationError(str(error)) from None
+
+    def validate_sms_consent(self, field):
+        if field.data and not (self.phone.data or "").strip():
+            raise ValidationError("Saisissez un numéro de mobile pour envoyer des SMS.")
+
+    def validate_email_consent(self, field):
+        if field.data and not (self.email.data or "").strip():
+            raise ValidationError("Saisissez une adresse électronique pour envoyer des courriels.")

@@ -1,0 +1,77 @@
+"""The base of every form: Flask-WTF (CSRF included) with WTForms' own messages in French."""
+from flask_wtf import FlaskForm
+from wtforms import DateField, TimeField
+from wtforms.i18n import get_translations
+from wtforms.validators import StopValidation, ValidationError
+
+FIRST_YEAR, LAST_YEAR = 2000, 2099
+
+
+class Form(FlaskForm):
+    class Meta:
+        locales = ("fr_FR", "fr")
+
+        def get_translations(self, form):
+            return get_translations(self.locales)
+
+
+def int_or_zero(value) -> int:
+    """Coerce a posted id; junk becomes 0, an id that no scope contains, so the view's French message applies."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class BlankIsMissing:
+    """An empty input means "not given" (for Given/Optional to judge), not "badly formatted"."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and not valuelist[0].strip():
+            self.data = None
+            return
+        super().process_formdata([value.strip() for value in valuelist])
+
+
+class DayField(BlankIsMissing, DateField):
+    """A date sent by a date picker (AAAA-MM-DD) or typed as JJ/MM/AAAA."""
+
+    def __init__(self, label: str, validators=None, **kwargs) -> None:
+        super().__init__(
+            label, validators, format=["%Y-%m-%d", "%d/%m/%Y"],
+            invalid_value_message="Saisissez une date valide (exemple : 05/01/2026).", **kwargs,
+        )
+
+
+class HourField(BlankIsMissing, TimeField):
+    """A local wall-clock time sent by a time picker (HH:MM) or typed as 9h30."""
+
+    def __init__(self, label: str, validators=None, **kwargs) -> None:
+        super().__init__(
+            label, validators, format=["%H:%M", "%Hh%M", "%H:%M:%S", "%Hh"],
+            invalid_value_message="Saisissez une heure valide au format HH:MM (exemple : 09:00).", **kwargs,
+        )
+
+
+class Given:
+    """Like DataRequired, but keeps the field's "invalid format" message instead of replacing it by "missing"."""
+
+    field_flags = {"required": True}
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __call__(self, form, field) -> None:
+        if field.process_errors:
+            raise StopValidation()
+        if field.data is None:
+            raise StopValidation(self.message)
+
+
+def within_years(form, field) -> None:
+    if field.data is not None and not FIRST_YEAR <= field.data.year <= LAST_YEAR:
+        raise ValidationError(f"Saisissez une date entre {FIRST_YEAR} et {LAST_YEAR}.")

@@ -1,0 +1,196 @@
+"""An agent's day with the agenda in a real browser: see the week, book from a free slot, drag, cancel."""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from lapins import slots
+from lapins.models import Lieu, Motif, Rdv, RdvStatus, Role
+from tests import factories
+from tests.browser.conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.browser
+
+PARIS = ZoneInfo("Europe/Paris")
+PASSWORD = factories.PASSWORD
+
+
+def working_tuesday() -> date:
+    """A Tuesday of a coming week that is not a public holiday (the browser runs on the real clock)."""
+    day = date.today() + timedelta(days=8 - date.today().weekday())
+    while day in slots.public_holidays(None, {day.year}):
+        day += timedelta(days=7)
+    return day
+
+
+def at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), tzinfo=PARIS).astimezone(timezone.utc)
+
+
+@pytest.fixture()
+def clinic(live_db):
+    """Claire Martin consults at Centre PMI Belleville, weekdays 09:00–12:00; Awa Diallo is booked Tuesday 09:00."""
+    tuesday = working_tuesday()
+    organisation = factories.OrganisationFactory(territory__timezone="Europe/Paris", territory__number="75")
+    lieu = factories.LieuFactory(organisation=organisation, name="Centre PMI Belleville")
+    motif = factories.MotifFactory(organisation=organisation, name="Consultation nourrisson", duration_minutes=30,
+                                   color="#000091")
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT,
+                                   first_name="Claire", last_name="Martin", email="claire.martin@pmi.example.fr")
+    factories.AgentFactory(organisation=organisation, organisation__role=Role.SECRETARY,
+                           first_name="Nadia", last_name="Benali")
+    factories.PlageFactory(agent=agent, lieu=lieu, title="Consultations", first_day=tuesday - timedelta(days=8),
+                           motifs=[motif])
+    usager = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
+                                     first_name="Awa", last_name="Diallo")
+    baby = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
+                                   first_name="Léo", last_name="Bernard")
+    existing = factories.RdvFactory(motif=motif, lieu=lieu, starts_at=at(tuesday, 9), ends_at=at(tuesday, 9, 30),
+                                    agents=[agent], usagers=[usager])
+    ids = dict(agent=agent.id, lieu=lieu.id, motif=motif.id, baby=baby.id, existing=existing.id)
+    live_db.session.remove()
+    return type("Clinic", (), dict(tuesday=tuesday, email=agent.email, **ids))
+
+
+def log_in(page: Page, email: str) -> None:
+    page.goto("/connexion")
+    page.get_by_label("Adresse électronique").fill(email)
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Se connecter").click()
+    expect(page.locator("h1")).to_have_text("Mon agenda")
+
+
+def slot_point(page: Page, day: date, clock: str) -> tuple[float, float]:
+    """Screen coordinates of the middle of a time slot's first quarter-hour in a day column."""
+    column = page.locator(f"td.fc-timegrid-col[data-date='{day.isoformat()}']").bounding_box()
+    lane = page.locator(f"td.fc-timegrid-slot-lane[data-time='{clock}']").bounding_box()
+    return column["x"] + column["width"] / 2, lane["y"] + lane["height"] / 4
+
+
+def drag(page: Page, source, to: tuple[float, float]) -> None:
+    box = source.bounding_box()
+    start = (box["x"] + box["width"] / 2, box["y"] + 6)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0], start[1] + 10, steps=3)
+    page.mouse.move(to[0], to[1] - slot_height(page) / 4 + 6, steps=12)
+    page.mouse.up()
+
+
+def slot_height(page: Page) -> float:
+    return page.locator("td.fc-timegrid-slot-lane").first.bounding_box()["height"]
+
+
+def rdv_row(live_db, rdv_id: int) -> Rdv:
+    live_db.session.rollback()  # a fresh read of what the server wrote
+    return live_db.session.get(Rdv, rdv_id)
+
+
+def test_an_agent_books_moves_and_cancels_an_rdv_from_the_agenda(page: Page, clinic, live_db):
+    log_in(page, clinic.email)
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
+
+    existing = page.locator("a.fc-event", has_text="Awa Diallo — Consultation nourrisson")
+    expect(existing).to_be_visible()
+    expect(existing).to_contain_text("09:00")
+    plage = page.locator(f"td[data-date='{clinic.tuesday.isoformat()}'] .fc-bg-event.lapins-plage")
+    expect(plage).to_contain_text("Consultations — Centre PMI Belleville")
+    expect(page.locator(".lapins-liste").get_by_role("link", name="Awa Diallo")).to_be_visible()
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-semaine.png", full_page=True)
+
+    # A click on a free time opens the booking form at that time, agent and lieu filled in.
+    page.mouse.click(*slot_point(page, clinic.tuesday, "10:00:00"))
+    expect(page.locator("h1")).to_have_text("Nouveau rendez-vous")
+    expect(page.get_by_label("Heure de début")).to_have_value("10:00")
+    expect(page.get_by_label("Date")).to_have_value(clinic.tuesday.isoformat())
+    page.get_by_label("Rechercher un usager").fill("Bernard")
+    page.get_by_role("button", name="Rechercher").click()
+    page.get_by_role("link", name="Ajouter au rendez-vous").click()
+    page.locator("#motif_id").select_option(str(clinic.motif))
+    expect(page.locator("#lieu_id")).to_have_value(str(clinic.lieu))
+    page.get_by_role("button", name="Créer le rendez-vous").click()
+    expect(page.get_by_text("Le rendez-vous a été créé.")).to_be_visible()
+    booked_id = int(page.url.rsplit("/", 1)[1])
+    assert rdv_row(live_db, booked_id).starts_at == at(clinic.tuesday, 10)
+
+    # Drag it one hour later: the server stores the right instant.
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
+    booked = page.locator("a.fc-event", has_text="Léo Bernard")
+    expect(booked).to_contain_text("10:00")
+    drag(page, booked, slot_point(page, clinic.tuesday, "11:00:00"))
+    expect(page.locator("#agenda-annonce")).to_contain_text("Rendez-vous déplacé au")
+    expect(page.locator("#agenda-annonce")).to_contain_text("à 11h00")
+    assert rdv_row(live_db, booked_id).starts_at == at(clinic.tuesday, 11)
+    expect(page.locator("a.fc-event", has_text="Léo Bernard")).to_contain_text("11:00")
+    expect(page.locator("#liste-rdv tr", has_text="Léo Bernard")).to_contain_text("11h00 – 11h30")
+
+    # Dropped onto Awa's rdv: refused in a DSFR modal that offers the override; the rdv stays where it was.
+    drag(page, page.locator("a.fc-event", has_text="Léo Bernard"), slot_point(page, clinic.tuesday, "09:00:00"))
+    dialog = page.locator("#deplacement-modal")
+    expect(dialog).to_have_class(re.compile("fr-modal--opened"))
+    expect(dialog).to_contain_text("Claire Martin a déjà un rendez-vous de 09h00 à 09h30")
+    expect(dialog.get_by_role("button", name="Forcer le déplacement")).to_be_visible()
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-conflit.png")
+    dialog.get_by_role("button", name="Laisser à sa place").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("a.fc-event", has_text="Léo Bernard")).to_contain_text("11:00")
+    assert rdv_row(live_db, booked_id).starts_at == at(clinic.tuesday, 11)
+
+    # Cancel it from its page: the agenda shows it struck through.
+    page.locator("a.fc-event", has_text="Léo Bernard").click()
+    expect(page.locator("h1")).to_have_text("Consultation nourrisson")
+    page.get_by_role("button", name="Annuler le rendez-vous").click()
+    assert rdv_row(live_db, booked_id).status == RdvStatus.EXCUSED
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
+    cancelled = page.locator("a.fc-event.lapins-rdv--annule", has_text="Léo Bernard")
+    expect(cancelled).to_contain_text("Annulé par l'usager")
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-annule.png", full_page=True)
+
+
+def test_events_are_reachable_with_the_keyboard(page: Page, clinic):
+    log_in(page, clinic.email)
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}&vue=jour")
+    event = page.locator("a.fc-event", has_text="Awa Diallo")
+    expect(event).to_be_visible()
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('fc-event')"):
+            break
+    assert page.evaluate("document.activeElement.getAttribute('href')") == f"/rdvs/{clinic.existing}"
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-jour-focus.png")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Consultation nourrisson")
+
+
+def test_the_lieu_shows_its_agents_side_by_side(page: Page, clinic, live_db):
+    lieu = live_db.session.get(Lieu, clinic.lieu)
+    colleague = factories.AgentFactory(organisation=lieu.organisation, first_name="Inès", last_name="Morel")
+    factories.PlageFactory(agent=colleague, lieu=lieu, title="Pesées", first_day=clinic.tuesday, weekdays=0b0000010,
+                           start_time=time(14, 0), end_time=time(17, 0), motifs=[live_db.session.get(Motif, clinic.motif)])
+    live_db.session.remove()
+    log_in(page, clinic.email)
+    page.goto("/agenda/lieux")
+    page.get_by_role("link", name="Centre PMI Belleville").click()
+    page.get_by_label("Aller au").fill(clinic.tuesday.isoformat())
+    page.get_by_role("button", name="Afficher").click()
+    columns = page.locator(".lapins-colonne")
+    expect(columns).to_have_count(2)
+    expect(columns.nth(0)).to_contain_text("Claire Martin")
+    expect(columns.nth(0).locator("a.fc-event")).to_contain_text("Awa Diallo")
+    expect(columns.nth(1)).to_contain_text("Inès Morel")
+    expect(columns.nth(1).locator(".fc-bg-event.lapins-plage")).to_contain_text("Pesées")
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-lieu.png", full_page=True)
+
+    # Awa's rdv handed over to Inès by dropping it in her column at 14:00.
+    target = columns.nth(1).locator("td.fc-timegrid-slot-lane[data-time='14:00:00']").bounding_box()
+    column = columns.nth(1).locator("td.fc-timegrid-col[data-date]").bounding_box()
+    drag(page, columns.nth(0).locator("a.fc-event"), (column["x"] + column["width"] / 2, target["y"] + target["height"] / 4))
+    expect(page.locator("#agenda-annonce")).to_contain_text("à 14h00")
+    moved = rdv_row(live_db, clinic.existing)
+    assert [agent.full_name for agent in moved.agents] == ["Inès Morel"]
+    assert moved.starts_at == at(clinic.tuesday, 14)
+    expect(columns.nth(1).locator("a.fc-event")).to_contain_text("Awa Diallo")

@@ -1,0 +1,79 @@
+"""Agents find families by name or phone, create them with their children, and see their rdvs."""
+import pytest
+
+from lapins.models import Role, Usager
+from tests.conftest import csrf_token_from
+
+
+@pytest.fixture()
+def agent(factories):
+    organisation = factories.OrganisationFactory(territory__number="974", territory__timezone="Indian/Reunion")
+    return factories.AgentFactory(organisation=organisation, organisation__role=Role.SECRETARY)
+
+
+def form_data(client, path="/usagers/nouveau", **overrides):
+    data = {"csrf_token": csrf_token_from(client.get(path).get_data(as_text=True)), "first_name": "Maëlys",
+            "last_name": "Payet", "birth_date": "1994-05-12", "phone": "0692 12 34 56", "email": "",
+            "sms_consent": "y"}
+    data.update(overrides)
+    return data
+
+
+def test_a_usager_is_created_with_a_reunion_mobile_stored_in_e164(client, auth, agent, db):
+    auth.login(agent)
+    response = client.post("/usagers/nouveau", data=form_data(client))
+    assert response.status_code == 302
+    usager = db.session.scalar(db.select(Usager))
+    assert usager.phone == "+262692123456" and usager.sms_consent
+    assert usager.organisations[0].id == agent.roles[0].organisation_id
+
+
+def test_a_child_is_added_to_a_responsible_person(client, auth, agent, factories, db):
+    parent = factories.UsagerFactory(territory=agent.roles[0].organisation.territory,
+                                     organisations=[agent.roles[0].organisation])
+    auth.login(agent)
+    path = f"/usagers/nouveau?responsable={parent.id}"
+    response = client.post(path, data=form_data(client, path, first_name="Noé", phone="", sms_consent="",
+                                                 birth_date="2025-11-02"))
+    assert response.status_code == 302
+    db.session.refresh(parent)
+    assert [child.first_name for child in parent.relatives] == ["Noé"]
+    assert "Noé" in client.get(f"/usagers/{parent.id}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"phone": "0262 41 00 00"}, "pas un numéro de mobile"),
+    ({"phone": "12"}, "invalide"),
+    ({"first_name": ""}, "Saisissez le prénom"),
+    ({"last_name": "x" * 200}, "80 caractères au plus"),
+    ({"birth_date": "2090-01-01"}, "doit être passée"),
+    ({"birth_date": "pas une date"}, "date valide"),
+    ({"email": "pas-un-courriel", "email_consent": "y"}, "Adresse électronique invalide"),
+    ({"phone": "", "sms_consent": "y"}, "Saisissez un numéro de mobile"),
+])
+def test_bad_usager_input_is_refused_in_french_and_nothing_is_stored(client, auth, agent, db, overrides, message):
+    auth.login(agent)
+    response = client.post("/usagers/nouveau", data=form_data(client, **overrides))
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert db.session.query(Usager).count() == 0
+
+
+def test_search_by_name_or_phone_finds_only_usagers_of_ones_organisations(client, auth, agent, factories):
+    organisation = agent.roles[0].organisation
+    factories.UsagerFactory(territory=organisation.territory, organisations=[organisation], first_name="Léa",
+                            last_name="Hoarau", phone="+262692998877")
+    factories.UsagerFactory(first_name="Léa", last_name="Hoarau-Autre", organisations=[factories.OrganisationFactory()])
+    auth.login(agent)
+    by_name = client.get("/usagers?q=hoar").get_data(as_text=True)
+    assert "HOARAU Léa" in by_name and "HOARAU-AUTRE" not in by_name
+    assert "HOARAU Léa" in client.get("/usagers?q=0692 99 88 77").get_data(as_text=True)
+    assert "Aucun usager" in client.get("/usagers?q=%25").get_data(as_text=True)
+
+
+def test_a_usager_of_another_organisation_is_not_found(client, auth, agent, factories):
+    foreign = factories.UsagerFactory(organisations=[factories.OrganisationFactory()])
+    auth.login(agent)
+    assert client.get(f"/usagers/{foreign.id}").status_code == 404
+    assert client.get(f"/usagers/{foreign.id}/modifier").status_code == 404
+    assert client.get(f"/usagers/nouveau?responsable={foreign.id}").status_code == 404
