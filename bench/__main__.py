@@ -31,6 +31,10 @@ TARGETS = {  # figure: (comparison, target) — all "at most"
 }
 
 
+def number(value: int) -> str:
+    return f"{value:,}".replace(",", "\u202f")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
@@ -94,7 +98,7 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     database.reset(large_app)
     small_database.reset(small_app)
 
-    log(f"1/4 Deux départements identiques de {args.small_rdvs:,} rdvs : l'un restera petit, l'autre grandira")
+    log(f"1/4 Deux départements identiques de {number(args.small_rdvs)} rdvs : l'un restera petit, l'autre grandira")
     with small_app.app_context():
         small_territory = seeding.seed_departement(rdv_count=args.small_rdvs, progress=log.indented).territory_id
     with large_app.app_context():
@@ -104,7 +108,7 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
         figures["seed.small_seconds"] = round(time.perf_counter() - began, 1)
         figures["env.rdvs_small"] = rdv_count(db)
 
-        log(f"2/4 Historique du second porté à {args.large_rdvs:,} rdvs (semaines à venir inchangées)")
+        log(f"2/4 Historique du second porté à {number(args.large_rdvs)} rdvs (semaines à venir inchangées)")
         began = time.perf_counter()
         added = seeding.add_past_rdvs(territory_id, max(0, args.large_rdvs - figures["env.rdvs_small"]), log.indented)
         seconds = time.perf_counter() - began
@@ -181,12 +185,12 @@ def first_available_figures(full: dict) -> dict:
 
 
 def growth_figures(small: dict, large: dict) -> dict:
-    s, l = small["search"], large["search"]
+    small_search, large_search = small["search"], large["search"]
     return {
-        "slots.growth.small_p50_ms": s["p50_ms"], "slots.growth.small_p95_ms": s["p95_ms"],
-        "slots.growth.large_p50_ms": l["p50_ms"], "slots.growth.large_p95_ms": l["p95_ms"],
-        "slots.growth_ratio": round(l["p50_ms"] / s["p50_ms"], 2),
-        "slots.growth_ratio_p95": round(l["p95_ms"] / s["p95_ms"], 2),
+        "slots.growth.small_p50_ms": small_search["p50_ms"], "slots.growth.small_p95_ms": small_search["p95_ms"],
+        "slots.growth.large_p50_ms": large_search["p50_ms"], "slots.growth.large_p95_ms": large_search["p95_ms"],
+        "slots.growth_ratio": round(large_search["p50_ms"] / small_search["p50_ms"], 2),
+        "slots.growth_ratio_p95": round(large_search["p95_ms"] / small_search["p95_ms"], 2),
     }
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from bench.measure import elapsed_ms, now_ns, summary
 from lapins.extensions import db
-from lapins.models import Agent, AgentRole, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
+from lapins.models import Agent, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
 from lapins.seeding import DEPARTEMENT_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +64,8 @@ def busiest_agents(territory_id: int, count: int, monday: date, tz) -> list[Agen
 class Gunicorn:
     """gunicorn serving the app on 127.0.0.1 against the benchmark database, for the duration of a `with`."""
 
-    def __init__(self, database_url: str, config: ServerConfig, log, redis_url: str | None = None):
-        self.database_url, self.config, self.log, self.redis_url = database_url, config, log, redis_url
+    def __init__(self, database_url: str, config: ServerConfig, redis_url: str | None = None):
+        self.database_url, self.config, self.redis_url = database_url, config, redis_url
         self.port = _free_port()
         self.process: subprocess.Popen | None = None
 
@@ -189,24 +189,27 @@ def bench_agenda_week(database_url: str, territory_id: int, clients: int, reques
     today = utcnow().astimezone(tz).date()
     monday = today - timedelta(days=today.weekday()) + timedelta(weeks=1)  # next week: the fullest one
     agents = busiest_agents(territory_id, clients, monday, tz)
+    if not agents:
+        raise RuntimeError(f"aucun agent n'a de rdv la semaine du {monday:%d/%m/%Y} : rien à mesurer")
     for agent in agents:
         _ = agent.email
     db.session.rollback()
     # FullCalendar asks with the territory's wall-clock times (no offset); the API reads them in territory.tz.
     week_query = urlencode({"start": f"{monday.isoformat()}T00:00:00",
                             "end": f"{(monday + timedelta(days=7)).isoformat()}T00:00:00"})
-    with Gunicorn(database_url, config, log, redis_url) as server:
+    with Gunicorn(database_url, config, redis_url) as server:
         log(f"gunicorn prêt sur 127.0.0.1:{server.port} ({config.workers} processus × {config.threads} fils)")
         alone, _ = run_clients(server.port, agents[:1], week_query, requests_each, warmup_each, log)
         results, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log)
     latencies = [value for result in results for value in result.latencies_ms]
-    errors = [error for result in results + alone for error in result.errors]
+    concurrent_errors = [error for result in results for error in result.errors]
+    errors = concurrent_errors + alone[0].errors
     events = sorted(result.events_seen for result in results)
     single = summary(alone[0].latencies_ms)
     return {
         **summary(latencies),
         "single_client_p50_ms": single["p50_ms"], "single_client_p95_ms": single["p95_ms"],
-        "clients": len(agents), "requests": len(latencies) + len(errors), "errors": len(errors),
+        "clients": len(agents), "requests": len(latencies) + len(concurrent_errors), "errors": len(errors),
         "error_kinds": sorted(set(errors)), "throughput_rps": round(len(latencies) / wall, 1) if wall else None,
         "events_per_week_median": events[len(events) // 2] if events else 0, "week": monday.isoformat(),
         "config": config.as_dict(),

@@ -18,22 +18,21 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import accumulate
 from datetime import date, datetime, time, timedelta, timezone
+from itertools import accumulate
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, text
 from werkzeug.security import generate_password_hash
 
 from lapins.extensions import db
-from lapins.slots import public_holidays
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Role,
     Territory, Usager,
 )
 from lapins.models.plages import plage_motifs
-from lapins.models.rdvs import rdv_usagers
 from lapins.models.usagers import usager_organisations
+from lapins.slots import public_holidays
 
 DEPARTEMENT_RDVS = 200_000
 DEMO_PASSWORD = "lapins-demo-2026"
@@ -108,7 +107,8 @@ CHILDREN = [
 SURNAMES = [
     "Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy", "Moreau", "Simon",
     "Laurent", "Lefebvre", "Michel", "Garcia", "David", "Bertrand", "Roux", "Vincent", "Fournier", "Morel", "Girard",
-    "André", "Mercier", "Dupont", "Lambert", "Bonnet", "François", "Martinez", "Legrand", "Garnier", "Faure", "Rousseau",
+    "André", "Mercier", "Dupont", "Lambert", "Bonnet", "François", "Martinez", "Legrand", "Garnier", "Faure",
+    "Rousseau",
     "Blanc", "Guérin", "Muller", "Henry", "Roussel", "Nicolas", "Perrin", "Diallo", "Traoré", "Benali", "Haddad",
     "Nguyen", "Da Silva", "Lopes", "Kone", "Belkacem", "Mendy", "Rahmani", "Camara", "Dumont", "Lemaire", "Carpentier",
     "Lefèvre", "Delattre", "Vandamme", "Duhamel", "Desmet", "Verhaeghe", "Leclercq", "Dewitte", "Caron", "Wallart",
@@ -140,8 +140,10 @@ NORD_SECTORS = {
     "Douaisis": [("59500", "Douai"), ("59119", "Waziers"), ("59450", "Sin-le-Noble"), ("59552", "Lambres-lez-Douai"),
                  ("59286", "Roost-Warendin"), ("59287", "Guesnain")],
     "Valenciennois": [("59300", "Valenciennes"), ("59410", "Anzin"), ("59220", "Denain"),
-                      ("59230", "Saint-Amand-les-Eaux"), ("59163", "Condé-sur-l'Escaut"), ("59282", "Douchy-les-Mines")],
-    "Cambrésis": [("59400", "Cambrai"), ("59540", "Caudry"), ("59360", "Le Cateau-Cambrésis"), ("59157", "Beauvois-en-Cambrésis"),
+                      ("59230", "Saint-Amand-les-Eaux"), ("59163", "Condé-sur-l'Escaut"),
+                      ("59282", "Douchy-les-Mines")],
+    "Cambrésis": [("59400", "Cambrai"), ("59540", "Caudry"), ("59360", "Le Cateau-Cambrésis"),
+                  ("59157", "Beauvois-en-Cambrésis"),
                   ("59241", "Masnières"), ("59267", "Proville")],
     "Avesnois": [("59600", "Maubeuge"), ("59620", "Aulnoye-Aymeries"), ("59440", "Avesnes-sur-Helpe"),
                  ("59610", "Fourmies"), ("59330", "Hautmont"), ("59570", "Bavay")],
@@ -156,8 +158,18 @@ AFTERNOONS = [(time(13, 30), time(17, 0)), (time(14, 0), time(17, 30)), (time(13
 # Small helpers
 # --------------------------------------------------------------------------------------------------------------------
 
+def _number(value: int) -> str:
+    """French thousands separator (narrow no-break space) for messages."""
+    return f"{value:,}".replace(",", "\u202f")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s".replace(".", ",")
+
+
 def _ascii(value: str) -> str:
-    return unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower().replace(" ", "-").replace("'", "")
+    plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    return plain.lower().replace(" ", "-").replace("'", "")
 
 
 def _monday(day: date) -> date:
@@ -337,7 +349,8 @@ def _bookings(plan: _Plan, slots: list[_Slot], now: datetime, rng: random.Random
         status = rng.choices(statuses, cum_weights=weights)[0]
         yield _booking(plan, slot, starts_at, ends_at, status, now, rng)
         if status.is_cancelled and rng.random() < 0.5:
-            replacement = RdvStatus.UNKNOWN if starts_at >= now else rng.choices(PAST_STATUSES[0], cum_weights=PAST_STATUSES[1])[0]
+            past = rng.choices(PAST_STATUSES[0], cum_weights=PAST_STATUSES[1])[0]
+            replacement = RdvStatus.UNKNOWN if starts_at >= now else past
             if not replacement.is_cancelled:
                 yield _booking(plan, slot, starts_at, ends_at, replacement, now, rng)
 
@@ -547,14 +560,15 @@ def _seed_demo_territory(spec: dict, now: datetime, rng: random.Random, password
 
 def _demo_absences(number: str, agents: dict[str, Agent], today: date) -> None:
     monday = _monday(today)
+    training_day, last_thursday = monday + timedelta(weeks=2, days=1), monday - timedelta(days=4)
     if number == "92":
         db.session.add_all([
             Absence(agent=agents["Lambert"], title="Congés", first_day=monday + timedelta(weeks=3),
                     last_day=monday + timedelta(weeks=3, days=4), start_time=time(0), end_time=time(23, 59)),
-            Absence(agent=agents["Lefèvre"], title="Formation vaccination", first_day=monday + timedelta(weeks=2, days=1),
-                    last_day=monday + timedelta(weeks=2, days=1), start_time=time(8), end_time=time(18)),
-            Absence(agent=agents["Moreau"], title="Formation allaitement", first_day=monday - timedelta(weeks=1, days=-3),
-                    last_day=monday - timedelta(weeks=1, days=-3), start_time=time(8), end_time=time(18)),
+            Absence(agent=agents["Lefèvre"], title="Formation vaccination", first_day=training_day,
+                    last_day=training_day, start_time=time(8), end_time=time(18)),
+            Absence(agent=agents["Moreau"], title="Formation allaitement", first_day=last_thursday,
+                    last_day=last_thursday, start_time=time(8), end_time=time(18)),
             Absence(agent=agents["Benali"], title="Staff périnatalité", first_day=monday - timedelta(weeks=4),
                     last_day=None, start_time=time(9), end_time=time(10), weekdays=_weekday_bits(1), every_n_weeks=2),
         ])
@@ -589,15 +603,19 @@ def _demo_rdvs(territory: Territory, first_day: date, today: date, now: datetime
     for week in weeks:
         occupancy = 0.7 if week < 0 else future_occupancy(week) * 0.9
         slots += _week_slots(plan, _monday(today) + timedelta(weeks=week), occupancy, rng)
-    for booking in _bookings(plan, slots, now, rng):
-        rdv = Rdv(organisation_id=booking.organisation_id, motif_id=booking.motif_id, lieu_id=booking.lieu_id,
-                  starts_at=booking.starts_at, ends_at=booking.ends_at, status=booking.status,
-                  created_by_id=booking.created_by_id, created_at=booking.created_at,
-                  updated_at=booking.cancelled_at or booking.created_at, cancelled_at=booking.cancelled_at,
-                  cancelled_by_id=booking.cancelled_by_id, cancel_reason=booking.cancel_reason,
-                  usagers=[db.session.get(Usager, usager_id) for usager_id in booking.usager_ids])
-        rdv.set_agents([db.session.get(Agent, booking.agent_id)])
-        db.session.add(rdv)
+    usagers = {usager.id: usager for usager in db.session.scalars(select(Usager).where(Usager.territory == territory))}
+    agents = {agent.id: agent for agent in db.session.scalars(select(Agent).where(Agent.id.in_(
+        {plage.agent_id for plage in plan.plages})))}
+    with db.session.no_autoflush:
+        for booking in _bookings(plan, slots, now, rng):
+            rdv = Rdv(organisation_id=booking.organisation_id, motif_id=booking.motif_id, lieu_id=booking.lieu_id,
+                      starts_at=booking.starts_at, ends_at=booking.ends_at, status=booking.status,
+                      created_by_id=booking.created_by_id, created_at=booking.created_at,
+                      updated_at=booking.cancelled_at or booking.created_at, cancelled_at=booking.cancelled_at,
+                      cancelled_by_id=booking.cancelled_by_id, cancel_reason=booking.cancel_reason,
+                      usagers=[usagers[usager_id] for usager_id in booking.usager_ids])
+            rdv.set_agents([agents[booking.agent_id]])
+            db.session.add(rdv)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -615,8 +633,8 @@ class DepartementReport:
     def __str__(self) -> str:
         if self.message:
             return self.message
-        lines = [f"Département {DEPARTEMENT_NUMBER} généré en {self.seconds:.1f} s :"]
-        lines += [f"  {label:<28} {value:>10,}".replace(",", "\u202f") for label, value in self.counts.items()]
+        lines = [f"Département {DEPARTEMENT_NUMBER} généré en {_seconds(self.seconds)} :"]
+        lines += [f"  {label:<28} {_number(value):>10}" for label, value in self.counts.items()]
         if self.history_from:
             lines.append(f"  historique depuis le {self.history_from:%d/%m/%Y}")
         lines.append(f"  mot de passe de tous les agents : {DEPARTEMENT_PASSWORD}")
@@ -635,7 +653,8 @@ def seed_departement(rdv_count: int = DEPARTEMENT_RDVS, progress: Progress = pri
     now = now or datetime.now(UTC)
     existing = db.session.scalar(select(Territory).where(Territory.number == DEPARTEMENT_NUMBER))
     if existing is not None:
-        return DepartementReport(existing.id, {}, 0.0, message=f"Le département {DEPARTEMENT_NUMBER} existe déjà : rien à faire.")
+        return DepartementReport(existing.id, {}, 0.0,
+                                 message=f"Le département {DEPARTEMENT_NUMBER} existe déjà : rien à faire.")
     rng = random.Random(seed)
     territory = _build_structure(rng, now, organisations, agents, progress)
     _build_usagers(territory, rng, now, usagers, progress)
@@ -648,7 +667,7 @@ def seed_departement(rdv_count: int = DEPARTEMENT_RDVS, progress: Progress = pri
     db.session.commit()
     _analyze()
     counts = departement_counts(territory.id)
-    progress(f"Terminé : {counts['rdvs']:,} rdvs en {clock.perf_counter() - started:.1f} s.")
+    progress(f"Terminé : {_number(counts['rdvs'])} rdvs en {_seconds(clock.perf_counter() - started)}.")
     return DepartementReport(territory.id, counts, clock.perf_counter() - started, history_from)
 
 
@@ -705,7 +724,8 @@ def departement_counts(territory_id: int) -> dict[str, int]:
         "agents": count(select(Agent.id).where(Agent.id.in_(agent_ids))),
         "lieux": count(select(Lieu.id).where(Lieu.organisation_id.in_(organisation_ids))),
         "motifs": count(select(Motif.id).where(Motif.organisation_id.in_(organisation_ids))),
-        "plages d'ouverture": count(select(PlageOuverture.id).where(PlageOuverture.organisation_id.in_(organisation_ids))),
+        "plages d'ouverture": count(select(PlageOuverture.id)
+                                    .where(PlageOuverture.organisation_id.in_(organisation_ids))),
         "absences": count(select(Absence.id).where(Absence.agent_id.in_(agent_ids))),
         "usagers": count(select(Usager.id).where(Usager.territory_id == territory_id)),
         "rdvs": count(select(Rdv.id).where(Rdv.organisation_id.in_(organisation_ids))),
@@ -853,7 +873,8 @@ class _RdvWriter:
         if self.written - self.reported >= 50_000 or self.written == self.expected:
             self.reported = self.written
             rate = self.written / max(clock.perf_counter() - self.started, 1e-6)
-            self.progress(f"  rdvs : {self.written:,} / {self.expected:,} ({rate:,.0f} par seconde)")
+            self.progress(f"  rdvs : {_number(self.written)} / {_number(self.expected)} "
+                          f"({_number(round(rate))} par seconde)")
 
     def _rows(self, bookings: list[_Booking]) -> tuple[list, list, list]:
         rdvs, links, attendees = [], [], []
@@ -894,7 +915,8 @@ def _sync_sequence(table) -> None:
 
 def _analyze() -> None:
     """Fresh planner statistics: a bulk load leaves the query planner guessing until autovacuum passes."""
-    db.session.execute(text("ANALYZE"))
+    for table in ("rdvs", "rdv_agents", "rdv_usagers", "usagers", "usager_organisations", "plages_ouverture"):
+        db.session.execute(text(f"ANALYZE {table}"))
     db.session.commit()
 
 
@@ -947,7 +969,8 @@ def _add_departement_agent(organisation, lieux, motifs, position, number, rng, p
         return
     profession = MED if role is Role.ADMIN else rng.choice(PROFESSION_MIX)
     home_lieux = rng.sample(lieux, 2)
-    half_days = rng.sample([(day, half) for day in range(5) for half in range(2)], 2 if role is Role.ADMIN else rng.randint(3, 5))
+    weekly = 2 if role is Role.ADMIN else rng.randint(3, 5)
+    half_days = rng.sample([(day, half) for day in range(5) for half in range(2)], weekly)
     for day, half in half_days:
         _add_plage(organisation, agent, rng.choice(home_lieux), motifs, profession, day, half, rng, first_day, last_day)
     if rng.random() < 0.10:
@@ -1036,4 +1059,4 @@ def _build_usagers(territory: Territory, rng: random.Random, now: datetime, coun
     for offset in range(0, len(memberships), CHUNK_SIZE):
         sink.insert("usager_organisations", ("usager_id", "organisation_id"), memberships[offset: offset + CHUNK_SIZE])
     _sync_sequence(Usager.__table__)
-    progress(f"Usagers : {len(usagers):,}.")
+    progress(f"Usagers : {_number(len(usagers))}.")

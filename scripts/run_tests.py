@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """`make test`: the whole suite with real servers, on PostgreSQL then on SQLite.
 
 Starts one PostgreSQL and one Redis server for the run (tests/services.py), then runs pytest twice:

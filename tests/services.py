@@ -67,24 +67,11 @@ def wait_for(check, what: str, timeout: float = START_TIMEOUT_SECONDS, log: Path
     raise ServiceUnavailable(f"{what} did not start within {timeout:.0f} s\n{tail}")
 
 
-def dying_with_this_process(signal_number: int = signal.SIGTERM):
-    """preexec_fn for Popen: the child gets `signal_number` when this process dies, even by SIGKILL, so that a
-    killed test run leaves no server behind. It runs after the switch of user (which would reset the setting)
-    and may not be able to import anything then: libc is loaded here, beforehand."""
-    parent = os.getpid()
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (ImportError, OSError):
-        return None  # not Linux: the servers are still stopped by the normal teardown
-
-    def preexec() -> None:
-        prctl(1, signal_number)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
+def dying_with_this_process(command: list[str], signal_name: str = "TERM") -> list[str]:
+    """The command, made to receive SIG`signal_name` when this process dies, even by SIGKILL, so that a killed
+    test run leaves no server behind (util-linux's setpriv; without it, only the normal teardown stops it)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, f"--pdeathsig={signal_name}", "--", *command] if setpriv else command
 
 
 def chromium_executable() -> str:
@@ -182,18 +169,20 @@ class PostgresServer:
         data = self.directory / "data"
         done = subprocess.run(
             [str(self.bin_dir / "initdb"), "-D", str(data), "-U", self.user, "-A", "trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-sync"], capture_output=True, text=True, **self._as_owner())
+             "--locale=C.UTF-8", "--no-sync"], capture_output=True, text=True, check=False, **self._as_owner())
         if done.returncode != 0:
             raise ServiceUnavailable(f"initdb failed:\n{done.stdout}\n{done.stderr}")
         log = self.directory / "server.log"
         # The postmaster runs in the foreground, as our child: SIGQUIT (immediate shutdown) when we die.
         with log.open("w") as output:
             self.process = subprocess.Popen(
-                [str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port),
-                 "-c", f"listen_addresses={self.host}", "-c", f"unix_socket_directories={self.directory}",
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                dying_with_this_process(
+                    [str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port),
+                     "-c", f"listen_addresses={self.host}", "-c", f"unix_socket_directories={self.directory}",
+                     "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                    "QUIT"),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=dying_with_this_process(signal.SIGQUIT), **self._as_owner(),
+                **self._as_owner(),
             )
         databases = PostgresDatabases(self.admin_url)
         wait_for(lambda: self.process.poll() is None and databases.is_up(), "PostgreSQL", log=log)
@@ -246,10 +235,12 @@ class PostgresDatabases:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def is_up(self) -> bool:
+        import psycopg
+
         try:
             with self._connect():
                 return True
-        except Exception:
+        except psycopg.Error:
             return False
 
 
@@ -279,11 +270,11 @@ class RedisServer:
     def _start(self) -> None:
         log = self.directory / "redis.log"
         self.process = subprocess.Popen(
-            [self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory),
-             "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-             "--logfile", str(log), "--pidfile", str(self.directory / "redis.pid")],
+            dying_with_this_process(
+                [self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory),
+                 "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+                 "--logfile", str(log), "--pidfile", str(self.directory / "redis.pid")]),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=dying_with_this_process(),
         )
         wait_for(lambda: self.process.poll() is None and redis_ping(self.url()), "Redis", log=log)
 

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -40,12 +41,12 @@ def lapins_env(**settings: str) -> dict[str, str]:
 
 def flask(*args: str, **settings: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flask", "--app", "lapins", *args], cwd=ROOT,
-                          env=lapins_env(**settings), capture_output=True, text=True, timeout=60)
+                          env=lapins_env(**settings), capture_output=True, text=True, timeout=60, check=False)
 
 
 def python(code: str, **settings: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=lapins_env(**settings),
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def last_line(text: str) -> str:
@@ -94,9 +95,9 @@ def test_database_url_and_celery_broker_url_choose_where_data_and_jobs_go(tmp_pa
                   CELERY_BROKER_URL=f"sqla+sqlite:///{broker}")
 
     assert done.returncode == 0, done.stderr
-    with sqlite3.connect(data) as connection:
+    with closing(sqlite3.connect(data)) as connection:
         assert ("heartbeats",) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    with sqlite3.connect(broker) as connection:
+    with closing(sqlite3.connect(broker)) as connection:
         assert connection.execute("SELECT count(*) FROM kombu_message").fetchone() == (1,)
 
 
@@ -121,6 +122,15 @@ def test_database_url_switches_to_postgresql(postgres_url):
         assert "heartbeats" in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_postgres_url_as_hosting_platforms_write_it_works(postgres_url):
+    plain = postgres_url.replace("postgresql+psycopg://", "postgres://")
+
+    done = python(USE_DATABASE_AND_BROKER, DATABASE_URL=plain, CELERY_BROKER_URL="memory://")
+
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.redis

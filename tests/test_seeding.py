@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 import time_machine
@@ -9,9 +10,7 @@ from sqlalchemy import func, select
 
 from lapins import seeding
 from lapins.agenda.availability import covering_opening
-from lapins.models import (
-    Agent, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager,
-)
+from lapins.models import Agent, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
 from lapins.phones import normalize_mobile
 from tests.conftest import AuthActions
 
@@ -41,12 +40,12 @@ def test_every_demo_login_opens_the_agenda(demo, auth, app):
     for index, (email, password, role_label) in enumerate(demo):
         assert len(password) >= 12 and role_label
         actions = auth if index == 0 else AuthActions(app.test_client())
-        response = actions.login(Agent(email=email), password)
+        response = actions.login(SimpleNamespace(email=email), password)
         assert response.status_code == 302 and "/connexion" not in response.headers["Location"], email
 
 
 def test_a_wrong_demo_password_is_refused(demo, auth):
-    response = auth.login(Agent(email=demo[0][0]), "pas-le-bon-mot-de-passe")
+    response = auth.login(SimpleNamespace(email=demo[0][0]), "pas-le-bon-mot-de-passe")
     assert response.status_code == 422
 
 
@@ -86,10 +85,11 @@ def test_demo_rdvs_have_a_past_to_fill_in_and_a_future(demo, db):
 def test_demo_rdvs_keep_local_opening_hours_across_the_dst_change(demo, db):
     paris = territory(db, "92").tz
     rdvs = db.session.scalars(select(Rdv).join(Organisation).join(Territory).where(Territory.number == "92")).all()
-    after_change = [rdv for rdv in rdvs if rdv.starts_at > datetime(2026, 3, 29, 1, tzinfo=timezone.utc)]
-    assert after_change
-    local_starts = {rdv.starts_at.astimezone(paris).time() for rdv in rdvs}
-    assert min(local_starts) >= time(9) and max(local_starts) < time(17)
+    change = datetime(2026, 3, 29, 1, tzinfo=timezone.utc)
+    for side in ([rdv for rdv in rdvs if rdv.starts_at < change], [rdv for rdv in rdvs if rdv.starts_at > change]):
+        local_starts = {rdv.starts_at.astimezone(paris).time() for rdv in side}
+        # Plages open at 09:00 at the earliest and close at 17:00: a shifted hour would show on one side.
+        assert min(local_starts) == time(9) and max(local_starts) < time(17)
 
 
 def test_demo_rdvs_sit_inside_their_agents_openings_without_double_booking(demo, db):
@@ -147,7 +147,8 @@ def test_departement_is_reproducible_and_leaves_ids_usable(db):
         with time_machine.travel(FROZEN, tick=False):
             seeding.seed_departement(rdv_count=300, usagers=500, agents=30, organisations=3,
                                      progress=lambda message: None)
-        rows = db.session.execute(select(Rdv.starts_at, Rdv.motif_id, Rdv.status).order_by(Rdv.id)).all()
+        rows = db.session.execute(select(Rdv.starts_at, Motif.name, Rdv.status, Rdv.lieu_id.is_(None))
+                                  .join(Motif).order_by(Rdv.starts_at, Rdv.id)).all()
         return [tuple(row) for row in rows]
 
     first = seed_and_fingerprint()

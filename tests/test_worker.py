@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,11 @@ class CeleryStack:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> CeleryStack:
-        subprocess.run(
-            [sys.executable, "-c", "from lapins import create_app; from lapins.extensions import db; "
-             "app = create_app(); app.app_context().push(); db.create_all()"],
-            cwd=ROOT, env=self.env, check=True, capture_output=True,
-        )
+        create_tables = ("from lapins import create_app; from lapins.extensions import db; "
+                         "app = create_app(); app.app_context().push(); db.create_all()")
+        schema = subprocess.run([sys.executable, "-c", create_tables], cwd=ROOT, env=self.env, capture_output=True,
+                                text=True, check=False)
+        assert schema.returncode == 0, schema.stderr
         celery = [sys.executable, "-m", "celery", "-A", "worker"]
         self._spawn("worker", [*celery, "worker", "--loglevel=INFO", "--concurrency=2"])
         self._spawn("beat", [*celery, "beat", "--loglevel=INFO", "--schedule", str(self.directory / "beat-schedule")])
@@ -51,15 +52,15 @@ class CeleryStack:
     def _spawn(self, name: str, command: list[str]) -> None:
         with (self.directory / f"{name}.log").open("w") as log:
             self.processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=services.dying_with_this_process())
+                services.dying_with_this_process(command), cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
         for process in self.processes.values():
             services.stop_process(process)
 
     def heartbeat_names(self) -> list[str]:
-        with sqlite3.connect(self.database, timeout=30) as connection:
+        with closing(sqlite3.connect(self.database, timeout=30)) as connection:
             return [name for (name,) in connection.execute("SELECT name FROM heartbeats WHERE beat_at IS NOT NULL")]
 
     def wait_for_heartbeat(self, timeout: float = HEARTBEAT_TIMEOUT_SECONDS) -> list[str]:

@@ -36,8 +36,12 @@ NAV_SECTIONS = {
 @bp.app_context_processor
 def navigation() -> dict:
     from flask import request
+    from flask_login import current_user
 
-    return {"nav_items": lambda: NAV_ITEMS, "nav_current": NAV_SECTIONS.get(request.endpoint, request.endpoint)}
+    current = NAV_SECTIONS.get(request.endpoint, request.endpoint)
+    if request.endpoint == "agenda.agent_calendar" and (request.view_args or {}).get("agent_id") != getattr(current_user, "id", None):
+        current = None  # a colleague's agenda is not "Mon agenda"
+    return {"nav_items": lambda: NAV_ITEMS, "nav_current": current}
 
 
 from lapins.agenda import calendar, rdvs, schedule, usagers, views  # noqa: E402,F401
