@@ -51,6 +51,28 @@ class Config:
     VENDOR_DIR = Path(env_str("VENDOR_DIR", str(BASE_DIR / "node_modules")))
     PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:5000")
     LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+    # Signs the family links in SMS and emails (defaults to SECRET_KEY; set it to rotate one without the other).
+    LINK_SECRET_KEY = os.environ.get("LINK_SECRET_KEY") or None
+
+    # SMS: "console" keeps them in the dev inbox; "twilio" sends through Twilio's REST API.
+    SMS_BACKEND = env_str("SMS_BACKEND", "console")
+    TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "")
+    TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN", "")
+    TWILIO_BASE_URL = env_str("TWILIO_BASE_URL", "")  # another host for Twilio's API (tests: a loopback fake)
+    TWILIO_TIMEOUT_SECONDS = env_int("TWILIO_TIMEOUT_SECONDS", 10)
+    # Email: "console" keeps them in the dev inbox; "smtp" sends through MAIL_SERVER.
+    EMAIL_BACKEND = env_str("EMAIL_BACKEND", "console")
+    MAIL_SERVER = env_str("MAIL_SERVER", "localhost")
+    MAIL_PORT = env_int("MAIL_PORT", 25)
+    MAIL_USERNAME = env_str("MAIL_USERNAME", "")
+    MAIL_PASSWORD = env_str("MAIL_PASSWORD", "")
+    MAIL_SECURITY = env_str("MAIL_SECURITY", "none")  # none, starttls or tls
+    MAIL_FROM = env_str("MAIL_FROM", "Lapins <ne-pas-repondre@localhost>")
+    MAIL_TIMEOUT_SECONDS = env_int("MAIL_TIMEOUT_SECONDS", 15)
+    # The outbox: how many messages one worker task sends, and how long a send may hold its claim.
+    OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 50)
+    OUTBOX_CLAIM_LEASE_SECONDS = env_int("OUTBOX_CLAIM_LEASE_SECONDS", 120)
+    OUTBOX_DISPATCH_SECONDS = env_int("OUTBOX_DISPATCH_SECONDS", 60)  # how often the beat dispatches due messages
 
 
 class DevelopmentConfig(Config):
@@ -64,6 +86,8 @@ class TestingConfig(Config):
     SQLALCHEMY_DATABASE_URI = database_url(env_str("TEST_DATABASE_URL", "sqlite://"))
     CELERY_BROKER_URL = "memory://"
     CELERY_TASK_ALWAYS_EAGER = True
+    SMS_BACKEND = "console"
+    EMAIL_BACKEND = "console"
 
 
 class ProductionConfig(Config):

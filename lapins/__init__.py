@@ -33,6 +33,9 @@ def check_production_secrets(app: Flask) -> None:
 def configure_logging(app: Flask) -> None:
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # These log request URLs at DEBUG/INFO, which would put families' phone numbers in the logs.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("twilio").setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:
@@ -53,11 +56,13 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from lapins.agenda import bp as agenda_bp
     from lapins.auth import bp as auth_bp
+    from lapins.notifications.webhooks import bp as webhooks_bp
     from lapins.vendor import bp as vendor_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(agenda_bp)
     app.register_blueprint(vendor_bp)
+    app.register_blueprint(webhooks_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

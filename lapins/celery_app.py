@@ -23,7 +23,7 @@ def celery_init_app(app: Flask) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         timezone="UTC",
-        beat_schedule=beat_schedule(),
+        beat_schedule=beat_schedule(app.config),
         broker_connection_retry_on_startup=True,
     )
     celery.set_default()

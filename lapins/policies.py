@@ -9,7 +9,9 @@ from __future__ import annotations
 from flask import abort
 from sqlalchemy import Select, select
 
-from lapins.models import Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Usager
+from lapins.models import (
+    Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,
+)
 
 MANAGERS = {Role.ADMIN, Role.SECRETARY}
 
@@ -30,6 +32,8 @@ def _organisation_ids(target) -> set[int]:
         return {target.organisation_id}
     if isinstance(target, Absence):
         return target.agent.organisation_ids
+    if isinstance(target, Territory):  # a territory's figures: for those working in one of its organisations
+        return {organisation.id for organisation in target.organisations}
     raise TypeError(f"no policy for {type(target).__name__}")
 
 

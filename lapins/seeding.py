@@ -825,7 +825,7 @@ class _BulkSink:
 
 
 RDV_COLUMNS = ("id", "organisation_id", "motif_id", "lieu_id", "starts_at", "ends_at", "status", "created_by_id",
-               "created_at", "updated_at", "cancelled_at", "cancelled_by_id", "cancel_reason")
+               "created_at", "updated_at", "cancelled_at", "cancelled_by_id", "cancel_reason", "revision")
 RDV_AGENT_COLUMNS = ("rdv_id", "agent_id", "starts_at", "ends_at", "live")
 RDV_USAGER_COLUMNS = ("rdv_id", "usager_id")
 
@@ -886,7 +886,7 @@ class _RdvWriter:
             created_at, cancelled_at = instant(booking.created_at), instant(booking.cancelled_at)
             rdvs.append((rdv_id, booking.organisation_id, booking.motif_id, booking.lieu_id, starts_at, ends_at,
                          booking.status.value, booking.created_by_id, created_at, cancelled_at or created_at,
-                         cancelled_at, booking.cancelled_by_id, booking.cancel_reason))
+                         cancelled_at, booking.cancelled_by_id, booking.cancel_reason, 1 if cancelled_at else 0))
             links.append((rdv_id, booking.agent_id, starts_at, ends_at, booking.live))
             attendees += [(rdv_id, usager_id) for usager_id in booking.usager_ids]
         return rdvs, links, attendees

@@ -1,12 +1,14 @@
 """Background jobs. Every periodic job is declared once, in PERIODIC_JOBS: what runs, how often."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from celery import shared_task
 
 from lapins.extensions import db
 from lapins.models import Heartbeat, utcnow
+from lapins.notifications import tasks as notification_tasks  # noqa: F401  (registers the outbox tasks)
 
 
 @dataclass(frozen=True)
@@ -15,18 +17,26 @@ class PeriodicJob:
     task: str
     every_seconds: float
     expires_seconds: float | None = None
+    setting: str | None = None  # a setting that overrides every_seconds (expiry scales with it)
 
 
 PERIODIC_JOBS = [
     PeriodicJob("worker-heartbeat", "lapins.tasks.record_heartbeat", every_seconds=60, expires_seconds=55),
+    # Claims the messages that are due and hands them to the workers (lapins.notifications.outbox).
+    PeriodicJob("outbox-dispatch", "lapins.notifications.dispatch_due", every_seconds=60, expires_seconds=55,
+                setting="OUTBOX_DISPATCH_SECONDS"),
 ]
 
 
-def beat_schedule() -> dict:
-    return {
-        job.name: {"task": job.task, "schedule": job.every_seconds, "options": {"expires": job.expires_seconds}}
-        for job in PERIODIC_JOBS
-    }
+def beat_schedule(config: Mapping | None = None) -> dict:
+    schedule = {}
+    for job in PERIODIC_JOBS:
+        every, expires = job.every_seconds, job.expires_seconds
+        if config is not None and job.setting and config.get(job.setting):
+            every = float(config[job.setting])
+            expires = expires and expires * every / job.every_seconds
+        schedule[job.name] = {"task": job.task, "schedule": every, "options": {"expires": expires}}
+    return schedule
 
 
 @shared_task(name="lapins.tasks.record_heartbeat")

@@ -18,6 +18,9 @@ from lapins import create_app
 from lapins.extensions import db as _db
 from tests import services
 
+# Loopback stand-ins of Twilio's API and of an SMTP server, with their fixtures.
+pytest_plugins = ["tests.fakes.twilio", "tests.fakes.smtp"]
+
 
 @pytest.fixture(scope="session")
 def app():

@@ -35,13 +35,15 @@ NAV_SECTIONS = {
 
 @bp.app_context_processor
 def navigation() -> dict:
-    from flask import request
+    from flask import has_request_context, request
     from flask_login import current_user
 
+    if not has_request_context():  # e-mails rendered by the worker have no navigation
+        return {}
     current = NAV_SECTIONS.get(request.endpoint, request.endpoint)
     if request.endpoint == "agenda.agent_calendar" and (request.view_args or {}).get("agent_id") != getattr(current_user, "id", None):
         current = None  # a colleague's agenda is not "Mon agenda"
     return {"nav_items": lambda: NAV_ITEMS, "nav_current": current}
 
 
-from lapins.agenda import calendar, rdvs, schedule, usagers, views  # noqa: E402,F401
+from lapins.agenda import calendar, messages, rdvs, schedule, usagers, views  # noqa: E402,F401

@@ -9,7 +9,9 @@ from sqlalchemy import select, update
 from lapins.agenda import availability
 from lapins.extensions import db
 from lapins.formatting import local_time
-from lapins.models import Agent, Lieu, LocationType, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
+from lapins.models import Agent, Lieu, LocationType, MessageKind, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
+from lapins.notifications import outbox
+from lapins.notifications.tasks import kick
 
 MAX_DURATION = timedelta(hours=12)
 KEEP = object()  # "leave this attribute as it is" when moving an rdv
@@ -76,7 +78,10 @@ def cancel_rdv(*, actor: Agent, rdv: Rdv, status: RdvStatus, reason: str | None)
     rdv.cancelled_at = utcnow()
     rdv.cancelled_by_id = actor.id
     rdv.cancel_reason = (reason or "").strip() or None
+    rdv.revision += 1
+    planned = outbox.plan_for_rdv(rdv, MessageKind.CANCELLED)
     db.session.commit()
+    _dispatch_now(planned)
     return rdv
 
 
@@ -86,10 +91,25 @@ def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
         raise BookingError("Statut inconnu.")
     if status != RdvStatus.UNKNOWN and rdv.starts_at > utcnow():
         raise BookingError("Ce rendez-vous n'a pas encore commencé : il ne peut pas être marqué vu ou absent.")
-    if rdv.status.is_cancelled:
-        rdv.cancelled_at = rdv.cancelled_by_id = rdv.cancel_reason = None
-    rdv.status = status
-    db.session.commit()
+    planned = []
+    try:
+        if rdv.status.is_cancelled:
+            # Restoring a cancelled rdv books its slot again: the same guarantee as any booking.
+            _lock_agents([agent.id for agent in rdv.agents])
+            conflicts = _conflicts(rdv.agents, rdv.starts_at, rdv.ends_at, exclude_rdv_id=rdv.id,
+                                   tz=rdv.organisation.territory.tz)
+            if conflicts:
+                raise BookingError(f"Impossible de rétablir ce rendez-vous : {conflicts}")
+            rdv.cancelled_at = rdv.cancelled_by_id = rdv.cancel_reason = None
+            rdv.status = status
+            rdv.revision += 1
+            planned = outbox.plan_for_rdv(rdv, MessageKind.CHANGED)
+        rdv.status = status
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    _dispatch_now(planned)
     return rdv
 
 
@@ -111,16 +131,34 @@ def _schedule(actor: Agent, rdv: Rdv, *, motif: Motif, agents: list[Agent], lieu
                 + (" dans ce lieu" if lieu else "") + ".",
                 can_force=True,
             )
+        new = rdv.id is None
+        # The family is told again when what it must know changes: the time, the place, what the rdv is for.
+        changed = not new and (rdv.starts_at != starts_at or rdv.lieu_id != (lieu.id if lieu else None)
+                               or rdv.motif_id != motif.id)
         rdv.motif, rdv.lieu, rdv.starts_at, rdv.ends_at = motif, lieu, starts_at, ends_at
         rdv.notes = (notes or "").strip() or None
         rdv.forced_by_id = actor.id if (conflicts or outside) else None
         rdv.set_agents(agents)
         db.session.add(rdv)
+        planned = []
+        if new or changed:
+            if changed:
+                rdv.revision += 1
+            db.session.flush()
+            planned = outbox.plan_for_rdv(rdv, MessageKind.CREATED if new else MessageKind.CHANGED)
         db.session.commit()
-        return rdv
     except BaseException:
         db.session.rollback()
         raise
+    _dispatch_now(planned)
+    return rdv
+
+
+def _dispatch_now(planned) -> None:
+    """Messages due now (the confirmation) leave at once rather than at the next beat."""
+    now = utcnow()
+    if any(message.due_at <= now for message in planned):
+        kick()
 
 
 def _check_request(motif: Motif, agents: list[Agent], lieu: Lieu | None, starts_at: datetime, ends_at: datetime) -> None:

@@ -36,6 +36,10 @@ class CancelForm(Form):
     reason = StringField("Raison (facultatif)", validators=[Optional(), Length(max=255, message="255 caractères au plus.")])
 
 
+class ReminderForm(Form):
+    """The "send a reminder now" button: only its CSRF token."""
+
+
 class OutcomeForm(Form):
     status = RadioField("Statut", choices=[
         SelectChoice(RdvStatus.SEEN.value, "Vu"),

@@ -12,11 +12,12 @@ from wtforms import SelectChoice
 from lapins import policies
 from lapins.agenda import availability, bp
 from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
-from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, SlotSearchForm
+from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm
 from lapins.agenda.usagers import search_usagers
 from lapins.extensions import db
 from lapins.localtime import NonexistentLocalTime, to_local, to_utc
 from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Usager, utcnow
+from lapins.notifications import outbox
 
 TO_FILL_LIMIT = 200
 
@@ -142,7 +143,8 @@ def _prefill(form: RdvForm, usagers: list[Usager]) -> None:
 def rdv_detail(rdv_id: int):
     rdv = _get_rdv(rdv_id)
     return render_template("agenda/rdvs/detail.html", rdv=rdv, tz=rdv.organisation.territory.tz,
-                           cancel_form=CancelForm(), outcome_form=OutcomeForm(), now=utcnow())
+                           cancel_form=CancelForm(), outcome_form=OutcomeForm(), now=utcnow(),
+                           messages=outbox.history(rdv), reminder_form=ReminderForm())
 
 
 @bp.route("/rdvs/<int:rdv_id>/modifier", methods=["GET", "POST"])

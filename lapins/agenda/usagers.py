@@ -117,6 +117,8 @@ def _fill(usager: Usager, form: UsagerForm) -> None:
     usager.first_name = form.first_name.data.strip()
     usager.last_name = form.last_name.data.strip()
     usager.birth_date = form.birth_date.data
+    if usager.phone != form.phone_e164:  # a new number gets a fresh chance with the SMS provider
+        usager.phone_undeliverable_at = usager.phone_error = None
     usager.phone = form.phone_e164
     usager.email = (form.email.data or "").strip().lower() or None
     usager.sms_consent = bool(form.sms_consent.data and usager.phone)

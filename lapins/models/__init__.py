@@ -1,5 +1,6 @@
 """The domain model: every table of Lapins, importable from here."""
 from lapins.models.agents import Agent, AgentRole, Role
+from lapins.models.messages import Channel, Message, MessageKind, MessageStatus
 from lapins.models.motifs import LocationType, Motif
 from lapins.models.plages import Absence, PlageOuverture
 from lapins.models.rdvs import Rdv, RdvAgent, RdvStatus
@@ -9,6 +10,6 @@ from lapins.models.types import utcnow
 from lapins.models.usagers import Usager
 
 __all__ = [
-    "Absence", "Agent", "AgentRole", "Heartbeat", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",
+    "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",
     "Rdv", "RdvAgent", "RdvStatus", "Role", "Territory", "Usager", "utcnow",
 ]

@@ -33,6 +33,10 @@ class Motif(db.Model):
     )
     color: Mapped[str] = mapped_column(String(7), default="#000091")
     active: Mapped[bool] = mapped_column(default=True)
+    # Families are told of rdvs of this motif (confirmation, changes, reminders) unless this is off.
+    notify: Mapped[bool] = mapped_column(default=True)
+    # Hours before the rdv ("48", "72,24"); empty means the territory's offsets.
+    reminder_offsets: Mapped[str | None] = mapped_column(String(40))
 
     organisation: Mapped[Organisation] = relationship()
 

@@ -70,6 +70,8 @@ class Rdv(db.Model):
         index=True,
     )
     notes: Mapped[str | None] = mapped_column(Text)
+    # Bumped whenever the family must be told again (time, lieu, cancellation): reminders are planned per revision.
+    revision: Mapped[int] = mapped_column(default=0)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

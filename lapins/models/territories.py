@@ -1,10 +1,11 @@
 """Where services are held: territories (départements), organisations (PMI services) and lieux (centres)."""
 from __future__ import annotations
 
+from datetime import time
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, Time
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.extensions import db
@@ -23,6 +24,16 @@ class Territory(db.Model):
     number: Mapped[str] = mapped_column(String(3), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Paris")
+    # SMS sending: an alphanumeric sender ("PMI92", ≤ 11 characters, cannot take replies), an E.164 number, or a
+    # Twilio Messaging Service that picks the number. Credentials are the deployment's (environment).
+    sms_sender: Mapped[str | None] = mapped_column(String(20))
+    twilio_messaging_service_sid: Mapped[str | None] = mapped_column(String(40))
+    sms_takes_replies: Mapped[bool] = mapped_column(default=False)
+    # Hours before the rdv, in local wall-clock time ("48" or "72,24"); a motif may override them.
+    reminder_offsets: Mapped[str] = mapped_column(String(40), default="48")
+    # No SMS in these local hours: a message due then is held until the end (or sent before the start if too late).
+    quiet_hours_start: Mapped[time] = mapped_column(Time, default=time(20, 0))
+    quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 0))
 
     organisations: Mapped[list[Organisation]] = relationship(back_populates="territory", order_by="Organisation.name")
 
@@ -44,6 +55,7 @@ class Organisation(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     territory_id: Mapped[int] = mapped_column(ForeignKey("territories.id"), index=True)
     name: Mapped[str] = mapped_column(String(160))
+    phone: Mapped[str | None] = mapped_column(String(20))  # the number families call when no lieu is set
 
     territory: Mapped[Territory] = relationship(back_populates="organisations")
     lieux: Mapped[list[Lieu]] = relationship(back_populates="organisation", order_by="Lieu.name")

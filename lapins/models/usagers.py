@@ -31,6 +31,9 @@ class Usager(db.Model):
     email: Mapped[str | None] = mapped_column(String(254))
     sms_consent: Mapped[bool] = mapped_column(default=False)
     email_consent: Mapped[bool] = mapped_column(default=False)
+    # Set when the SMS provider refused the number for good (invalid, unsubscribed): no SMS until it changes.
+    phone_undeliverable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    phone_error: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     territory: Mapped[Territory] = relationship()

@@ -1,0 +1,107 @@
+"""The outbox: every SMS and email a family gets is first a row here, then sent by the worker.
+
+A message goes `pending` (waiting for its due time) → `queued` (claimed by the beat, a task is on the broker) →
+`sent` (the provider accepted it) → `delivered` | `failed` | `undeliverable`; or `skipped` when it no longer
+needs sending (rdv cancelled or moved, consent withdrawn, rdv already started). While a worker is sending it, a
+queued message carries `claimed_at`: a claim that outlives its lease means the worker died mid-send, and the
+provider is asked whether the message left before it is sent again (see lapins.notifications.outbox).
+"""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from lapins.extensions import db
+from lapins.models.types import UTCDateTime, utcnow
+
+
+def _enum(cls: type[enum.Enum], length: int = 20) -> Enum:
+    return Enum(cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e])
+
+
+class Channel(enum.StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+    @property
+    def label(self) -> str:
+        return {"sms": "SMS", "email": "E-mail"}[self.value]
+
+
+class MessageKind(enum.StrEnum):
+    CREATED = "created"
+    CHANGED = "changed"
+    CANCELLED = "cancelled"
+    REMINDER = "reminder"
+
+    @property
+    def label(self) -> str:
+        return {"created": "Confirmation", "changed": "Modification", "cancelled": "Annulation",
+                "reminder": "Rappel"}[self.value]
+
+
+class MessageStatus(enum.StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    UNDELIVERABLE = "undeliverable"
+    SKIPPED = "skipped"
+
+    @property
+    def label(self) -> str:
+        return {"pending": "Programmé", "queued": "En cours d'envoi", "sent": "Envoyé", "delivered": "Reçu",
+                "failed": "Échec", "undeliverable": "Numéro ou adresse invalide", "skipped": "Non envoyé"}[self.value]
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (MessageStatus.PENDING, MessageStatus.QUEUED)
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+    __table_args__ = (
+        # The beat's scan: "pending and due" is one range scan whatever the size of the table.
+        Index("ix_messages_status_due", "status", "due_at"),
+        Index("ix_messages_rdv", "rdv_id", "created_at"),
+        Index("ix_messages_territory_due", "territory_id", "due_at"),  # figures per week
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(ForeignKey("territories.id"))
+    rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"))
+    usager_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id", ondelete="SET NULL"), index=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, 10))
+    kind: Mapped[MessageKind] = mapped_column(_enum(MessageKind))
+    # A reminder sent by hand by an agent (who is recorded) rather than planned.
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    # Guards against planning the same message twice (e.g. "reminder 48 h before, revision 3 of rdv 12, to Mme X").
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    to_address: Mapped[str | None] = mapped_column(String(254))  # E.164 phone or email, set when sending
+    subject: Mapped[str | None] = mapped_column(String(255))
+    body: Mapped[str | None] = mapped_column(Text)  # fixed before the provider is called, then never changed
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # never sent after this (the rdv's start)
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus), default=MessageStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    segments: Mapped[int | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(String(255))
+    error_code: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    rdv = relationship("Rdv")
+    usager = relationship("Usager")
+    created_by = relationship("Agent")
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} {self.channel} {self.kind} {self.status}>"

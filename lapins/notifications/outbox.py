@@ -1,0 +1,449 @@
+"""The outbox: planning messages when rdvs change, claiming what is due, sending each message exactly once.
+
+1. **Planning** (`plan_for_rdv`, called by lapins.agenda.booking inside the booking's transaction): rows are added
+   for each person to tell and each channel they consented to — a confirmation, change or cancellation due now, and
+   the reminders of the rdv's current revision. Rows of an older revision still waiting are skipped, so a moved rdv
+   is never reminded at its old time.
+2. **Claiming** (`dispatch_due`, the beat's job every minute, also kicked right after a booking): due rows become
+   `queued` in one conditional UPDATE, committed, and only then handed to the broker in batches. Nothing sits on
+   the broker with a far-future ETA: the database is the schedule.
+3. **Sending** (`send_batch`, the worker's task): each row is re-read; a row no longer `queued`, or already claimed,
+   is left alone, so a task delivered twice sends nothing twice. The text is fixed and the claim committed *before*
+   the provider is called; the outcome is committed right after. A worker that dies in between leaves a claim that
+   outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
+   it again.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+from lapins.extensions import db
+from lapins.models import (
+    Agent, Channel, LocationType, Message, MessageKind, MessageStatus, Rdv, RdvStatus, Territory, Usager, utcnow,
+)
+from lapins.notifications import backends, links, sms_text, timing, webhooks
+from lapins.notifications.backends import Delivery, OutgoingEmail, OutgoingSms, PermanentError, TransientError
+from lapins.phones import region_for
+
+logger = logging.getLogger(__name__)
+
+CLAIM_CHUNK = 1000
+UNANSWERED = {"timeout", "network"}  # TransientError codes of a request whose fate is unknown
+MAX_ATTEMPTS = 8
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(minutes=30)
+DISPATCH_BUDGET = timedelta(seconds=50)
+STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks  # one beat run stops claiming after this; the next run goes on
+
+
+# --- Planning ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Recipient:
+    usager: Usager
+    channel: Channel
+
+
+def recipients(rdv: Rdv) -> list[Recipient]:
+    """Who is told of an rdv, on which channels: each usager and, for a child, the responsible person; only with an
+    address and consent; one message per address (two people sharing a phone get one SMS)."""
+    people: list[Usager] = []
+    for usager in rdv.usagers:
+        for person in (usager, usager.responsible):
+            if person is not None and person not in people:
+                people.append(person)
+    found, seen = [], set()
+    for person in people:
+        for channel, address in ((Channel.SMS, sms_address(person)), (Channel.EMAIL, email_address(person))):
+            if address and (channel, address) not in seen:
+                seen.add((channel, address))
+                found.append(Recipient(person, channel))
+    return found
+
+
+def sms_address(usager: Usager) -> str | None:
+    if usager.phone and usager.sms_consent and usager.phone_undeliverable_at is None:
+        return usager.phone
+    return None
+
+
+def email_address(usager: Usager) -> str | None:
+    return usager.email if usager.email and usager.email_consent else None
+
+
+def reminder_offsets(rdv: Rdv) -> list[int]:
+    text = rdv.motif.reminder_offsets or rdv.organisation.territory.reminder_offsets
+    try:
+        return timing.parse_offsets(text)
+    except timing.InvalidOffsets:  # stored before validation existed: fall back to the default
+        return [48]
+
+
+def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) -> list[Message]:
+    """Add the messages an rdv event calls for to the session (the caller commits). Returns them."""
+    now = now or utcnow()
+    _skip_superseded(rdv, kind, now)
+    if not rdv.motif.notify or rdv.starts_at <= now:
+        return []
+    if kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED:
+        return []  # the family cancelled: it knows
+    territory = rdv.organisation.territory
+    planned: list[Message] = []
+    for recipient in recipients(rdv):
+        planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now,
+                                    key=f"{kind}:{rdv.id}:{rdv.revision}:{recipient.channel}:{recipient.usager.id}"))
+        if kind in (MessageKind.CREATED, MessageKind.CHANGED):
+            for hours in reminder_offsets(rdv):
+                due = timing.reminder_due(rdv.starts_at, hours, territory.tz)
+                if due <= now:
+                    continue  # booked too late for this reminder: the confirmation tells the family
+                planned.append(_new_message(
+                    rdv, territory, recipient, MessageKind.REMINDER, due=due, now=now,
+                    key=f"reminder:{rdv.id}:{rdv.revision}:{hours}:{recipient.channel}:{recipient.usager.id}"))
+    db.session.add_all(planned)
+    return planned
+
+
+def plan_manual_reminder(rdv: Rdv, actor: Agent, *, now: datetime | None = None) -> list[Message]:
+    """An agent asked for a reminder now (quiet hours still hold SMS until the morning)."""
+    now = now or utcnow()
+    if not rdv.is_live or rdv.starts_at <= now:
+        return []
+    territory = rdv.organisation.territory
+    planned = [_new_message(rdv, territory, recipient, MessageKind.REMINDER, due=now, now=now, key=None, actor=actor)
+               for recipient in recipients(rdv)]
+    db.session.add_all(planned)
+    return planned
+
+
+def _new_message(rdv: Rdv, territory: Territory, recipient: Recipient, kind: MessageKind, *, due: datetime,
+                 now: datetime, key: str | None, actor: Agent | None = None) -> Message:
+    if recipient.channel == Channel.SMS:
+        due = timing.civil_time(due, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
+                                quiet_end=territory.quiet_hours_end, deadline=rdv.starts_at)
+    return Message(territory_id=territory.id, rdv=rdv, usager=recipient.usager, channel=recipient.channel, kind=kind,
+                   due_at=due, expires_at=rdv.starts_at, dedupe_key=key, status=MessageStatus.PENDING,
+                   created_by_id=actor.id if actor else None)
+
+
+def _skip_superseded(rdv: Rdv, kind: MessageKind, now: datetime) -> None:
+    """Messages still waiting that this event makes wrong: all of them on a cancellation, the older revisions'
+    on a change (the reminders and a confirmation not yet sent, which would give the old time)."""
+    if rdv.id is None or kind == MessageKind.CREATED:
+        return
+    reason = "Rendez-vous annulé" if kind == MessageKind.CANCELLED else "Rendez-vous modifié entre-temps"
+    db.session.execute(
+        update(Message)
+        .where(Message.rdv_id == rdv.id, Message.status == MessageStatus.PENDING)
+        .values(status=MessageStatus.SKIPPED, error=reason, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- Claiming (beat) --------------------------------------------------------------------------------------------
+
+def dispatch_due(now: datetime | None = None, *, enqueue=None) -> int:
+    """Claim every due message, commit, then hand them to the broker. Returns how many were handed over."""
+    from lapins.notifications.tasks import enqueue_batch
+
+    enqueue = enqueue or enqueue_batch
+    started = utcnow()
+    recover_stale_claims(now)
+    handed = 0
+    for ids in _lost_batches(now):
+        enqueue(ids)
+        handed += len(ids)
+    while utcnow() - started < DISPATCH_BUDGET:
+        claimed = claim_due(now or utcnow(), CLAIM_CHUNK)
+        for ids in _chunks(claimed, current_app.config["OUTBOX_BATCH_SIZE"]):
+            enqueue(ids)
+        handed += len(claimed)
+        if len(claimed) < CLAIM_CHUNK:
+            break
+    return handed
+
+
+def due_ids(now: datetime, limit: int) -> list[int]:
+    """The scan: ids of pending messages due by `now`, oldest first (index ix_messages_status_due)."""
+    query = (select(Message.id).where(Message.status == MessageStatus.PENDING, Message.due_at <= now)
+             .order_by(Message.due_at).limit(limit))
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(db.session.scalars(query))
+
+
+def claim_due(now: datetime, limit: int) -> list[int]:
+    """Mark up to `limit` due messages queued and commit; only ids this call moved are returned (two beats or a
+    beat and a booking's kick never both claim one)."""
+    ids = due_ids(now, limit)
+    if not ids:
+        db.session.commit()
+        return []
+    claimed = list(db.session.scalars(
+        update(Message)
+        .where(Message.id.in_(ids), Message.status == MessageStatus.PENDING)
+        .values(status=MessageStatus.QUEUED, queued_at=now, updated_at=now)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ))
+    db.session.commit()
+    return sorted(claimed)
+
+
+def _lost_batches(now: datetime | None) -> Iterator[list[int]]:
+    """Queued rows never picked up within the lease (the broker lost the task, e.g. Redis restarted without
+    persistence): handed over again. The task is idempotent, so a duplicate on the broker sends nothing twice."""
+    now = now or utcnow()
+    lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    ids = list(db.session.scalars(
+        select(Message.id).where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
+                                 Message.queued_at < now - lease).order_by(Message.id).limit(CLAIM_CHUNK)))
+    if ids:
+        db.session.execute(update(Message).where(Message.id.in_(ids)).values(queued_at=now)
+                           .execution_options(synchronize_session=False))
+    db.session.commit()
+    yield from _chunks(ids, current_app.config["OUTBOX_BATCH_SIZE"])
+
+
+def recover_stale_claims(now: datetime | None = None) -> int:
+    """Claims older than the lease belong to a worker that died mid-send: ask the provider whether the message
+    left; record it as sent if so, otherwise put it back to be sent again."""
+    now = now or utcnow()
+    lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    stale = db.session.scalars(
+        select(Message).where(Message.status == MessageStatus.QUEUED, Message.claimed_at < now - lease)
+        .order_by(Message.id).limit(CLAIM_CHUNK)).all()
+    for message in stale:
+        try:
+            found = _find_sent(message)
+        except TransientError as error:
+            logger.warning("Message %s: provider not reachable to check an interrupted send (%s)", message.id,
+                           error.code or "no code")
+            continue
+        if found is not None:
+            _record_sent(message, found, message.claimed_at or now)
+        elif message.attempts >= MAX_ATTEMPTS:
+            message.status, message.claimed_at = MessageStatus.FAILED, None
+            message.error = f"Abandon après {message.attempts} envois interrompus"
+        else:
+            message.claimed_at = None
+            message.queued_at = None
+            message.status = MessageStatus.PENDING
+            message.due_at = now
+            message.error = "Envoi interrompu (worker arrêté) : nouvel essai"
+        db.session.commit()
+    return len(stale)
+
+
+def _find_sent(message: Message) -> Delivery | None:
+    if message.channel != Channel.SMS or not message.body or not message.to_address:
+        return None
+    finder = backends.sms_backend()
+    return finder.find_sent(_outgoing_sms(message), since=message.claimed_at - timedelta(minutes=1))
+
+
+def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+# --- Sending (worker) -------------------------------------------------------------------------------------------
+
+def send_batch(ids: Iterable[int], now: datetime | None = None) -> dict[str, int]:
+    """Send the queued messages among `ids`; returns counts per outcome (for logs and benchmarks).
+
+    The rows are claimed first (one conditional UPDATE: only rows still queued and unclaimed are taken, so a
+    duplicate task finds nothing), then checked and given their text, committed, and only then sent one by one.
+    """
+    now = now or utcnow()
+    claimed = list(db.session.scalars(
+        update(Message)
+        .where(Message.id.in_(sorted(set(ids))), Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None))
+        .values(claimed_at=now, attempts=Message.attempts + 1, updated_at=now)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)))
+    db.session.commit()
+    if not claimed:
+        return {}
+    messages = db.session.scalars(
+        select(Message).where(Message.id.in_(claimed)).order_by(Message.id)
+        .options(selectinload(Message.usager),
+                 selectinload(Message.rdv).selectinload(Rdv.motif),
+                 selectinload(Message.rdv).selectinload(Rdv.lieu),
+                 selectinload(Message.rdv).selectinload(Rdv.usagers),
+                 selectinload(Message.rdv).selectinload(Rdv.organisation))
+    ).all()
+    counts: dict[str, int] = {}
+    ready = [message for message in messages if _prepare(message, now)]
+    db.session.commit()  # texts are fixed before any provider sees them
+    for message in messages:
+        if message.status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
+            counts[str(message.status)] = counts.get(str(message.status), 0) + 1
+    for message in ready:
+        status = _send_one(message)
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def _prepare(message: Message, now: datetime) -> bool:
+    """Check the message is still wanted and fix its text and address; a message no longer wanted is skipped."""
+    reason = _why_not(message, now)
+    if reason:
+        message.status, message.error, message.claimed_at = MessageStatus.SKIPPED, reason, None
+        return False
+    usager = message.usager
+    message.to_address = usager.phone if message.channel == Channel.SMS else usager.email
+    if message.body is None:  # kept from an interrupted attempt: the provider may hold that exact text
+        try:
+            if message.channel == Channel.SMS:
+                message.body = compose_sms(message)
+            else:
+                message.subject, message.body = _email_subject_and_text(message)
+        except Exception:  # a bug in a text must fail this message visibly, not the whole batch
+            logger.exception("Message %s: its text could not be written", message.id)
+            message.status, message.claimed_at = MessageStatus.FAILED, None
+            message.error = "Erreur interne à la rédaction du message"
+            return False
+    return True
+
+
+def _why_not(message: Message, now: datetime) -> str | None:
+    rdv, usager = message.rdv, message.usager
+    if rdv is None or usager is None:
+        return "Rendez-vous ou destinataire supprimé"
+    if message.expires_at is not None and message.expires_at <= now:
+        return "Rendez-vous déjà commencé"
+    if message.kind != MessageKind.CANCELLED and not rdv.is_live:
+        return "Rendez-vous annulé"
+    if message.kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED:
+        return "Rendez-vous rétabli"
+    if not rdv.motif.notify:
+        return "Motif sans notification"
+    if message.channel == Channel.SMS and sms_address(usager) is None:
+        return "Pas de consentement SMS ou numéro invalide" if usager.phone else "Pas de numéro de mobile"
+    if message.channel == Channel.EMAIL and email_address(usager) is None:
+        return "Pas de consentement e-mail" if usager.email else "Pas d'adresse e-mail"
+    return None
+
+
+def _send_one(message: Message) -> str:
+    try:
+        if message.channel == Channel.SMS:
+            delivery = backends.sms_backend().send(_outgoing_sms(message))
+        else:
+            delivery = backends.email_backend().send(_outgoing_email(message))
+    except PermanentError as error:
+        _record_permanent(message, error)
+    except TransientError as error:
+        _record_transient(message, error)
+    except Exception as error:  # a bug must not leave the claim to be mistaken for a dead worker
+        logger.exception("Message %s: unexpected error while sending", message.id)
+        _record_transient(message, TransientError(f"Erreur inattendue ({type(error).__name__})"))
+    else:
+        _record_sent(message, delivery, utcnow())
+    db.session.commit()
+    return str(message.status)
+
+
+def _record_sent(message: Message, delivery: Delivery, at: datetime) -> None:
+    message.status = MessageStatus.SENT
+    message.provider_id = delivery.provider_id
+    message.segments = delivery.segments
+    message.sent_at = at
+    message.error = message.error_code = None
+
+
+def _record_permanent(message: Message, error: PermanentError) -> None:
+    message.status = MessageStatus.UNDELIVERABLE
+    message.error, message.error_code = error.message[:255], error.code
+    if message.channel == Channel.SMS:
+        webhooks.flag_undeliverable_phone(message, error.message[:255], utcnow())
+
+
+def _record_transient(message: Message, error: TransientError) -> None:
+    now = utcnow()
+    message.error, message.error_code = error.message[:255], error.code
+    if error.code in UNANSWERED:
+        # The request may have reached the provider and only its answer was lost: the claim is kept, so the
+        # message is treated like an interrupted send — the provider is asked before any new attempt.
+        return
+    message.claimed_at = None
+    retry_at = now + min(FIRST_RETRY * 2 ** (message.attempts - 1), LONGEST_RETRY)
+    if message.channel == Channel.SMS and message.rdv is not None:
+        territory = message.rdv.organisation.territory
+        retry_at = timing.civil_time(retry_at, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
+                                     quiet_end=territory.quiet_hours_end, deadline=message.expires_at)
+    if message.attempts >= MAX_ATTEMPTS:
+        message.status = MessageStatus.FAILED
+        message.error = f"Abandon après {message.attempts} essais : {error.message}"[:255]
+    elif message.expires_at is not None and retry_at >= message.expires_at:
+        message.status = MessageStatus.FAILED
+        message.error = f"Non envoyé avant le début du rendez-vous : {error.message}"[:255]
+    else:
+        message.status = MessageStatus.PENDING
+        message.due_at = retry_at
+
+
+# --- Texts ------------------------------------------------------------------------------------------------------
+
+def compose_sms(message: Message) -> str:
+    rdv = message.rdv
+    territory = rdv.organisation.territory
+    person = next((usager.first_name for usager in rdv.usagers if usager.responsible_id is not None), None)
+    facts = sms_text.SmsFacts(
+        kind=str(message.kind),
+        starts_at_local=rdv.starts_at.astimezone(territory.tz),
+        motif=rdv.motif.name,
+        location_type=str(rdv.motif.location_type),
+        lieu_name=rdv.lieu.name if rdv.lieu else None,
+        lieu_address=rdv.lieu.address if rdv.lieu and rdv.motif.location_type == LocationType.ON_SITE else None,
+        phone=(rdv.lieu.phone if rdv.lieu and rdv.lieu.phone else rdv.organisation.phone),
+        region=region_for(territory.number),
+        link=links.family_url(rdv.id),
+        organisation=rdv.organisation.name,
+        person=person,
+        two_way=territory.sms_takes_replies,
+    )
+    return sms_text.compose(facts)
+
+
+def _render_email(message: Message):
+    from lapins.notifications.email import render_rdv_email
+
+    rendered = render_rdv_email(message.kind, message.rdv, links.family_url(message.rdv.id))
+    message.rendered_email = rendered  # not a column: kept for this attempt, so the e-mail is written once
+    return rendered
+
+
+def _email_subject_and_text(message: Message) -> tuple[str, str]:
+    rendered = _render_email(message)
+    return rendered.subject, rendered.text
+
+
+def _outgoing_sms(message: Message) -> OutgoingSms:
+    territory = db.session.get(Territory, message.territory_id)
+    callback = webhooks.status_callback_url() if current_app.config["SMS_BACKEND"] == "twilio" else None
+    sender = territory.sms_sender if not territory.twilio_messaging_service_sid else None
+    return OutgoingSms(message_id=message.id, to=message.to_address, body=message.body, sender=sender,
+                       messaging_service_sid=territory.twilio_messaging_service_sid, status_callback=callback)
+
+
+def _outgoing_email(message: Message) -> OutgoingEmail:
+    rendered = getattr(message, "rendered_email", None) or _render_email(message)
+    return OutgoingEmail(message_id=message.id, to=message.to_address, subject=message.subject or rendered.subject,
+                         text=message.body or rendered.text, html=rendered.html, ics=rendered.ics,
+                         ics_method=rendered.ics_method)
+
+
+def history(rdv: Rdv) -> list[Message]:
+    """An rdv's notification history, newest first, for agents."""
+    return list(db.session.scalars(
+        select(Message).where(Message.rdv_id == rdv.id).order_by(Message.created_at.desc(), Message.id.desc())))
+

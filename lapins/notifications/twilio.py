@@ -1,0 +1,187 @@
+"""SMS through Twilio's REST API with the official SDK, and what Twilio's error codes mean for a family's number.
+
+One `twilio.rest.Client` per process (backends.sms_backend caches the backend): its requests session keeps the
+connection to Twilio alive between messages. The SDK never retries a request by itself here (no `max_retries`):
+a POST that timed out may have been accepted, and only the outbox decides, after `find_sent`, to send again.
+
+Error codes are the one table both the sending path and the status webhook read (`UNDELIVERABLE_CODES`,
+`error_text`). A configuration error (credentials, sender, geographic permissions) is never blamed on the
+family's number: it is a TransientError, retried until the message's deadline and visible to the agents.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from lapins.notifications.backends import Delivery, OutgoingSms, PermanentError, ProviderError, TransientError
+
+logger = logging.getLogger(__name__)
+
+# The number itself cannot get our SMS (invalid, not a mobile, unknown, blocked, unsubscribed): the message is
+# undeliverable and the usager's phone is flagged until an agent changes it. The text is shown to agents.
+UNDELIVERABLE_CODES = {
+    "21211": "Numéro de téléphone invalide.",
+    "21214": "Numéro de téléphone injoignable.",
+    "21612": "Ce numéro ne peut pas recevoir de SMS.",
+    "21614": "Ce numéro n'est pas un numéro de mobile : il ne peut pas recevoir de SMS.",
+    "21635": "Ce numéro est un numéro fixe : il ne peut pas recevoir de SMS.",
+    "21610": "La personne a refusé les SMS (réponse STOP) : plus aucun SMS ne peut lui être envoyé.",
+    "30004": "Les SMS sont bloqués sur ce numéro (par la personne ou son opérateur).",
+    "30005": "Numéro inconnu ou qui n'est plus attribué.",
+    "30006": "Numéro fixe ou opérateur injoignable : ce numéro ne peut pas recevoir de SMS.",
+}
+
+# Failures that say nothing against the number: the message failed (or will be retried), the phone stays usable.
+OTHER_ERRORS = {
+    "20003": "Identifiants Twilio refusés : vérifier TWILIO_ACCOUNT_SID et TWILIO_AUTH_TOKEN.",
+    "20429": "Trop de demandes envoyées à Twilio en même temps.",
+    "21408": "Le compte Twilio n'autorise pas l'envoi de SMS vers cette région (permissions géographiques).",
+    "21603": "Aucun expéditeur SMS configuré (numéro ou service de messagerie Twilio).",
+    "21606": "L'expéditeur SMS configuré n'est pas autorisé par Twilio pour cet envoi.",
+    "21659": "L'expéditeur SMS configuré n'appartient pas au compte Twilio.",
+    "30001": "File d'attente Twilio saturée : SMS non envoyé.",
+    "30002": "Compte Twilio suspendu : SMS non envoyé.",
+    "30003": "Téléphone éteint ou hors réseau : le SMS n'a pas pu être remis.",
+    "30007": "SMS filtré par l'opérateur.",
+    "30008": "Échec de remise inconnu de l'opérateur.",
+}
+
+# find_sent looks at this many of the number's latest messages at most.
+FIND_SENT_LIMIT = 200
+FIND_SENT_PAGE_SIZE = 50
+# Twilio's clock and ours may differ a little, and date_created has one-second precision.
+CLOCK_SLACK = timedelta(minutes=1)
+
+
+def error_text(code: str | int | None) -> str:
+    """What an agent reads about a Twilio error code, in French."""
+    key = str(code) if code is not None else ""
+    known = UNDELIVERABLE_CODES.get(key) or OTHER_ERRORS.get(key)
+    if known:
+        return known
+    return f"Le SMS n'a pas pu être remis (erreur Twilio {key})." if key else "Le SMS n'a pas pu être remis."
+
+
+def is_undeliverable(code: str | int | None) -> bool:
+    return code is not None and str(code) in UNDELIVERABLE_CODES
+
+
+class TwilioSmsBackend:
+    def __init__(self, client: Client, timeout: float) -> None:
+        self.client = client
+        self.timeout = timeout
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> TwilioSmsBackend:
+        account_sid, auth_token = config.get("TWILIO_ACCOUNT_SID"), config.get("TWILIO_AUTH_TOKEN")
+        if not account_sid or not auth_token:
+            raise RuntimeError("SMS_BACKEND=twilio : TWILIO_ACCOUNT_SID et TWILIO_AUTH_TOKEN doivent être définis.")
+        timeout = float(config.get("TWILIO_TIMEOUT_SECONDS") or 10)
+        http_client = TwilioHttpClient(timeout=timeout, logger=_sdk_logger())
+        client = Client(account_sid, auth_token, http_client=http_client)
+        base_url = (config.get("TWILIO_BASE_URL") or "").rstrip("/")
+        if base_url:
+            # Every Messages call (create, list, next pages, fetch) builds its URL from the `api` domain's
+            # base_url (twilio.base.domain.Domain.absolute_url); the Client creates that domain once and keeps
+            # it, so setting it here sends the whole Messages API to this host instead of https://api.twilio.com.
+            client.api.base_url = base_url
+        return cls(client, timeout)
+
+    def send(self, sms: OutgoingSms) -> Delivery:
+        params: dict[str, str] = {"to": sms.to, "body": sms.body}
+        if sms.messaging_service_sid:
+            params["messaging_service_sid"] = sms.messaging_service_sid
+        if sms.sender:
+            params["from_"] = sms.sender
+        if sms.status_callback:
+            params["status_callback"] = sms.status_callback
+        try:
+            message = self.client.messages.create(**params)
+        except Exception as error:
+            mapped = _provider_error(error, self.timeout)
+            if mapped is None:
+                raise
+            raise mapped from None
+        logger.info("SMS %s accepted by Twilio as %s", sms.message_id, message.sid)
+        return Delivery(provider_id=message.sid, segments=_segments(message.num_segments))
+
+    def find_sent(self, sms: OutgoingSms, since: datetime) -> Delivery | None:
+        """The message Twilio holds with this exact body for this number, created after `since` (1 min slack).
+
+        Not filtered by DateSent: a message still queued at Twilio has no date_sent yet, and that is precisely
+        the one an interrupted send must not repeat. Twilio lists the newest first; the scan stops at the first
+        message sent before the cutoff.
+        """
+        cutoff = (since if since.tzinfo else since.replace(tzinfo=UTC)) - CLOCK_SLACK
+        try:
+            for message in self.client.messages.stream(to=sms.to, limit=FIND_SENT_LIMIT,
+                                                       page_size=FIND_SENT_PAGE_SIZE):
+                if message.date_sent and message.date_sent < cutoff:
+                    break
+                if (message.body == sms.body and message.status != "canceled"
+                        and message.date_created and message.date_created >= cutoff):
+                    logger.info("SMS %s already accepted by Twilio as %s: not sent again", sms.message_id,
+                                message.sid)
+                    return Delivery(provider_id=message.sid, segments=_segments(message.num_segments))
+        except Exception as error:
+            mapped = _provider_error(error, self.timeout, asking=True)
+            if mapped is None:
+                raise
+            raise mapped from None
+        return None
+
+
+def _provider_error(error: Exception, timeout: float, asking: bool = False) -> ProviderError | None:
+    """Twilio's or the network's failure as the outbox understands it (None: not one, a bug to let through).
+
+    The original exception is not chained (`from None` at the call sites): its text and URL may carry the
+    family's phone number, which must not reach logs or the agents' screens.
+    `code` says what happened: Twilio's error code, "timeout" (the request left and no answer came) or
+    "network" (no connection, or it broke mid-request). After "timeout" or "network" the message may have been
+    accepted all the same: ask find_sent before sending it again.
+    """
+    what = "Twilio n'a pas pu être interrogé" if asking else "Le SMS n'a pas été envoyé"
+    if isinstance(error, TwilioRestException):
+        code = str(error.code or error.status)
+        if error.status == 429 or error.status >= 500:
+            return TransientError(f"{what} : Twilio est momentanément indisponible (HTTP {error.status}), "
+                                  "nouvel essai plus tard.", code=code)
+        if not asking and code in UNDELIVERABLE_CODES:
+            return PermanentError(UNDELIVERABLE_CODES[code], code=code)
+        reason = error_text(code).rstrip(".")
+        return TransientError(f"{what} : {reason[0].lower()}{reason[1:]} (code Twilio {code}).", code=code)
+    page_response = error.args[1] if isinstance(error, TwilioException) and len(error.args) > 1 else None
+    if getattr(page_response, "status_code", None):
+        # A list page that did not answer 200: the SDK raises a bare TwilioException carrying the response.
+        status = page_response.status_code
+        return TransientError(f"{what} : Twilio a répondu HTTP {status}, nouvel essai plus tard.", code=str(status))
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return TransientError(f"{what} : Twilio est injoignable (erreur réseau).", code="network")
+    if isinstance(error, requests.exceptions.Timeout):
+        return TransientError(f"{what} : Twilio n'a pas répondu en {timeout:g} s.", code="timeout")
+    if isinstance(error, requests.exceptions.RequestException | TwilioException | ValueError):
+        # ValueError: an answer that is not Twilio's JSON (a proxy's error page...).
+        return TransientError(f"{what} : réponse inattendue de Twilio.", code="network")
+    return None
+
+
+def _segments(value) -> int | None:
+    """num_segments is a string, and "0" while a Messaging Service has not yet picked a sender: unknown."""
+    try:
+        return int(value) or None
+    except (TypeError, ValueError):
+        return None
+
+
+def _sdk_logger() -> logging.Logger:
+    # The SDK logs every request at INFO, query string included: a find_sent would put the family's phone
+    # number in the logs. Its logger here only speaks from WARNING up.
+    sdk_logger = logging.getLogger("lapins.notifications.twilio.sdk")
+    sdk_logger.setLevel(logging.WARNING)
+    return sdk_logger

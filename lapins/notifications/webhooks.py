@@ -1,0 +1,154 @@
+"""Twilio calling Lapins: delivery statuses of the SMS we sent, and SMS families send us (STOP).
+
+Both routes are CSRF-exempt (Twilio has no session) and accept only requests signed by Twilio
+(`X-Twilio-Signature`, HMAC of the URL Twilio called and the POSTed form, keyed with TWILIO_AUTH_TOKEN).
+
+The URL Twilio signed is the public one: PUBLIC_URL + path + query string. Behind a reverse proxy the request
+seen here carries another host, scheme or port (http://127.0.0.1:8000/...), so the request's own URL is never
+used: PUBLIC_URL must be exactly the address Twilio is given (status callbacks are built from it, see
+`status_callback_url`; the inbound URL is set on the number or Messaging Service in Twilio's console).
+
+Each request writes in one commit and answers at once; nothing a family sent (number, text) is logged.
+"""
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy import select, update
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from lapins.extensions import csrf, db
+from lapins.models import Message, MessageStatus, Usager, utcnow
+from lapins.notifications.twilio import error_text, is_undeliverable
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__)
+csrf.exempt(bp)
+
+STATUS_PATH = "/webhooks/twilio/statut"
+INBOUND_PATH = "/webhooks/twilio/entrant"
+
+# A message in one of these states has its final word: a late or repeated callback changes nothing.
+SETTLED = frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.UNDELIVERABLE,
+                     MessageStatus.SKIPPED})
+DELIVERED_STATUSES = frozenset({"delivered", "read"})
+FAILED_STATUSES = frozenset({"undelivered", "failed"})
+
+OPT_OUT_REPLY = "Vous ne recevrez plus de SMS de rappel. Pour les réactiver, contactez votre PMI."
+
+
+def status_callback_url() -> str:
+    """The StatusCallback URL to give Twilio with each SMS."""
+    return current_app.config["PUBLIC_URL"].rstrip("/") + STATUS_PATH
+
+
+def twilio_signed(view: Callable) -> Callable:
+    """Refuses (403) a request that Twilio did not sign with our Auth Token, before the view reads anything."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        token = current_app.config.get("TWILIO_AUTH_TOKEN")
+        if not token:
+            logger.warning("Twilio webhook refused: TWILIO_AUTH_TOKEN is not set, no signature can be checked")
+            return Response("Signature invalide.", 403, mimetype="text/plain")
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature or not RequestValidator(token).validate(signed_url(), request.form, signature):
+            logger.warning("Twilio webhook refused: bad or missing signature on %s", request.path)
+            return Response("Signature invalide.", 403, mimetype="text/plain")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def signed_url() -> str:
+    """The URL Twilio called, as it signed it: PUBLIC_URL, never the host the proxy handed us."""
+    url = current_app.config["PUBLIC_URL"].rstrip("/") + request.path
+    if request.query_string:
+        url += "?" + request.query_string.decode()
+    return url
+
+
+@bp.post(STATUS_PATH)
+@twilio_signed
+def status():
+    sid = request.form.get("MessageSid", "")
+    message = db.session.scalar(select(Message).where(Message.provider_id == sid)) if sid else None
+    if message is None:
+        # Not ours (another application on the account) or not recorded yet: Twilio must not retry it.
+        return Response("", 200)
+    record_status(message, request.form.get("MessageStatus", "").lower(), request.form.get("ErrorCode") or None,
+                  utcnow())
+    db.session.commit()
+    return Response("", 204)
+
+
+def record_status(message: Message, twilio_status: str, error_code: str | None, now: datetime) -> None:
+    """Applies a Twilio delivery status to a message, never moving it back from a settled state."""
+    if message.status in SETTLED:
+        return
+    if twilio_status in DELIVERED_STATUSES:
+        message.status, message.delivered_at = MessageStatus.DELIVERED, now
+    elif twilio_status in FAILED_STATUSES:
+        message.error_code, message.error = error_code, error_text(error_code)
+        if is_undeliverable(error_code):
+            message.status = MessageStatus.UNDELIVERABLE
+            flag_undeliverable_phone(message, error_text(error_code), now)
+        else:
+            message.status = MessageStatus.FAILED
+    # queued, accepted, sending, sent: the message stays as the outbox left it (sent).
+
+
+def flag_undeliverable_phone(message: Message, reason: str, now: datetime) -> None:
+    """No more SMS to this number until an agent changes it: every usager who has it is flagged."""
+    phone = message.to_address or (message.usager.phone if message.usager else None)
+    if not phone:
+        return
+    usagers = db.session.scalars(select(Usager).where(Usager.phone == phone)).all()
+    for usager in usagers:
+        usager.phone_undeliverable_at = usager.phone_undeliverable_at or now
+        usager.phone_error = reason
+    logger.info("Message %s: phone flagged undeliverable for %d usager(s)", message.id, len(usagers))
+
+
+# --- inbound SMS ---------------------------------------------------------------------------------------------
+
+
+def withdraw_sms_consent(phone: str) -> str | None:
+    """STOP: every usager with this number stops receiving SMS. The reply, or None when the number is unknown."""
+    result = db.session.execute(update(Usager).where(Usager.phone == phone).values(sms_consent=False)
+                                .execution_options(synchronize_session=False))
+    logger.info("Inbound SMS: SMS consent withdrawn for %d usager(s)", result.rowcount)
+    return OPT_OUT_REPLY if result.rowcount else None
+
+
+# A normalised keyword → what it does with the sender's phone (E.164); returns the reply text, or None.
+INBOUND_KEYWORDS: dict[str, Callable[[str], str | None]] = {
+    keyword: withdraw_sms_consent for keyword in ("STOP", "STOP SMS", "ARRET", "DESABONNER", "UNSUBSCRIBE")
+}
+
+
+def normalize_keyword(body: str) -> str:
+    """ " Arrêt. " → "ARRET": accents dropped, upper case, spaces collapsed, end punctuation ignored."""
+    decomposed = unicodedata.normalize("NFKD", body)
+    text = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join(text.upper().split()).strip(" .!?;,")
+
+
+@bp.post(INBOUND_PATH)
+@twilio_signed
+def inbound():
+    handler = INBOUND_KEYWORDS.get(normalize_keyword(request.form.get("Body", "")))
+    phone = request.form.get("From", "").strip()
+    reply = handler(phone) if handler and phone else None
+    db.session.commit()
+    twiml = MessagingResponse()
+    if reply:
+        twiml.message(reply)
+    return Response(str(twiml), 200, mimetype="application/xml")

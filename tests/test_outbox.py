@@ -1,0 +1,281 @@
+"""The outbox: who is told what and when, and every message leaves once (console backend; Twilio in test_delivery)."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from lapins.agenda.booking import book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.models import Channel, Message, MessageKind, MessageStatus, RdvStatus, Role
+from lapins.notifications import outbox, timing
+from lapins.notifications.gsm import is_gsm7, septets
+
+PARIS, REUNION = ZoneInfo("Europe/Paris"), ZoneInfo("Indian/Reunion")
+UTC = timezone.utc
+NOW = datetime(2026, 10, 19, 8, 0, tzinfo=UTC)  # Monday 19 October 2026, 10:00 in Paris
+
+
+def local(tz: ZoneInfo, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=tz).astimezone(UTC)
+
+
+@pytest.fixture()
+def clock():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def make_clinic(factories, tz: str = "Europe/Paris", number: str = "92"):
+    territory = factories.TerritoryFactory(timezone=tz, number=number)
+    organisation = factories.OrganisationFactory(territory=territory, name="PMI Nanterre", phone="+33141371000")
+    lieu = factories.LieuFactory(organisation=organisation, name="Centre PMI Les Pâquerettes",
+                                 address="12 rue de la République, 92000 Nanterre", phone="+33141371010")
+    motif = factories.MotifFactory(organisation=organisation, name="Pesée du nourrisson", duration_minutes=30)
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT)
+    factories.PlageFactory(agent=agent, lieu=lieu, first_day=date(2026, 1, 1), motifs=[motif], start_time=time(8),
+                           end_time=time(21), weekdays=0b1111111)
+    mother = factories.UsagerFactory(territory=territory, first_name="Aïcha", last_name="Benali",
+                                     phone="+33612345678", sms_consent=True, email="aicha@example.fr",
+                                     email_consent=True, organisations=[organisation])
+    child = factories.UsagerFactory(territory=territory, first_name="Léa", last_name="Benali", phone=None,
+                                    sms_consent=False, responsible=mother, birth_date=date(2026, 5, 2),
+                                    organisations=[organisation])
+    return type("Clinic", (), dict(territory=territory, organisation=organisation, lieu=lieu, motif=motif,
+                                   agent=agent, mother=mother, child=child))
+
+
+@pytest.fixture()
+def clinic(factories, clock):
+    return make_clinic(factories)
+
+
+def book(clinic, starts_at, usagers=None):
+    return book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent],
+                    usagers=usagers or [clinic.child], starts_at=starts_at, lieu=clinic.lieu)
+
+
+def messages(db, **where) -> list[Message]:
+    query = select(Message).order_by(Message.due_at, Message.id)
+    for key, value in where.items():
+        query = query.where(getattr(Message, key) == value)
+    return list(db.session.scalars(query))
+
+
+# --- Who is told, on which channel ------------------------------------------------------------------------------
+
+def test_a_childs_rdv_is_confirmed_to_the_responsible_person_by_sms_and_email_at_once(clinic, db):
+    rdv = book(clinic, local(PARIS, 10, 23, 9, 30))
+
+    confirmations = messages(db, rdv_id=rdv.id, kind=MessageKind.CREATED)
+    assert {(m.channel, m.usager_id) for m in confirmations} == {(Channel.SMS, clinic.mother.id),
+                                                                  (Channel.EMAIL, clinic.mother.id)}
+    sms = next(m for m in confirmations if m.channel == Channel.SMS)
+    # Sent straight away (the booking kicks the dispatcher), by the console backend of the embedded default.
+    assert sms.status == MessageStatus.SENT and sms.to_address == "+33612345678" and sms.attempts == 1
+    assert "ven. 23/10 à 9h30" in sms.body and "Centre PMI Les Paquerettes" in sms.body and "/r/" in sms.body
+    assert is_gsm7(sms.body) and septets(sms.body) <= 160 and sms.segments == 1
+
+
+def test_no_consent_no_message_and_two_people_sharing_a_phone_get_one_sms(clinic, db, factories):
+    clinic.mother.email_consent = False
+    father = factories.UsagerFactory(territory=clinic.territory, phone=clinic.mother.phone, sms_consent=True)
+    db.session.commit()
+    rdv = book(clinic, local(PARIS, 10, 23, 9, 30), usagers=[clinic.child, father])
+
+    sent = messages(db, rdv_id=rdv.id, kind=MessageKind.CREATED)
+    assert [(m.channel, m.to_address) for m in sent] == [(Channel.SMS, "+33612345678")]
+
+
+def test_a_motif_marked_not_notified_sends_nothing(clinic, db):
+    clinic.motif.notify = False
+    db.session.commit()
+    book(clinic, local(PARIS, 10, 23, 9, 30))
+    assert messages(db) == []
+
+
+# --- When reminders go out --------------------------------------------------------------------------------------
+
+def test_the_reminder_goes_48_hours_before_on_the_local_clock_across_the_october_change(clinic, db):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))  # Monday after the change of Sunday 25 October
+
+    reminder = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
+    # Saturday 24 at 09:00 in Paris (still summer time, UTC+2): 49 real hours before, 48 on the wall clock.
+    assert reminder.due_at == datetime(2026, 10, 24, 7, 0, tzinfo=UTC)
+    assert reminder.due_at.astimezone(PARIS).strftime("%a %H:%M") == "Sat 09:00"
+    assert reminder.status == MessageStatus.PENDING
+
+
+def test_a_reunion_territory_gets_its_own_local_times(factories, db, clock):
+    clinic = make_clinic(factories, tz="Indian/Reunion", number="974")
+    rdv = book(clinic, local(REUNION, 10, 23, 9, 0))
+
+    reminder = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
+    assert reminder.due_at == datetime(2026, 10, 21, 5, 0, tzinfo=UTC)  # Wednesday 09:00 in Réunion (UTC+4)
+    confirmation = messages(db, rdv_id=rdv.id, kind=MessageKind.CREATED, channel=Channel.SMS)[0]
+    assert "ven. 23/10 à 9h" in confirmation.body and "à 11h" not in confirmation.body
+
+
+def test_a_reminder_due_in_the_night_waits_for_the_morning(clinic, db):
+    rdv = book(clinic, local(PARIS, 10, 23, 21, 0) + timedelta(hours=-0.5))  # Friday 20:30 → due Wednesday 20:30
+
+    sms = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
+    assert sms.due_at == local(PARIS, 10, 22, 8, 0)
+    email = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.EMAIL)[0]
+    assert email.due_at == local(PARIS, 10, 21, 20, 30)  # e-mail has no quiet hours
+
+
+def test_quiet_hours_send_the_evening_before_when_the_morning_would_be_too_late():
+    tz, quiet = PARIS, dict(quiet_start=time(20), quiet_end=time(8))
+    rdv_at = local(PARIS, 10, 23, 8, 30)
+    due = local(PARIS, 10, 22, 23, 0)
+    now = local(PARIS, 10, 20, 12, 0)
+    assert timing.civil_time(due, now=now, tz=tz, deadline=rdv_at, **quiet) == local(PARIS, 10, 22, 19, 30)
+    # Booked at 22:00 for tomorrow 08:30: too late for the evening, so it goes at once rather than never.
+    late_now = local(PARIS, 10, 22, 22, 0)
+    assert timing.civil_time(late_now, now=late_now, tz=tz, deadline=rdv_at, **quiet) == late_now
+
+
+def test_offsets_per_territory_and_per_motif(clinic, db):
+    clinic.territory.reminder_offsets = "72, 24"
+    db.session.commit()
+    rdv = book(clinic, local(PARIS, 10, 26, 10, 0))
+    dues = [m.due_at for m in messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.EMAIL)]
+    assert dues == [local(PARIS, 10, 23, 10, 0), local(PARIS, 10, 25, 10, 0)]
+
+    clinic.motif.reminder_offsets = "6"
+    db.session.commit()
+    other = book(clinic, local(PARIS, 10, 26, 11, 0))
+    dues = [m.due_at for m in messages(db, rdv_id=other.id, kind=MessageKind.REMINDER, channel=Channel.EMAIL)]
+    assert dues == [local(PARIS, 10, 26, 5, 0)]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("abc", "nombres d'heures"), ("0", "entre 1 et"), ("400", "entre 1 et"), ("1,2,3,4", "Pas plus de 3"),
+])
+def test_bad_offsets_are_refused_with_a_french_message(text, message):
+    with pytest.raises(timing.InvalidOffsets, match=message):
+        timing.parse_offsets(text)
+
+
+def test_a_rdv_booked_too_late_for_its_reminder_gets_only_the_confirmation(clinic, db):
+    rdv = book(clinic, NOW + timedelta(hours=30))
+    assert messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER) == []
+    assert messages(db, rdv_id=rdv.id, kind=MessageKind.CREATED)
+
+
+# --- Sending exactly once ---------------------------------------------------------------------------------------
+
+def test_the_reminder_leaves_when_due_and_only_once(clinic, db, clock):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    reminder = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
+
+    clock.move_to(reminder.due_at - timedelta(minutes=1))
+    outbox.dispatch_due()
+    db.session.refresh(reminder)
+    assert reminder.status == MessageStatus.PENDING
+
+    clock.move_to(reminder.due_at + timedelta(seconds=30))
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    assert any(reminder.id in ids for ids in handed)
+    outbox.send_batch(handed[0])
+    assert outbox.send_batch(handed[0]) == {}  # the broker delivered the task twice: nothing more is sent
+    outbox.dispatch_due(enqueue=handed.append)  # a second beat finds nothing to claim
+    db.session.refresh(reminder)
+    assert reminder.status == MessageStatus.SENT and reminder.attempts == 1 and len(handed) == 1
+    assert "rappel" in reminder.body.lower() and "lun. 26/10 à 9h" in reminder.body
+
+
+def test_moving_an_rdv_tells_the_family_and_reminds_at_the_new_time_only(clinic, db):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    old_reminders = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER)
+
+    move_rdv(actor=clinic.agent, rdv=rdv, starts_at=local(PARIS, 10, 27, 14, 0))
+
+    for reminder in old_reminders:
+        db.session.refresh(reminder)
+        assert reminder.status == MessageStatus.SKIPPED and "modifié" in reminder.error
+    change = messages(db, rdv_id=rdv.id, kind=MessageKind.CHANGED, channel=Channel.SMS)[0]
+    assert change.status == MessageStatus.SENT and "mar. 27/10 à 14h" in change.body
+    live = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, status=MessageStatus.PENDING)
+    assert {m.due_at for m in live} == {local(PARIS, 10, 25, 14, 0)}
+
+
+def test_changing_only_the_notes_sends_nothing(clinic, db):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    before = len(messages(db))
+    move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at, notes="Apporter le carnet de santé")
+    assert len(messages(db)) == before
+
+
+def test_a_service_cancellation_is_announced_and_stops_the_reminders(clinic, db):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    cancel_rdv(actor=clinic.agent, rdv=rdv, status=RdvStatus.REVOKED, reason="Agent malade")
+
+    assert all(m.status == MessageStatus.SKIPPED for m in messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER))
+    cancelled = messages(db, rdv_id=rdv.id, kind=MessageKind.CANCELLED, channel=Channel.SMS)[0]
+    assert cancelled.status == MessageStatus.SENT and "annul" in cancelled.body.lower()
+
+
+def test_a_family_cancellation_stops_the_reminders_without_a_message(clinic, db):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    cancel_rdv(actor=clinic.agent, rdv=rdv, status=RdvStatus.EXCUSED, reason=None)
+    assert messages(db, rdv_id=rdv.id, kind=MessageKind.CANCELLED) == []
+    assert all(m.status == MessageStatus.SKIPPED for m in messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER))
+
+
+def test_a_restored_rdv_gets_its_reminders_back(clinic, db):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    cancel_rdv(actor=clinic.agent, rdv=rdv, status=RdvStatus.EXCUSED, reason=None)
+    set_outcome(actor=clinic.agent, rdv=rdv, status=RdvStatus.UNKNOWN)
+    assert messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, status=MessageStatus.PENDING)
+
+
+def test_a_message_whose_rdv_was_cancelled_meanwhile_is_skipped_not_sent(clinic, db, clock):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    reminder = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
+    clock.move_to(reminder.due_at)
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)  # claimed and on the broker...
+    rdv.status = RdvStatus.EXCUSED  # ...when the family cancels by phone
+    db.session.commit()
+    outbox.send_batch(handed[0])
+    db.session.refresh(reminder)
+    assert reminder.status == MessageStatus.SKIPPED and reminder.sent_at is None
+
+
+def test_nothing_is_sent_after_the_rdv_started(clinic, db, clock):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    reminder = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
+    clock.move_to(rdv.starts_at + timedelta(minutes=1))  # the worker was down for days
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    for ids in handed:
+        outbox.send_batch(ids)
+    db.session.refresh(reminder)
+    assert reminder.status == MessageStatus.SKIPPED and reminder.error == "Rendez-vous déjà commencé"
+
+
+def test_a_send_interrupted_by_a_dead_worker_is_sent_again_after_the_lease(clinic, db, clock, app):
+    clinic.mother.email_consent = False
+    db.session.commit()
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    reminder = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
+    clock.move_to(reminder.due_at)
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    # The worker claimed the row, then died before the provider answered.
+    db.session.execute(Message.__table__.update().where(Message.id == reminder.id)
+                       .values(claimed_at=reminder.due_at, attempts=1))
+    db.session.commit()
+    assert outbox.send_batch(handed[0]) == {}  # the redelivered task leaves a claimed row alone
+
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    outbox.dispatch_due(enqueue=handed.append)  # the console cannot say it left: put back and sent again
+    for ids in handed[1:]:
+        outbox.send_batch(ids)
+    db.session.refresh(reminder)
+    assert reminder.status == MessageStatus.SENT and reminder.attempts == 2

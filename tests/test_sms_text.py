@@ -1,0 +1,333 @@
+"""The SMS a family receives: one segment whatever the data, in plain French, with the local time and its link."""
+import string
+from dataclasses import replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lapins.notifications.gsm import is_gsm7, septets
+from lapins.notifications.sms_text import (
+    KINDS,
+    LOCATION_TYPES,
+    MAX_LINK_SEPTETS,
+    SmsFacts,
+    compose,
+    display_phone,
+    format_when,
+    segments_of,
+)
+
+PARIS = ZoneInfo("Europe/Paris")
+REUNION = ZoneInfo("Indian/Reunion")
+GUADELOUPE = ZoneInfo("America/Guadeloupe")
+LINK = "https://rdv.example.fr/r/1f3a-AbC12x9Kf0"
+
+SHORT = SmsFacts(
+    kind="reminder",
+    starts_at_local=datetime(2026, 11, 24, 9, 30, tzinfo=PARIS),
+    motif="Vaccins",
+    location_type="on_site",
+    link=LINK,
+    organisation="PMI 92",
+    lieu_name="PMI Nanterre",
+    lieu_address="3 rue Hoche",
+    phone="01 41 37 10 00",
+    person="Léa",
+)
+
+HAUTS_DE_SEINE = SmsFacts(
+    kind="reminder",
+    starts_at_local=datetime(2026, 11, 24, 14, 5, tzinfo=PARIS),
+    motif="Consultation de puériculture et pesée du nourrisson",
+    location_type="on_site",
+    link=LINK,
+    organisation="PMI Hauts-de-Seine",
+    lieu_name="Centre de protection maternelle et infantile Jean-Baptiste Clément",
+    lieu_address="12 avenue du Général de Gaulle, 92000 Nanterre",
+    phone="01 41 37 10 00",
+    person="Léa",
+)
+
+REUNION_FACTS = SmsFacts(
+    kind="reminder",
+    starts_at_local=datetime(2026, 12, 31, 23, 55, tzinfo=REUNION),
+    motif="Bilan de santé de l'enfant de 4 ans en école maternelle",
+    location_type="on_site",
+    link="https://rdv.example.fr/r/3e8-Zz_-9aQ0pW",
+    organisation="PMI de La Réunion – Département",
+    region="RE",
+    lieu_name="Centre de PMI de Saint-Pierre Ravine des Cabris",
+    lieu_address="12 chemin de la Ravine des Cabris\n97410 Saint-Pierre",
+    phone="+262 692 12 34 56",
+    person="Maïwenn-Océane",
+)
+
+GUADELOUPE_FACTS = SmsFacts(
+    kind="reminder",
+    starts_at_local=datetime(2027, 1, 1, 0, 5, tzinfo=GUADELOUPE),
+    motif="Vaccination (DTCaP, ROR) et suivi du carnet de santé",
+    location_type="on_site",
+    link="https://rdv.example.fr/r/ffff-Q1w2E3r4T5",
+    organisation="PMI de la Guadeloupe",
+    region="GP",
+    lieu_name="Maison départementale des solidarités de Pointe-à-Pitre",
+    lieu_address="Immeuble Les Flamboyants, boulevard Légitimus, 97110 Pointe-à-Pitre",
+    phone="+590690123456",
+    person="Françoise-Noëlle Éléonore",
+)
+
+SEINE_SAINT_DENIS = SmsFacts(
+    kind="reminder",
+    starts_at_local=datetime(2026, 3, 28, 23, 59, tzinfo=PARIS),
+    motif="Consultation de puériculture et pesée du nourrisson – entretien prénatal précoce",
+    location_type="on_site",
+    link="https://rdv.example.fr/r/2a7c9-xY_z-0AbCdE",
+    organisation="Conseil départemental de la Seine-Saint-Denis – Service de protection maternelle et infantile",
+    lieu_name="Centre de protection maternelle et infantile « Les Cœurs Vaillants » Jean-Baptiste Clément",
+    lieu_address="Résidence Les Cœurs Vaillants, bâtiment C, 147 avenue du Président Salvador Allende, 93000 Bobigny",
+    phone="01 43 93 93 93",
+    person="Anaïs-Bénédicte Gwenaëlle",
+)
+
+FIXTURES = [SHORT, HAUTS_DE_SEINE, REUNION_FACTS, GUADELOUPE_FACTS, SEINE_SAINT_DENIS]
+
+
+def assert_one_gsm7_segment_with_link(text: str, facts: SmsFacts) -> None:
+    assert is_gsm7(text), text
+    assert septets(text) <= 160, text
+    assert segments_of(text) == 1
+    assert "…" not in text
+    if facts.kind != "cancelled" or not display_phone(facts.phone, facts.region):
+        assert facts.link in text.split(), text  # a whole word: nothing glued to it, nothing cut
+
+
+@pytest.mark.parametrize("facts", FIXTURES, ids=["short", "hauts-de-seine", "reunion", "guadeloupe", "saint-denis"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("location_type", LOCATION_TYPES)
+@pytest.mark.parametrize("two_way", [False, True])
+def test_every_message_is_one_gsm7_sms_showing_the_local_time(facts, kind, location_type, two_way):
+    facts = replace(facts, kind=kind, location_type=location_type, two_way=two_way)
+    text = compose(facts)
+    assert_one_gsm7_segment_with_link(text, facts)
+    assert format_when(facts.starts_at_local) in text
+    if kind == "reminder" and two_way:
+        assert "OUI" in text and "ANNULER" in text
+    else:
+        assert "OUI" not in text
+
+
+@pytest.mark.parametrize(("starts_at", "shown"), [
+    (datetime(2026, 11, 24, 9, 30, tzinfo=PARIS), "mar. 24/11 à 9h30"),
+    (datetime(2026, 11, 23, 14, 0, tzinfo=PARIS), "lun. 23/11 à 14h"),
+    (datetime(2026, 11, 25, 14, 5, tzinfo=PARIS), "mer. 25/11 à 14h05"),
+    (datetime(2026, 3, 5, 8, 0, tzinfo=PARIS), "jeu. 05/03 à 8h"),
+    (datetime(2026, 12, 31, 23, 55, tzinfo=REUNION), "jeu. 31/12 à 23h55"),
+    (datetime(2027, 1, 1, 0, 5, tzinfo=GUADELOUPE), "ven. 01/01 à 0h05"),
+    (datetime(2026, 11, 28, 10, 15, tzinfo=PARIS), "sam. 28/11 à 10h15"),
+    (datetime(2026, 11, 29, 12, 0, tzinfo=PARIS), "dim. 29/11 à 12h"),
+])
+def test_dates_are_short_french_with_24_hour_times(starts_at, shown):
+    assert format_when(starts_at) == shown
+
+
+def test_the_family_reads_the_territory_time_not_utc():
+    # 20:30 UTC on Sunday 1 March is 00:30 on Monday 2 March in Réunion.
+    instant = datetime(2026, 3, 1, 20, 30, tzinfo=UTC)
+    text = compose(replace(SHORT, starts_at_local=instant.astimezone(REUNION), region="RE"))
+    assert "lun. 02/03 à 0h30" in text
+    assert "20h30" not in text and "01/03" not in text
+
+
+def test_a_short_reminder_says_everything():
+    assert compose(SHORT) == (
+        "PMI 92 : rappel, RDV de Léa mar. 24/11 à 9h30 (Vaccins), PMI Nanterre, 3 rue Hoche. "
+        "Tél 01 41 37 10 00. Infos/annuler : https://rdv.example.fr/r/1f3a-AbC12x9Kf0"
+    )
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("created", ("PMI 92 : RDV confirmé le mar. 24/11 à 9h30 (Vaccins), PMI Nanterre, 3 rue Hoche. "
+                 "Tél 01 41 37 10 00. Infos/annuler : https://rdv.example.fr/r/1f3a-AbC12x9Kf0")),
+    ("changed", ("PMI 92 : votre RDV est déplacé au mar. 24/11 à 9h30, PMI Nanterre, 3 rue Hoche. "
+                 "Tél 01 41 37 10 00. Infos/annuler : https://rdv.example.fr/r/1f3a-AbC12x9Kf0")),
+    ("cancelled", ("PMI 92 : votre RDV du mar. 24/11 à 9h30 (Vaccins) est annulé. "
+                   "Pour un nouveau RDV : Tél 01 41 37 10 00. Infos : https://rdv.example.fr/r/1f3a-AbC12x9Kf0")),
+])
+def test_each_event_has_its_own_sentence(kind, expected):
+    assert compose(replace(SHORT, kind=kind, person=None)) == expected
+
+
+def test_with_a_first_name_the_rdv_is_the_childs():
+    assert compose(replace(SHORT, kind="changed", location_type="home")) == (
+        "PMI 92 : la visite à domicile de Léa est déplacée au mar. 24/11 à 9h30 (Vaccins). "
+        "Tél 01 41 37 10 00. Infos/annuler : https://rdv.example.fr/r/1f3a-AbC12x9Kf0"
+    )
+
+
+def test_de_elides_before_a_vowel():
+    assert "RDV d'Emma mar." in compose(replace(SHORT, person="Emma"))
+    assert "RDV de Hugo mar." in compose(replace(SHORT, person="Hugo", phone=None))
+
+
+def test_a_home_visit_is_feminine_and_has_no_lieu():
+    for kind, word in [("created", "confirmée"), ("changed", "déplacée"), ("cancelled", "annulée")]:
+        text = compose(replace(SHORT, kind=kind, location_type="home"))
+        assert "visite à domicile" in text and word in text
+        assert "PMI Nanterre" not in text
+
+
+def test_a_phone_rdv_says_we_will_call():
+    text = compose(replace(SHORT, location_type="phone", phone=None))
+    assert text == (
+        "PMI 92 : rappel, RDV téléphonique de Léa mar. 24/11 à 9h30 (Vaccins), nous vous appelons. "
+        "Infos/annuler : https://rdv.example.fr/r/1f3a-AbC12x9Kf0"
+    )
+
+
+def test_two_way_reminder_asks_for_a_reply():
+    assert compose(replace(SHORT, two_way=True, person=None, lieu_address=None, phone=None)) == (
+        "PMI 92 : rappel, RDV mar. 24/11 à 9h30, PMI Nanterre. "
+        "Répondez OUI pour confirmer, ANNULER pour annuler. Infos : https://rdv.example.fr/r/1f3a-AbC12x9Kf0"
+    )
+    # When room runs out, the instructions keep their keywords in a shorter form.
+    assert "Répondez OUI ou ANNULER. Infos : https://" in compose(replace(HAUTS_DE_SEINE, two_way=True))
+
+
+def test_two_way_is_only_for_reminders():
+    assert "OUI" not in compose(replace(SHORT, kind="created", two_way=True))
+
+
+@pytest.mark.parametrize(("stored", "region", "shown"), [
+    ("01 41 37 10 00", "FR", "01 41 37 10 00"),
+    ("+33141371000", "FR", "01 41 37 10 00"),
+    ("+262 692 12 34 56", "RE", "0692 12 34 56"),
+    ("0262 40 00 00", "RE", "0262 40 00 00"),
+    ("+590690123456", "GP", "0690 12 34 56"),
+    ("+262262400000", "FR", "0262 40 00 00"),  # an overseas number is dialled the same from Paris
+    ("+32 2 555 12 34", "FR", "+32 2 555 12 34"),
+    ("3919", "FR", "3919"),
+    ("voir le site", "FR", None),
+    (None, "FR", None),
+])
+def test_phones_are_shown_as_a_french_reader_dials_them(stored, region, shown):
+    assert display_phone(stored, region) == shown
+
+
+def test_overseas_phone_reaches_the_text_in_national_format():
+    text = compose(replace(SHORT, phone="+262692123456", region="RE"))
+    assert "Tél 0692 12 34 56." in text
+
+
+def test_when_room_runs_out_the_place_is_kept_before_the_details():
+    text = compose(replace(HAUTS_DE_SEINE, kind="created"))
+    assert text == (
+        "PMI Hauts-de-Seine : RDV de Léa confirmé le mar. 24/11 à 14h05, Centre de PMI Jean-Baptiste Clément. "
+        "Infos/annuler : https://rdv.example.fr/r/1f3a-AbC12x9Kf0"
+    )
+
+
+def test_cut_texts_end_on_a_whole_word_without_ellipsis():
+    text = compose(replace(HAUTS_DE_SEINE, two_way=True))
+    assert ", Centre de PMI Jean-Baptiste. " in text
+    text = compose(replace(HAUTS_DE_SEINE, kind="cancelled", location_type="home"))
+    assert "(Consultation de puériculture) est annulée." in text  # not "... et pesée du"
+
+
+def test_a_cancellation_keeps_the_phone_to_book_again():
+    for facts in FIXTURES:
+        for location_type in LOCATION_TYPES:
+            text = compose(replace(facts, kind="cancelled", location_type=location_type))
+            assert f"Pour un nouveau RDV : Tél {display_phone(facts.phone, facts.region)}." in text
+
+
+def test_a_cancellation_without_phone_keeps_the_link():
+    text = compose(replace(SEINE_SAINT_DENIS, kind="cancelled", location_type="home", phone=None))
+    assert_one_gsm7_segment_with_link(text, replace(SEINE_SAINT_DENIS, kind="cancelled", phone=None))
+
+
+def test_accents_outside_gsm7_are_transliterated():
+    facts = replace(
+        SHORT, person="Françoise", motif="Suivi de grossesse – 2ᵉ trimestre", lieu_name="PMI Œuvre", lieu_address=None
+    )
+    assert compose(replace(facts, phone=None)) == (
+        "PMI 92 : rappel, RDV de Francoise mar. 24/11 à 9h30 (Suivi de grossesse - 2e trimestre), PMI OEuvre. "
+        "Infos/annuler : https://rdv.example.fr/r/1f3a-AbC12x9Kf0"
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("location_type", LOCATION_TYPES)
+@pytest.mark.parametrize("two_way", [False, True])
+def test_the_longest_allowed_link_always_fits(kind, location_type, two_way):
+    huge = "Anticonstitutionnellement " * 12
+    facts = SmsFacts(
+        kind=kind,
+        starts_at_local=datetime(2026, 11, 25, 14, 5, tzinfo=PARIS),  # "mer. 25/11 à 14h05", the longest date
+        motif=huge,
+        location_type=location_type,
+        link="https://rdv.example.fr/r/" + "x" * (MAX_LINK_SEPTETS - 27) + "~",
+        organisation=huge,
+        lieu_name=huge,
+        lieu_address=huge,
+        phone="+33 (0)1 41 37 10 00",
+        person=huge,
+        two_way=two_way,
+    )
+    assert septets(facts.link) == MAX_LINK_SEPTETS
+    assert_one_gsm7_segment_with_link(compose(facts), facts)
+
+
+@pytest.mark.parametrize("changes", [
+    {"kind": "moved"},
+    {"location_type": "visio"},
+    {"starts_at_local": datetime(2026, 11, 24, 9, 30)},
+    {"link": "https://rdv.example.fr/r/a b"},
+    {"link": "https://rdv.example.fr/r/ç"},
+    {"link": "https://rdv.example.fr/r/" + "x" * MAX_LINK_SEPTETS},
+    {"link": ""},
+])
+def test_facts_that_could_not_make_a_proper_sms_are_refused(changes):
+    with pytest.raises(ValueError):
+        replace(SHORT, **changes)
+
+
+french_text = st.text(
+    alphabet=st.characters(codec="utf-8", categories=("L", "N", "P", "Zs", "S"))
+    | st.sampled_from("éèêëàâçîïôœùûüÿÉÈÊÀÇÎÔŒ’«»–… \u00a0"),
+    max_size=120,
+)
+links = st.builds(
+    lambda token: f"https://rdv.example.fr/r/{token}",
+    st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=8, max_size=MAX_LINK_SEPTETS - 25),
+)
+facts_strategy = st.builds(
+    SmsFacts,
+    kind=st.sampled_from(KINDS),
+    starts_at_local=st.datetimes(
+        min_value=datetime(2025, 1, 1),
+        max_value=datetime(2035, 1, 1),
+        timezones=st.sampled_from([PARIS, REUNION, GUADELOUPE]),
+    ),
+    motif=french_text,
+    location_type=st.sampled_from(LOCATION_TYPES),
+    link=links,
+    organisation=french_text,
+    region=st.sampled_from(["FR", "RE", "GP", "MQ", "GF", "YT"]),
+    lieu_name=st.none() | french_text,
+    lieu_address=st.none() | french_text,
+    phone=st.none() | st.sampled_from(["01 41 37 10 00", "+262692123456", "+590 690 12 34 56", "0596 12 34 56", "3919"])
+    | st.text(alphabet="0123456789 +.-()", max_size=25),
+    person=st.none() | french_text,
+    two_way=st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(facts_strategy)
+def test_any_facts_make_one_gsm7_sms_with_the_link_intact(facts):
+    text = compose(facts)
+    assert_one_gsm7_segment_with_link(text, facts)
+    assert format_when(facts.starts_at_local) in text
