@@ -528,8 +528,9 @@ def seed_demo(now: datetime | None = None, seed: int = RANDOM_SEED) -> list[tupl
 
 
 def _seed_demo_territory(spec: dict, now: datetime, rng: random.Random, password_hash: str) -> None:
-    territory = Territory(number=spec["number"], name=spec["territory"], timezone=spec["timezone"])
-    organisation = Organisation(territory=territory, name=spec["organisation"])
+    territory = Territory(number=spec["number"], name=spec["territory"], timezone=spec["timezone"],
+                          sms_sender=f"PMI{spec['number']}")  # alphanumeric sender: families cannot reply
+    organisation = Organisation(territory=territory, name=spec["organisation"], phone=spec["lieux"][0][2])
     lieux = [Lieu(organisation=organisation, name=name, address=address, phone=phone)
              for name, address, phone in spec["lieux"]]
     motifs = {kind.name: Motif(organisation=organisation, name=kind.name, duration_minutes=kind.minutes,

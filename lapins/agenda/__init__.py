@@ -30,6 +30,7 @@ NAV_SECTIONS = {
     "agenda.edit_plage": "agenda.my_schedule", "agenda.delete_plage": "agenda.my_schedule",
     "agenda.new_absence": "agenda.my_schedule", "agenda.edit_absence": "agenda.my_schedule",
     "agenda.delete_absence": "agenda.my_schedule",
+    "agenda.territory_messages": "agenda.my_territory_messages",
 }
 
 
@@ -43,7 +44,21 @@ def navigation() -> dict:
     current = NAV_SECTIONS.get(request.endpoint, request.endpoint)
     if request.endpoint == "agenda.agent_calendar" and (request.view_args or {}).get("agent_id") != getattr(current_user, "id", None):
         current = None  # a colleague's agenda is not "Mon agenda"
-    return {"nav_items": lambda: NAV_ITEMS, "nav_current": current}
+    return {"nav_items": lambda: NAV_ITEMS + extra_nav_items(current_user), "nav_current": current}
+
+
+def extra_nav_items(agent) -> list[tuple[str, str]]:
+    """Items some agents only get: the SMS figures for administrators, the dev inbox outside production."""
+    from flask import current_app
+
+    from lapins.models import Role
+
+    items = []
+    if getattr(agent, "is_authenticated", False) and any(role.role == Role.ADMIN for role in agent.roles):
+        items.append(("agenda.my_territory_messages", "SMS envoyés"))
+    if current_app.config["ENV_NAME"] != "production":
+        items.append(("agenda.dev_inbox", "Boîte de dév."))
+    return items
 
 
 from lapins.agenda import calendar, messages, rdvs, schedule, usagers, views  # noqa: E402,F401

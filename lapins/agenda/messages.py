@@ -13,7 +13,7 @@ from lapins.agenda import bp
 from lapins.agenda.rdvs import _get_rdv
 from lapins.extensions import db
 from lapins.agenda.rdv_forms import ReminderForm
-from lapins.models import Channel, Message, MessageStatus, Organisation, Rdv, Territory, Usager, utcnow
+from lapins.models import Channel, Message, MessageStatus, Organisation, Rdv, Role, Territory, Usager, utcnow
 from lapins.notifications import outbox
 from lapins.notifications.tasks import kick
 from lapins.slots import local_midnight
@@ -54,6 +54,15 @@ class WeekFigures:
     failed: int
     undeliverable: int
     emails_sent: int
+
+
+@bp.route("/sms")
+def my_territory_messages():
+    """The SMS figures of the territory where the agent is an administrator."""
+    organisation = next((role.organisation for role in current_user.roles if role.role == Role.ADMIN), None)
+    if organisation is None:
+        abort(403)
+    return redirect(url_for("agenda.territory_messages", territory_id=organisation.territory_id))
 
 
 @bp.route("/territoires/<int:territory_id>/sms")
