@@ -279,3 +279,50 @@ def test_a_send_interrupted_by_a_dead_worker_is_sent_again_after_the_lease(clini
         outbox.send_batch(ids)
     db.session.refresh(reminder)
     assert reminder.status == MessageStatus.SENT and reminder.attempts == 2
+
+
+# --- The whole path through the real Twilio SDK -----------------------------------------------------------------
+
+@pytest.fixture()
+def on_twilio(app, twilio_app_config):
+    saved = {key: app.config.get(key) for key in twilio_app_config}
+    app.config.update(twilio_app_config)
+    app.extensions.pop("lapins.sms_backend", None)
+    yield
+    app.config.update(saved)
+    app.extensions.pop("lapins.sms_backend", None)
+
+
+def test_a_booking_reaches_the_family_through_twilio_and_its_delivery_is_recorded(clinic, db, client, on_twilio,
+                                                                                   twilio_fake):
+    clinic.territory.sms_sender = "PMI92"
+    db.session.commit()
+    rdv = book(clinic, local(PARIS, 10, 23, 9, 30))
+
+    sms = messages(db, rdv_id=rdv.id, kind=MessageKind.CREATED, channel=Channel.SMS)[0]
+    received = [m for m in twilio_fake.messages if m.to == "+33612345678"]
+    assert len(received) == 1 and received[0].body == sms.body and received[0].from_ == "PMI92"
+    assert sms.status == MessageStatus.SENT and sms.provider_id == received[0].sid and sms.segments == 1
+
+    callback = twilio_fake.status_request(sms.provider_id, "delivered")
+    assert client.post(callback.path, data=callback.data, headers=callback.headers).status_code < 300
+    db.session.refresh(sms)
+    assert sms.status == MessageStatus.DELIVERED
+
+
+def test_an_invalid_number_is_not_retried_and_is_flagged_for_agents(clinic, db, on_twilio, twilio_fake):
+    twilio_fake.mark_invalid("+33612345678")
+    clinic.territory.sms_sender = "PMI92"
+    db.session.commit()
+    rdv = book(clinic, local(PARIS, 10, 23, 9, 30))
+
+    sms = messages(db, rdv_id=rdv.id, kind=MessageKind.CREATED, channel=Channel.SMS)[0]
+    assert sms.status == MessageStatus.UNDELIVERABLE and sms.error_code == "21211", sms.error
+    db.session.refresh(clinic.mother)
+    assert clinic.mother.phone_undeliverable_at is not None
+    # Its pending reminder is skipped at send time rather than tried again.
+    reminder = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
+    with time_machine.travel(reminder.due_at, tick=False):
+        outbox.dispatch_due()
+    db.session.refresh(reminder)
+    assert reminder.status == MessageStatus.SKIPPED and len(twilio_fake.messages) == 0
