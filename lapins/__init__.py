@@ -56,6 +56,7 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from lapins.agenda import bp as agenda_bp
     from lapins.auth import bp as auth_bp
+    from lapins.family import bp as family_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
     from lapins.vendor import bp as vendor_bp
 
@@ -63,6 +64,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(agenda_bp)
     app.register_blueprint(vendor_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(family_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

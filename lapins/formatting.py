@@ -38,7 +38,11 @@ def phone_display(e164: str | None) -> str:
         return ""
     import phonenumbers
 
-    return phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.NATIONAL)
+    try:  # stored E.164; an older number typed in national form is shown as it was typed
+        number = phonenumbers.parse(e164, "FR")
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
 def register(app: Flask) -> None:
