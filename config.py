@@ -73,6 +73,9 @@ class Config:
     OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 50)
     OUTBOX_CLAIM_LEASE_SECONDS = env_int("OUTBOX_CLAIM_LEASE_SECONDS", 120)
     OUTBOX_DISPATCH_SECONDS = env_int("OUTBOX_DISPATCH_SECONDS", 60)  # how often the beat dispatches due messages
+    # After a transient error (Twilio 5xx or 429, SMTP down) a message is tried again this many seconds later, then
+    # twice as long after each new failure (30 minutes at most), until its rdv starts.
+    OUTBOX_RETRY_SECONDS = env_int("OUTBOX_RETRY_SECONDS", 30)
 
 
 class DevelopmentConfig(Config):

@@ -58,7 +58,9 @@ def book(clinic, starts_at, usagers=None):
 
 
 def messages(db, **where) -> list[Message]:
-    query = select(Message).order_by(Message.due_at, Message.id)
+    """The rows as the database holds them now: objects this session already has are refreshed, since the eager
+    worker wrote through sessions of its own."""
+    query = select(Message).order_by(Message.due_at, Message.id).execution_options(populate_existing=True)
     for key, value in where.items():
         query = query.where(getattr(Message, key) == value)
     return list(db.session.scalars(query))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import selectinload
 
 from lapins.extensions import db
@@ -37,9 +37,10 @@ logger = logging.getLogger(__name__)
 CLAIM_CHUNK = 1000
 UNANSWERED = {"timeout", "network"}  # TransientError codes of a request whose fate is unknown
 MAX_ATTEMPTS = 8
-FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(minutes=30)
 DISPATCH_BUDGET = timedelta(seconds=50)
+STARTED = "Rendez-vous déjà commencé"
+TOO_LATE = "Non envoyé avant le début du rendez-vous"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks  # one beat run stops claiming after this; the next run goes on
 
 
@@ -220,33 +221,38 @@ def recover_stale_claims(now: datetime | None = None) -> int:
     stale = db.session.scalars(
         select(Message).where(Message.status == MessageStatus.QUEUED, Message.claimed_at < now - lease)
         .order_by(Message.id).limit(CLAIM_CHUNK)).all()
-    for message in stale:
+    # Each claim is settled only if it is still the one read here: another dispatch (the beat and a booking's kick)
+    # may have settled it while the provider was being asked, and the message been sent again since.
+    claims = [(message, message.id, message.claimed_at, message.attempts) for message in stale]
+    for message, message_id, claimed_at, attempts in claims:
         try:
-            found = _find_sent(message)
+            found = _find_sent(message, claimed_at)
         except TransientError as error:
-            logger.warning("Message %s: provider not reachable to check an interrupted send (%s)", message.id,
+            logger.warning("Message %s: provider not reachable to check an interrupted send (%s)", message_id,
                            error.code or "no code")
             continue
         if found is not None:
-            _record_sent(message, found, message.claimed_at or now)
-        elif message.attempts >= MAX_ATTEMPTS:
-            message.status, message.claimed_at = MessageStatus.FAILED, None
-            message.error = f"Abandon après {message.attempts} envois interrompus"
+            values = _sent_values(found, claimed_at)
+        elif attempts >= MAX_ATTEMPTS:
+            values = {"status": MessageStatus.FAILED, "claimed_at": None,
+                      "error": f"Abandon après {attempts} envois interrompus"}
         else:
-            message.claimed_at = None
-            message.queued_at = None
-            message.status = MessageStatus.PENDING
-            message.due_at = now
-            message.error = "Envoi interrompu (worker arrêté) : nouvel essai"
+            values = {"status": MessageStatus.PENDING, "claimed_at": None, "queued_at": None, "due_at": now,
+                      "error": "Envoi interrompu (worker arrêté) : nouvel essai"}
+        db.session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status == MessageStatus.QUEUED, Message.claimed_at == claimed_at)
+            .values(**{**values, "updated_at": now})
+            .execution_options(synchronize_session=False))
         db.session.commit()
     return len(stale)
 
 
-def _find_sent(message: Message) -> Delivery | None:
+def _find_sent(message: Message, claimed_at: datetime) -> Delivery | None:
     if message.channel != Channel.SMS or not message.body or not message.to_address:
         return None
     finder = backends.sms_backend()
-    return finder.find_sent(_outgoing_sms(message), since=message.claimed_at - timedelta(minutes=1))
+    return finder.find_sent(_outgoing_sms(message), since=claimed_at - timedelta(minutes=1))
 
 
 def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
@@ -281,20 +287,54 @@ def send_batch(ids: Iterable[int], now: datetime | None = None) -> dict[str, int
                  selectinload(Message.rdv).selectinload(Rdv.organisation))
     ).all()
     counts: dict[str, int] = {}
-    ready = [message for message in messages if _prepare(message, now)]
-    db.session.commit()  # texts are fixed before any provider sees them
+    ready = [(message, _outgoing(message)) for message in messages if _prepare(message, now)]
     for message in messages:
         if message.status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
             counts[str(message.status)] = counts.get(str(message.status), 0) + 1
-    for message in ready:
-        status = _send_one(message)
-        counts[status] = counts.get(status, 0) + 1
+    deadlines = {outgoing.message_id: message.expires_at for message, outgoing in ready}
+    # Texts are fixed before any provider sees them. Every commit expires the batch's objects, and reloading one
+    # reruns the query's eager loads: the sending loop works from the outgoing messages built above instead.
+    db.session.commit()
+    # A send begun after half the lease could still be under way when its claim looks abandoned: recover_stale_claims
+    # would put the message back and it could leave twice. A send after the rdv started is of no use to the family.
+    # Such messages are given back instead, to be claimed (or skipped) by the next dispatch.
+    stop_at = now + timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"]) / 2
+    given_back: list[int] = []
+    # One connection for the whole loop: through the session, each message's commit would give it back to the
+    # pool, and the next one would check it out (and ping it) again.
+    with db.engine.connect() as connection:
+        for message, outgoing in ready:
+            at, deadline = utcnow(), deadlines[outgoing.message_id]
+            if at >= stop_at or (deadline is not None and at >= deadline):
+                given_back.append(outgoing.message_id)
+                continue
+            status = _send_one(message, outgoing, connection)
+            counts[status] = counts.get(status, 0) + 1
+        if given_back:
+            counts["given back"] = _give_back(given_back, now, connection)
     return counts
+
+
+def _give_back(ids: list[int], claimed_at: datetime, connection: Connection) -> int:
+    """Messages claimed by a batch that did not send them: pending and due again, as if never claimed."""
+    at = utcnow()
+    given = connection.execute(
+        update(Message)
+        .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at == claimed_at)
+        .values(status=MessageStatus.PENDING, claimed_at=None, queued_at=None, due_at=at,
+                attempts=Message.attempts - 1, updated_at=at))
+    connection.commit()
+    return given.rowcount
 
 
 def _prepare(message: Message, now: datetime) -> bool:
     """Check the message is still wanted and fix its text and address; a message no longer wanted is skipped."""
     reason = _why_not(message, now)
+    if reason == STARTED and message.attempts > 1 and message.error:
+        # Tried before and failed (Twilio down, a worker killed): agents must read why the family got nothing.
+        message.status, message.claimed_at = MessageStatus.FAILED, None
+        message.error = f"{TOO_LATE} : {message.error}"[:255]
+        return False
     if reason:
         message.status, message.error, message.claimed_at = MessageStatus.SKIPPED, reason, None
         return False
@@ -319,7 +359,7 @@ def _why_not(message: Message, now: datetime) -> str | None:
     if rdv is None or usager is None:
         return "Rendez-vous ou destinataire supprimé"
     if message.expires_at is not None and message.expires_at <= now:
-        return "Rendez-vous déjà commencé"
+        return STARTED
     if message.kind != MessageKind.CANCELLED and not rdv.is_live:
         return "Rendez-vous annulé"
     if message.kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED:
@@ -333,31 +373,33 @@ def _why_not(message: Message, now: datetime) -> str | None:
     return None
 
 
-def _send_one(message: Message) -> str:
+def _send_one(message: Message, outgoing: OutgoingSms | OutgoingEmail, connection: Connection) -> str:
+    """Send, then commit the outcome at once. A success is one UPDATE by id on `connection`, without reloading the
+    (expired) message; a failure, rare, goes through the model and the session."""
     try:
-        if message.channel == Channel.SMS:
-            delivery = backends.sms_backend().send(_outgoing_sms(message))
+        if isinstance(outgoing, OutgoingSms):
+            delivery = backends.sms_backend().send(outgoing)
         else:
-            delivery = backends.email_backend().send(_outgoing_email(message))
+            delivery = backends.email_backend().send(outgoing)
     except PermanentError as error:
         _record_permanent(message, error)
     except TransientError as error:
         _record_transient(message, error)
     except Exception as error:  # a bug must not leave the claim to be mistaken for a dead worker
-        logger.exception("Message %s: unexpected error while sending", message.id)
+        logger.exception("Message %s: unexpected error while sending", outgoing.message_id)
         _record_transient(message, TransientError(f"Erreur inattendue ({type(error).__name__})"))
     else:
-        _record_sent(message, delivery, utcnow())
+        connection.execute(update(Message).where(Message.id == outgoing.message_id)
+                           .values(**_sent_values(delivery, utcnow())))
+        connection.commit()
+        return str(MessageStatus.SENT)
     db.session.commit()
     return str(message.status)
 
 
-def _record_sent(message: Message, delivery: Delivery, at: datetime) -> None:
-    message.status = MessageStatus.SENT
-    message.provider_id = delivery.provider_id
-    message.segments = delivery.segments
-    message.sent_at = at
-    message.error = message.error_code = None
+def _sent_values(delivery: Delivery, at: datetime) -> dict:
+    return {"status": MessageStatus.SENT, "provider_id": delivery.provider_id, "segments": delivery.segments,
+            "sent_at": at, "error": None, "error_code": None, "updated_at": at}
 
 
 def _record_permanent(message: Message, error: PermanentError) -> None:
@@ -375,7 +417,8 @@ def _record_transient(message: Message, error: TransientError) -> None:
         # message is treated like an interrupted send — the provider is asked before any new attempt.
         return
     message.claimed_at = None
-    retry_at = now + min(FIRST_RETRY * 2 ** (message.attempts - 1), LONGEST_RETRY)
+    first_retry = timedelta(seconds=current_app.config["OUTBOX_RETRY_SECONDS"])
+    retry_at = now + min(first_retry * 2 ** (message.attempts - 1), LONGEST_RETRY)
     if message.channel == Channel.SMS and message.rdv is not None:
         territory = message.rdv.organisation.territory
         retry_at = timing.civil_time(retry_at, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
@@ -385,7 +428,7 @@ def _record_transient(message: Message, error: TransientError) -> None:
         message.error = f"Abandon après {message.attempts} essais : {error.message}"[:255]
     elif message.expires_at is not None and retry_at >= message.expires_at:
         message.status = MessageStatus.FAILED
-        message.error = f"Non envoyé avant le début du rendez-vous : {error.message}"[:255]
+        message.error = f"{TOO_LATE} : {error.message}"[:255]
     else:
         message.status = MessageStatus.PENDING
         message.due_at = retry_at
@@ -425,6 +468,10 @@ def _render_email(message: Message):
 def _email_subject_and_text(message: Message) -> tuple[str, str]:
     rendered = _render_email(message)
     return rendered.subject, rendered.text
+
+
+def _outgoing(message: Message) -> OutgoingSms | OutgoingEmail:
+    return _outgoing_sms(message) if message.channel == Channel.SMS else _outgoing_email(message)
 
 
 def _outgoing_sms(message: Message) -> OutgoingSms:

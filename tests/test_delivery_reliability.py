@@ -1,0 +1,431 @@
+"""Every due reminder reaches its family exactly once, or fails with a reason, whatever breaks on the way.
+
+Real components only: `celery -A worker worker` (prefork, two processes) started as a subprocess, Redis as the
+broker, the real Twilio SDK talking to the loopback fake over HTTP, and a file SQLite database or PostgreSQL. This
+process plays the beat: it runs outbox.dispatch_due every DISPATCH_EVERY seconds, so interrupted sends and lost
+tasks are looked into exactly as in production, only with a lease of LEASE_SECONDS instead of two minutes.
+
+What a family would notice is read from the fake: how many SMS each number received, and when.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from lapins.models import Channel, Message, MessageKind, MessageStatus, utcnow
+from tests import services
+from tests.fakes.twilio import TwilioFake
+
+pytestmark = pytest.mark.redis
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY = "delivery-reliability-secret-key"
+LEASE_SECONDS = 3  # OUTBOX_CLAIM_LEASE_SECONDS: a claim this old belongs to a dead worker
+TWILIO_TIMEOUT_SECONDS = 1  # shorter than the lease, as in production (10 s against 120 s)
+BATCH_SIZE = 10
+RETRY_SECONDS = 1  # OUTBOX_RETRY_SECONDS: first retry after a 500 or a 429, doubled at each attempt
+DISPATCH_EVERY = 0.25  # the beat's interval, played by this process
+SETTLE_TIMEOUT = 60
+FINAL = {status for status in MessageStatus if status.is_final}
+
+
+class ScriptedTwilio(TwilioFake):
+    """The fake, plus what these tests read and change mid-run: how many times each number was asked to take an
+    SMS (refused ones included), how many programmed faults are still to come, and an end to them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._asked: Counter[str] = Counter()
+        self.accept_in = 0.0  # seconds Twilio takes to accept an SMS (listing stays fast, unlike `delay`)
+
+    def _create(self, form: dict[str, str]) -> tuple[int, dict]:
+        with self._lock:
+            self._asked[form.get("To", "")] += 1
+        time.sleep(self.accept_in)
+        return super()._create(form)
+
+    def asked(self, to: str) -> int:
+        with self._lock:
+            return self._asked[to]
+
+    @property
+    def faults_left(self) -> int:
+        with self._lock:
+            return len(self._state.faults)
+
+    def heal(self) -> None:
+        with self._lock:
+            self._state.faults.clear()
+
+
+@dataclass(frozen=True)
+class Reminder:
+    message_id: int
+    phone: str
+    rdv_starts_at: datetime
+
+
+class Worker:
+    """`celery -A worker worker --pool prefork --concurrency 2`, in a process group of its own."""
+
+    def __init__(self, env: dict[str, str], log: Path, name: str) -> None:
+        self.log = log
+        command = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", "--pool=prefork",
+                   "--concurrency=2", f"--hostname={name}@%h", "--without-mingle", "--without-gossip",
+                   "--without-heartbeat"]
+        with log.open("w") as output:
+            self.process = subprocess.Popen(
+                services.dying_with_this_process(command), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self) -> None:
+        """kill -9 of the main process and its pool processes at once: no warm shutdown, no ack, no cleanup."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def wait_ready(self, timeout: float = 30) -> Worker:
+        """Until the worker consumes from the broker (Celery logs "<name> ready.")."""
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log.read_text(errors="replace"):
+            self.assert_running()
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker was not ready after {timeout:.0f} s\n{self.logs()}", pytrace=False)
+            time.sleep(0.05)
+        return self
+
+    def assert_running(self) -> None:
+        if self.process.poll() is not None:
+            pytest.fail(f"the worker exited with code {self.process.returncode}\n{self.logs()}", pytrace=False)
+
+    def logs(self) -> str:
+        return f"--- {self.log.name} ---\n{self.log.read_text(errors='replace')[-4000:]}"
+
+
+class Lapins:
+    """One deployment for one test: its own database and app in this process, workers as subprocesses."""
+
+    def __init__(self, directory: Path, database_url: str, broker_url: str, twilio: ScriptedTwilio) -> None:
+        from celery import current_app as current_celery
+
+        from lapins import create_app
+
+        self.directory, self.twilio, self.workers = directory, twilio, []
+        self._previous_celery = current_celery._get_current_object()
+        settings = {
+            "SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": database_url, "CELERY_BROKER_URL": broker_url,
+            "CELERY_TASK_ALWAYS_EAGER": False, "SMS_BACKEND": "twilio", "TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": twilio.auth_token, "TWILIO_BASE_URL": twilio.url,
+            "TWILIO_TIMEOUT_SECONDS": TWILIO_TIMEOUT_SECONDS, "OUTBOX_BATCH_SIZE": BATCH_SIZE,
+            "OUTBOX_CLAIM_LEASE_SECONDS": LEASE_SECONDS, "OUTBOX_RETRY_SECONDS": RETRY_SECONDS,
+            "PUBLIC_URL": "https://lapins.example.org",
+        }
+        self.app = create_app("testing", **settings)
+        self.env = {key: value for key, value in os.environ.items()
+                    if not key.startswith(("CELERY_", "LAPINS_", "TWILIO_", "SMS_", "OUTBOX_", "TEST_"))}
+        self.env.update({key: str(value) for key, value in settings.items()
+                         if key not in ("SQLALCHEMY_DATABASE_URI", "CELERY_TASK_ALWAYS_EAGER")})
+        self.env.update({"LAPINS_ENV": "development", "DATABASE_URL": database_url, "LOG_LEVEL": "INFO",
+                         "EMAIL_BACKEND": "console"})
+        self.context = self.app.app_context()
+        self.context.push()
+        from lapins.extensions import db
+
+        self.db = db
+        db.create_all()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.db.session.remove()
+        self.db.engine.dispose()
+        self.app.extensions["celery"].close()
+        self.context.pop()
+        self._previous_celery.set_current()
+        self._previous_celery.set_default()
+
+    # --- the families and their reminders ---------------------------------------------------------------------
+
+    def due_reminders(self, count: int, *, starts_in: timedelta = timedelta(hours=1),
+                      first_phone: int = 0) -> list[Reminder]:
+        """`count` rdvs, one family each with its own mobile and SMS consent, whose reminder is due now."""
+        from lapins.models import Lieu, Motif, Organisation, Rdv, Territory, Usager
+
+        db, now = self.db, utcnow().replace(microsecond=0)
+        territory = db.session.scalar(select(Territory)) or Territory(
+            number="92", name="Hauts-de-Seine", sms_sender="PMI92",
+            quiet_hours_start=datetime.min.time(), quiet_hours_end=datetime.min.time())  # no quiet hours
+        organisation = db.session.scalar(select(Organisation)) or Organisation(
+            territory=territory, name="PMI Nanterre", phone="+33141371000")
+        lieu = db.session.scalar(select(Lieu)) or Lieu(organisation=organisation, name="Centre PMI",
+                                                       address="12 rue de la Paix, Nanterre", phone="+33141371010")
+        motif = db.session.scalar(select(Motif)) or Motif(organisation=organisation, name="Pesée")
+        db.session.add_all([territory, organisation, lieu, motif])
+        db.session.flush()
+        starts_at = now + starts_in
+        messages = []
+        for number in range(first_phone, first_phone + count):
+            usager = Usager(territory=territory, first_name="Inès", last_name=f"Durand{number}",
+                            phone=f"+336{10_000_000 + number}", sms_consent=True)
+            rdv = Rdv(organisation=organisation, motif=motif, lieu=lieu, starts_at=starts_at,
+                      ends_at=starts_at + timedelta(minutes=30), usagers=[usager])
+            messages.append(Message(territory_id=territory.id, rdv=rdv, usager=usager, channel=Channel.SMS,
+                                    kind=MessageKind.REMINDER, status=MessageStatus.PENDING,
+                                    due_at=now - timedelta(minutes=1), expires_at=starts_at))
+        db.session.add_all(messages)
+        db.session.commit()
+        reminders = [Reminder(message.id, message.usager.phone, starts_at) for message in messages]
+        db.session.remove()
+        return reminders
+
+    def messages(self, reminders: list[Reminder] | None = None) -> list[Message]:
+        """The rows as they are now, read afresh."""
+        self.db.session.remove()
+        query = select(Message).order_by(Message.id)
+        if reminders is not None:
+            query = query.where(Message.id.in_([reminder.message_id for reminder in reminders]))
+        return list(self.db.session.scalars(query))
+
+    def statuses(self) -> Counter[str]:
+        rows = self.db.session.execute(select(Message.status, func.count()).group_by(Message.status)).all()
+        self.db.session.rollback()
+        return Counter({str(status): count for status, count in rows})
+
+    def all_final(self) -> bool:
+        statuses = self.statuses()
+        return sum(statuses.values()) > 0 and all(MessageStatus(status) in FINAL for status in statuses)
+
+    # --- the worker and the beat ------------------------------------------------------------------------------
+
+    def start_worker(self) -> Worker:
+        number = len(self.workers) + 1
+        worker = Worker(self.env, self.directory / f"worker-{number}.log", f"reliability{number}")
+        self.workers.append(worker)
+        return worker
+
+    def dispatch(self) -> None:
+        """One run of the beat's job. With the broker down it fails after committing its claims, as in production:
+        the rows stay queued and are handed over again once the lease is over."""
+        from kombu.exceptions import OperationalError
+
+        from lapins.notifications import outbox
+
+        try:
+            outbox.dispatch_due()
+        except OperationalError:
+            self.db.session.rollback()
+
+    def run_beat_until(self, done: Callable[[], bool], what: str, timeout: float = SETTLE_TIMEOUT,
+                       poll: float = 0.01) -> None:
+        """Dispatch every DISPATCH_EVERY seconds until `done()` (checked every `poll` seconds)."""
+        deadline = time.monotonic() + timeout
+        next_dispatch = 0.0
+        while not done():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what}: not reached after {timeout:.0f} s\n{self.progress()}", pytrace=False)
+            if time.monotonic() >= next_dispatch:
+                self.dispatch()
+                next_dispatch = time.monotonic() + DISPATCH_EVERY
+            time.sleep(poll)
+
+    def run_beat_for(self, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        self.run_beat_until(lambda: time.monotonic() >= until, f"{seconds:.1f} s of beat", timeout=seconds + 5)
+
+    def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
+        self.run_beat_until(self.all_final, "every message sent, failed or undeliverable", timeout, poll=0.1)
+
+    def progress(self) -> str:
+        live = [worker for worker in self.workers if worker.process.poll() is None]
+        return (f"statuses {dict(self.statuses())}; the fake holds {len(self.twilio.messages)} SMS after "
+                f"{self.twilio.request_count} requests; {len(live)} worker(s) running\n"
+                + "\n".join(worker.logs() for worker in self.workers))
+
+
+# --- Fixtures ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lapins.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture()
+def twilio():
+    with ScriptedTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture()
+def start_lapins(database_url, twilio, tmp_path):
+    started: list[Lapins] = []
+
+    def start(broker_url: str) -> Lapins:
+        started.append(Lapins(tmp_path, database_url, broker_url, twilio))
+        return started[-1]
+
+    yield start
+    for lapins in started:
+        lapins.close()
+
+
+@pytest.fixture()
+def own_redis():
+    """A Redis server of this test's own, which it may stop and start again (no persistence)."""
+    server = services.RedisServer().start()
+    yield server
+    server.stop()
+
+
+# --- What a family notices --------------------------------------------------------------------------------------
+
+def assert_each_family_got_its_reminder_once(lapins: Lapins, reminders: list[Reminder]) -> None:
+    rows = {row.id: row for row in lapins.messages(reminders)}
+    not_sent = {row.id: (str(row.status), row.error) for row in rows.values() if row.status != MessageStatus.SENT}
+    assert not not_sent, f"{len(not_sent)} not sent: {list(not_sent.items())[:5]}\n{lapins.progress()}"
+    received = Counter(message.to for message in lapins.twilio.messages)
+    twice = {phone: count for phone, count in received.items() if count > 1}
+    assert not twice, f"{len(twice)} families got their reminder more than once: {list(twice.items())[:5]}"
+    by_sid = {message.sid: message for message in lapins.twilio.messages}
+    for reminder in reminders:
+        row = rows[reminder.message_id]
+        assert lapins.twilio.count_for(reminder.phone, row.body) == 1
+        assert by_sid[row.provider_id].to == reminder.phone  # the row records the SMS the family got
+    assert_nothing_sent_after_the_rdv_started(lapins, reminders)
+
+
+def assert_nothing_sent_after_the_rdv_started(lapins: Lapins, reminders: list[Reminder]) -> None:
+    starts = {reminder.phone: reminder.rdv_starts_at for reminder in reminders}
+    late = [message.to for message in lapins.twilio.messages
+            if message.to in starts and message.date_created >= starts[message.to]]
+    assert not late, f"{len(late)} SMS accepted by Twilio after the rdv started"
+    for row in lapins.messages(reminders):
+        assert row.sent_at is None or row.sent_at < row.expires_at, (row.id, row.sent_at, row.expires_at)
+
+
+# --- 1. The worker killed mid-batch -----------------------------------------------------------------------------
+
+def test_a_worker_killed_mid_batch_loses_no_reminder_and_sends_none_twice(start_lapins, redis_url, twilio):
+    lapins = start_lapins(redis_url)
+    reminders = lapins.due_reminders(200)
+    twilio.delay = 0.02  # a slow network: the kill lands while batches are being sent
+    worker = lapins.start_worker()
+
+    lapins.run_beat_until(lambda: len(twilio.messages) >= 60, "a third of the reminders sent")
+    # Both pool processes then wait on a request Twilio accepted but has not answered yet, and are killed there.
+    twilio.hang_next(2, seconds=3, accept=True)
+    lapins.run_beat_until(lambda: twilio.faults_left == 0, "both sends hanging", timeout=10, poll=0.002)
+    worker.kill()
+    sent_before_the_kill = len(twilio.messages)
+    assert sent_before_the_kill < len(reminders), "the worker was killed after the end of the batch"
+    claimed = [row for row in lapins.messages() if row.status == MessageStatus.QUEUED and row.claimed_at]
+    assert claimed, "no send was interrupted"
+
+    lapins.start_worker()
+    lapins.settle()
+
+    assert_each_family_got_its_reminder_once(lapins, reminders)
+    assert len(twilio.messages) == len(reminders)
+
+
+# --- 2. Redis restarted: the tasks on it are lost ---------------------------------------------------------------
+
+def test_a_redis_restart_loses_the_queued_tasks_but_no_reminder(start_lapins, own_redis, twilio):
+    lapins = start_lapins(own_redis.url(0))
+    reminders = lapins.due_reminders(200)
+    twilio.delay = 0.02
+    lapins.start_worker()
+
+    lapins.run_beat_until(lambda: len(twilio.messages) >= 40, "a fifth of the reminders sent")
+    own_redis.stop()  # no persistence: every task waiting on the broker is gone
+    lapins.run_beat_for(1.5)  # the beat keeps claiming meanwhile: its tasks cannot reach the broker
+    own_redis.start()
+    lost = [row for row in lapins.messages() if row.status == MessageStatus.QUEUED and row.claimed_at is None]
+    assert lost, "no queued message was waiting on the broker when Redis stopped"
+
+    lapins.settle()
+
+    assert_each_family_got_its_reminder_once(lapins, reminders)
+    assert len(twilio.messages) == len(reminders)
+    for worker in lapins.workers:
+        worker.assert_running()  # the worker found Redis again by itself
+
+
+# --- 3. Twilio answering 500, then 429, then not answering ------------------------------------------------------
+
+def test_twilio_failing_for_a_while_delays_reminders_but_never_past_the_rdv(start_lapins, redis_url, twilio):
+    lapins = start_lapins(redis_url)
+    lapins.start_worker().wait_ready()
+    twilio.fail_next(10**6, status=500)
+    outage_began = time.monotonic()
+    soon = lapins.due_reminders(4, starts_in=timedelta(seconds=4))  # these rdvs start during the outage
+    later = lapins.due_reminders(100, first_phone=100)
+
+    lapins.run_beat_for(2 - (time.monotonic() - outage_began))
+    twilio.heal()
+    twilio.throttle_next(10**6)
+    lapins.run_beat_for(4 - (time.monotonic() - outage_began))
+    twilio.heal()
+    # Then a few requests get no answer in time: two were accepted all the same, two never reached Twilio.
+    twilio.hang_next(2, seconds=3, accept=True)
+    twilio.hang_next(2, seconds=3, accept=False)
+    lapins.settle()
+
+    assert_each_family_got_its_reminder_once(lapins, later)
+    attempts = Counter(row.attempts for row in lapins.messages(later))
+    # Retried, with a backoff: 1 s, 2 s, 4 s... leave room for three failed attempts at most in the 4 s outage,
+    # and one more for a send whose answer was lost.
+    assert max(attempts) > 1 and max(attempts) <= 5, attempts
+    for row in lapins.messages(soon):
+        assert row.status == MessageStatus.FAILED, (str(row.status), row.error, row.attempts)
+        assert row.error.startswith("Non envoyé avant le début du rendez-vous : "), row.error
+        assert "Twilio est momentanément indisponible" in row.error, row.error
+        assert twilio.count_for(row.to_address, row.body) == 0
+    assert_nothing_sent_after_the_rdv_started(lapins, soon + later)
+
+
+# --- 4. Numbers Twilio refuses for good -------------------------------------------------------------------------
+
+def test_an_invalid_or_unsubscribed_number_is_tried_once_and_flagged(start_lapins, redis_url, twilio):
+    lapins = start_lapins(redis_url)
+    reminders = lapins.due_reminders(30)
+    invalid, unsubscribed, valid = reminders[:3], reminders[3:6], reminders[6:]
+    twilio.mark_invalid(*(reminder.phone for reminder in invalid))
+    twilio.mark_unsubscribed(*(reminder.phone for reminder in unsubscribed))
+    lapins.start_worker()
+
+    lapins.settle()  # an undeliverable message is final: neither a retry nor a recovery takes it again
+
+    assert_each_family_got_its_reminder_once(lapins, valid)
+    for group, code, reason in ((invalid, "21211", "Numéro de téléphone invalide."),
+                                (unsubscribed, "21610", "La personne a refusé les SMS (réponse STOP)")):
+        for row in lapins.messages(group):
+            assert row.status == MessageStatus.UNDELIVERABLE and row.error_code == code, (str(row.status), row.error)
+            assert row.error.startswith(reason) and row.attempts == 1
+            assert row.usager.phone_undeliverable_at is not None and row.usager.phone_error.startswith(reason)
+            assert twilio.asked(row.to_address) == 1 and twilio.count_for(row.to_address, row.body) == 0
+
+
+# --- 5. Twilio slow to answer: a batch outlasts the lease -------------------------------------------------------
+
+def test_a_batch_slower_than_the_lease_sends_nothing_twice(start_lapins, redis_url, twilio):
+    lapins = start_lapins(redis_url)
+    reminders = lapins.due_reminders(BATCH_SIZE)  # one batch: the other pool process is free to take over
+    twilio.accept_in = 0.5  # under the timeout; but a batch of ten then holds its claims longer than the lease
+    lapins.start_worker()
+
+    lapins.settle()
+
+    assert_each_family_got_its_reminder_once(lapins, reminders)
