@@ -40,6 +40,7 @@ def configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from lapins import models  # noqa: F401  (tables must be known before Migrate binds)
+    from lapins.auth.sessions import SlidingSessionInterface
     from lapins.celery_app import celery_init_app
     from lapins.database import configure_engine
     from lapins.extensions import csrf, db, login_manager, migrate
@@ -49,6 +50,7 @@ def register_extensions(app: Flask) -> None:
         configure_engine(db.engine)
     migrate.init_app(app, db, render_as_batch=True)
     csrf.init_app(app)
+    app.session_interface = SlidingSessionInterface()
     login_manager.init_app(app)
     celery_init_app(app)
 

@@ -1,5 +1,5 @@
 """Agents sign in with their account; sessions expire; every agenda page needs a signed-in agent."""
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from tests.conftest import csrf_token_from
 
@@ -53,6 +53,38 @@ def test_session_expires_after_inactivity(app, client, auth, factories):
     auth.login(agent)
     lifetime = app.permanent_session_lifetime
     with time_machine.travel(lifetime + timedelta(minutes=5)):
+        assert client.get("/usagers").status_code == 302
+
+
+def session_cookie_sent(response) -> bool:
+    return any(value.startswith("session=") for value in response.headers.getlist("Set-Cookie"))
+
+
+def test_the_session_cookie_is_signed_again_at_most_once_a_minute(client, auth, factories):
+    import time_machine
+
+    agent = factories.AgentFactory(organisation=factories.OrganisationFactory())
+    with time_machine.travel(datetime(2026, 3, 23, 8, 0, tzinfo=timezone.utc), tick=False) as traveller:
+        auth.login(agent)
+        client.get("/usagers")  # the first page keeps a CSRF token in the session: its content changes
+        traveller.shift(timedelta(seconds=30))
+        assert not session_cookie_sent(client.get("/usagers"))
+        traveller.shift(timedelta(seconds=31))
+        assert session_cookie_sent(client.get("/usagers"))
+        assert not session_cookie_sent(client.get("/usagers"))
+
+
+def test_activity_keeps_the_session_alive_beyond_its_lifetime(app, client, auth, factories):
+    import time_machine
+
+    agent = factories.AgentFactory(organisation=factories.OrganisationFactory())
+    lifetime = app.permanent_session_lifetime
+    with time_machine.travel(datetime(2026, 3, 23, 8, 0, tzinfo=timezone.utc), tick=False) as traveller:
+        auth.login(agent)
+        for _ in range(3):
+            traveller.shift(lifetime - timedelta(minutes=1))
+            assert client.get("/usagers").status_code == 200
+        traveller.shift(lifetime + timedelta(minutes=1))
         assert client.get("/usagers").status_code == 302
 
 

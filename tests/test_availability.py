@@ -325,6 +325,20 @@ def test_absence_and_holiday_intervals_show_what_closes_the_agenda(centre, facto
                                                                 at(date(2026, 4, 7), "00:00"))
 
 
+def test_an_agendas_background_in_one_query_is_its_plages_and_absences(centre, factories):
+    factories.AbsenceFactory(agent=centre.agent, first_day=date(2026, 4, 2), last_day=date(2026, 4, 3),
+                             start_time=time(14), end_time=time(12))
+    factories.AbsenceFactory(agent=centre.agent, first_day=date(2026, 3, 30), last_day=None, weekdays=0b10,
+                             start_time=time(9), end_time=time(10))  # every Tuesday
+    start, end = at(date(2026, 3, 30), "00:00"), at(date(2026, 4, 13), "00:00")
+
+    rows = availability.background_rows(centre.agent.id, PARIS, start, end)
+    openings, absences = availability.background_intervals(rows, centre.agent.id, PARIS, start, end)
+
+    assert openings == availability.opening_intervals(centre.agent.id, PARIS, start, end) and len(openings) == 10
+    assert absences == availability.absence_intervals(centre.agent.id, PARIS, start, end) and len(absences) == 3
+
+
 # --- Benchmark floor -------------------------------------------------------------------------------------------
 
 def test_the_floor_query_reads_the_rows_first_available_reads(centre, factories):

@@ -170,11 +170,12 @@ def test_an_rdv_of_another_organisation_shows_as_busy_without_the_familys_name(c
 
 def test_the_feed_reads_a_fixed_number_of_queries_whatever_the_number_of_rdvs(client, auth, clinic, db):
     def queries_for_feed() -> int:
+        agent_id = clinic.agent.id  # read before listening: the test's own session reloads it after a commit
         statements = []
         listener = lambda *args: statements.append(args[2])  # noqa: E731
         event.listen(db.engine, "before_cursor_execute", listener)
         try:
-            assert feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").status_code == 200
+            assert feed(client, agent_id, "2026-03-23", "2026-03-30").status_code == 200
         finally:
             event.remove(db.engine, "before_cursor_execute", listener)
         return len(statements)
@@ -186,7 +187,109 @@ def test_the_feed_reads_a_fixed_number_of_queries_whatever_the_number_of_rdvs(cl
         for hour in (10, 11):
             usager = clinic.factories.UsagerFactory(territory=clinic.organisation.territory)
             clinic.rdv(local(PARIS, date(2026, 3, day), hour), usagers=[usager])
-    assert queries_for_feed() == few <= 8
+    # The signed-in agent (with roles and territory), their rdvs with the usagers, their plages and absences.
+    assert queries_for_feed() == few <= 3
+
+
+def test_the_feed_ends_its_read_only_transaction_with_a_commit(client, auth, clinic, db):
+    """psycopg forgets its prepared statements at each ROLLBACK: the feed's queries would be planned every time."""
+    ends = []
+    listeners = {kind: (lambda *args, kind=kind: ends.append(kind)) for kind in ("commit", "rollback")}
+    auth.login(clinic.agent)
+    agent_id = clinic.agent.id
+    for kind, listener in listeners.items():
+        event.listen(db.engine, kind, listener)
+    try:
+        assert feed(client, agent_id, "2026-03-23", "2026-03-30").status_code == 200
+    finally:
+        for kind, listener in listeners.items():
+            event.remove(db.engine, kind, listener)
+    assert ends == ["commit"]
+
+
+def rename_usager(clinic, rdv, db):
+    clinic.usager.first_name = "Aminata"
+
+
+def rename_motif(clinic, rdv, db):
+    clinic.motif.name = "Pesée"
+
+
+def recolour_motif(clinic, rdv, db):
+    clinic.motif.color = "#ffe552"
+
+
+def rename_lieu(clinic, rdv, db):
+    clinic.lieu.name = "Centre PMI Ménilmontant"
+
+
+def move_rdv(clinic, rdv, db):
+    rdv.starts_at, rdv.ends_at = rdv.starts_at + timedelta(hours=1), rdv.ends_at + timedelta(hours=1)
+
+
+def cancel_rdv(clinic, rdv, db):
+    rdv.status = RdvStatus.REVOKED
+
+
+def add_usager_to_rdv(clinic, rdv, db):
+    sibling = clinic.factories.UsagerFactory(territory=clinic.organisation.territory, first_name="Moussa")
+    rdv.usagers.append(sibling)
+
+
+def book_another_rdv(clinic, rdv, db):
+    clinic.rdv(local(PARIS, date(2026, 3, 26), 11))
+
+
+def delete_rdv(clinic, rdv, db):
+    db.session.delete(rdv)
+
+
+def retitle_plage(clinic, rdv, db):
+    clinic.plage.title = "Pesées"
+
+
+def end_plage(clinic, rdv, db):
+    clinic.plage.last_day = date(2026, 3, 24)
+
+
+def add_absence(clinic, rdv, db):
+    clinic.factories.AbsenceFactory(agent=clinic.agent, title="Formation", first_day=date(2026, 3, 25),
+                                    start_time=time(14, 0), end_time=time(17, 0))
+
+
+@pytest.mark.parametrize("change", [
+    rename_usager, rename_motif, recolour_motif, rename_lieu, move_rdv, cancel_rdv, add_usager_to_rdv,
+    book_another_rdv, delete_rdv, retitle_plage, end_plage, add_absence,
+])
+def test_every_change_shows_at_once_though_the_feed_keeps_its_json(client, auth, clinic, db, change):
+    from lapins.agenda.calendar import feed_json
+
+    rdv = clinic.rdv(local(PARIS, date(2026, 3, 24), 9, 30))
+    auth.login(clinic.colleague)
+    week = lambda: feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").get_data()  # noqa: E731
+    before = week()
+    assert week() == before and feed_json.cache_info().hits  # the second time comes from the cache
+
+    change(clinic, rdv, db)
+    db.session.commit()
+    after = week()
+    feed_json.cache_clear()
+    assert after != before and after == week()  # what a fresh rendering gives
+
+
+def test_joining_an_organisation_shows_its_rdvs_families_at_once(client, auth, clinic, factories, db):
+    other = factories.OrganisationFactory(territory=clinic.organisation.territory)
+    clinic.agent.roles.append(AgentRole(organisation=other, role=Role.AGENT))
+    db.session.commit()
+    clinic.rdv(local(PARIS, date(2026, 3, 24), 14), motif=factories.MotifFactory(organisation=other), lieu=None)
+    auth.login(clinic.colleague)
+    [hidden] = of_kind(feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").get_json(), "rdv")
+    assert hidden["title"] == "Occupé (autre organisation)"
+
+    clinic.colleague.roles.append(AgentRole(organisation=other, role=Role.SECRETARY))
+    db.session.commit()
+    [shown] = of_kind(feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").get_json(), "rdv")
+    assert shown["title"].startswith("Awa Diallo")
 
 
 @pytest.mark.parametrize("query, message", [

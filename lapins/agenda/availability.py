@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    CompoundSelect, Date, Integer, Row, Select, Time, bindparam, cast, literal_column, null, or_, select, union_all,
+    CompoundSelect, Date, Integer, Row, Select, String, Time, bindparam, cast, literal_column, null, or_, select,
+    union_all,
 )
 
 from lapins.extensions import db
@@ -145,41 +146,64 @@ def fetch_rows_for_floor(*, territory: Territory, motif: Motif, start: datetime,
 def opening_intervals(agent_ids: int | Iterable[int], tz: ZoneInfo, start: datetime,
                       end: datetime) -> list[OpeningInterval]:
     """The agents' plage occurrences overlapping [start, end), whatever their motifs."""
-    plage = PlageOuverture
     first_day, last_day = _local_day_span(tz, start, end)
-    statement = (
-        select(plage.id, plage.agent_id, plage.lieu_id, plage.title, Lieu.name.label("lieu_name"),
-               *_recurrence_columns(plage))
-        .outerjoin(Lieu, Lieu.id == plage.lieu_id)
-        .where(plage.agent_id.in_(_id_list(agent_ids)), *_overlapping_scope(plage))
-    )
-    return sorted(
-        OpeningInterval(begin, finish, row.id, row.lieu_id, row.agent_id, row.title, row.lieu_name)
-        for row in db.session.execute(statement, _day_params(first_day, last_day))
-        for begin, finish in occurrences(_recurrence(row), tz, first_day, last_day)
-        if begin < end and finish > start
-    )
+    params = {"agent_ids": _id_list(agent_ids)} | _day_params(first_day, last_day)
+    rows = db.session.execute(_openings_statement(), params)
+    return sorted(OpeningInterval(begin, finish, row.id, row.lieu_id, row.agent_id, row.title, row.lieu_name)
+                  for row in rows for begin, finish in _spans(row, tz, first_day, last_day, start, end))
 
 
 def absence_intervals(agent_ids: int | Iterable[int], tz: ZoneInfo, start: datetime,
                       end: datetime) -> list[AbsenceInterval]:
     """The agents' absence occurrences overlapping [start, end)."""
     first_day, last_day = _local_day_span(tz, start, end)
-    statement = select(Absence.id, Absence.agent_id, Absence.title, *_recurrence_columns(Absence)).where(
-        Absence.agent_id.in_(_id_list(agent_ids)), *_overlapping_scope(Absence))
-    return sorted(
-        AbsenceInterval(begin, finish, row.id, row.agent_id, row.title)
-        for row in db.session.execute(statement, _day_params(first_day, last_day))
-        for begin, finish in occurrences(_recurrence(row), tz, first_day, last_day)
-        if begin < end and finish > start
-    )
+    params = {"agent_ids": _id_list(agent_ids)} | _day_params(first_day, last_day)
+    rows = db.session.execute(_absences_statement(), params)
+    return sorted(AbsenceInterval(begin, finish, row.id, row.agent_id, row.title)
+                  for row in rows for begin, finish in _spans(row, tz, first_day, last_day, start, end))
+
+
+def background_rows(agent_id: int, tz: ZoneInfo, start: datetime, end: datetime) -> tuple[Row[Any], ...]:
+    """One agent's plages (with their lieu's name) and absences that may occur in [start, end), in one query:
+    an agenda's background, for background_intervals."""
+    first_day, last_day = _local_day_span(tz, start, end)
+    # On the session's connection: plain rows, without the ORM's result processing (the agenda's hottest path).
+    return tuple(db.session.connection().execute(_background_statement(),
+                                                 {"agent_id": agent_id} | _day_params(first_day, last_day)).all())
+
+
+def background_intervals(rows: Iterable[Row[Any]], agent_id: int, tz: ZoneInfo, start: datetime,
+                         end: datetime) -> tuple[list[OpeningInterval], list[AbsenceInterval]]:
+    """The plage and absence occurrences of background_rows overlapping [start, end), as opening_intervals and
+    absence_intervals give them."""
+    first_day, last_day = _local_day_span(tz, start, end)
+    openings: list[OpeningInterval] = []
+    absences: list[AbsenceInterval] = []
+    for row in rows:
+        for begin, finish in _spans(row, tz, first_day, last_day, start, end):
+            if row.kind == _PLAGE:
+                openings.append(OpeningInterval(begin, finish, row.id, row.lieu_id, agent_id, row.title, row.lieu_name))
+            else:
+                absences.append(AbsenceInterval(begin, finish, row.id, agent_id, row.title))
+    return sorted(openings), sorted(absences)
+
+
+def _spans(row: Row[Any], tz: ZoneInfo, first_day: date, last_day: date, start: datetime,
+           end: datetime) -> list[Interval]:
+    """The occurrences of a plage or absence row that overlap [start, end)."""
+    return [(begin, finish) for begin, finish in occurrences(_recurrence(row), tz, first_day, last_day)
+            if begin < end and finish > start]
 
 
 def holiday_intervals(territory: Territory, start: datetime, end: datetime) -> list[HolidayInterval]:
     """The territory's public holidays touching [start, end), each as its whole local day, with its French name."""
-    tz = territory.tz
+    return holidays_between(territory.holiday_subdivision, territory.tz, start, end)
+
+
+def holidays_between(subdivision: str | None, tz: ZoneInfo, start: datetime, end: datetime) -> list[HolidayInterval]:
+    """holiday_intervals for a territory's holiday subdivision and time zone."""
     days = list(local_dates(tz, start, end))
-    names = holiday_names(territory.holiday_subdivision, {day.year for day in days})
+    names = holiday_names(subdivision, {day.year for day in days})
     return [HolidayInterval(*local_day_bounds(day, tz), names[day]) for day in days if day in names]
 
 
@@ -303,6 +327,38 @@ def _search_statement(by_lieu: bool, by_agents: bool, with_busy: bool) -> Compou
 def _busy_statement() -> Select:
     return select(RdvAgent.agent_id, RdvAgent.starts_at, RdvAgent.ends_at).where(
         RdvAgent.agent_id.in_(bindparam("agent_ids", expanding=True)), *_busy_conditions())
+
+
+@cache
+def _openings_statement() -> Select:
+    plage = PlageOuverture
+    return (
+        select(plage.id, plage.agent_id, plage.lieu_id, plage.title, Lieu.name.label("lieu_name"),
+               *_recurrence_columns(plage))
+        .outerjoin(Lieu, Lieu.id == plage.lieu_id)
+        .where(plage.agent_id.in_(bindparam("agent_ids", expanding=True)), *_overlapping_scope(plage))
+    )
+
+
+@cache
+def _absences_statement() -> Select:
+    return select(Absence.id, Absence.agent_id, Absence.title, *_recurrence_columns(Absence)).where(
+        Absence.agent_id.in_(bindparam("agent_ids", expanding=True)), *_overlapping_scope(Absence))
+
+
+@cache
+def _background_statement() -> CompoundSelect:
+    """One agent's plages (with their lieu's name) and absences, told apart by `kind`."""
+    plage = PlageOuverture
+    return union_all(
+        select(literal_column(str(_PLAGE)).label("kind"), plage.id, plage.lieu_id, plage.title,
+               Lieu.name.label("lieu_name"), *_recurrence_columns(plage))
+        .outerjoin(Lieu, Lieu.id == plage.lieu_id)
+        .where(plage.agent_id == bindparam("agent_id"), *_overlapping_scope(plage)),
+        select(literal_column(str(_ABSENCE)), Absence.id, cast(null(), Integer), Absence.title,
+               cast(null(), String), *_recurrence_columns(Absence))
+        .where(Absence.agent_id == bindparam("agent_id"), *_overlapping_scope(Absence)),
+    )
 
 
 def _plages_select(by_lieu: bool, by_agents: bool, *columns: Any) -> Select:

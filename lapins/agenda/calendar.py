@@ -9,28 +9,33 @@ offset or `Z` is taken as a real instant, so API clients that know better may se
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from functools import wraps
+from functools import lru_cache, wraps
+from itertools import groupby
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from flask import current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
 from lapins import policies
 from lapins.agenda import availability, bp
 from lapins.agenda.booking import MAX_DURATION, BookingError, move_rdv
+from lapins.auth.views import agent_with_organisations
+from lapins.database import end_read_only_transaction
 from lapins.errors import render_error
 from lapins.extensions import csrf, db
 from lapins.formatting import LOCALE, local_datetime
 from lapins.localtime import NonexistentLocalTime, to_utc
-from lapins.models import Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
+from lapins.models import Agent, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
 from lapins.models.rdvs import rdv_usagers, status_label
 
 MAX_RANGE = timedelta(days=62)
@@ -117,16 +122,15 @@ class CalendarRdv:
 
 
 # The feed is the agenda's hottest path: its statements are built once, and each request only binds values.
-AGENT_WITH_TERRITORIES = (
-    select(Agent).where(Agent.id == bindparam("agent_id"))
-    .options(joinedload(Agent.roles).joinedload(AgentRole.organisation).joinedload(Organisation.territory))
-)
-
 
 def load_agent(agent_id: int) -> Agent:
-    """The agent with their roles, organisations and territories in one query (authorize reads the roles)."""
-    agent = db.session.execute(AGENT_WITH_TERRITORIES, {"agent_id": agent_id}).unique().scalar_one_or_none()
-    policies.authorize(current_user, "view", agent)
+    """The agent with their roles, organisations and territories (authorize reads the roles, the agenda the territory).
+
+    An agent's own agenda costs no query: the signed-in agent was loaded just so (lapins.auth.views.load_agent).
+    """
+    viewer = current_user._get_current_object()
+    agent = viewer if agent_id == viewer.id else agent_with_organisations(agent_id)
+    policies.authorize(viewer, "view", agent)
     return agent
 
 
@@ -137,12 +141,15 @@ def territory_of(agent: Agent) -> Territory:
     return roles[0].organisation.territory
 
 
+# One row per rdv and usager (an rdv without usager gives one row without a name), the responsible adult first.
 AGENT_RDVS = (
     select(Rdv.id, Rdv.starts_at, Rdv.ends_at, Rdv.status, Rdv.organisation_id,
-           Motif.name.label("motif"), Motif.color, Lieu.name.label("lieu"))
+           Motif.name.label("motif"), Motif.color, Lieu.name.label("lieu"), Usager.first_name, Usager.last_name)
     .join(RdvAgent, RdvAgent.rdv_id == Rdv.id)
     .join(Motif, Motif.id == Rdv.motif_id)
     .outerjoin(Lieu, Lieu.id == Rdv.lieu_id)
+    .outerjoin(rdv_usagers, rdv_usagers.c.rdv_id == Rdv.id)
+    .outerjoin(Usager, Usager.id == rdv_usagers.c.usager_id)
     .where(
         RdvAgent.agent_id == bindparam("agent_id"),
         RdvAgent.starts_at < bindparam("end_at"),
@@ -150,8 +157,39 @@ AGENT_RDVS = (
         RdvAgent.starts_at > bindparam("earliest_start"),
         RdvAgent.ends_at > bindparam("start_at"),
     )
-    .order_by(RdvAgent.starts_at, Rdv.id)
+    .order_by(RdvAgent.starts_at, Rdv.id, Usager.birth_date, Usager.id)
 )
+
+
+def rdv_rows(agent_id: int, start_at: datetime, end_at: datetime) -> tuple[Row, ...]:
+    """The rows of the agent's rdvs overlapping [start_at, end_at), with their usagers: one query whatever their number.
+
+    Run on the session's connection: the rows are plain tuples, without the ORM's result processing.
+    """
+    return tuple(db.session.connection().execute(AGENT_RDVS, {
+        "agent_id": agent_id, "start_at": start_at, "end_at": end_at, "earliest_start": start_at - MAX_DURATION,
+    }).all())
+
+
+def calendar_rdvs(rows: Iterable[Row], visible_organisations: Collection[int]) -> list[CalendarRdv]:
+    """The rdvs of rdv_rows; the names of an rdv of an organisation the viewer is not part of are never kept."""
+    rdvs = []
+    for _, same_rdv in groupby(rows, key=itemgetter(0)):
+        first, *others = same_rdv
+        visible = first.organisation_id in visible_organisations
+        usagers = tuple(f"{row.first_name} {row.last_name}" for row in (first, *others)
+                        if row.first_name is not None) if visible else ()
+        rdvs.append(CalendarRdv(
+            id=first.id, starts_at=first.starts_at, ends_at=first.ends_at, status=first.status, visible=visible,
+            motif=first.motif, color=first.color, lieu=first.lieu, usagers=usagers,
+        ))
+    return rdvs
+
+
+def agent_rdvs(agent_id: int, start_at: datetime, end_at: datetime, visible_organisations: set[int]) -> list[CalendarRdv]:
+    """The agent's rdvs overlapping [start_at, end_at)."""
+    return calendar_rdvs(rdv_rows(agent_id, start_at, end_at), visible_organisations)
+
 
 RDV_USAGERS = (
     select(rdv_usagers.c.rdv_id, Usager.first_name, Usager.last_name)
@@ -159,21 +197,6 @@ RDV_USAGERS = (
     .where(rdv_usagers.c.rdv_id.in_(bindparam("rdv_ids", expanding=True)))
     .order_by(rdv_usagers.c.rdv_id, Usager.birth_date, Usager.id)
 )
-
-
-def agent_rdvs(agent_id: int, start_at: datetime, end_at: datetime, visible_organisations: set[int]) -> list[CalendarRdv]:
-    """The agent's rdvs overlapping [start_at, end_at): two queries whatever their number."""
-    rows = db.session.execute(AGENT_RDVS, {"agent_id": agent_id, "start_at": start_at, "end_at": end_at,
-                                           "earliest_start": start_at - MAX_DURATION}).all()
-    names = usager_names([row.id for row in rows if row.organisation_id in visible_organisations])
-    return [
-        CalendarRdv(
-            id=row.id, starts_at=row.starts_at, ends_at=row.ends_at, status=row.status,
-            visible=row.organisation_id in visible_organisations, motif=row.motif, color=row.color,
-            lieu=row.lieu, usagers=tuple(names.get(row.id, ())),
-        )
-        for row in rows
-    ]
 
 
 def usager_names(rdv_ids: list[int]) -> dict[int, list[str]]:
@@ -196,6 +219,7 @@ def calendar_rdv(rdv: Rdv) -> CalendarRdv:
 
 # --- FullCalendar events --------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=256)
 def text_color(background: str) -> str:
     """Black or white, whichever reads best on the motif's colour (WCAG relative luminance)."""
     try:
@@ -207,11 +231,17 @@ def text_color(background: str) -> str:
     return "#161616" if luminance > 0.179 else "#ffffff"
 
 
-def rdv_url_maker() -> Callable[[int], str]:
+RDV_ID_PLACEHOLDER = "987654321"
+
+
+def rdv_url_template() -> str:
     """url_for once per response, not once per event: the feed is the hottest path of the agenda."""
-    placeholder = 987654321
-    template = url_for("agenda.rdv_detail", rdv_id=placeholder)
-    return lambda rdv_id: template.replace(str(placeholder), str(rdv_id))
+    return url_for("agenda.rdv_detail", rdv_id=int(RDV_ID_PLACEHOLDER))
+
+
+def rdv_url_maker(template: str | None = None) -> Callable[[int], str]:
+    template = template or rdv_url_template()
+    return lambda rdv_id: template.replace(RDV_ID_PLACEHOLDER, str(rdv_id))
 
 
 def rdv_event(rdv: CalendarRdv, tz: ZoneInfo, agent_id: int, rdv_url: Callable[[int], str]) -> dict:
@@ -242,23 +272,58 @@ def background_event(kind: str, title: str, start: str, end: str, extra: dict | 
             "classNames": [f"lapins-{kind}"], "extendedProps": {"kind": kind, **(extra or {})}}
 
 
-def events_for_agent(agent: Agent, territory: Territory, start_at: datetime, end_at: datetime) -> list[dict]:
-    """Everything the agent's calendar shows in [start_at, end_at): rdvs, then plages, absences and holidays."""
+@dataclass(frozen=True)
+class FeedInputs:
+    """Everything an agent's events feed depends on, read by the request: the feed is a pure function of it."""
+
+    agent_id: int
+    tz: ZoneInfo
+    holiday_subdivision: str | None
+    visible_organisations: frozenset[int]  # the viewer's: an rdv of another organisation shows as busy
+    start_at: datetime
+    end_at: datetime
+    rdv_rows: tuple[Row, ...]  # rdv_rows()
+    background_rows: tuple[Row, ...]  # availability.background_rows()
+    rdv_url_template: str
+
+
+def feed_inputs(agent: Agent, territory: Territory, start_at: datetime, end_at: datetime) -> FeedInputs:
+    """Read what the agent's calendar shows in [start_at, end_at), as the viewer (current_user) may see it."""
     tz = territory.tz
-    rdv_url = rdv_url_maker()
-    visible = policies.organisations_of(current_user)
-    events = [rdv_event(rdv, tz, agent.id, rdv_url) for rdv in agent_rdvs(agent.id, start_at, end_at, visible)]
+    return FeedInputs(
+        agent_id=agent.id, tz=tz, holiday_subdivision=territory.holiday_subdivision,
+        visible_organisations=frozenset(policies.organisations_of(current_user)), start_at=start_at, end_at=end_at,
+        rdv_rows=rdv_rows(agent.id, start_at, end_at),
+        background_rows=availability.background_rows(agent.id, tz, start_at, end_at),
+        rdv_url_template=rdv_url_template(),
+    )
+
+
+def feed_events(feed: FeedInputs) -> list[dict]:
+    """Everything the agent's calendar shows: rdvs, then plages, absences and holidays."""
+    tz, start_at, end_at = feed.tz, feed.start_at, feed.end_at
+    rdv_url = rdv_url_maker(feed.rdv_url_template)
+    events = [rdv_event(rdv, tz, feed.agent_id, rdv_url)
+              for rdv in calendar_rdvs(feed.rdv_rows, feed.visible_organisations)]
+    openings, absences = availability.background_intervals(feed.background_rows, feed.agent_id, tz, start_at, end_at)
     events += [background_event("plage", f"{opening.title} — {opening.lieu_name}" if opening.lieu_name else opening.title,
                                 wall_clock(opening.starts_at, tz), wall_clock(opening.ends_at, tz),
                                 {"lieuId": opening.lieu_id})
-               for opening in availability.opening_intervals(agent.id, tz, start_at, end_at)]
+               for opening in openings]
     events += [background_event("absence", f"Absence : {absence.title}", wall_clock(absence.starts_at, tz),
                                 wall_clock(absence.ends_at, tz))
-               for absence in availability.absence_intervals(agent.id, tz, start_at, end_at)]
+               for absence in absences]
     events += [background_event("ferie", f"Férié : {holiday.name}", wall_clock(holiday.starts_at, tz),
                                 wall_clock(holiday.ends_at, tz))
-               for holiday in availability.holiday_intervals(territory, start_at, end_at)]
+               for holiday in availability.holidays_between(feed.holiday_subdivision, tz, start_at, end_at)]
     return events
+
+
+@lru_cache(maxsize=256)
+def feed_json(feed: FeedInputs) -> bytes:
+    """The feed as JSON, memoised on its inputs: agents reload the same weeks, and turning rows into events and
+    JSON costs more than reading them. A cached body is only ever served for exactly the rows just read."""
+    return json.dumps(feed_events(feed), sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 # --- Pages ---------------------------------------------------------------------------------------------------
@@ -490,7 +555,9 @@ def agent_events_api(agent_id: int):
     agent = load_agent(agent_id)
     territory = territory_of(agent)
     start_at, end_at = parse_range(request.args.get("start"), request.args.get("end"), territory.tz)
-    return jsonify(events_for_agent(agent, territory, start_at, end_at))
+    feed = feed_inputs(agent, territory, start_at, end_at)
+    end_read_only_transaction()
+    return current_app.response_class(feed_json(feed), mimetype="application/json")
 
 
 @bp.route("/agenda/api/rdvs/<int:rdv_id>/deplacer", methods=["POST"], endpoint="move_rdv_api")

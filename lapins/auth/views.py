@@ -2,21 +2,35 @@ from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import joinedload
 
 from lapins.auth import bp
 from lapins.auth.forms import LoginForm
 from lapins.extensions import db, login_manager
-from lapins.models import Agent
+from lapins.models import Agent, AgentRole, Organisation
 
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Connectez-vous pour accéder à cette page."
 login_manager.login_message_category = "info"
 
 
+# Built once: every request of a signed-in agent runs it.
+AGENT_WITH_ORGANISATIONS = (
+    select(Agent).where(Agent.id == bindparam("agent_id"))
+    .options(joinedload(Agent.roles).joinedload(AgentRole.organisation).joinedload(Organisation.territory))
+)
+
+
+def agent_with_organisations(agent_id: int) -> Agent | None:
+    """The agent with their roles, organisations and territories, in one query."""
+    return db.session.execute(AGENT_WITH_ORGANISATIONS, {"agent_id": agent_id}).unique().scalar_one_or_none()
+
+
 @login_manager.user_loader
 def load_agent(agent_id: str) -> Agent | None:
-    return db.session.get(Agent, int(agent_id)) if agent_id.isdigit() else None
+    """The signed-in agent, once per request; the policies read their roles and the pages their territory."""
+    return agent_with_organisations(int(agent_id)) if agent_id.isdigit() else None
 
 
 def safe_next(target: str | None) -> str | None:
