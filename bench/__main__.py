@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import text
 
+from bench import reminders
 from bench.database import BenchDatabase, UnsafeDatabase
 from bench.results import RESULTS_PATH, merge_results
 
@@ -48,8 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=int(env("BENCH_REQUESTS", 100)),
                         help="requêtes chronométrées par client")
     parser.add_argument("--workers", type=int, default=int(env("BENCH_GUNICORN_WORKERS", 2)))
-    parser.add_argument("--threads", type=int, default=int(env("BENCH_GUNICORN_THREADS", 4)))
+    parser.add_argument("--worker-class", default=env("BENCH_GUNICORN_WORKER_CLASS", "sync"),
+                        help="sync (par défaut) ou gthread, avec --threads")
+    parser.add_argument("--threads", type=int, default=int(env("BENCH_GUNICORN_THREADS", 1)))
     parser.add_argument("--skip-agenda", action="store_true", help="sans la mesure de l'agenda sous gunicorn")
+    parser.add_argument("--only", choices=["reminders"], help="une seule mesure (sans les créneaux ni l'agenda)")
+    reminders.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -74,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     try:
         log(f"Base : {database.safe_url}")
-        run_phases(args, database, figures, failures, log)
+        if args.only is None:
+            run_phases(args, database, figures, failures, log)
+        if not args.skip_reminders:
+            section("rappels", failures, log,
+                    lambda: reminders.bench_reminders(args, database, figures, failures, log))
     except UnsafeDatabase as error:
         log(str(error))
         return 2
@@ -83,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     merged = merge_results(figures)
     print(json.dumps({key: merged[key] for key in sorted(figures)}, indent=2, ensure_ascii=False))
     print_verdict(merged, database, log)
+    reminders.print_verdict(merged)
     for failure in failures:
         log(f"ÉCHEC : {failure}")
     return 1 if failures else 0
@@ -138,10 +148,11 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     log(f"4/4 Agenda de la semaine : 1 puis {args.clients} clients × {args.requests} requêtes sous gunicorn")
     from bench.agenda_week import ServerConfig, bench_agenda_week
 
+    server = ServerConfig(args.workers, args.worker_class, args.threads)
     with large_app.app_context():
         agenda = section("agenda de la semaine", failures, log, lambda: bench_agenda_week(
-            database.url, territory_id, args.clients, args.requests, 5, ServerConfig(args.workers, args.threads),
-            log.indented, os.environ.get("BENCH_REDIS_URL")))
+            database.url, territory_id, args.clients, args.requests, 5, server, log.indented,
+            os.environ.get("BENCH_REDIS_URL")))
     if agenda:
         figures.update({f"agenda.week.{key}": value for key, value in agenda.items()})
         if agenda["errors"]:

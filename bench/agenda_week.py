@@ -29,15 +29,20 @@ EVENTS_PATH = "/agenda/api/agents/{agent_id}/evenements"
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """gunicorn on 2 cores: one process per core, a few threads each to overlap database waits."""
+    """gunicorn on 2 cores: one single-threaded (sync) process per core, as for CPU-bound work behind a proxy.
+
+    A request costs a few milliseconds of Python and waits on the database for a fraction of a millisecond:
+    threads would mostly queue for the GIL (docs/benchmarks.md has the figures of both).
+    """
 
     workers: int = 2
-    threads: int = 4
-    keep_alive: int = 30  # seconds: clients stay connected while the others log in, as browsers would
+    worker_class: str = "sync"
+    threads: int = 1  # more than 1 turns gunicorn's sync workers into gthread ones
+    keep_alive: int = 30  # seconds, for gthread: clients stay connected while the others log in, as browsers would
 
     def as_dict(self) -> dict:
-        return {"server": "gunicorn", "worker_class": "gthread", "workers": self.workers, "threads": self.threads,
-                "keep_alive_s": self.keep_alive}
+        return {"server": "gunicorn", "worker_class": self.worker_class, "workers": self.workers,
+                "threads": self.threads, "keep_alive_s": self.keep_alive if self.worker_class != "sync" else None}
 
 
 @dataclass
@@ -75,7 +80,8 @@ class Gunicorn:
                "CELERY_BROKER_URL": self.redis_url or "memory://"}
         command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
                    "--workers", str(self.config.workers), "--threads", str(self.config.threads),
-                   "--worker-class", "gthread", "--keep-alive", str(self.config.keep_alive), "--log-level", "warning",
+                   "--worker-class", self.config.worker_class, "--keep-alive", str(self.config.keep_alive),
+                   "--log-level", "warning",
                    "lapins:create_app()"]
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         self._wait_until_ready()
@@ -198,7 +204,8 @@ def bench_agenda_week(database_url: str, territory_id: int, clients: int, reques
     week_query = urlencode({"start": f"{monday.isoformat()}T00:00:00",
                             "end": f"{(monday + timedelta(days=7)).isoformat()}T00:00:00"})
     with Gunicorn(database_url, config, redis_url) as server:
-        log(f"gunicorn prêt sur 127.0.0.1:{server.port} ({config.workers} processus × {config.threads} fils)")
+        log(f"gunicorn prêt sur 127.0.0.1:{server.port} ({config.workers} processus {config.worker_class} "
+            f"× {config.threads} fil(s))")
         alone, _ = run_clients(server.port, agents[:1], week_query, requests_each, warmup_each, log)
         results, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log)
     latencies = [value for result in results for value in result.latencies_ms]

@@ -63,12 +63,22 @@ class BenchDatabase:
             return BenchDatabase(f"sqlite:///{path.removesuffix('.sqlite3')}-{name}.sqlite3")
         return BenchDatabase(self.url, schema=f"lapins_bench_{name}")
 
-    def app(self) -> Flask:
+    def app(self, **overrides) -> Flask:
         options: dict = {"pool_pre_ping": True}
         if self.schema:
             options["connect_args"] = {"options": f"-c search_path={self.schema}"}
-        return create_app("development", SQLALCHEMY_DATABASE_URI=self.url, SQLALCHEMY_ENGINE_OPTIONS=options,
-                          LOG_LEVEL="WARNING")
+        settings = {"SQLALCHEMY_DATABASE_URI": self.url, "SQLALCHEMY_ENGINE_OPTIONS": options, "LOG_LEVEL": "WARNING"}
+        return create_app("development", **{**settings, **overrides})
+
+    @property
+    def process_url(self) -> str:
+        """The DATABASE_URL another process (a Celery worker) is given: a twin's schema goes in the search path."""
+        if not self.schema:
+            return self.url
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url).update_query_dict({"options": f"-c search_path={self.schema}"})
+        return url.render_as_string(hide_password=False)
 
     def reset(self, app: Flask) -> None:
         """Empty schema from the models; refuses a database holding anything but an earlier benchmark's data."""
