@@ -30,6 +30,7 @@ from lapins.models import (
     Absence, Agent, AgentRole, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Role,
     Territory, Usager,
 )
+from lapins.models.agenda_stamps import draw_new_stamps
 from lapins.models.plages import plage_motifs
 from lapins.models.usagers import usager_organisations
 from lapins.slots import public_holidays
@@ -684,6 +685,7 @@ def add_past_rdvs(territory_id: int, rdv_count: int, progress: Progress = print,
     with _RdvWriter(progress, rdv_count) as writer:
         oldest = _write_history(plan, now, random.Random(seed), writer, rdv_count, before=before)
     _extend_plages_back(territory, oldest)
+    draw_new_stamps(db.session, Territory.id == territory_id)  # the bulk writes went past the ORM's listeners
     db.session.commit()
     _analyze()
     return writer.written
@@ -708,6 +710,7 @@ def add_future_rdvs(territory_id: int, progress: Progress = print, *, seed: int 
     future = _future_bookings(plan, now, random.Random(seed), budget=None, busy=busy)
     with _RdvWriter(progress, len(future)) as writer:
         writer.write(future)
+    draw_new_stamps(db.session, Territory.id == territory_id)  # the bulk writes went past the ORM's listeners
     db.session.commit()
     _analyze()
     return writer.written

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from sqlalchemy import event
 
-from lapins.models import AgentRole, Rdv, RdvStatus, Role
+from lapins.models import AgentRole, Rdv, RdvStatus, Role, Usager
 from tests.conftest import csrf_token_from
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -257,9 +257,24 @@ def add_absence(clinic, rdv, db):
                                     start_time=time(14, 0), end_time=time(17, 0))
 
 
+def delete_plage(clinic, rdv, db):
+    db.session.delete(clinic.plage)
+
+
+def rename_usagers_in_bulk(clinic, rdv, db):
+    from sqlalchemy import update
+
+    db.session.execute(update(Usager).where(Usager.id == clinic.usager.id).values(first_name="Aminata"))
+
+
+def move_territory_to_reunion(clinic, rdv, db):
+    clinic.organisation.territory.timezone = "Indian/Reunion"
+
+
 @pytest.mark.parametrize("change", [
     rename_usager, rename_motif, recolour_motif, rename_lieu, move_rdv, cancel_rdv, add_usager_to_rdv,
-    book_another_rdv, delete_rdv, retitle_plage, end_plage, add_absence,
+    book_another_rdv, delete_rdv, retitle_plage, end_plage, add_absence, delete_plage, rename_usagers_in_bulk,
+    move_territory_to_reunion,
 ])
 def test_every_change_shows_at_once_though_the_feed_keeps_its_json(client, auth, clinic, db, change):
     from lapins.agenda.calendar import feed_json
@@ -275,6 +290,34 @@ def test_every_change_shows_at_once_though_the_feed_keeps_its_json(client, auth,
     after = week()
     feed_json.cache_clear()
     assert after != before and after == week()  # what a fresh rendering gives
+
+
+def test_a_feed_served_from_the_cache_costs_one_query(client, auth, clinic, db):
+    """Between two changes to the territory's agendas, the signed-in agent (who carries the territory's agenda
+    stamp) is all the feed reads."""
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    clinic.rdv(local(PARIS, date(2026, 3, 24), 9, 30))
+    auth.login(clinic.agent)
+    first = feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").get_data()
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        again = feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").get_data()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert again == first
+    assert len(statements) == 1 and "agents" in statements[0]
+
+
+def test_a_change_in_one_territory_keeps_the_other_territories_stamps(clinic, factories, db):
+    elsewhere = factories.OrganisationFactory()
+    db.session.commit()
+    here_before, elsewhere_before = clinic.organisation.territory.agenda_stamp, elsewhere.territory.agenda_stamp
+    clinic.motif.name = "Pesée"
+    db.session.commit()
+    db.session.expire_all()
+    assert clinic.organisation.territory.agenda_stamp != here_before
+    assert elsewhere.territory.agenda_stamp == elsewhere_before
 
 
 def test_joining_an_organisation_shows_its_rdvs_families_at_once(client, auth, clinic, factories, db):

@@ -273,39 +273,38 @@ def background_event(kind: str, title: str, start: str, end: str, extra: dict | 
 
 
 @dataclass(frozen=True)
-class FeedInputs:
-    """Everything an agent's events feed depends on, read by the request: the feed is a pure function of it."""
+class FeedKey:
+    """What an agent's events feed depends on: the rows it reads are known by the territory's agenda stamp."""
 
     agent_id: int
+    territory_id: int
+    agenda_stamp: str  # drawn anew by every change to what the territory's agendas show (models.agenda_stamps)
     tz: ZoneInfo
     holiday_subdivision: str | None
     visible_organisations: frozenset[int]  # the viewer's: an rdv of another organisation shows as busy
     start_at: datetime
     end_at: datetime
-    rdv_rows: tuple[Row, ...]  # rdv_rows()
-    background_rows: tuple[Row, ...]  # availability.background_rows()
     rdv_url_template: str
 
 
-def feed_inputs(agent: Agent, territory: Territory, start_at: datetime, end_at: datetime) -> FeedInputs:
-    """Read what the agent's calendar shows in [start_at, end_at), as the viewer (current_user) may see it."""
-    tz = territory.tz
-    return FeedInputs(
-        agent_id=agent.id, tz=tz, holiday_subdivision=territory.holiday_subdivision,
+def feed_key(agent: Agent, territory: Territory, start_at: datetime, end_at: datetime) -> FeedKey:
+    """The key of the agent's calendar in [start_at, end_at), as the viewer (current_user) may see it."""
+    return FeedKey(
+        agent_id=agent.id, territory_id=territory.id, agenda_stamp=territory.agenda_stamp, tz=territory.tz,
+        holiday_subdivision=territory.holiday_subdivision,
         visible_organisations=frozenset(policies.organisations_of(current_user)), start_at=start_at, end_at=end_at,
-        rdv_rows=rdv_rows(agent.id, start_at, end_at),
-        background_rows=availability.background_rows(agent.id, tz, start_at, end_at),
         rdv_url_template=rdv_url_template(),
     )
 
 
-def feed_events(feed: FeedInputs) -> list[dict]:
+def feed_events(key: FeedKey) -> list[dict]:
     """Everything the agent's calendar shows: rdvs, then plages, absences and holidays."""
-    tz, start_at, end_at = feed.tz, feed.start_at, feed.end_at
-    rdv_url = rdv_url_maker(feed.rdv_url_template)
-    events = [rdv_event(rdv, tz, feed.agent_id, rdv_url)
-              for rdv in calendar_rdvs(feed.rdv_rows, feed.visible_organisations)]
-    openings, absences = availability.background_intervals(feed.background_rows, feed.agent_id, tz, start_at, end_at)
+    tz, start_at, end_at = key.tz, key.start_at, key.end_at
+    rdv_url = rdv_url_maker(key.rdv_url_template)
+    events = [rdv_event(rdv, tz, key.agent_id, rdv_url)
+              for rdv in calendar_rdvs(rdv_rows(key.agent_id, start_at, end_at), key.visible_organisations)]
+    openings, absences = availability.background_intervals(
+        availability.background_rows(key.agent_id, tz, start_at, end_at), key.agent_id, tz, start_at, end_at)
     events += [background_event("plage", f"{opening.title} — {opening.lieu_name}" if opening.lieu_name else opening.title,
                                 wall_clock(opening.starts_at, tz), wall_clock(opening.ends_at, tz),
                                 {"lieuId": opening.lieu_id})
@@ -315,15 +314,16 @@ def feed_events(feed: FeedInputs) -> list[dict]:
                for absence in absences]
     events += [background_event("ferie", f"Férié : {holiday.name}", wall_clock(holiday.starts_at, tz),
                                 wall_clock(holiday.ends_at, tz))
-               for holiday in availability.holidays_between(feed.holiday_subdivision, tz, start_at, end_at)]
+               for holiday in availability.holidays_between(key.holiday_subdivision, tz, start_at, end_at)]
     return events
 
 
-@lru_cache(maxsize=256)
-def feed_json(feed: FeedInputs) -> bytes:
-    """The feed as JSON, memoised on its inputs: agents reload the same weeks, and turning rows into events and
-    JSON costs more than reading them. A cached body is only ever served for exactly the rows just read."""
-    return json.dumps(feed_events(feed), sort_keys=True, separators=(",", ":")).encode() + b"\n"
+@lru_cache(maxsize=1024)
+def feed_json(key: FeedKey) -> bytes:
+    """The feed as JSON, cached per process on its key: agents reload the same weeks all day, and between two
+    changes to the territory's agendas the answer is the same. The stamp in the key was read before the rows
+    (with the signed-in agent), so a cached body is never older than its stamp (models.agenda_stamps)."""
+    return json.dumps(feed_events(key), sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 # --- Pages ---------------------------------------------------------------------------------------------------
@@ -555,9 +555,9 @@ def agent_events_api(agent_id: int):
     agent = load_agent(agent_id)
     territory = territory_of(agent)
     start_at, end_at = parse_range(request.args.get("start"), request.args.get("end"), territory.tz)
-    feed = feed_inputs(agent, territory, start_at, end_at)
+    body = feed_json(feed_key(agent, territory, start_at, end_at))
     end_read_only_transaction()
-    return current_app.response_class(feed_json(feed), mimetype="application/json")
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.route("/agenda/api/rdvs/<int:rdv_id>/deplacer", methods=["POST"], endpoint="move_rdv_api")

@@ -8,6 +8,7 @@ from lapins.models.system import Heartbeat
 from lapins.models.territories import Lieu, Organisation, Territory
 from lapins.models.types import utcnow
 from lapins.models.usagers import Usager
+from lapins.models import agenda_stamps  # noqa: F401,I001  (its listeners draw new agenda stamps on every change)
 
 __all__ = [
     "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",

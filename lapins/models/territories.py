@@ -1,6 +1,7 @@
 """Where services are held: territories (départements), organisations (PMI services) and lieux (centres)."""
 from __future__ import annotations
 
+import secrets
 from datetime import time
 from functools import cached_property
 from zoneinfo import ZoneInfo
@@ -15,6 +16,10 @@ HOLIDAY_SUBDIVISIONS = {
     "57": "57", "67": "6AE", "68": "6AE",
     "971": "971", "972": "972", "973": "973", "974": "974", "976": "976",
 }
+
+
+def new_agenda_stamp() -> str:
+    return secrets.token_hex(8)
 
 
 class Territory(db.Model):
@@ -34,6 +39,10 @@ class Territory(db.Model):
     # No SMS in these local hours: a message due then is held until the end (or sent before the start if too late).
     quiet_hours_start: Mapped[time] = mapped_column(Time, default=time(20, 0))
     quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 0))
+    # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows
+    # (lapins.models.agenda_stamps): agenda feeds are cached on it. Random rather than counted, so that a database
+    # recreated or restored never meets a cache filled from another one.
+    agenda_stamp: Mapped[str] = mapped_column(String(16), default=lambda: new_agenda_stamp())
 
     organisations: Mapped[list[Organisation]] = relationship(back_populates="territory", order_by="Organisation.name")
 
