@@ -10,7 +10,8 @@ from lapins.agenda import availability
 from lapins.extensions import db
 from lapins.formatting import local_time
 from lapins.models import Agent, Lieu, LocationType, MessageKind, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
-from lapins.notifications import outbox
+from lapins.models.rdvs import CancellationChannel, Canceller
+from lapins.notifications import agent_emails, outbox
 from lapins.notifications.tasks import kick
 
 MAX_DURATION = timedelta(hours=12)
@@ -69,19 +70,55 @@ def move_rdv(
     )
 
 
-def cancel_rdv(*, actor: Agent, rdv: Rdv, status: RdvStatus, reason: str | None) -> Rdv:
+def cancel_rdv(
+    *,
+    actor: Agent | None,
+    rdv: Rdv,
+    status: RdvStatus,
+    reason: str | None,
+    via: CancellationChannel = CancellationChannel.AGENDA,
+    by: Canceller | None = None,
+) -> Rdv:
+    """Cancel a live rdv, recording who (an agent, the family, the system), when, through which channel and why.
+
+    Every channel goes through here: agents on the rdv page (`actor`, channel agenda), the family from its link or
+    by SMS (no actor, always EXCUSED), the API or the system. `by` defaults to the agent when there is an actor,
+    to the family on the link and SMS channels, else to the system.
+    """
+    by = by or (Canceller.AGENT if actor is not None else
+                Canceller.FAMILY if via in (CancellationChannel.LINK, CancellationChannel.SMS) else Canceller.SYSTEM)
     if status not in (RdvStatus.EXCUSED, RdvStatus.REVOKED):
         raise BookingError("Motif d'annulation inconnu.")
+    if (by == Canceller.AGENT) != (actor is not None):
+        raise ValueError("an agent's cancellation names its agent, and only an agent's")
+    if by == Canceller.FAMILY and status != RdvStatus.EXCUSED:
+        raise ValueError("a family's cancellation is EXCUSED")
     if not rdv.is_live:
         raise BookingError("Ce rendez-vous est déjà annulé.")
-    rdv.status = status
-    rdv.cancelled_at = utcnow()
-    rdv.cancelled_by_id = actor.id
-    rdv.cancel_reason = (reason or "").strip() or None
-    rdv.revision += 1
-    planned = outbox.plan_for_rdv(rdv, MessageKind.CANCELLED)
-    db.session.commit()
+    try:
+        # A conditional UPDATE first: of two cancellations at the same moment (the family on its link, an agent on
+        # the rdv page), exactly one passes; the row lock (or SQLite's write lock) is held until commit.
+        claimed = db.session.execute(
+            update(Rdv).where(Rdv.id == rdv.id, Rdv.status.not_in([RdvStatus.EXCUSED, RdvStatus.REVOKED]))
+            .values(status=status), execution_options={"synchronize_session": False},
+        ).rowcount
+        if not claimed:
+            raise BookingError("Ce rendez-vous est déjà annulé.")
+        rdv.status = status
+        rdv.cancelled_at = utcnow()
+        rdv.cancelled_by_id = actor.id if actor is not None else None
+        rdv.cancelled_by_party = by
+        rdv.cancelled_via = via
+        rdv.cancel_reason = (reason or "").strip()[:255] or None
+        rdv.revision += 1
+        planned = outbox.plan_for_rdv(rdv, MessageKind.CANCELLED)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
     _dispatch_now(planned)
+    if by == Canceller.FAMILY:
+        agent_emails.tell_agents_of_family_cancellation(rdv.id)
     return rdv
 
 
@@ -101,6 +138,7 @@ def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
             if conflicts:
                 raise BookingError(f"Impossible de rétablir ce rendez-vous : {conflicts}")
             rdv.cancelled_at = rdv.cancelled_by_id = rdv.cancel_reason = None
+            rdv.cancelled_via = rdv.cancelled_by_party = None
             rdv.status = status
             rdv.revision += 1
             planned = outbox.plan_for_rdv(rdv, MessageKind.CHANGED)

@@ -17,6 +17,7 @@ from lapins.agenda.usagers import search_usagers
 from lapins.extensions import db
 from lapins.localtime import NonexistentLocalTime, to_local, to_utc
 from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Usager, utcnow
+from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import outbox
 
 TO_FILL_LIMIT = 200
@@ -182,7 +183,8 @@ def cancel(rdv_id: int):
     form = CancelForm()
     if form.validate_on_submit():
         try:
-            cancel_rdv(actor=current_user, rdv=rdv, status=RdvStatus(form.status.data), reason=form.reason.data)
+            cancel_rdv(actor=current_user, rdv=rdv, status=RdvStatus(form.status.data), reason=form.reason.data,
+                       via=CancellationChannel.AGENDA)
         except BookingError as error:
             flash(error.message, "error")
         else:

@@ -36,6 +36,8 @@ class Agent(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Bumped by every booking that involves this agent: taking the row lock serialises bookings per agent.
     booking_version: Mapped[int] = mapped_column(default=0)
+    # The agent asked for an e-mail when a family cancels one of their rdvs (the "Mes préférences" page).
+    notify_on_family_cancellation: Mapped[bool] = mapped_column(default=False)
 
     roles: Mapped[list[AgentRole]] = relationship(back_populates="agent", cascade="all, delete-orphan")
 

@@ -37,6 +37,8 @@ class Motif(db.Model):
     notify: Mapped[bool] = mapped_column(default=True)
     # Hours before the rdv ("48", "72,24"); empty means the territory's offsets.
     reminder_offsets: Mapped[str | None] = mapped_column(String(40))
+    # A family may cancel from its link until this many hours before the rdv; later, it must call the centre.
+    cancellation_limit_hours: Mapped[int] = mapped_column(default=4)
 
     organisation: Mapped[Organisation] = relationship()
 

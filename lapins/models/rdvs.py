@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, Column, Enum, ForeignKey, Index, String, Table, Text, event
@@ -38,6 +39,31 @@ LABELS = {
     RdvStatus.EXCUSED: "Annulé par l'usager",
     RdvStatus.REVOKED: "Annulé par le service",
 }
+
+class CancellationChannel(enum.StrEnum):
+    """Where a cancellation came from."""
+
+    AGENDA = "agenda"  # an agent, on the rdv page
+    LINK = "link"  # the family, on the page of its SMS/e-mail link
+    SMS = "sms"  # the family, replying to an SMS
+    API = "api"
+
+    @property
+    def label(self) -> str:
+        return {"agenda": "depuis l'agenda", "link": "via le lien", "sms": "par SMS", "api": "via l'API"}[self.value]
+
+
+class Canceller(enum.StrEnum):
+    """Who cancelled: an agent (recorded in cancelled_by_id), the family itself, or the system."""
+
+    AGENT = "agent"
+    FAMILY = "family"
+    SYSTEM = "system"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
 
 def status_label(status: RdvStatus, starts_at: datetime) -> str:
     """What an agent reads: an rdv whose status is unknown is "à venir" until it starts, then "à renseigner"."""
@@ -78,6 +104,8 @@ class Rdv(db.Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     cancel_reason: Mapped[str | None] = mapped_column(String(255))
+    cancelled_via: Mapped[CancellationChannel | None] = mapped_column(_enum(CancellationChannel))
+    cancelled_by_party: Mapped[Canceller | None] = mapped_column(_enum(Canceller))
     # Set when an agent knowingly booked over another rdv or outside opening hours: recorded, never silent.
     forced_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
 
@@ -101,6 +129,16 @@ class Rdv(db.Model):
     @property
     def status_label(self) -> str:
         return status_label(self.status, self.starts_at)
+
+    @property
+    def cancelled_hours_before(self) -> int | None:
+        """Whole hours between the cancellation and the rdv's start (negative when cancelled after it started).
+
+        Derived rather than stored: both instants are kept, and statistics can compute it in SQL the same way.
+        """
+        if self.cancelled_at is None:
+            return None
+        return math.floor((self.starts_at - self.cancelled_at).total_seconds() / 3600)
 
     def set_agents(self, agents: list[Agent]) -> None:
         wanted = {agent.id for agent in agents}
@@ -142,3 +180,15 @@ def _copy_rdv_times_to_agent_links(session: Session, flush_context, instances) -
             continue
         for link in rdv.agent_links:
             link.starts_at, link.ends_at, link.live = rdv.starts_at, rdv.ends_at, rdv.is_live
+
+
+class RdvLinkCheck(db.Model):
+    """Wrong answers to the identity check of an rdv's family link, counted in the database so that the limit
+    holds across every web worker; `locked_until` is set when too many came in a row."""
+
+    __tablename__ = "rdv_link_checks"
+
+    rdv_id: Mapped[int] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -31,7 +31,9 @@ class OutgoingSms:
 
 @dataclass(frozen=True)
 class OutgoingEmail:
-    message_id: int
+    # The outbox id, or for an e-mail that is not an outbox row (agents' notices) a text reference of its own:
+    # it makes the Message-ID, so it must never repeat.
+    message_id: int | str
     to: str
     subject: str
     text: str

@@ -1,0 +1,132 @@
+"""What a family may do from its link: the identity check (with its limit of wrong tries) and cancelling."""
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, or_, select, update
+
+from lapins.agenda.booking import BookingError, cancel_rdv
+from lapins.extensions import db
+from lapins.models import Rdv, RdvStatus
+from lapins.models.rdvs import CancellationChannel, RdvLinkCheck
+
+PREFIX_LETTERS = 3
+MAX_FAILURES = 5
+LOCK_DURATION = timedelta(minutes=15)
+SESSION_KEY = "family_checked_rdvs"
+SESSION_KEPT = 20  # rdv ids remembered per browser: a family has a few rdvs, never hundreds
+
+
+# --- Identity check ----------------------------------------------------------------------------------------------
+
+def letters_of(text: str) -> str:
+    """Lower-case letters without accents, spaces or punctuation: « N'Diaye-Éloi » → « ndiayeeloi »."""
+    folded = unicodedata.normalize("NFKD", text.casefold()).replace("œ", "oe").replace("æ", "ae")
+    return "".join(char for char in folded if char.isalpha() and not unicodedata.combining(char))
+
+
+def family_names(rdv: Rdv) -> list[str]:
+    """The last names a family may give: each usager's and, for a child, the responsible adult's."""
+    names = []
+    for usager in rdv.usagers:
+        for person in (usager, usager.responsible):
+            if person is not None and person.last_name not in names:
+                names.append(person.last_name)
+    return names
+
+
+def identity_matches(rdv: Rdv, typed: str) -> bool:
+    """The first letters of one of the family's last names (at least 3, or the whole name if shorter)."""
+    given = letters_of(typed or "")
+    if not given:
+        return False
+    for name in family_names(rdv):
+        letters = letters_of(name)
+        if letters and len(given) >= min(PREFIX_LETTERS, len(letters)) and letters.startswith(given):
+            return True
+    return False
+
+
+def is_checked(session: MutableMapping, rdv_id: int) -> bool:
+    return rdv_id in session.get(SESSION_KEY, [])
+
+
+def remember_check(session: MutableMapping, rdv_id: int) -> None:
+    """Kept in the signed session cookie: this browser passed the check for this rdv."""
+    checked = [i for i in session.get(SESSION_KEY, []) if i != rdv_id]
+    session[SESSION_KEY] = (checked + [rdv_id])[-SESSION_KEPT:]
+
+
+# --- Wrong tries ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Failure:
+    tries_left: int
+    locked_until: datetime | None
+
+
+def locked_until(rdv_id: int, now: datetime) -> datetime | None:
+    """When the check of this rdv opens again, if too many wrong tries locked it."""
+    until = db.session.scalar(select(RdvLinkCheck.locked_until).where(RdvLinkCheck.rdv_id == rdv_id))
+    return until if until is not None and until > now else None
+
+
+def record_failure(rdv_id: int, now: datetime) -> Failure:
+    """Count a wrong try in the database (so the limit holds across web workers) and commit.
+
+    Wrong tries count in a row, and are forgotten LOCK_DURATION after the last one; the MAX_FAILURES-th locks the
+    check for LOCK_DURATION. The counter moves in one UPDATE, so simultaneous tries are all counted.
+    """
+    _insert_row_if_missing(rdv_id)
+    fresh = or_(RdvLinkCheck.last_failure_at.is_(None), RdvLinkCheck.last_failure_at > now - LOCK_DURATION)
+    where = RdvLinkCheck.rdv_id == rdv_id
+    db.session.execute(
+        update(RdvLinkCheck).where(where)
+        .values(failures=case((fresh, RdvLinkCheck.failures + 1), else_=1), last_failure_at=now),
+        execution_options={"synchronize_session": False})
+    failures = db.session.scalar(select(RdvLinkCheck.failures).where(where))
+    until = None
+    if failures >= MAX_FAILURES:
+        until = now + LOCK_DURATION
+        db.session.execute(update(RdvLinkCheck).where(where).values(failures=0, locked_until=until),
+                           execution_options={"synchronize_session": False})
+    db.session.commit()
+    return Failure(tries_left=max(MAX_FAILURES - failures, 0), locked_until=until)
+
+
+def forget_failures(rdv_id: int) -> None:
+    db.session.execute(update(RdvLinkCheck).where(RdvLinkCheck.rdv_id == rdv_id)
+                       .values(failures=0, last_failure_at=None, locked_until=None),
+                       execution_options={"synchronize_session": False})
+    db.session.commit()
+
+
+def _insert_row_if_missing(rdv_id: int) -> None:
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    db.session.execute(insert(RdvLinkCheck).values(rdv_id=rdv_id, failures=0).on_conflict_do_nothing())
+
+
+# --- Cancelling ------------------------------------------------------------------------------------------------------
+
+def cancellation_deadline(rdv: Rdv) -> datetime:
+    return rdv.starts_at - timedelta(hours=rdv.motif.cancellation_limit_hours)
+
+
+def can_cancel_online(rdv: Rdv, now: datetime) -> bool:
+    return rdv.is_live and now < cancellation_deadline(rdv)
+
+
+def cancel_from_link(rdv: Rdv, reason: str | None, now: datetime) -> Rdv:
+    """The family cancels on its page: EXCUSED, through the link, no agent; refused after the motif's limit."""
+    if not rdv.is_live:
+        raise BookingError("Ce rendez-vous est déjà annulé.")
+    if now >= cancellation_deadline(rdv):
+        raise BookingError("Il est trop tard pour annuler ce rendez-vous en ligne.")
+    return cancel_rdv(actor=None, rdv=rdv, status=RdvStatus.EXCUSED, reason=reason, via=CancellationChannel.LINK)

@@ -1,0 +1,91 @@
+"""E-mails to agents: "a family cancelled one of your rdvs", for the agents who asked for it (Mes préférences).
+
+Why a Celery task enqueued after the commit rather than a row of the `messages` outbox: an outbox row is addressed
+to an usager (`messages.usager_id`, whose consent and address are checked again at sending time, and whose rows fill
+the rdv's notification history, the dev inbox and the territory's figures); an agent is not one, and making the
+table take either kind of recipient would touch every part of the outbox for a notice that needs none of its
+guarantees (quiet hours, revisions, reconciliation with the provider). At most once is right for it: the task is
+acknowledged before it runs, so a worker dying mid-send loses one notice (the rdv page shows the cancellation
+anyway) rather than sending it twice. No family's name, phone, e-mail or reason goes into the notice or the logs.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from flask import current_app
+from markupsafe import escape
+from sqlalchemy import select
+
+from lapins.extensions import db
+from lapins.models import Agent, Rdv, RdvAgent
+from lapins.models.rdvs import Canceller
+from lapins.notifications import backends
+from lapins.notifications.backends import OutgoingEmail, TransientError
+
+logger = logging.getLogger(__name__)
+
+
+def tell_agents_of_family_cancellation(rdv_id: int) -> int:
+    """Enqueue one notice per agent of the rdv who asked for it; call after the cancellation commits."""
+    from lapins.notifications.tasks import of_this_app
+
+    agent_ids = list(db.session.scalars(
+        select(RdvAgent.agent_id).join(Agent, Agent.id == RdvAgent.agent_id)
+        .where(RdvAgent.rdv_id == rdv_id, Agent.notify_on_family_cancellation.is_(True), Agent.active.is_(True))
+        .order_by(RdvAgent.agent_id)))
+    for agent_id in agent_ids:
+        try:
+            of_this_app(send_family_cancellation_email.name).delay(rdv_id, agent_id)
+        except Exception:  # the broker being down must not fail the family's cancellation, which is committed
+            logger.warning("Family cancellation notice for rdv %s not queued (broker unreachable)", rdv_id,
+                           exc_info=True)
+    return len(agent_ids)
+
+
+@shared_task(name="lapins.notifications.family_cancellation_email", ignore_result=True, bind=True,
+             max_retries=3, default_retry_delay=60)
+def send_family_cancellation_email(self, rdv_id: int, agent_id: int) -> bool:
+    rdv, agent = db.session.get(Rdv, rdv_id), db.session.get(Agent, agent_id)
+    if rdv is None or agent is None or rdv.cancelled_by_party != Canceller.FAMILY or rdv.is_live:
+        return False  # restored or deleted meanwhile: nothing to say
+    if not (agent.active and agent.notify_on_family_cancellation):
+        return False
+    try:
+        backends.email_backend().send(family_cancellation_email(rdv, agent))
+    except TransientError as error:
+        logger.warning("Family cancellation notice for rdv %s to agent %s not sent yet (code %s)", rdv_id, agent_id,
+                       error.code)
+        raise self.retry(exc=error) from None
+    except backends.PermanentError as error:
+        logger.warning("Family cancellation notice for rdv %s to agent %s refused (code %s)", rdv_id, agent_id,
+                       error.code)
+        return False
+    logger.info("Family cancellation notice for rdv %s sent to agent %s", rdv_id, agent_id)
+    return True
+
+
+def family_cancellation_email(rdv: Rdv, agent: Agent) -> OutgoingEmail:
+    from lapins.notifications.email import long_when, short_when
+
+    tz = rdv.organisation.territory.tz
+    public_url = current_app.config["PUBLIC_URL"].rstrip("/")
+    rdv_url, preferences_url = f"{public_url}/rdvs/{rdv.id}", f"{public_url}/preferences"
+    place = f" ({rdv.lieu.name})" if rdv.lieu else ""
+    hours = rdv.cancelled_hours_before
+    when_cancelled = f", {hours} h avant" if hours is not None and hours >= 1 else ", moins d'une heure avant"
+    channel = f", {rdv.cancelled_via.label}" if rdv.cancelled_via else ""
+    lines = [
+        f"Bonjour {agent.first_name},",
+        f"La famille a annulé le rendez-vous « {rdv.motif.name} » du {long_when(rdv.starts_at, tz)}{place}"
+        f"{channel}{when_cancelled}. Le créneau est de nouveau libre dans votre agenda.",
+        f"Voir le rendez-vous : {rdv_url}",
+        f"Vous recevez ce message parce que vous l'avez demandé dans « Mes préférences » : {preferences_url}",
+    ]
+    html = "".join(f"<p>{escape(line)}</p>" for line in lines[:2])
+    html += f'<p><a href="{escape(rdv_url)}">Voir le rendez-vous</a></p>'
+    html += (f'<p><small>Vous recevez ce message parce que vous l\'avez demandé dans '
+             f'<a href="{escape(preferences_url)}">Mes préférences</a>.</small></p>')
+    return OutgoingEmail(message_id=f"agent-{agent.id}-cancelled-{rdv.id}-{rdv.revision}", to=agent.email,
+                         subject=f"Rendez-vous annulé par la famille : {short_when(rdv.starts_at, tz)}",
+                         text="\n\n".join(lines) + "\n", html=f"<!doctype html><html lang=\"fr\"><body>{html}</body></html>")

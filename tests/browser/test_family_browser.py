@@ -1,0 +1,82 @@
+"""A family on its phone opens the link of its SMS, proves it is the family, cancels, and sees it is done."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from playwright.sync_api import expect
+
+from lapins.extensions import db
+from lapins.models import Rdv, RdvStatus
+from lapins.models.rdvs import CancellationChannel
+from lapins.notifications.links import rdv_token
+from tests import factories
+from tests.browser.conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture()
+def family_rdv(live_db, live_app):
+    organisation = factories.OrganisationFactory(territory__timezone="Indian/Reunion", territory__number="974")
+    lieu = factories.LieuFactory(organisation=organisation, name="Centre PMI Saint-Denis", phone="+262262901010")
+    motif = factories.MotifFactory(organisation=organisation, name="Pesée du nourrisson")
+    agent = factories.AgentFactory(organisation=organisation)
+    parent = factories.UsagerFactory(territory=organisation.territory, first_name="Noémie", last_name="Payet")
+    starts_at = (datetime.now(timezone.utc) + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    rdv = factories.RdvFactory(motif=motif, lieu=lieu, usagers=[parent], agents=[agent], starts_at=starts_at)
+    with live_app.test_request_context():
+        url = f"/r/{rdv_token(rdv.id)}"
+    rdv_id = rdv.id
+    live_db.session.remove()
+    return rdv_id, url
+
+
+@pytest.fixture()
+def phone_page(browser, live_server):
+    context = browser.new_context(base_url=live_server, locale="fr-FR", viewport=PHONE, is_mobile=True,
+                                  has_touch=True, device_scale_factor=2)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def test_a_family_cancels_from_its_phone(phone_page, family_rdv, live_db):
+    rdv_id, url = family_rdv
+    page = phone_page
+    page.goto(url)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Votre rendez-vous")
+    expect(page.get_by_text("Noémie Payet")).to_have_count(0)
+
+    field = page.get_by_label("Les 3 premières lettres du nom de famille")
+    field.fill("dur")
+    page.get_by_role("button", name="Continuer").click()
+    expect(page.locator("#letters-error")).to_contain_text("ne correspondent pas")
+    expect(field).to_have_attribute("aria-describedby", "letters-error")
+
+    page.get_by_label("Les 3 premières lettres du nom de famille").fill("PAY")
+    page.get_by_role("button", name="Continuer").click()
+    expect(page.get_by_text("Noémie Payet")).to_be_visible()
+    page.get_by_label("Raison de l'annulation (facultatif)").fill("Enfant malade")
+    button = page.get_by_role("button", name="Annuler le rendez-vous")
+    box = button.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]  # reachable without scrolling sideways
+    button.click()
+
+    expect(page.get_by_role("heading", name="Votre rendez-vous est annulé")).to_be_visible()
+    expect(page.get_by_role("link", name="0262 90 10 10")).to_be_visible()
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-family-cancelled.png", full_page=True)
+
+    rdv = db.session.get(Rdv, rdv_id)
+    assert rdv.status == RdvStatus.EXCUSED and rdv.cancelled_via == CancellationChannel.LINK
+    assert rdv.cancelled_by_id is None and rdv.cancel_reason == "Enfant malade"
+
+    page.goto(url)  # the link now says the rdv is cancelled, with no button left
+    expect(page.get_by_role("heading", level=1)).to_have_text("Rendez-vous annulé")
+    expect(page.get_by_role("button", name="Annuler le rendez-vous")).to_have_count(0)
