@@ -77,3 +77,29 @@ def test_a_usager_of_another_organisation_is_not_found(client, auth, agent, fact
     assert client.get(f"/usagers/{foreign.id}").status_code == 404
     assert client.get(f"/usagers/{foreign.id}/modifier").status_code == 404
     assert client.get(f"/usagers/nouveau?responsable={foreign.id}").status_code == 404
+
+
+def test_the_family_page_sums_up_no_shows_and_cancellations_late_ones_apart(client, auth, factories):
+    from datetime import datetime, timedelta, timezone
+
+    from lapins.models import RdvStatus
+
+    organisation = factories.OrganisationFactory()
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT)
+    mother = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation])
+    child = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation], responsible=mother)
+    motif = factories.MotifFactory(organisation=organisation)
+    start = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
+    outcomes = [(RdvStatus.SEEN, None), (RdvStatus.NOSHOW, None), (RdvStatus.NOSHOW, None),
+                (RdvStatus.EXCUSED, timedelta(hours=72)), (RdvStatus.EXCUSED, timedelta(hours=3)),
+                (RdvStatus.REVOKED, timedelta(days=5))]
+    for week, (status, notice) in enumerate(outcomes):
+        starts_at = start + timedelta(weeks=week)
+        factories.RdvFactory(motif=motif, usagers=[child], agents=[agent], starts_at=starts_at,
+                             ends_at=starts_at + timedelta(minutes=30), status=status,
+                             cancelled_at=starts_at - notice if notice else None)
+    auth.login(agent)
+    page = client.get(f"/usagers/{mother.id}").get_data(as_text=True)
+    assert "1 venu" in page and "2 absences non excusées" in page
+    assert "2 annulations par la famille, dont 1 moins de 48 h avant" in page
+    assert "1 annulation par le service" in page

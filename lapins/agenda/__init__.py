@@ -17,6 +17,7 @@ NAV_ITEMS = [
     ("agenda.slot_search", "Trouver un créneau"),
     ("agenda.usagers", "Usagers"),
     ("agenda.rdvs_to_fill", "RDV à renseigner"),
+    ("agenda.freed_slots_board", "Créneaux libérés"),
     ("agenda.my_schedule", "Mes horaires"),
 ]
 
@@ -61,4 +62,4 @@ def extra_nav_items(agent) -> list[tuple[str, str]]:
     return items
 
 
-from lapins.agenda import calendar, messages, rdvs, schedule, usagers, views  # noqa: E402,F401
+from lapins.agenda import calendar, freed, messages, rdvs, schedule, usagers, views  # noqa: E402,F401

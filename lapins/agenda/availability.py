@@ -289,6 +289,11 @@ def _fetch(scope: _Scope, busy_window: Interval | None = None) -> _Rows:
     return rows
 
 
+def busy_intervals(agent_ids: Iterable[int], start: datetime, end: datetime) -> dict[int, list[Interval]]:
+    """The agents' live rdvs overlapping [start, end), as intervals per agent."""
+    return _fetch_busy(agent_ids, (start, end))
+
+
 def _fetch_busy(agent_ids: Iterable[int], window: Interval) -> dict[int, list[Interval]]:
     busy: dict[int, list[Interval]] = defaultdict(list)
     for agent_id, starts_at, ends_at in db.session.execute(

@@ -11,7 +11,7 @@ from lapins.agenda import bp
 from lapins.agenda.usager_forms import UsagerForm
 from lapins.auth.views import safe_next
 from lapins.extensions import db
-from lapins.models import Organisation, Rdv, Usager
+from lapins.models import Organisation, Rdv, RdvStatus, Usager
 from lapins.models.rdvs import rdv_usagers
 from lapins.phones import e164_or_none
 
@@ -96,7 +96,24 @@ def usager_detail(usager_id: int):
         .order_by(Rdv.starts_at.desc())
         .limit(200)
     ).all()
-    return render_template("agenda/usagers/detail.html", usager=usager, rdvs=rdvs, tz=usager.territory.tz)
+    return render_template("agenda/usagers/detail.html", usager=usager, rdvs=rdvs, tz=usager.territory.tz,
+                           history=attendance_history(rdvs))
+
+
+LATE_CANCELLATION_HOURS = 48
+
+
+def attendance_history(rdvs: list[Rdv]) -> dict[str, int]:
+    """What agents look at before booking a family again: past no-shows and cancellations, late ones apart."""
+    excused = [rdv for rdv in rdvs if rdv.status == RdvStatus.EXCUSED]
+    return {
+        "seen": sum(rdv.status == RdvStatus.SEEN for rdv in rdvs),
+        "noshow": sum(rdv.status == RdvStatus.NOSHOW for rdv in rdvs),
+        "excused": len(excused),
+        "excused_late": sum(rdv.cancelled_hours_before is not None
+                            and rdv.cancelled_hours_before < LATE_CANCELLATION_HOURS for rdv in excused),
+        "revoked": sum(rdv.status == RdvStatus.REVOKED for rdv in rdvs),
+    }
 
 
 @bp.route("/usagers/<int:usager_id>/modifier", methods=["GET", "POST"])
