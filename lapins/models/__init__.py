@@ -4,6 +4,7 @@ from lapins.models.messages import Channel, Message, MessageKind, MessageStatus
 from lapins.models.motifs import LocationType, Motif
 from lapins.models.plages import Absence, PlageOuverture
 from lapins.models.rdvs import Rdv, RdvAgent, RdvStatus
+from lapins.models.sms_replies import SmsReplyRound
 from lapins.models.system import Heartbeat
 from lapins.models.territories import Lieu, Organisation, Territory
 from lapins.models.types import utcnow
@@ -12,5 +13,5 @@ from lapins.models import agenda_stamps  # noqa: F401,I001  (its listeners draw 
 
 __all__ = [
     "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",
-    "Rdv", "RdvAgent", "RdvStatus", "Role", "Territory", "Usager", "utcnow",
+    "Rdv", "RdvAgent", "RdvStatus", "Role", "SmsReplyRound", "Territory", "Usager", "utcnow",
 ]

@@ -106,6 +106,8 @@ class Rdv(db.Model):
     cancel_reason: Mapped[str | None] = mapped_column(String(255))
     cancelled_via: Mapped[CancellationChannel | None] = mapped_column(_enum(CancellationChannel))
     cancelled_by_party: Mapped[Canceller | None] = mapped_column(_enum(Canceller))
+    # Set when the family answered OUI to a reminder (two-way SMS): the agent sees the rdv is expected.
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when an agent knowingly booked over another rdv or outside opening hours: recorded, never silent.
     forced_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
 

@@ -1,4 +1,4 @@
-"""Twilio calling Lapins: delivery statuses of the SMS we sent, and SMS families send us (STOP).
+"""Twilio calling Lapins: delivery statuses of the SMS we sent, and SMS families send us (STOP, OUI, ANNULER).
 
 Both routes are CSRF-exempt (Twilio has no session) and accept only requests signed by Twilio
 (`X-Twilio-Signature`, HMAC of the URL Twilio called and the POSTed form, keyed with TWILIO_AUTH_TOKEN).
@@ -144,9 +144,18 @@ def normalize_keyword(body: str) -> str:
 @bp.post(INBOUND_PATH)
 @twilio_signed
 def inbound():
-    handler = INBOUND_KEYWORDS.get(normalize_keyword(request.form.get("Body", "")))
+    """STOP from anyone; OUI / ANNULER where the territory's sender takes replies (lapins.notifications.replies)."""
+    from lapins.notifications import replies
+
+    keyword = normalize_keyword(request.form.get("Body", ""))
     phone = request.form.get("From", "").strip()
-    reply = handler(phone) if handler and phone else None
+    handler = INBOUND_KEYWORDS.get(keyword)
+    reply = None
+    if phone and handler:
+        reply = handler(phone)
+    elif phone and (territory_ids := replies.territories_reached(request.form.get("To", "").strip(),
+                                                                  request.form.get("MessagingServiceSid", "").strip())):
+        reply = replies.answer(phone, territory_ids, replies.parse(keyword))
     db.session.commit()
     twiml = MessagingResponse()
     if reply:

@@ -1,0 +1,194 @@
+"""Two-way SMS: a family answers OUI or ANNULER to its reminder, through Twilio's signed inbound webhook."""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+
+from lapins.agenda.booking import book_rdv
+from lapins.extensions import db as _db
+from lapins.models import Rdv, RdvStatus, Role
+from lapins.models.rdvs import CancellationChannel, Canceller
+from lapins.notifications.gsm import is_gsm7, segments
+from lapins.notifications.webhooks import INBOUND_PATH
+
+PUBLIC_URL = "https://rdv.pmi.example.fr"
+SENDER = "+33757000001"  # the territory's number, which takes replies
+PHONE = "+33612345678"
+PARIS = ZoneInfo("Europe/Paris")
+NOW = datetime(2026, 10, 19, 8, 0, tzinfo=timezone.utc)  # Monday 10:00 in Paris
+
+
+@pytest.fixture(autouse=True)
+def frozen_time():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture()
+def inbound(app, client, twilio_fake, twilio_app_config):
+    """Text the territory's number as Twilio would post it: signed for PUBLIC_URL; the TwiML answer's text back."""
+    saved = {key: app.config.get(key) for key in [*twilio_app_config, "PUBLIC_URL"]}
+    app.config.update(twilio_app_config, PUBLIC_URL=PUBLIC_URL)
+    app.extensions.pop("lapins.sms_backend", None)  # built for the fake, and dropped after
+
+    def send(body: str, from_: str = PHONE, to: str = SENDER) -> str | None:
+        request = twilio_fake.inbound_request(f"{PUBLIC_URL}{INBOUND_PATH}", from_=from_, body=body, to=to)
+        response = client.post(request.path, data=request.data, headers=request.headers)
+        assert response.status_code == 200 and response.mimetype == "application/xml"
+        found = re.search(r"<Message>(.*)</Message>", response.get_data(as_text=True), re.S)
+        return found.group(1).replace("&#x27;", "'").replace("&apos;", "'") if found else None
+
+    yield send
+    app.config.update(saved)
+    app.extensions.pop("lapins.sms_backend", None)
+
+
+@pytest.fixture()
+def family(factories):
+    organisation = factories.OrganisationFactory(territory__sms_sender=SENDER, territory__sms_takes_replies=True,
+                                                 phone="+33141371000")
+    lieu = factories.LieuFactory(organisation=organisation, phone="+33141371010")
+    motif = factories.MotifFactory(organisation=organisation, duration_minutes=30)
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT)
+    factories.PlageFactory(agent=agent, lieu=lieu, first_day=date(2026, 10, 1), motifs=[motif], start_time=time(8),
+                           end_time=time(18), weekdays=0b1111111)
+    mother = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation], phone=PHONE,
+                                     sms_consent=True)
+    child = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation], phone=None,
+                                    responsible=mother)
+    second_child = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
+                                           phone=None, responsible=mother)
+
+    def rdv(day: int, hour: int, usager=None):
+        return book_rdv(actor=agent, motif=motif, agents=[agent], usagers=[usager or child], lieu=lieu,
+                        starts_at=datetime.combine(date(2026, 10, day), time(hour), PARIS))
+
+    return type("Family", (), dict(organisation=organisation, mother=mother, child=child, second_child=second_child,
+                                   rdv=staticmethod(rdv)))
+
+
+def reloaded(rdv: Rdv) -> Rdv:
+    _db.session.expire_all()
+    return _db.session.get(Rdv, rdv.id)
+
+
+def one_segment(text: str) -> bool:
+    return is_gsm7(text) and segments(text) == 1
+
+
+def test_oui_confirms_the_next_rdv_and_says_so(inbound, family):
+    first, later = family.rdv(21, 9), family.rdv(28, 9)
+    answer = inbound("Oui merci")
+    assert answer == "Merci, votre RDV du mer. 21/10 à 9h est confirmé." and one_segment(answer)
+    assert reloaded(first).confirmed_at == NOW and reloaded(later).confirmed_at is None
+
+
+def test_annuler_cancels_the_next_rdv_as_the_family_and_frees_it(inbound, family):
+    rdv = family.rdv(21, 9)
+    answer = inbound("annuler")
+    assert answer == "Votre RDV du mer. 21/10 à 9h est annulé. Merci de nous avoir prévenus." and one_segment(answer)
+    rdv = reloaded(rdv)
+    assert rdv.status == RdvStatus.EXCUSED and rdv.cancelled_via == CancellationChannel.SMS
+    assert rdv.cancelled_by_party == Canceller.FAMILY and rdv.cancelled_by_id is None
+
+
+@pytest.mark.parametrize("text", ["NON", "Non.", "ANNULÉ"])
+def test_non_and_annule_cancel_too(inbound, family, text):
+    rdv = family.rdv(21, 9)
+    assert "est annulé" in inbound(text)
+    assert reloaded(rdv).status == RdvStatus.EXCUSED
+
+
+def test_two_rdvs_close_together_ask_which_one_then_cancel_the_one_chosen(inbound, family):
+    first = family.rdv(21, 9)
+    sibling = family.rdv(22, 14, usager=family.second_child)
+    question = inbound("ANNULER")
+    assert question == ("Vous avez 2 RDV : 1) mer. 21/10 à 9h ; 2) jeu. 22/10 à 14h. Lequel annuler ? "
+                        "Répondez ANNULER 1 ou ANNULER 2.") and one_segment(question)
+    assert reloaded(first).is_live and reloaded(sibling).is_live
+
+    assert "jeu. 22/10 à 14h est annulé" in inbound("Annuler 2")
+    assert reloaded(first).is_live and reloaded(sibling).status == RdvStatus.EXCUSED
+    assert inbound("2").startswith("Répondez OUI")  # the question was answered: a number alone means nothing now
+    assert reloaded(first).is_live
+
+
+def test_a_bare_number_answers_the_question(inbound, family):
+    first, sibling = family.rdv(21, 9), family.rdv(22, 14, usager=family.second_child)
+    inbound("ANNULER")
+    assert "mer. 21/10 à 9h est annulé" in inbound("1")
+    assert reloaded(first).status == RdvStatus.EXCUSED and reloaded(sibling).is_live
+
+
+def test_the_numbers_keep_the_list_as_sent_even_if_an_rdv_was_cancelled_meanwhile(inbound, family, db):
+    from lapins.agenda.booking import cancel_rdv
+
+    first, sibling = family.rdv(21, 9), family.rdv(22, 14, usager=family.second_child)
+    inbound("ANNULER")
+    cancel_rdv(actor=None, rdv=reloaded(first), status=RdvStatus.EXCUSED, reason=None, via=CancellationChannel.LINK)
+    assert "jeu. 22/10 à 14h est annulé" in inbound("ANNULER 2")
+    assert reloaded(sibling).status == RdvStatus.EXCUSED
+
+
+def test_a_far_rdv_does_not_make_annuler_ambiguous(inbound, family):
+    first, far = family.rdv(21, 9), family.rdv(30, 9)
+    assert "mer. 21/10 à 9h est annulé" in inbound("ANNULER")
+    assert reloaded(far).is_live
+
+
+def test_too_late_to_cancel_by_sms_says_whom_to_call_and_changes_nothing(inbound, family):
+    rdv = family.rdv(19, 12)  # today at noon, two hours from now: past the 4-hour limit
+    answer = inbound("ANNULER")
+    assert answer == "Trop tard pour annuler par SMS le RDV du lun. 19/10 à 12h : appelez le 01 41 37 10 10."
+    assert one_segment(answer) and reloaded(rdv).is_live
+
+
+def test_any_other_text_from_a_family_gets_the_words_understood(inbound, family):
+    family.rdv(21, 9)
+    answer = inbound("Bonjour, à quelle heure déjà ?")
+    assert answer.startswith("Répondez OUI pour confirmer votre RDV, ANNULER") and one_segment(answer)
+
+
+def test_a_number_without_rdv_to_come_is_told_so_or_left_unanswered(inbound, family):
+    assert inbound("OUI") == "Aucun RDV à venir pour ce numéro. Pour prendre RDV, appelez votre centre de PMI."
+    assert inbound("Bonjour") is None
+    assert inbound("OUI", from_="+33699999999").startswith("Aucun RDV")
+
+
+def test_a_sender_that_takes_no_replies_changes_nothing(inbound, family, db):
+    rdv = family.rdv(21, 9)
+    family.organisation.territory.sms_takes_replies = False
+    db.session.commit()
+    assert inbound("ANNULER") is None and reloaded(rdv).is_live
+
+
+def test_another_territorys_number_cannot_cancel_this_rdv(inbound, family, factories):
+    rdv = family.rdv(21, 9)
+    factories.TerritoryFactory(sms_sender="+33757000099", sms_takes_replies=True)
+    assert inbound("ANNULER", to="+33757000099").startswith("Aucun RDV") and reloaded(rdv).is_live
+
+
+def test_a_forged_reply_is_refused_and_changes_nothing(inbound, client, twilio_fake, family):
+    rdv = family.rdv(21, 9)
+    signed = twilio_fake.inbound_request(f"{PUBLIC_URL}{INBOUND_PATH}", from_=PHONE, body="ANNULER", to=SENDER)
+    forged = twilio_fake.sign(signed.url, signed.data, auth_token="0" * 32)
+    assert client.post(forged.path, data=forged.data, headers=forged.headers).status_code == 403
+    assert reloaded(rdv).is_live
+
+
+def test_stop_still_withdraws_consent_where_replies_are_taken(inbound, family):
+    assert "ne recevrez plus" in inbound("STOP")
+    _db.session.expire_all()
+    assert not _db.session.get(type(family.mother), family.mother.id).sms_consent
+
+
+def test_the_agent_sees_the_familys_confirmation_on_the_rdv_page(inbound, family, client, auth):
+    rdv = family.rdv(21, 9)
+    inbound("OUI")
+    auth.login(reloaded(rdv).agents[0])
+    page = client.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
+    assert "Confirmé par la famille" in page and "par SMS le lundi 19 octobre 2026 à 10h00" in page
