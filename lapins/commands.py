@@ -1,4 +1,4 @@
-"""Command-line tools: `flask --app lapins seed ...`."""
+"""Command-line tools: `flask --app lapins seed ...`, `flask --app lapins territory create ...`."""
 from __future__ import annotations
 
 import click
@@ -9,6 +9,43 @@ from lapins.extensions import db
 
 def register(app: Flask) -> None:
     app.cli.add_command(seed)
+    app.cli.add_command(territory)
+
+
+@click.group("territory")
+def territory() -> None:
+    """Les territoires (départements) servis par cette installation."""
+
+
+@territory.command("create")
+@click.option("--number", required=True, help="Numéro du département : 01 à 95, 2A, 2B, 971 à 976.")
+@click.option("--name", required=True, help="Nom du département, par exemple « Nord ».")
+@click.option("--timezone", "timezone_name", required=True,
+              help="Fuseau horaire IANA : Europe/Paris, Indian/Reunion, America/Guadeloupe…")
+@click.option("--admin-email", required=True, help="Adresse du premier administrateur, qui recevra l'invitation.")
+@click.option("--organisation", default=None, help="Nom du premier service (par défaut « PMI <nom> »).")
+@click.option("--admin-first-name", default=None)
+@click.option("--admin-last-name", default=None)
+def create_territory(number: str, name: str, timezone_name: str, admin_email: str, organisation: str | None,
+                     admin_first_name: str | None, admin_last_name: str | None) -> None:
+    """Crée un département, son premier service et son administrateur, et invite celui-ci par courriel."""
+    from lapins.auth import accounts
+    from lapins.onboarding import OnboardingError, create_territory as create
+
+    try:
+        admin = create(number=number, name=name, timezone=timezone_name, admin_email=admin_email,
+                       organisation_name=organisation, admin_first_name=admin_first_name,
+                       admin_last_name=admin_last_name)
+    except OnboardingError as error:
+        raise click.ClickException(str(error)) from None
+    territory = admin.roles[0].organisation.territory
+    click.echo(f"Département {territory.number} — {territory.name} créé ({territory.timezone}), "
+               f"service « {admin.roles[0].organisation.name} ».")
+    click.echo(f"Administrateur : {admin.full_name} <{admin.email}>. Lien d'invitation "
+               f"(valable {accounts.INVITATION_DAYS} jours, un seul usage) :")
+    click.echo(accounts.link_for(admin, "invitation"))
+    accounts.send_account_email(admin, "invitation")
+    click.echo("L'invitation part aussi par courriel (worker Celery).")
 
 
 @click.command("seed")

@@ -1,0 +1,152 @@
+"""A new département onboards with one command; agents choose their password from an invitation or a reset link."""
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from lapins.models import Agent, Organisation, Role, Territory
+from tests.conftest import csrf_token_from
+
+STRONG = "cerf-volant vert sous la pluie"
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def frozen_time():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def create(app, *args):
+    return app.test_cli_runner().invoke(args=["territory", "create", *args])
+
+
+NORD = ["--number", "59", "--name", "Nord", "--timezone", "Europe/Paris", "--admin-email", "Claire.Martin@lenord.fr"]
+
+
+def link_path(text: str, kind: str = "invitation") -> str:
+    return re.search(rf"https?://[^/\s]+(/{kind}/[\w.-]+)", text).group(1)
+
+
+def text(response) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+def choose(client, path: str, password: str, confirm: str | None = None):
+    token = csrf_token_from(client.get(path).get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token, "password": password,
+                                   "confirm": password if confirm is None else confirm})
+
+
+def test_territory_create_makes_the_departement_its_service_and_an_invited_admin(app, db, client, auth,
+                                                                                 smtp_app, smtp_server):
+    result = create(app, *NORD)
+    assert result.exit_code == 0, result.output
+    assert "Département 59 — Nord créé (Europe/Paris), service « PMI Nord »" in result.output
+    territory = db.session.scalar(select(Territory).where(Territory.number == "59"))
+    admin = db.session.scalar(select(Agent).where(Agent.email == "claire.martin@lenord.fr"))
+    assert territory.timezone == "Europe/Paris" and admin.password_hash is None
+    assert admin.role_in(territory.organisations[0].id) == Role.ADMIN
+    assert (admin.first_name, admin.last_name) == ("Claire", "Martin")
+
+    (email,) = smtp_server.messages
+    assert email["To"] == "claire.martin@lenord.fr" and "choisissez votre mot de passe" in email["Subject"]
+    path = link_path(email.get_body(("plain",)).get_content())
+    assert path == link_path(result.output)
+
+    assert choose(client, path, STRONG).status_code == 302
+    assert auth.login(admin, STRONG).status_code == 302
+    assert client.get("/usagers").status_code == 200
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--number", "100"], "n'est pas un numéro de département"),
+    (["--timezone", "Europe/Lille"], "n'est pas un fuseau horaire IANA"),
+    (["--admin-email", "claire.martin"], "n'est pas une adresse électronique valide"),
+    (["--name", "   "], "Le nom du département est obligatoire"),
+])
+def test_territory_create_refuses_bad_input_in_french_and_stores_nothing(app, db, args, message):
+    arguments = list(NORD)
+    for key, value in zip(args[::2], args[1::2]):
+        arguments[arguments.index(key) + 1] = value
+    result = create(app, *arguments)
+    assert result.exit_code != 0 and message in result.output
+    assert db.session.scalar(select(func.count(Territory.id))) == 0
+    assert db.session.scalar(select(func.count(Agent.id))) == 0
+
+
+def test_a_departement_or_an_admin_email_cannot_be_created_twice(app, db, factories):
+    assert create(app, *NORD).exit_code == 0
+    again = create(app, *NORD)
+    assert again.exit_code != 0 and "Le département 59 existe déjà" in again.output
+    other = ["--number", "974", "--name", "La Réunion", "--timezone", "Indian/Reunion",
+             "--admin-email", "claire.martin@lenord.fr"]
+    taken = create(app, *other)
+    assert taken.exit_code != 0 and "Un agent a déjà l'adresse" in taken.output
+    assert db.session.scalar(select(func.count(Organisation.id))) == 1
+
+
+@pytest.mark.parametrize("password, message", [
+    ("court", "au moins 12 caractères"),
+    ("azertyuiop123", "trop facile à deviner"),
+    ("motdepasse2026", "trop facile à deviner"),
+    ("claire.martin59", "trop facile à deviner"),
+    ("aaaaaaaaaaaaaaaa", "trop facile à deviner"),
+])
+def test_weak_passwords_are_refused_and_the_link_still_works(app, db, client, password, message):
+    path = link_path(create(app, *NORD).output)
+    admin = db.session.scalar(select(Agent))
+    refused = choose(client, path, password)
+    assert refused.status_code == 422 and message in text(refused)
+    db.session.refresh(admin)
+    assert admin.password_hash is None
+    assert choose(client, path, STRONG, confirm=STRONG + "!").status_code == 422
+    assert choose(client, path, STRONG).status_code == 302
+
+
+def test_a_link_serves_once(app, db, client):
+    path = link_path(create(app, *NORD).output)
+    assert choose(client, path, STRONG).status_code == 302
+    again = client.get(path)
+    assert again.status_code == 410 and "déjà servi" in text(again)
+
+
+def test_a_forged_or_expired_link_opens_nothing(app, db, client, frozen_time):
+    path = link_path(create(app, *NORD).output)
+    forged = client.get(path[:-3] + ("abc" if not path.endswith("abc") else "xyz"))
+    assert forged.status_code == 410 and "n'est pas valide" in text(forged)
+    assert client.get(path.replace("/invitation/", "/mot-de-passe/")).status_code == 410  # one purpose per link
+    frozen_time.shift(timedelta(days=8))
+    expired = client.get(path)
+    assert expired.status_code == 410 and "a expiré" in text(expired)
+
+
+def test_forgot_password_answers_the_same_for_anyone_and_mails_only_real_agents(app, db, client, auth, factories,
+                                                                               smtp_app, smtp_server, frozen_time):
+    agent = factories.AgentFactory(organisation=factories.OrganisationFactory(), email="nadia.benali@pmi.fr")
+
+    def ask(email: str) -> str:
+        token = csrf_token_from(client.get("/mot-de-passe-oublie").get_data(as_text=True))
+        response = client.post("/mot-de-passe-oublie", data={"csrf_token": token, "email": email})
+        assert response.status_code == 302
+        return client.get(response.location).get_data(as_text=True)
+
+    unknown, known = ask("personne@pmi.fr"), ask("Nadia.Benali@pmi.fr")
+    assert "Si un compte actif correspond" in unknown and unknown == known  # nothing tells who has an account
+    (email,) = smtp_server.messages  # none for the unknown address
+    assert email["To"] == "nadia.benali@pmi.fr"
+    path = link_path(email.get_body(("plain",)).get_content(), "mot-de-passe")
+    frozen_time.shift(timedelta(minutes=61))
+    assert client.get(path).status_code == 410
+    frozen_time.shift(timedelta(minutes=-30))
+    assert choose(client, path, STRONG).status_code == 302
+    assert auth.login(agent, STRONG).status_code == 302
+
+
+def test_the_login_page_offers_the_forgotten_password_link(client, db):
+    assert "/mot-de-passe-oublie" in client.get("/connexion").get_data(as_text=True)
