@@ -59,6 +59,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.agenda import bp as agenda_bp
     from lapins.auth import bp as auth_bp
     from lapins.family import bp as family_bp
+    from lapins.health import bp as health_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
     from lapins.vendor import bp as vendor_bp
 
@@ -67,6 +68,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(vendor_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(family_bp)
+    app.register_blueprint(health_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
