@@ -309,6 +309,22 @@ def test_a_feed_served_from_the_cache_costs_one_query(client, auth, clinic, db):
     assert len(statements) == 1 and "agents" in statements[0]
 
 
+def test_a_bulk_update_in_one_territory_keeps_the_other_territories_stamps(clinic, factories, db):
+    from sqlalchemy import update
+
+    clinic.rdv(local(PARIS, date(2026, 3, 24), 9, 30))
+    elsewhere = factories.OrganisationFactory()
+    db.session.commit()
+    for statement in (update(Rdv).where(Rdv.organisation_id == clinic.organisation.id).values(notes="vu"),
+                      update(Usager).where(Usager.id == clinic.usager.id).values(first_name="Aminata")):
+        here_before, elsewhere_before = clinic.organisation.territory.agenda_stamp, elsewhere.territory.agenda_stamp
+        db.session.execute(statement)
+        db.session.commit()
+        db.session.expire_all()
+        assert clinic.organisation.territory.agenda_stamp != here_before
+        assert elsewhere.territory.agenda_stamp == elsewhere_before
+
+
 def test_a_change_in_one_territory_keeps_the_other_territories_stamps(clinic, factories, db):
     elsewhere = factories.OrganisationFactory()
     db.session.commit()

@@ -71,7 +71,7 @@ class _Touched:
 
 def draw_new_stamps(session: Session, condition=None) -> None:
     """New agenda stamps for the territories matching `condition` (all of them when None), on the session's
-    connection: no ORM event, no autoflush, and it may run during a flush."""
+    connection: no ORM event, no autoflush, and it may run during a flush or before a bulk statement."""
     statement = update(Territory.__table__).values(agenda_stamp=new_agenda_stamp())
     if condition is not None:
         statement = statement.where(condition)
@@ -101,7 +101,28 @@ def _stamp_on_flush(session: Session, flush_context, instances) -> None:
 
 @event.listens_for(Session, "do_orm_execute")
 def _stamp_on_bulk_write(state: ORMExecuteState) -> None:
-    # update(Usager)... and delete(Rdv)... bypass the flush, and which territories they touch is not known here.
-    if (state.is_update or state.is_delete) and state.bind_mapper is not None \
-            and issubclass(state.bind_mapper.class_, SHOWN):
-        draw_new_stamps(state.session)
+    # update(Usager)... and delete(Rdv)... bypass the flush: the territories of the rows they match (read before
+    # the statement runs) get a new stamp.
+    if not (state.is_update or state.is_delete) or state.bind_mapper is None:
+        return
+    entity = state.bind_mapper.class_
+    if issubclass(entity, SHOWN):
+        draw_new_stamps(state.session, Territory.id.in_(_territories_of(entity, state.statement.whereclause)))
+
+
+def _territories_of(entity: type, whereclause):
+    """The territory ids of the `entity` rows that `whereclause` matches (all rows when it is None)."""
+    if entity is Territory:
+        statement = select(Territory.id)
+    elif entity is Usager:
+        statement = select(Usager.territory_id)
+    elif entity is Organisation:
+        statement = select(Organisation.territory_id)
+    elif entity in (Absence, RdvAgent):
+        statement = (select(Organisation.territory_id).select_from(entity)
+                     .join(AgentRole, AgentRole.agent_id == entity.agent_id)
+                     .join(Organisation, Organisation.id == AgentRole.organisation_id))
+    else:  # Rdv, PlageOuverture, Motif, Lieu
+        statement = (select(Organisation.territory_id).select_from(entity)
+                     .join(Organisation, Organisation.id == entity.organisation_id))
+    return statement.where(whereclause) if whereclause is not None else statement
