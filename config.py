@@ -76,6 +76,11 @@ class Config:
     # After a transient error (Twilio 5xx or 429, SMTP down) a message is tried again this many seconds later, then
     # twice as long after each new failure (30 minutes at most), until its rdv starts.
     OUTBOX_RETRY_SECONDS = env_int("OUTBOX_RETRY_SECONDS", 30)
+    # Waiting list: a freed slot offered to a family is held for it this long; no offer is made this close to the
+    # slot; a family gets this many offers a day at most.
+    WAITLIST_HOLD_MINUTES = env_int("WAITLIST_HOLD_MINUTES", 30)
+    WAITLIST_STOP_BEFORE_HOURS = env_int("WAITLIST_STOP_BEFORE_HOURS", 2)
+    WAITLIST_MAX_OFFERS_PER_DAY = env_int("WAITLIST_MAX_OFFERS_PER_DAY", 3)
 
 
 class DevelopmentConfig(Config):

@@ -25,6 +25,8 @@ PERIODIC_JOBS = [
     # Claims the messages that are due and hands them to the workers (lapins.notifications.outbox).
     PeriodicJob("outbox-dispatch", "lapins.notifications.dispatch_due", every_seconds=60, expires_seconds=55,
                 setting="OUTBOX_DISPATCH_SECONDS"),
+    # Expires the holds of offered slots and offers open freed slots to the waiting list (lapins.waitlist.offers).
+    PeriodicJob("waitlist-reallocate", "lapins.tasks.reallocate_freed_slots", every_seconds=60, expires_seconds=55),
 ]
 
 
@@ -45,3 +47,10 @@ def record_heartbeat(name: str = "worker") -> None:
     heartbeat.beat_at = utcnow()
     db.session.add(heartbeat)
     db.session.commit()
+
+
+@shared_task(name="lapins.tasks.reallocate_freed_slots", ignore_result=True)
+def reallocate_freed_slots() -> int:
+    from lapins.waitlist import offers
+
+    return offers.reallocate()

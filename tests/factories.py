@@ -10,6 +10,7 @@ from lapins.extensions import db
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,
 )
+from lapins.models.waitlist import WaitlistEntry
 
 PASSWORD = "motdepasse-solide-2026"
 
@@ -21,11 +22,17 @@ class Base(SQLAlchemyModelFactory):
         sqlalchemy_session_persistence = "commit"
 
 
+# Numbers some tests give their territory explicitly (for its holidays, or as the CLI's example) are never
+# generated: a generated territory must not collide with a chosen one, whatever the order the tests run in.
+CHOSEN_NUMBERS = {"57", "59", "67", "68", "75", "92"}
+GENERATED_NUMBERS = [f"{n:02d}" for n in range(1, 96) if f"{n:02d}" not in CHOSEN_NUMBERS]
+
+
 class TerritoryFactory(Base):
     class Meta:
         model = Territory
 
-    number = factory.Sequence(lambda n: f"{(n % 95) + 1:02d}")
+    number = factory.Sequence(lambda n: GENERATED_NUMBERS[n % len(GENERATED_NUMBERS)])
     name = factory.Sequence(lambda n: f"Département {n}")
     timezone = "Europe/Paris"
 
@@ -142,3 +149,13 @@ class RdvFactory(Base):
             rdv.set_agents(list(extracted))
             if create:
                 db.session.commit()
+
+
+class WaitlistEntryFactory(Base):
+    class Meta:
+        model = WaitlistEntry
+
+    organisation = factory.SelfAttribute("motif.organisation")
+    motif = factory.SubFactory(MotifFactory)
+    usager = factory.SubFactory(UsagerFactory, territory=factory.SelfAttribute("..motif.organisation.territory"))
+    priority = 0

@@ -18,6 +18,7 @@ NAV_ITEMS = [
     ("agenda.usagers", "Usagers"),
     ("agenda.rdvs_to_fill", "RDV à renseigner"),
     ("agenda.freed_slots_board", "Créneaux libérés"),
+    ("agenda.waitlist", "File d'attente"),
     ("agenda.my_schedule", "Mes horaires"),
 ]
 
@@ -62,4 +63,4 @@ def extra_nav_items(agent) -> list[tuple[str, str]]:
     return items
 
 
-from lapins.agenda import calendar, freed, messages, rdvs, schedule, usagers, views  # noqa: E402,F401
+from lapins.agenda import calendar, freed, messages, rdvs, schedule, usagers, views, waitlist  # noqa: E402,F401

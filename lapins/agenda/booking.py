@@ -13,6 +13,7 @@ from lapins.models import Agent, Lieu, LocationType, MessageKind, Motif, Rdv, Rd
 from lapins.models.rdvs import CancellationChannel, Canceller
 from lapins.notifications import agent_emails, outbox
 from lapins.notifications.tasks import kick
+from lapins.waitlist import offers as waitlist_offers
 
 MAX_DURATION = timedelta(hours=12)
 KEEP = object()  # "leave this attribute as it is" when moving an rdv
@@ -29,7 +30,7 @@ class BookingError(Exception):
 
 def book_rdv(
     *,
-    actor: Agent,
+    actor: Agent | None,
     motif: Motif,
     agents: list[Agent],
     usagers: list[Usager],
@@ -39,8 +40,10 @@ def book_rdv(
     notes: str | None = None,
     force: bool = False,
 ) -> Rdv:
+    """Book an rdv; `actor` is the agent booking it, or None for a family accepting an offered slot."""
     _check_usagers(motif, usagers)
-    rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id, status=RdvStatus.UNKNOWN)
+    rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id if actor is not None else None,
+              status=RdvStatus.UNKNOWN)
     rdv.usagers = list(usagers)
     return _schedule(actor, rdv, motif=motif, agents=agents, lieu=lieu, starts_at=starts_at,
                      ends_at=ends_at or starts_at + timedelta(minutes=motif.duration_minutes), notes=notes, force=force)
@@ -48,7 +51,7 @@ def book_rdv(
 
 def move_rdv(
     *,
-    actor: Agent,
+    actor: Agent | None,
     rdv: Rdv,
     starts_at: datetime,
     ends_at: datetime | None = None,
@@ -117,6 +120,7 @@ def cancel_rdv(
         db.session.rollback()
         raise
     _dispatch_now(planned)
+    waitlist_offers.after_cancellation(rdv.id)  # the freed slot goes to the waiting list, after the commit
     if by == Canceller.FAMILY:
         agent_emails.tell_agents_of_family_cancellation(rdv.id)
     return rdv
@@ -151,8 +155,10 @@ def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
     return rdv
 
 
-def _schedule(actor: Agent, rdv: Rdv, *, motif: Motif, agents: list[Agent], lieu: Lieu | None,
+def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent], lieu: Lieu | None,
               starts_at: datetime, ends_at: datetime, notes: str | None, force: bool) -> Rdv:
+    if force and actor is None:
+        raise ValueError("only an agent may book over a conflict")
     try:
         _check_request(motif, agents, lieu, starts_at, ends_at)
         _lock_agents([agent.id for agent in agents])
@@ -175,7 +181,7 @@ def _schedule(actor: Agent, rdv: Rdv, *, motif: Motif, agents: list[Agent], lieu
                                or rdv.motif_id != motif.id)
         rdv.motif, rdv.lieu, rdv.starts_at, rdv.ends_at = motif, lieu, starts_at, ends_at
         rdv.notes = (notes or "").strip() or None
-        rdv.forced_by_id = actor.id if (conflicts or outside) else None
+        rdv.forced_by_id = actor.id if actor is not None and (conflicts or outside) else None
         rdv.set_agents(agents)
         db.session.add(rdv)
         planned = []

@@ -14,6 +14,7 @@ from lapins.extensions import db
 from lapins.models import Organisation, Rdv, RdvStatus, Usager
 from lapins.models.rdvs import rdv_usagers
 from lapins.phones import e164_or_none
+from lapins.waitlist import entries as waitlist_entries
 
 SEARCH_LIMIT = 50
 
@@ -96,8 +97,11 @@ def usager_detail(usager_id: int):
         .order_by(Rdv.starts_at.desc())
         .limit(200)
     ).all()
+    from lapins.agenda.waitlist import usager_form  # registered after this module (lapins.agenda's last line)
+
     return render_template("agenda/usagers/detail.html", usager=usager, rdvs=rdvs, tz=usager.territory.tz,
-                           history=attendance_history(rdvs))
+                           history=attendance_history(rdvs), waitlist_form=usager_form(usager),
+                           waitlist_entries=waitlist_entries.usager_entries(current_user, usager))
 
 
 LATE_CANCELLATION_HOURS = 48

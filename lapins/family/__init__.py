@@ -132,3 +132,6 @@ def rdv_calendar(token: str):
     method = "PUBLISH" if rdv.is_live else "CANCEL"
     return Response(rdv_ics(rdv, links.family_url(rdv.id), method), mimetype="text/calendar",
                     headers={"Content-Disposition": 'attachment; filename="rendez-vous.ics"'})
+
+
+from lapins.family import offers  # noqa: E402,F401  (the offer links /o/<token>)

@@ -9,6 +9,7 @@ from lapins.models.system import Heartbeat
 from lapins.models.territories import Lieu, Organisation, Territory
 from lapins.models.types import utcnow
 from lapins.models.usagers import Usager
+from lapins.models.waitlist import EntrySource, EntryStatus, OfferStatus, SlotOffer, SlotStatus, WaitlistEntry, WaitlistSlot
 from lapins.models import agenda_stamps  # noqa: F401,I001  (its listeners draw new agenda stamps on every change)
 
 __all__ = [

@@ -36,11 +36,12 @@ class MessageKind(enum.StrEnum):
     CHANGED = "changed"
     CANCELLED = "cancelled"
     REMINDER = "reminder"
+    OFFER = "offer"  # a freed slot offered to a waiting family: no rdv yet, `offer_id` says which
 
     @property
     def label(self) -> str:
         return {"created": "Confirmation", "changed": "Modification", "cancelled": "Annulation",
-                "reminder": "Rappel"}[self.value]
+                "reminder": "Rappel", "offer": "Proposition de créneau"}[self.value]
 
 
 class MessageStatus(enum.StrEnum):
@@ -79,6 +80,7 @@ class Message(db.Model):
     kind: Mapped[MessageKind] = mapped_column(_enum(MessageKind))
     # A reminder sent by hand by an agent (who is recorded) rather than planned.
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("slot_offers.id", ondelete="CASCADE"), index=True)
     # Guards against planning the same message twice (e.g. "reminder 48 h before, revision 3 of rdv 12, to Mme X").
     dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     to_address: Mapped[str | None] = mapped_column(String(254))  # E.164 phone or email, set when sending
@@ -102,6 +104,7 @@ class Message(db.Model):
     rdv = relationship("Rdv")
     usager = relationship("Usager")
     created_by = relationship("Agent")
+    offer = relationship("SlotOffer")
 
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.channel} {self.kind} {self.status}>"

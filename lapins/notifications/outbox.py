@@ -355,6 +355,10 @@ def _prepare(message: Message, now: datetime) -> bool:
 
 
 def _why_not(message: Message, now: datetime) -> str | None:
+    if message.kind == MessageKind.OFFER:
+        from lapins.waitlist.texts import why_not_offer
+
+        return why_not_offer(message, now)
     rdv, usager = message.rdv, message.usager
     if rdv is None or usager is None:
         return "Rendez-vous ou destinataire supprimé"
@@ -437,6 +441,10 @@ def _record_transient(message: Message, error: TransientError) -> None:
 # --- Texts ------------------------------------------------------------------------------------------------------
 
 def compose_sms(message: Message) -> str:
+    if message.kind == MessageKind.OFFER:
+        from lapins.waitlist.texts import offer_sms
+
+        return offer_sms(message.offer)
     rdv = message.rdv
     territory = rdv.organisation.territory
     person = next((usager.first_name for usager in rdv.usagers if usager.responsible_id is not None), None)
@@ -460,6 +468,11 @@ def compose_sms(message: Message) -> str:
 def _render_email(message: Message):
     from lapins.notifications.email import render_rdv_email
 
+    if message.kind == MessageKind.OFFER:
+        from lapins.waitlist.texts import offer_email
+
+        message.rendered_email = offer_email(message.offer)
+        return message.rendered_email
     rendered = render_rdv_email(message.kind, message.rdv, links.family_url(message.rdv.id))
     message.rendered_email = rendered  # not a column: kept for this attempt, so the e-mail is written once
     return rendered

@@ -350,3 +350,34 @@ def _cut_at_word(value: str, max_septets: int, min_words: int) -> str | None:
         kept[-1] = last
         break
     return " ".join(kept) if len(kept) >= min_words else None
+
+
+# --- Offers of freed slots (the waiting list) --------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class OfferFacts:
+    """A freed slot offered to a waiting family; both instants aware and already in the territory's zone."""
+
+    starts_at_local: datetime
+    held_until_local: datetime
+    link: str
+    organisation: str
+    motif: str | None = None
+
+
+def compose_offer(facts: OfferFacts) -> str:
+    """« PMI Belleville : un créneau s'est libéré mer. 04/03 à 10h (Consultation), gardé pour vous jusqu'à 8h30.
+    Acceptez ou refusez : <link> », one GSM-7 segment: the motif goes first, then the sender label, if room lacks."""
+    if septets(facts.link) > MAX_LINK_SEPTETS or not is_gsm7(facts.link):
+        raise ValueError("the offer link must be a GSM-7 URL that fits in one SMS")
+    until = facts.held_until_local
+    core = (f"un créneau s'est libéré {format_when(facts.starts_at_local)}{{motif}}, gardé pour vous jusqu'à "
+            f"{until.hour}h{until.minute:02d}. Acceptez ou refusez : {facts.link}")
+    organisation = transliterate(" ".join(facts.organisation.split()))[:MAX_ORGANISATION_SEPTETS].strip()
+    motif = transliterate(" ".join((facts.motif or "").split()))
+    for sender, what in ((organisation, motif), (organisation, ""), ("", "")):
+        text = core.replace("{motif}", f" ({what})" if what else "")
+        text = f"{sender} : {text}" if sender else text[0].upper() + text[1:]
+        if septets(text) <= SINGLE_SEGMENT_SEPTETS:
+            return text
+    raise ValueError("offer SMS does not fit in one segment")  # unreachable with a link of MAX_LINK_SEPTETS

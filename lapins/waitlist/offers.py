@@ -1,0 +1,339 @@
+"""The offer engine: a freed slot goes to the best-placed waiting family, held for it, then to the next one.
+
+1. **Freeing** (`after_cancellation`, called by lapins.agenda.booking once a cancellation is committed; and
+   `accept` for the old slot of a family that moved earlier): the slot is recorded (`waitlist_slots`, open), then
+   the reallocation job is kicked, as the outbox is after a booking.
+2. **Offering** (`reallocate`, the beat's job every minute and the kicked task): holds whose time is over expire,
+   slots too close to their start close, and each open slot without a hold is offered to the best-placed family:
+   same organisation and motif, the lieu if the entry names one, a slot earlier than the family's rdv if it has
+   one; by priority, then age; at most WAITLIST_MAX_OFFERS_PER_DAY a day per family; never in quiet hours (the SMS
+   could not leave). An offer is a row (`slot_offers`, held until `held_until`) and its SMS/e-mails are outbox
+   rows (kind `offer`), written in one transaction taken under the agent's booking lock: offers of one agent's
+   times are made one after the other, and a partial unique index keeps one hold per slot whatever happens.
+3. **Answering** (`accept`, `decline`, from /o/<token>): the offer is claimed by a conditional UPDATE (held, not
+   expired) in the same transaction as the booking, which goes through booking.book_rdv / move_rdv and so takes
+   the same agent lock and overlap check as any booking: two acceptances of one time book it once.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, time, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from lapins.extensions import db
+from lapins.models import (
+    Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus,
+    SlotOffer, SlotStatus, Usager, WaitlistEntry, utcnow,
+)
+from lapins.notifications import outbox, timing
+from lapins.slots import to_utc
+
+logger = logging.getLogger(__name__)
+
+REALLOCATE_TASK = "lapins.tasks.reallocate_freed_slots"
+SLOTS_PER_RUN = 200
+
+
+class OfferRefused(Exception):
+    """An answer to an offer that cannot be taken, with the French sentence the family reads."""
+
+    def __init__(self, title: str, message: str, code: int = 409) -> None:
+        super().__init__(message)
+        self.title, self.message, self.code = title, message, code
+
+
+def _hold() -> timedelta:
+    return timedelta(minutes=current_app.config["WAITLIST_HOLD_MINUTES"])
+
+
+def _stop_before() -> timedelta:
+    return timedelta(hours=current_app.config["WAITLIST_STOP_BEFORE_HOURS"])
+
+
+# --- Freeing ------------------------------------------------------------------------------------------------------
+
+def after_cancellation(rdv_id: int) -> None:
+    """A committed cancellation frees its time: record it and have it offered. Never fails the cancellation."""
+    try:
+        rdv = db.session.get(Rdv, rdv_id)
+        if rdv is not None and not rdv.is_live and len(rdv.agent_links) == 1:
+            # An rdv of several agents (a joint consultation) is not offered: one family's slot needs them all.
+            slot = record_freed(rdv.organisation_id, rdv.motif_id, rdv.lieu_id, rdv.agent_links[0].agent_id,
+                                rdv.starts_at, rdv.ends_at, source_rdv_id=rdv.id)
+            if slot is not None and _anyone_waiting(slot):
+                kick()
+    except Exception:
+        db.session.rollback()
+        logger.exception("Waiting list: the slot freed by rdv %s could not be recorded", rdv_id)
+
+
+def record_freed(organisation_id: int, motif_id: int, lieu_id: int | None, agent_id: int, starts_at: datetime,
+                 ends_at: datetime, *, source_rdv_id: int | None, now: datetime | None = None) -> WaitlistSlot | None:
+    """Record an open slot to offer (and commit), unless it is too close to its start or already open."""
+    now = now or utcnow()
+    if starts_at - _stop_before() <= now:
+        return None
+    already = db.session.scalar(select(WaitlistSlot.id).where(
+        WaitlistSlot.agent_id == agent_id, WaitlistSlot.starts_at == starts_at, WaitlistSlot.status == SlotStatus.OPEN))
+    if already:
+        return None
+    slot = WaitlistSlot(organisation_id=organisation_id, motif_id=motif_id, lieu_id=lieu_id, agent_id=agent_id,
+                     starts_at=starts_at, ends_at=ends_at, source_rdv_id=source_rdv_id, status=SlotStatus.OPEN,
+                     created_at=now)
+    db.session.add(slot)
+    db.session.commit()
+    return slot
+
+
+def _anyone_waiting(slot: WaitlistSlot) -> bool:
+    """Whether a task is worth its trip through the broker; the beat offers the slot to a family added later."""
+    return bool(db.session.scalar(select(WaitlistEntry.id).where(
+        WaitlistEntry.organisation_id == slot.organisation_id, WaitlistEntry.motif_id == slot.motif_id,
+        WaitlistEntry.status == EntryStatus.ACTIVE).limit(1)))
+
+
+def kick() -> None:
+    """Offer now rather than at the next beat; the broker being down only delays the offer to the next beat."""
+    try:
+        current_app.extensions["celery"].tasks[REALLOCATE_TASK].delay()
+    except Exception:
+        logger.warning("Waiting list: broker unreachable, freed slots wait for the next beat", exc_info=True)
+
+
+# --- Offering -----------------------------------------------------------------------------------------------------
+
+def reallocate(now: datetime | None = None) -> int:
+    """The beat's job: expire holds, close slots too near, offer every open slot without a hold. Returns offers made."""
+    now = now or utcnow()
+    expire_holds(now)
+    db.session.execute(
+        update(WaitlistSlot).where(WaitlistSlot.status == SlotStatus.OPEN, WaitlistSlot.starts_at <= now + _stop_before())
+        .values(status=SlotStatus.CLOSED).execution_options(synchronize_session=False))
+    db.session.commit()
+    held = exists().where(SlotOffer.slot_id == WaitlistSlot.id, SlotOffer.status == OfferStatus.HELD)
+    slot_ids = list(db.session.scalars(
+        select(WaitlistSlot.id).where(WaitlistSlot.status == SlotStatus.OPEN, ~held)
+        .order_by(WaitlistSlot.starts_at, WaitlistSlot.id).limit(SLOTS_PER_RUN)))
+    db.session.commit()
+    made = sum(offer_slot(slot_id, now) is not None for slot_id in slot_ids)
+    if made:
+        from lapins.notifications.tasks import kick as kick_outbox
+
+        kick_outbox()
+    return made
+
+
+def expire_holds(now: datetime) -> int:
+    expired = db.session.execute(
+        update(SlotOffer).where(SlotOffer.status == OfferStatus.HELD, SlotOffer.held_until <= now)
+        .values(status=OfferStatus.EXPIRED).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return expired
+
+
+def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
+    """Offer one open slot to the best-placed family and commit the offer with its messages; None if not now."""
+    from lapins.agenda.booking import _lock_agents  # booking imports this module
+
+    slot = db.session.get(WaitlistSlot, slot_id)
+    if slot is None:
+        return None
+    territory = slot.organisation.territory
+    if timing.in_quiet_hours(now, territory.tz, territory.quiet_hours_start, territory.quiet_hours_end):
+        db.session.commit()
+        return None  # the SMS could not leave: the slot waits for the morning's first run
+    agent_id = slot.agent_id
+    try:
+        # Under the agent's booking lock: an agent booking this time meanwhile, or another run offering an
+        # overlapping slot of this agent, waits for this transaction (and this one sees theirs).
+        _lock_agents([agent_id])
+        db.session.refresh(slot)
+        if slot.status != SlotStatus.OPEN or _held(slot):
+            db.session.rollback()
+            return None
+        if _agent_busy(slot):
+            slot.status = SlotStatus.CLOSED  # an agent booked this time again: it is no longer free
+            db.session.commit()
+            return None
+        entry = _best_entry(slot, now)
+        if entry is None:
+            db.session.rollback()
+            return None  # nobody waiting now: the slot stays open for a family added later
+        offer = SlotOffer(slot=slot, entry=entry, usager_id=entry.usager_id, status=OfferStatus.HELD,
+                          offered_at=now, held_until=now + _hold())
+        db.session.add(offer)
+        db.session.flush()
+        db.session.add_all(_messages(offer, territory.id, now))
+        db.session.commit()
+    except IntegrityError:  # another run's hold on this slot won
+        db.session.rollback()
+        return None
+    except BaseException:
+        db.session.rollback()
+        raise
+    logger.info("Waiting list: slot %s offered (offer %s)", slot_id, offer.id)
+    return offer
+
+
+def _held(slot: WaitlistSlot) -> bool:
+    """A hold on this slot, or on another slot of the agent's that overlaps it."""
+    return bool(db.session.scalar(
+        select(SlotOffer.id).join(WaitlistSlot, SlotOffer.slot_id == WaitlistSlot.id)
+        .where(SlotOffer.status == OfferStatus.HELD, WaitlistSlot.agent_id == slot.agent_id,
+               WaitlistSlot.starts_at < slot.ends_at, WaitlistSlot.ends_at > slot.starts_at).limit(1)))
+
+
+def _agent_busy(slot: WaitlistSlot) -> bool:
+    return bool(db.session.scalar(
+        select(RdvAgent.rdv_id).where(RdvAgent.agent_id == slot.agent_id, RdvAgent.live.is_(True),
+                                      RdvAgent.starts_at < slot.ends_at, RdvAgent.ends_at > slot.starts_at).limit(1)))
+
+
+def _best_entry(slot: WaitlistSlot, now: datetime) -> WaitlistEntry | None:
+    """The first reachable waiting family for this slot, by priority then age."""
+    tz = slot.organisation.territory.tz
+    day_start = to_utc(now.astimezone(tz).date(), time(0), tz)
+    over_limit = (select(SlotOffer.usager_id).where(SlotOffer.offered_at >= day_start)
+                  .group_by(SlotOffer.usager_id)
+                  .having(func.count() >= current_app.config["WAITLIST_MAX_OFFERS_PER_DAY"]))
+    waiting_answer = select(SlotOffer.usager_id).where(SlotOffer.status == OfferStatus.HELD)
+    offered_slot = aliased(WaitlistSlot)
+    offered_this_time = (select(SlotOffer.entry_id).join(offered_slot, SlotOffer.slot_id == offered_slot.id)
+                         .where(offered_slot.agent_id == slot.agent_id, offered_slot.starts_at == slot.starts_at))
+    current = aliased(Rdv)
+    query = (
+        select(WaitlistEntry).outerjoin(current, WaitlistEntry.rdv_id == current.id)
+        .where(WaitlistEntry.status == EntryStatus.ACTIVE, WaitlistEntry.organisation_id == slot.organisation_id,
+               WaitlistEntry.motif_id == slot.motif_id,
+               or_(WaitlistEntry.lieu_id.is_(None), WaitlistEntry.lieu_id == slot.lieu_id),
+               or_(WaitlistEntry.rdv_id.is_(None),
+                   and_(current.starts_at > slot.starts_at,
+                        current.status.not_in([RdvStatus.EXCUSED, RdvStatus.REVOKED]))),
+               WaitlistEntry.usager_id.not_in(over_limit), WaitlistEntry.usager_id.not_in(waiting_answer),
+               WaitlistEntry.id.not_in(offered_this_time))
+        .order_by(WaitlistEntry.priority.desc(), WaitlistEntry.created_at, WaitlistEntry.id)
+        .limit(20)
+    )
+    for entry in db.session.scalars(query):
+        if _recipients(entry.usager):
+            return entry
+    return None
+
+
+def _recipients(usager: Usager) -> list[tuple[Usager, Channel]]:
+    """The family's reachable addresses: the usager and, for a child, the responsible person; one per address."""
+    found, seen = [], set()
+    for person in (usager, usager.responsible):
+        if person is None:
+            continue
+        for channel, address in ((Channel.SMS, outbox.sms_address(person)), (Channel.EMAIL, outbox.email_address(person))):
+            if address and (channel, address) not in seen:
+                seen.add((channel, address))
+                found.append((person, channel))
+    return found
+
+
+def _messages(offer: SlotOffer, territory_id: int, now: datetime) -> list[Message]:
+    # Through the outbox like every message: the row is committed with the offer, the worker sends it once, and
+    # it is skipped if the hold is over first (expires_at).
+    return [Message(territory_id=territory_id, rdv_id=None, offer_id=offer.id, usager=person, channel=channel,
+                    kind=MessageKind.OFFER, due_at=now, expires_at=offer.held_until, status=MessageStatus.PENDING,
+                    dedupe_key=f"offer:{offer.id}:{channel}:{person.id}")
+            for person, channel in _recipients(offer.entry.usager)]
+
+
+# --- Answering ----------------------------------------------------------------------------------------------------
+
+def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
+    """Book the offered slot for the family (or move its rdv there), atomically with the offer's claim."""
+    from lapins.agenda import booking
+
+    now = now or utcnow()
+    _refuse_unless_held(offer, now)
+    offer_id, slot, entry = offer.id, offer.slot, offer.entry
+    moved = entry.rdv if entry.rdv is not None and entry.rdv.is_live and entry.rdv.starts_at > now else None
+    old = None
+    if moved is not None and len(moved.agent_links) == 1:
+        old = (moved.organisation_id, moved.motif_id, moved.lieu_id, moved.agent_links[0].agent_id,
+               moved.starts_at, moved.ends_at, moved.id)
+    try:
+        claimed = db.session.execute(
+            update(SlotOffer).where(SlotOffer.id == offer_id, SlotOffer.status == OfferStatus.HELD,
+                                    SlotOffer.held_until > now)
+            .values(status=OfferStatus.ACCEPTED, answered_at=now, rdv_id=moved.id if moved else None),
+            execution_options={"synchronize_session": False}).rowcount
+        if not claimed:
+            raise _Lost()
+        offer.status, offer.answered_at = OfferStatus.ACCEPTED, now
+        entry.status, entry.closed_at = EntryStatus.FULFILLED, now
+        slot.status = SlotStatus.TAKEN
+        # book_rdv / move_rdv commit these changes with the booking, or roll everything back.
+        if moved is not None:
+            rdv = booking.move_rdv(actor=None, rdv=moved, starts_at=slot.starts_at, ends_at=slot.ends_at,
+                                   agents=[slot.agent], lieu=slot.lieu, motif=slot.motif)
+        else:
+            rdv = booking.book_rdv(actor=None, motif=slot.motif, agents=[slot.agent], usagers=[entry.usager],
+                                   lieu=slot.lieu, starts_at=slot.starts_at, ends_at=slot.ends_at)
+    except _Lost:
+        db.session.rollback()
+        db.session.refresh(offer)
+        _refuse_unless_held(offer, now)
+        raise OfferRefused("Proposition expirée", "Le délai pour accepter ce créneau est dépassé.", 410) from None
+    except booking.BookingError:
+        db.session.rollback()  # most refusals were rolled back by the booking already; not all of them
+        # Rolled back by the booking: the time went another way (an agent booked it, another family was faster).
+        _void(offer_id, now)
+        raise OfferRefused("Créneau plus disponible", "Ce créneau vient d'être attribué : il n'est plus "
+                           "disponible. Vous restez sur la liste d'attente.", 409) from None
+    if moved is None:
+        db.session.execute(update(SlotOffer).where(SlotOffer.id == offer_id).values(rdv_id=rdv.id))
+        db.session.commit()
+    logger.info("Waiting list: offer %s accepted, rdv %s", offer_id, rdv.id)
+    if old is not None and record_freed(*old[:6], source_rdv_id=old[6], now=now):
+        kick()
+    return rdv
+
+
+def decline(offer: SlotOffer, now: datetime | None = None) -> None:
+    """The family says no: the hold ends at once and the slot goes to the next family."""
+    now = now or utcnow()
+    _refuse_unless_held(offer, now)
+    declined = db.session.execute(
+        update(SlotOffer).where(SlotOffer.id == offer.id, SlotOffer.status == OfferStatus.HELD)
+        .values(status=OfferStatus.DECLINED, answered_at=now), execution_options={"synchronize_session": False},
+    ).rowcount
+    db.session.commit()
+    if not declined:
+        db.session.refresh(offer)
+        _refuse_unless_held(offer, now)
+    kick()
+
+
+class _Lost(Exception):
+    """The conditional claim of an offer found it no longer held."""
+
+
+def _void(offer_id: int, now: datetime) -> None:
+    db.session.execute(update(SlotOffer).where(SlotOffer.id == offer_id, SlotOffer.status == OfferStatus.HELD)
+                       .values(status=OfferStatus.VOID, answered_at=now))
+    db.session.commit()
+
+
+def _refuse_unless_held(offer: SlotOffer, now: datetime) -> None:
+    status = offer.status
+    if status == OfferStatus.ACCEPTED:
+        raise OfferRefused("Créneau déjà accepté", "Vous avez déjà accepté ce créneau : votre rendez-vous est "
+                           "enregistré.", 409)
+    if status == OfferStatus.DECLINED:
+        raise OfferRefused("Proposition refusée", "Vous avez refusé ce créneau : il a été proposé à une autre "
+                           "famille.", 409)
+    if status == OfferStatus.VOID:
+        raise OfferRefused("Créneau plus disponible", "Ce créneau n'est plus disponible. Vous restez sur la liste "
+                           "d'attente.", 409)
+    if status == OfferStatus.EXPIRED or offer.held_until <= now:
+        raise OfferRefused("Proposition expirée", "Le délai pour accepter ce créneau est dépassé : il a pu être "
+                           "proposé à une autre famille.", 410)
