@@ -61,6 +61,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.family import bp as family_bp
     from lapins.health import bp as health_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
+    from lapins.stats import bp as stats_bp
     from lapins.vendor import bp as vendor_bp
 
     app.register_blueprint(auth_bp)
@@ -69,6 +70,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(family_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(stats_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

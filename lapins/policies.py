@@ -61,6 +61,26 @@ def authorize(actor: Agent, action: str, target) -> None:
         abort(403)
 
 
+def authorize_statistics(actor: Agent, target: Organisation | Territory | None) -> None:
+    """An organisation's figures are for everyone working in it; a territory's, for the administrators of one of its
+    organisations."""
+    authorize(actor, "administer" if isinstance(target, Territory) else "view", target)
+
+
+def authorize_export(actor: Agent, export) -> None:
+    """An export is for the agent who asked for it and for the administrators of its scope (its organisation, or
+    every organisation of its territory): 404 outside that scope, 403 inside it for anyone else."""
+    if export is None:
+        abort(404)
+    scope = ({export.organisation_id} if export.organisation_id is not None
+             else {organisation.id for organisation in export.territory.organisations})
+    shared = scope & organisations_of(actor)
+    if not shared:
+        abort(404)
+    if export.requested_by_id != actor.id and Role.ADMIN not in {actor.role_in(org_id) for org_id in shared}:
+        abort(403)
+
+
 def rdv_scope(actor: Agent) -> Select:
     return select(Rdv).where(Rdv.organisation_id.in_(organisations_of(actor)))
 

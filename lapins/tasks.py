@@ -49,6 +49,14 @@ def record_heartbeat(name: str = "worker") -> None:
     db.session.commit()
 
 
+@shared_task(name="lapins.tasks.build_export")
+def build_export(export_id: int) -> None:
+    """Builds a statistics export recorded in `exports` (lapins.stats.exports); its page shows the progress."""
+    from lapins.stats.exports import run_export
+
+    run_export(export_id)
+
+
 @shared_task(name="lapins.tasks.reallocate_freed_slots", ignore_result=True)
 def reallocate_freed_slots() -> int:
     from lapins.waitlist import offers

@@ -5,6 +5,7 @@ bp = Blueprint("vendor", __name__, url_prefix="/vendor")
 
 PACKAGES = {
     "dsfr": "@gouvfr/dsfr/dist",
+    "dsfr-chart": "@gouvfr/dsfr-chart/dist",
     "fullcalendar": "fullcalendar",
     "fullcalendar-locales": "@fullcalendar/core/locales",
 }

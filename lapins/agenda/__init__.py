@@ -20,11 +20,13 @@ NAV_ITEMS = [
     ("agenda.freed_slots_board", "Créneaux libérés"),
     ("agenda.waitlist", "File d'attente"),
     ("agenda.my_schedule", "Mes horaires"),
+    ("stats.home", "Statistiques"),
 ]
 
 
 # Pages reached from a menu item keep that item marked as the current one.
 NAV_SECTIONS = {
+    "stats.page": "stats.home", "stats.export_status": "stats.home",
     "agenda.agent_calendar": "agenda.home",
     "agenda.lieu_calendar": "agenda.lieux_index",
     "agenda.usager_detail": "agenda.usagers", "agenda.new_usager": "agenda.usagers", "agenda.edit_usager": "agenda.usagers",

@@ -1,6 +1,7 @@
 """The domain model: every table of Lapins, importable from here."""
 from lapins.models.agents import Agent, AgentRole, Role
 from lapins.models.messages import Channel, Message, MessageKind, MessageStatus
+from lapins.models.exports import Export, ExportKind, ExportStatus  # noqa: F401
 from lapins.models.motifs import LocationType, Motif
 from lapins.models.plages import Absence, PlageOuverture
 from lapins.models.rdvs import Rdv, RdvAgent, RdvStatus

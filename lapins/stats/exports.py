@@ -1,0 +1,203 @@
+"""Statistics as files: the monthly figures in CSV or XLSX at once, and the rdv-level list built in the background.
+
+Nothing that names or reaches a family (name, phone, e-mail, reason typed) ever goes into a file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterator
+from datetime import date
+
+from openpyxl import Workbook
+from sqlalchemy import func, select, update
+
+from lapins.extensions import db
+from lapins.models import Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, Rdv, RdvAgent, utcnow
+from lapins.models.rdvs import status_label
+from lapins.stats.figures import Filters, MonthFigures, Scope, _rdv_conditions, month_bounds, totals
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"csv": "text/csv; charset=utf-8",
+           "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+BATCH = 2000
+
+FIGURE_HEADERS = [
+    "Mois", "RDV", "Vus", "Absents non excusés", "Taux d'absence (%)", "Annulés par la famille",
+    "Annulés par le service", "Taux d'annulation (%)", "Annulations tardives (< 48 h)", "Créneaux libérés re-réservés",
+    "Délai médian de re-réservation (h)", "SMS envoyés", "Segments SMS",
+]
+RDV_HEADERS = [
+    "N° du RDV", "Mois", "Date", "Heure", "Organisation", "Lieu", "Agents", "Motif", "Statut", "Annulé par",
+    "Canal d'annulation", "Heures avant le RDV (annulation)",
+]
+CANCELLERS = {"agent": "Le service", "family": "La famille", "system": "Le système"}
+
+
+def _rounded(value: float | None, factor: float = 1) -> float | None:
+    return None if value is None else round(value * factor, 1)
+
+
+def figure_rows(figures: list[MonthFigures]) -> list[list]:
+    """The page's table, a row per month and one for the whole period."""
+    def row(label: str, month: MonthFigures) -> list:
+        return [label, month.rdvs, month.seen, month.noshow, _rounded(month.noshow_rate, 100), month.excused,
+                month.revoked, _rounded(month.cancellation_rate, 100), month.late_cancellations, month.rebooked,
+                _rounded(month.median_rebook_hours), month.sms_sent, month.sms_segments]
+
+    return [row(f"{month.month:%Y-%m}", month) for month in figures] + [row("Total", totals(figures))]
+
+
+def to_csv(headers: list[str], rows) -> bytes:
+    """Semicolons, decimal commas and a BOM: what a spreadsheet set to French opens without asking."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow(["" if value is None else str(value).replace(".", ",") if isinstance(value, float) else value
+                         for value in row])
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def to_xlsx(headers: list[str], rows, title: str) -> bytes:
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(title[:31])
+    sheet.append(headers)
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def figures_file(figures: list[MonthFigures], file_format: str) -> bytes:
+    rows = figure_rows(figures)
+    return to_csv(FIGURE_HEADERS, rows) if file_format == "csv" else to_xlsx(FIGURE_HEADERS, rows, "Statistiques")
+
+
+def export_filename(prefix: str, filters: Filters, file_format: str) -> str:
+    return f"{prefix}-{filters.first_month:%Y-%m}-{filters.last_month:%Y-%m}.{file_format}"
+
+
+# --- The rdv-level list, in the background -------------------------------------------------------------------
+
+def scope_of_export(export: Export) -> tuple[Scope, Filters]:
+    territory = export.territory
+    if export.organisation_id is not None:
+        scope = Scope(territory.id, territory.timezone, (export.organisation_id,))
+    else:
+        scope = Scope(territory.id, territory.timezone, tuple(org.id for org in territory.organisations), True)
+    params = export.params or {}
+    filters = Filters(date.fromisoformat(params["du"] + "-01"), date.fromisoformat(params["au"] + "-01"),
+                      params.get("lieu"), params.get("agent"), params.get("motif"))
+    return scope, filters
+
+
+def count_rdvs(scope: Scope, filters: Filters) -> int:
+    bounds = month_bounds(filters.months, scope.tz)
+    return db.session.scalar(select(func.count(Rdv.id)).where(*_rdv_conditions(scope, filters, bounds))) or 0
+
+
+def rdv_batches(scope: Scope, filters: Filters, size: int | None = None) -> Iterator[list[list]]:
+    """Rows of the rdv list, in batches read by id (keyset), so that progress can be committed between them."""
+    tz, size = scope.tz, size or BATCH
+    bounds = month_bounds(filters.months, tz)
+    last_id = 0
+    while True:
+        rows = db.session.execute(
+            select(Rdv.id, Rdv.starts_at, Rdv.status, Rdv.cancelled_at, Rdv.cancelled_via, Rdv.cancelled_by_party,
+                   Organisation.name, Lieu.name, Motif.name)
+            .join(Organisation, Organisation.id == Rdv.organisation_id).join(Motif, Motif.id == Rdv.motif_id)
+            .outerjoin(Lieu, Lieu.id == Rdv.lieu_id)
+            .where(*_rdv_conditions(scope, filters, bounds), Rdv.id > last_id).order_by(Rdv.id).limit(size)).all()
+        if not rows:
+            return
+        agents: dict[int, list[str]] = {}
+        for rdv_id, first_name, last_name in db.session.execute(
+                select(RdvAgent.rdv_id, Agent.first_name, Agent.last_name).join(Agent, Agent.id == RdvAgent.agent_id)
+                .where(RdvAgent.rdv_id.in_([row[0] for row in rows])).order_by(Agent.last_name)):
+            agents.setdefault(rdv_id, []).append(f"{first_name} {last_name}")
+        batch = []
+        for rdv_id, starts_at, status, cancelled_at, via, party, organisation, lieu, motif in rows:
+            local = starts_at.astimezone(tz)
+            hours_before = None if cancelled_at is None else int((starts_at - cancelled_at).total_seconds() // 3600)
+            batch.append([rdv_id, f"{local:%Y-%m}", f"{local:%d/%m/%Y}", f"{local:%H:%M}", organisation, lieu or "",
+                          ", ".join(agents.get(rdv_id, [])), motif, status_label(status, starts_at),
+                          CANCELLERS.get(party.value, "") if party else "", via.label if via else "", hours_before])
+        yield batch
+        last_id = rows[-1][0]
+
+
+class _CsvSink:
+    def __init__(self, headers: list[str]):
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, delimiter=";", lineterminator="\r\n")
+        self.writer.writerow(headers)
+
+    def write(self, rows: list[list]) -> None:
+        self.writer.writerows(["" if value is None else value for value in row] for row in rows)
+
+    def finish(self) -> bytes:
+        return ("\ufeff" + self.buffer.getvalue()).encode("utf-8")
+
+
+class _XlsxSink:
+    def __init__(self, headers: list[str]):
+        self.workbook = Workbook(write_only=True)
+        self.sheet = self.workbook.create_sheet("Rendez-vous")
+        self.sheet.append(headers)
+
+    def write(self, rows: list[list]) -> None:
+        for row in rows:
+            self.sheet.append(row)
+
+    def finish(self) -> bytes:
+        buffer = io.BytesIO()
+        self.workbook.save(buffer)
+        return buffer.getvalue()
+
+
+def request_export(actor: Agent, territory_id: int, organisation_id: int | None, filters: Filters,
+                   file_format: str) -> Export:
+    """Records the request; the caller commits, then enqueues `lapins.tasks.build_export`."""
+    export = Export(requested_by_id=actor.id, territory_id=territory_id, organisation_id=organisation_id,
+                    kind=ExportKind.RDVS, file_format=file_format, params=filters.as_params(),
+                    status=ExportStatus.PENDING)
+    db.session.add(export)
+    return export
+
+
+def run_export(export_id: int) -> None:
+    """Builds the file of a pending export, committing progress after each batch.
+
+    Claimed by a conditional UPDATE, so a task delivered twice finds nothing to do.
+    """
+    claimed = db.session.execute(
+        update(Export).where(Export.id == export_id, Export.status == ExportStatus.PENDING)
+        .values(status=ExportStatus.RUNNING, started_at=utcnow())).rowcount
+    db.session.commit()
+    if not claimed:
+        return
+    export = db.session.get(Export, export_id)
+    try:
+        scope, filters = scope_of_export(export)
+        export.progress_total = count_rdvs(scope, filters)
+        db.session.commit()
+        sink = _CsvSink(RDV_HEADERS) if export.file_format == "csv" else _XlsxSink(RDV_HEADERS)
+        for batch in rdv_batches(scope, filters):
+            sink.write(batch)
+            export.progress_done += len(batch)
+            db.session.commit()
+        export.content = sink.finish()
+        export.filename = export_filename("rendez-vous", filters, export.file_format)
+        export.status, export.finished_at = ExportStatus.DONE, utcnow()
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("export %s failed", export_id)  # the id only: no data of families in the logs
+        export = db.session.get(Export, export_id)
+        export.status, export.finished_at = ExportStatus.FAILED, utcnow()
+        export.error = "L'export n'a pas pu être construit. Réessayez ou contactez l'équipe technique."
+        db.session.commit()

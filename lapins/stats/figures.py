@@ -1,0 +1,316 @@
+"""Monthly figures of an organisation or a territory: rdvs, no-shows, cancellations, re-bookings, SMS — computed in SQL.
+
+Months are the territory's local months. Their bounds (local midnight of each 1st, as UTC instants) are computed in
+Python with zoneinfo, and each row is put in its month by a CASE over those bounds: the same SQL on SQLite and
+PostgreSQL, right across DST changes and for overseas zones, and the GROUP BY stays in the database.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Float, and_, case, exists, func, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.expression import FunctionElement
+
+from lapins.extensions import db
+from lapins.models import Agent, AgentRole, Channel, Lieu, Message, MessageStatus, Motif, Rdv, RdvAgent, RdvStatus
+from lapins.slots import local_midnight
+
+LATE_CANCELLATION_HOURS = 48
+MAX_MONTHS = 36
+MAX_RDV_HOURS = 24
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose figures: the organisations counted, and the territory whose zone draws the months."""
+
+    territory_id: int
+    timezone: str
+    organisation_ids: tuple[int, ...]
+    whole_territory: bool = False  # messages not tied to an rdv then count too
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Filters:
+    first_month: date  # the 1st of the first month
+    last_month: date  # the 1st of the last month (included)
+    lieu_id: int | None = None
+    agent_id: int | None = None
+    motif_id: int | None = None
+
+    @property
+    def months(self) -> list[date]:
+        return months_between(self.first_month, self.last_month)
+
+    def as_params(self) -> dict:
+        return {"du": f"{self.first_month:%Y-%m}", "au": f"{self.last_month:%Y-%m}", "lieu": self.lieu_id,
+                "agent": self.agent_id, "motif": self.motif_id}
+
+
+@dataclass
+class MonthFigures:
+    month: date
+    rdvs: int = 0
+    seen: int = 0
+    noshow: int = 0
+    excused: int = 0  # cancelled by the family
+    revoked: int = 0  # cancelled by the service
+    late_cancellations: int = 0  # by the family, less than 48 h before
+    rebooked: int = 0  # cancelled rdvs whose time was booked again afterwards
+    rebook_seconds: list[float] = field(default_factory=list)
+    sms_sent: int = 0
+    sms_segments: int = 0
+
+    @property
+    def noshow_rate(self) -> float | None:
+        known = self.seen + self.noshow
+        return self.noshow / known if known else None
+
+    @property
+    def cancellation_rate(self) -> float | None:
+        return (self.excused + self.revoked) / self.rdvs if self.rdvs else None
+
+    @property
+    def family_cancellation_rate(self) -> float | None:
+        return self.excused / self.rdvs if self.rdvs else None
+
+    @property
+    def service_cancellation_rate(self) -> float | None:
+        return self.revoked / self.rdvs if self.rdvs else None
+
+    @property
+    def median_rebook_hours(self) -> float | None:
+        return statistics.median(self.rebook_seconds) / 3600 if self.rebook_seconds else None
+
+
+def months_between(first: date, last: date) -> list[date]:
+    months, month = [], first.replace(day=1)
+    while month <= last:
+        months.append(month)
+        month = next_month(month)
+    return months
+
+
+def next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def add_months(month: date, count: int) -> date:
+    index = month.year * 12 + month.month - 1 + count
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def default_filters(today: date) -> Filters:
+    """The last twelve months, the current one included."""
+    last = today.replace(day=1)
+    return Filters(first_month=add_months(last, -11), last_month=last)
+
+
+# --- SQL helpers ---------------------------------------------------------------------------------------------
+
+def month_bounds(months: list[date], tz: ZoneInfo) -> list[datetime]:
+    """UTC instants of local midnight on the 1st of each month, and of the month after the last one."""
+    return [local_midnight(month, tz) for month in months] + [local_midnight(next_month(months[-1]), tz)]
+
+
+def month_bucket(column, bounds: list[datetime]) -> ColumnElement[int]:
+    """The index of the month an instant falls in (0 for the first); rows must already lie within the bounds."""
+    return case(*[(column < bound, index) for index, bound in enumerate(bounds[1:])], else_=None)
+
+
+class seconds_between(FunctionElement):
+    """`later - earlier` in seconds, to the millisecond (SQLite has no interval type, PostgreSQL has no julianday)."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(seconds_between)
+def _seconds_between_default(element, compiler, **kw):
+    later, earlier = (compiler.process(argument, **kw) for argument in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({later} - {earlier}))"
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_between_sqlite(element, compiler, **kw):
+    later, earlier = (compiler.process(argument, **kw) for argument in element.clauses)
+    return f"ROUND((julianday({later}) - julianday({earlier})) * 86400.0, 3)"
+
+
+class hours_earlier(FunctionElement):
+    """An instant some hours before another, computed by the database; only used to bound index range scans."""
+
+    inherit_cache = True
+
+    def __init__(self, instant, hours: int):
+        self.hours = int(hours)
+        super().__init__(instant)
+
+
+@compiles(hours_earlier)
+def _hours_earlier_default(element, compiler, **kw):
+    return f"({compiler.process(element.clauses, **kw)} - INTERVAL '{element.hours} hours')"
+
+
+@compiles(hours_earlier, "sqlite")
+def _hours_earlier_sqlite(element, compiler, **kw):
+    # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' text; datetime() answers the same text without the fraction,
+    # which compares as the start of that second: fine for the lower bound of a range.
+    return f"datetime({compiler.process(element.clauses, **kw)}, '-{element.hours} hours')"
+
+
+def _rdv_conditions(scope: Scope, filters: Filters, bounds: list[datetime] | None) -> list[ColumnElement[bool]]:
+    """The rdvs of the scope matching the filters (and starting within the bounds, when given)."""
+    conditions = [Rdv.organisation_id.in_(scope.organisation_ids)]
+    if bounds is not None:
+        conditions += [Rdv.starts_at >= bounds[0], Rdv.starts_at < bounds[-1]]
+    if filters.lieu_id is not None:
+        conditions.append(Rdv.lieu_id == filters.lieu_id)
+    if filters.motif_id is not None:
+        conditions.append(Rdv.motif_id == filters.motif_id)
+    if filters.agent_id is not None:
+        conditions.append(exists().where(RdvAgent.rdv_id == Rdv.id, RdvAgent.agent_id == filters.agent_id))
+    return conditions
+
+
+def first_rebooking_at():
+    """When the time of a cancelled rdv was first booked again: the earliest live rdv of one of its agents that
+    overlaps it and was created after the cancellation (a correlated subquery on Rdv)."""
+    mine, theirs, other = aliased(RdvAgent), aliased(RdvAgent), aliased(Rdv)
+    return (select(func.min(other.created_at))
+            .select_from(mine)
+            .join(theirs, and_(theirs.agent_id == mine.agent_id, theirs.live.is_(True),
+                               theirs.starts_at < Rdv.ends_at, theirs.ends_at > Rdv.starts_at,
+                               # A lower bound keeps the (agent_id, starts_at) index scan short: rdvs last less
+                               # than a day, so one that overlaps started less than a day before.
+                               theirs.starts_at >= hours_earlier(Rdv.starts_at, MAX_RDV_HOURS)))
+            .join(other, other.id == theirs.rdv_id)
+            .where(mine.rdv_id == Rdv.id, other.id != Rdv.id, other.created_at > Rdv.cancelled_at)
+            .correlate(Rdv).scalar_subquery())
+
+
+# --- The figures ---------------------------------------------------------------------------------------------
+
+def monthly_figures(scope: Scope, filters: Filters) -> list[MonthFigures]:
+    months = filters.months
+    bounds = month_bounds(months, scope.tz)
+    figures = [MonthFigures(month) for month in months]
+    _count_rdvs(figures, scope, filters, bounds)
+    _count_rebookings(figures, scope, filters, bounds)
+    _count_sms(figures, scope, filters, bounds)
+    return figures
+
+
+def totals(figures: list[MonthFigures]) -> MonthFigures:
+    total = MonthFigures(figures[0].month if figures else date.today())
+    for month in figures:
+        for name in ("rdvs", "seen", "noshow", "excused", "revoked", "late_cancellations", "rebooked", "sms_sent",
+                     "sms_segments"):
+            setattr(total, name, getattr(total, name) + getattr(month, name))
+        total.rebook_seconds.extend(month.rebook_seconds)
+    return total
+
+
+def _count_rdvs(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
+    late = and_(Rdv.status == RdvStatus.EXCUSED, Rdv.cancelled_at.is_not(None),
+                seconds_between(Rdv.starts_at, Rdv.cancelled_at) < LATE_CANCELLATION_HOURS * 3600)
+    rows = (select(month_bucket(Rdv.starts_at, bounds).label("month"), Rdv.status.label("status"),
+                   case((late, 1), else_=0).label("late"))
+            .where(*_rdv_conditions(scope, filters, bounds)).subquery())
+    query = (select(rows.c.month, rows.c.status, func.count(), func.sum(rows.c.late))
+             .group_by(rows.c.month, rows.c.status))
+    for month, status, count, late_count in db.session.execute(query):
+        month_figures = figures[month]
+        month_figures.rdvs += count
+        if status == RdvStatus.SEEN:
+            month_figures.seen += count
+        elif status == RdvStatus.NOSHOW:
+            month_figures.noshow += count
+        elif status == RdvStatus.EXCUSED:
+            month_figures.excused += count
+            month_figures.late_cancellations += int(late_count or 0)
+        elif status == RdvStatus.REVOKED:
+            month_figures.revoked += count
+
+
+def _count_rebookings(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
+    """Per cancelled rdv, when its time was booked again; the median delay is taken here (no portable SQL median)."""
+    rebooked_at = first_rebooking_at()
+    rows = (select(month_bucket(Rdv.starts_at, bounds), Rdv.cancelled_at, rebooked_at)
+            .where(*_rdv_conditions(scope, filters, bounds),
+                   Rdv.status.in_([RdvStatus.EXCUSED, RdvStatus.REVOKED]), Rdv.cancelled_at.is_not(None)))
+    for month, cancelled_at, first_rebooked_at in db.session.execute(rows):
+        if first_rebooked_at is None:
+            continue
+        figures[month].rebooked += 1
+        figures[month].rebook_seconds.append((first_rebooked_at - cancelled_at).total_seconds())
+
+
+def _count_sms(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
+    sent_at = func.coalesce(Message.sent_at, Message.due_at)
+    conditions = [Message.channel == Channel.SMS, Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+                  Message.territory_id == scope.territory_id, sent_at >= bounds[0], sent_at < bounds[-1]]
+    unfiltered = filters.lieu_id is None and filters.agent_id is None and filters.motif_id is None
+    if not (scope.whole_territory and unfiltered):
+        # A message counts in the month it was sent, whenever its rdv is.
+        conditions.append(Message.rdv_id.in_(select(Rdv.id).where(*_rdv_conditions(scope, filters, None))))
+    rows = (select(month_bucket(sent_at, bounds).label("month"), func.coalesce(Message.segments, 1).label("segments"))
+            .where(*conditions).subquery())
+    for month, count, segments in db.session.execute(
+            select(rows.c.month, func.count(), func.sum(rows.c.segments)).group_by(rows.c.month)):
+        figures[month].sms_sent += count
+        figures[month].sms_segments += int(segments or 0)
+
+
+# --- Filter choices ------------------------------------------------------------------------------------------
+
+def filter_choices(organisation_ids: tuple[int, ...]) -> dict[str, list[tuple[int, str]]]:
+    """Lieux, agents and motifs the page can be filtered by: those of the scope's organisations."""
+    lieux = db.session.execute(select(Lieu.id, Lieu.name).where(Lieu.organisation_id.in_(organisation_ids))
+                               .order_by(Lieu.name)).all()
+    motifs = db.session.execute(select(Motif.id, Motif.name).where(Motif.organisation_id.in_(organisation_ids))
+                                .order_by(Motif.name)).all()
+    members = select(AgentRole.agent_id).where(AgentRole.organisation_id.in_(organisation_ids))
+    agents = db.session.execute(select(Agent.id, Agent.first_name, Agent.last_name).where(Agent.id.in_(members))
+                                .order_by(Agent.last_name, Agent.first_name)).all()
+    return {"lieu": [(row.id, row.name) for row in lieux], "motif": [(row.id, row.name) for row in motifs],
+            "agent": [(row.id, f"{row.first_name} {row.last_name}") for row in agents]}
+
+
+# --- What people read ----------------------------------------------------------------------------------------
+
+MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre",
+          "décembre"]
+
+
+def month_label(month: date) -> str:
+    return f"{MONTHS[month.month - 1]} {month.year}"
+
+
+def chart_series(figures: list[MonthFigures]) -> dict[str, list]:
+    """No-show and cancellation rates (in %) for the DSFR line chart; an empty month is a gap, not a zero."""
+    labels = [f"{month.month:%m/%Y}" for month in figures]
+    rates = [[None if rate is None else round(rate * 100, 1) for rate in values] for values in (
+        [month.noshow_rate for month in figures], [month.cancellation_rate for month in figures])]
+    return {"x": [labels, labels], "y": rates, "name": ["Taux d’absence", "Taux d’annulation"]}
+
+
+def format_percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}".replace(".", ",") + "\u00a0%"
+
+
+def format_hours(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 48:
+        return f"{value:.1f}".replace(".", ",") + "\u00a0h"
+    return f"{value / 24:.1f}".replace(".", ",") + "\u00a0j"

@@ -1,0 +1,178 @@
+"""Statistics as files: the monthly figures in CSV and XLSX, the rdv list built in the background with its progress."""
+from __future__ import annotations
+
+import csv
+import io
+
+import openpyxl
+import pytest
+from sqlalchemy import select
+
+from lapins.extensions import db as _db
+from lapins.models import Export, ExportStatus, Role
+from lapins.stats import exports
+from lapins.stats.exports import FIGURE_HEADERS, RDV_HEADERS
+from tests.conftest import csrf_token_from
+from tests.test_stats import frozen_time, paris  # noqa: F401  (fixtures: time frozen, October 2026 in Paris)
+
+PERIOD = "du=2026-10&au=2026-11"
+
+
+def read_csv(response) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(response.data.decode("utf-8-sig")), delimiter=";"))
+
+
+def test_the_figures_download_as_csv_with_french_headers(client, auth, paris):
+    auth.login(paris.agent)
+    response = client.get(f"/statistiques/organisation/{paris.organisation.id}/statistiques.csv?{PERIOD}")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"] and "2026-10-2026-11.csv" in response.headers["Content-Disposition"]
+    rows = read_csv(response)
+    assert rows[0] == FIGURE_HEADERS and rows[0][4] == "Taux d'absence (%)"
+    assert rows[1] == ["2026-10", "9", "4", "1", "20,0", "2", "1", "33,3", "1", "1", "6,0", "2", "3"]
+    assert rows[2][:5] == ["2026-11", "1", "0", "1", "100,0"]
+    assert rows[3][:4] == ["Total", "10", "4", "2"]
+
+
+def test_the_figures_download_as_xlsx_with_the_same_numbers(client, auth, paris):
+    auth.login(paris.admin)
+    response = client.get(f"/statistiques/territoire/{paris.territory.id}/statistiques.xlsx?{PERIOD}")
+    assert response.status_code == 200 and response.mimetype.endswith("spreadsheetml.sheet")
+    sheet = openpyxl.load_workbook(io.BytesIO(response.data)).active
+    rows = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert rows[0] == FIGURE_HEADERS
+    assert rows[1] == ["2026-10", 9, 4, 1, 20.0, 2, 1, 33.3, 1, 1, 6.0, 2, 3]
+    assert rows[2][:5] == ["2026-11", 1, 0, 1, 100.0]
+
+
+def ask_for_rdv_list(client, paris, file_format="csv", query=PERIOD, kind="organisation", target_id=None):
+    target_id = target_id or paris.organisation.id
+    page = client.get(f"/statistiques/{kind}/{target_id}?{query}").get_data(as_text=True)
+    data = dict(pair.split("=") for pair in query.split("&"))
+    return client.post(f"/statistiques/{kind}/{target_id}/exports",
+                       data={"csrf_token": csrf_token_from(page), "file_format": file_format, **data})
+
+
+def test_the_rdv_list_is_built_in_the_background_and_downloads(client, auth, paris, monkeypatch):
+    monkeypatch.setattr(exports, "BATCH", 4)
+    progress = []
+    write = exports._CsvSink.write
+
+    def record(sink, rows):
+        progress.append(_db.session.scalar(select(Export.progress_done)))
+        write(sink, rows)
+
+    monkeypatch.setattr(exports._CsvSink, "write", record)
+    auth.login(paris.agent)
+    response = ask_for_rdv_list(client, paris)
+    assert response.status_code == 302
+    export = _db.session.scalar(select(Export))
+    assert response.location.endswith(f"/statistiques/exports/{export.id}")
+    assert progress == [0, 4, 8]  # committed after each batch of 4
+    assert export.status == ExportStatus.DONE and (export.progress_done, export.progress_total) == (10, 10)
+    assert export.requested_by_id == paris.agent.id and export.params["du"] == "2026-10"
+
+    page = client.get(response.location).get_data(as_text=True)
+    assert "Prêt" in page and "10 rendez-vous sur 10" in page and 'http-equiv="refresh"' not in page
+    download = client.get(f"/statistiques/exports/{export.id}/fichier")
+    assert download.status_code == 200 and download.mimetype == "text/csv"
+    rows = read_csv(download)
+    assert rows[0] == RDV_HEADERS and len(rows) == 11
+    late = next(row for row in rows if row[0] == str(paris.late.id))
+    assert late[1:4] == ["2026-10", "12/10/2026", "10:00"]
+    assert late[4:] == ["PMI Paris 11", "", "Claire Martin", "Consultation nourrisson", "Annulé par l'usager",
+                        "La famille", "via le lien", "24"]
+    revoked = next(row for row in rows if row[0] == str(paris.revoked.id))
+    assert revoked[8:] == ["Annulé par le service", "Le service", "depuis l'agenda", "30"]
+    midnight = next(row for row in rows if row[2] == "01/11/2026")
+    assert midnight[1:4] == ["2026-11", "01/11/2026", "00:30"]  # the territory's zone, not UTC
+    text = download.data.decode("utf-8-sig")
+    assert "Diallo" not in text and "Awa" not in text and "+33612345678" not in text
+
+
+def test_a_pending_export_shows_its_progress_and_refreshes(client, auth, paris):
+    from lapins.stats.figures import Filters
+    from datetime import date
+
+    export = exports.request_export(paris.agent, paris.territory.id, paris.organisation.id,
+                                    Filters(date(2026, 10, 1), date(2026, 11, 1)), "xlsx")
+    _db.session.commit()
+    auth.login(paris.agent)
+    page = client.get(f"/statistiques/exports/{export.id}").get_data(as_text=True)
+    assert "En attente" in page and '<meta http-equiv="refresh" content="2">' in page
+    assert client.get(f"/statistiques/exports/{export.id}/fichier").status_code == 404  # not ready yet
+
+    exports.run_export(export.id)
+    exports.run_export(export.id)  # delivered twice: nothing more happens
+    _db.session.expire_all()
+    assert export.status == ExportStatus.DONE and export.progress_done == 10
+    page = client.get(f"/statistiques/exports/{export.id}").get_data(as_text=True)
+    assert "Prêt" in page and "rendez-vous-2026-10-2026-11.xlsx" in page
+    download = client.get(f"/statistiques/exports/{export.id}/fichier")
+    sheet = openpyxl.load_workbook(io.BytesIO(download.data)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert list(rows[0]) == RDV_HEADERS and len(rows) == 11
+
+
+def test_a_territory_export_is_for_its_administrators(client, auth, paris):
+    auth.login(paris.admin)
+    response = ask_for_rdv_list(client, paris, kind="territoire", target_id=paris.territory.id)
+    export = _db.session.scalar(select(Export))
+    assert export.organisation_id is None and export.status == ExportStatus.DONE
+    assert client.get(response.location).status_code == 200
+    auth.logout()
+    auth.login(paris.agent)
+    page = client.get(f"/statistiques/organisation/{paris.organisation.id}").get_data(as_text=True)
+    refused = client.post(f"/statistiques/territoire/{paris.territory.id}/exports",
+                          data={"csrf_token": csrf_token_from(page), "file_format": "csv"})
+    assert refused.status_code == 403
+    assert client.get(f"/statistiques/exports/{export.id}/fichier").status_code == 403
+
+
+def test_an_export_is_for_who_asked_and_the_administrators(client, auth, factories, paris):
+    auth.login(paris.agent)
+    ask_for_rdv_list(client, paris)
+    export = _db.session.scalar(select(Export))
+    auth.logout()
+
+    auth.login(paris.admin)  # an administrator of the same organisation
+    assert client.get(f"/statistiques/exports/{export.id}/fichier").status_code == 200
+    auth.logout()
+
+    auth.login(paris.colleague)  # an agent of the organisation who did not ask
+    assert client.get(f"/statistiques/exports/{export.id}").status_code == 403
+    assert client.get(f"/statistiques/exports/{export.id}/fichier").status_code == 403
+    auth.logout()
+
+    stranger = factories.AgentFactory(organisation=factories.OrganisationFactory(), organisation__role=Role.ADMIN)
+    auth.login(stranger)
+    assert client.get(f"/statistiques/exports/{export.id}").status_code == 404
+    assert client.get(f"/statistiques/exports/{export.id}/fichier").status_code == 404
+    assert client.get("/statistiques/exports/999999").status_code == 404
+
+
+def test_an_export_with_bad_parameters_is_refused_in_french(client, auth, paris):
+    auth.login(paris.agent)
+    response = ask_for_rdv_list(client, paris, query="du=2026-10&au=nimporte")
+    assert response.status_code == 302
+    page = client.get(response.location).get_data(as_text=True)
+    assert "Le mois de fin n&#39;est pas un mois valide" in page
+    assert _db.session.scalar(select(Export)) is None
+
+
+@pytest.mark.parametrize("file_format", ["pdf", "csv;drop"])
+def test_an_unknown_file_format_is_not_found(client, auth, paris, file_format):
+    auth.login(paris.agent)
+    assert client.get(f"/statistiques/organisation/{paris.organisation.id}/statistiques.{file_format}").status_code == 404
+
+
+def test_a_failed_export_says_so(client, auth, paris, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(exports, "rdv_batches", broken)
+    auth.login(paris.agent)
+    response = ask_for_rdv_list(client, paris)
+    page = client.get(response.location).get_data(as_text=True)
+    assert "Échec" in page and "L&#39;export n&#39;a pas pu être construit" in page
+    assert client.get(response.location + "/fichier").status_code == 404

@@ -1,0 +1,230 @@
+"""Statistics of an organisation and a territory: monthly figures in the territory's zone, filters, permissions."""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+
+from lapins.models import Channel, Message, MessageKind, MessageStatus, RdvStatus, Role
+from lapins.models.rdvs import CancellationChannel, Canceller
+from lapins.stats.figures import Filters, Scope, monthly_figures
+
+PARIS = ZoneInfo("Europe/Paris")
+REUNION = ZoneInfo("Indian/Reunion")
+NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def frozen_time():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def local(tz: ZoneInfo, *args) -> datetime:
+    return datetime(*args, tzinfo=tz).astimezone(timezone.utc)
+
+
+def make_rdv(factories, motif, agent, starts_at, status=RdvStatus.SEEN, created_at=None, cancelled_at=None,
+             lieu=None, minutes=30):
+    cancelled = status in (RdvStatus.EXCUSED, RdvStatus.REVOKED)
+    return factories.RdvFactory(
+        motif=motif, lieu=lieu, starts_at=starts_at, ends_at=starts_at + timedelta(minutes=minutes), status=status,
+        agents=[agent], created_at=created_at or starts_at - timedelta(days=20),
+        cancelled_at=cancelled_at if cancelled else None,
+        cancelled_via=(CancellationChannel.LINK if status == RdvStatus.EXCUSED else CancellationChannel.AGENDA)
+        if cancelled else None,
+        cancelled_by_party=(Canceller.FAMILY if status == RdvStatus.EXCUSED else Canceller.AGENT) if cancelled else None)
+
+
+@pytest.fixture()
+def paris(factories, db):
+    """October 2026 in a Paris organisation, built by hand: 9 rdvs, 1 no-show out of 5 known, 3 cancellations."""
+    organisation = factories.OrganisationFactory(territory__number="75", territory__name="Paris",
+                                                 territory__timezone="Europe/Paris", name="PMI Paris 11")
+    territory = organisation.territory
+    lieu = factories.LieuFactory(organisation=organisation, name="Centre Belleville")
+    motif = factories.MotifFactory(organisation=organisation, name="Consultation nourrisson")
+    other_motif = factories.MotifFactory(organisation=organisation, name="Vaccination")
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT, last_name="Martin")
+    colleague = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT, last_name="Bernard")
+    admin = factories.AgentFactory(organisation=organisation, organisation__role=Role.ADMIN, last_name="Petit")
+    usager = factories.UsagerFactory(territory=territory, first_name="Awa", last_name="Diallo", phone="+33612345678")
+
+    seen = make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 5, 9), lieu=lieu)
+    seen.usagers.append(usager)
+    make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 6, 9))
+    make_rdv(factories, other_motif, agent, local(PARIS, 2026, 10, 7, 9), status=RdvStatus.NOSHOW)
+    late = make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 12, 10), status=RdvStatus.EXCUSED,
+                    cancelled_at=local(PARIS, 2026, 10, 11, 10))  # 24 h before: late
+    # Its time is booked again 6 h after the cancellation (overlapping, not identical).
+    make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 12, 10, 15), status=RdvStatus.UNKNOWN,
+             created_at=local(PARIS, 2026, 10, 11, 16))
+    make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 14, 10), status=RdvStatus.EXCUSED,
+             cancelled_at=local(PARIS, 2026, 10, 11, 10))  # 72 h before: not late
+    revoked = make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 20, 14), status=RdvStatus.REVOKED,
+                       cancelled_at=local(PARIS, 2026, 10, 19, 8))
+    # The same time for another agent, after the cancellation: not a re-booking of this agent's slot.
+    make_rdv(factories, motif, colleague, local(PARIS, 2026, 10, 20, 14), created_at=local(PARIS, 2026, 10, 19, 9))
+    # 23:30 on the last day of October, local time: October.
+    make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 31, 23, 30))
+    # 00:30 on 1 November, local time (still 31 October in UTC): November.
+    make_rdv(factories, motif, agent, local(PARIS, 2026, 11, 1, 0, 30), status=RdvStatus.NOSHOW)
+
+    for status, segments in ((MessageStatus.SENT, 2), (MessageStatus.DELIVERED, 1), (MessageStatus.FAILED, 1)):
+        db.session.add(Message(territory_id=territory.id, rdv_id=seen.id, channel=Channel.SMS,
+                               kind=MessageKind.REMINDER, status=status, segments=segments,
+                               due_at=local(PARIS, 2026, 10, 3, 10), sent_at=local(PARIS, 2026, 10, 3, 10)))
+    db.session.add(Message(territory_id=territory.id, rdv_id=seen.id, channel=Channel.EMAIL, kind=MessageKind.CREATED,
+                           status=MessageStatus.SENT, due_at=local(PARIS, 2026, 10, 3, 10)))
+    db.session.commit()
+    return type("Paris", (), dict(organisation=organisation, territory=territory, lieu=lieu, motif=motif,
+                                  other_motif=other_motif, agent=agent, colleague=colleague, admin=admin,
+                                  late=late, revoked=revoked, usager=usager))
+
+
+def october(figures):
+    return next(month for month in figures if month.month == date(2026, 10, 1))
+
+
+def scope_of(organisation) -> Scope:
+    return Scope(organisation.territory.id, organisation.territory.timezone, (organisation.id,))
+
+
+def table_row(page: str, month: str) -> list[str]:
+    row = re.search(rf'<tr data-month="{month}">(.*?)</tr>', page, re.S).group(1)
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[hd][^>]*>.*?</t[hd]>", row, re.S)]
+
+
+def test_the_figures_of_a_month_are_counted_from_the_rdvs(paris):
+    figures = monthly_figures(scope_of(paris.organisation), Filters(date(2026, 10, 1), date(2026, 11, 1)))
+    oct_, nov = figures
+    assert (oct_.rdvs, oct_.seen, oct_.noshow, oct_.excused, oct_.revoked) == (9, 4, 1, 2, 1)
+    assert oct_.noshow_rate == pytest.approx(1 / 5)
+    assert oct_.cancellation_rate == pytest.approx(3 / 9)
+    assert oct_.late_cancellations == 1
+    assert oct_.rebooked == 1 and oct_.median_rebook_hours == pytest.approx(6)
+    assert (oct_.sms_sent, oct_.sms_segments) == (2, 3)  # the failed SMS and the e-mail do not count
+    assert (nov.rdvs, nov.noshow) == (1, 1)  # 00:30 local on 1 November
+
+
+def test_the_page_shows_the_figures_in_an_accessible_table_and_a_chart(client, auth, paris):
+    auth.login(paris.agent)
+    response = client.get(f"/statistiques/organisation/{paris.organisation.id}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert table_row(page, "2026-10") == ["octobre 2026", "9", "4", "1", "20,0\u00a0%", "2", "1", "33,3\u00a0%", "1",
+                                          "1", "6,0\u00a0h", "2", "3"]
+    assert table_row(page, "2026-11")[:5] == ["novembre 2026", "1", "0", "1", "100,0\u00a0%"]
+    assert table_row(page, "2025-12")[1] == "0"  # the default period: the last 12 months
+    assert len(re.findall(r'<tr data-month="\d{4}-\d\d">', page)) == 12
+    assert '<caption>Chiffres par mois</caption>' in page and '<th scope="col">Taux d\'absence</th>' in page
+    assert "<line-chart" in page and "dsfr-chart/LineChart/LineChart.js" in page
+    assert "Diallo" not in page
+
+
+def test_the_chart_library_is_served_from_npm(client, auth, paris):
+    auth.login(paris.agent)
+    assert client.get("/vendor/dsfr-chart/LineChart/LineChart.js").status_code == 200
+
+
+def test_a_reunion_rdv_late_on_the_last_day_counts_in_its_local_month(client, auth, factories):
+    organisation = factories.OrganisationFactory(territory__number="974", territory__name="La Réunion",
+                                                 territory__timezone="Indian/Reunion")
+    motif = factories.MotifFactory(organisation=organisation)
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.ADMIN)
+    make_rdv(factories, motif, agent, local(REUNION, 2026, 9, 30, 23, 30))  # 19:30 UTC, 30 September
+    make_rdv(factories, motif, agent, local(REUNION, 2026, 10, 1, 0, 30), status=RdvStatus.NOSHOW)  # 20:30 UTC, 30/09
+    make_rdv(factories, motif, agent, local(REUNION, 2026, 10, 31, 23, 30), status=RdvStatus.NOSHOW)
+    figures = monthly_figures(scope_of(organisation), Filters(date(2026, 9, 1), date(2026, 11, 1)))
+    assert [(month.rdvs, month.seen, month.noshow) for month in figures] == [(1, 1, 0), (2, 0, 2), (0, 0, 0)]
+
+    auth.login(agent)
+    page = client.get(f"/statistiques/territoire/{organisation.territory.id}?du=2026-09&au=2026-10").get_data(as_text=True)
+    assert table_row(page, "2026-09")[1:5] == ["1", "1", "0", "0,0\u00a0%"]
+    assert table_row(page, "2026-10")[1:5] == ["2", "0", "2", "100,0\u00a0%"]
+
+
+def test_filters_by_lieu_agent_and_motif(client, auth, paris):
+    auth.login(paris.agent)
+    base = f"/statistiques/organisation/{paris.organisation.id}?du=2026-10&au=2026-10"
+    by_lieu = client.get(f"{base}&lieu={paris.lieu.id}").get_data(as_text=True)
+    assert table_row(by_lieu, "2026-10")[1:3] == ["1", "1"]
+    assert table_row(by_lieu, "2026-10")[11:] == ["2", "3"]  # the SMS of that lieu's rdv
+    by_agent = client.get(f"{base}&agent={paris.colleague.id}").get_data(as_text=True)
+    assert table_row(by_agent, "2026-10")[1:3] == ["1", "1"]
+    assert table_row(by_agent, "2026-10")[11:] == ["0", "0"]
+    by_motif = client.get(f"{base}&motif={paris.other_motif.id}").get_data(as_text=True)
+    assert table_row(by_motif, "2026-10")[1:5] == ["1", "0", "1", "100,0\u00a0%"]
+
+
+def test_a_territory_counts_all_its_organisations_for_its_administrators(client, auth, factories, paris):
+    sister = factories.OrganisationFactory(territory=paris.territory, name="PMI Paris 20")
+    motif = factories.MotifFactory(organisation=sister)
+    agent = factories.AgentFactory(organisation=sister)
+    make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 8, 9), status=RdvStatus.NOSHOW)
+    auth.login(paris.admin)
+    page = client.get(f"/statistiques/territoire/{paris.territory.id}?du=2026-10&au=2026-10").get_data(as_text=True)
+    assert table_row(page, "2026-10")[1:5] == ["10", "4", "2", "33,3\u00a0%"]
+    organisation_page = client.get(f"/statistiques/organisation/{paris.organisation.id}").get_data(as_text=True)
+    assert "Voir tout le territoire" in organisation_page
+
+
+def test_the_statistics_menu_entry_leads_to_the_agents_organisation(client, auth, paris):
+    auth.login(paris.agent)
+    response = client.get("/statistiques/")
+    assert response.status_code == 302
+    assert response.location.endswith(f"/statistiques/organisation/{paris.organisation.id}")
+
+
+def test_agents_elsewhere_cannot_see_the_figures(client, auth, factories, paris):
+    stranger = factories.AgentFactory(organisation=factories.OrganisationFactory(), organisation__role=Role.ADMIN)
+    auth.login(stranger)
+    org, territory = paris.organisation.id, paris.territory.id
+    assert client.get(f"/statistiques/organisation/{org}").status_code == 404
+    assert client.get(f"/statistiques/organisation/{org}/statistiques.csv").status_code == 404
+    assert client.get(f"/statistiques/territoire/{territory}").status_code == 404
+    assert client.get(f"/statistiques/territoire/{territory}/statistiques.xlsx").status_code == 404
+    assert client.get("/statistiques/organisation/999999").status_code == 404
+
+
+def test_a_territory_is_for_administrators_only(client, auth, paris):
+    auth.login(paris.agent)
+    assert client.get(f"/statistiques/territoire/{paris.territory.id}").status_code == 403
+    assert client.get(f"/statistiques/territoire/{paris.territory.id}/statistiques.csv").status_code == 403
+    page = client.get(f"/statistiques/organisation/{paris.organisation.id}").get_data(as_text=True)
+    assert "Voir tout le territoire" not in page
+
+
+def test_the_pages_need_a_signed_in_agent(client, paris):
+    response = client.get(f"/statistiques/organisation/{paris.organisation.id}")
+    assert response.status_code == 302 and "/connexion" in response.location
+
+
+@pytest.mark.parametrize("query, message", [
+    ("du=2026-13", "Le mois de début n'est pas un mois valide"),
+    ("au=demain", "Le mois de fin n'est pas un mois valide"),
+    ("du=2026-10&au=2026-01", "Le mois de début doit précéder le mois de fin"),
+    ("du=2020-01&au=2026-10", "La période ne peut dépasser 36 mois"),
+    ("lieu=999999", "Le lieu demandé n'existe pas ici"),
+    ("agent=abc", "L'agent demandé n'existe pas ici"),
+    ("motif=" + "9" * 5000, "Le motif demandé n'existe pas ici"),
+    ("du=" + "x" * 20000, "Le mois de début n'est pas un mois valide"),
+])
+def test_bad_parameters_get_a_french_message(client, auth, paris, query, message):
+    auth.login(paris.agent)
+    response = client.get(f"/statistiques/organisation/{paris.organisation.id}?{query}")
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True).replace("&#39;", "'")
+    csv_response = client.get(f"/statistiques/organisation/{paris.organisation.id}/statistiques.csv?{query}")
+    assert csv_response.status_code == 400
+    assert message in csv_response.get_data(as_text=True).replace("&#39;", "'")
+
+
+def test_a_lieu_of_another_organisation_is_refused(client, auth, factories, paris):
+    elsewhere = factories.LieuFactory()
+    auth.login(paris.agent)
+    response = client.get(f"/statistiques/organisation/{paris.organisation.id}?lieu={elsewhere.id}")
+    assert response.status_code == 400 and "Le lieu demandé n&#39;existe pas ici" in response.get_data(as_text=True)
