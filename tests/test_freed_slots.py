@@ -105,3 +105,13 @@ def test_another_organisations_freed_slots_stay_hidden(client, auth, clinic, fac
 def test_the_board_needs_a_signed_in_agent(client, clinic):
     response = client.get("/creneaux-liberes")
     assert response.status_code == 302 and response.location.startswith("/connexion")
+
+
+def test_a_slot_offered_to_a_waiting_family_says_until_when_it_is_held(client, auth, clinic, factories):
+    waiting = factories.UsagerFactory(territory=clinic.organisation.territory, organisations=[clinic.organisation],
+                                      phone="+33622222222", sms_consent=True)
+    factories.WaitlistEntryFactory(usager=waiting, motif=clinic.motif, organisation=clinic.organisation)
+    rdv = clinic.rdv(date(2026, 3, 4), 10)
+    cancel_rdv(actor=None, rdv=rdv, status=RdvStatus.EXCUSED, reason=None, via=CancellationChannel.LINK)
+    auth.login(clinic.secretary)
+    assert "Proposé à une famille jusqu'à 08h30" in board(client)  # 30 minutes from 08:00, Paris time

@@ -2,17 +2,20 @@
 organisation, each one click away from a new booking."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import render_template, request
 from flask_login import current_user
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.agenda import availability, bp
 from lapins.extensions import db
-from lapins.models import Agent, Lieu, Motif, Organisation, Rdv, RdvAgent, RdvStatus, utcnow
+from lapins.models import (
+    Agent, Lieu, Motif, OfferStatus, Organisation, Rdv, RdvAgent, RdvStatus, SlotOffer, WaitlistSlot, utcnow,
+)
 
 HORIZONS = (7, 14, 28)  # days ahead the board can look
 LIMIT = 300
@@ -27,6 +30,7 @@ class FreedSlot:
     lieu: Lieu | None
     organisation: Organisation
     cancelled_rdv: Rdv  # the latest cancellation that freed this time
+    held_until: datetime | None = None  # offered to a waiting family, held for it until then (lapins.waitlist)
 
     @property
     def minutes(self) -> int:
@@ -60,7 +64,21 @@ def freed_slots(actor: Agent, now: datetime, days: int, organisation_id: int | N
             if key not in slots and not taken and link.agent.active:
                 slots[key] = FreedSlot(rdv.starts_at, rdv.ends_at, link.agent, rdv.motif, rdv.lieu, rdv.organisation,
                                        rdv)
-    return sorted(slots.values(), key=lambda slot: (slot.starts_at, slot.agent.last_name, slot.agent.id))
+    holds = _holds(now, until, {agent_id for agent_id, _, _ in slots})
+    return sorted((replace(slot, held_until=holds.get((slot.agent.id, slot.starts_at))) for slot in slots.values()),
+                  key=lambda slot: (slot.starts_at, slot.agent.last_name, slot.agent.id))
+
+
+def _holds(now: datetime, until: datetime, agent_ids: set[int]) -> dict[tuple[int, datetime], datetime]:
+    """(agent, start) → end of the hold, for the times offered to a waiting family right now."""
+    if not agent_ids:
+        return {}
+    rows = db.session.execute(
+        select(WaitlistSlot.agent_id, WaitlistSlot.starts_at, SlotOffer.held_until)
+        .join(SlotOffer, SlotOffer.slot_id == WaitlistSlot.id)
+        .where(WaitlistSlot.agent_id.in_(agent_ids), WaitlistSlot.starts_at > now, WaitlistSlot.starts_at < until,
+               SlotOffer.status == OfferStatus.HELD, SlotOffer.held_until > now))
+    return {(agent_id, starts_at): held_until for agent_id, starts_at, held_until in rows}
 
 
 @bp.route("/creneaux-liberes")
