@@ -427,3 +427,14 @@ def test_a_family_that_accepts_e_mails_also_gets_the_offer_by_e_mail(clinic):
                                                        Message.channel == Channel.EMAIL)).all()
     assert email.usager_id == entry.usager_id and email.status == MessageStatus.SENT
     assert email.subject.startswith("Un créneau s'est libéré") and "/o/" in email.body and "09h30" in email.body
+
+
+def test_the_dev_inbox_shows_offers_to_their_organisation_only(client, auth, clinic, factories):
+    clinic.wait(clinic.family("Attente", phone="+33622222222"))
+    cancel(clinic.rdv(clinic.family("Annule")))
+    auth.login(clinic.agent)
+    page = client.get("/dev/messages").get_data(as_text=True)
+    assert "+33622222222" in page and "/o/" in page and "proposition d" in page
+    auth.logout()
+    auth.login(factories.AgentFactory(organisation=factories.OrganisationFactory()))
+    assert "+33622222222" not in client.get("/dev/messages").get_data(as_text=True)

@@ -13,7 +13,9 @@ from lapins.agenda import bp
 from lapins.agenda.rdvs import _get_rdv
 from lapins.extensions import db
 from lapins.agenda.rdv_forms import ReminderForm
-from lapins.models import Channel, Message, MessageStatus, Organisation, Rdv, Role, Territory, Usager, utcnow
+from lapins.models import (
+    Channel, Message, MessageStatus, Organisation, Rdv, Role, SlotOffer, Territory, Usager, WaitlistSlot, utcnow,
+)
 from lapins.notifications import outbox
 from lapins.notifications.tasks import kick
 from lapins.slots import local_midnight
@@ -110,7 +112,12 @@ def dev_inbox():
         abort(404)
     organisations = select(Organisation.id).where(Organisation.id.in_(policies.organisations_of(current_user)))
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    query = (select(Message).join(Rdv, Message.rdv_id == Rdv.id).where(Rdv.organisation_id.in_(organisations))
+    # A message is about an rdv, or about a freed slot offered to a waiting family (no rdv yet).
+    query = (select(Message)
+             .outerjoin(Rdv, Message.rdv_id == Rdv.id)
+             .outerjoin(SlotOffer, Message.offer_id == SlotOffer.id)
+             .outerjoin(WaitlistSlot, WaitlistSlot.id == SlotOffer.slot_id)
+             .where(func.coalesce(Rdv.organisation_id, WaitlistSlot.organisation_id).in_(organisations))
              .where(Message.body.is_not(None)).order_by(Message.id.desc()))
     messages = db.session.scalars(query.limit(50).offset((page - 1) * 50)).all()
     return render_template("agenda/messages/dev_inbox.html", outbox_messages=messages, page=page,
