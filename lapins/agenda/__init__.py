@@ -16,11 +16,14 @@ NAV_ITEMS = [
     ("agenda.lieux_index", "Agenda des lieux"),
     ("agenda.slot_search", "Trouver un créneau"),
     ("agenda.usagers", "Usagers"),
-    ("agenda.rdvs_to_fill", "RDV à renseigner"),
-    ("agenda.freed_slots_board", "Créneaux libérés"),
-    ("agenda.waitlist", "File d'attente"),
+    # A menu: (its label, its links). The header keeps one line on an office screen.
+    ("Suivi des rendez-vous", [
+        ("agenda.rdvs_to_fill", "RDV à renseigner"),
+        ("agenda.freed_slots_board", "Créneaux libérés"),
+        ("agenda.waitlist", "File d'attente"),
+        ("stats.home", "Statistiques"),
+    ]),
     ("agenda.my_schedule", "Mes horaires"),
-    ("stats.home", "Statistiques"),
 ]
 
 
