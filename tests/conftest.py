@@ -33,6 +33,14 @@ def app():
         _db.session.remove()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """A database of the test's own, for a server or a worker started by the test: a SQLite file, then PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lapins.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture()
 def db(app):
     yield _db

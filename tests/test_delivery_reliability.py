@@ -255,13 +255,6 @@ class Lapins:
 
 # --- Fixtures ---------------------------------------------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lapins.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture()
 def twilio():
     with ScriptedTwilio() as fake:

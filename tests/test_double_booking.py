@@ -22,13 +22,6 @@ CLIENTS = 12
 PASSWORD = "motdepasse-solide-2026"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'course.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture()
 def live_clinic(database_url):
     """A real server on 127.0.0.1 with one puéricultrice, her opening slot and CLIENTS secretaries."""

@@ -1,18 +1,10 @@
 """Upgrades are safe: the migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
 from lapins import create_app
 from lapins.extensions import db
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def test_migrations_build_the_schema_of_the_models_and_downgrade_cleanly(database_url):

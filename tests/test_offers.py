@@ -308,13 +308,6 @@ def test_accepting_without_the_csrf_token_changes_nothing(client, clinic):
 CLIENTS = 8
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'offers.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture()
 def live_offers(database_url):
     """A real threaded server over its own database: one agent's Wednesday 10:00 freed, and waiting families.
