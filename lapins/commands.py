@@ -69,3 +69,29 @@ def seed(scale: str, rdvs: int | None, if_empty: bool) -> None:
     else:
         report = seeding.seed_departement(rdv_count=rdvs or seeding.DEPARTEMENT_RDVS, progress=click.echo)
         click.echo(report)
+
+
+@territory.command("configure")
+@click.argument("number")
+@click.option("--reminder-offsets", default=None, help="Heures avant le rdv, par exemple « 72,24 » (défaut : 48).")
+@click.option("--sms-sender", default=None, help="Numéro (+33…) ou nom alphanumérique (11 caractères au plus).")
+@click.option("--messaging-service-sid", default=None, help="Messaging Service Twilio (MG…) ; vide pour aucun.")
+@click.option("--replies/--no-replies", "takes_replies", default=None,
+              help="L'expéditeur reçoit-il les réponses (OUI / ANNULER) ? Un nom alphanumérique ne le peut pas.")
+@click.option("--quiet-hours", default=None, help="Heures sans SMS, par exemple « 20h-8h ».")
+def configure_territory(number: str, reminder_offsets: str | None, sms_sender: str | None,
+                        messaging_service_sid: str | None, takes_replies: bool | None, quiet_hours: str | None) -> None:
+    """Règle les SMS d'un département : rappels, expéditeur, réponses, heures sans SMS."""
+    from lapins.onboarding import OnboardingError, configure_territory as configure
+
+    try:
+        territory = configure(number, reminder_offsets=reminder_offsets, sms_sender=sms_sender,
+                              messaging_service_sid=messaging_service_sid, takes_replies=takes_replies,
+                              quiet_hours=quiet_hours)
+    except OnboardingError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Département {territory.number} — {territory.name} : rappels {territory.reminder_offsets} h avant, "
+               f"expéditeur {territory.sms_sender or 'aucun'}"
+               f"{' (Messaging Service ' + territory.twilio_messaging_service_sid + ')' if territory.twilio_messaging_service_sid else ''}, "
+               f"réponses {'acceptées' if territory.sms_takes_replies else 'non'}, pas de SMS de "
+               f"{territory.quiet_hours_start:%H:%M} à {territory.quiet_hours_end:%H:%M}.")

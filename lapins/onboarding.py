@@ -54,3 +54,73 @@ def _names_from(email: str, first: str | None, last: str | None) -> tuple[str, s
     guessed_first = pieces[0].title() if pieces else "Administrateur"
     guessed_last = " ".join(pieces[1:]).title() if len(pieces) > 1 else "Lapins"
     return (first or guessed_first).strip()[:80], (last or guessed_last).strip()[:80]
+
+
+ALPHANUMERIC_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
+QUIET_HOURS = re.compile(r"(\d{1,2})[h:](\d{2})?\s*-\s*(\d{1,2})[h:](\d{2})?")
+
+
+def configure_territory(number: str, *, reminder_offsets: str | None = None, sms_sender: str | None = None,
+                        messaging_service_sid: str | None = None, takes_replies: bool | None = None,
+                        quiet_hours: str | None = None) -> Territory:
+    """Change the SMS settings of a territory; every value is checked before anything is stored."""
+    try:
+        return _configure(number, reminder_offsets, sms_sender, messaging_service_sid, takes_replies, quiet_hours)
+    except OnboardingError:
+        db.session.rollback()  # nothing half-changed stays in the session
+        raise
+
+
+def _configure(number, reminder_offsets, sms_sender, messaging_service_sid, takes_replies, quiet_hours) -> Territory:
+    from lapins.notifications import timing
+    from lapins.phones import InvalidPhone, normalize_mobile
+
+    territory = db.session.scalar(select(Territory).where(Territory.number == number.strip().upper()))
+    if territory is None:
+        raise OnboardingError(f"Aucun département {number} dans cette installation.")
+    if reminder_offsets is not None:
+        try:
+            hours = timing.parse_offsets(reminder_offsets)
+        except timing.InvalidOffsets as error:
+            raise OnboardingError(str(error)) from None
+        territory.reminder_offsets = ",".join(str(hour) for hour in hours) or "48"
+    if sms_sender is not None:
+        sender = sms_sender.strip()
+        if sender.startswith("+") or sender[:1].isdigit():
+            try:
+                sender = normalize_mobile(sender, territory.number)  # a number that sends SMS is a mobile one
+            except InvalidPhone as error:
+                raise OnboardingError(f"Numéro d'expéditeur refusé : {error}") from None
+        elif not ALPHANUMERIC_SENDER.fullmatch(sender):
+            raise OnboardingError("Un nom d'expéditeur compte 1 à 11 lettres, chiffres ou espaces, dont une lettre "
+                                  "au moins (exemple : PMI59).")
+        territory.sms_sender = sender
+    if messaging_service_sid is not None:
+        sid = messaging_service_sid.strip()
+        if sid and not re.fullmatch(r"MG[0-9a-f]{32}", sid):
+            raise OnboardingError("Un Messaging Service Twilio s'écrit MG suivi de 32 caractères hexadécimaux.")
+        territory.twilio_messaging_service_sid = sid or None
+    if takes_replies is not None:
+        territory.sms_takes_replies = takes_replies
+    if territory.sms_takes_replies and territory.sms_sender and not territory.sms_sender.startswith("+") \
+            and not territory.twilio_messaging_service_sid:
+        raise OnboardingError("Un expéditeur alphanumérique ne peut pas recevoir de réponses : donnez un numéro ou un "
+                              "Messaging Service, ou --no-replies.")
+    if quiet_hours is not None:
+        territory.quiet_hours_start, territory.quiet_hours_end = _quiet_hours(quiet_hours)
+    db.session.commit()
+    return territory
+
+
+def _quiet_hours(text: str):
+    from datetime import time
+
+    match = QUIET_HOURS.fullmatch(text.strip())
+    try:
+        start, end = (time(int(match.group(1)), int(match.group(2) or 0)),
+                      time(int(match.group(3)), int(match.group(4) or 0))) if match else (None, None)
+    except ValueError:
+        start = end = None
+    if start is None or start == end:
+        raise OnboardingError("Indiquez les heures sans SMS sous la forme « 20h-8h » ou « 20:00-08:00 ».")
+    return start, end

@@ -150,3 +150,42 @@ def test_forgot_password_answers_the_same_for_anyone_and_mails_only_real_agents(
 
 def test_the_login_page_offers_the_forgotten_password_link(client, db):
     assert "/mot-de-passe-oublie" in client.get("/connexion").get_data(as_text=True)
+
+
+def configure(app, *args):
+    return app.test_cli_runner().invoke(args=["territory", "configure", *args])
+
+
+def test_territory_configure_sets_the_sms_settings(app, db):
+    create(app, *NORD)
+    result = configure(app, "59", "--reminder-offsets", "24, 72", "--sms-sender", "07 57 00 00 01", "--replies",
+                       "--quiet-hours", "19h30-8h")
+    assert result.exit_code == 0, result.output
+    assert ("rappels 72,24 h avant, expéditeur +33757000001, réponses acceptées, pas de SMS de 19:30 à 08:00"
+            in result.output)
+    territory = db.session.scalar(select(Territory))
+    db.session.refresh(territory)
+    assert territory.reminder_offsets == "72,24" and territory.sms_takes_replies
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--reminder-offsets", "demain"], "nombres d'heures"),
+    (["--sms-sender", "PMI-du-Nord-59"], "1 à 11 lettres"),
+    (["--sms-sender", "01 41 37 10 00"], "n'est pas un numéro de mobile"),
+    (["--sms-sender", "PMI59", "--replies"], "alphanumérique ne peut pas recevoir de réponses"),
+    (["--messaging-service-sid", "MG123"], "MG suivi de 32"),
+    (["--quiet-hours", "le soir"], "« 20h-8h »"),
+    (["--quiet-hours", "25h-8h"], "« 20h-8h »"),
+])
+def test_territory_configure_refuses_bad_settings_and_changes_nothing(app, db, args, message):
+    create(app, *NORD)
+    result = configure(app, "59", *args)
+    assert result.exit_code != 0 and message in result.output
+    db.session.expire_all()
+    territory = db.session.scalar(select(Territory))
+    assert (territory.reminder_offsets, territory.sms_sender, territory.sms_takes_replies) == ("48", None, False)
+
+
+def test_territory_configure_names_an_unknown_departement(app, db):
+    result = configure(app, "59", "--reminder-offsets", "48")
+    assert result.exit_code != 0 and "Aucun département 59" in result.output
