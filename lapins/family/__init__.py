@@ -50,12 +50,8 @@ def _page(rdv: Rdv, token: str, *, identity_form: IdentityForm | None = None,
         can_cancel=can_cancel, deadline=services.cancellation_deadline(rdv), error=error,
         locked_until=services.locked_until(rdv.id, now) if can_cancel and not checked else None,
         identity_form=identity_form or IdentityForm(), cancel_form=cancel_form or FamilyCancelForm(),
-        phone=_phone(rdv),
+        phone=rdv.phone_to_call,
     ), code
-
-
-def _phone(rdv: Rdv) -> str | None:
-    return (rdv.lieu.phone if rdv.lieu and rdv.lieu.phone else None) or rdv.organisation.phone
 
 
 @bp.route("/r/<token>")
@@ -119,7 +115,7 @@ def cancelled(token: str):
     if rdv.is_live or rdv.cancelled_by_party != Canceller.FAMILY or not services.is_checked(session, rdv.id):
         return redirect(url_for("family.rdv_page", token=token))
     return render_template("family/cancelled.html", rdv=rdv, token=token, tz=rdv.organisation.territory.tz,
-                           phone=_phone(rdv))
+                           phone=rdv.phone_to_call)
 
 
 @bp.route("/r/<token>/rendez-vous.ics")

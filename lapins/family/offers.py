@@ -8,6 +8,7 @@ from lapins.extensions import db
 from lapins.family import bp, services
 from lapins.forms import Form
 from lapins.models import OfferStatus, Rdv, SlotOffer, utcnow
+from lapins.models.territories import phone_to_call
 from lapins.notifications import links
 from lapins.waitlist import entries, offers
 from lapins.waitlist.tokens import offer_id_from_token
@@ -42,7 +43,7 @@ def _page(offer: SlotOffer, token: str, *, refusal: offers.OfferRefused | None =
         "family/offer.html", offer=offer, slot=slot, token=token, tz=slot.organisation.territory.tz,
         open=offer.status == OfferStatus.HELD and not expired, expired=expired, refusal=refusal,
         rdv_link=rdv_link, form=OfferAnswerForm(), moving=offer.entry.rdv_id is not None,
-        phone=(slot.lieu.phone if slot.lieu and slot.lieu.phone else None) or slot.organisation.phone,
+        phone=phone_to_call(slot.lieu, slot.organisation),
     ), code
 
 
@@ -54,27 +55,23 @@ def offer_page(token: str):
 
 @bp.route("/o/<token>/accepter", methods=["POST"])
 def accept_offer(token: str):
-    offer = _offer_from(token)
-    if offer is None:
-        return _forged()
-    if not OfferAnswerForm().validate_on_submit():
-        return _page(offer, token, code=400)
-    try:
-        offers.accept(offer, utcnow())
-    except offers.OfferRefused as refusal:
-        return _page(db.session.get(SlotOffer, offer.id), token, refusal=refusal, code=refusal.code)
-    return redirect(url_for("family.offer_page", token=token))
+    return _answer(token, offers.accept)
 
 
 @bp.route("/o/<token>/refuser", methods=["POST"])
 def decline_offer(token: str):
+    return _answer(token, offers.decline)
+
+
+def _answer(token: str, act):
+    """The family's answer to its offer (offers.accept or offers.decline), then the offer's page again."""
     offer = _offer_from(token)
     if offer is None:
         return _forged()
     if not OfferAnswerForm().validate_on_submit():
         return _page(offer, token, code=400)
     try:
-        offers.decline(offer, utcnow())
+        act(offer, utcnow())
     except offers.OfferRefused as refusal:
         return _page(db.session.get(SlotOffer, offer.id), token, refusal=refusal, code=refusal.code)
     return redirect(url_for("family.offer_page", token=token))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from lapins.extensions import db
 from lapins.models.agents import Agent
 from lapins.models.motifs import Motif
-from lapins.models.territories import Lieu, Organisation
+from lapins.models.territories import Lieu, Organisation, phone_to_call
 from lapins.models.types import UTCDateTime, utcnow
 from lapins.models.usagers import Usager
 
@@ -128,6 +128,10 @@ class Rdv(db.Model):
     @property
     def agents(self) -> list[Agent]:
         return [link.agent for link in self.agent_links]
+
+    @property
+    def phone_to_call(self) -> str | None:
+        return phone_to_call(self.lieu, self.organisation)
 
     @property
     def is_live(self) -> bool:

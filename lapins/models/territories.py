@@ -22,6 +22,11 @@ def new_agenda_stamp() -> str:
     return secrets.token_hex(8)
 
 
+def phone_to_call(lieu: Lieu | None, organisation: Organisation) -> str | None:
+    """The number a family calls about an rdv: its lieu's, else its organisation's."""
+    return (lieu.phone if lieu is not None else None) or organisation.phone
+
+
 class Territory(db.Model):
     __tablename__ = "territories"
 

@@ -96,7 +96,7 @@ def _render(template: str, **context: Any) -> str:
 
 def _email_context(kind: MessageKind, rdv: Rdv, link: str, tz: ZoneInfo) -> dict[str, Any]:
     lieu = rdv.lieu
-    contact_phone = (lieu.phone if lieu else None) or rdv.organisation.phone
+    contact_phone = rdv.phone_to_call
     return {
         "kind": kind.value,
         "when": long_when(rdv.starts_at, tz),
@@ -172,7 +172,7 @@ def _ics_description(rdv: Rdv, link: str) -> str:
     lines = []
     if rdv.motif.location_type == LocationType.PHONE:
         lines.append("Rendez-vous téléphonique : nous vous appellerons.")
-    phone = (rdv.lieu.phone if rdv.lieu else None) or rdv.organisation.phone
+    phone = rdv.phone_to_call
     if phone:
         lines.append(f"Téléphone : {phone_display(phone)}")
     lines.append(f"Voir, ajouter à mon agenda ou annuler : {link}")

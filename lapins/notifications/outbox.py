@@ -455,7 +455,7 @@ def compose_sms(message: Message) -> str:
         location_type=str(rdv.motif.location_type),
         lieu_name=rdv.lieu.name if rdv.lieu else None,
         lieu_address=rdv.lieu.address if rdv.lieu and rdv.motif.location_type == LocationType.ON_SITE else None,
-        phone=(rdv.lieu.phone if rdv.lieu and rdv.lieu.phone else rdv.organisation.phone),
+        phone=rdv.phone_to_call,
         region=region_for(territory.number),
         link=links.family_url(rdv.id),
         organisation=rdv.organisation.name,

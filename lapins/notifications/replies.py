@@ -160,8 +160,7 @@ def _when(rdv: Rdv) -> str:
 
 
 def _phone_of(rdv: Rdv) -> str | None:
-    raw = (rdv.lieu.phone if rdv.lieu and rdv.lieu.phone else None) or rdv.organisation.phone
-    return display_phone(raw, "FR")
+    return display_phone(rdv.phone_to_call, "FR")
 
 
 def _sms(text: str) -> str:
