@@ -15,7 +15,7 @@ from lapins.extensions import db
 from lapins.models import (
     Channel, EntryStatus, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer,
 )
-from lapins.models.rdvs import CancellationChannel
+from lapins.models.rdvs import BookingChannel, CancellationChannel
 from lapins.notifications.gsm import septets
 from lapins.waitlist import offers
 from lapins.waitlist.tokens import offer_id_from_token, offer_token
@@ -431,3 +431,114 @@ def test_the_dev_inbox_shows_offers_to_their_organisation_only(client, auth, cli
     auth.logout()
     auth.login(factories.AgentFactory(organisation=factories.OrganisationFactory()))
     assert "+33622222222" not in client.get("/dev/messages").get_data(as_text=True)
+
+
+# --- What the agents read afterwards, joint consultations, entries whose rdv went away ----------------------------
+
+def test_the_rdv_page_says_the_family_booked_it_or_moved_it_by_taking_an_offer(client, auth, clinic):
+    cancelled = clinic.rdv(clinic.family("Annule"), hour=10)
+    newcomer = clinic.wait(clinic.family("Nouvelle"), priority=2)
+    mover = clinic.family("Avance", phone="+33622222222")
+    old_rdv = clinic.rdv(mover, day=date(2026, 3, 6), hour=9)
+    clinic.wait(mover, rdv=old_rdv, priority=1)
+    cancel(cancelled)
+    assert answer(client, link_of(offer_sms(newcomer.usager)[0]), "accepter").status_code == 302
+    cancel(clinic.rdv(clinic.family("Annule2"), hour=11))
+    assert answer(client, link_of(offer_sms(mover)[0]), "accepter").status_code == 302
+
+    booked, moved = (db.session.get(Rdv, offer.rdv_id) for offer in offers_made()[:2])
+    assert booked.usagers == [newcomer.usager] and moved.id == old_rdv.id
+    assert booked.booked_via == BookingChannel.OFFER and moved.booked_via == BookingChannel.AGENDA
+    auth.login(clinic.agent)
+    booked_page = html.unescape(client.get(f"/rdvs/{booked.id}").get_data(as_text=True))
+    assert "par la famille, en acceptant une proposition de la file d'attente" in booked_page
+    assert "Avancé par la famille" not in booked_page
+    moved_page = html.unescape(client.get(f"/rdvs/{moved.id}").get_data(as_text=True))
+    assert "Avancé par la famille le lundi 2 mars 2026 à 09h00, en acceptant une proposition" in moved_page
+    assert "par la famille, en acceptant" not in moved_page.split("Avancé")[0]
+
+
+@pytest.fixture()
+def joint(clinic, factories):
+    """A médecin who sees families at the same centre beside the puéricultrice, for joint consultations."""
+    doctor = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.AGENT)
+    factories.PlageFactory(agent=doctor, lieu=clinic.lieu, first_day=NOW.date(), motifs=[clinic.motif],
+                           start_time=time(9), end_time=time(12), weekdays=0b0011111)
+
+    def rdv(usager, hour: int = 10):
+        return book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent, doctor], usagers=[usager],
+                        lieu=clinic.lieu, starts_at=datetime.combine(WEDNESDAY, time(hour), PARIS))
+
+    return type("Joint", (), dict(doctor=doctor, rdv=staticmethod(rdv)))
+
+
+def test_a_cancelled_joint_consultation_is_offered_whole_and_booked_with_both_agents(client, clinic, joint):
+    cancelled = joint.rdv(clinic.family("Annule"))
+    entry = clinic.wait(clinic.family("Attente"))
+    cancel(cancelled)
+
+    [offer] = offers_made()
+    assert {agent.id for agent in offer.slot.agents} == {clinic.agent.id, joint.doctor.id}
+    assert answer(client, link_of(offer_sms(entry.usager)[0]), "accepter").status_code == 302
+    rdv = db.session.get(Rdv, reread(offer).rdv_id)
+    assert {agent.id for agent in rdv.agents} == {clinic.agent.id, joint.doctor.id}
+    assert rdv.starts_at == cancelled.starts_at and rdv.is_live
+
+
+def test_a_joint_slot_is_not_offered_once_one_of_its_agents_is_booked_again(clinic, joint):
+    cancel(joint.rdv(clinic.family("Annule")))  # nobody waits yet: the slot stays open
+    book_rdv(actor=joint.doctor, motif=clinic.motif, agents=[joint.doctor], usagers=[clinic.family("Autre")],
+             lieu=clinic.lieu, starts_at=datetime.combine(WEDNESDAY, time(10), PARIS))
+    clinic.wait(clinic.family("Attente"))
+
+    assert offers.reallocate() == 0 and offers_made() == []
+
+
+def test_a_hold_on_a_joint_slot_keeps_each_of_its_agents_time_from_other_offers(clinic, joint):
+    joint_rdv = joint.rdv(clinic.family("Annule"))
+    # The médecin was also booked alone at that time, knowingly (a recorded override).
+    solo = book_rdv(actor=joint.doctor, motif=clinic.motif, agents=[joint.doctor], usagers=[clinic.family("Solo")],
+                    lieu=clinic.lieu, starts_at=joint_rdv.starts_at, force=True)
+    first = clinic.wait(clinic.family("Premiere"), created_at=NOW - timedelta(days=1))
+    second = clinic.wait(clinic.family("Seconde", phone="+33622222222"))
+    cancel(joint_rdv)
+    cancel(solo)
+
+    # The médecin's time is held for the first family with the joint slot: it is not offered to the second.
+    assert offers.reallocate() == 0
+    [held] = offers_made()
+    assert held.entry_id == first.id and not offer_sms(second.usager)
+
+
+def test_an_entry_whose_rdv_the_family_cancelled_leaves_the_list(clinic):
+    family = clinic.family("Annule")
+    own = clinic.rdv(family, day=date(2026, 3, 6), hour=9)
+    entry = clinic.wait(family, rdv=own)
+    cancel(own)
+
+    assert reread(entry).status == EntryStatus.LAPSED
+    cancel(clinic.rdv(clinic.family("Autre"), hour=10))
+    assert all(offer.entry_id != entry.id for offer in offers_made())
+
+
+def test_an_entry_whose_rdv_the_service_cancelled_keeps_its_place_for_any_slot(clinic):
+    family = clinic.family("Revoque")
+    own = clinic.rdv(family, day=date(2026, 3, 4), hour=9)
+    entry = clinic.wait(family, rdv=own, priority=1)
+    cancel_rdv(actor=clinic.agent, rdv=own, status=RdvStatus.REVOKED, reason="Agent absent")
+
+    kept = reread(entry)
+    assert kept.status == EntryStatus.ACTIVE and kept.rdv_id is None
+    # Its own freed 09:00 slot and a later one are both offered to it, as to a family without an rdv.
+    [offer] = offers_made()
+    assert offer.entry_id == entry.id and offer.slot.starts_at == datetime(2026, 3, 4, 9, tzinfo=PARIS)
+
+
+def test_an_entry_whose_rdv_has_come_lapses_at_the_next_run(clinic, frozen_time):
+    family = clinic.family("Passe")
+    own = clinic.rdv(family, day=date(2026, 3, 3), hour=9)
+    entry = clinic.wait(family, rdv=own)
+    frozen_time.move_to(datetime(2026, 3, 3, 8, 30, tzinfo=timezone.utc))  # 09:30 in Paris: the rdv has started
+
+    offers.reallocate()
+    assert reread(entry).status == EntryStatus.LAPSED

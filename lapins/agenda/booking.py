@@ -10,7 +10,7 @@ from lapins.agenda import availability
 from lapins.extensions import db
 from lapins.formatting import local_time
 from lapins.models import Agent, Lieu, LocationType, MessageKind, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
-from lapins.models.rdvs import CancellationChannel, Canceller
+from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller
 from lapins.notifications import agent_emails, outbox
 from lapins.notifications.tasks import kick
 from lapins.waitlist import offers as waitlist_offers
@@ -39,11 +39,15 @@ def book_rdv(
     ends_at: datetime | None = None,
     notes: str | None = None,
     force: bool = False,
+    via: BookingChannel = BookingChannel.AGENDA,
 ) -> Rdv:
-    """Book an rdv; `actor` is the agent booking it, or None for a family accepting an offered slot."""
+    """Book an rdv; `actor` is the agent booking it (in the agenda or through the API), or None for a family
+    accepting an offered slot (`via` OFFER)."""
+    if (actor is None) != (via == BookingChannel.OFFER):
+        raise ValueError("an agent books in the agenda or through the API, a family only by taking an offer")
     _check_usagers(motif, usagers)
     rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id if actor is not None else None,
-              status=RdvStatus.UNKNOWN)
+              booked_via=via, status=RdvStatus.UNKNOWN)
     rdv.usagers = list(usagers)
     return _schedule(actor, rdv, motif=motif, agents=agents, lieu=lieu, starts_at=starts_at,
                      ends_at=ends_at or starts_at + timedelta(minutes=motif.duration_minutes), notes=notes, force=force)

@@ -70,15 +70,17 @@ def freed_slots(actor: Agent, now: datetime, days: int, organisation_id: int | N
 
 
 def _holds(now: datetime, until: datetime, agent_ids: set[int]) -> dict[tuple[int, datetime], datetime]:
-    """(agent, start) → end of the hold, for the times offered to a waiting family right now."""
+    """(agent, start) → end of the hold, for the times offered to a waiting family right now; a joint slot holds
+    the time of each of its agents."""
     if not agent_ids:
         return {}
-    rows = db.session.execute(
-        select(WaitlistSlot.agent_id, WaitlistSlot.starts_at, SlotOffer.held_until)
-        .join(SlotOffer, SlotOffer.slot_id == WaitlistSlot.id)
-        .where(WaitlistSlot.agent_id.in_(agent_ids), WaitlistSlot.starts_at > now, WaitlistSlot.starts_at < until,
-               SlotOffer.status == OfferStatus.HELD, SlotOffer.held_until > now))
-    return {(agent_id, starts_at): held_until for agent_id, starts_at, held_until in rows}
+    held = db.session.execute(
+        select(WaitlistSlot, SlotOffer.held_until).join(SlotOffer, SlotOffer.slot_id == WaitlistSlot.id)
+        .where(WaitlistSlot.starts_at > now, WaitlistSlot.starts_at < until,
+               SlotOffer.status == OfferStatus.HELD, SlotOffer.held_until > now)
+        .options(selectinload(WaitlistSlot.agents))).all()
+    return {(agent_id, slot.starts_at): held_until for slot, held_until in held for agent_id in slot.agent_ids
+            if agent_id in agent_ids}
 
 
 @bp.route("/creneaux-liberes")

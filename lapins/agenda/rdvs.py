@@ -19,6 +19,7 @@ from lapins.localtime import NonexistentLocalTime, to_local, to_utc
 from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Usager, utcnow
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import outbox
+from lapins.waitlist import entries as waitlist_entries
 
 TO_FILL_LIMIT = 200
 
@@ -145,7 +146,8 @@ def rdv_detail(rdv_id: int):
     rdv = _get_rdv(rdv_id)
     return render_template("agenda/rdvs/detail.html", rdv=rdv, tz=rdv.organisation.territory.tz,
                            cancel_form=CancelForm(), outcome_form=OutcomeForm(), now=utcnow(),
-                           messages=outbox.history(rdv), reminder_form=ReminderForm())
+                           messages=outbox.history(rdv), reminder_form=ReminderForm(),
+                           moved_by_offers=waitlist_entries.offers_that_moved(rdv))
 
 
 @bp.route("/rdvs/<int:rdv_id>/modifier", methods=["GET", "POST"])

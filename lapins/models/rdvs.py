@@ -53,6 +53,20 @@ class CancellationChannel(enum.StrEnum):
         return {"agenda": "depuis l'agenda", "link": "via le lien", "sms": "par SMS", "api": "via l'API"}[self.value]
 
 
+class BookingChannel(enum.StrEnum):
+    """How an rdv was booked: by an agent in the agenda, by the family taking a waiting-list offer, or by another
+    system through the API."""
+
+    AGENDA = "agenda"
+    OFFER = "offer"
+    API = "api"
+
+    @property
+    def label(self) -> str:
+        return {"agenda": "depuis l'agenda", "offer": "par la famille, en acceptant une proposition de la file "
+                "d'attente", "api": "via l'API"}[self.value]
+
+
 class Canceller(enum.StrEnum):
     """Who cancelled: an agent (recorded in cancelled_by_id), the family itself, or the system."""
 
@@ -104,6 +118,8 @@ class Rdv(db.Model):
     # Bumped whenever the family must be told again (time, lieu, cancellation): reminders are planned per revision.
     revision: Mapped[int] = mapped_column(default=0)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    booked_via: Mapped[BookingChannel] = mapped_column(_enum(BookingChannel), default=BookingChannel.AGENDA,
+                                                       server_default=BookingChannel.AGENDA.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

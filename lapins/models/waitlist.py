@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, text
+from sqlalchemy import Column, Enum, ForeignKey, Index, Table, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.extensions import db
@@ -24,10 +24,12 @@ class EntryStatus(enum.StrEnum):
     ACTIVE = "active"
     FULFILLED = "fulfilled"  # the family took an offered slot
     WITHDRAWN = "withdrawn"  # an agent took the family off the list
+    LAPSED = "lapsed"  # the rdv it wanted earlier was cancelled by the family, or has come
 
     @property
     def label(self) -> str:
-        return {"active": "En attente", "fulfilled": "Satisfaite", "withdrawn": "Retirée"}[self.value]
+        return {"active": "En attente", "fulfilled": "Satisfaite", "withdrawn": "Retirée",
+                "lapsed": "Sans objet"}[self.value]
 
 
 class EntrySource(enum.StrEnum):
@@ -71,8 +73,20 @@ class SlotStatus(enum.StrEnum):
     CLOSED = "closed"  # too close to its start, booked by an agent, or nobody left to offer it to
 
 
+waitlist_slot_agents = Table(
+    "waitlist_slot_agents",
+    db.metadata,
+    Column("slot_id", ForeignKey("waitlist_slots.id", ondelete="CASCADE"), primary_key=True),
+    Column("agent_id", ForeignKey("agents.id"), primary_key=True, index=True),
+)
+
+
 class WaitlistSlot(db.Model):
-    """A time a cancellation (or an rdv moved earlier from an offer) left free, one agent's, to reallocate."""
+    """A time a cancellation (or an rdv moved earlier from an offer) left free, to reallocate.
+
+    The slot needs every one of its `agents`: a joint consultation (a puéricultrice and a médecin) is offered as one
+    slot with both. `agent_id` is the first of them, kept for the board and for finding the slot again.
+    """
 
     __tablename__ = "waitlist_slots"
     __table_args__ = (Index("ix_waitlist_slots_status_starts", "status", "starts_at"),)
@@ -92,6 +106,11 @@ class WaitlistSlot(db.Model):
     motif: Mapped[Motif] = relationship()
     lieu: Mapped[Lieu | None] = relationship()
     agent: Mapped[Agent] = relationship()
+    agents: Mapped[list[Agent]] = relationship(secondary=waitlist_slot_agents, order_by="Agent.id")
+
+    @property
+    def agent_ids(self) -> list[int]:
+        return [agent.id for agent in self.agents] or [self.agent_id]
 
     def __repr__(self) -> str:
         return f"<WaitlistSlot {self.id}>"

@@ -11,7 +11,7 @@ from lapins.extensions import db
 from lapins.models import (
     Agent, EntrySource, EntryStatus, Lieu, Motif, OfferStatus, Rdv, SlotOffer, Usager, WaitlistEntry, utcnow,
 )
-from lapins.models.rdvs import rdv_usagers
+from lapins.models.rdvs import BookingChannel, rdv_usagers
 
 MAX_PRIORITY = 9
 
@@ -95,6 +95,15 @@ def held_offers(entry_ids: list[int]) -> dict[int, SlotOffer]:
                                                       SlotOffer.status == OfferStatus.HELD)
                               .options(selectinload(SlotOffer.slot)))
     return {offer.entry_id: offer for offer in rows}
+
+
+def offers_that_moved(rdv: Rdv) -> list[SlotOffer]:
+    """The waiting-list offers the family accepted to move this rdv earlier, oldest first (the rdv page says so);
+    an rdv booked by taking an offer (`booked_via` offer) says so itself, its first offer is not repeated."""
+    accepted = list(db.session.scalars(select(SlotOffer).where(SlotOffer.rdv_id == rdv.id,
+                                                               SlotOffer.status == OfferStatus.ACCEPTED)
+                                       .order_by(SlotOffer.answered_at, SlotOffer.id)))
+    return accepted[1:] if rdv.booked_via == BookingChannel.OFFER else accepted
 
 
 def usager_entries(actor: Agent, usager: Usager) -> list[WaitlistEntry]:

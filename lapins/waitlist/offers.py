@@ -29,6 +29,8 @@ from lapins.models import (
     Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus,
     SlotOffer, SlotStatus, Usager, WaitlistEntry, utcnow,
 )
+from lapins.models.rdvs import BookingChannel
+from lapins.models.waitlist import waitlist_slot_agents
 from lapins.notifications import outbox, timing
 from lapins.slots import to_utc
 
@@ -60,10 +62,14 @@ def after_cancellation(rdv_id: int) -> None:
     """A committed cancellation frees its time: record it and have it offered. Never fails the cancellation."""
     try:
         rdv = db.session.get(Rdv, rdv_id)
-        if rdv is not None and not rdv.is_live and len(rdv.agent_links) == 1:
-            # An rdv of several agents (a joint consultation) is not offered: one family's slot needs them all.
-            slot = record_freed(rdv.organisation_id, rdv.motif_id, rdv.lieu_id, rdv.agent_links[0].agent_id,
-                                rdv.starts_at, rdv.ends_at, source_rdv_id=rdv.id)
+        if rdv is None or rdv.is_live:
+            return
+        settle_entries_of_cancelled(rdv)
+        if rdv.agent_links:
+            # A joint consultation (several agents) is offered as one slot that needs them all.
+            slot = record_freed(rdv.organisation_id, rdv.motif_id, rdv.lieu_id,
+                                sorted(link.agent_id for link in rdv.agent_links), rdv.starts_at, rdv.ends_at,
+                                source_rdv_id=rdv.id)
             if slot is not None and _anyone_waiting(slot):
                 kick()
     except Exception:
@@ -71,19 +77,47 @@ def after_cancellation(rdv_id: int) -> None:
         logger.exception("Waiting list: the slot freed by rdv %s could not be recorded", rdv_id)
 
 
-def record_freed(organisation_id: int, motif_id: int, lieu_id: int | None, agent_id: int, starts_at: datetime,
+def settle_entries_of_cancelled(rdv: Rdv, now: datetime | None = None) -> None:
+    """The waiting-list entries that wanted this (now cancelled) rdv earlier: a family that cancelled it no longer
+    waits; a family whose rdv the service cancelled still needs one, and keeps its place for any slot of the motif."""
+    now = now or utcnow()
+    for entry in db.session.scalars(select(WaitlistEntry).where(WaitlistEntry.rdv_id == rdv.id,
+                                                                WaitlistEntry.status == EntryStatus.ACTIVE)):
+        if rdv.status == RdvStatus.EXCUSED:
+            entry.status, entry.closed_at = EntryStatus.LAPSED, now
+        else:
+            entry.rdv_id = None
+    db.session.commit()
+
+
+def lapse_entries_of_past_rdvs(now: datetime) -> int:
+    """Entries that wanted an rdv earlier than one that has now started: there is nothing earlier left to offer."""
+    started = select(Rdv.id).where(Rdv.starts_at <= now)
+    lapsed = db.session.execute(
+        update(WaitlistEntry).where(WaitlistEntry.status == EntryStatus.ACTIVE, WaitlistEntry.rdv_id.in_(started))
+        .values(status=EntryStatus.LAPSED, closed_at=now).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return lapsed
+
+
+def record_freed(organisation_id: int, motif_id: int, lieu_id: int | None, agent_ids: list[int], starts_at: datetime,
                  ends_at: datetime, *, source_rdv_id: int | None, now: datetime | None = None) -> WaitlistSlot | None:
-    """Record an open slot to offer (and commit), unless it is too close to its start or already open."""
+    """Record an open slot of these agents to offer (and commit), unless it is too close to its start or already
+    open."""
+    from lapins.models import Agent
+
     now = now or utcnow()
     if starts_at - _stop_before() <= now:
         return None
     already = db.session.scalar(select(WaitlistSlot.id).where(
-        WaitlistSlot.agent_id == agent_id, WaitlistSlot.starts_at == starts_at, WaitlistSlot.status == SlotStatus.OPEN))
+        WaitlistSlot.agent_id == agent_ids[0], WaitlistSlot.starts_at == starts_at,
+        WaitlistSlot.status == SlotStatus.OPEN))
     if already:
         return None
-    slot = WaitlistSlot(organisation_id=organisation_id, motif_id=motif_id, lieu_id=lieu_id, agent_id=agent_id,
+    slot = WaitlistSlot(organisation_id=organisation_id, motif_id=motif_id, lieu_id=lieu_id, agent_id=agent_ids[0],
                      starts_at=starts_at, ends_at=ends_at, source_rdv_id=source_rdv_id, status=SlotStatus.OPEN,
                      created_at=now)
+    slot.agents = list(db.session.scalars(select(Agent).where(Agent.id.in_(agent_ids))))
     db.session.add(slot)
     db.session.commit()
     return slot
@@ -110,6 +144,7 @@ def reallocate(now: datetime | None = None) -> int:
     """The beat's job: expire holds, close slots too near, offer every open slot without a hold. Returns offers made."""
     now = now or utcnow()
     expire_holds(now)
+    lapse_entries_of_past_rdvs(now)
     db.session.execute(
         update(WaitlistSlot).where(WaitlistSlot.status == SlotStatus.OPEN, WaitlistSlot.starts_at <= now + _stop_before())
         .values(status=SlotStatus.CLOSED).execution_options(synchronize_session=False))
@@ -146,17 +181,17 @@ def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
     if timing.in_quiet_hours(now, territory.tz, territory.quiet_hours_start, territory.quiet_hours_end):
         db.session.commit()
         return None  # the SMS could not leave: the slot waits for the morning's first run
-    agent_id = slot.agent_id
+    agent_ids = slot.agent_ids
     try:
-        # Under the agent's booking lock: an agent booking this time meanwhile, or another run offering an
-        # overlapping slot of this agent, waits for this transaction (and this one sees theirs).
-        _lock_agents([agent_id])
+        # Under the agents' booking locks: an agent booking this time meanwhile, or another run offering an
+        # overlapping slot of one of these agents, waits for this transaction (and this one sees theirs).
+        _lock_agents(agent_ids)
         db.session.refresh(slot)
         if slot.status != SlotStatus.OPEN or _held(slot):
             db.session.rollback()
             return None
         if _agent_busy(slot):
-            slot.status = SlotStatus.CLOSED  # an agent booked this time again: it is no longer free
+            slot.status = SlotStatus.CLOSED  # one of its agents was booked at this time again: it is no longer free
             db.session.commit()
             return None
         entry = _best_entry(slot, now)
@@ -180,16 +215,20 @@ def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
 
 
 def _held(slot: WaitlistSlot) -> bool:
-    """A hold on this slot, or on another slot of the agent's that overlaps it."""
+    """A hold on this slot, or on another slot overlapping it that needs one of the same agents."""
     return bool(db.session.scalar(
         select(SlotOffer.id).join(WaitlistSlot, SlotOffer.slot_id == WaitlistSlot.id)
-        .where(SlotOffer.status == OfferStatus.HELD, WaitlistSlot.agent_id == slot.agent_id,
+        .where(SlotOffer.status == OfferStatus.HELD,
+               or_(WaitlistSlot.agent_id.in_(slot.agent_ids),
+                   WaitlistSlot.id.in_(select(waitlist_slot_agents.c.slot_id)
+                                       .where(waitlist_slot_agents.c.agent_id.in_(slot.agent_ids)))),
                WaitlistSlot.starts_at < slot.ends_at, WaitlistSlot.ends_at > slot.starts_at).limit(1)))
 
 
 def _agent_busy(slot: WaitlistSlot) -> bool:
+    """One of the slot's agents has a live rdv over its time again."""
     return bool(db.session.scalar(
-        select(RdvAgent.rdv_id).where(RdvAgent.agent_id == slot.agent_id, RdvAgent.live.is_(True),
+        select(RdvAgent.rdv_id).where(RdvAgent.agent_id.in_(slot.agent_ids), RdvAgent.live.is_(True),
                                       RdvAgent.starts_at < slot.ends_at, RdvAgent.ends_at > slot.starts_at).limit(1)))
 
 
@@ -257,8 +296,8 @@ def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
     offer_id, slot, entry = offer.id, offer.slot, offer.entry
     moved = entry.rdv if entry.rdv is not None and entry.rdv.is_live and entry.rdv.starts_at > now else None
     old = None
-    if moved is not None and len(moved.agent_links) == 1:
-        old = (moved.organisation_id, moved.motif_id, moved.lieu_id, moved.agent_links[0].agent_id,
+    if moved is not None and moved.agent_links:
+        old = (moved.organisation_id, moved.motif_id, moved.lieu_id, sorted(link.agent_id for link in moved.agent_links),
                moved.starts_at, moved.ends_at, moved.id)
     try:
         claimed = db.session.execute(
@@ -272,12 +311,14 @@ def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
         entry.status, entry.closed_at = EntryStatus.FULFILLED, now
         slot.status = SlotStatus.TAKEN
         # book_rdv / move_rdv commit these changes with the booking, or roll everything back.
+        agents = slot.agents or [slot.agent]
         if moved is not None:
             rdv = booking.move_rdv(actor=None, rdv=moved, starts_at=slot.starts_at, ends_at=slot.ends_at,
-                                   agents=[slot.agent], lieu=slot.lieu, motif=slot.motif)
+                                   agents=agents, lieu=slot.lieu, motif=slot.motif)
         else:
-            rdv = booking.book_rdv(actor=None, motif=slot.motif, agents=[slot.agent], usagers=[entry.usager],
-                                   lieu=slot.lieu, starts_at=slot.starts_at, ends_at=slot.ends_at)
+            rdv = booking.book_rdv(actor=None, motif=slot.motif, agents=agents, usagers=[entry.usager],
+                                   lieu=slot.lieu, starts_at=slot.starts_at, ends_at=slot.ends_at,
+                                   via=BookingChannel.OFFER)
     except _Lost:
         db.session.rollback()
         db.session.refresh(offer)
