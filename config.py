@@ -81,6 +81,23 @@ class Config:
     WAITLIST_HOLD_MINUTES = env_int("WAITLIST_HOLD_MINUTES", 30)
     WAITLIST_STOP_BEFORE_HOURS = env_int("WAITLIST_STOP_BEFORE_HOURS", 2)
     WAITLIST_MAX_OFFERS_PER_DAY = env_int("WAITLIST_MAX_OFFERS_PER_DAY", 3)
+    # Login rate limiting (Flask-Limiter): counts live in RATELIMIT_STORAGE_URI, Redis in production so that every
+    # gunicorn worker and every machine shares them; memory:// (one process) is only good for `make run`.
+    # Limits are "N/minute;M/hour" strings; every attempt counts, whether the e-mail has an account or not.
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "lapins")
+    LOGIN_LIMITS_PER_ACCOUNT = env_str("LOGIN_LIMITS_PER_ACCOUNT", "5/minute;20/hour")
+    # A whole PMI office may reach Lapins through one address: high enough for its morning logins.
+    LOGIN_LIMITS_PER_IP = env_str("LOGIN_LIMITS_PER_IP", "30/minute;100/hour")
+    SECOND_FACTOR_LIMITS_PER_ACCOUNT = env_str("SECOND_FACTOR_LIMITS_PER_ACCOUNT", "5/minute;10/hour;30/day")
+    RESET_LIMITS_PER_ACCOUNT = env_str("RESET_LIMITS_PER_ACCOUNT", "3/hour;10/day")
+    RESET_LIMITS_PER_IP = env_str("RESET_LIMITS_PER_IP", "20/hour")
+    # Reverse proxies (nginx, a load balancer) in front of gunicorn whose X-Forwarded-For gives the client's address.
+    TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
+    # Encrypts secrets kept in the database (TOTP secrets). Default: derived from SECRET_KEY. Several keys separated
+    # by commas: the first encrypts, all decrypt (rotation).
+    LAPINS_ENCRYPTION_KEY = os.environ.get("LAPINS_ENCRYPTION_KEY") or None
 
 
 class DevelopmentConfig(Config):
@@ -96,11 +113,14 @@ class TestingConfig(Config):
     CELERY_TASK_ALWAYS_EAGER = True
     SMS_BACKEND = "console"
     EMAIL_BACKEND = "console"
+    RATELIMIT_ENABLED = False  # tests/test_login_limits.py turns it on for the apps it builds
+    RATELIMIT_STORAGE_URI = "memory://"
 
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 1)  # docs/deploy.md puts nginx in front of gunicorn
 
 
 CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}

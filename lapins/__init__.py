@@ -17,6 +17,7 @@ def create_app(config: type[Config] | str | None = None, **overrides) -> Flask:
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    register_rate_limits(app)
     register_errorhandlers(app)
     register_commands(app)
     register_template_helpers(app)
@@ -71,6 +72,12 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(family_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(stats_bp)
+
+
+def register_rate_limits(app: Flask) -> None:
+    from lapins.auth import limits
+
+    limits.init_app(app)  # a Limiter of this app's own, wrapped around the views it limits
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -61,6 +61,11 @@ def authorize(actor: Agent, action: str, target) -> None:
         abort(403)
 
 
+def may_use_second_factor(actor: Agent) -> bool:
+    """A TOTP second factor is offered to the administrators of an organisation (one who has it keeps it)."""
+    return actor.second_factor_enabled or any(role.role == Role.ADMIN for role in actor.roles)
+
+
 def authorize_statistics(actor: Agent, target: Organisation | Territory | None) -> None:
     """An organisation's figures are for everyone working in it; a territory's, for the administrators of one of its
     organisations."""

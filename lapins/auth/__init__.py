@@ -1,6 +1,6 @@
-"""Agents sign in and out."""
+"""Agents sign in and out: passwords, the administrators' optional second factor, rate limits, preferences."""
 from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
-from lapins.auth import passwords, preferences, views  # noqa: E402,F401
+from lapins.auth import limits, passwords, preferences, views  # noqa: E402,F401

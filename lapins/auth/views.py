@@ -1,18 +1,27 @@
+"""Signing in and out: the password, then, for an agent who enrolled, the code of their second factor."""
+import secrets
+import time
+from functools import cache
 from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import joinedload
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from lapins.auth import bp
-from lapins.auth.forms import LoginForm
+from lapins.auth import second_factor as second_factor_codes
+from lapins.auth.forms import LoginForm, SecondFactorForm
+from lapins.auth.limits import PENDING_SECOND_FACTOR
 from lapins.extensions import db, login_manager
 from lapins.models import Agent, AgentRole, Organisation
 
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Connectez-vous pour accéder à cette page."
 login_manager.login_message_category = "info"
+
+PENDING_SECOND_FACTOR_SECONDS = 5 * 60  # between the password and the code
 
 
 # Built once: every request of a signed-in agent runs it.
@@ -49,14 +58,65 @@ def login():
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         agent = db.session.scalar(select(Agent).where(func.lower(Agent.email) == email))
+        if agent is None:
+            check_password_hash(unknown_account_hash(), form.password.data)  # as slow as for a real account
         if agent is None or not agent.check_password(form.password.data) or not agent.active:
             form.password.errors.append("Adresse électronique ou mot de passe incorrect.")
-        else:
+        elif agent.second_factor_enabled:
             session.clear()
-            session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
-            login_user(agent)
-            return redirect(safe_next(request.args.get("next")) or url_for("agenda.home"))
+            session[PENDING_SECOND_FACTOR] = {"agent": agent.id, "at": int(time.time()),
+                                              "next": safe_next(request.args.get("next"))}
+            return redirect(url_for("auth.second_factor"))
+        else:
+            return sign_in(agent, safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), 200 if not form.errors else 422
+
+
+def sign_in(agent: Agent, next_page: str | None):
+    session.clear()
+    session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
+    login_user(agent)
+    return redirect(next_page or url_for("agenda.home"))
+
+
+@cache
+def unknown_account_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def agent_pending_second_factor() -> tuple[Agent | None, dict]:
+    """The agent who gave their password and has not yet typed their code (for PENDING_SECOND_FACTOR_SECONDS)."""
+    pending = session.get(PENDING_SECOND_FACTOR)
+    if not isinstance(pending, dict) or not isinstance(pending.get("agent"), int) \
+            or time.time() - pending.get("at", 0) > PENDING_SECOND_FACTOR_SECONDS:
+        return None, {}
+    agent = db.session.get(Agent, pending["agent"])
+    if agent is None or not agent.active or not agent.second_factor_enabled:
+        return None, {}
+    return agent, pending
+
+
+@bp.route("/connexion/code", methods=["GET", "POST"])
+def second_factor():
+    if current_user.is_authenticated:
+        return redirect(url_for("agenda.home"))
+    agent, pending = agent_pending_second_factor()
+    if agent is None:
+        session.pop(PENDING_SECOND_FACTOR, None)
+        flash("Votre connexion n'a pas abouti à temps : saisissez à nouveau votre mot de passe.", "info")
+        return redirect(url_for("auth.login"))
+    form = SecondFactorForm()
+    if form.validate_on_submit():
+        check = second_factor_codes.check_code(agent, form.code.data)
+        if check.ok:
+            response = sign_in(agent, safe_next(pending.get("next")))
+            if check.recovery_codes_left is not None:
+                flash(f"Code de secours accepté (il ne servira plus). Il vous en reste {check.recovery_codes_left} ; "
+                      "pour en obtenir de nouveaux, désactivez puis réactivez la double authentification dans "
+                      "« Mes préférences ».", "warning")
+            return response
+        form.code.errors.append(check.problem)
+    return render_template("auth/second_factor.html", form=form), 200 if not form.errors else 422
 
 
 @bp.route("/deconnexion", methods=["POST"])

@@ -5,7 +5,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -38,8 +38,14 @@ class Agent(UserMixin, db.Model):
     booking_version: Mapped[int] = mapped_column(default=0)
     # The agent asked for an e-mail when a family cancels one of their rdvs (the "Mes préférences" page).
     notify_on_family_cancellation: Mapped[bool] = mapped_column(default=False)
+    # Second factor (TOTP, lapins.auth.second_factor): the secret encrypted with lapins.crypto, set at enrolment and
+    # in force once confirmed (totp_enabled_at); the last time step accepted, so that a code serves once.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     roles: Mapped[list[AgentRole]] = relationship(back_populates="agent", cascade="all, delete-orphan")
+    recovery_codes: Mapped[list[AgentRecoveryCode]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
     @property
     def full_name(self) -> str:
@@ -54,6 +60,10 @@ class Agent(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    @property
+    def second_factor_enabled(self) -> bool:
+        return self.totp_enabled_at is not None
 
     def role_in(self, organisation_id: int) -> Role | None:
         for role in self.roles:
@@ -80,3 +90,15 @@ class AgentRole(db.Model):
 
     agent: Mapped[Agent] = relationship(back_populates="roles")
     organisation: Mapped[Organisation] = relationship()
+
+
+class AgentRecoveryCode(db.Model):
+    """A single-use recovery code of an agent's second factor, kept as its SHA-256 (the code has 59 random bits)."""
+
+    __tablename__ = "agent_recovery_codes"
+    __table_args__ = (UniqueConstraint("agent_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,130 @@
+"""Rate limits on the account forms (Flask-Limiter): password, second-factor code, reset link, enrolment codes.
+
+Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
+the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
+account. The keys are HMACs of the address and of the e-mail, so Redis and Flask-Limiter's log line hold neither.
+
+Each app builds its own Limiter in `init_app` (kept in app.extensions): Flask-Limiter keeps its storage and its
+`enabled` flag on the instance, and a process-wide one would carry counts from one app to the next. Counts are
+shared by every process that uses the same RATELIMIT_STORAGE_URI (Redis in production); memory:// counts per process.
+When Redis cannot be reached, counting goes on in the process's memory (logged) rather than refusing every login.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask, current_app, render_template, request, session
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_login import current_user
+
+from lapins.auth import bp
+
+logger = logging.getLogger(__name__)
+
+EXTENSION = "lapins.limiter"
+PENDING_SECOND_FACTOR = "second_factor_pending"  # lapins.auth.views: the agent who gave their password
+
+TOO_MANY_LOGINS = "Trop de tentatives de connexion. Réessayez dans quelques minutes."
+TOO_MANY_RESETS = "Trop de demandes de lien. Réessayez dans quelques minutes."
+TOO_MANY_CODES = "Trop de codes essayés. Réessayez dans quelques minutes."
+
+
+def _digest(kind: str, value: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def client_address() -> str:
+    """The client's address; behind TRUSTED_PROXIES proxies, the one the outermost of them saw."""
+    address = request.remote_addr or "unknown"
+    proxies = current_app.config["TRUSTED_PROXIES"]
+    if proxies > 0:
+        forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+        if len(forwarded) >= proxies:
+            address = forwarded[-proxies]
+    return _digest("ip", address)
+
+
+def email_tried() -> str:
+    return _digest("email", request.form.get("email", "").strip().lower())
+
+
+def agent_pending() -> str:
+    pending = session.get(PENDING_SECOND_FACTOR)
+    return _digest("agent", str(pending.get("agent") if isinstance(pending, dict) else None))
+
+
+def signed_in_agent() -> str:
+    return _digest("agent", str(current_user.get_id()))
+
+
+@dataclass(frozen=True)
+class Rule:
+    endpoint: str
+    per_account: str  # the setting holding the limits per account
+    per_ip: str | None  # the setting holding the limits per client address
+    account: Callable[[], str]
+    message: str
+
+
+RULES = (
+    Rule("auth.login", "LOGIN_LIMITS_PER_ACCOUNT", "LOGIN_LIMITS_PER_IP", email_tried, TOO_MANY_LOGINS),
+    Rule("auth.second_factor", "SECOND_FACTOR_LIMITS_PER_ACCOUNT", "LOGIN_LIMITS_PER_IP", agent_pending,
+         TOO_MANY_LOGINS),
+    Rule("auth.forgot_password", "RESET_LIMITS_PER_ACCOUNT", "RESET_LIMITS_PER_IP", email_tried, TOO_MANY_RESETS),
+    Rule("auth.second_factor_enrol", "SECOND_FACTOR_LIMITS_PER_ACCOUNT", None, signed_in_agent, TOO_MANY_CODES),
+    Rule("auth.second_factor_disable", "SECOND_FACTOR_LIMITS_PER_ACCOUNT", None, signed_in_agent, TOO_MANY_CODES),
+)
+MESSAGES = {rule.endpoint: rule.message for rule in RULES}
+
+
+def init_app(app: Flask) -> Limiter:
+    """This app's limiter, its limits wrapped around the views of RULES (call it once the blueprints are in)."""
+    limiter = Limiter(client_address, strategy="moving-window", headers_enabled=False, swallow_errors=True,
+                      in_memory_fallback_enabled=True)
+    limiter.init_app(app)
+    app.extensions[EXTENSION] = limiter
+    if not limiter.enabled:
+        return limiter
+    if app.config["ENV_NAME"] == "production" and app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+        logger.warning("RATELIMIT_STORAGE_URI is memory://: each process counts login attempts on its own "
+                       "(set it to the Redis URL)")
+    for rule in RULES:
+        view = app.view_functions[rule.endpoint]
+        view = limiter.limit(app.config[rule.per_account], key_func=rule.account, methods=["POST"])(view)
+        if rule.per_ip:
+            view = limiter.limit(app.config[rule.per_ip], key_func=client_address, methods=["POST"],
+                                 scope="ip")(view)
+        app.view_functions[rule.endpoint] = view
+    return limiter
+
+
+def _retry_after_seconds() -> int:
+    limiter: Limiter | None = current_app.extensions.get(EXTENSION)
+    limit = limiter.current_limit if limiter is not None else None
+    if limit is None:
+        return 60
+    return max(1, int(limit.reset_at - time.time()))
+
+
+@bp.errorhandler(RateLimitExceeded)
+def too_many_attempts(error: RateLimitExceeded):
+    """The page the agent was on, with the French message, as HTTP 429 (the counts are in no log)."""
+    from lapins.auth.forms import LoginForm, SecondFactorForm
+    from lapins.auth.passwords import ResetRequestForm
+
+    message = MESSAGES.get(request.endpoint or "", TOO_MANY_LOGINS)
+    if request.endpoint == "auth.login":
+        page = render_template("auth/login.html", form=LoginForm(), limited=message)
+    elif request.endpoint == "auth.second_factor":
+        page = render_template("auth/second_factor.html", form=SecondFactorForm(formdata=None), limited=message)
+    elif request.endpoint == "auth.forgot_password":
+        page = render_template("auth/forgot_password.html", form=ResetRequestForm(), limited=message)
+    else:
+        page = render_template("auth/too_many_attempts.html", message=message)
+    return page, 429, {"Retry-After": str(_retry_after_seconds())}
