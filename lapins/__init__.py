@@ -58,6 +58,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from lapins.agenda import bp as agenda_bp
+    from lapins.audit.views import bp as audit_bp
     from lapins.auth import bp as auth_bp
     from lapins.family import bp as family_bp
     from lapins.health import bp as health_bp
@@ -72,6 +73,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(family_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(stats_bp)
+    app.register_blueprint(audit_bp)
 
 
 def register_rate_limits(app: Flask) -> None:

@@ -1,0 +1,5 @@
+"""The audit trail of rdvs and usagers: who changed what and when, recorded on every flush, shown to admins.
+
+recording.py writes it (session listeners), actors.py tells who is acting, views.py shows it.
+"""
+from lapins.audit.actors import acting  # noqa: F401
