@@ -81,6 +81,13 @@ class Config:
     WAITLIST_HOLD_MINUTES = env_int("WAITLIST_HOLD_MINUTES", 30)
     WAITLIST_STOP_BEFORE_HOURS = env_int("WAITLIST_STOP_BEFORE_HOURS", 2)
     WAITLIST_MAX_OFFERS_PER_DAY = env_int("WAITLIST_MAX_OFFERS_PER_DAY", 3)
+    # Outgoing webhooks (lapins.integrations): each request's connect and read timeouts in seconds; delivered and
+    # failed deliveries (whose payloads name families) are kept in the log this many days; http:// addresses are
+    # refused in production (events name families: https only).
+    WEBHOOK_CONNECT_TIMEOUT = env_int("WEBHOOK_CONNECT_TIMEOUT", 3)
+    WEBHOOK_READ_TIMEOUT = env_int("WEBHOOK_READ_TIMEOUT", 5)
+    WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 30)
+    WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", True)
     # Login rate limiting (Flask-Limiter): counts live in RATELIMIT_STORAGE_URI, Redis in production so that every
     # gunicorn worker and every machine shares them; memory:// (one process) is only good for `make run`.
     # Limits are "N/minute;M/hour" strings; every attempt counts, whether the e-mail has an account or not.
@@ -121,6 +128,7 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 1)  # docs/deploy.md puts nginx in front of gunicorn
+    WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", False)
 
 
 CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}

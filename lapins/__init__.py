@@ -62,6 +62,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.auth import bp as auth_bp
     from lapins.family import bp as family_bp
     from lapins.health import bp as health_bp
+    from lapins.integrations import bp as integrations_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
     from lapins.stats import bp as stats_bp
     from lapins.vendor import bp as vendor_bp
@@ -73,6 +74,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(family_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(stats_bp)
+    app.register_blueprint(integrations_bp)
     app.register_blueprint(audit_bp)
 
 

@@ -10,7 +10,7 @@ from flask import abort
 from sqlalchemy import Select, select
 
 from lapins.models import (
-    Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,
+    Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager, Webhook,
 )
 
 MANAGERS = {Role.ADMIN, Role.SECRETARY}
@@ -28,7 +28,7 @@ def _organisation_ids(target) -> set[int]:
         return target.organisation_ids
     if isinstance(target, Usager):
         return {organisation.id for organisation in target.organisations}
-    if isinstance(target, (Rdv, Motif, Lieu, PlageOuverture)):
+    if isinstance(target, (Rdv, Motif, Lieu, PlageOuverture, Webhook)):
         return {target.organisation_id}
     if isinstance(target, Absence):
         return target.agent.organisation_ids

@@ -27,6 +27,8 @@ PERIODIC_JOBS = [
                 setting="OUTBOX_DISPATCH_SECONDS"),
     # Expires the holds of offered slots and offers open freed slots to the waiting list (lapins.waitlist.offers).
     PeriodicJob("waitlist-reallocate", "lapins.tasks.reallocate_freed_slots", every_seconds=60, expires_seconds=55),
+    # Sends the due deliveries of outgoing webhooks, first tries and retries (lapins.integrations.delivery).
+    PeriodicJob("webhooks-deliver", "lapins.tasks.deliver_webhooks", every_seconds=60, expires_seconds=55),
 ]
 
 
@@ -62,3 +64,10 @@ def reallocate_freed_slots() -> int:
     from lapins.waitlist import offers
 
     return offers.reallocate()
+
+
+@shared_task(name="lapins.tasks.deliver_webhooks", ignore_result=True)
+def deliver_webhooks() -> dict[str, int]:
+    from lapins.integrations import delivery
+
+    return delivery.deliver_due()

@@ -12,11 +12,13 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from lapins import crypto
 from lapins.extensions import db
 from lapins.models import (
     Absence, Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvStatus, Role,
-    Territory, Usager, WaitlistEntry, EntryStatus,
+    Territory, Usager, WaitlistEntry,
 )
+from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 from tests.conftest import csrf_token_from
 
 # Reached without a session: by a signed token (family pages, invitations), a Twilio signature, or nothing at all.
@@ -28,7 +30,8 @@ PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.logout", "auth.accept_invitati
 OBJECT_OF_PARAMETER = {
     "rdv_id": "rdv", "usager_id": "usager", "agent_id": "agent", "lieu_id": "lieu", "motif_id": "motif",
     "plage_id": "plage", "absence_id": "absence", "entry_id": "entry", "export_id": "export",
-    "territory_id": "territory", "organisation_id": "organisation",
+    "territory_id": "territory", "organisation_id": "organisation", "webhook_id": "webhook",
+    "delivery_id": "delivery",
 }
 KIND_OF_TARGET = {"organisation": "organisation", "territoire": "territory"}
 
@@ -50,9 +53,13 @@ def _world(factories, number: str, name: str):
         entry = factories.WaitlistEntryFactory(usager=usager, motif=motif, organisation=org)
         export = Export(requested_by=agent, territory=territory, organisation=org, kind=ExportKind.RDVS,
                         file_format="csv", params={}, status=ExportStatus.DONE, filename="rdvs.csv", content=b"x")
-        db.session.add(export)
+        webhook = Webhook(organisation=org, url="https://si.example.fr/hook", secret_encrypted=crypto.encrypt("s"))
+        db.session.add_all([export, webhook])
+        db.session.flush()
+        sent = WebhookDelivery(webhook_id=webhook.id, event="rdv.created", payload={}, status=DeliveryStatus.FAILED)
+        db.session.add(sent)
         db.session.commit()
-        return {"organisation": org, "territory": territory, "lieu": lieu, "motif": motif, "agent": agent,
+        return {"webhook": webhook, "delivery": sent, "organisation": org, "territory": territory, "lieu": lieu, "motif": motif, "agent": agent,
                 "plage": plage, "absence": absence, "usager": usager, "rdv": rdv, "entry": entry, "export": export}
 
     return organisation
@@ -117,7 +124,8 @@ def _snapshot(objects: dict) -> dict:
         "absence": db.session.get(Absence, objects["absence"].id) is not None,
         "entry": db.session.get(WaitlistEntry, objects["entry"].id).status,
         "agent": db.session.get(Agent, objects["agent"].id).active,
-        "messages": len(rdv.messages) if hasattr(rdv, "messages") else None,
+        "webhook": db.session.get(Webhook, objects["webhook"].id).active,
+        "delivery": db.session.get(WebhookDelivery, objects["delivery"].id).status,
     }
 
 

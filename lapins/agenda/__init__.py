@@ -38,6 +38,7 @@ NAV_SECTIONS = {
     "agenda.new_absence": "agenda.my_schedule", "agenda.edit_absence": "agenda.my_schedule",
     "agenda.delete_absence": "agenda.my_schedule",
     "agenda.territory_messages": "agenda.my_territory_messages",
+    "integrations.webhooks": "integrations.index",
     "audit.rdv_history": "audit.index", "audit.usager_history": "audit.index",
 }
 
@@ -65,6 +66,7 @@ def extra_nav_items(agent) -> list[tuple[str, str]]:
     if getattr(agent, "is_authenticated", False) and any(role.role == Role.ADMIN for role in agent.roles):
         items.append(("agenda.my_territory_messages", "SMS envoyés"))
         items.append(("audit.index", "Historique"))
+        items.append(("integrations.index", "Intégrations"))
     if current_app.config["ENV_NAME"] != "production":
         items.append(("agenda.dev_inbox", "Boîte de dév."))
     return items

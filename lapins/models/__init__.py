@@ -10,6 +10,7 @@ from lapins.models.system import Heartbeat
 from lapins.models.territories import Lieu, Organisation, Territory
 from lapins.models.types import utcnow
 from lapins.models.usagers import Usager
+from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery  # noqa: F401
 from lapins.models.waitlist import EntrySource, EntryStatus, OfferStatus, SlotOffer, SlotStatus, WaitlistEntry, WaitlistSlot
 from lapins.models import agenda_stamps  # noqa: F401,I001  (its listeners draw new agenda stamps on every change)
 from lapins.models.audit import AuditEvent  # noqa: F401,I001  (its module registers the audit-trail listeners)
