@@ -58,6 +58,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from lapins.agenda import bp as agenda_bp
+    from lapins.api import bp as api_bp
     from lapins.audit.views import bp as audit_bp
     from lapins.auth import bp as auth_bp
     from lapins.family import bp as family_bp
@@ -74,6 +75,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(family_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(stats_bp)
+    app.register_blueprint(api_bp)
     app.register_blueprint(integrations_bp)
     app.register_blueprint(audit_bp)
 
@@ -91,9 +93,11 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from lapins.api.cli import api_token
     from lapins.commands import register
 
     register(app)
+    app.cli.add_command(api_token)
 
 
 def register_template_helpers(app: Flask) -> None:

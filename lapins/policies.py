@@ -116,3 +116,9 @@ def usager_scope(actor: Agent) -> Select:
 
 def plage_scope(actor: Agent) -> Select:
     return select(PlageOuverture).where(PlageOuverture.organisation_id.in_(organisations_of(actor)))
+
+
+def absence_scope(actor: Agent) -> Select:
+    """Absences of the agents working in the actor's organisations (an absence belongs to no organisation)."""
+    colleagues = select(AgentRole.agent_id).where(AgentRole.organisation_id.in_(organisations_of(actor)))
+    return select(Absence).where(Absence.agent_id.in_(colleagues))

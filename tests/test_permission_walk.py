@@ -23,7 +23,8 @@ from tests.conftest import csrf_token_from
 
 # Reached without a session: by a signed token (family pages, invitations), a Twilio signature, or nothing at all.
 PUBLIC_BLUEPRINTS = {"family", "webhooks", "health", "vendor"}
-PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.logout", "auth.accept_invitation", "auth.forgot_password",
+# The API's document and its docs page hold no data: they are read without a token.
+PUBLIC_ENDPOINTS = {"api.openapi_document", "api.docs", "static", "auth.login", "auth.logout", "auth.accept_invitation", "auth.forgot_password",
                     "auth.reset_password"}
 
 # URL parameter → the kind of object it names ("target_id" is an organisation or a territory, after `kind`).
@@ -134,11 +135,28 @@ def _login(client, auth, agent) -> str:
     return csrf_token_from(client.get("/usagers").get_data(as_text=True))
 
 
+def _open(client, rule, url: str, method: str, *, csrf: str | None = None, bearer: str | None = None, **kwargs):
+    """A request as the actor makes it: the API (blueprint `api`) with the actor's token and a JSON body, every
+    other page with the session and, for a POST, its CSRF token."""
+    if rule.endpoint.startswith("api."):
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        body = {"json": {}} if method in ("POST", "PATCH", "PUT") else {}
+        return client.open(url, method=method, headers=headers, **body, **kwargs)
+    return client.open(url, method=method, data={"csrf_token": csrf} if method == "POST" and csrf else None, **kwargs)
+
+
+def _api_token(agent) -> str:
+    from lapins.api.tokens import create
+
+    return create(agent, "Parcours des permissions")[1]
+
+
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.SECRETARY, Role.AGENT])
 def test_no_route_reaches_another_organisations_or_territorys_objects(app, client, auth, factories, worlds, role):
     own, neighbour, stranger = worlds
     actor = factories.AgentFactory(organisation=own["organisation"], organisation__role=role)
     token = _login(client, auth, actor)
+    bearer = _api_token(actor)
     before = {"neighbour": _snapshot(neighbour), "stranger": _snapshot(stranger)}
 
     reached, walked = [], 0
@@ -147,7 +165,7 @@ def test_no_route_reaches_another_organisations_or_territorys_objects(app, clien
             # The actor's own territory is the neighbour's too: reaching it is not a leak.
             for url in _urls(app, rule, others, skip_territory=others is neighbour):
                 for method in _methods(rule):
-                    response = client.open(url, method=method, data={"csrf_token": token} if method == "POST" else None)
+                    response = _open(client, rule, url, method, csrf=token, bearer=bearer)
                     walked += 1
                     if response.status_code not in (403, 404):
                         reached.append(f"{method} {url} ({label}) → {response.status_code}")
@@ -165,13 +183,14 @@ def test_the_walk_reaches_the_actors_own_objects(app, client, auth, factories, w
     own["export"].requested_by = admin
     db.session.commit()
     _login(client, auth, admin)
+    bearer = _api_token(admin)
 
     refused = []
     for rule in _walked_rules(app):
         if "GET" not in rule.methods:
             continue
         for url in _urls(app, rule, own):
-            response = client.get(url)
+            response = _open(client, rule, url, "GET", bearer=bearer)
             if response.status_code in (403, 404) or response.status_code >= 500:
                 refused.append(f"GET {url} → {response.status_code}")
     assert refused == []
@@ -199,6 +218,7 @@ def test_ids_of_other_organisations_in_the_query_string_show_nothing_of_theirs(a
     own, neighbour, stranger = worlds
     actor = factories.AgentFactory(organisation=own["organisation"], organisation__role=Role.ADMIN)
     _login(client, auth, actor)
+    bearer = _api_token(actor)
     leaks = []
     for rule in _walked_rules(app):
         if rule.arguments or "GET" not in rule.methods:
@@ -208,7 +228,7 @@ def test_ids_of_other_organisations_in_the_query_string_show_nothing_of_theirs(a
             names = [others["agent"].last_name, others["lieu"].name, others["motif"].name, others["usager"].last_name,
                      others["organisation"].name]
             query = {param: others[OBJECT_OF_PARAMETER[param]].id for param in QUERY_IDS}
-            response = client.get(url, query_string=query)
+            response = _open(client, rule, url, "GET", bearer=bearer, query_string=query)
             text = response.get_data(as_text=True)
             if response.status_code >= 500 or any(name in text for name in names):
                 leaks.append(f"GET {url} with ids of {others['organisation'].name} → {response.status_code}")

@@ -1,5 +1,6 @@
 """The domain model: every table of Lapins, importable from here."""
 from lapins.models.agents import Agent, AgentRole, Role
+from lapins.models.api_tokens import ApiToken  # noqa: F401
 from lapins.models.messages import Channel, Message, MessageKind, MessageStatus
 from lapins.models.exports import Export, ExportKind, ExportStatus  # noqa: F401
 from lapins.models.motifs import LocationType, Motif

@@ -1,0 +1,269 @@
+"""The API's declarations: the JSON schemas of requests and responses and the table of operations.
+
+The same table registers the routes (lapins.api.routing), validates what they receive (lapins.api.validation) and
+writes the OpenAPI document and the docs page (lapins.api.openapi): the three cannot say different things.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lapins.api.validation import HOUR_PATTERN
+
+MAX_ID = 2**31 - 1
+PER_PAGE_MAX = 100
+
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+NULLABLE_ID = ID | {"nullable": True}
+IDS = {"type": "array", "items": ID, "minItems": 1, "maxItems": 10}
+INSTANT = {"type": "string", "format": "date-time", "maxLength": 40, "example": "2026-01-05T09:30:00Z"}
+NULLABLE_INSTANT = INSTANT | {"nullable": True}
+LOCAL_INSTANT = {"type": "string", "maxLength": 40, "example": "2026-01-05T10:30:00+01:00",
+                 "description": "La même heure, dans le fuseau du territoire."}
+DAY = {"type": "string", "format": "date", "maxLength": 10, "example": "2026-01-05"}
+HOUR = {"type": "string", "pattern": HOUR_PATTERN, "maxLength": 5, "example": "09:00",
+        "description": "Heure locale du territoire, HH:MM."}
+WEEKDAYS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}, "maxItems": 7,
+            "description": "Jours de la semaine : 0 = lundi … 6 = dimanche."}
+TEXT = {"type": "string", "maxLength": 255}
+RDV_STATUSES = ["unknown", "seen", "noshow", "excused", "revoked"]
+
+
+def _string(max_length: int, *, nullable: bool = False, min_length: int = 0, **extra) -> dict:
+    schema = {"type": "string", "maxLength": max_length} | extra
+    if min_length:
+        schema["minLength"] = min_length
+    if nullable:
+        schema["nullable"] = True
+    return schema
+
+
+def _object(properties: dict, required: list[str] | None = None, *, closed: bool = True) -> dict:
+    schema = {"type": "object", "properties": properties, "required": required or []}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def page_of(item: dict) -> dict:
+    return _object({"items": {"type": "array", "items": item}, "page": {"type": "integer"},
+                    "per_page": {"type": "integer"}, "total": {"type": "integer"}},
+                   ["items", "page", "per_page", "total"], closed=False)
+
+
+# --- What the API answers -------------------------------------------------------------------------------------------
+
+ERROR = _object({
+    "error": {"type": "string", "description": "Code de l'erreur, stable (unauthorized, not_found, invalid…)."},
+    "message": {"type": "string", "description": "Message en français, à montrer tel quel."},
+    "fields": {"type": "object", "additionalProperties": {"type": "string"},
+               "description": "Un message par champ refusé."},
+    "can_force": {"type": "boolean"},
+}, ["error", "message"], closed=False)
+
+RDV = _object({
+    "id": ID, "organisation_id": ID, "motif_id": ID, "lieu_id": NULLABLE_ID,
+    "agent_ids": {"type": "array", "items": ID}, "usager_ids": {"type": "array", "items": ID},
+    "starts_at": INSTANT, "ends_at": INSTANT, "starts_at_local": LOCAL_INSTANT, "ends_at_local": LOCAL_INSTANT,
+    "timezone": {"type": "string"}, "duration_minutes": {"type": "integer"},
+    "status": {"type": "string", "enum": RDV_STATUSES}, "status_label": {"type": "string"},
+    "notes": {"type": "string", "nullable": True}, "booked_via": {"type": "string"},
+    "created_at": INSTANT, "cancelled_at": NULLABLE_INSTANT,
+    "cancelled_via": {"type": "string", "nullable": True}, "cancel_reason": {"type": "string", "nullable": True},
+}, ["id", "organisation_id", "motif_id", "lieu_id", "agent_ids", "usager_ids", "starts_at", "ends_at",
+    "starts_at_local", "ends_at_local", "timezone", "duration_minutes", "status", "status_label"], closed=False)
+
+USAGER = _object({
+    "id": ID, "territory_id": ID, "organisation_ids": {"type": "array", "items": ID},
+    "responsible_id": NULLABLE_ID, "relative_ids": {"type": "array", "items": ID},
+    "first_name": {"type": "string"}, "last_name": {"type": "string"},
+    "birth_date": DAY | {"nullable": True}, "phone": {"type": "string", "nullable": True},
+    "email": {"type": "string", "nullable": True}, "sms_consent": {"type": "boolean"},
+    "email_consent": {"type": "boolean"}, "phone_undeliverable": {"type": "boolean"}, "created_at": INSTANT,
+}, ["id", "territory_id", "first_name", "last_name"], closed=False)
+
+MOTIF = _object({
+    "id": ID, "organisation_id": ID, "name": {"type": "string"}, "duration_minutes": {"type": "integer"},
+    "location_type": {"type": "string", "enum": ["on_site", "phone", "home"]}, "active": {"type": "boolean"},
+    "color": {"type": "string"},
+}, ["id", "organisation_id", "name", "duration_minutes", "location_type", "active"], closed=False)
+
+LIEU = _object({
+    "id": ID, "organisation_id": ID, "name": {"type": "string"}, "address": {"type": "string"},
+    "phone": {"type": "string", "nullable": True},
+}, ["id", "organisation_id", "name"], closed=False)
+
+AGENT = _object({
+    "id": ID, "first_name": {"type": "string"}, "last_name": {"type": "string"}, "email": {"type": "string"},
+    "organisation_ids": {"type": "array", "items": ID},
+}, ["id", "first_name", "last_name"], closed=False)
+
+_RECURRENCE_OUT = {
+    "first_day": DAY, "last_day": DAY | {"nullable": True}, "start_time": HOUR, "end_time": HOUR,
+    "weekdays": WEEKDAYS, "every_n_weeks": {"type": "integer"}, "timezone": {"type": "string"},
+}
+PLAGE = _object({"id": ID, "agent_id": ID, "organisation_id": ID, "lieu_id": NULLABLE_ID,
+                 "motif_ids": {"type": "array", "items": ID}, "title": {"type": "string"}} | _RECURRENCE_OUT,
+                ["id", "agent_id", "organisation_id", "title", "first_day", "start_time", "end_time"], closed=False)
+ABSENCE = _object({"id": ID, "agent_id": ID, "title": {"type": "string"}} | _RECURRENCE_OUT,
+                  ["id", "agent_id", "title", "first_day", "start_time", "end_time"], closed=False)
+
+SLOT = _object({
+    "starts_at": INSTANT, "ends_at": INSTANT, "starts_at_local": LOCAL_INSTANT, "ends_at_local": LOCAL_INSTANT,
+    "timezone": {"type": "string"}, "agent_id": ID, "lieu_id": NULLABLE_ID, "motif_id": ID, "plage_id": ID,
+}, ["starts_at", "ends_at", "agent_id", "motif_id"], closed=False)
+SLOTS = _object({"items": {"type": "array", "items": SLOT}}, ["items"], closed=False)
+
+# --- What the API receives ------------------------------------------------------------------------------------------
+
+NOTES = _string(2000, nullable=True, **{"x-multiline": True})
+DURATION = {"type": "integer", "minimum": 5, "maximum": 720, "description": "En minutes ; par défaut, celle du motif."}
+
+RDV_CREATE = _object({
+    "motif_id": ID, "agent_ids": IDS, "usager_ids": IDS, "starts_at": INSTANT, "duration_minutes": DURATION,
+    "lieu_id": NULLABLE_ID, "notes": NOTES,
+}, ["motif_id", "agent_ids", "usager_ids", "starts_at"])
+RDV_UPDATE = _object({
+    "motif_id": ID, "agent_ids": IDS, "usager_ids": IDS, "starts_at": INSTANT, "duration_minutes": DURATION,
+    "lieu_id": NULLABLE_ID, "notes": NOTES,
+})
+RDV_CANCEL = _object({
+    "status": {"type": "string", "enum": ["excused", "revoked"],
+               "description": "excused : annulé par l'usager ; revoked : annulé par le service."},
+    "reason": _string(255, nullable=True),
+}, ["status"])
+
+_USAGER_FIELDS = {
+    "first_name": _string(80, min_length=1), "last_name": _string(80, min_length=1),
+    "birth_date": DAY | {"nullable": True}, "phone": _string(30, nullable=True, example="06 12 34 56 78"),
+    "email": _string(254, nullable=True), "sms_consent": {"type": "boolean"}, "email_consent": {"type": "boolean"},
+}
+USAGER_CREATE = _object(_USAGER_FIELDS | {
+    "organisation_id": ID | {"description": "Obligatoire pour un agent de plusieurs organisations."},
+    "responsible_id": ID | {"description": "Le responsable, pour un enfant rattaché à sa famille."},
+}, ["first_name", "last_name"])
+USAGER_UPDATE = _object(_USAGER_FIELDS)
+
+_RECURRENCE_IN = {
+    "first_day": DAY, "last_day": DAY | {"nullable": True}, "start_time": HOUR, "end_time": HOUR,
+    "weekdays": WEEKDAYS, "every_n_weeks": {"type": "integer", "minimum": 1, "maximum": 4},
+}
+PLAGE_CREATE = _object({"agent_id": ID, "title": _string(160, min_length=1), "lieu_id": ID, "motif_ids": IDS}
+                       | _RECURRENCE_IN, ["agent_id", "title", "lieu_id", "motif_ids", "first_day", "start_time",
+                                          "end_time", "weekdays"])
+ABSENCE_CREATE = _object({"agent_id": ID, "title": _string(160, min_length=1)} | _RECURRENCE_IN,
+                         ["agent_id", "title", "first_day", "start_time", "end_time"])
+
+# --- Query strings --------------------------------------------------------------------------------------------------
+
+
+def param(schema: dict, description: str, *, required: bool = False) -> dict:
+    return {"schema": schema, "description": description, "required": required}
+
+
+PAGINATION = {
+    "page": param({"type": "integer", "minimum": 1, "maximum": 10000, "default": 1}, "Page, à partir de 1."),
+    "per_page": param({"type": "integer", "minimum": 1, "maximum": PER_PAGE_MAX, "default": 50},
+                      f"Éléments par page ({PER_PAGE_MAX} au plus)."),
+}
+RDV_FILTERS = PAGINATION | {
+    "starts_after": param(INSTANT, "Rdvs commençant à cet instant ou après."),
+    "starts_before": param(INSTANT, "Rdvs commençant avant cet instant."),
+    "agent_id": param(ID, "Rdvs de cet agent."),
+    "lieu_id": param(ID, "Rdvs dans ce lieu."),
+    "usager_id": param(ID, "Rdvs de cet usager."),
+    "status": param({"type": "string", "enum": RDV_STATUSES}, "Statut du rdv."),
+}
+USAGER_FILTERS = PAGINATION | {
+    "q": param(_string(100), "Début du nom ou du prénom, ou numéro de téléphone."),
+}
+AGENT_FILTER = PAGINATION | {"agent_id": param(ID, "Seulement cet agent.")}
+SLOT_FILTERS = {
+    "motif_id": param(ID, "Le motif du rendez-vous.", required=True),
+    "lieu_id": param(ID, "Seulement dans ce lieu."),
+    "agent_id": param(ID, "Seulement avec cet agent."),
+    "from": param(DAY, "À partir de ce jour (heure locale du territoire) ; par défaut, maintenant."),
+    "limit": param({"type": "integer", "minimum": 1, "maximum": 50, "default": 10}, "Nombre de créneaux (50 au plus)."),
+}
+
+# --- The operations -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route of the API: what it takes and every status it may answer (errors included)."""
+
+    operation_id: str
+    method: str
+    path: str  # below /api/v1, with {name} for an id in the path
+    summary: str
+    tag: str
+    success: tuple[int, str, dict | None]  # (status, description, schema of the answer or None for no body)
+    query: dict = field(default_factory=dict)
+    body: dict | None = None
+    errors: tuple[int, ...] = (401, 404, 422)
+    # What the agent must be allowed to do (lapins.policies) to the object named in the path, checked before the
+    # body is read: 404 outside its organisations, 403 without the right, whatever the body says.
+    action: str | None = None
+
+    @property
+    def path_parameters(self) -> list[str]:
+        import re
+
+        return re.findall(r"\{(\w+)\}", self.path)
+
+
+READ = (401, 404, 422)
+WRITE = (400, 401, 403, 404, 413, 415, 422)
+BOOKING = WRITE + (409,)
+
+OPERATIONS: list[Operation] = [
+    Operation("listRdvs", "GET", "/rdvs", "Lister les rendez-vous", "Rendez-vous",
+              (200, "Une page de rendez-vous, du plus tôt au plus tard.", page_of(RDV)), query=RDV_FILTERS),
+    Operation("createRdv", "POST", "/rdvs", "Créer un rendez-vous (mêmes règles que l'agenda)", "Rendez-vous",
+              (201, "Le rendez-vous créé.", RDV), body=RDV_CREATE, errors=BOOKING),
+    Operation("getRdv", "GET", "/rdvs/{rdv_id}", "Lire un rendez-vous", "Rendez-vous",
+              (200, "Le rendez-vous.", RDV), errors=READ, action="view"),
+    Operation("updateRdv", "PATCH", "/rdvs/{rdv_id}", "Déplacer ou modifier un rendez-vous", "Rendez-vous",
+              (200, "Le rendez-vous modifié.", RDV), body=RDV_UPDATE, errors=BOOKING, action="edit"),
+    Operation("cancelRdv", "POST", "/rdvs/{rdv_id}/cancel", "Annuler un rendez-vous", "Rendez-vous",
+              (200, "Le rendez-vous annulé.", RDV), body=RDV_CANCEL, errors=BOOKING, action="edit"),
+    Operation("searchSlots", "GET", "/slots", "Chercher les premiers créneaux libres", "Créneaux",
+              (200, "Les premiers créneaux libres, dans l'ordre.", SLOTS), query=SLOT_FILTERS),
+    Operation("listUsagers", "GET", "/usagers", "Lister ou rechercher des usagers", "Usagers",
+              (200, "Une page d'usagers.", page_of(USAGER)), query=USAGER_FILTERS),
+    Operation("createUsager", "POST", "/usagers", "Créer un usager", "Usagers",
+              (201, "L'usager créé.", USAGER), body=USAGER_CREATE, errors=WRITE),
+    Operation("getUsager", "GET", "/usagers/{usager_id}", "Lire un usager", "Usagers",
+              (200, "L'usager.", USAGER), action="view"),
+    Operation("updateUsager", "PATCH", "/usagers/{usager_id}", "Modifier un usager", "Usagers",
+              (200, "L'usager modifié.", USAGER), body=USAGER_UPDATE, errors=WRITE, action="edit"),
+    Operation("listMotifs", "GET", "/motifs", "Lister les motifs", "Référentiels",
+              (200, "Une page de motifs.", page_of(MOTIF)), query=PAGINATION),
+    Operation("listLieux", "GET", "/lieux", "Lister les lieux", "Référentiels",
+              (200, "Une page de lieux.", page_of(LIEU)), query=PAGINATION),
+    Operation("listAgents", "GET", "/agents", "Lister les agents", "Référentiels",
+              (200, "Une page d'agents actifs.", page_of(AGENT)), query=PAGINATION),
+    Operation("listPlages", "GET", "/plages", "Lister les plages d'ouverture", "Horaires",
+              (200, "Une page de plages d'ouverture.", page_of(PLAGE)), query=AGENT_FILTER),
+    Operation("createPlage", "POST", "/plages", "Créer une plage d'ouverture", "Horaires",
+              (201, "La plage créée.", PLAGE), body=PLAGE_CREATE, errors=BOOKING),
+    Operation("deletePlage", "DELETE", "/plages/{plage_id}", "Supprimer une plage d'ouverture", "Horaires",
+              (204, "La plage est supprimée.", None), errors=(401, 403, 404), action="manage_schedule"),
+    Operation("listAbsences", "GET", "/absences", "Lister les absences", "Horaires",
+              (200, "Une page d'absences.", page_of(ABSENCE)), query=AGENT_FILTER),
+    Operation("createAbsence", "POST", "/absences", "Créer une absence", "Horaires",
+              (201, "L'absence créée.", ABSENCE), body=ABSENCE_CREATE, errors=WRITE),
+    Operation("deleteAbsence", "DELETE", "/absences/{absence_id}", "Supprimer une absence", "Horaires",
+              (204, "L'absence est supprimée.", None), errors=(401, 403, 404), action="manage_schedule"),
+]
+
+ERROR_DESCRIPTIONS = {
+    400: "Requête mal formée (JSON illisible).",
+    401: "Jeton absent, inconnu ou révoqué, ou agent désactivé.",
+    403: "Objet visible, mais action non permise à cet agent.",
+    404: "Objet introuvable, ou hors des organisations de l'agent.",
+    409: "Refusé par les règles (créneau déjà pris, hors des plages d'ouverture, chevauchement…).",
+    413: "Corps de requête trop volumineux.",
+    415: "Le corps n'est pas envoyé en JSON (Content-Type: application/json).",
+    422: "Valeurs refusées : un message par champ.",
+}
