@@ -37,7 +37,9 @@ class Config:
     ENV_NAME = "development"
     SECRET_KEY = env_str("SECRET_KEY", DEFAULT_SECRET_KEY)
     SQLALCHEMY_DATABASE_URI = database_url(env_str("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'lapins.sqlite3'}"))
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # hide_parameters: a failed statement's exception (logged with its traceback) would otherwise quote its
+    # parameters, that is families' names, phones and e-mails (tests/test_no_personal_data_in_logs.py).
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"sqla+sqlite:///{INSTANCE_DIR / 'celery-broker.sqlite3'}")
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
     CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -88,6 +90,12 @@ class Config:
     WEBHOOK_READ_TIMEOUT = env_int("WEBHOOK_READ_TIMEOUT", 5)
     WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 30)
     WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", True)
+    # Personal data (lapins.privacy.retention, a daily beat job): rdvs that ended this many days ago are deleted with
+    # their messages and waiting-list rows; messages this old keep their figures but lose their text and address.
+    # 0 turns a rule off. Rows are handled RETENTION_BATCH_SIZE at a time, one transaction each.
+    RETENTION_RDV_DAYS = env_int("RETENTION_RDV_DAYS", 730)
+    RETENTION_MESSAGE_CONTENT_DAYS = env_int("RETENTION_MESSAGE_CONTENT_DAYS", 183)
+    RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000)
     # Login rate limiting (Flask-Limiter): counts live in RATELIMIT_STORAGE_URI, Redis in production so that every
     # gunicorn worker and every machine shares them; memory:// (one process) is only good for `make run`.
     # Limits are "N/minute;M/hour" strings; every attempt counts, whether the e-mail has an account or not.

@@ -65,6 +65,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.health import bp as health_bp
     from lapins.integrations import bp as integrations_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
+    from lapins.privacy import bp as privacy_bp
     from lapins.stats import bp as stats_bp
     from lapins.vendor import bp as vendor_bp
 
@@ -78,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(integrations_bp)
     app.register_blueprint(audit_bp)
+    app.register_blueprint(privacy_bp)
 
 
 def register_rate_limits(app: Flask) -> None:
@@ -95,8 +97,10 @@ def register_errorhandlers(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     from lapins.api.cli import api_token
     from lapins.commands import register
+    from lapins.privacy.commands import retention
 
     register(app)
+    app.cli.add_command(retention)
     app.cli.add_command(api_token)
 
 

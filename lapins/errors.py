@@ -31,6 +31,8 @@ def register(app: Flask) -> None:
     def unexpected_error(error: Exception):
         from lapins.extensions import db
 
+        from lapins.privacy.logs import safe_traceback
+
         db.session.rollback()
-        app.logger.exception("unhandled error")
+        app.logger.error("unhandled error\n%s", safe_traceback(error))
         return render_error(500)

@@ -51,6 +51,8 @@ def can(actor: Agent, action: str, target) -> bool:
         return bool(roles & MANAGERS) or (agent is not None and agent.id == actor.id)
     if action == "administer":
         return Role.ADMIN in roles
+    if action == "erase":  # a usager's data, on the family's request (lapins.privacy): administrators only
+        return Role.ADMIN in roles
     if action == "audit":  # the history of changes to rdvs and usagers (lapins.audit)
         return Role.ADMIN in roles
     raise ValueError(f"unknown action {action!r}")

@@ -29,6 +29,10 @@ PERIODIC_JOBS = [
     PeriodicJob("waitlist-reallocate", "lapins.tasks.reallocate_freed_slots", every_seconds=60, expires_seconds=55),
     # Sends the due deliveries of outgoing webhooks, first tries and retries (lapins.integrations.delivery).
     PeriodicJob("webhooks-deliver", "lapins.tasks.deliver_webhooks", every_seconds=60, expires_seconds=55),
+    # Deletes rdvs past RETENTION_RDV_DAYS and blanks messages past RETENTION_MESSAGE_CONTENT_DAYS
+    # (lapins.privacy.retention), in batches; a run the worker did not take within an hour waits for the next day.
+    PeriodicJob("personal-data-retention", "lapins.tasks.apply_retention", every_seconds=24 * 3600,
+                expires_seconds=3600),
 ]
 
 
@@ -71,3 +75,12 @@ def deliver_webhooks() -> dict[str, int]:
     from lapins.integrations import delivery
 
     return delivery.deliver_due()
+
+
+@shared_task(name="lapins.tasks.apply_retention", ignore_result=True)
+def apply_retention() -> dict[str, int]:
+    from dataclasses import asdict
+
+    from lapins.privacy import retention
+
+    return asdict(retention.run())

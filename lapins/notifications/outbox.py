@@ -31,6 +31,7 @@ from lapins.models import (
 from lapins.notifications import backends, links, sms_text, timing, webhooks
 from lapins.notifications.backends import Delivery, OutgoingEmail, OutgoingSms, PermanentError, TransientError
 from lapins.phones import region_for
+from lapins.privacy.logs import safe_traceback
 
 logger = logging.getLogger(__name__)
 
@@ -346,8 +347,8 @@ def _prepare(message: Message, now: datetime) -> bool:
                 message.body = compose_sms(message)
             else:
                 message.subject, message.body = _email_subject_and_text(message)
-        except Exception:  # a bug in a text must fail this message visibly, not the whole batch
-            logger.exception("Message %s: its text could not be written", message.id)
+        except Exception as error:  # a bug in a text must fail this message visibly, not the whole batch
+            logger.error("Message %s: its text could not be written\n%s", message.id, safe_traceback(error))
             message.status, message.claimed_at = MessageStatus.FAILED, None
             message.error = "Erreur interne à la rédaction du message"
             return False
@@ -390,7 +391,7 @@ def _send_one(message: Message, outgoing: OutgoingSms | OutgoingEmail, connectio
     except TransientError as error:
         _record_transient(message, error)
     except Exception as error:  # a bug must not leave the claim to be mistaken for a dead worker
-        logger.exception("Message %s: unexpected error while sending", outgoing.message_id)
+        logger.error("Message %s: unexpected error while sending\n%s", outgoing.message_id, safe_traceback(error))
         _record_transient(message, TransientError(f"Erreur inattendue ({type(error).__name__})"))
     else:
         connection.execute(update(Message).where(Message.id == outgoing.message_id)

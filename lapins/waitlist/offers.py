@@ -72,9 +72,11 @@ def after_cancellation(rdv_id: int) -> None:
                                 source_rdv_id=rdv.id)
             if slot is not None and _anyone_waiting(slot):
                 kick()
-    except Exception:
+    except Exception as error:
+        from lapins.privacy.logs import safe_traceback
+
         db.session.rollback()
-        logger.exception("Waiting list: the slot freed by rdv %s could not be recorded", rdv_id)
+        logger.error("Waiting list: the slot freed by rdv %s could not be recorded\n%s", rdv_id, safe_traceback(error))
 
 
 def settle_entries_of_cancelled(rdv: Rdv, now: datetime | None = None) -> None:
