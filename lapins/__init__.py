@@ -97,9 +97,11 @@ def register_errorhandlers(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     from lapins.api.cli import api_token
     from lapins.commands import register
+    from lapins.import_commands import register as register_imports
     from lapins.privacy.commands import retention
 
     register(app)
+    register_imports(app)  # `flask territory import-lieux | import-agents`
     app.cli.add_command(retention)
     app.cli.add_command(api_token)
 
