@@ -83,6 +83,8 @@ class Config:
     WAITLIST_HOLD_MINUTES = env_int("WAITLIST_HOLD_MINUTES", 30)
     WAITLIST_STOP_BEFORE_HOURS = env_int("WAITLIST_STOP_BEFORE_HOURS", 2)
     WAITLIST_MAX_OFFERS_PER_DAY = env_int("WAITLIST_MAX_OFFERS_PER_DAY", 3)
+    # A statistics export whose worker has not beaten for this long (its worker died) is started again from scratch.
+    EXPORT_STALE_AFTER_SECONDS = env_int("EXPORT_STALE_AFTER_SECONDS", 300)
     # Outgoing webhooks (lapins.integrations): each request's connect and read timeouts in seconds; delivered and
     # failed deliveries (whose payloads name families) are kept in the log this many days; http:// addresses are
     # refused in production (events name families: https only).

@@ -27,6 +27,8 @@ PERIODIC_JOBS = [
                 setting="OUTBOX_DISPATCH_SECONDS"),
     # Expires the holds of offered slots and offers open freed slots to the waiting list (lapins.waitlist.offers).
     PeriodicJob("waitlist-reallocate", "lapins.tasks.reallocate_freed_slots", every_seconds=60, expires_seconds=55),
+    # Takes up again the statistics exports whose worker stopped beating (lapins.stats.exports.reclaim_stale).
+    PeriodicJob("exports-reclaim", "lapins.tasks.reclaim_stale_exports", every_seconds=60, expires_seconds=55),
     # Sends the due deliveries of outgoing webhooks, first tries and retries (lapins.integrations.delivery).
     PeriodicJob("webhooks-deliver", "lapins.tasks.deliver_webhooks", every_seconds=60, expires_seconds=55),
     # Deletes rdvs past RETENTION_RDV_DAYS and blanks messages past RETENTION_MESSAGE_CONTENT_DAYS
@@ -61,6 +63,13 @@ def build_export(export_id: int) -> None:
     from lapins.stats.exports import run_export
 
     run_export(export_id)
+
+
+@shared_task(name="lapins.tasks.reclaim_stale_exports", ignore_result=True)
+def reclaim_stale_exports() -> int:
+    from lapins.stats.exports import reclaim_stale
+
+    return len(reclaim_stale())
 
 
 @shared_task(name="lapins.tasks.reallocate_freed_slots", ignore_result=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 import openpyxl
 import pytest
@@ -13,7 +14,7 @@ from lapins.models import Export, ExportStatus, Role
 from lapins.stats import exports
 from lapins.stats.exports import FIGURE_HEADERS, RDV_HEADERS
 from tests.conftest import csrf_token_from
-from tests.test_stats import frozen_time, paris  # noqa: F401  (fixtures: time frozen, October 2026 in Paris)
+from tests.test_stats import NOW, frozen_time, paris  # noqa: F401  (fixtures: time frozen, October 2026 in Paris)
 
 PERIOD = "du=2026-10&au=2026-11"
 
@@ -29,7 +30,10 @@ def test_the_figures_download_as_csv_with_french_headers(client, auth, paris):
     assert "attachment" in response.headers["Content-Disposition"] and "2026-10-2026-11.csv" in response.headers["Content-Disposition"]
     rows = read_csv(response)
     assert rows[0] == FIGURE_HEADERS and rows[0][4] == "Taux d'absence (%)"
-    assert rows[1] == ["2026-10", "9", "4", "1", "20,0", "2", "1", "33,3", "1", "1", "6,0", "2", "3"]
+    assert rows[0][10:14] == ["Délai médian de re-réservation (h)", "Propositions de créneaux libérés",
+                              "Propositions acceptées", "Taux d'acceptation (%)"]
+    assert rows[1] == ["2026-10", "9", "4", "1", "20,0", "2", "1", "33,3", "1", "1", "6,0", "3", "1", "33,3", "2", "3"]
+    assert rows[2][11:14] == ["1", "0", "0,0"]
     assert rows[2][:5] == ["2026-11", "1", "0", "1", "100,0"]
     assert rows[3][:4] == ["Total", "10", "4", "2"]
 
@@ -41,7 +45,7 @@ def test_the_figures_download_as_xlsx_with_the_same_numbers(client, auth, paris)
     sheet = openpyxl.load_workbook(io.BytesIO(response.data)).active
     rows = [list(row) for row in sheet.iter_rows(values_only=True)]
     assert rows[0] == FIGURE_HEADERS
-    assert rows[1] == ["2026-10", 9, 4, 1, 20.0, 2, 1, 33.3, 1, 1, 6.0, 2, 3]
+    assert rows[1] == ["2026-10", 9, 4, 1, 20.0, 2, 1, 33.3, 1, 1, 6.0, 3, 1, 33.3, 2, 3]
     assert rows[2][:5] == ["2026-11", 1, 0, 1, 100.0]
 
 
@@ -176,3 +180,152 @@ def test_a_failed_export_says_so(client, auth, paris, monkeypatch):
     page = client.get(response.location).get_data(as_text=True)
     assert "Échec" in page and "L&#39;export n&#39;a pas pu être construit" in page
     assert client.get(response.location + "/fichier").status_code == 404
+
+
+# --- A worker that dies ------------------------------------------------------------------------------------------
+
+class WorkerKilled(BaseException):
+    """What the worker's process being killed looks like from inside: nothing after it runs, no except clause."""
+
+
+def dying_after(monkeypatch, batches: int, times: int | None = None):
+    """The next `times` workers (all, if None) die once they have written `batches` batches of 4 rdvs."""
+    monkeypatch.setattr(exports, "BATCH", 4)
+    build = exports.rdv_batches
+    deaths = []
+
+    def batches_then_death(*args, **kwargs):
+        if times is not None and len(deaths) >= times:
+            yield from build(*args, **kwargs)
+            return
+        for index, batch in enumerate(build(*args, **kwargs)):
+            if index == batches:
+                deaths.append(index)
+                raise WorkerKilled
+            yield batch
+
+    monkeypatch.setattr(exports, "rdv_batches", batches_then_death)
+    return deaths
+
+
+def ask_and_let_the_worker_die(client, paris):
+    with pytest.raises(WorkerKilled):  # eager Celery: the task runs inside the request, and dies there
+        ask_for_rdv_list(client, paris)
+    _db.session.rollback()
+    return _db.session.scalar(select(Export))
+
+
+def run_beat_job(app):
+    from lapins.notifications.tasks import of_this_app
+
+    with app.app_context():
+        of_this_app("lapins.tasks.reclaim_stale_exports").delay()
+    _db.session.expire_all()
+
+
+def test_an_export_whose_worker_died_is_built_again_by_the_beat(app, client, auth, paris, monkeypatch, frozen_time):
+    deaths = dying_after(monkeypatch, batches=2, times=1)
+    auth.login(paris.agent)
+    export = ask_and_let_the_worker_die(client, paris)
+    assert deaths and export.status == ExportStatus.RUNNING and export.progress_done == 8
+    assert export.heartbeat_at == NOW and export.attempts == 1
+    page = client.get(f"/statistiques/exports/{export.id}").get_data(as_text=True)
+    assert "En cours" in page and "8 rendez-vous sur 10" in page
+
+    frozen_time.shift(timedelta(seconds=app.config["EXPORT_STALE_AFTER_SECONDS"] - 10))
+    run_beat_job(app)  # not silent for long enough: its worker may only be slow
+    assert export.status == ExportStatus.RUNNING and export.attempts == 1
+
+    frozen_time.shift(timedelta(seconds=20))
+    run_beat_job(app)  # silent for longer than EXPORT_STALE_AFTER_SECONDS: built again, from scratch
+    assert export.status == ExportStatus.DONE and export.attempts == 2
+    assert (export.progress_done, export.progress_total) == (10, 10)
+    page = client.get(f"/statistiques/exports/{export.id}").get_data(as_text=True)
+    assert "Prêt" in page and "10 rendez-vous sur 10" in page
+    rows = read_csv(client.get(f"/statistiques/exports/{export.id}/fichier"))
+    assert len(rows) == 11 and len({row[0] for row in rows[1:]}) == 10  # every rdv once, none twice
+
+
+def test_an_export_interrupted_too_often_says_to_ask_again(app, client, auth, paris, monkeypatch, frozen_time):
+    dying_after(monkeypatch, batches=1)
+    auth.login(paris.agent)
+    export = ask_and_let_the_worker_die(client, paris)
+    stale = timedelta(seconds=app.config["EXPORT_STALE_AFTER_SECONDS"] + 1)
+    for attempt in range(2, exports.MAX_ATTEMPTS + 1):
+        frozen_time.shift(stale)
+        with pytest.raises(WorkerKilled):
+            run_beat_job(app)
+        _db.session.rollback()
+        _db.session.expire_all()
+        assert export.status == ExportStatus.RUNNING and export.attempts == attempt
+    page = client.get(f"/statistiques/exports/{export.id}").get_data(as_text=True)
+    assert f"repris après une interruption (essai {exports.MAX_ATTEMPTS} sur {exports.MAX_ATTEMPTS})" in page
+
+    frozen_time.shift(stale)
+    run_beat_job(app)
+    assert export.status == ExportStatus.FAILED and export.attempts == exports.MAX_ATTEMPTS
+    page = client.get(f"/statistiques/exports/{export.id}").get_data(as_text=True)
+    assert "Échec" in page and "L&#39;export a été interrompu ; relancez-le." in page
+    assert 'http-equiv="refresh"' not in page
+    assert client.get(f"/statistiques/exports/{export.id}/fichier").status_code == 404
+    frozen_time.shift(stale)
+    run_beat_job(app)  # a failed export stays failed
+    assert export.status == ExportStatus.FAILED and export.attempts == exports.MAX_ATTEMPTS
+
+
+def test_a_slow_worker_whose_export_was_taken_up_stops_writing_to_it(app, client, auth, paris, monkeypatch,
+                                                                     frozen_time):
+    """Two workers never both build one export: the first, silent too long, loses its claim to the second."""
+    monkeypatch.setattr(exports, "BATCH", 4)
+    build, workers = exports.rdv_batches, []
+
+    def stalling_workers(*args, **kwargs):
+        worker = len(workers) + 1
+        workers.append(worker)
+        for index, batch in enumerate(build(*args, **kwargs)):
+            if worker == 2 and index == 2:
+                raise WorkerKilled  # the second worker dies after 8 rdvs, its export still running
+            yield batch
+            if worker == 1 and index == 0:
+                # The first worker stalls after its first batch; the beat hands the export to a second one.
+                frozen_time.shift(timedelta(seconds=app.config["EXPORT_STALE_AFTER_SECONDS"] + 1))
+                with pytest.raises(WorkerKilled):
+                    run_beat_job(app)
+                _db.session.rollback()
+
+    monkeypatch.setattr(exports, "rdv_batches", stalling_workers)
+    auth.login(paris.agent)
+    ask_for_rdv_list(client, paris)  # the first worker wakes up after the second died, and finds its claim gone
+    _db.session.expire_all()
+    export = _db.session.scalar(select(Export))
+    assert workers == [1, 2]
+    assert export.status == ExportStatus.RUNNING and export.attempts == 2 and export.progress_done == 8
+    page = client.get(f"/statistiques/exports/{export.id}").get_data(as_text=True)
+    assert "8 rendez-vous sur 10" in page and "essai 2 sur 3" in page
+
+    frozen_time.shift(timedelta(seconds=app.config["EXPORT_STALE_AFTER_SECONDS"] + 1))
+    run_beat_job(app)  # the second worker's silence in turn: a third builds it
+    assert export.status == ExportStatus.DONE and export.attempts == 3 and export.progress_done == 10
+    assert len(read_csv(client.get(f"/statistiques/exports/{export.id}/fichier"))) == 11
+
+
+def test_an_export_whose_task_was_lost_is_queued_again(app, auth, paris, frozen_time):
+    from datetime import date
+
+    from lapins.stats.figures import Filters
+
+    export = exports.request_export(paris.agent, paris.territory.id, paris.organisation.id,
+                                    Filters(date(2026, 10, 1), date(2026, 11, 1)), "csv")
+    _db.session.commit()  # recorded, but its task never reached a worker
+    run_beat_job(app)
+    assert export.status == ExportStatus.PENDING
+    frozen_time.shift(timedelta(seconds=app.config["EXPORT_STALE_AFTER_SECONDS"] + 1))
+    run_beat_job(app)
+    assert export.status == ExportStatus.DONE and export.attempts == 1
+
+
+def test_the_beat_takes_up_stale_exports_every_minute():
+    from lapins.tasks import beat_schedule
+
+    job = beat_schedule()["exports-reclaim"]
+    assert job["task"] == "lapins.tasks.reclaim_stale_exports" and job["schedule"] == 60

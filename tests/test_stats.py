@@ -8,9 +8,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from lapins.models import Channel, Message, MessageKind, MessageStatus, RdvStatus, Role
+from lapins.models import (
+    Channel, Message, MessageKind, MessageStatus, OfferStatus, RdvStatus, Role, SlotOffer, SlotStatus, WaitlistSlot,
+)
 from lapins.models.rdvs import CancellationChannel, Canceller
-from lapins.stats.figures import Filters, Scope, monthly_figures
+from lapins.stats.figures import Filters, Scope, chart_series, monthly_figures, totals
 
 PARIS = ZoneInfo("Europe/Paris")
 REUNION = ZoneInfo("Indian/Reunion")
@@ -39,9 +41,30 @@ def make_rdv(factories, motif, agent, starts_at, status=RdvStatus.SEEN, created_
         cancelled_by_party=(Canceller.FAMILY if status == RdvStatus.EXCUSED else Canceller.AGENT) if cancelled else None)
 
 
+def offer_slot(factories, db, agent, motif, starts_at, statuses, lieu=None, offered_at=None, source_rdv=None):
+    """A freed slot of `agent` and the offers made of it to waiting families, one per status, in that order."""
+    slot = WaitlistSlot(organisation_id=motif.organisation_id, motif_id=motif.id, lieu_id=lieu.id if lieu else None,
+                        agent_id=agent.id, starts_at=starts_at, ends_at=starts_at + timedelta(minutes=30),
+                        source_rdv_id=source_rdv.id if source_rdv else None,
+                        status=SlotStatus.TAKEN if OfferStatus.ACCEPTED in statuses else SlotStatus.OPEN)
+    db.session.add(slot)
+    db.session.flush()
+    offered_at = offered_at or starts_at - timedelta(hours=20)
+    for index, status in enumerate(statuses):
+        entry = factories.WaitlistEntryFactory(motif=motif)
+        sent = offered_at + timedelta(minutes=40 * index)
+        db.session.add(SlotOffer(slot_id=slot.id, entry_id=entry.id, usager_id=entry.usager_id, status=status,
+                                 offered_at=sent, held_until=sent + timedelta(minutes=30),
+                                 answered_at=sent + timedelta(minutes=10) if status in (
+                                     OfferStatus.ACCEPTED, OfferStatus.DECLINED) else None))
+    db.session.commit()
+    return slot
+
+
 @pytest.fixture()
 def paris(factories, db):
-    """October 2026 in a Paris organisation, built by hand: 9 rdvs, 1 no-show out of 5 known, 3 cancellations."""
+    """October 2026 in a Paris organisation, built by hand: 9 rdvs, 1 no-show out of 5 known, 3 cancellations,
+    3 waiting-list offers of which 1 accepted (and 1 offer sent in October of a November slot)."""
     organisation = factories.OrganisationFactory(territory__number="75", territory__name="Paris",
                                                  territory__timezone="Europe/Paris", name="PMI Paris 11")
     territory = organisation.territory
@@ -80,6 +103,14 @@ def paris(factories, db):
     db.session.add(Message(territory_id=territory.id, rdv_id=seen.id, channel=Channel.EMAIL, kind=MessageKind.CREATED,
                            status=MessageStatus.SENT, due_at=local(PARIS, 2026, 10, 3, 10)))
     db.session.commit()
+
+    # The slot the late cancellation freed: declined by one family, accepted by the next.
+    offer_slot(factories, db, agent, motif, late.starts_at, [OfferStatus.DECLINED, OfferStatus.ACCEPTED],
+               source_rdv=late)
+    offer_slot(factories, db, agent, motif, revoked.starts_at, [OfferStatus.EXPIRED], source_rdv=revoked)
+    # Offered on 30 October, for a slot of 2 November: counts in November, the slot's month.
+    offer_slot(factories, db, colleague, other_motif, local(PARIS, 2026, 11, 2, 9), [OfferStatus.HELD], lieu=lieu,
+               offered_at=local(PARIS, 2026, 10, 30, 9))
     return type("Paris", (), dict(organisation=organisation, territory=territory, lieu=lieu, motif=motif,
                                   other_motif=other_motif, agent=agent, colleague=colleague, admin=admin,
                                   late=late, revoked=revoked, usager=usager))
@@ -106,8 +137,37 @@ def test_the_figures_of_a_month_are_counted_from_the_rdvs(paris):
     assert oct_.cancellation_rate == pytest.approx(3 / 9)
     assert oct_.late_cancellations == 1
     assert oct_.rebooked == 1 and oct_.median_rebook_hours == pytest.approx(6)
+    assert (oct_.offers, oct_.offers_accepted) == (3, 1) and oct_.acceptance_rate == pytest.approx(1 / 3)
     assert (oct_.sms_sent, oct_.sms_segments) == (2, 3)  # the failed SMS and the e-mail do not count
     assert (nov.rdvs, nov.noshow) == (1, 1)  # 00:30 local on 1 November
+    assert (nov.offers, nov.offers_accepted, nov.acceptance_rate) == (1, 0, 0)  # sent in October, slot in November
+    total = totals(figures)
+    assert (total.offers, total.offers_accepted) == (4, 1)
+    chart = chart_series(figures)
+    assert chart["name"][2] == "Taux d’acceptation des propositions" and chart["y"][2] == [33.3, 0.0]
+
+
+def test_offers_follow_the_filters_and_the_territory(client, auth, factories, db, paris):
+    sister = factories.OrganisationFactory(territory=paris.territory, name="PMI Paris 20")
+    sister_agent = factories.AgentFactory(organisation=sister)
+    offer_slot(factories, db, sister_agent, factories.MotifFactory(organisation=sister),
+               local(PARIS, 2026, 10, 9, 9), [OfferStatus.ACCEPTED, OfferStatus.VOID])
+    scope, period = scope_of(paris.organisation), (date(2026, 10, 1), date(2026, 11, 1))
+
+    def offers(**filters):
+        return [(month.offers, month.offers_accepted) for month in monthly_figures(scope, Filters(*period, **filters))]
+
+    assert offers() == [(3, 1), (1, 0)]
+    assert offers(agent_id=paris.colleague.id) == [(0, 0), (1, 0)]
+    assert offers(agent_id=paris.agent.id) == [(3, 1), (0, 0)]
+    assert offers(lieu_id=paris.lieu.id) == [(0, 0), (1, 0)]
+    assert offers(motif_id=paris.other_motif.id) == [(0, 0), (1, 0)]
+    assert offers(motif_id=paris.motif.id) == [(3, 1), (0, 0)]
+
+    auth.login(paris.admin)
+    page = client.get(f"/statistiques/territoire/{paris.territory.id}?du=2026-10&au=2026-11").get_data(as_text=True)
+    assert table_row(page, "2026-10")[11:14] == ["5", "2", "40,0 %"]  # the sister organisation's offers too
+    assert table_row(page, "total")[11:14] == ["6", "2", "33,3 %"]
 
 
 def test_the_page_shows_the_figures_in_an_accessible_table_and_a_chart(client, auth, paris):
@@ -116,18 +176,21 @@ def test_the_page_shows_the_figures_in_an_accessible_table_and_a_chart(client, a
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert table_row(page, "2026-10") == ["octobre 2026", "9", "4", "1", "20,0\u00a0%", "2", "1", "33,3\u00a0%", "1",
-                                          "1", "6,0\u00a0h", "2", "3"]
+                                          "1", "6,0\u00a0h", "3", "1", "33,3\u00a0%", "2", "3"]
+    assert table_row(page, "2026-11")[11:14] == ["1", "0", "0,0\u00a0%"]
     assert table_row(page, "2026-11")[:5] == ["novembre 2026", "1", "0", "1", "100,0\u00a0%"]
     assert table_row(page, "2025-12")[1] == "0"  # the default period: the last 12 months
     assert len(re.findall(r'<tr data-month="\d{4}-\d\d">', page)) == 12
     assert '<caption>Chiffres par mois</caption>' in page and '<th scope="col">Taux d\'absence</th>' in page
-    assert "<line-chart" in page and "dsfr-chart/LineChart/LineChart.js" in page
+    assert "<th scope=\"col\">Propositions acceptées</th>" in page and "1 sur 4" in page  # the tile of the period
+    assert page.count("<line-chart") == 1 and "dsfr-chart/DSFRChart/DSFRChart.js" in page
     assert "Diallo" not in page
 
 
 def test_the_chart_library_is_served_from_npm(client, auth, paris):
     auth.login(paris.agent)
-    assert client.get("/vendor/dsfr-chart/LineChart/LineChart.js").status_code == 200
+    assert client.get("/vendor/dsfr-chart/DSFRChart/DSFRChart.js").status_code == 200
+    assert client.get("/vendor/dsfr-chart/DSFRChart/DSFRChart.css").status_code == 200
 
 
 def test_a_reunion_rdv_late_on_the_last_day_counts_in_its_local_month(client, auth, factories):
@@ -152,10 +215,10 @@ def test_filters_by_lieu_agent_and_motif(client, auth, paris):
     base = f"/statistiques/organisation/{paris.organisation.id}?du=2026-10&au=2026-10"
     by_lieu = client.get(f"{base}&lieu={paris.lieu.id}").get_data(as_text=True)
     assert table_row(by_lieu, "2026-10")[1:3] == ["1", "1"]
-    assert table_row(by_lieu, "2026-10")[11:] == ["2", "3"]  # the SMS of that lieu's rdv
+    assert table_row(by_lieu, "2026-10")[14:] == ["2", "3"]  # the SMS of that lieu's rdv
     by_agent = client.get(f"{base}&agent={paris.colleague.id}").get_data(as_text=True)
     assert table_row(by_agent, "2026-10")[1:3] == ["1", "1"]
-    assert table_row(by_agent, "2026-10")[11:] == ["0", "0"]
+    assert table_row(by_agent, "2026-10")[11:] == ["0", "0", "—", "0", "0"]  # neither offers nor SMS of hers
     by_motif = client.get(f"{base}&motif={paris.other_motif.id}").get_data(as_text=True)
     assert table_row(by_motif, "2026-10")[1:5] == ["1", "0", "1", "100,0\u00a0%"]
 
@@ -228,3 +291,60 @@ def test_a_lieu_of_another_organisation_is_refused(client, auth, factories, pari
     auth.login(paris.agent)
     response = client.get(f"/statistiques/organisation/{paris.organisation.id}?lieu={elsewhere.id}")
     assert response.status_code == 400 and "Le lieu demandé n&#39;existe pas ici" in response.get_data(as_text=True)
+
+
+def test_a_freed_time_counts_once_re_booked_by_the_first_live_rdv_of_its_agents_taken_after_it(factories):
+    """Re-bookings: several rdvs in one freed time, before and after the cancellation, another agent's, a cancelled
+    one, one that only touches it, two cancelled rdvs of one time, a joint rdv."""
+    organisation = factories.OrganisationFactory(territory__timezone="Europe/Paris")
+    motif = factories.MotifFactory(organisation=organisation)
+    agent, other, partner = (factories.AgentFactory(organisation=organisation) for _ in range(3))
+    day, cancelled_at = (2026, 10, 12), local(PARIS, 2026, 10, 9, 12)
+
+    def at(hour, minute=0):
+        return local(PARIS, *day, hour, minute)
+
+    def after(minutes):
+        return cancelled_at + timedelta(minutes=minutes)
+
+    # 10:00, cancelled: taken again at 10:15 (after 60 min) and at 10:00 (after 120 min): the first counts, once.
+    make_rdv(factories, motif, agent, at(10), status=RdvStatus.EXCUSED, cancelled_at=cancelled_at)
+    make_rdv(factories, motif, agent, at(10), status=RdvStatus.UNKNOWN, created_at=after(120))
+    make_rdv(factories, motif, agent, at(10, 15), status=RdvStatus.SEEN, created_at=after(60))
+    # Not re-bookings of that time, though earlier: booked before the cancellation (a forced double booking), another
+    # agent's, one cancelled in turn (whose own time the 10:15 rdv re-books, 40 min after), ones that end when it
+    # starts or start when it ends.
+    make_rdv(factories, motif, agent, at(10), status=RdvStatus.SEEN, created_at=after(-30))
+    make_rdv(factories, motif, other, at(10), created_at=after(5))
+    make_rdv(factories, motif, agent, at(10), status=RdvStatus.REVOKED, created_at=after(10),
+             cancelled_at=after(20))
+    make_rdv(factories, motif, agent, at(9, 30), created_at=after(1))
+    make_rdv(factories, motif, agent, at(10, 30), created_at=after(2))
+    # 14:00, cancelled: only another agent's rdv and a cancelled one take its time: not re-booked.
+    make_rdv(factories, motif, agent, at(14), status=RdvStatus.EXCUSED, cancelled_at=cancelled_at)
+    make_rdv(factories, motif, other, at(14), created_at=after(3))
+    make_rdv(factories, motif, agent, at(14), status=RdvStatus.EXCUSED, created_at=after(4), cancelled_at=after(6))
+    # 16:00, two cancelled rdvs of one time (at 12:00 and 18:00 the day before); one rdv taken after both re-books
+    # the time of each, timed from each one's cancellation.
+    make_rdv(factories, motif, agent, at(16), status=RdvStatus.EXCUSED, cancelled_at=cancelled_at)
+    make_rdv(factories, motif, agent, at(16), status=RdvStatus.REVOKED, cancelled_at=after(360))
+    make_rdv(factories, motif, agent, at(16), created_at=after(480))
+    # 17:00, a joint rdv of two agents, cancelled: the partner's rdv taken after it re-books it, counted once though
+    # both agents are then busy again at that time.
+    joint = make_rdv(factories, motif, agent, at(17), status=RdvStatus.EXCUSED, cancelled_at=cancelled_at,
+                     minutes=60)
+    joint.set_agents([agent, partner])
+    make_rdv(factories, motif, partner, at(17, 30), created_at=after(30))
+    make_rdv(factories, motif, agent, at(17), created_at=after(45))
+    # An rdv that began the evening before and overlaps 08:00: long rdvs up to a day are looked for.
+    make_rdv(factories, motif, agent, at(8), status=RdvStatus.EXCUSED, cancelled_at=cancelled_at)
+    make_rdv(factories, motif, agent, local(PARIS, 2026, 10, 11, 20), created_at=after(90), minutes=12 * 60 + 15)
+
+    october = monthly_figures(scope_of(organisation), Filters(date(2026, 10, 1), date(2026, 10, 1)))[0]
+    assert october.excused + october.revoked == 8
+    assert october.rebooked == 6  # not the 14:00 ones
+    assert sorted(seconds / 60 for seconds in october.rebook_seconds) == [30, 40, 60, 90, 120, 480]
+    assert october.median_rebook_hours == pytest.approx(1.25)
+    by_partner = monthly_figures(scope_of(organisation), Filters(date(2026, 10, 1), date(2026, 10, 1),
+                                                                 agent_id=partner.id))[0]
+    assert (by_partner.rebooked, by_partner.rebook_seconds) == (1, [1800.0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Enum, ForeignKey, LargeBinary, String
+from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from lapins.extensions import db
@@ -42,6 +42,8 @@ class ExportKind(enum.StrEnum):
 
 class Export(db.Model):
     __tablename__ = "exports"
+    # The beat's scan for exports whose worker stopped beating (lapins.stats.exports.reclaim_stale).
+    __table_args__ = (Index("ix_exports_status_heartbeat", "status", "heartbeat_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     requested_by_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
@@ -61,6 +63,12 @@ class Export(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Last sign of life: written when asked for, when claimed and with each batch; a running export whose heartbeat
+    # is older than EXPORT_STALE_AFTER_SECONDS lost its worker and is taken up again.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How many times a worker claimed it; also the claim's number, so that a worker whose export was taken up again
+    # by another can no longer write to it.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
     requested_by: Mapped[Agent] = relationship()
     territory: Mapped[Territory] = relationship()

@@ -1,6 +1,11 @@
 """Statistics as files: the monthly figures in CSV or XLSX at once, and the rdv-level list built in the background.
 
 Nothing that names or reaches a family (name, phone, e-mail, reason typed) ever goes into a file.
+
+A background export is claimed by a conditional UPDATE that bumps its `attempts`; the worker then beats (`heartbeat_at`)
+with each batch, every write conditioned on its claim's number. An export whose heartbeat stopped (the worker died)
+is taken up again from scratch by the beat's `reclaim_stale`, at most MAX_ATTEMPTS times, then marked failed: a worker
+that was only slow finds its claim gone at its next batch and stops, so one export is never built by two.
 """
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import csv
 import io
 import logging
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from openpyxl import Workbook
-from sqlalchemy import func, select, update
+from flask import current_app
+from sqlalchemy import func, or_, select, update
 
 from lapins.extensions import db
 from lapins.models import Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, Rdv, RdvAgent, utcnow
@@ -23,11 +29,15 @@ log = logging.getLogger(__name__)
 FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 BATCH = 2000
+MAX_ATTEMPTS = 3  # claims of one export by a worker, the first included
+INTERRUPTED = "L'export a été interrompu ; relancez-le."
+FAILED = "L'export n'a pas pu être construit. Réessayez ou contactez l'équipe technique."
 
 FIGURE_HEADERS = [
     "Mois", "RDV", "Vus", "Absents non excusés", "Taux d'absence (%)", "Annulés par la famille",
     "Annulés par le service", "Taux d'annulation (%)", "Annulations tardives (< 48 h)", "Créneaux libérés re-réservés",
-    "Délai médian de re-réservation (h)", "SMS envoyés", "Segments SMS",
+    "Délai médian de re-réservation (h)", "Propositions de créneaux libérés", "Propositions acceptées",
+    "Taux d'acceptation (%)", "SMS envoyés", "Segments SMS",
 ]
 RDV_HEADERS = [
     "N° du RDV", "Mois", "Date", "Heure", "Organisation", "Lieu", "Agents", "Motif", "Statut", "Annulé par",
@@ -45,7 +55,8 @@ def figure_rows(figures: list[MonthFigures]) -> list[list]:
     def row(label: str, month: MonthFigures) -> list:
         return [label, month.rdvs, month.seen, month.noshow, _rounded(month.noshow_rate, 100), month.excused,
                 month.revoked, _rounded(month.cancellation_rate, 100), month.late_cancellations, month.rebooked,
-                _rounded(month.median_rebook_hours), month.sms_sent, month.sms_segments]
+                _rounded(month.median_rebook_hours), month.offers, month.offers_accepted,
+                _rounded(month.acceptance_rate, 100), month.sms_sent, month.sms_segments]
 
     return [row(f"{month.month:%Y-%m}", month) for month in figures] + [row("Total", totals(figures))]
 
@@ -164,40 +175,98 @@ def request_export(actor: Agent, territory_id: int, organisation_id: int | None,
     """Records the request; the caller commits, then enqueues `lapins.tasks.build_export`."""
     export = Export(requested_by_id=actor.id, territory_id=territory_id, organisation_id=organisation_id,
                     kind=ExportKind.RDVS, file_format=file_format, params=filters.as_params(),
-                    status=ExportStatus.PENDING)
+                    status=ExportStatus.PENDING, heartbeat_at=utcnow())
     db.session.add(export)
     return export
 
 
 def run_export(export_id: int) -> None:
-    """Builds the file of a pending export, committing progress after each batch.
+    """Builds the file of a pending export, committing progress and a heartbeat after each batch.
 
-    Claimed by a conditional UPDATE, so a task delivered twice finds nothing to do.
+    Claimed by a conditional UPDATE, so a task delivered twice finds nothing to do; every later write is conditioned
+    on this claim, so a worker whose export was taken up again (`reclaim_stale`) stops at its next batch.
     """
-    claimed = db.session.execute(
+    now = utcnow()
+    attempt = db.session.scalar(
         update(Export).where(Export.id == export_id, Export.status == ExportStatus.PENDING)
-        .values(status=ExportStatus.RUNNING, started_at=utcnow())).rowcount
+        .values(status=ExportStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=Export.attempts + 1,
+                progress_done=0, progress_total=0)
+        .returning(Export.attempts).execution_options(synchronize_session=False))
     db.session.commit()
-    if not claimed:
+    if attempt is None:
         return
     export = db.session.get(Export, export_id)
     try:
         scope, filters = scope_of_export(export)
-        export.progress_total = count_rdvs(scope, filters)
-        db.session.commit()
+        if not _beat(export_id, attempt, progress_total=count_rdvs(scope, filters)):
+            return
         sink = _CsvSink(RDV_HEADERS) if export.file_format == "csv" else _XlsxSink(RDV_HEADERS)
+        done = 0
         for batch in rdv_batches(scope, filters):
             sink.write(batch)
-            export.progress_done += len(batch)
-            db.session.commit()
-        export.content = sink.finish()
-        export.filename = export_filename("rendez-vous", filters, export.file_format)
-        export.status, export.finished_at = ExportStatus.DONE, utcnow()
-        db.session.commit()
+            done += len(batch)
+            if not _beat(export_id, attempt, progress_done=done):
+                log.warning("export %s was taken up by another worker: attempt %s stops", export_id, attempt)
+                return
+        _beat(export_id, attempt, content=sink.finish(), status=ExportStatus.DONE, finished_at=utcnow(),
+              filename=export_filename("rendez-vous", filters, export.file_format))
     except Exception:
         db.session.rollback()
         log.exception("export %s failed", export_id)  # the id only: no data of families in the logs
-        export = db.session.get(Export, export_id)
-        export.status, export.finished_at = ExportStatus.FAILED, utcnow()
-        export.error = "L'export n'a pas pu être construit. Réessayez ou contactez l'équipe technique."
+        _beat(export_id, attempt, status=ExportStatus.FAILED, finished_at=utcnow(), error=FAILED)
+
+
+def _beat(export_id: int, attempt: int, **values) -> bool:
+    """Write `values` and a heartbeat, and commit, if this claim still holds the export; False if it was taken up."""
+    kept = db.session.execute(
+        update(Export).where(Export.id == export_id, Export.status == ExportStatus.RUNNING, Export.attempts == attempt)
+        .values(heartbeat_at=utcnow(), **values).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return bool(kept)
+
+
+def reclaim_stale(now: datetime | None = None) -> list[int]:
+    """The beat's job: exports whose heartbeat stopped are queued again from scratch, or failed after MAX_ATTEMPTS.
+
+    A running export silent for EXPORT_STALE_AFTER_SECONDS lost its worker; a pending one that long lost its task
+    (the broker forgot it) and is queued again. Each change is a conditional UPDATE on what was read (status, claim
+    number, heartbeat still old), so a worker beating meanwhile, or another beat, wins. Returns the ids queued.
+    """
+    now = now or utcnow()
+    stale_before = now - timedelta(seconds=current_app.config["EXPORT_STALE_AFTER_SECONDS"])
+    stale = or_(Export.heartbeat_at.is_(None), Export.heartbeat_at < stale_before)
+    rows = db.session.execute(
+        select(Export.id, Export.status, Export.attempts)
+        .where(Export.status.in_([ExportStatus.PENDING, ExportStatus.RUNNING]), stale).order_by(Export.id)).all()
+    queued, interrupted = [], 0
+    for export_id, status, attempts in rows:
+        still = (Export.id == export_id, Export.status == status, Export.attempts == attempts, stale)
+        if status == ExportStatus.PENDING:
+            values: dict = {"heartbeat_at": now}
+        elif attempts >= MAX_ATTEMPTS:
+            values = {"status": ExportStatus.FAILED, "finished_at": now, "error": INTERRUPTED}
+        else:
+            values = {"status": ExportStatus.PENDING, "heartbeat_at": now, "progress_done": 0}
+        changed = db.session.execute(update(Export).where(*still).values(**values)
+                                     .execution_options(synchronize_session=False)).rowcount
         db.session.commit()
+        if changed and values.get("status") == ExportStatus.FAILED:
+            interrupted += 1
+        elif changed:
+            queued.append(export_id)
+    if rows:
+        log.warning("exports: %s queued again, %s failed after %s attempts (ids %s)", len(queued), interrupted,
+                    MAX_ATTEMPTS, [row[0] for row in rows])
+    for export_id in queued:  # after the commits: the worker must find the rows pending
+        _enqueue(export_id)
+    return queued
+
+
+def _enqueue(export_id: int) -> None:
+    from lapins.notifications.tasks import of_this_app
+    from lapins.tasks import build_export
+
+    try:
+        of_this_app(build_export.name).delay(export_id)
+    except Exception:  # the broker down: the export stays pending and the next beat queues it again
+        log.warning("exports: broker unreachable, export %s waits for the next beat", export_id, exc_info=True)

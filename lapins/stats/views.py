@@ -118,7 +118,8 @@ def request_export(kind: str, target_id: int):
 def export_status(export_id: int):
     export = db.session.get(Export, export_id)
     policies.authorize_export(current_user, export)
-    return render_template("stats/export.html", export=export, tz=export.territory.tz)
+    return render_template("stats/export.html", export=export, tz=export.territory.tz,
+                           max_attempts=exports.MAX_ATTEMPTS)
 
 
 @bp.route("/exports/<int:export_id>/fichier")
