@@ -67,6 +67,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.notifications.webhooks import bp as webhooks_bp
     from lapins.privacy import bp as privacy_bp
     from lapins.stats import bp as stats_bp
+    from lapins.territory_settings import bp as territory_settings_bp
     from lapins.vendor import bp as vendor_bp
 
     app.register_blueprint(auth_bp)
@@ -80,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(integrations_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(privacy_bp)
+    app.register_blueprint(territory_settings_bp)
 
 
 def register_rate_limits(app: Flask) -> None:

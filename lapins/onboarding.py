@@ -58,6 +58,19 @@ def _names_from(email: str, first: str | None, last: str | None) -> tuple[str, s
 
 ALPHANUMERIC_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
 QUIET_HOURS = re.compile(r"(\d{1,2})[h:](\d{2})?\s*-\s*(\d{1,2})[h:](\d{2})?")
+MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-f]{32}")
+# The time zones of France, metropolitan and overseas départements (and Saint-Pierre-et-Miquelon), with their names.
+FRENCH_TIMEZONES = {
+    "Europe/Paris": "France métropolitaine et Corse (Europe/Paris)",
+    "America/Guadeloupe": "Guadeloupe (America/Guadeloupe)",
+    "America/Martinique": "Martinique (America/Martinique)",
+    "America/Cayenne": "Guyane (America/Cayenne)",
+    "Indian/Reunion": "La Réunion (Indian/Reunion)",
+    "Indian/Mayotte": "Mayotte (Indian/Mayotte)",
+    "America/Miquelon": "Saint-Pierre-et-Miquelon (America/Miquelon)",
+}
+REPLIES_REFUSED = ("Un expéditeur alphanumérique ne peut pas recevoir de réponses : donnez un numéro ou un "
+                   "Messaging Service")
 
 
 def configure_territory(number: str, *, reminder_offsets: str | None = None, sms_sender: str | None = None,
@@ -72,44 +85,83 @@ def configure_territory(number: str, *, reminder_offsets: str | None = None, sms
 
 
 def _configure(number, reminder_offsets, sms_sender, messaging_service_sid, takes_replies, quiet_hours) -> Territory:
-    from lapins.notifications import timing
-    from lapins.phones import InvalidPhone, normalize_mobile
-
     territory = db.session.scalar(select(Territory).where(Territory.number == number.strip().upper()))
     if territory is None:
         raise OnboardingError(f"Aucun département {number} dans cette installation.")
     if reminder_offsets is not None:
-        try:
-            hours = timing.parse_offsets(reminder_offsets)
-        except timing.InvalidOffsets as error:
-            raise OnboardingError(str(error)) from None
-        territory.reminder_offsets = ",".join(str(hour) for hour in hours) or "48"
+        territory.reminder_offsets = checked_reminder_offsets(reminder_offsets)
     if sms_sender is not None:
-        sender = sms_sender.strip()
-        if sender.startswith("+") or sender[:1].isdigit():
-            try:
-                sender = normalize_mobile(sender, territory.number)  # a number that sends SMS is a mobile one
-            except InvalidPhone as error:
-                raise OnboardingError(f"Numéro d'expéditeur refusé : {error}") from None
-        elif not ALPHANUMERIC_SENDER.fullmatch(sender):
-            raise OnboardingError("Un nom d'expéditeur compte 1 à 11 lettres, chiffres ou espaces, dont une lettre "
-                                  "au moins (exemple : PMI59).")
-        territory.sms_sender = sender
+        territory.sms_sender = checked_sms_sender(sms_sender, territory.number)
     if messaging_service_sid is not None:
-        sid = messaging_service_sid.strip()
-        if sid and not re.fullmatch(r"MG[0-9a-f]{32}", sid):
-            raise OnboardingError("Un Messaging Service Twilio s'écrit MG suivi de 32 caractères hexadécimaux.")
-        territory.twilio_messaging_service_sid = sid or None
+        territory.twilio_messaging_service_sid = checked_messaging_service_sid(messaging_service_sid)
     if takes_replies is not None:
         territory.sms_takes_replies = takes_replies
-    if territory.sms_takes_replies and territory.sms_sender and not territory.sms_sender.startswith("+") \
-            and not territory.twilio_messaging_service_sid:
-        raise OnboardingError("Un expéditeur alphanumérique ne peut pas recevoir de réponses : donnez un numéro ou un "
-                              "Messaging Service, ou --no-replies.")
+    check_takes_replies(territory.sms_takes_replies, territory.sms_sender, territory.twilio_messaging_service_sid,
+                        way_out="ou --no-replies")
     if quiet_hours is not None:
         territory.quiet_hours_start, territory.quiet_hours_end = _quiet_hours(quiet_hours)
     db.session.commit()
     return territory
+
+
+# The checks of each SMS setting, shared by `flask territory configure` and the territory settings page
+# (lapins.territory_settings): each returns the value to store or raises OnboardingError in French.
+
+def checked_timezone(name: str) -> str:
+    """One of France's time zones (FRENCH_TIMEZONES)."""
+    name = (name or "").strip()
+    if name not in FRENCH_TIMEZONES or name not in available_timezones():
+        raise OnboardingError(f"« {name} » n'est pas un fuseau horaire de la France (exemples : Europe/Paris, "
+                              "Indian/Reunion, America/Guadeloupe, America/Cayenne, Indian/Mayotte).")
+    return name
+
+
+def checked_reminder_offsets(text: str) -> str:
+    """ "24, 72" → "72,24" (hours before the rdv, see lapins.notifications.timing); nothing → the default "48"."""
+    from lapins.notifications import timing
+
+    try:
+        hours = timing.parse_offsets(text)
+    except timing.InvalidOffsets as error:
+        raise OnboardingError(str(error)) from None
+    return ",".join(str(hour) for hour in hours) or "48"
+
+
+def checked_sms_sender(text: str, territory_number: str) -> str:
+    """A French mobile number in E.164 (it sends SMS, so it is a mobile one) or an alphanumeric sender."""
+    from lapins.phones import InvalidPhone, normalize_mobile
+
+    sender = text.strip()
+    if sender.startswith("+") or sender[:1].isdigit():
+        try:
+            return normalize_mobile(sender, territory_number)
+        except InvalidPhone as error:
+            raise OnboardingError(f"Numéro d'expéditeur refusé : {error}") from None
+    if not ALPHANUMERIC_SENDER.fullmatch(sender):
+        raise OnboardingError("Un nom d'expéditeur compte 1 à 11 lettres, chiffres ou espaces, dont une lettre "
+                              "au moins (exemple : PMI59).")
+    return sender
+
+
+def checked_messaging_service_sid(text: str) -> str | None:
+    """MG + 32 hexadecimal characters; blank for none."""
+    sid = text.strip()
+    if sid and not MESSAGING_SERVICE_SID.fullmatch(sid):
+        raise OnboardingError("Un Messaging Service Twilio s'écrit MG suivi de 32 caractères hexadécimaux.")
+    return sid or None
+
+
+def check_takes_replies(takes_replies: bool, sender: str | None, messaging_service_sid: str | None, *,
+                        way_out: str) -> None:
+    """Replies reach a number or a Messaging Service, never an alphanumeric sender. `way_out` ends the message
+    with how to say "no replies" where it is read (an option, a checkbox)."""
+    if takes_replies and sender and not sender.startswith("+") and not messaging_service_sid:
+        raise OnboardingError(f"{REPLIES_REFUSED}, {way_out}.")
+
+
+def check_quiet_hours(start, end) -> None:
+    if start is None or end is None or start == end:
+        raise OnboardingError("Les heures sans SMS doivent commencer et finir à deux heures différentes.")
 
 
 def _quiet_hours(text: str):

@@ -14,9 +14,13 @@ from lapins.notifications.sms_text import (
     LOCATION_TYPES,
     MAX_LINK_SEPTETS,
     SmsFacts,
+    WordingError,
+    checked_label,
+    checked_note,
     compose,
     display_phone,
     format_when,
+    note_kept,
     segments_of,
 )
 
@@ -331,3 +335,51 @@ def test_any_facts_make_one_gsm7_sms_with_the_link_intact(facts):
     text = compose(facts)
     assert_one_gsm7_segment_with_link(text, facts)
     assert format_when(facts.starts_at_local) in text
+
+
+# --- A territory's own sentence (Territory.sms_note_<kind>) --------------------------------------------------------
+
+def test_a_territorys_sentence_goes_before_the_link_when_there_is_room():
+    text = compose(replace(SHORT, kind="created", phone=None, note="Carnet de santé SVP."))
+    assert "Carnet de santé SVP. Infos/annuler : " + LINK in text and septets(text) <= 160
+
+
+def test_a_territorys_sentence_costs_the_optional_facts_first_and_never_the_segment():
+    without = compose(HAUTS_DE_SEINE)
+    with_note = compose(replace(HAUTS_DE_SEINE, note="Pensez au carnet de santé."))
+    assert "Pensez au carnet de santé." in with_note and "Pensez" not in without
+    assert septets(with_note) <= 160 and with_note.endswith(LINK)
+
+
+def test_a_sentence_that_cannot_fit_is_dropped_whole_and_the_facts_stay():
+    facts = replace(REUNION_FACTS, location_type="phone", two_way=True, note="x" * 59 + ".")
+    text = compose(facts)
+    assert "xxx" not in text and "nous vous appelons" in text and septets(text) <= 160
+    assert not note_kept(facts) and note_kept(replace(facts, note=None))
+
+
+@pytest.mark.parametrize("typed, stored", [
+    ("  pensez au carnet  ", "pensez au carnet."),
+    ("Vœux à tous !", "Voeux à tous !"),
+    ("", None),
+])
+def test_a_sentence_is_stored_transliterated_and_ending_with_a_stop(typed, stored):
+    assert checked_note(typed) == stored
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("Bonne journée 🙂", "alphabet des SMS"),
+    ("Voir https://pmi.fr", "adresse web"),
+    ("x" * 61, "trop longue"),
+])
+def test_a_sentence_outside_gsm7_or_too_long_is_refused_in_french(typed, message):
+    with pytest.raises(WordingError, match=message):
+        checked_note(typed)
+
+
+def test_a_sender_label_stands_for_the_organisation_and_is_checked():
+    assert checked_label(" PMI du Nord ") == "PMI du Nord"
+    with pytest.raises(WordingError, match="32 au plus"):
+        checked_label("Protection maternelle et infantile du Nord")
+    with pytest.raises(WordingError, match="une lettre"):
+        checked_label("59")

@@ -430,3 +430,28 @@ def test_twilio_posting_callbacks_over_http_reaches_the_app(twilio_app, twilio_f
 
     assert twilio_fake.post(twilio_fake.inbound_request(f"{live_url}{INBOUND_PATH}", PHONE, "STOP")) == 200
     assert not reloaded(usager).sms_consent
+
+
+def test_a_territorys_own_account_gets_one_client_of_its_own_rebuilt_only_when_its_credentials_change(twilio_app):
+    from lapins import crypto
+    from lapins.notifications.backends import ProviderAccount
+
+    def account(token: str) -> ProviderAccount:
+        return ProviderAccount(territory_id=7, account_sid_encrypted=crypto.encrypt("AC" + "1" * 32),
+                               auth_token_encrypted=crypto.encrypt(token))
+
+    first = account("a" * 32)
+    backend = sms_backend(twilio_app, account=first)
+    assert backend is sms_backend(twilio_app, account=first) and backend is not sms_backend(twilio_app)
+    assert sms_backend(twilio_app, account=account("b" * 32)) is not backend
+    assert len(twilio_app.extensions["lapins.territory_sms_backends"]) == 1  # the territory's old client is gone
+    assert "a" * 32 not in repr(first) and first.auth_token_encrypted not in repr(first)
+    twilio_app.extensions.pop("lapins.territory_sms_backends", None)
+
+
+def test_a_territorys_credentials_that_no_key_opens_are_a_transient_error_for_agents(twilio_app):
+    from lapins.notifications.backends import ProviderAccount
+
+    broken = ProviderAccount(territory_id=8, account_sid_encrypted="gAAAA-not-a-token", auth_token_encrypted="x")
+    with pytest.raises(TransientError, match="illisibles"):
+        sms_backend(twilio_app, account=broken)

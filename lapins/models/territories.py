@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import secrets
-from datetime import time
+from datetime import datetime, time
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ForeignKey, String, Time
+from sqlalchemy import ForeignKey, String, Text, Time
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.extensions import db
+from lapins.models.types import UTCDateTime
 
 # The `holidays` package knows local public holidays for these départements; others use France's national list.
 HOLIDAY_SUBDIVISIONS = {
@@ -35,10 +36,23 @@ class Territory(db.Model):
     name: Mapped[str] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Paris")
     # SMS sending: an alphanumeric sender ("PMI92", ≤ 11 characters, cannot take replies), an E.164 number, or a
-    # Twilio Messaging Service that picks the number. Credentials are the deployment's (environment).
+    # Twilio Messaging Service that picks the number.
     sms_sender: Mapped[str | None] = mapped_column(String(20))
     twilio_messaging_service_sid: Mapped[str | None] = mapped_column(String(40))
     sms_takes_replies: Mapped[bool] = mapped_column(default=False)
+    # The territory's own Twilio account, encrypted at rest (lapins.crypto): when both are set its SMS leave from
+    # that account and its webhooks are checked with its Auth Token; otherwise the deployment's (environment).
+    twilio_account_sid_encrypted: Mapped[str | None] = mapped_column(Text)
+    twilio_account_sid_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    twilio_auth_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    twilio_auth_token_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The wording of its SMS (lapins.notifications.sms_text.Wording): a sender label standing for the organisation's
+    # name, and per kind of message a short sentence of its own, both already transliterated to GSM-7.
+    sms_label: Mapped[str | None] = mapped_column(String(40))
+    sms_note_created: Mapped[str | None] = mapped_column(String(100))
+    sms_note_changed: Mapped[str | None] = mapped_column(String(100))
+    sms_note_cancelled: Mapped[str | None] = mapped_column(String(100))
+    sms_note_reminder: Mapped[str | None] = mapped_column(String(100))
     # Hours before the rdv, in local wall-clock time ("48" or "72,24"); a motif may override them.
     reminder_offsets: Mapped[str] = mapped_column(String(40), default="48")
     # No SMS in these local hours: a message due then is held until the end (or sent before the start if too late).
@@ -58,6 +72,16 @@ class Territory(db.Model):
     @property
     def holiday_subdivision(self) -> str | None:
         return HOLIDAY_SUBDIVISIONS.get(self.number)
+
+    @property
+    def has_twilio_credentials(self) -> bool:
+        return bool(self.twilio_account_sid_encrypted and self.twilio_auth_token_encrypted)
+
+    def sms_note(self, kind: str) -> str | None:
+        """The territory's own sentence for SMS of this kind (created, changed, cancelled, reminder)."""
+        if kind not in ("created", "changed", "cancelled", "reminder"):
+            return None
+        return getattr(self, f"sms_note_{kind}")
 
     def __repr__(self) -> str:
         return f"<Territory {self.number}>"

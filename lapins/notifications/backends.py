@@ -10,13 +10,22 @@ asked before the message is sent again, so a family never gets it twice. A backe
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from flask import Flask, current_app
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProviderAccount:
+    """A territory's own Twilio account, as stored: encrypted (lapins.crypto), opened only to build its client."""
+
+    territory_id: int
+    account_sid_encrypted: str = field(repr=False)
+    auth_token_encrypted: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class OutgoingSms:
     sender: str | None = None  # E.164 number or alphanumeric sender
     messaging_service_sid: str | None = None
     status_callback: str | None = None  # absolute URL the provider posts delivery statuses to
+    account: ProviderAccount | None = None  # the territory's own account; None: the deployment's (environment)
 
 
 @dataclass(frozen=True)
@@ -91,9 +101,12 @@ class ConsoleEmailBackend:
         return Delivery(provider_id=f"console-{email.message_id}")
 
 
-def sms_backend(app: Flask | None = None) -> SmsBackend:
-    """The SMS backend chosen by SMS_BACKEND, built once per process."""
+def sms_backend(app: Flask | None = None, account: ProviderAccount | None = None) -> SmsBackend:
+    """The SMS backend chosen by SMS_BACKEND, built once per process; with SMS_BACKEND=twilio and a territory's own
+    `account`, the backend of that account (built once per process and credentials, see `_account_backend`)."""
     app = app or current_app
+    if account is not None and app.config["SMS_BACKEND"] == "twilio":
+        return _account_backend(app, account)
     backend = app.extensions.get("lapins.sms_backend")
     if backend is None:
         name = app.config["SMS_BACKEND"]
@@ -125,3 +138,30 @@ def email_backend(app: Flask | None = None) -> EmailBackend:
             raise RuntimeError(f"EMAIL_BACKEND inconnu : {name!r} (choix : console, smtp).")
         app.extensions["lapins.email_backend"] = backend
     return backend
+
+
+def _account_backend(app: Flask, account: ProviderAccount) -> SmsBackend:
+    """The Twilio backend of a territory's own account, cached on its stored (encrypted) credentials and the
+    deployment's Twilio settings: the same credentials reuse one client and its kept-alive connection; new ones
+    (saved again, or deleted and the environment's used) replace the territory's old client."""
+    from lapins.notifications.twilio import TwilioSmsBackend
+
+    key = (account.territory_id, account.account_sid_encrypted, account.auth_token_encrypted,
+           app.config.get("TWILIO_BASE_URL") or "", app.config.get("TWILIO_TIMEOUT_SECONDS"))
+    cache: dict[tuple, SmsBackend] = app.extensions.setdefault("lapins.territory_sms_backends", {})
+    backend = cache.get(key)
+    if backend is None:
+        from lapins import crypto
+
+        try:
+            account_sid = crypto.decrypt(account.account_sid_encrypted)
+            auth_token = crypto.decrypt(account.auth_token_encrypted)
+        except crypto.InvalidToken:
+            raise TransientError("Identifiants Twilio du département illisibles (la clé LAPINS_ENCRYPTION_KEY a "
+                                 "changé ?) : un administrateur doit les saisir de nouveau.", code="credentials") from None
+        backend = TwilioSmsBackend.for_account(account_sid, auth_token, app.config)
+        for stale in [known for known in cache if known[0] == account.territory_id]:
+            del cache[stale]
+        cache[key] = backend
+    return backend
+

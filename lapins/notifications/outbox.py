@@ -29,7 +29,9 @@ from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, Rdv, RdvStatus, Territory, Usager, utcnow,
 )
 from lapins.notifications import backends, links, sms_text, timing, webhooks
-from lapins.notifications.backends import Delivery, OutgoingEmail, OutgoingSms, PermanentError, TransientError
+from lapins.notifications.backends import (
+    Delivery, OutgoingEmail, OutgoingSms, PermanentError, ProviderAccount, TransientError,
+)
 from lapins.phones import region_for
 from lapins.privacy.logs import safe_traceback
 
@@ -252,8 +254,9 @@ def recover_stale_claims(now: datetime | None = None) -> int:
 def _find_sent(message: Message, claimed_at: datetime) -> Delivery | None:
     if message.channel != Channel.SMS or not message.body or not message.to_address:
         return None
-    finder = backends.sms_backend()
-    return finder.find_sent(_outgoing_sms(message), since=claimed_at - timedelta(minutes=1))
+    outgoing = _outgoing_sms(message)
+    finder = backends.sms_backend(account=outgoing.account)
+    return finder.find_sent(outgoing, since=claimed_at - timedelta(minutes=1))
 
 
 def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
@@ -383,7 +386,7 @@ def _send_one(message: Message, outgoing: OutgoingSms | OutgoingEmail, connectio
     (expired) message; a failure, rare, goes through the model and the session."""
     try:
         if isinstance(outgoing, OutgoingSms):
-            delivery = backends.sms_backend().send(outgoing)
+            delivery = backends.sms_backend(account=outgoing.account).send(outgoing)
         else:
             delivery = backends.email_backend().send(outgoing)
     except PermanentError as error:
@@ -459,9 +462,10 @@ def compose_sms(message: Message) -> str:
         phone=rdv.phone_to_call,
         region=region_for(territory.number),
         link=links.family_url(rdv.id),
-        organisation=rdv.organisation.name,
+        organisation=territory.sms_label or rdv.organisation.name,
         person=person,
         two_way=territory.sms_takes_replies,
+        note=territory.sms_note(str(message.kind)),
     )
     return sms_text.compose(facts)
 
@@ -493,7 +497,16 @@ def _outgoing_sms(message: Message) -> OutgoingSms:
     callback = webhooks.status_callback_url() if current_app.config["SMS_BACKEND"] == "twilio" else None
     sender = territory.sms_sender if not territory.twilio_messaging_service_sid else None
     return OutgoingSms(message_id=message.id, to=message.to_address, body=message.body, sender=sender,
-                       messaging_service_sid=territory.twilio_messaging_service_sid, status_callback=callback)
+                       messaging_service_sid=territory.twilio_messaging_service_sid, status_callback=callback,
+                       account=provider_account(territory))
+
+
+def provider_account(territory: Territory) -> ProviderAccount | None:
+    """The territory's own Twilio account when both its credentials are stored, else None (the environment's)."""
+    if not territory.has_twilio_credentials:
+        return None
+    return ProviderAccount(territory_id=territory.id, account_sid_encrypted=territory.twilio_account_sid_encrypted,
+                           auth_token_encrypted=territory.twilio_auth_token_encrypted)
 
 
 def _outgoing_email(message: Message) -> OutgoingEmail:

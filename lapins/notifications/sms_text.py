@@ -3,7 +3,8 @@
 `compose` builds the text from facts, never from ORM objects. Mandatory: who sends it (the organisation), what
 happens (confirmed, moved, cancelled, reminder), the local date and time, the family's link, and for a reminder
 with two-way SMS the reply instructions. Optional, from the most to the least valuable: the place (lieu, then its
-address), the phone to call, the motif, the child's or usager's first name.
+address), the phone to call, the motif, the child's or usager's first name; a territory's own sentence (its
+note) comes before all of them.
 
 When the text is too long, it is shortened in this order until it fits:
 1. harmless shortenings: "protection maternelle et infantile" → "PMI", "avenue" → "av.", "boulevard" → "bd", a
@@ -11,15 +12,30 @@ When the text is too long, it is shortened in this order until it fits:
 2. from the least valuable up: a first name is reduced to its first word then dropped, the motif is cut at a word
    boundary (no ellipsis, no dangling "de" or "et") then dropped, the reply instructions take their short form
    ("Répondez OUI ou ANNULER."), the phone is dropped, the address loses its last parts (city, postcode) then is
-   dropped, the lieu is cut at a word then dropped, then the "Infos/annuler :" label of the link goes, and last the
-   sender label is cut at a word, then dropped;
+   dropped, the lieu is cut at a word then dropped, the territory's note is dropped (whole: a cut sentence would
+   read wrong), then the "Infos/annuler :" label of the link goes, and last the sender label is cut at a word, then
+   dropped;
 3. what was lost is given back, from the most valuable part down, as far as the room left allows.
 A cancellation keeps the phone to call for a new rdv; its link may go, but only when that phone is there.
 The link is never cut, so a link of up to MAX_LINK_SEPTETS always fits (SmsFacts refuses longer ones).
+
+**A territory's wording** (Territory.sms_label and .sms_note_<kind>, set on the territory settings page) is not a template with placeholders: the
+facts, their order and their shortening stay this module's, so no wording can break the one-segment guarantee.
+A territory may set a sender label (it stands for the organisation's name, with the same shortening) and, per kind
+of SMS, one short sentence ("Pensez au carnet de santé."), an optional part with its place in the order above:
+above every optional fact (the territory chose to say it, and the family's page gives the facts in full), below
+the link, its label and the sender. One segment leaves little room (a two-way reminder keeps some 40 septets for
+the place and the sentence together): a sentence costs the other optional parts first, as the settings page's
+preview shows, and is itself dropped only when the facts that must be there leave no room for it. Both
+are checked when saved (`checked_note`, `checked_label`): GSM-7 after transliteration (œ → oe), characters that
+would force UCS-2 and have no GSM-7 form (emoji, other scripts) refused, no web address, at most MAX_NOTE_SEPTETS /
+MAX_ORGANISATION_SEPTETS. The settings page also refuses a sentence that would be dropped from one of its sample
+texts (`note_kept`): a sentence that saving accepts appears in every ordinary SMS of its kind.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +57,7 @@ MAX_LINK_SEPTETS = 60
 # Longer "phones" are not phone numbers a family could dial.
 MAX_PHONE_SEPTETS = 20
 MAX_ORGANISATION_SEPTETS = 32
+MAX_NOTE_SEPTETS = 60
 
 DAY_ABBREVIATIONS = ("lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim.")
 REPLY_LONG = "Répondez OUI pour confirmer, ANNULER pour annuler."
@@ -64,6 +81,7 @@ class SmsFacts:
     phone: str | None = None
     person: str | None = None
     two_way: bool = False  # a reminder asks the family to reply OUI or ANNULER
+    note: str | None = None  # the territory's own sentence for this kind of SMS (checked_note)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,6 +98,15 @@ class SmsFacts:
 
 def compose(facts: SmsFacts) -> str:
     """The GSM-7 text of the SMS, at most 160 septets (one segment)."""
+    return _composed(facts)[0]
+
+
+def note_kept(facts: SmsFacts) -> bool:
+    """Whether the territory's note is in the text of these facts, in full (True when there is no note)."""
+    return not facts.note or _composed(facts)[1]["note"] is not None
+
+
+def _composed(facts: SmsFacts) -> tuple[str, Parts]:
     parts = _initial_parts(facts)
     harmless, lossy = _shortenings(facts, parts)
     _shorten(facts, parts, harmless)
@@ -89,7 +116,7 @@ def compose(facts: SmsFacts) -> str:
     text = _render(facts, parts)
     if septets(text) > SINGLE_SEGMENT_SEPTETS:  # unreachable with the limits SmsFacts enforces
         raise ValueError(f"SMS text does not fit in one segment: {text!r}")
-    return text
+    return text, parts
 
 
 def segments_of(text: str) -> int:
@@ -170,6 +197,8 @@ def _render(facts: SmsFacts, parts: Parts) -> str:
     if parts["phone"]:
         call = "Pour un nouveau RDV : Tél" if facts.kind == "cancelled" else "Tél"
         sentences.append(f"{call} {parts['phone']}.")
+    if parts["note"]:
+        sentences.append(_sentence(parts["note"]))
     if parts["reply"]:
         sentences.append(parts["reply"])
     if parts["link"]:
@@ -214,6 +243,7 @@ def _initial_parts(facts: SmsFacts) -> Parts:
         "address": _clean(facts.lieu_address) if on_site else None,
         "phone": display_phone(facts.phone, facts.region),
         "reply": REPLY_LONG if facts.kind == "reminder" and facts.two_way else None,
+        "note": _clean(facts.note),
         "label": label,
         "link": facts.link,
     }
@@ -257,7 +287,7 @@ def _shortenings(facts: SmsFacts, parts: Parts) -> tuple[list[Step], list[Step]]
         ("organisation", lambda value, _: _cut_at_word(value, MAX_ORGANISATION_SEPTETS, min_words=1) or value),
     ]
     if facts.kind == "cancelled":
-        lossy: list[Step] = [("person", _first_word), ("motif", _cut(min_words=2))]
+        lossy: list[Step] = [("person", _first_word), ("motif", _cut(min_words=2)), ("note", _drop)]
         if parts["phone"]:
             lossy.append(("link", _drop))
         lossy.append(("label", _drop))
@@ -269,6 +299,7 @@ def _shortenings(facts: SmsFacts, parts: Parts) -> tuple[list[Step], list[Step]]
             ("phone", _drop),
             ("address", _drop_last_part),
             ("lieu", _cut(min_words=2)),
+            ("note", _drop),
             ("label", _drop),
         ]
     lossy.append(("organisation", _cut(min_words=1)))
@@ -350,6 +381,64 @@ def _cut_at_word(value: str, max_septets: int, min_words: int) -> str | None:
         kept[-1] = last
         break
     return " ".join(kept) if len(kept) >= min_words else None
+
+
+# --- A territory's wording ---------------------------------------------------------------------------------------
+
+class WordingError(ValueError):
+    """Why a territory's wording is refused, in French."""
+
+
+_WEB_ADDRESS = re.compile(r"://|\bwww\.|\.(fr|com|org|net)\b", re.IGNORECASE)
+
+
+def unsendable_characters(text: str) -> list[str]:
+    """The characters of `text` that have no GSM-7 form: transliteration would drop them or write "?"."""
+    found: list[str] = []
+    for char in unicodedata.normalize("NFC", text):
+        shown = transliterate(char)
+        if (shown == "" or (shown == "?" and char != "?")) and not char.isspace() and char not in found:
+            found.append(char)
+    return found
+
+
+def checked_note(text: str | None) -> str | None:
+    """A territory's sentence as it is stored and sent (GSM-7, ending with a stop), or None when blank."""
+    if not text or not text.strip():
+        return None
+    _refuse_unsendable(text)
+    note = _clean(text)
+    if not note:
+        return None
+    note = _sentence(note)
+    if _WEB_ADDRESS.search(note):
+        raise WordingError("Pas d'adresse web dans la phrase : le lien du rendez-vous est déjà dans chaque SMS.")
+    if (length := septets(note)) > MAX_NOTE_SEPTETS:
+        raise WordingError(f"Phrase trop longue : {length} caractères SMS, {MAX_NOTE_SEPTETS} au plus.")
+    return note
+
+
+def checked_label(text: str | None) -> str | None:
+    """A territory's sender label (it stands for the organisation's name), or None when blank."""
+    if not text or not text.strip():
+        return None
+    _refuse_unsendable(text)
+    label = _clean(text, strip=" ,;:-")
+    if not label:
+        return None
+    if not any(char.isalpha() for char in label):
+        raise WordingError("Le nom d'expéditeur des SMS doit contenir au moins une lettre (exemple : PMI du Nord).")
+    if (length := septets(label)) > MAX_ORGANISATION_SEPTETS:
+        raise WordingError(f"Nom d'expéditeur trop long : {length} caractères SMS, {MAX_ORGANISATION_SEPTETS} au "
+                           "plus.")
+    return label
+
+
+def _refuse_unsendable(text: str) -> None:
+    refused = unsendable_characters(text)
+    if refused:
+        raise WordingError(f"Ces caractères n'existent pas dans l'alphabet des SMS (ils feraient passer le message en "
+                           f"Unicode, 70 caractères par SMS) : {' '.join(refused)} — retirez-les.")
 
 
 # --- Offers of freed slots (the waiting list) --------------------------------------------------------------------

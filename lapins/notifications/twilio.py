@@ -1,6 +1,7 @@
 """SMS through Twilio's REST API with the official SDK, and what Twilio's error codes mean for a family's number.
 
-One `twilio.rest.Client` per process (backends.sms_backend caches the backend): its requests session keeps the
+One `twilio.rest.Client` per process and Twilio account (backends.sms_backend caches the backend of the
+deployment's account, and one per territory that has its own credentials): its requests session keeps the
 connection to Twilio alive between messages. The SDK never retries a request by itself here (no `max_retries`):
 a POST that timed out may have been accepted, and only the outbox decides, after `find_sent`, to send again.
 
@@ -82,6 +83,12 @@ class TwilioSmsBackend:
         account_sid, auth_token = config.get("TWILIO_ACCOUNT_SID"), config.get("TWILIO_AUTH_TOKEN")
         if not account_sid or not auth_token:
             raise RuntimeError("SMS_BACKEND=twilio : TWILIO_ACCOUNT_SID et TWILIO_AUTH_TOKEN doivent être définis.")
+        return cls.for_account(account_sid, auth_token, config)
+
+    @classmethod
+    def for_account(cls, account_sid: str, auth_token: str, config: Mapping) -> TwilioSmsBackend:
+        """The backend of one Twilio account (the deployment's or a territory's); the rest of the settings
+        (TWILIO_BASE_URL, TWILIO_TIMEOUT_SECONDS) are the deployment's."""
         timeout = float(config.get("TWILIO_TIMEOUT_SECONDS") or 10)
         http_client = TwilioHttpClient(timeout=timeout, logger=_sdk_logger())
         client = Client(account_sid, auth_token, http_client=http_client)

@@ -1,7 +1,17 @@
 """Twilio calling Lapins: delivery statuses of the SMS we sent, and SMS families send us (STOP, OUI, ANNULER).
 
 Both routes are CSRF-exempt (Twilio has no session) and accept only requests signed by Twilio
-(`X-Twilio-Signature`, HMAC of the URL Twilio called and the POSTed form, keyed with TWILIO_AUTH_TOKEN).
+(`X-Twilio-Signature`, HMAC of the URL Twilio called and the POSTed form, keyed with the Auth Token of the Twilio
+account that sent the SMS: the territory's own when it has one, else TWILIO_AUTH_TOKEN).
+
+Which territory a request is about is read from the request before it is verified (`_territories_of`): a status
+callback names our message (MessageSid, whose row knows its territory), an inbound SMS the number or Messaging
+Service it was sent to (To, MessagingServiceSid), which may be shared by several territories. The signature is then
+checked against each candidate token: the own tokens of those territories, and the environment's for those of
+them without one (and for a request naming no territory of ours). Choosing candidates from unverified fields is
+safe: a forger still needs one of those tokens, and what the view then acts on is limited to the territories whose
+token did verify (`g.twilio_territory_ids`), so one territory's Auth Token never opens another territory's data.
+(STOP stays what it was: any verified request withdraws SMS consent wherever the number is known, the safe way.)
 
 The URL Twilio signed is the public one: PUBLIC_URL + path + query string. Behind a reverse proxy the request
 seen here carries another host, scheme or port (http://127.0.0.1:8000/...), so the request's own URL is never
@@ -18,13 +28,13 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 
-from flask import Blueprint, Response, current_app, request
-from sqlalchemy import select, update
+from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy import or_, select, update
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from lapins.extensions import csrf, db
-from lapins.models import Message, MessageStatus, Usager, utcnow
+from lapins.models import Message, MessageStatus, Territory, Usager, utcnow
 from lapins.notifications.twilio import error_text, is_undeliverable
 
 logger = logging.getLogger(__name__)
@@ -49,22 +59,70 @@ def status_callback_url() -> str:
     return current_app.config["PUBLIC_URL"].rstrip("/") + STATUS_PATH
 
 
-def twilio_signed(view: Callable) -> Callable:
-    """Refuses (403) a request that Twilio did not sign with our Auth Token, before the view reads anything."""
+def twilio_signed(find_territories: Callable[[], list[Territory]]) -> Callable[[Callable], Callable]:
+    """Refuses (403) a request that Twilio did not sign with the Auth Token of the territories it is about
+    (`find_territories`, read from the request) or, for those without one, with TWILIO_AUTH_TOKEN; before the view
+    acts on anything. The view finds in `g.twilio_territory_ids` the territories whose token verified."""
 
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        token = current_app.config.get("TWILIO_AUTH_TOKEN")
-        if not token:
-            logger.warning("Twilio webhook refused: TWILIO_AUTH_TOKEN is not set, no signature can be checked")
-            return Response("Signature invalide.", 403, mimetype="text/plain")
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not RequestValidator(token).validate(signed_url(), request.form, signature):
-            logger.warning("Twilio webhook refused: bad or missing signature on %s", request.path)
-            return Response("Signature invalide.", 403, mimetype="text/plain")
-        return view(*args, **kwargs)
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            candidates = candidate_tokens(find_territories())
+            if not candidates:
+                logger.warning("Twilio webhook refused: no Auth Token (TWILIO_AUTH_TOKEN or the territory's) to "
+                               "check the signature with")
+                return Response("Signature invalide.", 403, mimetype="text/plain")
+            signature, url = request.headers.get("X-Twilio-Signature", ""), signed_url()
+            verified = [territory_ids for token, territory_ids in candidates.items()
+                        if signature and RequestValidator(token).validate(url, request.form, signature)]
+            if not verified:
+                logger.warning("Twilio webhook refused: bad or missing signature on %s", request.path)
+                return Response("Signature invalide.", 403, mimetype="text/plain")
+            g.twilio_territory_ids = frozenset().union(*verified)
+            return view(*args, **kwargs)
 
-    return wrapped
+        return wrapped
+
+    return decorator
+
+
+def candidate_tokens(territories: list[Territory]) -> dict[str, frozenset[int]]:
+    """Auth Token → the territories (ids) a request signed with it may be about."""
+    from lapins import crypto
+
+    by_token: dict[str, set[int]] = {}
+    environment = current_app.config.get("TWILIO_AUTH_TOKEN")
+    if environment:
+        by_token[environment] = set()
+    for territory in territories:
+        if territory.twilio_auth_token_encrypted:
+            try:
+                token = crypto.decrypt(territory.twilio_auth_token_encrypted)
+            except crypto.InvalidToken:
+                logger.warning("Territory %s: its Twilio Auth Token cannot be decrypted", territory.id)
+                continue
+            by_token.setdefault(token, set()).add(territory.id)
+        elif environment:
+            by_token[environment].add(territory.id)
+    return {token: frozenset(ids) for token, ids in by_token.items()}
+
+
+def _status_territories() -> list[Territory]:
+    sid = request.form.get("MessageSid", "")
+    territory_id = db.session.scalar(select(Message.territory_id).where(Message.provider_id == sid)) if sid else None
+    territory = db.session.get(Territory, territory_id) if territory_id is not None else None
+    return [territory] if territory is not None else []
+
+
+def _inbound_territories() -> list[Territory]:
+    """The territories whose sender (number or Messaging Service) the SMS was sent to, taking replies or not."""
+    to, service = request.form.get("To", "").strip(), request.form.get("MessagingServiceSid", "").strip()
+    conditions = [Territory.sms_sender == to] if to else []
+    if service:
+        conditions.append(Territory.twilio_messaging_service_sid == service)
+    if not conditions:
+        return []
+    return list(db.session.scalars(select(Territory).where(or_(*conditions))))
 
 
 def signed_url() -> str:
@@ -76,11 +134,11 @@ def signed_url() -> str:
 
 
 @bp.post(STATUS_PATH)
-@twilio_signed
+@twilio_signed(_status_territories)
 def status():
     sid = request.form.get("MessageSid", "")
     message = db.session.scalar(select(Message).where(Message.provider_id == sid)) if sid else None
-    if message is None:
+    if message is None or message.territory_id not in g.twilio_territory_ids:
         # Not ours (another application on the account) or not recorded yet: Twilio must not retry it.
         return Response("", 200)
     record_status(message, request.form.get("MessageStatus", "").lower(), request.form.get("ErrorCode") or None,
@@ -142,7 +200,7 @@ def normalize_keyword(body: str) -> str:
 
 
 @bp.post(INBOUND_PATH)
-@twilio_signed
+@twilio_signed(_inbound_territories)
 def inbound():
     """STOP from anyone; OUI / ANNULER where the territory's sender takes replies (lapins.notifications.replies)."""
     from lapins.notifications import replies
@@ -153,8 +211,10 @@ def inbound():
     reply = None
     if phone and handler:
         reply = handler(phone)
-    elif phone and (territory_ids := replies.territories_reached(request.form.get("To", "").strip(),
-                                                                  request.form.get("MessagingServiceSid", "").strip())):
+    elif phone and (territory_ids := [
+            territory_id for territory_id in replies.territories_reached(
+                request.form.get("To", "").strip(), request.form.get("MessagingServiceSid", "").strip())
+            if territory_id in g.twilio_territory_ids]):
         reply = replies.answer(phone, territory_ids, replies.parse(keyword))
     db.session.commit()
     twiml = MessagingResponse()

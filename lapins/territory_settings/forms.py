@@ -1,0 +1,164 @@
+"""The three forms of the territory settings page; each field is checked as `flask territory configure` checks it."""
+from __future__ import annotations
+
+import re
+
+from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField
+from wtforms.validators import Length, ValidationError
+
+from lapins import onboarding
+from lapins.forms import Form, Given, HourField, strip
+from lapins.notifications import sms_text
+from lapins.territory_settings import services
+
+ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+AUTH_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def _onboarding_check(check, *args):
+    try:
+        return check(*args)
+    except onboarding.OnboardingError as error:
+        raise ValidationError(str(error)) from None
+
+
+class SettingsForm(Form):
+    timezone = SelectField("Fuseau horaire", choices=[SelectChoice(name, label) for name, label in onboarding.FRENCH_TIMEZONES.items()],
+                           validate_choice=False)
+    sms_sender = StringField("Expéditeur des SMS", filters=[strip],
+                             validators=[Length(max=30, message="30 caractères au plus.")])
+    messaging_service_sid = StringField("Messaging Service Twilio (facultatif)", filters=[strip],
+                                        validators=[Length(max=40, message="40 caractères au plus.")])
+    takes_replies = BooleanField("Les familles peuvent répondre aux SMS (OUI pour confirmer, ANNULER pour annuler)")
+    reminder_offsets = StringField("Rappels, en heures avant le rendez-vous", filters=[strip],
+                                   validators=[Length(max=40, message="40 caractères au plus.")])
+    quiet_hours_start = HourField("Pas de SMS à partir de", validators=[Given("Indiquez une heure (exemple : 20:00).")])
+    quiet_hours_end = HourField("Jusqu'à", validators=[Given("Indiquez une heure (exemple : 08:00).")])
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+
+    def validate_timezone(self, field) -> None:
+        field.data = _onboarding_check(onboarding.checked_timezone, field.data or "")
+
+    def validate_sms_sender(self, field) -> None:
+        field.data = _onboarding_check(onboarding.checked_sms_sender, field.data, self.territory.number) \
+            if field.data else None
+
+    def validate_messaging_service_sid(self, field) -> None:
+        field.data = _onboarding_check(onboarding.checked_messaging_service_sid, field.data or "")
+
+    def validate_takes_replies(self, field) -> None:
+        if self.sms_sender.errors or self.messaging_service_sid.errors:
+            return
+        _onboarding_check(lambda: onboarding.check_takes_replies(
+            field.data, self.sms_sender.data, self.messaging_service_sid.data,
+            way_out="ou décochez « Les familles peuvent répondre »"))
+
+    def validate_reminder_offsets(self, field) -> None:
+        field.data = _onboarding_check(onboarding.checked_reminder_offsets, field.data or "")
+
+    def validate_quiet_hours_end(self, field) -> None:
+        if self.quiet_hours_start.data is not None and field.data is not None:
+            _onboarding_check(onboarding.check_quiet_hours, self.quiet_hours_start.data, field.data)
+
+    def settings(self) -> services.Settings:
+        return services.Settings(
+            timezone=self.timezone.data, sms_sender=self.sms_sender.data, takes_replies=self.takes_replies.data,
+            messaging_service_sid=self.messaging_service_sid.data, reminder_offsets=self.reminder_offsets.data,
+            quiet_hours_start=self.quiet_hours_start.data, quiet_hours_end=self.quiet_hours_end.data)
+
+
+class CredentialsForm(Form):
+    """Secrets are never rendered back, not even after a refused submission (PasswordField)."""
+
+    account_sid = PasswordField("Account SID", filters=[strip],
+                                render_kw={"autocomplete": "off", "spellcheck": "false"})
+    delete_account_sid = BooleanField("Supprimer l'Account SID enregistré")
+    auth_token = PasswordField("Auth Token", filters=[strip],
+                               render_kw={"autocomplete": "new-password", "spellcheck": "false"})
+    delete_auth_token = BooleanField("Supprimer l'Auth Token enregistré")
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+
+    def validate_account_sid(self, field) -> None:
+        if field.data and not ACCOUNT_SID.fullmatch(field.data):
+            raise ValidationError("Un Account SID Twilio s'écrit AC suivi de 32 caractères hexadécimaux "
+                                  "(0-9, a-f).")
+        if field.data and self.delete_account_sid.data:
+            raise ValidationError("Saisissez un nouvel Account SID ou cochez « Supprimer », pas les deux.")
+
+    def validate_auth_token(self, field) -> None:
+        if field.data and not AUTH_TOKEN.fullmatch(field.data):
+            raise ValidationError("Un Auth Token Twilio compte 32 caractères hexadécimaux (0-9, a-f).")
+        if field.data and self.delete_auth_token.data:
+            raise ValidationError("Saisissez un nouvel Auth Token ou cochez « Supprimer », pas les deux.")
+
+    def validate(self, extra_validators=None) -> bool:
+        if not super().validate(extra_validators):
+            return False
+        has_sid = bool(self.account_sid.data) or (bool(self.territory.twilio_account_sid_encrypted)
+                                                  and not self.delete_account_sid.data)
+        has_token = bool(self.auth_token.data) or (bool(self.territory.twilio_auth_token_encrypted)
+                                                   and not self.delete_auth_token.data)
+        if has_sid != has_token:
+            self.form_errors.append("L'Account SID et l'Auth Token vont ensemble : renseignez les deux (ce compte "
+                                    "Twilio sera utilisé), ou supprimez les deux (celui de l'installation le sera).")
+            return False
+        return True
+
+
+class WordingForm(Form):
+    sms_label = StringField("Nom d'expéditeur au début des SMS (facultatif)", filters=[strip],
+                            validators=[Length(max=60, message="60 caractères au plus.")],
+                            render_kw={"data-sms-wording": "label"})
+    note_created = StringField("Confirmation", filters=[strip],
+                               validators=[Length(max=120, message="120 caractères au plus.")],
+                               render_kw={"data-sms-wording": "created"})
+    note_changed = StringField("Déplacement", filters=[strip],
+                               validators=[Length(max=120, message="120 caractères au plus.")],
+                               render_kw={"data-sms-wording": "changed"})
+    note_cancelled = StringField("Annulation", filters=[strip],
+                                 validators=[Length(max=120, message="120 caractères au plus.")],
+                                 render_kw={"data-sms-wording": "cancelled"})
+    note_reminder = StringField("Rappel", filters=[strip],
+                                validators=[Length(max=120, message="120 caractères au plus.")],
+                                render_kw={"data-sms-wording": "reminder"})
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+
+    def note_fields(self):
+        return [(kind, getattr(self, f"note_{kind}")) for kind in sms_text.KINDS]
+
+    def validate(self, extra_validators=None) -> bool:
+        """Each value is checked on its own (GSM-7, length), then each sentence on the sample SMS of its kind."""
+        valid = super().validate(extra_validators)
+        try:
+            self.sms_label.data = sms_text.checked_label(self.sms_label.data)
+        except sms_text.WordingError as error:
+            self.sms_label.errors = [*self.sms_label.errors, str(error)]
+            return False
+        for kind, field in self.note_fields():
+            if field.errors:
+                continue
+            try:
+                field.data = sms_text.checked_note(field.data)
+            except sms_text.WordingError as error:
+                field.errors = [str(error)]
+                valid = False
+                continue
+            too_long = services.note_too_long_for(self.territory, kind, label=self.sms_label.data, note=field.data)
+            if too_long:
+                room = services.note_room(self.territory, kind, label=self.sms_label.data)
+                field.errors = [f"Phrase trop longue pour tenir dans un seul SMS ({too_long}) : {room} caractères "
+                                "au plus pour ce type de SMS."]
+                valid = False
+        return valid
+
+    def notes(self) -> dict[str, str | None]:
+        return {kind: field.data for kind, field in self.note_fields()}

@@ -1,0 +1,231 @@
+"""What the territory settings page stores, and the sample SMS its wording is previewed and checked on."""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from lapins import crypto
+from lapins.extensions import db
+from lapins.models import Organisation, Territory, utcnow
+from lapins.notifications import links, sms_text
+from lapins.notifications.gsm import is_gsm7, segments, septets, transliterate
+
+KIND_LABELS = {
+    "created": "Confirmation",
+    "changed": "Déplacement",
+    "cancelled": "Annulation",
+    "reminder": "Rappel",
+}
+CREDENTIALS = ("account_sid", "auth_token")
+FALLBACK_LINK = "https://rdv.departement.fr/r/fffff-AbC12x9Kf0"
+
+
+# --- Settings -----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Settings:
+    """The values of the settings form, each already checked (lapins.onboarding's checks)."""
+
+    timezone: str
+    sms_sender: str | None
+    takes_replies: bool
+    messaging_service_sid: str | None
+    reminder_offsets: str
+    quiet_hours_start: time
+    quiet_hours_end: time
+
+
+def save_settings(territory: Territory, settings: Settings) -> bool:
+    """Store the settings; True when the time zone changed (the page then warns about the rdvs' local times)."""
+    moved = territory.timezone != settings.timezone
+    territory.timezone = settings.timezone
+    territory.sms_sender = settings.sms_sender
+    territory.sms_takes_replies = settings.takes_replies
+    territory.twilio_messaging_service_sid = settings.messaging_service_sid
+    territory.reminder_offsets = settings.reminder_offsets
+    territory.quiet_hours_start, territory.quiet_hours_end = settings.quiet_hours_start, settings.quiet_hours_end
+    db.session.commit()
+    return moved
+
+
+# --- Twilio credentials -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """What the page may say of a stored credential: when it was saved and how it ends, never the value."""
+
+    saved_at: datetime | None
+    ending: str | None  # the last 4 characters, or None when it cannot be decrypted (a key changed)
+
+    @property
+    def is_set(self) -> bool:
+        return self.saved_at is not None
+
+
+def stored_secrets(territory: Territory) -> dict[str, StoredSecret | None]:
+    """For each credential: None when it is not set."""
+    found: dict[str, StoredSecret | None] = {}
+    for name in CREDENTIALS:
+        token = getattr(territory, f"twilio_{name}_encrypted")
+        if not token:
+            found[name] = None
+            continue
+        try:
+            ending = crypto.decrypt(token)[-4:]
+        except crypto.InvalidToken:
+            ending = None
+        found[name] = StoredSecret(saved_at=getattr(territory, f"twilio_{name}_saved_at"), ending=ending)
+    return found
+
+
+def save_credentials(territory: Territory, *, account_sid: str | None, auth_token: str | None,
+                     delete_account_sid: bool, delete_auth_token: bool) -> None:
+    """A given value replaces the stored one (encrypted); a blank one keeps it; `delete_*` removes it. The caller
+    has checked that both end up set, or neither."""
+    now = utcnow()
+    for name, value, delete in (("account_sid", account_sid, delete_account_sid),
+                                ("auth_token", auth_token, delete_auth_token)):
+        if delete:
+            setattr(territory, f"twilio_{name}_encrypted", None)
+            setattr(territory, f"twilio_{name}_saved_at", None)
+        elif value:
+            setattr(territory, f"twilio_{name}_encrypted", crypto.encrypt(value))
+            setattr(territory, f"twilio_{name}_saved_at", now)
+    db.session.commit()
+
+
+# --- Wording: the sender label and a sentence per kind, previewed on sample SMS -----------------------------------
+
+@dataclass(frozen=True)
+class Sample:
+    """An ordinary but demanding rdv, to try a wording on."""
+
+    title: str
+    timezone: str
+    location_type: sms_text.LocationType
+    motif: str
+    region: str = "FR"
+    lieu_name: str | None = None
+    lieu_address: str | None = None
+    phone: str | None = None
+    person: str | None = None
+
+
+# Not the worst case (compose always fits: see sms_text), but rdvs as the PMI services write them at their longest
+# ordinary: a sentence accepted on these appears in the SMS of most rdvs; on a longer one it gives way to the facts.
+SAMPLES = (
+    Sample(title="RDV sur place, nom de lieu long", timezone="Europe/Paris", location_type="on_site",
+           motif="Consultation nourrisson", lieu_name="Maison des solidarités Jean-Baptiste Clément",
+           lieu_address="3 rue Hoche, 92000 Nanterre", phone="01 41 37 10 00", person="Léa"),
+    Sample(title="RDV téléphonique", timezone="Europe/Paris", location_type="phone",
+           motif="Entretien prénatal précoce", phone="01 41 37 10 00"),
+    Sample(title="Outre-mer (La Réunion)", timezone="Indian/Reunion", location_type="on_site", region="RE",
+           motif="Vaccinations", lieu_name="PMI de Saint-Pierre", lieu_address="12 rue des Bons Enfants",
+           phone="0262 12 34 56", person="Maïwenn"),
+)
+SAMPLE_WALL_TIME = datetime(2026, 11, 24, 14, 5)  # a Tuesday
+
+
+@dataclass(frozen=True)
+class PreviewText:
+    title: str
+    text: str
+    septets: int
+    segments: int
+    encoding: str  # "GSM-7" or "UCS-2"
+    note_kept: bool
+
+
+@dataclass(frozen=True)
+class Typed:
+    """What becomes of a typed value in an SMS: its encoding as typed, and the form it is sent in."""
+
+    encoding: str
+    sent_as: str
+    changed: bool
+
+
+def sample_organisation(territory: Territory) -> str:
+    """The longest organisation name of the territory: the wording must also fit its SMS."""
+    name = db.session.scalar(select(Organisation.name).where(Organisation.territory_id == territory.id)
+                             .order_by(func.length(Organisation.name).desc(), Organisation.id).limit(1))
+    return name or f"PMI {territory.name}"
+
+
+def sample_link() -> str:
+    link = links.family_url(0xFFFFFF)  # the rdv ids of years to come: the longest link families will get
+    return link if is_gsm7(link) and septets(link) <= sms_text.MAX_LINK_SEPTETS else FALLBACK_LINK
+
+
+def sample_facts(territory: Territory, sample: Sample, kind: str, *, label: str | None, note: str | None,
+                 link: str, organisation: str) -> sms_text.SmsFacts:
+    return sms_text.SmsFacts(
+        kind=kind, starts_at_local=SAMPLE_WALL_TIME.replace(tzinfo=ZoneInfo(sample.timezone)), motif=sample.motif,
+        location_type=sample.location_type, link=link, organisation=label or organisation, region=sample.region,
+        lieu_name=sample.lieu_name, lieu_address=sample.lieu_address, phone=sample.phone, person=sample.person,
+        two_way=territory.sms_takes_replies, note=note)
+
+
+def preview(territory: Territory, kind: str, *, label: str | None, note: str | None) -> list[PreviewText]:
+    """The SMS of each sample for this kind, composed by the real sms_text.compose with this wording."""
+    link, organisation = sample_link(), sample_organisation(territory)
+    texts = []
+    for sample in SAMPLES:
+        facts = sample_facts(territory, sample, kind, label=label, note=note, link=link, organisation=organisation)
+        text = sms_text.compose(facts)
+        texts.append(PreviewText(title=sample.title, text=text, septets=septets(text), segments=segments(text),
+                                 encoding="GSM-7" if is_gsm7(text) else "UCS-2",
+                                 note_kept=sms_text.note_kept(facts)))
+    return texts
+
+
+def note_too_long_for(territory: Territory, kind: str, *, label: str | None, note: str | None) -> str | None:
+    """The title of the first sample whose SMS this sentence would not fit in (it would be dropped), or None."""
+    if not note:
+        return None
+    link, organisation = sample_link(), sample_organisation(territory)
+    for sample in SAMPLES:
+        facts = sample_facts(territory, sample, kind, label=label, note=note, link=link, organisation=organisation)
+        if not sms_text.note_kept(facts):
+            return sample.title
+    return None
+
+
+def note_room(territory: Territory, kind: str, *, label: str | None) -> int:
+    """The longest sentence (in septets, its stop included) that every sample SMS of this kind keeps, 0 if none."""
+    link, organisation = sample_link(), sample_organisation(territory)
+
+    def kept(length: int) -> bool:
+        note = "x" * (length - 1) + "."
+        return all(sms_text.note_kept(sample_facts(territory, sample, kind, label=label, note=note, link=link,
+                                                   organisation=organisation)) for sample in SAMPLES)
+
+    low, high = 0, sms_text.MAX_NOTE_SEPTETS  # kept(low) holds (0: no sentence); find the largest that does
+    while low < high:
+        middle = (low + high + 1) // 2
+        if kept(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def typed(value: str | None) -> Typed | None:
+    """How a value typed in a wording field travels: GSM-7 as typed, or UCS-2 until it is transliterated."""
+    text = " ".join(unicodedata.normalize("NFC", value or "").split())
+    if not text:
+        return None
+    sent_as = transliterate(text)
+    return Typed(encoding="GSM-7" if is_gsm7(text) else "UCS-2", sent_as=sent_as, changed=sent_as != text)
+
+
+def save_wording(territory: Territory, *, label: str | None, notes: dict[str, str | None]) -> None:
+    territory.sms_label = label
+    for kind in sms_text.KINDS:
+        setattr(territory, f"sms_note_{kind}", notes.get(kind))
+    db.session.commit()
+

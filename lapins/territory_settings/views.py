@@ -1,0 +1,140 @@
+"""The territory settings page: three forms (settings, Twilio account, wording of the SMS) and the SMS preview."""
+from __future__ import annotations
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from lapins import policies
+from lapins.extensions import db
+from lapins.models import Territory
+from lapins.notifications import sms_text
+from lapins.territory_settings import bp, services
+from lapins.territory_settings.forms import CredentialsForm, SettingsForm, WordingForm
+
+TIMEZONE_MOVED = ("Fuseau horaire changé : les rendez-vous déjà pris gardent leur instant et s'affichent désormais à "
+                  "l'heure locale du nouveau fuseau ; les plages d'ouverture et les heures sans SMS gardent leurs "
+                  "heures locales. Vérifiez les agendas.")
+
+
+def _territory(territory_id: int) -> Territory:
+    territory = db.session.get(Territory, territory_id)
+    policies.authorize(current_user, "administer", territory)
+    return territory
+
+
+def _settings_form(territory: Territory) -> SettingsForm:
+    return SettingsForm(territory=territory, data={
+        "timezone": territory.timezone, "sms_sender": territory.sms_sender or "",
+        "takes_replies": territory.sms_takes_replies,
+        "messaging_service_sid": territory.twilio_messaging_service_sid or "",
+        "reminder_offsets": territory.reminder_offsets, "quiet_hours_start": territory.quiet_hours_start,
+        "quiet_hours_end": territory.quiet_hours_end})
+
+
+def _wording_form(territory: Territory) -> WordingForm:
+    data = {"sms_label": territory.sms_label or ""}
+    data.update({f"note_{kind}": territory.sms_note(kind) or "" for kind in sms_text.KINDS})
+    return WordingForm(territory=territory, data=data)
+
+
+def _page(territory: Territory, *, settings_form=None, credentials_form=None, wording_form=None):
+    settings_form = settings_form or _settings_form(territory)
+    credentials_form = credentials_form or CredentialsForm(territory=territory, formdata=None)
+    wording_form = wording_form or _wording_form(territory)
+    refused = any(form.errors for form in (settings_form, credentials_form, wording_form))
+    # A refused wording is previewed as typed (its errors are shown); otherwise as stored.
+    kind = "reminder"
+    label = wording_form.sms_label.data if not wording_form.sms_label.errors else territory.sms_label
+    note_field = getattr(wording_form, f"note_{kind}")
+    note = note_field.data if not note_field.errors else territory.sms_note(kind)
+    return render_template(
+        "territory_settings/page.html", territory=territory, settings_form=settings_form,
+        credentials_form=credentials_form, wording_form=wording_form, secrets=services.stored_secrets(territory),
+        kinds=services.KIND_LABELS, preview=_preview_context(territory, kind, label, note, error=None),
+    ), 422 if refused else 200
+
+
+def _preview_context(territory: Territory, kind: str, label: str | None, note: str | None, *, error: str | None):
+    return {"kind": kind, "kind_label": services.KIND_LABELS[kind], "error": error,
+            "room": services.note_room(territory, kind, label=label),
+            "texts": services.preview(territory, kind, label=label, note=note)}
+
+
+@bp.route("/territoires/<int:territory_id>/parametres", methods=["GET", "POST"])
+def page(territory_id: int):
+    territory = _territory(territory_id)
+    form = SettingsForm(territory=territory)
+    if request.method == "GET":
+        return _page(territory)
+    if not form.validate_on_submit():
+        return _page(territory, settings_form=form)
+    if services.save_settings(territory, form.settings()):
+        flash(TIMEZONE_MOVED, "warning")
+    flash("Paramètres enregistrés.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id))
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/twilio")
+def credentials(territory_id: int):
+    territory = _territory(territory_id)
+    form = CredentialsForm(territory=territory)
+    if not form.validate_on_submit():
+        return _page(territory, credentials_form=form)
+    services.save_credentials(territory, account_sid=form.account_sid.data or None,
+                              auth_token=form.auth_token.data or None,
+                              delete_account_sid=form.delete_account_sid.data,
+                              delete_auth_token=form.delete_auth_token.data)
+    flash("Compte Twilio enregistré." if territory.has_twilio_credentials
+          else "Compte Twilio du département supprimé : les SMS partent du compte de l'installation.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id))
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/sms")
+def wording(territory_id: int):
+    territory = _territory(territory_id)
+    form = WordingForm(territory=territory)
+    if not form.validate_on_submit():
+        return _page(territory, wording_form=form)
+    services.save_wording(territory, label=form.sms_label.data, notes=form.notes())
+    flash("Textes des SMS enregistrés.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id))
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/apercu")
+def preview(territory_id: int):
+    """The sample SMS of one kind with the wording being typed (JSON: {kind, label, note}), composed by the real
+    sms_text.compose; nothing is stored. CSRF-protected like every POST (X-CSRFToken header)."""
+    territory = _territory(territory_id)
+    asked = request.get_json(silent=True)
+    if not isinstance(asked, dict):
+        abort(400)
+    kind = asked.get("kind") if asked.get("kind") in sms_text.KINDS else "reminder"
+    label_text, note_text = _text(asked.get("label")), _text(asked.get("note"))
+    error, label, note = None, None, None
+    try:
+        label = sms_text.checked_label(label_text)
+    except sms_text.WordingError as refused:
+        error = f"Nom d'expéditeur : {refused}"
+    try:
+        note = sms_text.checked_note(note_text)
+    except sms_text.WordingError as refused:
+        error = error or f"Phrase : {refused}"
+    if error is None and (too_long := services.note_too_long_for(territory, kind, label=label, note=note)):
+        error = (f"Phrase trop longue pour tenir dans un seul SMS ({too_long}) : elle serait refusée "
+                 f"({context_room(territory, kind, label)} caractères au plus).")
+    context = _preview_context(territory, kind, label, note, error=error)
+    typed = services.typed(note_text)
+    return jsonify(
+        html=render_template("territory_settings/_preview.html", preview=context, typed=typed),
+        kind=kind, error=error, room=context["room"],
+        typed=None if typed is None else {"encoding": typed.encoding, "sent_as": typed.sent_as},
+        texts=[{"title": text.title, "text": text.text, "septets": text.septets, "segments": text.segments,
+                "encoding": text.encoding, "note_kept": text.note_kept} for text in context["texts"]])
+
+
+def context_room(territory: Territory, kind: str, label: str | None) -> int:
+    return services.note_room(territory, kind, label=label)
+
+
+def _text(value) -> str | None:
+    return value[:500] if isinstance(value, str) else None
