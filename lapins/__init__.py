@@ -57,6 +57,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from lapins.admin import bp as admin_bp
     from lapins.agenda import bp as agenda_bp
     from lapins.api import bp as api_bp
     from lapins.audit.views import bp as audit_bp
@@ -81,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(integrations_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(privacy_bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(territory_settings_bp)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from lapins.extensions import db
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
+from lapins.models.territory_admins import TerritoryAdmin
 
 # Metropolitan départements (Corsica as 2A / 2B) and the overseas ones with a PMI service of their own.
 NUMBER = re.compile(r"0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-6]")
@@ -42,6 +43,7 @@ def create_territory(*, number: str, name: str, timezone: str, admin_email: str,
     organisation = Organisation(territory=territory, name=(organisation_name or f"PMI {name}").strip()[:160])
     admin = Agent(email=email, first_name=first, last_name=last)
     admin.roles.append(AgentRole(organisation=organisation, role=Role.ADMIN))
+    admin.territory_admin_of.append(TerritoryAdmin(territory=territory))  # and of the whole territory
     db.session.add_all([territory, organisation, admin])
     db.session.commit()
     return admin

@@ -3,15 +3,23 @@
 Views never test roles themselves: they call `authorize(action, target)`, which answers 404 when the target lies
 outside the agent's organisations (its existence is not revealed) and 403 when it is visible but the action is not
 allowed. Queries of lists go through the `*_scope` functions, which only ever return what the agent may see.
+
+Roles: in each organisation an agent is an administrator, an agent or a secretary (AgentRole); beside that, a
+territory administrator (TerritoryAdmin) administers a whole territory: its settings ("administer" a Territory), its
+organisations and their lieux, motifs and agents ("configure"). That role shows no rdv and no usager: those
+follow the agent's role in each organisation. A territory that has no territory administrator yet (one upgraded from
+a release without them) is administered, as before, by the administrators of its organisations, who can name one.
 """
 from __future__ import annotations
 
 from flask import abort
-from sqlalchemy import Select, select
+from sqlalchemy import Select, exists, select
 
+from lapins.extensions import db
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager, Webhook,
 )
+from lapins.models.territory_admins import TerritoryAdmin
 
 MANAGERS = {Role.ADMIN, Role.SECRETARY}
 
@@ -37,10 +45,51 @@ def _organisation_ids(target) -> set[int]:
     raise TypeError(f"no policy for {type(target).__name__}")
 
 
+# What a territory administrator may do to what it reaches through the territory, whatever their organisations: its
+# organisations and their lieux, motifs and agents — never their rdvs, usagers, plages or webhooks.
+TERRITORY_ACTIONS = {"configure"}
+
+
+def _territory_ids(target) -> set[int]:
+    """The territories through which a territory administrator reaches a target (none for rdvs, usagers...)."""
+    if isinstance(target, Territory):
+        return {target.id}
+    if isinstance(target, Organisation):
+        return {target.territory_id}
+    if isinstance(target, (Lieu, Motif)):
+        return {target.organisation.territory_id}
+    if isinstance(target, Agent):
+        return {role.organisation.territory_id for role in target.roles}
+    return set()
+
+
+def has_territory_admin(territory_id: int) -> bool:
+    """Whether an active agent administers this territory (one deactivated hands the territory back, see above)."""
+    return bool(db.session.scalar(select(exists().where(
+        TerritoryAdmin.territory_id == territory_id, TerritoryAdmin.agent_id == Agent.id, Agent.active.is_(True)))))
+
+
+def administers_territory(actor: Agent, territory: Territory) -> bool:
+    """A territory administrator of it; while it has none, an administrator of one of its organisations."""
+    if territory.id in actor.administered_territory_ids:
+        return True
+    admin_here = any(role.role == Role.ADMIN and role.organisation.territory_id == territory.id for role in actor.roles)
+    return admin_here and not has_territory_admin(territory.id)
+
+
+def _visible(actor: Agent, target) -> bool:
+    return bool(_organisation_ids(target) & organisations_of(actor)) or _through_territory(actor, target)
+
+
 def can(actor: Agent, action: str, target) -> bool:
+    if isinstance(target, Territory):
+        return _visible(actor, target) and _can_on_territory(actor, action, target)
+    if action == "configure" and isinstance(target, Agent) and target.administered_territory_ids - \
+            actor.administered_territory_ids:  # a territory administrator's account: for that territory's admins
+        return False
     shared = _organisation_ids(target) & organisations_of(actor)
     if not shared:
-        return False
+        return action in TERRITORY_ACTIONS and _through_territory(actor, target)
     roles = {actor.role_in(organisation_id) for organisation_id in shared}
     if action == "view":
         return True
@@ -49,8 +98,10 @@ def can(actor: Agent, action: str, target) -> bool:
     if action == "manage_schedule":  # plages d'ouverture and absences of an agent
         agent = target if isinstance(target, Agent) else getattr(target, "agent", None)
         return bool(roles & MANAGERS) or (agent is not None and agent.id == actor.id)
-    if action == "administer":
+    if action == "administer":  # webhooks and the like: the organisation's own administrators
         return Role.ADMIN in roles
+    if action == "configure":  # an organisation's name, phone, lieux, motifs and agents (lapins.admin)
+        return Role.ADMIN in roles or _through_territory(actor, target)
     if action == "erase":  # a usager's data, on the family's request (lapins.privacy): administrators only
         return Role.ADMIN in roles
     if action == "audit":  # the history of changes to rdvs and usagers (lapins.audit)
@@ -58,22 +109,39 @@ def can(actor: Agent, action: str, target) -> bool:
     raise ValueError(f"unknown action {action!r}")
 
 
+def _through_territory(actor: Agent, target) -> bool:
+    return bool(_territory_ids(target) & actor.administered_territory_ids)
+
+
+def _can_on_territory(actor: Agent, action: str, territory: Territory) -> bool:
+    if action == "view":
+        return True
+    if action == "administer":  # its settings, its organisations, its territory administrators
+        return administers_territory(actor, territory)
+    if action == "oversee":  # the figures of all its organisations
+        return territory.id in actor.administered_territory_ids or any(
+            role.role == Role.ADMIN and role.organisation.territory_id == territory.id for role in actor.roles)
+    raise ValueError(f"unknown action {action!r} on a territory")
+
+
 def authorize(actor: Agent, action: str, target) -> None:
-    if target is None or not (_organisation_ids(target) & organisations_of(actor)):
+    if target is None or not _visible(actor, target):
         abort(404)
     if not can(actor, action, target):
         abort(403)
 
 
 def may_use_second_factor(actor: Agent) -> bool:
-    """A TOTP second factor is offered to the administrators of an organisation (one who has it keeps it)."""
-    return actor.second_factor_enabled or any(role.role == Role.ADMIN for role in actor.roles)
+    """A TOTP second factor is offered to administrators, of an organisation or of a territory (one who has it keeps
+    it)."""
+    return (actor.second_factor_enabled or any(role.role == Role.ADMIN for role in actor.roles)
+            or bool(actor.administered_territory_ids))
 
 
 def authorize_statistics(actor: Agent, target: Organisation | Territory | None) -> None:
-    """An organisation's figures are for everyone working in it; a territory's, for the administrators of one of its
-    organisations."""
-    authorize(actor, "administer" if isinstance(target, Territory) else "view", target)
+    """An organisation's figures are for everyone working in it; a territory's, for its territory administrators and
+    the administrators of one of its organisations."""
+    authorize(actor, "oversee" if isinstance(target, Territory) else "view", target)
 
 
 def authorize_export(actor: Agent, export) -> None:

@@ -40,6 +40,9 @@ NAV_SECTIONS = {
     "agenda.territory_messages": "agenda.my_territory_messages",
     "integrations.webhooks": "integrations.index",
     "audit.rdv_history": "audit.index", "audit.usager_history": "audit.index",
+    **{f"admin.{page}": "admin.index" for page in (
+        "organisations", "add_territory_admin", "edit_organisation", "lieux", "new_lieu", "edit_lieu", "motifs",
+        "new_motif", "edit_motif", "agents", "invite_agent")},
 }
 
 
@@ -67,6 +70,9 @@ def extra_nav_items(agent) -> list[tuple[str, str]]:
         items.append(("agenda.my_territory_messages", "SMS envoyés"))
         items.append(("audit.index", "Historique"))
         items.append(("integrations.index", "Intégrations"))
+        items.append(("admin.index", "Administration"))
+    elif getattr(agent, "is_authenticated", False) and agent.administered_territory_ids:  # a territory admin only
+        items.append(("admin.index", "Administration"))
     if current_app.config["ENV_NAME"] != "production":
         items.append(("agenda.dev_inbox", "Boîte de dév."))
     return items

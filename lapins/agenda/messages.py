@@ -70,7 +70,7 @@ def my_territory_messages():
 @bp.route("/territoires/<int:territory_id>/sms")
 def territory_messages(territory_id: int):
     territory = db.session.get(Territory, territory_id)
-    policies.authorize(current_user, "administer", territory)
+    policies.authorize(current_user, "oversee", territory)
     tz = territory.tz
     today = utcnow().astimezone(tz).date()
     first_monday = today - timedelta(days=today.weekday(), weeks=STATS_WEEKS - 1)

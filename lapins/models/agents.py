@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask_login import UserMixin
 from sqlalchemy import BigInteger, Enum, ForeignKey, String, UniqueConstraint
@@ -12,6 +13,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from lapins.extensions import db
 from lapins.models.territories import Organisation
 from lapins.models.types import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from lapins.models.territory_admins import TerritoryAdmin
 
 
 class Role(enum.StrEnum):
@@ -46,6 +50,9 @@ class Agent(UserMixin, db.Model):
 
     roles: Mapped[list[AgentRole]] = relationship(back_populates="agent", cascade="all, delete-orphan")
     recovery_codes: Mapped[list[AgentRecoveryCode]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    # Loaded when asked for (lapins.policies asks only when the agent's organisations do not settle a question).
+    territory_admin_of: Mapped[list[TerritoryAdmin]] = relationship(back_populates="agent",
+                                                                    cascade="all, delete-orphan", passive_deletes=True)
 
     @property
     def full_name(self) -> str:
@@ -74,6 +81,11 @@ class Agent(UserMixin, db.Model):
     @property
     def organisation_ids(self) -> set[int]:
         return {role.organisation_id for role in self.roles}
+
+    @property
+    def administered_territory_ids(self) -> set[int]:
+        """The territories this agent administers as a territory administrator."""
+        return {row.territory_id for row in self.territory_admin_of}
 
     def __repr__(self) -> str:
         return f"<Agent {self.id}>"

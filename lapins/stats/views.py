@@ -73,7 +73,7 @@ def page(kind: str, target_id: int):
     target = _target(kind, target_id)
     filters, errors, choices = _filters(target, request.args)
     figures = [] if errors else monthly_figures(target.scope, filters)
-    territory_link = (target.kind == "organisation" and policies.can(current_user, "administer", target.territory))
+    territory_link = (target.kind == "organisation" and policies.can(current_user, "oversee", target.territory))
     return render_template(
         "stats/page.html", target=target, filters=filters, errors=errors, choices=choices, figures=figures,
         total=totals(figures) if figures else None, percent=format_percent, hours=format_hours,

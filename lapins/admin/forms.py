@@ -1,0 +1,155 @@
+"""The administration's forms: every field is checked, with a French message, before anything is stored."""
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from wtforms import BooleanField, EmailField, IntegerField, SelectChoice, SelectField, StringField
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional, ValidationError
+
+from lapins.forms import Form
+from lapins.models import LocationType, Role
+from lapins.notifications import timing
+from lapins.phones import FRENCH_REGIONS, e164_or_none
+
+COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
+MIN_DURATION, MAX_DURATION = 5, 480
+MAX_CANCELLATION_HOURS = 720
+
+
+def one_line(value):
+    """Spaces collapsed, as a name is shown on one line; control characters (a pasted tab, a newline) go too."""
+    return " ".join(value.split()) if isinstance(value, str) else value
+
+
+def no_markup(form, field) -> None:
+    if field.data and re.search(r"[<>]", field.data):
+        raise ValidationError("Les caractères < et > ne sont pas acceptés.")
+
+
+def french_phone(raw: str, territory_number: str) -> str:
+    """The E.164 form of a French number, fixed or mobile (the number a family calls), or ValidationError."""
+    e164 = e164_or_none(raw, territory_number) if len(raw) <= 30 else None
+    if e164 is None or phonenumbers.region_code_for_number(phonenumbers.parse(e164)) not in FRENCH_REGIONS:
+        raise ValidationError("Numéro de téléphone invalide (exemples : 01 40 00 00 00, 0262 12 34 56).")
+    return e164
+
+
+class PhoneForm(Form):
+    """A form with an optional phone field, normalised in the territory's numbering plan into `phone_e164`."""
+
+    phone = StringField("Téléphone (facultatif)", filters=[one_line],
+                        validators=[Optional(), Length(max=30, message="Numéro de téléphone trop long.")])
+
+    def __init__(self, *args, territory_number: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.territory_number = territory_number
+        self.phone_e164: str | None = None
+
+    def validate_phone(self, field) -> None:
+        self.phone_e164 = french_phone(field.data, self.territory_number) if field.data else None
+
+
+class OrganisationForm(PhoneForm):
+    name = StringField("Nom de l'organisation", filters=[one_line], validators=[
+        DataRequired("Saisissez le nom de l'organisation."), Length(max=160, message="160 caractères au plus."),
+        no_markup])
+
+
+class LieuForm(PhoneForm):
+    name = StringField("Nom du lieu", filters=[one_line], validators=[
+        DataRequired("Saisissez le nom du lieu."), Length(max=160, message="160 caractères au plus."), no_markup])
+    address = StringField("Adresse", filters=[one_line], validators=[
+        DataRequired("Saisissez l'adresse du lieu."), Length(max=255, message="255 caractères au plus."), no_markup])
+
+
+class WholeNumberField(IntegerField):
+    """An integer typed in a box, with a French message when it is not one (or is absurdly long)."""
+
+    def process_formdata(self, valuelist):
+        if not valuelist or not valuelist[0].strip():
+            self.data = None
+            return
+        try:
+            self.data = int(valuelist[0].strip()) if len(valuelist[0]) <= 12 else None
+        except ValueError:
+            self.data = None
+        if self.data is None:
+            raise ValueError("Saisissez un nombre entier (exemple : 30).")
+
+
+LOCATION_CHOICES = [SelectChoice(kind.value, kind.label) for kind in LocationType]
+
+
+def _known_location(form, field) -> None:
+    if field.data not in {kind.value for kind in LocationType}:
+        raise ValidationError("Choisissez où se tient le rendez-vous parmi la liste.")
+
+
+class MotifForm(Form):
+    name = StringField("Nom du motif", filters=[one_line], validators=[
+        DataRequired("Saisissez le nom du motif."), Length(max=160, message="160 caractères au plus."), no_markup])
+    duration_minutes = WholeNumberField("Durée (minutes)", default=30, validators=[
+        InputRequired("Saisissez la durée en minutes."),
+        NumberRange(MIN_DURATION, MAX_DURATION, f"La durée va de {MIN_DURATION} à {MAX_DURATION} minutes.")])
+    location_type = SelectField("Lieu du rendez-vous", choices=LOCATION_CHOICES, default=LocationType.ON_SITE.value,
+                                validate_choice=False,
+                                validators=[DataRequired("Choisissez où se tient le rendez-vous."), _known_location])
+    color = StringField("Couleur dans l'agenda", default="#000091", filters=[one_line],
+                        validators=[DataRequired("Choisissez une couleur.")], render_kw={"type": "color"})
+    cancellation_limit_hours = WholeNumberField("Annulation par la famille possible jusqu'à (heures avant)", default=4,
+                                                validators=[
+        InputRequired("Saisissez un nombre d'heures (0 : jusqu'au dernier moment)."),
+        NumberRange(0, MAX_CANCELLATION_HOURS, f"Indiquez un nombre d'heures de 0 à {MAX_CANCELLATION_HOURS}.")])
+    reminder_offsets = StringField("Rappels (heures avant, facultatif)", filters=[one_line], validators=[
+        Optional(), Length(max=40, message="40 caractères au plus.")])
+    notify = BooleanField("Prévenir les familles (confirmation, changements, rappels)", default=True)
+    active = BooleanField("Motif actif (proposé à la prise de rendez-vous)", default=True)
+
+    def validate_color(self, field) -> None:
+        if not COLOR.fullmatch(field.data or ""):
+            raise ValidationError("La couleur s'écrit #RRGGBB (exemple : #000091).")
+
+    def validate_reminder_offsets(self, field) -> None:
+        try:
+            hours = timing.parse_offsets(field.data)
+        except timing.InvalidOffsets as error:
+            raise ValidationError(str(error)) from None
+        field.data = ",".join(str(hour) for hour in hours) or None
+
+
+ROLE_CHOICES = [SelectChoice(role.value, role.label) for role in (Role.AGENT, Role.SECRETARY, Role.ADMIN)]
+
+
+def _known_role(form, field) -> None:
+    if field.data not in {role.value for role in Role}:
+        raise ValidationError("Choisissez un rôle parmi la liste.")
+
+
+def email_field(label: str, missing: str) -> EmailField:
+    return EmailField(label, filters=[one_line], validators=[
+        DataRequired(missing), Length(max=254, message="254 caractères au plus."),
+        Email("Adresse électronique invalide (exemple : prenom.nom@departement.fr).")])
+
+
+class InvitationForm(Form):
+    email = email_field("Adresse électronique", "Saisissez l'adresse électronique de l'agent.")
+    first_name = StringField("Prénom", filters=[one_line], validators=[
+        DataRequired("Saisissez le prénom."), Length(max=80, message="80 caractères au plus."), no_markup])
+    last_name = StringField("Nom", filters=[one_line], validators=[
+        DataRequired("Saisissez le nom."), Length(max=80, message="80 caractères au plus."), no_markup])
+    role = SelectField("Rôle dans l'organisation", choices=ROLE_CHOICES, default=Role.AGENT.value,
+                       validate_choice=False, validators=[_known_role])
+
+
+class RoleForm(Form):
+    role = SelectField("Rôle", choices=ROLE_CHOICES, validate_choice=False, validators=[_known_role])
+
+
+class TerritoryAdminForm(Form):
+    email = email_field("Adresse électronique de l'agent",
+                        "Saisissez l'adresse électronique d'un agent du territoire.")
+
+
+class ConfirmForm(Form):
+    """A bare POST form: its CSRF token is the whole point."""

@@ -1,0 +1,201 @@
+"""What the administration pages change. Each function checks what the database must hold (no duplicate lieu name in
+an organisation, no duplicate e-mail, an admin keeps their last admin role) and raises AdminError, in French, before
+anything is stored."""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from lapins import policies
+from lapins.extensions import db
+from lapins.models import Agent, AgentRole, Lieu, LocationType, Motif, Organisation, Role, Territory
+from lapins.models.territory_admins import TerritoryAdmin
+
+logger = logging.getLogger(__name__)
+
+
+class AdminError(Exception):
+    """Why the change is refused, in French (shown next to the field `field` when one is named)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- Organisations -------------------------------------------------------------------------------------------
+
+def _name_taken(model, scope, scope_id: int, name: str, but: int | None) -> bool:
+    """Whether another row of `model` in the same organisation (or territory) has this name, whatever its case."""
+    query = select(model.id).where(scope == scope_id, func.lower(model.name) == name.lower())
+    if but is not None:
+        query = query.where(model.id != but)
+    return db.session.scalar(query.limit(1)) is not None
+
+
+def create_organisation(territory: Territory, *, name: str, phone: str | None, creator: Agent) -> Organisation:
+    """A new organisation; a creator who could not configure it (an organisation admin standing in for a territory
+    that has no territory administrator yet) becomes its administrator, so that someone can."""
+    if _name_taken(Organisation, Organisation.territory_id, territory.id, name, None):
+        raise AdminError("Une organisation porte déjà ce nom dans ce territoire.", "name")
+    organisation = Organisation(territory=territory, name=name, phone=phone)
+    db.session.add(organisation)
+    db.session.flush()
+    if not policies.can(creator, "configure", organisation):
+        creator.roles.append(AgentRole(organisation=organisation, role=Role.ADMIN))
+    db.session.commit()
+    logger.info("Organisation %s created in territory %s", organisation.id, territory.id)
+    return organisation
+
+
+def update_organisation(organisation: Organisation, *, name: str, phone: str | None) -> None:
+    if _name_taken(Organisation, Organisation.territory_id, organisation.territory_id, name, organisation.id):
+        raise AdminError("Une organisation porte déjà ce nom dans ce territoire.", "name")
+    organisation.name, organisation.phone = name, phone
+    db.session.commit()
+
+
+# --- Territory administrators ----------------------------------------------------------------------------------
+
+def territory_admins(territory: Territory) -> list[Agent]:
+    return list(db.session.scalars(
+        select(Agent).join(TerritoryAdmin, TerritoryAdmin.agent_id == Agent.id)
+        .where(TerritoryAdmin.territory_id == territory.id).order_by(Agent.last_name, Agent.first_name)))
+
+
+def add_territory_admin(territory: Territory, email: str) -> Agent:
+    """An active agent already working in one of the territory's organisations becomes one of its administrators."""
+    agent = db.session.scalar(
+        select(Agent).join(AgentRole, AgentRole.agent_id == Agent.id).join(Organisation)
+        .where(func.lower(Agent.email) == email.lower(), Organisation.territory_id == territory.id).limit(1))
+    if agent is None or not agent.active:
+        raise AdminError("Aucun agent actif de ce territoire n'a cette adresse : invitez-le d'abord dans une de ses "
+                         "organisations.", "email")
+    if territory.id in agent.administered_territory_ids:
+        raise AdminError("Cet agent administre déjà le territoire.", "email")
+    agent.territory_admin_of.append(TerritoryAdmin(territory_id=territory.id))
+    db.session.commit()
+    logger.info("Agent %s made administrator of territory %s", agent.id, territory.id)
+    return agent
+
+
+def remove_territory_admin(territory: Territory, agent: Agent, actor: Agent) -> None:
+    if agent.id == actor.id:
+        raise AdminError("Vous ne pouvez pas vous retirer vous-même l'administration du territoire.")
+    row = db.session.get(TerritoryAdmin, (agent.id, territory.id))
+    if row is not None:
+        db.session.delete(row)
+        db.session.commit()
+        logger.info("Agent %s no longer administrator of territory %s", agent.id, territory.id)
+
+
+# --- Lieux ---------------------------------------------------------------------------------------------------
+
+def save_lieu(lieu: Lieu, *, name: str, address: str, phone: str | None) -> Lieu:
+    if _name_taken(Lieu, Lieu.organisation_id, lieu.organisation_id, name, lieu.id):
+        raise AdminError("Un lieu porte déjà ce nom dans cette organisation.", "name")
+    lieu.name, lieu.address, lieu.phone = name, address, phone
+    db.session.add(lieu)
+    db.session.commit()
+    return lieu
+
+
+# --- Motifs --------------------------------------------------------------------------------------------------
+
+def save_motif(motif: Motif, *, name: str, duration_minutes: int, location_type: str, color: str, active: bool,
+               notify: bool, cancellation_limit_hours: int, reminder_offsets: str | None) -> Motif:
+    if _name_taken(Motif, Motif.organisation_id, motif.organisation_id, name, motif.id):
+        raise AdminError("Un motif porte déjà ce nom dans cette organisation.", "name")
+    motif.name, motif.duration_minutes, motif.location_type = name, duration_minutes, LocationType(location_type)
+    motif.color, motif.active, motif.notify = color.lower(), active, notify
+    motif.cancellation_limit_hours, motif.reminder_offsets = cancellation_limit_hours, reminder_offsets or None
+    db.session.add(motif)
+    db.session.commit()
+    return motif
+
+
+# --- Agents --------------------------------------------------------------------------------------------------
+
+def members(organisation: Organisation) -> list[AgentRole]:
+    """The roles held in the organisation, with their agents, active ones first."""
+    return list(db.session.scalars(
+        select(AgentRole).join(Agent).where(AgentRole.organisation_id == organisation.id)
+        .options(selectinload(AgentRole.agent).selectinload(Agent.territory_admin_of))
+        .order_by(Agent.active.desc(), Agent.last_name, Agent.first_name)))
+
+
+def membership(organisation: Organisation, agent: Agent | None) -> AgentRole | None:
+    if agent is None:
+        return None
+    return db.session.scalar(select(AgentRole).where(AgentRole.organisation_id == organisation.id,
+                                                     AgentRole.agent_id == agent.id))
+
+
+def invite_agent(organisation: Organisation, *, email: str, first_name: str, last_name: str, role: str) -> Agent:
+    """A new account without a password, its role in the organisation, and the invitation e-mail
+    (lapins.auth.accounts)."""
+    from lapins.auth import accounts
+
+    email = email.strip().lower()
+    if db.session.scalar(select(Agent.id).where(func.lower(Agent.email) == email)) is not None:
+        raise AdminError("Un compte existe déjà avec cette adresse électronique.", "email")
+    agent = Agent(email=email, first_name=first_name, last_name=last_name)
+    agent.roles.append(AgentRole(organisation=organisation, role=Role(role)))
+    db.session.add(agent)
+    db.session.commit()
+    accounts.send_account_email(agent, "invitation")  # queued after the commit: the worker finds the agent
+    logger.info("Agent %s invited to organisation %s", agent.id, organisation.id)
+    return agent
+
+
+def resend_invitation(agent: Agent) -> None:
+    from lapins.auth import accounts
+
+    if agent.password_hash is not None:
+        raise AdminError("Cet agent a déjà choisi son mot de passe : il peut le réinitialiser lui-même.")
+    if not agent.active:
+        raise AdminError("Ce compte est désactivé : réactivez-le avant de renvoyer l'invitation.")
+    accounts.send_account_email(agent, "invitation")
+
+
+def _administers_something_else(agent: Agent, role: AgentRole) -> bool:
+    return bool(agent.administered_territory_ids) or any(
+        other.role == Role.ADMIN for other in agent.roles if other is not role)
+
+
+def change_role(role: AgentRole, new_role: str, actor: Agent) -> None:
+    new = Role(new_role)
+    if role.agent_id == actor.id and role.role == Role.ADMIN and new != Role.ADMIN \
+            and not _administers_something_else(actor, role):
+        raise AdminError("Vous ne pouvez pas retirer votre dernier rôle d'administrateur : demandez-le à un autre "
+                         "administrateur.", "role")
+    role.role = new
+    db.session.commit()
+    logger.info("Agent %s now %s in organisation %s", role.agent_id, new.value, role.organisation_id)
+
+
+def set_active(agent: Agent, active: bool, actor: Agent) -> None:
+    """A deactivated agent can no longer sign in (Agent.is_active) nor be booked; their rdvs and history stay."""
+    if agent.id == actor.id and not active:
+        raise AdminError("Vous ne pouvez pas désactiver votre propre compte.")
+    agent.active = active
+    db.session.commit()
+    logger.info("Agent %s %s", agent.id, "reactivated" if active else "deactivated")
+
+
+def administered_territories(actor: Agent) -> list[Territory]:
+    """The territories whose organisations page the actor may open."""
+    candidates = set(actor.administered_territory_ids) | {
+        role.organisation.territory_id for role in actor.roles if role.role == Role.ADMIN}
+    territories = db.session.scalars(select(Territory).where(Territory.id.in_(candidates)).order_by(Territory.number))
+    return [territory for territory in territories if policies.can(actor, "administer", territory)]
+
+
+def configured_organisations(actor: Agent) -> list[Organisation]:
+    """The organisations whose lieux, motifs and agents the actor may manage."""
+    query = select(Organisation).where(
+        Organisation.id.in_({role.organisation_id for role in actor.roles if role.role == Role.ADMIN})
+        | Organisation.territory_id.in_(actor.administered_territory_ids)).order_by(Organisation.name)
+    return [organisation for organisation in db.session.scalars(query)
+            if policies.can(actor, "configure", organisation)]
