@@ -187,7 +187,9 @@ class RdvAgent(db.Model):
     """
 
     __tablename__ = "rdv_agents"
-    __table_args__ = (Index("ix_rdv_agents_agent_starts", "agent_id", "starts_at"),)
+    # Covering: "this agent's live times between A and B" (availability, the statistics' re-bookings) is read from
+    # the index alone.
+    __table_args__ = (Index("ix_rdv_agents_agent_starts", "agent_id", "starts_at", "ends_at", "live", "rdv_id"),)
 
     rdv_id: Mapped[int] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"), primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
