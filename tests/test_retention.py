@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from lapins.models import (
     Channel, EntryStatus, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus, Role, SlotOffer,
@@ -230,3 +230,22 @@ def test_the_task_runs_the_job(archive, app, db):
 
     assert apply_retention.delay().get()["rdvs_deleted"] == 1
     assert reread(db, Rdv, archive.old) is None
+
+
+def test_the_history_of_changes_goes_after_the_same_two_years(archive, db):
+    from lapins.models.audit import AuditEvent
+
+    db.session.execute(update(AuditEvent).where(AuditEvent.object_type == "rdv", AuditEvent.object_id == archive.old)
+                       .values(occurred_at=local(2024, 10, 6, 9)))
+    db.session.commit()
+    old_events = count(db, select(AuditEvent.id).where(AuditEvent.occurred_at < local(2025, 1, 1)).subquery())
+    recent_events = count(db, select(AuditEvent.id).where(AuditEvent.occurred_at >= local(2025, 1, 1)).subquery())
+    assert old_events >= 1 and recent_events >= 1
+
+    assert retention.run(dry_run=True).audit_events_deleted == old_events
+    report = retention.run()
+
+    assert report.audit_events_deleted == old_events
+    assert count(db, select(AuditEvent.id).where(AuditEvent.occurred_at < local(2025, 1, 1)).subquery()) == 0
+    remaining = count(db, select(AuditEvent.id).where(AuditEvent.occurred_at >= local(2025, 1, 1)).subquery())
+    assert remaining >= recent_events  # the retention's own deletions are recorded, the younger history kept

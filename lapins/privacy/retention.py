@@ -28,6 +28,7 @@ from lapins.extensions import db
 from lapins.models import (
     EntryStatus, Message, MessageStatus, Rdv, RdvAgent, SlotOffer, SmsReplyRound, WaitlistEntry, WaitlistSlot, utcnow,
 )
+from lapins.models.audit import AuditEvent
 from lapins.models.rdvs import RdvLinkCheck, rdv_usagers
 from lapins.models.waitlist import waitlist_slot_agents
 
@@ -47,6 +48,7 @@ class RetentionReport:
     entries_deleted: int = 0
     messages_anonymised: int = 0
     reply_rounds_deleted: int = 0
+    audit_events_deleted: int = 0
 
     def add(self, other: RetentionReport) -> None:
         for name, value in asdict(other).items():
@@ -59,7 +61,8 @@ class RetentionReport:
                 ("Propositions de créneaux supprimées", self.offers_deleted),
                 ("Inscriptions en file d'attente supprimées", self.entries_deleted),
                 ("Messages anonymisés (texte et adresse effacés)", self.messages_anonymised),
-                ("Échanges de SMS (réponses) supprimés", self.reply_rounds_deleted)]
+                ("Échanges de SMS (réponses) supprimés", self.reply_rounds_deleted),
+                ("Lignes de l'historique des modifications supprimées", self.audit_events_deleted)]
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ def run(now: datetime | None = None, *, dry_run: bool = False, batch_size: int |
         _in_batches(lambda: _ids(WaitlistSlot.id, old_slot(cutoffs.rdvs), batch), _delete_slots, report)
         _in_batches(lambda: _ids(WaitlistEntry.id, old_entry(cutoffs.rdvs), batch), _delete_entries, report)
         _in_batches(lambda: _ids(Message.id, old_message(cutoffs.rdvs), batch), _delete_messages, report)
+        # The history of changes is kept as long as the rdvs it tells of (it names nobody, but points at them).
+        _in_batches(lambda: _ids(AuditEvent.id, AuditEvent.occurred_at < cutoffs.rdvs, batch), _delete_audit_events,
+                    report)
     if cutoffs.contents is not None:
         _in_batches(lambda: _ids(Message.id, content_kept(cutoffs.contents), batch), _anonymise_messages, report)
         _in_batches(lambda: _ids(SmsReplyRound.id, SmsReplyRound.expires_at < now, batch), _delete_rounds, report)
@@ -183,6 +189,10 @@ def _delete_rdvs(rdv_ids: list[int]) -> RetentionReport:
     return report
 
 
+def _delete_audit_events(event_ids: list[int]) -> RetentionReport:
+    return RetentionReport(audit_events_deleted=_execute(delete(AuditEvent).where(AuditEvent.id.in_(event_ids))))
+
+
 def _delete_slots(slot_ids: list[int]) -> RetentionReport:
     report = RetentionReport()
     offer_ids = list(db.session.scalars(select(SlotOffer.id).where(SlotOffer.slot_id.in_(slot_ids))))
@@ -234,6 +244,7 @@ def count(cutoffs: Cutoffs, now: datetime) -> RetentionReport:
         report.entries_deleted = number(entries)
         report.offers_deleted = number(offers)
         report.messages_deleted = number(select(Message.id).where(doomed_messages))
+        report.audit_events_deleted = number(select(AuditEvent.id).where(AuditEvent.occurred_at < cutoffs.rdvs))
     if cutoffs.contents is not None:
         anonymised = select(Message.id).where(content_kept(cutoffs.contents))
         if doomed_messages is not None:  # NULL-safe "not doomed": most offer messages have no rdv, and the reverse
