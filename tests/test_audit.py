@@ -274,7 +274,8 @@ def test_deleting_a_usager_keeps_its_history_without_its_name(clinic, factories,
     db.session.commit()
 
     events = list(db.session.scalars(select(AuditEvent).where(AuditEvent.object_type == AuditObject.USAGER,
-                                                              AuditEvent.object_id == child_id)))
+                                                              AuditEvent.object_id == child_id)
+                                     .order_by(AuditEvent.id)))
     assert [event.action for event in events] == [AuditAction.CREATED, AuditAction.DELETED]
     assert "Enzo" not in json.dumps([event.changes for event in events])
     assert "Secret" not in json.dumps([event.changes for event in events])
