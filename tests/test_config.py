@@ -146,3 +146,16 @@ def test_celery_broker_url_switches_to_redis(redis_url, tmp_path):
         assert client.llen("celery") == 1
     finally:
         client.close()
+
+
+def test_every_setting_read_from_the_environment_is_described_in_env_example():
+    """docs/deploy.md sends the département's IT team to .env.example for what each variable does."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    read = set(re.findall(r'env_(?:str|int|bool)\("([A-Z0-9_]+)"|os\.environ\.get\("([A-Z0-9_]+)"',
+                          (root / "config.py").read_text()))
+    names = {name for pair in read for name in pair if name} - {"TEST_DATABASE_URL"}
+    described = (root / ".env.example").read_text()
+    assert len(names) > 30
+    assert sorted(name for name in names if not re.search(rf"^#? ?{name}=", described, re.MULTILINE)) == []
