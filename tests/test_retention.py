@@ -226,9 +226,10 @@ def test_the_beat_runs_it_daily(app):
 
 
 def test_the_task_runs_the_job(archive, app, db):
+    from lapins.notifications.tasks import of_this_app
     from lapins.tasks import apply_retention
 
-    assert apply_retention.delay().get()["rdvs_deleted"] == 1
+    assert of_this_app(apply_retention.name).delay().get()["rdvs_deleted"] == 1
     assert reread(db, Rdv, archive.old) is None
 
 
