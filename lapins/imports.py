@@ -18,15 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from phonenumbers import NumberParseException
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from lapins.extensions import db
 from lapins.models import Agent, AgentRole, Lieu, Organisation, Role, Territory
-from lapins.phones import FRENCH_REGIONS, InvalidPhone, region_for
+from lapins.phones import InvalidPhone, french_number
 
 BATCH_SIZE = 100
 FIRST_DATA_LINE = 2  # line 1 is the header: numbers are the ones a spreadsheet shows
@@ -214,16 +212,12 @@ def _key(text: str) -> str:
 
 def lieu_phone(raw: str, territory_number: str) -> str:
     """The E.164 form of a French number a family can call, landline or mobile; raises InvalidPhone."""
-    example = "Numéro de téléphone invalide (exemple : 03 20 12 34 56)."
     try:
-        number = phonenumbers.parse(raw, region_for(territory_number))
-    except NumberParseException:
-        raise InvalidPhone(example) from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(example)
-    if phonenumbers.region_code_for_number(number) not in FRENCH_REGIONS:
-        raise InvalidPhone("Seuls les numéros français (métropole et outre-mer) sont acceptés.")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return french_number(raw, territory_number)
+    except InvalidPhone as error:
+        if error.foreign:
+            raise InvalidPhone("Seuls les numéros français (métropole et outre-mer) sont acceptés.") from None
+        raise InvalidPhone("Numéro de téléphone invalide (exemple : 03 20 12 34 56).") from None
 
 
 def normalized_email(raw: str) -> str:

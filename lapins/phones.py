@@ -12,7 +12,11 @@ MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
 
 class InvalidPhone(ValueError):
-    """Carries the French message shown next to the field."""
+    """Carries the French message shown next to the field; `foreign` when the number is valid but not French."""
+
+    def __init__(self, message: str = "", *, foreign: bool = False) -> None:
+        super().__init__(message)
+        self.foreign = foreign
 
 
 def region_for(territory_number: str) -> str:
@@ -34,6 +38,20 @@ def normalize_mobile(raw: str, territory_number: str) -> str:
         raise InvalidPhone("Seuls les numéros de mobile français (métropole et outre-mer) peuvent recevoir nos SMS.")
     if phonenumbers.number_type(number) not in MOBILE_TYPES:
         raise InvalidPhone("Ce numéro n'est pas un numéro de mobile : il ne pourrait pas recevoir de SMS.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def french_number(raw: str, territory_number: str) -> str:
+    """The E.164 form of a French number a family can call, landline or mobile (a lieu's, an organisation's); raises
+    InvalidPhone, whose message the caller words."""
+    try:
+        number = phonenumbers.parse(raw, region_for(territory_number))
+    except NumberParseException:
+        raise InvalidPhone() from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone()
+    if phonenumbers.region_code_for_number(number) not in FRENCH_REGIONS:
+        raise InvalidPhone(foreign=True)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import re
 
-import phonenumbers
 from wtforms import BooleanField, EmailField, IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from lapins.forms import Form
 from lapins.models import LocationType, Role
 from lapins.notifications import timing
-from lapins.phones import FRENCH_REGIONS, e164_or_none
+from lapins.phones import InvalidPhone, french_number
 
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 MIN_DURATION, MAX_DURATION = 5, 480
@@ -29,10 +28,12 @@ def no_markup(form, field) -> None:
 
 def french_phone(raw: str, territory_number: str) -> str:
     """The E.164 form of a French number, fixed or mobile (the number a family calls), or ValidationError."""
-    e164 = e164_or_none(raw, territory_number) if len(raw) <= 30 else None
-    if e164 is None or phonenumbers.region_code_for_number(phonenumbers.parse(e164)) not in FRENCH_REGIONS:
-        raise ValidationError("Numéro de téléphone invalide (exemples : 01 40 00 00 00, 0262 12 34 56).")
-    return e164
+    try:
+        if len(raw) > 30:
+            raise InvalidPhone()
+        return french_number(raw, territory_number)
+    except InvalidPhone:
+        raise ValidationError("Numéro de téléphone invalide (exemples : 01 40 00 00 00, 0262 12 34 56).") from None
 
 
 class PhoneForm(Form):
