@@ -111,22 +111,20 @@ class CredentialsForm(Form):
         return True
 
 
+def _note_field(label: str, kind: str) -> StringField:
+    """The territory's own sentence for one kind of SMS (its live preview finds it by `data-sms-wording`)."""
+    return StringField(label, filters=[strip], validators=[Length(max=120, message="120 caractères au plus.")],
+                       render_kw={"data-sms-wording": kind})
+
+
 class WordingForm(Form):
     sms_label = StringField("Nom d'expéditeur au début des SMS (facultatif)", filters=[strip],
                             validators=[Length(max=60, message="60 caractères au plus.")],
                             render_kw={"data-sms-wording": "label"})
-    note_created = StringField("Confirmation", filters=[strip],
-                               validators=[Length(max=120, message="120 caractères au plus.")],
-                               render_kw={"data-sms-wording": "created"})
-    note_changed = StringField("Déplacement", filters=[strip],
-                               validators=[Length(max=120, message="120 caractères au plus.")],
-                               render_kw={"data-sms-wording": "changed"})
-    note_cancelled = StringField("Annulation", filters=[strip],
-                                 validators=[Length(max=120, message="120 caractères au plus.")],
-                                 render_kw={"data-sms-wording": "cancelled"})
-    note_reminder = StringField("Rappel", filters=[strip],
-                                validators=[Length(max=120, message="120 caractères au plus.")],
-                                render_kw={"data-sms-wording": "reminder"})
+    note_created = _note_field("Confirmation", "created")
+    note_changed = _note_field("Déplacement", "changed")
+    note_cancelled = _note_field("Annulation", "cancelled")
+    note_reminder = _note_field("Rappel", "reminder")
 
     def __init__(self, *args, territory, **kwargs) -> None:
         super().__init__(*args, **kwargs)
