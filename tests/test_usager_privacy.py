@@ -259,8 +259,8 @@ def test_an_erasure_that_fails_half_way_leaves_everything_as_it_was(client, auth
             raise RuntimeError("disque plein")
         return original(statement)
 
-    original = erasure._execute
-    monkeypatch.setattr(erasure, "_execute", broken)
+    original = erasure.execute_bulk
+    monkeypatch.setattr(erasure, "execute_bulk", broken)
     auth.login(clinic.admin)
     response = erase(client, clinic.mother.id, "Vandewalle")
     assert response.status_code == 500

@@ -12,12 +12,11 @@ old, which is deliberately not announced.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import NO_VALUE
 
+from lapins.api.render import instant
 from lapins.models import Rdv, RdvAgent, Usager, utcnow
 from lapins.models.rdvs import rdv_usagers
 from lapins.models.usagers import usager_organisations
@@ -27,10 +26,6 @@ RDV_FIELDS = ("starts_at", "ends_at", "status", "lieu_id", "motif_id", "notes", 
               "cancel_reason", "agent_links")
 USAGER_FIELDS = ("first_name", "last_name", "birth_date", "phone", "email", "sms_consent", "email_consent",
                  "responsible_id")
-
-
-def _instant(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
 
 
 def _loaded_or_query(obj, attribute: str, query, connection) -> list:
@@ -49,11 +44,11 @@ def rdv_payload(rdv: Rdv, connection) -> dict:
                                connection)
     return {
         "id": rdv.id, "organisation_id": rdv.organisation_id, "motif_id": rdv.motif_id, "lieu_id": rdv.lieu_id,
-        "starts_at": _instant(rdv.starts_at), "ends_at": _instant(rdv.ends_at), "status": rdv.status.value,
+        "starts_at": instant(rdv.starts_at), "ends_at": instant(rdv.ends_at), "status": rdv.status.value,
         "agent_ids": sorted(link if isinstance(link, int) else link.agent_id for link in links),
         "usager_ids": sorted(usager if isinstance(usager, int) else usager.id for usager in usagers),
         "booked_via": rdv.booked_via.value if rdv.booked_via else None,
-        "confirmed_at": _instant(rdv.confirmed_at), "cancelled_at": _instant(rdv.cancelled_at),
+        "confirmed_at": instant(rdv.confirmed_at), "cancelled_at": instant(rdv.cancelled_at),
         "cancelled_via": rdv.cancelled_via.value if rdv.cancelled_via else None,
         "cancelled_by": rdv.cancelled_by_party.value if rdv.cancelled_by_party else None,
     }
@@ -145,7 +140,7 @@ def _write_deliveries(session: Session, flush_context) -> None:
     for name, orgs, obj in changes:
         targets = [hook_id for hook_id, organisation_id in hooks if organisation_id in orgs]
         if targets:
-            body = {"event": name, "occurred_at": _instant(now), "data": _payload(name, obj, connection)}
+            body = {"event": name, "occurred_at": instant(now), "data": _payload(name, obj, connection)}
             rows += [{"webhook_id": hook_id, "event": name, "status": DeliveryStatus.PENDING, "attempts": 0,
                       "next_attempt_at": now, "created_at": now, "payload": body} for hook_id in targets]
     if rows:

@@ -25,6 +25,7 @@ from lapins.models import (
 )
 from lapins.models.rdvs import RdvLinkCheck, rdv_usagers
 from lapins.models.usagers import usager_organisations
+from lapins.privacy.retention import execute_bulk
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +113,6 @@ def erase(actor: Agent, usager: Usager) -> ErasureReport:
     return report
 
 
-def _execute(statement) -> int:
-    return db.session.execute(statement.execution_options(synchronize_session=False)).rowcount or 0
-
-
 def _erase(erasure: ErasurePlan) -> ErasureReport:
     report = ErasureReport(people_deleted=len(erasure.deleted), people_detached=len(erasure.detached),
                            rdvs_detached=len(erasure.rdv_ids), usager_deleted=erasure.usager_deleted)
@@ -143,25 +140,25 @@ def _erase(erasure: ErasurePlan) -> ErasureReport:
         Rdv.id.in_(rdv_ids), ~Rdv.id.in_(select(rdv_usagers.c.rdv_id).where(rdv_usagers.c.rdv_id.in_(rdv_ids))))))
     not_sent = or_(Message.status == MessageStatus.PENDING,
                    and_(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None)))
-    report.messages_skipped = _execute(
+    report.messages_skipped = execute_bulk(
         update(Message)
         .where(concerned, not_sent, or_(Message.usager_id.in_(people_ids), Message.rdv_id.in_(orphaned),
                                         Message.offer_id.in_(offer_ids)))
         .values(status=MessageStatus.SKIPPED, error=ERASED, updated_at=utcnow()))
-    report.messages_blanked = _execute(
+    report.messages_blanked = execute_bulk(
         update(Message).where(concerned, Message.status != MessageStatus.PENDING)
         .values(body=None, subject=None, to_address=None))
     # Offers are about to be deleted: their messages are kept (they are counted), without the link.
-    _execute(update(Message).where(Message.offer_id.in_(offer_ids)).values(offer_id=None))
-    _execute(update(Message).where(concerned, Message.usager_id.in_(people_ids)).values(usager_id=None))
+    execute_bulk(update(Message).where(Message.offer_id.in_(offer_ids)).values(offer_id=None))
+    execute_bulk(update(Message).where(concerned, Message.usager_id.in_(people_ids)).values(usager_id=None))
 
-    report.offers_deleted = _execute(delete(SlotOffer).where(SlotOffer.id.in_(offer_ids)))
-    report.entries_deleted = _execute(delete(WaitlistEntry).where(WaitlistEntry.id.in_(entry_ids)))
-    _execute(delete(RdvLinkCheck).where(RdvLinkCheck.rdv_id.in_(rdv_ids)))
-    _execute(update(Rdv).where(Rdv.id.in_(rdv_ids), or_(Rdv.notes.is_not(None), Rdv.cancel_reason.is_not(None)))
+    report.offers_deleted = execute_bulk(delete(SlotOffer).where(SlotOffer.id.in_(offer_ids)))
+    report.entries_deleted = execute_bulk(delete(WaitlistEntry).where(WaitlistEntry.id.in_(entry_ids)))
+    execute_bulk(delete(RdvLinkCheck).where(RdvLinkCheck.rdv_id.in_(rdv_ids)))
+    execute_bulk(update(Rdv).where(Rdv.id.in_(rdv_ids), or_(Rdv.notes.is_not(None), Rdv.cancel_reason.is_not(None)))
              .values(notes=None, cancel_reason=None))
     if phones:
-        _execute(delete(SmsReplyRound).where(SmsReplyRound.territory_id == territory_id,
+        execute_bulk(delete(SmsReplyRound).where(SmsReplyRound.territory_id == territory_id,
                                              SmsReplyRound.phone.in_(phones)))
 
     db.session.execute(delete(usager_organisations).where(
@@ -169,11 +166,11 @@ def _erase(erasure: ErasurePlan) -> ErasureReport:
         usager_organisations.c.organisation_id.in_(organisation_ids)))
     if deleted_ids:
         # Relatives who stay (in another organisation) lose their link to a responsible person who goes.
-        _execute(update(Usager).where(Usager.responsible_id.in_(deleted_ids), Usager.id.not_in(deleted_ids))
+        execute_bulk(update(Usager).where(Usager.responsible_id.in_(deleted_ids), Usager.id.not_in(deleted_ids))
                  .values(responsible_id=None))
-        _execute(update(Usager).where(Usager.id.in_(deleted_ids)).values(responsible_id=None))
+        execute_bulk(update(Usager).where(Usager.id.in_(deleted_ids)).values(responsible_id=None))
         db.session.execute(delete(usager_organisations).where(usager_organisations.c.usager_id.in_(deleted_ids)))
-        _execute(delete(Usager).where(Usager.id.in_(deleted_ids)))
+        execute_bulk(delete(Usager).where(Usager.id.in_(deleted_ids)))
     for person in erasure.people:  # the session must not write back what it still holds of them
         if person in db.session:
             db.session.expunge(person)

@@ -154,22 +154,23 @@ def _in_batches(next_ids: Callable[[], list[int]], handle: Callable[[list[int]],
             raise
 
 
-def _execute(statement) -> int:
+def execute_bulk(statement) -> int:
+    """Run a bulk UPDATE/DELETE without syncing the session; the number of rows it touched."""
     return db.session.execute(statement.execution_options(synchronize_session=False)).rowcount or 0
 
 
 def _delete_offers_and_their_messages(offer_ids: list[int], report: RetentionReport) -> None:
     if not offer_ids:
         return
-    report.messages_deleted += _execute(delete(Message).where(Message.offer_id.in_(offer_ids)))
-    report.offers_deleted += _execute(delete(SlotOffer).where(SlotOffer.id.in_(offer_ids)))
+    report.messages_deleted += execute_bulk(delete(Message).where(Message.offer_id.in_(offer_ids)))
+    report.offers_deleted += execute_bulk(delete(SlotOffer).where(SlotOffer.id.in_(offer_ids)))
 
 
 def _delete_slot_rows(slot_ids: list[int], report: RetentionReport) -> None:
     if not slot_ids:
         return
     db.session.execute(delete(waitlist_slot_agents).where(waitlist_slot_agents.c.slot_id.in_(slot_ids)))
-    report.slots_deleted += _execute(delete(WaitlistSlot).where(WaitlistSlot.id.in_(slot_ids)))
+    report.slots_deleted += execute_bulk(delete(WaitlistSlot).where(WaitlistSlot.id.in_(slot_ids)))
 
 
 def _delete_rdvs(rdv_ids: list[int]) -> RetentionReport:
@@ -177,20 +178,20 @@ def _delete_rdvs(rdv_ids: list[int]) -> RetentionReport:
     slot_ids = list(db.session.scalars(select(WaitlistSlot.id).where(WaitlistSlot.source_rdv_id.in_(rdv_ids))))
     offer_ids = list(db.session.scalars(select(SlotOffer.id).where(
         or_(SlotOffer.rdv_id.in_(rdv_ids), SlotOffer.slot_id.in_(slot_ids)))))
-    report.messages_deleted += _execute(delete(Message).where(Message.rdv_id.in_(rdv_ids)))
+    report.messages_deleted += execute_bulk(delete(Message).where(Message.rdv_id.in_(rdv_ids)))
     _delete_offers_and_their_messages(offer_ids, report)
     _delete_slot_rows(slot_ids, report)
     # An entry that wanted a slot earlier than one of these rdvs lives on its own terms (old_entry).
-    _execute(update(WaitlistEntry).where(WaitlistEntry.rdv_id.in_(rdv_ids)).values(rdv_id=None))
-    _execute(delete(RdvLinkCheck).where(RdvLinkCheck.rdv_id.in_(rdv_ids)))
+    execute_bulk(update(WaitlistEntry).where(WaitlistEntry.rdv_id.in_(rdv_ids)).values(rdv_id=None))
+    execute_bulk(delete(RdvLinkCheck).where(RdvLinkCheck.rdv_id.in_(rdv_ids)))
     db.session.execute(delete(rdv_usagers).where(rdv_usagers.c.rdv_id.in_(rdv_ids)))
-    _execute(delete(RdvAgent).where(RdvAgent.rdv_id.in_(rdv_ids)))
-    report.rdvs_deleted += _execute(delete(Rdv).where(Rdv.id.in_(rdv_ids)))
+    execute_bulk(delete(RdvAgent).where(RdvAgent.rdv_id.in_(rdv_ids)))
+    report.rdvs_deleted += execute_bulk(delete(Rdv).where(Rdv.id.in_(rdv_ids)))
     return report
 
 
 def _delete_audit_events(event_ids: list[int]) -> RetentionReport:
-    return RetentionReport(audit_events_deleted=_execute(delete(AuditEvent).where(AuditEvent.id.in_(event_ids))))
+    return RetentionReport(audit_events_deleted=execute_bulk(delete(AuditEvent).where(AuditEvent.id.in_(event_ids))))
 
 
 def _delete_slots(slot_ids: list[int]) -> RetentionReport:
@@ -205,21 +206,21 @@ def _delete_entries(entry_ids: list[int]) -> RetentionReport:
     report = RetentionReport()
     offer_ids = list(db.session.scalars(select(SlotOffer.id).where(SlotOffer.entry_id.in_(entry_ids))))
     _delete_offers_and_their_messages(offer_ids, report)
-    report.entries_deleted += _execute(delete(WaitlistEntry).where(WaitlistEntry.id.in_(entry_ids)))
+    report.entries_deleted += execute_bulk(delete(WaitlistEntry).where(WaitlistEntry.id.in_(entry_ids)))
     return report
 
 
 def _delete_messages(message_ids: list[int]) -> RetentionReport:
-    return RetentionReport(messages_deleted=_execute(delete(Message).where(Message.id.in_(message_ids))))
+    return RetentionReport(messages_deleted=execute_bulk(delete(Message).where(Message.id.in_(message_ids))))
 
 
 def _anonymise_messages(message_ids: list[int]) -> RetentionReport:
-    return RetentionReport(messages_anonymised=_execute(
+    return RetentionReport(messages_anonymised=execute_bulk(
         update(Message).where(Message.id.in_(message_ids)).values(body=None, subject=None, to_address=None)))
 
 
 def _delete_rounds(round_ids: list[int]) -> RetentionReport:
-    return RetentionReport(reply_rounds_deleted=_execute(delete(SmsReplyRound).where(SmsReplyRound.id.in_(round_ids))))
+    return RetentionReport(reply_rounds_deleted=execute_bulk(delete(SmsReplyRound).where(SmsReplyRound.id.in_(round_ids))))
 
 
 # --- Counting (dry run) -------------------------------------------------------------------------------------------
