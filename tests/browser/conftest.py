@@ -72,3 +72,20 @@ def page(browser, live_server):
     yield page
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture()
+def phone_page(browser, live_server):
+    """A family's phone: small touch screen, French; JavaScript errors fail the test."""
+    context = browser.new_context(base_url=live_server, locale="fr-FR", viewport=PHONE, is_mobile=True,
+                                  has_touch=True, device_scale_factor=2)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"

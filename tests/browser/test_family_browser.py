@@ -11,11 +11,9 @@ from lapins.models import Rdv, RdvStatus
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications.links import rdv_token
 from tests import factories
-from tests.browser.conftest import SCREENSHOTS
+from tests.browser.conftest import PHONE, SCREENSHOTS
 
 pytestmark = pytest.mark.browser
-
-PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture()
@@ -32,19 +30,6 @@ def family_rdv(live_db, live_app):
     rdv_id = rdv.id
     live_db.session.remove()
     return rdv_id, url
-
-
-@pytest.fixture()
-def phone_page(browser, live_server):
-    context = browser.new_context(base_url=live_server, locale="fr-FR", viewport=PHONE, is_mobile=True,
-                                  has_touch=True, device_scale_factor=2)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_a_family_cancels_from_its_phone(phone_page, family_rdv, live_db):

@@ -13,11 +13,10 @@ from lapins.agenda.booking import book_rdv, cancel_rdv
 from lapins.extensions import db
 from lapins.models import Channel, EntryStatus, Message, MessageKind, OfferStatus, Rdv, RdvStatus, SlotOffer
 from tests import factories
-from tests.browser.conftest import SCREENSHOTS
+from tests.browser.conftest import PHONE, SCREENSHOTS
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 390, "height": 844}
 REUNION = ZoneInfo("Indian/Reunion")
 
 
@@ -45,19 +44,6 @@ def offered(live_db, live_app):
     ids = dict(entry_id=entry.id, usager_id=waiting.id, starts_at=rdv.starts_at)
     live_db.session.remove()
     return ids, path
-
-
-@pytest.fixture()
-def phone_page(browser, live_server):
-    context = browser.new_context(base_url=live_server, locale="fr-FR", viewport=PHONE, is_mobile=True,
-                                  has_touch=True, device_scale_factor=2)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_a_family_accepts_an_offered_slot_from_its_phone(phone_page, offered, live_db):
