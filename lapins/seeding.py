@@ -551,7 +551,7 @@ def _seed_demo_territory(spec: dict, now: datetime, rng: random.Random, password
             home = lieu_index is None or all(motifs[n].location_type is not LocationType.ON_SITE for n in motif_names)
             db.session.add(PlageOuverture(
                 organisation=organisation, agent=agent, lieu=lieux[lieu_index],
-                title="Visites à domicile" if home else f"Consultations — {lieux[lieu_index].name}",
+                title="Visites à domicile" if home else "Consultations",  # the agenda adds the lieu
                 first_day=first_day, last_day=last_day, start_time=start, end_time=end,
                 weekdays=_weekday_bits(weekday), every_n_weeks=every, motifs=[motifs[n] for n in motif_names]))
     _demo_absences(spec["number"], agents, today)
@@ -989,7 +989,7 @@ def _add_plage(organisation, agent, lieu, motifs, profession, day, half, rng, fi
         offered, title = home, "Visites à domicile"
     else:
         at_desk = [m for m in suitable if m.location_type is not LocationType.HOME]
-        offered, title = rng.sample(at_desk, min(len(at_desk), rng.randint(3, 6))), f"Consultations — {lieu.name}"
+        offered, title = rng.sample(at_desk, min(len(at_desk), rng.randint(3, 6))), "Consultations"
     db.session.add(PlageOuverture(
         organisation=organisation, agent=agent, lieu=lieu, title=title, first_day=first_day, last_day=last_day,
         start_time=start, end_time=end, weekdays=_weekday_bits(day), every_n_weeks=2 if rng.random() < 0.1 else 1,
