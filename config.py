@@ -39,7 +39,8 @@ class Config:
     SQLALCHEMY_DATABASE_URI = database_url(env_str("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'lapins.sqlite3'}"))
     # hide_parameters: a failed statement's exception (logged with its traceback) would otherwise quote its
     # parameters, that is families' names, phones and e-mails (tests/test_no_personal_data_in_logs.py).
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
+    # No pool_pre_ping: connections idle for a while are checked instead (lapins.database.ping_idle_connections).
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"hide_parameters": True}
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"sqla+sqlite:///{INSTANCE_DIR / 'celery-broker.sqlite3'}")
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
     CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

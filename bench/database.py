@@ -64,7 +64,7 @@ class BenchDatabase:
         return BenchDatabase(self.url, schema=f"lapins_bench_{name}")
 
     def app(self, **overrides) -> Flask:
-        options: dict = {"pool_pre_ping": True}
+        options: dict = {"hide_parameters": True}
         if self.schema:
             options["connect_args"] = {"options": f"-c search_path={self.schema}"}
         settings = {"SQLALCHEMY_DATABASE_URI": self.url, "SQLALCHEMY_ENGINE_OPTIONS": options, "LOG_LEVEL": "WARNING"}

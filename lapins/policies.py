@@ -15,6 +15,7 @@ from __future__ import annotations
 from flask import abort
 from sqlalchemy import Select, exists, select
 
+from lapins.auth.light import LightAgent
 from lapins.extensions import db
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager, Webhook,
@@ -32,7 +33,7 @@ def _organisation_ids(target) -> set[int]:
     """The organisations a target belongs to; an agent or usager can belong to several."""
     if isinstance(target, Organisation):
         return {target.id}
-    if isinstance(target, Agent):
+    if isinstance(target, (Agent, LightAgent)):
         return target.organisation_ids
     if isinstance(target, Usager):
         return {organisation.id for organisation in target.organisations}
@@ -58,7 +59,7 @@ def _territory_ids(target) -> set[int]:
         return {target.territory_id}
     if isinstance(target, (Lieu, Motif)):
         return {target.organisation.territory_id}
-    if isinstance(target, Agent):
+    if isinstance(target, (Agent, LightAgent)):
         return {role.organisation.territory_id for role in target.roles}
     return set()
 

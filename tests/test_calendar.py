@@ -553,3 +553,72 @@ def test_a_lieu_on_a_sunday_says_nobody_works_there(client, auth, clinic):
     page = client.get(f"/agenda/lieux/{clinic.lieu.id}?date=2026-03-29").get_data(as_text=True)
     assert "Aucun agent n'a de plage d'ouverture ni de rendez-vous dans ce lieu ce jour-là." in page
     assert 'class="lapins-colonne"' not in page
+
+
+# --- The feed's signed-in agent, read without the ORM (lapins.auth.light) -----------------------------------------
+
+def test_the_feed_follows_a_change_of_roles_at_the_next_request(client, auth, clinic, db):
+    """The light signed-in agent is read afresh at every request: a role taken away closes the colleague's agenda
+    at once, and one given opens it, as on the pages."""
+    auth.login(clinic.colleague)
+    assert feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").status_code == 200
+    role = db.session.query(AgentRole).filter_by(agent_id=clinic.colleague.id).one()
+    organisation_id = role.organisation_id
+    db.session.delete(role)
+    db.session.commit()
+    response = feed(client, clinic.agent.id, "2026-03-23", "2026-03-30")
+    assert response.status_code == 404 and "introuvable" in response.get_json()["error"]
+    db.session.add(AgentRole(agent_id=clinic.colleague.id, organisation_id=organisation_id, role=Role.AGENT))
+    db.session.commit()
+    assert feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").status_code == 200
+
+
+def test_a_deactivated_agent_loses_the_feed_at_the_next_request(client, auth, clinic, db):
+    auth.login(clinic.agent)
+    assert feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").status_code == 200
+    clinic.agent.active = False
+    db.session.commit()
+    response = feed(client, clinic.agent.id, "2026-03-23", "2026-03-30")
+    assert response.status_code == 302 and "/connexion" in response.headers["Location"]
+
+
+def test_the_feed_shows_an_agent_of_several_territories_in_the_clock_of_the_one_shared(client, auth, clinic, factories,
+                                                                                     db):
+    """An agent working in Paris and in La Réunion, seen by a Réunion colleague: the Réunion clock and stamp."""
+    reunion = factories.OrganisationFactory(territory__timezone="Indian/Reunion")
+    db.session.add(AgentRole(agent_id=clinic.agent.id, organisation_id=reunion.id, role=Role.AGENT))
+    colleague = factories.AgentFactory(organisation=reunion)
+    lieu = factories.LieuFactory(organisation=reunion)
+    db.session.commit()
+    clinic.rdv(datetime(2026, 3, 24, 5, 0, tzinfo=timezone.utc), lieu=lieu)  # 09:00 in La Réunion, 06:00 in Paris
+    auth.login(colleague)
+    [shown] = of_kind(feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").get_json(), "rdv")
+    assert shown["start"] == "2026-03-24T09:00:00"
+
+
+def test_the_feed_reads_outside_a_transaction_and_hands_its_connection_back_transactional(client, auth, clinic, db):
+    """On PostgreSQL the feed's statements run in autocommit, without BEGIN and COMMIT around them; the connection
+    goes back to the pool in transactions, so that the next request's writes are atomic again."""
+    auth.login(clinic.agent)
+    autocommit_seen = []
+
+    def listener(connection, _cursor, _statement, *_):
+        autocommit_seen.append(getattr(connection.connection.driver_connection, "autocommit", None))  # psycopg's
+
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        assert feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    if db.engine.dialect.name != "postgresql":  # SQLite starts a transaction only before a write anyway
+        return
+    assert autocommit_seen and all(autocommit_seen)
+    with db.engine.connect() as connection:
+        assert connection.connection.driver_connection.autocommit is False
+    usager_count = db.session.query(Usager).count()
+    with pytest.raises(RuntimeError):
+        with db.engine.begin() as connection:
+            connection.execute(Usager.__table__.insert().values(
+                territory_id=clinic.organisation.territory_id, first_name="Léa", last_name="Essai"))
+            raise RuntimeError("the request fails after its first write")
+    assert db.session.query(Usager).count() == usager_count

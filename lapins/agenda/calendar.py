@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from lapins import policies
 from lapins.agenda import availability, bp
 from lapins.agenda.booking import MAX_DURATION, BookingError, move_rdv
+from lapins.auth.light import light_agent, light_agent_view
 from lapins.auth.views import agent_with_organisations
 from lapins.database import end_read_only_transaction
 from lapins.errors import render_error
@@ -550,9 +551,13 @@ def json_api(view):
 
 
 @bp.route("/agenda/api/agents/<int:agent_id>/evenements", endpoint="agent_events")
+@light_agent_view
 @json_api
 def agent_events_api(agent_id: int):
-    agent = load_agent(agent_id)
+    """The agent's events; the signed-in agent and the agent shown are LightAgents (lapins.auth.light)."""
+    viewer = current_user._get_current_object()
+    agent = viewer if agent_id == viewer.id else light_agent(agent_id)
+    policies.authorize(viewer, "view", agent)
     territory = territory_of(agent)
     start_at, end_at = parse_range(request.args.get("start"), request.args.get("end"), territory.tz)
     body = feed_json(feed_key(agent, territory, start_at, end_at))

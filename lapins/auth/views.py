@@ -13,6 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from lapins.auth import bp
 from lapins.auth import second_factor as second_factor_codes
 from lapins.auth.forms import LoginForm, SecondFactorForm
+from lapins.auth.light import LightAgent, light_agent, wants_light_agent
 from lapins.auth.limits import PENDING_SECOND_FACTOR
 from lapins.extensions import db, login_manager
 from lapins.models import Agent, AgentRole, Organisation
@@ -37,9 +38,14 @@ def agent_with_organisations(agent_id: int) -> Agent | None:
 
 
 @login_manager.user_loader
-def load_agent(agent_id: str) -> Agent | None:
-    """The signed-in agent, once per request; the policies read their roles and the pages their territory."""
-    return agent_with_organisations(int(agent_id)) if agent_id.isdigit() else None
+def load_agent(agent_id: str) -> Agent | LightAgent | None:
+    """The signed-in agent, once per request; the policies read their roles and the pages their territory.
+
+    The views marked light_agent_view (the calendar's events feed) get them without the ORM (lapins.auth.light).
+    """
+    if not agent_id.isdigit():
+        return None
+    return light_agent(int(agent_id)) if wants_light_agent() else agent_with_organisations(int(agent_id))
 
 
 def safe_next(target: str | None) -> str | None:

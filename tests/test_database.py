@@ -1,0 +1,58 @@
+"""Pooled PostgreSQL connections: checked after a while unused instead of before every use (lapins.database)."""
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from lapins import create_app, database
+from lapins.extensions import db
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture()
+def postgres_app(postgres_url):
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=postgres_url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def backend_pid() -> int:
+    """The PostgreSQL process serving the session's connection, handed back to the pool afterwards."""
+    pid = db.session.scalar(text("SELECT pg_backend_pid()"))
+    db.session.remove()
+    return pid
+
+
+def terminate(postgres_url: str, pid: int) -> None:
+    """What a server restart or an idle-session timeout does to a pooled connection."""
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+
+
+def counting_pings(monkeypatch) -> list:
+    pings = []
+    real_ping = db.engine.dialect.do_ping
+    monkeypatch.setattr(db.engine.dialect, "do_ping", lambda connection: pings.append(1) or real_ping(connection))
+    return pings
+
+
+def test_a_connection_killed_while_it_sat_idle_is_replaced_before_a_request_uses_it(postgres_app, postgres_url,
+                                                                                      monkeypatch):
+    first = backend_pid()
+    terminate(postgres_url, first)
+    monkeypatch.setattr(database, "IDLE_BEFORE_PING_SECONDS", 0)  # as if it had sat unused for a while
+    second = backend_pid()  # no OperationalError: the dead connection was found out and replaced
+    assert second != first
+
+
+def test_a_connection_used_a_moment_ago_is_handed_out_without_a_ping(postgres_app, monkeypatch):
+    pings = counting_pings(monkeypatch)
+    pids = {backend_pid() for _ in range(5)}
+    assert len(pids) == 1 and pings == []  # one pooled connection, reused five times, never pinged
+    monkeypatch.setattr(database, "IDLE_BEFORE_PING_SECONDS", 0)
+    backend_pid()
+    assert pings == [1]
