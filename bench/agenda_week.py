@@ -9,6 +9,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class ClientResult:
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     events_seen: int = 0
+    last_body: bytes = b""
 
 
 def busiest_agents(territory_id: int, count: int, monday: date, tz) -> list[Agent]:
@@ -69,20 +71,22 @@ def busiest_agents(territory_id: int, count: int, monday: date, tz) -> list[Agen
 class Gunicorn:
     """gunicorn serving the app on 127.0.0.1 against the benchmark database, for the duration of a `with`."""
 
-    def __init__(self, database_url: str, config: ServerConfig, redis_url: str | None = None):
+    def __init__(self, database_url: str, config: ServerConfig, redis_url: str | None = None,
+                 application: str = "lapins:create_app()", env: dict | None = None):
         self.database_url, self.config, self.redis_url = database_url, config, redis_url
+        self.application, self.env = application, env or {}
         self.port = _free_port()
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> Gunicorn:
         env = {**os.environ, "DATABASE_URL": self.database_url, "LAPINS_ENV": "development",
                "SECRET_KEY": secrets.token_hex(32), "LOG_LEVEL": "WARNING",
-               "CELERY_BROKER_URL": self.redis_url or "memory://"}
+               "CELERY_BROKER_URL": self.redis_url or "memory://", **self.env}
         command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
                    "--workers", str(self.config.workers), "--threads", str(self.config.threads),
                    "--worker-class", self.config.worker_class, "--keep-alive", str(self.config.keep_alive),
                    "--log-level", "warning",
-                   "lapins:create_app()"]
+                   self.application]
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         self._wait_until_ready()
         return self
@@ -147,11 +151,12 @@ class AgentClient:
 
 
 def run_clients(port: int, agents: list[Agent], week_query: str, requests_each: int, warmup_each: int,
-                log) -> tuple[list[ClientResult], float]:
+                log, sign_in: bool = True) -> tuple[list[ClientResult], float]:
     """One thread per agent, all released together; each fetches its own week back to back (closed loop)."""
     clients = [AgentClient(port, agent) for agent in agents]
     for client in clients:
-        client.log_in()
+        if sign_in:
+            client.log_in()
     released: list[float] = []
     barrier = threading.Barrier(len(clients), action=lambda: released.append(time.perf_counter()))
     results = [ClientResult() for _ in clients]
@@ -180,6 +185,7 @@ def run_clients(port: int, agents: list[Agent], week_query: str, requests_each: 
             last = payload
         # Parsed once: the client shares the server's two cores, and decoding every answer would slow the server.
         result.events_seen = len(json.loads(last)) if last else 0
+        result.last_body = last
 
     threads = [threading.Thread(target=work, args=pair, daemon=True) for pair in zip(clients, results)]
     for thread in threads:
@@ -211,6 +217,7 @@ def bench_agenda_week(database_url: str, territory_id: int, clients: int, reques
             f"× {config.threads} fil(s))")
         alone, _ = run_clients(server.port, agents[:1], week_query, requests_each, warmup_each, log)
         results, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log)
+    floor = measure_floor(database_url, config, agents, week_query, requests_each, warmup_each, results, log)
     latencies = [value for result in results for value in result.latencies_ms]
     concurrent_errors = [error for result in results for error in result.errors]
     errors = concurrent_errors + alone[0].errors
@@ -223,7 +230,32 @@ def bench_agenda_week(database_url: str, territory_id: int, clients: int, reques
         "error_kinds": sorted(set(errors)), "throughput_rps": round(len(latencies) / wall, 1) if wall else None,
         "events_per_week_median": events[len(events) // 2] if events else 0, "week": monday.isoformat(),
         "config": config.as_dict(),
+        "floor_p50_ms": floor["p50_ms"], "floor_p95_ms": floor["p95_ms"],
+        "floor_throughput_rps": floor["throughput_rps"],
+        "floor_ratio": round(summary(latencies)["p95_ms"] / floor["p95_ms"], 2) if latencies else None,
     }
+
+
+def measure_floor(database_url: str, config: ServerConfig, agents: list[Agent], week_query: str, requests_each: int,
+                  warmup_each: int, results: list[ClientResult], log) -> dict:
+    """The same clients against bench/floor_app.py on the same gunicorn: every answer the agenda's median-sized body,
+    no application behind it. What the agenda costs above this is Flask's and Lapins'."""
+    bodies = sorted((result.last_body for result in results if result.last_body), key=len)
+    if not bodies:
+        raise RuntimeError("aucune réponse de l'agenda à rejouer pour le plancher")
+    median_body = bodies[len(bodies) // 2]
+    with tempfile.NamedTemporaryFile(prefix="lapins-bench-floor-", suffix=".json") as body:
+        body.write(median_body)
+        body.flush()
+        with Gunicorn(database_url, config, application="bench.floor_app:app",
+                      env={"BENCH_FLOOR_BODY": body.name}) as server:
+            log(f"plancher : bench/floor_app.py sur 127.0.0.1:{server.port}, réponses de {len(median_body)} octets")
+            floor, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log, sign_in=False)
+    latencies = [value for result in floor for value in result.latencies_ms]
+    errors = [error for result in floor for error in result.errors]
+    if errors:
+        raise RuntimeError(f"plancher : {len(errors)} requêtes en erreur ({', '.join(sorted(set(errors)))})")
+    return {**summary(latencies), "throughput_rps": round(len(latencies) / wall, 1) if wall else None}
 
 
 def _free_port() -> int:
