@@ -111,6 +111,19 @@ def test_a_cancellation_offers_the_slot_to_the_highest_priority_then_the_oldest_
     assert len(offers_made()) == 1 and not offer_sms(older.usager)
 
 
+def test_the_offer_sms_opens_with_the_territorys_own_label_like_the_other_sms(clinic):
+    """The label set on the territory settings page signs every SMS a family gets, offers of freed slots too."""
+    assert clinic.organisation.label_in_sms == "PMI Belleville"
+    clinic.organisation.territory.sms_label = "PMI de Paris"
+    db.session.commit()
+    cancelled = clinic.rdv(clinic.family("Annule"))
+    waiting = clinic.wait(clinic.family("Attente", phone="+33622222222"))
+    cancel(cancelled)
+    [sms] = offer_sms(waiting.usager)
+    assert sms.body.startswith("PMI de Paris : un créneau s'est libéré") and "Belleville" not in sms.body
+    assert septets(sms.body) <= 160
+
+
 def test_when_the_hold_expires_the_next_family_is_offered_the_slot(clinic, frozen_time):
     cancelled = clinic.rdv(clinic.family("Annule"))
     first = clinic.wait(clinic.family("Premiere"), created_at=NOW - timedelta(days=2))

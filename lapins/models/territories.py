@@ -98,6 +98,11 @@ class Organisation(db.Model):
     territory: Mapped[Territory] = relationship(back_populates="organisations")
     lieux: Mapped[list[Lieu]] = relationship(back_populates="organisation", order_by="Lieu.name")
 
+    @property
+    def label_in_sms(self) -> str:
+        """The name that opens its families' SMS: the territory's own label (territory settings), else its name."""
+        return self.territory.sms_label or self.name
+
     def __repr__(self) -> str:
         return f"<Organisation {self.id}>"
 

@@ -462,7 +462,7 @@ def compose_sms(message: Message) -> str:
         phone=rdv.phone_to_call,
         region=region_for(territory.number),
         link=links.family_url(rdv.id),
-        organisation=territory.sms_label or rdv.organisation.name,
+        organisation=rdv.organisation.label_in_sms,
         person=person,
         two_way=territory.sms_takes_replies,
         note=territory.sms_note(str(message.kind)),

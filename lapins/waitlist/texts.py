@@ -16,7 +16,7 @@ def offer_sms(offer: SlotOffer) -> str:
     tz = slot.organisation.territory.tz
     return sms_text.compose_offer(sms_text.OfferFacts(
         starts_at_local=slot.starts_at.astimezone(tz), held_until_local=offer.held_until.astimezone(tz),
-        link=offer_url(offer.id), organisation=slot.organisation.name, motif=slot.motif.name))
+        link=offer_url(offer.id), organisation=slot.organisation.label_in_sms, motif=slot.motif.name))
 
 
 def offer_email(offer: SlotOffer) -> RenderedEmail:
