@@ -32,11 +32,16 @@ def check_production_secrets(app: Flask) -> None:
 
 
 def configure_logging(app: Flask) -> None:
+    from lapins.privacy.logs import WithoutQueryStrings
+
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # These log request URLs at DEBUG/INFO, which would put families' phone numbers in the logs.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("twilio").setLevel(logging.WARNING)
+    werkzeug = logging.getLogger("werkzeug")  # the development server's request lines (make run)
+    if not any(isinstance(existing, WithoutQueryStrings) for existing in werkzeug.filters):
+        werkzeug.addFilter(WithoutQueryStrings())
 
 
 def register_extensions(app: Flask) -> None:

@@ -3,13 +3,26 @@ from __future__ import annotations
 
 from celery import Celery, Task
 from flask import Flask
+from sqlalchemy.exc import StatementError
+
+
+class TaskDatabaseError(Exception):
+    """A task's database error, with the message of lapins.privacy.logs.safe_message and the original frames."""
 
 
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
-                return self.run(*args, **kwargs)
+                try:
+                    return self.run(*args, **kwargs)
+                except StatementError as error:
+                    from lapins.privacy.logs import safe_message
+
+                    # Celery logs a failed task's exception with its text, and PostgreSQL's quotes the failing row
+                    # or key (a family's name, phone or e-mail): the worker's log gets where it failed and why.
+                    safe = TaskDatabaseError(safe_message(error)).with_traceback(error.__traceback__)
+                    raise safe from None
 
     from lapins.tasks import beat_schedule
 

@@ -208,3 +208,54 @@ def test_an_unexpected_database_error_logs_where_it_happened_not_the_familys_dat
     assert "in new_usager" in error.getMessage() and "IntegrityError" in error.getMessage()  # where, and what
     assert "usagers.first_name" in error.getMessage() or '"first_name"' in error.getMessage()
     assert [found for record in every_logger_at_debug.records if (found := leaks(record))] == []
+
+
+def test_the_development_servers_request_lines_leave_out_the_query_string(app, auth, client, clinic,
+                                                                          every_logger_at_debug):
+    """`make run` serves with werkzeug, which logs every request line: a usager search must not put the family's
+    name or phone number there."""
+    import threading
+    import urllib.request
+    from urllib.parse import urlencode
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for query in (f"{FAMILY['first_name']} {FAMILY['last_name']}", FAMILY["phone"], FAMILY["email"]):
+            url = f"http://127.0.0.1:{server.server_port}/usagers?{urlencode({'q': query})}"
+            with urllib.request.urlopen(url) as response:  # signed out: sent to the login page, still logged
+                assert response.status == 200
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    lines = [record.getMessage() for record in every_logger_at_debug.records if record.name == "werkzeug"]
+    assert any("GET /usagers?… HTTP/1.1" in line and line.endswith(" 302 -") for line in lines), lines
+    assert any("GET /connexion?… HTTP/1.1" in line for line in lines), lines  # its `next` held the search too
+    assert [found for record in every_logger_at_debug.records if (found := leaks(record))] == []
+
+
+def test_a_task_failing_on_the_database_logs_where_and_why_not_the_familys_data(app, db, factories,
+                                                                                 every_logger_at_debug):
+    """Celery logs a failed task with its exception: PostgreSQL's would quote the duplicate key, here an e-mail."""
+    from lapins.celery_app import TaskDatabaseError
+    from lapins.models import Agent
+
+    factories.AgentFactory(email=FAMILY["email"])
+    db.session.commit()
+
+    @app.extensions["celery"].task(name="tests.privacy.duplicate_agent")
+    def duplicate_agent():
+        db.session.add(Agent(email=FAMILY["email"], first_name=FAMILY["first_name"], last_name=FAMILY["last_name"]))
+        db.session.commit()
+
+    result = duplicate_agent.apply()
+    assert result.failed() and isinstance(result.result, TaskDatabaseError)
+    [failure] = [record for record in every_logger_at_debug.records
+                 if record.name == "celery.app.trace" and record.levelno >= logging.ERROR]
+    logged = failure.getMessage() + "".join(traceback.format_exception(*failure.exc_info))
+    assert "in duplicate_agent" in logged  # where, and what: the constraint, named by SQLite or PostgreSQL
+    assert "UNIQUE constraint failed: agents.email" in logged or 'unique constraint "uq_agents_email"' in logged
+    assert [found for record in every_logger_at_debug.records if (found := leaks(record))] == []
