@@ -22,6 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from lapins.admin.services import joining_refusal
 from lapins.extensions import db
 from lapins.models import Agent, AgentRole, Lieu, Organisation, Role, Territory
 from lapins.phones import InvalidPhone, french_number
@@ -337,12 +338,9 @@ class _AgentImporter:
                                    "change pas le rôle d'un agent.")
             self.seen[email] = row.line
             return Outcome.PRESENT
-        if agent.roles and all(r.organisation.territory_id != self.territory_id for r in agent.roles):
-            raise LineRejected("Cette adresse est celle d'un agent d'un autre département : un compte ne sert qu'un "
-                               "département.")
-        if not agent.active:
-            raise LineRejected("Le compte de cette adresse est désactivé : réactivez-le avant de l'ajouter à un "
-                               "service.")
+        refusal = joining_refusal(agent, self.territory_id)
+        if refusal:
+            raise LineRejected(refusal)
         agent.roles.append(AgentRole(organisation_id=self.organisation_id, role=role))
         self.added += 1
         self.seen[email] = row.line

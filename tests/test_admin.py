@@ -317,13 +317,48 @@ def test_a_bad_invitation_gets_a_french_message_and_nothing_is_stored(client, de
     assert db.session.scalar(select(func.count(Agent.id))) == before
 
 
-def test_an_email_already_in_use_is_refused(client, dept, db):
+def test_an_account_of_another_departement_is_refused(client, dept, db):
     login(client, dept.territory_admin)
     response = post(client, f"/admin/organisations/{dept.sister.id}/agents/inviter",
                     {"email": dept.far_admin.email.upper(), "first_name": "Autre", "last_name": "Personne",
                      "role": "agent"})
-    assert response.status_code == 422 and "Un compte existe déjà avec cette adresse électronique." in text(response)
+    assert response.status_code == 422 and "agent d'un autre département" in text(response)
+    db.session.expire_all()
     assert dept.far_admin.role_in(dept.sister.id) is None
+
+
+def test_an_agent_with_an_account_in_a_sister_organisation_is_added_and_keeps_their_name_and_password(
+        app, client, dept, db, smtp_app, smtp_server):
+    login(client, dept.org_admin)
+    response = post(client, f"/admin/organisations/{dept.home.id}/agents/inviter",
+                    {"email": f" {dept.sister_admin.email.upper()} ", "first_name": "Autre", "last_name": "Nom",
+                     "role": "agent"})
+    assert response.status_code == 302
+    db.session.expire_all()
+    agent = db.session.get(Agent, dept.sister_admin.id)
+    assert agent.role_in(dept.home.id) == Role.AGENT and agent.role_in(dept.sister.id) == Role.ADMIN
+    assert agent.last_name == "Soeur" and agent.password_hash is not None
+    assert db.session.scalar(select(func.count(Agent.id)).where(func.lower(Agent.email) == agent.email)) == 1
+    assert f"{agent.full_name} fait maintenant partie de ce service" in text(client.get(response.location))
+    assert smtp_server.messages == []  # nothing to choose: the account has its password
+    added = app.test_client()
+    assert AuthActions(added).login(agent).status_code == 302  # and sees its new colleagues' agendas at once
+    assert added.get(f"/agenda/agents/{dept.agent.id}").status_code == 200
+
+
+@pytest.mark.parametrize("who, message", [
+    ("agent", "fait déjà partie de ce service (rôle « Agent »)"),
+    ("deactivated", "Le compte de cette adresse est désactivé"),
+])
+def test_a_member_or_a_deactivated_account_is_not_added(client, dept, db, factories, who, message):
+    target = dept.agent if who == "agent" else factories.AgentFactory(organisation=dept.sister, active=False)
+    _db.session.commit()
+    roles_before = _db.session.scalar(select(func.count()).select_from(Agent).join(Agent.roles))
+    login(client, dept.org_admin)
+    response = post(client, f"/admin/organisations/{dept.home.id}/agents/inviter",
+                    {"email": target.email, "first_name": "X", "last_name": "Y", "role": "secretary"})
+    assert response.status_code == 422 and message in text(response)
+    assert _db.session.scalar(select(func.count()).select_from(Agent).join(Agent.roles)) == roles_before
 
 
 def test_roles_change_but_an_admin_keeps_their_last_admin_role(client, dept, db):

@@ -132,14 +132,37 @@ def membership(organisation: Organisation, agent: Agent | None) -> AgentRole | N
                                                      AgentRole.agent_id == agent.id))
 
 
+def joining_refusal(agent: Agent, territory_id: int) -> str | None:
+    """Why an agent who has an account already cannot be given a role in an organisation of this territory, if not."""
+    if agent.roles and all(role.organisation.territory_id != territory_id for role in agent.roles):
+        return "Cette adresse est celle d'un agent d'un autre département : un compte ne sert qu'un département."
+    if not agent.active:
+        return "Le compte de cette adresse est désactivé : réactivez-le avant de l'ajouter à un service."
+    return None
+
+
 def invite_agent(organisation: Organisation, *, email: str, first_name: str, last_name: str, role: str) -> Agent:
     """A new account without a password, its role in the organisation, and the invitation e-mail
-    (lapins.auth.accounts)."""
+    (lapins.auth.accounts). An agent of the territory who has an account already gets the role in the organisation,
+    and keeps their name and password; one still invited gets the invitation again."""
     from lapins.auth import accounts
 
     email = email.strip().lower()
-    if db.session.scalar(select(Agent.id).where(func.lower(Agent.email) == email)) is not None:
-        raise AdminError("Un compte existe déjà avec cette adresse électronique.", "email")
+    agent = db.session.scalar(select(Agent).where(func.lower(Agent.email) == email))
+    if agent is not None:
+        current = agent.role_in(organisation.id)
+        if current is not None:
+            raise AdminError(f"{agent.full_name} fait déjà partie de ce service (rôle « {current.label} ») : changez "
+                             "son rôle dans la liste des agents.", "email")
+        refusal = joining_refusal(agent, organisation.territory_id)
+        if refusal:
+            raise AdminError(refusal, "email")
+        agent.roles.append(AgentRole(organisation=organisation, role=Role(role)))
+        db.session.commit()
+        if agent.password_hash is None:
+            accounts.send_account_email(agent, "invitation")
+        logger.info("Agent %s added to organisation %s", agent.id, organisation.id)
+        return agent
     agent = Agent(email=email, first_name=first_name, last_name=last_name)
     agent.roles.append(AgentRole(organisation=organisation, role=Role(role)))
     db.session.add(agent)

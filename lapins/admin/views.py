@@ -229,7 +229,10 @@ def invite_agent(organisation_id: int):
     return _saved_or_page(
         form, lambda: services.invite_agent(organisation, email=form.email.data, first_name=form.first_name.data,
                                             last_name=form.last_name.data, role=form.role.data),
-        lambda agent: f"Invitation envoyée à {agent.full_name} : le lien pour choisir son mot de passe vaut 7 jours.",
+        lambda agent: (f"Invitation envoyée à {agent.full_name} : le lien pour choisir son mot de passe vaut 7 jours."
+                       if agent.password_hash is None else
+                       f"{agent.full_name} fait maintenant partie de ce service : son compte et son mot de passe ne "
+                       "changent pas."),
         url_for("admin.agents", organisation_id=organisation.id), "admin/invite.html", organisation=organisation)
 
 
