@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from lapins import policies
 from lapins.agenda import availability, bp
 from lapins.agenda.booking import MAX_DURATION, BookingError, move_rdv
-from lapins.auth.light import light_agent, light_agent_view
+from lapins.auth.light import LightAgent, light_agent, light_agent_view
 from lapins.auth.views import agent_with_organisations
 from lapins.database import end_read_only_transaction
 from lapins.errors import render_error
@@ -124,13 +124,17 @@ class CalendarRdv:
 
 # The feed is the agenda's hottest path: its statements are built once, and each request only binds values.
 
-def load_agent(agent_id: int) -> Agent:
+def load_agent(agent_id: int) -> Agent | LightAgent:
     """The agent with their roles, organisations and territories (authorize reads the roles, the agenda the territory).
 
-    An agent's own agenda costs no query: the signed-in agent was loaded just so (lapins.auth.views.load_agent).
+    An agent's own agenda costs no query: the signed-in agent was loaded just so (lapins.auth.views.load_agent). A
+    view whose signed-in agent is a LightAgent (the events feed) gets the agent shown as one too.
     """
     viewer = current_user._get_current_object()
-    agent = viewer if agent_id == viewer.id else agent_with_organisations(agent_id)
+    if agent_id == viewer.id:
+        agent = viewer
+    else:
+        agent = light_agent(agent_id) if isinstance(viewer, LightAgent) else agent_with_organisations(agent_id)
     policies.authorize(viewer, "view", agent)
     return agent
 
@@ -555,9 +559,7 @@ def json_api(view):
 @json_api
 def agent_events_api(agent_id: int):
     """The agent's events; the signed-in agent and the agent shown are LightAgents (lapins.auth.light)."""
-    viewer = current_user._get_current_object()
-    agent = viewer if agent_id == viewer.id else light_agent(agent_id)
-    policies.authorize(viewer, "view", agent)
+    agent = load_agent(agent_id)
     territory = territory_of(agent)
     start_at, end_at = parse_range(request.args.get("start"), request.args.get("end"), territory.tz)
     body = feed_json(feed_key(agent, territory, start_at, end_at))
