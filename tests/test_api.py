@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+import time_machine
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -16,7 +17,7 @@ from lapins import create_app
 from lapins.api import tokens
 from lapins.api.openapi import PREFIX, document
 from lapins.extensions import db
-from lapins.models import Absence, ApiToken, PlageOuverture, Rdv, Role, Usager
+from lapins.models import Absence, ApiToken, PlageOuverture, Rdv, RdvStatus, Role, Usager
 from lapins.models.audit import AuditEvent
 from lapins.models.rdvs import BookingChannel, CancellationChannel
 
@@ -137,6 +138,28 @@ def test_an_agent_books_reads_moves_and_cancels_an_rdv_through_the_api(client, c
                                                          AuditEvent.object_id == rdv["id"])).all()
     assert events and all(event.agent_id == clinic.agent.id for event in events)
     assert {event.via.value for event in events if event.via} == {"api"}
+
+
+def test_an_agent_says_through_the_api_whether_the_family_came(client, clinic):
+    rdv_id = client.post(f"{PREFIX}/rdvs", json=clinic.booking(), headers=clinic.headers).json["id"]
+    outcome = f"{PREFIX}/rdvs/{rdv_id}/outcome"
+    early = client.post(outcome, json={"status": "seen"}, headers=clinic.headers)
+    assert early.status_code == 409 and "n'a pas encore commencé" in early.json["message"]
+    wrong = client.post(outcome, json={"status": "excused"}, headers=clinic.headers)
+    assert wrong.status_code == 422 and "status" in wrong.json["fields"]
+
+    with time_machine.travel(datetime.combine(next_monday(), time(12), PARIS), tick=False):
+        for status in ("noshow", "seen"):
+            answered = client.post(outcome, json={"status": status}, headers=clinic.headers)
+            assert answered.status_code == 200 and answered.json["status"] == status
+        assert client.get(f"{PREFIX}/rdvs/{rdv_id}", headers=clinic.headers).json["status"] == "seen"
+        # A cancellation made by mistake: back to « à renseigner », its slot booked again.
+        client.post(f"{PREFIX}/rdvs/{rdv_id}/cancel", json={"status": "revoked"}, headers=clinic.headers)
+        restored = client.post(outcome, json={"status": "unknown"}, headers=clinic.headers)
+        assert restored.status_code == 200 and restored.json["status"] == "unknown"
+        assert restored.json["cancelled_via"] is None
+    db.session.expire_all()
+    assert db.session.get(Rdv, rdv_id).status == RdvStatus.UNKNOWN
 
 
 def test_a_booking_over_another_rdv_is_refused_with_409_in_french_and_nothing_stored(client, clinic):

@@ -8,7 +8,7 @@ from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.agenda import availability
-from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv
+from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.api import render
 from lapins.api.routing import ApiError, implements, invalid, page
 from lapins.extensions import db
@@ -130,6 +130,16 @@ def cancel(actor: Agent, *, rdv_id: int, query: dict, body: dict):
     try:
         cancel_rdv(actor=actor, rdv=rdv, status=RdvStatus(body["status"]), reason=body.get("reason"),
                    via=CancellationChannel.API)
+    except BookingError as error:
+        raise _refused(error) from None
+    return render.rdv(db.session.get(Rdv, rdv_id)), 200
+
+
+@implements("setRdvOutcome")
+def set_rdv_outcome(actor: Agent, *, rdv_id: int, query: dict, body: dict):
+    rdv = _rdv(actor, rdv_id, "edit")
+    try:
+        set_outcome(actor=actor, rdv=rdv, status=RdvStatus(body["status"]))
     except BookingError as error:
         raise _refused(error) from None
     return render.rdv(db.session.get(Rdv, rdv_id)), 200

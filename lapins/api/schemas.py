@@ -132,6 +132,13 @@ RDV_CANCEL = _object({
     "reason": _string(255, nullable=True),
 }, ["status"])
 
+RDV_OUTCOME = _object({
+    "status": {"type": "string", "enum": ["seen", "noshow", "unknown"],
+               "description": "seen : l'usager est venu ; noshow : il n'est pas venu (l'un et l'autre une fois le rdv "
+                              "commencé) ; unknown : à renseigner, pour reprendre une saisie ou rétablir un rdv "
+                              "annulé (si son créneau est encore libre)."},
+}, ["status"])
+
 _USAGER_FIELDS = {
     "first_name": _string(80, min_length=1), "last_name": _string(80, min_length=1),
     "birth_date": DAY | {"nullable": True}, "phone": _string(30, nullable=True, example="06 12 34 56 78"),
@@ -227,6 +234,8 @@ OPERATIONS: list[Operation] = [
               (200, "Le rendez-vous modifié.", RDV), body=RDV_UPDATE, errors=BOOKING, action="edit"),
     Operation("cancelRdv", "POST", "/rdvs/{rdv_id}/cancel", "Annuler un rendez-vous", "Rendez-vous",
               (200, "Le rendez-vous annulé.", RDV), body=RDV_CANCEL, errors=BOOKING, action="edit"),
+    Operation("setRdvOutcome", "POST", "/rdvs/{rdv_id}/outcome", "Dire si l'usager est venu", "Rendez-vous",
+              (200, "Le rendez-vous, avec son statut.", RDV), body=RDV_OUTCOME, errors=BOOKING, action="edit"),
     Operation("searchSlots", "GET", "/slots", "Chercher les premiers créneaux libres", "Créneaux",
               (200, "Les premiers créneaux libres, dans l'ordre.", SLOTS), query=SLOT_FILTERS),
     Operation("listUsagers", "GET", "/usagers", "Lister ou rechercher des usagers", "Usagers",
