@@ -111,6 +111,10 @@ class Config:
     SECOND_FACTOR_LIMITS_PER_ACCOUNT = env_str("SECOND_FACTOR_LIMITS_PER_ACCOUNT", "5/minute;10/hour;30/day")
     RESET_LIMITS_PER_ACCOUNT = env_str("RESET_LIMITS_PER_ACCOUNT", "3/hour;10/day")
     RESET_LIMITS_PER_IP = env_str("RESET_LIMITS_PER_IP", "20/hour")
+    # The REST API (/api/v1), across all its routes: per token (another département's software syncing runs well
+    # below it), and per client address (tokens made up by the hundred count there).
+    API_LIMITS_PER_TOKEN = env_str("API_LIMITS_PER_TOKEN", "300/minute;20000/day")
+    API_LIMITS_PER_IP = env_str("API_LIMITS_PER_IP", "600/minute")
     # Reverse proxies (nginx, a load balancer) in front of gunicorn whose X-Forwarded-For gives the client's address.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
     # Encrypts secrets kept in the database (TOTP secrets). Default: derived from SECRET_KEY. Several keys separated

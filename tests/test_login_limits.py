@@ -221,3 +221,39 @@ def test_codes_tried_to_disable_the_second_factor_are_limited(make_app):
 
 def test_the_test_suite_app_does_not_limit_unless_asked(client, db):
     assert statuses(client, "agent@pmi.example.fr", 8) == [422] * 8
+
+
+# --- The REST API ---------------------------------------------------------------------------------------------------
+
+def test_the_api_answers_429_in_french_beyond_a_tokens_limit_and_other_tokens_go_on(make_app):
+    from lapins.api import tokens
+    from lapins.api.openapi import PREFIX, document
+
+    app = make_app(API_LIMITS_PER_TOKEN="3/minute", API_LIMITS_PER_IP="100/minute")
+    with data_of(app):
+        organisation = factories.OrganisationFactory()
+        first, second = (factories.AgentFactory(organisation=organisation) for _ in range(2))
+        headers = [{"Authorization": f"Bearer {tokens.create(agent, 'Logiciel')[1]}"} for agent in (first, second)]
+    client = app.test_client()
+    with time_machine.travel(NOW, tick=False):
+        assert [client.get(f"{PREFIX}/motifs", headers=headers[0]).status_code for _ in range(3)] == [200] * 3
+        limited = client.get(f"{PREFIX}/lieux", headers=headers[0])  # every route counts against the same limit
+        assert limited.status_code == 429 and limited.json["error"] == "too_many_requests"
+        assert "Trop de requêtes" in limited.json["message"] and 1 <= int(limited.headers["Retry-After"]) <= 61
+        assert client.get(f"{PREFIX}/motifs", headers=headers[1]).status_code == 200  # another token: its own count
+    with time_machine.travel(NOW + timedelta(minutes=1, seconds=1), tick=False):
+        assert client.get(f"{PREFIX}/motifs", headers=headers[0]).status_code == 200
+    with app.app_context():
+        assert all("429" in operation["responses"] for path in document()["paths"].values()
+                   for operation in path.values())
+
+
+def test_made_up_tokens_are_counted_per_client_address(make_app):
+    from lapins.api.openapi import PREFIX
+
+    app = make_app(API_LIMITS_PER_TOKEN="100/minute", API_LIMITS_PER_IP="5/minute")
+    client = app.test_client()
+    with time_machine.travel(NOW, tick=False):
+        answers = [client.get(f"{PREFIX}/motifs", headers={"Authorization": f"Bearer lap_invente{n}"}).status_code
+                   for n in range(6)]
+    assert answers == [401] * 5 + [429]

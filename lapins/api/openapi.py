@@ -25,7 +25,7 @@ def _parameters(operation: Operation) -> list[dict]:
 def _operation(operation: Operation) -> dict:
     status, description, schema = operation.success
     responses = {str(status): {"description": description} | ({"content": _json(schema)} if schema else {})}
-    for error in operation.errors:
+    for error in operation.all_errors:
         responses[str(error)] = {"description": ERROR_DESCRIPTIONS[error], "content": _json(ERROR)}
     document = {"operationId": operation.operation_id, "summary": operation.summary, "tags": [operation.tag],
                 "parameters": _parameters(operation), "responses": responses}

@@ -30,6 +30,8 @@ HTTP_MESSAGES = {
     413: ("too_large", f"Le corps de la requête dépasse {MAX_BODY_BYTES // 1024} Ko."),
     415: ("unsupported_media_type", "Envoyez du JSON (Content-Type: application/json)."),
     422: ("invalid", "Certaines valeurs sont refusées : voyez le message de chaque champ."),
+    429: ("too_many_requests", "Trop de requêtes avec ce jeton ou depuis cette adresse : réessayez après le délai "
+                               "donné par l'en-tête Retry-After."),
 }
 
 
@@ -124,6 +126,10 @@ def _api_error(error: ApiError):
     response.status_code = error.status
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="lapins"'
+    if error.status == 429:
+        from lapins.auth.limits import retry_after_seconds
+
+        response.headers["Retry-After"] = str(retry_after_seconds())
     return response
 
 

@@ -195,6 +195,10 @@ SLOT_FILTERS = {
 # --- The operations -------------------------------------------------------------------------------------------------
 
 
+# Answered by every operation, beyond the limits of lapins.auth.limits.
+EVERY_OPERATION_ERRORS = (429,)
+
+
 @dataclass(frozen=True)
 class Operation:
     """One route of the API: what it takes and every status it may answer (errors included)."""
@@ -211,6 +215,11 @@ class Operation:
     # What the agent must be allowed to do (lapins.policies) to the object named in the path, checked before the
     # body is read: 404 outside its organisations, 403 without the right, whatever the body says.
     action: str | None = None
+
+    @property
+    def all_errors(self) -> tuple[int, ...]:
+        """Its own errors and those every operation may answer."""
+        return (*self.errors, *EVERY_OPERATION_ERRORS)
 
     @property
     def path_parameters(self) -> list[str]:
@@ -275,4 +284,6 @@ ERROR_DESCRIPTIONS = {
     413: "Corps de requête trop volumineux.",
     415: "Le corps n'est pas envoyé en JSON (Content-Type: application/json).",
     422: "Valeurs refusées : un message par champ.",
+    429: "Trop de requêtes, par jeton ou par adresse (API_LIMITS_PER_TOKEN, API_LIMITS_PER_IP) : réessayer après "
+         "l'en-tête Retry-After.",
 }

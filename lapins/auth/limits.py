@@ -1,4 +1,5 @@
-"""Rate limits on the account forms (Flask-Limiter): password, second-factor code, reset link, enrolment codes.
+"""Rate limits (Flask-Limiter) on the account forms (password, second-factor code, reset link, enrolment codes) and
+on the REST API (per token and per client address, all its routes together).
 
 Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
 the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
@@ -64,6 +65,11 @@ def signed_in_agent() -> str:
     return _digest("agent", str(current_user.get_id()))
 
 
+def api_token() -> str:
+    """The bearer token sent (valid or not), as an HMAC: the API's counts are per token."""
+    return _digest("token", request.headers.get("Authorization", ""))
+
+
 @dataclass(frozen=True)
 class Rule:
     endpoint: str
@@ -103,7 +109,17 @@ def init_app(app: Flask) -> Limiter:
             view = limiter.limit(app.config[rule.per_ip], key_func=client_address, methods=["POST"],
                                  scope="ip")(view)
         app.view_functions[rule.endpoint] = view
+    per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
+    per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
+    for endpoint in api_endpoints():
+        app.view_functions[endpoint] = per_ip(per_token(app.view_functions[endpoint]))
     return limiter
+
+
+def api_endpoints() -> list[str]:
+    from lapins.api.schemas import OPERATIONS
+
+    return [f"api.{operation.operation_id}" for operation in OPERATIONS]
 
 
 def _unhook_from_every_request(app: Flask, limiter: Limiter) -> None:
@@ -117,7 +133,7 @@ def _unhook_from_every_request(app: Flask, limiter: Limiter) -> None:
                                      if not (isinstance(hook, partial) and hook.args[:1] == (limiter,))]
 
 
-def _retry_after_seconds() -> int:
+def retry_after_seconds() -> int:
     limiter: Limiter | None = current_app.extensions.get(EXTENSION)
     limit = limiter.current_limit if limiter is not None else None
     if limit is None:
@@ -140,4 +156,4 @@ def too_many_attempts(error: RateLimitExceeded):
         page = render_template("auth/forgot_password.html", form=ResetRequestForm(), limited=message)
     else:
         page = render_template("auth/too_many_attempts.html", message=message)
-    return page, 429, {"Retry-After": str(_retry_after_seconds())}
+    return page, 429, {"Retry-After": str(retry_after_seconds())}
