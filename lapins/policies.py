@@ -15,8 +15,8 @@ from __future__ import annotations
 from flask import abort
 from sqlalchemy import Select, exists, select
 
-from lapins.auth.light import LightAgent
 from lapins.extensions import db
+from lapins.light_agent import LightAgent
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager, Webhook,
 )

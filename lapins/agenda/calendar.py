@@ -29,12 +29,12 @@ from werkzeug.exceptions import HTTPException
 from lapins import policies
 from lapins.agenda import availability, bp
 from lapins.agenda.booking import MAX_DURATION, BookingError, move_rdv
-from lapins.auth.light import LightAgent, light_agent, light_agent_view
 from lapins.auth.views import agent_with_organisations
 from lapins.database import end_read_only_transaction
 from lapins.errors import render_error
 from lapins.extensions import csrf, db
 from lapins.formatting import LOCALE, local_datetime
+from lapins.light_agent import LightAgent, light_agent, light_agent_view
 from lapins.localtime import NonexistentLocalTime, to_utc
 from lapins.models import Agent, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
 from lapins.models.rdvs import rdv_usagers, status_label
@@ -558,7 +558,7 @@ def json_api(view):
 @light_agent_view
 @json_api
 def agent_events_api(agent_id: int):
-    """The agent's events; the signed-in agent and the agent shown are LightAgents (lapins.auth.light)."""
+    """The agent's events; the signed-in agent and the agent shown are LightAgents (lapins.light_agent)."""
     agent = load_agent(agent_id)
     territory = territory_of(agent)
     start_at, end_at = parse_range(request.args.get("start"), request.args.get("end"), territory.tz)

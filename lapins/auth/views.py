@@ -13,9 +13,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from lapins.auth import bp
 from lapins.auth import second_factor as second_factor_codes
 from lapins.auth.forms import LoginForm, SecondFactorForm
-from lapins.auth.light import LightAgent, light_agent, wants_light_agent
 from lapins.auth.limits import PENDING_SECOND_FACTOR
 from lapins.extensions import db, login_manager
+from lapins.light_agent import LightAgent, light_agent, wants_light_agent
 from lapins.models import Agent, AgentRole, Organisation
 
 login_manager.login_view = "auth.login"
@@ -41,7 +41,7 @@ def agent_with_organisations(agent_id: int) -> Agent | None:
 def load_agent(agent_id: str) -> Agent | LightAgent | None:
     """The signed-in agent, once per request; the policies read their roles and the pages their territory.
 
-    The views marked light_agent_view (the calendar's events feed) get them without the ORM (lapins.auth.light).
+    The views marked light_agent_view (the calendar's events feed) get them without the ORM (lapins.light_agent).
     """
     if not agent_id.isdigit():
         return None
