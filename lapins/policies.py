@@ -18,7 +18,8 @@ from sqlalchemy import Select, exists, select
 from lapins.extensions import db
 from lapins.light_agent import LightAgent
 from lapins.models import (
-    Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager, Webhook,
+    Absence, Agent, AgentRole, ApiToken, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,
+    Webhook,
 )
 from lapins.models.territory_admins import TerritoryAdmin
 
@@ -132,11 +133,25 @@ def authorize(actor: Agent, action: str, target) -> None:
         abort(403)
 
 
+def is_administrator(actor: Agent) -> bool:
+    """An administrator of an organisation or of a territory."""
+    return any(role.role == Role.ADMIN for role in actor.roles) or bool(actor.administered_territory_ids)
+
+
 def may_use_second_factor(actor: Agent) -> bool:
-    """A TOTP second factor is offered to administrators, of an organisation or of a territory (one who has it keeps
-    it)."""
-    return (actor.second_factor_enabled or any(role.role == Role.ADMIN for role in actor.roles)
-            or bool(actor.administered_territory_ids))
+    """A TOTP second factor is offered to administrators (one who has it keeps it)."""
+    return actor.second_factor_enabled or is_administrator(actor)
+
+
+def may_issue_api_tokens(actor: Agent) -> bool:
+    """API tokens act as their agent: administrators, of an organisation or of a territory, issue them for their
+    département's software on the preferences page (an operator can issue any with `flask api-token create`)."""
+    return is_administrator(actor)
+
+
+def api_token_scope(actor: Agent) -> Select:
+    """An agent's own API tokens, and nobody else's."""
+    return select(ApiToken).where(ApiToken.agent_id == actor.id)
 
 
 def authorize_statistics(actor: Agent, target: Organisation | Territory | None) -> None:

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
-from lapins.auth import limits, passwords, preferences, views  # noqa: E402,F401
+from lapins.auth import api_tokens, limits, passwords, preferences, views  # noqa: E402,F401

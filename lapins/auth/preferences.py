@@ -31,7 +31,8 @@ def save_preferences(agent, *, notify_on_family_cancellation: bool) -> None:
 def _preferences_page(form: PreferencesForm, disable_form: SecondFactorForm | None = None, status: int = 200):
     return render_template("auth/preferences.html", form=form, start_form=ConfirmForm(prefix="start"),
                            disable_form=disable_form or SecondFactorForm(prefix="disable"),
-                           may_use_second_factor=policies.may_use_second_factor(current_user)), status
+                           may_use_second_factor=policies.may_use_second_factor(current_user),
+                           may_issue_api_tokens=policies.may_issue_api_tokens(current_user)), status
 
 
 @bp.route("/preferences", methods=["GET", "POST"])
