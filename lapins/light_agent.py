@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from zoneinfo import ZoneInfo
 
 from flask import current_app, has_request_context, request
 from flask_login import UserMixin
@@ -22,7 +21,7 @@ from sqlalchemy import bindparam, select
 
 from lapins.database import read_only_connection
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
-from lapins.models.territories import HOLIDAY_SUBDIVISIONS
+from lapins.models.territories import TerritoryClock
 from lapins.models.territory_admins import TerritoryAdmin
 
 LIGHT_AGENT_VIEW = "light_agent_view"
@@ -42,19 +41,11 @@ def wants_light_agent() -> bool:
 
 
 @dataclass(frozen=True)
-class LightTerritory:
+class LightTerritory(TerritoryClock):
     id: int
     number: str
     timezone: str
     agenda_stamp: str
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    @property
-    def holiday_subdivision(self) -> str | None:
-        return HOLIDAY_SUBDIVISIONS.get(self.number)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,20 @@ def phone_to_call(lieu: Lieu | None, organisation: Organisation) -> str | None:
     return (lieu.phone if lieu is not None else None) or organisation.phone
 
 
-class Territory(db.Model):
+class TerritoryClock:
+    """A territory's clock and holidays, from its `timezone` and `number`: for the model and for the rows of
+    lapins.light_agent alike."""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def holiday_subdivision(self) -> str | None:
+        return HOLIDAY_SUBDIVISIONS.get(self.number)
+
+
+class Territory(TerritoryClock, db.Model):
     __tablename__ = "territories"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,14 +77,6 @@ class Territory(db.Model):
     agenda_stamp: Mapped[str] = mapped_column(String(16), default=lambda: new_agenda_stamp())
 
     organisations: Mapped[list[Organisation]] = relationship(back_populates="territory", order_by="Organisation.name")
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    @property
-    def holiday_subdivision(self) -> str | None:
-        return HOLIDAY_SUBDIVISIONS.get(self.number)
 
     @property
     def has_twilio_credentials(self) -> bool:
