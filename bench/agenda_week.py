@@ -218,22 +218,28 @@ def bench_agenda_week(database_url: str, territory_id: int, clients: int, reques
         alone, _ = run_clients(server.port, agents[:1], week_query, requests_each, warmup_each, log)
         results, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log)
     floor = measure_floor(database_url, config, agents, week_query, requests_each, warmup_each, results, log)
-    latencies = [value for result in results for value in result.latencies_ms]
+    concurrent = figures_of(results, wall)
     concurrent_errors = [error for result in results for error in result.errors]
     errors = concurrent_errors + alone[0].errors
     events = sorted(result.events_seen for result in results)
     single = summary(alone[0].latencies_ms)
     return {
-        **summary(latencies),
+        **concurrent,
         "single_client_p50_ms": single["p50_ms"], "single_client_p95_ms": single["p95_ms"],
-        "clients": len(agents), "requests": len(latencies) + len(concurrent_errors), "errors": len(errors),
-        "error_kinds": sorted(set(errors)), "throughput_rps": round(len(latencies) / wall, 1) if wall else None,
+        "clients": len(agents), "requests": concurrent["runs"] + len(concurrent_errors), "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
         "events_per_week_median": events[len(events) // 2] if events else 0, "week": monday.isoformat(),
         "config": config.as_dict(),
         "floor_p50_ms": floor["p50_ms"], "floor_p95_ms": floor["p95_ms"],
         "floor_throughput_rps": floor["throughput_rps"],
-        "floor_ratio": round(summary(latencies)["p95_ms"] / floor["p95_ms"], 2) if latencies else None,
+        "floor_ratio": round(concurrent["p95_ms"] / floor["p95_ms"], 2) if concurrent["runs"] else None,
     }
+
+
+def figures_of(results: list[ClientResult], wall: float) -> dict:
+    """The latency summary of every client's timed requests, and their throughput over the wall-clock time."""
+    latencies = [value for result in results for value in result.latencies_ms]
+    return {**summary(latencies), "throughput_rps": round(len(latencies) / wall, 1) if wall else None}
 
 
 def measure_floor(database_url: str, config: ServerConfig, agents: list[Agent], week_query: str, requests_each: int,
@@ -251,11 +257,10 @@ def measure_floor(database_url: str, config: ServerConfig, agents: list[Agent], 
                       env={"BENCH_FLOOR_BODY": body.name}) as server:
             log(f"plancher : bench/floor_app.py sur 127.0.0.1:{server.port}, réponses de {len(median_body)} octets")
             floor, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log, sign_in=False)
-    latencies = [value for result in floor for value in result.latencies_ms]
     errors = [error for result in floor for error in result.errors]
     if errors:
         raise RuntimeError(f"plancher : {len(errors)} requêtes en erreur ({', '.join(sorted(set(errors)))})")
-    return {**summary(latencies), "throughput_rps": round(len(latencies) / wall, 1) if wall else None}
+    return figures_of(floor, wall)
 
 
 def _free_port() -> int:
