@@ -16,7 +16,9 @@ def create_app(config: type[Config] | str | None = None, **overrides) -> Flask:
     check_production_secrets(app)
     configure_logging(app)
     register_extensions(app)
+    register_converters(app)
     register_blueprints(app)
+    register_fast_paths(app)
     register_rate_limits(app)
     register_errorhandlers(app)
     register_commands(app)
@@ -61,6 +63,12 @@ def register_extensions(app: Flask) -> None:
     celery_init_app(app)
 
 
+def register_converters(app: Flask) -> None:
+    from lapins.routing import DatabaseId
+
+    app.url_map.converters["int"] = DatabaseId  # before the routes: each `<int:…>` is a row's id
+
+
 def register_blueprints(app: Flask) -> None:
     from lapins.admin import bp as admin_bp
     from lapins.agenda import bp as agenda_bp
@@ -89,6 +97,12 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(privacy_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(territory_settings_bp)
+
+
+def register_fast_paths(app: Flask) -> None:
+    from lapins.agenda import fast_feed
+
+    fast_feed.install(app)  # the calendar's events feed, before Flask's request machinery
 
 
 def register_rate_limits(app: Flask) -> None:

@@ -10,9 +10,12 @@ they cannot be had the test is skipped loudly, and under CI=true it fails.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 from flask.testing import FlaskClient
+
+from sqlalchemy import event
 
 from lapins import create_app
 from lapins.extensions import db as _db
@@ -84,6 +87,45 @@ class AuthActions:
     def logout(self):
         page = self.client.get("/usagers")
         return self.client.post("/deconnexion", data={"csrf_token": csrf_token_from(page.get_data(as_text=True))})
+
+
+@contextmanager
+def driver_statements(engine):
+    """Every statement the database driver runs meanwhile, with whether it ran in autocommit mode: those SQLAlchemy
+    sends, and on PostgreSQL those lapins.database.DriverQuery sends to the driver itself (seen by a cursor class
+    of psycopg's, set on the connections checked out meanwhile)."""
+    recorded: list[tuple[str, bool | None]] = []
+    if engine.dialect.name != "postgresql":
+        def listener(connection, _cursor, statement, *_):
+            recorded.append((statement, None))
+
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            yield recorded
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return
+    import psycopg
+
+    class RecordingCursor(psycopg.Cursor):
+        def execute(self, query, params=None, **kwargs):
+            recorded.append((query if isinstance(query, str) else repr(query), self.connection.autocommit))
+            return super().execute(query, params, **kwargs)
+
+    def checked_out(dbapi_connection, _record, _proxy):
+        dbapi_connection.cursor_factory = RecordingCursor
+
+    def checked_in(dbapi_connection, _record):
+        if dbapi_connection is not None:
+            dbapi_connection.cursor_factory = psycopg.Cursor
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "checkin", checked_in)
+    try:
+        yield recorded
+    finally:
+        event.remove(engine, "checkout", checked_out)
+        event.remove(engine, "checkin", checked_in)
 
 
 def csrf_token_from(html: str) -> str:

@@ -11,7 +11,7 @@ import time_machine
 from sqlalchemy import event
 
 from lapins.models import AgentRole, Rdv, RdvStatus, Role, Usager
-from tests.conftest import csrf_token_from
+from tests.conftest import csrf_token_from, driver_statements
 
 PARIS = ZoneInfo("Europe/Paris")
 REUNION = ZoneInfo("Indian/Reunion")
@@ -171,13 +171,8 @@ def test_an_rdv_of_another_organisation_shows_as_busy_without_the_familys_name(c
 def test_the_feed_reads_a_fixed_number_of_queries_whatever_the_number_of_rdvs(client, auth, clinic, db):
     def queries_for_feed() -> int:
         agent_id = clinic.agent.id  # read before listening: the test's own session reloads it after a commit
-        statements = []
-        listener = lambda *args: statements.append(args[2])  # noqa: E731
-        event.listen(db.engine, "before_cursor_execute", listener)
-        try:
+        with driver_statements(db.engine) as statements:
             assert feed(client, agent_id, "2026-03-23", "2026-03-30").status_code == 200
-        finally:
-            event.remove(db.engine, "before_cursor_execute", listener)
         return len(statements)
 
     auth.login(clinic.agent)
@@ -295,18 +290,13 @@ def test_every_change_shows_at_once_though_the_feed_keeps_its_json(client, auth,
 def test_a_feed_served_from_the_cache_costs_one_query(client, auth, clinic, db):
     """Between two changes to the territory's agendas, the signed-in agent (who carries the territory's agenda
     stamp) is all the feed reads."""
-    statements = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
     clinic.rdv(local(PARIS, date(2026, 3, 24), 9, 30))
     auth.login(clinic.agent)
     first = feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").get_data()
-    event.listen(db.engine, "before_cursor_execute", listener)
-    try:
+    with driver_statements(db.engine) as statements:
         again = feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").get_data()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listener)
     assert again == first
-    assert len(statements) == 1 and "agents" in statements[0]
+    assert len(statements) == 1 and "agents" in statements[0][0]
 
 
 def test_a_bulk_update_in_one_territory_keeps_the_other_territories_stamps(clinic, factories, db):
@@ -600,19 +590,12 @@ def test_the_feed_reads_outside_a_transaction_and_hands_its_connection_back_tran
     """On PostgreSQL the feed's statements run in autocommit, without BEGIN and COMMIT around them; the connection
     goes back to the pool in transactions, so that the next request's writes are atomic again."""
     auth.login(clinic.agent)
-    autocommit_seen = []
-
-    def listener(connection, _cursor, _statement, *_):
-        autocommit_seen.append(getattr(connection.connection.driver_connection, "autocommit", None))  # psycopg's
-
-    event.listen(db.engine, "before_cursor_execute", listener)
-    try:
-        assert feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").status_code == 200
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listener)
+    with driver_statements(db.engine) as statements:
+        assert feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").status_code == 200  # computed
+        assert feed(client, clinic.agent.id, "2026-03-23", "2026-03-30").status_code == 200  # cached
     if db.engine.dialect.name != "postgresql":  # SQLite starts a transaction only before a write anyway
         return
-    assert autocommit_seen and all(autocommit_seen)
+    assert statements and all(autocommit for _, autocommit in statements)
     with db.engine.connect() as connection:
         assert connection.connection.driver_connection.autocommit is False
     usager_count = db.session.query(Usager).count()

@@ -30,7 +30,7 @@ from lapins import policies
 from lapins.agenda import availability, bp
 from lapins.agenda.booking import MAX_DURATION, BookingError, move_rdv
 from lapins.auth.views import agent_with_organisations
-from lapins.database import end_read_only_transaction
+from lapins.database import end_read_only_transaction, read_only_connection
 from lapins.errors import render_error
 from lapins.extensions import csrf, db
 from lapins.formatting import LOCALE, local_datetime
@@ -124,13 +124,14 @@ class CalendarRdv:
 
 # The feed is the agenda's hottest path: its statements are built once, and each request only binds values.
 
-def load_agent(agent_id: int) -> Agent | LightAgent:
+def load_agent(agent_id: int, viewer: Agent | LightAgent | None = None) -> Agent | LightAgent:
     """The agent with their roles, organisations and territories (authorize reads the roles, the agenda the territory).
 
-    An agent's own agenda costs no query: the signed-in agent was loaded just so (lapins.auth.views.load_agent). A
-    view whose signed-in agent is a LightAgent (the events feed) gets the agent shown as one too.
+    The viewer is the signed-in agent (current_user unless given). An agent's own agenda costs no query: the viewer
+    was loaded just so (lapins.auth.views.load_agent). A viewer that is a LightAgent (the events feed) gets the agent
+    shown as one too.
     """
-    viewer = current_user._get_current_object()
+    viewer = viewer or current_user._get_current_object()
     if agent_id == viewer.id:
         agent = viewer
     else:
@@ -139,9 +140,9 @@ def load_agent(agent_id: int) -> Agent | LightAgent:
     return agent
 
 
-def territory_of(agent: Agent) -> Territory:
+def territory_of(agent: Agent, viewer: Agent | LightAgent | None = None) -> Territory:
     """The territory whose clock the agenda shows: the first one shared with the viewer, else the agent's own."""
-    shared = policies.organisations_of(current_user)
+    shared = policies.organisations_of(viewer or current_user)
     roles = sorted(agent.roles, key=lambda role: (role.organisation_id not in shared, role.organisation_id))
     return roles[0].organisation.territory
 
@@ -292,18 +293,20 @@ class FeedKey:
     rdv_url_template: str
 
 
-def feed_key(agent: Agent, territory: Territory, start_at: datetime, end_at: datetime) -> FeedKey:
-    """The key of the agent's calendar in [start_at, end_at), as the viewer (current_user) may see it."""
+def feed_key(agent: Agent, territory: Territory, start_at: datetime, end_at: datetime, viewer: Agent | LightAgent,
+             rdv_url_template: str) -> FeedKey:
+    """The key of the agent's calendar in [start_at, end_at), as the viewer may see it."""
     return FeedKey(
         agent_id=agent.id, territory_id=territory.id, agenda_stamp=territory.agenda_stamp, tz=territory.tz,
         holiday_subdivision=territory.holiday_subdivision,
-        visible_organisations=frozenset(policies.organisations_of(current_user)), start_at=start_at, end_at=end_at,
-        rdv_url_template=rdv_url_template(),
+        visible_organisations=frozenset(policies.organisations_of(viewer)), start_at=start_at, end_at=end_at,
+        rdv_url_template=rdv_url_template,
     )
 
 
 def feed_events(key: FeedKey) -> list[dict]:
     """Everything the agent's calendar shows: rdvs, then plages, absences and holidays."""
+    read_only_connection()  # the feed only reads: its statements run without BEGIN and COMMIT on PostgreSQL
     tz, start_at, end_at = key.tz, key.start_at, key.end_at
     rdv_url = rdv_url_maker(key.rdv_url_template)
     events = [rdv_event(rdv, tz, key.agent_id, rdv_url)
@@ -329,6 +332,18 @@ def feed_json(key: FeedKey) -> bytes:
     changes to the territory's agendas the answer is the same. The stamp in the key was read before the rows
     (with the signed-in agent), so a cached body is never older than its stamp (models.agenda_stamps)."""
     return json.dumps(feed_events(key), sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def agent_feed(viewer: LightAgent, agent_id: int, start: str | None, end: str | None, rdv_url_template: str) -> bytes:
+    """The JSON of an agent's events between two of FullCalendar's times, as the viewer may see them.
+
+    Raises what policies.authorize raises (404, 403) and InvalidParameter. The view and the feed's fast path
+    (lapins.agenda.fast_feed) both answer with it; end the request with end_read_only_transaction.
+    """
+    agent = load_agent(agent_id, viewer)
+    territory = territory_of(agent, viewer)
+    start_at, end_at = parse_range(start, end, territory.tz)
+    return feed_json(feed_key(agent, territory, start_at, end_at, viewer, rdv_url_template))
 
 
 # --- Pages ---------------------------------------------------------------------------------------------------
@@ -558,11 +573,13 @@ def json_api(view):
 @light_agent_view
 @json_api
 def agent_events_api(agent_id: int):
-    """The agent's events; the signed-in agent and the agent shown are LightAgents (lapins.light_agent)."""
-    agent = load_agent(agent_id)
-    territory = territory_of(agent)
-    start_at, end_at = parse_range(request.args.get("start"), request.args.get("end"), territory.tz)
-    body = feed_json(feed_key(agent, territory, start_at, end_at))
+    """The agent's events; the signed-in agent and the agent shown are LightAgents (lapins.light_agent).
+
+    Most requests never reach this view: lapins.agenda.fast_feed answers them with the same agent_feed, and hands
+    here those that need Flask (an error to answer, a session cookie to sign again...).
+    """
+    body = agent_feed(current_user._get_current_object(), agent_id, request.args.get("start"),
+                      request.args.get("end"), rdv_url_template())
     end_read_only_transaction()
     return current_app.response_class(body, mimetype="application/json")
 

@@ -21,6 +21,10 @@ from lapins.models import Agent, AgentRole, Organisation
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Connectez-vous pour accéder à cette page."
 login_manager.login_message_category = "info"
+# Flask-Login's "basic" session protection only marks a session "not fresh" when the client's address or browser
+# changes; Lapins asks for a fresh login nowhere, so it protected nothing, and it would make the events feed's fast
+# path (lapins.agenda.fast_feed) compute the client's fingerprint and hand the request to Flask to re-sign the cookie.
+login_manager.session_protection = None
 
 PENDING_SECOND_FACTOR_SECONDS = 5 * 60  # between the password and the code
 

@@ -1,0 +1,110 @@
+"""The calendar's events feed answered before Flask's request machinery, when nothing about the request is unusual.
+
+FullCalendar asks for an agenda's events at every view change and after every move, all day long: it is the hottest
+route of the service, and its answer is most often cached (calendar.feed_json). Through Flask, such a request still
+costs about a millisecond of Python on a small server: the request and application contexts, Flask-Login's proxies,
+the session's signature, the view's wrappers and the teardown, about as much again as gunicorn and the network
+(docs/benchmarks.md, `agenda.week.*`).
+
+This WSGI middleware answers the usual case itself, with the functions the view uses: the signed-in agent read afresh
+in one query (lapins.light_agent), the permissions decided by lapins.policies, the body computed or cached by
+calendar.agent_feed. It hands any other request to Flask, unchanged:
+- another route, or a method other than GET;
+- no valid session cookie (none, forged, expired), or one to be signed again (lapins.auth.sessions);
+- no signed-in agent in it, or one unknown or deactivated;
+- a refusal of the policies (404, 403) or a bad parameter (400);
+- an unexpected error (logged).
+Flask then answers as it always did, with its messages, statuses and cookies. tests/test_fast_feed.py checks that the
+two give the same answers, and that the fast path declines each of these cases.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from lapins.agenda import calendar
+from lapins.database import end_read_only_transaction
+from lapins.light_agent import light_agent
+from lapins.routing import MAX_ID
+
+log = logging.getLogger(__name__)
+
+# The feed's route (calendar.agent_events_api); any other spelling of it goes to Flask, which knows them all.
+FEED_PATH = re.compile(r"/agenda/api/agents/([1-9][0-9]{0,9})/evenements")
+FEED_ENDPOINT = "agenda.agent_events"
+# Flask-Login's session keys: who is signed in, and a "remember me" cookie to manage (Lapins sets none).
+USER_ID, REMEMBER = "_user_id", "_remember"
+
+
+class FastFeed:
+    """`app.wsgi_app = FastFeed(app, app.wsgi_app)`: the events feed's usual requests, before Flask."""
+
+    def __init__(self, app: Flask, wsgi_app) -> None:
+        if app.login_manager.session_protection:
+            # Flask-Login's session protection marks a session "not fresh" when the client's address changes,
+            # which means signing the cookie again: only Flask can do that.
+            raise RuntimeError("FastFeed suppose la protection de session de Flask-Login désactivée.")
+        self.app, self.wsgi_app = app, wsgi_app
+        self.rdv_url_templates: dict[str, str] = {}  # per SCRIPT_NAME, where a proxy mounts the application
+
+    def __call__(self, environ, start_response):
+        match = FEED_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match and environ.get("REQUEST_METHOD") == "GET" and int(match.group(1)) <= MAX_ID:
+            body = self.answer(environ, int(match.group(1)))
+            if body is not None:
+                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                          ("Vary", "Cookie")])  # Flask's headers for this answer
+                return [body]
+        return self.wsgi_app(environ, start_response)
+
+    def answer(self, environ, agent_id: int) -> bytes | None:
+        """The feed's body for this request, or None when Flask is to answer it."""
+        try:
+            with self.app.app_context():
+                body = self._answer(environ, agent_id)
+                end_read_only_transaction()
+                return body
+        except (HTTPException, calendar.InvalidParameter):
+            return None  # Flask answers with the view's French message
+        except Exception:  # noqa: BLE001 — Flask answers, and logs the error again if it is still there
+            log.warning("flux d'événements : requête confiée à Flask après une erreur", exc_info=True)
+            return None
+
+    def _answer(self, environ, agent_id: int) -> bytes | None:
+        request = self.app.request_class(environ)  # Flask's own parsing of the cookies and the query string
+        sessions = self.app.session_interface
+        cookie = request.cookies.get(sessions.get_cookie_name(self.app))
+        signed = sessions.signed_session(self.app, cookie) if cookie else None
+        if signed is None:
+            return None
+        data, signed_at = signed
+        if sessions.due_for_refresh(self.app, bool(data.get("_permanent")), signed_at) or REMEMBER in data:
+            return None
+        user_id = data.get(USER_ID)
+        if not isinstance(user_id, str) or not user_id.isdigit():
+            return None
+        viewer = light_agent(int(user_id))
+        if viewer is None or not viewer.is_active:
+            return None
+        return calendar.agent_feed(viewer, agent_id, request.args.get("start"), request.args.get("end"),
+                                   self.rdv_url_template(environ))
+
+    def rdv_url_template(self, environ) -> str:
+        """calendar.rdv_url_template as Flask computes it for this request's mount point, once per mount point."""
+        script_name = environ.get("SCRIPT_NAME", "")
+        if script_name not in self.rdv_url_templates:
+            with self.app.request_context(environ):
+                template = calendar.rdv_url_template()
+            if len(self.rdv_url_templates) > 16:  # a proxy sets it; bounded all the same
+                self.rdv_url_templates.clear()
+            self.rdv_url_templates[script_name] = template
+        return self.rdv_url_templates[script_name]
+
+
+def install(app: Flask) -> None:
+    if FEED_ENDPOINT not in app.view_functions:
+        raise RuntimeError("FastFeed : la route du flux d'événements n'est pas enregistrée.")
+    app.wsgi_app = FastFeed(app, app.wsgi_app)
