@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import event, exc
+from flask import current_app
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine
 
 from lapins.extensions import db
@@ -79,14 +80,30 @@ def end_read_only_transaction() -> None:
 
 
 
+def read_only_engine() -> Engine:
+    """A second engine on the application's PostgreSQL database, whose connections stay in autocommit: DriverQuery's.
+
+    Switching a pooled connection to autocommit and back costs more than the query of the feed's signed-in agent
+    itself takes in Python; these connections never leave autocommit, and only ever run DriverQuery's SELECTs. Each
+    process opens them as it needs them (one for a single-threaded web worker), beside the main pool's.
+    """
+    engines = current_app.extensions.setdefault("lapins_read_only_engine", {})
+    if "engine" not in engines:
+        engine = create_engine(db.engine.url, isolation_level="AUTOCOMMIT",
+                               **current_app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
+        configure_engine(engine)
+        engines["engine"] = engine
+    return engines["engine"]
+
+
 class DriverQuery:
-    """A Core SELECT compiled once, run by the driver itself on a pooled PostgreSQL connection in autocommit mode.
+    """A Core SELECT compiled once, run by the driver itself on a PostgreSQL connection in autocommit mode.
 
     For the statements of the hottest path (the signed-in agent of the calendar's events feed): SQLAlchemy's
     Connection and result machinery cost about half a millisecond a statement here, three times the round trip to
-    PostgreSQL. The statement is still written in SQLAlchemy and compiled once per engine. It only reads, in
-    autocommit (no BEGIN nor COMMIT), which under READ COMMITTED sees what a transaction would (see
-    read_only_connection); the connection goes back to the pool in its usual transaction mode.
+    PostgreSQL. The statement is still written in SQLAlchemy and compiled once. It only reads, in autocommit (no
+    BEGIN nor COMMIT), which under READ COMMITTED sees what a transaction would (see read_only_connection), on the
+    connections of read_only_engine.
 
     Rows are tuples in the order of the SELECT's columns, with the driver's types on PostgreSQL (an Enum comes back
     as its string): the caller converts. Inside a transaction of the session (it would see that transaction's own
@@ -96,31 +113,27 @@ class DriverQuery:
 
     def __init__(self, statement) -> None:
         self.statement = statement
-        self._compiled: dict[Engine, tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
     def _sql(self, engine: Engine) -> tuple[str, tuple[str, ...] | None]:
-        if engine not in self._compiled:
+        if engine.dialect.name not in self._compiled:
             compiled = self.statement.compile(dialect=engine.dialect)
             order = tuple(compiled.positiontup) if compiled.positional else None
-            self._compiled[engine] = (compiled.string, order)
-        return self._compiled[engine]
+            self._compiled[engine.dialect.name] = (compiled.string, order)
+        return self._compiled[engine.dialect.name]
 
     def rows(self, **values) -> list[tuple]:
-        engine = db.engine
-        if engine.dialect.name != "postgresql" or (db.session.registry.has() and db.session().in_transaction()):
+        if db.engine.dialect.name != "postgresql" or (db.session.registry.has() and db.session().in_transaction()):
             return [tuple(row) for row in db.session.connection().execute(self.statement, values)]
+        engine = read_only_engine()
         sql, order = self._sql(engine)
         parameters = tuple(values[name] for name in order) if order is not None else values
         connection = engine.raw_connection()
         try:
-            engine.dialect.set_isolation_level(connection.dbapi_connection, "AUTOCOMMIT")
-            try:
-                cursor = connection.cursor()
-                cursor.execute(sql, parameters)
-                rows = cursor.fetchall()
-                cursor.close()
-            finally:
-                engine.dialect.reset_isolation_level(connection.dbapi_connection)
+            cursor = connection.cursor()
+            cursor.execute(sql, parameters)
+            rows = cursor.fetchall()
+            cursor.close()
         finally:
             connection.close()
         return rows

@@ -93,7 +93,7 @@ class AuthActions:
 def driver_statements(engine):
     """Every statement the database driver runs meanwhile, with whether it ran in autocommit mode: those SQLAlchemy
     sends, and on PostgreSQL those lapins.database.DriverQuery sends to the driver itself (seen by a cursor class
-    of psycopg's, set on the connections checked out meanwhile)."""
+    of psycopg's, set on the connections checked out meanwhile, of both engines)."""
     recorded: list[tuple[str, bool | None]] = []
     if engine.dialect.name != "postgresql":
         def listener(connection, _cursor, statement, *_):
@@ -119,13 +119,18 @@ def driver_statements(engine):
         if dbapi_connection is not None:
             dbapi_connection.cursor_factory = psycopg.Cursor
 
-    event.listen(engine, "checkout", checked_out)
-    event.listen(engine, "checkin", checked_in)
+    from lapins.database import read_only_engine
+
+    engines = (engine, read_only_engine())
+    for each in engines:
+        event.listen(each, "checkout", checked_out)
+        event.listen(each, "checkin", checked_in)
     try:
         yield recorded
     finally:
-        event.remove(engine, "checkout", checked_out)
-        event.remove(engine, "checkin", checked_in)
+        for each in engines:
+            event.remove(each, "checkout", checked_out)
+            event.remove(each, "checkin", checked_in)
 
 
 def csrf_token_from(html: str) -> str:

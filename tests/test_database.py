@@ -56,3 +56,32 @@ def test_a_connection_used_a_moment_ago_is_handed_out_without_a_ping(postgres_ap
     monkeypatch.setattr(database, "IDLE_BEFORE_PING_SECONDS", 0)
     backend_pid()
     assert pings == [1]
+
+
+def test_the_read_only_engines_connections_stay_in_autocommit_and_a_dead_one_is_replaced(postgres_app, postgres_url,
+                                                                                        monkeypatch):
+    """DriverQuery's engine: its statements run without BEGIN and COMMIT, and a connection killed while idle is
+    replaced before use, as for the main pool."""
+    from lapins.light_agent import light_agent
+
+    engine = database.read_only_engine()
+    db.create_all()
+
+    def read_only_pid() -> int:
+        connection = engine.raw_connection()
+        try:
+            assert connection.dbapi_connection.autocommit is True
+            cursor = connection.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+        finally:
+            connection.close()
+
+    assert light_agent(1) is None  # through the read-only engine: no such agent, and no error
+    first = read_only_pid()
+    assert read_only_pid() == first
+    terminate(postgres_url, first)
+    monkeypatch.setattr(database, "IDLE_BEFORE_PING_SECONDS", 0)
+    assert read_only_pid() != first
+    assert light_agent(1) is None
+    engine.dispose()

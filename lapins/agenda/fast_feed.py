@@ -24,6 +24,7 @@ import re
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_cookie
 
 from lapins.agenda import calendar
 from lapins.database import end_read_only_transaction
@@ -74,9 +75,8 @@ class FastFeed:
             return None
 
     def _answer(self, environ, agent_id: int) -> bytes | None:
-        request = self.app.request_class(environ)  # Flask's own parsing of the cookies and the query string
         sessions = self.app.session_interface
-        cookie = request.cookies.get(sessions.get_cookie_name(self.app))
+        cookie = parse_cookie(environ).get(sessions.get_cookie_name(self.app))  # werkzeug's parsing, as Flask's
         signed = sessions.signed_session(self.app, cookie) if cookie else None
         if signed is None:
             return None
@@ -89,8 +89,8 @@ class FastFeed:
         viewer = light_agent(int(user_id))
         if viewer is None or not viewer.is_active:
             return None
-        return calendar.agent_feed(viewer, agent_id, request.args.get("start"), request.args.get("end"),
-                                   self.rdv_url_template(environ))
+        args = self.app.request_class(environ).args  # Flask's own parsing of the query string
+        return calendar.agent_feed(viewer, agent_id, args.get("start"), args.get("end"), self.rdv_url_template(environ))
 
     def rdv_url_template(self, environ) -> str:
         """calendar.rdv_url_template as Flask computes it for this request's mount point, once per mount point."""
