@@ -21,6 +21,7 @@ def create_app(config: type[Config] | str | None = None, **overrides) -> Flask:
     register_fast_paths(app)
     register_rate_limits(app)
     register_errorhandlers(app)
+    register_security_headers(app)
     register_commands(app)
     register_template_helpers(app)
     return app
@@ -109,6 +110,12 @@ def register_rate_limits(app: Flask) -> None:
     from lapins.auth import limits
 
     limits.init_app(app)  # a Limiter of this app's own, wrapped around the views it limits
+
+
+def register_security_headers(app: Flask) -> None:
+    from lapins import security
+
+    security.init_app(app)  # CSP and the like on every answer (the events feed's fast path sends them too)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -26,6 +26,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_cookie
 
+from lapins import security
 from lapins.agenda import calendar
 from lapins.database import end_read_only_transaction
 from lapins.light_agent import light_agent
@@ -57,7 +58,7 @@ class FastFeed:
             body = self.answer(environ, int(match.group(1)))
             if body is not None:
                 start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                                          ("Vary", "Cookie")])  # Flask's headers for this answer
+                                          ("Vary", "Cookie"), *security.HEADERS])  # Flask's headers for this answer
                 return [body]
         return self.wsgi_app(environ, start_response)
 

@@ -67,14 +67,23 @@ def page(browser, live_server):
                                   viewport={"width": 1366, "height": 1800})
     context.set_default_timeout(10_000)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
+    errors = watch_errors(page)
     yield page
     context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    assert not errors, f"JavaScript errors or refusals of the Content-Security-Policy: {errors}"
 
 
 PHONE = {"width": 390, "height": 844}
+
+
+def watch_errors(page) -> list[str]:
+    """The page's JavaScript errors, and what the browser refused under Lapins' Content-Security-Policy
+    (lapins.security): a script, style, font or image the policy blocks shows in the console."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text else None)
+    return errors
 
 
 @pytest.fixture()
@@ -84,8 +93,7 @@ def phone_page(browser, live_server):
                                   has_touch=True, device_scale_factor=2)
     context.set_default_timeout(10_000)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    errors = watch_errors(page)
     yield page
     context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    assert not errors, f"JavaScript errors or refusals of the Content-Security-Policy: {errors}"
