@@ -1,5 +1,10 @@
-"""DSFR error pages: nothing a visitor does ends on a bare server error."""
-from flask import Flask, render_template
+"""DSFR error pages: nothing a visitor does ends on a bare server error.
+
+The agenda's JSON API (`/agenda/api/…`, read by agenda.js) answers its errors in JSON, with the same French messages;
+its views answer their own (lapins.agenda.calendar.json_api), these handlers the rest: an address that matches no
+route, an unexpected error. The public API (/api/v1) has handlers of its own (lapins.api.routing).
+"""
+from flask import Flask, has_request_context, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -13,8 +18,13 @@ MESSAGES = {
 }
 
 
+AGENDA_API = "/agenda/api/"
+
+
 def render_error(code: int, message: str | None = None):
     title, default = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
+    if has_request_context() and request.path.startswith(AGENDA_API):
+        return jsonify({"error": message or default}), code
     return render_template("errors/error.html", code=code, title=title, message=message or default), code
 
 

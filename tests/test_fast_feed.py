@@ -185,6 +185,23 @@ def test_a_number_beyond_the_databases_integers_is_no_agent_and_no_rdv(client, a
     """On PostgreSQL, the query would fail on such a number: the route does not match it (lapins.routing)."""
     auth.login(clinic.agent)
     for huge in (2**31, 99_999_999_999):
-        assert feed(client, huge, **WEEK).status_code == 404
+        response = feed(client, huge, **WEEK)
+        assert response.status_code == 404 and "introuvable" in response.get_json()["error"]
         assert client.get(f"/rdvs/{huge}").status_code == 404
     assert feed(client, clinic.agent.id, **WEEK).status_code == 200
+
+
+def test_an_unexpected_error_goes_to_flask_which_answers_json_and_logs_it(client, auth, clinic, monkeypatch, caplog):
+    """agenda.js shows the message of a JSON error; the fast path logs that it handed the request over."""
+    from lapins.agenda import calendar
+
+    auth.login(clinic.agent)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("panne")
+
+    monkeypatch.setattr(calendar, "agent_feed", broken)
+    response = feed(client, clinic.agent.id, **WEEK)
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "Désolé, le service rencontre un problème. L'équipe technique a été prévenue."}
+    assert "requête confiée à Flask" in caplog.text and "unhandled error" in caplog.text
