@@ -62,6 +62,7 @@ class LieuForm(PhoneForm):
         DataRequired("Saisissez le nom du lieu."), Length(max=160, message="160 caractères au plus."), no_markup])
     address = StringField("Adresse", filters=[one_line], validators=[
         DataRequired("Saisissez l'adresse du lieu."), Length(max=255, message="255 caractères au plus."), no_markup])
+    active = BooleanField("Lieu ouvert (proposé à la prise de rendez-vous)", default=True)
 
 
 class WholeNumberField(IntegerField):

@@ -92,13 +92,21 @@ def remove_territory_admin(territory: Territory, agent: Agent, actor: Agent) -> 
 
 # --- Lieux ---------------------------------------------------------------------------------------------------
 
-def save_lieu(lieu: Lieu, *, name: str, address: str, phone: str | None) -> Lieu:
+def save_lieu(lieu: Lieu, *, name: str, address: str, phone: str | None, active: bool = True) -> Lieu:
     if _name_taken(Lieu, Lieu.organisation_id, lieu.organisation_id, name, lieu.id):
         raise AdminError("Un lieu porte déjà ce nom dans cette organisation.", "name")
-    lieu.name, lieu.address, lieu.phone = name, address, phone
+    lieu.name, lieu.address, lieu.phone, lieu.active = name, address, phone, active
     db.session.add(lieu)
     db.session.commit()
     return lieu
+
+
+def coming_rdv_count(lieu: Lieu) -> int:
+    """The live rdvs still to come at a lieu: a closed lieu keeps them until they are moved or cancelled."""
+    from lapins.models import Rdv, RdvStatus, utcnow
+
+    return db.session.scalar(select(func.count()).select_from(Rdv).where(
+        Rdv.lieu_id == lieu.id, Rdv.starts_at > utcnow(), Rdv.status.not_in([RdvStatus.EXCUSED, RdvStatus.REVOKED])))
 
 
 # --- Motifs --------------------------------------------------------------------------------------------------

@@ -138,11 +138,22 @@ def lieux(organisation_id: int):
     return render_template("admin/lieux.html", organisation=organisation, lieux=organisation.lieux)
 
 
+def lieu_saved_message(lieu: Lieu) -> str:
+    if lieu.active:
+        return f"Lieu « {lieu.name} » enregistré."
+    coming = services.coming_rdv_count(lieu)
+    if not coming:
+        return f"Lieu « {lieu.name} » enregistré, fermé : il n'est plus proposé à la prise de rendez-vous."
+    return (f"Lieu « {lieu.name} » enregistré, fermé : il n'est plus proposé à la prise de rendez-vous. "
+            f"{coming} rendez-vous à venir y restent prévus : déplacez-les vers un autre lieu ou annulez-les.")
+
+
 def _lieu_form_page(organisation: Organisation, lieu: Lieu):
     form = LieuForm(obj=lieu if lieu.id else None, territory_number=organisation.territory.number)
     return _saved_or_page(
-        form, lambda: services.save_lieu(lieu, name=form.name.data, address=form.address.data, phone=form.phone_e164),
-        lambda saved: f"Lieu « {saved.name} » enregistré.", url_for("admin.lieux", organisation_id=organisation.id),
+        form, lambda: services.save_lieu(lieu, name=form.name.data, address=form.address.data, phone=form.phone_e164,
+                                         active=form.active.data),
+        lieu_saved_message, url_for("admin.lieux", organisation_id=organisation.id),
         "admin/lieu_form.html", organisation=organisation, lieu=lieu)
 
 

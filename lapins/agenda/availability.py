@@ -373,8 +373,10 @@ def _plages_select(by_lieu: bool, by_agents: bool, *columns: Any) -> Select:
         .join(plage_motifs, plage_motifs.c.plage_id == plage.id)
         .join(Agent, Agent.id == plage.agent_id)
         .join(Organisation, Organisation.id == plage.organisation_id)
+        .outerjoin(Lieu, Lieu.id == plage.lieu_id)  # none for home visits and phone calls
         .where(plage_motifs.c.motif_id == bindparam("motif_id"),
-               Organisation.territory_id == bindparam("territory_id"), Agent.active, *_overlapping_scope(plage))
+               Organisation.territory_id == bindparam("territory_id"), Agent.active,
+               or_(plage.lieu_id.is_(None), Lieu.active), *_overlapping_scope(plage))
     )
     if by_lieu:
         statement = statement.where(plage.lieu_id == bindparam("lieu_id"))

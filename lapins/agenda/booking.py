@@ -220,6 +220,8 @@ def _check_request(motif: Motif, agents: list[Agent], lieu: Lieu | None, starts_
         raise BookingError("Choisissez le lieu du rendez-vous.")
     if lieu is not None and lieu.organisation_id != motif.organisation_id:
         raise BookingError("Ce lieu n'appartient pas à l'organisation de ce motif.")
+    if lieu is not None and not lieu.active:
+        raise BookingError(f"Le lieu « {lieu.name} » est fermé : choisissez-en un autre.")
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
         raise ValueError("booking times must be aware datetimes")
     if ends_at <= starts_at:

@@ -466,7 +466,8 @@ def calendar_new_rdv(agent_id: int):
 @bp.route("/agenda/lieux")
 def lieux_index():
     lieux = db.session.scalars(policies.lieu_scope(current_user).options(joinedload(Lieu.organisation))).all()
-    return render_template("agenda/lieux.html", lieux=lieux)
+    # Closed lieux last: their agenda still shows the rdvs left to move.
+    return render_template("agenda/lieux.html", lieux=sorted(lieux, key=lambda lieu: not lieu.active))
 
 
 @bp.route("/agenda/lieux/<int:lieu_id>")

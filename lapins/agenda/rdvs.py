@@ -48,7 +48,8 @@ def _fill_choices(form: RdvForm, usagers: list[Usager]) -> None:
         SelectChoice(motif.id, f"{motif.name} ({motif.duration_minutes} min, {motif.location_type.label.lower()})") for motif in motifs
     ]
     form.lieu_id.choices = [SelectChoice(0, "— Sans lieu (téléphone, domicile) —")] + [
-        SelectChoice(lieu.id, lieu.name) for lieu in db.session.scalars(policies.lieu_scope(current_user))
+        SelectChoice(lieu.id, lieu.name)
+        for lieu in db.session.scalars(policies.lieu_scope(current_user).where(Lieu.active.is_(True)))
     ]
     form.agent_ids.choices = [SelectChoice(agent.id, agent.full_name) for agent in db.session.scalars(policies.agent_scope(current_user))]
     form.usager_ids.choices = [SelectChoice(usager.id, usager.full_name) for usager in usagers]
@@ -232,7 +233,8 @@ def slot_search():
     motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True))).all()
     form.motif_id.choices = [SelectChoice(0, "— Choisir un motif —")] + [SelectChoice(motif.id, motif.name) for motif in motifs]
     form.lieu_id.choices = [SelectChoice(0, "Tous les lieux")] + [
-        SelectChoice(lieu.id, lieu.name) for lieu in db.session.scalars(policies.lieu_scope(current_user))]
+        SelectChoice(lieu.id, lieu.name)
+        for lieu in db.session.scalars(policies.lieu_scope(current_user).where(Lieu.active.is_(True)))]
     form.agent_id.choices = [SelectChoice(0, "Tous les agents")] + [
         SelectChoice(agent.id, agent.full_name) for agent in db.session.scalars(policies.agent_scope(current_user))]
     slots, motif = None, None

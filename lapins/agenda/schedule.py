@@ -64,7 +64,7 @@ def schedule(agent_id: int):
 
 def _plage_form(agent: Agent, plage: PlageOuverture | None = None) -> PlageForm:
     choices = {
-        "lieux": services.lieux_for(current_user, agent),
+        "lieux": services.lieux_for(current_user, agent, keep=plage.lieu if plage else None),
         "motifs": services.motifs_for(current_user, agent, keep=plage.motifs if plage else None),
     }
     if request.method == "POST":

@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta
 from math import lcm
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from lapins import slots
@@ -105,9 +105,10 @@ def manageable_agents(actor: Agent) -> list[Agent]:
     return [agent for agent in agents if can(actor, "manage_schedule", agent)]
 
 
-def lieux_for(actor: Agent, agent: Agent) -> list[Lieu]:
-    """Lieux the actor may see in the organisations the agent works for."""
-    query = lieu_scope(actor).where(Lieu.organisation_id.in_(agent.organisation_ids))
+def lieux_for(actor: Agent, agent: Agent, keep: Lieu | None = None) -> list[Lieu]:
+    """Open lieux the actor may see in the organisations the agent works for; `keep` keeps a plage's closed lieu."""
+    query = lieu_scope(actor).where(Lieu.organisation_id.in_(agent.organisation_ids),
+                                    or_(Lieu.active.is_(True), Lieu.id == (keep.id if keep else None)))
     return list(db.session.scalars(query.options(selectinload(Lieu.organisation))))
 
 

@@ -60,7 +60,7 @@ def motif(motif: Motif) -> dict:
 
 def lieu(lieu: Lieu) -> dict:
     return {"id": lieu.id, "organisation_id": lieu.organisation_id, "name": lieu.name, "address": lieu.address,
-            "phone": lieu.phone}
+            "phone": lieu.phone, "active": lieu.active}
 
 
 def agent(agent: Agent, actor: Agent) -> dict:

@@ -90,7 +90,8 @@ MOTIF = _object({
 LIEU = _object({
     "id": ID, "organisation_id": ID, "name": {"type": "string"}, "address": {"type": "string"},
     "phone": {"type": "string", "nullable": True},
-}, ["id", "organisation_id", "name"], closed=False)
+    "active": {"type": "boolean", "description": "Faux pour un lieu fermé : plus de rdv ni de créneau."},
+}, ["id", "organisation_id", "name", "active"], closed=False)
 
 AGENT = _object({
     "id": ID, "first_name": {"type": "string"}, "last_name": {"type": "string"}, "email": {"type": "string"},

@@ -7,6 +7,7 @@ from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ForeignKey, String, Text, Time
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.extensions import db
@@ -120,6 +121,8 @@ class Lieu(db.Model):
     name: Mapped[str] = mapped_column(String(160))
     address: Mapped[str] = mapped_column(String(255))
     phone: Mapped[str | None] = mapped_column(String(20))
+    # A closed lieu (a centre shut or moved) is offered for no new rdv and gives no free slot; its rdvs stay.
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
 
     organisation: Mapped[Organisation] = relationship(back_populates="lieux")
 
