@@ -79,7 +79,6 @@ def end_read_only_transaction() -> None:
         db.session.commit()
 
 
-
 def read_only_engine() -> Engine:
     """A second engine on the application's PostgreSQL database, whose connections stay in autocommit: DriverQuery's.
 
@@ -113,25 +112,18 @@ class DriverQuery:
 
     def __init__(self, statement) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
-
-    def _sql(self, engine: Engine) -> tuple[str, tuple[str, ...] | None]:
-        if engine.dialect.name not in self._compiled:
-            compiled = self.statement.compile(dialect=engine.dialect)
-            order = tuple(compiled.positiontup) if compiled.positional else None
-            self._compiled[engine.dialect.name] = (compiled.string, order)
-        return self._compiled[engine.dialect.name]
+        self._sql: str | None = None  # compiled for PostgreSQL at first use: psycopg's named parameters, %(name)s
 
     def rows(self, **values) -> list[tuple]:
         if db.engine.dialect.name != "postgresql" or (db.session.registry.has() and db.session().in_transaction()):
             return [tuple(row) for row in db.session.connection().execute(self.statement, values)]
         engine = read_only_engine()
-        sql, order = self._sql(engine)
-        parameters = tuple(values[name] for name in order) if order is not None else values
+        if self._sql is None:
+            self._sql = self.statement.compile(dialect=engine.dialect).string
         connection = engine.raw_connection()
         try:
             cursor = connection.cursor()
-            cursor.execute(sql, parameters)
+            cursor.execute(self._sql, values)
             rows = cursor.fetchall()
             cursor.close()
         finally:

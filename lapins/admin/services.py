@@ -10,7 +10,9 @@ from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.extensions import db
-from lapins.models import Agent, AgentRole, Lieu, LocationType, Motif, Organisation, Role, Territory
+from lapins.models import (
+    Agent, AgentRole, Lieu, LocationType, Motif, Organisation, Rdv, RdvStatus, Role, Territory, utcnow,
+)
 from lapins.models.territory_admins import TerritoryAdmin
 
 logger = logging.getLogger(__name__)
@@ -103,8 +105,6 @@ def save_lieu(lieu: Lieu, *, name: str, address: str, phone: str | None, active:
 
 def coming_rdv_count(lieu: Lieu) -> int:
     """The live rdvs still to come at a lieu: a closed lieu keeps them until they are moved or cancelled."""
-    from lapins.models import Rdv, RdvStatus, utcnow
-
     return db.session.scalar(select(func.count()).select_from(Rdv).where(
         Rdv.lieu_id == lieu.id, Rdv.starts_at > utcnow(), Rdv.status.not_in([RdvStatus.EXCUSED, RdvStatus.REVOKED])))
 
