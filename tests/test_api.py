@@ -373,6 +373,43 @@ def test_an_agent_manages_its_own_plages_and_absences(client, clinic):
     assert db.session.get(Absence, absence.json["id"]) is None
 
 
+def test_an_agent_changes_a_plage_and_an_absence_with_the_agendas_rules(client, clinic, factories):
+    """Only the fields sent change; the agenda's checks hold: no overlap, times in order, a colleague's is not one's."""
+    plage = client.post(f"{PREFIX}/plages", json=plage_body(clinic, clinic.agent.id), headers=clinic.headers).json
+    later = client.patch(f"{PREFIX}/plages/{plage['id']}", json={"start_time": "15:00", "weekdays": [0, 2, 4]},
+                         headers=clinic.headers)
+    assert later.status_code == 200, later.json
+    assert (later.json["start_time"], later.json["end_time"], later.json["weekdays"]) == ("15:00", "17:00", [0, 2, 4])
+    assert later.json["title"] == "Consultations du soir" and later.json["motif_ids"] == [clinic.motif.id]
+    stored = db.session.get(PlageOuverture, plage["id"])
+    db.session.refresh(stored)
+    assert stored.start_time.strftime("%H:%M") == "15:00"
+
+    # Into the clinic's mornings (Monday to Friday 9h-12h): refused, and nothing is stored.
+    overlapping = client.patch(f"{PREFIX}/plages/{plage['id']}", json={"start_time": "11:00"}, headers=clinic.headers)
+    assert overlapping.status_code == 409 and "chevauche" in overlapping.json["message"]
+    backwards = client.patch(f"{PREFIX}/plages/{plage['id']}", json={"end_time": "14:30"}, headers=clinic.headers)
+    assert backwards.status_code == 422 and "après l'heure de début" in backwards.json["fields"]["end_time"]
+    db.session.refresh(stored)
+    assert (stored.start_time.strftime("%H:%M"), stored.end_time.strftime("%H:%M")) == ("15:00", "17:00")
+
+    absence = client.post(f"{PREFIX}/absences", json={"agent_id": clinic.agent.id, "title": "Formation",
+                                                      "first_day": next_monday().isoformat(), "start_time": "09:00",
+                                                      "end_time": "12:00"}, headers=clinic.headers).json
+    weekly = client.patch(f"{PREFIX}/absences/{absence['id']}",
+                          json={"title": "Temps partiel", "weekdays": [2], "last_day": None}, headers=clinic.headers)
+    assert weekly.status_code == 200, weekly.json
+    assert (weekly.json["title"], weekly.json["weekdays"], weekly.json["last_day"]) == ("Temps partiel", [2], None)
+    assert weekly.json["first_day"] == next_monday().isoformat() and weekly.json["start_time"] == "09:00"
+
+    colleague = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.AGENT)
+    theirs = factories.PlageFactory(agent=colleague, lieu=clinic.lieu, motifs=[clinic.motif])
+    refused = client.patch(f"{PREFIX}/plages/{theirs.id}", json={"title": "À moi"}, headers=clinic.headers)
+    assert refused.status_code == 403
+    unknown = client.patch(f"{PREFIX}/plages/999999", json={"title": "Rien"}, headers=clinic.headers)
+    assert unknown.status_code == 404
+
+
 def test_an_agent_cannot_manage_a_colleagues_plages_but_a_secretary_can(client, clinic, factories):
     colleague = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.AGENT)
     plage = factories.PlageFactory(agent=colleague, lieu=clinic.lieu, motifs=[clinic.motif])

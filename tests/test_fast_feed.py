@@ -203,5 +203,6 @@ def test_an_unexpected_error_goes_to_flask_which_answers_json_and_logs_it(client
     monkeypatch.setattr(calendar, "agent_feed", broken)
     response = feed(client, clinic.agent.id, **WEEK)
     assert response.status_code == 500
-    assert response.get_json() == {"error": "Désolé, le service rencontre un problème. L'équipe technique a été prévenue."}
+    assert response.get_json() == {
+        "error": "Désolé, le service rencontre un problème. L'équipe technique a été prévenue."}
     assert "requête confiée à Flask" in caplog.text and "unhandled error" in caplog.text

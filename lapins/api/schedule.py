@@ -1,4 +1,5 @@
-"""Plages d'ouverture and absences through the API: listed, created and deleted by those who manage the agent."""
+"""Plages d'ouverture and absences through the API: listed, created, changed and deleted by those who manage the
+agent, with the agenda's own forms and services (their French messages, their conflict checks)."""
 from __future__ import annotations
 
 from sqlalchemy.orm import selectinload
@@ -13,6 +14,8 @@ from lapins.extensions import db
 from lapins.models import Absence, Agent, PlageOuverture
 
 RECURRENCE_FIELDS = ("first_day", "last_day", "start_time", "end_time", "weekdays", "every_n_weeks")
+PLAGE_FIELDS = ("title", "lieu_id", "motif_ids", *RECURRENCE_FIELDS)
+ABSENCE_FIELDS = ("title", *RECURRENCE_FIELDS)
 
 
 def _managed_agent(actor: Agent, agent_id: int) -> Agent:
@@ -32,6 +35,29 @@ def _recurrence_values(body: dict) -> dict:
     return {name: body.get(name) for name in RECURRENCE_FIELDS} | {"every_n_weeks": body.get("every_n_weeks", 1)}
 
 
+def _changed(current: dict, body: dict, fields: tuple[str, ...]) -> dict:
+    """What a PATCH makes of a plage or absence, as the API shows them: the body's fields over the current ones."""
+    return {name: body[name] if name in body else current[name] for name in fields}
+
+
+def _saved_plage(actor: Agent, agent: Agent, plage: PlageOuverture, values: dict) -> PlageOuverture:
+    """The plage validated by the agenda's form and stored; a changed plage keeps its closed lieu, disabled motifs."""
+    kept = plage if plage.id else None
+    form = validated(PlageForm(formdata=formdata(values), meta={"csrf": False},
+                               lieux=services.lieux_for(actor, agent, keep=kept.lieu if kept else None),
+                               motifs=services.motifs_for(actor, agent, keep=kept.motifs if kept else None)))
+    try:
+        return services.save_plage(actor, plage, form.values())
+    except services.ScheduleConflict as conflict:
+        raise ApiError(409, conflict.message) from None
+
+
+def _saved_absence(absence: Absence, values: dict) -> Absence:
+    values = values | {"kind": WEEKLY if values.get("weekdays") else ONE_OFF}
+    form = validated(AbsenceForm(formdata=formdata(values), meta={"csrf": False}))
+    return services.save_absence(absence, form.values())
+
+
 @implements("listPlages")
 def list_plages(actor: Agent, *, query: dict, body: None):
     statement = policies.plage_scope(actor).options(selectinload(PlageOuverture.motifs))
@@ -43,15 +69,15 @@ def list_plages(actor: Agent, *, query: dict, body: None):
 @implements("createPlage")
 def create_plage(actor: Agent, *, query: dict, body: dict):
     agent = _managed_agent(actor, body["agent_id"])
-    form = PlageForm(formdata=formdata(_recurrence_values(body) | {
-        "title": body["title"], "lieu_id": body["lieu_id"], "motif_ids": body["motif_ids"],
-    }), meta={"csrf": False}, lieux=services.lieux_for(actor, agent), motifs=services.motifs_for(actor, agent))
-    validated(form)
-    try:
-        plage = services.save_plage(actor, PlageOuverture(agent_id=agent.id), form.values())
-    except services.ScheduleConflict as conflict:
-        raise ApiError(409, conflict.message) from None
-    return render.plage(plage), 201
+    values = _recurrence_values(body) | {name: body[name] for name in ("title", "lieu_id", "motif_ids")}
+    return render.plage(_saved_plage(actor, agent, PlageOuverture(agent_id=agent.id), values)), 201
+
+
+@implements("updatePlage")
+def update_plage(actor: Agent, *, plage_id: int, query: dict, body: dict):
+    plage = _target(actor, PlageOuverture, plage_id)
+    values = _changed(render.plage(plage), body, PLAGE_FIELDS)
+    return render.plage(_saved_plage(actor, plage.agent, plage, values)), 200
 
 
 @implements("deletePlage")
@@ -71,10 +97,14 @@ def list_absences(actor: Agent, *, query: dict, body: None):
 @implements("createAbsence")
 def create_absence(actor: Agent, *, query: dict, body: dict):
     agent = _managed_agent(actor, body["agent_id"])
-    values = _recurrence_values(body) | {"title": body["title"], "kind": WEEKLY if body.get("weekdays") else ONE_OFF}
-    form = validated(AbsenceForm(formdata=formdata(values), meta={"csrf": False}))
-    absence = services.save_absence(Absence(agent_id=agent.id), form.values())
+    absence = _saved_absence(Absence(agent_id=agent.id), _recurrence_values(body) | {"title": body["title"]})
     return render.absence(absence), 201
+
+
+@implements("updateAbsence")
+def update_absence(actor: Agent, *, absence_id: int, query: dict, body: dict):
+    absence = _target(actor, Absence, absence_id)
+    return render.absence(_saved_absence(absence, _changed(render.absence(absence), body, ABSENCE_FIELDS))), 200
 
 
 @implements("deleteAbsence")

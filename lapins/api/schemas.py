@@ -160,6 +160,10 @@ PLAGE_CREATE = _object({"agent_id": ID, "title": _string(160, min_length=1), "li
                                           "end_time", "weekdays"])
 ABSENCE_CREATE = _object({"agent_id": ID, "title": _string(160, min_length=1)} | _RECURRENCE_IN,
                          ["agent_id", "title", "first_day", "start_time", "end_time"])
+# A change: the fields given replace the plage's or absence's own (`last_day: null` takes its last day away); the
+# agent stays the same.
+PLAGE_UPDATE = _object({name: schema for name, schema in PLAGE_CREATE["properties"].items() if name != "agent_id"})
+ABSENCE_UPDATE = _object({name: schema for name, schema in ABSENCE_CREATE["properties"].items() if name != "agent_id"})
 
 # --- Query strings --------------------------------------------------------------------------------------------------
 
@@ -266,12 +270,16 @@ OPERATIONS: list[Operation] = [
               (200, "Une page de plages d'ouverture.", page_of(PLAGE)), query=AGENT_FILTER),
     Operation("createPlage", "POST", "/plages", "Créer une plage d'ouverture", "Horaires",
               (201, "La plage créée.", PLAGE), body=PLAGE_CREATE, errors=BOOKING),
+    Operation("updatePlage", "PATCH", "/plages/{plage_id}", "Modifier une plage d'ouverture", "Horaires",
+              (200, "La plage modifiée.", PLAGE), body=PLAGE_UPDATE, errors=BOOKING, action="manage_schedule"),
     Operation("deletePlage", "DELETE", "/plages/{plage_id}", "Supprimer une plage d'ouverture", "Horaires",
               (204, "La plage est supprimée.", None), errors=(401, 403, 404), action="manage_schedule"),
     Operation("listAbsences", "GET", "/absences", "Lister les absences", "Horaires",
               (200, "Une page d'absences.", page_of(ABSENCE)), query=AGENT_FILTER),
     Operation("createAbsence", "POST", "/absences", "Créer une absence", "Horaires",
               (201, "L'absence créée.", ABSENCE), body=ABSENCE_CREATE, errors=WRITE),
+    Operation("updateAbsence", "PATCH", "/absences/{absence_id}", "Modifier une absence", "Horaires",
+              (200, "L'absence modifiée.", ABSENCE), body=ABSENCE_UPDATE, errors=WRITE, action="manage_schedule"),
     Operation("deleteAbsence", "DELETE", "/absences/{absence_id}", "Supprimer une absence", "Horaires",
               (204, "L'absence est supprimée.", None), errors=(401, 403, 404), action="manage_schedule"),
 ]
