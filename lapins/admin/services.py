@@ -11,8 +11,9 @@ from sqlalchemy.orm import selectinload
 from lapins import policies
 from lapins.extensions import db
 from lapins.models import (
-    Agent, AgentRole, Lieu, LocationType, Motif, Organisation, Rdv, RdvStatus, Role, Territory, utcnow,
+    Agent, AgentRole, Lieu, LocationType, Motif, Organisation, Rdv, Role, Territory, utcnow,
 )
+from lapins.models.rdvs import CANCELLED_STATUSES
 from lapins.models.territory_admins import TerritoryAdmin
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def save_lieu(lieu: Lieu, *, name: str, address: str, phone: str | None, active:
 def coming_rdv_count(lieu: Lieu) -> int:
     """The live rdvs still to come at a lieu: a closed lieu keeps them until they are moved or cancelled."""
     return db.session.scalar(select(func.count()).select_from(Rdv).where(
-        Rdv.lieu_id == lieu.id, Rdv.starts_at > utcnow(), Rdv.status.not_in([RdvStatus.EXCUSED, RdvStatus.REVOKED])))
+        Rdv.lieu_id == lieu.id, Rdv.starts_at > utcnow(), Rdv.status.not_in(CANCELLED_STATUSES)))
 
 
 # --- Motifs --------------------------------------------------------------------------------------------------

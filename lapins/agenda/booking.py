@@ -10,7 +10,7 @@ from lapins.agenda import availability
 from lapins.extensions import db
 from lapins.formatting import local_time
 from lapins.models import Agent, Lieu, LocationType, MessageKind, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
-from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller
+from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, CancellationChannel, Canceller
 from lapins.notifications import agent_emails, outbox
 from lapins.notifications.tasks import kick
 from lapins.waitlist import offers as waitlist_offers
@@ -94,7 +94,7 @@ def cancel_rdv(
     """
     by = by or (Canceller.AGENT if actor is not None else
                 Canceller.FAMILY if via in (CancellationChannel.LINK, CancellationChannel.SMS) else Canceller.SYSTEM)
-    if status not in (RdvStatus.EXCUSED, RdvStatus.REVOKED):
+    if status not in CANCELLED_STATUSES:
         raise BookingError("Motif d'annulation inconnu.")
     if (by == Canceller.AGENT) != (actor is not None):
         raise ValueError("an agent's cancellation names its agent, and only an agent's")
@@ -106,7 +106,7 @@ def cancel_rdv(
         # A conditional UPDATE first: of two cancellations at the same moment (the family on its link, an agent on
         # the rdv page), exactly one passes; the row lock (or SQLite's write lock) is held until commit.
         claimed = db.session.execute(
-            update(Rdv).where(Rdv.id == rdv.id, Rdv.status.not_in([RdvStatus.EXCUSED, RdvStatus.REVOKED]))
+            update(Rdv).where(Rdv.id == rdv.id, Rdv.status.not_in(CANCELLED_STATUSES))
             .values(status=status), execution_options={"synchronize_session": False},
         ).rowcount
         if not claimed:

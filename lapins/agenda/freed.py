@@ -14,8 +14,9 @@ from lapins import policies
 from lapins.agenda import availability, bp
 from lapins.extensions import db
 from lapins.models import (
-    Agent, Lieu, Motif, OfferStatus, Organisation, Rdv, RdvAgent, RdvStatus, SlotOffer, WaitlistSlot, utcnow,
+    Agent, Lieu, Motif, OfferStatus, Organisation, Rdv, RdvAgent, SlotOffer, WaitlistSlot, utcnow,
 )
+from lapins.models.rdvs import CANCELLED_STATUSES
 
 HORIZONS = (7, 14, 28)  # days ahead the board can look
 LIMIT = 300
@@ -49,7 +50,7 @@ def freed_slots(actor: Agent, now: datetime, days: int, organisation_id: int | N
     if organisation_id is not None:
         scope = scope.where(Rdv.organisation_id == organisation_id)
     cancelled = db.session.scalars(
-        scope.where(Rdv.status.in_((RdvStatus.EXCUSED, RdvStatus.REVOKED)), Rdv.starts_at > now, Rdv.starts_at < until)
+        scope.where(Rdv.status.in_(CANCELLED_STATUSES), Rdv.starts_at > now, Rdv.starts_at < until)
         .options(selectinload(Rdv.agent_links).selectinload(RdvAgent.agent), selectinload(Rdv.motif),
                  selectinload(Rdv.lieu), selectinload(Rdv.organisation))
         .order_by(Rdv.starts_at, Rdv.cancelled_at.desc(), Rdv.id)

@@ -29,7 +29,11 @@ class RdvStatus(enum.StrEnum):
 
     @property
     def is_cancelled(self) -> bool:
-        return self in (RdvStatus.EXCUSED, RdvStatus.REVOKED)
+        return self in CANCELLED_STATUSES
+
+
+# An rdv cancelled by the family or by the service; any other status is a live rdv.
+CANCELLED_STATUSES = (RdvStatus.EXCUSED, RdvStatus.REVOKED)
 
 
 LABELS = {

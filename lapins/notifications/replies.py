@@ -23,7 +23,7 @@ from sqlalchemy.orm import aliased
 from lapins.agenda.booking import BookingError, cancel_rdv
 from lapins.extensions import db
 from lapins.models import Organisation, Rdv, RdvStatus, SmsReplyRound, Territory, Usager, utcnow
-from lapins.models.rdvs import CancellationChannel, rdv_usagers
+from lapins.models.rdvs import CANCELLED_STATUSES, CancellationChannel, rdv_usagers
 from lapins.notifications.gsm import transliterate
 from lapins.notifications.sms_text import display_phone, format_when
 
@@ -78,7 +78,7 @@ def coming_rdvs(phone: str, territory_ids: list[int]) -> list[Rdv]:
         select(Rdv)
         .join(Organisation, Organisation.id == Rdv.organisation_id)
         .where(Rdv.id.in_(reached), Organisation.territory_id.in_(territory_ids), Rdv.starts_at > utcnow(),
-               Rdv.status.not_in((RdvStatus.EXCUSED, RdvStatus.REVOKED)))
+               Rdv.status.not_in(CANCELLED_STATUSES))
         .order_by(Rdv.starts_at, Rdv.id)
         .limit(UPCOMING_LIMIT)
     ))

@@ -21,9 +21,9 @@ from sqlalchemy import and_, delete, func, or_, select, update
 
 from lapins.extensions import db
 from lapins.models import (
-    Agent, Message, MessageStatus, Rdv, RdvStatus, Role, SlotOffer, SmsReplyRound, Usager, WaitlistEntry, utcnow,
+    Agent, Message, MessageStatus, Rdv, Role, SlotOffer, SmsReplyRound, Usager, WaitlistEntry, utcnow,
 )
-from lapins.models.rdvs import RdvLinkCheck, rdv_usagers
+from lapins.models.rdvs import CANCELLED_STATUSES, RdvLinkCheck, rdv_usagers
 from lapins.models.usagers import usager_organisations
 from lapins.privacy.retention import execute_bulk
 
@@ -81,7 +81,7 @@ def plan(actor: Agent, usager: Usager) -> ErasurePlan:
     if result.rdv_ids:
         result.upcoming_rdvs = int(db.session.scalar(select(func.count(Rdv.id)).where(
             Rdv.id.in_(result.rdv_ids), Rdv.starts_at > utcnow(),
-            Rdv.status.not_in((RdvStatus.EXCUSED, RdvStatus.REVOKED)))) or 0)
+            Rdv.status.not_in(CANCELLED_STATUSES))) or 0)
     return result
 
 

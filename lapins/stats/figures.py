@@ -22,6 +22,7 @@ from lapins.models import (
     Agent, AgentRole, Channel, Lieu, Message, MessageStatus, Motif, OfferStatus, Rdv, RdvAgent, RdvStatus, SlotOffer,
     WaitlistSlot,
 )
+from lapins.models.rdvs import CANCELLED_STATUSES
 from lapins.slots import local_midnight
 
 LATE_CANCELLATION_HOURS = 48
@@ -227,7 +228,7 @@ def rebookings(scope: Scope, filters: Filters, bounds: list[datetime]):
     """
     cancelled = (select(Rdv.id, Rdv.starts_at, Rdv.ends_at, Rdv.cancelled_at)
                  .where(*_rdv_conditions(scope, filters, bounds),
-                        Rdv.status.in_([RdvStatus.EXCUSED, RdvStatus.REVOKED]), Rdv.cancelled_at.is_not(None))
+                        Rdv.status.in_(CANCELLED_STATUSES), Rdv.cancelled_at.is_not(None))
                  .cte("cancelled").prefix_with("MATERIALIZED"))
     mine, theirs, other = aliased(RdvAgent), aliased(RdvAgent), aliased(Rdv)
     overlapping = and_(theirs.agent_id == mine.agent_id, not_by_index(theirs.live).is_(True),

@@ -29,7 +29,7 @@ from lapins.models import (
     Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus,
     SlotOffer, SlotStatus, Usager, WaitlistEntry, utcnow,
 )
-from lapins.models.rdvs import BookingChannel
+from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel
 from lapins.models.waitlist import waitlist_slot_agents
 from lapins.notifications import outbox, timing
 from lapins.slots import to_utc
@@ -253,7 +253,7 @@ def _best_entry(slot: WaitlistSlot, now: datetime) -> WaitlistEntry | None:
                or_(WaitlistEntry.lieu_id.is_(None), WaitlistEntry.lieu_id == slot.lieu_id),
                or_(WaitlistEntry.rdv_id.is_(None),
                    and_(current.starts_at > slot.starts_at,
-                        current.status.not_in([RdvStatus.EXCUSED, RdvStatus.REVOKED]))),
+                        current.status.not_in(CANCELLED_STATUSES))),
                WaitlistEntry.usager_id.not_in(over_limit), WaitlistEntry.usager_id.not_in(waiting_answer),
                WaitlistEntry.id.not_in(offered_this_time))
         .order_by(WaitlistEntry.priority.desc(), WaitlistEntry.created_at, WaitlistEntry.id)
