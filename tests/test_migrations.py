@@ -4,6 +4,7 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
 from lapins import create_app
+from lapins.change_notices import WATCHED_TABLES
 from lapins.extensions import db
 
 
@@ -14,10 +15,22 @@ def test_migrations_build_the_schema_of_the_models_and_downgrade_cleanly(databas
         with db.engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
         assert differences == []
+        assert notifying_tables() == (set(WATCHED_TABLES) if db.engine.dialect.name == "postgresql" else set())
         downgrade(revision="base")
         with db.engine.connect() as connection:
             assert set(db.inspect(connection).get_table_names()) <= {"alembic_version"}
+        if db.engine.dialect.name == "postgresql":
+            assert db.session.scalar(db.text("SELECT count(*) FROM pg_proc WHERE proname = 'lapins_notify_agents'")) == 0
+        db.session.remove()
         db.engine.dispose()
+
+
+def notifying_tables() -> set[str]:
+    """The tables whose changes PostgreSQL notifies to the web processes (lapins.change_notices)."""
+    if db.engine.dialect.name != "postgresql":
+        return set()
+    return set(db.session.scalars(db.text(
+        "SELECT event_object_table FROM information_schema.triggers WHERE trigger_name = 'lapins_notify_agents'")))
 
 
 def test_upgrading_a_database_that_holds_a_departement_keeps_its_rows(database_url):
