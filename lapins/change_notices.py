@@ -103,7 +103,8 @@ class ChangeListener:
 
     def changed(self) -> None:
         """Something may have changed: what was cached is read again."""
-        self.generation = next(self._counter)  # one bytecode under the GIL: safe from any thread
+        # From any thread: next() gives each caller a number of its own, and caches empty at any change of number.
+        self.generation = next(self._counter)
 
     def cache(self, name: str) -> GenerationCache:
         if name not in self._caches:
@@ -186,7 +187,10 @@ def listener_for(engine: Engine) -> ChangeListener:
             if listener is None:
                 args, kwargs = engine.dialect.create_connect_args(engine.url)
 
-                kwargs = {"application_name": LISTENER_NAME, **kwargs, "autocommit": True}
+                # A connection that stops answering is given up within seconds, not TCP's quarter of an hour.
+                kwargs = {"application_name": LISTENER_NAME, "connect_timeout": 10, "keepalives": 1,
+                          "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                          "tcp_user_timeout": 20_000, **kwargs, "autocommit": True}
 
                 def connect():
                     import psycopg
