@@ -75,6 +75,7 @@ def parse_moment(value: str | None, tz: ZoneInfo, name: str) -> datetime:
         raise InvalidParameter(f"« {value} » n'est pas une date valide pour « {name} » (attendu : AAAA-MM-JJTHH:MM).") from None
 
 
+@lru_cache(maxsize=256)  # FullCalendar asks for the same weeks all day; a refusal (InvalidParameter) is not kept
 def parse_range(start: str | None, end: str | None, tz: ZoneInfo) -> tuple[datetime, datetime]:
     start_at, end_at = parse_moment(start, tz, "start"), parse_moment(end, tz, "end")
     if end_at <= start_at:

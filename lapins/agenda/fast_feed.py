@@ -39,6 +39,7 @@ FEED_PATH = re.compile(r"/agenda/api/agents/([1-9][0-9]{0,9})/evenements")
 FEED_ENDPOINT = "agenda.agent_events"
 # Flask-Login's session keys: who is signed in, and a "remember me" cookie to manage (Lapins sets none).
 USER_ID, REMEMBER = "_user_id", "_remember"
+REMEMBERED = 1024  # Cookie headers and query strings parsed once, per process
 
 
 class FastFeed:
@@ -51,6 +52,8 @@ class FastFeed:
             raise RuntimeError("FastFeed suppose la protection de session de Flask-Login désactivée.")
         self.app, self.wsgi_app = app, wsgi_app
         self.rdv_url_templates: dict[str, str] = {}  # per SCRIPT_NAME, where a proxy mounts the application
+        self.cookies: dict[str, str | None] = {}  # the session cookie's value, per Cookie header
+        self.periods: dict[str, tuple[str | None, str | None]] = {}  # start and end, per query string
 
     def __call__(self, environ, start_response):
         match = FEED_PATH.fullmatch(environ.get("PATH_INFO", ""))
@@ -77,7 +80,7 @@ class FastFeed:
 
     def _answer(self, environ, agent_id: int) -> bytes | None:
         sessions = self.app.session_interface
-        cookie = parse_cookie(environ).get(sessions.get_cookie_name(self.app))  # werkzeug's parsing, as Flask's
+        cookie = self.session_cookie(environ.get("HTTP_COOKIE", ""))
         signed = sessions.signed_session(self.app, cookie) if cookie else None
         if signed is None:
             return None
@@ -90,8 +93,27 @@ class FastFeed:
         viewer = light_agent(int(user_id))
         if viewer is None or not viewer.is_active:
             return None
-        args = self.app.request_class(environ).args  # Flask's own parsing of the query string
-        return calendar.agent_feed(viewer, agent_id, args.get("start"), args.get("end"), self.rdv_url_template(environ))
+        start, end = self.period(environ)
+        return calendar.agent_feed(viewer, agent_id, start, end, self.rdv_url_template(environ))
+
+    # A browser sends the same Cookie header, and FullCalendar the same weeks, again and again: each is parsed once
+    # (by werkzeug, as for Flask) and remembered by its raw value, a bounded number of them.
+
+    def session_cookie(self, header: str) -> str | None:
+        if header not in self.cookies:
+            if len(self.cookies) >= REMEMBERED:
+                self.cookies.clear()
+            self.cookies[header] = parse_cookie(header).get(self.app.session_interface.get_cookie_name(self.app))
+        return self.cookies[header]
+
+    def period(self, environ) -> tuple[str | None, str | None]:
+        query = environ.get("QUERY_STRING", "")
+        if query not in self.periods:
+            args = self.app.request_class(environ).args  # Flask's own parsing of the query string
+            if len(self.periods) >= REMEMBERED:
+                self.periods.clear()
+            self.periods[query] = (args.get("start"), args.get("end"))
+        return self.periods[query]
 
     def rdv_url_template(self, environ) -> str:
         """calendar.rdv_url_template as Flask computes it for this request's mount point, once per mount point."""
