@@ -77,8 +77,13 @@ def end_read_only_transaction() -> None:
     request has read everything it needs: the objects it loaded are expired afterwards. A request that read only
     through DriverQuery has no transaction to end.
     """
-    if db.session.registry.has() and db.session().in_transaction():
+    if session_in_transaction():
         db.session.commit()
+
+
+def session_in_transaction() -> bool:
+    """Whether this context's session has begun a transaction (without creating the session to find out)."""
+    return db.session.registry.has() and db.session().in_transaction()
 
 
 def read_only_engine() -> Engine:
@@ -117,7 +122,7 @@ class DriverQuery:
         self._sql: str | None = None  # compiled for PostgreSQL at first use: psycopg's named parameters, %(name)s
 
     def rows(self, **values) -> list[tuple]:
-        if db.engine.dialect.name != "postgresql" or (db.session.registry.has() and db.session().in_transaction()):
+        if db.engine.dialect.name != "postgresql" or session_in_transaction():
             return [tuple(row) for row in db.session.connection().execute(self.statement, values)]
         engine = read_only_engine()
         if self._sql is None:

@@ -22,7 +22,7 @@ from flask_login import UserMixin
 from sqlalchemy import bindparam, select
 
 from lapins.change_notices import GenerationCache, listener_for
-from lapins.database import DriverQuery, read_only_connection
+from lapins.database import DriverQuery, read_only_connection, session_in_transaction
 from lapins.extensions import db
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
 from lapins.models.territories import TerritoryClock
@@ -128,7 +128,7 @@ def light_agent(agent_id: int) -> LightAgent | None:
 
 def agent_cache() -> GenerationCache | None:
     """This process's LightAgents, when changes are heard of here and the session has no transaction going on."""
-    if db.session.registry.has() and db.session().in_transaction():
+    if session_in_transaction():
         return None
     # Looked up once per process and application: this runs at every request of the events feed.
     pid, cache = current_app.extensions.get(AGENT_CACHE, (None, None))

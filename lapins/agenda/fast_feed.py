@@ -39,7 +39,7 @@ FEED_PATH = re.compile(r"/agenda/api/agents/([1-9][0-9]{0,9})/evenements")
 FEED_ENDPOINT = "agenda.agent_events"
 # Flask-Login's session keys: who is signed in, and a "remember me" cookie to manage (Lapins sets none).
 USER_ID, REMEMBER = "_user_id", "_remember"
-REMEMBERED = 1024  # Cookie headers and query strings parsed once, per process
+REMEMBERED = 1024  # Cookie headers, query strings and mount points seen, per process
 
 
 class FastFeed:
@@ -97,34 +97,35 @@ class FastFeed:
         return calendar.agent_feed(viewer, agent_id, start, end, self.rdv_url_template(environ))
 
     # A browser sends the same Cookie header, and FullCalendar the same weeks, again and again: each is parsed once
-    # (by werkzeug, as for Flask) and remembered by its raw value, a bounded number of them.
+    # (by werkzeug, as for Flask) and remembered by its raw value.
 
     def session_cookie(self, header: str) -> str | None:
-        if header not in self.cookies:
-            if len(self.cookies) >= REMEMBERED:
-                self.cookies.clear()
-            self.cookies[header] = parse_cookie(header).get(self.app.session_interface.get_cookie_name(self.app))
-        return self.cookies[header]
+        return remembered(self.cookies, header, lambda: parse_cookie(header).get(
+            self.app.session_interface.get_cookie_name(self.app)))
 
     def period(self, environ) -> tuple[str | None, str | None]:
-        query = environ.get("QUERY_STRING", "")
-        if query not in self.periods:
+        def parse():
             args = self.app.request_class(environ).args  # Flask's own parsing of the query string
-            if len(self.periods) >= REMEMBERED:
-                self.periods.clear()
-            self.periods[query] = (args.get("start"), args.get("end"))
-        return self.periods[query]
+            return args.get("start"), args.get("end")
+
+        return remembered(self.periods, environ.get("QUERY_STRING", ""), parse)
 
     def rdv_url_template(self, environ) -> str:
         """calendar.rdv_url_template as Flask computes it for this request's mount point, once per mount point."""
-        script_name = environ.get("SCRIPT_NAME", "")
-        if script_name not in self.rdv_url_templates:
+        def compute():
             with self.app.request_context(environ):
-                template = calendar.rdv_url_template()
-            if len(self.rdv_url_templates) > 16:  # a proxy sets it; bounded all the same
-                self.rdv_url_templates.clear()
-            self.rdv_url_templates[script_name] = template
-        return self.rdv_url_templates[script_name]
+                return calendar.rdv_url_template()
+
+        return remembered(self.rdv_url_templates, environ.get("SCRIPT_NAME", ""), compute)
+
+
+def remembered(memo: dict, key, compute):
+    """memo[key], computed at its first use. Keys come from requests: a full memo is emptied (REMEMBERED)."""
+    if key not in memo:
+        if len(memo) >= REMEMBERED:
+            memo.clear()
+        memo[key] = compute()
+    return memo[key]
 
 
 def install(app: Flask) -> None:
