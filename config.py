@@ -39,7 +39,7 @@ class Config:
     SQLALCHEMY_DATABASE_URI = database_url(env_str("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'lapins.sqlite3'}"))
     # hide_parameters: a failed statement's exception (logged with its traceback) would otherwise quote its
     # parameters, that is families' names, phones and e-mails (tests/test_no_personal_data_in_logs.py).
-    # No pool_pre_ping: connections idle for a while are checked instead (lapins.database.ping_idle_connections).
+    # No pool_pre_ping: connections idle for a while are checked instead (lapins.infra.database.ping_idle_connections).
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"hide_parameters": True}
     # PostgreSQL: each web process keeps the signed-in agents it read until the database tells of a change
     # (LISTEN/NOTIFY, lapins.change_notices). Off behind a connection pooler in transaction mode, which cannot LISTEN.

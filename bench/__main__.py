@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str], log: Log) -> None:
     from bench.slots import load_target
-    from lapins import seeding
-    from lapins.extensions import db
+    from lapins.onboarding import seeding
+    from lapins.infra.extensions import db
 
     small_database = database.twin("small")
     large_app, small_app = database.app(), small_database.app()

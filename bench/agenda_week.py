@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 from sqlalchemy import func, select
 
 from bench.measure import elapsed_ms, now_ns, summary
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
-from lapins.seeding import DEPARTEMENT_PASSWORD
+from lapins.onboarding.seeding import DEPARTEMENT_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS_PATH = "/agenda/api/agents/{agent_id}/evenements"
@@ -56,7 +56,7 @@ class ClientResult:
 
 def busiest_agents(territory_id: int, count: int, monday: date, tz) -> list[Agent]:
     """The agents with the most rdvs in the measured week: a realistic, full agenda."""
-    from lapins.slots import local_midnight
+    from lapins.slots.engine import local_midnight
 
     start, end = local_midnight(monday, tz), local_midnight(monday + timedelta(days=7), tz)
     organisations = select(Organisation.id).where(Organisation.territory_id == territory_id)

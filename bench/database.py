@@ -11,8 +11,8 @@ from flask import Flask
 from sqlalchemy import inspect, select, text
 
 from lapins import create_app
-from lapins.extensions import db
-from lapins.seeding import DEPARTEMENT_NUMBER
+from lapins.infra.extensions import db
+from lapins.onboarding.seeding import DEPARTEMENT_NUMBER
 
 WARNING = """
 ################################################################################

@@ -2,7 +2,7 @@
 a loopback Twilio, against the floor of a no-op task on the same worker.
 
 Its own département, in a schema beside the other measures' (`lapins_bench_reminders`, dropped at the end):
-  1. seed the département (lapins.seeding), give its territory an SMS sender;
+  1. seed the département (lapins.onboarding.seeding), give its territory an SMS sender;
   2. write the outbox in bulk (COPY): 20,000 SMS reminders due now for live rdvs, the pending reminders of the other
      coming rdvs, and past messages (sent, delivered, skipped, failed) up to --outbox-rows rows;
   3. time the beat's scan (outbox.due_ids) over that table;
@@ -92,8 +92,8 @@ def add_arguments(parser) -> None:
 
 def bench_reminders(args, database: BenchDatabase, figures: dict, failures: list[str], log) -> None:
     """Every reminders.* figure goes into `figures` as soon as it is measured; a wrong count goes into `failures`."""
-    from lapins import seeding
-    from lapins.extensions import db
+    from lapins.onboarding import seeding
+    from lapins.infra.extensions import db
     from lapins.models import Territory
 
     redis_url = os.environ.get("BENCH_REDIS_URL")
@@ -171,7 +171,7 @@ class Outbox:
 def booked_rdvs(territory_id: int) -> list[Booked]:
     """Every rdv of the territory with a notified motif, and its SMS and e-mail recipients (the usager, or for a
     child the responsible person: outbox.sms_address and email_address in SQL)."""
-    from lapins.extensions import db
+    from lapins.infra.extensions import db
     from lapins.models import Motif, Organisation, Rdv, RdvStatus, Usager
     from lapins.models.rdvs import rdv_usagers
 
@@ -272,7 +272,7 @@ class RowWriter:
 
     def __init__(self, territory_id: int, rng: random.Random):
         from lapins.models import Message
-        from lapins.seeding import _BulkSink, _next_id
+        from lapins.onboarding.seeding import _BulkSink, _next_id
 
         self.sink = _BulkSink()
         self.next_id = _next_id(Message.__table__)
@@ -329,7 +329,7 @@ def indexes_built_after(table):
     SQLite cannot drop a constraint). The primary key and unique constraints stay."""
     from sqlalchemy.schema import AddConstraint, DropConstraint
 
-    from lapins.extensions import db
+    from lapins.infra.extensions import db
 
     connection = db.session.connection()
     foreign_keys = list(table.foreign_key_constraints) if connection.dialect.name == "postgresql" else []
@@ -349,9 +349,9 @@ def write_outbox(territory_id: int, total: int, due_count: int, log) -> Outbox:
     `due_count` SMS reminders due within the last minute. The département's past covers a few months: it is
     replayed further back in time, one span of weeks per replay, as many times as the total needs; the oldest replay
     is cut short so that the table holds exactly `total` rows."""
-    from lapins.extensions import db
+    from lapins.infra.extensions import db
     from lapins.models import Message, MessageStatus, utcnow
-    from lapins.seeding import _sync_sequence
+    from lapins.onboarding.seeding import _sync_sequence
 
     now = utcnow()
     rng = random.Random(20_260_501)
@@ -407,7 +407,7 @@ def write_outbox(territory_id: int, total: int, due_count: int, log) -> Outbox:
 def time_scans(runs: int, warmup: int) -> dict:
     """outbox.due_ids as claim_due runs it (SELECT … FOR UPDATE SKIP LOCKED, CLAIM_CHUNK rows), each followed by a
     COMMIT that claims nothing, so that every scan finds the same due rows."""
-    from lapins.extensions import db
+    from lapins.infra.extensions import db
     from lapins.models import utcnow
     from lapins.notifications import outbox
 
@@ -545,7 +545,7 @@ def time_dispatch(app, due_ids: list[int], worker: CeleryWorker) -> dict:
     no due row is left queued or pending: the worker has sent them all (or given up on some)."""
     from sqlalchemy import or_
 
-    from lapins.extensions import db
+    from lapins.infra.extensions import db
     from lapins.models import Message, MessageStatus, utcnow
     from lapins.notifications import outbox
 

@@ -1,4 +1,4 @@
-"""First available slots: lapins.agenda.availability.first_available timed, and against a one-query floor."""
+"""First available slots: lapins.slots.availability.first_available timed, and against a one-query floor."""
 from __future__ import annotations
 
 import random
@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from bench.measure import elapsed_ms, now_ns, percentile, summary
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Motif, Organisation, PlageOuverture, Territory, utcnow
 from lapins.models.plages import plage_motifs
 
@@ -72,7 +72,7 @@ def time_searches(targets: list[SearchTarget], runs: int, warmup: int, with_floo
     machine weighs on every target alike. With_floor, each run also times fetch_rows_for_floor over the window the
     search read, alternating which of the two goes first so that neither always gets the warmer cache.
     """
-    from lapins.agenda.availability import examined_end, fetch_rows_for_floor, first_available
+    from lapins.slots.availability import examined_end, fetch_rows_for_floor, first_available
 
     start = utcnow()
 

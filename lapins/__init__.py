@@ -50,9 +50,9 @@ def configure_logging(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from lapins import models  # noqa: F401  (tables must be known before Migrate binds)
     from lapins.auth.sessions import SlidingSessionInterface
-    from lapins.celery_app import celery_init_app
-    from lapins.database import configure_engine
-    from lapins.extensions import csrf, db, login_manager, migrate
+    from lapins.infra.celery_app import celery_init_app
+    from lapins.infra.database import configure_engine
+    from lapins.infra.extensions import csrf, db, login_manager, migrate
 
     db.init_app(app)
     with app.app_context():
@@ -65,7 +65,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_converters(app: Flask) -> None:
-    from lapins.routing import DatabaseId
+    from lapins.infra.routing import DatabaseId
 
     app.url_map.converters["int"] = DatabaseId  # before the routes: each `<int:…>` is a row's id
 
@@ -77,13 +77,13 @@ def register_blueprints(app: Flask) -> None:
     from lapins.audit.views import bp as audit_bp
     from lapins.auth import bp as auth_bp
     from lapins.family import bp as family_bp
-    from lapins.health import bp as health_bp
+    from lapins.infra.health import bp as health_bp
     from lapins.integrations import bp as integrations_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
     from lapins.privacy import bp as privacy_bp
     from lapins.stats import bp as stats_bp
     from lapins.territory_settings import bp as territory_settings_bp
-    from lapins.vendor import bp as vendor_bp
+    from lapins.infra.vendor import bp as vendor_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(agenda_bp)
@@ -113,21 +113,21 @@ def register_rate_limits(app: Flask) -> None:
 
 
 def register_security_headers(app: Flask) -> None:
-    from lapins import security
+    from lapins.infra import security
 
     security.init_app(app)  # CSP and the like on every answer (the events feed's fast path sends them too)
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from lapins.errors import register
+    from lapins.infra.errors import register
 
     register(app)
 
 
 def register_commands(app: Flask) -> None:
     from lapins.api.cli import api_token
-    from lapins.commands import register
-    from lapins.import_commands import register as register_imports
+    from lapins.onboarding.commands import register
+    from lapins.onboarding.import_commands import register as register_imports
     from lapins.privacy.commands import retention
 
     register(app)
@@ -137,6 +137,6 @@ def register_commands(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from lapins.formatting import register
+    from lapins.locale.formatting import register
 
     register(app)

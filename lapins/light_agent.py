@@ -6,7 +6,7 @@ organisations and territories, with the territory's agenda stamp. Loading that a
 AgentRoles, Organisations and Territory, about 40 columns, expired again at commit) took about half of the
 application's time for a request. Views marked with `light_agent_view` get a `LightAgent` instead: plain frozen rows with the ORM's
 attribute names, which lapins.policies judges like an Agent, read in one query by the driver itself in autocommit mode
-(lapins.database.DriverQuery), and kept by each process until PostgreSQL tells of a change to them
+(lapins.infra.database.DriverQuery), and kept by each process until PostgreSQL tells of a change to them
 (lapins.change_notices): a cached answer then costs no round trip to PostgreSQL and little Python.
 
 Such a view only reads, and reads nothing of the agent that a LightAgent does not carry.
@@ -22,8 +22,8 @@ from flask_login import UserMixin
 from sqlalchemy import bindparam, select
 
 from lapins.change_notices import GenerationCache, listener_for
-from lapins.database import DriverQuery, read_only_connection, session_in_transaction
-from lapins.extensions import db
+from lapins.infra.database import DriverQuery, read_only_connection, session_in_transaction
+from lapins.infra.extensions import db
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
 from lapins.models.territories import TerritoryClock
 from lapins.models.territory_admins import TerritoryAdmin

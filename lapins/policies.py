@@ -15,7 +15,7 @@ from __future__ import annotations
 from flask import abort
 from sqlalchemy import Select, exists, select
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.light_agent import LightAgent
 from lapins.models import (
     Absence, Agent, AgentRole, ApiToken, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from celery import shared_task
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Heartbeat, utcnow
 from lapins.notifications import tasks as notification_tasks  # noqa: F401  (registers the outbox tasks)
 

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from lapins import create_app
-from lapins.extensions import db as _db
+from lapins.infra.extensions import db as _db
 from tests import services
 
 # Loopback stand-ins of Twilio's API and of an SMTP server, with their fixtures.
@@ -92,7 +92,7 @@ class AuthActions:
 @contextmanager
 def driver_statements(engine):
     """Every statement the database driver runs meanwhile, with whether it ran in autocommit mode: those SQLAlchemy
-    sends, and on PostgreSQL those lapins.database.DriverQuery sends to the driver itself (seen by a cursor class
+    sends, and on PostgreSQL those lapins.infra.database.DriverQuery sends to the driver itself (seen by a cursor class
     of psycopg's, set on the connections checked out meanwhile, of both engines)."""
     recorded: list[tuple[str, bool | None]] = []
     if engine.dialect.name != "postgresql":
@@ -119,7 +119,7 @@ def driver_statements(engine):
         if dbapi_connection is not None:
             dbapi_connection.cursor_factory = psycopg.Cursor
 
-    from lapins.database import read_only_engine
+    from lapins.infra.database import read_only_engine
 
     engines = (engine, read_only_engine())
     for each in engines:

@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import factory
 from factory.alchemy import SQLAlchemyModelFactory
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,
 )

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from lapins.extensions import db as _db
+from lapins.infra.extensions import db as _db
 from lapins.models import Agent, Lieu, LocationType, Motif, Organisation, Rdv, Role
 from lapins.models.territory_admins import TerritoryAdmin
 from tests.conftest import AuthActions, csrf_token_from

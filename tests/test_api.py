@@ -16,7 +16,7 @@ from lapins import create_app
 
 from lapins.api import tokens
 from lapins.api.openapi import PREFIX, document
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Absence, ApiToken, PlageOuverture, Rdv, RdvStatus, Role, Usager
 from lapins.models.audit import AuditEvent
 from lapins.models.rdvs import BookingChannel, CancellationChannel

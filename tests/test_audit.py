@@ -12,8 +12,8 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from lapins.agenda import booking
-from lapins.agenda.booking import book_rdv, cancel_rdv
+from lapins import booking
+from lapins.booking import book_rdv, cancel_rdv
 from lapins.audit import acting
 from lapins.models import Message, MessageKind, Rdv, RdvStatus, Role
 from lapins.models.audit import AuditAction, AuditChannel, AuditEvent, AuditObject, Party

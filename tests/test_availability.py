@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from lapins.agenda import availability
-from lapins.extensions import db as _db
+from lapins.slots import availability
+from lapins.infra.extensions import db as _db
 from lapins.models import RdvStatus
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.models import LocationType, RdvStatus, Role
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -14,7 +14,7 @@ import pytest
 
 from lapins import create_app
 from lapins.change_notices import LISTENER_NAME, WATCHED_TABLES, GenerationCache, listener_for
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from tests import factories
 from tests.conftest import AuthActions, FreshContextClient, driver_statements
 from tests.test_calendar import PARIS, Clinic, feed, local

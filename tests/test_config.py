@@ -23,7 +23,7 @@ SETTINGS = ("LAPINS_ENV", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "CE
 # Creates the tables and queues one heartbeat job, as the web app does when it hands work to the worker.
 USE_DATABASE_AND_BROKER = """
 from lapins import create_app
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.tasks import record_heartbeat
 app = create_app()
 with app.app_context():

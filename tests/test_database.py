@@ -1,12 +1,13 @@
-"""Pooled PostgreSQL connections: checked after a while unused instead of before every use (lapins.database)."""
+"""Pooled PostgreSQL connections: checked after a while unused instead of before every use (lapins.infra.database)."""
 from __future__ import annotations
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
-from lapins import create_app, database
-from lapins.extensions import db
+from lapins import create_app
+from lapins.infra import database
+from lapins.infra.extensions import db
 
 pytestmark = pytest.mark.postgres
 

@@ -140,7 +140,7 @@ class Lapins:
                          "EMAIL_BACKEND": "console"})
         self.context = self.app.app_context()
         self.context.push()
-        from lapins.extensions import db
+        from lapins.infra.extensions import db
 
         self.db = db
         db.create_all()

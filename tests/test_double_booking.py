@@ -15,7 +15,7 @@ import requests
 from werkzeug.serving import make_server
 
 from lapins import create_app
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Rdv, RdvAgent, Role
 
 CLIENTS = 12

@@ -9,7 +9,7 @@ import openpyxl
 import pytest
 from sqlalchemy import select
 
-from lapins.extensions import db as _db
+from lapins.infra.extensions import db as _db
 from lapins.models import Export, ExportStatus, Role
 from lapins.stats import exports
 from lapins.stats.exports import FIGURE_HEADERS, RDV_HEADERS

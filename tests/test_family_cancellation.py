@@ -9,8 +9,8 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from lapins.agenda import availability
-from lapins.agenda.booking import book_rdv, cancel_rdv
+from lapins.slots import availability
+from lapins.booking import book_rdv, cancel_rdv
 from lapins.family import services
 from lapins.models import Message, MessageKind, RdvStatus, Role
 from lapins.models.rdvs import CancellationChannel, Canceller, RdvLinkCheck

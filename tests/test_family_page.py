@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from icalendar import Calendar
 
-from lapins.agenda.booking import book_rdv, cancel_rdv
+from lapins.booking import book_rdv, cancel_rdv
 from lapins.models import RdvStatus, Role
 from lapins.notifications.links import rdv_id_from_token, rdv_token
 

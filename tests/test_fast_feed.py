@@ -79,7 +79,7 @@ def test_the_fast_path_answers_what_the_view_answers(app, client, auth, clinic, 
     with app.app_context():
         fast_body, fast_status, fast_headers = run_wsgi_app(app.wsgi_app, dict(environ))  # through FastFeed
         assert b"".join(fast_body) == body and fast_status == status
-    assert sorted(fast_headers.items()) == sorted(headers.items())  # security headers included (lapins.security)
+    assert sorted(fast_headers.items()) == sorted(headers.items())  # security headers included (lapins.infra.security)
     assert headers["Content-Security-Policy"] and headers["Vary"] == "Cookie"
     answer = feed(client, clinic.agent.id, **WEEK)
     assert answer.get_data() == body
@@ -182,7 +182,7 @@ def test_the_fast_path_needs_flask_logins_session_protection_off(app):
 
 
 def test_a_number_beyond_the_databases_integers_is_no_agent_and_no_rdv(client, auth, clinic):
-    """On PostgreSQL, the query would fail on such a number: the route does not match it (lapins.routing)."""
+    """On PostgreSQL, the query would fail on such a number: the route does not match it (lapins.infra.routing)."""
     auth.login(clinic.agent)
     for huge in (2**31, 99_999_999_999):
         response = feed(client, huge, **WEEK)

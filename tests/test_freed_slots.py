@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from lapins.agenda.booking import book_rdv, cancel_rdv
+from lapins.booking import book_rdv, cancel_rdv
 from lapins.models import RdvStatus, Role
 from lapins.models.rdvs import CancellationChannel
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from lapins import create_app
-from lapins.extensions import db as _db
+from lapins.infra.extensions import db as _db
 from lapins.models import Heartbeat, utcnow
 
 

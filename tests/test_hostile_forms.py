@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from sqlalchemy import String, Text, func, select
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Role
 from tests.test_permission_walk import _urls, _walked_rules, worlds  # noqa: F401  (the same objects, the same routes)
 

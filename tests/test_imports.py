@@ -147,7 +147,7 @@ def test_running_the_same_file_again_stores_nothing_twice(app, db, nord, tmp_pat
 
 
 def test_lines_are_committed_in_batches(app, db, nord, tmp_path, monkeypatch):
-    from lapins import imports
+    from lapins.onboarding import imports
 
     monkeypatch.setattr(imports, "BATCH_SIZE", 2)
     text = "nom,adresse\n" + "".join(f"Centre {n},{n} rue Nationale\n" for n in range(5))

@@ -8,8 +8,8 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from lapins.agenda import availability
-from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv
+from lapins.slots import availability
+from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv
 from lapins.api import tokens
 from lapins.models import Rdv, RdvStatus, Role
 from tests.conftest import csrf_token_from

@@ -12,7 +12,7 @@ import time_machine
 from lapins import create_app
 from lapins.auth import second_factor
 from lapins.auth.limits import TOO_MANY_CODES, TOO_MANY_LOGINS, TOO_MANY_RESETS
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, Role
 from tests import factories
 from tests.conftest import FreshContextClient, csrf_token_from

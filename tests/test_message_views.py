@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from lapins.agenda.booking import book_rdv
+from lapins.booking import book_rdv
 from lapins.models import Channel, Message, MessageKind, MessageStatus, Role
 from tests.conftest import AuthActions, csrf_token_from
 

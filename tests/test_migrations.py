@@ -5,7 +5,7 @@ from flask_migrate import downgrade, upgrade
 
 from lapins import create_app
 from lapins.change_notices import WATCHED_TABLES
-from lapins.extensions import db
+from lapins.infra.extensions import db
 
 
 def test_migrations_build_the_schema_of_the_models_and_downgrade_cleanly(database_url):
@@ -38,7 +38,7 @@ def test_upgrading_a_database_that_holds_a_departement_keeps_its_rows(database_u
     from sqlalchemy import func, select
 
     from lapins.models import Motif, Rdv, Territory
-    from lapins.seeding import seed_demo
+    from lapins.onboarding.seeding import seed_demo
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
     with app.app_context():

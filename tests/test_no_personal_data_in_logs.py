@@ -240,7 +240,7 @@ def test_the_development_servers_request_lines_leave_out_the_query_string(app, a
 def test_a_task_failing_on_the_database_logs_where_and_why_not_the_familys_data(app, db, factories,
                                                                                  every_logger_at_debug):
     """Celery logs a failed task with its exception: PostgreSQL's would quote the duplicate key, here an e-mail."""
-    from lapins.celery_app import TaskDatabaseError
+    from lapins.infra.celery_app import TaskDatabaseError
     from lapins.models import Agent
 
     factories.AgentFactory(email=FAMILY["email"])

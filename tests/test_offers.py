@@ -10,8 +10,8 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from lapins.agenda.booking import book_rdv, cancel_rdv
-from lapins.extensions import db
+from lapins.booking import book_rdv, cancel_rdv
+from lapins.infra.extensions import db
 from lapins.models import (
     Channel, EntryStatus, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer,
 )

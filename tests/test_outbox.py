@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from lapins.agenda.booking import book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.booking import book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.models import Channel, Message, MessageKind, MessageStatus, RdvStatus, Role
 from lapins.notifications import outbox, timing
 from lapins.notifications.gsm import is_gsm7, septets

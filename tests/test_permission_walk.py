@@ -12,8 +12,8 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from lapins import crypto
-from lapins.extensions import db
+from lapins.infra import crypto
+from lapins.infra.extensions import db
 from lapins.models import (
     Absence, Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvStatus, Role,
     Territory, Usager, WaitlistEntry,

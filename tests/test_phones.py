@@ -1,7 +1,7 @@
 """Families' mobile numbers: metropolitan and overseas mobiles accepted and stored in E.164."""
 import pytest
 
-from lapins.phones import InvalidPhone, normalize_mobile
+from lapins.locale.phones import InvalidPhone, normalize_mobile
 
 
 @pytest.mark.parametrize(("typed", "territory", "stored"), [

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from lapins import slots
+from lapins.slots import engine as slots
 from lapins.agenda.schedule_services import first_common_day
 from lapins.models import Absence, PlageOuverture, Role
 from tests.conftest import csrf_token_from

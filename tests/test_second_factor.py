@@ -8,9 +8,9 @@ import pytest
 import time_machine
 from sqlalchemy import text as sql
 
-from lapins import crypto
+from lapins.infra import crypto
 from lapins.auth import second_factor
-from lapins.extensions import db as _db
+from lapins.infra.extensions import db as _db
 from lapins.models import Agent, Role
 from tests.conftest import csrf_token_from
 

@@ -1,7 +1,7 @@
-"""Every answer carries Lapins' security headers (lapins.security): pages, JSON, files, errors."""
+"""Every answer carries Lapins' security headers (lapins.infra.security): pages, JSON, files, errors."""
 from __future__ import annotations
 
-from lapins.security import HEADERS
+from lapins.infra.security import HEADERS
 
 
 def test_pages_json_files_and_errors_carry_the_security_headers(client, auth, factories, db):

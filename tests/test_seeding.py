@@ -8,10 +8,10 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from lapins import seeding
-from lapins.agenda.availability import covering_opening
+from lapins.onboarding import seeding
+from lapins.slots.availability import covering_opening
 from lapins.models import Agent, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
-from lapins.phones import normalize_mobile
+from lapins.locale.phones import normalize_mobile
 from tests.conftest import AuthActions
 
 # A Wednesday four days before the switch to summer time: demo rdvs straddle the DST change.

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lapins.slots import (
+from lapins.slots.engine import (
     Opening, Recurrence, Slot, ceil_to_grid, free_slots, merge, occurrences, public_holidays, subtract,
 )
 

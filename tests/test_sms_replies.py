@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from lapins.agenda.booking import book_rdv
-from lapins.extensions import db as _db
+from lapins.booking import book_rdv
+from lapins.infra.extensions import db as _db
 from lapins.models import Rdv, RdvStatus, Role
 from lapins.models.rdvs import CancellationChannel, Canceller
 from lapins.notifications.gsm import is_gsm7, segments
@@ -125,7 +125,7 @@ def test_a_bare_number_answers_the_question(inbound, family):
 
 
 def test_the_numbers_keep_the_list_as_sent_even_if_an_rdv_was_cancelled_meanwhile(inbound, family, db):
-    from lapins.agenda.booking import cancel_rdv
+    from lapins.booking import cancel_rdv
 
     first, sibling = family.rdv(21, 9), family.rdv(22, 14, usager=family.second_child)
     inbound("ANNULER")

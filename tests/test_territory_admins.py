@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from lapins import policies
-from lapins.extensions import db as _db
+from lapins.infra.extensions import db as _db
 from lapins.models import Agent, Role, Territory
 from lapins.models.territory_admins import TerritoryAdmin
 from tests.conftest import AuthActions, csrf_token_from

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import text
 
-from lapins.extensions import db as _db
+from lapins.infra.extensions import db as _db
 from lapins.models import Channel, MessageKind, MessageStatus, Role, Territory
 from lapins.notifications import outbox
 from lapins.notifications.gsm import is_gsm7, segments

@@ -17,7 +17,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from lapins import create_app
-from lapins.extensions import db as _db
+from lapins.infra.extensions import db as _db
 from lapins.models import Channel, Message, MessageKind, MessageStatus, Usager, utcnow
 from lapins.notifications.backends import OutgoingSms, PermanentError, TransientError, sms_backend
 from lapins.notifications.gsm import is_gsm7, segments
@@ -433,7 +433,7 @@ def test_twilio_posting_callbacks_over_http_reaches_the_app(twilio_app, twilio_f
 
 
 def test_a_territorys_own_account_gets_one_client_of_its_own_rebuilt_only_when_its_credentials_change(twilio_app):
-    from lapins import crypto
+    from lapins.infra import crypto
     from lapins.notifications.backends import ProviderAccount
 
     def account(token: str) -> ProviderAccount:

@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from lapins.agenda.booking import book_rdv
+from lapins.booking import book_rdv
 from lapins.models import (
     Channel, Message, MessageKind, MessageStatus, Rdv, Role, SmsReplyRound, Usager, WaitlistEntry,
 )

@@ -10,8 +10,8 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from lapins.agenda.booking import book_rdv
-from lapins.extensions import db
+from lapins.booking import book_rdv
+from lapins.infra.extensions import db
 from lapins.models import EntrySource, EntryStatus, Role, WaitlistEntry
 from lapins.notifications.links import rdv_token
 from tests.conftest import csrf_token_from

@@ -19,9 +19,9 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from lapins import crypto
-from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv
-from lapins.extensions import db
+from lapins.infra import crypto
+from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv
+from lapins.infra.extensions import db
 from lapins.integrations import delivery
 from lapins.models import RdvStatus, Role
 from lapins.models.rdvs import CancellationChannel

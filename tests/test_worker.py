@@ -39,7 +39,7 @@ class CeleryStack:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> CeleryStack:
-        create_tables = ("from lapins import create_app; from lapins.extensions import db; "
+        create_tables = ("from lapins import create_app; from lapins.infra.extensions import db; "
                          "app = create_app(); app.app_context().push(); db.create_all()")
         schema = subprocess.run([sys.executable, "-c", create_tables], cwd=ROOT, env=self.env, capture_output=True,
                                 text=True, check=False)

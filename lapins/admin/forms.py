@@ -6,10 +6,10 @@ import re
 from wtforms import BooleanField, EmailField, IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from lapins.forms import Form
+from lapins.infra.forms import Form
 from lapins.models import LocationType, Role
 from lapins.notifications import timing
-from lapins.phones import InvalidPhone, french_number
+from lapins.locale.phones import InvalidPhone, french_number
 
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 MIN_DURATION, MAX_DURATION = 5, 480

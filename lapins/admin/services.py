@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     Agent, AgentRole, Lieu, LocationType, Motif, Organisation, Rdv, Role, Territory, utcnow,
 )

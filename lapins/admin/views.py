@@ -11,7 +11,7 @@ from lapins.admin.forms import (
     ConfirmForm, InvitationForm, LieuForm, MotifForm, OrganisationForm, RoleForm, TerritoryAdminForm,
 )
 from lapins.admin.services import AdminError
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, Lieu, Motif, Organisation, Role, Territory
 
 

@@ -27,15 +27,16 @@ from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
 from lapins import policies
-from lapins.agenda import availability, bp
-from lapins.agenda.booking import MAX_DURATION, BookingError, move_rdv
+from lapins.agenda import bp
+from lapins.slots import availability
+from lapins.booking import MAX_DURATION, BookingError, move_rdv
 from lapins.auth.views import agent_with_organisations
-from lapins.database import end_read_only_transaction, read_only_connection
-from lapins.errors import render_error
-from lapins.extensions import csrf, db
-from lapins.formatting import LOCALE, local_datetime
+from lapins.infra.database import end_read_only_transaction, read_only_connection
+from lapins.infra.errors import render_error
+from lapins.infra.extensions import csrf, db
+from lapins.locale.formatting import LOCALE, local_datetime
 from lapins.light_agent import LightAgent, light_agent, light_agent_view
-from lapins.localtime import NonexistentLocalTime, to_utc
+from lapins.locale.localtime import NonexistentLocalTime, to_utc
 from lapins.models import Agent, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
 from lapins.models.rdvs import rdv_usagers, status_label
 

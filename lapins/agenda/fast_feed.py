@@ -26,11 +26,11 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_cookie
 
-from lapins import security
+from lapins.infra import security
 from lapins.agenda import calendar
-from lapins.database import end_read_only_transaction
+from lapins.infra.database import end_read_only_transaction
 from lapins.light_agent import light_agent
-from lapins.routing import MAX_ID
+from lapins.infra.routing import MAX_ID
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
-from lapins.agenda import availability, bp
-from lapins.extensions import db
+from lapins.agenda import bp
+from lapins.slots import availability
+from lapins.infra.extensions import db
 from lapins.models import (
     Agent, Lieu, Motif, OfferStatus, Organisation, Rdv, RdvAgent, SlotOffer, WaitlistSlot, utcnow,
 )

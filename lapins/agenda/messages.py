@@ -11,14 +11,14 @@ from sqlalchemy import case, func, select
 from lapins import policies
 from lapins.agenda import bp
 from lapins.agenda.rdvs import _get_rdv
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.agenda.rdv_forms import ReminderForm
 from lapins.models import (
     Channel, Message, MessageStatus, Organisation, Rdv, Role, SlotOffer, Territory, Usager, WaitlistSlot, utcnow,
 )
 from lapins.notifications import outbox
 from lapins.notifications.tasks import kick
-from lapins.slots import local_midnight
+from lapins.slots.engine import local_midnight
 
 STATS_WEEKS = 12
 

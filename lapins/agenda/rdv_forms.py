@@ -3,7 +3,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from lapins.forms import DayField, Form, Given, HourField, int_or_zero, within_years
+from lapins.infra.forms import DayField, Form, Given, HourField, int_or_zero, within_years
 from lapins.models import RdvStatus
 
 

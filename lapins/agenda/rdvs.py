@@ -10,12 +10,13 @@ from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
 from lapins import policies
-from lapins.agenda import availability, bp
-from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.agenda import bp
+from lapins.slots import availability
+from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm
 from lapins.agenda.usagers import search_usagers
-from lapins.extensions import db
-from lapins.localtime import NonexistentLocalTime, to_local, to_utc
+from lapins.infra.extensions import db
+from lapins.locale.localtime import NonexistentLocalTime, to_local, to_utc
 from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Usager, utcnow
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import outbox

@@ -7,7 +7,7 @@ from flask_login import current_user
 from lapins.agenda import bp
 from lapins.agenda import schedule_services as services
 from lapins.agenda.schedule_forms import AbsenceForm, PlageForm
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, PlageOuverture
 from lapins.policies import authorize
 

@@ -5,9 +5,9 @@ from wtforms import RadioField, SelectChoice, SelectField, SelectMultipleField, 
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from lapins import slots
+from lapins.slots import engine as slots
 from lapins.agenda.schedule_services import WEEKDAY_NAMES, AbsenceValues, PlageValues, weekdays_list, weekdays_mask
-from lapins.forms import DayField, Form, Given, HourField, int_or_zero, strip, within_years
+from lapins.infra.forms import DayField, Form, Given, HourField, int_or_zero, strip, within_years
 from lapins.models import Absence, Lieu, Motif, PlageOuverture
 
 TITLE_MAX = 160  # the column's length

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
-from lapins import slots
-from lapins.extensions import db
-from lapins.formatting import long_date, short_date
+from lapins.slots import engine as slots
+from lapins.infra.extensions import db
+from lapins.locale.formatting import long_date, short_date
 from lapins.models import Absence, Agent, Lieu, Motif, PlageOuverture
 from lapins.policies import agent_scope, can, lieu_scope, motif_scope, plage_scope
 

@@ -3,8 +3,8 @@ from datetime import date
 from wtforms import BooleanField, DateField, EmailField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
-from lapins.forms import Form, int_or_zero
-from lapins.phones import InvalidPhone, normalize_mobile
+from lapins.infra.forms import Form, int_or_zero
+from lapins.locale.phones import InvalidPhone, normalize_mobile
 
 
 class UsagerForm(Form):

@@ -10,10 +10,10 @@ from lapins import policies
 from lapins.agenda import bp
 from lapins.agenda.usager_forms import UsagerForm
 from lapins.auth.views import safe_next
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Organisation, Rdv, RdvStatus, Usager
 from lapins.models.rdvs import rdv_usagers
-from lapins.phones import e164_or_none
+from lapins.locale.phones import e164_or_none
 from lapins.waitlist import entries as waitlist_entries
 
 SEARCH_LIMIT = 50

@@ -7,8 +7,8 @@ from flask_login import current_user
 from lapins import policies
 from lapins.agenda import bp
 from lapins.agenda.waitlist_forms import entry_form
-from lapins.extensions import db
-from lapins.forms import Form
+from lapins.infra.extensions import db
+from lapins.infra.forms import Form
 from lapins.models import Lieu, Motif, Usager, WaitlistEntry
 from lapins.waitlist import entries
 

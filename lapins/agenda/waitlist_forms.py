@@ -2,7 +2,7 @@
 from wtforms import IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
-from lapins.forms import Form, int_or_zero
+from lapins.infra.forms import Form, int_or_zero
 from lapins.waitlist.entries import MAX_PRIORITY
 
 

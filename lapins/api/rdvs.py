@@ -1,4 +1,4 @@
-"""Rdvs through the API: listed, read, booked, moved and cancelled by lapins.agenda.booking, as in the agenda."""
+"""Rdvs through the API: listed, read, booked, moved and cancelled by lapins.booking, as in the agenda."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -7,12 +7,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
-from lapins.agenda import availability
-from lapins.agenda.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.slots import availability
+from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.api import render
 from lapins.api.routing import ApiError, implements, invalid, page
-from lapins.extensions import db
-from lapins.localtime import NonexistentLocalTime, to_utc
+from lapins.infra.extensions import db
+from lapins.locale.localtime import NonexistentLocalTime, to_utc
 from lapins.models import Agent, Lieu, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
 from lapins.models.rdvs import BookingChannel, CancellationChannel, rdv_usagers
 

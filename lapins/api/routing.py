@@ -12,7 +12,7 @@ from lapins import policies
 from lapins.api import validation
 from lapins.api.schemas import MAX_ID, OPERATIONS, Operation
 from lapins.audit.actors import acting
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Absence, PlageOuverture, Rdv, Usager
 from lapins.models.audit import AuditChannel
 

@@ -10,7 +10,7 @@ from lapins.agenda.schedule_forms import ONE_OFF, WEEKLY, AbsenceForm, PlageForm
 from lapins.api import render
 from lapins.api.forms import formdata, validated
 from lapins.api.routing import ApiError, implements, page
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, PlageOuverture
 
 RECURRENCE_FIELDS = ("first_day", "last_day", "start_time", "end_time", "weekdays", "every_n_weeks")

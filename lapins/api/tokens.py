@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, ApiToken, utcnow
 
 TOKEN_PREFIX = "lap_"

@@ -8,7 +8,7 @@ from lapins.api import render
 from lapins.api.forms import formdata, validated
 from lapins.api.rdvs import one
 from lapins.api.routing import implements, invalid, page
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, Usager
 
 FORM_FIELDS = ("first_name", "last_name", "birth_date", "phone", "email", "sms_consent", "email_consent")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timezone
 
-from lapins.forms import FIRST_YEAR, LAST_YEAR
+from lapins.infra.forms import FIRST_YEAR, LAST_YEAR
 
 HOUR_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 DAY_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from flask import url_for
 from sqlalchemy import select
 
-from lapins.extensions import db
-from lapins.formatting import local_datetime
+from lapins.infra.extensions import db
+from lapins.locale.formatting import local_datetime
 from lapins.models import Agent, Lieu, Motif, Organisation, Rdv, RdvStatus, Territory, Usager
 from lapins.models.audit import AuditAction, AuditEvent, AuditObject, Party
 from lapins.models.rdvs import CancellationChannel

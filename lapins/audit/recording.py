@@ -10,7 +10,7 @@ in between make one "Annulation", not three. A rollback, or a session closed wit
 is read for objects of other kinds.
 
 Not recorded: rows written below the ORM with Core inserts, which only the département seeding does
-(lapins.seeding: hundreds of thousands of invented rdvs and usagers).
+(lapins.onboarding.seeding: hundreds of thousands of invented rdvs and usagers).
 """
 from __future__ import annotations
 

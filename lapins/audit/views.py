@@ -9,9 +9,9 @@ from sqlalchemy import Select, and_, or_, select
 
 from lapins import policies
 from lapins.audit import display
-from lapins.extensions import db
-from lapins.formatting import local_datetime
-from lapins.localtime import to_utc
+from lapins.infra.extensions import db
+from lapins.locale.formatting import local_datetime
+from lapins.locale.localtime import to_utc
 from lapins.models import Organisation, Rdv, Usager
 from lapins.models.audit import AuditEvent, AuditObject
 from lapins.models.usagers import usager_organisations

@@ -21,7 +21,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from markupsafe import escape
 from zxcvbn import zxcvbn
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent
 from lapins.notifications import backends
 from lapins.notifications.backends import OutgoingEmail, TransientError

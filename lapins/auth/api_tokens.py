@@ -17,8 +17,8 @@ from wtforms.validators import DataRequired, Length
 from lapins import policies
 from lapins.api import tokens
 from lapins.auth import bp
-from lapins.extensions import db
-from lapins.forms import Form, strip
+from lapins.infra.extensions import db
+from lapins.infra.forms import Form, strip
 from lapins.models import ApiToken, utcnow
 
 

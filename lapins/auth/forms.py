@@ -1,4 +1,4 @@
-from lapins.forms import Form
+from lapins.infra.forms import Form
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length
 

@@ -8,8 +8,8 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from lapins.auth import accounts, bp
-from lapins.extensions import db
-from lapins.forms import Form
+from lapins.infra.extensions import db
+from lapins.infra.forms import Form
 from lapins.models import Agent
 
 RESET_SENT = ("Si un compte actif correspond à cette adresse, un courriel vient de lui être envoyé avec un lien "

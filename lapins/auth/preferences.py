@@ -14,8 +14,8 @@ from lapins import policies
 from lapins.auth import bp
 from lapins.auth import second_factor as codes
 from lapins.auth.forms import ConfirmForm, EnrolmentForm, SecondFactorForm
-from lapins.extensions import db
-from lapins.forms import Form
+from lapins.infra.extensions import db
+from lapins.infra.forms import Form
 
 
 class PreferencesForm(Form):

@@ -1,6 +1,6 @@
 """The administrators' optional second factor: TOTP codes (RFC 6238, 6 digits, 30 s) and single-use recovery codes.
 
-The secret is encrypted at rest (lapins.crypto). A code is accepted for the current time step and the one on either
+The secret is encrypted at rest (lapins.infra.crypto). A code is accepted for the current time step and the one on either
 side (a phone's clock drifts), and only once: the step accepted is recorded by a conditional UPDATE, so a code seen
 over a shoulder, or sent twice, opens nothing even with two workers racing. Recovery codes are stored as SHA-256
 digests and used up by a conditional DELETE.
@@ -18,8 +18,8 @@ import pyotp
 import segno
 from sqlalchemy import delete, func, or_, select, update
 
-from lapins import crypto
-from lapins.extensions import db
+from lapins.infra import crypto
+from lapins.infra.extensions import db
 from lapins.models import Agent
 from lapins.models.agents import AgentRecoveryCode
 from lapins.models.types import utcnow

@@ -14,7 +14,7 @@ from lapins.auth import bp
 from lapins.auth import second_factor as second_factor_codes
 from lapins.auth.forms import LoginForm, SecondFactorForm
 from lapins.auth.limits import PENDING_SECOND_FACTOR
-from lapins.extensions import db, login_manager
+from lapins.infra.extensions import db, login_manager
 from lapins.light_agent import LightAgent, light_agent, wants_light_agent
 from lapins.models import Agent, AgentRole, Organisation
 

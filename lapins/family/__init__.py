@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, session, url_for
 
-from lapins.agenda.booking import BookingError
-from lapins.extensions import db
+from lapins.booking import BookingError
+from lapins.infra.extensions import db
 from lapins.family import services
 from lapins.family.forms import FamilyCancelForm, IdentityForm
 from lapins.models import Rdv, utcnow

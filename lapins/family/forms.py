@@ -2,7 +2,7 @@
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from lapins.forms import Form
+from lapins.infra.forms import Form
 
 
 class IdentityForm(Form):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import redirect, render_template, session, url_for
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.family import bp, services
-from lapins.forms import Form
+from lapins.infra.forms import Form
 from lapins.models import OfferStatus, Rdv, SlotOffer, utcnow
 from lapins.models.territories import phone_to_call
 from lapins.notifications import links

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import case, or_, select, update
 
-from lapins.agenda.booking import BookingError, cancel_rdv
-from lapins.extensions import db
+from lapins.booking import BookingError, cancel_rdv
+from lapins.infra.extensions import db
 from lapins.models import Rdv, RdvStatus
 from lapins.models.rdvs import CancellationChannel, RdvLinkCheck
 

@@ -21,8 +21,8 @@ import requests
 from flask import current_app
 from sqlalchemy import delete, or_, select, update
 
-from lapins import crypto
-from lapins.extensions import db
+from lapins.infra import crypto
+from lapins.infra.extensions import db
 from lapins.models import utcnow
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 

@@ -9,9 +9,10 @@ from flask_login import current_user
 from wtforms import StringField, URLField
 from wtforms.validators import URL, DataRequired, Length, Optional, ValidationError
 
-from lapins import crypto, policies
-from lapins.extensions import db
-from lapins.forms import Form, strip
+from lapins import policies
+from lapins.infra import crypto
+from lapins.infra.extensions import db
+from lapins.infra.forms import Form, strip
 from lapins.integrations import bp, delivery
 from lapins.models import Organisation
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery

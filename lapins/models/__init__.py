@@ -17,7 +17,7 @@ from lapins.models.waitlist import EntrySource, EntryStatus, OfferStatus, SlotOf
 from lapins.models import agenda_stamps  # noqa: F401,I001  (its listeners draw new agenda stamps on every change)
 from lapins.models.audit import AuditEvent  # noqa: F401,I001  (its module registers the audit-trail listeners)
 from lapins.change_notices import create_triggers_with_tables  # noqa: I001
-from lapins.extensions import db
+from lapins.infra.extensions import db
 
 create_triggers_with_tables(db.metadata)  # PostgreSQL tells each process when a signed-in agent's rows change
 

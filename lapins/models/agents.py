@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.territories import Organisation
 from lapins.models.types import UTCDateTime, utcnow
 
@@ -42,7 +42,7 @@ class Agent(UserMixin, db.Model):
     booking_version: Mapped[int] = mapped_column(default=0)
     # The agent asked for an e-mail when a family cancels one of their rdvs (the "Mes préférences" page).
     notify_on_family_cancellation: Mapped[bool] = mapped_column(default=False)
-    # Second factor (TOTP, lapins.auth.second_factor): the secret encrypted with lapins.crypto, set at enrolment and
+    # Second factor (TOTP, lapins.auth.second_factor): the secret encrypted with lapins.infra.crypto, set at enrolment and
     # in force once confirmed (totp_enabled_at); the last time step accepted, so that a code serves once.
     totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Enum, ForeignKey, Index
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.agents import Agent
 from lapins.models.rdvs import Canceller
 from lapins.models.types import UTCDateTime, utcnow

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.agents import Agent
 from lapins.models.territories import Organisation, Territory
 from lapins.models.types import UTCDateTime, utcnow

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.types import UTCDateTime, utcnow
 
 

@@ -6,8 +6,8 @@ from datetime import date, time
 from sqlalchemy import CheckConstraint, Column, Date, ForeignKey, String, Table, Time
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lapins import slots
-from lapins.extensions import db
+from lapins.slots import engine as slots
+from lapins.infra.extensions import db
 from lapins.models.agents import Agent
 from lapins.models.motifs import Motif
 from lapins.models.territories import Lieu, Organisation

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Column, Enum, ForeignKey, Index, String, Table, Text, event
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.agents import Agent
 from lapins.models.motifs import Motif
 from lapins.models.territories import Lieu, Organisation, phone_to_call

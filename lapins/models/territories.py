@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, String, Text, Time
 from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.types import UTCDateTime
 
 # The `holidays` package knows local public holidays for these départements; others use France's national list.
@@ -54,7 +54,7 @@ class Territory(TerritoryClock, db.Model):
     sms_sender: Mapped[str | None] = mapped_column(String(20))
     twilio_messaging_service_sid: Mapped[str | None] = mapped_column(String(40))
     sms_takes_replies: Mapped[bool] = mapped_column(default=False)
-    # The territory's own Twilio account, encrypted at rest (lapins.crypto): when both are set its SMS leave from
+    # The territory's own Twilio account, encrypted at rest (lapins.infra.crypto): when both are set its SMS leave from
     # that account and its webhooks are checked with its Auth Token; otherwise the deployment's (environment).
     twilio_account_sid_encrypted: Mapped[str | None] = mapped_column(Text)
     twilio_account_sid_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

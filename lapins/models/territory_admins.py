@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.territories import Territory
 
 if TYPE_CHECKING:

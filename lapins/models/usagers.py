@@ -6,7 +6,7 @@ from datetime import date, datetime
 from sqlalchemy import Column, Date, ForeignKey, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.territories import Organisation, Territory
 from lapins.models.types import UTCDateTime, utcnow
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Column, Enum, ForeignKey, Index, Table, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.agents import Agent
 from lapins.models.motifs import Motif
 from lapins.models.rdvs import Rdv

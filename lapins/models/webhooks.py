@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models.agents import Agent
 from lapins.models.territories import Organisation
 from lapins.models.types import UTCDateTime, utcnow
@@ -25,7 +25,7 @@ class Webhook(db.Model):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     url: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(String(200))
-    # The signing secret, encrypted at rest (lapins.crypto): shown once, when the webhook is created.
+    # The signing secret, encrypted at rest (lapins.infra.crypto): shown once, when the webhook is created.
     secret_encrypted: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(default=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))

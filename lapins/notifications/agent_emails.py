@@ -17,7 +17,7 @@ from flask import current_app
 from markupsafe import escape
 from sqlalchemy import select
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, Rdv, RdvAgent
 from lapins.models.rdvs import Canceller
 from lapins.notifications import backends

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ProviderAccount:
-    """A territory's own Twilio account, as stored: encrypted (lapins.crypto), opened only to build its client."""
+    """A territory's own Twilio account, as stored: encrypted (lapins.infra.crypto), opened only to build its client."""
 
     territory_id: int
     account_sid_encrypted: str = field(repr=False)
@@ -151,7 +151,7 @@ def _account_backend(app: Flask, account: ProviderAccount) -> SmsBackend:
     cache: dict[tuple, SmsBackend] = app.extensions.setdefault("lapins.territory_sms_backends", {})
     backend = cache.get(key)
     if backend is None:
-        from lapins import crypto
+        from lapins.infra import crypto
 
         try:
             account_sid = crypto.decrypt(account.account_sid_encrypted)

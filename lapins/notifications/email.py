@@ -30,7 +30,7 @@ import icalendar
 from babel.dates import format_datetime
 from flask import current_app
 
-from lapins.formatting import LOCALE, phone_display
+from lapins.locale.formatting import LOCALE, phone_display
 from lapins.models import LocationType, MessageKind, Rdv, RdvStatus, utcnow
 from lapins.notifications.backends import Delivery, OutgoingEmail, PermanentError, ProviderError, TransientError
 

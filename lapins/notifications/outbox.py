@@ -1,6 +1,6 @@
 """The outbox: planning messages when rdvs change, claiming what is due, sending each message exactly once.
 
-1. **Planning** (`plan_for_rdv`, called by lapins.agenda.booking inside the booking's transaction): rows are added
+1. **Planning** (`plan_for_rdv`, called by lapins.booking inside the booking's transaction): rows are added
    for each person to tell and each channel they consented to — a confirmation, change or cancellation due now, and
    the reminders of the rdv's current revision. Rows of an older revision still waiting are skipped, so a moved rdv
    is never reminded at its old time.
@@ -24,7 +24,7 @@ from flask import current_app
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import selectinload
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, Rdv, RdvStatus, Territory, Usager, utcnow,
 )
@@ -32,7 +32,7 @@ from lapins.notifications import backends, links, sms_text, timing, webhooks
 from lapins.notifications.backends import (
     Delivery, OutgoingEmail, OutgoingSms, PermanentError, ProviderAccount, TransientError,
 )
-from lapins.phones import region_for
+from lapins.locale.phones import region_for
 from lapins.privacy.logs import safe_traceback
 
 logger = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased
 
-from lapins.agenda.booking import BookingError, cancel_rdv
-from lapins.extensions import db
+from lapins.booking import BookingError, cancel_rdv
+from lapins.infra.extensions import db
 from lapins.models import Organisation, Rdv, RdvStatus, SmsReplyRound, Territory, Usager, utcnow
 from lapins.models.rdvs import CANCELLED_STATUSES, CancellationChannel, rdv_usagers
 from lapins.notifications.gsm import transliterate

@@ -45,7 +45,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from lapins.notifications.gsm import SINGLE_SEGMENT_SEPTETS, is_gsm7, segments, septets, transliterate
-from lapins.phones import FRENCH_REGIONS
+from lapins.locale.phones import FRENCH_REGIONS
 
 Kind = Literal["created", "changed", "cancelled", "reminder"]
 LocationType = Literal["on_site", "phone", "home"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from lapins.slots import to_utc
+from lapins.slots.engine import to_utc
 
 MAX_OFFSET_HOURS = 24 * 14
 MAX_OFFSETS = 3

@@ -33,7 +33,7 @@ from sqlalchemy import or_, select, update
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from lapins.extensions import csrf, db
+from lapins.infra.extensions import csrf, db
 from lapins.models import Message, MessageStatus, Territory, Usager, utcnow
 from lapins.notifications.twilio import error_text, is_undeliverable
 
@@ -88,7 +88,7 @@ def twilio_signed(find_territories: Callable[[], list[Territory]]) -> Callable[[
 
 def candidate_tokens(territories: list[Territory]) -> dict[str, frozenset[int]]:
     """Auth Token → the territories (ids) a request signed with it may be about."""
-    from lapins import crypto
+    from lapins.infra import crypto
 
     by_token: dict[str, set[int]] = {}
     environment = current_app.config.get("TWILIO_AUTH_TOKEN")

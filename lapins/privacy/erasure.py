@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     Agent, Message, MessageStatus, Rdv, Role, SlotOffer, SmsReplyRound, Usager, WaitlistEntry, utcnow,
 )

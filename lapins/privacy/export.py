@@ -14,7 +14,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, Message, MessageStatus, Rdv, SlotOffer, Usager, WaitlistEntry, utcnow
 from lapins.models.rdvs import Canceller, rdv_usagers
 

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     EntryStatus, Message, MessageStatus, Rdv, RdvAgent, SlotOffer, SmsReplyRound, WaitlistEntry, WaitlistSlot, utcnow,
 )

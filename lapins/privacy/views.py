@@ -9,8 +9,8 @@ from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired, Length
 
 from lapins import policies
-from lapins.extensions import db
-from lapins.forms import Form, strip
+from lapins.infra.extensions import db
+from lapins.infra.forms import Form, strip
 from lapins.models import Usager, utcnow
 from lapins.privacy import bp, erasure, export
 

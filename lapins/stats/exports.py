@@ -19,7 +19,7 @@ from openpyxl import Workbook
 from flask import current_app
 from sqlalchemy import func, or_, select, update
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, Rdv, RdvAgent, utcnow
 from lapins.models.rdvs import status_label
 from lapins.stats.figures import Filters, MonthFigures, Scope, _rdv_conditions, month_bounds, totals

@@ -17,13 +17,13 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import FunctionElement
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     Agent, AgentRole, Channel, Lieu, Message, MessageStatus, Motif, OfferStatus, Rdv, RdvAgent, RdvStatus, SlotOffer,
     WaitlistSlot,
 )
 from lapins.models.rdvs import CANCELLED_STATUSES
-from lapins.slots import local_midnight
+from lapins.slots.engine import local_midnight
 
 LATE_CANCELLATION_HOURS = 48
 MAX_MONTHS = 36

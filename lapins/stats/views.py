@@ -8,9 +8,9 @@ from flask_login import current_user
 from wtforms import RadioField, SelectChoice
 
 from lapins import policies
-from lapins.errors import render_error
-from lapins.extensions import db
-from lapins.forms import Form
+from lapins.infra.errors import render_error
+from lapins.infra.extensions import db
+from lapins.infra.forms import Form
 from lapins.models import Export, ExportStatus, Organisation, Territory, utcnow
 from lapins.stats import bp, exports
 from lapins.stats.figures import (

@@ -6,8 +6,8 @@ import re
 from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, ValidationError
 
-from lapins import onboarding
-from lapins.forms import Form, Given, HourField, strip
+from lapins.onboarding import territory as onboarding
+from lapins.infra.forms import Form, Given, HourField, strip
 from lapins.notifications import sms_text
 from lapins.territory_settings import services
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from lapins import crypto
-from lapins.extensions import db
+from lapins.infra import crypto
+from lapins.infra.extensions import db
 from lapins.models import Organisation, Territory, utcnow
 from lapins.notifications import links, sms_text
 from lapins.notifications.gsm import is_gsm7, segments, septets, transliterate
@@ -28,7 +28,7 @@ FALLBACK_LINK = "https://rdv.departement.fr/r/fffff-AbC12x9Kf0"
 
 @dataclass(frozen=True)
 class Settings:
-    """The values of the settings form, each already checked (lapins.onboarding's checks)."""
+    """The values of the settings form, each already checked (lapins.onboarding.territory's checks)."""
 
     timezone: str
     sms_sender: str | None

@@ -5,7 +5,7 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from flask_login import current_user
 
 from lapins import policies
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Territory
 from lapins.notifications import sms_text
 from lapins.territory_settings import bp, services

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     Agent, EntrySource, EntryStatus, Lieu, Motif, OfferStatus, Rdv, SlotOffer, Usager, WaitlistEntry, utcnow,
 )

@@ -1,6 +1,6 @@
 """The offer engine: a freed slot goes to the best-placed waiting family, held for it, then to the next one.
 
-1. **Freeing** (`after_cancellation`, called by lapins.agenda.booking once a cancellation is committed; and
+1. **Freeing** (`after_cancellation`, called by lapins.booking once a cancellation is committed; and
    `accept` for the old slot of a family that moved earlier): the slot is recorded (`waitlist_slots`, open), then
    the reallocation job is kicked, as the outbox is after a booking.
 2. **Offering** (`reallocate`, the beat's job every minute and the kicked task): holds whose time is over expire,
@@ -24,7 +24,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus,
     SlotOffer, SlotStatus, Usager, WaitlistEntry, utcnow,
@@ -32,7 +32,7 @@ from lapins.models import (
 from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel
 from lapins.models.waitlist import waitlist_slot_agents
 from lapins.notifications import outbox, timing
-from lapins.slots import to_utc
+from lapins.slots.engine import to_utc
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def expire_holds(now: datetime) -> int:
 
 def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
     """Offer one open slot to the best-placed family and commit the offer with its messages; None if not now."""
-    from lapins.agenda.booking import _lock_agents  # booking imports this module
+    from lapins.booking import _lock_agents  # booking imports this module
 
     slot = db.session.get(WaitlistSlot, slot_id)
     if slot is None:
@@ -291,7 +291,7 @@ def _messages(offer: SlotOffer, territory_id: int, now: datetime) -> list[Messag
 
 def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
     """Book the offered slot for the family (or move its rdv there), atomically with the offer's claim."""
-    from lapins.agenda import booking
+    from lapins import booking
 
     now = now or utcnow()
     _refuse_unless_held(offer, now)

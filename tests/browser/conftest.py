@@ -11,7 +11,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from lapins import create_app
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from tests import services
 
 SCREENSHOTS = "/tmp"
@@ -78,7 +78,7 @@ PHONE = {"width": 390, "height": 844}
 
 def watch_errors(page) -> list[str]:
     """The page's JavaScript errors, and what the browser refused under Lapins' Content-Security-Policy
-    (lapins.security): a script, style, font or image the policy blocks shows in the console."""
+    (lapins.infra.security): a script, style, font or image the policy blocks shows in the console."""
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
     page.on("console", lambda message: errors.append(message.text)

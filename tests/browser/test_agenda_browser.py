@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Page, expect
 
-from lapins import slots
+from lapins.slots import engine as slots
 from lapins.models import Lieu, Motif, Rdv, RdvStatus, Role
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from playwright.sync_api import expect
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Rdv, RdvStatus
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications.links import rdv_token

@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from lapins.agenda.booking import book_rdv, cancel_rdv
-from lapins.extensions import db
+from lapins.booking import book_rdv, cancel_rdv
+from lapins.infra.extensions import db
 from lapins.models import Channel, EntryStatus, Message, MessageKind, OfferStatus, Rdv, RdvStatus, SlotOffer
 from tests import factories
 from tests.browser.conftest import PHONE, SCREENSHOTS

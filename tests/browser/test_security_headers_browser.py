@@ -1,11 +1,11 @@
-"""Lapins' pages under their Content-Security-Policy (lapins.security), in Chromium: what they need still runs, an
+"""Lapins' pages under their Content-Security-Policy (lapins.infra.security), in Chromium: what they need still runs, an
 inline script does not. The `page` fixture fails a test on any refusal of the policy shown in the console."""
 from __future__ import annotations
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from lapins.security import CONTENT_SECURITY_POLICY
+from lapins.infra.security import CONTENT_SECURITY_POLICY
 from tests.browser.test_agenda_browser import clinic, log_in  # noqa: F401  (the fixture, and signing in)
 
 pytestmark = pytest.mark.browser

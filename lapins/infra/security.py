@@ -1,7 +1,7 @@
 """Security headers of every answer: what the browser may load and run for Lapins' pages, and what it tells others.
 
 - Content-Security-Policy: scripts, styles, fonts and images from Lapins alone (the DSFR and FullCalendar are served by
-  lapins.vendor from the npm packages); no inline script, so a name that slipped through escaping could not run
+  lapins.infra.vendor from the npm packages); no inline script, so a name that slipped through escaping could not run
   anything. Inline *styles* stay allowed: FullCalendar writes its own <style> elements, and a few templates set a
   style attribute. No framing by other sites (`frame-ancestors`), no plugins, forms posted to Lapins only.
 - Referrer-Policy `same-origin`: a family's link (`/r/<jeton>`) is never sent to another site as the referer.

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from lapins import slots
+from lapins.slots import engine as slots
 
 
 class NonexistentLocalTime(ValueError):

@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
-from lapins.agenda import availability
-from lapins.extensions import db
-from lapins.formatting import local_time
+from lapins.slots import availability
+from lapins.infra.extensions import db
+from lapins.locale.formatting import local_time
 from lapins.models import Agent, Lieu, LocationType, MessageKind, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
 from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, CancellationChannel, Canceller
 from lapins.notifications import agent_emails, outbox

@@ -1,4 +1,4 @@
-"""Free slots and opening hours read from the database: the I/O side of lapins.slots."""
+"""Free slots and opening hours read from the database: the I/O side of lapins.slots.engine."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -14,11 +14,11 @@ from sqlalchemy import (
     union_all,
 )
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, Lieu, Motif, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
 from lapins.models.plages import plage_motifs
 from lapins.models.types import UTCDateTime
-from lapins.slots import (
+from lapins.slots.engine import (
     ONE_DAY, Interval, Opening, Recurrence, Slot, contains, free_slots, holiday_names, local_dates, local_day_bounds,
     local_midnight, merge, occurrences, public_holidays, subtract,
 )

@@ -12,7 +12,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Heartbeat, utcnow
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 
 
 def register(app: Flask) -> None:
@@ -30,7 +30,7 @@ def create_territory(number: str, name: str, timezone_name: str, admin_email: st
                      admin_first_name: str | None, admin_last_name: str | None) -> None:
     """Crée un département, son premier service et son administrateur, et invite celui-ci par courriel."""
     from lapins.auth import accounts
-    from lapins.onboarding import OnboardingError, create_territory as create
+    from lapins.onboarding.territory import OnboardingError, create_territory as create
 
     try:
         admin = create(number=number, name=name, timezone=timezone_name, admin_email=admin_email,
@@ -55,7 +55,7 @@ def create_territory(number: str, name: str, timezone_name: str, admin_email: st
 @click.option("--if-empty", is_flag=True, help="Ne rien faire si la base contient déjà un territoire.")
 def seed(scale: str, rdvs: int | None, if_empty: bool) -> None:
     """Remplit la base avec un département de démonstration ou de test de charge."""
-    from lapins import seeding
+    from lapins.onboarding import seeding
     from lapins.models import Territory
 
     if if_empty and db.session.scalar(db.select(Territory).limit(1)) is not None:
@@ -82,7 +82,7 @@ def seed(scale: str, rdvs: int | None, if_empty: bool) -> None:
 def configure_territory(number: str, reminder_offsets: str | None, sms_sender: str | None,
                         messaging_service_sid: str | None, takes_replies: bool | None, quiet_hours: str | None) -> None:
     """Règle les SMS d'un département : rappels, expéditeur, réponses, heures sans SMS."""
-    from lapins.onboarding import OnboardingError, configure_territory as configure
+    from lapins.onboarding.territory import OnboardingError, configure_territory as configure
 
     try:
         territory = configure(number, reminder_offsets=reminder_offsets, sms_sender=sms_sender,

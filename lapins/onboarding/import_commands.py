@@ -10,11 +10,11 @@ import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from lapins import imports
+from lapins.onboarding import imports
 
 
 def register(app: Flask) -> None:
-    """Adds the import commands to the app's `flask territory` group (lapins.commands)."""
+    """Adds the import commands to the app's `flask territory` group (lapins.onboarding.commands)."""
     group = app.cli.commands["territory"]
     assert isinstance(group, click.Group)
     group.add_command(import_lieux)

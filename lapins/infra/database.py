@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine
 
 from lapins.change_notices import note_local_commits
-from lapins.extensions import db
+from lapins.infra.extensions import db
 
 # A pooled connection unused for longer than this is checked before it is handed out (see ping_idle_connections).
 IDLE_BEFORE_PING_SECONDS = 10

@@ -39,7 +39,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
-        from lapins.extensions import db
+        from lapins.infra.extensions import db
 
         from lapins.privacy.logs import safe_traceback
 

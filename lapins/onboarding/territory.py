@@ -7,7 +7,7 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
 from lapins.models.territory_admins import TerritoryAdmin
 
@@ -131,7 +131,7 @@ def checked_reminder_offsets(text: str) -> str:
 
 def checked_sms_sender(text: str, territory_number: str) -> str:
     """A French mobile number in E.164 (it sends SMS, so it is a mobile one) or an alphanumeric sender."""
-    from lapins.phones import InvalidPhone, normalize_mobile
+    from lapins.locale.phones import InvalidPhone, normalize_mobile
 
     sender = text.strip()
     if sender.startswith("+") or sender[:1].isdigit():

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select, text
 from werkzeug.security import generate_password_hash
 
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Role,
     Territory, Usager,
@@ -33,7 +33,7 @@ from lapins.models import (
 from lapins.models.agenda_stamps import draw_new_stamps
 from lapins.models.plages import plage_motifs
 from lapins.models.usagers import usager_organisations
-from lapins.slots import public_holidays
+from lapins.slots.engine import public_holidays
 
 DEPARTEMENT_RDVS = 200_000
 DEMO_PASSWORD = "lapins-demo-2026"

@@ -23,9 +23,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from lapins.admin.services import joining_refusal
-from lapins.extensions import db
+from lapins.infra.extensions import db
 from lapins.models import Agent, AgentRole, Lieu, Organisation, Role, Territory
-from lapins.phones import InvalidPhone, french_number
+from lapins.locale.phones import InvalidPhone, french_number
 
 BATCH_SIZE = 100
 FIRST_DATA_LINE = 2  # line 1 is the header: numbers are the ones a spreadsheet shows

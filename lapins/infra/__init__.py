@@ -1,0 +1,1 @@
+"""Infrastructure: extension objects, database habits, the Celery app, security headers, encryption, errors."""
