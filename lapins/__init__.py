@@ -16,6 +16,7 @@ def create_app(config: type[Config] | str | None = None, **overrides) -> Flask:
     check_production_secrets(app)
     configure_logging(app)
     register_extensions(app)
+    register_listeners(app)
     register_converters(app)
     register_blueprints(app)
     register_fast_paths(app)
@@ -35,7 +36,7 @@ def check_production_secrets(app: Flask) -> None:
 
 
 def configure_logging(app: Flask) -> None:
-    from lapins.privacy.logs import WithoutQueryStrings
+    from lapins.infra.logs import WithoutQueryStrings
 
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -53,6 +54,7 @@ def register_extensions(app: Flask) -> None:
     from lapins.infra.celery_app import celery_init_app
     from lapins.infra.database import configure_engine
     from lapins.infra.extensions import csrf, db, login_manager, migrate
+    from lapins.tasks import beat_schedule
 
     db.init_app(app)
     with app.app_context():
@@ -61,7 +63,15 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     app.session_interface = SlidingSessionInterface()
     login_manager.init_app(app)
-    celery_init_app(app)
+    celery_init_app(app, beat_schedule(app.config))
+
+
+def register_listeners(app: Flask) -> None:
+    """The rooms that follow booking's events and the session's changes; connected once per process."""
+    from lapins.audit import recording  # noqa: F401  (session listeners: the audit trail)
+    from lapins.integrations import events  # noqa: F401  (session listeners: webhook deliveries)
+    from lapins.notifications import listeners as notifications  # noqa: F401
+    from lapins.waitlist import listeners as waitlist  # noqa: F401
 
 
 def register_converters(app: Flask) -> None:

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from celery import shared_task
 
 from lapins.infra.extensions import db
+from lapins.integrations import delivery
 from lapins.models import Heartbeat, utcnow
 from lapins.notifications import tasks as notification_tasks  # noqa: F401  (registers the outbox tasks)
+from lapins.privacy import retention
+from lapins.stats import exports
+from lapins.waitlist import offers
 
 
 @dataclass(frozen=True)
@@ -60,36 +64,24 @@ def record_heartbeat(name: str = "worker") -> None:
 @shared_task(name="lapins.tasks.build_export")
 def build_export(export_id: int) -> None:
     """Builds a statistics export recorded in `exports` (lapins.stats.exports); its page shows the progress."""
-    from lapins.stats.exports import run_export
-
-    run_export(export_id)
+    exports.run_export(export_id)
 
 
 @shared_task(name="lapins.tasks.reclaim_stale_exports", ignore_result=True)
 def reclaim_stale_exports() -> int:
-    from lapins.stats.exports import reclaim_stale
-
-    return len(reclaim_stale())
+    return len(exports.reclaim_stale())
 
 
 @shared_task(name="lapins.tasks.reallocate_freed_slots", ignore_result=True)
 def reallocate_freed_slots() -> int:
-    from lapins.waitlist import offers
-
     return offers.reallocate()
 
 
 @shared_task(name="lapins.tasks.deliver_webhooks", ignore_result=True)
 def deliver_webhooks() -> dict[str, int]:
-    from lapins.integrations import delivery
-
     return delivery.deliver_due()
 
 
 @shared_task(name="lapins.tasks.apply_retention", ignore_result=True)
 def apply_retention() -> dict[str, int]:
-    from dataclasses import asdict
-
-    from lapins.privacy import retention
-
     return asdict(retention.run())

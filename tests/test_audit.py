@@ -18,6 +18,7 @@ from lapins.audit import acting
 from lapins.models import Message, MessageKind, Rdv, RdvStatus, Role
 from lapins.models.audit import AuditAction, AuditChannel, AuditEvent, AuditObject, Party
 from lapins.models.rdvs import CancellationChannel
+from lapins.notifications import outbox
 from lapins.notifications.links import rdv_token
 from lapins.notifications.webhooks import INBOUND_PATH
 from tests.conftest import csrf_token_from
@@ -295,7 +296,7 @@ def test_a_booking_failing_after_its_flush_takes_its_audit_row_away_with_it(clin
     def broken_outbox(rdv, kind):  # called once the rdv is flushed, before the commit
         raise RuntimeError("outbox unavailable")
 
-    monkeypatch.setattr(booking.outbox, "plan_for_rdv", broken_outbox)
+    monkeypatch.setattr(outbox, "plan_for_rdv", broken_outbox)
     with pytest.raises(RuntimeError):
         clinic.rdv()
     assert db.session.query(Rdv).count() == 0

@@ -9,7 +9,8 @@ import icalendar
 import pytest
 
 from lapins.models import LocationType, MessageKind, RdvStatus
-from lapins.notifications.backends import PermanentError, TransientError, email_backend
+from lapins.notifications.backends import PermanentError, TransientError
+from lapins.notifications.providers import email_backend
 from lapins.notifications.email import SmtpEmailBackend, render_rdv_email
 from lapins.notifications.links import family_url
 

@@ -216,7 +216,7 @@ def ask_and_let_the_worker_die(client, paris):
 
 
 def run_beat_job(app):
-    from lapins.notifications.tasks import of_this_app
+    from lapins.infra.celery_app import task_named as of_this_app
 
     with app.app_context():
         of_this_app("lapins.tasks.reclaim_stale_exports").delay()

@@ -18,7 +18,7 @@ from lapins.models import (
 from lapins.models.rdvs import BookingChannel, CancellationChannel
 from lapins.notifications.gsm import septets
 from lapins.waitlist import offers
-from lapins.waitlist.tokens import offer_id_from_token, offer_token
+from lapins.notifications.offer_links import offer_id_from_token, offer_token
 from tests.conftest import csrf_token_from
 
 PARIS = ZoneInfo("Europe/Paris")

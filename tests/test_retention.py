@@ -226,7 +226,7 @@ def test_the_beat_runs_it_daily(app):
 
 
 def test_the_task_runs_the_job(archive, app, db):
-    from lapins.notifications.tasks import of_this_app
+    from lapins.infra.celery_app import task_named as of_this_app
     from lapins.tasks import apply_retention
 
     assert of_this_app(apply_retention.name).delay().get()["rdvs_deleted"] == 1

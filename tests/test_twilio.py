@@ -19,7 +19,8 @@ from werkzeug.serving import make_server
 from lapins import create_app
 from lapins.infra.extensions import db as _db
 from lapins.models import Channel, Message, MessageKind, MessageStatus, Usager, utcnow
-from lapins.notifications.backends import OutgoingSms, PermanentError, TransientError, sms_backend
+from lapins.notifications.backends import OutgoingSms, PermanentError, TransientError
+from lapins.notifications.providers import sms_backend
 from lapins.notifications.gsm import is_gsm7, segments
 from lapins.notifications.twilio import TwilioSmsBackend
 from lapins.notifications.webhooks import INBOUND_PATH, OPT_OUT_REPLY, STATUS_PATH, status_callback_url

@@ -17,7 +17,7 @@ from lapins.models import (
     Channel, Message, MessageStatus, Organisation, Rdv, Role, SlotOffer, Territory, Usager, WaitlistSlot, utcnow,
 )
 from lapins.notifications import outbox
-from lapins.notifications.tasks import kick
+from lapins.notifications.outbox import kick
 from lapins.slots.engine import local_midnight
 
 STATS_WEEKS = 12

@@ -3,3 +3,4 @@
 recording.py writes it (session listeners), actors.py tells who is acting, views.py shows it.
 """
 from lapins.audit.actors import acting  # noqa: F401
+from lapins.audit import recording  # noqa: F401,I001  (its session listeners write the trail)

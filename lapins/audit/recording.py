@@ -25,6 +25,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.elements import BindParameter
 
+from lapins.audit.actors import Actor, ambient_actor
 from lapins.models.audit import AuditAction, AuditChannel, AuditEvent, AuditObject, Party
 from lapins.models.rdvs import Rdv, RdvAgent, RdvStatus
 from lapins.models.territories import Organisation
@@ -59,7 +60,7 @@ class _Record:
     territory_id: int | None
     action: AuditAction | None  # CREATED or DELETED; None: decided from the changes at the commit
     changes: dict[str, dict]  # field → {"old": .., "new": ..} | {} (changed, value not kept) | {"added", "removed"}
-    ambient: Any  # lapins.audit.actors.Actor, as it was at the first change
+    ambient: Actor  # as it was at the first change
 
     def merge(self, later: _Record) -> bool:
         """Fold a later change of the same object in; False when nothing is left to record."""
@@ -193,8 +194,6 @@ def _rdv_action(changes: dict[str, dict]) -> AuditAction:
 
 def _actor(record: _Record, action: AuditAction):
     """For rdvs, their own record of who booked or cancelled them (booking.py writes it from its `actor`) wins."""
-    from lapins.audit.actors import Actor
-
     ambient, changes = record.ambient, record.changes
     if record.object_type != AuditObject.RDV:
         return ambient
@@ -251,8 +250,6 @@ def _keep_changes(session: Session, flush_context) -> None:
     found += [(obj, AuditAction.CREATED, _created_changes(obj)) for obj in session.new if isinstance(obj, (Rdv, Usager))]
     if not found:
         return
-    from lapins.audit.actors import ambient_actor
-
     ambient = ambient_actor()
     scopes = [(obj, _held(obj, "organisation_id" if isinstance(obj, Rdv) else "territory_id")) for obj, _, _ in found]
     territories = _territories_of(session, {scope for obj, scope in scopes if isinstance(obj, Rdv)})
@@ -348,8 +345,6 @@ def _read_bulk_write(state: ORMExecuteState) -> None:
     entity = state.bind_mapper.class_
     if entity not in (Rdv, RdvAgent, Usager):
         return
-    from lapins.audit.actors import ambient_actor
-
     whereclause = state.statement.whereclause
     values_set = getattr(state.statement, "_values", None) or {}
     if entity is RdvAgent and state.is_update and "agent_id" not in {getattr(key, "key", key) for key in values_set}:

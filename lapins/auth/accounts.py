@@ -21,9 +21,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from markupsafe import escape
 from zxcvbn import zxcvbn
 
+from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.models import Agent
-from lapins.notifications import backends
+from lapins.notifications import backends, providers
 from lapins.notifications.backends import OutgoingEmail, TransientError
 
 logger = logging.getLogger(__name__)
@@ -123,10 +124,8 @@ def account_email(agent: Agent, purpose: str) -> OutgoingEmail:
 
 def send_account_email(agent: Agent, purpose: str) -> None:
     """Queue the e-mail; the broker being down is logged, never shown (a reset must not tell who has an account)."""
-    from lapins.notifications.tasks import of_this_app
-
     try:
-        of_this_app(send_account_email_task.name).delay(agent.id, purpose)
+        task_named(send_account_email_task.name).delay(agent.id, purpose)
     except Exception:
         logger.warning("Account e-mail (%s) for agent %s not queued (broker unreachable)", purpose, agent.id,
                        exc_info=True)
@@ -138,7 +137,7 @@ def send_account_email_task(self, agent_id: int, purpose: str) -> bool:
     if agent is None or not agent.active or purpose not in PURPOSES:
         return False
     try:
-        backends.email_backend().send(account_email(agent, purpose))
+        providers.email_backend().send(account_email(agent, purpose))
     except TransientError as error:
         logger.warning("Account e-mail (%s) for agent %s not sent yet (code %s)", purpose, agent_id, error.code)
         raise self.retry(exc=error) from None

@@ -1,4 +1,8 @@
-"""Booking rules: every rdv is created, moved and cancelled here, so that no agent is ever booked twice."""
+"""Booking rules: every rdv is created, moved and cancelled here, so that no agent is ever booked twice.
+
+What follows a change (messages, offers of a freed slot, e-mails to agents) is not done here: each change is told
+as an event (`lapins.booking.events`) that the other rooms listen to.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -6,14 +10,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
-from lapins.slots import availability
+from lapins.booking import events
 from lapins.infra.extensions import db
 from lapins.locale.formatting import local_time
-from lapins.models import Agent, Lieu, LocationType, MessageKind, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
+from lapins.models import Agent, Lieu, LocationType, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
 from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, CancellationChannel, Canceller
-from lapins.notifications import agent_emails, outbox
-from lapins.notifications.tasks import kick
-from lapins.waitlist import offers as waitlist_offers
+from lapins.slots import availability
 
 MAX_DURATION = timedelta(hours=12)
 KEEP = object()  # "leave this attribute as it is" when moving an rdv
@@ -118,15 +120,13 @@ def cancel_rdv(
         rdv.cancelled_via = via
         rdv.cancel_reason = (reason or "").strip()[:255] or None
         rdv.revision += 1
-        planned = outbox.plan_for_rdv(rdv, MessageKind.CANCELLED)
+        event = events.RdvCancelled(rdv.id, rdv.cancelled_by_id, by=by, via=via)
+        events.record(event, rdv)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    _dispatch_now(planned)
-    waitlist_offers.after_cancellation(rdv.id)  # the freed slot goes to the waiting list, after the commit
-    if by == Canceller.FAMILY:
-        agent_emails.tell_agents_of_family_cancellation(rdv.id)
+    events.announce(event)
     return rdv
 
 
@@ -136,11 +136,11 @@ def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
         raise BookingError("Statut inconnu.")
     if status != RdvStatus.UNKNOWN and rdv.starts_at > utcnow():
         raise BookingError("Ce rendez-vous n'a pas encore commencé : il ne peut pas être marqué vu ou absent.")
-    planned = []
+    restored = rdv.status.is_cancelled
     try:
-        if rdv.status.is_cancelled:
+        if restored:
             # Restoring a cancelled rdv books its slot again: the same guarantee as any booking.
-            _lock_agents([agent.id for agent in rdv.agents])
+            lock_agents([agent.id for agent in rdv.agents])
             conflicts = _conflicts(rdv.agents, rdv.starts_at, rdv.ends_at, exclude_rdv_id=rdv.id,
                                    tz=rdv.organisation.territory.tz)
             if conflicts:
@@ -149,13 +149,14 @@ def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
             rdv.cancelled_via = rdv.cancelled_by_party = None
             rdv.status = status
             rdv.revision += 1
-            planned = outbox.plan_for_rdv(rdv, MessageKind.CHANGED)
         rdv.status = status
+        event = events.RdvStatusSet(rdv.id, actor.id, status=status, restored=restored)
+        events.record(event, rdv)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    _dispatch_now(planned)
+    events.announce(event)
     return rdv
 
 
@@ -165,7 +166,7 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
         raise ValueError("only an agent may book over a conflict")
     try:
         _check_request(motif, agents, lieu, starts_at, ends_at)
-        _lock_agents([agent.id for agent in agents])
+        lock_agents([agent.id for agent in agents])
         conflicts = _conflicts(agents, starts_at, ends_at, exclude_rdv_id=rdv.id, tz=motif.organisation.territory.tz)
         if conflicts and not force:
             raise BookingError(conflicts, can_force=True)
@@ -188,25 +189,19 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
         rdv.forced_by_id = actor.id if actor is not None and (conflicts or outside) else None
         rdv.set_agents(agents)
         db.session.add(rdv)
-        planned = []
-        if new or changed:
-            if changed:
-                rdv.revision += 1
-            db.session.flush()
-            planned = outbox.plan_for_rdv(rdv, MessageKind.CREATED if new else MessageKind.CHANGED)
+        if changed:
+            rdv.revision += 1
+        db.session.flush()
+        actor_id = actor.id if actor is not None else None
+        event = (events.RdvBooked(rdv.id, actor_id, via=rdv.booked_via) if new
+                 else events.RdvMoved(rdv.id, actor_id, family_told=changed))
+        events.record(event, rdv)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    _dispatch_now(planned)
+    events.announce(event)
     return rdv
-
-
-def _dispatch_now(planned) -> None:
-    """Messages due now (the confirmation) leave at once rather than at the next beat."""
-    now = utcnow()
-    if any(message.due_at <= now for message in planned):
-        kick()
 
 
 def _check_request(motif: Motif, agents: list[Agent], lieu: Lieu | None, starts_at: datetime, ends_at: datetime) -> None:
@@ -238,7 +233,7 @@ def _check_usagers(motif: Motif, usagers: list[Usager]) -> None:
         raise BookingError("Un des usagers choisis n'appartient pas à ce territoire.")
 
 
-def _lock_agents(agent_ids: list[int]) -> None:
+def lock_agents(agent_ids: list[int]) -> None:
     """Serialise bookings per agent: row locks on PostgreSQL, the database write lock on SQLite.
 
     Taken before the overlap check, so two simultaneous bookings of one agent run one after the other and the

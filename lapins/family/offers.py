@@ -11,7 +11,7 @@ from lapins.models import OfferStatus, Rdv, SlotOffer, utcnow
 from lapins.models.territories import phone_to_call
 from lapins.notifications import links
 from lapins.waitlist import entries, offers
-from lapins.waitlist.tokens import offer_id_from_token
+from lapins.notifications.offer_links import offer_id_from_token
 
 
 class OfferAnswerForm(Form):

@@ -41,7 +41,7 @@ def register(app: Flask) -> None:
     def unexpected_error(error: Exception):
         from lapins.infra.extensions import db
 
-        from lapins.privacy.logs import safe_traceback
+        from lapins.infra.logs import safe_traceback
 
         db.session.rollback()
         app.logger.error("unhandled error\n%s", safe_traceback(error))

@@ -100,6 +100,3 @@ class AuditEvent(db.Model):
 
     def __repr__(self) -> str:
         return f"<AuditEvent {self.id} {self.object_type}:{self.object_id} {self.action}>"
-
-
-from lapins.audit import recording  # noqa: E402,F401,I001  (its session listeners write the rows above)

@@ -17,10 +17,11 @@ from flask import current_app
 from markupsafe import escape
 from sqlalchemy import select
 
+from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.models import Agent, Rdv, RdvAgent
 from lapins.models.rdvs import Canceller
-from lapins.notifications import backends
+from lapins.notifications import backends, providers
 from lapins.notifications.backends import OutgoingEmail, TransientError
 
 logger = logging.getLogger(__name__)
@@ -28,15 +29,13 @@ logger = logging.getLogger(__name__)
 
 def tell_agents_of_family_cancellation(rdv_id: int) -> int:
     """Enqueue one notice per agent of the rdv who asked for it; call after the cancellation commits."""
-    from lapins.notifications.tasks import of_this_app
-
     agent_ids = list(db.session.scalars(
         select(RdvAgent.agent_id).join(Agent, Agent.id == RdvAgent.agent_id)
         .where(RdvAgent.rdv_id == rdv_id, Agent.notify_on_family_cancellation.is_(True), Agent.active.is_(True))
         .order_by(RdvAgent.agent_id)))
     for agent_id in agent_ids:
         try:
-            of_this_app(send_family_cancellation_email.name).delay(rdv_id, agent_id)
+            task_named(send_family_cancellation_email.name).delay(rdv_id, agent_id)
         except Exception:  # the broker being down must not fail the family's cancellation, which is committed
             logger.warning("Family cancellation notice for rdv %s not queued (broker unreachable)", rdv_id,
                            exc_info=True)
@@ -52,7 +51,7 @@ def send_family_cancellation_email(self, rdv_id: int, agent_id: int) -> bool:
     if not (agent.active and agent.notify_on_family_cancellation):
         return False
     try:
-        backends.email_backend().send(family_cancellation_email(rdv, agent))
+        providers.email_backend().send(family_cancellation_email(rdv, agent))
     except TransientError as error:
         logger.warning("Family cancellation notice for rdv %s to agent %s not sent yet (code %s)", rdv_id, agent_id,
                        error.code)

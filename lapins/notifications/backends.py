@@ -1,5 +1,7 @@
 """What every SMS or email provider implements, and the console backends of the embedded default.
 
+lapins.notifications.providers picks the backend that the settings name.
+
 A backend sends one message and says how it went: it returns a `Delivery`, or raises `TransientError` (try again
 later: timeouts, 5xx, rate limits) or `PermanentError` (never retry: invalid number, unsubscribed). It never
 touches the database; lapins.notifications.outbox records what happened.
@@ -14,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from flask import Flask, current_app
+
+from lapins.notifications.gsm import segments
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +89,6 @@ class ConsoleSmsBackend:
     """The embedded default: nothing leaves the machine; the text is read in the dev inbox (/dev/messages)."""
 
     def send(self, sms: OutgoingSms) -> Delivery:
-        from lapins.notifications.gsm import segments
-
         logger.info("SMS %s kept in the dev inbox (console backend)", sms.message_id)
         return Delivery(provider_id=f"console-{sms.message_id}", segments=segments(sms.body))
 
@@ -99,69 +100,4 @@ class ConsoleEmailBackend:
     def send(self, email: OutgoingEmail) -> Delivery:
         logger.info("Email %s kept in the dev inbox (console backend)", email.message_id)
         return Delivery(provider_id=f"console-{email.message_id}")
-
-
-def sms_backend(app: Flask | None = None, account: ProviderAccount | None = None) -> SmsBackend:
-    """The SMS backend chosen by SMS_BACKEND, built once per process; with SMS_BACKEND=twilio and a territory's own
-    `account`, the backend of that account (built once per process and credentials, see `_account_backend`)."""
-    app = app or current_app
-    if account is not None and app.config["SMS_BACKEND"] == "twilio":
-        return _account_backend(app, account)
-    backend = app.extensions.get("lapins.sms_backend")
-    if backend is None:
-        name = app.config["SMS_BACKEND"]
-        if name == "twilio":
-            from lapins.notifications.twilio import TwilioSmsBackend
-
-            backend = TwilioSmsBackend.from_config(app.config)
-        elif name == "console":
-            backend = ConsoleSmsBackend()
-        else:
-            raise RuntimeError(f"SMS_BACKEND inconnu : {name!r} (choix : console, twilio).")
-        app.extensions["lapins.sms_backend"] = backend
-    return backend
-
-
-def email_backend(app: Flask | None = None) -> EmailBackend:
-    """The email backend chosen by EMAIL_BACKEND, built once per process."""
-    app = app or current_app
-    backend = app.extensions.get("lapins.email_backend")
-    if backend is None:
-        name = app.config["EMAIL_BACKEND"]
-        if name == "smtp":
-            from lapins.notifications.email import SmtpEmailBackend
-
-            backend = SmtpEmailBackend.from_config(app.config)
-        elif name == "console":
-            backend = ConsoleEmailBackend()
-        else:
-            raise RuntimeError(f"EMAIL_BACKEND inconnu : {name!r} (choix : console, smtp).")
-        app.extensions["lapins.email_backend"] = backend
-    return backend
-
-
-def _account_backend(app: Flask, account: ProviderAccount) -> SmsBackend:
-    """The Twilio backend of a territory's own account, cached on its stored (encrypted) credentials and the
-    deployment's Twilio settings: the same credentials reuse one client and its kept-alive connection; new ones
-    (saved again, or deleted and the environment's used) replace the territory's old client."""
-    from lapins.notifications.twilio import TwilioSmsBackend
-
-    key = (account.territory_id, account.account_sid_encrypted, account.auth_token_encrypted,
-           app.config.get("TWILIO_BASE_URL") or "", app.config.get("TWILIO_TIMEOUT_SECONDS"))
-    cache: dict[tuple, SmsBackend] = app.extensions.setdefault("lapins.territory_sms_backends", {})
-    backend = cache.get(key)
-    if backend is None:
-        from lapins.infra import crypto
-
-        try:
-            account_sid = crypto.decrypt(account.account_sid_encrypted)
-            auth_token = crypto.decrypt(account.auth_token_encrypted)
-        except crypto.InvalidToken:
-            raise TransientError("Identifiants Twilio du département illisibles (la clé LAPINS_ENCRYPTION_KEY a "
-                                 "changé ?) : un administrateur doit les saisir de nouveau.", code="credentials") from None
-        backend = TwilioSmsBackend.for_account(account_sid, auth_token, app.config)
-        for stale in [known for known in cache if known[0] == account.territory_id]:
-            del cache[stale]
-        cache[key] = backend
-    return backend
 

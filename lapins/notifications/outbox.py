@@ -1,6 +1,6 @@
 """The outbox: planning messages when rdvs change, claiming what is due, sending each message exactly once.
 
-1. **Planning** (`plan_for_rdv`, called by lapins.booking inside the booking's transaction): rows are added
+1. **Planning** (`plan_for_rdv`, called inside the booking's transaction by notifications.listeners): rows are added
    for each person to tell and each channel they consented to — a confirmation, change or cancellation due now, and
    the reminders of the rdv's current revision. Rows of an older revision still waiting are skipped, so a moved rdv
    is never reminded at its old time.
@@ -24,19 +24,25 @@ from flask import current_app
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import selectinload
 
+from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.models import (
-    Agent, Channel, LocationType, Message, MessageKind, MessageStatus, Rdv, RdvStatus, Territory, Usager, utcnow,
+    Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
+    utcnow,
 )
-from lapins.notifications import backends, links, sms_text, timing, webhooks
+from lapins.notifications import backends, links, providers, sms_text, timing, webhooks
+from lapins.notifications.email import render_rdv_email
+from lapins.notifications.offer_texts import offer_email, offer_sms
 from lapins.notifications.backends import (
     Delivery, OutgoingEmail, OutgoingSms, PermanentError, ProviderAccount, TransientError,
 )
 from lapins.locale.phones import region_for
-from lapins.privacy.logs import safe_traceback
+from lapins.infra.logs import safe_traceback
 
 logger = logging.getLogger(__name__)
 
+DISPATCH_TASK = "lapins.notifications.dispatch_due"
+SEND_TASK = "lapins.notifications.send_batch"
 CLAIM_CHUNK = 1000
 UNANSWERED = {"timeout", "network"}  # TransientError codes of a request whose fate is unknown
 MAX_ATTEMPTS = 8
@@ -153,10 +159,20 @@ def _skip_superseded(rdv: Rdv, kind: MessageKind, now: datetime) -> None:
 
 # --- Claiming (beat) --------------------------------------------------------------------------------------------
 
+def kick() -> None:
+    """Ask the worker to dispatch now (after a booking's commit) instead of waiting for the next beat."""
+    try:
+        task_named(DISPATCH_TASK).delay()
+    except Exception:  # the broker being down must not fail a booking: the beat will dispatch when it is back
+        logger.warning("Outbox: broker unreachable, messages wait for the next beat", exc_info=True)
+
+
+def enqueue_batch(ids: list[int]) -> None:
+    task_named(SEND_TASK).delay(ids)
+
+
 def dispatch_due(now: datetime | None = None, *, enqueue=None) -> int:
     """Claim every due message, commit, then hand them to the broker. Returns how many were handed over."""
-    from lapins.notifications.tasks import enqueue_batch
-
     enqueue = enqueue or enqueue_batch
     started = utcnow()
     recover_stale_claims(now)
@@ -255,7 +271,7 @@ def _find_sent(message: Message, claimed_at: datetime) -> Delivery | None:
     if message.channel != Channel.SMS or not message.body or not message.to_address:
         return None
     outgoing = _outgoing_sms(message)
-    finder = backends.sms_backend(account=outgoing.account)
+    finder = providers.sms_backend(account=outgoing.account)
     return finder.find_sent(outgoing, since=claimed_at - timedelta(minutes=1))
 
 
@@ -360,9 +376,8 @@ def _prepare(message: Message, now: datetime) -> bool:
 
 def _why_not(message: Message, now: datetime) -> str | None:
     if message.kind == MessageKind.OFFER:
-        from lapins.waitlist.texts import why_not_offer
 
-        return why_not_offer(message, now)
+        return _why_not_offer(message, now)
     rdv, usager = message.rdv, message.usager
     if rdv is None or usager is None:
         return "Rendez-vous ou destinataire supprimé"
@@ -386,9 +401,9 @@ def _send_one(message: Message, outgoing: OutgoingSms | OutgoingEmail, connectio
     (expired) message; a failure, rare, goes through the model and the session."""
     try:
         if isinstance(outgoing, OutgoingSms):
-            delivery = backends.sms_backend(account=outgoing.account).send(outgoing)
+            delivery = providers.sms_backend(account=outgoing.account).send(outgoing)
         else:
-            delivery = backends.email_backend().send(outgoing)
+            delivery = providers.email_backend().send(outgoing)
     except PermanentError as error:
         _record_permanent(message, error)
     except TransientError as error:
@@ -442,12 +457,24 @@ def _record_transient(message: Message, error: TransientError) -> None:
         message.due_at = retry_at
 
 
+def _why_not_offer(message: Message, now: datetime) -> str | None:
+    """The outbox's check before sending an offer: still held, and the family still reachable."""
+    offer, usager = message.offer, message.usager
+    if offer is None or usager is None:
+        return "Proposition ou destinataire supprimé"
+    if offer.status != OfferStatus.HELD or offer.held_until <= now:
+        return "Proposition close avant l'envoi"
+    if message.channel == Channel.SMS and sms_address(usager) is None:
+        return "Pas de consentement SMS ou numéro invalide" if usager.phone else "Pas de numéro de mobile"
+    if message.channel == Channel.EMAIL and email_address(usager) is None:
+        return "Pas de consentement e-mail" if usager.email else "Pas d'adresse e-mail"
+    return None
+
+
 # --- Texts ------------------------------------------------------------------------------------------------------
 
 def compose_sms(message: Message) -> str:
     if message.kind == MessageKind.OFFER:
-        from lapins.waitlist.texts import offer_sms
-
         return offer_sms(message.offer)
     rdv = message.rdv
     territory = rdv.organisation.territory
@@ -471,11 +498,7 @@ def compose_sms(message: Message) -> str:
 
 
 def _render_email(message: Message):
-    from lapins.notifications.email import render_rdv_email
-
     if message.kind == MessageKind.OFFER:
-        from lapins.waitlist.texts import offer_email
-
         message.rendered_email = offer_email(message.offer)
         return message.rendered_email
     rendered = render_rdv_email(message.kind, message.rdv, links.family_url(message.rdv.id))

@@ -1,6 +1,6 @@
 """SMS through Twilio's REST API with the official SDK, and what Twilio's error codes mean for a family's number.
 
-One `twilio.rest.Client` per process and Twilio account (backends.sms_backend caches the backend of the
+One `twilio.rest.Client` per process and Twilio account (providers.sms_backend caches the backend of the
 deployment's account, and one per territory that has its own credentials): its requests session keeps the
 connection to Twilio alive between messages. The SDK never retries a request by itself here (no `max_retries`):
 a POST that timed out may have been accepted, and only the outbox decides, after `find_sent`, to send again.

@@ -19,12 +19,14 @@ from openpyxl import Workbook
 from flask import current_app
 from sqlalchemy import func, or_, select, update
 
+from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.models import Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, Rdv, RdvAgent, utcnow
 from lapins.models.rdvs import status_label
 from lapins.stats.figures import Filters, MonthFigures, Scope, _rdv_conditions, month_bounds, totals
 
 log = logging.getLogger(__name__)
+BUILD_TASK = "lapins.tasks.build_export"  # defined in lapins.tasks, which imports this module
 
 FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
@@ -263,10 +265,7 @@ def reclaim_stale(now: datetime | None = None) -> list[int]:
 
 
 def _enqueue(export_id: int) -> None:
-    from lapins.notifications.tasks import of_this_app
-    from lapins.tasks import build_export
-
     try:
-        of_this_app(build_export.name).delay(export_id)
+        task_named(BUILD_TASK).delay(export_id)
     except Exception:  # the broker down: the export stays pending and the next beat queues it again
         log.warning("exports: broker unreachable, export %s waits for the next beat", export_id, exc_info=True)

@@ -9,6 +9,7 @@ from wtforms import RadioField, SelectChoice
 
 from lapins import policies
 from lapins.infra.errors import render_error
+from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
 from lapins.models import Export, ExportStatus, Organisation, Territory, utcnow
@@ -97,9 +98,6 @@ def figures_file(kind: str, target_id: int, file_format: str):
 
 @bp.route("/<any(organisation, territoire):kind>/<int:target_id>/exports", methods=["POST"])
 def request_export(kind: str, target_id: int):
-    from lapins.notifications.tasks import of_this_app
-    from lapins.tasks import build_export
-
     target = _target(kind, target_id)
     form = ExportForm()
     filters, errors, _ = _filters(target, request.form)
@@ -110,7 +108,7 @@ def request_export(kind: str, target_id: int):
                                     target.id if kind == "organisation" else None, filters, form.file_format.data)
     db.session.commit()
     # After the commit: the worker must find the row. Bound to this app's Celery, not the last one created.
-    of_this_app(build_export.name).delay(export.id)
+    task_named(exports.BUILD_TASK).delay(export.id)
     return redirect(url_for("stats.export_status", export_id=export.id))
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.infra.extensions import db
+from lapins.waitlist import offers
 from lapins.models import (
     Agent, EntrySource, EntryStatus, Lieu, Motif, OfferStatus, Rdv, SlotOffer, Usager, WaitlistEntry, utcnow,
 )
@@ -61,9 +62,7 @@ def add_by_agent(actor: Agent, usager: Usager, motif: Motif, lieu: Lieu | None, 
                           created_at=now)
     db.session.add(entry)
     db.session.commit()
-    from lapins.waitlist.offers import kick
-
-    kick()  # an open slot may be waiting for just this family
+    offers.kick()  # an open slot may be waiting for just this family
     return entry
 
 
@@ -137,7 +136,5 @@ def ask_earlier(rdv: Rdv, now: datetime) -> WaitlistEntry:
                           created_at=now)
     db.session.add(entry)
     db.session.commit()
-    from lapins.waitlist.offers import kick
-
-    kick()
+    offers.kick()
     return entry

@@ -1,6 +1,6 @@
 """The offer engine: a freed slot goes to the best-placed waiting family, held for it, then to the next one.
 
-1. **Freeing** (`after_cancellation`, called by lapins.booking once a cancellation is committed; and
+1. **Freeing** (`after_cancellation`, on booking's RdvCancelled event once it is committed (listeners.py); and
    `accept` for the old slot of a family that moved earlier): the slot is recorded (`waitlist_slots`, open), then
    the reallocation job is kicked, as the outbox is after a booking.
 2. **Offering** (`reallocate`, the beat's job every minute and the kicked task): holds whose time is over expire,
@@ -24,9 +24,12 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from lapins import booking
+from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
+from lapins.infra.logs import safe_traceback
 from lapins.models import (
-    Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus,
+    Agent, Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus,
     SlotOffer, SlotStatus, Usager, WaitlistEntry, utcnow,
 )
 from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel
@@ -73,8 +76,6 @@ def after_cancellation(rdv_id: int) -> None:
             if slot is not None and _anyone_waiting(slot):
                 kick()
     except Exception as error:
-        from lapins.privacy.logs import safe_traceback
-
         db.session.rollback()
         logger.error("Waiting list: the slot freed by rdv %s could not be recorded\n%s", rdv_id, safe_traceback(error))
 
@@ -106,8 +107,6 @@ def record_freed(organisation_id: int, motif_id: int, lieu_id: int | None, agent
                  ends_at: datetime, *, source_rdv_id: int | None, now: datetime | None = None) -> WaitlistSlot | None:
     """Record an open slot of these agents to offer (and commit), unless it is too close to its start or already
     open."""
-    from lapins.models import Agent
-
     now = now or utcnow()
     if starts_at - _stop_before() <= now:
         return None
@@ -135,7 +134,7 @@ def _anyone_waiting(slot: WaitlistSlot) -> bool:
 def kick() -> None:
     """Offer now rather than at the next beat; the broker being down only delays the offer to the next beat."""
     try:
-        current_app.extensions["celery"].tasks[REALLOCATE_TASK].delay()
+        task_named(REALLOCATE_TASK).delay()
     except Exception:
         logger.warning("Waiting list: broker unreachable, freed slots wait for the next beat", exc_info=True)
 
@@ -158,9 +157,7 @@ def reallocate(now: datetime | None = None) -> int:
     db.session.commit()
     made = sum(offer_slot(slot_id, now) is not None for slot_id in slot_ids)
     if made:
-        from lapins.notifications.tasks import kick as kick_outbox
-
-        kick_outbox()
+        outbox.kick()
     return made
 
 
@@ -174,8 +171,6 @@ def expire_holds(now: datetime) -> int:
 
 def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
     """Offer one open slot to the best-placed family and commit the offer with its messages; None if not now."""
-    from lapins.booking import _lock_agents  # booking imports this module
-
     slot = db.session.get(WaitlistSlot, slot_id)
     if slot is None:
         return None
@@ -187,7 +182,7 @@ def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
     try:
         # Under the agents' booking locks: an agent booking this time meanwhile, or another run offering an
         # overlapping slot of one of these agents, waits for this transaction (and this one sees theirs).
-        _lock_agents(agent_ids)
+        booking.lock_agents(agent_ids)
         db.session.refresh(slot)
         if slot.status != SlotStatus.OPEN or _held(slot):
             db.session.rollback()
@@ -291,8 +286,6 @@ def _messages(offer: SlotOffer, territory_id: int, now: datetime) -> list[Messag
 
 def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
     """Book the offered slot for the family (or move its rdv there), atomically with the offer's claim."""
-    from lapins import booking
-
     now = now or utcnow()
     _refuse_unless_held(offer, now)
     offer_id, slot, entry = offer.id, offer.slot, offer.entry

@@ -1,14 +1,12 @@
 """What a family is sent when a freed slot is offered to it: the SMS facts, the e-mail, and when not to send."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import current_app
 
-from lapins.models import Channel, Message, OfferStatus, SlotOffer
-from lapins.notifications import outbox, sms_text
+from lapins.models import SlotOffer
+from lapins.notifications import sms_text
 from lapins.notifications.email import RenderedEmail, long_when
-from lapins.waitlist.tokens import offer_url
+from lapins.notifications.offer_links import offer_url
 
 
 def offer_sms(offer: SlotOffer) -> str:
@@ -34,16 +32,3 @@ def offer_email(offer: SlotOffer) -> RenderedEmail:
     return RenderedEmail(subject=subject, text=text, html=template.render(subject=subject, **context), ics=None,
                          ics_method=None)
 
-
-def why_not_offer(message: Message, now: datetime) -> str | None:
-    """The outbox's check before sending an offer: still held, and the family still reachable."""
-    offer, usager = message.offer, message.usager
-    if offer is None or usager is None:
-        return "Proposition ou destinataire supprimé"
-    if offer.status != OfferStatus.HELD or offer.held_until <= now:
-        return "Proposition close avant l'envoi"
-    if message.channel == Channel.SMS and outbox.sms_address(usager) is None:
-        return "Pas de consentement SMS ou numéro invalide" if usager.phone else "Pas de numéro de mobile"
-    if message.channel == Channel.EMAIL and outbox.email_address(usager) is None:
-        return "Pas de consentement e-mail" if usager.email else "Pas d'adresse e-mail"
-    return None

@@ -1,0 +1,51 @@
+"""What the family and the agents are told when booking changes an rdv (booking's events, lapins.booking.events)."""
+from __future__ import annotations
+
+from lapins.booking import events
+from lapins.booking.events import RdvBooked, RdvCancelled, RdvEvent, RdvMoved, RdvStatusSet
+from lapins.infra.extensions import db
+from lapins.models import MessageKind, Rdv, utcnow
+from lapins.models.rdvs import Canceller
+from lapins.notifications import agent_emails, outbox
+
+# Rdv ids whose planned messages are due at once, kept on the session from the transaction to its commit.
+_DUE_NOW = "lapins.notifications.due_now"
+
+
+def message_kind(event: RdvEvent) -> MessageKind | None:
+    """What the family is sent for this event, if anything."""
+    if isinstance(event, RdvBooked):
+        return MessageKind.CREATED
+    if isinstance(event, RdvCancelled):
+        return MessageKind.CANCELLED
+    if isinstance(event, RdvMoved) and event.family_told:
+        return MessageKind.CHANGED
+    if isinstance(event, RdvStatusSet) and event.restored:
+        return MessageKind.CHANGED
+    return None
+
+
+@events.in_transaction.connect
+def plan_messages(sender, *, event: RdvEvent, rdv: Rdv) -> None:
+    """The outbox rows, in the booking's transaction: a booked rdv is never left without its reminders."""
+    kind = message_kind(event)
+    if kind is None:
+        return
+    now = utcnow()
+    if any(message.due_at <= now for message in outbox.plan_for_rdv(rdv, kind)):
+        db.session.info.setdefault(_DUE_NOW, set()).add(event.rdv_id)
+
+
+@events.committed.connect
+def send_due_now(sender, *, event: RdvEvent) -> None:
+    """Messages due now (the confirmation) leave at once rather than at the next beat."""
+    due = db.session.info.get(_DUE_NOW, set())
+    if event.rdv_id in due:
+        due.discard(event.rdv_id)
+        outbox.kick()
+
+
+@events.committed.connect_via(RdvCancelled)
+def tell_agents_of_family_cancellation(sender, *, event: RdvCancelled) -> None:
+    if event.by == Canceller.FAMILY:
+        agent_emails.tell_agents_of_family_cancellation(event.rdv_id)
