@@ -81,18 +81,18 @@ def register_converters(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from lapins.admin import bp as admin_bp
-    from lapins.agenda import bp as agenda_bp
+    from lapins.admin.blueprint import bp as admin_bp
+    from lapins.agenda.blueprint import bp as agenda_bp
     from lapins.api import bp as api_bp
     from lapins.audit.views import bp as audit_bp
-    from lapins.auth import bp as auth_bp
-    from lapins.family import bp as family_bp
-    from lapins.infra.health import bp as health_bp
-    from lapins.integrations import bp as integrations_bp
+    from lapins.auth.blueprint import bp as auth_bp
+    from lapins.family.pages import bp as family_bp
+    from lapins.monitoring.health import bp as health_bp
+    from lapins.integrations.blueprint import bp as integrations_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
-    from lapins.privacy import bp as privacy_bp
-    from lapins.stats import bp as stats_bp
-    from lapins.territory_settings import bp as territory_settings_bp
+    from lapins.privacy.blueprint import bp as privacy_bp
+    from lapins.stats.blueprint import bp as stats_bp
+    from lapins.territory_settings.blueprint import bp as territory_settings_bp
     from lapins.infra.vendor import bp as vendor_bp
 
     app.register_blueprint(auth_bp)

@@ -22,6 +22,7 @@ from lapins.models import (
     Webhook,
 )
 from lapins.models.territory_admins import TerritoryAdmin
+from lapins.models.usagers import usager_organisations
 
 MANAGERS = {Role.ADMIN, Role.SECRETARY}
 
@@ -192,8 +193,6 @@ def lieu_scope(actor: Agent) -> Select:
 
 
 def usager_scope(actor: Agent) -> Select:
-    from lapins.models.usagers import usager_organisations
-
     members = select(usager_organisations.c.usager_id).where(
         usager_organisations.c.organisation_id.in_(organisations_of(actor))
     )

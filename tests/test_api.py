@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from lapins import create_app
 
-from lapins.api import tokens
+from lapins.auth import tokens
 from lapins.api.openapi import PREFIX, document
 from lapins.infra.extensions import db
 from lapins.models import Absence, ApiToken, PlageOuverture, Rdv, RdvStatus, Role, Usager

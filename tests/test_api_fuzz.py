@@ -17,7 +17,7 @@ from schemathesis.checks import (
     content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance,
 )
 
-from lapins.api import tokens
+from lapins.auth import tokens
 from lapins.api.openapi import PREFIX
 from lapins.models import Role
 

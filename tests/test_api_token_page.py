@@ -56,7 +56,7 @@ def test_an_admin_issues_a_token_shown_once_that_works_and_revokes_it(client, au
 
 
 def test_an_admin_cannot_revoke_a_colleagues_token(client, auth, people, db):
-    from lapins.api import tokens
+    from lapins.auth import tokens
 
     admin, colleague, _ = people
     row, token = tokens.create(colleague, "Prise de rendez-vous en ligne")

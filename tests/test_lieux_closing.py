@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from lapins.slots import availability
 from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv
-from lapins.api import tokens
+from lapins.auth import tokens
 from lapins.models import Rdv, RdvStatus, Role
 from tests.conftest import csrf_token_from
 from tests.test_calendar import NOW, PARIS, Clinic, feed, local, of_kind

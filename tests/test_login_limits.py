@@ -226,7 +226,7 @@ def test_the_test_suite_app_does_not_limit_unless_asked(client, db):
 # --- The REST API ---------------------------------------------------------------------------------------------------
 
 def test_the_api_answers_429_in_french_beyond_a_tokens_limit_and_other_tokens_go_on(make_app):
-    from lapins.api import tokens
+    from lapins.auth import tokens
     from lapins.api.openapi import PREFIX, document
 
     app = make_app(API_LIMITS_PER_TOKEN="3/minute", API_LIMITS_PER_IP="100/minute")

@@ -146,7 +146,7 @@ def _open(client, rule, url: str, method: str, *, csrf: str | None = None, beare
 
 
 def _api_token(agent) -> str:
-    from lapins.api.tokens import create
+    from lapins.auth.tokens import create
 
     return create(agent, "Parcours des permissions")[1]
 

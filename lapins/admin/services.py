@@ -15,6 +15,7 @@ from lapins.models import (
 )
 from lapins.models.rdvs import CANCELLED_STATUSES
 from lapins.models.territory_admins import TerritoryAdmin
+from lapins.auth import accounts
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +155,6 @@ def invite_agent(organisation: Organisation, *, email: str, first_name: str, las
     """A new account without a password, its role in the organisation, and the invitation e-mail
     (lapins.auth.accounts). An agent of the territory who has an account already gets the role in the organisation,
     and keeps their name and password; one still invited gets the invitation again."""
-    from lapins.auth import accounts
-
     email = email.strip().lower()
     agent = db.session.scalar(select(Agent).where(func.lower(Agent.email) == email))
     if agent is not None:
@@ -182,8 +181,6 @@ def invite_agent(organisation: Organisation, *, email: str, first_name: str, las
 
 
 def resend_invitation(agent: Agent) -> None:
-    from lapins.auth import accounts
-
     if agent.password_hash is not None:
         raise AdminError("Cet agent a déjà choisi son mot de passe : il peut le réinitialiser lui-même.")
     if not agent.active:

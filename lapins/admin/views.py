@@ -6,7 +6,8 @@ from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from lapins import policies
-from lapins.admin import bp, services
+from lapins.admin import services
+from lapins.admin.blueprint import bp
 from lapins.admin.forms import (
     ConfirmForm, InvitationForm, LieuForm, MotifForm, OrganisationForm, RoleForm, TerritoryAdminForm,
 )

@@ -27,7 +27,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
 from lapins import policies
-from lapins.agenda import bp
+from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import MAX_DURATION, BookingError, move_rdv
 from lapins.auth.views import agent_with_organisations

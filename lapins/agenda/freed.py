@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
-from lapins.agenda import bp
+from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.infra.extensions import db
 from lapins.models import (

@@ -9,7 +9,7 @@ from flask_login import current_user
 from sqlalchemy import case, func, select
 
 from lapins import policies
-from lapins.agenda import bp
+from lapins.agenda.blueprint import bp
 from lapins.agenda.rdvs import _get_rdv
 from lapins.infra.extensions import db
 from lapins.agenda.rdv_forms import ReminderForm

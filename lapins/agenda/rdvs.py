@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
 from lapins import policies
-from lapins.agenda import bp
+from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from lapins.agenda import bp
+from lapins.agenda.blueprint import bp
 from lapins.agenda import schedule_services as services
 from lapins.agenda.schedule_forms import AbsenceForm, PlageForm
 from lapins.infra.extensions import db

@@ -7,7 +7,7 @@ from sqlalchemy import func, or_, select
 from wtforms import SelectChoice
 
 from lapins import policies
-from lapins.agenda import bp
+from lapins.agenda.blueprint import bp
 from lapins.agenda.usager_forms import UsagerForm
 from lapins.auth.views import safe_next
 from lapins.infra.extensions import db
@@ -15,6 +15,7 @@ from lapins.models import Organisation, Rdv, RdvStatus, Usager
 from lapins.models.rdvs import rdv_usagers
 from lapins.locale.phones import e164_or_none
 from lapins.waitlist import entries as waitlist_entries
+from lapins.agenda.waitlist import usager_form
 
 SEARCH_LIMIT = 50
 
@@ -97,8 +98,6 @@ def usager_detail(usager_id: int):
         .order_by(Rdv.starts_at.desc())
         .limit(200)
     ).all()
-    from lapins.agenda.waitlist import usager_form  # registered after this module (lapins.agenda's last line)
-
     return render_template("agenda/usagers/detail.html", usager=usager, rdvs=rdvs, tz=usager.territory.tz,
                            history=attendance_history(rdvs), waitlist_form=usager_form(usager),
                            waitlist_entries=waitlist_entries.usager_entries(current_user, usager))

@@ -1,7 +1,7 @@
 from flask import redirect, url_for
 from flask_login import current_user
 
-from lapins.agenda import bp
+from lapins.agenda.blueprint import bp
 
 
 @bp.route("/")

@@ -5,7 +5,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from lapins import policies
-from lapins.agenda import bp
+from lapins.agenda.blueprint import bp
 from lapins.agenda.waitlist_forms import entry_form
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form

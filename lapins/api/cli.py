@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from lapins.auth import tokens
 
 
 @click.group("api-token")
@@ -14,8 +15,6 @@ def api_token() -> None:
 @click.argument("label")
 def create_token(email: str, label: str) -> None:
     """Crée un jeton pour l'agent EMAIL et l'affiche une seule fois."""
-    from lapins.api import tokens
-
     try:
         row, token = tokens.create(tokens.agent_by_email(email), label)
     except tokens.TokenError as error:
@@ -29,8 +28,6 @@ def create_token(email: str, label: str) -> None:
 @click.argument("prefix")
 def revoke_token(prefix: str) -> None:
     """Révoque le jeton qui commence par PREFIX (affiché à sa création)."""
-    from lapins.api import tokens
-
     try:
         row = tokens.revoke(prefix)
     except tokens.TokenError as error:

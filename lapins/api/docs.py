@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import jsonify, render_template
 
-from lapins.api import bp, openapi
+from lapins.api import openapi
+from lapins.api.blueprint import bp
 from lapins.api.schemas import ERROR_DESCRIPTIONS, OPERATIONS
 
 

@@ -12,6 +12,8 @@ from lapins import policies
 from lapins.api import validation
 from lapins.api.schemas import MAX_ID, OPERATIONS, Operation
 from lapins.audit.actors import acting
+from lapins.auth.limits import retry_after_seconds
+from lapins.auth.tokens import agent_for
 from lapins.infra.extensions import db
 from lapins.models import Absence, PlageOuverture, Rdv, Usager
 from lapins.models.audit import AuditChannel
@@ -64,7 +66,9 @@ def register_operations(bp: Blueprint) -> None:
         assert all(name in PATH_OBJECTS for name in operation.path_parameters) and (
             bool(operation.path_parameters) == (operation.action is not None)), operation.operation_id
         rule = operation.path.replace("{", "<").replace("}", ">")
-        bp.add_url_rule(rule, operation.operation_id, _handler(operation), methods=[operation.method])
+        handler = _handler(operation)
+        handler.api_operation = True  # rate-limited per token and per address (lapins.auth.limits)
+        bp.add_url_rule(rule, operation.operation_id, handler, methods=[operation.method])
     bp.register_error_handler(ApiError, _api_error)
     bp.register_error_handler(HTTPException, _http_error)
     bp.register_error_handler(Exception, _unexpected_error)
@@ -74,8 +78,6 @@ def _handler(operation: Operation) -> Callable:
     view = VIEWS[operation.operation_id]
 
     def handle(**path):
-        from lapins.api.tokens import agent_for
-
         agent = agent_for(request.headers.get("Authorization"))
         if agent is None:
             raise ApiError(401)
@@ -127,8 +129,6 @@ def _api_error(error: ApiError):
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="lapins"'
     if error.status == 429:
-        from lapins.auth.limits import retry_after_seconds
-
         response.headers["Retry-After"] = str(retry_after_seconds())
     return response
 

@@ -1,6 +1,6 @@
 """An administrator's own API tokens ("Mes préférences" → "Jetons d'accès à l'API"): issued, listed, revoked.
 
-A token acts as its agent (lapins.api.tokens): an administrator issues one for the software of their département
+A token acts as its agent (lapins.auth.tokens): an administrator issues one for the software of their département
 (SI PMI, online booking) instead of asking an operator for `flask api-token create`. The token is shown once, in the
 answer that issued it, never in the session cookie nor a flash message; the page lists tokens by their prefix.
 Who may have tokens is decided by lapins.policies.may_issue_api_tokens, whose tokens by api_token_scope.
@@ -15,8 +15,8 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
 from lapins import policies
-from lapins.api import tokens
-from lapins.auth import bp
+from lapins.auth import tokens
+from lapins.auth.blueprint import bp
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form, strip
 from lapins.models import ApiToken, utcnow

@@ -24,7 +24,9 @@ from flask import Flask, current_app, render_template, request, session
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_login import current_user
 
-from lapins.auth import bp
+from lapins.auth.blueprint import bp
+from lapins.auth.forms import LoginForm, SecondFactorForm
+from lapins.auth.passwords import ResetRequestForm
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +113,14 @@ def init_app(app: Flask) -> Limiter:
         app.view_functions[rule.endpoint] = view
     per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
     per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
-    for endpoint in api_endpoints():
+    for endpoint in api_endpoints(app):
         app.view_functions[endpoint] = per_ip(per_token(app.view_functions[endpoint]))
     return limiter
 
 
-def api_endpoints() -> list[str]:
-    from lapins.api.schemas import OPERATIONS
-
-    return [f"api.{operation.operation_id}" for operation in OPERATIONS]
+def api_endpoints(app: Flask) -> list[str]:
+    """The API's operations, as lapins.api.routing marks them."""
+    return [endpoint for endpoint, view in app.view_functions.items() if getattr(view, "api_operation", False)]
 
 
 def _unhook_from_every_request(app: Flask, limiter: Limiter) -> None:
@@ -144,9 +145,6 @@ def retry_after_seconds() -> int:
 @bp.errorhandler(RateLimitExceeded)
 def too_many_attempts(error: RateLimitExceeded):
     """The page the agent was on, with the French message, as HTTP 429 (the counts are in no log)."""
-    from lapins.auth.forms import LoginForm, SecondFactorForm
-    from lapins.auth.passwords import ResetRequestForm
-
     message = MESSAGES.get(request.endpoint or "", TOO_MANY_LOGINS)
     if request.endpoint == "auth.login":
         page = render_template("auth/login.html", form=LoginForm(), limited=message)

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
-from lapins.auth import accounts, bp
+from lapins.auth import accounts
+from lapins.auth.blueprint import bp
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
 from lapins.models import Agent

@@ -11,7 +11,7 @@ from flask_login import current_user, login_required
 from wtforms import BooleanField
 
 from lapins import policies
-from lapins.auth import bp
+from lapins.auth.blueprint import bp
 from lapins.auth import second_factor as codes
 from lapins.auth.forms import ConfirmForm, EnrolmentForm, SecondFactorForm
 from lapins.infra.extensions import db

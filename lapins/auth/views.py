@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from lapins.auth import bp
+from lapins.auth.blueprint import bp
 from lapins.auth import second_factor as second_factor_codes
 from lapins.auth.forms import LoginForm, SecondFactorForm
 from lapins.auth.limits import PENDING_SECOND_FACTOR

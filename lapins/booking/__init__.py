@@ -130,6 +130,11 @@ def cancel_rdv(
     return rdv
 
 
+def cancellation_deadline(rdv: Rdv) -> datetime:
+    """Until when the family may cancel by itself (link, SMS): the motif's limit before the rdv."""
+    return rdv.starts_at - timedelta(hours=rdv.motif.cancellation_limit_hours)
+
+
 def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
     """Record what became of an rdv that has started: seen, no-show, or back to unknown."""
     if status not in (RdvStatus.SEEN, RdvStatus.NOSHOW, RdvStatus.UNKNOWN):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import redirect, render_template, session, url_for
 
 from lapins.infra.extensions import db
-from lapins.family import bp, services
+from lapins.family import services
+from lapins.family.pages import bp
 from lapins.infra.forms import Form
 from lapins.models import OfferStatus, Rdv, SlotOffer, utcnow
 from lapins.models.territories import phone_to_call

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import case, or_, select, update
 
-from lapins.booking import BookingError, cancel_rdv
+from lapins.booking import BookingError, cancel_rdv, cancellation_deadline
 from lapins.infra.extensions import db
 from lapins.models import Rdv, RdvStatus
 from lapins.models.rdvs import CancellationChannel, RdvLinkCheck
@@ -114,10 +114,6 @@ def _insert_row_if_missing(rdv_id: int) -> None:
 
 
 # --- Cancelling ------------------------------------------------------------------------------------------------------
-
-def cancellation_deadline(rdv: Rdv) -> datetime:
-    return rdv.starts_at - timedelta(hours=rdv.motif.cancellation_limit_hours)
-
 
 def can_cancel_online(rdv: Rdv, now: datetime) -> bool:
     return rdv.is_live and now < cancellation_deadline(rdv)

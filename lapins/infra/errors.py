@@ -7,6 +7,8 @@ route, an unexpected error. The public API (/api/v1) has handlers of its own (la
 from flask import Flask, has_request_context, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from lapins.infra.extensions import db
+from lapins.infra.logs import safe_traceback
 
 MESSAGES = {
     400: ("Requête invalide", "La requête envoyée n'a pas pu être comprise."),
@@ -39,10 +41,6 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
-        from lapins.infra.extensions import db
-
-        from lapins.infra.logs import safe_traceback
-
         db.session.rollback()
         app.logger.error("unhandled error\n%s", safe_traceback(error))
         return render_error(500)

@@ -4,16 +4,5 @@
 - delivery.py: the worker signs (HMAC-SHA256) and sends them, retries with backoff, and keeps the log;
 - views.py: organisation administrators add and remove webhooks and read the delivery log.
 """
-from flask import Blueprint
-from flask_login import login_required
-
-bp = Blueprint("integrations", __name__, url_prefix="/integrations")
-
-
-@bp.before_request
-@login_required
-def require_login() -> None:
-    """For signed-in agents; lapins.policies decides who administers which organisation."""
-
-
-from lapins.integrations import events, views  # noqa: E402,F401
+from lapins.integrations.blueprint import bp  # noqa: F401
+from lapins.integrations import events, views  # noqa: F401,I001  (their routes register on bp)

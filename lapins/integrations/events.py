@@ -21,6 +21,7 @@ from lapins.models import Rdv, RdvAgent, Usager, utcnow
 from lapins.models.rdvs import rdv_usagers
 from lapins.models.usagers import usager_organisations
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
+from lapins.integrations.delivery import kick
 
 RDV_FIELDS = ("starts_at", "ends_at", "status", "lieu_id", "motif_id", "notes", "confirmed_at", "cancelled_at",
               "cancel_reason", "agent_links")
@@ -151,8 +152,6 @@ def _write_deliveries(session: Session, flush_context) -> None:
 @event.listens_for(Session, "after_commit")
 def _kick_delivery(session: Session) -> None:
     if session.info.pop("webhooks_due", False):
-        from lapins.integrations.delivery import kick
-
         kick()
 
 

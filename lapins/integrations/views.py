@@ -13,7 +13,8 @@ from lapins import policies
 from lapins.infra import crypto
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form, strip
-from lapins.integrations import bp, delivery
+from lapins.integrations import delivery
+from lapins.integrations.blueprint import bp
 from lapins.models import Organisation
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 

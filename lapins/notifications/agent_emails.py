@@ -23,6 +23,7 @@ from lapins.models import Agent, Rdv, RdvAgent
 from lapins.models.rdvs import Canceller
 from lapins.notifications import backends, providers
 from lapins.notifications.backends import OutgoingEmail, TransientError
+from lapins.notifications.email import long_when, short_when
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ def send_family_cancellation_email(self, rdv_id: int, agent_id: int) -> bool:
 
 
 def family_cancellation_email(rdv: Rdv, agent: Agent) -> OutgoingEmail:
-    from lapins.notifications.email import long_when, short_when
-
     tz = rdv.organisation.territory.tz
     public_url = current_app.config["PUBLIC_URL"].rstrip("/")
     rdv_url, preferences_url = f"{public_url}/rdvs/{rdv.id}", f"{public_url}/preferences"

@@ -20,7 +20,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased
 
-from lapins.booking import BookingError, cancel_rdv
+from lapins.booking import BookingError, cancel_rdv, cancellation_deadline
 from lapins.infra.extensions import db
 from lapins.models import Organisation, Rdv, RdvStatus, SmsReplyRound, Territory, Usager, utcnow
 from lapins.models.rdvs import CANCELLED_STATUSES, CancellationChannel, rdv_usagers
@@ -109,8 +109,6 @@ def _confirm(rdv: Rdv) -> str:
 
 
 def _cancel(rdv: Rdv) -> str:
-    from lapins.family.services import cancellation_deadline
-
     if utcnow() >= cancellation_deadline(rdv):
         phone = _phone_of(rdv)
         call = f" : appelez le {phone}" if phone else " : appelez votre centre de PMI"

@@ -36,6 +36,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 from lapins.infra.extensions import csrf, db
 from lapins.models import Message, MessageStatus, Territory, Usager, utcnow
 from lapins.notifications.twilio import error_text, is_undeliverable
+from lapins.infra import crypto
+from lapins.notifications import replies
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +90,6 @@ def twilio_signed(find_territories: Callable[[], list[Territory]]) -> Callable[[
 
 def candidate_tokens(territories: list[Territory]) -> dict[str, frozenset[int]]:
     """Auth Token → the territories (ids) a request signed with it may be about."""
-    from lapins.infra import crypto
-
     by_token: dict[str, set[int]] = {}
     environment = current_app.config.get("TWILIO_AUTH_TOKEN")
     if environment:
@@ -203,8 +203,6 @@ def normalize_keyword(body: str) -> str:
 @twilio_signed(_inbound_territories)
 def inbound():
     """STOP from anyone; OUI / ANNULER where the territory's sender takes replies (lapins.notifications.replies)."""
-    from lapins.notifications import replies
-
     keyword = normalize_keyword(request.form.get("Body", ""))
     phone = request.form.get("From", "").strip()
     handler = INBOUND_KEYWORDS.get(keyword)

@@ -4,7 +4,12 @@ from __future__ import annotations
 import click
 from flask import Flask
 
+from lapins.auth import accounts
 from lapins.infra.extensions import db
+from lapins.models import Territory
+from lapins.onboarding import seeding
+from lapins.onboarding import territory as onboarding
+from lapins.onboarding.territory import OnboardingError
 
 
 def register(app: Flask) -> None:
@@ -29,11 +34,9 @@ def territory() -> None:
 def create_territory(number: str, name: str, timezone_name: str, admin_email: str, organisation: str | None,
                      admin_first_name: str | None, admin_last_name: str | None) -> None:
     """Crée un département, son premier service et son administrateur, et invite celui-ci par courriel."""
-    from lapins.auth import accounts
-    from lapins.onboarding.territory import OnboardingError, create_territory as create
 
     try:
-        admin = create(number=number, name=name, timezone=timezone_name, admin_email=admin_email,
+        admin = onboarding.create_territory(number=number, name=name, timezone=timezone_name, admin_email=admin_email,
                        organisation_name=organisation, admin_first_name=admin_first_name,
                        admin_last_name=admin_last_name)
     except OnboardingError as error:
@@ -55,8 +58,6 @@ def create_territory(number: str, name: str, timezone_name: str, admin_email: st
 @click.option("--if-empty", is_flag=True, help="Ne rien faire si la base contient déjà un territoire.")
 def seed(scale: str, rdvs: int | None, if_empty: bool) -> None:
     """Remplit la base avec un département de démonstration ou de test de charge."""
-    from lapins.onboarding import seeding
-    from lapins.models import Territory
 
     if if_empty and db.session.scalar(db.select(Territory).limit(1)) is not None:
         click.echo("La base contient déjà des données : rien à faire.")
@@ -82,10 +83,8 @@ def seed(scale: str, rdvs: int | None, if_empty: bool) -> None:
 def configure_territory(number: str, reminder_offsets: str | None, sms_sender: str | None,
                         messaging_service_sid: str | None, takes_replies: bool | None, quiet_hours: str | None) -> None:
     """Règle les SMS d'un département : rappels, expéditeur, réponses, heures sans SMS."""
-    from lapins.onboarding.territory import OnboardingError, configure_territory as configure
-
     try:
-        territory = configure(number, reminder_offsets=reminder_offsets, sms_sender=sms_sender,
+        territory = onboarding.configure_territory(number, reminder_offsets=reminder_offsets, sms_sender=sms_sender,
                               messaging_service_sid=messaging_service_sid, takes_replies=takes_replies,
                               quiet_hours=quiet_hours)
     except OnboardingError as error:

@@ -26,6 +26,7 @@ from lapins.admin.services import joining_refusal
 from lapins.infra.extensions import db
 from lapins.models import Agent, AgentRole, Lieu, Organisation, Role, Territory
 from lapins.locale.phones import InvalidPhone, french_number
+from lapins.auth.accounts import send_account_email
 
 BATCH_SIZE = 100
 FIRST_DATA_LINE = 2  # line 1 is the header: numbers are the ones a spreadsheet shows
@@ -366,8 +367,6 @@ def import_agents(organisation: Organisation, table: Table, *, dry_run: bool = F
     """Stores the valid lines of `table` as agents of `organisation` (columns email, prenom, nom, role) and invites
     the new ones by e-mail; an agent who has an account already gets the role in `organisation`."""
     if invite is None:
-        from lapins.auth.accounts import send_account_email
-
         def invite(agent: Agent) -> None:
             send_account_email(agent, "invitation")
     return _run(_AgentImporter(organisation, table, invite), table, dry_run, all_or_nothing, progress)

@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from lapins.infra.extensions import db
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
 from lapins.models.territory_admins import TerritoryAdmin
+from lapins.notifications import timing
+from lapins.locale.phones import InvalidPhone, normalize_mobile
 
 # Metropolitan départements (Corsica as 2A / 2B) and the overseas ones with a PMI service of their own.
 NUMBER = re.compile(r"0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-6]")
@@ -120,8 +122,6 @@ def checked_timezone(name: str) -> str:
 
 def checked_reminder_offsets(text: str) -> str:
     """ "24, 72" → "72,24" (hours before the rdv, see lapins.notifications.timing); nothing → the default "48"."""
-    from lapins.notifications import timing
-
     try:
         hours = timing.parse_offsets(text)
     except timing.InvalidOffsets as error:
@@ -131,8 +131,6 @@ def checked_reminder_offsets(text: str) -> str:
 
 def checked_sms_sender(text: str, territory_number: str) -> str:
     """A French mobile number in E.164 (it sends SMS, so it is a mobile one) or an alphanumeric sender."""
-    from lapins.locale.phones import InvalidPhone, normalize_mobile
-
     sender = text.strip()
     if sender.startswith("+") or sender[:1].isdigit():
         try:

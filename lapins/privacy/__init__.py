@@ -1,14 +1,3 @@
 """Personal data: the retention job, and a usager's data exported or erased on the family's request."""
-from flask import Blueprint
-from flask_login import login_required
-
-bp = Blueprint("privacy", __name__)
-
-
-@bp.before_request
-@login_required
-def require_login() -> None:
-    """Exports and erasures are for signed-in agents; lapins.policies decides which."""
-
-
-from lapins.privacy import views  # noqa: E402,F401
+from lapins.privacy.blueprint import bp  # noqa: F401
+from lapins.privacy import views  # noqa: F401,I001  (their routes register on bp)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from lapins.privacy import retention as job
 
 
 @click.group("retention")
@@ -14,8 +15,6 @@ def retention() -> None:
 def run(dry_run: bool) -> None:
     """Supprime les rdvs anciens et efface le contenu des messages anciens."""
     from flask import current_app
-
-    from lapins.privacy import retention as job
 
     config = current_app.config
     report = job.run(dry_run=dry_run)

@@ -12,7 +12,8 @@ from lapins import policies
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form, strip
 from lapins.models import Usager, utcnow
-from lapins.privacy import bp, erasure, export
+from lapins.privacy import erasure, export
+from lapins.privacy.blueprint import bp
 
 
 class ErasureForm(Form):

@@ -1,14 +1,3 @@
 """Statistics of an organisation and of a territory: monthly figures, charts, CSV/XLSX files, background exports."""
-from flask import Blueprint
-from flask_login import login_required
-
-bp = Blueprint("stats", __name__, url_prefix="/statistiques")
-
-
-@bp.before_request
-@login_required
-def require_login() -> None:
-    """Every page here is for signed-in agents; what each may see is decided in lapins.policies."""
-
-
-from lapins.stats import views  # noqa: E402,F401
+from lapins.stats.blueprint import bp  # noqa: F401
+from lapins.stats import views  # noqa: F401,I001  (their routes register on bp)

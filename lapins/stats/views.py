@@ -13,7 +13,8 @@ from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
 from lapins.models import Export, ExportStatus, Organisation, Territory, utcnow
-from lapins.stats import bp, exports
+from lapins.stats import exports
+from lapins.stats.blueprint import bp
 from lapins.stats.figures import (
     Filters, Scope, chart_series, filter_choices, format_hours, format_percent, month_label, monthly_figures, totals,
 )

@@ -4,16 +4,5 @@
   and the sample SMS the wording is previewed and checked on;
 - views.py: the page, its three forms and the JSON preview.
 """
-from flask import Blueprint
-from flask_login import login_required
-
-bp = Blueprint("territory_settings", __name__)
-
-
-@bp.before_request
-@login_required
-def require_login() -> None:
-    """For signed-in agents; lapins.policies decides who administers which territory."""
-
-
-from lapins.territory_settings import views  # noqa: E402,F401
+from lapins.territory_settings.blueprint import bp  # noqa: F401
+from lapins.territory_settings import views  # noqa: F401,I001  (their routes register on bp)

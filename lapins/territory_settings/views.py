@@ -8,7 +8,8 @@ from lapins import policies
 from lapins.infra.extensions import db
 from lapins.models import Territory
 from lapins.notifications import sms_text
-from lapins.territory_settings import bp, services
+from lapins.territory_settings import services
+from lapins.territory_settings.blueprint import bp
 from lapins.territory_settings.forms import CredentialsForm, SettingsForm, WordingForm
 
 TIMEZONE_MOVED = ("Fuseau horaire changé : les rendez-vous déjà pris gardent leur instant et s'affichent désormais à "

@@ -1,6 +1,6 @@
 """The offer engine: a freed slot goes to the best-placed waiting family, held for it, then to the next one.
 
-1. **Freeing** (`after_cancellation`, on booking's RdvCancelled event once it is committed (listeners.py); and
+1. **Freeing** (`free_cancelled`, on booking's RdvCancelled event, in the cancellation's own transaction; and
    `accept` for the old slot of a family that moved earlier): the slot is recorded (`waitlist_slots`, open), then
    the reallocation job is kicked, as the outbox is after a booking.
 2. **Offering** (`reallocate`, the beat's job every minute and the kicked task): holds whose time is over expire,
@@ -61,26 +61,32 @@ def _stop_before() -> timedelta:
 
 # --- Freeing ------------------------------------------------------------------------------------------------------
 
-def after_cancellation(rdv_id: int) -> None:
-    """A committed cancellation frees its time: record it and have it offered. Never fails the cancellation."""
+def free_cancelled(rdv: Rdv) -> WaitlistSlot | None:
+    """A cancellation frees its time: the slot is recorded in the cancellation's transaction, so that a process
+    dying right after the commit leaves it for the beat to offer. Never fails the cancellation: a failure here is
+    rolled back to a savepoint and logged."""
     try:
-        rdv = db.session.get(Rdv, rdv_id)
-        if rdv is None or rdv.is_live:
-            return
-        settle_entries_of_cancelled(rdv)
-        if rdv.agent_links:
+        with db.session.begin_nested():
+            settle_entries_of_cancelled(rdv, commit=False)
+            if not rdv.agent_links:
+                return None
             # A joint consultation (several agents) is offered as one slot that needs them all.
-            slot = record_freed(rdv.organisation_id, rdv.motif_id, rdv.lieu_id,
+            return record_freed(rdv.organisation_id, rdv.motif_id, rdv.lieu_id,
                                 sorted(link.agent_id for link in rdv.agent_links), rdv.starts_at, rdv.ends_at,
-                                source_rdv_id=rdv.id)
-            if slot is not None and _anyone_waiting(slot):
-                kick()
+                                source_rdv_id=rdv.id, commit=False)
     except Exception as error:
-        db.session.rollback()
-        logger.error("Waiting list: the slot freed by rdv %s could not be recorded\n%s", rdv_id, safe_traceback(error))
+        logger.error("Waiting list: the slot freed by rdv %s could not be recorded\n%s", rdv.id, safe_traceback(error))
+        return None
 
 
-def settle_entries_of_cancelled(rdv: Rdv, now: datetime | None = None) -> None:
+def offer_soon(slot_id: int) -> None:
+    """After the commit: have the slot offered now when a family waits for it, rather than at the next beat."""
+    slot = db.session.get(WaitlistSlot, slot_id)
+    if slot is not None and _anyone_waiting(slot):
+        kick()
+
+
+def settle_entries_of_cancelled(rdv: Rdv, now: datetime | None = None, *, commit: bool = True) -> None:
     """The waiting-list entries that wanted this (now cancelled) rdv earlier: a family that cancelled it no longer
     waits; a family whose rdv the service cancelled still needs one, and keeps its place for any slot of the motif."""
     now = now or utcnow()
@@ -90,7 +96,8 @@ def settle_entries_of_cancelled(rdv: Rdv, now: datetime | None = None) -> None:
             entry.status, entry.closed_at = EntryStatus.LAPSED, now
         else:
             entry.rdv_id = None
-    db.session.commit()
+    if commit:
+        db.session.commit()
 
 
 def lapse_entries_of_past_rdvs(now: datetime) -> int:
@@ -104,9 +111,10 @@ def lapse_entries_of_past_rdvs(now: datetime) -> int:
 
 
 def record_freed(organisation_id: int, motif_id: int, lieu_id: int | None, agent_ids: list[int], starts_at: datetime,
-                 ends_at: datetime, *, source_rdv_id: int | None, now: datetime | None = None) -> WaitlistSlot | None:
-    """Record an open slot of these agents to offer (and commit), unless it is too close to its start or already
-    open."""
+                 ends_at: datetime, *, source_rdv_id: int | None, now: datetime | None = None,
+                 commit: bool = True) -> WaitlistSlot | None:
+    """Record an open slot of these agents to offer (and commit, unless told not to), unless it is too close to its
+    start or already open."""
     now = now or utcnow()
     if starts_at - _stop_before() <= now:
         return None
@@ -120,7 +128,10 @@ def record_freed(organisation_id: int, motif_id: int, lieu_id: int | None, agent
                      created_at=now)
     slot.agents = list(db.session.scalars(select(Agent).where(Agent.id.in_(agent_ids))))
     db.session.add(slot)
-    db.session.commit()
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
     return slot
 
 

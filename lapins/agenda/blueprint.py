@@ -1,0 +1,77 @@
+"""Agents' agendas: calendars, rdvs, usagers, opening slots and absences."""
+from flask import Blueprint
+from flask_login import login_required
+from lapins.models import Role
+
+bp = Blueprint("agenda", __name__)
+
+
+@bp.before_request
+@login_required
+def require_login() -> None:
+    """Every page of the agenda is for signed-in agents; what each may see is decided in lapins.policies."""
+
+
+NAV_ITEMS = [
+    ("agenda.home", "Mon agenda"),
+    ("agenda.lieux_index", "Agenda des lieux"),
+    ("agenda.slot_search", "Trouver un créneau"),
+    ("agenda.usagers", "Usagers"),
+    # A menu: (its label, its links). The header keeps one line on an office screen.
+    ("Suivi des rendez-vous", [
+        ("agenda.rdvs_to_fill", "RDV à renseigner"),
+        ("agenda.freed_slots_board", "Créneaux libérés"),
+        ("agenda.waitlist", "File d'attente"),
+        ("stats.home", "Statistiques"),
+    ]),
+    ("agenda.my_schedule", "Mes horaires"),
+]
+
+
+# Pages reached from a menu item keep that item marked as the current one.
+NAV_SECTIONS = {
+    "stats.page": "stats.home", "stats.export_status": "stats.home",
+    "agenda.agent_calendar": "agenda.home",
+    "agenda.lieu_calendar": "agenda.lieux_index",
+    "agenda.usager_detail": "agenda.usagers", "agenda.new_usager": "agenda.usagers", "agenda.edit_usager": "agenda.usagers",
+    "agenda.schedule": "agenda.my_schedule", "agenda.new_plage": "agenda.my_schedule",
+    "agenda.edit_plage": "agenda.my_schedule", "agenda.delete_plage": "agenda.my_schedule",
+    "agenda.new_absence": "agenda.my_schedule", "agenda.edit_absence": "agenda.my_schedule",
+    "agenda.delete_absence": "agenda.my_schedule",
+    "agenda.territory_messages": "agenda.my_territory_messages",
+    "integrations.webhooks": "integrations.index",
+    "audit.rdv_history": "audit.index", "audit.usager_history": "audit.index",
+    **{f"admin.{page}": "admin.index" for page in (
+        "organisations", "add_territory_admin", "edit_organisation", "lieux", "new_lieu", "edit_lieu", "motifs",
+        "new_motif", "edit_motif", "agents", "invite_agent")},
+}
+
+
+@bp.app_context_processor
+def navigation() -> dict:
+    from flask import has_request_context, request
+    from flask_login import current_user
+
+    if not has_request_context():  # e-mails rendered by the worker have no navigation
+        return {}
+    current = NAV_SECTIONS.get(request.endpoint, request.endpoint)
+    if request.endpoint == "agenda.agent_calendar" and (request.view_args or {}).get("agent_id") != getattr(current_user, "id", None):
+        current = None  # a colleague's agenda is not "Mon agenda"
+    return {"nav_items": lambda: NAV_ITEMS + extra_nav_items(current_user), "nav_current": current}
+
+
+def extra_nav_items(agent) -> list[tuple[str, str]]:
+    """Items some agents only get: the SMS figures for administrators, the dev inbox outside production."""
+    from flask import current_app
+
+    items = []
+    if getattr(agent, "is_authenticated", False) and any(role.role == Role.ADMIN for role in agent.roles):
+        items.append(("agenda.my_territory_messages", "SMS envoyés"))
+        items.append(("audit.index", "Historique"))
+        items.append(("integrations.index", "Intégrations"))
+        items.append(("admin.index", "Administration"))
+    elif getattr(agent, "is_authenticated", False) and agent.administered_territory_ids:  # a territory admin only
+        items.append(("admin.index", "Administration"))
+    if current_app.config["ENV_NAME"] != "production":
+        items.append(("agenda.dev_inbox", "Boîte de dév."))
+    return items

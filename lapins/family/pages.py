@@ -1,0 +1,129 @@
+"""The family's page, reached from the link in every SMS and e-mail: no account, the signed link is the key.
+
+It shows the rdv in plain French, in the territory's time zone, offers it as an ICS file, and lets the family
+cancel until the motif's limit. A forwarded link reveals a time and a place, nothing more: names are shown, and
+cancelling allowed, only once this browser has given the first letters of the family's last name (a light check,
+remembered in the signed session cookie, with a limit of wrong tries per rdv kept in the database).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, session, url_for
+
+from lapins.booking import BookingError
+from lapins.infra.extensions import db
+from lapins.family import services
+from lapins.family.forms import FamilyCancelForm, IdentityForm
+from lapins.models import Rdv, utcnow
+from lapins.models.rdvs import Canceller
+from lapins.notifications import links
+from lapins.notifications.email import rdv_ics
+
+bp = Blueprint("family", __name__)
+
+
+def _rdv_from(token: str) -> Rdv | None:
+    rdv_id = links.rdv_id_from_token(token)
+    return db.session.get(Rdv, rdv_id) if rdv_id is not None else None
+
+
+def _unavailable(title: str, message: str, code: int):
+    return render_template("family/unavailable.html", title=title, message=message), code
+
+
+def _open(token: str):
+    """The rdv of a valid, unexpired link, or the page that says why there is none."""
+    rdv = _rdv_from(token)
+    if rdv is None:
+        return None, _unavailable("Lien invalide", "Ce lien ne correspond à aucun rendez-vous. Vérifiez qu'il est "
+                                  "complet, ou appelez votre centre de PMI.", 404)
+    if rdv.ends_at < utcnow():
+        return None, _unavailable("Rendez-vous passé", "Ce rendez-vous est passé : ce lien n'est plus utilisable.", 410)
+    return rdv, None
+
+
+def _page(rdv: Rdv, token: str, *, identity_form: IdentityForm | None = None,
+          cancel_form: FamilyCancelForm | None = None, error: str | None = None, code: int = 200):
+    now = utcnow()
+    checked = services.is_checked(session, rdv.id)
+    can_cancel = services.can_cancel_online(rdv, now)
+    return render_template(
+        "family/rdv.html", rdv=rdv, token=token, tz=rdv.organisation.territory.tz, checked=checked,
+        can_cancel=can_cancel, deadline=services.cancellation_deadline(rdv), error=error,
+        locked_until=services.locked_until(rdv.id, now) if can_cancel and not checked else None,
+        identity_form=identity_form or IdentityForm(), cancel_form=cancel_form or FamilyCancelForm(),
+        phone=rdv.phone_to_call,
+    ), code
+
+
+@bp.route("/r/<token>")
+def rdv_page(token: str):
+    rdv, refusal = _open(token)
+    return refusal or _page(rdv, token)
+
+
+@bp.route("/r/<token>/verifier", methods=["POST"])
+def check_identity(token: str):
+    rdv, refusal = _open(token)
+    if refusal:
+        return refusal
+    now = utcnow()
+    if not services.can_cancel_online(rdv, now) or services.is_checked(session, rdv.id):
+        return redirect(url_for("family.rdv_page", token=token))
+    form = IdentityForm()
+    if services.locked_until(rdv.id, now):
+        return _page(rdv, token, identity_form=form, code=429)
+    if not form.validate_on_submit():
+        return _page(rdv, token, identity_form=form, code=422)
+    if services.identity_matches(rdv, form.letters.data):
+        services.forget_failures(rdv.id)
+        services.remember_check(session, rdv.id)
+        return redirect(url_for("family.rdv_page", token=token) + "#annuler")
+    failure = services.record_failure(rdv.id, now)
+    if failure.locked_until:
+        return _page(rdv, token, identity_form=form, code=429)
+    form.letters.errors.append(
+        "Ces lettres ne correspondent pas au nom de famille du rendez-vous. Vérifiez et réessayez "
+        f"({failure.tries_left} essai{'s' if failure.tries_left > 1 else ''} restant{'s' if failure.tries_left > 1 else ''}).")
+    return _page(rdv, token, identity_form=form, code=422)
+
+
+@bp.route("/r/<token>/annuler", methods=["POST"])
+def cancel(token: str):
+    rdv, refusal = _open(token)
+    if refusal:
+        return refusal
+    if not rdv.is_live:
+        return _page(rdv, token, code=409)
+    if not services.is_checked(session, rdv.id):
+        return _page(rdv, token, error="Pour annuler, saisissez d'abord les 3 premières lettres du nom de famille.",
+                     code=403)
+    form = FamilyCancelForm()
+    if not form.validate_on_submit():
+        return _page(rdv, token, cancel_form=form, code=422)
+    try:
+        services.cancel_from_link(rdv, form.reason.data, utcnow())
+    except BookingError as error:
+        return _page(rdv, token, cancel_form=form, error=error.message, code=409)
+    return redirect(url_for("family.cancelled", token=token))
+
+
+@bp.route("/r/<token>/annule")
+def cancelled(token: str):
+    """The confirmation after the family cancelled; any other visit is the rdv's page."""
+    rdv, refusal = _open(token)
+    if refusal:
+        return refusal
+    if rdv.is_live or rdv.cancelled_by_party != Canceller.FAMILY or not services.is_checked(session, rdv.id):
+        return redirect(url_for("family.rdv_page", token=token))
+    return render_template("family/cancelled.html", rdv=rdv, token=token, tz=rdv.organisation.territory.tz,
+                           phone=rdv.phone_to_call)
+
+
+@bp.route("/r/<token>/rendez-vous.ics")
+def rdv_calendar(token: str):
+    rdv = _rdv_from(token)
+    if rdv is None or rdv.ends_at < utcnow():
+        return _unavailable("Lien invalide", "Ce lien ne correspond à aucun rendez-vous à venir.", 404)
+    method = "PUBLISH" if rdv.is_live else "CANCEL"
+    return Response(rdv_ics(rdv, links.family_url(rdv.id), method), mimetype="text/calendar",
+                    headers={"Content-Disposition": 'attachment; filename="rendez-vous.ics"'})

@@ -1,0 +1,1 @@
+"""Is this deployment working: /healthz for load balancers and monitoring."""

@@ -1,0 +1,134 @@
+"""Booking tells what happened; the rooms that follow it listen, and a crash after the commit loses nothing."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from lapins import booking
+from lapins.booking import events
+from lapins.booking.events import RdvBooked, RdvCancelled, RdvMoved, RdvStatusSet
+from lapins.infra.extensions import db
+from lapins.models import Message, MessageKind, MessageStatus, OfferStatus, RdvStatus, SlotOffer, WaitlistSlot
+from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller
+from lapins.notifications import outbox
+from lapins.waitlist import offers
+from tests.test_offers import NOW, cancel, clinic, frozen_time  # noqa: F401  (fixtures shared with the offer tests)
+
+
+@contextmanager
+def told():
+    """Every event booking sends, with the moment it was sent at."""
+    seen: list[tuple[str, object]] = []
+
+    def in_transaction(sender, *, event, rdv):
+        assert rdv.id == event.rdv_id
+        seen.append(("in_transaction", event))
+
+    def committed(sender, *, event):
+        seen.append(("committed", event))
+
+    with events.in_transaction.connected_to(in_transaction), events.committed.connected_to(committed):
+        yield seen
+
+
+def confirmation_of(rdv) -> Message:
+    db.session.expire_all()
+    return db.session.scalars(select(Message).where(Message.rdv_id == rdv.id, Message.kind == MessageKind.CREATED)
+                              .order_by(Message.id)).first()
+
+
+def test_each_change_is_told_once_inside_the_transaction_then_once_after_the_commit(clinic):
+    family = clinic.family("Martin")
+    with told() as seen:
+        rdv = clinic.rdv(family)
+        booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at + timedelta(hours=1))
+        booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at, notes="Apporter le carnet")
+        cancel(rdv)
+    booked = RdvBooked(rdv.id, clinic.agent.id, via=BookingChannel.AGENDA)
+    moved = RdvMoved(rdv.id, clinic.agent.id, family_told=True)
+    noted = RdvMoved(rdv.id, clinic.agent.id, family_told=False)
+    cancelled = RdvCancelled(rdv.id, None, by=Canceller.FAMILY, via=CancellationChannel.LINK)
+    assert seen == [(moment, event) for event in (booked, moved, noted, cancelled)
+                    for moment in ("in_transaction", "committed")]
+
+
+def test_restoring_a_cancelled_rdv_is_told_with_its_status(clinic, frozen_time):
+    rdv = clinic.rdv(clinic.family("Martin"))
+    booking.cancel_rdv(actor=clinic.agent, rdv=rdv, status=RdvStatus.REVOKED, reason=None)
+    frozen_time.move_to(rdv.starts_at + timedelta(minutes=5))
+    with told() as seen:
+        booking.set_outcome(actor=clinic.agent, rdv=rdv, status=RdvStatus.SEEN)
+    assert seen[-1] == ("committed", RdvStatusSet(rdv.id, clinic.agent.id, status=RdvStatus.SEEN, restored=True))
+
+
+def test_a_refused_booking_tells_nothing(clinic):
+    clinic.rdv(clinic.family("Martin"))
+    with told() as seen, pytest.raises(booking.BookingError):
+        clinic.rdv(clinic.family("Durand"), minute=15)  # the agent is busy
+    assert seen == []
+
+
+def test_a_listener_failing_after_the_commit_neither_fails_the_booking_nor_silences_the_others(clinic):
+    def broken(sender, *, event):
+        raise RuntimeError("broker down")
+
+    with events.committed.connected_to(broken), told() as seen:
+        rdv = clinic.rdv(clinic.family("Martin"))
+    assert rdv.id is not None and seen[-1][0] == "committed"
+    assert confirmation_of(rdv).status == MessageStatus.SENT  # the outbox's kick still ran
+
+
+# --- A process that dies between the commit and what follows it ---------------------------------------------------
+
+@pytest.fixture()
+def dies_after_commit(monkeypatch):
+    """As if the process were killed right after each commit: nothing that runs after it happens."""
+    monkeypatch.setattr(events, "announce", lambda event: None)
+
+
+def test_a_booking_whose_process_dies_after_the_commit_still_sends_its_confirmation_at_the_next_beat(
+        clinic, dies_after_commit):
+    rdv = clinic.rdv(clinic.family("Martin"))
+    message = confirmation_of(rdv)
+    assert message.status == MessageStatus.PENDING and message.due_at <= NOW  # planned with the booking, not sent
+
+    outbox.dispatch_due()  # the beat's job (the worker runs eagerly here)
+
+    assert confirmation_of(rdv).status == MessageStatus.SENT
+
+
+def test_a_cancellation_whose_process_dies_after_the_commit_still_offers_its_slot_at_the_next_beat(
+        clinic, dies_after_commit):
+    cancelled = clinic.rdv(clinic.family("Annule"))
+    waiting = clinic.wait(clinic.family("Attente", phone="+33622222222"))
+
+    cancel(cancelled)
+
+    db.session.expire_all()
+    [slot] = db.session.scalars(select(WaitlistSlot)).all()  # recorded with the cancellation
+    assert slot.source_rdv_id == cancelled.id
+    assert not db.session.scalars(select(SlotOffer)).all()  # nobody was told yet
+
+    assert offers.reallocate() == 1  # the beat's job
+
+    [offer] = db.session.scalars(select(SlotOffer)).all()
+    assert offer.entry_id == waiting.id and offer.status == OfferStatus.HELD
+
+
+def test_a_cancellation_rolled_back_leaves_no_freed_slot(clinic, monkeypatch):
+    rdv = clinic.rdv(clinic.family("Annule"))
+    clinic.wait(clinic.family("Attente"))
+
+    def commit_fails():
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(db.session, "commit", commit_fails)
+    with pytest.raises(RuntimeError):
+        cancel(rdv)
+    monkeypatch.undo()
+    db.session.expire_all()
+    assert db.session.get(type(rdv), rdv.id).is_live
+    assert not db.session.scalars(select(WaitlistSlot)).all()
