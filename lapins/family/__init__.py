@@ -73,16 +73,18 @@ def check_identity(token: str):
         return _page(rdv, token, identity_form=form, code=429)
     if not form.validate_on_submit():
         return _page(rdv, token, identity_form=form, code=422)
+    attempt = services.take_try(rdv.id, now)  # counted before it is checked: the lock read above may be stale
+    if attempt is None:
+        return _page(rdv, token, identity_form=form, code=429)
     if services.identity_matches(rdv, form.letters.data):
         services.forget_failures(rdv.id)
         services.remember_check(session, rdv.id)
         return redirect(url_for("family.rdv_page", token=token) + "#annuler")
-    failure = services.record_failure(rdv.id, now)
-    if failure.locked_until:
+    if attempt.locked_until:
         return _page(rdv, token, identity_form=form, code=429)
     form.letters.errors.append(
         "Ces lettres ne correspondent pas au nom de famille du rendez-vous. Vérifiez et réessayez "
-        f"({failure.tries_left} essai{'s' if failure.tries_left > 1 else ''} restant{'s' if failure.tries_left > 1 else ''}).")
+        f"({attempt.tries_left} essai{'s' if attempt.tries_left > 1 else ''} restant{'s' if attempt.tries_left > 1 else ''}).")
     return _page(rdv, token, identity_form=form, code=422)
 
 
