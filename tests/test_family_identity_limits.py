@@ -2,9 +2,11 @@
 
 Real concurrent HTTP requests against a real threaded server, on SQLite and PostgreSQL (as tests/test_double_booking.py
 does): at most MAX_FAILURES guesses are ever checked per window, and the right one is refused once the check is locked.
+On top of that lock, Flask-Limiter counts the check's POSTs per rdv and per client address (lapins.auth.limits).
 """
 from __future__ import annotations
 
+import html
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -16,6 +18,7 @@ from sqlalchemy import update
 from werkzeug.serving import make_server
 
 from lapins import create_app
+from lapins.auth.limits import TOO_MANY_CHECKS
 from lapins.extensions import db
 from lapins.family import services
 from lapins.models import Role
@@ -138,3 +141,41 @@ def test_simultaneous_wrong_guesses_check_five_at_most_then_the_right_one_is_ref
     assert len(live.checked) == 2 * services.MAX_FAILURES
     assert sorted(response.status_code for response in responses) == statuses
     assert guess(live, url, "Pay", family).status_code == 429 and len(live.checked) == 2 * services.MAX_FAILURES
+
+
+def test_simultaneous_guesses_with_the_limits_on_are_cut_short_by_the_rdvs_count(live_family):
+    """As in production: Flask-Limiter lets at most FAMILY_CHECK_LIMITS_PER_RDV through, the lock does the rest."""
+    live = live_family(RATELIMIT_ENABLED=True, FAMILY_CHECK_LIMITS_PER_RDV="10/15minutes",
+                       FAMILY_CHECK_LIMITS_PER_IP="100/minute")
+
+    responses = simultaneous_guesses(live, live.urls[0], ["Dur"] * CLIENTS)
+
+    assert len(live.checked) == services.MAX_FAILURES
+    limited = [response for response in responses if TOO_MANY_CHECKS in html.unescape(response.text)]
+    assert len(limited) == CLIENTS - 10 and all(response.status_code == 429 for response in limited)
+    assert all(0 < int(response.headers["Retry-After"]) <= 15 * 60 for response in limited)
+
+
+def test_one_address_guessing_on_many_rdvs_is_limited(live_family):
+    live = live_family(rdvs=3, RATELIMIT_ENABLED=True, FAMILY_CHECK_LIMITS_PER_IP="4/minute", TRUSTED_PROXIES=1)
+    office = {"X-Forwarded-For": "203.0.113.7"}
+    first, second, third = live.urls
+
+    assert [guess(live, url, "Dur", **office).status_code for url in (first, second, third, first)] == [422] * 4
+    limited = guess(live, second, "Pay", **office)  # even the right letters, once the address reached its limit
+    assert limited.status_code == 429 and TOO_MANY_CHECKS in html.unescape(limited.text) and "fr-alert--error" in limited.text
+    assert 0 < int(limited.headers["Retry-After"]) <= 61
+    assert len(live.checked) == 4
+    assert guess(live, second, "Pay", **{"X-Forwarded-For": "198.51.100.20"}).status_code == 302  # another address
+
+
+def test_one_rdv_guessed_from_many_addresses_is_limited(live_family):
+    live = live_family(rdvs=2, RATELIMIT_ENABLED=True, FAMILY_CHECK_LIMITS_PER_RDV="3/minute", TRUSTED_PROXIES=1)
+    first, second = live.urls
+
+    addresses = [{"X-Forwarded-For": f"198.51.100.{n}"} for n in range(1, 5)]
+    assert [guess(live, first, "Dur", **address).status_code for address in addresses[:3]] == [422] * 3
+    limited = guess(live, first, "Pay", **addresses[3])
+    assert limited.status_code == 429 and TOO_MANY_CHECKS in html.unescape(limited.text)
+    assert guess(live, second, "Pay", **addresses[3]).status_code == 302  # another rdv is not held up
+    assert len(live.checked) == 4

@@ -3,11 +3,13 @@
 It shows the rdv in plain French, in the territory's time zone, offers it as an ICS file, and lets the family
 cancel until the motif's limit. A forwarded link reveals a time and a place, nothing more: names are shown, and
 cancelling allowed, only once this browser has given the first letters of the family's last name (a light check,
-remembered in the signed session cookie, with a limit of wrong tries per rdv kept in the database).
+remembered in the signed session cookie, with a limit of wrong tries per rdv kept in the database, and limits on
+the check's requests per rdv and per address in lapins.auth.limits).
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, session, url_for
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask_limiter import RateLimitExceeded
 
 from lapins.agenda.booking import BookingError
 from lapins.extensions import db
@@ -86,6 +88,19 @@ def check_identity(token: str):
         "Ces lettres ne correspondent pas au nom de famille du rendez-vous. Vérifiez et réessayez "
         f"({attempt.tries_left} essai{'s' if attempt.tries_left > 1 else ''} restant{'s' if attempt.tries_left > 1 else ''}).")
     return _page(rdv, token, identity_form=form, code=422)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def too_many_checks(error: RateLimitExceeded):
+    """The identity check's limits per rdv and per address (lapins.auth.limits): the rdv's page, the message, 429."""
+    from lapins.auth.limits import TOO_MANY_CHECKS, retry_after_seconds
+
+    token = (request.view_args or {}).get("token", "")
+    rdv, refusal = _open(token)
+    if refusal:
+        return refusal
+    page, _ = _page(rdv, token, identity_form=IdentityForm(formdata=None), error=TOO_MANY_CHECKS)
+    return page, 429, {"Retry-After": str(retry_after_seconds())}
 
 
 @bp.route("/r/<token>/annuler", methods=["POST"])
