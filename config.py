@@ -114,6 +114,10 @@ class Config:
     SECOND_FACTOR_LIMITS_PER_ACCOUNT = env_str("SECOND_FACTOR_LIMITS_PER_ACCOUNT", "5/minute;10/hour;30/day")
     RESET_LIMITS_PER_ACCOUNT = env_str("RESET_LIMITS_PER_ACCOUNT", "3/hour;10/day")
     RESET_LIMITS_PER_IP = env_str("RESET_LIMITS_PER_IP", "20/hour")
+    # The family's identity check (/r/<token>/verifier), every POST counted, on top of the lock kept in the database
+    # (5 wrong tries, 15 minutes). Per address: a mobile carrier puts many phones behind one address.
+    FAMILY_CHECK_LIMITS_PER_RDV = env_str("FAMILY_CHECK_LIMITS_PER_RDV", "10/15minutes;30/day")
+    FAMILY_CHECK_LIMITS_PER_IP = env_str("FAMILY_CHECK_LIMITS_PER_IP", "20/minute;100/hour")
     # The REST API (/api/v1), across all its routes: per token (another département's software syncing runs well
     # below it), and per client address (tokens made up by the hundred count there).
     API_LIMITS_PER_TOKEN = env_str("API_LIMITS_PER_TOKEN", "300/minute;20000/day")

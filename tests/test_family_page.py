@@ -59,6 +59,15 @@ def test_add_to_my_calendar_gives_the_right_instant(client, rdv):
     lambda token: "ff" + token,  # another rdv id with this signature
     lambda token: token.split("-")[0],  # no signature
     lambda token: "zz-" + token.split("-", 1)[1],  # not a number
+    # The same rdv id written another way than the link's: int(…, 16) reads them all, the link accepts one.
+    lambda token: "0x" + token,
+    lambda token: "+" + token,
+    lambda token: "000" + token,
+    lambda token: " " + token,
+    lambda token: token.split("-")[0].upper() + "AB-" + token.split("-", 1)[1],
+    lambda token: token[0] + "_" + token[1:] if token.index("-") > 1 else "1_" + token,
+    # A signature of ten non-ASCII characters (once a 500: compare_digest refuses non-ASCII str).
+    lambda token: token.split("-")[0] + "-" + "é" * 10,
 ])
 def test_a_forged_link_opens_nothing(client, rdv, mangle):
     token = mangle(rdv_token(rdv.id))
@@ -66,6 +75,20 @@ def test_a_forged_link_opens_nothing(client, rdv, mangle):
     page = client.get(f"/r/{token}")
     assert page.status_code == 404 and "Lien invalide" in page.get_data(as_text=True)
     assert client.get(f"/r/{token}/rendez-vous.ics").status_code == 404
+
+
+def test_one_rdv_has_one_link_only(client, rdv):
+    """`/r/0x1-…`, `/r/+1-…`, `/r/0001-…` once all opened rdv 1: only the form rdv_token writes opens it now."""
+    number, signature = rdv_token(rdv.id).split("-")
+    assert client.get(f"/r/{number}-{signature}").status_code == 200
+    for variant in (f"0x{number}", f"0X{number}", f"+{number}", f"0{number}", f"0001{number}", f"{number}%20",
+                    f"%20{number}", f"0_{number}"):
+        assert client.get(f"/r/{variant}-{signature}").status_code == 404, variant
+    for variant in (f"0x{number}", f"+{number}", f"0{number}", f" {number}", f"{number}\n", f"0_{number}"):
+        assert rdv_id_from_token(f"{variant}-{signature}") is None, variant
+    upper = rdv_token(0xABC).split("-")
+    assert rdv_id_from_token("-".join(upper)) == 0xABC
+    assert rdv_id_from_token(f"{upper[0].upper()}-{upper[1]}") is None
 
 
 def test_a_link_expires_after_the_rdv(client, rdv, frozen_time):

@@ -155,8 +155,16 @@ def test_any_other_text_from_a_family_gets_the_words_understood(inbound, family)
 
 def test_a_number_without_rdv_to_come_is_told_so_or_left_unanswered(inbound, family):
     assert inbound("OUI") == "Aucun RDV à venir pour ce numéro. Pour prendre RDV, appelez votre centre de PMI."
+    assert inbound("ANNULER").startswith("Aucun RDV")
     assert inbound("Bonjour") is None
-    assert inbound("OUI", from_="+33699999999").startswith("Aucun RDV")
+
+
+@pytest.mark.parametrize("text", ["ANNULER", "OUI", "NON", "ANNULER 2", "2", "Bonjour"])
+def test_an_unknown_number_gets_no_answer_whatever_it_texts(inbound, family, text):
+    """Each answer is a billed SMS: a number no usager of the territory has (anyone may text it) gets none."""
+    family.rdv(21, 9)
+    family.rdv(22, 9)  # an rdv to come, and two close ones: nothing of the family's answers a stranger
+    assert inbound(text, from_="+33699999999") is None
 
 
 def test_a_sender_that_takes_no_replies_changes_nothing(inbound, family, db):
@@ -169,7 +177,7 @@ def test_a_sender_that_takes_no_replies_changes_nothing(inbound, family, db):
 def test_another_territorys_number_cannot_cancel_this_rdv(inbound, family, factories):
     rdv = family.rdv(21, 9)
     factories.TerritoryFactory(sms_sender="+33757000099", sms_takes_replies=True)
-    assert inbound("ANNULER", to="+33757000099").startswith("Aucun RDV") and reloaded(rdv).is_live
+    assert inbound("ANNULER", to="+33757000099") is None and reloaded(rdv).is_live  # unknown there: no answer
 
 
 def test_a_forged_reply_is_refused_and_changes_nothing(inbound, client, twilio_fake, family):

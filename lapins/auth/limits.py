@@ -1,5 +1,6 @@
-"""Rate limits (Flask-Limiter) on the account forms (password, second-factor code, reset link, enrolment codes) and
-on the REST API (per token and per client address, all its routes together).
+"""Rate limits (Flask-Limiter) on the account forms (password, second-factor code, reset link, enrolment codes), on
+the family's identity check of its link (per rdv and per client address) and on the REST API (per token and per
+client address, all its routes together).
 
 Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
 the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
@@ -27,6 +28,7 @@ from flask_login import current_user
 from lapins.auth.blueprint import bp
 from lapins.auth.forms import LoginForm, SecondFactorForm
 from lapins.auth.passwords import ResetRequestForm
+from lapins.notifications.links import rdv_id_from_token
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ PENDING_SECOND_FACTOR = "second_factor_pending"  # lapins.auth.views: the agent 
 TOO_MANY_LOGINS = "Trop de tentatives de connexion. Réessayez dans quelques minutes."
 TOO_MANY_RESETS = "Trop de demandes de lien. Réessayez dans quelques minutes."
 TOO_MANY_CODES = "Trop de codes essayés. Réessayez dans quelques minutes."
+TOO_MANY_CHECKS = ("Trop d'essais pour vérifier le nom de famille. Réessayez dans quelques minutes, ou appelez votre "
+                   "centre de PMI.")
 
 
 def _digest(kind: str, value: str) -> str:
@@ -67,6 +71,11 @@ def signed_in_agent() -> str:
     return _digest("agent", str(current_user.get_id()))
 
 
+def rdv_of_link() -> str:
+    """The rdv of the family link in the URL, as the page reads it (forged links all count as one)."""
+    return _digest("rdv", str(rdv_id_from_token((request.view_args or {}).get("token", ""))))
+
+
 def api_token() -> str:
     """The bearer token sent (valid or not), as an HMAC: the API's counts are per token."""
     return _digest("token", request.headers.get("Authorization", ""))
@@ -75,7 +84,7 @@ def api_token() -> str:
 @dataclass(frozen=True)
 class Rule:
     endpoint: str
-    per_account: str  # the setting holding the limits per account
+    per_account: str  # the setting holding the limits per account (per rdv for the family's check)
     per_ip: str | None  # the setting holding the limits per client address
     account: Callable[[], str]
     message: str
@@ -88,6 +97,8 @@ RULES = (
     Rule("auth.forgot_password", "RESET_LIMITS_PER_ACCOUNT", "RESET_LIMITS_PER_IP", email_tried, TOO_MANY_RESETS),
     Rule("auth.second_factor_enrol", "SECOND_FACTOR_LIMITS_PER_ACCOUNT", None, signed_in_agent, TOO_MANY_CODES),
     Rule("auth.second_factor_disable", "SECOND_FACTOR_LIMITS_PER_ACCOUNT", None, signed_in_agent, TOO_MANY_CODES),
+    Rule("family.check_identity", "FAMILY_CHECK_LIMITS_PER_RDV", "FAMILY_CHECK_LIMITS_PER_IP", rdv_of_link,
+         TOO_MANY_CHECKS),
 )
 MESSAGES = {rule.endpoint: rule.message for rule in RULES}
 

@@ -3,12 +3,15 @@
 It shows the rdv in plain French, in the territory's time zone, offers it as an ICS file, and lets the family
 cancel until the motif's limit. A forwarded link reveals a time and a place, nothing more: names are shown, and
 cancelling allowed, only once this browser has given the first letters of the family's last name (a light check,
-remembered in the signed session cookie, with a limit of wrong tries per rdv kept in the database).
+remembered in the signed session cookie, with a limit of wrong tries per rdv kept in the database, and limits on
+the check's requests per rdv and per address in lapins.auth.limits).
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, session, url_for
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask_limiter import RateLimitExceeded
 
+from lapins.auth.limits import TOO_MANY_CHECKS, retry_after_seconds
 from lapins.booking import BookingError
 from lapins.infra.extensions import db
 from lapins.family import services
@@ -74,17 +77,30 @@ def check_identity(token: str):
         return _page(rdv, token, identity_form=form, code=429)
     if not form.validate_on_submit():
         return _page(rdv, token, identity_form=form, code=422)
+    attempt = services.take_try(rdv.id, now)  # counted before it is checked: the lock read above may be stale
+    if attempt is None:
+        return _page(rdv, token, identity_form=form, code=429)
     if services.identity_matches(rdv, form.letters.data):
         services.forget_failures(rdv.id)
         services.remember_check(session, rdv.id)
         return redirect(url_for("family.rdv_page", token=token) + "#annuler")
-    failure = services.record_failure(rdv.id, now)
-    if failure.locked_until:
+    if attempt.locked_until:
         return _page(rdv, token, identity_form=form, code=429)
     form.letters.errors.append(
         "Ces lettres ne correspondent pas au nom de famille du rendez-vous. Vérifiez et réessayez "
-        f"({failure.tries_left} essai{'s' if failure.tries_left > 1 else ''} restant{'s' if failure.tries_left > 1 else ''}).")
+        f"({attempt.tries_left} essai{'s' if attempt.tries_left > 1 else ''} restant{'s' if attempt.tries_left > 1 else ''}).")
     return _page(rdv, token, identity_form=form, code=422)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def too_many_checks(error: RateLimitExceeded):
+    """The identity check's limits per rdv and per address (lapins.auth.limits): the rdv's page, the message, 429."""
+    token = (request.view_args or {}).get("token", "")
+    rdv, refusal = _open(token)
+    if refusal:
+        return refusal
+    page, _ = _page(rdv, token, identity_form=IdentityForm(formdata=None), error=TOO_MANY_CHECKS)
+    return page, 429, {"Retry-After": str(retry_after_seconds())}
 
 
 @bp.route("/r/<token>/annuler", methods=["POST"])

@@ -6,7 +6,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 
 from lapins.booking import BookingError, cancel_rdv, cancellation_deadline
 from lapins.infra.extensions import db
@@ -63,9 +63,14 @@ def remember_check(session: MutableMapping, rdv_id: int) -> None:
 # --- Wrong tries ---------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Failure:
-    tries_left: int
+class Try:
+    """A guess allowed to be checked: how many it makes in a row, and the lock it set if it is the last allowed."""
+    failures: int
     locked_until: datetime | None
+
+    @property
+    def tries_left(self) -> int:
+        return max(MAX_FAILURES - self.failures, 0)
 
 
 def locked_until(rdv_id: int, now: datetime) -> datetime | None:
@@ -74,27 +79,30 @@ def locked_until(rdv_id: int, now: datetime) -> datetime | None:
     return until if until is not None and until > now else None
 
 
-def record_failure(rdv_id: int, now: datetime) -> Failure:
-    """Count a wrong try in the database (so the limit holds across web workers) and commit.
+def take_try(rdv_id: int, now: datetime) -> Try | None:
+    """Count a guess as a wrong try before it is checked, and commit; None when the check is locked.
 
-    Wrong tries count in a row, and are forgotten LOCK_DURATION after the last one; the MAX_FAILURES-th locks the
-    check for LOCK_DURATION. The counter moves in one UPDATE, so simultaneous tries are all counted.
+    Reading the lock, checking the guess, then counting it let simultaneous guesses all be checked before any was
+    counted. Here one UPDATE takes the try only while the check is open, and the MAX_FAILURES-th sets the lock in the
+    same statement: PostgreSQL's row lock and SQLite's write lock make simultaneous guesses take their turns, so no
+    more than MAX_FAILURES are ever checked per LOCK_DURATION. A right guess then clears the count (forget_failures).
+    Wrong tries count in a row, and are forgotten LOCK_DURATION after the last one or once the lock is over.
     """
     _insert_row_if_missing(rdv_id)
-    fresh = or_(RdvLinkCheck.last_failure_at.is_(None), RdvLinkCheck.last_failure_at > now - LOCK_DURATION)
-    where = RdvLinkCheck.rdv_id == rdv_id
-    db.session.execute(
-        update(RdvLinkCheck).where(where)
-        .values(failures=case((fresh, RdvLinkCheck.failures + 1), else_=1), last_failure_at=now),
-        execution_options={"synchronize_session": False})
-    failures = db.session.scalar(select(RdvLinkCheck.failures).where(where))
-    until = None
-    if failures >= MAX_FAILURES:
-        until = now + LOCK_DURATION
-        db.session.execute(update(RdvLinkCheck).where(where).values(failures=0, locked_until=until),
-                           execution_options={"synchronize_session": False})
+    check = RdvLinkCheck
+    in_a_row = and_(check.locked_until.is_(None), check.last_failure_at.is_not(None),
+                    check.last_failure_at > now - LOCK_DURATION)
+    counted = case((in_a_row, check.failures + 1), else_=1)
+    taken = db.session.execute(
+        update(check)
+        .where(check.rdv_id == rdv_id, or_(check.locked_until.is_(None), check.locked_until <= now),
+               or_(~in_a_row, check.failures < MAX_FAILURES))
+        .values(failures=counted, last_failure_at=now,
+                locked_until=case((counted >= MAX_FAILURES, now + LOCK_DURATION), else_=None))
+        .returning(check.failures, check.locked_until),
+        execution_options={"synchronize_session": False}).first()
     db.session.commit()
-    return Failure(tries_left=max(MAX_FAILURES - failures, 0), locked_until=until)
+    return Try(failures=taken.failures, locked_until=taken.locked_until) if taken is not None else None
 
 
 def forget_failures(rdv_id: int) -> None:

@@ -217,7 +217,8 @@ def _copy_rdv_times_to_agent_links(session: Session, flush_context, instances) -
 
 class RdvLinkCheck(db.Model):
     """Wrong answers to the identity check of an rdv's family link, counted in the database so that the limit
-    holds across every web worker; `locked_until` is set when too many came in a row."""
+    holds across every web worker; `locked_until` is set when too many came in a row. Each guess is counted before
+    it is checked, and a right one clears the count (lapins.family.services.take_try)."""
 
     __tablename__ = "rdv_link_checks"
 

@@ -3,12 +3,15 @@
 The token is the rdv id and an HMAC of it (SHA-256 keyed with LINK_SECRET_KEY or SECRET_KEY, 60 bits kept):
 short enough for a one-segment SMS, impossible to guess or to change into another rdv's link. Whether the link
 still opens anything (the rdv is over, cancelled) is decided by the page, from the rdv itself.
+
+`signed_token` and `signed_id` write and read every signed link of this form (the offers' too, lapins.notifications.offer_links).
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from flask import current_app
 
@@ -24,22 +27,38 @@ def _signature(rdv_id: int) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:SIGNATURE_CHARS]
 
 
-def rdv_token(rdv_id: int) -> str:
-    return f"{rdv_id:x}-{_signature(rdv_id)}"
+def signed_token(row_id: int, sign: Callable[[int], str]) -> str:
+    return f"{row_id:x}-{sign(row_id)}"
 
 
-def rdv_id_from_token(token: str) -> int | None:
-    """The rdv id a token was made for, or None when it is malformed or forged."""
+def signed_id(token: str, sign: Callable[[int], str]) -> int | None:
+    """The id a `signed_token` was made for, or None when the token is malformed or forged.
+
+    Only the exact form `signed_token` writes is accepted: int(…, 16) alone would also read "0x1", "+1", "0001" or
+    "1_0", giving one rdv many links, each of which would escape any check made on the link's text.
+    """
     number, _, signature = token.partition("-")
     if not number or len(number) > 12 or len(signature) != SIGNATURE_CHARS:
         return None
     try:
-        rdv_id = int(number, 16)
+        row_id = int(number, 16)
     except ValueError:
         return None
-    if rdv_id <= 0 or not hmac.compare_digest(signature, _signature(rdv_id)):
+    if row_id <= 0 or f"{row_id:x}" != number:
         return None
-    return rdv_id
+    # Compared as bytes: compare_digest refuses non-ASCII str, and the signature comes straight from the URL.
+    if not hmac.compare_digest(signature.encode(), sign(row_id).encode()):
+        return None
+    return row_id
+
+
+def rdv_token(rdv_id: int) -> str:
+    return signed_token(rdv_id, _signature)
+
+
+def rdv_id_from_token(token: str) -> int | None:
+    """The rdv id a token was made for, or None when it is malformed or forged."""
+    return signed_id(token, _signature)
 
 
 def family_url(rdv_id: int) -> str:

@@ -1,6 +1,7 @@
 """The link of an offer, `/o/<token>`: the offer id and an HMAC of it, like the rdv links (lapins.notifications.links).
 
-Signed under its own prefix, so an rdv's token never opens an offer and the other way round.
+Signed under its own prefix, so an rdv's token never opens an offer and the other way round; written and read by the
+same functions as the rdv links (one canonical form for both).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import hmac
 
 from flask import current_app
 
-SIGNATURE_CHARS = 10
+from lapins.notifications.links import SIGNATURE_CHARS, signed_id, signed_token
 
 
 def _signature(offer_id: int) -> str:
@@ -20,21 +21,12 @@ def _signature(offer_id: int) -> str:
 
 
 def offer_token(offer_id: int) -> str:
-    return f"{offer_id:x}-{_signature(offer_id)}"
+    return signed_token(offer_id, _signature)
 
 
 def offer_id_from_token(token: str) -> int | None:
     """The offer id a token was made for, or None when it is malformed or forged."""
-    number, _, signature = token.partition("-")
-    if not number or len(number) > 12 or len(signature) != SIGNATURE_CHARS:
-        return None
-    try:
-        offer_id = int(number, 16)
-    except ValueError:
-        return None
-    if offer_id <= 0 or not hmac.compare_digest(signature, _signature(offer_id)):
-        return None
-    return offer_id
+    return signed_id(token, _signature)
 
 
 def offer_url(offer_id: int) -> str:

@@ -7,7 +7,9 @@ came from (the usager's or the responsible adult's):
 - ANNULER (or NON) cancels the next one, as the family would on its link (until the motif's limit). When another rdv
   of the same number starts within AMBIGUOUS_WITHIN of it (two children seen the same week), the family is asked
   which one by a numbered list, kept as sent (`SmsReplyRound`), and answers "ANNULER 2" (or just "2");
-- any other text from a known number gets the list of words understood; an unknown number gets no answer.
+- any other text from a known number gets the list of words understood, and OUI or ANNULER from a known number with
+  no rdv to come is told so; an unknown number (no usager of the territory has it) gets no answer: each answer is a
+  billed SMS, and anyone may text the territory's number.
 Nothing the family sent is logged.
 """
 from __future__ import annotations
@@ -84,6 +86,12 @@ def coming_rdvs(phone: str, territory_ids: list[int]) -> list[Rdv]:
     ))
 
 
+def is_known(phone: str, territory_ids: list[int]) -> bool:
+    """Whether a usager of these territories has this number (a responsible adult is a usager too)."""
+    return db.session.scalar(
+        select(Usager.id).where(Usager.phone == phone, Usager.territory_id.in_(territory_ids)).limit(1)) is not None
+
+
 def answer(phone: str, territory_ids: list[int], reply: Reply) -> str | None:
     """Act on the family's reply and say what was done; None when the number has no rdv here."""
     coming = coming_rdvs(phone, territory_ids)
@@ -91,7 +99,9 @@ def answer(phone: str, territory_ids: list[int], reply: Reply) -> str | None:
     if reply.number is not None and reply.words in CANCEL_WORDS | {""} and open_round is not None:
         return _cancel_numbered(open_round, reply.number, phone)
     if not coming:
-        return NOTHING_COMING if reply.words in CONFIRM_WORDS | CANCEL_WORDS else None
+        if reply.words in CONFIRM_WORDS | CANCEL_WORDS and is_known(phone, territory_ids):
+            return NOTHING_COMING
+        return None
     if reply.words.split(" ")[0] in CONFIRM_WORDS:  # "OUI", "Oui merci !"
         return _confirm(coming[0])
     if reply.words in CANCEL_WORDS:
