@@ -5,6 +5,8 @@ as an event (`lapins.booking.events`) that the other rooms listen to.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -104,7 +106,7 @@ def cancel_rdv(
         raise ValueError("a family's cancellation is EXCUSED")
     if not rdv.is_live:
         raise BookingError("Ce rendez-vous est déjà annulé.")
-    try:
+    with _transaction() as commit:
         # A conditional UPDATE first: of two cancellations at the same moment (the family on its link, an agent on
         # the rdv page), exactly one passes; the row lock (or SQLite's write lock) is held until commit.
         claimed = db.session.execute(
@@ -120,13 +122,7 @@ def cancel_rdv(
         rdv.cancelled_via = via
         rdv.cancel_reason = (reason or "").strip()[:255] or None
         rdv.revision += 1
-        event = events.RdvCancelled(rdv.id, rdv.cancelled_by_id, by=by, via=via)
-        events.record(event, rdv)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    events.announce(event)
+        commit(events.RdvCancelled(rdv.id, rdv.cancelled_by_id, by=by, via=via), rdv)
     return rdv
 
 
@@ -142,7 +138,7 @@ def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
     if status != RdvStatus.UNKNOWN and rdv.starts_at > utcnow():
         raise BookingError("Ce rendez-vous n'a pas encore commencé : il ne peut pas être marqué vu ou absent.")
     restored = rdv.status.is_cancelled
-    try:
+    with _transaction() as commit:
         if restored:
             # Restoring a cancelled rdv books its slot again: the same guarantee as any booking.
             lock_agents([agent.id for agent in rdv.agents])
@@ -155,13 +151,7 @@ def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
             rdv.status = status
             rdv.revision += 1
         rdv.status = status
-        event = events.RdvStatusSet(rdv.id, actor.id, status=status, restored=restored)
-        events.record(event, rdv)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    events.announce(event)
+        commit(events.RdvStatusSet(rdv.id, actor.id, status=status, restored=restored), rdv)
     return rdv
 
 
@@ -169,7 +159,7 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
               starts_at: datetime, ends_at: datetime, notes: str | None, force: bool) -> Rdv:
     if force and actor is None:
         raise ValueError("only an agent may book over a conflict")
-    try:
+    with _transaction() as commit:
         _check_request(motif, agents, lieu, starts_at, ends_at)
         lock_agents([agent.id for agent in agents])
         conflicts = _conflicts(agents, starts_at, ends_at, exclude_rdv_id=rdv.id, tz=motif.organisation.territory.tz)
@@ -198,15 +188,29 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
             rdv.revision += 1
         db.session.flush()
         actor_id = actor.id if actor is not None else None
-        event = (events.RdvBooked(rdv.id, actor_id, via=rdv.booked_via) if new
-                 else events.RdvMoved(rdv.id, actor_id, family_told=changed))
+        commit(events.RdvBooked(rdv.id, actor_id, via=rdv.booked_via) if new
+               else events.RdvMoved(rdv.id, actor_id, family_told=changed), rdv)
+    return rdv
+
+
+@contextmanager
+def _transaction() -> Iterator[Callable[[events.RdvEvent, Rdv], None]]:
+    """The body of one change of an rdv, which ends with `commit(event, rdv)`: the event is told inside the
+    transaction, which then commits, and told again once the block is left. Any error rolls it all back."""
+    done: list[events.RdvEvent] = []
+
+    def commit(event: events.RdvEvent, rdv: Rdv) -> None:
         events.record(event, rdv)
         db.session.commit()
+        done.append(event)
+
+    try:
+        yield commit
     except BaseException:
         db.session.rollback()
         raise
-    events.announce(event)
-    return rdv
+    for event in done:
+        events.announce(event)
 
 
 def _check_request(motif: Motif, agents: list[Agent], lieu: Lieu | None, starts_at: datetime, ends_at: datetime) -> None:
