@@ -81,6 +81,7 @@ def test_the_fast_path_answers_what_the_view_answers(app, client, auth, clinic, 
         assert b"".join(fast_body) == body and fast_status == status
     assert sorted(fast_headers.items()) == sorted(headers.items())  # security headers included (lapins.infra.security)
     assert headers["Content-Security-Policy"] and headers["Vary"] == "Cookie"
+    assert headers["Cache-Control"] == "no-store"  # an agent's agenda, not for a shared PC's cache
     answer = feed(client, clinic.agent.id, **WEEK)
     assert answer.get_data() == body
     titles = [event["title"] for event in of_kind(answer.get_json(), "rdv")]

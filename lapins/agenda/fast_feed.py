@@ -61,7 +61,7 @@ class FastFeed:
             body = self.answer(environ, int(match.group(1)))
             if body is not None:
                 start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                                          ("Vary", "Cookie"), *security.HEADERS])  # Flask's headers for this answer
+                                          ("Vary", "Cookie"), *security.PRIVATE_HEADERS])  # Flask's headers
                 return [body]
         return self.wsgi_app(environ, start_response)
 
