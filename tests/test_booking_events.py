@@ -132,3 +132,11 @@ def test_a_cancellation_rolled_back_leaves_no_freed_slot(clinic, monkeypatch):
     db.session.expire_all()
     assert db.session.get(type(rdv), rdv.id).is_live
     assert not db.session.scalars(select(WaitlistSlot)).all()
+
+
+def test_the_confirmation_leaves_with_the_booking_even_as_the_clock_moves_on(clinic, monkeypatch):
+    """The listener and the outbox read the time once: a clock that moved between two reads must not make a message
+    due now look due later, and wait for the beat."""
+    monkeypatch.setattr(outbox, "utcnow", lambda: NOW + timedelta(milliseconds=1))
+    rdv = clinic.rdv(clinic.family("Martin"))
+    assert confirmation_of(rdv).status == MessageStatus.SENT
