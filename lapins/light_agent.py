@@ -6,14 +6,14 @@ organisations and territories, with the territory's agenda stamp. Loading that a
 AgentRoles, Organisations and Territory, about 40 columns, expired again at commit) took about half of the
 application's time for a request. Views marked with `light_agent_view` get a `LightAgent` instead: plain frozen rows with the ORM's
 attribute names, which lapins.policies judges like an Agent, read in one query by the driver itself in autocommit mode
-(lapins.infra.database.DriverQuery), and kept by each process until PostgreSQL tells of a change to them
-(lapins.change_notices): a cached answer then costs no round trip to PostgreSQL and little Python.
+(lapins.infra.database.DriverQuery) at every request, so that a role removed or an account deactivated counts from
+the next request after its commit, whichever process serves it: a cached answer then costs that one round trip to
+PostgreSQL and little Python.
 
 Such a view only reads, and reads nothing of the agent that a LightAgent does not carry.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -21,15 +21,12 @@ from flask import current_app, has_request_context, request
 from flask_login import UserMixin
 from sqlalchemy import bindparam, select
 
-from lapins.change_notices import GenerationCache, listener_for
-from lapins.infra.database import DriverQuery, read_only_connection, session_in_transaction
-from lapins.infra.extensions import db
+from lapins.infra.database import DriverQuery, read_only_connection
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
 from lapins.models.territories import TerritoryClock
 from lapins.models.territory_admins import TerritoryAdmin
 
 LIGHT_AGENT_VIEW = "light_agent_view"
-AGENT_CACHE = "lapins_agent_cache"  # app.extensions: (process id, GenerationCache or None)
 
 
 def light_agent_view(view):
@@ -115,33 +112,10 @@ LIGHT_AGENT_ROWS = DriverQuery(
 
 
 def light_agent(agent_id: int) -> LightAgent | None:
-    """The agent with their roles, organisations and territories; None when there is no such agent.
+    """The agent with their roles, organisations and territories, in one query; None when there is no such agent.
 
-    Read in one query, or kept from an earlier request of this process until the rows change, where PostgreSQL tells
-    of changes (lapins.change_notices). Inside a transaction of the session, always read: it sees its own writes.
+    Read at every call, never kept: what it says is what was committed when the request asked.
     """
-    cache = agent_cache()
-    if cache is None:
-        return read_light_agent(agent_id)
-    return cache.get(agent_id, lambda: read_light_agent(agent_id))
-
-
-def agent_cache() -> GenerationCache | None:
-    """This process's LightAgents, when changes are heard of here and the session has no transaction going on."""
-    if session_in_transaction():
-        return None
-    # Looked up once per process and application: this runs at every request of the events feed.
-    pid, cache = current_app.extensions.get(AGENT_CACHE, (None, None))
-    if pid != os.getpid() or (cache is not None and cache.listener.stopped):
-        cache = None
-        if db.engine.dialect.name == "postgresql" and current_app.config["LISTEN_FOR_CHANGES"]:
-            cache = listener_for(db.engine).cache("light_agents")
-        current_app.extensions[AGENT_CACHE] = (os.getpid(), cache)
-    return cache
-
-
-def read_light_agent(agent_id: int) -> LightAgent | None:
-    """The agent with their roles, organisations and territories, in one query."""
     rows = LIGHT_AGENT_ROWS.rows(agent_id=agent_id)
     if not rows:
         return None

@@ -206,3 +206,78 @@ def test_an_unexpected_error_goes_to_flask_which_answers_json_and_logs_it(client
     assert response.get_json() == {
         "error": "Désolé, le service rencontre un problème. L'équipe technique a été prévenue."}
     assert "requête confiée à Flask" in caplog.text and "unhandled error" in caplog.text
+
+
+# --- Changes committed by another process (PostgreSQL) ---------------------------------------------------------------
+# A Celery worker, a CLI command or another web machine commits on a connection of its own: the feed, which reads its
+# signed-in agent at every request (lapins.light_agent), sees the change from the very next request.
+
+@pytest.fixture()
+def postgres_clinic(postgres_url):
+    from lapins import create_app
+    from lapins.infra.extensions import db
+    from tests import factories
+    from tests.conftest import FreshContextClient
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=postgres_url)
+    app.test_client_class = FreshContextClient
+    with app.app_context():
+        db.create_all()
+        clinic = Clinic(factories)
+        clinic.rdv(local(PARIS, date(2026, 3, 24), 9, 30))
+        yield app, clinic
+        db.session.remove()
+        db.engine.dispose()
+
+
+def elsewhere(postgres_url: str, *statements: tuple[str, tuple]) -> None:
+    """Statements committed together by another process."""
+    import psycopg
+
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+        for statement, values in statements:
+            connection.execute(statement, values)
+
+
+def rdv_titles(response) -> list[str]:
+    return [event["title"] for event in of_kind(response.get_json(), "rdv")]
+
+
+@pytest.mark.postgres
+def test_a_change_committed_elsewhere_shows_at_the_next_request(postgres_clinic, postgres_url):
+    app, clinic = postgres_clinic
+    client = app.test_client()
+    AuthActions(client).login(clinic.agent)
+    assert "Pesée du mardi" not in " ".join(rdv_titles(feed(client, clinic.agent.id, **WEEK)))
+    feed(client, clinic.agent.id, **WEEK)  # kept by the process under the territory's agenda stamp
+    # Another process renames the motif, drawing a new agenda stamp as its ORM would.
+    elsewhere(postgres_url, ("UPDATE motifs SET name = 'Pesée du mardi' WHERE id = %s", (clinic.motif.id,)),
+              ("UPDATE territories SET agenda_stamp = 'ailleurs' WHERE id = %s", (clinic.organisation.territory_id,)))
+    assert any("Pesée du mardi" in title for title in rdv_titles(feed(client, clinic.agent.id, **WEEK)))
+
+
+@pytest.mark.postgres
+def test_a_role_removed_or_an_account_deactivated_elsewhere_is_refused_from_the_next_request(postgres_clinic,
+                                                                                            postgres_url):
+    """Security issue 21.6: the feed kept answering 200 for a few milliseconds after such a commit (25 requests of
+    30), and up to 15 s when the process's change listener stalled. Each commit here is followed at once by a
+    request, thirty times over: not one may be answered with the agenda."""
+    app, clinic = postgres_clinic
+    secretary, agent = app.test_client(), app.test_client()
+    AuthActions(secretary).login(clinic.colleague)
+    AuthActions(agent).login(clinic.agent)
+    role = ("INSERT INTO agent_roles (agent_id, organisation_id, role) VALUES (%s, %s, 'secretary')",
+            (clinic.colleague.id, clinic.organisation.id))
+    no_role = ("DELETE FROM agent_roles WHERE agent_id = %s", (clinic.colleague.id,))
+    for _ in range(30):
+        assert feed(secretary, clinic.agent.id, **WEEK).status_code == 200
+        elsewhere(postgres_url, no_role)
+        refused = feed(secretary, clinic.agent.id, **WEEK)
+        assert refused.status_code == 404 and "Awa" not in refused.get_data(as_text=True)
+        elsewhere(postgres_url, role)
+
+        assert feed(agent, clinic.agent.id, **WEEK).status_code == 200
+        elsewhere(postgres_url, ("UPDATE agents SET active = false WHERE id = %s", (clinic.agent.id,)))
+        refused = feed(agent, clinic.agent.id, **WEEK)
+        assert refused.status_code == 302 and "/connexion" in refused.location
+        elsewhere(postgres_url, ("UPDATE agents SET active = true WHERE id = %s", (clinic.agent.id,)))
