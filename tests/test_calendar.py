@@ -547,7 +547,7 @@ def test_a_lieu_on_a_sunday_says_nobody_works_there(client, auth, clinic):
     assert 'class="lapins-colonne"' not in page
 
 
-# --- The feed's signed-in agent, read without the ORM (lapins.light_agent) -----------------------------------------
+# --- The feed's signed-in agent, read without the ORM (lapins.models.light_agent) ----------------------------------
 
 def test_the_feed_follows_a_change_of_roles_at_the_next_request(client, auth, clinic, db):
     """The light signed-in agent is read afresh at every request: a role taken away closes the colleague's agenda

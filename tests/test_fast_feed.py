@@ -210,7 +210,7 @@ def test_an_unexpected_error_goes_to_flask_which_answers_json_and_logs_it(client
 
 # --- Changes committed by another process (PostgreSQL) ---------------------------------------------------------------
 # A Celery worker, a CLI command or another web machine commits on a connection of its own: the feed, which reads its
-# signed-in agent at every request (lapins.light_agent), sees the change from the very next request.
+# signed-in agent at every request (lapins.models.light_agent), sees the change from the very next request.
 
 @pytest.fixture()
 def postgres_clinic(postgres_url):

@@ -7,7 +7,7 @@ the session's signature, the view's wrappers and the teardown, about as much aga
 (docs/benchmarks.md, `agenda.week.*`).
 
 This WSGI middleware answers the usual case itself, with the functions the view uses: the signed-in agent read in one
-query at every request (lapins.light_agent), the permissions decided by lapins.policies, the body computed or cached
+query at every request (lapins.models.light_agent), the permissions decided by lapins.policies, the body computed or cached
 by calendar.agent_feed. It hands any other request to Flask, unchanged:
 - another route, or a method other than GET;
 - no valid session cookie (none, forged, expired), or one to be signed again (lapins.auth.sessions);
@@ -29,7 +29,7 @@ from werkzeug.http import parse_cookie
 from lapins.infra import security
 from lapins.agenda import calendar
 from lapins.infra.database import end_read_only_transaction
-from lapins.light_agent import light_agent
+from lapins.models.light_agent import light_agent
 from lapins.infra.routing import MAX_ID
 
 log = logging.getLogger(__name__)

@@ -1,23 +1,25 @@
-"""The signed-in agent of the calendar's events feed, read in one narrow query instead of through the ORM.
+"""An agent as the policies see them, read in one narrow query instead of through the ORM: the events feed's.
 
 FullCalendar asks for an agenda's events at every view change and after every move: it is the hottest route of the
 service. A cached feed needs, of the signed-in agent, only what the policies and the cache key read: their roles,
 organisations and territories, with the territory's agenda stamp. Loading that as ORM objects (an Agent, its
 AgentRoles, Organisations and Territory, about 40 columns, expired again at commit) took about half of the
-application's time for a request. Views marked with `light_agent_view` get a `LightAgent` instead: plain frozen rows with the ORM's
-attribute names, which lapins.policies judges like an Agent, read in one query by the driver itself in autocommit mode
+application's time for a request. The feed (views marked with lapins.auth.views.light_agent_view, and its fast path
+lapins.agenda.fast_feed) gets a `LightAgent` instead: plain frozen rows with the ORM's attribute names, which
+lapins.policies judges like an Agent, read in one query by the driver itself in autocommit mode
 (lapins.infra.database.DriverQuery) at every request, so that a role removed or an account deactivated counts from
 the next request after its commit, whichever process serves it: a cached answer then costs that one round trip to
 PostgreSQL and little Python.
 
-Such a view only reads, and reads nothing of the agent that a LightAgent does not carry.
+It lives beside Agent, whose read model it is. Not in lapins.auth: lapins.policies imports it, and the auth package
+imports its views, which import the policies (a cycle at import time). It only reads, and carries nothing of the agent
+but what the feed and the policies read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
 
-from flask import current_app, has_request_context, request
 from flask_login import UserMixin
 from sqlalchemy import bindparam, select
 
@@ -25,22 +27,6 @@ from lapins.infra.database import DriverQuery, read_only_connection
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
 from lapins.models.territories import TerritoryClock
 from lapins.models.territory_admins import TerritoryAdmin
-
-LIGHT_AGENT_VIEW = "light_agent_view"
-
-
-def light_agent_view(view):
-    """Mark a read-only view whose signed-in agent (and the agents it looks at) may be LightAgents."""
-    setattr(view, LIGHT_AGENT_VIEW, True)
-    return view
-
-
-def wants_light_agent() -> bool:
-    """Whether the current request's view was marked with light_agent_view."""
-    if not has_request_context() or request.endpoint is None:
-        return False
-    return getattr(current_app.view_functions.get(request.endpoint), LIGHT_AGENT_VIEW, False)
-
 
 @dataclass(frozen=True)
 class LightTerritory(TerritoryClock):
