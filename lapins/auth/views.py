@@ -16,6 +16,7 @@ from lapins.auth.forms import LoginForm, SecondFactorForm
 from lapins.auth.limits import PENDING_SECOND_FACTOR
 from lapins.infra.extensions import db, login_manager
 from lapins.models import Agent, AgentRole, Organisation
+from lapins.models.agents import parse_session_user_id
 from lapins.models.light_agent import LightAgent, light_agent
 
 login_manager.login_view = "auth.login"
@@ -58,15 +59,22 @@ def wants_light_agent() -> bool:
 
 
 @login_manager.user_loader
-def load_agent(agent_id: str) -> Agent | LightAgent | None:
+def load_agent(user_id: str) -> Agent | LightAgent | None:
     """The signed-in agent, once per request; the policies read their roles and the pages their territory.
 
-    The views marked light_agent_view (the calendar's events feed) get them without the ORM
-    (lapins.models.light_agent).
+    The session holds "id:generation" (Agent.get_id): a session of an older generation has been ended
+    (Agent.end_sessions), and one from before generations holds a plain id; either way nobody is signed in, and
+    Flask-Login asks for the login page. A deactivated agent is not authenticated (Agent.is_active). The views marked
+    light_agent_view (the calendar's events feed) get the agent without the ORM (lapins.models.light_agent).
     """
-    if not agent_id.isdigit():
+    parsed = parse_session_user_id(user_id)
+    if parsed is None:
         return None
-    return light_agent(int(agent_id)) if wants_light_agent() else agent_with_organisations(int(agent_id))
+    agent_id, generation = parsed
+    agent = light_agent(agent_id) if wants_light_agent() else agent_with_organisations(agent_id)
+    if agent is None or agent.session_generation != generation:
+        return None
+    return agent
 
 
 def safe_next(target: str | None) -> str | None:
@@ -149,7 +157,17 @@ def second_factor():
 @bp.route("/deconnexion", methods=["POST"])
 @login_required
 def logout():
+    """« Se déconnecter » ends every open session of the agent, on this browser and on any other (a shared office PC
+    left signed in, a lost phone), as the button's hint says."""
+    current_user.end_sessions()
+    db.session.commit()
     logout_user()
     session.clear()
-    flash("Vous êtes déconnecté.", "info")
+    flash("Vous êtes déconnecté, sur cet appareil comme sur tous ceux où votre session était ouverte.", "info")
     return redirect(url_for("auth.login"))
+
+
+def keep_this_session(agent: Agent) -> None:
+    """After agent.end_sessions() was committed by this agent's own request: this browser's session goes on, under
+    the new generation; the agent's other sessions stay ended."""
+    login_user(agent)

@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, select
 
 from lapins.infra.database import DriverQuery, read_only_connection
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
+from lapins.models.agents import session_user_id
 from lapins.models.territories import TerritoryClock
 from lapins.models.territory_admins import TerritoryAdmin
 
@@ -58,6 +59,7 @@ class LightAgent(UserMixin):
     first_name: str
     last_name: str
     active: bool
+    session_generation: int
     roles: tuple[LightRole, ...]
 
     @property
@@ -67,6 +69,9 @@ class LightAgent(UserMixin):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive agents, as for Agent
         return self.active
+
+    def get_id(self) -> str:
+        return session_user_id(self.id, self.session_generation)
 
     @property
     def organisation_ids(self) -> set[int]:
@@ -87,8 +92,9 @@ class LightAgent(UserMixin):
 
 # Compiled once; one row per role (one row of NULLs for an agent without any), ordered so that roles keep their order.
 LIGHT_AGENT_ROWS = DriverQuery(
-    select(Agent.id, Agent.first_name, Agent.last_name, Agent.active, AgentRole.organisation_id, AgentRole.role,
-           Organisation.territory_id, Territory.number, Territory.timezone, Territory.agenda_stamp)
+    select(Agent.id, Agent.first_name, Agent.last_name, Agent.active, Agent.session_generation,
+           AgentRole.organisation_id, AgentRole.role, Organisation.territory_id, Territory.number, Territory.timezone,
+           Territory.agenda_stamp)
     .outerjoin(AgentRole, AgentRole.agent_id == Agent.id)
     .outerjoin(Organisation, Organisation.id == AgentRole.organisation_id)
     .outerjoin(Territory, Territory.id == Organisation.territory_id)
@@ -107,12 +113,12 @@ def light_agent(agent_id: int) -> LightAgent | None:
         return None
     territories: dict[int, LightTerritory] = {}
     roles = []
-    for _, _, _, _, organisation_id, role, territory_id, number, timezone, agenda_stamp in rows:
+    for _, _, _, _, _, organisation_id, role, territory_id, number, timezone, agenda_stamp in rows:
         if organisation_id is None:  # an agent without any role: one row, its role columns NULL
             continue
         if territory_id not in territories:
             territories[territory_id] = LightTerritory(territory_id, number, timezone, agenda_stamp)
         organisation = LightOrganisation(organisation_id, territory_id, territories[territory_id])
         roles.append(LightRole(organisation_id, Role(role), organisation))
-    agent_id, first_name, last_name, active = rows[0][:4]
-    return LightAgent(agent_id, first_name, last_name, bool(active), tuple(roles))
+    agent_id, first_name, last_name, active, session_generation = rows[0][:5]
+    return LightAgent(agent_id, first_name, last_name, bool(active), session_generation, tuple(roles))
