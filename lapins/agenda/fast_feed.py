@@ -15,8 +15,10 @@ by calendar.agent_feed. It hands any other request to Flask, unchanged:
   generation other than the agent's, or a plain id from before generations);
 - a refusal of the policies (404, 403) or a bad parameter (400);
 - an unexpected error (logged).
-Flask then answers as it always did, with its messages, statuses and cookies. tests/test_fast_feed.py checks that the
-two give the same answers, and that the fast path declines each of these cases.
+Flask then answers as it always did, with its messages, statuses and cookies. tests/test_fast_feed.py proves, with one
+parametrised test over these cases (session age, forged or hand-made cookies, deactivated agent, ended sessions,
+permissions, parameters, methods), that the whole stack answers exactly what Flask alone answers, headers and cookies
+included, and that the fast path answers only where Flask answers 200 without touching the cookie.
 """
 from __future__ import annotations
 
