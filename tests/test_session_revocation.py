@@ -170,8 +170,8 @@ def test_every_revocation_ends_the_agents_other_sessions_on_every_route(office, 
     victim = office.signed_in(office.target, codes[0])
     office.works(victim)
     token = token_of(victim)
-    acting = {"self": lambda: office.signed_in(office.target, codes[1]), "admin": lambda: office.signed_in(office.admin),
-              None: lambda: None}[performer]()
+    acting = {"self": lambda: office.signed_in(office.target, codes[1]),
+              "admin": lambda: office.signed_in(office.admin), None: lambda: None}[performer]()
 
     revoke(office, acting)
 

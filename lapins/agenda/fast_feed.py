@@ -7,8 +7,8 @@ the session's signature, the view's wrappers and the teardown, about as much aga
 (docs/benchmarks.md, `agenda.week.*`).
 
 This WSGI middleware answers the usual case itself, with the functions the view uses: the signed-in agent read in one
-query at every request (lapins.models.light_agent), the permissions decided by lapins.policies, the body computed or cached
-by calendar.agent_feed. It hands any other request to Flask, unchanged:
+query at every request (lapins.models.light_agent), the permissions decided by lapins.policies, the body computed or
+cached by calendar.agent_feed. It hands any other request to Flask, unchanged:
 - another route, or a method other than GET;
 - no valid session cookie (none, forged, expired), or one to be signed again (lapins.auth.sessions);
 - no signed-in agent in it, or one unknown, deactivated, or whose sessions have been ended since (a session
