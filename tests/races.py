@@ -20,6 +20,25 @@ from sqlalchemy import event
 from werkzeug.serving import make_server
 
 PARTY_HEADER = "X-Race-Party"
+_party = threading.local()
+
+
+@contextmanager
+def acting_as(name: str):
+    """Names the work this thread does meanwhile (a beat's run, a task) as a racing party, as PARTY_HEADER names a
+    request."""
+    _party.name = name
+    try:
+        yield
+    finally:
+        _party.name = None
+
+
+def party() -> str | None:
+    """The racing party the current statement belongs to, if any: only those are ever held."""
+    if has_request_context():
+        return request.headers.get(PARTY_HEADER)
+    return getattr(_party, "name", None)
 
 
 @contextmanager
@@ -41,8 +60,8 @@ class HeldStatements:
     others from their own first write (the row or write lock it holds), and they would never meet.
 
     `crossed` counts the threads that met at the barrier: a test asserts it equals `parties`, so that it fails,
-    rather than passes quietly, when the requests never raced. Each racing request names itself in the header
-    `PARTY_HEADER`; with `first=<name>` that request's statement runs first and the others' only after it has
+    rather than passes quietly, when the requests never raced. Only the racing parties are held: each request names
+    itself in the header `PARTY_HEADER`, other work with `acting_as`; with `first=<name>` that request's statement runs first and the others' only after it has
     returned (its transaction still open: they then wait on its lock, or see its commit).
     """
 
@@ -70,14 +89,14 @@ class HeldStatements:
         return statement.lstrip().upper().startswith(self.prefixes)
 
     def _before(self, _connection, _cursor, statement, *_args) -> None:
-        if not self._mine(statement) or getattr(self._local, "held", False):
+        if not self._mine(statement) or getattr(self._local, "held", False) or party() is None:
             return
         with self._lock:
             if self._held >= self.parties:
                 return
             self._held += 1
         self._local.held = True
-        self._local.name = request.headers.get(PARTY_HEADER) if has_request_context() else None
+        self._local.name = party()
         self.barrier.wait()
         with self._lock:
             self.crossed += 1
@@ -88,3 +107,39 @@ class HeldStatements:
     def _after(self, _connection, _cursor, statement, *_args) -> None:
         if self._mine(statement) and self.first is not None and getattr(self._local, "name", None) == self.first:
             self.first_ran.set()
+
+
+class Gate:
+    """Stops one party at its first statement starting with one of `prefixes` until the test opens the gate.
+
+    For the races where the other side is the test itself: `reached` is set once the party is stopped there (it
+    has read what it read so far); the test changes the database meanwhile, then `open()`s.
+    """
+
+    def __init__(self, engine, prefixes: tuple[str, ...], name: str, *, timeout: float = 20) -> None:
+        self.engine, self.prefixes, self.name, self.timeout = engine, tuple(p.upper() for p in prefixes), name, timeout
+        self.reached, self._opened = threading.Event(), threading.Event()
+        self._passed = False
+
+    def __enter__(self) -> Gate:
+        event.listen(self.engine, "before_cursor_execute", self._before)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._opened.set()
+        event.remove(self.engine, "before_cursor_execute", self._before)
+
+    def open(self) -> None:
+        self._opened.set()
+
+    def wait_reached(self) -> None:
+        if not self.reached.wait(self.timeout):
+            raise AssertionError(f"{self.name} never reached the gate")
+
+    def _before(self, _connection, _cursor, statement, *_args) -> None:
+        if self._passed or party() != self.name or not statement.lstrip().upper().startswith(self.prefixes):
+            return
+        self._passed = True
+        self.reached.set()
+        if not self._opened.wait(self.timeout):
+            raise RuntimeError("the gate was never opened")
