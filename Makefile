@@ -7,13 +7,15 @@ PY_STAMP := $(VENV)/.lapins-requirements
 NODE_STAMP := node_modules/.lapins-package-lock
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+MUTATE_ARGS ?=
 
-.PHONY: help install run test bench
+.PHONY: help install run test bench mutate
 
 help:
 	@echo "make run    installe ce qu'il faut, prépare la base et lance web + worker + beat (http://127.0.0.1:5000)"
 	@echo "make test   lance toute la suite de tests (SQLite puis PostgreSQL, Redis, Chromium) ; PYTEST_ARGS=..."
 	@echo "make bench  lance les mesures de performance (python -m bench) sur PostgreSQL et Redis ; BENCH_ARGS=..."
+	@echo "make mutate tests de mutation (mutmut) des modules qui tiennent les promesses, hors CI, ~1 h ; MUTATE_ARGS=\"booking links\""
 
 install: $(PY_STAMP) $(NODE_STAMP)
 	@mkdir -p instance
@@ -44,3 +46,8 @@ test: install
 bench: install
 	@bash scripts/system-packages postgresql redis-server
 	@$(PY) -m tests.services --postgres-db BENCH_DATABASE_URL --redis BENCH_REDIS_URL -- $(PY) -m bench $(BENCH_ARGS)
+
+# Mutation testing, not in CI (about an hour on two cores): docs/testing.md says how to read its report.
+mutate: install
+	@bash scripts/system-packages postgresql redis-server
+	@nice -n 15 $(PY) scripts/mutate.py $(MUTATE_ARGS)

@@ -14,12 +14,18 @@ from contextlib import contextmanager
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 
 from sqlalchemy import event
 
 from lapins import create_app
 from lapins.infra.extensions import db as _db
 from tests import services
+
+# No test decides by the wall clock: Hypothesis's 200 ms per example (a deadline a loaded machine misses) is off
+# for every property test, unless one says otherwise.
+hypothesis_settings.register_profile("lapins", deadline=None)
+hypothesis_settings.load_profile("lapins")
 
 # Loopback stand-ins of Twilio's API and of an SMTP server, with their fixtures.
 pytest_plugins = ["tests.fakes.twilio", "tests.fakes.smtp"]

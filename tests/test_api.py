@@ -17,7 +17,7 @@ from lapins import create_app
 from lapins.auth import tokens
 from lapins.api.openapi import PREFIX, document
 from lapins.infra.extensions import db
-from lapins.models import Absence, ApiToken, PlageOuverture, Rdv, RdvStatus, Role, Usager
+from lapins.models import Absence, AgentRole, ApiToken, PlageOuverture, Rdv, RdvStatus, Role, Usager
 from lapins.models.audit import AuditEvent
 from lapins.models.rdvs import BookingChannel, CancellationChannel
 
@@ -282,6 +282,77 @@ def test_ids_of_another_organisation_or_territory_are_not_found(client, clinic, 
     assert client.get(f"{PREFIX}/rdvs/abc", headers=clinic.headers).status_code == 404
     assert client.get(f"{PREFIX}/rdvs/99999999999999999999", headers=clinic.headers).status_code == 404
 
+
+
+def _rdv_count() -> int:
+    db.session.expire_all()
+    return db.session.scalar(select(func.count(Rdv.id)))
+
+
+@pytest.mark.parametrize("what", ["agent of the other organisation", "deactivated agent", "lieu of the other organisation",
+                                  "usager of the other territory"])
+def test_an_agent_working_in_two_organisations_cannot_mix_them_in_one_booking(client, clinic, factories, what):
+    """The API lets through every id the caller may see; an agent working in two organisations (or territories)
+    sees both, so booking's own integrity guards are what refuses to mix them: 409, nothing stored."""
+    neighbour = Clinic(factories, territory=clinic.organisation.territory)
+    stranger = Clinic(factories)
+    for other in (neighbour, stranger):
+        clinic.agent.roles.append(AgentRole(organisation=other.organisation, role=Role.AGENT))
+    deactivated = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.AGENT)
+    deactivated.active = False
+    db.session.commit()
+    body, message = {
+        "agent of the other organisation": ({"agent_ids": [neighbour.agent.id]},
+                                            "Un des agents choisis ne travaille pas dans l'organisation de ce motif."),
+        "deactivated agent": ({"agent_ids": [deactivated.id]},
+                              "Un des agents choisis ne travaille pas dans l'organisation de ce motif."),
+        "lieu of the other organisation": ({"lieu_id": neighbour.lieu.id},
+                                           "Ce lieu n'appartient pas à l'organisation de ce motif."),
+        "usager of the other territory": ({"usager_ids": [stranger.usager.id]},
+                                          "Un des usagers choisis n'appartient pas à ce territoire."),
+    }[what]
+
+    refused = client.post(f"{PREFIX}/rdvs", json=clinic.booking(**body), headers=clinic.headers)
+
+    assert refused.status_code == 409, refused.json
+    assert refused.json["message"] == message and refused.json["can_force"] is False
+    assert _rdv_count() == 0
+    if what == "usager of the other territory":
+        return  # a move has a check of its own for usagers (422 on the field), tested below
+    booked = client.post(f"{PREFIX}/rdvs", json=clinic.booking(), headers=clinic.headers)
+    assert booked.status_code == 201, booked.json
+    moved = client.patch(f"{PREFIX}/rdvs/{booked.json['id']}", json=body, headers=clinic.headers)
+    assert moved.status_code == 409 and moved.json["message"] == message
+    db.session.expire_all()
+    rdv = db.session.get(Rdv, booked.json["id"])
+    assert [agent.id for agent in rdv.agents] == [clinic.agent.id] and rdv.lieu_id == clinic.lieu.id
+
+
+def test_moving_an_rdv_to_a_family_of_another_territory_is_refused_on_the_field(client, clinic, factories):
+    stranger = Clinic(factories)
+    clinic.agent.roles.append(AgentRole(organisation=stranger.organisation, role=Role.AGENT))
+    db.session.commit()
+    booked = client.post(f"{PREFIX}/rdvs", json=clinic.booking(), headers=clinic.headers).json
+    moved = client.patch(f"{PREFIX}/rdvs/{booked['id']}", json={"usager_ids": [stranger.usager.id]},
+                         headers=clinic.headers)
+    assert moved.status_code == 422
+    assert moved.json["fields"]["usager_ids"] == "Un des usagers choisis n'appartient pas à ce territoire."
+    db.session.expire_all()
+    assert [usager.id for usager in db.session.get(Rdv, booked["id"]).usagers] == [clinic.usager.id]
+
+
+def test_restoring_through_the_api_over_an_rdv_booked_meanwhile_is_refused_with_409(client, clinic, factories):
+    first = client.post(f"{PREFIX}/rdvs", json=clinic.booking(), headers=clinic.headers).json
+    client.post(f"{PREFIX}/rdvs/{first['id']}/cancel", json={"status": "excused"}, headers=clinic.headers)
+    other = factories.UsagerFactory(territory=clinic.organisation.territory, organisations=[clinic.organisation])
+    taken = client.post(f"{PREFIX}/rdvs", json=clinic.booking(usager_ids=[other.id]), headers=clinic.headers)
+    assert taken.status_code == 201
+
+    restored = client.post(f"{PREFIX}/rdvs/{first['id']}/outcome", json={"status": "unknown"}, headers=clinic.headers)
+
+    assert restored.status_code == 409
+    assert restored.json["message"].startswith("Impossible de rétablir ce rendez-vous : ")
+    assert client.get(f"{PREFIX}/rdvs/{first['id']}", headers=clinic.headers).json["status"] == "excused"
 
 def test_free_slots_are_searched_from_a_day(client, clinic):
     response = client.get(f"{PREFIX}/slots", query_string={"motif_id": clinic.motif.id, "from": next_monday().isoformat(),

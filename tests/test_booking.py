@@ -149,3 +149,41 @@ def test_a_dst_change_does_not_move_a_booked_local_time(clinic):
     rdv = book(clinic, paris(30, 9, 0))
     assert rdv.starts_at == datetime(2026, 3, 30, 7, 0, tzinfo=timezone.utc)
     assert rdv.starts_at.astimezone(PARIS).time() == time(9, 0)
+
+
+# --- Restoring a cancelled rdv books its time again ------------------------------------------------------------------
+
+def test_restoring_a_cancelled_rdv_onto_a_time_taken_meanwhile_is_refused_and_changes_nothing(clinic, db):
+    from lapins.models import Rdv, RdvAgent
+
+    cancelled = book(clinic, paris(3, 10, 0))
+    cancel_rdv(actor=clinic.colleague, rdv=cancelled, status=RdvStatus.EXCUSED, reason="Enfant malade")
+    taken = book(clinic, paris(3, 10, 15))  # the freed time went to another family meanwhile
+
+    with pytest.raises(BookingError) as refused:
+        set_outcome(actor=clinic.colleague, rdv=cancelled, status=RdvStatus.UNKNOWN)
+
+    assert refused.value.message.startswith("Impossible de rétablir ce rendez-vous : ")
+    assert "a déjà un rendez-vous de 10h15 à 10h45" in refused.value.message
+    assert not refused.value.can_force  # no override: the agent moves one of them first
+    db.session.expire_all()
+    again = db.session.get(Rdv, cancelled.id)
+    assert again.status == RdvStatus.EXCUSED and again.cancelled_at is not None
+    assert again.cancel_reason == "Enfant malade" and again.revision == cancelled.revision
+    live = db.session.query(RdvAgent).filter_by(agent_id=clinic.agent.id, live=True).all()
+    assert [link.rdv_id for link in live] == [taken.id]
+
+
+def test_restoring_a_cancelled_rdv_whose_time_is_still_free_books_it_again(clinic, db):
+    from lapins.models import RdvAgent
+
+    rdv = book(clinic, paris(3, 10, 0))
+    cancel_rdv(actor=clinic.colleague, rdv=rdv, status=RdvStatus.EXCUSED, reason=None)
+    book(clinic, paris(3, 10, 30))  # back to back: no conflict
+
+    restored = set_outcome(actor=clinic.colleague, rdv=rdv, status=RdvStatus.UNKNOWN)
+
+    assert restored.status == RdvStatus.UNKNOWN and restored.cancelled_at is None and restored.cancelled_via is None
+    assert db.session.query(RdvAgent).filter_by(rdv_id=rdv.id, live=True).count() == 1
+    with pytest.raises(BookingError, match="a déjà un rendez-vous de 10h00 à 10h30"):
+        book(clinic, paris(3, 10, 0))  # the restored rdv holds its time again

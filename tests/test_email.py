@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import socket
-import time
+import sys
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import icalendar
@@ -235,18 +236,42 @@ def test_a_deferred_recipient_is_a_transient_error(make_rdv, send, smtp_server):
     assert send(MessageKind.CREATED, rdv).rcpt_tos == (FAMILY,)  # the next try goes through
 
 
+@contextmanager
+def connections_tried():
+    """The addresses this process tries to connect a socket to meanwhile (Python's audit event socket.connect)."""
+    tried: list = []
+    _CONNECTS.append(tried)
+    try:
+        yield tried
+    finally:
+        _CONNECTS.remove(tried)
+
+
+_CONNECTS: list[list] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "socket.connect" and _CONNECTS:
+        for tried in _CONNECTS:
+            tried.append(args[1])
+
+
+sys.addaudithook(_audit)  # audit hooks cannot be removed: this one only records while a test asks it to
+
+
 def test_a_closed_port_is_a_transient_error_at_once(make_rdv, app, smtp_app_config):
+    """At once: one connection refused, no retry and no waiting for the timeout (set long here, so that waiting
+    for it would hang the test rather than pass it); the outbox retries later."""
     with socket.socket() as probe:  # a port nobody listens on any more
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    backend = SmtpEmailBackend.from_config({**smtp_app_config, "MAIL_PORT": closed_port, "MAIL_TIMEOUT_SECONDS": 5})
+    backend = SmtpEmailBackend.from_config({**smtp_app_config, "MAIL_PORT": closed_port, "MAIL_TIMEOUT_SECONDS": 600})
     rendered = render_rdv_email(MessageKind.CREATED, make_rdv(), "https://rdv.example.fr/r/1-abc")
 
-    started = time.monotonic()
-    with pytest.raises(TransientError) as failure:
+    with connections_tried() as tried, pytest.raises(TransientError) as failure:
         backend.send(rendered.outgoing(1, FAMILY))
 
-    assert time.monotonic() - started < 2
+    assert [address[1] for address in tried] == [closed_port]
     assert "injoignable" in failure.value.message
 
 

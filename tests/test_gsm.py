@@ -1,6 +1,6 @@
 """GSM-7: French text stays readable in the 7-bit alphabet, and segments are counted as carriers bill them."""
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lapins.notifications.gsm import (
@@ -49,6 +49,7 @@ def test_every_written_replacement_is_gsm7():
     assert all(is_gsm7(replacement) for replacement in REPLACEMENTS.values())
 
 
+@settings(deadline=None)  # what is tested is the text, not how long an example takes on a shared machine
 @given(st.text())
 def test_any_text_becomes_gsm7_and_stays_as_it_is_once_transliterated(text):
     sent = transliterate(text)
@@ -56,6 +57,7 @@ def test_any_text_becomes_gsm7_and_stays_as_it_is_once_transliterated(text):
     assert transliterate(sent) == sent
 
 
+@settings(deadline=None)
 @given(st.text(alphabet=st.characters(codec="latin-1") | st.sampled_from("œŒ’‘«»“”–—…\u00a0\u202fêâîôûëïÿ€")))
 def test_french_text_never_loses_its_letters(text):
     # Every Latin letter of a French text comes out as a letter (never "?", never dropped).

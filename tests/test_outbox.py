@@ -328,3 +328,109 @@ def test_an_invalid_number_is_not_retried_and_is_flagged_for_agents(clinic, db, 
         outbox.dispatch_due()
     db.session.refresh(reminder)
     assert reminder.status == MessageStatus.SKIPPED and len(twilio_fake.messages) == 0
+
+
+# --- Retries, on a clock this test moves: every attempt counted, every spacing exact ------------------------------
+
+def sms_of(db, rdv, kind=MessageKind.CREATED) -> Message:
+    return messages(db, rdv_id=rdv.id, kind=kind, channel=Channel.SMS)[0]
+
+
+@pytest.fixture()
+def twilio_sender(on_twilio, clinic, db):
+    """Through the Twilio fake, with the territory's sender name (without one Twilio refuses every SMS)."""
+    clinic.territory.sms_sender = "PMI92"
+    db.session.commit()
+
+
+def test_a_failing_twilio_is_retried_with_the_configured_backoff_then_given_up_after_max_attempts(
+        clinic, db, clock, app, twilio_sender, twilio_fake):
+    """Twilio answers 500 to everything. Attempt k fails at T(k); the next is due exactly OUTBOX_RETRY_SECONDS ×
+    2^(k-1) later (at most LONGEST_RETRY), not a second sooner; after MAX_ATTEMPTS the message fails for good."""
+    twilio_fake.fail_next(10**6, status=500)
+    first_retry = timedelta(seconds=app.config["OUTBOX_RETRY_SECONDS"])
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))  # a week ahead: the rdv's start never cuts the retries short
+    sms = sms_of(db, rdv)
+    assert (sms.status, sms.attempts, twilio_fake.request_count) == (MessageStatus.PENDING, 1, 1)
+    assert "Twilio est momentanément indisponible" in sms.error
+
+    spacings = []
+    for attempt in range(1, outbox.MAX_ATTEMPTS):
+        tried_at = utc_now()
+        spacing = sms.due_at - tried_at
+        spacings.append(spacing)
+        assert spacing == min(first_retry * 2 ** (attempt - 1), outbox.LONGEST_RETRY)
+
+        clock.move_to(sms.due_at - timedelta(seconds=1))  # a beat a second early: not retried yet
+        outbox.dispatch_due()
+        db.session.refresh(sms)
+        assert (sms.status, sms.attempts, twilio_fake.request_count) == (MessageStatus.PENDING, attempt, attempt)
+
+        clock.move_to(sms.due_at)  # the beat at the due time: attempt k+1, which fails too
+        outbox.dispatch_due()
+        db.session.refresh(sms)
+        assert sms.attempts == attempt + 1 and twilio_fake.request_count == attempt + 1
+
+    assert sms.status == MessageStatus.FAILED and sms.attempts == outbox.MAX_ATTEMPTS == 8
+    assert sms.error.startswith("Abandon après 8 essais : ")
+    seconds = first_retry.total_seconds()
+    assert [s.total_seconds() for s in spacings] == [seconds * 2 ** k for k in range(6)] + [
+        outbox.LONGEST_RETRY.total_seconds()]  # 30 s, 1, 2, 4, 8, 16 min, then 30 min at most (not 32)
+    clock.shift(timedelta(days=1))
+    outbox.dispatch_due()
+    assert twilio_fake.request_count == outbox.MAX_ATTEMPTS  # failed is final: never tried again
+    assert twilio_fake.messages == []
+
+
+def test_retries_stop_when_the_next_one_would_come_after_the_rdv_started(clinic, db, clock, app, twilio_sender,
+                                                                           twilio_fake):
+    """The rdv starts 2 minutes after booking: attempts at +0, +30 s and +90 s; the next would be at +210 s, past
+    the start, so the message fails at once with the reason agents read."""
+    twilio_fake.fail_next(10**6, status=500)
+    assert app.config["OUTBOX_RETRY_SECONDS"] == 30
+    rdv = book(clinic, NOW + timedelta(minutes=2))
+    sms = sms_of(db, rdv)
+    assert sms.due_at == NOW + timedelta(seconds=30) and sms.attempts == 1
+    clock.move_to(NOW + timedelta(seconds=30))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert sms.due_at == NOW + timedelta(seconds=90) and sms.attempts == 2 and sms.status == MessageStatus.PENDING
+    clock.move_to(NOW + timedelta(seconds=90))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts, twilio_fake.request_count) == (MessageStatus.FAILED, 3, 3)
+    assert sms.error.startswith(f"{outbox.TOO_LATE} : ") and "Twilio est momentanément indisponible" in sms.error
+
+
+def test_a_retry_falling_in_the_quiet_hours_waits_for_the_morning(clinic, db, clock, app, twilio_sender, twilio_fake):
+    clock.move_to(local(PARIS, 10, 19, 19, 59) + timedelta(seconds=50))  # 10 s before the quiet hours (20:00–08:00)
+    twilio_fake.fail_next(1, status=503)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    assert sms.status == MessageStatus.PENDING and sms.attempts == 1
+    assert sms.due_at == local(PARIS, 10, 20, 8, 0)  # +30 s would be 20:00:20: the morning instead
+    clock.move_to(sms.due_at)
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts, twilio_fake.request_count) == (MessageStatus.SENT, 2, 2)
+
+
+def test_an_invalid_number_is_tried_exactly_once_however_long_the_beat_runs(clinic, db, clock, app, twilio_sender,
+                                                                            twilio_fake):
+    """Permanent errors are final: no retry, no recovery of the claim after the lease, whatever the clock does."""
+    twilio_fake.mark_invalid("+33612345678")
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    assert (sms.status, sms.attempts, sms.error_code) == (MessageStatus.UNDELIVERABLE, 1, "21211")
+    assert twilio_fake.request_count == 1
+    lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    for step in (lease + timedelta(seconds=1), timedelta(minutes=30), timedelta(days=1)):
+        clock.shift(step)
+        outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts) == (MessageStatus.UNDELIVERABLE, 1)
+    assert twilio_fake.request_count == 1  # neither retried nor looked for (find_sent) again
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -7,6 +7,7 @@ listed among the public ones, which are reached by a signed token instead of a s
 """
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
@@ -233,3 +234,178 @@ def test_ids_of_other_organisations_in_the_query_string_show_nothing_of_theirs(a
             if response.status_code >= 500 or any(name in text for name in names):
                 leaks.append(f"GET {url} with ids of {others['organisation'].name} → {response.status_code}")
     assert leaks == []
+
+
+# --- Lists and searches: what a page shows without an id, not only what an id reaches -----------------------------
+
+# Pages reached by an id of the actor's own are walked above; these are the lists and searches, with the queries that
+# make them show the most. A list whose scope is dropped shows the other organisations' rows: their names and links.
+LIST_QUERIES = {
+    "agenda.usagers": {"q": "Famille"},
+    "agenda.new_rdv": {"usager_q": "Famille"},
+    "agenda.freed_slots_board": {"jours": 30},
+    "audit.index": {"page": 1},
+    "api.listUsagers": {"q": "Famille", "per_page": 100},
+    "api.listRdvs": {"per_page": 100},
+    "api.listAgents": {"per_page": 100},
+    "api.listLieux": {"per_page": 100},
+    "api.listMotifs": {"per_page": 100},
+    "api.listPlages": {"per_page": 100},
+    "api.listAbsences": {"per_page": 100},
+}
+# API collection → the kind of object its items are (the ids checked in the JSON).
+KIND_OF_COLLECTION = {"api.listUsagers": "usager", "api.listRdvs": "rdv", "api.listAgents": "agent",
+                      "api.listLieux": "lieu", "api.listMotifs": "motif", "api.listPlages": "plage",
+                      "api.listAbsences": "absence"}
+# Links to an object's own page, by kind: a link to another organisation's object is a row of theirs shown.
+LINKS = {"rdv": "/rdvs/{}", "usager": "/usagers/{}", "agent": "/admin/agents/{}", "entry": "/file-d-attente/{}"}
+
+
+def _crowd(factories, objects: dict) -> None:
+    """What the lists show beside the world's objects: an rdv past and not filled in (« à renseigner »), a cancelled
+    rdv whose freed slot is held for the waiting family with its offer SMS, a reminder written to the family, a
+    number Twilio refused (the territory's SMS page lists those)."""
+    from lapins.models import Channel, Message, MessageKind, MessageStatus, OfferStatus, SlotOffer, WaitlistSlot
+    from lapins.models.waitlist import SlotStatus
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    org, usager, agent, motif, lieu = (objects[k] for k in ("organisation", "usager", "agent", "motif", "lieu"))
+    objects["past_rdv"] = factories.RdvFactory(motif=motif, lieu=lieu, agents=[agent], usagers=[usager],
+                                               starts_at=now - timedelta(days=2))
+    cancelled = factories.RdvFactory(motif=motif, lieu=lieu, agents=[agent], usagers=[usager],
+                                     starts_at=now + timedelta(days=1), status=RdvStatus.REVOKED, cancelled_at=now)
+    objects["cancelled_rdv"] = cancelled
+    slot = WaitlistSlot(organisation_id=org.id, motif_id=motif.id, lieu_id=lieu.id, agent_id=agent.id,
+                        starts_at=cancelled.starts_at, ends_at=cancelled.ends_at, source_rdv_id=cancelled.id,
+                        status=SlotStatus.OPEN, created_at=now)
+    slot.agents = [agent]
+    offer = SlotOffer(slot=slot, entry=objects["entry"], usager_id=usager.id, status=OfferStatus.HELD,
+                      offered_at=now, held_until=now + timedelta(minutes=30))
+    db.session.add_all([slot, offer])
+    db.session.flush()
+    territory_id = org.territory_id
+    db.session.add_all([
+        Message(territory_id=territory_id, offer_id=offer.id, usager=usager, channel=Channel.SMS,
+                kind=MessageKind.OFFER, status=MessageStatus.SENT, due_at=now, sent_at=now,
+                to_address=usager.phone, body=f"Créneau libéré pour {usager.last_name}"),
+        Message(territory_id=territory_id, rdv=objects["rdv"], usager=usager, channel=Channel.SMS,
+                kind=MessageKind.REMINDER, status=MessageStatus.SENT, due_at=now - timedelta(hours=1),
+                sent_at=now - timedelta(hours=1), to_address=usager.phone,
+                body=f"Rappel : rdv de {usager.last_name} au {lieu.name}"),
+    ])
+    usager.phone_undeliverable_at, usager.phone_error = now, "Numéro de téléphone invalide."
+    db.session.commit()
+
+
+def _shows(objects: dict) -> tuple[list[str], dict[str, set[int]]]:
+    """The names that tell an organisation's rows apart, and their ids by kind."""
+    names = [objects["agent"].last_name, objects["lieu"].name, objects["motif"].name, objects["usager"].last_name]
+    ids = {"rdv": {objects[key].id for key in ("rdv", "past_rdv", "cancelled_rdv")}, "usager": {objects["usager"].id},
+           "agent": {objects["agent"].id}, "lieu": {objects["lieu"].id}, "motif": {objects["motif"].id},
+           "plage": {objects["plage"].id}, "absence": {objects["absence"].id}, "entry": {objects["entry"].id}}
+    return names, ids
+
+
+def _pages_showing_rows(app, own: dict, shared_usager) -> list[tuple]:
+    """(rule, url, query) of every GET page and API collection: those without an id, plainly and searched; those
+    with ids, on the actor's own objects (and on the family both organisations follow, for the usager's pages)."""
+    adapter = app.url_map.bind("localhost")
+    pages = []
+    for rule in _walked_rules(app):
+        if "GET" not in rule.methods:
+            continue
+        if not rule.arguments:
+            url = adapter.build(rule.endpoint, {})
+            pages += [(rule, url, {}), (rule, url, LIST_QUERIES.get(rule.endpoint, {}))]
+            continue
+        urls = _urls(app, rule, own)
+        if "usager_id" in rule.arguments:
+            urls += _urls(app, rule, {**own, "usager": shared_usager})
+        pages += [(rule, url, {}) for url in urls]
+    return pages
+
+
+def _text(response) -> str:
+    """A response as text; a spreadsheet (an export) as the XML inside it."""
+    if "spreadsheetml" in response.headers.get("Content-Type", ""):
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(response.get_data())) as book:
+            return "".join(book.read(name).decode() for name in book.namelist() if name.endswith(".xml"))
+    return response.get_data(as_text=True)
+
+
+def _territory_wide(rule, url: str) -> bool:
+    """The figures of a whole territory (statistics and their files), for whoever oversees it: they name the
+    agents, lieux and motifs of each of its organisations by design, never a family."""
+    return rule.endpoint.startswith("stats.") and "/territoire/" in url
+
+
+def _seen(rule, response, names: list[str], ids: dict[str, set[int]]) -> list[str]:
+    """What of those rows a list shows: names anywhere in it, ids of items (API) or of links (pages)."""
+    text = _text(response)
+    seen = [f"name {name!r}" for name in names if name in text]
+    if rule.endpoint in KIND_OF_COLLECTION and response.is_json:
+        kind = KIND_OF_COLLECTION[rule.endpoint]
+        seen += [f"{kind} {item['id']}" for item in response.json.get("items", []) if item["id"] in ids[kind]]
+        if kind == "rdv":
+            seen += [f"usager {u} in an rdv" for item in response.json.get("items", [])
+                     for u in item.get("usager_ids", []) if u in ids["usager"]]
+    else:
+        seen += [f"link {LINKS[kind].format(i)}" for kind in LINKS for i in ids[kind]
+                 if re.search(re.escape(LINKS[kind].format(i)) + r"(?![0-9])", text)]
+    return seen
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.SECRETARY, Role.AGENT])
+def test_no_list_or_search_shows_a_row_of_another_organisation_or_territory(app, client, auth, factories, worlds,
+                                                                             role):
+    """Every page and API collection reached without an id, searched where it searches: the actor's own rows are
+    there (so the page did list), the other organisation's and the other territory's never are."""
+    own, neighbour, stranger = worlds
+    for objects in worlds:
+        _crowd(factories, objects)
+    # A family followed by both organisations of the territory: the actor sees it, never the neighbour's rdv of it.
+    shared = factories.UsagerFactory(territory=own["territory"], organisations=[own["organisation"],
+                                                                                 neighbour["organisation"]],
+                                     last_name="FamilleCommune")
+    shared_rdv = factories.RdvFactory(motif=neighbour["motif"], lieu=neighbour["lieu"], agents=[neighbour["agent"]],
+                                      usagers=[shared], starts_at=datetime.now(timezone.utc) - timedelta(days=1))
+    actor = factories.AgentFactory(organisation=own["organisation"], organisation__role=role)
+    _login(client, auth, actor)
+    bearer = _api_token(actor)
+    forbidden_names, forbidden_ids = [], {kind: set() for kind in _shows(own)[1]}
+    for others in (neighbour, stranger):
+        names, ids = _shows(others)
+        forbidden_names += names
+        for kind, values in ids.items():
+            forbidden_ids[kind] |= values
+    forbidden_ids["rdv"].add(shared_rdv.id)
+    own_names, own_ids = _shows(own)
+
+    families_only = [stranger_name for stranger_name in _shows(stranger)[0]] + [neighbour["usager"].last_name]
+    leaks, walked, listed_own = [], 0, set()
+    for rule, url, query in _pages_showing_rows(app, own, shared):
+        response = _open(client, rule, url, "GET", bearer=bearer, query_string=query,
+                         follow_redirects=not rule.endpoint.startswith("api."))
+        walked += 1
+        if response.status_code >= 500:
+            leaks.append(f"GET {url} {query} → {response.status_code}")
+        names = families_only if _territory_wide(rule, url) else forbidden_names
+        seen = _seen(rule, response, names, forbidden_ids)
+        if seen:
+            leaks.append(f"GET {url} {query} → {response.status_code} shows {seen}")
+        if _seen(rule, response, own_names, own_ids):
+            listed_own.add(rule.endpoint)
+
+    assert walked > 100
+    assert leaks == []
+    # The walk did reach lists that show rows: the actor's own are there.
+    expected = {"agenda.rdvs_to_fill", "agenda.usagers", "agenda.waitlist", "agenda.dev_inbox",
+                "agenda.freed_slots_board", "agenda.usager_detail", "agenda.rdv_detail", "api.listRdvs",
+                "api.listUsagers", "api.listAgents", "api.listMotifs", "api.listLieux", "api.listPlages",
+                "api.listAbsences", "stats.home"}
+    if role == Role.ADMIN:  # the territory's SMS page lists the numbers Twilio refused, for administrators
+        expected |= {"agenda.my_territory_messages", "audit.index"}
+    assert expected <= listed_own, sorted(expected - listed_own)

@@ -7,8 +7,9 @@
     GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json    fetch one
 
 Tests program its faults (`fail_next`, `throttle_next`, `hang_next`, `delay`), make numbers invalid or
-unsubscribed, read what it accepted (`messages`, `count_for`) and make it call Lapins back like Twilio does,
-signed with the SDK's RequestValidator (`deliver`, `status_request`, `inbound_request`).
+unsubscribed, read what it accepted (`messages`, `count_for`) and every request to send, refused or not, with when it
+came (`sends_to`), and make it call Lapins back like Twilio does, signed with the SDK's RequestValidator (`deliver`,
+`status_request`, `inbound_request`).
 
 Run alone for benchmarks: `python -m tests.fakes.twilio --port 0` prints the port it listens on, then serves
 until interrupted. Per-request work is small and constant on POST: no sleep unless asked, no scan of the history.
@@ -144,6 +145,17 @@ class _State:
     unsubscribed: set[str] = field(default_factory=set)
     requests: int = 0
     connections: int = 0
+    sends: list[SendRequest] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """A POST to Messages.json as the fake received it: to whom, when (arrival), and the HTTP status answered
+    (None when it was dropped unanswered). Refused and faulty requests are there too."""
+
+    to: str
+    at: datetime
+    status: int | None
 
 
 class TwilioFake:
@@ -252,6 +264,11 @@ class TwilioFake:
         """TCP connections opened by clients: with keep-alive, one per client however many requests."""
         with self._lock:
             return self._state.connections
+
+    def sends_to(self, to: str) -> list[SendRequest]:
+        """Every request to send an SMS to `to`, in the order they arrived, answered or not."""
+        with self._lock:
+            return [send for send in self._state.sends if send.to == to]
 
     def count_for(self, to: str, body: str) -> int:
         with self._lock:
@@ -432,12 +449,14 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
             self._serve("GET")
 
         def _serve(self, method: str) -> None:
+            arrived = datetime.now(UTC)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode() if length else ""
             fault = fake._next_fault()
             if fake.delay:
                 time.sleep(fake.delay)
             if fault and fault.hang and not fault.accept:
+                self._record_send(method, raw, arrived, None)
                 fake._released.wait(fault.hang)
                 self.close_connection = True
                 return
@@ -446,9 +465,16 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 status, payload = fault.status, {**_error(code)[1], "status": fault.status}
             else:
                 status, payload = self._route(method, raw)
+            self._record_send(method, raw, arrived, status)
             if fault and fault.hang:
                 fake._released.wait(fault.hang)
             self._answer(status, payload)
+
+        def _record_send(self, method: str, raw: str, arrived: datetime, status: int | None) -> None:
+            if method == "POST" and urlsplit(self.path).path.endswith("/Messages.json"):
+                to = parse_qs(raw).get("To", [""])[0]
+                with fake._lock:
+                    fake._state.sends.append(SendRequest(to=to, at=arrived, status=status))
 
         def _route(self, method: str, raw: str) -> tuple[int, dict]:
             parts = urlsplit(self.path)

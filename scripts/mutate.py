@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""`make mutate`: mutation testing (mutmut) of the modules that hold the promises, each against its room's tests.
+
+For each module chosen (all of ROOMS by default, or the names given: `make mutate MUTATE_ARGS="booking links"`):
+1. a fresh copy of the work tree (tracked and untracked files, not ignored ones) is made under .mutate/<name>/;
+2. mutmut 3 mutates only that module there, runs the room's test files once to learn which test reaches which
+   function, then runs each mutant against the tests that reach the mutated function, stopping at the first
+   failure (pytest -x), two mutants at a time (MUTATE_JOBS);
+3. the counts (killed, survived, timeouts...) go to .mutate/<name>/summary.json and every surviving mutant's diff
+   to .mutate/<name>/survivors.md, for a person to judge: an equivalent mutant (no behaviour changed) or a test to
+   add. docs/testing.md keeps the figures and the judgements.
+
+One PostgreSQL and one Redis server are started for the whole run (tests/services.py), as `make test` does, so that
+each mutant's tests do not start their own. Not in CI: a full run takes about an hour on two cores.
+Exit status: 0 when every module ran, whatever survived (the figures are for reading, not a gate).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import services  # noqa: E402
+
+WORK = ROOT / ".mutate"
+# Copied beside the package into mutmut's mutants/ directory: what the app and the tests read at run time.
+ALSO_COPY = ["templates", "config.py", "worker.py", "migrations", "pytest.ini", ".importlinter", "package.json"]
+
+
+@dataclass(frozen=True)
+class Room:
+    modules: tuple[str, ...]  # the files mutated
+    tests: tuple[str, ...]  # the test files that hold the room's promises
+
+
+# The modules that hold the promises, with the tests of their room. The delivery-reliability tests (a Celery
+# worker in a subprocess, a real beat) and the browser tests are left out: too slow to run for each mutant.
+ROOMS: dict[str, Room] = {
+    "booking": Room(("lapins/booking/__init__.py",), (
+        "tests/test_booking.py", "tests/test_double_booking.py", "tests/test_booking_events.py",
+        "tests/test_concurrent_cancellation.py", "tests/test_concurrent_restore.py", "tests/test_api.py",
+        "tests/test_family_cancellation.py", "tests/test_rdv_views.py")),
+    "links": Room(("lapins/notifications/links.py", "lapins/notifications/offer_links.py"), (
+        "tests/test_signed_links.py", "tests/test_family_page.py", "tests/test_family_cancellation.py", "tests/test_offers.py",
+        "tests/test_sms_text.py", "tests/test_email.py")),
+    "identity": Room(("lapins/family/services.py",), (
+        "tests/test_family_cancellation.py", "tests/test_family_identity_limits.py", "tests/test_family_page.py",
+        "tests/test_concurrent_cancellation.py")),
+    "policies": Room(("lapins/policies.py",), (
+        "tests/test_permission_walk.py", "tests/test_territory_admins.py", "tests/test_admin.py",
+        "tests/test_api.py", "tests/test_usager_privacy.py", "tests/test_waitlist.py", "tests/test_stats.py")),
+    "outbox": Room(("lapins/notifications/outbox.py",), (
+        "tests/test_outbox.py", "tests/test_offers.py", "tests/test_message_views.py", "tests/test_booking_events.py",
+        "tests/test_sms_replies.py")),
+    "offers": Room(("lapins/waitlist/offers.py",), (
+        "tests/test_offers.py", "tests/test_offer_races.py", "tests/test_waitlist.py", "tests/test_freed_slots.py",
+        "tests/test_booking_events.py")),
+    "slots": Room(("lapins/slots/engine.py",), (
+        "tests/test_slots.py", "tests/test_availability.py", "tests/test_schedule.py")),
+    "gsm": Room(("lapins/notifications/gsm.py", "lapins/notifications/sms_text.py"), (
+        "tests/test_gsm.py", "tests/test_sms_text.py", "tests/test_offers.py")),
+}
+
+
+def copy_tree(target: Path) -> None:
+    """The work tree as git sees it (tracked and untracked files, ignored ones left out), without .venv."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+
+
+def setup_cfg(room: Room) -> str:
+    def listed(values) -> str:
+        return "\n    ".join(values)
+
+    return f"""[mutmut]
+source_paths = lapins
+only_mutate = {listed(room.modules)}
+also_copy = {listed(ALSO_COPY)}
+pytest_add_cli_args_test_selection = {listed(room.tests)}
+pytest_add_cli_args = -p no:cacheprovider
+process_isolation = forkserver
+"""
+
+
+def mutmut(directory: Path, *args: str, env: dict[str, str], log: Path | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "mutmut", *args]
+    if log is None:
+        return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
+    with log.open("w") as output:
+        return subprocess.run(command, cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+
+
+def run_room(name: str, room: Room, jobs: int, env: dict[str, str]) -> dict:
+    directory = WORK / name
+    print(f"\n=== {name}: {', '.join(room.modules)} against {len(room.tests)} test files", flush=True)
+    copy_tree(directory)
+    (directory / "setup.cfg").write_text(setup_cfg(room))
+    started = time.monotonic()
+    run = mutmut(directory, "run", "--max-children", str(jobs), env=env, log=directory / "mutmut-run.log")
+    minutes = (time.monotonic() - started) / 60
+    mutmut(directory, "export-cicd-stats", env=env)
+    stats_file = directory / "mutants" / "mutmut-cicd-stats.json"
+    counts = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    survivors = [line.strip().split(":")[0] for line in mutmut(directory, "results", env=env).stdout.splitlines()
+                 if line.strip().endswith(": survived")]
+    with (directory / "survivors.md").open("w") as report:
+        report.write(f"# Surviving mutants of {', '.join(room.modules)}\n\n")
+        for mutant in survivors:
+            shown = mutmut(directory, "show", mutant, env=env).stdout
+            report.write(f"## {mutant}\n\n```diff\n{shown.strip()}\n```\n\n")
+    killed, total = counts.get("killed", 0), counts.get("total", 0)
+    summary = {"room": name, "modules": list(room.modules), "tests": list(room.tests), "exit": run.returncode,
+               "minutes": round(minutes, 1), **counts,
+               "killed_percent": round(100 * killed / total, 1) if total else None, "survivors": survivors}
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"    {killed}/{total} killed ({summary['killed_percent']} %), {counts.get('survived', '?')} survived, "
+          f"{counts.get('timeout', 0)} timeouts, {counts.get('no_tests', 0)} without tests, in {minutes:.0f} min "
+          f"(mutmut exit {run.returncode}); survivors in {directory / 'survivors.md'}", flush=True)
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rooms", nargs="*", metavar="ROOM", help=f"rooms to mutate (default: all): {', '.join(ROOMS)}")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")))
+    args = parser.parse_args()
+    chosen = args.rooms or list(ROOMS)
+    unknown = sorted(set(chosen) - set(ROOMS))
+    if unknown:
+        parser.error(f"unknown room(s) {', '.join(unknown)}: choose among {', '.join(ROOMS)}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    env = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
+    servers = []
+    try:
+        for server_class, variable, url in ((services.PostgresServer, services.POSTGRES_ENV, "admin_url"),
+                                            (services.RedisServer, services.REDIS_ENV, "url")):
+            try:
+                server = server_class().start()
+            except services.ServiceUnavailable as error:
+                print(f"{server_class.__name__} not available ({error}): its tests are skipped", file=sys.stderr)
+                continue
+            servers.append(server)
+            value = getattr(server, url)
+            env[variable] = value() if callable(value) else value
+        summaries = [run_room(name, ROOMS[name], args.jobs, env) for name in chosen]
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    (WORK / "summary.json").write_text(json.dumps(summaries, indent=2))
+    print("\nroom      killed/total  survived  timeouts  minutes")
+    for summary in summaries:
+        print(f"{summary['room']:<9} {summary.get('killed', 0):>6}/{summary.get('total', 0):<5} "
+              f"{summary.get('survived', 0):>9} {summary.get('timeout', 0):>9} {summary['minutes']:>8}")
+    return 0 if all(summary["exit"] == 0 for summary in summaries) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
