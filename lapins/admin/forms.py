@@ -14,6 +14,8 @@ from lapins.locale.phones import InvalidPhone, french_number
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 MIN_DURATION, MAX_DURATION = 5, 480
 MAX_CANCELLATION_HOURS = 720
+MAX_FAMILY_MOVES = 10
+MAX_HORIZON_WEEKS = 52
 
 
 def one_line(value):
@@ -103,6 +105,16 @@ class MotifForm(Form):
                                                 validators=[
         InputRequired("Saisissez un nombre d'heures (0 : jusqu'au dernier moment)."),
         NumberRange(0, MAX_CANCELLATION_HOURS, f"Indiquez un nombre d'heures de 0 à {MAX_CANCELLATION_HOURS}.")])
+    move_limit_hours = WholeNumberField("Changement de date par la famille possible jusqu'à (heures avant)",
+                                        default=24, validators=[
+        InputRequired("Saisissez un nombre d'heures (0 : jusqu'au dernier moment)."),
+        NumberRange(0, MAX_CANCELLATION_HOURS, f"Indiquez un nombre d'heures de 0 à {MAX_CANCELLATION_HOURS}.")])
+    family_moves_max = WholeNumberField("Changements de date par la famille, par rendez-vous", default=2, validators=[
+        InputRequired("Saisissez un nombre (0 : la famille ne peut pas changer la date en ligne)."),
+        NumberRange(0, MAX_FAMILY_MOVES, f"Indiquez un nombre de 0 à {MAX_FAMILY_MOVES}.")])
+    booking_horizon_weeks = WholeNumberField("Créneaux proposés aux familles sur (semaines)", default=8, validators=[
+        InputRequired("Saisissez un nombre de semaines."),
+        NumberRange(1, MAX_HORIZON_WEEKS, f"Indiquez un nombre de semaines de 1 à {MAX_HORIZON_WEEKS}.")])
     reminder_offsets = StringField("Rappels (heures avant, facultatif)", filters=[one_line], validators=[
         Optional(), Length(max=40, message="40 caractères au plus.")])
     notify = BooleanField("Prévenir les familles (confirmation, changements, rappels)", default=True)
