@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from lapins import create_app
 from lapins.auth.limits import TOO_MANY_MOVES
 from lapins.infra.extensions import db
-from lapins.models import Rdv, RdvAgent, Role
+from lapins.models import Message, MessageKind, MessageStatus, Rdv, RdvAgent, Role
 from lapins.models.rdvs import RdvMove
 from lapins.notifications.links import rdv_token
 from tests.conftest import csrf_token_from
@@ -115,7 +115,12 @@ def test_families_racing_for_the_same_times_move_once_per_time_and_lose_no_rdv(l
     with live.app.app_context():
         rdvs = db.session.scalars(select(Rdv)).all()
         assert len(rdvs) == FAMILIES and all(rdv.is_live for rdv in rdvs)
-        assert len(db.session.scalars(select(RdvMove)).all()) == FREE_TIMES
+        moves = db.session.scalars(select(RdvMove)).all()
+        assert len(moves) == FREE_TIMES
+        # Each confirmation left at once, in the request that moved the rdv (the worker runs eagerly here).
+        told = db.session.scalars(select(Message).where(Message.kind == MessageKind.CHANGED)).all()
+        assert sorted(m.rdv_id for m in told) == sorted(move.rdv_id for move in moves)
+        assert {m.status for m in told} == {MessageStatus.SENT}
         times = sorted((link.starts_at, link.ends_at) for link in db.session.scalars(
             select(RdvAgent).where(RdvAgent.agent_id == live.ids.agent, RdvAgent.live.is_(True))))
         assert all(end <= following for (_, end), (following, _) in zip(times, times[1:]))  # never two at once

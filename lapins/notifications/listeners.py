@@ -32,7 +32,7 @@ def plan_messages(sender, *, event: RdvEvent, rdv: Rdv) -> None:
     if kind is None:
         return
     now = utcnow()
-    if any(message.due_at <= now for message in outbox.plan_for_rdv(rdv, kind)):
+    if any(message.due_at <= now for message in outbox.plan_for_rdv(rdv, kind, now=now)):
         db.session.info.setdefault(_DUE_NOW, set()).add(event.rdv_id)
 
 
