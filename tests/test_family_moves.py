@@ -12,6 +12,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from lapins.admin.services import set_active
 from lapins.booking import book_rdv
 from lapins.models import (
     Channel, Message, MessageKind, MessageStatus, RdvStatus, Role, SlotOffer, SlotStatus, WaitlistSlot,
@@ -216,6 +217,10 @@ def test_with_any_agent_of_the_lieu_the_family_may_move_to_a_colleagues_time(cli
     assert "mercredi 21 octobre" not in client.get(f"{clinic.url}/changer").get_data(as_text=True)
     clinic.territory.family_moves_any_agent = True
     db.session.commit()
+    assert "mercredi 21 octobre" in client.get(f"{clinic.url}/changer").get_data(as_text=True)
+    set_active(colleague, False, actor=clinic.agent)  # the page kept for the territory's stamp is not shown again
+    assert "mercredi 21 octobre" not in client.get(f"{clinic.url}/changer").get_data(as_text=True)
+    set_active(colleague, True, actor=clinic.agent)
     assert move_to(client, clinic.url, "mercredi 21 octobre 2026 à 08h30")[0].status_code == 302
     db.session.expire_all()
     assert clinic.rdv.agents == [colleague] and clinic.rdv.starts_at == local(21, 8, 30)

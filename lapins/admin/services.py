@@ -13,6 +13,7 @@ from lapins.infra.extensions import db
 from lapins.models import (
     Agent, AgentRole, Lieu, LocationType, Motif, Organisation, Rdv, Role, Territory, utcnow,
 )
+from lapins.models.agenda_stamps import draw_new_stamps
 from lapins.models.rdvs import CANCELLED_STATUSES
 from lapins.models.territory_admins import TerritoryAdmin
 from lapins.auth import accounts
@@ -212,6 +213,10 @@ def set_active(agent: Agent, active: bool, actor: Agent) -> None:
     if agent.id == actor.id and not active:
         raise AdminError("Vous ne pouvez pas désactiver votre propre compte.")
     agent.active = active
+    # The free times families are shown are kept on their territory's agenda stamp (lapins.slots.picker).
+    draw_new_stamps(db.session, Territory.id.in_(
+        select(Organisation.territory_id).join(AgentRole, AgentRole.organisation_id == Organisation.id)
+        .where(AgentRole.agent_id == agent.id)))
     db.session.commit()
     logger.info("Agent %s %s", agent.id, "reactivated" if active else "deactivated")
 

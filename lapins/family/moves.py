@@ -8,14 +8,18 @@ per client address (lapins.auth.limits).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
-from flask import redirect, render_template, request, session, url_for
+from flask import current_app, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import HiddenField
 
 from lapins.booking import BookingError, RdvChanged, family_move_refusal
 from lapins.family import services
 from lapins.family.pages import bp, open_link, rdv_page_of
+from lapins.infra.database import end_read_only_transaction
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
 from lapins.models import Rdv, utcnow
@@ -23,6 +27,7 @@ from lapins.models.rdvs import RdvMove
 from lapins.slots import picker
 
 INSTANT = "%Y-%m-%dT%H:%MZ"  # a time in links and forms: UTC, to the minute
+TOKEN_MARK = "jeton-du-lien"  # stands for the family's link in the times' HTML, the same for every family
 
 
 class MoveForm(Form):
@@ -64,6 +69,14 @@ def _movable(token: str):
     return rdv, None
 
 
+@lru_cache(maxsize=1024)
+def _days_html(days: tuple[picker.Day, ...], timezone: str) -> str:
+    """The days' times as links to their confirmation page, rendered once for every family shown the same days."""
+    return current_app.jinja_env.get_template("family/_slot_days.html").render(
+        days=days, tz=ZoneInfo(timezone), instant=INSTANT,
+        confirm_url=url_for("family.confirm_move", token=TOKEN_MARK))
+
+
 def _picker(rdv: Rdv, token: str, *, first: date | None = None, notice: str | None = None, code: int = 200):
     scope = services.picker_scope(rdv, utcnow())
     if first is None or first <= scope.first_day:
@@ -74,15 +87,18 @@ def _picker(rdv: Rdv, token: str, *, first: date | None = None, notice: str | No
         following = first + timedelta(days=picker.WEEK)
     return render_template(
         "family/move.html", rdv=rdv, token=token, tz=scope.territory.tz, days=days, first=first, notice=notice,
+        days_html=Markup(_days_html(days, scope.territory.timezone).replace(TOKEN_MARK, token)),
         following=following if following is not None and following <= scope.last_day else None,
-        last_day=scope.last_day, phone=rdv.phone_to_call, instant=INSTANT,
+        last_day=scope.last_day, phone=rdv.phone_to_call,
     ), code
 
 
 @bp.route("/r/<token>/changer")
 def move_picker(token: str):
     rdv, refusal = _movable(token)
-    return refusal or _picker(rdv, token, first=_day(request.args.get("du")))
+    page = refusal or _picker(rdv, token, first=_day(request.args.get("du")))
+    end_read_only_transaction()  # rendered: nothing more to read
+    return page
 
 
 @bp.route("/r/<token>/changer/confirmer")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_limiter import RateLimitExceeded
+from sqlalchemy.orm import joinedload
 
 from lapins.auth.limits import MESSAGES, TOO_MANY_CHECKS, retry_after_seconds
 from lapins.booking import BookingError, family_move_refusal, move_deadline
 from lapins.infra.extensions import db
 from lapins.family import services
 from lapins.family.forms import FamilyCancelForm, IdentityForm
-from lapins.models import Rdv, utcnow
+from lapins.models import Organisation, Rdv, utcnow
 from lapins.models.rdvs import Canceller
 from lapins.notifications import links
 from lapins.notifications.email import rdv_ics
@@ -26,8 +27,13 @@ bp = Blueprint("family", __name__)
 
 
 def _rdv_from(token: str) -> Rdv | None:
+    """The link's rdv with what its pages show, in one query."""
     rdv_id = links.rdv_id_from_token(token)
-    return db.session.get(Rdv, rdv_id) if rdv_id is not None else None
+    if rdv_id is None:
+        return None
+    return db.session.get(Rdv, rdv_id, options=[
+        joinedload(Rdv.motif), joinedload(Rdv.lieu), joinedload(Rdv.agent_links),
+        joinedload(Rdv.organisation).joinedload(Organisation.territory)])
 
 
 def _unavailable(title: str, message: str, code: int):

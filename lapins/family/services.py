@@ -15,6 +15,7 @@ from lapins.infra.extensions import db
 from lapins.models import Agent, Rdv, RdvStatus
 from lapins.models.rdvs import CancellationChannel, MoveChannel, RdvLinkCheck
 from lapins.slots import picker
+from lapins.slots.engine import ceil_to_grid
 
 PREFIX_LETTERS = 3
 MAX_FAILURES = 5
@@ -154,14 +155,16 @@ class SlotUnavailable(BookingError):
 
 def picker_scope(rdv: Rdv, now: datetime) -> picker.Scope:
     """The times this rdv may move to: its motif and lieu, its agents (or, if the territory allows it and the rdv has
-    one agent, any agent of the lieu), from the motif's change limit after now up to its booking horizon."""
+    one agent, any agent of the lieu), from the motif's change limit after now up to its booking horizon (both on the
+    5-minute grid, so that the picker's pages are kept a few minutes: lapins.slots.picker)."""
     territory, motif = rdv.organisation.territory, rdv.motif
     agent_ids = tuple(sorted(link.agent_id for link in rdv.agent_links))
     any_agent = territory.family_moves_any_agent and len(agent_ids) == 1
     return picker.Scope(territory=territory, motif=motif, lieu_id=rdv.lieu_id,
                         agent_ids=None if any_agent else agent_ids,
-                        start=now + timedelta(hours=motif.move_limit_hours),
-                        end=now + timedelta(weeks=motif.booking_horizon_weeks), preferred_agent_ids=agent_ids)
+                        start=ceil_to_grid(now + timedelta(hours=motif.move_limit_hours)),
+                        end=ceil_to_grid(now + timedelta(weeks=motif.booking_horizon_weeks)),
+                        preferred_agent_ids=agent_ids)
 
 
 def move_from_link(rdv: Rdv, starts_at: datetime, agent_id: int | None, revision: int, now: datetime) -> Rdv:

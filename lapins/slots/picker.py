@@ -4,6 +4,11 @@ A family moving its rdv uses it (lapins.family); online booking will too. The fi
 FIRST_DAYS local days that have a free time, the next ones a week at a time, up to the horizon. Each day is cut
 from its local midnight, whatever the time of the request, so a time shown on a page is found again when the family
 chooses it (`choice_at`), however late it does.
+
+The pages are public and asked for all day, so what they show is kept per process on the territory's agenda stamp
+(lapins.models.agenda_stamps: every change to rdvs, plages, absences, motifs, lieux draws a new one, in the same
+transaction), with the scope's bounds on the 5-minute grid: a page shows what the stamp read before it allowed.
+`choice_at`, which decides a move, always reads the database.
 """
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ from lapins.slots.engine import ONE_DAY, Slot, local_midnight
 
 FIRST_DAYS = 3
 WEEK = 7
+KEPT_PAGES = 4096  # then emptied: a département's families ask for a few thousand different weeks at most
+
+_kept: dict[tuple, tuple[Day, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,11 @@ class Scope:
     start: datetime
     end: datetime
     preferred_agent_ids: tuple[int, ...] = ()  # among free agents, these first (the family's own)
+
+    def key(self, first: date, last: date) -> tuple:
+        territory = self.territory
+        return (territory.id, territory.agenda_stamp, self.motif.id, self.lieu_id, self.agent_ids, self.start,
+                self.end, self.preferred_agent_ids, first, last)
 
     @property
     def first_day(self) -> date:
@@ -51,12 +64,12 @@ class Choice:
 @dataclass(frozen=True)
 class Day:
     day: date
-    choices: list[Choice]
+    choices: tuple[Choice, ...]
 
 
-def first_days(scope: Scope, count: int = FIRST_DAYS) -> list[Day]:
+def first_days(scope: Scope, count: int = FIRST_DAYS) -> tuple[Day, ...]:
     """The first `count` local days that have a free time: read 2 days, then 4, 8..., as first_available reads."""
-    found: list[Day] = []
+    found: tuple[Day, ...] = ()
     first, span = scope.first_day, 2
     while first <= scope.last_day and len(found) < count:
         last = min(first + timedelta(days=span - 1), scope.last_day)
@@ -65,11 +78,20 @@ def first_days(scope: Scope, count: int = FIRST_DAYS) -> list[Day]:
     return found[:count]
 
 
-def days_between(scope: Scope, first: date, last: date) -> list[Day]:
-    """The local days from `first` to `last` (included) that have a free time, in order."""
+def days_between(scope: Scope, first: date, last: date) -> tuple[Day, ...]:
+    """The local days from `first` to `last` (included) that have a free time, in order (kept on the stamp)."""
     first, last = max(first, scope.first_day), min(last, scope.last_day)
     if first > last:
-        return []
+        return ()
+    key = scope.key(first, last)
+    if key not in _kept:
+        if len(_kept) >= KEPT_PAGES:
+            _kept.clear()
+        _kept[key] = _read_days(scope, first, last)
+    return _kept[key]
+
+
+def _read_days(scope: Scope, first: date, last: date) -> tuple[Day, ...]:
     tz = scope.territory.tz
     slots = availability.free_slots_between(
         territory=scope.territory, motif=scope.motif, lieu_id=scope.lieu_id, agent_ids=scope.agent_ids,
@@ -77,7 +99,7 @@ def days_between(scope: Scope, first: date, last: date) -> list[Day]:
     by_day: dict[date, list[Choice]] = defaultdict(list)
     for choice in _choices(scope, slots):
         by_day[choice.starts_at.astimezone(tz).date()].append(choice)
-    return [Day(day, choices) for day, choices in sorted(by_day.items())]
+    return tuple(Day(day, tuple(choices)) for day, choices in sorted(by_day.items()))
 
 
 def choice_at(scope: Scope, starts_at: datetime, agent_id: int | None = None) -> Choice | None:
@@ -86,7 +108,7 @@ def choice_at(scope: Scope, starts_at: datetime, agent_id: int | None = None) ->
     if not scope.start <= starts_at < scope.end:
         return None
     day = starts_at.astimezone(scope.territory.tz).date()
-    for found in days_between(scope, day, day):
+    for found in _read_days(scope, max(day, scope.first_day), min(day, scope.last_day)):
         for choice in found.choices:
             if choice.starts_at == starts_at:
                 return _with_agent(scope, choice, agent_id)
