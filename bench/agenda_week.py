@@ -114,12 +114,11 @@ class Gunicorn:
         raise RuntimeError("gunicorn ne répond pas sur /connexion après 30 s.")
 
 
-class AgentClient:
-    """A signed-in agent on a keep-alive connection: logs in through the real form, CSRF token included."""
+class Browser:
+    """A keep-alive connection with its cookies, as a browser keeps them."""
 
-    def __init__(self, port: int, agent: Agent):
+    def __init__(self, port: int):
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.agent_id, self.email = agent.id, agent.email
         self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
@@ -139,13 +138,26 @@ class AgentClient:
                 self.cookies[name.strip()] = rest.split(";", 1)[0]
         return response, payload
 
-    def log_in(self) -> None:
-        _, page = self.request("GET", "/connexion")
-        match = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page)
+    def post_form(self, page: str, action: str, fields: dict):
+        """POST `fields` to `action` with the CSRF token of the form on `page`, as a browser would."""
+        _, body = self.request("GET", page)
+        match = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', body)
         if not match:
-            raise RuntimeError("pas de jeton CSRF dans /connexion")
-        form = urlencode({"email": self.email, "password": DEPARTEMENT_PASSWORD, "csrf_token": match.group(1).decode()})
-        response, _ = self.request("POST", "/connexion", form, {"Content-Type": "application/x-www-form-urlencoded"})
+            raise RuntimeError(f"pas de jeton CSRF dans {page}")
+        form = urlencode({**fields, "csrf_token": match.group(1).decode()})
+        return self.request("POST", action, form, {"Content-Type": "application/x-www-form-urlencoded"})
+
+
+class AgentClient(Browser):
+    """A signed-in agent on a keep-alive connection: logs in through the real form, CSRF token included."""
+
+    def __init__(self, port: int, agent: Agent):
+        super().__init__(port)
+        self.agent_id, self.email = agent.id, agent.email
+
+    def log_in(self) -> None:
+        response, _ = self.post_form("/connexion", "/connexion",
+                                     {"email": self.email, "password": DEPARTEMENT_PASSWORD})
         if response.status != 302 or "/connexion" in (response.getheader("Location") or ""):
             raise RuntimeError(f"connexion refusée pour l'agent {self.agent_id} (HTTP {response.status})")
 
