@@ -115,14 +115,17 @@ class Gunicorn:
 
 
 class Browser:
-    """A keep-alive connection with its cookies, as a browser keeps them."""
+    """A keep-alive connection with its cookies, as a browser keeps them; `address`, the one a proxy in front of
+    gunicorn would say it comes from (X-Forwarded-For, read with TRUSTED_PROXIES=1)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, address: str | None = None):
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         self.cookies: dict[str, str] = {}
+        self.headers = {"X-Forwarded-For": address} if address else {}
 
     def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
-        headers = {**(headers or {}), "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        headers = {**self.headers, **(headers or {}),
+                   "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
         try:
             self.connection.request(method, path, body=body, headers=headers)
             response = self.connection.getresponse()

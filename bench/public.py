@@ -42,9 +42,10 @@ from lapins.slots import picker
 from lapins.slots.availability import free_slots_between
 from lapins.slots.engine import ONE_DAY, local_midnight, public_holidays
 
-# Every client of the benchmark comes from 127.0.0.1: limits per address would stop them at once. They still count.
-LIMITS = dict.fromkeys(("FAMILY_CHECK_LIMITS_PER_RDV", "FAMILY_CHECK_LIMITS_PER_IP", "FAMILY_MOVE_LIMITS_PER_RDV",
-                        "FAMILY_MOVE_LIMITS_PER_IP"), "10000000/minute")
+# Each family comes from an address of its own, as nginx would tell gunicorn; the limits are counted as usual, high
+# enough for the hundred pages a family asks for in a minute here.
+SERVED = {"TRUSTED_PROXIES": "1", "FAMILY_MOVE_LIMITS_PER_RDV": "100000/15minutes",
+          "FAMILY_MOVE_LIMITS_PER_IP": "100000/minute"}
 RACE_TIMES, RACE_FAMILIES = 20, 200  # RACE_FAMILIES a multiple of RACE_TIMES: their days are full
 TAKEN = "Ce créneau vient d'être pris"
 CONFIRM_LINK = re.compile(rb'href="([^"]*changer/confirmer[^"]*)"')
@@ -69,6 +70,10 @@ def link_key_in(app) -> str:
     key = secrets.token_hex(16)
     app.config["LINK_SECRET_KEY"] = key
     return key
+
+
+def address(index: int) -> str:
+    return f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"
 
 
 def check_identity(browser: Browser, family: Family) -> None:
@@ -108,7 +113,7 @@ def picker_families(territory_id: int, count: int) -> tuple[dict, list[Family]]:
 def fetch_pages(port: int, families: list[Family], requests_each: int, warmup_each: int, floor: bool,
                 log) -> tuple[list[PageResult], float]:
     """One thread per family, all released together, each fetching its picker's first page back to back."""
-    browsers = [Browser(port) for _ in families]
+    browsers = [Browser(port, address(index)) for index in range(len(families))]
     if not floor:
         for browser, family in zip(browsers, families):
             check_identity(browser, family)
@@ -155,7 +160,7 @@ def bench_next_slots(app, database_url: str, territory_id: int, clients: int, re
     if not families:
         raise RuntimeError("aucune famille ne peut déplacer son rdv : rien à mesurer")
     log(f"motif {chosen['motif_id']}, lieu {chosen['lieu_id']} : {len(families)} familles")
-    env = {**LIMITS, "LINK_SECRET_KEY": link_key}
+    env = {**SERVED, "LINK_SECRET_KEY": link_key}
     with Gunicorn(database_url, config, redis_url, env=env) as server:
         alone, _ = fetch_pages(server.port, families[:1], requests_each, warmup_each, False, log)
         results, wall = fetch_pages(server.port, families, requests_each, warmup_each, False, log)
@@ -240,8 +245,8 @@ def bench_move_race(app, database_url: str, territory_id: int, config: ServerCon
     link_key = link_key_in(app)
     agent_id, families, times = race_setup(territory_id)
     log(f"{len(families)} familles, {RACE_TIMES} créneaux libres le {times[0]:%d/%m/%Y}")
-    with Gunicorn(database_url, config, redis_url, env={**LIMITS, "LINK_SECRET_KEY": link_key}) as server:
-        browsers = [Browser(server.port) for _ in families]
+    with Gunicorn(database_url, config, redis_url, env={**SERVED, "LINK_SECRET_KEY": link_key}) as server:
+        browsers = [Browser(server.port, address(index)) for index in range(len(families))]
         forms = []
         for index, (browser, family) in enumerate(zip(browsers, families)):
             browser.connection.timeout = 300
