@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from celery._state import _set_task_join_will_block
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -69,6 +70,8 @@ def live_families(database_url):
         return SimpleNamespace(app=app, base=f"http://127.0.0.1:{server.server_port}", urls=urls, ids=ids)
 
     yield start
+    # Celery runs eager tasks under a process-wide "no join" flag that concurrent requests' tasks can leave set.
+    _set_task_join_will_block(False)
     for app, server in started:
         server.shutdown()
         with app.app_context():
