@@ -41,9 +41,6 @@ class Config:
     # parameters, that is families' names, phones and e-mails (tests/test_no_personal_data_in_logs.py).
     # No pool_pre_ping: connections idle for a while are checked instead (lapins.infra.database.ping_idle_connections).
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"hide_parameters": True}
-    # PostgreSQL: each web process keeps the signed-in agents it read until the database tells of a change
-    # (LISTEN/NOTIFY, lapins.change_notices). Off behind a connection pooler in transaction mode, which cannot LISTEN.
-    LISTEN_FOR_CHANGES = env_bool("LISTEN_FOR_CHANGES", True)
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"sqla+sqlite:///{INSTANCE_DIR / 'celery-broker.sqlite3'}")
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
     CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

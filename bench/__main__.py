@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="sync (par défaut) ou gthread, avec --threads")
     parser.add_argument("--threads", type=int, default=int(env("BENCH_GUNICORN_THREADS", 1)))
     parser.add_argument("--skip-agenda", action="store_true", help="sans la mesure de l'agenda sous gunicorn")
+    parser.add_argument("--no-conditional", dest="conditional", action="store_false",
+                        help="les clients de l'agenda n'envoient jamais If-None-Match (chaque semaine redemandée "
+                             "est renvoyée en entier) ; par défaut ils le font comme un navigateur")
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
@@ -167,7 +170,8 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
         log(f"4/5 Agenda de la semaine : 1 puis {args.clients} clients × {args.requests} requêtes sous gunicorn")
         with large_app.app_context():
             agenda = section("agenda de la semaine", failures, log, lambda: bench_agenda_week(
-                database.url, territory_id, args.clients, args.requests, 5, server, log.indented, redis_url))
+                database.url, territory_id, args.clients, args.requests, 5, server, log.indented, redis_url,
+                args.conditional))
         if agenda:
             figures.update({f"agenda.week.{key}": value for key, value in agenda.items()})
             if agenda["errors"]:

@@ -51,7 +51,9 @@ class ClientResult:
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     events_seen: int = 0
-    last_body: bytes = b""
+    last_body: bytes = b""  # the last full answer (200)
+    last_etag: str | None = None  # its ETag, if the server sent one
+    not_modified: int = 0  # timed answers 304 Not Modified
 
 
 def busiest_agents(territory_id: int, count: int, monday: date, tz) -> list[Agent]:
@@ -114,18 +116,26 @@ class Gunicorn:
         raise RuntimeError("gunicorn ne répond pas sur /connexion après 30 s.")
 
 
-class Browser:
-    """A keep-alive connection with its cookies, as a browser keeps them; `address`, the one a proxy in front of
-    gunicorn would say it comes from (X-Forwarded-For, read with TRUSTED_PROXIES=1)."""
+class AgentClient:
+    """A signed-in agent on a keep-alive connection: logs in through the real form, CSRF token included.
 
-    def __init__(self, port: int, address: str | None = None):
+    Like a browser's HTTP cache for FullCalendar's fetch(), it keeps the ETag of each address's last full answer and
+    sends it back in If-None-Match when it asks for that address again (`conditional`); a 304 then stands for that
+    answer. A server that sends no ETag gets no If-None-Match, as from a browser.
+    """
+
+    def __init__(self, port: int, agent: Agent, conditional: bool = True):
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.agent_id, self.email = agent.id, agent.email
         self.cookies: dict[str, str] = {}
-        self.headers = {"X-Forwarded-For": address} if address else {}
+        self.conditional = conditional
+        self.etags: dict[str, str] = {}  # path → ETag of its last 200
+        self.last_full: dict[str, tuple[bytes, str | None]] = {}  # path → its last 200's body and ETag
 
     def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
-        headers = {**self.headers, **(headers or {}),
-                   "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        headers = {**(headers or {}), "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        if method == "GET" and self.conditional and path in self.etags:
+            headers["If-None-Match"] = self.etags[path]
         try:
             self.connection.request(method, path, body=body, headers=headers)
             response = self.connection.getresponse()
@@ -139,36 +149,31 @@ class Browser:
             if header.lower() == "set-cookie":
                 name, _, rest = value.partition("=")
                 self.cookies[name.strip()] = rest.split(";", 1)[0]
+        if method == "GET" and response.status == 200:
+            etag = response.getheader("ETag")
+            self.last_full[path] = (payload, etag)
+            if etag:
+                self.etags[path] = etag
+            else:
+                self.etags.pop(path, None)
         return response, payload
 
-    def post_form(self, page: str, action: str, fields: dict):
-        """POST `fields` to `action` with the CSRF token of the form on `page`, as a browser would."""
-        _, body = self.request("GET", page)
-        match = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', body)
-        if not match:
-            raise RuntimeError(f"pas de jeton CSRF dans {page}")
-        form = urlencode({**fields, "csrf_token": match.group(1).decode()})
-        return self.request("POST", action, form, {"Content-Type": "application/x-www-form-urlencoded"})
-
-
-class AgentClient(Browser):
-    """A signed-in agent on a keep-alive connection: logs in through the real form, CSRF token included."""
-
-    def __init__(self, port: int, agent: Agent):
-        super().__init__(port)
-        self.agent_id, self.email = agent.id, agent.email
-
     def log_in(self) -> None:
-        response, _ = self.post_form("/connexion", "/connexion",
-                                     {"email": self.email, "password": DEPARTEMENT_PASSWORD})
+        _, page = self.request("GET", "/connexion")
+        match = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page)
+        if not match:
+            raise RuntimeError("pas de jeton CSRF dans /connexion")
+        form = urlencode({"email": self.email, "password": DEPARTEMENT_PASSWORD, "csrf_token": match.group(1).decode()})
+        response, _ = self.request("POST", "/connexion", form, {"Content-Type": "application/x-www-form-urlencoded"})
         if response.status != 302 or "/connexion" in (response.getheader("Location") or ""):
             raise RuntimeError(f"connexion refusée pour l'agent {self.agent_id} (HTTP {response.status})")
 
 
 def run_clients(port: int, agents: list[Agent], week_query: str, requests_each: int, warmup_each: int,
-                log, sign_in: bool = True) -> tuple[list[ClientResult], float]:
-    """One thread per agent, all released together; each fetches its own week back to back (closed loop)."""
-    clients = [AgentClient(port, agent) for agent in agents]
+                log, sign_in: bool = True, conditional: bool = True) -> tuple[list[ClientResult], float]:
+    """One thread per agent, all released together; each fetches its own week back to back (closed loop), with
+    If-None-Match once it has an ETag for it, as a browser would (AgentClient)."""
+    clients = [AgentClient(port, agent, conditional) for agent in agents]
     for client in clients:
         if sign_in:
             client.log_in()
@@ -184,23 +189,27 @@ def run_clients(port: int, agents: list[Agent], week_query: str, requests_each: 
         except OSError as error:
             result.errors.append(f"échauffement : {type(error).__name__}")
         barrier.wait(timeout=300)
-        last = b""
         for _ in range(requests_each):
             began = now_ns()
             try:
-                response, payload = client.request("GET", path)
+                response, _ = client.request("GET", path)
             except OSError as error:
                 result.errors.append(type(error).__name__)
                 continue
             took = elapsed_ms(began)
+            if response.status == 304 and path in client.etags:
+                result.latencies_ms.append(took)
+                result.not_modified += 1
+                continue
             if response.status != 200:
                 result.errors.append(f"HTTP {response.status}")
                 continue
             result.latencies_ms.append(took)
-            last = payload
+        # The last full answer (a warm-up's, when every timed one was a 304: what the browser's cache holds).
+        last, etag = client.last_full.get(path, (b"", None))
         # Parsed once: the client shares the server's two cores, and decoding every answer would slow the server.
         result.events_seen = len(json.loads(last)) if last else 0
-        result.last_body = last
+        result.last_body, result.last_etag = last, etag
 
     threads = [threading.Thread(target=work, args=pair, daemon=True) for pair in zip(clients, results)]
     for thread in threads:
@@ -213,7 +222,7 @@ def run_clients(port: int, agents: list[Agent], week_query: str, requests_each: 
 
 
 def bench_agenda_week(database_url: str, territory_id: int, clients: int, requests_each: int, warmup_each: int,
-                      config: ServerConfig, log, redis_url: str | None = None) -> dict:
+                      config: ServerConfig, log, redis_url: str | None = None, conditional: bool = True) -> dict:
     territory = db.session.get(Territory, territory_id)
     tz = territory.tz
     today = utcnow().astimezone(tz).date()
@@ -230,9 +239,12 @@ def bench_agenda_week(database_url: str, territory_id: int, clients: int, reques
     with Gunicorn(database_url, config, redis_url) as server:
         log(f"gunicorn prêt sur 127.0.0.1:{server.port} ({config.workers} processus {config.worker_class} "
             f"× {config.threads} fil(s))")
-        alone, _ = run_clients(server.port, agents[:1], week_query, requests_each, warmup_each, log)
-        results, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log)
-    floor = measure_floor(database_url, config, agents, week_query, requests_each, warmup_each, results, log)
+        alone, _ = run_clients(server.port, agents[:1], week_query, requests_each, warmup_each, log,
+                               conditional=conditional)
+        results, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log,
+                                    conditional=conditional)
+    floor = measure_floor(database_url, config, agents, week_query, requests_each, warmup_each, results, log,
+                          conditional)
     concurrent = figures_of(results, wall)
     concurrent_errors = [error for result in results for error in result.errors]
     errors = concurrent_errors + alone[0].errors
@@ -244,6 +256,9 @@ def bench_agenda_week(database_url: str, territory_id: int, clients: int, reques
         "clients": len(agents), "requests": concurrent["runs"] + len(concurrent_errors), "errors": len(errors),
         "error_kinds": sorted(set(errors)),
         "events_per_week_median": events[len(events) // 2] if events else 0, "week": monday.isoformat(),
+        "conditional": conditional,
+        "not_modified_share": round(sum(result.not_modified for result in results) / concurrent["runs"], 3)
+        if concurrent["runs"] else None,
         "config": config.as_dict(),
         "floor_p50_ms": floor["p50_ms"], "floor_p95_ms": floor["p95_ms"],
         "floor_throughput_rps": floor["throughput_rps"],
@@ -258,20 +273,24 @@ def figures_of(results: list[ClientResult], wall: float) -> dict:
 
 
 def measure_floor(database_url: str, config: ServerConfig, agents: list[Agent], week_query: str, requests_each: int,
-                  warmup_each: int, results: list[ClientResult], log) -> dict:
+                  warmup_each: int, results: list[ClientResult], log, conditional: bool = True) -> dict:
     """The same clients against bench/floor_app.py on the same gunicorn: every answer the agenda's median-sized body,
-    no application behind it. What the agenda costs above this is Flask's and Lapins'."""
-    bodies = sorted((result.last_body for result in results if result.last_body), key=len)
-    if not bodies:
+    no application behind it, with the agenda's ETag if it sent one (then 304 to a client that has it). What the
+    agenda costs above this is Flask's and Lapins'."""
+    answers = sorted(((result.last_body, result.last_etag) for result in results if result.last_body),
+                     key=lambda answer: len(answer[0]))
+    if not answers:
         raise RuntimeError("aucune réponse de l'agenda à rejouer pour le plancher")
-    median_body = bodies[len(bodies) // 2]
+    median_body, etag = answers[len(answers) // 2]
     with tempfile.NamedTemporaryFile(prefix="lapins-bench-floor-", suffix=".json") as body:
         body.write(median_body)
         body.flush()
         with Gunicorn(database_url, config, application="bench.floor_app:app",
-                      env={"BENCH_FLOOR_BODY": body.name}) as server:
-            log(f"plancher : bench/floor_app.py sur 127.0.0.1:{server.port}, réponses de {len(median_body)} octets")
-            floor, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log, sign_in=False)
+                      env={"BENCH_FLOOR_BODY": body.name, "BENCH_FLOOR_ETAG": etag or ""}) as server:
+            log(f"plancher : bench/floor_app.py sur 127.0.0.1:{server.port}, réponses de {len(median_body)} octets"
+                + (f", ETag {etag}" if etag else ""))
+            floor, wall = run_clients(server.port, agents, week_query, requests_each, warmup_each, log, sign_in=False,
+                                      conditional=conditional)
     errors = [error for result in floor for error in result.errors]
     if errors:
         raise RuntimeError(f"plancher : {len(errors)} requêtes en erreur ({', '.join(sorted(set(errors)))})")

@@ -15,6 +15,7 @@ family told « ce créneau vient d'être pris », no agent booked twice, every r
 from __future__ import annotations
 
 import html
+import http.client
 import json
 import re
 import secrets
@@ -28,7 +29,7 @@ from urllib.parse import urlencode, urljoin
 
 from sqlalchemy import func, select
 
-from bench.agenda_week import Browser, ClientResult, Gunicorn, ServerConfig, figures_of
+from bench.agenda_week import ClientResult, Gunicorn, ServerConfig, figures_of
 from bench.measure import elapsed_ms, now_ns, summary
 from lapins.family import services
 from lapins.infra.extensions import db
@@ -50,6 +51,43 @@ RACE_TIMES, RACE_FAMILIES = 20, 200  # RACE_FAMILIES a multiple of RACE_TIMES: t
 TAKEN = "Ce créneau vient d'être pris"
 CONFIRM_LINK = re.compile(rb'href="([^"]*changer/confirmer[^"]*)"')
 FORM_FIELD = re.compile(r'<input[^>]*name="(csrf_token|debut|agent|revision)"[^>]*value="([^"]*)"')
+
+
+class Browser:
+    """A family's browser: a keep-alive connection with its cookies, and the address a proxy in front of gunicorn
+    would say it comes from (X-Forwarded-For, read with TRUSTED_PROXIES=1)."""
+
+    def __init__(self, port: int, address: str):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookies: dict[str, str] = {}
+        self.address = address
+
+    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
+        headers = {**(headers or {}), "X-Forwarded-For": self.address,
+                   "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        try:
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            # gunicorn's sync workers close the connection after each answer: reconnect, as a browser would.
+            self.connection.close()
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
+        payload = response.read()
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response, payload
+
+    def post_form(self, page: str, action: str, fields: dict):
+        """POST `fields` to `action` with the CSRF token of the form on `page`."""
+        _, body = self.request("GET", page)
+        match = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', body)
+        if not match:
+            raise RuntimeError(f"pas de jeton CSRF dans {page}")
+        return self.request("POST", action, urlencode({**fields, "csrf_token": match.group(1).decode()}),
+                            {"Content-Type": "application/x-www-form-urlencoded"})
 
 
 @dataclass

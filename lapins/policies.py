@@ -16,7 +16,7 @@ from flask import abort
 from sqlalchemy import Select, exists, select
 
 from lapins.infra.extensions import db
-from lapins.light_agent import LightAgent
+from lapins.models.light_agent import LightAgent
 from lapins.models import (
     Absence, Agent, AgentRole, ApiToken, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,
     Webhook,

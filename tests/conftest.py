@@ -187,11 +187,8 @@ def postgres_server():
 @pytest.fixture()
 def postgres_url(postgres_server):
     """SQLAlchemy URL of an empty database for this test alone, dropped afterwards."""
-    from lapins.change_notices import stop_listeners
-
     name = postgres_server.create()
     yield postgres_server.url(name)
-    stop_listeners(postgres_server.url(name))
     postgres_server.drop(name)
 
 

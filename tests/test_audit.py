@@ -293,7 +293,7 @@ def test_a_refused_booking_leaves_no_audit_row(client, auth, clinic, db):
 
 
 def test_a_booking_failing_after_its_flush_takes_its_audit_row_away_with_it(clinic, db, monkeypatch):
-    def broken_outbox(rdv, kind, now=None):  # called once the rdv is flushed, before the commit
+    def broken_outbox(rdv, kind, **_):  # called once the rdv is flushed, before the commit
         raise RuntimeError("outbox unavailable")
 
     monkeypatch.setattr(outbox, "plan_for_rdv", broken_outbox)

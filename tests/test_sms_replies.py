@@ -213,9 +213,130 @@ def test_stop_still_withdraws_consent_where_replies_are_taken(inbound, family):
     assert not _db.session.get(type(family.mother), family.mother.id).sms_consent
 
 
+# --- Replays: the same signed request posted again does nothing ---------------------------------------------------
+
+def post_again(client, request, times: int) -> list[str | None]:
+    """Posts the very same signed request (same MessageSid, same signature) `times` times: the answers' texts."""
+    answers = []
+    for _ in range(times):
+        response = client.post(request.path, data=request.data, headers=request.headers)
+        assert response.status_code == 200 and response.mimetype == "application/xml"
+        found = re.search(r"<Message>(.*)</Message>", response.get_data(as_text=True), re.S)
+        answers.append(found.group(1) if found else None)
+    return answers
+
+
+def test_a_replayed_annuler_cancels_nothing_more(inbound, client, twilio_fake, family):
+    """The attack: posting one caught ANNULER again cancelled the next rdv, then the one after."""
+    rdvs = [family.rdv(21, 9), family.rdv(25, 9), family.rdv(29, 9)]  # four days apart: never ambiguous
+    caught = twilio_fake.inbound_request(f"{PUBLIC_URL}{INBOUND_PATH}", from_=PHONE, body="ANNULER", to=SENDER)
+    answers = post_again(client, caught, 3)
+    assert "mer. 21/10 à 9h est annulé" in answers[0] and answers[1:] == [None, None]
+    assert [reloaded(rdv).status for rdv in rdvs] == [RdvStatus.EXCUSED, RdvStatus.UNKNOWN, RdvStatus.UNKNOWN]
+    assert "dim. 25/10 à 9h est annulé" in inbound("ANNULER")  # the family's next SMS is a new one: it acts
+
+
+def test_a_replayed_numbered_answer_or_stop_does_nothing_more(inbound, client, twilio_fake, family, db):
+    first, sibling, third = family.rdv(21, 9), family.rdv(22, 14, usager=family.second_child), family.rdv(23, 9)
+    assert "Vous avez 3 RDV" in inbound("ANNULER")
+    caught = twilio_fake.inbound_request(f"{PUBLIC_URL}{INBOUND_PATH}", from_=PHONE, body="ANNULER 2", to=SENDER)
+    assert "jeu. 22/10 à 14h est annulé" in post_again(client, caught, 1)[0]
+    assert "Vous avez 2 RDV" in inbound("ANNULER")  # a new question: 2) is now the 23rd
+    assert post_again(client, caught, 2) == [None, None]
+    assert reloaded(first).is_live and reloaded(third).is_live and reloaded(sibling).status == RdvStatus.EXCUSED
+
+    stop = twilio_fake.inbound_request(f"{PUBLIC_URL}{INBOUND_PATH}", from_=PHONE, body="STOP", to=SENDER)
+    assert "ne recevrez plus" in post_again(client, stop, 1)[0]
+    mother = db.session.get(type(family.mother), family.mother.id)
+    mother.sms_consent = True  # the family asked its PMI for reminders again
+    db.session.commit()
+    assert post_again(client, stop, 1) == [None]
+    db.session.expire_all()
+    assert db.session.get(type(family.mother), family.mother.id).sms_consent is True
+
+
+def test_a_cancellation_refused_meanwhile_still_uses_up_the_request(inbound, client, twilio_fake, family,
+                                                                     monkeypatch):
+    """cancel_rdv rolls back when someone else cancelled the rdv at the same moment; the SMS's record, rolled back
+    with it, is written again, so that a replay does not cancel the next rdv."""
+    from lapins.booking import BookingError
+    from lapins.notifications import replies
+
+    first, second = family.rdv(21, 9), family.rdv(25, 9)
+
+    def cancelled_meanwhile(**kwargs):
+        _db.session.rollback()  # what cancel_rdv does when its conditional UPDATE finds the rdv cancelled
+        raise BookingError("Ce rendez-vous est déjà annulé.")
+
+    monkeypatch.setattr(replies, "cancel_rdv", cancelled_meanwhile)
+    caught = twilio_fake.inbound_request(f"{PUBLIC_URL}{INBOUND_PATH}", from_=PHONE, body="ANNULER", to=SENDER)
+    assert "est déjà annulé" in post_again(client, caught, 1)[0]
+    monkeypatch.undo()
+    assert post_again(client, caught, 2) == [None, None]
+    assert reloaded(first).is_live and reloaded(second).is_live
+
+
 def test_the_agent_sees_the_familys_confirmation_on_the_rdv_page(inbound, family, client, auth):
     rdv = family.rdv(21, 9)
     inbound("OUI")
     auth.login(reloaded(rdv).agents[0])
     page = client.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
     assert "Confirmé par la famille" in page and "par SMS le lundi 19 octobre 2026 à 10h00" in page
+
+
+def test_copies_of_one_annuler_arriving_together_cancel_one_rdv(database_url):
+    """Several copies of one signed request at the same moment, on a real threaded server, on SQLite and PostgreSQL:
+    each waits on the unique index for the first's commit, then does nothing."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from sqlalchemy import func, select
+    from twilio.request_validator import RequestValidator
+    from werkzeug.serving import make_server
+
+    from lapins import create_app
+    from lapins.models.messages import TwilioCallback
+    from tests import factories
+
+    token, copies = "a" * 32, 6
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, PUBLIC_URL=PUBLIC_URL, TWILIO_AUTH_TOKEN=token)
+    with app.app_context():
+        _db.create_all()
+        organisation = factories.OrganisationFactory(territory__sms_sender=SENDER, territory__sms_takes_replies=True)
+        lieu = factories.LieuFactory(organisation=organisation)
+        motif = factories.MotifFactory(organisation=organisation, duration_minutes=30)
+        agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT)
+        factories.PlageFactory(agent=agent, lieu=lieu, first_day=date(2026, 10, 1), motifs=[motif],
+                               start_time=time(8), end_time=time(18), weekdays=0b1111111)
+        mother = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation], phone=PHONE)
+        rdv_ids = [book_rdv(actor=agent, motif=motif, agents=[agent], usagers=[mother], lieu=lieu,
+                            starts_at=datetime.combine(date(2026, 10, day), time(9), PARIS)).id for day in (21, 25, 29)]
+        _db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        data = {"MessageSid": "SM" + "7" * 32, "From": PHONE, "To": SENDER, "Body": "ANNULER"}
+        headers = {"X-Twilio-Signature": RequestValidator(token).compute_signature(
+            f"{PUBLIC_URL}{INBOUND_PATH}", data)}
+        start = threading.Barrier(copies)
+
+        def post(_):
+            start.wait()
+            return requests.post(f"http://127.0.0.1:{server.server_port}{INBOUND_PATH}", data=data, headers=headers,
+                                 timeout=60)
+
+        with ThreadPoolExecutor(copies) as pool:
+            responses = list(pool.map(post, range(copies)))
+        assert [response.status_code for response in responses] == [200] * copies
+        assert sum("<Message>" in response.text for response in responses) == 1
+        with app.app_context():
+            statuses = [_db.session.get(Rdv, rdv_id).status for rdv_id in rdv_ids]
+            assert statuses == [RdvStatus.EXCUSED, RdvStatus.UNKNOWN, RdvStatus.UNKNOWN]
+            assert _db.session.scalar(select(func.count(TwilioCallback.id))) == 1
+            _db.session.remove()
+    finally:
+        server.shutdown()
+        with app.app_context():
+            _db.drop_all()
+            _db.engine.dispose()

@@ -350,6 +350,54 @@ def test_a_callback_about_a_message_we_do_not_know_is_acknowledged_and_ignored(t
     assert reloaded(usager).phone_undeliverable_at is None
 
 
+def test_a_replayed_status_callback_is_acknowledged_and_does_nothing(twilio_app, twilio_fake, client, usager, caplog):
+    """The same signed callback posted again (Twilio retrying, or anyone replaying it): 200 and nothing done, so a
+    number an agent has checked since is not flagged again, and nothing is counted twice."""
+    from lapins.models.messages import TwilioCallback
+
+    message = sent_message(twilio_app, usager)
+    callback = twilio_fake.status_request(message.provider_id, "undelivered", error_code=30005)
+    assert post(client, callback).status_code == 204
+    checked = reloaded(usager)
+    assert checked.phone_undeliverable_at is not None
+    checked.phone_undeliverable_at = checked.phone_error = None  # an agent checked the number with the family
+    _db.session.commit()
+
+    caplog.set_level(logging.INFO, logger="lapins.notifications.webhooks")
+    assert [post(client, callback).status_code for _ in range(2)] == [200, 200]
+    assert reloaded(usager).phone_undeliverable_at is None
+    assert "flagged undeliverable" not in caplog.text and "already handled" in caplog.text
+    assert reloaded(message).status == MessageStatus.UNDELIVERABLE
+    recorded = _db.session.scalars(_db.select(TwilioCallback)).all()
+    assert [(row.kind, row.message_sid, row.status) for row in recorded] == [
+        ("status", message.provider_id, "undelivered")]
+
+
+def test_of_two_statuses_at_the_same_moment_only_the_first_settles_the_message(twilio_app, usager):
+    """The second callback's request read the message before the first's commit: the conditional UPDATE finds it
+    settled and neither moves it nor flags the phone."""
+    from lapins.notifications.webhooks import record_status
+
+    message = sent_message(twilio_app, usager)
+    seen_by_the_second = reloaded(message)
+    _db.session.expunge(seen_by_the_second)  # still sent, as the second request read it
+    record_status(reloaded(message), "delivered", None, utcnow())
+    _db.session.commit()
+    assert seen_by_the_second.status == MessageStatus.SENT
+    record_status(seen_by_the_second, "undelivered", "30005", utcnow())
+    _db.session.commit()
+    assert reloaded(message).status == MessageStatus.DELIVERED and reloaded(message).error_code is None
+    assert reloaded(usager).phone_undeliverable_at is None
+
+
+def test_a_signed_request_without_message_sid_does_nothing(twilio_app, twilio_fake, client, usager):
+    """Twilio always sends one; without it a request could not be told from its copies."""
+    request = twilio_fake.sign(f"{PUBLIC_URL}{INBOUND_PATH}", {"From": PHONE, "Body": "STOP", "To": "+33700000000"})
+    response = post(client, request)
+    assert response.status_code == 200 and "<Message>" not in response.get_data(as_text=True)
+    assert reloaded(usager).sms_consent is True
+
+
 # --- inbound SMS ---------------------------------------------------------------------------------------------
 
 

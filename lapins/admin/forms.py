@@ -82,6 +82,14 @@ class WholeNumberField(IntegerField):
             raise ValueError("Saisissez un nombre entier (exemple : 30).")
 
 
+class KeptNumberField(WholeNumberField):
+    """A whole number that a form posted without it (a script written for an older release) leaves as it was."""
+
+    def process_formdata(self, valuelist):
+        if valuelist:
+            super().process_formdata(valuelist)
+
+
 LOCATION_CHOICES = [SelectChoice(kind.value, kind.label) for kind in LocationType]
 
 
@@ -105,15 +113,12 @@ class MotifForm(Form):
                                                 validators=[
         InputRequired("Saisissez un nombre d'heures (0 : jusqu'au dernier moment)."),
         NumberRange(0, MAX_CANCELLATION_HOURS, f"Indiquez un nombre d'heures de 0 à {MAX_CANCELLATION_HOURS}.")])
-    move_limit_hours = WholeNumberField("Changement de date par la famille possible jusqu'à (heures avant)",
-                                        default=24, validators=[
-        InputRequired("Saisissez un nombre d'heures (0 : jusqu'au dernier moment)."),
-        NumberRange(0, MAX_CANCELLATION_HOURS, f"Indiquez un nombre d'heures de 0 à {MAX_CANCELLATION_HOURS}.")])
-    family_moves_max = WholeNumberField("Changements de date par la famille, par rendez-vous", default=2, validators=[
-        InputRequired("Saisissez un nombre (0 : la famille ne peut pas changer la date en ligne)."),
-        NumberRange(0, MAX_FAMILY_MOVES, f"Indiquez un nombre de 0 à {MAX_FAMILY_MOVES}.")])
-    booking_horizon_weeks = WholeNumberField("Créneaux proposés aux familles sur (semaines)", default=8, validators=[
-        InputRequired("Saisissez un nombre de semaines."),
+    move_limit_hours = KeptNumberField("Changement de date par la famille possible jusqu'à (heures avant)", default=24,
+                                       validators=[NumberRange(0, MAX_CANCELLATION_HOURS, "Indiquez un nombre "
+                                                               f"d'heures de 0 à {MAX_CANCELLATION_HOURS}.")])
+    family_moves_max = KeptNumberField("Changements de date par la famille, par rendez-vous", default=2, validators=[
+        NumberRange(0, MAX_FAMILY_MOVES, f"Indiquez un nombre de 0 à {MAX_FAMILY_MOVES} (0 : jamais en ligne).")])
+    booking_horizon_weeks = KeptNumberField("Créneaux proposés aux familles sur (semaines)", default=8, validators=[
         NumberRange(1, MAX_HORIZON_WEEKS, f"Indiquez un nombre de semaines de 1 à {MAX_HORIZON_WEEKS}.")])
     reminder_offsets = StringField("Rappels (heures avant, facultatif)", filters=[one_line], validators=[
         Optional(), Length(max=40, message="40 caractères au plus.")])

@@ -217,8 +217,20 @@ def set_active(agent: Agent, active: bool, actor: Agent) -> None:
     draw_new_stamps(db.session, Territory.id.in_(
         select(Organisation.territory_id).join(AgentRole, AgentRole.organisation_id == Organisation.id)
         .where(AgentRole.agent_id == agent.id)))
+    if not active:
+        agent.end_sessions()  # a reactivation does not bring them back
     db.session.commit()
     logger.info("Agent %s %s", agent.id, "reactivated" if active else "deactivated")
+
+
+def end_sessions(agent: Agent, actor: Agent) -> None:
+    """« Fermer toutes ses sessions »: every session the agent has open, on any device, ends at its next request
+    (Agent.end_sessions); they sign in again with their password (and code)."""
+    if agent.id == actor.id:
+        raise AdminError("Pour fermer vos propres sessions, utilisez « Se déconnecter » : il les ferme toutes.")
+    agent.end_sessions()
+    db.session.commit()
+    logger.info("Sessions of agent %s ended by agent %s", agent.id, actor.id)
 
 
 def administered_territories(actor: Agent) -> list[Territory]:

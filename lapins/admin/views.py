@@ -286,6 +286,22 @@ def toggle_agent(organisation_id: int, agent_id: int):
     return redirect(url_for("admin.agents", organisation_id=organisation.id))
 
 
+@bp.route("/organisations/<int:organisation_id>/agents/<int:agent_id>/sessions", methods=["POST"])
+def end_sessions(organisation_id: int, agent_id: int):
+    organisation = _organisation(organisation_id)
+    agent, _ = _member(organisation, agent_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            services.end_sessions(agent, current_user)
+        except AdminError as error:
+            db.session.rollback()
+            flash(str(error), "error")
+        else:
+            flash(f"Toutes les sessions de {agent.full_name} sont fermées : sur chacun de ses appareils, il lui faudra "
+                  "se reconnecter.", "success")
+    return redirect(url_for("admin.agents", organisation_id=organisation.id))
+
+
 @bp.route("/organisations/<int:organisation_id>/agents/<int:agent_id>/invitation", methods=["POST"])
 def resend_invitation(organisation_id: int, agent_id: int):
     organisation = _organisation(organisation_id)

@@ -30,12 +30,12 @@ from lapins import policies
 from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import MAX_DURATION, BookingError, move_rdv
-from lapins.auth.views import agent_with_organisations
+from lapins.auth.views import agent_with_organisations, light_agent_view
 from lapins.infra.database import end_read_only_transaction, read_only_connection
 from lapins.infra.errors import render_error
 from lapins.infra.extensions import csrf, db
 from lapins.locale.formatting import LOCALE, local_datetime
-from lapins.light_agent import LightAgent, light_agent, light_agent_view
+from lapins.models.light_agent import LightAgent, light_agent
 from lapins.locale.localtime import NonexistentLocalTime, to_utc
 from lapins.models import Agent, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
 from lapins.models.rdvs import rdv_usagers, status_label
@@ -576,7 +576,7 @@ def json_api(view):
 @light_agent_view
 @json_api
 def agent_events_api(agent_id: int):
-    """The agent's events; the signed-in agent and the agent shown are LightAgents (lapins.light_agent).
+    """The agent's events; the signed-in agent and the agent shown are LightAgents (lapins.models.light_agent).
 
     Most requests never reach this view: lapins.agenda.fast_feed answers them with the same agent_feed, and hands
     here those that need Flask (an error to answer, a session cookie to sign again...).

@@ -7,15 +7,18 @@ the session's signature, the view's wrappers and the teardown, about as much aga
 (docs/benchmarks.md, `agenda.week.*`).
 
 This WSGI middleware answers the usual case itself, with the functions the view uses: the signed-in agent read in one
-query, or kept by the process until PostgreSQL tells of a change (lapins.light_agent), the permissions decided by
-lapins.policies, the body computed or cached by calendar.agent_feed. It hands any other request to Flask, unchanged:
+query at every request (lapins.models.light_agent), the permissions decided by lapins.policies, the body computed or
+cached by calendar.agent_feed. It hands any other request to Flask, unchanged:
 - another route, or a method other than GET;
 - no valid session cookie (none, forged, expired), or one to be signed again (lapins.auth.sessions);
-- no signed-in agent in it, or one unknown or deactivated;
+- no signed-in agent in it, or one unknown, deactivated, or whose sessions have been ended since (a session
+  generation other than the agent's, or a plain id from before generations);
 - a refusal of the policies (404, 403) or a bad parameter (400);
 - an unexpected error (logged).
-Flask then answers as it always did, with its messages, statuses and cookies. tests/test_fast_feed.py checks that the
-two give the same answers, and that the fast path declines each of these cases.
+Flask then answers as it always did, with its messages, statuses and cookies. tests/test_fast_feed.py proves, with one
+parametrised test over these cases (session age, forged or hand-made cookies, deactivated agent, ended sessions,
+permissions, parameters, methods), that the whole stack answers exactly what Flask alone answers, headers and cookies
+included, and that the fast path answers only where Flask answers 200 without touching the cookie.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from werkzeug.http import parse_cookie
 from lapins.infra import security
 from lapins.agenda import calendar
 from lapins.infra.database import end_read_only_transaction
-from lapins.light_agent import light_agent
+from lapins.models.agents import parse_session_user_id
+from lapins.models.light_agent import light_agent
 from lapins.infra.routing import MAX_ID
 
 log = logging.getLogger(__name__)
@@ -61,7 +65,7 @@ class FastFeed:
             body = self.answer(environ, int(match.group(1)))
             if body is not None:
                 start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                                          ("Vary", "Cookie"), *security.HEADERS])  # Flask's headers for this answer
+                                          ("Vary", "Cookie"), *security.PRIVATE_HEADERS])  # Flask's headers
                 return [body]
         return self.wsgi_app(environ, start_response)
 
@@ -87,11 +91,11 @@ class FastFeed:
         data, signed_at = signed
         if sessions.due_for_refresh(self.app, bool(data.get("_permanent")), signed_at) or REMEMBER in data:
             return None
-        user_id = data.get(USER_ID)
-        if not isinstance(user_id, str) or not user_id.isdigit():
+        parsed = parse_session_user_id(data.get(USER_ID))  # as lapins.auth.views.load_agent
+        if parsed is None:
             return None
-        viewer = light_agent(int(user_id))
-        if viewer is None or not viewer.is_active:
+        viewer = light_agent(parsed[0])
+        if viewer is None or viewer.session_generation != parsed[1] or not viewer.is_authenticated:
             return None
         start, end = self.period(environ)
         return calendar.agent_feed(viewer, agent_id, start, end, self.rdv_url_template(environ))

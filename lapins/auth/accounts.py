@@ -123,17 +123,24 @@ def account_email(agent: Agent, purpose: str) -> OutgoingEmail:
 
 
 def send_account_email(agent: Agent, purpose: str) -> None:
-    """Queue the e-mail; the broker being down is logged, never shown (a reset must not tell who has an account)."""
+    queue_account_email(agent.id, purpose)
+
+
+def queue_account_email(agent_id: int | None, purpose: str) -> None:
+    """Queue the e-mail; the broker being down is logged, never shown (a reset must not tell who has an account).
+
+    None (an address without an account) queues a task all the same, which finds no one: the request does the same
+    work, and takes the same time, whether the account exists or not."""
     try:
-        task_named(send_account_email_task.name).delay(agent.id, purpose)
+        task_named(send_account_email_task.name).delay(agent_id, purpose)
     except Exception:
-        logger.warning("Account e-mail (%s) for agent %s not queued (broker unreachable)", purpose, agent.id,
+        logger.warning("Account e-mail (%s) for agent %s not queued (broker unreachable)", purpose, agent_id,
                        exc_info=True)
 
 
 @shared_task(name="lapins.auth.account_email", ignore_result=True, bind=True, max_retries=3, default_retry_delay=60)
-def send_account_email_task(self, agent_id: int, purpose: str) -> bool:
-    agent = db.session.get(Agent, agent_id)
+def send_account_email_task(self, agent_id: int | None, purpose: str) -> bool:
+    agent = db.session.get(Agent, agent_id) if agent_id is not None else None
     if agent is None or not agent.active or purpose not in PURPOSES:
         return False
     try:

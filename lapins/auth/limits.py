@@ -71,7 +71,8 @@ def agent_pending() -> str:
 
 
 def signed_in_agent() -> str:
-    return _digest("agent", str(current_user.get_id()))
+    # The agent's id alone, as agent_pending's: not get_id(), whose session generation changes (Agent.end_sessions).
+    return _digest("agent", str(getattr(current_user, "id", None)))
 
 
 def rdv_of_link() -> str:

@@ -14,6 +14,7 @@ from lapins import policies
 from lapins.auth.blueprint import bp
 from lapins.auth import second_factor as codes
 from lapins.auth.forms import ConfirmForm, EnrolmentForm, SecondFactorForm
+from lapins.auth.views import keep_this_session
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
 
@@ -75,6 +76,7 @@ def second_factor_enrol():
     if form.validate_on_submit():
         recovery_codes = codes.confirm_enrolment(current_user, form.code.data)
         if recovery_codes is not None:
+            keep_this_session(current_user._get_current_object())  # the agent's other sessions are ended
             # Shown once, in this answer alone: they are kept hashed and never go into the session cookie.
             return render_template("auth/recovery_codes.html", recovery_codes=recovery_codes)
         form.code.errors.append("Ce code ne correspond pas. Vérifiez que l'application affiche le compte Lapins "
@@ -95,8 +97,9 @@ def second_factor_disable():
         check = codes.check_code(current_user, disable_form.code.data)
         if check.ok:
             codes.disable(current_user)
-            flash("La double authentification est désactivée : seul votre mot de passe est demandé à la connexion.",
-                  "success")
+            keep_this_session(current_user._get_current_object())  # the agent's other sessions are ended
+            flash("La double authentification est désactivée : seul votre mot de passe est demandé à la connexion. "
+                  "Vos autres sessions ouvertes sont fermées.", "success")
             return redirect(url_for("auth.preferences"))
         disable_form.code.errors.append(check.problem)
     return _preferences_page(PreferencesForm(obj=current_user, formdata=None), disable_form, status=422)

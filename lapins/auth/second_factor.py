@@ -74,6 +74,7 @@ def confirm_enrolment(agent: Agent, code: str, *, now: datetime | None = None) -
     agent.totp_enabled_at = utcnow()
     agent.totp_last_step = step  # the code typed to enrol does not open a session afterwards
     codes = _replace_recovery_codes(agent)
+    agent.end_sessions()  # those opened with the password alone
     db.session.commit()
     logger.info("Second factor enabled for agent %s", agent.id)
     return codes
@@ -84,6 +85,7 @@ def disable(agent: Agent) -> None:
     agent.totp_enabled_at = None
     agent.totp_last_step = None
     db.session.execute(delete(AgentRecoveryCode).where(AgentRecoveryCode.agent_id == agent.id))
+    agent.end_sessions()
     db.session.commit()
     logger.info("Second factor disabled for agent %s", agent.id)
 

@@ -4,7 +4,7 @@ import time
 from functools import cache
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, has_request_context, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import joinedload
@@ -15,8 +15,9 @@ from lapins.auth import second_factor as second_factor_codes
 from lapins.auth.forms import LoginForm, SecondFactorForm
 from lapins.auth.limits import PENDING_SECOND_FACTOR
 from lapins.infra.extensions import db, login_manager
-from lapins.light_agent import LightAgent, light_agent, wants_light_agent
 from lapins.models import Agent, AgentRole, Organisation
+from lapins.models.agents import parse_session_user_id
+from lapins.models.light_agent import LightAgent, light_agent
 
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Connectez-vous pour accéder à cette page."
@@ -41,15 +42,39 @@ def agent_with_organisations(agent_id: int) -> Agent | None:
     return db.session.execute(AGENT_WITH_ORGANISATIONS, {"agent_id": agent_id}).unique().scalar_one_or_none()
 
 
+LIGHT_AGENT_VIEW = "light_agent_view"
+
+
+def light_agent_view(view):
+    """Mark a read-only view whose signed-in agent (and the agents it looks at) may be LightAgents."""
+    setattr(view, LIGHT_AGENT_VIEW, True)
+    return view
+
+
+def wants_light_agent() -> bool:
+    """Whether the current request's view was marked with light_agent_view."""
+    if not has_request_context() or request.endpoint is None:
+        return False
+    return getattr(current_app.view_functions.get(request.endpoint), LIGHT_AGENT_VIEW, False)
+
+
 @login_manager.user_loader
-def load_agent(agent_id: str) -> Agent | LightAgent | None:
+def load_agent(user_id: str) -> Agent | LightAgent | None:
     """The signed-in agent, once per request; the policies read their roles and the pages their territory.
 
-    The views marked light_agent_view (the calendar's events feed) get them without the ORM (lapins.light_agent).
+    The session holds "id:generation" (Agent.get_id): a session of an older generation has been ended
+    (Agent.end_sessions), and one from before generations holds a plain id; either way nobody is signed in, and
+    Flask-Login asks for the login page. A deactivated agent is not authenticated (Agent.is_active). The views marked
+    light_agent_view (the calendar's events feed) get the agent without the ORM (lapins.models.light_agent).
     """
-    if not agent_id.isdigit():
+    parsed = parse_session_user_id(user_id)
+    if parsed is None:
         return None
-    return light_agent(int(agent_id)) if wants_light_agent() else agent_with_organisations(int(agent_id))
+    agent_id, generation = parsed
+    agent = light_agent(agent_id) if wants_light_agent() else agent_with_organisations(agent_id)
+    if agent is None or agent.session_generation != generation:
+        return None
+    return agent
 
 
 def safe_next(target: str | None) -> str | None:
@@ -132,7 +157,17 @@ def second_factor():
 @bp.route("/deconnexion", methods=["POST"])
 @login_required
 def logout():
+    """« Se déconnecter » ends every open session of the agent, on this browser and on any other (a shared office PC
+    left signed in, a lost phone), as the button's hint says."""
+    current_user.end_sessions()
+    db.session.commit()
     logout_user()
     session.clear()
-    flash("Vous êtes déconnecté.", "info")
+    flash("Vous êtes déconnecté, sur cet appareil comme sur tous ceux où votre session était ouverte.", "info")
     return redirect(url_for("auth.login"))
+
+
+def keep_this_session(agent: Agent) -> None:
+    """After agent.end_sessions() was committed by this agent's own request: this browser's session goes on, under
+    the new generation; the agent's other sessions stay ended."""
+    login_user(agent)

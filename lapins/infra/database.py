@@ -7,7 +7,6 @@ from flask import current_app
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine
 
-from lapins.change_notices import note_local_commits
 from lapins.infra.extensions import db
 
 # A pooled connection unused for longer than this is checked before it is handed out (see ping_idle_connections).
@@ -17,7 +16,6 @@ IDLE_BEFORE_PING_SECONDS = 10
 def configure_engine(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         ping_idle_connections(engine)
-        note_local_commits(engine)
         return
 
     @event.listens_for(engine, "connect")

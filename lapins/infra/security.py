@@ -6,11 +6,17 @@
   style attribute. No framing by other sites (`frame-ancestors`), no plugins, forms posted to Lapins only.
 - Referrer-Policy `same-origin`: a family's link (`/r/<jeton>`) is never sent to another site as the referer.
 - X-Content-Type-Options `nosniff`, and X-Frame-Options for browsers older than `frame-ancestors`.
+- Cache-Control `no-store` on every answer but the static and vendor assets: an agent's pages (a usager's file, the
+  events feed, exports), the family's pages after the identity check, the API's JSON, and the anonymous forms that
+  carry a CSRF token all stay out of the browser's cache of a shared PC (and of any proxy). Deciding by who asked
+  would mean loading the agent or reading the session cookie (Vary: Cookie) on every answer, and nothing else is
+  worth caching. A view's own Cache-Control stays when it already says no-store. The events feed's fast path
+  (lapins.agenda.fast_feed) sends PRIVATE_HEADERS too: the same headers as Flask, byte for byte.
 Strict-Transport-Security belongs to the TLS front (nginx, docs/deploy.md), which alone knows it serves HTTPS.
 """
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -31,6 +37,11 @@ HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
 )
+NO_STORE = ("Cache-Control", "no-store")
+PRIVATE_HEADERS = (*HEADERS, NO_STORE)  # those of every answer but the assets'
+
+# Files of Lapins' own or of the npm packages, the same for everyone: cached (lapins.vendor sets a day).
+ASSET_ENDPOINTS = frozenset({"static", "vendor.asset"})
 
 
 def init_app(app: Flask) -> None:
@@ -38,4 +49,6 @@ def init_app(app: Flask) -> None:
     def security_headers(response: Response) -> Response:
         for name, value in HEADERS:
             response.headers.setdefault(name, value)
+        if request.endpoint not in ASSET_ENDPOINTS and "no-store" not in response.headers.get("Cache-Control", ""):
+            response.headers[NO_STORE[0]] = NO_STORE[1]
         return response

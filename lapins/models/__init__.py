@@ -16,10 +16,6 @@ from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery  # n
 from lapins.models.waitlist import EntrySource, EntryStatus, OfferStatus, SlotOffer, SlotStatus, WaitlistEntry, WaitlistSlot
 from lapins.models import agenda_stamps  # noqa: F401,I001  (its listeners draw new agenda stamps on every change)
 from lapins.models.audit import AuditEvent  # noqa: F401,I001  (its module registers the audit-trail listeners)
-from lapins.change_notices import create_triggers_with_tables  # noqa: I001
-from lapins.infra.extensions import db
-
-create_triggers_with_tables(db.metadata)  # PostgreSQL tells each process when a signed-in agent's rows change
 
 __all__ = [
     "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",

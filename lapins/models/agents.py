@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,21 @@ class Role(enum.StrEnum):
         return {"admin": "Administrateur", "agent": "Agent", "secretary": "Secrétariat"}[self.value]
 
 
+# Flask-Login's id of a signed-in agent, kept in their session cookie: their id and their session generation.
+SESSION_USER_ID = re.compile(r"([0-9]{1,18}):([0-9]{1,18})", re.ASCII)
+
+
+def session_user_id(agent_id: int, generation: int) -> str:
+    return f"{agent_id}:{generation}"
+
+
+def parse_session_user_id(value) -> tuple[int, int] | None:
+    """The agent id and session generation of a session's signed-in id; None for anything else, such as the plain
+    id a session opened before generations holds (its agent is asked to sign in again)."""
+    match = SESSION_USER_ID.fullmatch(value) if isinstance(value, str) else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 class Agent(UserMixin, db.Model):
     __tablename__ = "agents"
 
@@ -37,6 +53,9 @@ class Agent(UserMixin, db.Model):
     last_name: Mapped[str] = mapped_column(String(80))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)
+    # Part of the signed-in id of each of the agent's sessions (get_id, Flask-Login's alternative id): a new one ends
+    # every session opened before it, at its next request, on every route (end_sessions).
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Bumped by every booking that involves this agent: taking the row lock serialises bookings per agent.
     booking_version: Mapped[int] = mapped_column(default=0)
@@ -62,8 +81,20 @@ class Agent(UserMixin, db.Model):
     def is_active(self) -> bool:  # Flask-Login refuses inactive agents
         return self.active
 
+    def get_id(self) -> str:
+        """What the session cookie holds of its signed-in agent (lapins.auth.views.load_agent checks both parts)."""
+        return session_user_id(self.id, self.session_generation)
+
+    def end_sessions(self) -> None:
+        """Every session of the agent opened until now ends at its next request, wherever it is: logging out, a new
+        password, a second factor put in force or taken off, a deactivation, an administrator's « Fermer toutes ses
+        sessions ». Committed by the caller."""
+        self.session_generation = (self.session_generation or 0) + 1
+
     def set_password(self, password: str) -> None:
+        """A new password; the sessions opened with the old one end."""
         self.password_hash = generate_password_hash(password)
+        self.end_sessions()
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.infra.extensions import db
@@ -108,3 +108,18 @@ class Message(db.Model):
 
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.channel} {self.kind} {self.status}>"
+
+
+class TwilioCallback(db.Model):
+    """A request Twilio sent us, recorded in the transaction of what it did (lapins.notifications.webhooks): an
+    inbound SMS by its MessageSid, a status callback by its MessageSid and MessageStatus. The same signed request
+    posted again (Twilio retrying, or anyone replaying a request they caught) finds its row and does nothing."""
+
+    __tablename__ = "twilio_callbacks"
+    __table_args__ = (UniqueConstraint("kind", "message_sid", "status", name="uq_twilio_callbacks_request"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "inbound" or "status"
+    message_sid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # a status callback's MessageStatus; "" for an inbound SMS
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -32,7 +32,7 @@ def phone_to_call(lieu: Lieu | None, organisation: Organisation) -> str | None:
 
 class TerritoryClock:
     """A territory's clock and holidays, from its `timezone` and `number`: for the model and for the rows of
-    lapins.light_agent alike."""
+    lapins.models.light_agent alike."""
 
     @property
     def tz(self) -> ZoneInfo:

@@ -130,6 +130,11 @@ def _cancel(rdv: Rdv) -> str:
         phone = _phone_of(rdv)
         call = f" : appelez le {phone}" if phone else " : appelez votre centre de PMI"
         return _sms(f"Trop tard pour annuler par SMS le RDV du {_when(rdv)}{call}.")
+    # Locked first (PostgreSQL; SQLite holds its write lock since the webhook recorded this SMS): an agent cancelling
+    # it at this moment waits for us or is seen here, so cancel_rdv does not roll back, which would also drop the
+    # SMS's record (webhooks.act_once) for a moment.
+    if db.session.scalar(select(Rdv.status).where(Rdv.id == rdv.id).with_for_update()) in CANCELLED_STATUSES:
+        return _sms(f"Le RDV du {_when(rdv)} est déjà annulé.")
     try:
         cancel_rdv(actor=None, rdv=rdv, status=RdvStatus.EXCUSED, reason=None, via=CancellationChannel.SMS)
     except BookingError:
@@ -162,8 +167,7 @@ def _cancel_numbered(round_: SmsReplyRound, number: int, phone: str) -> str:
     if not 1 <= number <= len(ids):
         return _sms(f"Répondez {' ou '.join(f'ANNULER {index}' for index in range(1, len(ids) + 1))}.")
     rdv = db.session.get(Rdv, ids[number - 1])
-    db.session.delete(round_)
-    db.session.commit()
+    db.session.delete(round_)  # committed with the cancellation and the SMS's record, in one transaction
     if rdv is None or not rdv.is_live or rdv.starts_at <= utcnow():
         return _sms("Ce RDV n'est plus à venir : rien n'a été annulé.")
     return _cancel(rdv)

@@ -18,6 +18,12 @@ seen here carries another host, scheme or port (http://127.0.0.1:8000/...), so t
 used: PUBLIC_URL must be exactly the address Twilio is given (status callbacks are built from it, see
 `status_callback_url`; the inbound URL is set on the number or Messaging Service in Twilio's console).
 
+Each request is acted on once (`act_once`): its MessageSid (and, for a status, MessageStatus) is recorded with a
+unique constraint in the transaction of what it does, so the same signed request posted again (Twilio's signature
+has no date: anyone who caught one could replay it, and a replayed ANNULER would cancel the next rdv) is answered
+200 with nothing done, even when both copies arrive at the same moment. A delivery status is also applied by a
+conditional UPDATE (`record_status`): a late or duplicated status never moves a message back nor counts twice.
+
 Each request writes in one commit and answers at once; nothing a family sent (number, text) is logged.
 """
 from __future__ import annotations
@@ -27,14 +33,17 @@ import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
+from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, g, request
-from sqlalchemy import or_, select, update
+from sqlalchemy import inspect, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from lapins.infra.extensions import csrf, db
 from lapins.models import Message, MessageStatus, Territory, Usager, utcnow
+from lapins.models.messages import TwilioCallback
 from lapins.notifications.twilio import error_text, is_undeliverable
 from lapins.infra import crypto
 from lapins.notifications import replies
@@ -52,6 +61,8 @@ SETTLED = frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatu
                      MessageStatus.SKIPPED})
 DELIVERED_STATUSES = frozenset({"delivered", "read"})
 FAILED_STATUSES = frozenset({"undelivered", "failed"})
+
+T = TypeVar("T")
 
 OPT_OUT_REPLY = "Vous ne recevrez plus de SMS de rappel. Pour les réactiver, contactez votre PMI."
 
@@ -86,6 +97,46 @@ def twilio_signed(find_territories: Callable[[], list[Territory]]) -> Callable[[
         return wrapped
 
     return decorator
+
+
+INBOUND, STATUS = "inbound", "status"  # TwilioCallback.kind
+
+
+def act_once(kind: str, action: Callable[[], T]) -> tuple[bool, T | None]:
+    """Runs `action` and commits, for the first copy of this signed request only: (True, its result); any other
+    copy gets (False, None) and nothing is done.
+
+    The request's row (TwilioCallback: its MessageSid, and MessageStatus for a status) is flushed before the action
+    and committed with it: a copy arriving meanwhile waits on the unique index for that commit, then fails on it
+    (IntegrityError) and does nothing. Should the action roll back a refusal of its own (an rdv cancelled by someone
+    else meanwhile), the row is written again after it, so that no later copy acts either. An action that fails
+    (500) leaves no row. Called once the view knows it has something to do for the territories whose token verified,
+    so that a copy signed with a token that speaks for none of them cannot use up the request."""
+    sid = request.form.get("MessageSid", "").strip()[:64]
+    if not sid:  # Twilio always sends one: without it, a request cannot be told from its copies
+        logger.warning("Twilio webhook without MessageSid on %s: nothing done", request.path)
+        return False, None
+    status = request.form.get("MessageStatus", "").strip().lower()[:20] if kind == STATUS else ""
+    record = TwilioCallback(kind=kind, message_sid=sid, status=status)
+    if not _recorded(record):
+        logger.info("Twilio %s callback %s %s already handled: nothing done", kind, sid, status)
+        return False, None
+    result = action()
+    if inspect(record).transient:
+        _recorded(TwilioCallback(kind=kind, message_sid=sid, status=status))
+    db.session.commit()
+    return True, result
+
+
+def _recorded(record: TwilioCallback) -> bool:
+    """Adds and flushes the request's row; False when it was there already (a copy of a request handled)."""
+    db.session.add(record)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    return True
 
 
 def candidate_tokens(territories: list[Territory]) -> dict[str, frozenset[int]]:
@@ -141,26 +192,29 @@ def status():
     if message is None or message.territory_id not in g.twilio_territory_ids:
         # Not ours (another application on the account) or not recorded yet: Twilio must not retry it.
         return Response("", 200)
-    record_status(message, request.form.get("MessageStatus", "").lower(), request.form.get("ErrorCode") or None,
-                  utcnow())
-    db.session.commit()
-    return Response("", 204)
+    done, _ = act_once(STATUS, lambda: record_status(message, request.form.get("MessageStatus", "").lower(),
+                                                     request.form.get("ErrorCode") or None, utcnow()))
+    return Response("", 204 if done else 200)  # a copy: 200, and Twilio stops there too
 
 
 def record_status(message: Message, twilio_status: str, error_code: str | None, now: datetime) -> None:
-    """Applies a Twilio delivery status to a message, never moving it back from a settled state."""
-    if message.status in SETTLED:
-        return
+    """Applies a Twilio delivery status to a message, never moving it back from a settled state.
+
+    A conditional UPDATE: of two statuses at the same moment (a duplicate, a late one), only the first settles the
+    message, and only it flags an undeliverable phone."""
     if twilio_status in DELIVERED_STATUSES:
-        message.status, message.delivered_at = MessageStatus.DELIVERED, now
+        values = {"status": MessageStatus.DELIVERED, "delivered_at": now}
     elif twilio_status in FAILED_STATUSES:
-        message.error_code, message.error = error_code, error_text(error_code)
-        if is_undeliverable(error_code):
-            message.status = MessageStatus.UNDELIVERABLE
-            flag_undeliverable_phone(message, error_text(error_code), now)
-        else:
-            message.status = MessageStatus.FAILED
-    # queued, accepted, sending, sent: the message stays as the outbox left it (sent).
+        error_code = error_code[:20] if error_code else None
+        values = {"status": MessageStatus.UNDELIVERABLE if is_undeliverable(error_code) else MessageStatus.FAILED,
+                  "error_code": error_code, "error": error_text(error_code)}
+    else:
+        return  # queued, accepted, sending, sent: the message stays as the outbox left it (sent).
+    settled = db.session.execute(
+        update(Message).where(Message.id == message.id, Message.status.not_in(SETTLED)).values(**values)
+        .execution_options(synchronize_session=False)).rowcount
+    if settled and values["status"] == MessageStatus.UNDELIVERABLE:
+        flag_undeliverable_phone(message, values["error"], now)
 
 
 def flag_undeliverable_phone(message: Message, reason: str, now: datetime) -> None:
@@ -208,12 +262,12 @@ def inbound():
     handler = INBOUND_KEYWORDS.get(keyword)
     reply = None
     if phone and handler:
-        reply = handler(phone)
+        _, reply = act_once(INBOUND, lambda: handler(phone))
     elif phone and (territory_ids := [
             territory_id for territory_id in replies.territories_reached(
                 request.form.get("To", "").strip(), request.form.get("MessagingServiceSid", "").strip())
             if territory_id in g.twilio_territory_ids]):
-        reply = replies.answer(phone, territory_ids, replies.parse(keyword))
+        _, reply = act_once(INBOUND, lambda: replies.answer(phone, territory_ids, replies.parse(keyword)))
     db.session.commit()
     twiml = MessagingResponse()
     if reply:

@@ -2,6 +2,10 @@
 
 Nothing that names or reaches a family (name, phone, e-mail, reason typed) ever goes into a file.
 
+What an administrator typed (names of motifs, lieux, organisations, agents) is written as text that no spreadsheet
+computes: in CSV a cell that would start a formula gets an apostrophe first (OWASP's rule against CSV injection), in
+XLSX every text cell is a string, never a formula (`csv_cell`, `xlsx_cell`). Both files go through the sinks below.
+
 A background export is claimed by a conditional UPDATE that bumps its `attempts`; the worker then beats (`heartbeat_at`)
 with each batch, every write conditioned on its claim's number. An export whose heartbeat stopped (the worker died)
 is taken up again from scratch by the beat's `reclaim_stale`, at most MAX_ATTEMPTS times, then marked failed: a worker
@@ -16,6 +20,8 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from flask import current_app
 from sqlalchemy import func, or_, select, update
 
@@ -63,26 +69,46 @@ def figure_rows(figures: list[MonthFigures]) -> list[list]:
     return [row(f"{month.month:%Y-%m}", month) for month in figures] + [row("Total", totals(figures))]
 
 
+# A spreadsheet reads a cell starting with one of these as a formula: "=HYPERLINK(...)" or "@SUM(1+1)*cmd|..." typed
+# as a motif's name would run in the territory's spreadsheet (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A value as a CSV cell: empty for None, decimal commas, and text that would start a formula behind an
+    apostrophe (numbers are ours: a negative one stays a number)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return str(value).replace(".", ",")
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def xlsx_cell(sheet, value):
+    """A value as an XLSX cell: text always a string. openpyxl would store "=..." as a live formula and "#N/A" as an
+    error, and refuses control characters (a whole export failing on one name): such text gets a cell of its own,
+    typed string, marked quoted so that editing it in Excel keeps it text."""
+    if not isinstance(value, str) or not (value.startswith(FORMULA_STARTS) or value in ERROR_CODES
+                                          or ILLEGAL_CHARACTERS_RE.search(value)):
+        return value
+    cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+    cell.data_type = "s"
+    cell.quotePrefix = True
+    return cell
+
+
 def to_csv(headers: list[str], rows) -> bytes:
-    """Semicolons, decimal commas and a BOM: what a spreadsheet set to French opens without asking."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(headers)
-    for row in rows:
-        writer.writerow(["" if value is None else str(value).replace(".", ",") if isinstance(value, float) else value
-                         for value in row])
-    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+    sink = _CsvSink(headers)
+    sink.write(rows)
+    return sink.finish()
 
 
 def to_xlsx(headers: list[str], rows, title: str) -> bytes:
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(title[:31])
-    sheet.append(headers)
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    sink = _XlsxSink(headers, title)
+    sink.write(rows)
+    return sink.finish()
 
 
 def figures_file(figures: list[MonthFigures], file_format: str) -> bytes:
@@ -144,27 +170,29 @@ def rdv_batches(scope: Scope, filters: Filters, size: int | None = None) -> Iter
 
 
 class _CsvSink:
+    """Semicolons, decimal commas and a BOM: what a spreadsheet set to French opens without asking."""
+
     def __init__(self, headers: list[str]):
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, delimiter=";", lineterminator="\r\n")
-        self.writer.writerow(headers)
+        self.writer.writerow([csv_cell(value) for value in headers])
 
-    def write(self, rows: list[list]) -> None:
-        self.writer.writerows(["" if value is None else value for value in row] for row in rows)
+    def write(self, rows) -> None:
+        self.writer.writerows([csv_cell(value) for value in row] for row in rows)
 
     def finish(self) -> bytes:
         return ("\ufeff" + self.buffer.getvalue()).encode("utf-8")
 
 
 class _XlsxSink:
-    def __init__(self, headers: list[str]):
+    def __init__(self, headers: list[str], title: str = "Rendez-vous"):
         self.workbook = Workbook(write_only=True)
-        self.sheet = self.workbook.create_sheet("Rendez-vous")
-        self.sheet.append(headers)
+        self.sheet = self.workbook.create_sheet(title[:31])
+        self.sheet.append([xlsx_cell(self.sheet, value) for value in headers])
 
-    def write(self, rows: list[list]) -> None:
+    def write(self, rows) -> None:
         for row in rows:
-            self.sheet.append(row)
+            self.sheet.append([xlsx_cell(self.sheet, value) for value in row])
 
     def finish(self) -> bytes:
         buffer = io.BytesIO()

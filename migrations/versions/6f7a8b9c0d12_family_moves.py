@@ -1,7 +1,7 @@
 """Families move their own rdv from its link: the motif's limits, the territory's choice of agents, the moves made
 
 Revision ID: 6f7a8b9c0d12
-Revises: 5e6f70819203
+Revises: 708192031425
 Create Date: 2026-12-03 09:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '6f7a8b9c0d12'
-down_revision = '5e6f70819203'
+down_revision = '708192031425'
 branch_labels = None
 depends_on = None
 

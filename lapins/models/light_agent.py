@@ -1,49 +1,33 @@
-"""The signed-in agent of the calendar's events feed, read in one narrow query instead of through the ORM.
+"""An agent as the policies see them, read in one narrow query instead of through the ORM: the events feed's.
 
 FullCalendar asks for an agenda's events at every view change and after every move: it is the hottest route of the
 service. A cached feed needs, of the signed-in agent, only what the policies and the cache key read: their roles,
 organisations and territories, with the territory's agenda stamp. Loading that as ORM objects (an Agent, its
 AgentRoles, Organisations and Territory, about 40 columns, expired again at commit) took about half of the
-application's time for a request. Views marked with `light_agent_view` get a `LightAgent` instead: plain frozen rows with the ORM's
-attribute names, which lapins.policies judges like an Agent, read in one query by the driver itself in autocommit mode
-(lapins.infra.database.DriverQuery), and kept by each process until PostgreSQL tells of a change to them
-(lapins.change_notices): a cached answer then costs no round trip to PostgreSQL and little Python.
+application's time for a request. The feed (views marked with lapins.auth.views.light_agent_view, and its fast path
+lapins.agenda.fast_feed) gets a `LightAgent` instead: plain frozen rows with the ORM's attribute names, which
+lapins.policies judges like an Agent, read in one query by the driver itself in autocommit mode
+(lapins.infra.database.DriverQuery) at every request, so that a role removed or an account deactivated counts from
+the next request after its commit, whichever process serves it: a cached answer then costs that one round trip to
+PostgreSQL and little Python.
 
-Such a view only reads, and reads nothing of the agent that a LightAgent does not carry.
+It lives beside Agent, whose read model it is. Not in lapins.auth: lapins.policies imports it, and the auth package
+imports its views, which import the policies (a cycle at import time). It only reads, and carries nothing of the agent
+but what the feed and the policies read.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 
-from flask import current_app, has_request_context, request
 from flask_login import UserMixin
 from sqlalchemy import bindparam, select
 
-from lapins.change_notices import GenerationCache, listener_for
-from lapins.infra.database import DriverQuery, read_only_connection, session_in_transaction
-from lapins.infra.extensions import db
+from lapins.infra.database import DriverQuery, read_only_connection
 from lapins.models import Agent, AgentRole, Organisation, Role, Territory
+from lapins.models.agents import session_user_id
 from lapins.models.territories import TerritoryClock
 from lapins.models.territory_admins import TerritoryAdmin
-
-LIGHT_AGENT_VIEW = "light_agent_view"
-AGENT_CACHE = "lapins_agent_cache"  # app.extensions: (process id, GenerationCache or None)
-
-
-def light_agent_view(view):
-    """Mark a read-only view whose signed-in agent (and the agents it looks at) may be LightAgents."""
-    setattr(view, LIGHT_AGENT_VIEW, True)
-    return view
-
-
-def wants_light_agent() -> bool:
-    """Whether the current request's view was marked with light_agent_view."""
-    if not has_request_context() or request.endpoint is None:
-        return False
-    return getattr(current_app.view_functions.get(request.endpoint), LIGHT_AGENT_VIEW, False)
-
 
 @dataclass(frozen=True)
 class LightTerritory(TerritoryClock):
@@ -75,6 +59,7 @@ class LightAgent(UserMixin):
     first_name: str
     last_name: str
     active: bool
+    session_generation: int
     roles: tuple[LightRole, ...]
 
     @property
@@ -84,6 +69,9 @@ class LightAgent(UserMixin):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive agents, as for Agent
         return self.active
+
+    def get_id(self) -> str:
+        return session_user_id(self.id, self.session_generation)
 
     @property
     def organisation_ids(self) -> set[int]:
@@ -104,8 +92,9 @@ class LightAgent(UserMixin):
 
 # Compiled once; one row per role (one row of NULLs for an agent without any), ordered so that roles keep their order.
 LIGHT_AGENT_ROWS = DriverQuery(
-    select(Agent.id, Agent.first_name, Agent.last_name, Agent.active, AgentRole.organisation_id, AgentRole.role,
-           Organisation.territory_id, Territory.number, Territory.timezone, Territory.agenda_stamp)
+    select(Agent.id, Agent.first_name, Agent.last_name, Agent.active, Agent.session_generation,
+           AgentRole.organisation_id, AgentRole.role, Organisation.territory_id, Territory.number, Territory.timezone,
+           Territory.agenda_stamp)
     .outerjoin(AgentRole, AgentRole.agent_id == Agent.id)
     .outerjoin(Organisation, Organisation.id == AgentRole.organisation_id)
     .outerjoin(Territory, Territory.id == Organisation.territory_id)
@@ -115,44 +104,21 @@ LIGHT_AGENT_ROWS = DriverQuery(
 
 
 def light_agent(agent_id: int) -> LightAgent | None:
-    """The agent with their roles, organisations and territories; None when there is no such agent.
+    """The agent with their roles, organisations and territories, in one query; None when there is no such agent.
 
-    Read in one query, or kept from an earlier request of this process until the rows change, where PostgreSQL tells
-    of changes (lapins.change_notices). Inside a transaction of the session, always read: it sees its own writes.
+    Read at every call, never kept: what it says is what was committed when the request asked.
     """
-    cache = agent_cache()
-    if cache is None:
-        return read_light_agent(agent_id)
-    return cache.get(agent_id, lambda: read_light_agent(agent_id))
-
-
-def agent_cache() -> GenerationCache | None:
-    """This process's LightAgents, when changes are heard of here and the session has no transaction going on."""
-    if session_in_transaction():
-        return None
-    # Looked up once per process and application: this runs at every request of the events feed.
-    pid, cache = current_app.extensions.get(AGENT_CACHE, (None, None))
-    if pid != os.getpid() or (cache is not None and cache.listener.stopped):
-        cache = None
-        if db.engine.dialect.name == "postgresql" and current_app.config["LISTEN_FOR_CHANGES"]:
-            cache = listener_for(db.engine).cache("light_agents")
-        current_app.extensions[AGENT_CACHE] = (os.getpid(), cache)
-    return cache
-
-
-def read_light_agent(agent_id: int) -> LightAgent | None:
-    """The agent with their roles, organisations and territories, in one query."""
     rows = LIGHT_AGENT_ROWS.rows(agent_id=agent_id)
     if not rows:
         return None
     territories: dict[int, LightTerritory] = {}
     roles = []
-    for _, _, _, _, organisation_id, role, territory_id, number, timezone, agenda_stamp in rows:
+    for _, _, _, _, _, organisation_id, role, territory_id, number, timezone, agenda_stamp in rows:
         if organisation_id is None:  # an agent without any role: one row, its role columns NULL
             continue
         if territory_id not in territories:
             territories[territory_id] = LightTerritory(territory_id, number, timezone, agenda_stamp)
         organisation = LightOrganisation(organisation_id, territory_id, territories[territory_id])
         roles.append(LightRole(organisation_id, Role(role), organisation))
-    agent_id, first_name, last_name, active = rows[0][:4]
-    return LightAgent(agent_id, first_name, last_name, bool(active), tuple(roles))
+    agent_id, first_name, last_name, active, session_generation = rows[0][:5]
+    return LightAgent(agent_id, first_name, last_name, bool(active), session_generation, tuple(roles))
