@@ -122,7 +122,8 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     if timed:
         small_app = small_database.app()
         small_database.reset(small_app)
-        log(f"1/5 Deux départements identiques de {number(args.small_rdvs)} rdvs : l'un restera petit, l'autre grandira")
+        log(f"1/5 Deux départements identiques de {number(args.small_rdvs)} rdvs : l'un restera petit, l'autre "
+            "grandira")
         with small_app.app_context():
             small_territory = seeding.seed_departement(rdv_count=args.small_rdvs, progress=log.indented).territory_id
     else:
@@ -191,7 +192,8 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
         if picker:
             figures.update({f"public.next_slots.{key}": value for key, value in picker.items()})
             if picker["errors"]:
-                failures.append(f"sélecteur : {picker['errors']} requêtes en erreur ({', '.join(picker['error_kinds'])})")
+                failures.append(f"sélecteur : {picker['errors']} requêtes en erreur "
+                                f"({', '.join(picker['error_kinds'])})")
         race = section("course au même créneau", failures, log, lambda: bench_move_race(
             large_app, database.url, territory_id, server, log.indented, redis_url))
         if race:

@@ -34,8 +34,8 @@ from bench.measure import elapsed_ms, now_ns, summary
 from lapins.family import services
 from lapins.infra.extensions import db
 from lapins.models import (
-    Agent, AgentRole, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Role, Territory,
-    Usager, utcnow,
+    Agent, AgentRole, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Role,
+    Territory, Usager, utcnow,
 )
 from lapins.models.rdvs import CANCELLED_STATUSES, RdvMove
 from lapins.notifications import links
@@ -216,7 +216,8 @@ def bench_next_slots(app, database_url: str, territory_id: int, clients: int, re
             floor_results, floor_wall = fetch_pages(server.port, families, requests_each, warmup_each, True, log)
     floor_errors = [error for result in floor_results for error in result.errors]
     if floor_errors:
-        raise RuntimeError(f"plancher : {len(floor_errors)} requêtes en erreur ({', '.join(sorted(set(floor_errors)))})")
+        raise RuntimeError(f"plancher : {len(floor_errors)} requêtes en erreur "
+                           f"({', '.join(sorted(set(floor_errors)))})")
     concurrent, floor = figures_of(results, wall), figures_of(floor_results, floor_wall)
     errors = [error for result in [*results, *alone] for error in result.errors]
     single = summary(alone[0].latencies_ms)
@@ -224,7 +225,8 @@ def bench_next_slots(app, database_url: str, territory_id: int, clients: int, re
         **concurrent, **chosen, "clients": len(families), "errors": len(errors), "error_kinds": sorted(set(errors)),
         "pages_without_times": sum(result.empty_pages for result in results),
         "single_client_p50_ms": single["p50_ms"], "single_client_p95_ms": single["p95_ms"],
-        "floor_p50_ms": floor["p50_ms"], "floor_p95_ms": floor["p95_ms"], "floor_throughput_rps": floor["throughput_rps"],
+        "floor_p50_ms": floor["p50_ms"], "floor_p95_ms": floor["p95_ms"],
+        "floor_throughput_rps": floor["throughput_rps"],
         "floor_ratio": round(concurrent["p95_ms"] / floor["p95_ms"], 2) if concurrent["runs"] else None,
         "config": config.as_dict(),
     }
@@ -246,7 +248,7 @@ def race_setup(territory_id: int) -> tuple[int, list[Family], list[datetime]]:
     tz, duration = territory.tz, timedelta(minutes=motif.duration_minutes)
     today = utcnow().astimezone(tz).date()
     closed = public_holidays(territory.holiday_subdivision, {today.year, today.year + 1})
-    day = next(today + timedelta(days=offset) for offset in range(3, 30) if today + timedelta(days=offset) not in closed)
+    day = next(day for day in (today + timedelta(days=offset) for offset in range(3, 30)) if day not in closed)
     opening = datetime.combine(day, time(8))
     # Days of RACE_TIMES times each: the free one, then full ones a week later (the last one set once they are known).
     full = PlageOuverture(organisation=organisation, agent=agent, lieu=lieu, title="Familles",

@@ -124,8 +124,8 @@ def move(token: str):
     if refusal:
         return refusal
     if not services.is_checked(session, rdv.id):
-        return rdv_page_of(rdv, token, error="Pour changer la date, saisissez d'abord les 3 premières lettres du nom de "
-                     "famille.", code=403)
+        return rdv_page_of(rdv, token, code=403,
+                           error="Pour changer la date, saisissez d'abord les 3 premières lettres du nom de famille.")
     form = MoveForm()
     starts_at, revision = instant(form.debut.data), _number(form.revision.data)
     if not form.validate_on_submit() or starts_at is None or revision is None:

@@ -127,7 +127,8 @@ def cancel(token: str):
     if not rdv.is_live:
         return rdv_page_of(rdv, token, code=409)
     if not services.is_checked(session, rdv.id):
-        return rdv_page_of(rdv, token, error="Pour annuler, saisissez d'abord les 3 premières lettres du nom de famille.",
+        return rdv_page_of(rdv, token,
+                           error="Pour annuler, saisissez d'abord les 3 premières lettres du nom de famille.",
                      code=403)
     form = FamilyCancelForm()
     if not form.validate_on_submit():

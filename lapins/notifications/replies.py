@@ -42,8 +42,8 @@ ROUND_LIFETIME = timedelta(hours=12)
 MAX_LISTED = 3  # a numbered list of more would not fit in one SMS
 UPCOMING_LIMIT = 10
 
-HELP = ("Répondez OUI pour confirmer votre RDV, ANNULER pour l'annuler, CHANGER pour changer sa date, STOP pour ne plus "
-        "recevoir de SMS.")
+HELP = ("Répondez OUI pour confirmer votre RDV, ANNULER pour l'annuler, CHANGER pour changer sa date, STOP pour ne "
+        "plus recevoir de SMS.")
 NOTHING_COMING = "Aucun RDV à venir pour ce numéro. Pour prendre RDV, appelez votre centre de PMI."
 
 
