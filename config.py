@@ -115,6 +115,10 @@ class Config:
     # (5 wrong tries, 15 minutes). Per address: a mobile carrier puts many phones behind one address.
     FAMILY_CHECK_LIMITS_PER_RDV = env_str("FAMILY_CHECK_LIMITS_PER_RDV", "10/15minutes;30/day")
     FAMILY_CHECK_LIMITS_PER_IP = env_str("FAMILY_CHECK_LIMITS_PER_IP", "20/minute;100/hour")
+    # The pages to move an rdv (/r/<token>/changer...), every request counted, all of them together: a family looks
+    # at a few weeks of times, then moves.
+    FAMILY_MOVE_LIMITS_PER_RDV = env_str("FAMILY_MOVE_LIMITS_PER_RDV", "60/15minutes;200/day")
+    FAMILY_MOVE_LIMITS_PER_IP = env_str("FAMILY_MOVE_LIMITS_PER_IP", "120/minute;1000/hour")
     # The REST API (/api/v1), across all its routes: per token (another département's software syncing runs well
     # below it), and per client address (tokens made up by the hundred count there).
     API_LIMITS_PER_TOKEN = env_str("API_LIMITS_PER_TOKEN", "300/minute;20000/day")

@@ -5,7 +5,9 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
   2. grow one's history to --large-rdvs rdvs (the coming weeks untouched), then time first_available in both,
      runs interleaved so that the machine's load weighs alike on each: the growth ratio;
   3. book the coming weeks of the large one to their usual occupancy, time first_available and its one-query floor;
-  4. serve the app with gunicorn; fetch agents' week agendas with one client, then with concurrent clients.
+  4. serve the app with gunicorn; fetch agents' week agendas with one client, then with concurrent clients;
+  5. families on the public slot picker, one then --public-clients at once, and 200 families racing to move onto the
+     same 20 free times (bench/public.py).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ TARGETS = {  # figure: (comparison, target) — all "at most"
     "slots.first_available.floor_ratio": 3,
     "agenda.week.p95_ms": 30,
     "slots.growth_ratio": 1.5,
+    "public.next_slots.p95_ms": 30,
+    "public.next_slots.floor_ratio": 1.5,
 }
 
 
@@ -56,7 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-conditional", dest="conditional", action="store_false",
                         help="les clients de l'agenda n'envoient jamais If-None-Match (chaque semaine redemandée "
                              "est renvoyée en entier) ; par défaut ils le font comme un navigateur")
-    parser.add_argument("--only", choices=["reminders"], help="une seule mesure (sans les créneaux ni l'agenda)")
+    parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
+                        help="familles simultanées sur le sélecteur de créneaux")
+    parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
+    parser.add_argument("--only", choices=["reminders", "public"],
+                        help="une seule mesure : les rappels, ou le sélecteur et la course (sur le département généré)")
     reminders.add_arguments(parser)
     return parser.parse_args(argv)
 
@@ -82,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     try:
         log(f"Base : {database.safe_url}")
-        if args.only is None:
+        if args.only in (None, "public"):
             run_phases(args, database, figures, failures, log)
-        if not args.skip_reminders:
+        if not args.skip_reminders and args.only in (None, "reminders"):
             section("rappels", failures, log,
                     lambda: reminders.bench_reminders(args, database, figures, failures, log))
     except UnsafeDatabase as error:
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     merged = merge_results(figures)
     print(json.dumps({key: merged[key] for key in sorted(figures)}, indent=2, ensure_ascii=False))
     print_verdict(merged, database, log)
+    print_race_verdict(merged)
     reminders.print_verdict(merged)
     for failure in failures:
         log(f"ÉCHEC : {failure}")
@@ -106,14 +115,19 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     from lapins.onboarding import seeding
     from lapins.infra.extensions import db
 
+    timed = args.only is None  # --only public: the département is generated, only the public pages are timed
     small_database = database.twin("small")
-    large_app, small_app = database.app(), small_database.app()
+    large_app = database.app()
     database.reset(large_app)
-    small_database.reset(small_app)
-
-    log(f"1/4 Deux départements identiques de {number(args.small_rdvs)} rdvs : l'un restera petit, l'autre grandira")
-    with small_app.app_context():
-        small_territory = seeding.seed_departement(rdv_count=args.small_rdvs, progress=log.indented).territory_id
+    if timed:
+        small_app = small_database.app()
+        small_database.reset(small_app)
+        log(f"1/5 Deux départements identiques de {number(args.small_rdvs)} rdvs : l'un restera petit, l'autre "
+            "grandira")
+        with small_app.app_context():
+            small_territory = seeding.seed_departement(rdv_count=args.small_rdvs, progress=log.indented).territory_id
+    else:
+        log(f"1/5 Un département de {number(args.small_rdvs)} rdvs")
     with large_app.app_context():
         figures.update(environment(db))
         began = time.perf_counter()
@@ -121,45 +135,70 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
         figures["seed.small_seconds"] = round(time.perf_counter() - began, 1)
         figures["env.rdvs_small"] = rdv_count(db)
 
-        log(f"2/4 Historique du second porté à {number(args.large_rdvs)} rdvs (semaines à venir inchangées)")
+        log(f"2/5 Historique porté à {number(args.large_rdvs)} rdvs (semaines à venir inchangées)")
         began = time.perf_counter()
         added = seeding.add_past_rdvs(territory_id, max(0, args.large_rdvs - figures["env.rdvs_small"]), log.indented)
         seconds = time.perf_counter() - began
         figures.update({"seed.grow_seconds": round(seconds, 1), "seed.grow_rdvs": added,
                         "seed.grow_rdvs_per_second": round(added / seconds) if seconds else None,
                         "env.rdvs_large": rdv_count(db)})
-    growth = section("first_available, petite et grande base en alternance", failures, log, lambda: slot_runs(
-        args, [load_target(small_app, small_territory), load_target(large_app, territory_id)], False, log))
-    if growth:
-        figures.update(growth_figures(*growth))
-    small_database.drop(small_app)
+    if timed:
+        growth = section("first_available, petite et grande base en alternance", failures, log, lambda: slot_runs(
+            args, [load_target(small_app, small_territory), load_target(large_app, territory_id)], False, log))
+        if growth:
+            figures.update(growth_figures(*growth))
+        small_database.drop(small_app)
 
     with large_app.app_context():
-        log("3/4 Semaines à venir remplies comme d'habitude")
+        log("3/5 Semaines à venir remplies comme d'habitude")
         began = time.perf_counter()
         seeding.add_future_rdvs(territory_id, log.indented)
         figures["seed.future_seconds"] = round(time.perf_counter() - began, 1)
         figures["env.rdvs_final"] = rdv_count(db)
-    full = section("first_available et plancher", failures, log,
-                   lambda: slot_runs(args, [load_target(large_app, territory_id)], True, log))
-    if full:
-        figures.update(first_available_figures(full[0]))
+    if timed:
+        full = section("first_available et plancher", failures, log,
+                       lambda: slot_runs(args, [load_target(large_app, territory_id)], True, log))
+        if full:
+            figures.update(first_available_figures(full[0]))
 
-    if args.skip_agenda:
-        log("4/4 Agenda : ignoré (--skip-agenda)")
-        return
-    log(f"4/4 Agenda de la semaine : 1 puis {args.clients} clients × {args.requests} requêtes sous gunicorn")
     from bench.agenda_week import ServerConfig, bench_agenda_week
 
     server = ServerConfig(args.workers, args.worker_class, args.threads)
+    redis_url = os.environ.get("BENCH_REDIS_URL")
+    if args.skip_agenda or not timed:
+        log("4/5 Agenda : ignoré")
+    else:
+        log(f"4/5 Agenda de la semaine : 1 puis {args.clients} clients × {args.requests} requêtes sous gunicorn")
+        with large_app.app_context():
+            agenda = section("agenda de la semaine", failures, log, lambda: bench_agenda_week(
+                database.url, territory_id, args.clients, args.requests, 5, server, log.indented, redis_url,
+                args.conditional))
+        if agenda:
+            figures.update({f"agenda.week.{key}": value for key, value in agenda.items()})
+            if agenda["errors"]:
+                failures.append(f"agenda : {agenda['errors']} requêtes en erreur ({', '.join(agenda['error_kinds'])})")
+
+    if args.skip_public:
+        log("5/5 Sélecteur de créneaux et course : ignorés (--skip-public)")
+        return
+    from bench.public import bench_move_race, bench_next_slots, race_failures
+
+    log(f"5/5 Sélecteur de créneaux : 1 puis {args.public_clients} familles × {args.requests} pages sous gunicorn ; "
+        "puis la course")
     with large_app.app_context():
-        agenda = section("agenda de la semaine", failures, log, lambda: bench_agenda_week(
-            database.url, territory_id, args.clients, args.requests, 5, server, log.indented,
-            os.environ.get("BENCH_REDIS_URL"), args.conditional))
-    if agenda:
-        figures.update({f"agenda.week.{key}": value for key, value in agenda.items()})
-        if agenda["errors"]:
-            failures.append(f"agenda : {agenda['errors']} requêtes en erreur ({', '.join(agenda['error_kinds'])})")
+        picker = section("sélecteur de créneaux", failures, log, lambda: bench_next_slots(
+            large_app, database.url, territory_id, args.public_clients, args.requests, 5, server, log.indented,
+            redis_url))
+        if picker:
+            figures.update({f"public.next_slots.{key}": value for key, value in picker.items()})
+            if picker["errors"]:
+                failures.append(f"sélecteur : {picker['errors']} requêtes en erreur "
+                                f"({', '.join(picker['error_kinds'])})")
+        race = section("course au même créneau", failures, log, lambda: bench_move_race(
+            large_app, database.url, territory_id, server, log.indented, redis_url))
+        if race:
+            figures.update({f"public.move_race.{key}": value for key, value in race.items()})
+            failures.extend(race_failures(race))
 
 
 def section(name: str, failures: list[str], log: Log, measure):
@@ -223,6 +262,16 @@ def environment(db) -> dict:
         "env.redis": bool(os.environ.get("BENCH_REDIS_URL")),
         "env.measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def print_race_verdict(figures: dict) -> None:
+    if "public.move_race.moves" not in figures:
+        return
+    race = {key.removeprefix("public.move_race."): value for key, value in figures.items()
+            if key.startswith("public.move_race.")}
+    print(f"  public.move_race : {race['families']} familles sur {race['free_times']} créneaux → {race['moves']} "
+          f"déplacements, {race['taken_pages']} pages « créneau pris », {race['double_bookings']} double réservation, "
+          f"{race['lost_rdvs']} rdv perdu", file=sys.stderr)
 
 
 def print_verdict(figures: dict, database: BenchDatabase, log: Log) -> None:

@@ -223,7 +223,8 @@ def test_a_lieu_of_another_organisation_cannot_be_edited(client, dept, db):
 # --- Motifs --------------------------------------------------------------------------------------------------
 
 MOTIF = {"name": "Consultation prénatale", "duration_minutes": "45", "location_type": "home", "color": "#18753C",
-         "cancellation_limit_hours": "24", "reminder_offsets": "72, 24", "notify": "y", "active": "y"}
+         "cancellation_limit_hours": "24", "reminder_offsets": "72, 24", "notify": "y", "active": "y",
+         "move_limit_hours": "48", "family_moves_max": "1", "booking_horizon_weeks": "12"}
 
 
 def test_an_admin_creates_and_edits_a_motif(client, dept, db):
@@ -234,6 +235,7 @@ def test_an_admin_creates_and_edits_a_motif(client, dept, db):
     assert (motif.organisation_id, motif.duration_minutes, motif.location_type, motif.color) == (
         dept.sister.id, 45, LocationType.HOME, "#18753c")
     assert (motif.cancellation_limit_hours, motif.reminder_offsets, motif.notify, motif.active) == (24, "72,24", True, True)
+    assert (motif.move_limit_hours, motif.family_moves_max, motif.booking_horizon_weeks) == (48, 1, 12)
 
     form = client.get(f"/admin/motifs/{motif.id}/modifier").get_data(as_text=True)
     assert 'value="home" selected' in form or 'selected value="home"' in form
@@ -244,7 +246,7 @@ def test_an_admin_creates_and_edits_a_motif(client, dept, db):
     assert (motif.duration_minutes, motif.location_type, motif.active, motif.notify, motif.reminder_offsets) == (
         20, LocationType.PHONE, False, False, None)
     listing = client.get(f"/admin/organisations/{dept.sister.id}/motifs").get_data(as_text=True)
-    assert "Inactif" in listing
+    assert "Inactif" in listing and "jusqu'à 48 h avant, 1 fois au plus" in html.unescape(listing)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -259,6 +261,10 @@ def test_an_admin_creates_and_edits_a_motif(client, dept, db):
     ({"color": "#12345g"}, "La couleur s'écrit #RRGGBB"),
     ({"cancellation_limit_hours": "-1"}, "Indiquez un nombre d'heures de 0 à 720."),
     ({"reminder_offsets": "demain"}, "Indiquez des nombres d'heures séparés par des virgules"),
+    ({"move_limit_hours": "721"}, "Indiquez un nombre d'heures de 0 à 720."),
+    ({"family_moves_max": "-1"}, "Indiquez un nombre de 0 à 10 (0 : jamais en ligne)."),
+    ({"family_moves_max": ""}, "Indiquez un nombre de 0 à 10 (0 : jamais en ligne)."),
+    ({"booking_horizon_weeks": "0"}, "Indiquez un nombre de semaines de 1 à 52."),
     ({"name": "pesée"}, "Un motif porte déjà ce nom dans cette organisation."),
     ({"name": "<img src=x onerror=alert(1)>"}, "Les caractères < et > ne sont pas acceptés."),
 ])

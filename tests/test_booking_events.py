@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from lapins import booking
 from lapins.booking import events
-from lapins.booking.events import RdvBooked, RdvCancelled, RdvMoved, RdvStatusSet
+from lapins.booking.events import RdvBooked, RdvCancelled, RdvMoved, RdvStatusSet, TimeLeft
 from lapins.infra.extensions import db
 from lapins.models import Message, MessageKind, MessageStatus, OfferStatus, RdvStatus, SlotOffer, WaitlistSlot
-from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller
+from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller, MoveChannel
 from lapins.notifications import outbox
 from lapins.waitlist import offers
 from tests.test_offers import NOW, cancel, clinic, frozen_time  # noqa: F401  (fixtures shared with the offer tests)
@@ -44,11 +44,13 @@ def test_each_change_is_told_once_inside_the_transaction_then_once_after_the_com
     family = clinic.family("Martin")
     with told() as seen:
         rdv = clinic.rdv(family)
+        left = TimeLeft(rdv.organisation_id, rdv.motif_id, rdv.lieu_id, (clinic.agent.id,), rdv.starts_at,
+                        rdv.ends_at)
         booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at + timedelta(hours=1))
         booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at, notes="Apporter le carnet")
         cancel(rdv)
     booked = RdvBooked(rdv.id, clinic.agent.id, via=BookingChannel.AGENDA)
-    moved = RdvMoved(rdv.id, clinic.agent.id, family_told=True)
+    moved = RdvMoved(rdv.id, clinic.agent.id, family_told=True, via=MoveChannel.AGENDA, left=left)
     noted = RdvMoved(rdv.id, clinic.agent.id, family_told=False)
     cancelled = RdvCancelled(rdv.id, None, by=Canceller.FAMILY, via=CancellationChannel.LINK)
     assert seen == [(moment, event) for event in (booked, moved, noted, cancelled)
@@ -140,3 +142,19 @@ def test_the_confirmation_leaves_with_the_booking_even_as_the_clock_moves_on(cli
     monkeypatch.setattr(outbox, "utcnow", lambda: NOW + timedelta(milliseconds=1))
     rdv = clinic.rdv(clinic.family("Martin"))
     assert confirmation_of(rdv).status == MessageStatus.SENT
+
+
+def test_a_move_frees_the_time_it_leaves_for_the_waiting_list_unless_the_agent_is_still_busy_then(clinic):
+    rdv = clinic.rdv(clinic.family("Martin"))
+    waiting = clinic.wait(clinic.family("Attente", phone="+33622222222"))
+    booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at + timedelta(minutes=15))
+    assert db.session.scalars(select(WaitlistSlot)).all() == []  # 10:00-10:30 → 10:15-10:45: still busy at 10:00
+
+    before = rdv.starts_at
+    with told() as seen:
+        booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at + timedelta(hours=1))
+    assert seen[0][1].left.starts_at == before
+    [slot] = db.session.scalars(select(WaitlistSlot)).all()  # recorded in the move's transaction
+    assert (slot.starts_at, slot.source_rdv_id) == (before, rdv.id)
+    [offer] = db.session.scalars(select(SlotOffer)).all()  # and offered once it committed
+    assert offer.entry_id == waiting.id and offer.slot_id == slot.id

@@ -195,6 +195,7 @@ def test_the_documented_installation_runs_a_departement_end_to_end(deployment, t
     created = admin.post(new_motif, data={
         "csrf_token": csrf(page), "name": "Consultation du nourrisson", "duration_minutes": "30",
         "location_type": "on_site", "color": "#000091", "cancellation_limit_hours": "4", "reminder_offsets": "",
+        "move_limit_hours": "24", "family_moves_max": "2", "booking_horizon_weeks": "8",
         "notify": "y", "active": "y"}, allow_redirects=False)
     assert created.status_code == 302, created.text[:2000]
 

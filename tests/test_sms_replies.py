@@ -147,6 +147,25 @@ def test_too_late_to_cancel_by_sms_says_whom_to_call_and_changes_nothing(inbound
     assert one_segment(answer) and reloaded(rdv).is_live
 
 
+@pytest.mark.parametrize("text", ["CHANGER", "changer", "Déplacer", "modifier."])
+def test_changer_answers_with_the_link_to_pick_another_time_for_the_next_rdv(inbound, family, client, text):
+    rdv = family.rdv(21, 9)
+    family.rdv(28, 9)
+    answer = inbound(text)
+    link = re.search(r"https://rdv\.pmi\.example\.fr(/r/\S+/changer)$", answer)
+    assert answer.startswith("Pour changer la date de votre RDV du mer. 21/10 à 9h : ") and link
+    assert one_segment(answer) and reloaded(rdv).starts_at == datetime(2026, 10, 21, 9, tzinfo=PARIS)
+    opened = client.get(link.group(1))  # the family's rdv page first, for the identity check, then the picker
+    assert opened.status_code == 302 and "suite=changer" in opened.headers["Location"]
+
+
+def test_changer_past_the_motifs_limit_says_whom_to_call(inbound, family, factories):
+    family.rdv(20, 9)  # tomorrow 9:00, 23 hours from now: past the 24-hour limit
+    answer = inbound("CHANGER")
+    assert answer == "Le RDV du mar. 20/10 à 9h n'est plus modifiable en ligne : appelez le 01 41 37 10 10."
+    assert one_segment(answer)
+
+
 def test_any_other_text_from_a_family_gets_the_words_understood(inbound, family):
     family.rdv(21, 9)
     answer = inbound("Bonjour, à quelle heure déjà ?")
@@ -155,11 +174,11 @@ def test_any_other_text_from_a_family_gets_the_words_understood(inbound, family)
 
 def test_a_number_without_rdv_to_come_is_told_so_or_left_unanswered(inbound, family):
     assert inbound("OUI") == "Aucun RDV à venir pour ce numéro. Pour prendre RDV, appelez votre centre de PMI."
-    assert inbound("ANNULER").startswith("Aucun RDV")
+    assert inbound("ANNULER").startswith("Aucun RDV") and inbound("CHANGER").startswith("Aucun RDV")
     assert inbound("Bonjour") is None
 
 
-@pytest.mark.parametrize("text", ["ANNULER", "OUI", "NON", "ANNULER 2", "2", "Bonjour"])
+@pytest.mark.parametrize("text", ["ANNULER", "OUI", "NON", "ANNULER 2", "2", "Bonjour", "CHANGER"])
 def test_an_unknown_number_gets_no_answer_whatever_it_texts(inbound, family, text):
     """Each answer is a billed SMS: a number no usager of the territory has (anyone may text it) gets none."""
     family.rdv(21, 9)

@@ -11,7 +11,7 @@ import time_machine
 from lapins.models import (
     Channel, Message, MessageKind, MessageStatus, OfferStatus, RdvStatus, Role, SlotOffer, SlotStatus, WaitlistSlot,
 )
-from lapins.models.rdvs import CancellationChannel, Canceller
+from lapins.models.rdvs import CancellationChannel, Canceller, MoveChannel, RdvMove
 from lapins.stats.figures import Filters, Scope, chart_series, monthly_figures, totals
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -147,6 +147,24 @@ def test_the_figures_of_a_month_are_counted_from_the_rdvs(paris):
     assert chart["name"][2] == "Taux d’acceptation des propositions" and chart["y"][2] == [33.3, 0.0]
 
 
+def test_moves_by_the_family_count_apart_from_cancellations_in_the_month_of_the_time_left(client, auth, factories,
+                                                                                           db, paris):
+    moved = make_rdv(factories, paris.motif, paris.agent, local(PARIS, 2026, 11, 3, 9), RdvStatus.UNKNOWN)
+    for left in (local(PARIS, 2026, 10, 29, 9), local(PARIS, 2026, 10, 30, 9)):  # moved twice, to November at last
+        db.session.add(RdvMove(rdv_id=moved.id, via=MoveChannel.LINK, moved_at=left - timedelta(days=2),
+                               from_starts_at=left, to_starts_at=left + timedelta(days=1)))
+    db.session.commit()
+    oct_, nov = monthly_figures(scope_of(paris.organisation), Filters(date(2026, 10, 1), date(2026, 11, 1)))
+    assert (oct_.family_moves, nov.family_moves) == (2, 0)
+    assert (oct_.excused, oct_.revoked) == (2, 1) and nov.rdvs == 2  # neither a cancellation nor another rdv
+    other_motif = Filters(date(2026, 10, 1), date(2026, 11, 1), motif_id=paris.other_motif.id)
+    assert october(monthly_figures(scope_of(paris.organisation), other_motif)).family_moves == 0
+    auth.login(paris.agent)
+    page = client.get(f"/statistiques/organisation/{paris.organisation.id}?du=2026-10&au=2026-11").get_data(
+        as_text=True)
+    assert "Déplacés par la famille" in page and table_row(page, "2026-10")[9] == "2"
+
+
 def test_offers_follow_the_filters_and_the_territory(client, auth, factories, db, paris):
     sister = factories.OrganisationFactory(territory=paris.territory, name="PMI Paris 20")
     sister_agent = factories.AgentFactory(organisation=sister)
@@ -166,8 +184,8 @@ def test_offers_follow_the_filters_and_the_territory(client, auth, factories, db
 
     auth.login(paris.admin)
     page = client.get(f"/statistiques/territoire/{paris.territory.id}?du=2026-10&au=2026-11").get_data(as_text=True)
-    assert table_row(page, "2026-10")[11:14] == ["5", "2", "40,0 %"]  # the sister organisation's offers too
-    assert table_row(page, "total")[11:14] == ["6", "2", "33,3 %"]
+    assert table_row(page, "2026-10")[12:15] == ["5", "2", "40,0 %"]  # the sister organisation's offers too
+    assert table_row(page, "total")[12:15] == ["6", "2", "33,3 %"]
 
 
 def test_the_page_shows_the_figures_in_an_accessible_table_and_a_chart(client, auth, paris):
@@ -176,8 +194,8 @@ def test_the_page_shows_the_figures_in_an_accessible_table_and_a_chart(client, a
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert table_row(page, "2026-10") == ["octobre 2026", "9", "4", "1", "20,0\u00a0%", "2", "1", "33,3\u00a0%", "1",
-                                          "1", "6,0\u00a0h", "3", "1", "33,3\u00a0%", "2", "3"]
-    assert table_row(page, "2026-11")[11:14] == ["1", "0", "0,0\u00a0%"]
+                                          "0", "1", "6,0\u00a0h", "3", "1", "33,3\u00a0%", "2", "3"]
+    assert table_row(page, "2026-11")[12:15] == ["1", "0", "0,0\u00a0%"]
     assert table_row(page, "2026-11")[:5] == ["novembre 2026", "1", "0", "1", "100,0\u00a0%"]
     assert table_row(page, "2025-12")[1] == "0"  # the default period: the last 12 months
     assert len(re.findall(r'<tr data-month="\d{4}-\d\d">', page)) == 12
@@ -215,10 +233,10 @@ def test_filters_by_lieu_agent_and_motif(client, auth, paris):
     base = f"/statistiques/organisation/{paris.organisation.id}?du=2026-10&au=2026-10"
     by_lieu = client.get(f"{base}&lieu={paris.lieu.id}").get_data(as_text=True)
     assert table_row(by_lieu, "2026-10")[1:3] == ["1", "1"]
-    assert table_row(by_lieu, "2026-10")[14:] == ["2", "3"]  # the SMS of that lieu's rdv
+    assert table_row(by_lieu, "2026-10")[15:] == ["2", "3"]  # the SMS of that lieu's rdv
     by_agent = client.get(f"{base}&agent={paris.colleague.id}").get_data(as_text=True)
     assert table_row(by_agent, "2026-10")[1:3] == ["1", "1"]
-    assert table_row(by_agent, "2026-10")[11:] == ["0", "0", "—", "0", "0"]  # neither offers nor SMS of hers
+    assert table_row(by_agent, "2026-10")[12:] == ["0", "0", "—", "0", "0"]  # neither offers nor SMS of hers
     by_motif = client.get(f"{base}&motif={paris.other_motif.id}").get_data(as_text=True)
     assert table_row(by_motif, "2026-10")[1:5] == ["1", "0", "1", "100,0\u00a0%"]
 

@@ -104,14 +104,18 @@ def test_an_agent_is_refused_and_another_territorys_administrator_does_not_see_i
 def test_the_settings_are_stored_and_a_new_time_zone_is_warned_about(as_admin, clinic):
     response = post_settings(as_admin, clinic.territory, timezone="Indian/Reunion", sms_sender="07 57 00 00 01",
                              takes_replies="y", reminder_offsets="2, 48", quiet_hours_start="19:30",
-                             quiet_hours_end="07:45")
+                             quiet_hours_end="07:45", moves_any_agent="y")
     assert response.status_code == 302
     territory = reloaded(clinic.territory)
+    assert territory.family_moves_any_agent is True
     assert (territory.timezone, territory.sms_sender, territory.sms_takes_replies, territory.reminder_offsets) == (
         "Indian/Reunion", "+33757000001", True, "48,2")
     assert (territory.quiet_hours_start, territory.quiet_hours_end) == (time(19, 30), time(7, 45))
     page = as_admin.get(response.location).get_data(as_text=True)
     assert "gardent leur instant" in page and "Paramètres enregistrés" in page
+    assert '<input checked id="moves_any_agent"' in page
+    assert post_settings(as_admin, clinic.territory, timezone="Indian/Reunion").status_code == 302
+    assert reloaded(clinic.territory).family_moves_any_agent is False  # an unticked box is not sent
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -14,6 +14,8 @@ from lapins.locale.phones import InvalidPhone, french_number
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 MIN_DURATION, MAX_DURATION = 5, 480
 MAX_CANCELLATION_HOURS = 720
+MAX_FAMILY_MOVES = 10
+MAX_HORIZON_WEEKS = 52
 
 
 def one_line(value):
@@ -80,6 +82,14 @@ class WholeNumberField(IntegerField):
             raise ValueError("Saisissez un nombre entier (exemple : 30).")
 
 
+class KeptNumberField(WholeNumberField):
+    """A whole number that a form posted without it (a script written for an older release) leaves as it was."""
+
+    def process_formdata(self, valuelist):
+        if valuelist:
+            super().process_formdata(valuelist)
+
+
 LOCATION_CHOICES = [SelectChoice(kind.value, kind.label) for kind in LocationType]
 
 
@@ -103,6 +113,13 @@ class MotifForm(Form):
                                                 validators=[
         InputRequired("Saisissez un nombre d'heures (0 : jusqu'au dernier moment)."),
         NumberRange(0, MAX_CANCELLATION_HOURS, f"Indiquez un nombre d'heures de 0 à {MAX_CANCELLATION_HOURS}.")])
+    move_limit_hours = KeptNumberField("Changement de date par la famille possible jusqu'à (heures avant)", default=24,
+                                       validators=[NumberRange(0, MAX_CANCELLATION_HOURS, "Indiquez un nombre "
+                                                               f"d'heures de 0 à {MAX_CANCELLATION_HOURS}.")])
+    family_moves_max = KeptNumberField("Changements de date par la famille, par rendez-vous", default=2, validators=[
+        NumberRange(0, MAX_FAMILY_MOVES, f"Indiquez un nombre de 0 à {MAX_FAMILY_MOVES} (0 : jamais en ligne).")])
+    booking_horizon_weeks = KeptNumberField("Créneaux proposés aux familles sur (semaines)", default=8, validators=[
+        NumberRange(1, MAX_HORIZON_WEEKS, f"Indiquez un nombre de semaines de 1 à {MAX_HORIZON_WEEKS}.")])
     reminder_offsets = StringField("Rappels (heures avant, facultatif)", filters=[one_line], validators=[
         Optional(), Length(max=40, message="40 caractères au plus.")])
     notify = BooleanField("Prévenir les familles (confirmation, changements, rappels)", default=True)

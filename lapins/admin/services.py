@@ -13,6 +13,7 @@ from lapins.infra.extensions import db
 from lapins.models import (
     Agent, AgentRole, Lieu, LocationType, Motif, Organisation, Rdv, Role, Territory, utcnow,
 )
+from lapins.models.agenda_stamps import draw_new_stamps
 from lapins.models.rdvs import CANCELLED_STATUSES
 from lapins.models.territory_admins import TerritoryAdmin
 from lapins.auth import accounts
@@ -114,12 +115,15 @@ def coming_rdv_count(lieu: Lieu) -> int:
 # --- Motifs --------------------------------------------------------------------------------------------------
 
 def save_motif(motif: Motif, *, name: str, duration_minutes: int, location_type: str, color: str, active: bool,
-               notify: bool, cancellation_limit_hours: int, reminder_offsets: str | None) -> Motif:
+               notify: bool, cancellation_limit_hours: int, reminder_offsets: str | None, move_limit_hours: int,
+               family_moves_max: int, booking_horizon_weeks: int) -> Motif:
     if _name_taken(Motif, Motif.organisation_id, motif.organisation_id, name, motif.id):
         raise AdminError("Un motif porte déjà ce nom dans cette organisation.", "name")
     motif.name, motif.duration_minutes, motif.location_type = name, duration_minutes, LocationType(location_type)
     motif.color, motif.active, motif.notify = color.lower(), active, notify
     motif.cancellation_limit_hours, motif.reminder_offsets = cancellation_limit_hours, reminder_offsets or None
+    motif.move_limit_hours, motif.family_moves_max = move_limit_hours, family_moves_max
+    motif.booking_horizon_weeks = booking_horizon_weeks
     db.session.add(motif)
     db.session.commit()
     return motif
@@ -209,6 +213,10 @@ def set_active(agent: Agent, active: bool, actor: Agent) -> None:
     if agent.id == actor.id and not active:
         raise AdminError("Vous ne pouvez pas désactiver votre propre compte.")
     agent.active = active
+    # The free times families are shown are kept on their territory's agenda stamp (lapins.slots.picker).
+    draw_new_stamps(db.session, Territory.id.in_(
+        select(Organisation.territory_id).join(AgentRole, AgentRole.organisation_id == Organisation.id)
+        .where(AgentRole.agent_id == agent.id)))
     if not active:
         agent.end_sessions()  # a reactivation does not bring them back
     db.session.commit()

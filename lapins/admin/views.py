@@ -191,7 +191,10 @@ def _motif_form_page(organisation: Organisation, motif: Motif):
                                    location_type=form.location_type.data, color=form.color.data,
                                    active=form.active.data, notify=form.notify.data,
                                    cancellation_limit_hours=form.cancellation_limit_hours.data,
-                                   reminder_offsets=form.reminder_offsets.data)
+                                   reminder_offsets=form.reminder_offsets.data,
+                                   move_limit_hours=form.move_limit_hours.data,
+                                   family_moves_max=form.family_moves_max.data,
+                                   booking_horizon_weeks=form.booking_horizon_weeks.data)
 
     return _saved_or_page(form, save, lambda saved: f"Motif « {saved.name} » enregistré.",
                           url_for("admin.motifs", organisation_id=organisation.id), "admin/motif_form.html",

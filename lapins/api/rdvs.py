@@ -14,7 +14,7 @@ from lapins.api.routing import ApiError, implements, invalid, page
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_utc
 from lapins.models import Agent, Lieu, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
-from lapins.models.rdvs import BookingChannel, CancellationChannel, rdv_usagers
+from lapins.models.rdvs import BookingChannel, CancellationChannel, MoveChannel, rdv_usagers
 
 UNKNOWN = {
     "motif_id": "Motif inconnu : choisissez un motif de vos organisations (GET /api/v1/motifs).",
@@ -117,7 +117,7 @@ def update_rdv(actor: Agent, *, rdv_id: int, query: dict, body: dict):
         if usagers is not None:
             rdv.usagers = usagers  # written with the move, or rolled back with it
         move_rdv(actor=actor, rdv=rdv, starts_at=starts_at, ends_at=_ends_at(starts_at, minutes), agents=agents,
-                 lieu=lieu, motif=motif, notes=body.get("notes", rdv.notes) or "")
+                 lieu=lieu, motif=motif, notes=body.get("notes", rdv.notes) or "", via=MoveChannel.API)
     except BookingError as error:
         db.session.rollback()
         raise _refused(error) from None

@@ -1,6 +1,6 @@
 """Rate limits (Flask-Limiter) on the account forms (password, second-factor code, reset link, enrolment codes), on
-the family's identity check of its link (per rdv and per client address) and on the REST API (per token and per
-client address, all its routes together).
+the family's identity check of its link (per rdv and per client address), on its pages to move its rdv (the same,
+all of them together) and on the REST API (per token and per client address, all its routes together).
 
 Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
 the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
@@ -40,6 +40,9 @@ TOO_MANY_RESETS = "Trop de demandes de lien. Réessayez dans quelques minutes."
 TOO_MANY_CODES = "Trop de codes essayés. Réessayez dans quelques minutes."
 TOO_MANY_CHECKS = ("Trop d'essais pour vérifier le nom de famille. Réessayez dans quelques minutes, ou appelez votre "
                    "centre de PMI.")
+TOO_MANY_MOVES = ("Trop de demandes pour changer la date de ce rendez-vous. Réessayez dans quelques minutes, ou appelez "
+                  "votre centre de PMI.")
+FAMILY_MOVE_ENDPOINTS = ("family.move_picker", "family.confirm_move", "family.move")
 
 
 def _digest(kind: str, value: str) -> str:
@@ -101,7 +104,7 @@ RULES = (
     Rule("family.check_identity", "FAMILY_CHECK_LIMITS_PER_RDV", "FAMILY_CHECK_LIMITS_PER_IP", rdv_of_link,
          TOO_MANY_CHECKS),
 )
-MESSAGES = {rule.endpoint: rule.message for rule in RULES}
+MESSAGES = {rule.endpoint: rule.message for rule in RULES} | dict.fromkeys(FAMILY_MOVE_ENDPOINTS, TOO_MANY_MOVES)
 
 
 def init_app(app: Flask) -> Limiter:
@@ -123,6 +126,12 @@ def init_app(app: Flask) -> Limiter:
             view = limiter.limit(app.config[rule.per_ip], key_func=client_address, methods=["POST"],
                                  scope="ip")(view)
         app.view_functions[rule.endpoint] = view
+    per_rdv = limiter.shared_limit(app.config["FAMILY_MOVE_LIMITS_PER_RDV"], scope="family-move-rdv",
+                                   key_func=rdv_of_link)
+    per_ip = limiter.shared_limit(app.config["FAMILY_MOVE_LIMITS_PER_IP"], scope="family-move-ip",
+                                  key_func=client_address)
+    for endpoint in FAMILY_MOVE_ENDPOINTS:
+        app.view_functions[endpoint] = per_ip(per_rdv(app.view_functions[endpoint]))
     per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
     per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
     for endpoint in api_endpoints(app):

@@ -21,7 +21,7 @@ from lapins.infra.forms import Form
 
 class PreferencesForm(Form):
     notify_on_family_cancellation = BooleanField(
-        "M'envoyer un e-mail quand une famille annule un de mes rendez-vous")
+        "M'envoyer un e-mail quand une famille annule ou déplace un de mes rendez-vous")
 
 
 def save_preferences(agent, *, notify_on_family_cancellation: bool) -> None:

@@ -10,13 +10,15 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from lapins.booking import events
 from lapins.infra.extensions import db
 from lapins.locale.formatting import local_time
 from lapins.models import Agent, Lieu, LocationType, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
-from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, CancellationChannel, Canceller
+from lapins.models.rdvs import (
+    CANCELLED_STATUSES, BookingChannel, CancellationChannel, Canceller, MoveChannel, RdvMove,
+)
 from lapins.slots import availability
 
 MAX_DURATION = timedelta(hours=12)
@@ -30,6 +32,10 @@ class BookingError(Exception):
         super().__init__(message)
         self.message = message
         self.can_force = can_force
+
+
+class RdvChanged(BookingError):
+    """The rdv is no longer the revision its mover saw: another move (or a replayed form) came first."""
 
 
 def book_rdv(
@@ -68,8 +74,17 @@ def move_rdv(
     motif: Motif | None = None,
     notes: str | None = None,
     force: bool = False,
+    via: MoveChannel = MoveChannel.AGENDA,
+    revision: int | None = None,
 ) -> Rdv:
-    """Change the time, agents, lieu or motif of a live rdv; the duration is kept unless an end is given."""
+    """Change the time, agents, lieu or motif of a live rdv; the duration is kept unless an end is given.
+
+    An agent moves it in the agenda or through the API; a family (no actor) by accepting an offer or on its link's
+    page, where the move is recorded (`RdvMove`). `revision`, when given, is the one the mover saw: if the rdv has
+    changed since (a replayed form, a second tab), RdvChanged is raised and nothing changes.
+    """
+    if (actor is None) != (via in (MoveChannel.OFFER, MoveChannel.LINK)):
+        raise ValueError("an agent moves an rdv in the agenda or through the API, a family by an offer or its link")
     if not rdv.is_live:
         raise BookingError("Ce rendez-vous est annulé : il ne peut plus être déplacé.")
     motif = motif or rdv.motif
@@ -77,7 +92,7 @@ def move_rdv(
         actor, rdv, motif=motif, agents=agents if agents is not None else rdv.agents,
         lieu=rdv.lieu if lieu is KEEP else lieu, starts_at=starts_at,
         ends_at=ends_at or starts_at + (rdv.ends_at - rdv.starts_at), notes=rdv.notes if notes is None else notes,
-        force=force,
+        force=force, via=via, revision=revision,
     )
 
 
@@ -131,6 +146,30 @@ def cancellation_deadline(rdv: Rdv) -> datetime:
     return rdv.starts_at - timedelta(hours=rdv.motif.cancellation_limit_hours)
 
 
+def move_deadline(rdv: Rdv) -> datetime:
+    """Until when the family may move its rdv by itself (link): the motif's limit before the rdv."""
+    return rdv.starts_at - timedelta(hours=rdv.motif.move_limit_hours)
+
+
+def family_moves(rdv_id: int) -> int:
+    return db.session.scalar(select(func.count()).select_from(RdvMove).where(RdvMove.rdv_id == rdv_id))
+
+
+def family_move_refusal(rdv: Rdv, now: datetime) -> str | None:
+    """Why the family may not move this rdv itself now (it must call), or None when it may."""
+    if not rdv.is_live:
+        return "Ce rendez-vous est annulé : il ne peut plus être déplacé."
+    if rdv.motif.family_moves_max == 0:
+        return "Ce type de rendez-vous ne peut pas être déplacé en ligne."
+    if now >= move_deadline(rdv):
+        return (f"Il est trop tard pour changer la date en ligne : c'est possible jusqu'à "
+                f"{rdv.motif.move_limit_hours} h avant le rendez-vous.")
+    if family_moves(rdv.id) >= rdv.motif.family_moves_max:
+        moves = rdv.motif.family_moves_max
+        return f"Ce rendez-vous a déjà été déplacé {moves} fois en ligne : pour le changer encore, il faut appeler."
+    return None
+
+
 def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
     """Record what became of an rdv that has started: seen, no-show, or back to unknown."""
     if status not in (RdvStatus.SEEN, RdvStatus.NOSHOW, RdvStatus.UNKNOWN):
@@ -156,12 +195,15 @@ def set_outcome(*, actor: Agent, rdv: Rdv, status: RdvStatus) -> Rdv:
 
 
 def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent], lieu: Lieu | None,
-              starts_at: datetime, ends_at: datetime, notes: str | None, force: bool) -> Rdv:
+              starts_at: datetime, ends_at: datetime, notes: str | None, force: bool,
+              via: MoveChannel = MoveChannel.AGENDA, revision: int | None = None) -> Rdv:
     if force and actor is None:
         raise ValueError("only an agent may book over a conflict")
     with _transaction() as commit:
         _check_request(motif, agents, lieu, starts_at, ends_at)
         lock_agents([agent.id for agent in agents])
+        if revision is not None:
+            _claim_revision(rdv, revision)
         conflicts = _conflicts(agents, starts_at, ends_at, exclude_rdv_id=rdv.id, tz=motif.organisation.territory.tz)
         if conflicts and not force:
             raise BookingError(conflicts, can_force=True)
@@ -179,6 +221,10 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
         # The family is told again when what it must know changes: the time, the place, what the rdv is for.
         changed = not new and (rdv.starts_at != starts_at or rdv.lieu_id != (lieu.id if lieu else None)
                                or rdv.motif_id != motif.id)
+        left = None if new else _time_left(rdv, agents, starts_at, ends_at)
+        if via == MoveChannel.LINK:
+            db.session.add(RdvMove(rdv_id=rdv.id, via=via, moved_at=utcnow(), from_starts_at=rdv.starts_at,
+                                   to_starts_at=starts_at))
         rdv.motif, rdv.lieu, rdv.starts_at, rdv.ends_at = motif, lieu, starts_at, ends_at
         rdv.notes = (notes or "").strip() or None
         rdv.forced_by_id = actor.id if actor is not None and (conflicts or outside) else None
@@ -189,8 +235,24 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
         db.session.flush()
         actor_id = actor.id if actor is not None else None
         commit(events.RdvBooked(rdv.id, actor_id, via=rdv.booked_via) if new
-               else events.RdvMoved(rdv.id, actor_id, family_told=changed), rdv)
+               else events.RdvMoved(rdv.id, actor_id, family_told=changed, via=via, left=left), rdv)
     return rdv
+
+
+def _claim_revision(rdv: Rdv, revision: int) -> None:
+    """Lock the rdv's row and check it is still live at the revision its mover saw: of two moves from the same page
+    (a replayed form, two tabs), the second waits for the first, then finds the revision changed and is refused."""
+    row = db.session.execute(select(Rdv.revision, Rdv.status).where(Rdv.id == rdv.id).with_for_update()).one()
+    if row.revision != revision or row.status in CANCELLED_STATUSES:
+        raise RdvChanged("Ce rendez-vous a changé entre-temps (il vient peut-être d'être déplacé) : rien n'a été "
+                         "modifié.")
+
+
+def _time_left(rdv: Rdv, agents: list[Agent], starts_at: datetime, ends_at: datetime) -> events.TimeLeft | None:
+    before = tuple(sorted(link.agent_id for link in rdv.agent_links))
+    if (rdv.starts_at, rdv.ends_at) == (starts_at, ends_at) and before == tuple(sorted(a.id for a in agents)):
+        return None
+    return events.TimeLeft(rdv.organisation_id, rdv.motif_id, rdv.lieu_id, before, rdv.starts_at, rdv.ends_at)
 
 
 @contextmanager

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from blinker import Namespace
 
 from lapins.models import Rdv, RdvStatus
-from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller
+from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller, MoveChannel
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,22 @@ class RdvBooked(RdvEvent):
 
 
 @dataclass(frozen=True)
+class TimeLeft:
+    """Where a moved rdv was: its agents are free then, unless the move kept one of them busy at that time."""
+
+    organisation_id: int
+    motif_id: int
+    lieu_id: int | None
+    agent_ids: tuple[int, ...]
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(frozen=True)
 class RdvMoved(RdvEvent):
     family_told: bool  # its time, place or motif changed: what the family must be told again
+    via: MoveChannel = MoveChannel.AGENDA
+    left: TimeLeft | None = None  # None when neither its time nor its agents changed
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The family's page, reached from the link in every SMS and e-mail: no account, the signed link is the key.
 
 It shows the rdv in plain French, in the territory's time zone, offers it as an ICS file, and lets the family
-cancel until the motif's limit. A forwarded link reveals a time and a place, nothing more: names are shown, and
-cancelling allowed, only once this browser has given the first letters of the family's last name (a light check,
+move it (lapins.family.moves) and cancel it until the motif's limits. A forwarded link reveals a time and a place,
+nothing more: names are shown, and moving or cancelling allowed, only once this browser has given the first letters
+of the family's last name (a light check,
 remembered in the signed session cookie, with a limit of wrong tries per rdv kept in the database, and limits on
 the check's requests per rdv and per address in lapins.auth.limits).
 """
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_limiter import RateLimitExceeded
+from sqlalchemy.orm import joinedload
 
-from lapins.auth.limits import TOO_MANY_CHECKS, retry_after_seconds
-from lapins.booking import BookingError
+from lapins.auth.limits import MESSAGES, TOO_MANY_CHECKS, retry_after_seconds
+from lapins.booking import BookingError, family_move_refusal, move_deadline
 from lapins.infra.extensions import db
 from lapins.family import services
 from lapins.family.forms import FamilyCancelForm, IdentityForm
-from lapins.models import Rdv, utcnow
+from lapins.models import Organisation, Rdv, utcnow
 from lapins.models.rdvs import Canceller
 from lapins.notifications import links
 from lapins.notifications.email import rdv_ics
@@ -25,15 +27,20 @@ bp = Blueprint("family", __name__)
 
 
 def _rdv_from(token: str) -> Rdv | None:
+    """The link's rdv with what its pages show, in one query."""
     rdv_id = links.rdv_id_from_token(token)
-    return db.session.get(Rdv, rdv_id) if rdv_id is not None else None
+    if rdv_id is None:
+        return None
+    return db.session.get(Rdv, rdv_id, options=[
+        joinedload(Rdv.motif), joinedload(Rdv.lieu), joinedload(Rdv.agent_links),
+        joinedload(Rdv.organisation).joinedload(Organisation.territory)])
 
 
 def _unavailable(title: str, message: str, code: int):
     return render_template("family/unavailable.html", title=title, message=message), code
 
 
-def _open(token: str):
+def open_link(token: str):
     """The rdv of a valid, unexpired link, or the page that says why there is none."""
     rdv = _rdv_from(token)
     if rdv is None:
@@ -44,15 +51,19 @@ def _open(token: str):
     return rdv, None
 
 
-def _page(rdv: Rdv, token: str, *, identity_form: IdentityForm | None = None,
+def rdv_page_of(rdv: Rdv, token: str, *, identity_form: IdentityForm | None = None,
           cancel_form: FamilyCancelForm | None = None, error: str | None = None, code: int = 200):
     now = utcnow()
     checked = services.is_checked(session, rdv.id)
     can_cancel = services.can_cancel_online(rdv, now)
+    move_refusal = family_move_refusal(rdv, now) if rdv.is_live else None
+    may_act = can_cancel or move_refusal is None
     return render_template(
         "family/rdv.html", rdv=rdv, token=token, tz=rdv.organisation.territory.tz, checked=checked,
         can_cancel=can_cancel, deadline=services.cancellation_deadline(rdv), error=error,
-        locked_until=services.locked_until(rdv.id, now) if can_cancel and not checked else None,
+        move_refusal=move_refusal, move_deadline=move_deadline(rdv), may_act=may_act,
+        then=request.values.get("suite") == "changer",
+        locked_until=services.locked_until(rdv.id, now) if may_act and not checked else None,
         identity_form=identity_form or IdentityForm(), cancel_form=cancel_form or FamilyCancelForm(),
         phone=rdv.phone_to_call,
     ), code
@@ -60,73 +71,79 @@ def _page(rdv: Rdv, token: str, *, identity_form: IdentityForm | None = None,
 
 @bp.route("/r/<token>")
 def rdv_page(token: str):
-    rdv, refusal = _open(token)
-    return refusal or _page(rdv, token)
+    rdv, refusal = open_link(token)
+    return refusal or rdv_page_of(rdv, token)
 
 
 @bp.route("/r/<token>/verifier", methods=["POST"])
 def check_identity(token: str):
-    rdv, refusal = _open(token)
+    rdv, refusal = open_link(token)
     if refusal:
         return refusal
     now = utcnow()
-    if not services.can_cancel_online(rdv, now) or services.is_checked(session, rdv.id):
+    may_act = services.can_cancel_online(rdv, now) or family_move_refusal(rdv, now) is None
+    if not may_act or services.is_checked(session, rdv.id):
         return redirect(url_for("family.rdv_page", token=token))
     form = IdentityForm()
     if services.locked_until(rdv.id, now):
-        return _page(rdv, token, identity_form=form, code=429)
+        return rdv_page_of(rdv, token, identity_form=form, code=429)
     if not form.validate_on_submit():
-        return _page(rdv, token, identity_form=form, code=422)
+        return rdv_page_of(rdv, token, identity_form=form, code=422)
     attempt = services.take_try(rdv.id, now)  # counted before it is checked: the lock read above may be stale
     if attempt is None:
-        return _page(rdv, token, identity_form=form, code=429)
+        return rdv_page_of(rdv, token, identity_form=form, code=429)
     if services.identity_matches(rdv, form.letters.data):
         services.forget_failures(rdv.id)
         services.remember_check(session, rdv.id)
-        return redirect(url_for("family.rdv_page", token=token) + "#annuler")
+        if request.form.get("suite") == "changer" and family_move_refusal(rdv, now) is None:
+            return redirect(url_for("family.move_picker", token=token))
+        return redirect(url_for("family.rdv_page", token=token) + "#changer")
     if attempt.locked_until:
-        return _page(rdv, token, identity_form=form, code=429)
+        return rdv_page_of(rdv, token, identity_form=form, code=429)
     form.letters.errors.append(
         "Ces lettres ne correspondent pas au nom de famille du rendez-vous. Vérifiez et réessayez "
         f"({attempt.tries_left} essai{'s' if attempt.tries_left > 1 else ''} restant{'s' if attempt.tries_left > 1 else ''}).")
-    return _page(rdv, token, identity_form=form, code=422)
+    return rdv_page_of(rdv, token, identity_form=form, code=422)
 
 
 @bp.errorhandler(RateLimitExceeded)
 def too_many_checks(error: RateLimitExceeded):
-    """The identity check's limits per rdv and per address (lapins.auth.limits): the rdv's page, the message, 429."""
+    """The limits per rdv and per address of the identity check and of the move's pages (lapins.auth.limits): the
+    rdv's page, the message, 429."""
     token = (request.view_args or {}).get("token", "")
-    rdv, refusal = _open(token)
+    rdv, refusal = open_link(token)
     if refusal:
         return refusal
-    page, _ = _page(rdv, token, identity_form=IdentityForm(formdata=None), error=TOO_MANY_CHECKS)
+    page, _ = rdv_page_of(rdv, token, identity_form=IdentityForm(formdata=None),
+                          error=MESSAGES.get(request.endpoint or "", TOO_MANY_CHECKS))
     return page, 429, {"Retry-After": str(retry_after_seconds())}
 
 
 @bp.route("/r/<token>/annuler", methods=["POST"])
 def cancel(token: str):
-    rdv, refusal = _open(token)
+    rdv, refusal = open_link(token)
     if refusal:
         return refusal
     if not rdv.is_live:
-        return _page(rdv, token, code=409)
+        return rdv_page_of(rdv, token, code=409)
     if not services.is_checked(session, rdv.id):
-        return _page(rdv, token, error="Pour annuler, saisissez d'abord les 3 premières lettres du nom de famille.",
+        return rdv_page_of(rdv, token,
+                           error="Pour annuler, saisissez d'abord les 3 premières lettres du nom de famille.",
                      code=403)
     form = FamilyCancelForm()
     if not form.validate_on_submit():
-        return _page(rdv, token, cancel_form=form, code=422)
+        return rdv_page_of(rdv, token, cancel_form=form, code=422)
     try:
         services.cancel_from_link(rdv, form.reason.data, utcnow())
     except BookingError as error:
-        return _page(rdv, token, cancel_form=form, error=error.message, code=409)
+        return rdv_page_of(rdv, token, cancel_form=form, error=error.message, code=409)
     return redirect(url_for("family.cancelled", token=token))
 
 
 @bp.route("/r/<token>/annule")
 def cancelled(token: str):
     """The confirmation after the family cancelled; any other visit is the rdv's page."""
-    rdv, refusal = _open(token)
+    rdv, refusal = open_link(token)
     if refusal:
         return refusal
     if rdv.is_live or rdv.cancelled_by_party != Canceller.FAMILY or not services.is_checked(session, rdv.id):

@@ -1,4 +1,4 @@
-"""What a family may do from its link: the identity check (with its limit of wrong tries) and cancelling."""
+"""What a family may do from its link: the identity check (with its limit of wrong tries), moving and cancelling."""
 from __future__ import annotations
 
 import unicodedata
@@ -8,16 +8,21 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, or_, select, update
 
-from lapins.booking import BookingError, cancel_rdv, cancellation_deadline
+from lapins.booking import (
+    BookingError, RdvChanged, cancel_rdv, cancellation_deadline, family_move_refusal, move_rdv,
+)
 from lapins.infra.extensions import db
-from lapins.models import Rdv, RdvStatus
-from lapins.models.rdvs import CancellationChannel, RdvLinkCheck
+from lapins.models import Agent, Rdv, RdvStatus
+from lapins.models.rdvs import CancellationChannel, MoveChannel, RdvLinkCheck
+from lapins.slots import picker
+from lapins.slots.engine import ceil_to_grid
 
 PREFIX_LETTERS = 3
 MAX_FAILURES = 5
 LOCK_DURATION = timedelta(minutes=15)
 SESSION_KEY = "family_checked_rdvs"
 SESSION_KEPT = 20  # rdv ids remembered per browser: a family has a few rdvs, never hundreds
+MOVE_ATTEMPTS = 3  # with "any agent of the lieu", a time taken from one agent may still be free with another
 
 
 # --- Identity check ----------------------------------------------------------------------------------------------
@@ -134,3 +139,56 @@ def cancel_from_link(rdv: Rdv, reason: str | None, now: datetime) -> Rdv:
     if now >= cancellation_deadline(rdv):
         raise BookingError("Il est trop tard pour annuler ce rendez-vous en ligne.")
     return cancel_rdv(actor=None, rdv=rdv, status=RdvStatus.EXCUSED, reason=reason, via=CancellationChannel.LINK)
+
+
+# --- Moving ----------------------------------------------------------------------------------------------------------
+
+class SlotUnavailable(BookingError):
+    """The time chosen is not (or no longer) one the picker offers: taken meanwhile, or never offered."""
+
+    def __init__(self, taken: bool) -> None:
+        super().__init__("Ce créneau vient d'être pris par une autre famille : choisissez-en un autre." if taken else
+                         "Ce créneau n'est pas proposé (il est passé, trop proche ou trop lointain) : choisissez-en "
+                         "un autre.")
+        self.taken = taken
+
+
+def picker_scope(rdv: Rdv, now: datetime) -> picker.Scope:
+    """The times this rdv may move to: its motif and lieu, its agents (or, if the territory allows it and the rdv has
+    one agent, any agent of the lieu), from the motif's change limit after now up to its booking horizon (both on the
+    5-minute grid, so that the picker's pages are kept a few minutes: lapins.slots.picker)."""
+    territory, motif = rdv.organisation.territory, rdv.motif
+    agent_ids = tuple(sorted(link.agent_id for link in rdv.agent_links))
+    any_agent = territory.family_moves_any_agent and len(agent_ids) == 1
+    return picker.Scope(territory=territory, motif=motif, lieu_id=rdv.lieu_id,
+                        agent_ids=None if any_agent else agent_ids,
+                        start=ceil_to_grid(now + timedelta(hours=motif.move_limit_hours)),
+                        end=ceil_to_grid(now + timedelta(weeks=motif.booking_horizon_weeks)),
+                        preferred_agent_ids=agent_ids)
+
+
+def move_from_link(rdv: Rdv, starts_at: datetime, agent_id: int | None, revision: int, now: datetime) -> Rdv:
+    """The family moves its rdv to a time the picker offers, checked again here and under booking's locks.
+
+    Raises BookingError (the motif's limits), RdvChanged (the page was not of the rdv's current revision: a replayed
+    form) or SlotUnavailable; nothing changes then.
+    """
+    refusal = family_move_refusal(rdv, now)
+    if refusal:
+        raise BookingError(refusal)
+    scope = picker_scope(rdv, now)
+    for _ in range(MOVE_ATTEMPTS):
+        choice = picker.choice_at(scope, starts_at, agent_id)
+        if choice is None:
+            raise SlotUnavailable(taken=scope.start <= starts_at < scope.end)
+        agents = list(db.session.scalars(select(Agent).where(Agent.id.in_(choice.agent_ids)).order_by(Agent.id)))
+        try:
+            return move_rdv(actor=None, rdv=rdv, starts_at=choice.starts_at, ends_at=choice.ends_at, agents=agents,
+                            via=MoveChannel.LINK, revision=revision)
+        except RdvChanged:
+            raise
+        except BookingError as error:
+            if not error.can_force:
+                raise
+            agent_id = None  # booked meanwhile: the next free agent at that time, if any
+    raise SlotUnavailable(taken=True)

@@ -39,6 +39,11 @@ class Motif(db.Model):
     reminder_offsets: Mapped[str | None] = mapped_column(String(40))
     # A family may cancel from its link until this many hours before the rdv; later, it must call the centre.
     cancellation_limit_hours: Mapped[int] = mapped_column(default=4)
+    # A family may move its rdv from its link (« Changer de date ») until this many hours before it, at most
+    # `family_moves_max` times (0: never), onto a free slot within `booking_horizon_weeks` weeks.
+    move_limit_hours: Mapped[int] = mapped_column(default=24, server_default="24")
+    family_moves_max: Mapped[int] = mapped_column(default=2, server_default="2")
+    booking_horizon_weeks: Mapped[int] = mapped_column(default=8, server_default="8")
 
     organisation: Mapped[Organisation] = relationship()
 

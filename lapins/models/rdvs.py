@@ -71,6 +71,21 @@ class BookingChannel(enum.StrEnum):
                 "d'attente", "api": "via l'API"}[self.value]
 
 
+class MoveChannel(enum.StrEnum):
+    """Who moved an rdv, and where: an agent in the agenda, another system through the API, the family accepting a
+    waiting-list offer or choosing a new slot on its link's page."""
+
+    AGENDA = "agenda"
+    API = "api"
+    OFFER = "offer"
+    LINK = "link"
+
+    @property
+    def label(self) -> str:
+        return {"agenda": "depuis l'agenda", "api": "via l'API", "offer": "en acceptant une proposition",
+                "link": "via le lien"}[self.value]
+
+
 class Canceller(enum.StrEnum):
     """Who cancelled: an agent (recorded in cancelled_by_id), the family itself, or the system."""
 
@@ -226,3 +241,22 @@ class RdvLinkCheck(db.Model):
     failures: Mapped[int] = mapped_column(default=0)
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RdvMove(db.Model):
+    """A family moving its own rdv from its link: counted against the motif's limit, and in the statistics apart
+    from cancellations (« déplacé par la famille »)."""
+
+    __tablename__ = "rdv_moves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rdv_id: Mapped[int] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"), index=True)
+    via: Mapped[MoveChannel] = mapped_column(_enum(MoveChannel))
+    moved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    to_starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    @property
+    def notice_hours(self) -> int:
+        """Whole hours between the move and the time the family left (derived, as for cancellations)."""
+        return math.floor((self.from_starts_at - self.moved_at).total_seconds() / 3600)

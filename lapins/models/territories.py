@@ -7,6 +7,7 @@ from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ForeignKey, String, Text, Time
+from sqlalchemy import false as sa_false
 from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -72,6 +73,8 @@ class Territory(TerritoryClock, db.Model):
     # No SMS in these local hours: a message due then is held until the end (or sent before the start if too late).
     quiet_hours_start: Mapped[time] = mapped_column(Time, default=time(20, 0))
     quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 0))
+    # A family moving its rdv picks a slot of the same agent(s), or of any agent of the lieu.
+    family_moves_any_agent: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows
     # (lapins.models.agenda_stamps): agenda feeds are cached on it. Random rather than counted, so that a database
     # recreated or restored never meets a cache filled from another one.

@@ -63,3 +63,8 @@ def rdv_id_from_token(token: str) -> int | None:
 
 def family_url(rdv_id: int) -> str:
     return f"{current_app.config['PUBLIC_URL'].rstrip('/')}/r/{rdv_token(rdv_id)}"
+
+
+def move_url(rdv_id: int) -> str:
+    """The page where the family picks another time for its rdv (after the identity check of its rdv's page)."""
+    return f"{family_url(rdv_id)}/changer"

@@ -5,7 +5,7 @@ from lapins.booking import events
 from lapins.booking.events import RdvBooked, RdvCancelled, RdvEvent, RdvMoved, RdvStatusSet
 from lapins.infra.extensions import db
 from lapins.models import MessageKind, Rdv, utcnow
-from lapins.models.rdvs import Canceller
+from lapins.models.rdvs import Canceller, MoveChannel
 from lapins.notifications import agent_emails, outbox
 
 # Rdv ids whose planned messages are due at once, kept on the session from the transaction to its commit.
@@ -49,3 +49,9 @@ def send_due_now(sender, *, event: RdvEvent) -> None:
 def tell_agents_of_family_cancellation(sender, *, event: RdvCancelled) -> None:
     if event.by == Canceller.FAMILY:
         agent_emails.tell_agents_of_family_cancellation(event.rdv_id)
+
+
+@events.committed.connect_via(RdvMoved)
+def tell_agents_of_family_move(sender, *, event: RdvMoved) -> None:
+    if event.via == MoveChannel.LINK:
+        agent_emails.tell_agents_of_family_move(event.rdv_id, event.left.agent_ids if event.left else ())

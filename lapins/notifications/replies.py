@@ -1,4 +1,4 @@
-"""Two-way SMS: what a family's reply OUI or ANNULER does, and the one-segment answer it gets.
+"""Two-way SMS: what a family's reply OUI, ANNULER or CHANGER does, and the one-segment answer it gets.
 
 Only where the territory's sender can take replies (`Territory.sms_takes_replies`: a number, or a Messaging Service,
 never an alphanumeric sender). The reply is read against the family's coming live rdvs, found through the number it
@@ -7,6 +7,8 @@ came from (the usager's or the responsible adult's):
 - ANNULER (or NON) cancels the next one, as the family would on its link (until the motif's limit). When another rdv
   of the same number starts within AMBIGUOUS_WITHIN of it (two children seen the same week), the family is asked
   which one by a numbered list, kept as sent (`SmsReplyRound`), and answers "ANNULER 2" (or just "2");
+- CHANGER gets the link to the page where the family picks another time for the next one (lapins.family.moves),
+  or, when the motif's limits leave it no move, the number to call;
 - any other text from a known number gets the list of words understood, and OUI or ANNULER from a known number with
   no rdv to come is told so; an unknown number (no usager of the territory has it) gets no answer: each answer is a
   billed SMS, and anyone may text the territory's number.
@@ -22,23 +24,26 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased
 
-from lapins.booking import BookingError, cancel_rdv, cancellation_deadline
+from lapins.booking import BookingError, cancel_rdv, cancellation_deadline, family_move_refusal
 from lapins.infra.extensions import db
 from lapins.models import Organisation, Rdv, RdvStatus, SmsReplyRound, Territory, Usager, utcnow
 from lapins.models.rdvs import CANCELLED_STATUSES, CancellationChannel, rdv_usagers
 from lapins.notifications.gsm import transliterate
+from lapins.notifications.links import move_url
 from lapins.notifications.sms_text import display_phone, format_when
 
 logger = logging.getLogger(__name__)
 
 CONFIRM_WORDS = frozenset({"OUI", "O", "OK", "CONFIRMER", "CONFIRME", "YES"})
 CANCEL_WORDS = frozenset({"ANNULER", "ANNULE", "ANNULATION", "NON", "NO"})
+MOVE_WORDS = frozenset({"CHANGER", "CHANGE", "CHANGEMENT", "DEPLACER", "MODIFIER", "REPORTER"})
 AMBIGUOUS_WITHIN = timedelta(hours=72)
 ROUND_LIFETIME = timedelta(hours=12)
 MAX_LISTED = 3  # a numbered list of more would not fit in one SMS
 UPCOMING_LIMIT = 10
 
-HELP = "Répondez OUI pour confirmer votre RDV, ANNULER pour l'annuler, STOP pour ne plus recevoir de SMS."
+HELP = ("Répondez OUI pour confirmer votre RDV, ANNULER pour l'annuler, CHANGER pour changer sa date, STOP pour ne "
+        "plus recevoir de SMS.")
 NOTHING_COMING = "Aucun RDV à venir pour ce numéro. Pour prendre RDV, appelez votre centre de PMI."
 
 
@@ -99,11 +104,13 @@ def answer(phone: str, territory_ids: list[int], reply: Reply) -> str | None:
     if reply.number is not None and reply.words in CANCEL_WORDS | {""} and open_round is not None:
         return _cancel_numbered(open_round, reply.number, phone)
     if not coming:
-        if reply.words in CONFIRM_WORDS | CANCEL_WORDS and is_known(phone, territory_ids):
+        if reply.words in CONFIRM_WORDS | CANCEL_WORDS | MOVE_WORDS and is_known(phone, territory_ids):
             return NOTHING_COMING
         return None
     if reply.words.split(" ")[0] in CONFIRM_WORDS:  # "OUI", "Oui merci !"
         return _confirm(coming[0])
+    if reply.words in MOVE_WORDS:
+        return _move_link(coming[0])
     if reply.words in CANCEL_WORDS:
         close = [rdv for rdv in coming if rdv.starts_at - coming[0].starts_at <= AMBIGUOUS_WITHIN][:MAX_LISTED]
         if len(close) > 1:
@@ -135,6 +142,14 @@ def _cancel(rdv: Rdv) -> str:
         return _sms(f"Le RDV du {_when(rdv)} est déjà annulé.")
     logger.info("Inbound SMS: rdv %s cancelled by the family", rdv.id)
     return _sms(f"Votre RDV du {_when(rdv)} est annulé. Merci de nous avoir prévenus.")
+
+
+def _move_link(rdv: Rdv) -> str:
+    if family_move_refusal(rdv, utcnow()):
+        phone = _phone_of(rdv)
+        call = f"appelez le {phone}" if phone else "appelez votre centre de PMI"
+        return _sms(f"Le RDV du {_when(rdv)} n'est plus modifiable en ligne : {call}.")
+    return _sms(f"Pour changer la date de votre RDV du {_when(rdv)} : {move_url(rdv.id)}")
 
 
 def _ask_which(rdvs: list[Rdv], phone: str) -> str:

@@ -29,7 +29,7 @@ from lapins.models import (
     EntryStatus, Message, MessageStatus, Rdv, RdvAgent, SlotOffer, SmsReplyRound, WaitlistEntry, WaitlistSlot, utcnow,
 )
 from lapins.models.audit import AuditEvent
-from lapins.models.rdvs import RdvLinkCheck, rdv_usagers
+from lapins.models.rdvs import RdvLinkCheck, RdvMove, rdv_usagers
 from lapins.models.waitlist import waitlist_slot_agents
 
 logger = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ def _delete_rdvs(rdv_ids: list[int]) -> RetentionReport:
     # An entry that wanted a slot earlier than one of these rdvs lives on its own terms (old_entry).
     execute_bulk(update(WaitlistEntry).where(WaitlistEntry.rdv_id.in_(rdv_ids)).values(rdv_id=None))
     execute_bulk(delete(RdvLinkCheck).where(RdvLinkCheck.rdv_id.in_(rdv_ids)))
+    execute_bulk(delete(RdvMove).where(RdvMove.rdv_id.in_(rdv_ids)))
     db.session.execute(delete(rdv_usagers).where(rdv_usagers.c.rdv_id.in_(rdv_ids)))
     execute_bulk(delete(RdvAgent).where(RdvAgent.rdv_id.in_(rdv_ids)))
     report.rdvs_deleted += execute_bulk(delete(Rdv).where(Rdv.id.in_(rdv_ids)))

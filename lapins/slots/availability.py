@@ -82,9 +82,10 @@ def first_available(*, territory: Territory, motif: Motif, lieu_id: int | None =
 
 
 def free_slots_between(*, territory: Territory, motif: Motif, start: datetime, end: datetime,
-                       lieu_id: int | None = None, agent_id: int | None = None) -> list[Slot]:
+                       lieu_id: int | None = None, agent_id: int | None = None,
+                       agent_ids: Iterable[int] | None = None) -> list[Slot]:
     """Every free slot for `motif` in [start, end), earliest first."""
-    scope = _Scope.build(territory, motif.id, lieu_id, agent_id, start, end)
+    scope = _Scope.build(territory, motif.id, lieu_id, agent_id, start, end, agent_ids=agent_ids)
     rows = _fetch(scope, busy_window=(start, end))
     return rows.free_slots(territory, timedelta(minutes=motif.duration_minutes), (start, end), None)
 

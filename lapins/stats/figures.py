@@ -1,5 +1,5 @@
-"""Monthly figures of an organisation or a territory: rdvs, no-shows, cancellations, re-bookings, waiting-list offers,
-SMS — computed in SQL.
+"""Monthly figures of an organisation or a territory: rdvs, no-shows, cancellations, moves by families, re-bookings,
+waiting-list offers, SMS — computed in SQL.
 
 Months are the territory's local months. Their bounds (local midnight of each 1st, as UTC instants) are computed in
 Python with zoneinfo, and each row is put in its month by a CASE over those bounds: the same SQL on SQLite and
@@ -22,7 +22,7 @@ from lapins.models import (
     Agent, AgentRole, Channel, Lieu, Message, MessageStatus, Motif, OfferStatus, Rdv, RdvAgent, RdvStatus, SlotOffer,
     WaitlistSlot,
 )
-from lapins.models.rdvs import CANCELLED_STATUSES
+from lapins.models.rdvs import CANCELLED_STATUSES, MoveChannel, RdvMove
 from lapins.slots.engine import local_midnight
 
 LATE_CANCELLATION_HOURS = 48
@@ -70,6 +70,7 @@ class MonthFigures:
     excused: int = 0  # cancelled by the family
     revoked: int = 0  # cancelled by the service
     late_cancellations: int = 0  # by the family, less than 48 h before
+    family_moves: int = 0  # moved by the family from its link, apart from cancellations
     rebooked: int = 0  # cancelled rdvs whose time was booked again afterwards
     rebook_seconds: list[float] = field(default_factory=list)
     offers: int = 0  # freed slots offered to waiting families (one family, one offer)
@@ -254,6 +255,7 @@ def monthly_figures(scope: Scope, filters: Filters) -> list[MonthFigures]:
     figures = [MonthFigures(month) for month in months]
     _count_rdvs(figures, scope, filters, bounds)
     _count_rebookings(figures, scope, filters, bounds)
+    _count_family_moves(figures, scope, filters, bounds)
     _count_offers(figures, scope, filters, bounds)
     _count_sms(figures, scope, filters, bounds)
     return figures
@@ -262,8 +264,8 @@ def monthly_figures(scope: Scope, filters: Filters) -> list[MonthFigures]:
 def totals(figures: list[MonthFigures]) -> MonthFigures:
     total = MonthFigures(figures[0].month if figures else date.today())
     for month in figures:
-        for name in ("rdvs", "seen", "noshow", "excused", "revoked", "late_cancellations", "rebooked", "offers",
-                     "offers_accepted", "sms_sent", "sms_segments"):
+        for name in ("rdvs", "seen", "noshow", "excused", "revoked", "late_cancellations", "family_moves", "rebooked",
+                     "offers", "offers_accepted", "sms_sent", "sms_segments"):
             setattr(total, name, getattr(total, name) + getattr(month, name))
         total.rebook_seconds.extend(month.rebook_seconds)
     return total
@@ -296,6 +298,18 @@ def _count_rebookings(figures: list[MonthFigures], scope: Scope, filters: Filter
     for month, cancelled_at, rebooked_at in db.session.execute(rebookings(scope, filters, bounds)):
         figures[month].rebooked += 1
         figures[month].rebook_seconds.append((rebooked_at - cancelled_at).total_seconds())
+
+
+def _count_family_moves(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
+    """Moves a family made from its link, in the month of the time it left (as a cancellation counts in the month of
+    its rdv); the filters apply to the rdv as it is now."""
+    rows = (select(month_bucket(RdvMove.from_starts_at, bounds).label("month"))
+            .join(Rdv, Rdv.id == RdvMove.rdv_id)
+            .where(RdvMove.via == MoveChannel.LINK, RdvMove.from_starts_at >= bounds[0],
+                   RdvMove.from_starts_at < bounds[-1], *_rdv_conditions(scope, filters, None))
+            .subquery())
+    for month, count in db.session.execute(select(rows.c.month, func.count()).group_by(rows.c.month)):
+        figures[month].family_moves += count
 
 
 def _count_offers(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:

@@ -34,6 +34,8 @@ class SettingsForm(Form):
                                    validators=[Length(max=40, message="40 caractères au plus.")])
     quiet_hours_start = HourField("Pas de SMS à partir de", validators=[Given("Indiquez une heure (exemple : 20:00).")])
     quiet_hours_end = HourField("Jusqu'à", validators=[Given("Indiquez une heure (exemple : 08:00).")])
+    moves_any_agent = BooleanField("Une famille qui change la date de son rendez-vous peut choisir un créneau de "
+                                   "n'importe quel agent du lieu")
 
     def __init__(self, *args, territory, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -67,7 +69,8 @@ class SettingsForm(Form):
         return services.Settings(
             timezone=self.timezone.data, sms_sender=self.sms_sender.data, takes_replies=self.takes_replies.data,
             messaging_service_sid=self.messaging_service_sid.data, reminder_offsets=self.reminder_offsets.data,
-            quiet_hours_start=self.quiet_hours_start.data, quiet_hours_end=self.quiet_hours_end.data)
+            quiet_hours_start=self.quiet_hours_start.data, quiet_hours_end=self.quiet_hours_end.data,
+            moves_any_agent=self.moves_any_agent.data)
 
 
 class CredentialsForm(Form):

@@ -37,6 +37,7 @@ class Settings:
     reminder_offsets: str
     quiet_hours_start: time
     quiet_hours_end: time
+    moves_any_agent: bool
 
 
 def save_settings(territory: Territory, settings: Settings) -> bool:
@@ -48,6 +49,7 @@ def save_settings(territory: Territory, settings: Settings) -> bool:
     territory.twilio_messaging_service_sid = settings.messaging_service_sid
     territory.reminder_offsets = settings.reminder_offsets
     territory.quiet_hours_start, territory.quiet_hours_end = settings.quiet_hours_start, settings.quiet_hours_end
+    territory.family_moves_any_agent = settings.moves_any_agent
     db.session.commit()
     return moved
 

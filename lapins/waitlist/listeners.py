@@ -1,8 +1,9 @@
-"""The waiting list's side of booking's events: a cancelled rdv's time is offered to a waiting family."""
+"""The waiting list's side of booking's events: the time a cancelled or moved rdv leaves is offered to a waiting
+family."""
 from __future__ import annotations
 
 from lapins.booking import events
-from lapins.booking.events import RdvCancelled
+from lapins.booking.events import RdvCancelled, RdvMoved
 from lapins.infra.extensions import db
 from lapins.models import Rdv
 from lapins.waitlist import offers
@@ -18,8 +19,18 @@ def record_freed_slot(sender, *, event: RdvCancelled, rdv: Rdv) -> None:
         db.session.info.setdefault(_FREED, {})[event.rdv_id] = slot.id
 
 
+@events.in_transaction.connect_via(RdvMoved)
+def record_time_left(sender, *, event: RdvMoved, rdv: Rdv) -> None:
+    if event.left is None:
+        return
+    slot = offers.free_left(event.left, rdv)
+    if slot is not None:
+        db.session.info.setdefault(_FREED, {})[event.rdv_id] = slot.id
+
+
 @events.committed.connect_via(RdvCancelled)
-def offer_freed_slot(sender, *, event: RdvCancelled) -> None:
+@events.committed.connect_via(RdvMoved)
+def offer_freed_slot(sender, *, event: RdvCancelled | RdvMoved) -> None:
     slot_id = db.session.info.get(_FREED, {}).pop(event.rdv_id, None)
     if slot_id is not None:
         offers.offer_soon(slot_id)

@@ -1,8 +1,8 @@
 """The offer engine: a freed slot goes to the best-placed waiting family, held for it, then to the next one.
 
-1. **Freeing** (`free_cancelled`, on booking's RdvCancelled event, in the cancellation's own transaction; and
-   `accept` for the old slot of a family that moved earlier): the slot is recorded (`waitlist_slots`, open), then
-   the reallocation job is kicked, as the outbox is after a booking.
+1. **Freeing** (`free_cancelled` and `free_left`, on booking's RdvCancelled and RdvMoved events, in the change's own
+   transaction, whoever made it: an agent, a family on its link or accepting an earlier slot): the slot is recorded
+   (`waitlist_slots`, open), then the reallocation job is kicked, as the outbox is after a booking.
 2. **Offering** (`reallocate`, the beat's job every minute and the kicked task): holds whose time is over expire,
    slots too close to their start close, and each open slot without a hold is offered to the best-placed family:
    same organisation and motif, the lieu if the entry names one, a slot earlier than the family's rdv if it has
@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from lapins import booking
+from lapins.booking.events import TimeLeft
 from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.infra.logs import safe_traceback
@@ -32,7 +33,7 @@ from lapins.models import (
     Agent, Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus,
     SlotOffer, SlotStatus, Usager, WaitlistEntry, utcnow,
 )
-from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel
+from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, MoveChannel
 from lapins.models.waitlist import waitlist_slot_agents
 from lapins.notifications import outbox, timing
 from lapins.slots.engine import to_utc
@@ -76,6 +77,21 @@ def free_cancelled(rdv: Rdv) -> WaitlistSlot | None:
                                 source_rdv_id=rdv.id, commit=False)
     except Exception as error:
         logger.error("Waiting list: the slot freed by rdv %s could not be recorded\n%s", rdv.id, safe_traceback(error))
+        return None
+
+
+def free_left(left: TimeLeft, rdv: Rdv) -> WaitlistSlot | None:
+    """The time a moved rdv left, recorded in the move's transaction as a cancellation's is; not when one of its
+    agents is still busy then (a move by a few minutes). Never fails the move (a savepoint, logged)."""
+    kept = set(left.agent_ids) & {link.agent_id for link in rdv.agent_links}
+    if not left.agent_ids or (kept and rdv.starts_at < left.ends_at and rdv.ends_at > left.starts_at):
+        return None
+    try:
+        with db.session.begin_nested():
+            return record_freed(left.organisation_id, left.motif_id, left.lieu_id, list(left.agent_ids),
+                                left.starts_at, left.ends_at, source_rdv_id=rdv.id, commit=False)
+    except Exception as error:
+        logger.error("Waiting list: the slot left by rdv %s could not be recorded\n%s", rdv.id, safe_traceback(error))
         return None
 
 
@@ -301,10 +317,6 @@ def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
     _refuse_unless_held(offer, now)
     offer_id, slot, entry = offer.id, offer.slot, offer.entry
     moved = entry.rdv if entry.rdv is not None and entry.rdv.is_live and entry.rdv.starts_at > now else None
-    old = None
-    if moved is not None and moved.agent_links:
-        old = (moved.organisation_id, moved.motif_id, moved.lieu_id, sorted(link.agent_id for link in moved.agent_links),
-               moved.starts_at, moved.ends_at, moved.id)
     try:
         claimed = db.session.execute(
             update(SlotOffer).where(SlotOffer.id == offer_id, SlotOffer.status == OfferStatus.HELD,
@@ -320,7 +332,7 @@ def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
         agents = slot.agents or [slot.agent]
         if moved is not None:
             rdv = booking.move_rdv(actor=None, rdv=moved, starts_at=slot.starts_at, ends_at=slot.ends_at,
-                                   agents=agents, lieu=slot.lieu, motif=slot.motif)
+                                   agents=agents, lieu=slot.lieu, motif=slot.motif, via=MoveChannel.OFFER)
         else:
             rdv = booking.book_rdv(actor=None, motif=slot.motif, agents=agents, usagers=[entry.usager],
                                    lieu=slot.lieu, starts_at=slot.starts_at, ends_at=slot.ends_at,
@@ -340,8 +352,6 @@ def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
         db.session.execute(update(SlotOffer).where(SlotOffer.id == offer_id).values(rdv_id=rdv.id))
         db.session.commit()
     logger.info("Waiting list: offer %s accepted, rdv %s", offer_id, rdv.id)
-    if old is not None and record_freed(*old[:6], source_rdv_id=old[6], now=now):
-        kick()
     return rdv
 
 

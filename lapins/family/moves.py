@@ -1,0 +1,156 @@
+"""« Changer de date »: from its rdv's page, a family picks a free time (lapins.slots.picker) and moves its rdv there.
+
+Plain links and forms, no JavaScript needed: the picker's pages are links (each time links to its confirmation
+page), the move is one POST. Every step needs the identity check of the rdv's page; the time posted is found again
+among the times the picker offers (never taken as given) and booked under booking's locks. Rate-limited per rdv and
+per client address (lapins.auth.limits).
+"""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from flask import current_app, redirect, render_template, request, session, url_for
+from markupsafe import Markup
+from sqlalchemy import select
+from wtforms import HiddenField
+
+from lapins.booking import BookingError, RdvChanged, family_move_refusal
+from lapins.family import services
+from lapins.family.pages import bp, open_link, rdv_page_of
+from lapins.infra.database import end_read_only_transaction
+from lapins.infra.extensions import db
+from lapins.infra.forms import Form
+from lapins.models import Rdv, utcnow
+from lapins.models.rdvs import RdvMove
+from lapins.slots import picker
+
+INSTANT = "%Y-%m-%dT%H:%MZ"  # a time in links and forms: UTC, to the minute
+TOKEN_MARK = "jeton-du-lien"  # stands for the family's link in the times' HTML, the same for every family
+
+
+class MoveForm(Form):
+    """The time chosen and the revision of the rdv the page showed; the CSRF token."""
+
+    debut = HiddenField()
+    agent = HiddenField()
+    revision = HiddenField()
+
+
+def instant(text: str | None) -> datetime | None:
+    try:
+        return datetime.strptime(text or "", INSTANT).replace(tzinfo=UTC) if len(text or "") <= 20 else None
+    except ValueError:
+        return None
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() and len(text) <= 12 else None
+
+
+def _day(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text and len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def _movable(token: str):
+    """The rdv this browser may move now, or the page that says why not."""
+    rdv, refusal = open_link(token)
+    if refusal:
+        return None, refusal
+    if not services.is_checked(session, rdv.id):
+        return None, redirect(url_for("family.rdv_page", token=token, suite="changer") + "#verifier")
+    reason = family_move_refusal(rdv, utcnow())
+    if reason:
+        return None, rdv_page_of(rdv, token, error=reason, code=409)
+    return rdv, None
+
+
+@lru_cache(maxsize=1024)
+def _days_html(days: tuple[picker.Day, ...], timezone: str) -> str:
+    """The days' times as links to their confirmation page, rendered once for every family shown the same days."""
+    return current_app.jinja_env.get_template("family/_slot_days.html").render(
+        days=days, tz=ZoneInfo(timezone), instant=INSTANT,
+        confirm_url=url_for("family.confirm_move", token=TOKEN_MARK))
+
+
+def _picker(rdv: Rdv, token: str, *, first: date | None = None, notice: str | None = None, code: int = 200):
+    scope = services.picker_scope(rdv, utcnow())
+    if first is None or first <= scope.first_day:
+        days, first = picker.first_days(scope), None
+        following = days[-1].day + timedelta(days=1) if len(days) == picker.FIRST_DAYS else None
+    else:
+        days = picker.days_between(scope, first, first + timedelta(days=picker.WEEK - 1))
+        following = first + timedelta(days=picker.WEEK)
+    return render_template(
+        "family/move.html", rdv=rdv, token=token, tz=scope.territory.tz, days=days, first=first, notice=notice,
+        days_html=Markup(_days_html(days, scope.territory.timezone).replace(TOKEN_MARK, token)),
+        following=following if following is not None and following <= scope.last_day else None,
+        last_day=scope.last_day, phone=rdv.phone_to_call,
+    ), code
+
+
+@bp.route("/r/<token>/changer")
+def move_picker(token: str):
+    rdv, refusal = _movable(token)
+    page = refusal or _picker(rdv, token, first=_day(request.args.get("du")))
+    end_read_only_transaction()  # rendered: nothing more to read
+    return page
+
+
+@bp.route("/r/<token>/changer/confirmer")
+def confirm_move(token: str):
+    rdv, refusal = _movable(token)
+    if refusal:
+        return refusal
+    starts_at = instant(request.args.get("debut"))
+    scope = services.picker_scope(rdv, utcnow())
+    choice = picker.choice_at(scope, starts_at, _number(request.args.get("agent"))) if starts_at else None
+    if choice is None:
+        unavailable = services.SlotUnavailable(taken=starts_at is not None and scope.start <= starts_at < scope.end)
+        return _picker(rdv, token, notice=unavailable.message, code=409 if unavailable.taken else 422)
+    form = MoveForm(formdata=None, data={"debut": starts_at.strftime(INSTANT), "agent": choice.agent_ids[0],
+                                         "revision": rdv.revision})
+    return render_template("family/move_confirm.html", rdv=rdv, token=token, tz=scope.territory.tz, choice=choice,
+                           form=form)
+
+
+@bp.route("/r/<token>/changer", methods=["POST"])
+def move(token: str):
+    rdv, refusal = open_link(token)
+    if refusal:
+        return refusal
+    if not services.is_checked(session, rdv.id):
+        return rdv_page_of(rdv, token, code=403,
+                           error="Pour changer la date, saisissez d'abord les 3 premières lettres du nom de famille.")
+    form = MoveForm()
+    starts_at, revision = instant(form.debut.data), _number(form.revision.data)
+    if not form.validate_on_submit() or starts_at is None or revision is None:
+        return rdv_page_of(rdv, token, error="Ce formulaire n'est plus valable : choisissez de nouveau un créneau.",
+                     code=400)
+    try:
+        services.move_from_link(rdv, starts_at, _number(form.agent.data), revision, utcnow())
+    except RdvChanged as changed:
+        return rdv_page_of(db.session.get(Rdv, rdv.id), token, error=changed.message, code=409)
+    except services.SlotUnavailable as unavailable:
+        return _picker(db.session.get(Rdv, rdv.id), token, notice=unavailable.message,
+                       code=409 if unavailable.taken else 422)
+    except BookingError as error:
+        return rdv_page_of(db.session.get(Rdv, rdv.id), token, error=error.message, code=409)
+    return redirect(url_for("family.moved", token=token))
+
+
+@bp.route("/r/<token>/deplace")
+def moved(token: str):
+    """The confirmation after the family moved its rdv; any other visit is the rdv's page."""
+    rdv, refusal = open_link(token)
+    if refusal:
+        return refusal
+    move = db.session.scalar(select(RdvMove).where(RdvMove.rdv_id == rdv.id).order_by(RdvMove.id.desc()).limit(1))
+    if move is None or not rdv.is_live or not services.is_checked(session, rdv.id):
+        return redirect(url_for("family.rdv_page", token=token))
+    return render_template("family/moved.html", rdv=rdv, token=token, tz=rdv.organisation.territory.tz, move=move,
+                           phone=rdv.phone_to_call)

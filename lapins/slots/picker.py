@@ -1,0 +1,141 @@
+"""The public slot picker: the free times a family may choose, day by day, for one motif at one lieu.
+
+A family moving its rdv uses it (lapins.family); online booking will too. The first page shows the first
+FIRST_DAYS local days that have a free time, the next ones a week at a time, up to the horizon. Each day is cut
+from its local midnight, whatever the time of the request, so a time shown on a page is found again when the family
+chooses it (`choice_at`), however late it does.
+
+The pages are public and asked for all day, so what they show is kept per process on the territory's agenda stamp
+(lapins.models.agenda_stamps: every change to rdvs, plages, absences, motifs, lieux draws a new one, in the same
+transaction), with the scope's bounds on the 5-minute grid: a page shows what the stamp read before it allowed.
+`choice_at`, which decides a move, always reads the database.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from lapins.models import Motif, Territory
+from lapins.slots import availability
+from lapins.slots.engine import ONE_DAY, Slot, local_midnight
+
+FIRST_DAYS = 3
+WEEK = 7
+KEPT_PAGES = 4096  # then emptied: a département's families ask for a few thousand different weeks at most
+
+_kept: dict[tuple, tuple[Day, ...]] = {}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What may be picked: free times of `motif` at `lieu_id` in [start, end), of every agent of `agent_ids` at once
+    (a family keeping its agents), or of any one agent offering the motif there when `agent_ids` is None."""
+
+    territory: Territory
+    motif: Motif
+    lieu_id: int | None
+    agent_ids: tuple[int, ...] | None
+    start: datetime
+    end: datetime
+    preferred_agent_ids: tuple[int, ...] = ()  # among free agents, these first (the family's own)
+
+    def key(self, first: date, last: date) -> tuple:
+        territory = self.territory
+        return (territory.id, territory.agenda_stamp, self.motif.id, self.lieu_id, self.agent_ids, self.start,
+                self.end, self.preferred_agent_ids, first, last)
+
+    @property
+    def first_day(self) -> date:
+        return self.start.astimezone(self.territory.tz).date()
+
+    @property
+    def last_day(self) -> date:
+        return (self.end - timedelta(microseconds=1)).astimezone(self.territory.tz).date()
+
+
+@dataclass(frozen=True)
+class Choice:
+    starts_at: datetime
+    ends_at: datetime
+    agent_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    choices: tuple[Choice, ...]
+
+
+def first_days(scope: Scope, count: int = FIRST_DAYS) -> tuple[Day, ...]:
+    """The first `count` local days that have a free time: read 2 days, then 4, 8..., as first_available reads."""
+    found: tuple[Day, ...] = ()
+    first, span = scope.first_day, 2
+    while first <= scope.last_day and len(found) < count:
+        last = min(first + timedelta(days=span - 1), scope.last_day)
+        found += days_between(scope, first, last)
+        first, span = last + ONE_DAY, span * 2
+    return found[:count]
+
+
+def days_between(scope: Scope, first: date, last: date) -> tuple[Day, ...]:
+    """The local days from `first` to `last` (included) that have a free time, in order (kept on the stamp)."""
+    first, last = max(first, scope.first_day), min(last, scope.last_day)
+    if first > last:
+        return ()
+    key = scope.key(first, last)
+    if key not in _kept:
+        if len(_kept) >= KEPT_PAGES:
+            _kept.clear()
+        _kept[key] = _read_days(scope, first, last)
+    return _kept[key]
+
+
+def _read_days(scope: Scope, first: date, last: date) -> tuple[Day, ...]:
+    tz = scope.territory.tz
+    slots = availability.free_slots_between(
+        territory=scope.territory, motif=scope.motif, lieu_id=scope.lieu_id, agent_ids=scope.agent_ids,
+        start=local_midnight(first, tz), end=local_midnight(last + ONE_DAY, tz))
+    by_day: dict[date, list[Choice]] = defaultdict(list)
+    for choice in _choices(scope, slots):
+        by_day[choice.starts_at.astimezone(tz).date()].append(choice)
+    return tuple(Day(day, tuple(choices)) for day, choices in sorted(by_day.items()))
+
+
+def choice_at(scope: Scope, starts_at: datetime, agent_id: int | None = None) -> Choice | None:
+    """The free time starting at `starts_at` as the picker shows it (with `agent_id` if it is free then), or None:
+    taken, outside the scope's days and openings, or never offered at that minute."""
+    if not scope.start <= starts_at < scope.end:
+        return None
+    day = starts_at.astimezone(scope.territory.tz).date()
+    for found in _read_days(scope, max(day, scope.first_day), min(day, scope.last_day)):
+        for choice in found.choices:
+            if choice.starts_at == starts_at:
+                return _with_agent(scope, choice, agent_id)
+    return None
+
+
+def _choices(scope: Scope, slots: list[Slot]) -> list[Choice]:
+    """One choice per free time within the scope: the agents it needs all free then, or the first free agent."""
+    by_time: dict[tuple[datetime, datetime], set[int]] = defaultdict(set)
+    for slot in slots:
+        if scope.start <= slot.starts_at < scope.end:
+            by_time[slot.starts_at, slot.ends_at].add(slot.agent_id)
+    choices = []
+    for (starts_at, ends_at), free in sorted(by_time.items()):
+        if scope.agent_ids is not None:
+            if free >= set(scope.agent_ids):
+                choices.append(Choice(starts_at, ends_at, scope.agent_ids))
+            continue
+        preferred = [agent_id for agent_id in scope.preferred_agent_ids if agent_id in free]
+        choices.append(Choice(starts_at, ends_at, tuple(sorted(free, key=lambda agent_id: (
+            agent_id not in preferred, agent_id)))))
+    return choices
+
+
+def _with_agent(scope: Scope, choice: Choice, agent_id: int | None) -> Choice:
+    """In "any agent" mode a choice lists every free agent, preferred first; narrowed here to the one to book."""
+    if scope.agent_ids is not None:
+        return choice
+    chosen = agent_id if agent_id in choice.agent_ids else choice.agent_ids[0]
+    return Choice(choice.starts_at, choice.ends_at, (chosen,))
