@@ -97,8 +97,12 @@ def test_a_motif_without_a_lieu_is_booked_moved_and_checked_against_any_opening(
     db.session.commit()
     rdv = book(clinic, paris(3, 9, 0), lieu=None)
     assert rdv.lieu_id is None and rdv.status == RdvStatus.UNKNOWN
+    assert refusal(lambda: book(clinic, paris(3, 14, 0), lieu=None)) == (
+        "Ce créneau est en dehors des plages d'ouverture de l'agent pour ce motif.", True)
     moved = move_rdv(actor=clinic.colleague, rdv=rdv, starts_at=paris(3, 10, 0), lieu=None)
     assert moved.starts_at == paris(3, 10, 0) and moved.revision == 1
+    kept = move_rdv(actor=clinic.colleague, rdv=rdv, starts_at=paris(3, 10, 0), lieu=None, notes="Par téléphone")
+    assert kept.revision == 1 and kept.notes == "Par téléphone"  # same time, still no lieu: nothing to tell
 
 
 # --- What is written ------------------------------------------------------------------------------------------------
