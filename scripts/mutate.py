@@ -47,7 +47,7 @@ class Room:
 # worker in a subprocess, a real beat) and the browser tests are left out: too slow to run for each mutant.
 ROOMS: dict[str, Room] = {
     "booking": Room(("lapins/booking/__init__.py",), (
-        "tests/test_booking.py", "tests/test_double_booking.py", "tests/test_booking_events.py",
+        "tests/test_booking_rules.py", "tests/test_booking.py", "tests/test_double_booking.py", "tests/test_booking_events.py",
         "tests/test_concurrent_cancellation.py", "tests/test_concurrent_restore.py", "tests/test_api.py",
         "tests/test_family_cancellation.py", "tests/test_rdv_views.py")),
     "links": Room(("lapins/notifications/links.py", "lapins/notifications/offer_links.py"), (
