@@ -116,31 +116,20 @@ class Gunicorn:
         raise RuntimeError("gunicorn ne répond pas sur /connexion après 30 s.")
 
 
-class AgentClient:
-    """A signed-in agent on a keep-alive connection: logs in through the real form, CSRF token included.
+class CookieConnection:
+    """A keep-alive connection to 127.0.0.1 that keeps the cookies it is sent, as a browser does."""
 
-    Like a browser's HTTP cache for FullCalendar's fetch(), it keeps the ETag of each address's last full answer and
-    sends it back in If-None-Match when it asks for that address again (`conditional`); a 304 then stands for that
-    answer. A server that sends no ETag gets no If-None-Match, as from a browser.
-    """
-
-    def __init__(self, port: int, agent: Agent, conditional: bool = True):
+    def __init__(self, port: int):
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.agent_id, self.email = agent.id, agent.email
         self.cookies: dict[str, str] = {}
-        self.conditional = conditional
-        self.etags: dict[str, str] = {}  # path → ETag of its last 200
-        self.last_full: dict[str, tuple[bytes, str | None]] = {}  # path → its last 200's body and ETag
 
-    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
-        headers = {**(headers or {}), "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-        if method == "GET" and self.conditional and path in self.etags:
-            headers["If-None-Match"] = self.etags[path]
+    def send(self, method: str, path: str, body: str | None, headers: dict):
+        headers = {**headers, "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
         try:
             self.connection.request(method, path, body=body, headers=headers)
             response = self.connection.getresponse()
         except (http.client.RemoteDisconnected, ConnectionError):
-            # The server may close an idle keep-alive connection: reconnect once, as a browser would.
+            # gunicorn's sync workers close the connection after each answer: reconnect once, as a browser would.
             self.connection.close()
             self.connection.request(method, path, body=body, headers=headers)
             response = self.connection.getresponse()
@@ -149,6 +138,29 @@ class AgentClient:
             if header.lower() == "set-cookie":
                 name, _, rest = value.partition("=")
                 self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response, payload
+
+
+class AgentClient(CookieConnection):
+    """A signed-in agent on a keep-alive connection: logs in through the real form, CSRF token included.
+
+    Like a browser's HTTP cache for FullCalendar's fetch(), it keeps the ETag of each address's last full answer and
+    sends it back in If-None-Match when it asks for that address again (`conditional`); a 304 then stands for that
+    answer. A server that sends no ETag gets no If-None-Match, as from a browser.
+    """
+
+    def __init__(self, port: int, agent: Agent, conditional: bool = True):
+        super().__init__(port)
+        self.agent_id, self.email = agent.id, agent.email
+        self.conditional = conditional
+        self.etags: dict[str, str] = {}  # path → ETag of its last 200
+        self.last_full: dict[str, tuple[bytes, str | None]] = {}  # path → its last 200's body and ETag
+
+    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
+        headers = dict(headers or {})
+        if method == "GET" and self.conditional and path in self.etags:
+            headers["If-None-Match"] = self.etags[path]
+        response, payload = self.send(method, path, body, headers)
         if method == "GET" and response.status == 200:
             etag = response.getheader("ETag")
             self.last_full[path] = (payload, etag)

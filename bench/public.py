@@ -15,7 +15,6 @@ family told « ce créneau vient d'être pris », no agent booked twice, every r
 from __future__ import annotations
 
 import html
-import http.client
 import json
 import re
 import secrets
@@ -29,7 +28,7 @@ from urllib.parse import urlencode, urljoin
 
 from sqlalchemy import func, select
 
-from bench.agenda_week import ClientResult, Gunicorn, ServerConfig, figures_of
+from bench.agenda_week import ClientResult, CookieConnection, Gunicorn, ServerConfig, figures_of
 from bench.measure import elapsed_ms, now_ns, summary
 from lapins.family import services
 from lapins.infra.extensions import db
@@ -53,32 +52,16 @@ CONFIRM_LINK = re.compile(rb'href="([^"]*changer/confirmer[^"]*)"')
 FORM_FIELD = re.compile(r'<input[^>]*name="(csrf_token|debut|agent|revision)"[^>]*value="([^"]*)"')
 
 
-class Browser:
+class Browser(CookieConnection):
     """A family's browser: a keep-alive connection with its cookies, and the address a proxy in front of gunicorn
     would say it comes from (X-Forwarded-For, read with TRUSTED_PROXIES=1)."""
 
     def __init__(self, port: int, address: str):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.cookies: dict[str, str] = {}
+        super().__init__(port)
         self.address = address
 
     def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
-        headers = {**(headers or {}), "X-Forwarded-For": self.address,
-                   "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-        try:
-            self.connection.request(method, path, body=body, headers=headers)
-            response = self.connection.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionError):
-            # gunicorn's sync workers close the connection after each answer: reconnect, as a browser would.
-            self.connection.close()
-            self.connection.request(method, path, body=body, headers=headers)
-            response = self.connection.getresponse()
-        payload = response.read()
-        for header, value in response.getheaders():
-            if header.lower() == "set-cookie":
-                name, _, rest = value.partition("=")
-                self.cookies[name.strip()] = rest.split(";", 1)[0]
-        return response, payload
+        return self.send(method, path, body, {**(headers or {}), "X-Forwarded-For": self.address})
 
     def post_form(self, page: str, action: str, fields: dict):
         """POST `fields` to `action` with the CSRF token of the form on `page`."""
