@@ -112,8 +112,10 @@ def register_blueprints(app: Flask) -> None:
 
 def register_fast_paths(app: Flask) -> None:
     from lapins.agenda import fast_feed
+    from lapins.family import fast_picker
 
-    fast_feed.install(app)  # the calendar's events feed, before Flask's request machinery
+    fast_picker.install(app)  # the families' slot picker, before Flask's request machinery
+    fast_feed.install(app)  # the calendar's events feed, likewise (outermost: the hottest route)
 
 
 def register_rate_limits(app: Flask) -> None:

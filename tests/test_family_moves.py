@@ -36,6 +36,10 @@ def frozen_time():
 
 @pytest.fixture()
 def clinic(factories):
+    return make_clinic(factories)
+
+
+def make_clinic(factories) -> SimpleNamespace:
     """An agent seeing families every day from 8:00 to 17:00, away all Wednesday 21; the Payet family's rdv."""
     organisation = factories.OrganisationFactory(territory__number="974", territory__timezone="Indian/Reunion",
                                                  name="PMI La Réunion Nord")

@@ -23,6 +23,7 @@ from functools import partial
 
 from flask import Flask, current_app, render_template, request, session
 from flask_limiter import Limiter, RateLimitExceeded
+from limits import parse_many
 from flask_login import current_user
 
 from lapins.auth.blueprint import bp
@@ -43,6 +44,7 @@ TOO_MANY_CHECKS = ("Trop d'essais pour vérifier le nom de famille. Réessayez d
 TOO_MANY_MOVES = ("Trop de demandes pour changer la date de ce rendez-vous. Réessayez dans quelques minutes, ou appelez "
                   "votre centre de PMI.")
 FAMILY_MOVE_ENDPOINTS = ("family.move_picker", "family.confirm_move", "family.move")
+MOVE_RDV_SCOPE, MOVE_IP_SCOPE = "family-move-rdv", "family-move-ip"  # their limits' buckets, shared by the three
 
 
 def _digest(kind: str, value: str) -> str:
@@ -51,11 +53,15 @@ def _digest(kind: str, value: str) -> str:
 
 
 def client_address() -> str:
-    """The client's address; behind TRUSTED_PROXIES proxies, the one the outermost of them saw."""
-    address = request.remote_addr or "unknown"
+    return address_of(request.environ)
+
+
+def address_of(environ) -> str:
+    """The client's address (as an HMAC); behind TRUSTED_PROXIES proxies, the one the outermost of them saw."""
+    address = environ.get("REMOTE_ADDR") or "unknown"
     proxies = current_app.config["TRUSTED_PROXIES"]
     if proxies > 0:
-        forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+        forwarded = [part.strip() for part in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
         if len(forwarded) >= proxies:
             address = forwarded[-proxies]
     return _digest("ip", address)
@@ -78,6 +84,25 @@ def signed_in_agent() -> str:
 def rdv_of_link() -> str:
     """The rdv of the family link in the URL, as the page reads it (forged links all count as one)."""
     return _digest("rdv", str(rdv_id_from_token((request.view_args or {}).get("token", ""))))
+
+
+def count_family_move(app: Flask, address: str, rdv_id: int) -> bool:
+    """Count one request to the family's move pages, as the limits wrapped around their views (init_app) count it,
+    in the same buckets; False, and nothing counted, when a limit is reached. For lapins.family.fast_picker, which
+    then hands the request to Flask: the view's limits answer it with their 429 page."""
+    limiter: Limiter = app.extensions[EXTENSION]
+    if not limiter.enabled:
+        return True
+    prefix = [app.config["RATELIMIT_KEY_PREFIX"]] if app.config["RATELIMIT_KEY_PREFIX"] else []
+    counted = [(item, [*prefix, key, scope])  # the key Flask-Limiter gives a shared limit: [prefix, key, scope]
+               for setting, key, scope in (("FAMILY_MOVE_LIMITS_PER_RDV", _digest("rdv", str(rdv_id)), MOVE_RDV_SCOPE),
+                                           ("FAMILY_MOVE_LIMITS_PER_IP", address, MOVE_IP_SCOPE))
+               for item in parse_many(app.config[setting])]
+    if not all(limiter.limiter.test(item, *key) for item, key in counted):
+        return False
+    for item, key in counted:
+        limiter.limiter.hit(item, *key)
+    return True
 
 
 def api_token() -> str:
@@ -126,9 +151,9 @@ def init_app(app: Flask) -> Limiter:
             view = limiter.limit(app.config[rule.per_ip], key_func=client_address, methods=["POST"],
                                  scope="ip")(view)
         app.view_functions[rule.endpoint] = view
-    per_rdv = limiter.shared_limit(app.config["FAMILY_MOVE_LIMITS_PER_RDV"], scope="family-move-rdv",
+    per_rdv = limiter.shared_limit(app.config["FAMILY_MOVE_LIMITS_PER_RDV"], scope=MOVE_RDV_SCOPE,
                                    key_func=rdv_of_link)
-    per_ip = limiter.shared_limit(app.config["FAMILY_MOVE_LIMITS_PER_IP"], scope="family-move-ip",
+    per_ip = limiter.shared_limit(app.config["FAMILY_MOVE_LIMITS_PER_IP"], scope=MOVE_IP_SCOPE,
                                   key_func=client_address)
     for endpoint in FAMILY_MOVE_ENDPOINTS:
         app.view_functions[endpoint] = per_ip(per_rdv(app.view_functions[endpoint]))

@@ -157,16 +157,24 @@ def family_moves(rdv_id: int) -> int:
 
 def family_move_refusal(rdv: Rdv, now: datetime) -> str | None:
     """Why the family may not move this rdv itself now (it must call), or None when it may."""
-    if not rdv.is_live:
+    return move_refusal(live=rdv.is_live, moves_max=rdv.motif.family_moves_max,
+                        limit_hours=rdv.motif.move_limit_hours, starts_at=rdv.starts_at,
+                        moves_done=lambda: family_moves(rdv.id), now=now)
+
+
+def move_refusal(*, live: bool, moves_max: int, limit_hours: int, starts_at: datetime,
+                 moves_done: Callable[[], int], now: datetime) -> str | None:
+    """family_move_refusal from the rdv's values (the family pages' fast path reads them in one row); the moves
+    already made are counted only when the rest allows the move."""
+    if not live:
         return "Ce rendez-vous est annulé : il ne peut plus être déplacé."
-    if rdv.motif.family_moves_max == 0:
+    if moves_max == 0:
         return "Ce type de rendez-vous ne peut pas être déplacé en ligne."
-    if now >= move_deadline(rdv):
+    if now >= starts_at - timedelta(hours=limit_hours):
         return (f"Il est trop tard pour changer la date en ligne : c'est possible jusqu'à "
-                f"{rdv.motif.move_limit_hours} h avant le rendez-vous.")
-    if family_moves(rdv.id) >= rdv.motif.family_moves_max:
-        moves = rdv.motif.family_moves_max
-        return f"Ce rendez-vous a déjà été déplacé {moves} fois en ligne : pour le changer encore, il faut appeler."
+                f"{limit_hours} h avant le rendez-vous.")
+    if moves_done() >= moves_max:
+        return f"Ce rendez-vous a déjà été déplacé {moves_max} fois en ligne : pour le changer encore, il faut appeler."
     return None
 
 

@@ -8,11 +8,11 @@ per client address (lapins.auth.limits).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from flask import current_app, redirect, render_template, request, session, url_for
-from markupsafe import Markup
+from flask import redirect, render_template, request, session, url_for
+from flask_login import current_user
+from markupsafe import Markup, escape
 from sqlalchemy import select
 from wtforms import HiddenField
 
@@ -22,12 +22,19 @@ from lapins.family.pages import bp, open_link, rdv_page_of
 from lapins.infra.database import end_read_only_transaction
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
+from lapins.locale.formatting import local_datetime
 from lapins.models import Rdv, utcnow
 from lapins.models.rdvs import RdvMove
 from lapins.slots import picker
 
 INSTANT = "%Y-%m-%dT%H:%MZ"  # a time in links and forms: UTC, to the minute
-TOKEN_MARK = "jeton-du-lien"  # stands for the family's link in the times' HTML, the same for every family
+# A picker page's HTML is the same for every family shown the same times at the same lieu, but for the family's link
+# and its rdv's time: it is rendered once with these marks (no escaping changes them) and kept per process.
+TOKEN_MARK = "jeton-du-lien-de-la-famille"
+CURRENT_MARK = "heure-du-rdv-de-la-famille"
+KEPT_SHELLS = 4096  # then emptied, as lapins.slots.picker's pages
+FLASHES = "_flashes"  # Flask's session key for flashed messages
+_shells: dict[tuple, str] = {}
 
 
 class MoveForm(Form):
@@ -69,28 +76,45 @@ def _movable(token: str):
     return rdv, None
 
 
-@lru_cache(maxsize=1024)
-def _days_html(days: tuple[picker.Day, ...], timezone: str) -> str:
-    """The days' times as links to their confirmation page, rendered once for every family shown the same days."""
-    return current_app.jinja_env.get_template("family/_slot_days.html").render(
-        days=days, tz=ZoneInfo(timezone), instant=INSTANT,
-        confirm_url=url_for("family.confirm_move", token=TOKEN_MARK))
-
-
 def _picker(rdv: Rdv, token: str, *, first: date | None = None, notice: str | None = None, code: int = 200):
     scope = services.picker_scope(rdv, utcnow())
-    if first is None or first <= scope.first_day:
-        days, first = picker.first_days(scope), None
-        following = days[-1].day + timedelta(days=1) if len(days) == picker.FIRST_DAYS else None
-    else:
-        days = picker.days_between(scope, first, first + timedelta(days=picker.WEEK - 1))
-        following = first + timedelta(days=picker.WEEK)
+    shown = picker.page(scope, first)
+    lieu_name, phone = (rdv.lieu.name if rdv.lieu else None), rdv.phone_to_call
+    if current_user.is_authenticated or FLASHES in session:
+        # An agent's header or a message of this browser's: this page is rendered for this request alone.
+        page = _render(scope, shown, lieu_name, phone, notice, token, local_datetime(rdv.starts_at, scope.territory.tz))
+        return page, code
+    key = shell_key(scope, first, lieu_name, phone, notice, request.script_root)
+    if key not in _shells:
+        if len(_shells) >= KEPT_SHELLS:
+            _shells.clear()
+        _shells[key] = _render(scope, shown, lieu_name, phone, notice, TOKEN_MARK, CURRENT_MARK)
+    return filled(_shells[key], token, rdv.starts_at, scope.territory.tz), code
+
+
+def shell_key(scope: picker.Scope, first: date | None, lieu_name: str | None, phone: str | None,
+              notice: str | None, script_root: str) -> tuple:
+    """What a picker page's HTML depends on, but the family's link and its rdv's time (see filled)."""
+    return scope.key(first, None), lieu_name, phone, notice, script_root
+
+
+def kept_shell(key: tuple) -> str | None:
+    return _shells.get(key)
+
+
+def filled(shell: str, token: str, starts_at: datetime, tz: ZoneInfo) -> str:
+    """A kept page made the family's: its link in every URL, its rdv's time in the text (escaped as Jinja would)."""
+    return shell.replace(TOKEN_MARK, token).replace(CURRENT_MARK, str(escape(local_datetime(starts_at, tz))))
+
+
+def _render(scope: picker.Scope, shown: picker.Page, lieu_name: str | None, phone: str | None, notice: str | None,
+            token: str, current: str) -> str:
+    tz = scope.territory.tz
+    days_html = render_template("family/_slot_days.html", days=shown.days, tz=tz, instant=INSTANT,
+                                confirm_url=url_for("family.confirm_move", token=token))
     return render_template(
-        "family/move.html", rdv=rdv, token=token, tz=scope.territory.tz, days=days, first=first, notice=notice,
-        days_html=Markup(_days_html(days, scope.territory.timezone).replace(TOKEN_MARK, token)),
-        following=following if following is not None and following <= scope.last_day else None,
-        last_day=scope.last_day, phone=rdv.phone_to_call,
-    ), code
+        "family/move.html", token=token, current=current, lieu_name=lieu_name, days=shown.days, first=shown.first,
+        notice=notice, days_html=Markup(days_html), following=shown.following, last_day=scope.last_day, phone=phone)
 
 
 @bp.route("/r/<token>/changer")

@@ -157,10 +157,15 @@ def picker_scope(rdv: Rdv, now: datetime) -> picker.Scope:
     """The times this rdv may move to: its motif and lieu, its agents (or, if the territory allows it and the rdv has
     one agent, any agent of the lieu), from the motif's change limit after now up to its booking horizon (both on the
     5-minute grid, so that the picker's pages are kept a few minutes: lapins.slots.picker)."""
-    territory, motif = rdv.organisation.territory, rdv.motif
-    agent_ids = tuple(sorted(link.agent_id for link in rdv.agent_links))
+    return scope_of(rdv.organisation.territory, rdv.motif, rdv.lieu_id,
+                    tuple(sorted(link.agent_id for link in rdv.agent_links)), now)
+
+
+def scope_of(territory, motif, lieu_id: int | None, agent_ids: tuple[int, ...], now: datetime) -> picker.Scope:
+    """picker_scope from the rdv's values: `territory` and `motif` are the models or rows with the same attributes
+    (lapins.family.fast_picker reads them in one query)."""
     any_agent = territory.family_moves_any_agent and len(agent_ids) == 1
-    return picker.Scope(territory=territory, motif=motif, lieu_id=rdv.lieu_id,
+    return picker.Scope(territory=territory, motif=motif, lieu_id=lieu_id,
                         agent_ids=None if any_agent else agent_ids,
                         start=ceil_to_grid(now + timedelta(hours=motif.move_limit_hours)),
                         end=ceil_to_grid(now + timedelta(weeks=motif.booking_horizon_weeks)),

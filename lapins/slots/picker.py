@@ -8,7 +8,8 @@ chooses it (`choice_at`), however late it does.
 The pages are public and asked for all day, so what they show is kept per process on the territory's agenda stamp
 (lapins.models.agenda_stamps: every change to rdvs, plages, absences, motifs, lieux draws a new one, in the same
 transaction), with the scope's bounds on the 5-minute grid: a page shows what the stamp read before it allowed.
-`choice_at`, which decides a move, always reads the database.
+`choice_at`, which decides a move, always reads the database. `page(..., kept_only=True)` answers only from what is
+kept (None otherwise): for the family pages' fast path (lapins.family.fast_picker), which leaves any reading to Flask.
 """
 from __future__ import annotations
 
@@ -27,13 +28,17 @@ KEPT_PAGES = 4096  # then emptied: a département's families ask for a few thous
 _kept: dict[tuple, tuple[Day, ...]] = {}
 
 
+class NotKept(Exception):
+    """A page asked for with kept_only=True would have to read the database."""
+
+
 @dataclass(frozen=True)
 class Scope:
     """What may be picked: free times of `motif` at `lieu_id` in [start, end), of every agent of `agent_ids` at once
     (a family keeping its agents), or of any one agent offering the motif there when `agent_ids` is None."""
 
-    territory: Territory
-    motif: Motif
+    territory: Territory  # or a row with the same id, agenda_stamp and tz (lapins.family.fast_picker)
+    motif: Motif  # or a row with the same id
     lieu_id: int | None
     agent_ids: tuple[int, ...] | None
     start: datetime
@@ -67,24 +72,52 @@ class Day:
     choices: tuple[Choice, ...]
 
 
-def first_days(scope: Scope, count: int = FIRST_DAYS) -> tuple[Day, ...]:
+@dataclass(frozen=True)
+class Page:
+    """One page of the picker: its days, the first day of the week it shows (None for the first page), and the
+    first day of the next page if there is one within the horizon."""
+
+    days: tuple[Day, ...]
+    first: date | None
+    following: date | None
+
+
+def page(scope: Scope, first: date | None = None, *, kept_only: bool = False) -> Page | None:
+    """The first page (the first FIRST_DAYS days with a free time), or the week from `first`; with kept_only, None
+    unless every day it shows is kept already."""
+    try:
+        if first is None or first <= scope.first_day:
+            days = first_days(scope, kept_only=kept_only)
+            following = days[-1].day + ONE_DAY if len(days) == FIRST_DAYS else None
+            first = None
+        else:
+            days = days_between(scope, first, first + timedelta(days=WEEK - 1), kept_only=kept_only)
+            following = first + timedelta(days=WEEK)
+    except NotKept:
+        return None
+    return Page(days, first, following if following is not None and following <= scope.last_day else None)
+
+
+def first_days(scope: Scope, count: int = FIRST_DAYS, *, kept_only: bool = False) -> tuple[Day, ...]:
     """The first `count` local days that have a free time: read 2 days, then 4, 8..., as first_available reads."""
     found: tuple[Day, ...] = ()
     first, span = scope.first_day, 2
     while first <= scope.last_day and len(found) < count:
         last = min(first + timedelta(days=span - 1), scope.last_day)
-        found += days_between(scope, first, last)
+        found += days_between(scope, first, last, kept_only=kept_only)
         first, span = last + ONE_DAY, span * 2
     return found[:count]
 
 
-def days_between(scope: Scope, first: date, last: date) -> tuple[Day, ...]:
+def days_between(scope: Scope, first: date, last: date, *, kept_only: bool = False) -> tuple[Day, ...]:
     """The local days from `first` to `last` (included) that have a free time, in order (kept on the stamp)."""
     first, last = max(first, scope.first_day), min(last, scope.last_day)
     if first > last:
         return ()
     key = scope.key(first, last)
     if key not in _kept:
+        if kept_only:
+            raise NotKept
         if len(_kept) >= KEPT_PAGES:
             _kept.clear()
         _kept[key] = _read_days(scope, first, last)
