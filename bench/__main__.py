@@ -6,8 +6,8 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
      runs interleaved so that the machine's load weighs alike on each: the growth ratio;
   3. book the coming weeks of the large one to their usual occupancy, time first_available and its one-query floor;
   4. serve the app with gunicorn; fetch agents' week agendas with one client, then with concurrent clients;
-  5. families on the public slot picker, one then --public-clients at once, and 200 families racing to move onto the
-     same 20 free times (bench/public.py).
+  5. families on the public slot picker, one alone, then --public-clients connections of wrk (bench/wrk.py), and 200
+     families racing to move onto the same 20 free times (bench/public.py).
 """
 from __future__ import annotations
 
@@ -183,8 +183,8 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
         return
     from bench.public import bench_move_race, bench_next_slots, race_failures
 
-    log(f"5/5 Sélecteur de créneaux : 1 puis {args.public_clients} familles × {args.requests} pages sous gunicorn ; "
-        "puis la course")
+    log(f"5/5 Sélecteur de créneaux : 1 famille × {args.requests} pages, puis wrk sur {args.public_clients} familles "
+        "(3 × 10 s en alternance avec le plancher) sous gunicorn ; puis la course")
     with large_app.app_context():
         picker = section("sélecteur de créneaux", failures, log, lambda: bench_next_slots(
             large_app, database.url, territory_id, args.public_clients, args.requests, 5, server, log.indented,
@@ -279,6 +279,8 @@ def print_verdict(figures: dict, database: BenchDatabase, log: Log) -> None:
     for key, target in TARGETS.items():
         value = figures.get(key)
         verdict = "non mesuré" if value is None else "OK" if value <= target else "AU-DESSUS DE LA CIBLE"
+        if value is not None and figures.get(f"{key.rsplit('.', 1)[0]}.client_bound"):
+            verdict = "PAS UN RÉSULTAT : le client de charge a pris plus de la moitié du CPU"
         print(f"  {key:<36} {value if value is not None else '—':>10}   cible ≤ {target:<5} {verdict}", file=sys.stderr)
     print(f"Écrit dans {RESULTS_PATH}", file=sys.stderr)
     if database.is_fallback:

@@ -2,10 +2,12 @@
 free times (public.move_race), served by gunicorn against the benchmark's département.
 
 next_slots: families whose rdvs are of the busiest motif and lieu of the coming weeks, each in a browser of its own
-(a keep-alive connection with its session cookie) that passed the identity check, fetch the picker's first page
-(/r/<token>/changer) back to back: one family, then --public-clients at once. Its floor (bench/public_floor.py): the
-same clients against a WSGI app, on the same gunicorn, that reads in one query every row the family's first page
-needs (lapins.slots.availability.fetch_rows_for_floor over the days it shows) and answers the picker's median page.
+(its session cookie, its address) that passed the identity check, fetch the picker's first page (/r/<token>/changer):
+one family back to back (the Python client), then wrk (bench/wrk.py) over --public-clients connections, each request
+a family's page with its cookie, in three 10-second windows alternated with the floor's. The floor
+(bench/public_floor.py): the same wrk against a WSGI app, on the same gunicorn, that reads in one query every row the
+family's first page needs (lapins.slots.availability.fetch_rows_for_floor over the days it shows) and answers the
+picker's median page.
 
 move_race: a lieu opened for the race, with one agent who has RACE_TIMES free times in a few days, and RACE_FAMILIES
 families whose rdvs fill her days a week later. Each family opens its picker and the confirmation page of one of the
@@ -28,7 +30,8 @@ from urllib.parse import urlencode, urljoin
 
 from sqlalchemy import func, select
 
-from bench.agenda_week import ClientResult, CookieConnection, Gunicorn, ServerConfig, figures_of
+from bench import wrk
+from bench.agenda_week import ClientResult, CookieConnection, Gunicorn, ServerConfig
 from bench.measure import elapsed_ms, now_ns, summary
 from lapins.family import services
 from lapins.infra.extensions import db
@@ -131,86 +134,77 @@ def picker_families(territory_id: int, count: int) -> tuple[dict, list[Family]]:
     return {"motif_id": motif_id, "lieu_id": lieu_id}, families
 
 
-def fetch_pages(port: int, families: list[Family], requests_each: int, warmup_each: int, floor: bool,
-                log) -> tuple[list[PageResult], float]:
-    """One thread per family, all released together, each fetching its picker's first page back to back."""
-    browsers = [Browser(port, address(index)) for index in range(len(families))]
-    if not floor:
-        for browser, family in zip(browsers, families):
-            check_identity(browser, family)
-    released: list[float] = []
-    barrier = threading.Barrier(len(browsers), action=lambda: released.append(clock.perf_counter()))
-    results = [PageResult() for _ in browsers]
-
-    def work(index: int) -> None:
-        browser, result = browsers[index], results[index]
-        path = f"/floor/{index}" if floor else f"{families[index].path}/changer"
-        for _ in range(warmup_each):
-            browser.request("GET", path)
-        barrier.wait(timeout=300)
-        for _ in range(requests_each):
-            began = now_ns()
-            try:
-                response, payload = browser.request("GET", path)
-            except OSError as error:
-                result.errors.append(type(error).__name__)
-                continue
-            took = elapsed_ms(began)
-            if response.status != 200:
-                result.errors.append(f"HTTP {response.status}")
-                continue
-            result.latencies_ms.append(took)
-            result.empty_pages += b"lapins-creneaux" not in payload
-            result.last_body = payload
-
-    threads = [threading.Thread(target=work, args=(index,), daemon=True) for index in range(len(browsers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = clock.perf_counter() - released[0]
-    log(f"{len(browsers)} client(s) : {sum(len(r.latencies_ms) for r in results)} pages en {wall:.1f} s")
-    return results, wall
+def one_family_alone(port: int, family: Family, requests_each: int, warmup_each: int) -> PageResult:
+    """One family's browser fetching its picker's first page back to back: the latency with no one else asking."""
+    browser, result = Browser(port, address(0)), PageResult()
+    check_identity(browser, family)
+    for _ in range(warmup_each):
+        browser.request("GET", f"{family.path}/changer")
+    for _ in range(requests_each):
+        began = now_ns()
+        try:
+            response, payload = browser.request("GET", f"{family.path}/changer")
+        except OSError as error:
+            result.errors.append(type(error).__name__)
+            continue
+        took = elapsed_ms(began)
+        if response.status != 200:
+            result.errors.append(f"HTTP {response.status}")
+            continue
+        result.latencies_ms.append(took)
+        result.empty_pages += b"lapins-creneaux" not in payload
+    return result
 
 
 def bench_next_slots(app, database_url: str, territory_id: int, clients: int, requests_each: int, warmup_each: int,
-                     config: ServerConfig, log, redis_url: str | None = None) -> dict:
+                     config: ServerConfig, log, redis_url: str | None = None, seconds: float = 10,
+                     repeats: int = 3) -> dict:
+    """One family alone (the Python client, one page after the other), then `clients` connections of wrk over every
+    family's page, `repeats` windows of `seconds` in turns with the floor's (bench.wrk.alternated)."""
     link_key = link_key_in(app)
     chosen, families = picker_families(territory_id, clients)
     db.session.rollback()
     if not families:
         raise RuntimeError("aucune famille ne peut déplacer son rdv : rien à mesurer")
+    if not wrk.available():
+        raise RuntimeError("wrk manquant : `bash scripts/system-packages wrk` (make bench l'installe)")
     log(f"motif {chosen['motif_id']}, lieu {chosen['lieu_id']} : {len(families)} familles")
     env = {**SERVED, "LINK_SECRET_KEY": link_key}
     with Gunicorn(database_url, config, redis_url, env=env) as server:
-        alone, _ = fetch_pages(server.port, families[:1], requests_each, warmup_each, False, log)
-        results, wall = fetch_pages(server.port, families, requests_each, warmup_each, False, log)
-    bodies = sorted((result.last_body for result in results if result.last_body), key=len)
-    if not bodies:
-        raise RuntimeError("aucune page du sélecteur à rejouer pour le plancher")
-    with tempfile.TemporaryDirectory(prefix="lapins-bench-public-") as directory:
-        Path(directory, "body.html").write_bytes(bodies[len(bodies) // 2])
-        Path(directory, "queries.json").write_text(json.dumps([family.floor for family in families]))
-        with Gunicorn(database_url, config, application="bench.public_floor:app",
-                      env={"BENCH_FLOOR_BODY": f"{directory}/body.html",
-                           "BENCH_FLOOR_QUERIES": f"{directory}/queries.json"}) as server:
-            log(f"plancher : bench/public_floor.py, une requête SQL par page, réponses de {len(bodies[0])} à "
-                f"{len(bodies[-1])} octets")
-            floor_results, floor_wall = fetch_pages(server.port, families, requests_each, warmup_each, True, log)
-    floor_errors = [error for result in floor_results for error in result.errors]
-    if floor_errors:
-        raise RuntimeError(f"plancher : {len(floor_errors)} requêtes en erreur "
-                           f"({', '.join(sorted(set(floor_errors)))})")
-    concurrent, floor = figures_of(results, wall), figures_of(floor_results, floor_wall)
-    errors = [error for result in [*results, *alone] for error in result.errors]
-    single = summary(alone[0].latencies_ms)
+        alone = one_family_alone(server.port, families[0], requests_each, warmup_each)
+        browsers = [Browser(server.port, address(index)) for index in range(len(families))]
+        bodies = []
+        for browser, family in zip(browsers, families):
+            check_identity(browser, family)
+            for _ in range(warmup_each):
+                response, body = browser.request("GET", f"{family.path}/changer")
+                if response.status != 200:
+                    raise RuntimeError(f"sélecteur de la famille {family.rdv_id} : HTTP {response.status}")
+            bodies.append(body)
+        pages = [wrk.Request(f"{family.path}/changer", (
+            ("Cookie", "; ".join(f"{name}={value}" for name, value in browser.cookies.items())),
+            ("X-Forwarded-For", browser.address))) for browser, family in zip(browsers, families)]
+        with tempfile.TemporaryDirectory(prefix="lapins-bench-public-") as directory:
+            bodies.sort(key=len)
+            Path(directory, "body.html").write_bytes(bodies[len(bodies) // 2])
+            Path(directory, "queries.json").write_text(json.dumps([family.floor for family in families]))
+            with Gunicorn(database_url, config, application="bench.public_floor:app",
+                          env={"BENCH_FLOOR_BODY": f"{directory}/body.html",
+                               "BENCH_FLOOR_QUERIES": f"{directory}/queries.json"}) as floor_server:
+                log(f"plancher : bench/public_floor.py, une requête SQL par page, réponses de {len(bodies[0])} à "
+                    f"{len(bodies[-1])} octets")
+                floor_pages = [wrk.Request(f"/floor/{index}") for index in range(len(families))]
+                timed = wrk.alternated(server.port, pages, floor_server.port, floor_pages, len(families), seconds,
+                                       repeats, log)
+    if timed["floor_errors"]:
+        raise RuntimeError(f"plancher : {timed['floor_errors']} requêtes en erreur")
+    errors = alone.errors
+    single = summary(alone.latencies_ms)
     return {
-        **concurrent, **chosen, "clients": len(families), "errors": len(errors), "error_kinds": sorted(set(errors)),
-        "pages_without_times": sum(result.empty_pages for result in results),
+        **timed, **chosen, "clients": len(families), "errors": timed["errors"] + len(errors),
+        "error_kinds": sorted(set(errors)) + (["HTTP ou socket (wrk)"] if timed["errors"] else []),
+        "pages_without_times": sum(b"lapins-creneaux" not in body for body in bodies),
         "single_client_p50_ms": single["p50_ms"], "single_client_p95_ms": single["p95_ms"],
-        "floor_p50_ms": floor["p50_ms"], "floor_p95_ms": floor["p95_ms"],
-        "floor_throughput_rps": floor["throughput_rps"],
-        "floor_ratio": round(concurrent["p95_ms"] / floor["p95_ms"], 2) if concurrent["runs"] else None,
         "config": config.as_dict(),
     }
 

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 from flask import Flask, current_app, render_template, request, session
 from flask_limiter import Limiter, RateLimitExceeded
@@ -86,6 +86,11 @@ def rdv_of_link() -> str:
     return _digest("rdv", str(rdv_id_from_token((request.view_args or {}).get("token", ""))))
 
 
+@lru_cache(maxsize=16)
+def _parsed(limits_text: str) -> list:
+    return parse_many(limits_text)
+
+
 def count_family_move(app: Flask, address: str, rdv_id: int) -> bool:
     """Count one request to the family's move pages, as the limits wrapped around their views (init_app) count it,
     in the same buckets; False, and nothing counted, when a limit is reached. For lapins.family.fast_picker, which
@@ -97,7 +102,7 @@ def count_family_move(app: Flask, address: str, rdv_id: int) -> bool:
     counted = [(item, [*prefix, key, scope])  # the key Flask-Limiter gives a shared limit: [prefix, key, scope]
                for setting, key, scope in (("FAMILY_MOVE_LIMITS_PER_RDV", _digest("rdv", str(rdv_id)), MOVE_RDV_SCOPE),
                                            ("FAMILY_MOVE_LIMITS_PER_IP", address, MOVE_IP_SCOPE))
-               for item in parse_many(app.config[setting])]
+               for item in _parsed(app.config[setting])]
     if not all(limiter.limiter.test(item, *key) for item, key in counted):
         return False
     for item, key in counted:

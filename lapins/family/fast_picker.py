@@ -3,7 +3,8 @@
 A family opening « Changer de date » from an SMS gets the same page as every family moving an rdv of the same motif at
 the same lieu and agent, but for its link and its rdv's time: lapins.family.moves keeps that page's HTML per process
 (on the territory's agenda stamp, as lapins.slots.picker keeps the times). Through Flask, a kept page still costs
-about two milliseconds of Python (contexts, the session, two ORM queries, Jinja); here it costs one plain query.
+about two milliseconds of Python (contexts, the session, two ORM queries in a transaction, Jinja); here it costs one
+query run by the driver in autocommit (lapins.infra.database.DriverQuery, as the agenda's fast path reads its agent).
 
 This WSGI middleware answers a GET of the first page or of a week (`?du=`) itself when all of these hold, and hands
 the request to Flask, unchanged, otherwise:
@@ -30,8 +31,7 @@ from lapins.auth import limits
 from lapins.booking import move_refusal
 from lapins.family import moves, services
 from lapins.infra import security
-from lapins.infra.database import end_read_only_transaction
-from lapins.infra.extensions import db
+from lapins.infra.database import DriverQuery, end_read_only_transaction
 from lapins.models import Lieu, Motif, Organisation, Rdv, RdvAgent, RdvStatus, Territory, utcnow
 from lapins.models.rdvs import RdvMove
 from lapins.notifications.links import rdv_id_from_token
@@ -107,23 +107,24 @@ class FastPicker:
         rdv_id = rdv_id_from_token(token)
         if rdv_id is None or not self.checked(environ, rdv_id):
             return None
-        rows = db.session.execute(_PAGE_ROWS, {"rdv_id": rdv_id}).all()
+        rows = PAGE_ROWS.rows(rdv_id=rdv_id)
         if not rows:
             return None
-        row, now = rows[0], utcnow()
-        if row.ends_at < now or move_refusal(
-                live=not RdvStatus(row.status).is_cancelled, moves_max=row.family_moves_max,
-                limit_hours=row.move_limit_hours, starts_at=row.starts_at, moves_done=lambda: row.moves, now=now):
+        (status, starts_at, ends_at, lieu_id, motif_id, territory_id, stamp, timezone, any_agent, moves_max,
+         limit_hours, horizon_weeks, lieu_name, lieu_phone, organisation_phone, _, moves_done) = rows[0]
+        now = utcnow()
+        if ends_at < now or move_refusal(live=not RdvStatus(status).is_cancelled, moves_max=moves_max,
+                                         limit_hours=limit_hours, starts_at=starts_at,
+                                         moves_done=lambda: moves_done, now=now):
             return None
-        territory = TerritoryRow(row.territory_id, row.agenda_stamp, row.timezone, row.family_moves_any_agent)
-        scope = services.scope_of(territory, MotifRow(row.motif_id, row.move_limit_hours, row.booking_horizon_weeks),
-                                  row.lieu_id, tuple(sorted(r.agent_id for r in rows if r.agent_id is not None)), now)
-        phone = row.lieu_phone or row.organisation_phone
-        shell = moves.kept_shell(moves.shell_key(scope, first, row.lieu_name, phone, None,
+        territory = TerritoryRow(territory_id, stamp, timezone, any_agent)
+        scope = services.scope_of(territory, MotifRow(motif_id, limit_hours, horizon_weeks), lieu_id,
+                                  tuple(sorted(row[15] for row in rows if row[15] is not None)), now)
+        shell = moves.kept_shell(moves.shell_key(scope, first, lieu_name, lieu_phone or organisation_phone, None,
                                                  environ.get("SCRIPT_NAME", "")))
         if shell is None or not limits.count_family_move(self.app, limits.address_of(environ), rdv_id):
             return None
-        return moves.filled(shell, token, row.starts_at, territory.tz).encode()
+        return moves.filled(shell, token, starts_at, territory.tz).encode()
 
     def checked(self, environ, rdv_id: int) -> bool:
         """Whether this browser's session, as Flask would read it unchanged, holds the identity check of this rdv."""
@@ -152,8 +153,8 @@ def _day(text: str) -> date | None:
         return None
 
 
-# The rdv and what its picker page shows, one row per agent of the rdv.
-_PAGE_ROWS = (
+# The rdv and what its picker page shows, one row per agent of the rdv (its agent id 16th), in autocommit.
+PAGE_ROWS = DriverQuery(
     select(Rdv.status, Rdv.starts_at, Rdv.ends_at, Rdv.lieu_id, Rdv.motif_id,
            Territory.id.label("territory_id"), Territory.agenda_stamp, Territory.timezone,
            Territory.family_moves_any_agent, Motif.family_moves_max, Motif.move_limit_hours,
