@@ -119,6 +119,10 @@ class Config:
     # at a few weeks of times, then moves.
     FAMILY_MOVE_LIMITS_PER_RDV = env_str("FAMILY_MOVE_LIMITS_PER_RDV", "60/15minutes;200/day")
     FAMILY_MOVE_LIMITS_PER_IP = env_str("FAMILY_MOVE_LIMITS_PER_IP", "120/minute;1000/hour")
+    # Every other page of a family's links (/r/<token>, its ICS, cancelling; /o/<token>, answering an offer), per client
+    # address, all together; and the answers that change something (cancel, accept, decline, « plus tôt »), per link.
+    FAMILY_LINK_LIMITS_PER_IP = env_str("FAMILY_LINK_LIMITS_PER_IP", "120/minute;1000/hour")
+    FAMILY_ACTION_LIMITS_PER_LINK = env_str("FAMILY_ACTION_LIMITS_PER_LINK", "10/15minutes;30/day")
     # The REST API (/api/v1), across all its routes: per token (another département's software syncing runs well
     # below it), and per client address (tokens made up by the hundred count there).
     API_LIMITS_PER_TOKEN = env_str("API_LIMITS_PER_TOKEN", "300/minute;20000/day")

@@ -1,6 +1,7 @@
 """Rate limits (Flask-Limiter) on the account forms (password, second-factor code, reset link, enrolment codes), on
 the family's identity check of its link (per rdv and per client address), on its pages to move its rdv (the same,
-all of them together) and on the REST API (per token and per client address, all its routes together).
+all of them together), on every other page of its links (per client address, and per link for the answers that
+change something) and on the REST API (per token and per client address, all its routes together).
 
 Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
 the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
@@ -44,6 +45,14 @@ TOO_MANY_CHECKS = ("Trop d'essais pour vérifier le nom de famille. Réessayez d
 TOO_MANY_MOVES = ("Trop de demandes pour changer la date de ce rendez-vous. Réessayez dans quelques minutes, ou appelez "
                   "votre centre de PMI.")
 FAMILY_MOVE_ENDPOINTS = ("family.move_picker", "family.confirm_move", "family.move")
+TOO_MANY_REQUESTS = ("Trop de demandes depuis cette connexion ou sur ce lien. Réessayez dans quelques minutes, ou "
+                     "appelez votre centre de PMI.")
+# The family's other pages (FAMILY_LINK_LIMITS_PER_IP), and among them those that change something
+# (FAMILY_ACTION_LIMITS_PER_LINK as well): the identity check and the move's pages have limits of their own above.
+FAMILY_LINK_ENDPOINTS = ("family.rdv_page", "family.rdv_calendar", "family.cancel", "family.cancelled", "family.moved",
+                         "family.offer_page", "family.accept_offer", "family.decline_offer",
+                         "family.ask_earlier_slot")
+FAMILY_ACTION_ENDPOINTS = ("family.cancel", "family.accept_offer", "family.decline_offer", "family.ask_earlier_slot")
 MOVE_RDV_SCOPE, MOVE_IP_SCOPE = "family-move-rdv", "family-move-ip"  # their limits' buckets, shared by the three
 
 
@@ -91,6 +100,11 @@ def _parsed(limits_text: str) -> list:
     return parse_many(limits_text)
 
 
+def link_of_request() -> str:
+    """The family link in the URL (rdv or offer), as an HMAC of its text."""
+    return _digest("link", (request.view_args or {}).get("token", ""))
+
+
 def count_family_move(app: Flask, address: str, rdv_id: int) -> bool:
     """Count one request to the family's move pages, as the limits wrapped around their views (init_app) count it,
     in the same buckets; False, and nothing counted, when a limit is reached. For lapins.family.fast_picker, which
@@ -134,7 +148,8 @@ RULES = (
     Rule("family.check_identity", "FAMILY_CHECK_LIMITS_PER_RDV", "FAMILY_CHECK_LIMITS_PER_IP", rdv_of_link,
          TOO_MANY_CHECKS),
 )
-MESSAGES = {rule.endpoint: rule.message for rule in RULES} | dict.fromkeys(FAMILY_MOVE_ENDPOINTS, TOO_MANY_MOVES)
+MESSAGES = ({rule.endpoint: rule.message for rule in RULES} | dict.fromkeys(FAMILY_LINK_ENDPOINTS, TOO_MANY_REQUESTS)
+            | dict.fromkeys(FAMILY_MOVE_ENDPOINTS, TOO_MANY_MOVES))
 
 
 def init_app(app: Flask) -> Limiter:
@@ -162,6 +177,13 @@ def init_app(app: Flask) -> Limiter:
                                   key_func=client_address)
     for endpoint in FAMILY_MOVE_ENDPOINTS:
         app.view_functions[endpoint] = per_ip(per_rdv(app.view_functions[endpoint]))
+    per_link = limiter.shared_limit(app.config["FAMILY_ACTION_LIMITS_PER_LINK"], scope="family-action-link",
+                                    key_func=link_of_request)
+    per_ip = limiter.shared_limit(app.config["FAMILY_LINK_LIMITS_PER_IP"], scope="family-link-ip",
+                                  key_func=client_address)
+    for endpoint in FAMILY_LINK_ENDPOINTS:
+        view = per_ip(app.view_functions[endpoint])
+        app.view_functions[endpoint] = per_link(view) if endpoint in FAMILY_ACTION_ENDPOINTS else view
     per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
     per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
     for endpoint in api_endpoints(app):

@@ -108,15 +108,19 @@ def check_identity(token: str):
 
 @bp.errorhandler(RateLimitExceeded)
 def too_many_checks(error: RateLimitExceeded):
-    """The limits per rdv and per address of the identity check and of the move's pages (lapins.auth.limits): the
-    rdv's page, the message, 429."""
+    """The limits of the family's pages (lapins.auth.limits): the rdv's page with the message, 429; for an offered
+    slot's link, the message alone."""
+    message = MESSAGES.get(request.endpoint or "", TOO_MANY_CHECKS)
+    retry = {"Retry-After": str(retry_after_seconds())}
+    if (request.endpoint or "").endswith("_offer") or request.endpoint == "family.offer_page":
+        page, _ = _unavailable("Trop de demandes", message, 429)
+        return page, 429, retry
     token = (request.view_args or {}).get("token", "")
     rdv, refusal = open_link(token)
     if refusal:
         return refusal
-    page, _ = rdv_page_of(rdv, token, identity_form=IdentityForm(formdata=None),
-                          error=MESSAGES.get(request.endpoint or "", TOO_MANY_CHECKS))
-    return page, 429, {"Retry-After": str(retry_after_seconds())}
+    page, _ = rdv_page_of(rdv, token, identity_form=IdentityForm(formdata=None), error=message)
+    return page, 429, retry
 
 
 @bp.route("/r/<token>/annuler", methods=["POST"])
