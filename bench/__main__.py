@@ -5,7 +5,7 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
   2. grow one's history to --large-rdvs rdvs (the coming weeks untouched), then time first_available in both,
      runs interleaved so that the machine's load weighs alike on each: the growth ratio;
   3. book the coming weeks of the large one to their usual occupancy, time first_available and its one-query floor;
-  4. serve the app with gunicorn; fetch agents' week agendas with one client, then with concurrent clients;
+  4. serve the app with gunicorn; agents' week agendas under wrk: hit, miss, mixed, open_loop (bench/agenda_scenarios.py);
   5. families on the public slot picker, one alone, then --public-clients connections of wrk (bench/wrk.py), and 200
      families racing to move onto the same 20 free times (bench/public.py).
 """
@@ -29,7 +29,9 @@ from bench.results import RESULTS_PATH, merge_results
 TARGETS = {  # figure: (comparison, target) — all "at most"
     "slots.first_available.p95_ms": 50,
     "slots.first_available.floor_ratio": 3,
-    "agenda.week.p95_ms": 30,
+    "agenda.week.hit.p95_ms": 30,
+    "agenda.week.miss.p95_ms": 30,
+    "agenda.week.mixed_to_hit_ratio": 1.5,
     "slots.growth_ratio": 1.5,
     "public.next_slots.p95_ms": 30,
     "public.next_slots.floor_ratio": 1.5,
@@ -63,8 +65,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
-    parser.add_argument("--only", choices=["reminders", "public"],
-                        help="une seule mesure : les rappels, ou le sélecteur et la course (sur le département généré)")
+    parser.add_argument("--only", choices=["reminders", "public", "agenda"],
+                        help="une seule mesure : les rappels, le sélecteur et la course, ou les scénarios de l'agenda "
+                             "(sur le département généré)")
+    parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
+                        help="scénarios de l'agenda, séparés par des virgules : hit, miss, mixed, open_loop")
+    parser.add_argument("--window-seconds", type=float, default=float(env("BENCH_WINDOW_SECONDS", 10)),
+                        help="durée de chaque fenêtre mesurée par wrk (3 fenêtres, en alternance avec le plancher)")
     reminders.add_arguments(parser)
     return parser.parse_args(argv)
 
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     try:
         log(f"Base : {database.safe_url}")
-        if args.only in (None, "public"):
+        if args.only in (None, "public", "agenda"):
             run_phases(args, database, figures, failures, log)
         if not args.skip_reminders and args.only in (None, "reminders"):
             section("rappels", failures, log,
@@ -115,7 +122,7 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     from lapins.onboarding import seeding
     from lapins.infra.extensions import db
 
-    timed = args.only is None  # --only public: the département is generated, only the public pages are timed
+    timed = args.only is None  # --only public/agenda: the département is generated, only those pages are timed
     small_database = database.twin("small")
     large_app = database.app()
     database.reset(large_app)
@@ -161,22 +168,27 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
         if full:
             figures.update(first_available_figures(full[0]))
 
-    from bench.agenda_week import ServerConfig, bench_agenda_week
+    from bench.agenda_scenarios import bench_agenda_scenarios
+    from bench.agenda_week import ServerConfig
 
     server = ServerConfig(args.workers, args.worker_class, args.threads)
     redis_url = os.environ.get("BENCH_REDIS_URL")
-    if args.skip_agenda or not timed:
+    if args.skip_agenda or args.only == "public":
         log("4/5 Agenda : ignoré")
     else:
-        log(f"4/5 Agenda de la semaine : 1 puis {args.clients} clients × {args.requests} requêtes sous gunicorn")
+        scenarios = tuple(name.strip() for name in args.agenda_scenarios.split(",") if name.strip())
+        log(f"4/5 Agenda de la semaine sous gunicorn, wrk à {args.clients} connexions : {', '.join(scenarios)}")
         with large_app.app_context():
-            agenda = section("agenda de la semaine", failures, log, lambda: bench_agenda_week(
-                database.url, territory_id, args.clients, args.requests, 5, server, log.indented, redis_url,
-                args.conditional))
+            agenda = section("agenda de la semaine", failures, log, lambda: bench_agenda_scenarios(
+                large_app, database.url, territory_id, server, log.indented, redis_url, args.clients,
+                args.window_seconds, 3, scenarios))
         if agenda:
-            figures.update({f"agenda.week.{key}": value for key, value in agenda.items()})
-            if agenda["errors"]:
-                failures.append(f"agenda : {agenda['errors']} requêtes en erreur ({', '.join(agenda['error_kinds'])})")
+            figures.update(agenda)
+            errors = {key: value for key, value in agenda.items() if key.endswith(".errors") and value}
+            if errors:
+                failures.append(f"agenda : requêtes en erreur {errors}")
+    if args.only == "agenda":
+        return
 
     if args.skip_public:
         log("5/5 Sélecteur de créneaux et course : ignorés (--skip-public)")
@@ -188,7 +200,7 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     with large_app.app_context():
         picker = section("sélecteur de créneaux", failures, log, lambda: bench_next_slots(
             large_app, database.url, territory_id, args.public_clients, args.requests, 5, server, log.indented,
-            redis_url))
+            redis_url, args.window_seconds))
         if picker:
             figures.update({f"public.next_slots.{key}": value for key, value in picker.items()})
             if picker["errors"]:

@@ -1,8 +1,9 @@
 """wrk (Debian's package) as make bench's load generator: a C client that costs a tenth of the Python one per request,
 so that the server, not the client, is what is measured.
 
-`run` sends a list of requests (each its path and headers: a family's link and session cookie, say) round-robin over
-`connections` connections for `seconds`, and reads back what wrk's Lua `done` hook prints: percentiles from wrk's own
+`run` sends a list of requests (each its path and headers: a family's link and session cookie, say; read by the Lua
+script from a file) round-robin over `connections` connections for `seconds`, and reads back what wrk's Lua `done`
+hook prints: percentiles from wrk's own
 latency histogram, request and error counts. The client's CPU share is wrk's user+system time over the window's wall
 time across the machine's cores: a figure measured with the client above half the machine is marked not a result
 (`client_bound`).
@@ -33,55 +34,69 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def _lua_string(text: str) -> str:
-    if not text.isascii():
-        raise ValueError("wrk : seules les requêtes ASCII sont prises en charge")
-    return json.dumps(text)  # ASCII JSON strings are valid Lua strings
-
-
-def script(requests: list[Request]) -> str:
-    entries = ",\n".join(
-        "{" + _lua_string(request.path) + ", {" + ", ".join(
-            f"[{_lua_string(name)}] = {_lua_string(value)}" for name, value in request.headers) + "}}"
-        for request in requests)
-    return f"""
-local entries = {{
-{entries}
-}}
-local built, next_index = {{}}, 0
+SCRIPT = """
+local data_path, pause_ms = %s, %s
+local built, next_index = {}, 0
 function init(args)
-  for i, entry in ipairs(entries) do built[i] = wrk.format("GET", entry[1], entry[2]) end
+  for line in io.lines(data_path) do
+    local fields = {}
+    for field in string.gmatch(line, "[^\t]+") do fields[#fields + 1] = field end
+    local headers = {}
+    for i = 2, #fields do
+      local name, value = string.match(fields[i], "^([^:]+): (.*)$")
+      headers[name] = value
+    end
+    built[#built + 1] = wrk.format("GET", fields[1], headers)
+  end
+  next_index = math.random(#built) - 1  -- each thread from its own place in the list
 end
 function request()
-  next_index = next_index % #built + 1
+  next_index = next_index %% #built + 1
   return built[next_index]
+end
+if pause_ms > 0 then
+  function delay() return pause_ms end
 end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'WRK_RESULT {{"requests": %d, "duration_us": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d, ' ..
-    '"status_errors": %d, "socket_errors": %d}}\\n',
+    'WRK_RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p95_us": %%d, "p99_us": %%d, "max_us": %%d, ' ..
+    '"status_errors": %%d, "socket_errors": %%d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(95), latency:percentile(99),
     latency.max, e.status, e.connect + e.read + e.write + e.timeout))
 end
 """
 
 
-def run(port: int, requests: list[Request], connections: int, seconds: float, threads: int = 1) -> dict:
-    """One timed window of wrk against 127.0.0.1:port; the figures in ms and requests per second."""
+def _line(request: Request) -> str:
+    fields = [request.path, *(f"{name}: {value}" for name, value in request.headers)]
+    if any("\t" in field or "\n" in field for field in fields):
+        raise ValueError("wrk : tabulation ou saut de ligne dans une requête")
+    return "\t".join(fields)
+
+
+def run(port: int, requests: list[Request], connections: int, seconds: float, threads: int = 1,
+        rate: float | None = None) -> dict:
+    """One timed window of wrk against 127.0.0.1:port; the figures in ms and requests per second. With `rate`,
+    each connection waits connections / rate seconds before each request (paced: about `rate` requests a second
+    while the server keeps up)."""
     with tempfile.TemporaryDirectory(prefix="lapins-wrk-") as directory:
-        path = Path(directory, "requests.lua")
-        path.write_text(script(requests))
+        data = Path(directory, "requests.tsv")
+        data.write_text("\n".join(_line(request) for request in requests) + "\n")
+        script = Path(directory, "requests.lua")
+        pause_ms = round(connections * 1000 / rate) if rate else 0
+        script.write_text(SCRIPT % (json.dumps(str(data)), pause_ms))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         completed = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s",
-             "-s", str(path), f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=seconds + 60)
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "30s",
+             "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=seconds + 60)
         wall = time.perf_counter() - began
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("WRK_RESULT ")]
     if completed.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk a échoué (code {completed.returncode}) : {completed.stderr.strip()[:300]}")
+        raise RuntimeError(f"wrk a échoué (code {completed.returncode}) : "
+                           f"{(completed.stderr + completed.stdout).strip()[-900:]}")
     raw = json.loads(lines[-1].removeprefix("WRK_RESULT "))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     share = cpu / (wall * (os.cpu_count() or 1))
@@ -95,15 +110,16 @@ def run(port: int, requests: list[Request], connections: int, seconds: float, th
     }
 
 
-def alternated(app_port: int, app_requests: list[Request], floor_port: int, floor_requests: list[Request],
-               connections: int, seconds: float, repeats: int, log) -> dict:
+def alternated(app_port: int, app_requests, floor_port: int, floor_requests: list[Request],
+               connections: int, seconds: float, repeats: int, log, rate: float | None = None) -> dict:
     """`repeats` windows of the app and of its floor in turns (the machine's load weighs alike on both); the medians,
-    the spread of the app's p95, the ratio of the medians, and whether the figures are a result at all."""
+    the spread of the app's p95, the ratio of the medians, and whether the figures are a result at all.
+    `app_requests` may be a function giving the requests anew before each window (cookies signed again)."""
     apps, floors = [], []
     for repeat in range(repeats):
         for name, port, requests, kept in (("application", app_port, app_requests, apps),
                                            ("plancher", floor_port, floor_requests, floors)):
-            result = run(port, requests, connections, seconds)
+            result = run(port, requests() if callable(requests) else requests, connections, seconds, rate=rate)
             kept.append(result)
             log(f"wrk {repeat + 1}/{repeats} {name} : p95 {result['p95_ms']} ms, {result['throughput_rps']} req/s, "
                 f"client {result['client_cpu_share']:.0%} du CPU")
@@ -118,6 +134,7 @@ def alternated(app_port: int, app_requests: list[Request], floor_port: int, floo
         "client_cpu_share": client_share, "client_bound": client_share > CLIENT_SHARE_LIMIT,
         "errors": sum(result["errors"] for result in apps), "floor_errors": sum(r["errors"] for r in floors),
         "connections": connections, "window_seconds": seconds, "repeats": repeats, "load_generator": "wrk",
+        "paced_rps": rate,
     }
 
 
