@@ -3,8 +3,8 @@
 //
 // Run by tests/fakes/oidc.py: `node tests/fakes/oidc_provider.mjs CONFIG_JSON`; it listens on 127.0.0.1 on a port the
 // system chooses and prints one JSON line {"issuer": ...} once ready. Its login interaction signs in, at once, the
-// account the test chose last (POST /_test/login); /_test/settings makes its ID tokens short-lived or its published
-// keys wrong. These two routes exist only here: they are how a test plays the person and the provider's faults.
+// account the test chose last (POST /_test/login); /_test/settings turns its token endpoint's clock back (its ID
+// tokens come out expired) or makes its published keys wrong. These two routes exist only here: they are how a test plays the person and the provider's faults.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 
@@ -24,7 +24,8 @@ const decoy = signingKey('lapins-test-key');
 const publicPart = ({ kty, n, e, kid, use, alg }) => ({ kty, n, e, kid, use, alg });
 
 const accounts = new Map(); // sub -> claims
-const state = { login: null, idTokenTtl: 300, decoyKeys: false };
+const state = { login: null, tokenClockOffsetSeconds: 0, decoyKeys: false };
+const realNow = Date.now;
 
 const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
@@ -50,6 +51,7 @@ server.listen(0, '127.0.0.1', () => {
     },
     features: {
       devInteractions: { enabled: false },
+      claimsParameter: { enabled: true }, // ProConnect gives amr when asked this way
       jwtUserinfo: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
@@ -63,7 +65,7 @@ server.listen(0, '127.0.0.1', () => {
     ttl: {
       AccessToken: 60, // as ProConnect's
       AuthorizationCode: 30,
-      IdToken: () => state.idTokenTtl,
+      IdToken: 300,
       Interaction: 300,
       Session: 3600,
       Grant: 3600,
@@ -104,6 +106,12 @@ server.listen(0, '127.0.0.1', () => {
     }
     if (ctx.path === '/jwks' && state.decoyKeys) {
       ctx.body = { keys: [publicPart(decoy)] };
+      return;
+    }
+    if (ctx.path === '/token' && state.tokenClockOffsetSeconds) {
+      // The tokens are issued as if it were that much earlier (the provider's clocks read Date.now).
+      Date.now = () => realNow() + state.tokenClockOffsetSeconds * 1000;
+      try { await next(); } finally { Date.now = realNow; }
       return;
     }
     if (ctx.path.startsWith('/interaction/')) {
