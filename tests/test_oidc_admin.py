@@ -82,3 +82,25 @@ def test_only_administrators_of_the_agent_unlink(db, client, auth, factories, te
     db.session.expire_all()
     assert db.session.scalar(select(AgentIdentity.unlinked_at)) is None
     assert db.session.get(Agent, linked.id).active
+
+
+def test_the_territory_command_requires_the_provider_and_sets_just_in_time_rules(app, db, factories):
+    organisation = factories.OrganisationFactory(name="PMI Nanterre", territory__number="92")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["territory", "oidc", "--number", "92", "--require", "--jit-domain",
+                                 "@Departement92.fr", "--jit-organisation", "pmi nanterre", "--jit-role", "secretary"])
+    assert result.exit_code == 0, result.output
+    assert "connexion avec le fournisseur d'identité obligatoire" in result.output
+    assert "@departement92.fr → PMI Nanterre (Secrétariat)" in result.output
+    db.session.expire_all()
+    assert organisation.territory.oidc_required
+    other = factories.OrganisationFactory(name="PMI Créteil", territory__number="976")
+    taken = runner.invoke(args=["territory", "oidc", "--number", "976", "--jit-domain", "departement92.fr",
+                                "--jit-organisation", other.name])
+    assert taken.exit_code != 0 and "déjà celui d'un autre département" in taken.output
+    bad = runner.invoke(args=["territory", "oidc", "--number", "92", "--jit-domain", "pas un domaine",
+                              "--jit-organisation", "PMI Nanterre"])
+    assert bad.exit_code != 0 and "Domaine de messagerie invalide" in bad.output
+    removed = runner.invoke(args=["territory", "oidc", "--number", "92", "--allow-password", "--remove-jit-domain",
+                                  "departement92.fr"])
+    assert removed.exit_code == 0 and "le mot de passe aussi" in removed.output and "→" not in removed.output

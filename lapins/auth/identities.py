@@ -6,6 +6,7 @@ require the provider for its agents (Territory.oidc_required): their password is
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lapins.auth.oidc import ProviderIdentity
 from lapins.infra.extensions import db
-from lapins.models import Agent, AgentRole, Organisation, Territory, utcnow
+from lapins.models import Agent, AgentRole, Organisation, Role, Territory, utcnow
 from lapins.models.identities import LINKED_BY_CREATION, LINKED_BY_EMAIL, AgentIdentity, OidcJitRule
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,49 @@ def _link(agent: Agent, identity: ProviderIdentity, how: str) -> None:
 def jit_rule_for(email: str) -> OidcJitRule | None:
     domain = email.rsplit("@", 1)[-1].lower()
     return db.session.scalar(select(OidcJitRule).where(OidcJitRule.email_domain == domain))
+
+
+DOMAIN = re.compile(r"(?=.{3,120}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}", re.ASCII)
+
+
+class RuleRefused(ValueError):
+    """Why a just-in-time rule cannot be saved, in French."""
+
+
+def save_jit_rule(territory: Territory, email_domain: str, organisation_name: str, role: str) -> OidcJitRule:
+    """The territory creates, at their first sign-in, the unknown agents of this e-mail domain, with `role` in its
+    organisation named `organisation_name`. Committed."""
+    domain = email_domain.strip().lower().lstrip("@")
+    if not DOMAIN.fullmatch(domain):
+        raise RuleRefused(f"Domaine de messagerie invalide : « {email_domain} » (exemple : departement92.fr).")
+    organisation = db.session.scalar(select(Organisation).where(
+        Organisation.territory_id == territory.id, func.lower(Organisation.name) == organisation_name.strip().lower()))
+    if organisation is None:
+        raise RuleRefused(f"Aucun service « {organisation_name} » dans ce département.")
+    rule = db.session.scalar(select(OidcJitRule).where(OidcJitRule.email_domain == domain))
+    if rule is not None and rule.territory_id != territory.id:
+        raise RuleRefused(f"Le domaine {domain} est déjà celui d'un autre département.")
+    if rule is None:
+        rule = OidcJitRule(territory_id=territory.id, email_domain=domain)
+        db.session.add(rule)
+    rule.organisation_id, rule.role = organisation.id, Role(role)
+    db.session.commit()
+    return rule
+
+
+def remove_jit_rule(territory: Territory, email_domain: str) -> bool:
+    rule = db.session.scalar(select(OidcJitRule).where(
+        OidcJitRule.territory_id == territory.id, OidcJitRule.email_domain == email_domain.strip().lower()))
+    if rule is None:
+        return False
+    db.session.delete(rule)
+    db.session.commit()
+    return True
+
+
+def jit_rules(territory: Territory) -> list[OidcJitRule]:
+    return list(db.session.scalars(select(OidcJitRule).where(OidcJitRule.territory_id == territory.id)
+                                   .order_by(OidcJitRule.email_domain)))
 
 
 def oidc_required_for(agent: Agent) -> bool:
