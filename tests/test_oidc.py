@@ -389,3 +389,13 @@ def test_logging_out_signs_out_at_the_provider_too(oidc_app, provider):
     with data_of(oidc_app):
         assert db.session.scalar(select(AgentIdentity.subject).order_by(AgentIdentity.id.desc()).limit(1)) == \
             "sub-autre"
+
+
+def test_the_sign_in_routes_are_rate_limited_per_client_address(make_app, provider):
+    app = make_app(provider, RATELIMIT_ENABLED=True, LOGIN_LIMITS_PER_IP="3/minute")
+    client = app.test_client()
+    assert [client.get("/connexion/oidc").status_code for _ in range(2)] == [302, 302]
+    assert client.get("/connexion/oidc/retour?code=x&state=y").status_code == 400  # counted together
+    limited = client.get("/connexion/oidc")
+    assert limited.status_code == 429 and "Trop de tentatives de connexion" in text(limited)
+    assert "<h1>Connexion agent</h1>" in text(limited)
