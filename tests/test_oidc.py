@@ -365,7 +365,10 @@ def test_logging_out_signs_out_at_the_provider_too(oidc_app, provider):
     sign_in(client, provider)
     token = csrf_token_from(text(client.get("/usagers")))
     out = client.post("/deconnexion", data={"csrf_token": token})
-    end_session = out.headers["Location"]
+    assert out.headers["Location"] == "/connexion/oidc/sortie"  # a page of Lapins: CSP's form-action is 'self'
+    leaving = text(client.get("/connexion/oidc/sortie"))
+    end_session = re.search(r'http-equiv="refresh" content="0; url=([^"]+)"', leaving).group(1)
+    assert f'href="{end_session}"' in leaving
     query = parse_qs(urlsplit(end_session).query)
     assert end_session.startswith(provider.issuer + "/session/end?")
     assert query["id_token_hint"][0].count(".") == 2

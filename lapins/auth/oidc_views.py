@@ -10,11 +10,12 @@ from flask_login import current_user
 
 from lapins.auth import identities, oidc
 from lapins.auth.blueprint import bp
-from lapins.auth.views import OIDC, ask_second_factor, safe_next, sign_in
+from lapins.auth.views import OIDC, OIDC_LOGOUT, SIGNED_OUT, ask_second_factor, safe_next, sign_in
 
 logger = logging.getLogger(__name__)
 
 OIDC_NEXT = "oidc_next"  # where to go once signed in, kept across the trip to the provider
+SIGNING_OUT = "oidc_signing_out"  # « Se déconnecter » went on to the provider's logout
 
 REFUSALS = {
     identities.UNKNOWN: ("Votre compte n'existe pas encore dans Lapins",
@@ -92,11 +93,26 @@ def oidc_callback():
     return sign_in(agent, next_page, OIDC, identity.id_token)
 
 
+@bp.route("/connexion/oidc/sortie")
+def oidc_leaving():
+    """After « Se déconnecter » of a session opened with the provider: on to its logout, by the page's refresh (and a
+    link), a navigation the Content-Security-Policy's form-action does not govern."""
+    if not oidc.enabled():
+        abort(404)
+    target = session.pop(OIDC_LOGOUT, None)
+    if not target:
+        return redirect(url_for("auth.login"))
+    session[SIGNING_OUT] = True  # the page the provider sends back to tells the whole of it
+    return render_template("auth/oidc_leaving.html", target=target,
+                           provider=current_app.config["OIDC_PROVIDER_NAME"])
+
+
 @bp.route("/connexion/oidc/deconnecte")
 def oidc_signed_out():
     """Where the provider sends the browser back after its logout (post_logout_redirect_uri)."""
     if not oidc.enabled():
         abort(404)
-    if not session.get("_flashes"):
-        flash(f"Vous êtes déconnecté de {current_app.config['OIDC_PROVIDER_NAME']}.", "info")
+    provider = current_app.config["OIDC_PROVIDER_NAME"]
+    flash(f"{SIGNED_OUT}, et de {provider}." if session.pop(SIGNING_OUT, False) else
+          f"Vous êtes déconnecté de {provider}.", "info")
     return redirect(url_for("auth.login"))

@@ -30,6 +30,8 @@ login_manager.session_protection = None
 
 PENDING_SECOND_FACTOR_SECONDS = 5 * 60  # between the password and the code
 OIDC_ID_TOKEN = "oidc_id_token"  # the ID token of a session opened with the provider: its logout's id_token_hint
+OIDC_LOGOUT = "oidc_logout"  # the provider's end-session URL, between « Se déconnecter » and the page that goes there
+SIGNED_OUT = "Vous êtes déconnecté, sur cet appareil comme sur tous ceux où votre session était ouverte"
 PASSWORD, OIDC = "password", "oidc"  # Agent.last_sign_in_method
 
 
@@ -186,9 +188,13 @@ def logout():
     # A session opened with the provider is ended there too (RP-initiated logout), which comes back to the login page.
     provider_logout = oidc.logout_url(id_token, url_for("auth.oidc_signed_out", _external=True)) \
         if id_token and oidc.enabled() else None
-    flash("Vous êtes déconnecté, sur cet appareil comme sur tous ceux où votre session était ouverte"
-          + (f", et de {current_app.config['OIDC_PROVIDER_NAME']}." if provider_logout else "."), "info")
-    return redirect(provider_logout or url_for("auth.login"))
+    if provider_logout is None:
+        flash(SIGNED_OUT + ".", "info")
+        return redirect(url_for("auth.login"))
+    # Not a redirect to the provider: the Content-Security-Policy's form-action 'self' stops a form's redirects to
+    # another site. A page of Lapins sends the browser there instead (lapins.auth.oidc_views.oidc_leaving).
+    session[OIDC_LOGOUT] = provider_logout
+    return redirect(url_for("auth.oidc_leaving"))
 
 
 def keep_this_session(agent: Agent) -> None:
