@@ -39,7 +39,8 @@ def make_app(tmp_path):
     def make(provider: OidcProvider | None, **settings):
         oidc = provider.settings_for_lapins if provider is not None else {}
         app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'lapins.sqlite3'}",
-                         WTF_CSRF_ENABLED=True, **{"OIDC_TRUST_EMAIL": False, **oidc, **settings})
+                         WTF_CSRF_ENABLED=True, **{"OIDC_TRUST_EMAIL": False, "PUBLIC_URL": "http://localhost",
+                                                    **oidc, **settings})
         app.test_client_class = FreshContextClient
         with app.app_context():
             db.create_all()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app
+from flask import Flask, current_app, url_for
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
@@ -207,6 +207,12 @@ def did_mfa(identity: ProviderIdentity) -> bool:
     amr = set(_list(current_app.config["OIDC_MFA_AMR"]))
     acr = set(_list(current_app.config["OIDC_MFA_ACR"]))
     return bool(amr & set(identity.amr)) or (identity.acr is not None and identity.acr in acr)
+
+
+def public_url(endpoint: str) -> str:
+    """A URL registered at the provider (callback, post-logout), on PUBLIC_URL: never built from the request's Host
+    header, which behind a proxy may not be the public name."""
+    return current_app.config["PUBLIC_URL"].rstrip("/") + url_for(endpoint)
 
 
 def logout_url(id_token: str, post_logout_redirect_uri: str) -> str | None:

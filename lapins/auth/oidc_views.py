@@ -58,7 +58,7 @@ def oidc_start():
         return redirect(url_for("agenda.home"))
     session[OIDC_NEXT] = safe_next(request.args.get("next"))
     try:
-        return oidc.authorization_redirect(url_for("auth.oidc_callback", _external=True))
+        return oidc.authorization_redirect(oidc.public_url("auth.oidc_callback"))
     except oidc.ProviderUnavailable as error:
         logger.warning("OIDC provider unavailable at sign-in start: %s", error)
         return _unavailable()
@@ -86,7 +86,7 @@ def oidc_callback():
         logger.info("OIDC sign-in refused: %s", outcome.refusal)
         # Signed in at the provider all the same: offer to sign out there (another account may be the right one).
         return _problem(title, message.format(provider=provider), 403,
-                        oidc.logout_url(identity.id_token, url_for("auth.oidc_signed_out", _external=True)))
+                        oidc.logout_url(identity.id_token, oidc.public_url("auth.oidc_signed_out")))
     agent = outcome.agent
     if agent.second_factor_enabled and not oidc.did_mfa(identity):
         return ask_second_factor(agent, next_page, OIDC, identity.id_token)

@@ -186,7 +186,7 @@ def logout():
     logout_user()
     session.clear()
     # A session opened with the provider is ended there too (RP-initiated logout), which comes back to the login page.
-    provider_logout = oidc.logout_url(id_token, url_for("auth.oidc_signed_out", _external=True)) \
+    provider_logout = oidc.logout_url(id_token, oidc.public_url("auth.oidc_signed_out")) \
         if id_token and oidc.enabled() else None
     if provider_logout is None:
         flash(SIGNED_OUT + ".", "info")

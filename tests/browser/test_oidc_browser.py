@@ -33,7 +33,8 @@ def oidc_site(tmp_path, oidc_provider_factory):
     base = f"http://127.0.0.1:{server.server_port}"
     provider = oidc_provider_factory(base)
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'lapins.sqlite3'}",
-                     WTF_CSRF_ENABLED=True, OIDC_TRUST_EMAIL=True, **provider.settings_for_lapins)
+                     WTF_CSRF_ENABLED=True, OIDC_TRUST_EMAIL=True, PUBLIC_URL=base,
+                     **provider.settings_for_lapins)
     with app.app_context():
         db.create_all()
         organisation = factories.OrganisationFactory(territory__oidc_required=True)
