@@ -173,6 +173,19 @@ def test_a_wrong_state_is_refused(oidc_app, provider):
     assert not signed_in(client)
 
 
+def test_only_the_last_attempt_comes_back_and_abandoned_ones_do_not_swell_the_cookie(oidc_app, provider):
+    make_agent(oidc_app)
+    client = oidc_app.test_client()
+    first = to_provider(client)
+    for _ in range(10):  # the button clicked again and again
+        last = to_provider(client)
+    assert len(client.get_cookie("session").value) < 1000
+    provider.login_as("sub-camille", email="camille.martin@departement92.fr")
+    assert refused(client.get(path_of(provider.drive(first))))
+    provider.browser.cookies.clear()
+    assert client.get(path_of(provider.drive(last))).status_code == 302 and signed_in(client)
+
+
 def test_a_code_serves_once(oidc_app, provider):
     make_agent(oidc_app)
     client = oidc_app.test_client()

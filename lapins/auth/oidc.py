@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, url_for
+from flask import Flask, current_app, session, url_for
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
@@ -107,6 +107,9 @@ def metadata() -> dict:
 def authorization_redirect(redirect_uri: str):
     """The redirect to the provider's sign-in, with a new state, nonce and PKCE verifier kept in the session."""
     metadata()
+    # One attempt at a time: those left unfinished (the button clicked again) would swell the session's cookie.
+    for key in [key for key in session if key.startswith(f"_state_{CLIENT_NAME}_")]:
+        session.pop(key)
     extra = {}
     acr_values = current_app.config["OIDC_ACR_VALUES"].strip()
     if acr_values:
