@@ -27,8 +27,8 @@ REFUSALS = {
                             "{provider} n'a pas confirmé votre adresse électronique : Lapins ne peut pas retrouver "
                             "votre compte. Demandez à votre administrateur."),
     identities.LINKED_ELSEWHERE: ("Compte déjà lié",
-                                  "Votre compte Lapins est déjà lié à un autre compte {provider}. Connectez-vous avec "
-                                  "celui-ci, ou demandez à votre administrateur de délier votre compte."),
+                                  "Votre compte Lapins est déjà lié à un autre compte {provider}. Connectez-vous "
+                                  "avec celui-ci, ou demandez à votre administrateur de délier votre compte."),
 }
 
 
@@ -75,8 +75,8 @@ def oidc_callback():
     except oidc.AnswerRefused as error:
         logger.warning("OIDC answer refused: %s", error)
         return _problem("La connexion n'a pas abouti",
-                        f"La connexion avec {provider} n'a pas abouti (elle a expiré, a déjà servi ou n'a pas pu être "
-                        "vérifiée). Recommencez depuis la page de connexion.", 400)
+                        f"La connexion avec {provider} n'a pas abouti (elle a expiré, a déjà servi ou n'a pas pu "
+                        "être vérifiée). Recommencez depuis la page de connexion.", 400)
     except oidc.ProviderUnavailable as error:
         logger.warning("OIDC provider unavailable at callback: %s", error)
         return _unavailable()

@@ -30,7 +30,7 @@ login_manager.session_protection = None
 
 PENDING_SECOND_FACTOR_SECONDS = 5 * 60  # between the password and the code
 OIDC_ID_TOKEN = "oidc_id_token"  # the ID token of a session opened with the provider: its logout's id_token_hint
-OIDC_LOGOUT = "oidc_logout"  # the provider's end-session URL, between « Se déconnecter » and the page that goes there
+OIDC_LOGOUT = "oidc_logout"  # the provider's end-session URL, from « Se déconnecter » to the page that goes there
 SIGNED_OUT = "Vous êtes déconnecté, sur cet appareil comme sur tous ceux où votre session était ouverte"
 PASSWORD, OIDC = "password", "oidc"  # Agent.last_sign_in_method
 

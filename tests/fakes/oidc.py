@@ -3,8 +3,8 @@ tests/fakes/oidc_provider.mjs, configured like ProConnect (see that file).
 
 `OidcProvider(redirect_base).start()` starts one whose only client is Lapins at `redirect_base` (the callback and
 the post-logout pages); `login_as(sub, email=...)` chooses who its login interaction signs in (the person at the
-provider), `settings(...)` turns its token endpoint's clock back or makes its published keys wrong. `drive(url)` follows its
-redirects as a browser would, up to the URL that leaves it (Lapins' callback), with a cookie jar of its own.
+provider), `settings(...)` turns its token endpoint's clock back or makes its published keys wrong. `drive(url)`
+follows its redirects as a browser would, up to the URL that leaves it (Lapins' callback), with a cookie jar of its own.
 
 Fixture `oidc_provider_factory`: starts providers for a test and stops them after. Without node or the npm package
 (`npm ci` installs it) the test is skipped, and under CI=true it fails (tests/services.py strict()).
@@ -69,8 +69,8 @@ class OidcProvider:
     def settings_for_lapins(self) -> dict:
         return {"OIDC_ISSUER": self.issuer, "OIDC_CLIENT_ID": CLIENT_ID, "OIDC_CLIENT_SECRET": CLIENT_SECRET}
 
-    def login_as(self, sub: str, *, email: str | None = None, email_verified: bool | None = True, given_name: str = "Camille",
-                 usual_name: str = "Martin", amr: list[str] | None = None, acr: str | None = "eidas1") -> None:
+    def login_as(self, sub: str, *, email: str | None = None, email_verified: bool | None = True,
+                 given_name: str = "Camille", usual_name: str = "Martin", amr: list[str] | None = None, acr: str | None = "eidas1") -> None:
         claims = {"given_name": given_name, "usual_name": usual_name, "uid": sub, "siret": "22920001500017"}
         if email is not None:
             claims["email"] = email
