@@ -132,6 +132,29 @@ class Config:
     # Encrypts secrets kept in the database (TOTP secrets). Default: derived from SECRET_KEY. Several keys separated
     # by commas: the first encrypts, all decrypt (rotation).
     LAPINS_ENCRYPTION_KEY = os.environ.get("LAPINS_ENCRYPTION_KEY") or None
+    # Signing in with an OpenID Connect provider (lapins.auth.oidc; ProConnect or a département's directory): on when
+    # OIDC_ISSUER and OIDC_CLIENT_ID are set. Discovery reads OIDC_ISSUER/.well-known/openid-configuration.
+    OIDC_ISSUER = env_str("OIDC_ISSUER", "").strip()
+    OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID", "").strip()
+    OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET", "")
+    OIDC_TOKEN_ENDPOINT_AUTH_METHOD = env_str("OIDC_TOKEN_ENDPOINT_AUTH_METHOD", "client_secret_post")
+    OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email given_name usual_name")
+    OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "ProConnect")  # in messages: « ... avec ProConnect »
+    OIDC_BUTTON_LABEL = env_str("OIDC_BUTTON_LABEL", "Se connecter avec ProConnect")
+    OIDC_ACR_VALUES = env_str("OIDC_ACR_VALUES", "")  # sent as acr_values (ProConnect: eidas1)
+    # The second factor of Lapins is skipped when the ID token says the provider did MFA: one of these amr values, or
+    # one of these acr values (comma-separated; empty: never by that claim).
+    OIDC_MFA_AMR = env_str("OIDC_MFA_AMR", "mfa")
+    OIDC_MFA_ACR = env_str("OIDC_MFA_ACR", "")
+    # The ID token's and the signed userinfo's algorithms accepted, whatever discovery advertises.
+    OIDC_ALGORITHMS = env_str("OIDC_ALGORITHMS", "RS256,ES256")
+    # An e-mail links an account at first sign-in only when the provider says it verified it (email_verified), or
+    # when the provider is trusted to give only verified e-mails (ProConnect: set it to true).
+    OIDC_TRUST_EMAIL = env_bool("OIDC_TRUST_EMAIL", False)
+    OIDC_TIMEOUT_SECONDS = env_int("OIDC_TIMEOUT_SECONDS", 10)  # each call to the provider (discovery, keys, token...)
+    # Clock skew allowed on the ID token's times, and how early the access token counts as expired (ProConnect's
+    # live 60 s: Authlib's default of 60 would find them expired at once).
+    OIDC_LEEWAY_SECONDS = env_int("OIDC_LEEWAY_SECONDS", 5)
 
 
 class DevelopmentConfig(Config):

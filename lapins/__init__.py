@@ -50,6 +50,7 @@ def configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from lapins import models  # noqa: F401  (tables must be known before Migrate binds)
+    from lapins.auth import oidc
     from lapins.auth.sessions import SlidingSessionInterface
     from lapins.infra.celery_app import celery_init_app
     from lapins.infra.database import configure_engine
@@ -63,6 +64,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     app.session_interface = SlidingSessionInterface()
     login_manager.init_app(app)
+    oidc.init_app(app)  # the OpenID Connect provider's client, when one is configured
     celery_init_app(app, beat_schedule(app.config))
 
 

@@ -50,7 +50,7 @@ def _organisation_ids(target) -> set[int]:
 
 # What a territory administrator may do to what it reaches through the territory, whatever their organisations: its
 # organisations and their lieux, motifs and agents — never their rdvs, usagers, plages or webhooks.
-TERRITORY_ACTIONS = {"configure"}
+TERRITORY_ACTIONS = {"configure", "unlink_identity"}
 
 
 def _territory_ids(target) -> set[int]:
@@ -104,6 +104,8 @@ def can(actor: Agent, action: str, target) -> bool:
     if action == "administer":  # webhooks and the like: the organisation's own administrators
         return Role.ADMIN in roles
     if action == "configure":  # an organisation's name, phone, lieux, motifs and agents (lapins.admin)
+        return Role.ADMIN in roles or _through_territory(actor, target)
+    if action == "unlink_identity":  # an agent's account at the OpenID Connect provider (lapins.auth.identities)
         return Role.ADMIN in roles or _through_territory(actor, target)
     if action == "erase":  # a usager's data, on the family's request (lapins.privacy): administrators only
         return Role.ADMIN in roles

@@ -16,7 +16,7 @@ from lapins.models import (
 from lapins.models.agenda_stamps import draw_new_stamps
 from lapins.models.rdvs import CANCELLED_STATUSES
 from lapins.models.territory_admins import TerritoryAdmin
-from lapins.auth import accounts
+from lapins.auth import accounts, identities
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +231,15 @@ def end_sessions(agent: Agent, actor: Agent) -> None:
     agent.end_sessions()
     db.session.commit()
     logger.info("Sessions of agent %s ended by agent %s", agent.id, actor.id)
+
+
+def unlink_identity(agent: Agent, actor: Agent) -> None:
+    """The agent's account at the OpenID Connect provider is no longer theirs in Lapins: who unlinked and when stay
+    on its row (AgentIdentity), and the agent's sessions end; their next sign-in there links by e-mail again."""
+    if not identities.unlink(agent, actor):
+        raise AdminError("Ce compte n'est lié à aucun compte du fournisseur d'identité.")
+    db.session.commit()
+    logger.info("OIDC identity of agent %s unlinked by agent %s", agent.id, actor.id)
 
 
 def administered_territories(actor: Agent) -> list[Territory]:

@@ -2,7 +2,7 @@
 and its territory administrators), "configure" an organisation (its name, phone, lieux, motifs and agents)."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from lapins import policies
@@ -12,6 +12,7 @@ from lapins.admin.forms import (
     ConfirmForm, InvitationForm, LieuForm, MotifForm, OrganisationForm, RoleForm, TerritoryAdminForm,
 )
 from lapins.admin.services import AdminError
+from lapins.auth import identities
 from lapins.infra.extensions import db
 from lapins.models import Agent, Lieu, Motif, Organisation, Role, Territory
 
@@ -231,7 +232,11 @@ def agents(organisation_id: int):
     organisation = _organisation(organisation_id)
     roles = services.members(organisation)
     schedules = {role.agent_id for role in roles if policies.can(current_user, "manage_schedule", role.agent)}
+    links = identities.live_identities(role.agent_id for role in roles)
+    unlinkable = {role.agent_id for role in roles
+                  if role.agent_id in links and policies.can(current_user, "unlink_identity", role.agent)}
     return render_template("admin/agents.html", organisation=organisation, roles=roles, schedules=schedules,
+                           links=links, unlinkable=unlinkable, provider=current_app.config["OIDC_PROVIDER_NAME"],
                            role_forms={role.agent_id: RoleForm(formdata=None, role=role.role.value,
                                                                prefix=f"agent-{role.agent_id}") for role in roles},
                            confirm_form=ConfirmForm())
@@ -299,6 +304,24 @@ def end_sessions(organisation_id: int, agent_id: int):
         else:
             flash(f"Toutes les sessions de {agent.full_name} sont fermées : sur chacun de ses appareils, il lui faudra "
                   "se reconnecter.", "success")
+    return redirect(url_for("admin.agents", organisation_id=organisation.id))
+
+
+@bp.route("/organisations/<int:organisation_id>/agents/<int:agent_id>/identite/delier", methods=["POST"])
+def unlink_identity(organisation_id: int, agent_id: int):
+    organisation = _organisation(organisation_id)
+    agent, _ = _member(organisation, agent_id)
+    policies.authorize(current_user, "unlink_identity", agent)
+    if ConfirmForm().validate_on_submit():
+        try:
+            services.unlink_identity(agent, current_user)
+        except AdminError as error:
+            db.session.rollback()
+            flash(str(error), "error")
+        else:
+            provider = current_app.config["OIDC_PROVIDER_NAME"]
+            flash(f"Le compte {provider} de {agent.full_name} est délié et ses sessions sont fermées : à sa prochaine "
+                  f"connexion avec {provider}, son compte sera retrouvé par son adresse électronique.", "success")
     return redirect(url_for("admin.agents", organisation_id=organisation.id))
 
 

@@ -1,7 +1,8 @@
 """Rate limits (Flask-Limiter) on the account forms (password, second-factor code, reset link, enrolment codes), on
 the family's identity check of its link (per rdv and per client address), on its pages to move its rdv (the same,
 all of them together), on every other page of its links (per client address, and per link for the answers that
-change something) and on the REST API (per token and per client address, all its routes together).
+change something), on the REST API (per token and per client address, all its routes together) and on signing in
+with the OpenID Connect provider (per client address, the start and the callback together).
 
 Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
 the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
@@ -54,6 +55,8 @@ FAMILY_LINK_ENDPOINTS = ("family.rdv_page", "family.rdv_calendar", "family.cance
                          "family.ask_earlier_slot")
 FAMILY_ACTION_ENDPOINTS = ("family.cancel", "family.accept_offer", "family.decline_offer", "family.ask_earlier_slot")
 MOVE_RDV_SCOPE, MOVE_IP_SCOPE = "family-move-rdv", "family-move-ip"  # their limits' buckets, shared by the three
+# Signing in with the OpenID Connect provider (lapins.auth.oidc_views): GETs, counted per client address.
+OIDC_ENDPOINTS = ("auth.oidc_start", "auth.oidc_callback")
 
 
 def _digest(kind: str, value: str) -> str:
@@ -149,7 +152,7 @@ RULES = (
          TOO_MANY_CHECKS),
 )
 MESSAGES = ({rule.endpoint: rule.message for rule in RULES} | dict.fromkeys(FAMILY_LINK_ENDPOINTS, TOO_MANY_REQUESTS)
-            | dict.fromkeys(FAMILY_MOVE_ENDPOINTS, TOO_MANY_MOVES))
+            | dict.fromkeys(FAMILY_MOVE_ENDPOINTS, TOO_MANY_MOVES) | dict.fromkeys(OIDC_ENDPOINTS, TOO_MANY_LOGINS))
 
 
 def init_app(app: Flask) -> Limiter:
@@ -171,6 +174,9 @@ def init_app(app: Flask) -> Limiter:
             view = limiter.limit(app.config[rule.per_ip], key_func=client_address, methods=["POST"],
                                  scope="ip")(view)
         app.view_functions[rule.endpoint] = view
+    per_ip = limiter.shared_limit(app.config["LOGIN_LIMITS_PER_IP"], scope="oidc-ip", key_func=client_address)
+    for endpoint in OIDC_ENDPOINTS:
+        app.view_functions[endpoint] = per_ip(app.view_functions[endpoint])
     per_rdv = limiter.shared_limit(app.config["FAMILY_MOVE_LIMITS_PER_RDV"], scope=MOVE_RDV_SCOPE,
                                    key_func=rdv_of_link)
     per_ip = limiter.shared_limit(app.config["FAMILY_MOVE_LIMITS_PER_IP"], scope=MOVE_IP_SCOPE,
@@ -219,7 +225,7 @@ def retry_after_seconds() -> int:
 def too_many_attempts(error: RateLimitExceeded):
     """The page the agent was on, with the French message, as HTTP 429 (the counts are in no log)."""
     message = MESSAGES.get(request.endpoint or "", TOO_MANY_LOGINS)
-    if request.endpoint == "auth.login":
+    if request.endpoint == "auth.login" or request.endpoint in OIDC_ENDPOINTS:
         page = render_template("auth/login.html", form=LoginForm(), limited=message)
     elif request.endpoint == "auth.second_factor":
         page = render_template("auth/second_factor.html", form=SecondFactorForm(formdata=None), limited=message)

@@ -11,11 +11,12 @@ from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from lapins.auth.blueprint import bp
+from lapins.auth import identities, oidc
 from lapins.auth import second_factor as second_factor_codes
 from lapins.auth.forms import LoginForm, SecondFactorForm
 from lapins.auth.limits import PENDING_SECOND_FACTOR
 from lapins.infra.extensions import db, login_manager
-from lapins.models import Agent, AgentRole, Organisation
+from lapins.models import Agent, AgentRole, Organisation, utcnow
 from lapins.models.agents import parse_session_user_id
 from lapins.models.light_agent import LightAgent, light_agent
 
@@ -28,6 +29,10 @@ login_manager.login_message_category = "info"
 login_manager.session_protection = None
 
 PENDING_SECOND_FACTOR_SECONDS = 5 * 60  # between the password and the code
+OIDC_ID_TOKEN = "oidc_id_token"  # the ID token of a session opened with the provider: its logout's id_token_hint
+OIDC_LOGOUT = "oidc_logout"  # the provider's end-session URL, from « Se déconnecter » to the page that goes there
+SIGNED_OUT = "Vous êtes déconnecté, sur cet appareil comme sur tous ceux où votre session était ouverte"
+PASSWORD, OIDC = "password", "oidc"  # Agent.last_sign_in_method
 
 
 # Built once: every request of a signed-in agent runs it.
@@ -97,20 +102,35 @@ def login():
             check_password_hash(unknown_account_hash(), form.password.data)  # as slow as for a real account
         if agent is None or not agent.check_password(form.password.data) or not agent.active:
             form.password.errors.append("Adresse électronique ou mot de passe incorrect.")
+        elif oidc.enabled() and identities.oidc_required_for(agent):
+            # Told only once the password is right: the refusal says which département the account belongs to.
+            provider = current_app.config["OIDC_PROVIDER_NAME"]
+            form.form_errors.append(f"Votre département demande de se connecter avec {provider} : utilisez le bouton "
+                                    f"« {current_app.config['OIDC_BUTTON_LABEL']} ».")
         elif agent.second_factor_enabled:
-            session.clear()
-            session[PENDING_SECOND_FACTOR] = {"agent": agent.id, "at": int(time.time()),
-                                              "next": safe_next(request.args.get("next"))}
-            return redirect(url_for("auth.second_factor"))
+            return ask_second_factor(agent, safe_next(request.args.get("next")), PASSWORD)
         else:
             return sign_in(agent, safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), 200 if not form.errors else 422
 
 
-def sign_in(agent: Agent, next_page: str | None):
+def ask_second_factor(agent: Agent, next_page: str | None, method: str, id_token: str | None = None):
+    """The first step passed (password, or the provider without MFA): the code is asked next."""
+    session.clear()
+    session[PENDING_SECOND_FACTOR] = {"agent": agent.id, "at": int(time.time()), "next": next_page,
+                                      "method": method, "id_token": id_token}
+    return redirect(url_for("auth.second_factor"))
+
+
+def sign_in(agent: Agent, next_page: str | None, method: str = PASSWORD, id_token: str | None = None):
+    agent.last_signed_in_at = utcnow()
+    agent.last_sign_in_method = method
+    db.session.commit()
     session.clear()
     session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without activity
     login_user(agent)
+    if id_token:
+        session[OIDC_ID_TOKEN] = id_token
     return redirect(next_page or url_for("agenda.home"))
 
 
@@ -144,7 +164,8 @@ def second_factor():
     if form.validate_on_submit():
         check = second_factor_codes.check_code(agent, form.code.data)
         if check.ok:
-            response = sign_in(agent, safe_next(pending.get("next")))
+            method = OIDC if pending.get("method") == OIDC else PASSWORD
+            response = sign_in(agent, safe_next(pending.get("next")), method, pending.get("id_token") or None)
             if check.recovery_codes_left is not None:
                 flash(f"Code de secours accepté (il ne servira plus). Il vous en reste {check.recovery_codes_left} ; "
                       "pour en obtenir de nouveaux, désactivez puis réactivez la double authentification dans "
@@ -161,10 +182,19 @@ def logout():
     left signed in, a lost phone), as the button's hint says."""
     current_user.end_sessions()
     db.session.commit()
+    id_token = session.get(OIDC_ID_TOKEN)
     logout_user()
     session.clear()
-    flash("Vous êtes déconnecté, sur cet appareil comme sur tous ceux où votre session était ouverte.", "info")
-    return redirect(url_for("auth.login"))
+    # A session opened with the provider is ended there too (RP-initiated logout), which comes back to the login page.
+    provider_logout = oidc.logout_url(id_token, oidc.public_url("auth.oidc_signed_out")) \
+        if id_token and oidc.enabled() else None
+    if provider_logout is None:
+        flash(SIGNED_OUT + ".", "info")
+        return redirect(url_for("auth.login"))
+    # Not a redirect to the provider: the Content-Security-Policy's form-action 'self' stops a form's redirects to
+    # another site. A page of Lapins sends the browser there instead (lapins.auth.oidc_views.oidc_leaving).
+    session[OIDC_LOGOUT] = provider_logout
+    return redirect(url_for("auth.oidc_leaving"))
 
 
 def keep_this_session(agent: Agent) -> None:

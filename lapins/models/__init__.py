@@ -2,6 +2,7 @@
 from lapins.models.agents import Agent, AgentRole, Role
 from lapins.models.api_tokens import ApiToken  # noqa: F401
 from lapins.models.messages import Channel, Message, MessageKind, MessageStatus
+from lapins.models.identities import AgentIdentity, OidcJitRule  # noqa: F401
 from lapins.models.exports import Export, ExportKind, ExportStatus  # noqa: F401
 from lapins.models.motifs import LocationType, Motif
 from lapins.models.plages import Absence, PlageOuverture

@@ -66,6 +66,9 @@ class Agent(UserMixin, db.Model):
     totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # The last sign-in, and how: "password" or "oidc" (shown on the administrators' agents page).
+    last_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sign_in_method: Mapped[str | None] = mapped_column(String(20))
 
     roles: Mapped[list[AgentRole]] = relationship(back_populates="agent", cascade="all, delete-orphan")
     recovery_codes: Mapped[list[AgentRecoveryCode]] = relationship(cascade="all, delete-orphan", passive_deletes=True)

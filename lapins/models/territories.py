@@ -75,6 +75,9 @@ class Territory(TerritoryClock, db.Model):
     quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 0))
     # A family moving its rdv picks a slot of the same agent(s), or of any agent of the lieu.
     family_moves_any_agent: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    # Its agents sign in through the instance's OpenID Connect provider only (lapins.auth.oidc): their password is
+    # refused. Without a provider configured, the password stays (nobody is locked out).
+    oidc_required: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows
     # (lapins.models.agenda_stamps): agenda feeds are cached on it. Random rather than counted, so that a database
     # recreated or restored never meets a cache filled from another one.

@@ -4,9 +4,9 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from lapins.auth import accounts
+from lapins.auth import accounts, identities
 from lapins.infra.extensions import db
-from lapins.models import Territory
+from lapins.models import Role, Territory
 from lapins.onboarding import seeding
 from lapins.onboarding import territory as onboarding
 from lapins.onboarding.territory import OnboardingError
@@ -49,6 +49,43 @@ def create_territory(number: str, name: str, timezone_name: str, admin_email: st
     click.echo(accounts.link_for(admin, "invitation"))
     accounts.send_account_email(admin, "invitation")
     click.echo("L'invitation part aussi par courriel (worker Celery).")
+
+
+@territory.command("oidc")
+@click.option("--number", required=True, help="Numéro du département.")
+@click.option("--require/--allow-password", default=None,
+              help="Ses agents se connectent seulement avec le fournisseur d'identité (ProConnect), ou aussi avec "
+                   "leur mot de passe.")
+@click.option("--jit-domain", default=None,
+              help="Crée à leur première connexion les agents inconnus de ce domaine (ex. departement92.fr)…")
+@click.option("--jit-organisation", default=None, help="… dans ce service (son nom)…")
+@click.option("--jit-role", type=click.Choice([role.value for role in Role]), default=Role.AGENT.value,
+              show_default=True, help="… avec ce rôle.")
+@click.option("--remove-jit-domain", default=None, help="Ne plus créer les agents de ce domaine.")
+def territory_oidc(number: str, require: bool | None, jit_domain: str | None, jit_organisation: str | None,
+                   jit_role: str, remove_jit_domain: str | None) -> None:
+    """Connexion des agents d'un département avec le fournisseur d'identité (OIDC_ISSUER) : obligatoire ou non,
+    création des comptes à la première connexion pour un domaine de messagerie."""
+    found = db.session.query(Territory).filter_by(number=number).one_or_none()
+    if found is None:
+        raise click.ClickException(f"Aucun département {number}.")
+    if require is not None:
+        found.oidc_required = require
+        db.session.commit()
+    if jit_domain:
+        if not jit_organisation:
+            raise click.ClickException("--jit-organisation est nécessaire avec --jit-domain.")
+        try:
+            identities.save_jit_rule(found, jit_domain, jit_organisation, jit_role)
+        except identities.RuleRefused as error:
+            raise click.ClickException(str(error)) from None
+    if remove_jit_domain and not identities.remove_jit_rule(found, remove_jit_domain):
+        raise click.ClickException(f"Aucune création automatique pour le domaine {remove_jit_domain}.")
+    click.echo(f"Département {found.number} : connexion avec le fournisseur d'identité "
+               + ("obligatoire." if found.oidc_required else "possible, le mot de passe aussi."))
+    for rule in identities.jit_rules(found):
+        click.echo(f"Agents créés à leur première connexion : @{rule.email_domain} → {rule.organisation.name} "
+                   f"({rule.role.label}).")
 
 
 @click.command("seed")
