@@ -301,20 +301,51 @@ def test_a_feed_served_from_the_cache_costs_one_query_the_signed_in_agent(client
         assert statements[0][1] is (True if db.engine.dialect.name == "postgresql" else None)
 
 
-def test_a_bulk_update_in_one_territory_keeps_the_other_territories_stamps(clinic, factories, db):
+def test_a_bulk_update_renews_the_stamps_of_what_it_changes_only(clinic, factories, db):
+    """update(Rdv) renews its agents' stamps (not a colleague's, not the territory's); update(Usager), shown in every
+    agenda of its territory, renews the territory's; another territory keeps its own."""
     from sqlalchemy import update
 
     clinic.rdv(local(PARIS, date(2026, 3, 24), 9, 30))
     elsewhere = factories.OrganisationFactory()
     db.session.commit()
-    for statement in (update(Rdv).where(Rdv.organisation_id == clinic.organisation.id).values(notes="vu"),
-                      update(Usager).where(Usager.id == clinic.usager.id).values(first_name="Aminata")):
-        here_before, elsewhere_before = clinic.organisation.territory.agenda_stamp, elsewhere.territory.agenda_stamp
-        db.session.execute(statement)
-        db.session.commit()
+
+    def stamps():
         db.session.expire_all()
-        assert clinic.organisation.territory.agenda_stamp != here_before
-        assert elsewhere.territory.agenda_stamp == elsewhere_before
+        return (clinic.organisation.territory.agenda_stamp, clinic.agent.agenda_stamp, clinic.colleague.agenda_stamp,
+                elsewhere.territory.agenda_stamp)
+
+    before = stamps()
+    db.session.execute(update(Rdv).where(Rdv.organisation_id == clinic.organisation.id).values(notes="vu"))
+    db.session.commit()
+    after = stamps()
+    assert after[1] != before[1] and (after[0], after[2], after[3]) == (before[0], before[2], before[3])
+    db.session.execute(update(Usager).where(Usager.id == clinic.usager.id).values(first_name="Aminata"))
+    db.session.commit()
+    last = stamps()
+    assert last[0] != after[0] and last[3] == after[3]
+
+
+def test_a_booking_keeps_the_other_agents_cached_weeks(client, auth, clinic, factories, db):
+    """Nadia's agenda is served from its cache (one statement: the signed-in agent) after Claire's booking, which
+    takes neither the territory's row nor Nadia's; Claire's shows the new rdv at once."""
+    factories.PlageFactory(agent=clinic.colleague, lieu=clinic.lieu, first_day=date(2026, 1, 5), motifs=[clinic.motif])
+    clinic.rdv(local(PARIS, date(2026, 3, 24), 10), agent=clinic.colleague)
+    db.session.commit()
+    auth.login(clinic.colleague)
+    nadia, claire = clinic.colleague.id, clinic.agent.id
+    colleague_week = feed(client, nadia, "2026-03-23", "2026-03-30").get_data()
+    territory_stamp = clinic.organisation.territory.agenda_stamp
+    clinic.rdv(local(PARIS, date(2026, 3, 25), 9, 30))  # Claire's
+    db.session.commit()
+    db.session.refresh(clinic.organisation.territory)
+    assert clinic.organisation.territory.agenda_stamp == territory_stamp
+    with driver_statements(db.engine) as statements:
+        assert feed(client, nadia, "2026-03-23", "2026-03-30").get_data() == colleague_week
+    assert len(statements) == 1 and "agents" in statements[0][0]
+    week = feed(client, claire, "2026-03-23", "2026-03-30").get_json()
+    assert "2026-03-25T09:30:00" in [event["start"] for event in week if event.get("extendedProps", {}).get(
+        "kind") == "rdv"]
 
 
 def test_a_change_in_one_territory_keeps_the_other_territories_stamps(clinic, factories, db):

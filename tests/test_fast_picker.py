@@ -250,3 +250,24 @@ def test_the_fast_path_counts_in_the_same_buckets_as_flask(tmp_path):
     assert len(handed) == 2  # the first page was Flask's (then kept), the next two fast, the fourth Flask's 429
     refused = client.get(f"{url}/changer")
     assert refused.status_code == 429 and "Trop de demandes pour changer la date" in refused.get_data(as_text=True)
+
+
+def test_another_agents_booking_keeps_the_page(app, client, clinic, factories, db):
+    """Kept pages are kept on the stamps of the agents they show (and the territory's): a booking for a colleague
+    at another lieu leaves the family's page kept, and served before Flask."""
+    family = Family(app, client, clinic, db, None)
+    environ = checked(family)
+    page = client.get(f"{clinic.url}/changer").get_data()
+    colleague = factories.AgentFactory(organisation=clinic.organisation)
+    other_lieu = factories.LieuFactory(organisation=clinic.organisation)
+    other_motif = factories.MotifFactory(organisation=clinic.organisation)
+    factories.PlageFactory(agent=colleague, lieu=other_lieu, first_day=NOW.date(), motifs=[other_motif])
+    db.session.commit()
+    with app.app_context():
+        assert fast_picker_of(app).answer(dict(environ), family.token) is None  # a new plage: the territory's stamp
+    assert client.get(f"{clinic.url}/changer").get_data() == page
+    book_rdv(actor=colleague, motif=other_motif, agents=[colleague], usagers=[clinic.parent], lieu=other_lieu,
+             starts_at=local(20, 10))
+    db.session.commit()
+    with app.app_context():
+        assert fast_picker_of(app).answer(dict(environ), family.token) == page

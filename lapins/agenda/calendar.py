@@ -282,11 +282,13 @@ def background_event(kind: str, title: str, start: str, end: str, extra: dict | 
 
 @dataclass(frozen=True)
 class FeedKey:
-    """What an agent's events feed depends on: the rows it reads are known by the territory's agenda stamp."""
+    """What an agent's events feed depends on: the rows it reads are known by the territory's agenda stamp and the
+    agent's own (models.agenda_stamps)."""
 
     agent_id: int
     territory_id: int
-    agenda_stamp: str  # drawn anew by every change to what the territory's agendas show (models.agenda_stamps)
+    agenda_stamp: str  # drawn anew by every change to what all of the territory's agendas show
+    agent_stamp: str  # drawn anew by every change to this agent's rdvs, absences and plages
     tz: ZoneInfo
     holiday_subdivision: str | None
     visible_organisations: frozenset[int]  # the viewer's: an rdv of another organisation shows as busy
@@ -299,7 +301,8 @@ def feed_key(agent: Agent, territory: Territory, start_at: datetime, end_at: dat
              rdv_url_template: str) -> FeedKey:
     """The key of the agent's calendar in [start_at, end_at), as the viewer may see it."""
     return FeedKey(
-        agent_id=agent.id, territory_id=territory.id, agenda_stamp=territory.agenda_stamp, tz=territory.tz,
+        agent_id=agent.id, territory_id=territory.id, agenda_stamp=territory.agenda_stamp,
+        agent_stamp=agent.agenda_stamp, tz=territory.tz,
         holiday_subdivision=territory.holiday_subdivision,
         visible_organisations=frozenset(policies.organisations_of(viewer)), start_at=start_at, end_at=end_at,
         rdv_url_template=rdv_url_template,
@@ -331,8 +334,8 @@ def feed_events(key: FeedKey) -> list[dict]:
 @lru_cache(maxsize=1024)
 def feed_json(key: FeedKey) -> bytes:
     """The feed as JSON, cached per process on its key: agents reload the same weeks all day, and between two
-    changes to the territory's agendas the answer is the same. The stamp in the key was read before the rows
-    (with the signed-in agent), so a cached body is never older than its stamp (models.agenda_stamps)."""
+    changes to the agent's agenda the answer is the same. The stamps in the key were read before the rows (with the
+    agents), so a cached body is never older than its stamps (models.agenda_stamps)."""
     return json.dumps(feed_events(key), sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 

@@ -32,7 +32,7 @@ from lapins.booking import move_refusal
 from lapins.family import moves, services
 from lapins.infra import security
 from lapins.infra.database import DriverQuery, end_read_only_transaction
-from lapins.models import Lieu, Motif, Organisation, Rdv, RdvAgent, RdvStatus, Territory, utcnow
+from lapins.models import Agent, Lieu, Motif, Organisation, Rdv, RdvAgent, RdvStatus, Territory, utcnow
 from lapins.models.rdvs import RdvMove
 from lapins.notifications.links import rdv_id_from_token
 
@@ -111,15 +111,16 @@ class FastPicker:
         if not rows:
             return None
         (status, starts_at, ends_at, lieu_id, motif_id, territory_id, stamp, timezone, any_agent, moves_max,
-         limit_hours, horizon_weeks, lieu_name, lieu_phone, organisation_phone, _, moves_done) = rows[0]
+         limit_hours, horizon_weeks, lieu_name, lieu_phone, organisation_phone, _, moves_done, _) = rows[0]
         now = utcnow()
         if ends_at < now or move_refusal(live=not RdvStatus(status).is_cancelled, moves_max=moves_max,
                                          limit_hours=limit_hours, starts_at=starts_at,
                                          moves_done=lambda: moves_done, now=now):
             return None
         territory = TerritoryRow(territory_id, stamp, timezone, any_agent)
+        agents = sorted((row[15], row[17]) for row in rows if row[15] is not None)
         scope = services.scope_of(territory, MotifRow(motif_id, limit_hours, horizon_weeks), lieu_id,
-                                  tuple(sorted(row[15] for row in rows if row[15] is not None)), now)
+                                  tuple(agent_id for agent_id, _ in agents), now, tuple(agents))
         shell = moves.kept_shell(moves.shell_key(scope, first, lieu_name, lieu_phone or organisation_phone, None,
                                                  environ.get("SCRIPT_NAME", "")))
         if shell is None or not limits.count_family_move(self.app, limits.address_of(environ), rdv_id):
@@ -153,19 +154,21 @@ def _day(text: str) -> date | None:
         return None
 
 
-# The rdv and what its picker page shows, one row per agent of the rdv (its agent id 16th), in autocommit.
+# The rdv and what its picker page shows, one row per agent of the rdv (its id 16th, its stamp 18th), in autocommit.
 PAGE_ROWS = DriverQuery(
     select(Rdv.status, Rdv.starts_at, Rdv.ends_at, Rdv.lieu_id, Rdv.motif_id,
            Territory.id.label("territory_id"), Territory.agenda_stamp, Territory.timezone,
            Territory.family_moves_any_agent, Motif.family_moves_max, Motif.move_limit_hours,
            Motif.booking_horizon_weeks, Lieu.name.label("lieu_name"), Lieu.phone.label("lieu_phone"),
            Organisation.phone.label("organisation_phone"), RdvAgent.agent_id,
-           select(func.count()).select_from(RdvMove).where(RdvMove.rdv_id == Rdv.id).scalar_subquery().label("moves"))
+           select(func.count()).select_from(RdvMove).where(RdvMove.rdv_id == Rdv.id).scalar_subquery().label("moves"),
+           Agent.agenda_stamp.label("agent_stamp"))
     .join(Organisation, Organisation.id == Rdv.organisation_id)
     .join(Territory, Territory.id == Organisation.territory_id)
     .join(Motif, Motif.id == Rdv.motif_id)
     .outerjoin(Lieu, Lieu.id == Rdv.lieu_id)
     .outerjoin(RdvAgent, RdvAgent.rdv_id == Rdv.id)
+    .outerjoin(Agent, Agent.id == RdvAgent.agent_id)
     .where(Rdv.id == bindparam("rdv_id"))
 )
 

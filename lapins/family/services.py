@@ -161,15 +161,18 @@ def picker_scope(rdv: Rdv, now: datetime) -> picker.Scope:
                     tuple(sorted(link.agent_id for link in rdv.agent_links)), now)
 
 
-def scope_of(territory, motif, lieu_id: int | None, agent_ids: tuple[int, ...], now: datetime) -> picker.Scope:
+def scope_of(territory, motif, lieu_id: int | None, agent_ids: tuple[int, ...], now: datetime,
+             stamps: tuple[tuple[int, str], ...] | None = None) -> picker.Scope:
     """picker_scope from the rdv's values: `territory` and `motif` are the models or rows with the same attributes
-    (lapins.family.fast_picker reads them in one query)."""
+    (lapins.family.fast_picker reads them in one query, with the `stamps` of the rdv's agents)."""
     any_agent = territory.family_moves_any_agent and len(agent_ids) == 1
-    return picker.Scope(territory=territory, motif=motif, lieu_id=lieu_id,
-                        agent_ids=None if any_agent else agent_ids,
+    shown = None if any_agent else agent_ids
+    return picker.Scope(territory=territory, motif=motif, lieu_id=lieu_id, agent_ids=shown,
                         start=ceil_to_grid(now + timedelta(hours=motif.move_limit_hours)),
                         end=ceil_to_grid(now + timedelta(weeks=motif.booking_horizon_weeks)),
-                        preferred_agent_ids=agent_ids)
+                        preferred_agent_ids=agent_ids,
+                        agent_stamps=stamps if stamps is not None and shown is not None
+                        else picker.agent_stamps(motif.id, shown))
 
 
 def move_from_link(rdv: Rdv, starts_at: datetime, agent_id: int | None, revision: int, now: datetime) -> Rdv:

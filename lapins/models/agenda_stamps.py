@@ -1,21 +1,23 @@
-"""Every change to what an agenda shows draws a new agenda stamp for its territory, in the same transaction.
+"""Every change to what an agenda shows draws new agenda stamps, in the same transaction: its agents' own stamps for
+what belongs to agents, its territory's for what every agenda of the territory shows.
 
-Agenda feeds are cached on the stamp (lapins.agenda.calendar.feed_json): a request that reads a territory's stamp
-serves the events cached under it, or reads them and caches them under it. A write commits its rows and the new
-stamp together, so a reader sees either the old rows and the old stamp or the new ones: a cached feed is never older
-than the stamp it is filed under. Drawing a stamp takes the territory's row lock until commit; writes to what the
-agendas show are a few a minute in a département, so serialising them per territory costs nothing noticeable.
+Agenda feeds (lapins.agenda.calendar.feed_json) and the public picker's pages (lapins.slots.picker) are cached on the
+territory's stamp and on the stamps of the agents they show: a request reads them, then serves what is cached under
+them, or reads the rows and caches them under them. A write commits its rows and the new stamps together, so a reader
+sees either the old rows and the old stamps or the new ones: a cached answer is never older than its stamps.
 
-What the feed shows: rdvs (with their agents, usagers, motif and lieu), plages d'ouverture, absences. Holidays depend
-on the territory's number and time zone (a change to the territory draws a stamp too); the viewer's organisations are
-part of the cache key, not of the stamp.
+- An agent's stamp: their rdvs (the rdv's own columns, its usagers, its agents), absences and plages. A booking takes
+  the agents' row locks anyway (lapins.booking.lock_agents); another agent's cached weeks and times are kept.
+- The territory's stamp: usagers' names, motifs, lieux, organisations, the territory itself (holidays, time zone), and
+  plages too (they decide which agents the picker offers at a lieu). These change a few times a day.
+The viewer's organisations are part of the feed's cache key, not of a stamp.
 """
 from __future__ import annotations
 
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from lapins.models.agents import AgentRole
+from lapins.models.agents import Agent
 from lapins.models.motifs import Motif
 from lapins.models.plages import Absence, PlageOuverture
 from lapins.models.rdvs import Rdv, RdvAgent
@@ -26,12 +28,14 @@ SHOWN = (Rdv, RdvAgent, PlageOuverture, Absence, Usager, Motif, Lieu, Organisati
 
 
 class _Touched:
-    """The territories a flush touches, known by their own id, an organisation's or an agent's."""
+    """The territories and agents a flush touches: territories by their own id or an organisation's, agents by their
+    id or an rdv's."""
 
     def __init__(self) -> None:
         self.territories: set[int] = set()
         self.organisations: set[int] = set()
         self.agents: set[int] = set()
+        self.rdvs: set[int] = set()
         self.unknown = False  # an object whose territory cannot be told yet: every territory gets a new stamp
 
     def add(self, obj) -> None:
@@ -43,7 +47,13 @@ class _Touched:
             self._add_id(self.organisations, obj.id)
         elif isinstance(obj, (Absence, RdvAgent)):
             self._add_id(self.agents, obj.agent_id or (obj.agent and obj.agent.id))
-        else:  # Rdv, PlageOuverture, Motif, Lieu
+        elif isinstance(obj, Rdv):
+            if obj.id is not None:  # a new rdv's agents are new RdvAgent rows of the same flush
+                self.rdvs.add(obj.id)
+        elif isinstance(obj, PlageOuverture):
+            self._add_id(self.agents, obj.agent_id or (obj.agent and obj.agent.id))
+            self._add_id(self.organisations, obj.organisation_id or (obj.organisation and obj.organisation.id))
+        else:  # Motif, Lieu
             self._add_id(self.organisations, obj.organisation_id or (obj.organisation and obj.organisation.id))
 
     def _add_id(self, ids: set[int], value: int | None) -> None:
@@ -53,7 +63,7 @@ class _Touched:
             ids.add(value)
 
     def condition(self):
-        """Which territory rows get a new stamp; None for all of them."""
+        """Which territory rows get a new stamp; None for all of them; False for none."""
         if self.unknown:
             return None
         conditions = []
@@ -62,20 +72,31 @@ class _Touched:
         if self.organisations:
             conditions.append(Territory.id.in_(
                 select(Organisation.territory_id).where(Organisation.id.in_(self.organisations))))
+        return or_(*conditions) if conditions else False
+
+    def agent_condition(self):
+        """Which agent rows get a new stamp, or False."""
+        conditions = []
         if self.agents:
-            conditions.append(Territory.id.in_(
-                select(Organisation.territory_id).join(AgentRole, AgentRole.organisation_id == Organisation.id)
-                .where(AgentRole.agent_id.in_(self.agents))))
-        return or_(*conditions)
+            conditions.append(Agent.id.in_(self.agents))
+        if self.rdvs:
+            conditions.append(Agent.id.in_(select(RdvAgent.agent_id).where(RdvAgent.rdv_id.in_(self.rdvs))))
+        return or_(*conditions) if conditions else False
 
 
 def draw_new_stamps(session: Session, condition=None) -> None:
     """New agenda stamps for the territories matching `condition` (all of them when None), on the session's
-    connection: no ORM event, no autoflush, and it may run during a flush or before a bulk statement."""
+    connection: no ORM event, no autoflush, and it may run during a flush or before a bulk statement. A territory's
+    stamp is in every cache key of its agendas: this renews them all."""
     statement = update(Territory.__table__).values(agenda_stamp=new_agenda_stamp())
     if condition is not None:
         statement = statement.where(condition)
     session.connection().execute(statement)
+
+
+def draw_new_agent_stamps(session: Session, condition) -> None:
+    """New agenda stamps for the agents matching `condition`, as draw_new_stamps does for territories."""
+    session.connection().execute(update(Agent.__table__).where(condition).values(agenda_stamp=new_agenda_stamp()))
 
 
 def _flush_changes(session: Session) -> _Touched | None:
@@ -87,7 +108,7 @@ def _flush_changes(session: Session) -> _Touched | None:
     for obj in (*session.dirty, *session.deleted):
         if isinstance(obj, SHOWN) and (obj in session.deleted or session.is_modified(obj)):
             touched.add(obj)
-    if touched.unknown or touched.territories or touched.organisations or touched.agents:
+    if touched.unknown or touched.territories or touched.organisations or touched.agents or touched.rdvs:
         return touched
     return None
 
@@ -95,8 +116,14 @@ def _flush_changes(session: Session) -> _Touched | None:
 @event.listens_for(Session, "before_flush")
 def _stamp_on_flush(session: Session, flush_context, instances) -> None:
     touched = _flush_changes(session)
-    if touched is not None:
-        draw_new_stamps(session, touched.condition())
+    if touched is None:
+        return
+    condition = touched.condition()
+    if condition is not False:
+        draw_new_stamps(session, condition)
+    agents = touched.agent_condition()
+    if agents is not False:
+        draw_new_agent_stamps(session, agents)
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -106,8 +133,22 @@ def _stamp_on_bulk_write(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete) or state.bind_mapper is None:
         return
     entity = state.bind_mapper.class_
-    if issubclass(entity, SHOWN):
-        draw_new_stamps(state.session, Territory.id.in_(_territories_of(entity, state.statement.whereclause)))
+    if not issubclass(entity, SHOWN):
+        return
+    whereclause = state.statement.whereclause
+    if entity in (Rdv, RdvAgent, Absence, PlageOuverture):
+        draw_new_agent_stamps(state.session, Agent.id.in_(_agents_of(entity, whereclause)))
+    if entity not in (Rdv, RdvAgent, Absence):
+        draw_new_stamps(state.session, Territory.id.in_(_territories_of(entity, whereclause)))
+
+
+def _agents_of(entity: type, whereclause):
+    """The agent ids of the `entity` rows that `whereclause` matches (all rows when it is None)."""
+    if entity is Rdv:
+        rdvs = select(Rdv.id).where(whereclause) if whereclause is not None else select(Rdv.id)
+        return select(RdvAgent.agent_id).where(RdvAgent.rdv_id.in_(rdvs))
+    statement = select(entity.agent_id)
+    return statement.where(whereclause) if whereclause is not None else statement
 
 
 def _territories_of(entity: type, whereclause):
@@ -118,11 +159,7 @@ def _territories_of(entity: type, whereclause):
         statement = select(Usager.territory_id)
     elif entity is Organisation:
         statement = select(Organisation.territory_id)
-    elif entity in (Absence, RdvAgent):
-        statement = (select(Organisation.territory_id).select_from(entity)
-                     .join(AgentRole, AgentRole.agent_id == entity.agent_id)
-                     .join(Organisation, Organisation.id == AgentRole.organisation_id))
-    else:  # Rdv, PlageOuverture, Motif, Lieu
+    else:  # PlageOuverture, Motif, Lieu
         statement = (select(Organisation.territory_id).select_from(entity)
                      .join(Organisation, Organisation.id == entity.organisation_id))
     return statement.where(whereclause) if whereclause is not None else statement

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from lapins.infra.extensions import db
-from lapins.models.territories import Organisation
+from lapins.models.territories import Organisation, new_agenda_stamp
 from lapins.models.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:
@@ -59,6 +59,9 @@ class Agent(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Bumped by every booking that involves this agent: taking the row lock serialises bookings per agent.
     booking_version: Mapped[int] = mapped_column(default=0)
+    # Drawn anew by every change to this agent's rdvs, absences and plages (lapins.models.agenda_stamps): the agent's
+    # agenda and free times are cached on it and on the territory's stamp, so another agent's booking keeps them.
+    agenda_stamp: Mapped[str] = mapped_column(String(16), default=lambda: new_agenda_stamp(), server_default="0")
     # The agent asked for an e-mail when a family cancels one of their rdvs (the "Mes préférences" page).
     notify_on_family_cancellation: Mapped[bool] = mapped_column(default=False)
     # Second factor (TOTP, lapins.auth.second_factor): the secret encrypted with lapins.infra.crypto, set at enrolment and

@@ -61,6 +61,7 @@ class LightAgent(UserMixin):
     active: bool
     session_generation: int
     roles: tuple[LightRole, ...]
+    agenda_stamp: str = ""  # the agent's own (lapins.models.agenda_stamps)
 
     @property
     def full_name(self) -> str:
@@ -94,7 +95,7 @@ class LightAgent(UserMixin):
 LIGHT_AGENT_ROWS = DriverQuery(
     select(Agent.id, Agent.first_name, Agent.last_name, Agent.active, Agent.session_generation,
            AgentRole.organisation_id, AgentRole.role, Organisation.territory_id, Territory.number, Territory.timezone,
-           Territory.agenda_stamp)
+           Territory.agenda_stamp, Agent.agenda_stamp)
     .outerjoin(AgentRole, AgentRole.agent_id == Agent.id)
     .outerjoin(Organisation, Organisation.id == AgentRole.organisation_id)
     .outerjoin(Territory, Territory.id == Organisation.territory_id)
@@ -113,7 +114,7 @@ def light_agent(agent_id: int) -> LightAgent | None:
         return None
     territories: dict[int, LightTerritory] = {}
     roles = []
-    for _, _, _, _, _, organisation_id, role, territory_id, number, timezone, agenda_stamp in rows:
+    for _, _, _, _, _, organisation_id, role, territory_id, number, timezone, agenda_stamp, _ in rows:
         if organisation_id is None:  # an agent without any role: one row, its role columns NULL
             continue
         if territory_id not in territories:
@@ -121,4 +122,4 @@ def light_agent(agent_id: int) -> LightAgent | None:
         organisation = LightOrganisation(organisation_id, territory_id, territories[territory_id])
         roles.append(LightRole(organisation_id, Role(role), organisation))
     agent_id, first_name, last_name, active, session_generation = rows[0][:5]
-    return LightAgent(agent_id, first_name, last_name, bool(active), session_generation, tuple(roles))
+    return LightAgent(agent_id, first_name, last_name, bool(active), session_generation, tuple(roles), rows[0][11])

@@ -5,9 +5,10 @@ FIRST_DAYS local days that have a free time, the next ones a week at a time, up 
 from its local midnight, whatever the time of the request, so a time shown on a page is found again when the family
 chooses it (`choice_at`), however late it does.
 
-The pages are public and asked for all day, so what they show is kept per process on the territory's agenda stamp
-(lapins.models.agenda_stamps: every change to rdvs, plages, absences, motifs, lieux draws a new one, in the same
-transaction), with the scope's bounds on the 5-minute grid: a page shows what the stamp read before it allowed.
+The pages are public and asked for all day, so what they show is kept per process on the territory's agenda stamp and
+those of the agents it may show (lapins.models.agenda_stamps: every change to rdvs, plages, absences, motifs, lieux
+draws new ones, in the same transaction), with the scope's bounds on the 5-minute grid: a page shows what the stamps
+read before it allowed.
 `choice_at`, which decides a move, always reads the database. `page(..., kept_only=True)` answers only from what is
 kept (None otherwise): for the family pages' fast path (lapins.family.fast_picker), which leaves any reading to Flask.
 """
@@ -17,7 +18,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from lapins.models import Motif, Territory
+from sqlalchemy import bindparam, select
+
+from lapins.infra.database import DriverQuery
+from lapins.infra.extensions import db
+from lapins.models import Agent, Motif, PlageOuverture, Territory
+from lapins.models.plages import plage_motifs
 from lapins.slots import availability
 from lapins.slots.engine import ONE_DAY, Slot, local_midnight
 
@@ -44,11 +50,14 @@ class Scope:
     start: datetime
     end: datetime
     preferred_agent_ids: tuple[int, ...] = ()  # among free agents, these first (the family's own)
+    # (agent id, agenda stamp) of every agent whose times the scope may show (agent_stamps): with the territory's
+    # stamp, what the kept pages are kept on.
+    agent_stamps: tuple[tuple[int, str], ...] = ()
 
     def key(self, first: date, last: date) -> tuple:
         territory = self.territory
-        return (territory.id, territory.agenda_stamp, self.motif.id, self.lieu_id, self.agent_ids, self.start,
-                self.end, self.preferred_agent_ids, first, last)
+        return (territory.id, territory.agenda_stamp, self.agent_stamps, self.motif.id, self.lieu_id, self.agent_ids,
+                self.start, self.end, self.preferred_agent_ids, first, last)
 
     @property
     def first_day(self) -> date:
@@ -57,6 +66,24 @@ class Scope:
     @property
     def last_day(self) -> date:
         return (self.end - timedelta(microseconds=1)).astimezone(self.territory.tz).date()
+
+
+# Any agent offering the motif may be shown (a scope without agent_ids): who has a plage for it. Plages draw the
+# territory's new stamp, so this list changes only with it; the agents' own stamps are read at every page.
+MOTIF_AGENT_STAMPS = DriverQuery(
+    select(Agent.id, Agent.agenda_stamp)
+    .where(Agent.id.in_(select(PlageOuverture.agent_id).join(plage_motifs, plage_motifs.c.plage_id == PlageOuverture.id)
+                        .where(plage_motifs.c.motif_id == bindparam("motif_id"))))
+    .order_by(Agent.id)
+)
+
+
+def agent_stamps(motif_id: int, agent_ids: tuple[int, ...] | None) -> tuple[tuple[int, str], ...]:
+    """The agenda stamps of the agents a scope may show: `agent_ids`, or any agent offering the motif (None)."""
+    if agent_ids is None:
+        return tuple((agent_id, stamp) for agent_id, stamp in MOTIF_AGENT_STAMPS.rows(motif_id=motif_id))
+    return tuple((agent_id, stamp) for agent_id, stamp in db.session.execute(
+        select(Agent.id, Agent.agenda_stamp).where(Agent.id.in_(agent_ids)).order_by(Agent.id)))
 
 
 @dataclass(frozen=True)
