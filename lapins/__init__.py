@@ -69,6 +69,8 @@ def register_extensions(app: Flask) -> None:
 def register_listeners(app: Flask) -> None:
     """The rooms that follow booking's events and the session's changes; connected once per process."""
     from lapins.audit import recording  # noqa: F401  (session listeners: the audit trail)
+    from lapins.calendars import feeds  # noqa: F401  (session listener: a deactivated agent's feeds revoked)
+    from lapins.calendars import listeners as calendars  # noqa: F401  (booking's events: CalDAV writes)
     from lapins.integrations import events  # noqa: F401  (session listeners: webhook deliveries)
     from lapins.notifications import listeners as notifications  # noqa: F401
     from lapins.waitlist import listeners as waitlist  # noqa: F401
@@ -85,6 +87,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.agenda.blueprint import bp as agenda_bp
     from lapins.api import bp as api_bp
     from lapins.audit.views import bp as audit_bp
+    from lapins.calendars import bp as calendars_bp
     from lapins.auth.blueprint import bp as auth_bp
     from lapins.family.pages import bp as family_bp
     from lapins.monitoring.health import bp as health_bp
@@ -108,6 +111,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(privacy_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(territory_settings_bp)
+    app.register_blueprint(calendars_bp)
 
 
 def register_fast_paths(app: Flask) -> None:

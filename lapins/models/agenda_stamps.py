@@ -6,7 +6,8 @@ stamp together, so a reader sees either the old rows and the old stamp or the ne
 than the stamp it is filed under. Drawing a stamp takes the territory's row lock until commit; writes to what the
 agendas show are a few a minute in a département, so serialising them per territory costs nothing noticeable.
 
-What the feed shows: rdvs (with their agents, usagers, motif and lieu), plages d'ouverture, absences. Holidays depend
+What the feed shows: rdvs (with their agents, usagers, motif and lieu), plages d'ouverture, absences, busy times read
+from agents' own calendars (they take free slots away, which the public slot picker caches on the stamp). Holidays depend
 on the territory's number and time zone (a change to the territory draws a stamp too); the viewer's organisations are
 part of the cache key, not of the stamp.
 """
@@ -16,13 +17,14 @@ from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from lapins.models.agents import AgentRole
+from lapins.models.calendars import BusyBlock
 from lapins.models.motifs import Motif
 from lapins.models.plages import Absence, PlageOuverture
 from lapins.models.rdvs import Rdv, RdvAgent
 from lapins.models.territories import Lieu, Organisation, Territory, new_agenda_stamp
 from lapins.models.usagers import Usager
 
-SHOWN = (Rdv, RdvAgent, PlageOuverture, Absence, Usager, Motif, Lieu, Organisation, Territory)
+SHOWN = (Rdv, RdvAgent, PlageOuverture, Absence, BusyBlock, Usager, Motif, Lieu, Organisation, Territory)
 
 
 class _Touched:
@@ -41,7 +43,7 @@ class _Touched:
             self._add_id(self.territories, obj.territory_id or (obj.territory and obj.territory.id))
         elif isinstance(obj, Organisation):
             self._add_id(self.organisations, obj.id)
-        elif isinstance(obj, (Absence, RdvAgent)):
+        elif isinstance(obj, (Absence, RdvAgent, BusyBlock)):
             self._add_id(self.agents, obj.agent_id or (obj.agent and obj.agent.id))
         else:  # Rdv, PlageOuverture, Motif, Lieu
             self._add_id(self.organisations, obj.organisation_id or (obj.organisation and obj.organisation.id))
@@ -118,7 +120,7 @@ def _territories_of(entity: type, whereclause):
         statement = select(Usager.territory_id)
     elif entity is Organisation:
         statement = select(Organisation.territory_id)
-    elif entity in (Absence, RdvAgent):
+    elif entity in (Absence, RdvAgent, BusyBlock):
         statement = (select(Organisation.territory_id).select_from(entity)
                      .join(AgentRole, AgentRole.agent_id == entity.agent_id)
                      .join(Organisation, Organisation.id == AgentRole.organisation_id))

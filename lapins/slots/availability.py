@@ -16,6 +16,7 @@ from sqlalchemy import (
 
 from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, Lieu, Motif, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
+from lapins.models.calendars import BusyBlock
 from lapins.models.plages import plage_motifs
 from lapins.models.types import UTCDateTime
 from lapins.slots.engine import (
@@ -291,7 +292,7 @@ def _fetch(scope: _Scope, busy_window: Interval | None = None) -> _Rows:
 
 
 def busy_intervals(agent_ids: Iterable[int], start: datetime, end: datetime) -> dict[int, list[Interval]]:
-    """The agents' live rdvs overlapping [start, end), as intervals per agent."""
+    """The agents' live rdvs and imported busy times overlapping [start, end), as intervals per agent."""
     return _fetch_busy(agent_ids, (start, end))
 
 
@@ -326,13 +327,21 @@ def _search_statement(by_lieu: bool, by_agents: bool, with_busy: bool) -> Compou
         parts.append(select(literal_column(str(_BUSY)), no_int, RdvAgent.agent_id, no_int, no_date, no_date,
                             no_time, no_time, no_int, no_int, RdvAgent.starts_at, RdvAgent.ends_at)
                      .where(RdvAgent.agent_id.in_(agents), *_busy_conditions()))
+        parts.append(select(literal_column(str(_BUSY)), no_int, BusyBlock.agent_id, no_int, no_date, no_date,
+                            no_time, no_time, no_int, no_int, BusyBlock.starts_at, BusyBlock.ends_at)
+                     .where(BusyBlock.agent_id.in_(agents), *_imported_busy_conditions()))
     return union_all(*parts)
 
 
 @cache
-def _busy_statement() -> Select:
-    return select(RdvAgent.agent_id, RdvAgent.starts_at, RdvAgent.ends_at).where(
-        RdvAgent.agent_id.in_(bindparam("agent_ids", expanding=True)), *_busy_conditions())
+def _busy_statement() -> CompoundSelect:
+    """Live rdvs, and busy times read from the agents' own calendars (lapins.calendars.busy)."""
+    agents = bindparam("agent_ids", expanding=True)
+    return union_all(
+        select(RdvAgent.agent_id, RdvAgent.starts_at, RdvAgent.ends_at).where(
+            RdvAgent.agent_id.in_(agents), *_busy_conditions()),
+        select(BusyBlock.agent_id, BusyBlock.starts_at, BusyBlock.ends_at).where(
+            BusyBlock.agent_id.in_(agents), *_imported_busy_conditions()))
 
 
 @cache
@@ -390,6 +399,12 @@ def _busy_conditions() -> list[Any]:
     return [RdvAgent.live, RdvAgent.starts_at >= bindparam("busy_lookback", type_=UTCDateTime),
             RdvAgent.starts_at < bindparam("busy_end", type_=UTCDateTime),
             RdvAgent.ends_at > bindparam("busy_start", type_=UTCDateTime)]
+
+
+def _imported_busy_conditions() -> list[Any]:
+    # An event of an agent's own calendar may last days (a holiday): no lookback bound, only the overlap.
+    return [BusyBlock.starts_at < bindparam("busy_end", type_=UTCDateTime),
+            BusyBlock.ends_at > bindparam("busy_start", type_=UTCDateTime)]
 
 
 def _busy_params(window: Interval) -> dict[str, datetime]:

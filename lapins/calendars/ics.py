@@ -1,0 +1,140 @@
+"""The events an agent's own calendar shows: their rdvs (cancelled ones as STATUS:CANCELLED) and absences.
+
+UIDs are stable (`rdv-<id>@<domain>`, the convention of the families' invitations in notifications/email.py, and
+`absence-<id>-<day>@<domain>` per occurrence), SEQUENCE is the rdv's revision, times are written in UTC with the
+territory's VTIMEZONE beside them. By default no family data leaves Lapins: « RDV PMI — <lieu> »; the agent may opt
+in to the family's name. The output is deterministic (DTSTAMP is the row's last change), so its hash is an ETag.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import icalendar
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from lapins.infra.extensions import db
+from lapins.models import Agent, LocationType, Rdv, RdvAgent, Territory, utcnow
+from lapins.slots.availability import absence_intervals
+
+DAYS_BACK = 30
+DAYS_AHEAD = 183  # six months
+PRODID = "-//Lapins//Agenda agent//FR"
+DEFAULT_TZ = ZoneInfo("Europe/Paris")  # an agent in no organisation yet
+UID_PREFIX = "rdv-"
+
+
+def domain() -> str:
+    return urlsplit(current_app.config["PUBLIC_URL"]).hostname or "lapins.invalid"
+
+
+def rdv_uid(rdv_id: int) -> str:
+    return f"{UID_PREFIX}{rdv_id}@{domain()}"
+
+
+def is_lapins_uid(uid: str) -> bool:
+    """An event Lapins wrote (read back from a CalDAV calendar, it is not one of the agent's own busy times)."""
+    return uid.startswith(UID_PREFIX) and uid.endswith("@" + domain())
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def around(cls, now: datetime | None = None) -> Window:
+        now = (now or utcnow()).replace(microsecond=0)
+        return cls(now - timedelta(days=DAYS_BACK), now + timedelta(days=DAYS_AHEAD))
+
+
+def agent_territory(agent: Agent) -> Territory | None:
+    """The territory whose zone the agent's calendar is written in: that of their first organisation."""
+    roles = sorted(agent.roles, key=lambda role: role.organisation_id)
+    return roles[0].organisation.territory if roles else None
+
+
+def summary(rdv: Rdv, *, with_family_names: bool) -> str:
+    motif = rdv.motif
+    if motif.location_type == LocationType.HOME:
+        where = "Visite à domicile"
+    elif motif.location_type == LocationType.PHONE:
+        where = "Rendez-vous téléphonique"
+    else:
+        where = rdv.lieu.name if rdv.lieu else rdv.organisation.name
+    text = f"RDV PMI — {where}"
+    if with_family_names and rdv.usagers:
+        text += " — " + ", ".join(f"{usager.first_name} {usager.last_name}" for usager in rdv.usagers)
+    return text
+
+
+def rdv_event(rdv: Rdv, *, with_family_names: bool) -> icalendar.Event:
+    event = icalendar.Event()
+    event.add("uid", rdv_uid(rdv.id))
+    event.add("sequence", rdv.revision)
+    event.add("dtstamp", (rdv.updated_at or rdv.created_at).replace(microsecond=0))
+    event.add("last-modified", (rdv.updated_at or rdv.created_at).replace(microsecond=0))
+    event.add("dtstart", rdv.starts_at)
+    event.add("dtend", rdv.ends_at)
+    event.add("summary", summary(rdv, with_family_names=with_family_names))
+    event.add("description", f"Motif : {rdv.motif.name}")
+    if rdv.lieu is not None and rdv.motif.location_type == LocationType.ON_SITE:
+        event.add("location", rdv.lieu.name)  # the lieu's name only: its address is public, the family's is not
+    event.add("status", "CANCELLED" if rdv.status.is_cancelled else "CONFIRMED")
+    event.add("transp", "TRANSPARENT" if rdv.status.is_cancelled else "OPAQUE")
+    return event
+
+
+def calendar(tz: ZoneInfo | None, name: str) -> icalendar.Calendar:
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("x-wr-calname", name)
+    if tz is not None:
+        cal.add("x-wr-timezone", tz.key)
+        cal.add_component(icalendar.Timezone.from_tzid(tz.key))
+    return cal
+
+
+def single_rdv_calendar(rdv: Rdv, tz: ZoneInfo | None, *, with_family_names: bool = False) -> bytes:
+    """One rdv as a calendar object, for a CalDAV PUT."""
+    cal = calendar(tz, "Lapins")
+    cal.add_component(rdv_event(rdv, with_family_names=with_family_names))
+    return cal.to_ical()
+
+
+def agent_rdvs(agent_id: int, window: Window) -> list[Rdv]:
+    """The agent's rdvs starting in the window, cancelled ones included (read through rdv_agents' index)."""
+    ids = select(RdvAgent.rdv_id).where(RdvAgent.agent_id == agent_id, RdvAgent.starts_at >= window.start,
+                                        RdvAgent.starts_at < window.end)
+    return list(db.session.scalars(
+        select(Rdv).where(Rdv.id.in_(ids)).order_by(Rdv.starts_at, Rdv.id)
+        .options(selectinload(Rdv.motif), selectinload(Rdv.lieu), selectinload(Rdv.organisation),
+                 selectinload(Rdv.usagers))))
+
+
+def agent_feed(agent: Agent, *, with_family_names: bool, now: datetime | None = None) -> bytes:
+    """The whole feed of an agent: rdvs and absence occurrences of the window."""
+    window = Window.around(now)
+    territory = agent_territory(agent)
+    tz = territory.tz if territory else DEFAULT_TZ
+    cal = calendar(tz, f"Lapins — {agent.full_name}")
+    for rdv in agent_rdvs(agent.id, window):
+        cal.add_component(rdv_event(rdv, with_family_names=with_family_names))
+    for absence in absence_intervals(agent.id, tz, window.start, window.end):
+        event = icalendar.Event()
+        begin, finish = absence.starts_at, absence.ends_at
+        event.add("uid", f"absence-{absence.absence_id}-{begin.astimezone(tz).date().isoformat()}@{domain()}")
+        event.add("sequence", 0)
+        event.add("dtstamp", window.start.replace(hour=0, minute=0, second=0))
+        event.add("dtstart", begin)
+        event.add("dtend", finish)
+        event.add("summary", f"Absence : {absence.title}")
+        event.add("status", "CONFIRMED")
+        cal.add_component(event)
+    return cal.to_ical()
