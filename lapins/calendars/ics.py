@@ -12,13 +12,19 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import hashlib
+import threading
+from collections import OrderedDict
+from functools import lru_cache
+
 import icalendar
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from lapins.infra.extensions import db
-from lapins.models import Agent, LocationType, Rdv, RdvAgent, Territory, utcnow
+from lapins.models import Agent, AgentRole, LocationType, Organisation, Rdv, RdvAgent, Territory, utcnow
+from lapins.models.calendars import CalendarFeed
 from lapins.slots.availability import absence_intervals
 
 DAYS_BACK = 30
@@ -48,8 +54,9 @@ class Window:
 
     @classmethod
     def around(cls, now: datetime | None = None) -> Window:
-        now = (now or utcnow()).replace(microsecond=0)
-        return cls(now - timedelta(days=DAYS_BACK), now + timedelta(days=DAYS_AHEAD))
+        """From midnight UTC: the window moves once a day, so a feed's ETag need only name the day."""
+        day = (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
+        return cls(day - timedelta(days=DAYS_BACK), day + timedelta(days=DAYS_AHEAD + 1))
 
 
 def agent_territory(agent: Agent) -> Territory | None:
@@ -89,6 +96,12 @@ def rdv_event(rdv: Rdv, *, with_family_names: bool) -> icalendar.Event:
     return event
 
 
+@lru_cache(maxsize=64)
+def _vtimezone(key: str) -> icalendar.Timezone:
+    """The zone's VTIMEZONE, worked out once per process (its transitions take icalendar a while); only read."""
+    return icalendar.Timezone.from_tzid(key)
+
+
 def calendar(tz: ZoneInfo | None, name: str) -> icalendar.Calendar:
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
@@ -97,7 +110,7 @@ def calendar(tz: ZoneInfo | None, name: str) -> icalendar.Calendar:
     cal.add("x-wr-calname", name)
     if tz is not None:
         cal.add("x-wr-timezone", tz.key)
-        cal.add_component(icalendar.Timezone.from_tzid(tz.key))
+        cal.add_component(_vtimezone(tz.key))
     return cal
 
 
@@ -138,3 +151,33 @@ def agent_feed(agent: Agent, *, with_family_names: bool, now: datetime | None = 
         event.add("status", "CONFIRMED")
         cal.add_component(event)
     return cal.to_ical()
+
+
+CACHED_FEEDS = 32  # bodies kept per process, the most recently served first (a few hundred KB each)
+_bodies: OrderedDict[str, bytes] = OrderedDict()
+_bodies_lock = threading.Lock()
+
+
+def feed_etag(feed: CalendarFeed, now: datetime | None = None) -> str:
+    """Changes whenever the feed's body may: another day, a new stamp of one of the agent's territories, the
+    family-name option, the agent's name, the feed itself (a rotated token)."""
+    stamps = sorted(db.session.scalars(
+        select(Territory.agenda_stamp).join(Organisation, Organisation.territory_id == Territory.id)
+        .join(AgentRole, AgentRole.organisation_id == Organisation.id).where(AgentRole.agent_id == feed.agent_id)))
+    day = (now or utcnow()).date().isoformat()
+    key = "|".join([str(feed.id), str(feed.with_family_names), feed.agent.full_name, day, domain(), *stamps])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def feed_body(feed: CalendarFeed, etag: str) -> bytes:
+    with _bodies_lock:
+        body = _bodies.get(etag)
+        if body is not None:
+            _bodies.move_to_end(etag)
+            return body
+    body = agent_feed(feed.agent, with_family_names=feed.with_family_names)
+    with _bodies_lock:
+        _bodies[etag] = body
+        while len(_bodies) > CACHED_FEEDS:
+            _bodies.popitem(last=False)
+    return body

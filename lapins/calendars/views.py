@@ -159,11 +159,16 @@ def ics_feed(token: str):
     feed = feeds.feed_for(token)
     if feed is None:
         abort(404)
-    body = ics.agent_feed(feed.agent, with_family_names=feed.with_family_names)
-    db.session.commit()  # a read: end the transaction before the answer is written
-    response = Response(body, mimetype="text/calendar")
-    response.headers["Content-Type"] = "text/calendar; charset=utf-8"
+    etag = ics.feed_etag(feed)
+    if request.if_none_match.contains(etag):
+        db.session.commit()
+        response = Response(status=304)
+    else:
+        body = ics.feed_body(feed, etag)
+        db.session.commit()  # a read: end the transaction before the answer is written
+        response = Response(body, mimetype="text/calendar")
+        response.headers["Content-Type"] = "text/calendar; charset=utf-8"
+        response.headers["Content-Disposition"] = 'inline; filename="lapins.ics"'
+    response.set_etag(etag)
     response.headers["Cache-Control"] = "private, max-age=300"
-    response.headers["Content-Disposition"] = 'inline; filename="lapins.ics"'
-    response.add_etag()
-    return response.make_conditional(request)
+    return response
