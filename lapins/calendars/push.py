@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from lapins.calendars import ics
 from lapins.calendars.caldav_client import Calendar, CalendarError
@@ -34,6 +34,7 @@ BACKOFF = (timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=5), ti
 MAX_ATTEMPTS = len(BACKOFF) + 1
 LEASE = timedelta(minutes=5)
 PER_RUN = 500
+KEPT_DONE = timedelta(days=30)  # written rows are kept this long (for a person looking into a complaint), then deleted
 
 
 def plan(rdv_id: int, agent_ids: Iterable[int]) -> int:
@@ -62,6 +63,8 @@ def kick() -> None:
 def deliver_due(now: datetime | None = None) -> dict[str, int]:
     """Writes the due changes of every calendar not being written by another worker; counts by outcome."""
     now = now or utcnow()
+    db.session.execute(delete(CaldavPush).where(CaldavPush.status == PushStatus.DONE,
+                                                CaldavPush.done_at < now - KEPT_DONE))
     accounts = list(db.session.scalars(
         select(CaldavPush.account_id).where(CaldavPush.status == PushStatus.PENDING,
                                             CaldavPush.next_attempt_at <= now).distinct()))
