@@ -257,3 +257,82 @@ def test_busy_blocks_keep_no_title(client, auth, office, radicale):
     busy.read_all()
     row = db.session.scalars(select(busy.BusyBlock)).one()
     assert "Dentiste" not in repr(row.__dict__)
+
+
+def _recurring_busy(uid: str, start: datetime, minutes: int, count: int) -> str:
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Agenda perso//FR\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20260301T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%SZ}\r\n"
+            f"DTEND:{start + timedelta(minutes=minutes):%Y%m%dT%H%M%SZ}\r\nRRULE:FREQ=WEEKLY;COUNT={count}\r\n"
+            "SUMMARY:Cours de yoga\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def _all_day_busy(uid: str, day) -> str:
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Agenda perso//FR\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20260301T000000Z\r\nDTSTART;VALUE=DATE:{day:%Y%m%d}\r\n"
+            f"DTEND;VALUE=DATE:{day + timedelta(days=1):%Y%m%d}\r\nSUMMARY:Congé\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def _personal_calendar(radicale):
+    import caldav
+
+    return caldav.DAVClient(url=radicale.base_url, username=USER, password=PASSWORD).calendar(
+        url=radicale.calendar_url())
+
+
+def test_a_weekly_busy_event_takes_each_occurrence_and_an_all_day_one_the_whole_day(client, auth, office, radicale):
+    connect(client, auth, office.agent, radicale.make_calendar())
+    calendar = _personal_calendar(radicale)
+    calendar.save_event(_recurring_busy("yoga", WEDNESDAY_10, 30, 2))
+    calendar.save_event(_all_day_busy("conge", (WEDNESDAY_10 + timedelta(days=1)).date()))
+    busy.read_all()
+    territory = office.organisation.territory
+    free = {slot.starts_at for slot in availability.free_slots_between(
+        territory=territory, motif=office.motif, start=NOW, end=NOW + timedelta(days=21))}
+    assert WEDNESDAY_10 not in free and WEDNESDAY_10 + timedelta(days=7) not in free
+    assert WEDNESDAY_10 + timedelta(days=14) in free  # COUNT=2: the third Wednesday is free
+    thursday = WEDNESDAY_10 + timedelta(days=1)
+    assert not any(thursday.date() == slot.date() for slot in free)
+    assert WEDNESDAY_10 + timedelta(days=8) in free  # the next Thursday is not on leave
+
+
+def test_a_busy_read_that_fails_keeps_the_blocks_and_says_why(client, auth, office, radicale):
+    connect(client, auth, office.agent, radicale.make_calendar())
+    _personal_calendar(radicale).save_event(_busy_event("perso-3", WEDNESDAY_10, WEDNESDAY_10 + timedelta(hours=1)))
+    busy.read_all()
+    radicale.stop()
+    assert busy.read_all() == {"unchanged": 0, "read": 0, "failed": 1}
+    assert WEDNESDAY_10 not in slots_on_wednesday(office)
+    assert "Lecture des indisponibilités : Le serveur d'agenda est injoignable" in settings_page(client)
+
+
+def test_an_agent_taken_off_an_rdv_has_it_removed_from_their_calendar(client, auth, office, radicale, factories):
+    connect(client, auth, office.agent, radicale.make_calendar())
+    colleague = factories.AgentFactory(organisation=office.organisation, organisation__role=Role.AGENT)
+    rdv = office.rdv()
+    assert list(server_events(radicale)) == [ics.rdv_uid(rdv.id)]
+    booking.move_rdv(actor=office.agent, rdv=rdv, starts_at=rdv.starts_at, agents=[colleague], force=True)
+    assert server_events(radicale) == {}
+
+
+def test_one_row_per_change_each_written_once_and_one_worker_per_calendar(client, auth, office, radicale):
+    connect(client, auth, office.agent, radicale.make_calendar())
+    rdv = office.rdv()
+    booking.move_rdv(actor=office.agent, rdv=rdv, starts_at=WEDNESDAY_10 + timedelta(hours=1))
+    rows = db.session.scalars(select(CaldavPush).where(CaldavPush.rdv_id == rdv.id)).all()
+    assert [row.status for row in rows] == [PushStatus.DONE, PushStatus.DONE]
+    assert push.deliver_due() == {"written": 0, "deleted": 0, "retry": 0, "failed": 0}
+    account_id = db.session.scalar(select(CaldavAccount.id))
+    assert push._claim(account_id, NOW) is True
+    assert push._claim(account_id, NOW) is False  # a second worker leaves it to the first
+
+
+def test_disconnecting_stops_writing_and_frees_the_busy_slots(client, auth, office, radicale):
+    connect(client, auth, office.agent, radicale.make_calendar())
+    _personal_calendar(radicale).save_event(_busy_event("perso-4", WEDNESDAY_10, WEDNESDAY_10 + timedelta(hours=1)))
+    busy.read_all()
+    assert WEDNESDAY_10 not in slots_on_wednesday(office)
+    token = csrf_token_from(client.get("/preferences/agendas").get_data(as_text=True))
+    assert client.post("/preferences/agendas/caldav/deconnecter", data={"csrf_token": token}).status_code == 302
+    assert WEDNESDAY_10 in slots_on_wednesday(office)
+    office.rdv(WEDNESDAY_10 + timedelta(hours=1))
+    assert list(server_events(radicale)) == ["perso-4"]  # the agent's own event, and nothing written by Lapins

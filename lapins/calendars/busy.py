@@ -12,6 +12,7 @@ import logging
 from datetime import date, datetime, time, timedelta, timezone
 
 import icalendar
+import recurring_ical_events
 from sqlalchemy import delete, select
 
 from lapins.calendars import ics, push
@@ -46,7 +47,7 @@ def read_account(account_id: int, now: datetime | None = None) -> str:
         if changes is not None and not changes.changed and account.busy_read_at is not None:
             return "unchanged"
         start, end = now - timedelta(days=1), now + timedelta(days=DAYS_AHEAD)
-        blocks = busy_intervals(calendar.events_between(start, end), ics.agent_territory(account.agent))
+        blocks = busy_intervals(calendar.events_between(start, end), ics.agent_territory(account.agent), start, end)
     except (CalendarError, crypto.InvalidToken) as error:
         db.session.rollback()
         message = error.message if isinstance(error, CalendarError) else "Mot de passe illisible : reconnectez."
@@ -71,18 +72,20 @@ def _replace(account: CaldavAccount, blocks: list[tuple[datetime, datetime]]) ->
                        for begin, finish in sorted(set(blocks)))
 
 
-def busy_intervals(objects: list[bytes], territory) -> list[tuple[datetime, datetime]]:
-    """The busy times of calendar objects: Lapins' own events, transparent and cancelled ones left out; all-day
-    events are whole local days of the territory."""
+def busy_intervals(objects: list[bytes], territory, start: datetime,
+                   end: datetime) -> list[tuple[datetime, datetime]]:
+    """The busy times of calendar objects between start and end, recurrences expanded here: Lapins' own events,
+    transparent and cancelled ones left out; all-day events are whole local days of the territory."""
     tz = territory.tz if territory is not None else timezone.utc
     found = []
     for data in objects:
         try:
-            parsed = icalendar.Calendar.from_ical(data)
-        except ValueError:
-            continue  # one unreadable object must not hide the others
-        for event in parsed.walk("VEVENT"):
-            if ics.is_lapins_uid(str(event.get("UID", ""))):
+            occurrences = recurring_ical_events.of(icalendar.Calendar.from_ical(data)).between(start, end)
+        except Exception:  # one unreadable object (bad syntax, a rule the library refuses) must not hide the others
+            logger.warning("A calendar object could not be read as busy time; it is left out")
+            continue
+        for event in occurrences:
+            if ics.is_lapins_event(event):
                 continue
             if str(event.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT":
                 continue

@@ -74,8 +74,9 @@ class Calendar:
         return Changes(changed=bool(list(found)) or new_token != token, token=new_token)
 
     def events_between(self, start: datetime, end: datetime) -> list[bytes]:
-        """The calendar's events overlapping [start, end), recurrences expanded by the server."""
-        found = self._call(self.calendar.date_search, start=start, end=end, expand=True)
+        """The calendar objects with an event overlapping [start, end) (a time-range REPORT); recurring ones come
+        whole, to be expanded by the caller (servers differ in what they expand)."""
+        found = self._call(self.calendar.date_search, start=start, end=end, expand=False)
         return [item.data.encode() if isinstance(item.data, str) else item.data for item in found]
 
     def _call(self, function, *args, **kwargs):

@@ -42,9 +42,11 @@ def rdv_uid(rdv_id: int) -> str:
     return f"{UID_PREFIX}{rdv_id}@{domain()}"
 
 
-def is_lapins_uid(uid: str) -> bool:
-    """An event Lapins wrote (read back from a CalDAV calendar, it is not one of the agent's own busy times)."""
-    return uid.startswith(UID_PREFIX) and uid.endswith("@" + domain())
+def is_lapins_event(event: icalendar.Event) -> bool:
+    """An event Lapins wrote (read back from a CalDAV calendar, it is not one of the agent's own busy times): marked
+    by X-LAPINS-RDV, or by its UID for a server that drops unknown properties."""
+    uid = str(event.get("UID", ""))
+    return "X-LAPINS-RDV" in event or (uid.startswith(UID_PREFIX) and uid.endswith("@" + domain()))
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ def rdv_event(rdv: Rdv, *, with_family_names: bool) -> icalendar.Event:
         event.add("location", rdv.lieu.name)  # the lieu's name only: its address is public, the family's is not
     event.add("status", "CANCELLED" if rdv.status.is_cancelled else "CONFIRMED")
     event.add("transp", "TRANSPARENT" if rdv.status.is_cancelled else "OPAQUE")
+    event.add("x-lapins-rdv", str(rdv.id))
     return event
 
 
