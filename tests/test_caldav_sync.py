@@ -4,6 +4,7 @@ own busy events take free slots away. Bad servers and a server stopped mid-sync 
 from __future__ import annotations
 
 import html
+import json
 import threading
 from datetime import datetime, time, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -241,6 +242,11 @@ def test_a_busy_event_of_the_agents_calendar_takes_the_slot_and_its_deletion_fre
     blocks = db.session.execute(select(busy.BusyBlock.starts_at, busy.BusyBlock.ends_at)).all()
     assert blocks == [(WEDNESDAY_10, WEDNESDAY_10 + timedelta(minutes=30))]  # its own rdv is not a busy block
     assert own.id is not None
+    agenda = client.get(f"/agenda/api/agents/{office.agent.id}/evenements",
+                        query_string={"start": "2026-03-02", "end": "2026-03-09"}).get_json()
+    shown = [event for event in agenda if event["title"] == "Occupé (agenda personnel)"]
+    assert [(event["start"], event["end"]) for event in shown] == [("2026-03-04T10:00:00", "2026-03-04T10:30:00")]
+    assert "Dentiste" not in json.dumps(agenda)
     assert busy.read_all()["unchanged"] == 1  # the sync token says nothing changed: nothing read
     personal.delete()
     busy.read_all()
@@ -336,3 +342,14 @@ def test_disconnecting_stops_writing_and_frees_the_busy_slots(client, auth, offi
     assert WEDNESDAY_10 in slots_on_wednesday(office)
     office.rdv(WEDNESDAY_10 + timedelta(hours=1))
     assert list(server_events(radicale)) == ["perso-4"]  # the agent's own event, and nothing written by Lapins
+
+
+def test_plain_http_calendars_are_refused_where_the_setting_says_so(client, auth, office, radicale, app):
+    app.config["CALDAV_ALLOW_HTTP"] = False
+    try:
+        answer = connect(client, auth, office.agent, radicale.make_calendar())
+    finally:
+        app.config["CALDAV_ALLOW_HTTP"] = True
+    assert answer.status_code == 422
+    assert "doit commencer par https://" in html.unescape(answer.get_data(as_text=True))
+    assert db.session.scalar(select(func.count()).select_from(CaldavAccount)) == 0

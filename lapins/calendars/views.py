@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import delete, select
 from wtforms import BooleanField, PasswordField, StringField, URLField
@@ -41,7 +41,8 @@ class CaldavForm(Form):
 
     def validate_url(self, field) -> None:
         parts = urlsplit(field.data or "")
-        if parts.scheme not in {"https", "http"} or not parts.hostname:
+        allowed = {"https", "http"} if current_app.config["CALDAV_ALLOW_HTTP"] else {"https"}
+        if parts.scheme not in allowed or not parts.hostname:
             raise ValidationError("Adresse invalide : elle doit commencer par https://.")
 
 

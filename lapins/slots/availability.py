@@ -46,6 +46,7 @@ class AbsenceInterval(NamedTuple):
     absence_id: int
     agent_id: int
     title: str
+    imported: bool = False  # a busy time read from the agent's own calendar (absence_id is then its block's id)
 
 
 class HolidayInterval(NamedTuple):
@@ -166,12 +167,13 @@ def absence_intervals(agent_ids: int | Iterable[int], tz: ZoneInfo, start: datet
 
 
 def background_rows(agent_id: int, tz: ZoneInfo, start: datetime, end: datetime) -> tuple[Row[Any], ...]:
-    """One agent's plages (with their lieu's name) and absences that may occur in [start, end), in one query:
+    """One agent's plages (with their lieu's name), absences and imported busy times in [start, end), in one query:
     an agenda's background, for background_intervals."""
     first_day, last_day = _local_day_span(tz, start, end)
     # On the session's connection: plain rows, without the ORM's result processing (the agenda's hottest path).
-    return tuple(db.session.connection().execute(_background_statement(),
-                                                 {"agent_id": agent_id} | _day_params(first_day, last_day)).all())
+    return tuple(db.session.connection().execute(
+        _background_statement(),
+        {"agent_id": agent_id, "busy_start": start, "busy_end": end} | _day_params(first_day, last_day)).all())
 
 
 def background_intervals(rows: Iterable[Row[Any]], agent_id: int, tz: ZoneInfo, start: datetime,
@@ -182,6 +184,10 @@ def background_intervals(rows: Iterable[Row[Any]], agent_id: int, tz: ZoneInfo, 
     openings: list[OpeningInterval] = []
     absences: list[AbsenceInterval] = []
     for row in rows:
+        if row.kind == _BUSY:  # a busy time of the agent's own calendar: instants, no recurrence
+            if row.starts_at < end and row.ends_at > start:
+                absences.append(AbsenceInterval(row.starts_at, row.ends_at, row.id, agent_id, BusyBlock.LABEL, True))
+            continue
         for begin, finish in _spans(row, tz, first_day, last_day, start, end):
             if row.kind == _PLAGE:
                 openings.append(OpeningInterval(begin, finish, row.id, row.lieu_id, agent_id, row.title, row.lieu_name))
@@ -363,16 +369,26 @@ def _absences_statement() -> Select:
 
 @cache
 def _background_statement() -> CompoundSelect:
-    """One agent's plages (with their lieu's name) and absences, told apart by `kind`."""
+    """One agent's plages (with their lieu's name), absences and busy times read from their own calendar
+    (lapins.calendars.busy), told apart by `kind`."""
     plage = PlageOuverture
+    no_instant = cast(null(), UTCDateTime)
+    no_recurrence = [cast(null(), Date), cast(null(), Date), cast(null(), Time), cast(null(), Time),
+                     cast(null(), Integer), cast(null(), Integer)]
     return union_all(
         select(literal_column(str(_PLAGE)).label("kind"), plage.id, plage.lieu_id, plage.title,
-               Lieu.name.label("lieu_name"), *_recurrence_columns(plage))
+               Lieu.name.label("lieu_name"), *_recurrence_columns(plage), no_instant.label("starts_at"),
+               no_instant.label("ends_at"))
         .outerjoin(Lieu, Lieu.id == plage.lieu_id)
         .where(plage.agent_id == bindparam("agent_id"), *_overlapping_scope(plage)),
         select(literal_column(str(_ABSENCE)), Absence.id, cast(null(), Integer), Absence.title,
-               cast(null(), String), *_recurrence_columns(Absence))
+               cast(null(), String), *_recurrence_columns(Absence), no_instant, no_instant)
         .where(Absence.agent_id == bindparam("agent_id"), *_overlapping_scope(Absence)),
+        select(literal_column(str(_BUSY)), BusyBlock.id, cast(null(), Integer), cast(null(), String),
+               cast(null(), String), *no_recurrence, BusyBlock.starts_at, BusyBlock.ends_at)
+        .where(BusyBlock.agent_id == bindparam("agent_id"),
+               BusyBlock.starts_at < bindparam("busy_end", type_=UTCDateTime),
+               BusyBlock.ends_at > bindparam("busy_start", type_=UTCDateTime)),
     )
 
 
