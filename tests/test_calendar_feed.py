@@ -210,3 +210,13 @@ def test_the_feed_is_rate_limited_per_address(tmp_path):
             db.session.remove()
     assert statuses == [200, 200, 200, 429, 429]
     assert wrong == 429  # counted per address, whatever the token: guessing tokens is slowed down too
+
+
+def test_renaming_the_lieu_shows_in_the_feed_despite_the_events_kept_per_process(client, auth, office):
+    office.rdv(datetime(2026, 3, 4, 9, 0, tzinfo=timezone.utc))
+    path = issue_link(client, auth, office.agent)
+    assert [str(e["SUMMARY"]) for e in events_of(client.get(path).data)] == ["RDV PMI — Centre PMI Belleville"]
+    lieu = db.session.get(type(office.lieu), office.lieu.id)
+    lieu.name = "Maison des familles"
+    db.session.commit()
+    assert [str(e["SUMMARY"]) for e in events_of(client.get(path).data)] == ["RDV PMI — Maison des familles"]

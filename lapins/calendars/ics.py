@@ -124,14 +124,40 @@ def single_rdv_calendar(rdv: Rdv, tz: ZoneInfo | None, *, with_family_names: boo
     return cal.to_ical()
 
 
-def agent_rdvs(agent_id: int, window: Window) -> list[Rdv]:
+def agent_rdvs(agent_id: int, window: Window, *, with_usagers: bool = True) -> list[Rdv]:
     """The agent's rdvs starting in the window, cancelled ones included (read through rdv_agents' index)."""
     ids = select(RdvAgent.rdv_id).where(RdvAgent.agent_id == agent_id, RdvAgent.starts_at >= window.start,
                                         RdvAgent.starts_at < window.end)
-    return list(db.session.scalars(
-        select(Rdv).where(Rdv.id.in_(ids)).order_by(Rdv.starts_at, Rdv.id)
-        .options(selectinload(Rdv.motif), selectinload(Rdv.lieu), selectinload(Rdv.organisation),
-                 selectinload(Rdv.usagers))))
+    options = [selectinload(Rdv.motif), selectinload(Rdv.lieu), selectinload(Rdv.organisation)]
+    if with_usagers:
+        options.append(selectinload(Rdv.usagers))
+    return list(db.session.scalars(select(Rdv).where(Rdv.id.in_(ids)).order_by(Rdv.starts_at, Rdv.id)
+                                   .options(*options)))
+
+
+# Serialising with icalendar is most of a feed's cost: each rdv's VEVENT is kept per process under everything it is
+# written from, so that after a change only the rdvs that changed are written again.
+CACHED_EVENTS = 50_000
+_events: OrderedDict[tuple, bytes] = OrderedDict()
+_events_lock = threading.Lock()
+
+
+def rdv_event_bytes(rdv: Rdv, *, with_family_names: bool) -> bytes:
+    names = tuple((usager.first_name, usager.last_name) for usager in rdv.usagers) if with_family_names else ()
+    key = (domain(), rdv.id, rdv.revision, rdv.created_at, rdv.updated_at, rdv.status.value, rdv.starts_at,
+           rdv.ends_at, rdv.motif.name, str(rdv.motif.location_type), rdv.lieu.name if rdv.lieu else None,
+           rdv.organisation.name, with_family_names, names)
+    with _events_lock:
+        found = _events.get(key)
+        if found is not None:
+            _events.move_to_end(key)
+            return found
+    written = rdv_event(rdv, with_family_names=with_family_names).to_ical()
+    with _events_lock:
+        _events[key] = written
+        while len(_events) > CACHED_EVENTS:
+            _events.popitem(last=False)
+    return written
 
 
 def agent_feed(agent: Agent, *, with_family_names: bool, now: datetime | None = None) -> bytes:
@@ -139,9 +165,10 @@ def agent_feed(agent: Agent, *, with_family_names: bool, now: datetime | None = 
     window = Window.around(now)
     territory = agent_territory(agent)
     tz = territory.tz if territory else DEFAULT_TZ
-    cal = calendar(tz, f"Lapins — {agent.full_name}")
-    for rdv in agent_rdvs(agent.id, window):
-        cal.add_component(rdv_event(rdv, with_family_names=with_family_names))
+    end = b"END:VCALENDAR\r\n"
+    parts = [calendar(tz, f"Lapins — {agent.full_name}").to_ical().removesuffix(end)]
+    parts += [rdv_event_bytes(rdv, with_family_names=with_family_names)
+              for rdv in agent_rdvs(agent.id, window, with_usagers=with_family_names)]
     for absence in absence_intervals(agent.id, tz, window.start, window.end):
         event = icalendar.Event()
         begin, finish = absence.starts_at, absence.ends_at
@@ -152,8 +179,9 @@ def agent_feed(agent: Agent, *, with_family_names: bool, now: datetime | None = 
         event.add("dtend", finish)
         event.add("summary", f"Absence : {absence.title}")
         event.add("status", "CONFIRMED")
-        cal.add_component(event)
-    return cal.to_ical()
+        parts.append(event.to_ical())
+    parts.append(end)
+    return b"".join(parts)
 
 
 CACHED_FEEDS = 32  # bodies kept per process, the most recently served first (a few hundred KB each)
