@@ -220,3 +220,22 @@ def test_renaming_the_lieu_shows_in_the_feed_despite_the_events_kept_per_process
     lieu.name = "Maison des familles"
     db.session.commit()
     assert [str(e["SUMMARY"]) for e in events_of(client.get(path).data)] == ["RDV PMI — Maison des familles"]
+
+
+def test_the_preferences_lead_to_the_calendars_page_which_shows_the_link_once(client, auth, office):
+    auth.login(office.agent)
+    preferences = client.get("/preferences").get_data(as_text=True)
+    assert 'href="/preferences/agendas"' in preferences
+    page = client.get("/preferences/agendas").get_data(as_text=True)
+    assert "Créer mon lien d&#39;agenda" in page
+    created = post(client, "/preferences/agendas", "/preferences/agendas/lien").get_data(as_text=True)
+    token = re.search(r"/calendrier/(cal_[A-Za-z0-9_-]+)\.ics", created).group(1)
+    again = client.get("/preferences/agendas").get_data(as_text=True)
+    assert "Actif" in again and token not in again  # shown once: only its hash is kept
+
+
+def test_posting_without_the_csrf_token_changes_nothing(client, auth, office):
+    auth.login(office.agent)
+    answer = client.post("/preferences/agendas/lien")
+    assert answer.status_code in (400, 302)
+    assert db.session.scalar(select(CalendarFeed).where(CalendarFeed.agent_id == office.agent.id)) is None
