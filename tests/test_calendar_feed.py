@@ -2,6 +2,7 @@
 can stop it working."""
 from __future__ import annotations
 
+import html
 import re
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -227,7 +228,7 @@ def test_the_preferences_lead_to_the_calendars_page_which_shows_the_link_once(cl
     preferences = client.get("/preferences").get_data(as_text=True)
     assert 'href="/preferences/agendas"' in preferences
     page = client.get("/preferences/agendas").get_data(as_text=True)
-    assert "Créer mon lien d&#39;agenda" in page
+    assert "Créer mon lien d'agenda" in html.unescape(page)
     created = post(client, "/preferences/agendas", "/preferences/agendas/lien").get_data(as_text=True)
     token = re.search(r"/calendrier/(cal_[A-Za-z0-9_-]+)\.ics", created).group(1)
     again = client.get("/preferences/agendas").get_data(as_text=True)
