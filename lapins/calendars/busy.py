@@ -3,7 +3,8 @@ that take free slots away, labelled « Occupé (agenda personnel) »; only their
 
 Each run (the beat's job every few minutes) asks the server what changed since the last sync token (RFC 6578); when
 nothing did, nothing is read. When something did, or the server has no sync tokens, the events of the window are
-read by time range (the server expands recurrences) and the agent's blocks replaced, in one transaction. An event
+read by time range (recurrences expanded here) and the agent's blocks replaced, in one transaction; and once a day
+whatever the token says, as the window moves. An event
 deleted there is gone from the blocks at the next run. A server that fails leaves the blocks as they were.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 READ_TASK = "lapins.calendars.read_busy"
 DAYS_AHEAD = ics.DAYS_AHEAD
+# The window moves with the days: events entering it changed nothing on the server, so it is read whole daily.
+FULL_READ_EVERY = timedelta(days=1)
 
 
 def read_all(now: datetime | None = None) -> dict[str, int]:
@@ -44,7 +47,8 @@ def read_account(account_id: int, now: datetime | None = None) -> str:
     try:
         calendar = push.connection(account)
         changes = calendar.changes_since(account.sync_token)
-        if changes is not None and not changes.changed and account.busy_read_at is not None:
+        if (changes is not None and not changes.changed and account.busy_read_at is not None
+                and now - account.busy_read_at < FULL_READ_EVERY):
             return "unchanged"
         start, end = now - timedelta(days=1), now + timedelta(days=DAYS_AHEAD)
         blocks = busy_intervals(calendar.events_between(start, end), ics.agent_territory(account.agent), start, end)
