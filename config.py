@@ -127,6 +127,14 @@ class Config:
     # below it), and per client address (tokens made up by the hundred count there).
     API_LIMITS_PER_TOKEN = env_str("API_LIMITS_PER_TOKEN", "300/minute;20000/day")
     API_LIMITS_PER_IP = env_str("API_LIMITS_PER_IP", "600/minute")
+    # The secret ICS feeds of agents' calendars (/calendrier/<token>.ics), per client address: calendar apps poll
+    # every few minutes to hours; a whole office may share one address.
+    CALENDAR_FEED_LIMITS_PER_IP = env_str("CALENDAR_FEED_LIMITS_PER_IP", "120/minute;2000/hour")
+    # How often busy times are read back from agents' CalDAV calendars (seconds; beat job caldav-busy).
+    CALDAV_BUSY_READ_SECONDS = env_int("CALDAV_BUSY_READ_SECONDS", 300)
+    # Agents' CalDAV calendars over plain http:// (their app password would cross the network in clear): off in
+    # production, on elsewhere for a loopback server.
+    CALDAV_ALLOW_HTTP = env_bool("CALDAV_ALLOW_HTTP", True)
     # Reverse proxies (nginx, a load balancer) in front of gunicorn whose X-Forwarded-For gives the client's address.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
     # Encrypts secrets kept in the database (TOTP secrets). Default: derived from SECRET_KEY. Several keys separated
@@ -179,6 +187,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 1)  # docs/deploy.md puts nginx in front of gunicorn
     WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", False)
+    CALDAV_ALLOW_HTTP = env_bool("CALDAV_ALLOW_HTTP", False)
 
 
 CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}

@@ -43,6 +43,7 @@ def configure_logging(app: Flask) -> None:
     # These log request URLs at DEBUG/INFO, which would put families' phone numbers in the logs.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("twilio").setLevel(logging.WARNING)
+    logging.getLogger("caldav").setLevel(logging.ERROR)  # its debug and warnings quote requests and answers
     werkzeug = logging.getLogger("werkzeug")  # the development server's request lines (make run)
     if not any(isinstance(existing, WithoutQueryStrings) for existing in werkzeug.filters):
         werkzeug.addFilter(WithoutQueryStrings())
@@ -71,6 +72,8 @@ def register_extensions(app: Flask) -> None:
 def register_listeners(app: Flask) -> None:
     """The rooms that follow booking's events and the session's changes; connected once per process."""
     from lapins.audit import recording  # noqa: F401  (session listeners: the audit trail)
+    from lapins.calendars import feeds  # noqa: F401  (session listener: a deactivated agent's feeds revoked)
+    from lapins.calendars import listeners as calendars  # noqa: F401  (booking's events: CalDAV writes)
     from lapins.integrations import events  # noqa: F401  (session listeners: webhook deliveries)
     from lapins.notifications import listeners as notifications  # noqa: F401
     from lapins.waitlist import listeners as waitlist  # noqa: F401
@@ -87,6 +90,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.agenda.blueprint import bp as agenda_bp
     from lapins.api import bp as api_bp
     from lapins.audit.views import bp as audit_bp
+    from lapins.calendars import bp as calendars_bp
     from lapins.auth.blueprint import bp as auth_bp
     from lapins.family.pages import bp as family_bp
     from lapins.monitoring.health import bp as health_bp
@@ -110,6 +114,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(privacy_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(territory_settings_bp)
+    app.register_blueprint(calendars_bp)
 
 
 def register_fast_paths(app: Flask) -> None:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from celery import shared_task
 
+from lapins.calendars import tasks as calendar_tasks  # noqa: F401  (registers the CalDAV tasks)
 from lapins.infra.extensions import db
 from lapins.integrations import delivery
 from lapins.models import Heartbeat, utcnow
@@ -35,6 +36,11 @@ PERIODIC_JOBS = [
     PeriodicJob("exports-reclaim", "lapins.tasks.reclaim_stale_exports", every_seconds=60, expires_seconds=55),
     # Sends the due deliveries of outgoing webhooks, first tries and retries (lapins.integrations.delivery).
     PeriodicJob("webhooks-deliver", "lapins.tasks.deliver_webhooks", every_seconds=60, expires_seconds=55),
+    # Writes agents' rdv changes to their CalDAV calendars, retries included (lapins.calendars.push).
+    PeriodicJob("caldav-push", "lapins.calendars.push_due", every_seconds=60, expires_seconds=55),
+    # Reads the busy times of agents' CalDAV calendars (lapins.calendars.busy), sync tokens first.
+    PeriodicJob("caldav-busy", "lapins.calendars.read_busy", every_seconds=300, expires_seconds=280,
+                setting="CALDAV_BUSY_READ_SECONDS"),
     # Deletes rdvs past RETENTION_RDV_DAYS and blanks messages past RETENTION_MESSAGE_CONTENT_DAYS
     # (lapins.privacy.retention), in batches; a run the worker did not take within an hour waits for the next day.
     PeriodicJob("personal-data-retention", "lapins.tasks.apply_retention", every_seconds=24 * 3600,

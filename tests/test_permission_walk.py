@@ -27,7 +27,7 @@ PUBLIC_BLUEPRINTS = {"family", "webhooks", "health", "vendor"}
 # The API's document and its docs page hold no data: they are read without a token.
 PUBLIC_ENDPOINTS = {"api.openapi_document", "api.docs", "static", "auth.login", "auth.logout", "auth.accept_invitation", "auth.forgot_password",
                     "auth.reset_password", "auth.oidc_start", "auth.oidc_callback", "auth.oidc_signed_out",
-                    "auth.oidc_leaving"}
+                    "auth.oidc_leaving", "calendars.ics_feed"}  # the feed: its secret token is the key
 
 # URL parameter → the kind of object it names ("target_id" is an organisation or a territory, after `kind`).
 OBJECT_OF_PARAMETER = {

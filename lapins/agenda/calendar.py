@@ -322,8 +322,8 @@ def feed_events(key: FeedKey) -> list[dict]:
                                 wall_clock(opening.starts_at, tz), wall_clock(opening.ends_at, tz),
                                 {"lieuId": opening.lieu_id})
                for opening in openings]
-    events += [background_event("absence", f"Absence : {absence.title}", wall_clock(absence.starts_at, tz),
-                                wall_clock(absence.ends_at, tz))
+    events += [background_event("absence", absence.title if absence.imported else f"Absence : {absence.title}",
+                                wall_clock(absence.starts_at, tz), wall_clock(absence.ends_at, tz))
                for absence in absences]
     events += [background_event("ferie", f"Férié : {holiday.name}", wall_clock(holiday.starts_at, tz),
                                 wall_clock(holiday.ends_at, tz))

@@ -190,6 +190,9 @@ def init_app(app: Flask) -> Limiter:
     for endpoint in FAMILY_LINK_ENDPOINTS:
         view = per_ip(app.view_functions[endpoint])
         app.view_functions[endpoint] = per_link(view) if endpoint in FAMILY_ACTION_ENDPOINTS else view
+    feed = app.view_functions["calendars.ics_feed"]  # public: its secret token is the key (lapins.calendars)
+    app.view_functions["calendars.ics_feed"] = limiter.limit(app.config["CALENDAR_FEED_LIMITS_PER_IP"],
+                                                             key_func=client_address, scope="calendar-feed")(feed)
     per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
     per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
     for endpoint in api_endpoints(app):

@@ -17,6 +17,7 @@ from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery  # n
 from lapins.models.waitlist import EntrySource, EntryStatus, OfferStatus, SlotOffer, SlotStatus, WaitlistEntry, WaitlistSlot
 from lapins.models import agenda_stamps  # noqa: F401,I001  (its listeners draw new agenda stamps on every change)
 from lapins.models.audit import AuditEvent  # noqa: F401,I001  (its module registers the audit-trail listeners)
+from lapins.models.calendars import BusyBlock, CalendarFeed, CaldavAccount, CaldavPush, PushStatus  # noqa: F401,I001
 
 __all__ = [
     "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",

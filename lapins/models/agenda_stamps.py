@@ -6,8 +6,9 @@ territory's stamp and on the stamps of the agents they show: a request reads the
 them, or reads the rows and caches them under them. A write commits its rows and the new stamps together, so a reader
 sees either the old rows and the old stamps or the new ones: a cached answer is never older than its stamps.
 
-- An agent's stamp: their rdvs (the rdv's own columns, its usagers, its agents), absences and plages. A booking takes
-  the agents' row locks anyway (lapins.booking.lock_agents); another agent's cached weeks and times are kept.
+- An agent's stamp: their rdvs (the rdv's own columns, its usagers, its agents), absences, plages and busy times
+  read from their own calendar (lapins.calendars.busy). A booking takes the agents' row locks anyway
+  (lapins.booking.lock_agents); another agent's cached weeks and times are kept.
 - The territory's stamp: usagers' names, motifs, lieux, organisations, the territory itself (holidays, time zone), and
   plages too (they decide which agents the picker offers at a lieu). These change a few times a day.
 The viewer's organisations are part of the feed's cache key, not of a stamp.
@@ -18,13 +19,14 @@ from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from lapins.models.agents import Agent
+from lapins.models.calendars import BusyBlock
 from lapins.models.motifs import Motif
 from lapins.models.plages import Absence, PlageOuverture
 from lapins.models.rdvs import Rdv, RdvAgent
 from lapins.models.territories import Lieu, Organisation, Territory, new_agenda_stamp
 from lapins.models.usagers import Usager
 
-SHOWN = (Rdv, RdvAgent, PlageOuverture, Absence, Usager, Motif, Lieu, Organisation, Territory)
+SHOWN = (Rdv, RdvAgent, PlageOuverture, Absence, BusyBlock, Usager, Motif, Lieu, Organisation, Territory)
 
 
 class _Touched:
@@ -45,7 +47,7 @@ class _Touched:
             self._add_id(self.territories, obj.territory_id or (obj.territory and obj.territory.id))
         elif isinstance(obj, Organisation):
             self._add_id(self.organisations, obj.id)
-        elif isinstance(obj, (Absence, RdvAgent)):
+        elif isinstance(obj, (Absence, RdvAgent, BusyBlock)):
             self._add_id(self.agents, obj.agent_id or (obj.agent and obj.agent.id))
         elif isinstance(obj, Rdv):
             if obj.id is not None:  # a new rdv's agents are new RdvAgent rows of the same flush
@@ -136,9 +138,9 @@ def _stamp_on_bulk_write(state: ORMExecuteState) -> None:
     if not issubclass(entity, SHOWN):
         return
     whereclause = state.statement.whereclause
-    if entity in (Rdv, RdvAgent, Absence, PlageOuverture):
+    if entity in (Rdv, RdvAgent, Absence, BusyBlock, PlageOuverture):
         draw_new_agent_stamps(state.session, Agent.id.in_(_agents_of(entity, whereclause)))
-    if entity not in (Rdv, RdvAgent, Absence):
+    if entity not in (Rdv, RdvAgent, Absence, BusyBlock):
         draw_new_stamps(state.session, Territory.id.in_(_territories_of(entity, whereclause)))
 
 

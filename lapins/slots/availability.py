@@ -16,6 +16,7 @@ from sqlalchemy import (
 
 from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, Lieu, Motif, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
+from lapins.models.calendars import BusyBlock
 from lapins.models.plages import plage_motifs
 from lapins.models.types import UTCDateTime
 from lapins.slots.engine import (
@@ -45,6 +46,7 @@ class AbsenceInterval(NamedTuple):
     absence_id: int
     agent_id: int
     title: str
+    imported: bool = False  # a busy time read from the agent's own calendar (absence_id is then its block's id)
 
 
 class HolidayInterval(NamedTuple):
@@ -165,12 +167,13 @@ def absence_intervals(agent_ids: int | Iterable[int], tz: ZoneInfo, start: datet
 
 
 def background_rows(agent_id: int, tz: ZoneInfo, start: datetime, end: datetime) -> tuple[Row[Any], ...]:
-    """One agent's plages (with their lieu's name) and absences that may occur in [start, end), in one query:
+    """One agent's plages (with their lieu's name), absences and imported busy times in [start, end), in one query:
     an agenda's background, for background_intervals."""
     first_day, last_day = _local_day_span(tz, start, end)
     # On the session's connection: plain rows, without the ORM's result processing (the agenda's hottest path).
-    return tuple(db.session.connection().execute(_background_statement(),
-                                                 {"agent_id": agent_id} | _day_params(first_day, last_day)).all())
+    return tuple(db.session.connection().execute(
+        _background_statement(),
+        {"agent_id": agent_id, "busy_start": start, "busy_end": end} | _day_params(first_day, last_day)).all())
 
 
 def background_intervals(rows: Iterable[Row[Any]], agent_id: int, tz: ZoneInfo, start: datetime,
@@ -181,6 +184,10 @@ def background_intervals(rows: Iterable[Row[Any]], agent_id: int, tz: ZoneInfo, 
     openings: list[OpeningInterval] = []
     absences: list[AbsenceInterval] = []
     for row in rows:
+        if row.kind == _BUSY:  # a busy time of the agent's own calendar: instants, no recurrence
+            if row.starts_at < end and row.ends_at > start:
+                absences.append(AbsenceInterval(row.starts_at, row.ends_at, row.id, agent_id, BusyBlock.LABEL, True))
+            continue
         for begin, finish in _spans(row, tz, first_day, last_day, start, end):
             if row.kind == _PLAGE:
                 openings.append(OpeningInterval(begin, finish, row.id, row.lieu_id, agent_id, row.title, row.lieu_name))
@@ -291,7 +298,7 @@ def _fetch(scope: _Scope, busy_window: Interval | None = None) -> _Rows:
 
 
 def busy_intervals(agent_ids: Iterable[int], start: datetime, end: datetime) -> dict[int, list[Interval]]:
-    """The agents' live rdvs overlapping [start, end), as intervals per agent."""
+    """The agents' live rdvs and imported busy times overlapping [start, end), as intervals per agent."""
     return _fetch_busy(agent_ids, (start, end))
 
 
@@ -326,13 +333,21 @@ def _search_statement(by_lieu: bool, by_agents: bool, with_busy: bool) -> Compou
         parts.append(select(literal_column(str(_BUSY)), no_int, RdvAgent.agent_id, no_int, no_date, no_date,
                             no_time, no_time, no_int, no_int, RdvAgent.starts_at, RdvAgent.ends_at)
                      .where(RdvAgent.agent_id.in_(agents), *_busy_conditions()))
+        parts.append(select(literal_column(str(_BUSY)), no_int, BusyBlock.agent_id, no_int, no_date, no_date,
+                            no_time, no_time, no_int, no_int, BusyBlock.starts_at, BusyBlock.ends_at)
+                     .where(BusyBlock.agent_id.in_(agents), *_imported_busy_conditions()))
     return union_all(*parts)
 
 
 @cache
-def _busy_statement() -> Select:
-    return select(RdvAgent.agent_id, RdvAgent.starts_at, RdvAgent.ends_at).where(
-        RdvAgent.agent_id.in_(bindparam("agent_ids", expanding=True)), *_busy_conditions())
+def _busy_statement() -> CompoundSelect:
+    """Live rdvs, and busy times read from the agents' own calendars (lapins.calendars.busy)."""
+    agents = bindparam("agent_ids", expanding=True)
+    return union_all(
+        select(RdvAgent.agent_id, RdvAgent.starts_at, RdvAgent.ends_at).where(
+            RdvAgent.agent_id.in_(agents), *_busy_conditions()),
+        select(BusyBlock.agent_id, BusyBlock.starts_at, BusyBlock.ends_at).where(
+            BusyBlock.agent_id.in_(agents), *_imported_busy_conditions()))
 
 
 @cache
@@ -354,16 +369,26 @@ def _absences_statement() -> Select:
 
 @cache
 def _background_statement() -> CompoundSelect:
-    """One agent's plages (with their lieu's name) and absences, told apart by `kind`."""
+    """One agent's plages (with their lieu's name), absences and busy times read from their own calendar
+    (lapins.calendars.busy), told apart by `kind`."""
     plage = PlageOuverture
+    no_instant = cast(null(), UTCDateTime)
+    no_recurrence = [cast(null(), Date), cast(null(), Date), cast(null(), Time), cast(null(), Time),
+                     cast(null(), Integer), cast(null(), Integer)]
     return union_all(
         select(literal_column(str(_PLAGE)).label("kind"), plage.id, plage.lieu_id, plage.title,
-               Lieu.name.label("lieu_name"), *_recurrence_columns(plage))
+               Lieu.name.label("lieu_name"), *_recurrence_columns(plage), no_instant.label("starts_at"),
+               no_instant.label("ends_at"))
         .outerjoin(Lieu, Lieu.id == plage.lieu_id)
         .where(plage.agent_id == bindparam("agent_id"), *_overlapping_scope(plage)),
         select(literal_column(str(_ABSENCE)), Absence.id, cast(null(), Integer), Absence.title,
-               cast(null(), String), *_recurrence_columns(Absence))
+               cast(null(), String), *_recurrence_columns(Absence), no_instant, no_instant)
         .where(Absence.agent_id == bindparam("agent_id"), *_overlapping_scope(Absence)),
+        select(literal_column(str(_BUSY)), BusyBlock.id, cast(null(), Integer), cast(null(), String),
+               cast(null(), String), *no_recurrence, BusyBlock.starts_at, BusyBlock.ends_at)
+        .where(BusyBlock.agent_id == bindparam("agent_id"),
+               BusyBlock.starts_at < bindparam("busy_end", type_=UTCDateTime),
+               BusyBlock.ends_at > bindparam("busy_start", type_=UTCDateTime)),
     )
 
 
@@ -390,6 +415,12 @@ def _busy_conditions() -> list[Any]:
     return [RdvAgent.live, RdvAgent.starts_at >= bindparam("busy_lookback", type_=UTCDateTime),
             RdvAgent.starts_at < bindparam("busy_end", type_=UTCDateTime),
             RdvAgent.ends_at > bindparam("busy_start", type_=UTCDateTime)]
+
+
+def _imported_busy_conditions() -> list[Any]:
+    # An event of an agent's own calendar may last days (a holiday): no lookback bound, only the overlap.
+    return [BusyBlock.starts_at < bindparam("busy_end", type_=UTCDateTime),
+            BusyBlock.ends_at > bindparam("busy_start", type_=UTCDateTime)]
 
 
 def _busy_params(window: Interval) -> dict[str, datetime]:
