@@ -11,6 +11,7 @@ from lapins.agenda.fast_feed import FEED_PATH, FastFeed
 from lapins.models import AgentRole, Role
 from lapins.models.territory_admins import TerritoryAdmin
 from tests.conftest import AuthActions
+from tests.fast_paths import three_ways
 from tests.test_calendar import NOW, PARIS, Clinic, feed, local, of_kind
 
 WEEK = {"start": "2026-03-23T00:00:00", "end": "2026-03-30T00:00:00"}
@@ -199,24 +200,11 @@ def test_the_fast_path_applies_exactly_the_checks_of_flask(app, client, factorie
     feed = Feed(app, client, factories, db, frozen_time)
     environ = make_request(feed)
     fast_app = app.wsgi_app
-    handed: list[int] = []
-
-    def flask_app(environ, start_response):
-        handed.append(1)
-        return fast_app.wsgi_app(environ, start_response)
-
+    agent_id = int(environ["PATH_INFO"].split("/")[4])
     for _ in range(2):  # computed, then cached
-        with app.app_context():
-            body, status, headers = run_wsgi_app(fast_app.wsgi_app, dict(environ))  # Flask alone
-            flask = (status, sorted(headers.items()), b"".join(body))
-        with app.app_context():
-            fast = fast_app.answer(dict(environ), int(environ["PATH_INFO"].split("/")[4]))  # the fast path's decision
-        handed.clear()
-        with app.app_context():
-            body, status, headers = run_wsgi_app(FastFeed(app, flask_app), dict(environ))  # the whole stack
-            through = (status, sorted(headers.items()), b"".join(body))
-        assert through == flask  # status, every header (security headers, Vary, cookies), body
-        fast_answered = not handed
+        ways = three_ways(app, fast_app, environ, lambda environ: fast_app.answer(environ, agent_id))
+        flask, fast, fast_answered = ways.flask, ways.fast, ways.fast_answered
+        assert ways.through == flask  # status, every header (security headers, Vary, cookies), body
         assert fast_answered == (flask[0] == "200 OK" and "Set-Cookie" not in dict(flask[1])
                                  and environ["REQUEST_METHOD"] == "GET")
         if environ["REQUEST_METHOD"] == "GET":  # FastFeed.answer is asked for GETs only

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from werkzeug.test import EnvironBuilder, run_wsgi_app
+from werkzeug.test import EnvironBuilder
 
 from lapins.family.fast_picker import PICKER_PATH, FastPicker
 from lapins.models import RdvStatus
@@ -14,6 +14,7 @@ from lapins import create_app
 from lapins.booking import book_rdv
 from lapins.infra.extensions import db as database
 from tests.conftest import AuthActions
+from tests.fast_paths import three_ways
 from tests.test_family_moves import (  # noqa: F401 — its fixtures
     NOW, check_identity, clinic, frozen_time, local, make_clinic, times_offered,
 )
@@ -159,25 +160,11 @@ def test_the_fast_path_answers_exactly_what_flask_answers(app, client, clinic, d
     family = Family(app, client, clinic, db, frozen_time)
     environ = make_request(family)
     fast_app = fast_picker_of(app)
-    handed: list[int] = []
-
-    def flask_app(environ, start_response):
-        handed.append(1)
-        return fast_app.wsgi_app(environ, start_response)
-
+    token = PICKER_PATH.fullmatch(environ["PATH_INFO"]).group(1)
     for _ in range(2):  # computed, then kept
-        with app.app_context():
-            body, status, headers = run_wsgi_app(fast_app.wsgi_app, dict(environ))  # Flask alone
-            flask = (status, sorted(headers.items()), b"".join(body))
-        with app.app_context():
-            token = PICKER_PATH.fullmatch(environ["PATH_INFO"]).group(1)
-            fast = fast_app.answer(dict(environ), token)  # the fast path's decision
-        handed.clear()
-        with app.app_context():
-            body, status, headers = run_wsgi_app(FastPicker(app, flask_app), dict(environ))  # the whole stack
-            through = (status, sorted(headers.items()), b"".join(body))
-        assert through == flask  # status, every header (security headers, Vary, cookies), body
-        fast_answered = not handed
+        ways = three_ways(app, fast_app, environ, lambda environ: fast_app.answer(environ, token))
+        flask, fast, fast_answered = ways.flask, ways.fast, ways.fast_answered
+        assert ways.through == flask  # status, every header (security headers, Vary, cookies), body
         if environ["REQUEST_METHOD"] == "GET":
             assert (fast is not None) == fast_answered
         if fast_answered:
