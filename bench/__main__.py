@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
-    parser.add_argument("--only", choices=["reminders", "public", "agenda"],
+    parser.add_argument("--only", choices=["reminders", "public", "agenda", "calendars"],
                         help="une seule mesure : les rappels, le sélecteur et la course, ou les scénarios de l'agenda "
                              "(sur le département généré)")
     parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
@@ -102,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_reminders and args.only in (None, "reminders"):
             section("rappels", failures, log,
                     lambda: reminders.bench_reminders(args, database, figures, failures, log))
+        if args.only in (None, "calendars"):  # last: it empties the database for a département of its own
+            from bench import calendars
+
+            calendar_figures = section("agendas des agents (flux ICS, CalDAV)", failures, log,
+                                       lambda: calendars.bench_calendars(database))
+            if calendar_figures:
+                figures.update(calendar_figures)
+                failures.extend(f"hors cible : {failure}" for failure in calendars.verdict_failures(calendar_figures))
     except UnsafeDatabase as error:
         log(str(error))
         return 2

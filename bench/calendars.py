@@ -2,7 +2,7 @@
 the Flask app: polls, 304 revalidations, the first poll after a change, the first in a new process) and `caldav.push` (changes written per second to a loopback
 Radicale through the durable queue, lapins.calendars.push).
 
-`python -m bench.calendars` (not part of `make bench` yet): BENCH_DATABASE_URL, else a temporary SQLite file; its own
+`python -m bench.calendars`, or the last part of `make bench` (`--only calendars`): BENCH_DATABASE_URL, else a temporary SQLite file; its own
 département (the benchmark's number), the tables emptied first. Figures merged into bench/results/latest.json.
 """
 from __future__ import annotations
@@ -164,6 +164,27 @@ def _floor(url: str, rdv_ids: list[int]) -> float:
     return len(bodies) / (time.perf_counter() - started)
 
 
+def bench_calendars(database: BenchDatabase, rdvs_per_day: int = 8, feed_runs: int = 100,
+                    push_changes: int = 300) -> dict:
+    """Both figures on `database`, emptied first (its own département): run after the other measures."""
+    figures: dict = {}
+    app = database.app(RATELIMIT_ENABLED=False, PUBLIC_URL="http://127.0.0.1")
+    database.reset(app)
+    with app.app_context():
+        agent_id, token, count = seed(rdvs_per_day)
+        log(f"{count} rdvs seeded; timing the feed ({feed_runs} runs)")
+        figures.update(bench_feed(app, token, feed_runs))
+        figures["calendar.ics_feed.rdvs"] = count
+        log(f"writing {push_changes} changes to a loopback Radicale")
+        figures.update(bench_push(app, agent_id, push_changes))
+    return figures
+
+
+def verdict_failures(figures: dict) -> list[str]:
+    return [f"{name} = {figures.get(name)} (cible {sign} {target})" for name, (sign, target) in TARGETS.items()
+            if figures.get(name) is None or (figures[name] > target if sign == "≤" else figures[name] < target)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.calendars", description=__doc__)
     parser.add_argument("--rdvs-per-day", type=int, default=8)
@@ -171,23 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-changes", type=int, default=300)
     args = parser.parse_args(argv)
     database = BenchDatabase.from_environment(log)
-    figures: dict = {}
     try:
-        app = database.app(RATELIMIT_ENABLED=False, PUBLIC_URL="http://127.0.0.1")
-        database.reset(app)
-        with app.app_context():
-            agent_id, token, count = seed(args.rdvs_per_day)
-            log(f"{count} rdvs seeded; timing the feed ({args.feed_runs} runs)")
-            figures.update(bench_feed(app, token, args.feed_runs))
-            figures["calendar.ics_feed.rdvs"] = count
-            log(f"writing {args.push_changes} changes to a loopback Radicale")
-            figures.update(bench_push(app, agent_id, args.push_changes))
+        figures = bench_calendars(database, args.rdvs_per_day, args.feed_runs, args.push_changes)
     finally:
         database.cleanup()
     merge_results(figures)
     print(json.dumps(figures, indent=2, ensure_ascii=False))
-    failures = [f"{name} = {figures.get(name)} (cible {sign} {target})" for name, (sign, target) in TARGETS.items()
-                if figures.get(name) is None or (figures[name] > target if sign == "≤" else figures[name] < target)]
+    failures = verdict_failures(figures)
     for failure in failures:
         log(f"HORS CIBLE : {failure}")
     return 1 if failures else 0
