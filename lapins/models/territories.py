@@ -68,11 +68,14 @@ class Territory(TerritoryClock, db.Model):
     sms_note_changed: Mapped[str | None] = mapped_column(String(100))
     sms_note_cancelled: Mapped[str | None] = mapped_column(String(100))
     sms_note_reminder: Mapped[str | None] = mapped_column(String(100))
-    # Hours before the rdv, in local wall-clock time ("48" or "72,24"); a motif may override them.
-    reminder_offsets: Mapped[str] = mapped_column(String(40), default="48")
-    # No SMS in these local hours: a message due then is held until the end (or sent before the start if too late).
+    # Hours before the rdv, in local wall-clock time ("48" or "72,24"); a motif may override them. New territories
+    # get J-3 and J-1 (lapins.notifications.timing says why); the database's default, "48", is the older releases'
+    # and is kept for the rows they stored.
+    reminder_offsets: Mapped[str] = mapped_column(String(40), default="72,24")
+    # No SMS in these local hours: a reminder due then goes before they begin; another message waits for their end
+    # (or goes before the start if the end is too late).
     quiet_hours_start: Mapped[time] = mapped_column(Time, default=time(20, 0))
-    quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 0))
+    quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 30))
     # A family moving its rdv picks a slot of the same agent(s), or of any agent of the lieu.
     family_moves_any_agent: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows

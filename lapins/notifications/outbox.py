@@ -111,14 +111,24 @@ def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) ->
                                     key=f"{kind}:{rdv.id}:{rdv.revision}:{recipient.channel}:{recipient.usager.id}"))
         if kind in (MessageKind.CREATED, MessageKind.CHANGED):
             for hours in reminder_offsets(rdv):
-                due = timing.reminder_due(rdv.starts_at, hours, territory.tz)
-                if due <= now:
+                due = reminder_at(rdv, territory, hours, recipient.channel, now)
+                if due is None:
                     continue  # booked too late for this reminder: the confirmation tells the family
                 planned.append(_new_message(
                     rdv, territory, recipient, MessageKind.REMINDER, due=due, now=now,
                     key=f"reminder:{rdv.id}:{rdv.revision}:{hours}:{recipient.channel}:{recipient.usager.id}"))
     db.session.add_all(planned)
     return planned
+
+
+def reminder_at(rdv: Rdv, territory: Territory, hours: int, channel: Channel, now: datetime) -> datetime | None:
+    """When the reminder `hours` before the rdv goes out on this channel, None when it is no longer ahead. An SMS
+    due in the quiet hours goes the evening before they begin, never later (timing.reminder_time)."""
+    due = timing.reminder_due(rdv.starts_at, hours, territory.tz)
+    if channel != Channel.SMS:
+        return due if due > now else None
+    return timing.reminder_time(due, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
+                                quiet_end=territory.quiet_hours_end)
 
 
 def plan_manual_reminder(rdv: Rdv, actor: Agent, *, now: datetime | None = None) -> list[Message]:

@@ -7,7 +7,7 @@ from flask_login import current_user
 from lapins import policies
 from lapins.infra.extensions import db
 from lapins.models import Territory
-from lapins.notifications import sms_text
+from lapins.notifications import sms_text, timing
 from lapins.territory_settings import services
 from lapins.territory_settings.blueprint import bp
 from lapins.territory_settings.forms import CredentialsForm, SettingsForm, WordingForm
@@ -51,7 +51,7 @@ def _page(territory: Territory, *, settings_form=None, credentials_form=None, wo
     return render_template(
         "territory_settings/page.html", territory=territory, settings_form=settings_form,
         credentials_form=credentials_form, wording_form=wording_form, secrets=services.stored_secrets(territory),
-        kinds=services.KIND_LABELS, preview=_preview_context(territory, kind, label, note, error=None),
+        kinds=services.KIND_LABELS, reminders_why=timing.REMINDERS_WHY, preview=_preview_context(territory, kind, label, note, error=None),
     ), 422 if refused else 200
 
 
