@@ -127,6 +127,15 @@ def _can_on_territory(actor: Agent, action: str, territory: Territory) -> bool:
     raise ValueError(f"unknown action {action!r} on a territory")
 
 
+def configured_organisation_ids(actor: Agent, territory: Territory) -> set[int]:
+    """The organisations of a territory whose lieux and motifs the actor may configure, so may read the names of: all of
+    them for its territory administrators, otherwise those the actor administers."""
+    if territory.id in actor.administered_territory_ids:
+        return {organisation.id for organisation in territory.organisations}
+    return {role.organisation_id for role in actor.roles
+            if role.role == Role.ADMIN and role.organisation.territory_id == territory.id}
+
+
 def authorize(actor: Agent, action: str, target) -> None:
     if target is None or not _visible(actor, target):
         abort(404)

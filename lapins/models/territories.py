@@ -68,6 +68,8 @@ class Territory(TerritoryClock, db.Model):
     sms_note_changed: Mapped[str | None] = mapped_column(String(100))
     sms_note_cancelled: Mapped[str | None] = mapped_column(String(100))
     sms_note_reminder: Mapped[str | None] = mapped_column(String(100))
+    # What a missed rdv costs, in the territory's words: added to a reminder only when it still fits one segment.
+    sms_cost_note: Mapped[str | None] = mapped_column(String(100))
     # Hours before the rdv, in local wall-clock time ("48" or "72,24"); a motif may override them. New territories
     # get J-3 and J-1 (lapins.notifications.timing says why); the database's default, "48", is the older releases'
     # and is kept for the rows they stored.

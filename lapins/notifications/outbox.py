@@ -503,6 +503,7 @@ def compose_sms(message: Message) -> str:
         person=person,
         two_way=territory.sms_takes_replies,
         note=territory.sms_note(str(message.kind)),
+        cost=territory.sms_cost_note,
     )
     return sms_text.compose(facts)
 

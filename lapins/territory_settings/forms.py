@@ -163,3 +163,24 @@ class WordingForm(Form):
 
     def notes(self) -> dict[str, str | None]:
         return {kind: field.data for kind, field in self.note_fields()}
+
+
+class CostForm(Form):
+    """The territory's cost sentence (sms_text: added to a reminder only when it still fits one segment)."""
+
+    cost_note = StringField("Phrase sur le coût d'un rendez-vous manqué (facultative)", filters=[strip],
+                            validators=[Length(max=120, message="120 caractères au plus.")],
+                            render_kw={"data-sms-cost": "1", "placeholder": services.COST_EXAMPLE})
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+
+    def validate_cost_note(self, field) -> None:
+        try:
+            field.data = sms_text.checked_note(field.data)
+        except sms_text.WordingError as error:
+            raise ValidationError(str(error)) from None
+        if services.cost_never_fits(self.territory, field.data):
+            raise ValidationError(f"Cette phrase ne tiendrait dans aucun rappel, même le plus court : "
+                                  f"{services.cost_room(self.territory)} caractères SMS au plus.")

@@ -1,0 +1,29 @@
+"""Reminders that follow the evidence (issue 18): the territory's cost sentence
+
+Adds columns only: every territory keeps the reminder offsets and quiet hours it has (a new territory gets J-3 and
+J-1 from the model's defaults), and the new settings start empty or off.
+
+Revision ID: 18a0e5c0571d
+Revises: 6f7a8b9c0d12
+Create Date: 2026-12-06 11:00:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '18a0e5c0571d'
+down_revision = '6f7a8b9c0d12'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('territories', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('sms_cost_note', sa.String(length=100), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table('territories', schema=None) as batch_op:
+        batch_op.drop_column('sms_cost_note')
