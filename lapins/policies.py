@@ -98,6 +98,8 @@ def can(actor: Agent, action: str, target) -> bool:
         return True
     if action in {"book", "edit"}:  # rdvs and usagers: everyone working in the organisation
         return True
+    if action == "release":  # free an unconfirmed slot the day before, after a call (« À confirmer »): any agent
+        return bool(roles)  # of the organisation, by hand; never automatic, never a territory administrator alone
     if action == "manage_schedule":  # plages d'ouverture and absences of an agent
         agent = target if isinstance(target, Agent) else getattr(target, "agent", None)
         return bool(roles & MANAGERS) or (agent is not None and agent.id == actor.id)

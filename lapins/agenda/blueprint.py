@@ -19,6 +19,7 @@ NAV_ITEMS = [
     ("agenda.usagers", "Usagers"),
     # A menu: (its label, its links). The header keeps one line on an office screen.
     ("Suivi des rendez-vous", [
+        ("agenda.confirmations_index", "À confirmer"),
         ("agenda.rdvs_to_fill", "RDV à renseigner"),
         ("agenda.freed_slots_board", "Créneaux libérés"),
         ("agenda.waitlist", "File d'attente"),
@@ -33,6 +34,7 @@ NAV_SECTIONS = {
     "stats.page": "stats.home", "stats.export_status": "stats.home",
     "agenda.agent_calendar": "agenda.home",
     "agenda.lieu_calendar": "agenda.lieux_index",
+    "agenda.lieu_confirmations": "agenda.confirmations_index",
     "agenda.usager_detail": "agenda.usagers", "agenda.new_usager": "agenda.usagers", "agenda.edit_usager": "agenda.usagers",
     "agenda.schedule": "agenda.my_schedule", "agenda.new_plage": "agenda.my_schedule",
     "agenda.edit_plage": "agenda.my_schedule", "agenda.delete_plage": "agenda.my_schedule",

@@ -80,6 +80,9 @@ class Territory(TerritoryClock, db.Model):
     quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 30))
     # A family moving its rdv picks a slot of the same agent(s), or of any agent of the lieu.
     family_moves_any_agent: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    # With replies taken: every reminder asks the family to reply OUI (as before), or, when off, only the last
+    # reminder of families at risk (lapins.notifications.confirmation).
+    sms_confirm_everyone: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
     # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows
     # (lapins.models.agenda_stamps): agenda feeds are cached on it. Random rather than counted, so that a database
     # recreated or restored never meets a cache filled from another one.

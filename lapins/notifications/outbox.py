@@ -30,7 +30,7 @@ from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
     utcnow,
 )
-from lapins.notifications import backends, links, providers, sms_text, timing, webhooks
+from lapins.notifications import backends, confirmation, links, providers, sms_text, timing, webhooks
 from lapins.notifications.email import render_rdv_email
 from lapins.notifications.offer_texts import offer_email, offer_sms
 from lapins.notifications.backends import (
@@ -501,11 +501,25 @@ def compose_sms(message: Message) -> str:
         link=links.family_url(rdv.id),
         organisation=rdv.organisation.label_in_sms,
         person=person,
-        two_way=territory.sms_takes_replies,
+        two_way=message.kind == MessageKind.REMINDER and confirmation.asks_to_confirm(
+            rdv, territory, last_reminder=_is_last_reminder(message)),
         note=territory.sms_note(str(message.kind)),
         cost=territory.sms_cost_note,
     )
     return sms_text.compose(facts)
+
+
+def _is_last_reminder(message: Message) -> bool:
+    """The J-1 of a planned reminder (its key holds its offset, see plan_for_rdv); a reminder asked by an agent is
+    taken as the last one."""
+    hours = reminder_hours(message.dedupe_key)
+    return hours is None or hours == min(reminder_offsets(message.rdv), default=hours)
+
+
+def reminder_hours(key: str | None) -> int | None:
+    """ "reminder:<rdv>:<revision>:<hours>:<channel>:<usager>" → hours; None for any other key."""
+    parts = (key or "").split(":")
+    return int(parts[3]) if len(parts) == 6 and parts[0] == "reminder" and parts[3].isdigit() else None
 
 
 def _render_email(message: Message):

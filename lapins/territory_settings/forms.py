@@ -30,6 +30,8 @@ class SettingsForm(Form):
     messaging_service_sid = StringField("Messaging Service Twilio (facultatif)", filters=[strip],
                                         validators=[Length(max=40, message="40 caractères au plus.")])
     takes_replies = BooleanField("Les familles peuvent répondre aux SMS (OUI pour confirmer, ANNULER pour annuler)")
+    confirm_everyone = BooleanField("Tous les rappels demandent de répondre OUI pour confirmer (sinon : seulement le "
+                                    "rappel de la veille des familles à risque)")
     reminder_offsets = StringField("Rappels, en heures avant le rendez-vous", filters=[strip],
                                    validators=[Length(max=40, message="40 caractères au plus.")])
     quiet_hours_start = HourField("Pas de SMS à partir de", validators=[Given("Indiquez une heure (exemple : 20:00).")])
@@ -70,7 +72,7 @@ class SettingsForm(Form):
             timezone=self.timezone.data, sms_sender=self.sms_sender.data, takes_replies=self.takes_replies.data,
             messaging_service_sid=self.messaging_service_sid.data, reminder_offsets=self.reminder_offsets.data,
             quiet_hours_start=self.quiet_hours_start.data, quiet_hours_end=self.quiet_hours_end.data,
-            moves_any_agent=self.moves_any_agent.data)
+            moves_any_agent=self.moves_any_agent.data, confirm_everyone=self.confirm_everyone.data)
 
 
 class CredentialsForm(Form):

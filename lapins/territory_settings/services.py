@@ -39,6 +39,7 @@ class Settings:
     quiet_hours_start: time
     quiet_hours_end: time
     moves_any_agent: bool
+    confirm_everyone: bool = True
 
 
 def save_settings(territory: Territory, settings: Settings) -> bool:
@@ -51,6 +52,7 @@ def save_settings(territory: Territory, settings: Settings) -> bool:
     territory.reminder_offsets = settings.reminder_offsets
     territory.quiet_hours_start, territory.quiet_hours_end = settings.quiet_hours_start, settings.quiet_hours_end
     territory.family_moves_any_agent = settings.moves_any_agent
+    territory.sms_confirm_everyone = settings.confirm_everyone
     db.session.commit()
     return moved
 

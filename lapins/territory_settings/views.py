@@ -29,7 +29,8 @@ def _settings_form(territory: Territory) -> SettingsForm:
         "takes_replies": territory.sms_takes_replies,
         "messaging_service_sid": territory.twilio_messaging_service_sid or "",
         "reminder_offsets": territory.reminder_offsets, "quiet_hours_start": territory.quiet_hours_start,
-        "quiet_hours_end": territory.quiet_hours_end, "moves_any_agent": territory.family_moves_any_agent})
+        "quiet_hours_end": territory.quiet_hours_end, "moves_any_agent": territory.family_moves_any_agent,
+        "confirm_everyone": territory.sms_confirm_everyone})
 
 
 def _wording_form(territory: Territory) -> WordingForm:

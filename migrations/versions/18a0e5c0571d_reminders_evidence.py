@@ -1,4 +1,4 @@
-"""Reminders that follow the evidence (issue 18): the territory's cost sentence
+"""Reminders that follow the evidence (issue 18): the territory's cost sentence, whom it asks to confirm
 
 Adds columns only: every territory keeps the reminder offsets and quiet hours it has (a new territory gets J-3 and
 J-1 from the model's defaults), and the new settings start empty or off.
@@ -22,8 +22,11 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('territories', schema=None) as batch_op:
         batch_op.add_column(sa.Column('sms_cost_note', sa.String(length=100), nullable=True))
+        # True: every territory taking replies goes on asking every family to confirm, as it did.
+        batch_op.add_column(sa.Column('sms_confirm_everyone', sa.Boolean(), nullable=False, server_default=sa.true()))
 
 
 def downgrade():
     with op.batch_alter_table('territories', schema=None) as batch_op:
+        batch_op.drop_column('sms_confirm_everyone')
         batch_op.drop_column('sms_cost_note')
