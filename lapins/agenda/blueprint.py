@@ -23,6 +23,7 @@ NAV_ITEMS = [
         ("agenda.rdvs_to_fill", "RDV à renseigner"),
         ("agenda.freed_slots_board", "Créneaux libérés"),
         ("agenda.waitlist", "File d'attente"),
+        ("stats.headline_home", "Taux de lapins"),
         ("stats.home", "Statistiques"),
     ]),
     ("agenda.my_schedule", "Mes horaires"),
@@ -31,7 +32,7 @@ NAV_ITEMS = [
 
 # Pages reached from a menu item keep that item marked as the current one.
 NAV_SECTIONS = {
-    "stats.page": "stats.home", "stats.export_status": "stats.home",
+    "stats.page": "stats.home", "stats.export_status": "stats.home", "stats.headline_page": "stats.headline_home",
     "agenda.agent_calendar": "agenda.home",
     "agenda.lieu_calendar": "agenda.lieux_index",
     "agenda.lieu_confirmations": "agenda.confirmations_index",

@@ -83,6 +83,10 @@ class Territory(TerritoryClock, db.Model):
     # With replies taken: every reminder asks the family to reply OUI (as before), or, when off, only the last
     # reminder of families at risk (lapins.notifications.confirmation).
     sms_confirm_everyone: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    # The territory's no-show rate before Lapins (« taux de lapins », lapins.stats.headline), in hundredths of a
+    # percent (1250: 12.50 %), and what it measured ("2025, ancien outil"): entered by its administrator.
+    noshow_baseline_bp: Mapped[int | None] = mapped_column()
+    noshow_baseline_label: Mapped[str | None] = mapped_column(String(80))
     # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows
     # (lapins.models.agenda_stamps): agenda feeds are cached on it. Random rather than counted, so that a database
     # recreated or restored never meets a cache filled from another one.

@@ -186,3 +186,30 @@ class CostForm(Form):
         if services.cost_never_fits(self.territory, field.data):
             raise ValidationError(f"Cette phrase ne tiendrait dans aucun rappel, même le plus court : "
                                   f"{services.cost_room(self.territory)} caractères SMS au plus.")
+
+
+class BaselineForm(Form):
+    """The territory's no-show rate before Lapins, shown beside its « taux de lapins » (lapins.stats.headline)."""
+
+    rate = StringField("Taux de lapins avant Lapins, en % (facultatif)", filters=[strip],
+                       validators=[Length(max=10, message="10 caractères au plus.")],
+                       render_kw={"inputmode": "decimal", "placeholder": "12,5"})
+    label = StringField("D'où vient ce taux (facultatif)", filters=[strip],
+                        validators=[Length(max=80, message="80 caractères au plus.")],
+                        render_kw={"placeholder": "2025, ancien outil de rendez-vous"})
+
+    def validate_rate(self, field) -> None:
+        if not field.data:
+            field.data = None
+            return
+        text = field.data.removesuffix("%").strip().replace(",", ".")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValidationError("Indiquez un pourcentage, par exemple « 12,5 ».") from None
+        if not 0 <= value <= 100 or value != value:
+            raise ValidationError("Un taux est compris entre 0 et 100 %.")
+        field.data = round(value * 100)  # hundredths of a percent, as stored
+
+    def validate_label(self, field) -> None:
+        field.data = field.data or None

@@ -328,3 +328,10 @@ def cost_preview(territory: Territory, cost: str | None, organisation_ids: set[i
 def save_cost_note(territory: Territory, cost: str | None) -> None:
     territory.sms_cost_note = cost
     db.session.commit()
+
+
+def save_baseline(territory: Territory, rate_bp: int | None, label: str | None) -> None:
+    """The no-show rate before Lapins, in hundredths of a percent; its label only goes with a rate."""
+    territory.noshow_baseline_bp = rate_bp
+    territory.noshow_baseline_label = label if rate_bp is not None else None
+    db.session.commit()

@@ -1,4 +1,5 @@
-"""Reminders that follow the evidence (issue 18): the territory's cost sentence, whom it asks to confirm
+"""Reminders that follow the evidence (issue 18): the territory's cost sentence, whom it asks to confirm, its
+no-show rate before Lapins
 
 Adds columns only: every territory keeps the reminder offsets and quiet hours it has (a new territory gets J-3 and
 J-1 from the model's defaults), and the new settings start empty or off.
@@ -24,9 +25,13 @@ def upgrade():
         batch_op.add_column(sa.Column('sms_cost_note', sa.String(length=100), nullable=True))
         # True: every territory taking replies goes on asking every family to confirm, as it did.
         batch_op.add_column(sa.Column('sms_confirm_everyone', sa.Boolean(), nullable=False, server_default=sa.true()))
+        batch_op.add_column(sa.Column('noshow_baseline_bp', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('noshow_baseline_label', sa.String(length=80), nullable=True))
 
 
 def downgrade():
     with op.batch_alter_table('territories', schema=None) as batch_op:
+        batch_op.drop_column('noshow_baseline_label')
+        batch_op.drop_column('noshow_baseline_bp')
         batch_op.drop_column('sms_confirm_everyone')
         batch_op.drop_column('sms_cost_note')
