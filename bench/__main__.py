@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import text
 
-from bench import reminders
+from bench import reminder_plan, reminders
 from bench.database import BenchDatabase, UnsafeDatabase
 from bench.results import RESULTS_PATH, merge_results
 
@@ -63,9 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
-    parser.add_argument("--only", choices=["reminders", "public"],
-                        help="une seule mesure : les rappels, ou le sélecteur et la course (sur le département généré)")
+    parser.add_argument("--only", choices=["reminders", "public", "reminder-plan"],
+                        help="une seule mesure : les rappels, le sélecteur et la course (sur le département généré), "
+                             "ou le plan J-3 + J-1")
     reminders.add_arguments(parser)
+    reminder_plan.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_reminders and args.only in (None, "reminders"):
             section("rappels", failures, log,
                     lambda: reminders.bench_reminders(args, database, figures, failures, log))
+        if args.only in (None, "reminder-plan"):
+            section("plan J-3 + J-1", failures, log,
+                    lambda: reminder_plan.bench_reminder_plan(args, database, figures, log))
     except UnsafeDatabase as error:
         log(str(error))
         return 2
@@ -105,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print_verdict(merged, database, log)
     print_race_verdict(merged)
     reminders.print_verdict(merged)
+    reminder_plan.print_verdict(merged)
     for failure in failures:
         log(f"ÉCHEC : {failure}")
     return 1 if failures else 0
