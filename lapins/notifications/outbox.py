@@ -110,14 +110,32 @@ def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) ->
         planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now,
                                     key=f"{kind}:{rdv.id}:{rdv.revision}:{recipient.channel}:{recipient.usager.id}"))
         if kind in (MessageKind.CREATED, MessageKind.CHANGED):
-            for hours in reminder_offsets(rdv):
-                due = reminder_at(rdv, territory, hours, recipient.channel, now)
-                if due is None:
-                    continue  # booked too late for this reminder: the confirmation tells the family
-                planned.append(_new_message(
-                    rdv, territory, recipient, MessageKind.REMINDER, due=due, now=now,
-                    key=f"reminder:{rdv.id}:{rdv.revision}:{hours}:{recipient.channel}:{recipient.usager.id}"))
+            planned.extend(_reminders(rdv, territory, recipient, now))
     db.session.add_all(planned)
+    return planned
+
+
+def plan_reminders(rdv: Rdv, *, now: datetime | None = None) -> list[Message]:
+    """Only the reminders of an rdv whose family was told elsewhere (an rdv imported from the territory's previous
+    tool, lapins.onboarding.history). Added to the session; the caller commits."""
+    now = now or utcnow()
+    if not rdv.motif.notify or not rdv.is_live or rdv.starts_at <= now:
+        return []
+    territory = rdv.organisation.territory
+    planned = [message for recipient in recipients(rdv) for message in _reminders(rdv, territory, recipient, now)]
+    db.session.add_all(planned)
+    return planned
+
+
+def _reminders(rdv: Rdv, territory: Territory, recipient: Recipient, now: datetime) -> list[Message]:
+    planned = []
+    for hours in reminder_offsets(rdv):
+        due = reminder_at(rdv, territory, hours, recipient.channel, now)
+        if due is None:
+            continue  # booked too late for this reminder: the confirmation tells the family
+        planned.append(_new_message(
+            rdv, territory, recipient, MessageKind.REMINDER, due=due, now=now,
+            key=f"reminder:{rdv.id}:{rdv.revision}:{hours}:{recipient.channel}:{recipient.usager.id}"))
     return planned
 
 

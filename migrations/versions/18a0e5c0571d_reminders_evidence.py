@@ -1,5 +1,5 @@
 """Reminders that follow the evidence (issue 18): the territory's cost sentence, whom it asks to confirm, its
-no-show rate before Lapins
+no-show rate before Lapins; the ids of usagers and rdvs imported from another tool
 
 Adds columns only: every territory keeps the reminder offsets and quiet hours it has (a new territory gets J-3 and
 J-1 from the model's defaults), and the new settings start empty or off.
@@ -27,9 +27,21 @@ def upgrade():
         batch_op.add_column(sa.Column('sms_confirm_everyone', sa.Boolean(), nullable=False, server_default=sa.true()))
         batch_op.add_column(sa.Column('noshow_baseline_bp', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('noshow_baseline_label', sa.String(length=80), nullable=True))
+    with op.batch_alter_table('usagers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('external_id', sa.String(length=80), nullable=True))
+        batch_op.create_index('uq_usagers_territory_external', ['territory_id', 'external_id'], unique=True)
+    with op.batch_alter_table('rdvs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('external_id', sa.String(length=80), nullable=True))
+        batch_op.create_index('uq_rdvs_organisation_external', ['organisation_id', 'external_id'], unique=True)
 
 
 def downgrade():
+    with op.batch_alter_table('rdvs', schema=None) as batch_op:
+        batch_op.drop_index('uq_rdvs_organisation_external')
+        batch_op.drop_column('external_id')
+    with op.batch_alter_table('usagers', schema=None) as batch_op:
+        batch_op.drop_index('uq_usagers_territory_external')
+        batch_op.drop_column('external_id')
     with op.batch_alter_table('territories', schema=None) as batch_op:
         batch_op.drop_column('noshow_baseline_label')
         batch_op.drop_column('noshow_baseline_bp')
