@@ -87,6 +87,11 @@ class Territory(TerritoryClock, db.Model):
     # percent (1250: 12.50 %), and what it measured ("2025, ancien outil"): entered by its administrator.
     noshow_baseline_bp: Mapped[int | None] = mapped_column()
     noshow_baseline_label: Mapped[str | None] = mapped_column(String(80))
+    # The built-in experiment (lapins.notifications.experiment): a second wording of the reminder's sentence, for the
+    # families of arm B between the start and the end (none: not started; an end: stopped, its figures kept).
+    experiment_note_b: Mapped[str | None] = mapped_column(String(100))
+    experiment_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    experiment_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows
     # (lapins.models.agenda_stamps): agenda feeds are cached on it. Random rather than counted, so that a database
     # recreated or restored never meets a cache filled from another one.

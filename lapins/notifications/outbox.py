@@ -30,7 +30,9 @@ from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
     utcnow,
 )
-from lapins.notifications import backends, confirmation, links, providers, sms_text, timing, webhooks
+from lapins.notifications import (
+    backends, confirmation, experiment, links, providers, sms_text, timing, webhooks,
+)
 from lapins.notifications.email import render_rdv_email
 from lapins.notifications.offer_texts import offer_email, offer_sms
 from lapins.notifications.backends import (
@@ -521,7 +523,8 @@ def compose_sms(message: Message) -> str:
         person=person,
         two_way=message.kind == MessageKind.REMINDER and confirmation.asks_to_confirm(
             rdv, territory, last_reminder=_is_last_reminder(message)),
-        note=territory.sms_note(str(message.kind)),
+        note=(experiment.reminder_note(rdv, territory) if message.kind == MessageKind.REMINDER
+              else territory.sms_note(str(message.kind))),
         cost=territory.sms_cost_note,
     )
     return sms_text.compose(facts)

@@ -13,7 +13,7 @@ from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
 from lapins.models import Export, ExportStatus, Organisation, Territory, utcnow
-from lapins.stats import exports, headline
+from lapins.stats import experiment, exports, headline
 from lapins.stats.blueprint import bp
 from lapins.stats.figures import (
     Filters, Scope, chart_series, filter_choices, format_hours, format_percent, month_label, monthly_figures, totals,
@@ -100,7 +100,7 @@ def page(kind: str, target_id: int):
         "stats/page.html", target=target, filters=filters, errors=errors, choices=choices, figures=figures,
         total=totals(figures) if figures else None, percent=format_percent, hours=format_hours,
         export_form=ExportForm(), territory_link=territory_link, args=request.args, month_label=month_label,
-        chart=chart_series(figures),
+        chart=chart_series(figures), arms=experiment.arms(target.scope, target.territory, utcnow()),
         file_urls={file_format: url_for("stats.figures_file", file_format=file_format, **target.endpoint_args,
                                         **filters.as_params()) for file_format in exports.FORMATS},
     ), 400 if errors else 200

@@ -213,3 +213,32 @@ class BaselineForm(Form):
 
     def validate_label(self, field) -> None:
         field.data = field.data or None
+
+
+class ExperimentForm(Form):
+    """The A/B experiment on the reminder's sentence (lapins.notifications.experiment): off by default."""
+
+    running = BooleanField("Comparer deux formulations du rappel (chaque famille tirée au sort : A ou B)")
+    note_b = StringField("Phrase du rappel, variante B", filters=[strip],
+                         validators=[Length(max=120, message="120 caractères au plus.")])
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+
+    def validate_note_b(self, field) -> None:
+        try:
+            field.data = sms_text.checked_note(field.data)
+        except sms_text.WordingError as error:
+            raise ValidationError(str(error)) from None
+        if self.running.data and not field.data:
+            raise ValidationError("Écrivez la phrase de la variante B : c'est elle que l'expérience compare à la "
+                                  "phrase habituelle du rappel (variante A).")
+        if field.data and field.data == self.territory.sms_note("reminder"):
+            raise ValidationError("La variante B reprend la phrase habituelle du rappel : écrivez-en une autre.")
+        too_long = services.note_too_long_for(self.territory, "reminder", label=self.territory.sms_label,
+                                              note=field.data)
+        if too_long:
+            room = services.note_room(self.territory, "reminder", label=self.territory.sms_label)
+            raise ValidationError(f"Phrase trop longue pour tenir dans un seul SMS ({too_long}) : {room} caractères "
+                                  "au plus.")

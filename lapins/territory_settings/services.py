@@ -335,3 +335,19 @@ def save_baseline(territory: Territory, rate_bp: int | None, label: str | None) 
     territory.noshow_baseline_bp = rate_bp
     territory.noshow_baseline_label = label if rate_bp is not None else None
     db.session.commit()
+
+
+def save_experiment(territory: Territory, *, running: bool, note_b: str | None) -> str:
+    """Start, go on with or stop the experiment; says which, for the page's message."""
+    territory.experiment_note_b = note_b
+    was_running = territory.experiment_started_at is not None and territory.experiment_ended_at is None
+    if running and not was_running:  # a new experiment: a new draw, figures from now
+        territory.experiment_started_at, territory.experiment_ended_at = utcnow(), None
+        outcome = "started"
+    elif not running and was_running:
+        territory.experiment_ended_at = utcnow()
+        outcome = "stopped"
+    else:
+        outcome = "kept"
+    db.session.commit()
+    return outcome

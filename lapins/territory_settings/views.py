@@ -10,7 +10,9 @@ from lapins.models import Territory
 from lapins.notifications import sms_text, timing
 from lapins.territory_settings import services
 from lapins.territory_settings.blueprint import bp
-from lapins.territory_settings.forms import BaselineForm, CostForm, CredentialsForm, SettingsForm, WordingForm
+from lapins.territory_settings.forms import (
+    BaselineForm, CostForm, CredentialsForm, ExperimentForm, SettingsForm, WordingForm,
+)
 
 TIMEZONE_MOVED = ("Fuseau horaire changé : les rendez-vous déjà pris gardent leur instant et s'affichent désormais à "
                   "l'heure locale du nouveau fuseau ; les plages d'ouverture et les heures sans SMS gardent leurs "
@@ -40,7 +42,7 @@ def _wording_form(territory: Territory) -> WordingForm:
 
 
 def _page(territory: Territory, *, settings_form=None, credentials_form=None, wording_form=None, cost_form=None,
-          baseline_form=None):
+          baseline_form=None, experiment_form=None):
     settings_form = settings_form or _settings_form(territory)
     credentials_form = credentials_form or CredentialsForm(territory=territory, formdata=None)
     wording_form = wording_form or _wording_form(territory)
@@ -48,7 +50,11 @@ def _page(territory: Territory, *, settings_form=None, credentials_form=None, wo
     baseline_form = baseline_form or BaselineForm(data={
         "rate": "" if territory.noshow_baseline_bp is None else f"{territory.noshow_baseline_bp / 100:g}".replace(".", ","),
         "label": territory.noshow_baseline_label or ""})
-    refused = any(form.errors for form in (settings_form, credentials_form, wording_form, cost_form, baseline_form))
+    experiment_form = experiment_form or ExperimentForm(territory=territory, data={
+        "running": territory.experiment_started_at is not None and territory.experiment_ended_at is None,
+        "note_b": territory.experiment_note_b or ""})
+    refused = any(form.errors for form in (settings_form, credentials_form, wording_form, cost_form, baseline_form,
+                                           experiment_form))
     # A refused cost sentence is previewed as typed when it is at least sendable (its error says why it is refused).
     cost = cost_form.cost_note.data if cost_form.errors else territory.sms_cost_note
     # A refused wording is previewed as typed (its errors are shown); otherwise as stored.
@@ -60,6 +66,7 @@ def _page(territory: Territory, *, settings_form=None, credentials_form=None, wo
         "territory_settings/page.html", territory=territory, settings_form=settings_form,
         credentials_form=credentials_form, wording_form=wording_form, secrets=services.stored_secrets(territory),
         kinds=services.KIND_LABELS, reminders_why=timing.REMINDERS_WHY, cost_form=cost_form, baseline_form=baseline_form,
+        experiment_form=experiment_form,
         cost=_cost_context(territory, cost), preview=_preview_context(territory, kind, label, note, error=None),
     ), 422 if refused else 200
 
@@ -162,6 +169,20 @@ def baseline(territory_id: int):
         return _page(territory, baseline_form=form)
     services.save_baseline(territory, form.rate.data, form.label.data)
     flash("Taux de référence enregistré." if form.rate.data is not None else "Taux de référence retiré.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id))
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/experience")
+def experiment(territory_id: int):
+    territory = _territory(territory_id)
+    form = ExperimentForm(territory=territory)
+    if not form.validate_on_submit():
+        return _page(territory, experiment_form=form)
+    outcome = services.save_experiment(territory, running=form.running.data, note_b=form.note_b.data)
+    flash({"started": "Expérience lancée : chaque famille est tirée au sort (A ou B) à son prochain rappel.",
+           "stopped": "Expérience arrêtée : tous les rappels reprennent la phrase habituelle ; ses chiffres restent "
+                      "dans les statistiques.",
+           "kept": "Expérience enregistrée."}[outcome], "success")
     return redirect(url_for("territory_settings.page", territory_id=territory.id))
 
 
