@@ -184,3 +184,18 @@ def test_ten_thousand_lines_with_bad_ones(app, tmp_path, service):
     assert f"déjà présentes : {10_000 - bad}" in second.output and "importées : 0" in second.output
     assert (count(Rdv), count(Usager)) == (rdvs, usagers)
     print(f"10 000 lignes importées en {seconds:.1f} s")
+
+
+def test_a_family_known_from_another_service_joins_this_one(app, tmp_path, service, factories):
+    assert run(app, tmp_path, GOOD).exit_code == 0
+    other = factories.OrganisationFactory(territory=service.territory, name="PMI Roubaix")
+    factories.MotifFactory(organisation=other, name="Pesée du nourrisson")
+    path = tmp_path / "roubaix.csv"
+    path.write_text(HEADER + "\nF1;;;;;;;RX1;05/10/2026;09:00;Pesée du nourrisson;;;vu", encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["territory", "import-historique", "59", "PMI Roubaix", str(path),
+                                                "--quiet"])
+    assert result.exit_code == 0 and "importées : 1" in result.output, result.output
+    _db.session.expire_all()
+    mother = _db.session.scalar(select(Usager).where(Usager.external_id == "F1"))
+    assert sorted(organisation.name for organisation in mother.organisations) == ["PMI Lille", "PMI Roubaix"]
+    assert count(Usager) == 3

@@ -253,7 +253,10 @@ class _HistoryImporter:
         rdv = Rdv(organisation=self.organisation, motif=values["motif"], lieu=values["lieu"], starts_at=starts_at,
                   ends_at=values["ends_at"], status=status, external_id=external, booked_via=BookingChannel.IMPORT)
         if usager is not None:
-            rdv.usagers = [usager if isinstance(usager, Usager) else db.session.get(Usager, usager)]
+            person = usager if isinstance(usager, Usager) else db.session.get(Usager, usager)
+            if self.organisation not in person.organisations:  # imported before by another service of the territory
+                person.organisations.append(self.organisation)
+            rdv.usagers = [person]
         rdv.set_agents(values["agents"])
         db.session.add(rdv)
         self.rdvs.add(external)
