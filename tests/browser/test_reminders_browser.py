@@ -68,3 +68,43 @@ def test_the_home_page_draws_the_rate_against_the_rate_before_lapins(page: Page,
     box = chart.locator("canvas").bounding_box()
     assert 0 < box["width"] <= size["width"]
     assert page.evaluate("document.documentElement.scrollWidth") <= size["width"] + 1  # no sideways scroll
+
+
+@pytest.fixture()
+def tomorrow_rdv(live_db):
+    organisation = factories.OrganisationFactory(territory__timezone="Europe/Paris", territory__number="62",
+                                                 territory__sms_sender="+33757000001",
+                                                 territory__sms_takes_replies=True, name="PMI Arras")
+    lieu = factories.LieuFactory(organisation=organisation, name="PMI Arras Centre")
+    motif = factories.MotifFactory(organisation=organisation, name="Pesée")
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT,
+                                   email="agent.62@pmi.example.fr")
+    mother = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
+                                     first_name="Inès", last_name="Martin", phone="+33611111111", sms_consent=True)
+    day = datetime.now(PARIS).date() + timedelta(days=1)
+    starts_at = datetime.combine(day, time(10), PARIS).astimezone(timezone.utc)
+    rdv = factories.RdvFactory(motif=motif, lieu=lieu, starts_at=starts_at, usagers=[mother], agents=[agent])
+    ids = dict(lieu=lieu.id, rdv=rdv.id, email=agent.email)
+    live_db.session.remove()
+    return type("Tomorrow", (), ids)
+
+
+def test_an_agent_calls_then_frees_an_unconfirmed_slot_from_a_phone(phone_page: Page, tomorrow_rdv, live_db):
+    from lapins.models import Rdv
+
+    page = phone_page
+    log_in(page, tomorrow_rdv.email)
+    page.goto("/a-confirmer")
+    page.get_by_role("link", name="PMI Arras Centre").click()
+    row = page.locator(f'tr[data-rdv="{tomorrow_rdv.rdv}"]')
+    expect(row).to_contain_text("Pas encore confirmé")
+    expect(row.locator('a[href="tel:+33611111111"]')).to_be_visible()
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-a-confirmer-390.png", full_page=True)
+    row.get_by_role("button", name="Libérer").click()  # the box is not ticked: the browser keeps the form
+    expect(row).to_be_visible()
+    row.get_by_text("J'ai appelé la famille").click()  # DSFR draws the box on the label
+    row.get_by_role("button", name="Libérer").click()
+    expect(page.locator(".fr-alert--success")).to_contain_text("Créneau libéré")
+    expect(page.locator(f'tr[data-rdv="{tomorrow_rdv.rdv}"]')).to_have_count(0)
+    live_db.session.expire_all()
+    assert live_db.session.get(Rdv, tomorrow_rdv.rdv).status == RdvStatus.REVOKED
