@@ -75,7 +75,7 @@ def test_usagers_relatives_and_rdvs_come_in_with_their_status(app, tmp_path, ser
     assert rdvs["R3"].starts_at == datetime(2026, 10, 23, 14, 0, tzinfo=PARIS).astimezone(timezone.utc)
     assert rdvs["R2"].agents == [service.agent] and rdvs["R3"].usagers == [child]
     assert {rdv.booked_via for rdv in rdvs.values()} == {BookingChannel.IMPORT}
-    assert "Taux de lapins de l'historique : 50,0 % (1 absents sur 2" in result.output
+    assert "Taux de lapins de l'historique : 50,0 % (1 absent sur 2" in result.output
 
 
 def test_the_rdvs_to_come_get_their_reminders_and_no_confirmation(app, tmp_path, service):
@@ -142,7 +142,7 @@ def test_an_rdv_solidarites_export_gives_the_rate_before_lapins(app, tmp_path, s
     result = run(app, tmp_path, RDV_SOLIDARITES, "--set-baseline", name="export.csv")
     assert result.exit_code == 0, result.output
     assert "importées : 5" in result.output
-    assert "25,0 % (1 absents sur 4" in result.output and "avant Lapins" in result.output
+    assert "25,0 % (1 absent sur 4" in result.output and "avant Lapins" in result.output
     _db.session.expire_all()
     territory = _db.session.get(Territory, service.territory.id)
     assert territory.noshow_baseline_bp == 2500

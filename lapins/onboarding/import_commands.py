@@ -86,8 +86,9 @@ def import_history(number: str, organisation: str, file: BinaryIO, dry_run: bool
             click.echo("Taux de lapins de l'historique : aucun rendez-vous passé vu ou manqué.")
             return
         rate = f"{found.rate * 100:.1f}".replace(".", ",")
-        click.echo(f"Taux de lapins de l'historique : {rate} % ({found.noshow} absents sur "
-                   f"{found.seen + found.noshow} rendez-vous vus ou manqués ; {found.label}).")
+        absents = f"{found.noshow} absent{'s' if found.noshow > 1 else ''}"
+        click.echo(f"Taux de lapins de l'historique : {rate} % ({absents} sur {found.seen + found.noshow} rendez-vous "
+                   f"vus ou manqués ; {found.label}).")
         if set_baseline and report.stored:
             history.set_baseline(organisation.territory, found)
             click.echo("Ce taux est désormais le taux « avant Lapins » du département.")
