@@ -2,7 +2,7 @@
 wording under test; the statistics give each arm's no-show rate with its count and 95 % confidence interval."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html as html_text
 import json
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -4,7 +4,7 @@ to come, and the rate before Lapins computed from the past rdvs."""
 from __future__ import annotations
 
 import time as stopwatch
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
