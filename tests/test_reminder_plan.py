@@ -165,3 +165,29 @@ def test_the_settings_page_says_why(client, auth, factories, db):
     assert page.status_code == 200
     text = page.get_data(as_text=True)
     assert "Steiner" in text and "J-3 et J-1" in text and "20,5 %" in text
+
+
+def test_the_migration_leaves_an_existing_territorys_reminders_as_they_were(database_url):
+    """Upgrading keeps an existing territory's one reminder 48 h before and its quiet hours; the new settings start
+    as the territory behaved before (every reminder asks OUI where replies are taken; no cost sentence)."""
+    from flask_migrate import downgrade, upgrade
+
+    from lapins import create_app
+    from lapins.infra.extensions import db
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
+    with app.app_context():
+        upgrade(revision="6f7a8b9c0d12")  # the release before issue 18
+        with db.engine.begin() as connection:
+            connection.execute(db.text("INSERT INTO territories (number, name, timezone, agenda_stamp) VALUES "
+                                       "('01', 'Ain', 'Europe/Paris', 'a1b2c3d4e5f60718')"))
+        upgrade()
+        territory = db.session.scalar(select(Territory))
+        assert territory.reminder_offsets == "48"
+        assert (territory.quiet_hours_start, territory.quiet_hours_end) == (time(20, 0), time(8, 0))
+        assert territory.sms_confirm_everyone is True
+        assert (territory.sms_cost_note, territory.noshow_baseline_bp, territory.experiment_started_at) == (
+            None, None, None)
+        db.session.remove()
+        downgrade(revision="base")
+        db.engine.dispose()
