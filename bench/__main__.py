@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import text
 
-from bench import reminders
+from bench import reminder_plan, reminders
 from bench.database import BenchDatabase, UnsafeDatabase
 from bench.results import RESULTS_PATH, merge_results
 
@@ -65,14 +65,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
-    parser.add_argument("--only", choices=["reminders", "public", "agenda", "calendars"],
-                        help="une seule mesure : les rappels, le sélecteur et la course, ou les scénarios de l'agenda "
-                             "(sur le département généré)")
+    parser.add_argument("--only", choices=["reminders", "public", "agenda", "reminder-plan", "calendars"],
+                        help="une seule mesure : les rappels, le sélecteur et la course, les scénarios de l'agenda "
+                             "(sur le département généré), le plan J-3 + J-1 ou les agendas des agents")
     parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
                         help="scénarios de l'agenda, séparés par des virgules : hit, miss, mixed, open_loop")
     parser.add_argument("--window-seconds", type=float, default=float(env("BENCH_WINDOW_SECONDS", 10)),
                         help="durée de chaque fenêtre mesurée par wrk (3 fenêtres, en alternance avec le plancher)")
     reminders.add_arguments(parser)
+    reminder_plan.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_reminders and args.only in (None, "reminders"):
             section("rappels", failures, log,
                     lambda: reminders.bench_reminders(args, database, figures, failures, log))
+        if args.only in (None, "reminder-plan"):
+            section("plan J-3 + J-1", failures, log,
+                    lambda: reminder_plan.bench_reminder_plan(args, database, figures, log))
         if args.only in (None, "calendars"):  # last: it empties the database for a département of its own
             from bench import calendars
 
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print_verdict(merged, database, log)
     print_race_verdict(merged)
     reminders.print_verdict(merged)
+    reminder_plan.print_verdict(merged)
     for failure in failures:
         log(f"ÉCHEC : {failure}")
     return 1 if failures else 0

@@ -98,6 +98,8 @@ def can(actor: Agent, action: str, target) -> bool:
         return True
     if action in {"book", "edit"}:  # rdvs and usagers: everyone working in the organisation
         return True
+    if action == "release":  # free an unconfirmed slot the day before, after a call (« À confirmer »): any agent
+        return bool(roles)  # of the organisation, by hand; never automatic, never a territory administrator alone
     if action == "manage_schedule":  # plages d'ouverture and absences of an agent
         agent = target if isinstance(target, Agent) else getattr(target, "agent", None)
         return bool(roles & MANAGERS) or (agent is not None and agent.id == actor.id)
@@ -127,6 +129,15 @@ def _can_on_territory(actor: Agent, action: str, territory: Territory) -> bool:
         return territory.id in actor.administered_territory_ids or any(
             role.role == Role.ADMIN and role.organisation.territory_id == territory.id for role in actor.roles)
     raise ValueError(f"unknown action {action!r} on a territory")
+
+
+def configured_organisation_ids(actor: Agent, territory: Territory) -> set[int]:
+    """The organisations of a territory whose lieux and motifs the actor may configure, so may read the names of: all of
+    them for its territory administrators, otherwise those the actor administers."""
+    if territory.id in actor.administered_territory_ids:
+        return {organisation.id for organisation in territory.organisations}
+    return {role.organisation_id for role in actor.roles
+            if role.role == Role.ADMIN and role.organisation.territory_id == territory.id}
 
 
 def authorize(actor: Agent, action: str, target) -> None:

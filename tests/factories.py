@@ -35,6 +35,10 @@ class TerritoryFactory(Base):
     number = factory.Sequence(lambda n: GENERATED_NUMBERS[n % len(GENERATED_NUMBERS)])
     name = factory.Sequence(lambda n: f"Département {n}")
     timezone = "Europe/Paris"
+    # The settings of a territory from before J-3 + J-1 (one reminder 48 h before, quiet until 08:00): the tests
+    # written for them count one reminder. tests/test_reminder_plan.py builds new territories' defaults itself.
+    reminder_offsets = "48"
+    quiet_hours_end = time(8, 0)
 
 
 class OrganisationFactory(Base):

@@ -270,7 +270,7 @@ def test_territory_configure_refuses_bad_settings_and_changes_nothing(app, db, a
     assert result.exit_code != 0 and message in result.output
     db.session.expire_all()
     territory = db.session.scalar(select(Territory))
-    assert (territory.reminder_offsets, territory.sms_sender, territory.sms_takes_replies) == ("48", None, False)
+    assert (territory.reminder_offsets, territory.sms_sender, territory.sms_takes_replies) == ("72,24", None, False)
 
 
 def test_territory_configure_names_an_unknown_departement(app, db):

@@ -120,11 +120,11 @@ def test_a_reunion_territory_gets_its_own_local_times(factories, db, clock):
     assert "ven. 23/10 à 9h" in confirmation.body and "à 11h" not in confirmation.body
 
 
-def test_a_reminder_due_in_the_night_waits_for_the_morning(clinic, db):
+def test_a_reminder_due_in_the_night_goes_the_evening_before_not_later(clinic, db):
     rdv = book(clinic, local(PARIS, 10, 23, 21, 0) + timedelta(hours=-0.5))  # Friday 20:30 → due Wednesday 20:30
 
     sms = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.SMS)[0]
-    assert sms.due_at == local(PARIS, 10, 22, 8, 0)
+    assert sms.due_at == local(PARIS, 10, 21, 19, 30)  # half an hour before the quiet hours (20:00) begin
     email = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=Channel.EMAIL)[0]
     assert email.due_at == local(PARIS, 10, 21, 20, 30)  # e-mail has no quiet hours
 

@@ -19,9 +19,11 @@ NAV_ITEMS = [
     ("agenda.usagers", "Usagers"),
     # A menu: (its label, its links). The header keeps one line on an office screen.
     ("Suivi des rendez-vous", [
+        ("agenda.confirmations_index", "À confirmer"),
         ("agenda.rdvs_to_fill", "RDV à renseigner"),
         ("agenda.freed_slots_board", "Créneaux libérés"),
         ("agenda.waitlist", "File d'attente"),
+        ("stats.headline_home", "Taux de lapins"),
         ("stats.home", "Statistiques"),
     ]),
     ("agenda.my_schedule", "Mes horaires"),
@@ -30,9 +32,10 @@ NAV_ITEMS = [
 
 # Pages reached from a menu item keep that item marked as the current one.
 NAV_SECTIONS = {
-    "stats.page": "stats.home", "stats.export_status": "stats.home",
+    "stats.page": "stats.home", "stats.export_status": "stats.home", "stats.headline_page": "stats.headline_home",
     "agenda.agent_calendar": "agenda.home",
     "agenda.lieu_calendar": "agenda.lieux_index",
+    "agenda.lieu_confirmations": "agenda.confirmations_index",
     "agenda.usager_detail": "agenda.usagers", "agenda.new_usager": "agenda.usagers", "agenda.edit_usager": "agenda.usagers",
     "agenda.schedule": "agenda.my_schedule", "agenda.new_plage": "agenda.my_schedule",
     "agenda.edit_plage": "agenda.my_schedule", "agenda.delete_plage": "agenda.my_schedule",

@@ -64,11 +64,12 @@ class BookingChannel(enum.StrEnum):
     AGENDA = "agenda"
     OFFER = "offer"
     API = "api"
+    IMPORT = "import"  # from the territory's previous tool (lapins.onboarding.history)
 
     @property
     def label(self) -> str:
         return {"agenda": "depuis l'agenda", "offer": "par la famille, en acceptant une proposition de la file "
-                "d'attente", "api": "via l'API"}[self.value]
+                "d'attente", "api": "via l'API", "import": "dans l'outil précédent (historique importé)"}[self.value]
 
 
 class MoveChannel(enum.StrEnum):
@@ -120,6 +121,8 @@ class Rdv(db.Model):
         # The statistics read an organisation's rdvs by month: "rdvs of organisation O between two instants, with
         # their status and cancellation time" without touching the table (lapins.stats.figures).
         Index("ix_rdvs_organisation_starts", "organisation_id", "starts_at", "status", "cancelled_at"),
+        # An rdv imported from another tool keeps its id there: importing the same file again stores it once.
+        Index("uq_rdvs_organisation_external", "organisation_id", "external_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -150,6 +153,7 @@ class Rdv(db.Model):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when an agent knowingly booked over another rdv or outside opening hours: recorded, never silent.
     forced_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    external_id: Mapped[str | None] = mapped_column(String(80))
 
     organisation: Mapped[Organisation] = relationship()
     motif: Mapped[Motif] = relationship()

@@ -68,16 +68,33 @@ class Territory(TerritoryClock, db.Model):
     sms_note_changed: Mapped[str | None] = mapped_column(String(100))
     sms_note_cancelled: Mapped[str | None] = mapped_column(String(100))
     sms_note_reminder: Mapped[str | None] = mapped_column(String(100))
-    # Hours before the rdv, in local wall-clock time ("48" or "72,24"); a motif may override them.
-    reminder_offsets: Mapped[str] = mapped_column(String(40), default="48")
-    # No SMS in these local hours: a message due then is held until the end (or sent before the start if too late).
+    # What a missed rdv costs, in the territory's words: added to a reminder only when it still fits one segment.
+    sms_cost_note: Mapped[str | None] = mapped_column(String(100))
+    # Hours before the rdv, in local wall-clock time ("48" or "72,24"); a motif may override them. New territories
+    # get J-3 and J-1 (lapins.notifications.timing says why); the database's default, "48", is the older releases'
+    # and is kept for the rows they stored.
+    reminder_offsets: Mapped[str] = mapped_column(String(40), default="72,24")
+    # No SMS in these local hours: a reminder due then goes before they begin; another message waits for their end
+    # (or goes before the start if the end is too late).
     quiet_hours_start: Mapped[time] = mapped_column(Time, default=time(20, 0))
-    quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 0))
+    quiet_hours_end: Mapped[time] = mapped_column(Time, default=time(8, 30))
     # A family moving its rdv picks a slot of the same agent(s), or of any agent of the lieu.
     family_moves_any_agent: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     # Its agents sign in through the instance's OpenID Connect provider only (lapins.auth.oidc): their password is
     # refused. Without a provider configured, the password stays (nobody is locked out).
     oidc_required: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    # With replies taken: every reminder asks the family to reply OUI (as before), or, when off, only the last
+    # reminder of families at risk (lapins.notifications.confirmation).
+    sms_confirm_everyone: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    # The territory's no-show rate before Lapins (« taux de lapins », lapins.stats.headline), in hundredths of a
+    # percent (1250: 12.50 %), and what it measured ("2025, ancien outil"): entered by its administrator.
+    noshow_baseline_bp: Mapped[int | None] = mapped_column()
+    noshow_baseline_label: Mapped[str | None] = mapped_column(String(80))
+    # The built-in experiment (lapins.notifications.experiment): a second wording of the reminder's sentence, for the
+    # families of arm B between the start and the end (none: not started; an end: stopped, its figures kept).
+    experiment_note_b: Mapped[str | None] = mapped_column(String(100))
+    experiment_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    experiment_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows
     # (lapins.models.agenda_stamps): agenda feeds are cached on it. Random rather than counted, so that a database
     # recreated or restored never meets a cache filled from another one.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Date, ForeignKey, String, Table
+from sqlalchemy import Column, Date, ForeignKey, Index, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.infra.extensions import db
@@ -20,6 +20,8 @@ usager_organisations = Table(
 
 class Usager(db.Model):
     __tablename__ = "usagers"
+    # A usager imported from another tool keeps its id there: importing the same file again stores them once.
+    __table_args__ = (Index("uq_usagers_territory_external", "territory_id", "external_id", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     territory_id: Mapped[int] = mapped_column(ForeignKey("territories.id"), index=True)
@@ -35,6 +37,7 @@ class Usager(db.Model):
     phone_undeliverable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     phone_error: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    external_id: Mapped[str | None] = mapped_column(String(80))
 
     territory: Mapped[Territory] = relationship()
     organisations: Mapped[list[Organisation]] = relationship(secondary=usager_organisations)

@@ -30,7 +30,9 @@ from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
     utcnow,
 )
-from lapins.notifications import backends, links, providers, sms_text, timing, webhooks
+from lapins.notifications import (
+    backends, confirmation, experiment, links, providers, sms_text, timing, webhooks,
+)
 from lapins.notifications.email import render_rdv_email
 from lapins.notifications.offer_texts import offer_email, offer_sms
 from lapins.notifications.backends import (
@@ -110,15 +112,43 @@ def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) ->
         planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now,
                                     key=f"{kind}:{rdv.id}:{rdv.revision}:{recipient.channel}:{recipient.usager.id}"))
         if kind in (MessageKind.CREATED, MessageKind.CHANGED):
-            for hours in reminder_offsets(rdv):
-                due = timing.reminder_due(rdv.starts_at, hours, territory.tz)
-                if due <= now:
-                    continue  # booked too late for this reminder: the confirmation tells the family
-                planned.append(_new_message(
-                    rdv, territory, recipient, MessageKind.REMINDER, due=due, now=now,
-                    key=f"reminder:{rdv.id}:{rdv.revision}:{hours}:{recipient.channel}:{recipient.usager.id}"))
+            planned.extend(_reminders(rdv, territory, recipient, now))
     db.session.add_all(planned)
     return planned
+
+
+def plan_reminders(rdv: Rdv, *, now: datetime | None = None) -> list[Message]:
+    """Only the reminders of an rdv whose family was told elsewhere (an rdv imported from the territory's previous
+    tool, lapins.onboarding.history). Added to the session; the caller commits."""
+    now = now or utcnow()
+    if not rdv.motif.notify or not rdv.is_live or rdv.starts_at <= now:
+        return []
+    territory = rdv.organisation.territory
+    planned = [message for recipient in recipients(rdv) for message in _reminders(rdv, territory, recipient, now)]
+    db.session.add_all(planned)
+    return planned
+
+
+def _reminders(rdv: Rdv, territory: Territory, recipient: Recipient, now: datetime) -> list[Message]:
+    planned = []
+    for hours in reminder_offsets(rdv):
+        due = reminder_at(rdv, territory, hours, recipient.channel, now)
+        if due is None:
+            continue  # booked too late for this reminder: the confirmation tells the family
+        planned.append(_new_message(
+            rdv, territory, recipient, MessageKind.REMINDER, due=due, now=now,
+            key=f"reminder:{rdv.id}:{rdv.revision}:{hours}:{recipient.channel}:{recipient.usager.id}"))
+    return planned
+
+
+def reminder_at(rdv: Rdv, territory: Territory, hours: int, channel: Channel, now: datetime) -> datetime | None:
+    """When the reminder `hours` before the rdv goes out on this channel, None when it is no longer ahead. An SMS
+    due in the quiet hours goes the evening before they begin, never later (timing.reminder_time)."""
+    due = timing.reminder_due(rdv.starts_at, hours, territory.tz)
+    if channel != Channel.SMS:
+        return due if due > now else None
+    return timing.reminder_time(due, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
+                                quiet_end=territory.quiet_hours_end)
 
 
 def plan_manual_reminder(rdv: Rdv, actor: Agent, *, now: datetime | None = None) -> list[Message]:
@@ -491,10 +521,26 @@ def compose_sms(message: Message) -> str:
         link=links.family_url(rdv.id),
         organisation=rdv.organisation.label_in_sms,
         person=person,
-        two_way=territory.sms_takes_replies,
-        note=territory.sms_note(str(message.kind)),
+        two_way=message.kind == MessageKind.REMINDER and confirmation.asks_to_confirm(
+            rdv, territory, last_reminder=_is_last_reminder(message)),
+        note=(experiment.reminder_note(rdv, territory) if message.kind == MessageKind.REMINDER
+              else territory.sms_note(str(message.kind))),
+        cost=territory.sms_cost_note,
     )
     return sms_text.compose(facts)
+
+
+def _is_last_reminder(message: Message) -> bool:
+    """The J-1 of a planned reminder (its key holds its offset, see plan_for_rdv); a reminder asked by an agent is
+    taken as the last one."""
+    hours = reminder_hours(message.dedupe_key)
+    return hours is None or hours == min(reminder_offsets(message.rdv), default=hours)
+
+
+def reminder_hours(key: str | None) -> int | None:
+    """ "reminder:<rdv>:<revision>:<hours>:<channel>:<usager>" → hours; None for any other key."""
+    parts = (key or "").split(":")
+    return int(parts[3]) if len(parts) == 6 and parts[0] == "reminder" and parts[3].isdigit() else None
 
 
 def _render_email(message: Message):

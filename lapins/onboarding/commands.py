@@ -49,6 +49,7 @@ def create_territory(number: str, name: str, timezone_name: str, admin_email: st
     click.echo(accounts.link_for(admin, "invitation"))
     accounts.send_account_email(admin, "invitation")
     click.echo("L'invitation part aussi par courriel (worker Celery).")
+    click.echo(onboarding.REMINDERS_WHY)
 
 
 @territory.command("oidc")
@@ -111,7 +112,7 @@ def seed(scale: str, rdvs: int | None, if_empty: bool) -> None:
 
 @territory.command("configure")
 @click.argument("number")
-@click.option("--reminder-offsets", default=None, help="Heures avant le rdv, par exemple « 72,24 » (défaut : 48).")
+@click.option("--reminder-offsets", default=None, help="Heures avant le rdv, par exemple « 72,24 » (J-3 et J-1, le défaut).")
 @click.option("--sms-sender", default=None, help="Numéro (+33…) ou nom alphanumérique (11 caractères au plus).")
 @click.option("--messaging-service-sid", default=None, help="Messaging Service Twilio (MG…) ; vide pour aucun.")
 @click.option("--replies/--no-replies", "takes_replies", default=None,

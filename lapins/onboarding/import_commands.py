@@ -10,7 +10,8 @@ import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from lapins.onboarding import imports
+from lapins.models import Organisation
+from lapins.onboarding import history, imports
 
 
 def register(app: Flask) -> None:
@@ -19,6 +20,7 @@ def register(app: Flask) -> None:
     assert isinstance(group, click.Group)
     group.add_command(import_lieux)
     group.add_command(import_agents)
+    group.add_command(import_history)
 
 
 def import_options(command: Callable) -> Callable:
@@ -64,8 +66,40 @@ def import_agents(number: str, organisation: str, file: BinaryIO, dry_run: bool,
     _run("agents", imports.import_agents, number, organisation, file, dry_run, all_or_nothing, report_path, quiet)
 
 
+@click.command("import-historique")
+@import_options
+@click.option("--set-baseline", is_flag=True,
+              help="Fait du taux de lapins des rendez-vous passés importés le taux « avant Lapins » du département.")
+def import_history(number: str, organisation: str, file: BinaryIO, dry_run: bool, all_or_nothing: bool,
+                   report_path: Path | None, quiet: bool, set_baseline: bool) -> None:
+    """Importe l'historique d'un service depuis un CSV : usagers (et leurs proches), rendez-vous passés et à venir.
+
+    Colonnes (docs/deploy.md) : id_usager, nom, prenom, date_naissance, telephone, email, sms, id_responsable ;
+    id_rdv, date_rdv, heure_rdv, duree, motif, lieu, agent, statut. L'export des rendez-vous de RDV-Solidarités se lit
+    tel quel. Relancer le même fichier n'enregistre rien deux fois (identifiants de l'outil précédent). Les
+    rendez-vous à venir reçoivent leurs rappels, jamais de confirmation.
+    """
+
+    def baseline(report: imports.ImportReport, organisation) -> None:
+        found = report.baseline
+        if found is None or found.rate is None:
+            click.echo("Taux de lapins de l'historique : aucun rendez-vous passé vu ou manqué.")
+            return
+        rate = f"{found.rate * 100:.1f}".replace(".", ",")
+        absents = f"{found.noshow} absent{'s' if found.noshow > 1 else ''}"
+        click.echo(f"Taux de lapins de l'historique : {rate} % ({absents} sur {found.seen + found.noshow} rendez-vous "
+                   f"vus ou manqués ; {found.label}).")
+        if set_baseline and report.stored:
+            history.set_baseline(organisation.territory, found)
+            click.echo("Ce taux est désormais le taux « avant Lapins » du département.")
+
+    _run("rendez-vous et usagers", history.import_history, number, organisation, file, dry_run, all_or_nothing,
+         report_path, quiet, after=baseline)
+
+
 def _run(kind: str, importer: Callable[..., imports.ImportReport], number: str, organisation_ref: str,
-         file: BinaryIO, dry_run: bool, all_or_nothing: bool, report_path: Path | None, quiet: bool) -> None:
+         file: BinaryIO, dry_run: bool, all_or_nothing: bool, report_path: Path | None, quiet: bool,
+         after: Callable[[imports.ImportReport, Organisation], None] | None = None) -> None:
     try:
         organisation = imports.find_organisation(number, organisation_ref)
         table = imports.read_table(file.read())
@@ -84,6 +118,8 @@ def _run(kind: str, importer: Callable[..., imports.ImportReport], number: str, 
                                    "enregistrés le restent ; relancez l'import : les lignes déjà importées seront "
                                    "comptées « déjà présentes ».") from None
     _echo_report(kind, target, report, dry_run, all_or_nothing)
+    if after is not None:
+        after(report, organisation)
     if report_path is not None and report.rejected:
         with report_path.open("w", encoding="utf-8-sig", newline="") as stream:
             report.write_rejections(stream)

@@ -169,6 +169,7 @@ class ImportReport:
     added_to_organisation: int = 0  # agents who had an account already, counted in `imported`
     invited: int = 0
     stored: bool = True  # False after a dry run, or when all_or_nothing met a rejected line
+    baseline: object = None  # the history import's no-show rate of the past rdvs read (onboarding.history.Baseline)
 
     def write_rejections(self, stream: io.TextIOBase) -> None:
         """The rejected lines with their original columns, `ligne` and `motif_du_rejet`: fixed, the file can be
@@ -186,7 +187,8 @@ class LineRejected(Exception):
     """The French reason a line is rejected."""
 
 
-def _values(row: Row, header: tuple[str, ...], positions: dict[str, int], lengths: dict[str, int]) -> dict[str, str]:
+def line_values(row: Row, header: tuple[str, ...], positions: dict[str, int],
+                lengths: dict[str, int]) -> dict[str, str]:
     if len(row.cells) > len(header) and any(row.cells[len(header):]):
         raise LineRejected(f"La ligne compte {len(row.cells)} valeurs pour {len(header)} colonnes (une valeur "
                            "contenant le séparateur doit être entre guillemets).")
@@ -198,7 +200,7 @@ def _values(row: Row, header: tuple[str, ...], positions: dict[str, int], length
     return values
 
 
-def _required(values: dict[str, str], names: Iterable[str]) -> None:
+def require_values(values: dict[str, str], names: Iterable[str]) -> None:
     for name in names:
         if not values.get(name):
             raise LineRejected(f"{LABELS[name]} est obligatoire.")
@@ -279,8 +281,8 @@ class _LieuImporter:
         self.added = 0  # only agents already have an account to add to
 
     def take(self, row: Row) -> Outcome:
-        values = _values(row, self.header, self.positions, LIEU_LENGTHS)
-        _required(values, LIEU_REQUIRED)
+        values = line_values(row, self.header, self.positions, LIEU_LENGTHS)
+        require_values(values, LIEU_REQUIRED)
         phone = None
         if values.get("telephone"):
             try:
@@ -317,8 +319,8 @@ class _AgentImporter:
         self.added = 0
 
     def take(self, row: Row) -> Outcome:
-        values = _values(row, self.header, self.positions, AGENT_LENGTHS)
-        _required(values, AGENT_REQUIRED)
+        values = line_values(row, self.header, self.positions, AGENT_LENGTHS)
+        require_values(values, AGENT_REQUIRED)
         email = normalized_email(values["email"])
         role = role_from(values.get("role", ""))
         if email in self.seen:
@@ -358,7 +360,7 @@ class _AgentImporter:
 def import_lieux(organisation: Organisation, table: Table, *, dry_run: bool = False, all_or_nothing: bool = False,
                  progress: Callable[[int], None] = lambda step: None) -> ImportReport:
     """Stores the valid lines of `table` as lieux of `organisation` (columns nom, adresse, telephone)."""
-    return _run(_LieuImporter(organisation, table), table, dry_run, all_or_nothing, progress)
+    return run_importer(_LieuImporter(organisation, table), table, dry_run, all_or_nothing, progress)
 
 
 def import_agents(organisation: Organisation, table: Table, *, dry_run: bool = False, all_or_nothing: bool = False,
@@ -369,10 +371,10 @@ def import_agents(organisation: Organisation, table: Table, *, dry_run: bool = F
     if invite is None:
         def invite(agent: Agent) -> None:
             send_account_email(agent, "invitation")
-    return _run(_AgentImporter(organisation, table, invite), table, dry_run, all_or_nothing, progress)
+    return run_importer(_AgentImporter(organisation, table, invite), table, dry_run, all_or_nothing, progress)
 
 
-def _run(importer: _LieuImporter | _AgentImporter, table: Table, dry_run: bool, all_or_nothing: bool,
+def run_importer(importer, table: Table, dry_run: bool, all_or_nothing: bool,
          progress: Callable[[int], None]) -> ImportReport:
     report = ImportReport(header=table.header, delimiter=table.delimiter, read=len(table.rows))
     in_batch = 0

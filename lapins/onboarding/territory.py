@@ -108,6 +108,8 @@ def _configure(number, reminder_offsets, sms_sender, messaging_service_sid, take
     return territory
 
 
+REMINDERS_WHY = timing.REMINDERS_WHY
+
 # The checks of each SMS setting, shared by `flask territory configure` and the territory settings page
 # (lapins.territory_settings): each returns the value to store or raises OnboardingError in French.
 
@@ -121,12 +123,13 @@ def checked_timezone(name: str) -> str:
 
 
 def checked_reminder_offsets(text: str) -> str:
-    """ "24, 72" → "72,24" (hours before the rdv, see lapins.notifications.timing); nothing → the default "48"."""
+    """ "24, 72" → "72,24" (hours before the rdv, see lapins.notifications.timing); nothing → the default, J-3 and
+    J-1 ("72,24")."""
     try:
         hours = timing.parse_offsets(text)
     except timing.InvalidOffsets as error:
         raise OnboardingError(str(error)) from None
-    return ",".join(str(hour) for hour in hours) or "48"
+    return ",".join(str(hour) for hour in hours) or timing.DEFAULT_REMINDER_OFFSETS
 
 
 def checked_sms_sender(text: str, territory_number: str) -> str:

@@ -71,6 +71,7 @@ def _identity(person: Usager, mine: set[int], tz: ZoneInfo) -> dict:
         "responsible": person.responsible.full_name if person.responsible is not None else None,
         "organisations": sorted(o.name for o in person.organisations if o.id in mine),
         "created_at": _instant(person.created_at, tz),
+        "id_in_previous_tool": person.external_id,  # set by a history import (lapins.onboarding.history)
     }
 
 

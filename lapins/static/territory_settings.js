@@ -11,6 +11,37 @@
     });
   }
 
+  // The cost sentence: its live count on the territory's longest reminder, also composed by the server.
+  var costContainer = document.getElementById("apercu-cout");
+  var costInput = document.querySelector("[data-sms-cost]");
+  if (costContainer && costInput) {
+    var costTimer = null;
+    var costAsked = 0;
+    var costToken = document.querySelector('meta[name="csrf-token"]').content;
+    costInput.addEventListener("input", function () {
+      window.clearTimeout(costTimer);
+      costTimer = window.setTimeout(function () {
+        var number = ++costAsked;
+        fetch(costContainer.dataset.previewUrl, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": costToken },
+          body: JSON.stringify({ cost: costInput.value }),
+        })
+          .then(function (response) {
+            if (!response.ok) throw new Error("HTTP " + response.status);
+            return response.json();
+          })
+          .then(function (data) {
+            if (number === costAsked) costContainer.innerHTML = data.html; // escaped by the server's template
+          })
+          .catch(function () {
+            if (number === costAsked) costContainer.textContent = "Aperçu indisponible pour le moment.";
+          });
+      }, 200);
+    });
+  }
+
   var container = document.getElementById("apercu-sms");
   var label = document.querySelector('[data-sms-wording="label"]');
   if (!container || !label) return;

@@ -253,8 +253,8 @@ def monthly_figures(scope: Scope, filters: Filters) -> list[MonthFigures]:
     months = filters.months
     bounds = month_bounds(months, scope.tz)
     figures = [MonthFigures(month) for month in months]
-    _count_rdvs(figures, scope, filters, bounds)
-    _count_rebookings(figures, scope, filters, bounds)
+    count_rdvs(figures, scope, filters, bounds)
+    count_rebookings(figures, scope, filters, bounds)
     _count_family_moves(figures, scope, filters, bounds)
     _count_offers(figures, scope, filters, bounds)
     _count_sms(figures, scope, filters, bounds)
@@ -271,7 +271,7 @@ def totals(figures: list[MonthFigures]) -> MonthFigures:
     return total
 
 
-def _count_rdvs(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
+def count_rdvs(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
     late = and_(Rdv.status == RdvStatus.EXCUSED, Rdv.cancelled_at.is_not(None),
                 seconds_between(Rdv.starts_at, Rdv.cancelled_at) < LATE_CANCELLATION_HOURS * 3600)
     rows = (select(month_bucket(Rdv.starts_at, bounds).label("month"), Rdv.status.label("status"),
@@ -293,7 +293,7 @@ def _count_rdvs(figures: list[MonthFigures], scope: Scope, filters: Filters, bou
             month_figures.revoked += count
 
 
-def _count_rebookings(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
+def count_rebookings(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
     """Per re-booked rdv, the delay from its cancellation; the median is taken here (no portable SQL median)."""
     for month, cancelled_at, rebooked_at in db.session.execute(rebookings(scope, filters, bounds)):
         figures[month].rebooked += 1

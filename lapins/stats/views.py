@@ -13,7 +13,7 @@ from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
 from lapins.models import Export, ExportStatus, Organisation, Territory, utcnow
-from lapins.stats import exports
+from lapins.stats import experiment, exports, headline
 from lapins.stats.blueprint import bp
 from lapins.stats.figures import (
     Filters, Scope, chart_series, filter_choices, format_hours, format_percent, month_label, monthly_figures, totals,
@@ -70,6 +70,26 @@ def home():
     return redirect(url_for("stats.page", kind="organisation", target_id=organisation_ids[0]))
 
 
+@bp.route("/taux-de-lapins")
+def headline_home():
+    """The « taux de lapins » of the agent's first organisation."""
+    organisation_ids = sorted(policies.organisations_of(current_user))
+    if not organisation_ids:
+        abort(403)
+    return redirect(url_for("stats.headline_page", kind="organisation", target_id=organisation_ids[0]))
+
+
+@bp.route("/<any(organisation, territoire):kind>/<int:target_id>/accueil")
+def headline_page(kind: str, target_id: int):
+    """The home page of an organisation or a territory: its « taux de lapins » first."""
+    target = _target(kind, target_id)
+    result = headline.headline(target.scope, target.territory, utcnow())
+    territory_link = (target.kind == "organisation" and policies.can(current_user, "oversee", target.territory))
+    return render_template("stats/headline.html", target=target, headline=result, chart=headline.chart(result),
+                           percent=format_percent, points=headline.format_points, month_label=month_label,
+                           territory_link=territory_link, may_set_baseline=policies.can(current_user, "administer", target.territory))
+
+
 @bp.route("/<any(organisation, territoire):kind>/<int:target_id>")
 def page(kind: str, target_id: int):
     target = _target(kind, target_id)
@@ -80,7 +100,7 @@ def page(kind: str, target_id: int):
         "stats/page.html", target=target, filters=filters, errors=errors, choices=choices, figures=figures,
         total=totals(figures) if figures else None, percent=format_percent, hours=format_hours,
         export_form=ExportForm(), territory_link=territory_link, args=request.args, month_label=month_label,
-        chart=chart_series(figures),
+        chart=chart_series(figures), arms=experiment.arms(target.scope, target.territory, utcnow()),
         file_urls={file_format: url_for("stats.figures_file", file_format=file_format, **target.endpoint_args,
                                         **filters.as_params()) for file_format in exports.FORMATS},
     ), 400 if errors else 200

@@ -30,6 +30,8 @@ class SettingsForm(Form):
     messaging_service_sid = StringField("Messaging Service Twilio (facultatif)", filters=[strip],
                                         validators=[Length(max=40, message="40 caractères au plus.")])
     takes_replies = BooleanField("Les familles peuvent répondre aux SMS (OUI pour confirmer, ANNULER pour annuler)")
+    confirm_everyone = BooleanField("Tous les rappels demandent de répondre OUI pour confirmer (sinon : seulement le "
+                                    "rappel de la veille des familles à risque)")
     reminder_offsets = StringField("Rappels, en heures avant le rendez-vous", filters=[strip],
                                    validators=[Length(max=40, message="40 caractères au plus.")])
     quiet_hours_start = HourField("Pas de SMS à partir de", validators=[Given("Indiquez une heure (exemple : 20:00).")])
@@ -70,7 +72,7 @@ class SettingsForm(Form):
             timezone=self.timezone.data, sms_sender=self.sms_sender.data, takes_replies=self.takes_replies.data,
             messaging_service_sid=self.messaging_service_sid.data, reminder_offsets=self.reminder_offsets.data,
             quiet_hours_start=self.quiet_hours_start.data, quiet_hours_end=self.quiet_hours_end.data,
-            moves_any_agent=self.moves_any_agent.data)
+            moves_any_agent=self.moves_any_agent.data, confirm_everyone=self.confirm_everyone.data)
 
 
 class CredentialsForm(Form):
@@ -163,3 +165,80 @@ class WordingForm(Form):
 
     def notes(self) -> dict[str, str | None]:
         return {kind: field.data for kind, field in self.note_fields()}
+
+
+class CostForm(Form):
+    """The territory's cost sentence (sms_text: added to a reminder only when it still fits one segment)."""
+
+    cost_note = StringField("Phrase sur le coût d'un rendez-vous manqué (facultative)", filters=[strip],
+                            validators=[Length(max=120, message="120 caractères au plus.")],
+                            render_kw={"data-sms-cost": "1", "placeholder": services.COST_EXAMPLE})
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+
+    def validate_cost_note(self, field) -> None:
+        try:
+            field.data = sms_text.checked_note(field.data)
+        except sms_text.WordingError as error:
+            raise ValidationError(str(error)) from None
+        if services.cost_never_fits(self.territory, field.data):
+            raise ValidationError(f"Cette phrase ne tiendrait dans aucun rappel, même le plus court : "
+                                  f"{services.cost_room(self.territory)} caractères SMS au plus.")
+
+
+class BaselineForm(Form):
+    """The territory's no-show rate before Lapins, shown beside its « taux de lapins » (lapins.stats.headline)."""
+
+    rate = StringField("Taux de lapins avant Lapins, en % (facultatif)", filters=[strip],
+                       validators=[Length(max=10, message="10 caractères au plus.")],
+                       render_kw={"inputmode": "decimal", "placeholder": "12,5"})
+    label = StringField("D'où vient ce taux (facultatif)", filters=[strip],
+                        validators=[Length(max=80, message="80 caractères au plus.")],
+                        render_kw={"placeholder": "2025, ancien outil de rendez-vous"})
+
+    def validate_rate(self, field) -> None:
+        if not field.data:
+            field.data = None
+            return
+        text = field.data.removesuffix("%").strip().replace(",", ".")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValidationError("Indiquez un pourcentage, par exemple « 12,5 ».") from None
+        if not 0 <= value <= 100 or value != value:
+            raise ValidationError("Un taux est compris entre 0 et 100 %.")
+        field.data = round(value * 100)  # hundredths of a percent, as stored
+
+    def validate_label(self, field) -> None:
+        field.data = field.data or None
+
+
+class ExperimentForm(Form):
+    """The A/B experiment on the reminder's sentence (lapins.notifications.experiment): off by default."""
+
+    running = BooleanField("Comparer deux formulations du rappel (chaque famille tirée au sort : A ou B)")
+    note_b = StringField("Phrase du rappel, variante B", filters=[strip],
+                         validators=[Length(max=120, message="120 caractères au plus.")])
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+
+    def validate_note_b(self, field) -> None:
+        try:
+            field.data = sms_text.checked_note(field.data)
+        except sms_text.WordingError as error:
+            raise ValidationError(str(error)) from None
+        if self.running.data and not field.data:
+            raise ValidationError("Écrivez la phrase de la variante B : c'est elle que l'expérience compare à la "
+                                  "phrase habituelle du rappel (variante A).")
+        if field.data and field.data == self.territory.sms_note("reminder"):
+            raise ValidationError("La variante B reprend la phrase habituelle du rappel : écrivez-en une autre.")
+        too_long = services.note_too_long_for(self.territory, "reminder", label=self.territory.sms_label,
+                                              note=field.data)
+        if too_long:
+            room = services.note_room(self.territory, "reminder", label=self.territory.sms_label)
+            raise ValidationError(f"Phrase trop longue pour tenir dans un seul SMS ({too_long}) : {room} caractères "
+                                  "au plus.")

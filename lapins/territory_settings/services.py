@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 
 from lapins.infra import crypto
 from lapins.infra.extensions import db
-from lapins.models import Organisation, Territory, utcnow
+from lapins.models import Lieu, Motif, Organisation, Territory, utcnow
 from lapins.notifications import links, sms_text
 from lapins.notifications.gsm import is_gsm7, segments, septets, transliterate
+from lapins.locale.phones import region_for
 
 KIND_LABELS = {
     "created": "Confirmation",
@@ -38,6 +39,7 @@ class Settings:
     quiet_hours_start: time
     quiet_hours_end: time
     moves_any_agent: bool
+    confirm_everyone: bool = True
 
 
 def save_settings(territory: Territory, settings: Settings) -> bool:
@@ -50,6 +52,7 @@ def save_settings(territory: Territory, settings: Settings) -> bool:
     territory.reminder_offsets = settings.reminder_offsets
     territory.quiet_hours_start, territory.quiet_hours_end = settings.quiet_hours_start, settings.quiet_hours_end
     territory.family_moves_any_agent = settings.moves_any_agent
+    territory.sms_confirm_everyone = settings.confirm_everyone
     db.session.commit()
     return moved
 
@@ -231,3 +234,120 @@ def save_wording(territory: Territory, *, label: str | None, notes: dict[str, st
         setattr(territory, f"sms_note_{kind}", notes.get(kind))
     db.session.commit()
 
+
+
+# --- The cost sentence: a reminder's last part, there only when the reminder still fits one SMS ------------------
+
+COST_EXAMPLE = "Un RDV manqué, c'est une place perdue pour une autre famille."
+# A first name as long as many the services write (a child's, in the reminder sent to the parent).
+LONG_FIRST_NAME = "Marie-Christine"
+
+
+@dataclass(frozen=True)
+class CostPreview:
+    """The territory's longest real reminder with a cost sentence, and the room that sentence has."""
+
+    motif: str
+    lieu: str | None
+    text: str
+    septets: int
+    segments: int
+    kept: bool
+    room: int  # the longest sentence that the shortest reminder of the territory keeps (septets, stop included)
+
+
+def longest_reminder_sample(territory: Territory, organisation_ids: set[int]) -> Sample:
+    """The territory's own longest names, among these organisations (those the administrator may read): its longest
+    active motif, its lieu of longest name and address."""
+    in_territory = (Organisation.territory_id == territory.id) & Organisation.id.in_(organisation_ids)
+    motif = db.session.scalar(
+        select(Motif.name).join(Organisation, Organisation.id == Motif.organisation_id)
+        .where(in_territory, Motif.active.is_(True))
+        .order_by(func.length(Motif.name).desc(), Motif.id).limit(1))
+    lieu = db.session.execute(
+        select(Lieu.name, Lieu.address, Lieu.phone, Organisation.phone)
+        .join(Organisation, Organisation.id == Lieu.organisation_id)
+        .where(in_territory, Lieu.active.is_(True))
+        .order_by((func.length(Lieu.name) + func.length(Lieu.address)).desc(), Lieu.id).limit(1)).first()
+    fallback = SAMPLES[0]
+    return Sample(title="Votre rappel le plus long", timezone=territory.timezone, location_type="on_site",
+                  motif=motif or fallback.motif, region=region_for(territory.number),
+                  lieu_name=lieu.name if lieu else fallback.lieu_name,
+                  lieu_address=lieu.address if lieu else fallback.lieu_address,
+                  phone=(lieu.phone or lieu[3]) if lieu else fallback.phone, person=LONG_FIRST_NAME)
+
+
+def _cost_facts(territory: Territory, sample: Sample, cost: str | None, *, two_way: bool) -> sms_text.SmsFacts:
+    return sms_text.SmsFacts(
+        kind="reminder", starts_at_local=SAMPLE_WALL_TIME.replace(tzinfo=ZoneInfo(sample.timezone)),
+        motif=sample.motif, location_type=sample.location_type, link=sample_link(),
+        organisation=territory.sms_label or sample_organisation(territory), region=sample.region,
+        lieu_name=sample.lieu_name, lieu_address=sample.lieu_address, phone=sample.phone, person=sample.person,
+        two_way=two_way, note=territory.sms_note("reminder"), cost=cost)
+
+
+def _shortest_reminder(territory: Territory) -> Sample:
+    """The most room a reminder can leave: no first name, motif, place or phone (each may be missing or dropped)."""
+    return Sample(title="Le rappel le plus court", timezone=territory.timezone, location_type="on_site", motif="",
+                  region=region_for(territory.number))
+
+
+def cost_room(territory: Territory) -> int:
+    """The longest cost sentence (septets, stop included) that the shortest reminder of the territory keeps."""
+    shortest = _shortest_reminder(territory)
+
+    def kept(length: int) -> bool:
+        return sms_text.cost_kept(_cost_facts(territory, shortest, "x" * (length - 1) + ".", two_way=False))
+
+    low, high = 0, sms_text.MAX_NOTE_SEPTETS
+    while low < high:
+        middle = (low + high + 1) // 2
+        if kept(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def cost_never_fits(territory: Territory, cost: str | None) -> bool:
+    """Whether no reminder of the territory, not even its shortest, would ever carry this sentence."""
+    if not cost:
+        return False
+    return not sms_text.cost_kept(_cost_facts(territory, _shortest_reminder(territory), cost, two_way=False))
+
+
+def cost_preview(territory: Territory, cost: str | None, organisation_ids: set[int]) -> CostPreview:
+    """The longest real reminder of these organisations with this sentence, as sms_text.compose writes it."""
+    sample = longest_reminder_sample(territory, organisation_ids)
+    facts = _cost_facts(territory, sample, cost, two_way=territory.sms_takes_replies)
+    text = sms_text.compose(facts)
+    return CostPreview(motif=sample.motif, lieu=sample.lieu_name, text=text, septets=septets(text),
+                       segments=segments(text), kept=sms_text.cost_kept(facts), room=cost_room(territory))
+
+
+def save_cost_note(territory: Territory, cost: str | None) -> None:
+    territory.sms_cost_note = cost
+    db.session.commit()
+
+
+def save_baseline(territory: Territory, rate_bp: int | None, label: str | None) -> None:
+    """The no-show rate before Lapins, in hundredths of a percent; its label only goes with a rate."""
+    territory.noshow_baseline_bp = rate_bp
+    territory.noshow_baseline_label = label if rate_bp is not None else None
+    db.session.commit()
+
+
+def save_experiment(territory: Territory, *, running: bool, note_b: str | None) -> str:
+    """Start, go on with or stop the experiment; says which, for the page's message."""
+    territory.experiment_note_b = note_b
+    was_running = territory.experiment_started_at is not None and territory.experiment_ended_at is None
+    if running and not was_running:  # a new experiment: a new draw, figures from now
+        territory.experiment_started_at, territory.experiment_ended_at = utcnow(), None
+        outcome = "started"
+    elif not running and was_running:
+        territory.experiment_ended_at = utcnow()
+        outcome = "stopped"
+    else:
+        outcome = "kept"
+    db.session.commit()
+    return outcome

@@ -7,10 +7,12 @@ from flask_login import current_user
 from lapins import policies
 from lapins.infra.extensions import db
 from lapins.models import Territory
-from lapins.notifications import sms_text
+from lapins.notifications import sms_text, timing
 from lapins.territory_settings import services
 from lapins.territory_settings.blueprint import bp
-from lapins.territory_settings.forms import CredentialsForm, SettingsForm, WordingForm
+from lapins.territory_settings.forms import (
+    BaselineForm, CostForm, CredentialsForm, ExperimentForm, SettingsForm, WordingForm,
+)
 
 TIMEZONE_MOVED = ("Fuseau horaire changé : les rendez-vous déjà pris gardent leur instant et s'affichent désormais à "
                   "l'heure locale du nouveau fuseau ; les plages d'ouverture et les heures sans SMS gardent leurs "
@@ -29,7 +31,8 @@ def _settings_form(territory: Territory) -> SettingsForm:
         "takes_replies": territory.sms_takes_replies,
         "messaging_service_sid": territory.twilio_messaging_service_sid or "",
         "reminder_offsets": territory.reminder_offsets, "quiet_hours_start": territory.quiet_hours_start,
-        "quiet_hours_end": territory.quiet_hours_end, "moves_any_agent": territory.family_moves_any_agent})
+        "quiet_hours_end": territory.quiet_hours_end, "moves_any_agent": territory.family_moves_any_agent,
+        "confirm_everyone": territory.sms_confirm_everyone})
 
 
 def _wording_form(territory: Territory) -> WordingForm:
@@ -38,11 +41,22 @@ def _wording_form(territory: Territory) -> WordingForm:
     return WordingForm(territory=territory, data=data)
 
 
-def _page(territory: Territory, *, settings_form=None, credentials_form=None, wording_form=None):
+def _page(territory: Territory, *, settings_form=None, credentials_form=None, wording_form=None, cost_form=None,
+          baseline_form=None, experiment_form=None):
     settings_form = settings_form or _settings_form(territory)
     credentials_form = credentials_form or CredentialsForm(territory=territory, formdata=None)
     wording_form = wording_form or _wording_form(territory)
-    refused = any(form.errors for form in (settings_form, credentials_form, wording_form))
+    cost_form = cost_form or CostForm(territory=territory, data={"cost_note": territory.sms_cost_note or ""})
+    baseline_form = baseline_form or BaselineForm(data={
+        "rate": "" if territory.noshow_baseline_bp is None else f"{territory.noshow_baseline_bp / 100:g}".replace(".", ","),
+        "label": territory.noshow_baseline_label or ""})
+    experiment_form = experiment_form or ExperimentForm(territory=territory, data={
+        "running": territory.experiment_started_at is not None and territory.experiment_ended_at is None,
+        "note_b": territory.experiment_note_b or ""})
+    refused = any(form.errors for form in (settings_form, credentials_form, wording_form, cost_form, baseline_form,
+                                           experiment_form))
+    # A refused cost sentence is previewed as typed when it is at least sendable (its error says why it is refused).
+    cost = cost_form.cost_note.data if cost_form.errors else territory.sms_cost_note
     # A refused wording is previewed as typed (its errors are shown); otherwise as stored.
     kind = "reminder"
     label = wording_form.sms_label.data if not wording_form.sms_label.errors else territory.sms_label
@@ -51,7 +65,9 @@ def _page(territory: Territory, *, settings_form=None, credentials_form=None, wo
     return render_template(
         "territory_settings/page.html", territory=territory, settings_form=settings_form,
         credentials_form=credentials_form, wording_form=wording_form, secrets=services.stored_secrets(territory),
-        kinds=services.KIND_LABELS, preview=_preview_context(territory, kind, label, note, error=None),
+        kinds=services.KIND_LABELS, reminders_why=timing.REMINDERS_WHY, cost_form=cost_form, baseline_form=baseline_form,
+        experiment_form=experiment_form,
+        cost=_cost_context(territory, cost), preview=_preview_context(territory, kind, label, note, error=None),
     ), 422 if refused else 200
 
 
@@ -131,6 +147,69 @@ def preview(territory_id: int):
         typed=None if typed is None else {"encoding": typed.encoding, "sent_as": typed.sent_as},
         texts=[{"title": text.title, "text": text.text, "septets": text.septets, "segments": text.segments,
                 "encoding": text.encoding, "note_kept": text.note_kept} for text in context["texts"]])
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/cout")
+def cost_note(territory_id: int):
+    territory = _territory(territory_id)
+    form = CostForm(territory=territory)
+    if not form.validate_on_submit():
+        return _page(territory, cost_form=form)
+    services.save_cost_note(territory, form.cost_note.data)
+    flash("Phrase sur le coût d'un rendez-vous manqué enregistrée." if form.cost_note.data
+          else "Phrase sur le coût d'un rendez-vous manqué retirée.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id))
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/reference")
+def baseline(territory_id: int):
+    territory = _territory(territory_id)
+    form = BaselineForm()
+    if not form.validate_on_submit():
+        return _page(territory, baseline_form=form)
+    services.save_baseline(territory, form.rate.data, form.label.data)
+    flash("Taux de référence enregistré." if form.rate.data is not None else "Taux de référence retiré.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id))
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/experience")
+def experiment(territory_id: int):
+    territory = _territory(territory_id)
+    form = ExperimentForm(territory=territory)
+    if not form.validate_on_submit():
+        return _page(territory, experiment_form=form)
+    outcome = services.save_experiment(territory, running=form.running.data, note_b=form.note_b.data)
+    flash({"started": "Expérience lancée : chaque famille est tirée au sort (A ou B) à son prochain rappel.",
+           "stopped": "Expérience arrêtée : tous les rappels reprennent la phrase habituelle ; ses chiffres restent "
+                      "dans les statistiques.",
+           "kept": "Expérience enregistrée."}[outcome], "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id))
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/apercu-cout")
+def cost_preview(territory_id: int):
+    """The territory's longest reminder with the cost sentence being typed (JSON: {cost}); nothing is stored."""
+    territory = _territory(territory_id)
+    asked = request.get_json(silent=True)
+    if not isinstance(asked, dict):
+        abort(400)
+    context = _cost_context(territory, _text(asked.get("cost")))
+    return jsonify(html=render_template("territory_settings/_cost_preview.html", cost=context),
+                   septets=context["preview"].septets, segments=context["preview"].segments,
+                   kept=context["preview"].kept, error=context["error"])
+
+
+def _cost_context(territory: Territory, typed: str | None) -> dict:
+    error, cost = None, None
+    try:
+        cost = sms_text.checked_note(typed)
+    except sms_text.WordingError as refused:
+        error = str(refused)
+    if error is None and services.cost_never_fits(territory, cost):
+        error = (f"Cette phrase ne tiendrait dans aucun rappel, même le plus court : {services.cost_room(territory)} "
+                 "caractères SMS au plus.")
+    preview = services.cost_preview(territory, cost, policies.configured_organisation_ids(current_user, territory))
+    return {"preview": preview, "error": error, "asked": bool(cost)}
 
 
 def context_room(territory: Territory, kind: str, label: str | None) -> int:
