@@ -408,8 +408,11 @@ def test_every_formula_start_is_written_as_text(paris, db, factories, start):
 
     rows = xlsx_rows(files["xlsx"])
     seen = next(row for row in rows[1:] if row[5])
-    read = start.replace("\r", "\n")  # XML reads a raw carriage return as a line feed: text all the same
-    assert seen[4:8] == [f"{read}PMI", f"{read}lieu", f"{read}Claire Martin", name.replace("\r", "\n")]
+    # A raw carriage return is read back as a line feed, unless the writer escaped it (openpyxl with lxml, which
+    # caldav brings, writes &#13;): text all the same.
+    read = start.replace("\r", "\n")
+    assert [value.replace("\r", "\n") for value in seen[4:8]] == [
+        f"{read}PMI", f"{read}lieu", f"{read}Claire Martin", name.replace("\r", "\n")]
     late = next(row for row in rows[1:] if row[0] == paris.late.id)  # numbers stay numbers
     assert late[11] == 24
 
