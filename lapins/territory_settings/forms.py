@@ -1,4 +1,4 @@
-"""The three forms of the territory settings page; each field is checked as `flask territory configure` checks it."""
+"""The forms of the territory settings page; each field is checked as `flask territory configure` checks it."""
 from __future__ import annotations
 
 import re
@@ -6,6 +6,8 @@ import re
 from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, ValidationError
 
+from lapins.auth.identities import DOMAIN
+from lapins.models import Role
 from lapins.onboarding import territory as onboarding
 from lapins.infra.forms import Form, Given, HourField, strip
 from lapins.notifications import sms_text
@@ -242,3 +244,37 @@ class ExperimentForm(Form):
             room = services.note_room(self.territory, "reminder", label=self.territory.sms_label)
             raise ValidationError(f"Phrase trop longue pour tenir dans un seul SMS ({too_long}) : {room} caractères "
                                   "au plus.")
+
+
+class SignInForm(Form):
+    """How the territory's agents sign in when the instance has an OpenID Connect provider (lapins.auth.oidc):
+    the provider only, and which e-mail domains create their agents at the first sign-in (lapins.auth.identities)."""
+
+    required = BooleanField("Les agents du département se connectent seulement avec le fournisseur d'identité")
+    jit_domain = StringField("Créer à leur première connexion les agents de ce domaine (facultatif)", filters=[strip],
+                             validators=[Length(max=120, message="120 caractères au plus.")],
+                             render_kw={"placeholder": "departement92.fr", "autocomplete": "off"})
+    jit_organisation = SelectField("Dans ce service", coerce=str, validate_choice=False)
+    jit_role = SelectField("Avec ce rôle", coerce=str, validate_choice=False)
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+        self.jit_organisation.choices = [("", "—")] + [(organisation.name, organisation.name)
+                                                        for organisation in territory.organisations]
+        self.jit_role.choices = [(role.value, role.label) for role in Role]
+        if not self.jit_role.data:
+            self.jit_role.data = Role.AGENT.value
+
+    def validate_jit_domain(self, field) -> None:
+        field.data = (field.data or "").lower().lstrip("@")
+        if field.data and not DOMAIN.fullmatch(field.data):
+            raise ValidationError("Indiquez un domaine de messagerie, par exemple « departement92.fr ».")
+
+    def validate_jit_organisation(self, field) -> None:
+        if self.jit_domain.data and field.data not in {name for name, _ in field.choices if name}:
+            raise ValidationError("Choisissez le service où ces agents seront créés.")
+
+    def validate_jit_role(self, field) -> None:
+        if field.data not in {role.value for role in Role}:
+            raise ValidationError("Choisissez un rôle.")

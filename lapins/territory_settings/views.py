@@ -1,17 +1,19 @@
 """The territory settings page: three forms (settings, Twilio account, wording of the SMS) and the SMS preview."""
 from __future__ import annotations
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from lapins import policies
+from lapins.auth import identities, oidc
 from lapins.infra.extensions import db
 from lapins.models import Territory
 from lapins.notifications import sms_text, timing
 from lapins.territory_settings import services
+from lapins.infra.forms import Form as RemoveForm
 from lapins.territory_settings.blueprint import bp
 from lapins.territory_settings.forms import (
-    BaselineForm, CostForm, CredentialsForm, ExperimentForm, SettingsForm, WordingForm,
+    BaselineForm, CostForm, CredentialsForm, ExperimentForm, SettingsForm, SignInForm, WordingForm,
 )
 
 TIMEZONE_MOVED = ("Fuseau horaire changé : les rendez-vous déjà pris gardent leur instant et s'affichent désormais à "
@@ -42,7 +44,7 @@ def _wording_form(territory: Territory) -> WordingForm:
 
 
 def _page(territory: Territory, *, settings_form=None, credentials_form=None, wording_form=None, cost_form=None,
-          baseline_form=None, experiment_form=None):
+          baseline_form=None, experiment_form=None, sign_in_form=None):
     settings_form = settings_form or _settings_form(territory)
     credentials_form = credentials_form or CredentialsForm(territory=territory, formdata=None)
     wording_form = wording_form or _wording_form(territory)
@@ -53,8 +55,9 @@ def _page(territory: Territory, *, settings_form=None, credentials_form=None, wo
     experiment_form = experiment_form or ExperimentForm(territory=territory, data={
         "running": territory.experiment_started_at is not None and territory.experiment_ended_at is None,
         "note_b": territory.experiment_note_b or ""})
+    sign_in_form = sign_in_form or SignInForm(territory=territory, data={"required": territory.oidc_required})
     refused = any(form.errors for form in (settings_form, credentials_form, wording_form, cost_form, baseline_form,
-                                           experiment_form))
+                                           experiment_form, sign_in_form))
     # A refused cost sentence is previewed as typed when it is at least sendable (its error says why it is refused).
     cost = cost_form.cost_note.data if cost_form.errors else territory.sms_cost_note
     # A refused wording is previewed as typed (its errors are shown); otherwise as stored.
@@ -66,7 +69,8 @@ def _page(territory: Territory, *, settings_form=None, credentials_form=None, wo
         "territory_settings/page.html", territory=territory, settings_form=settings_form,
         credentials_form=credentials_form, wording_form=wording_form, secrets=services.stored_secrets(territory),
         kinds=services.KIND_LABELS, reminders_why=timing.REMINDERS_WHY, cost_form=cost_form, baseline_form=baseline_form,
-        experiment_form=experiment_form,
+        experiment_form=experiment_form, sign_in_form=sign_in_form, oidc_enabled=oidc.enabled(),
+        provider_name=current_app.config["OIDC_PROVIDER_NAME"], jit_rules=identities.jit_rules(territory),
         cost=_cost_context(territory, cost), preview=_preview_context(territory, kind, label, note, error=None),
     ), 422 if refused else 200
 
@@ -218,3 +222,37 @@ def context_room(territory: Territory, kind: str, label: str | None) -> int:
 
 def _text(value) -> str | None:
     return value[:500] if isinstance(value, str) else None
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/connexion")
+def sign_in(territory_id: int):
+    """Sign-in with the provider: required or not, and a domain whose agents are created at their first sign-in."""
+    territory = _territory(territory_id)
+    if not oidc.enabled():
+        abort(404)
+    form = SignInForm(territory=territory)
+    if not form.validate_on_submit():
+        return _page(territory, sign_in_form=form)
+    if form.jit_domain.data:
+        try:
+            identities.save_jit_rule(territory, form.jit_domain.data, form.jit_organisation.data, form.jit_role.data)
+        except identities.RuleRefused as refused:
+            form.jit_domain.errors.append(str(refused))
+            return _page(territory, sign_in_form=form)
+    territory.oidc_required = form.required.data
+    db.session.commit()
+    flash("Connexion des agents enregistrée.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id) + "#connexion")
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/connexion/supprimer")
+def remove_jit_rule(territory_id: int):
+    """The territory stops creating the agents of one of its domains (the domain posted; another's is a 404)."""
+    territory = _territory(territory_id)
+    domain = request.form.get("domain", "")
+    rule = next((rule for rule in identities.jit_rules(territory) if rule.email_domain == domain), None)
+    if rule is None or not oidc.enabled() or not RemoveForm().validate_on_submit():
+        abort(404)
+    identities.remove_jit_rule(territory, rule.email_domain)
+    flash(f"Les agents @{rule.email_domain} ne sont plus créés à leur première connexion.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id) + "#connexion")
