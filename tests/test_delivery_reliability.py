@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from lapins.models import Channel, Message, MessageKind, MessageStatus, utcnow
 from tests import services
-from tests.fakes.twilio import TwilioFake
+from tests.fakes.twilio import TwilioFake, _Fault
 
 pytestmark = pytest.mark.redis
 
@@ -64,6 +64,13 @@ class ScriptedTwilio(TwilioFake):
     def faults_left(self) -> int:
         with self._lock:
             return len(self._state.faults)
+
+    def gateway_error_every(self, every: int, requests: int, status: int = 504) -> None:
+        """Of the next `requests` API requests, one in `every` is processed (a send creates the SMS) and then
+        answered `status` by the gateway in front of Twilio."""
+        with self._lock:
+            for number in range(1, requests + 1):
+                self._state.faults.append(_Fault(status=status, gateway=True) if number % every == 0 else _Fault())
 
     def heal(self) -> None:
         with self._lock:
@@ -441,3 +448,18 @@ def test_a_batch_slower_than_the_lease_sends_nothing_twice(start_lapins, redis_u
     lapins.settle()
 
     assert_each_family_got_its_reminder_once(lapins, reminders)
+
+
+# --- 6. A gateway answering 504 after Twilio took the SMS -------------------------------------------------------
+
+def test_a_gateway_504_after_twilio_took_the_sms_sends_nothing_twice(start_lapins, redis_url, twilio):
+    lapins = start_lapins(redis_url)
+    reminders = lapins.due_reminders(200)
+    twilio.gateway_error_every(20, requests=400, status=504)  # 5 % of the requests, sends and look-ups alike
+    lapins.start_worker()
+
+    lapins.settle()
+
+    assert_each_family_got_its_reminder_once(lapins, reminders)
+    answered_504 = [send for reminder in reminders for send in twilio.sends_to(reminder.phone) if send.status == 504]
+    assert len(answered_504) >= 5, "the gateway answered too few sends with 504 for this test to mean anything"

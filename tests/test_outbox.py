@@ -343,11 +343,12 @@ def twilio_sender(on_twilio, clinic, db):
     db.session.commit()
 
 
-def test_a_failing_twilio_is_retried_with_the_configured_backoff_then_given_up_after_max_attempts(
+def test_a_refusing_twilio_is_retried_with_the_configured_backoff_then_given_up_after_max_attempts(
         clinic, db, clock, app, twilio_sender, twilio_fake):
-    """Twilio answers 500 to everything. Attempt k fails at T(k); the next is due exactly OUTBOX_RETRY_SECONDS ×
-    2^(k-1) later (at most LONGEST_RETRY), not a second sooner; after MAX_ATTEMPTS the message fails for good."""
-    twilio_fake.fail_next(10**6, status=500)
+    """Twilio refuses everything (429: it took nothing). Attempt k fails at T(k); the next is due exactly
+    OUTBOX_RETRY_SECONDS × 2^(k-1) later (at most LONGEST_RETRY), not a second sooner; after MAX_ATTEMPTS the
+    message fails for good."""
+    twilio_fake.throttle_next(10**6)
     first_retry = timedelta(seconds=app.config["OUTBOX_RETRY_SECONDS"])
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))  # a week ahead: the rdv's start never cuts the retries short
     sms = sms_of(db, rdv)
@@ -386,7 +387,7 @@ def test_retries_stop_when_the_next_one_would_come_after_the_rdv_started(clinic,
                                                                            twilio_fake):
     """The rdv starts 2 minutes after booking: attempts at +0, +30 s and +90 s; the next would be at +210 s, past
     the start, so the message fails at once with the reason agents read."""
-    twilio_fake.fail_next(10**6, status=500)
+    twilio_fake.throttle_next(10**6)
     assert app.config["OUTBOX_RETRY_SECONDS"] == 30
     rdv = book(clinic, NOW + timedelta(minutes=2))
     sms = sms_of(db, rdv)
@@ -402,9 +403,61 @@ def test_retries_stop_when_the_next_one_would_come_after_the_rdv_started(clinic,
     assert sms.error.startswith(f"{outbox.TOO_LATE} : ") and "Twilio est momentanément indisponible" in sms.error
 
 
+# --- An answer that does not say whether the SMS left -----------------------------------------------------------
+
+@pytest.mark.parametrize("status", [502, 503, 504, 500])
+def test_a_gateway_error_after_twilio_took_the_sms_never_sends_it_twice(clinic, db, clock, app, twilio_sender,
+                                                                         twilio_fake, status):
+    """A proxy in front of Twilio answers a 5xx although Twilio created the message: the claim is kept, nothing is
+    sent again before Twilio is asked, and Twilio's answer makes the row sent — the family gets one SMS."""
+    twilio_fake.fail_after_accept_next(1, status=status)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    assert len(twilio_fake.messages) == 1  # Twilio has it
+    assert sms.status == MessageStatus.QUEUED and sms.claimed_at is not None, (str(sms.status), sms.error)
+    assert f"HTTP {status}" in sms.error
+
+    lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    for step in (timedelta(seconds=1), lease / 2, timedelta(days=2)):  # each beat, and days later
+        clock.shift(step)
+        outbox.dispatch_due()
+        db.session.refresh(sms)
+        assert sms.status != MessageStatus.FAILED
+
+    assert sms.status == MessageStatus.SENT and sms.error is None
+    assert sms.provider_id == twilio_fake.messages[0].sid
+    assert twilio_fake.count_for("+33612345678", sms.body) == 1
+    assert len(twilio_fake.sends_to("+33612345678")) == 1  # asked, never sent again
+
+
+def test_a_gateway_error_is_not_failed_when_the_rdv_starts_before_twilio_is_asked(clinic, db, clock, app,
+                                                                                  twilio_sender, twilio_fake):
+    """The rdv begins while the claim waits out its lease: Twilio has the SMS, so the row ends sent, not failed."""
+    twilio_fake.fail_after_accept_next(1, status=504)
+    rdv = book(clinic, NOW + timedelta(seconds=30))
+    sms = sms_of(db, rdv)
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert sms.status == MessageStatus.SENT and len(twilio_fake.sends_to("+33612345678")) == 1
+
+
+def test_a_5xx_with_nothing_at_twilio_is_sent_again_once_twilio_says_so(clinic, db, clock, app, twilio_sender,
+                                                                       twilio_fake):
+    twilio_fake.fail_next(1, status=503)  # refused before anything was created
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    assert sms.status == MessageStatus.QUEUED and twilio_fake.messages == []
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    outbox.dispatch_due()  # Twilio holds nothing: put back, due now, and sent
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts) == (MessageStatus.SENT, 2)
+    assert twilio_fake.count_for("+33612345678", sms.body) == 1
+
+
 def test_a_retry_falling_in_the_quiet_hours_waits_for_the_morning(clinic, db, clock, app, twilio_sender, twilio_fake):
     clock.move_to(local(PARIS, 10, 19, 19, 59) + timedelta(seconds=50))  # 10 s before the quiet hours (20:00–08:00)
-    twilio_fake.fail_next(1, status=503)
+    twilio_fake.throttle_next(1)
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     sms = sms_of(db, rdv)
     assert sms.status == MessageStatus.PENDING and sms.attempts == 1

@@ -11,7 +11,8 @@
    is left alone, so a task delivered twice sends nothing twice. The text is fixed and the claim committed *before*
    the provider is called; the outcome is committed right after. A worker that dies in between leaves a claim that
    outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
-   it again.
+   it again. An answer that does not say whether the message left (none, a broken connection, any 5xx) keeps the
+   claim the same way: such a row is never sent again, nor failed, before the provider has been asked.
 """
 from __future__ import annotations
 
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 DISPATCH_TASK = "lapins.notifications.dispatch_due"
 SEND_TASK = "lapins.notifications.send_batch"
 CLAIM_CHUNK = 1000
-UNANSWERED = {"timeout", "network"}  # TransientError codes of a request whose fate is unknown
 MAX_ATTEMPTS = 8
 LONGEST_RETRY = timedelta(minutes=30)
 DISPATCH_BUDGET = timedelta(seconds=50)
@@ -256,8 +256,10 @@ def recover_stale_claims(now: datetime | None = None) -> int:
             values = {"status": MessageStatus.FAILED, "claimed_at": None,
                       "error": f"Abandon après {attempts} envois interrompus"}
         else:
-            values = {"status": MessageStatus.PENDING, "claimed_at": None, "queued_at": None, "due_at": now,
-                      "error": "Envoi interrompu (worker arrêté) : nouvel essai"}
+            # What the last answer said (a 5xx, no answer) stays for the agents; a worker that died left none.
+            values = {"status": MessageStatus.PENDING, "claimed_at": None, "queued_at": None,
+                      "due_at": _retry_time(message, now, now),
+                      "error": message.error or "Envoi interrompu (worker arrêté) : nouvel essai"}
         db.session.execute(
             update(Message)
             .where(Message.id == message_id, Message.status == MessageStatus.QUEUED, Message.claimed_at == claimed_at)
@@ -408,9 +410,11 @@ def _send_one(message: Message, outgoing: OutgoingSms | OutgoingEmail, connectio
         _record_permanent(message, error)
     except TransientError as error:
         _record_transient(message, error)
-    except Exception as error:  # a bug must not leave the claim to be mistaken for a dead worker
+    except Exception as error:  # a bug: recorded at once, not left to be mistaken for a dead worker's claim
         logger.error("Message %s: unexpected error while sending\n%s", outgoing.message_id, safe_traceback(error))
-        _record_transient(message, TransientError(f"Erreur inattendue ({type(error).__name__})"))
+        # It may have struck after the provider took the SMS: asked (find_sent) before a new attempt, like a timeout.
+        _record_transient(message, TransientError(f"Erreur inattendue ({type(error).__name__})",
+                                                  maybe_sent=isinstance(outgoing, OutgoingSms)))
     else:
         connection.execute(update(Message).where(Message.id == outgoing.message_id)
                            .values(**_sent_values(delivery, utcnow())))
@@ -435,17 +439,14 @@ def _record_permanent(message: Message, error: PermanentError) -> None:
 def _record_transient(message: Message, error: TransientError) -> None:
     now = utcnow()
     message.error, message.error_code = error.message[:255], error.code
-    if error.code in UNANSWERED:
-        # The request may have reached the provider and only its answer was lost: the claim is kept, so the
-        # message is treated like an interrupted send — the provider is asked before any new attempt.
+    if error.maybe_sent:
+        # No answer, or one that does not say the message was refused (a 5xx, which a gateway may return after
+        # the provider took it): the claim is kept, so the message is treated like an interrupted send — the
+        # provider is asked (find_sent) before any new attempt, and the row is never failed while it holds it.
         return
     message.claimed_at = None
     first_retry = timedelta(seconds=current_app.config["OUTBOX_RETRY_SECONDS"])
-    retry_at = now + min(first_retry * 2 ** (message.attempts - 1), LONGEST_RETRY)
-    if message.channel == Channel.SMS and message.rdv is not None:
-        territory = message.rdv.organisation.territory
-        retry_at = timing.civil_time(retry_at, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
-                                     quiet_end=territory.quiet_hours_end, deadline=message.expires_at)
+    retry_at = _retry_time(message, now + min(first_retry * 2 ** (message.attempts - 1), LONGEST_RETRY), now)
     if message.attempts >= MAX_ATTEMPTS:
         message.status = MessageStatus.FAILED
         message.error = f"Abandon après {message.attempts} essais : {error.message}"[:255]
@@ -455,6 +456,16 @@ def _record_transient(message: Message, error: TransientError) -> None:
     else:
         message.status = MessageStatus.PENDING
         message.due_at = retry_at
+
+
+def _retry_time(message: Message, at: datetime, now: datetime) -> datetime:
+    """`at`, or for an SMS whose `at` falls in the territory's quiet hours, their end (or the evening before the
+    deadline, timing.civil_time)."""
+    if message.channel != Channel.SMS or message.rdv is None:
+        return at
+    territory = message.rdv.organisation.territory
+    return timing.civil_time(at, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
+                             quiet_end=territory.quiet_hours_end, deadline=message.expires_at)
 
 
 def _why_not_offer(message: Message, now: datetime) -> str | None:

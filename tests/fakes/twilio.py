@@ -6,7 +6,7 @@
     GET  /2010-04-01/Accounts/{AccountSid}/Messages.json          list, newest first (To, From, DateSent, paging)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json    fetch one
 
-Tests program its faults (`fail_next`, `throttle_next`, `hang_next`, `delay`), make numbers invalid or
+Tests program its faults (`fail_next`, `throttle_next`, `hang_next`, `fail_after_accept_next`, `delay`), make numbers invalid or
 unsubscribed, read what it accepted (`messages`, `count_for`) and every request to send, refused or not, with when it
 came (`sends_to`), and make it call Lapins back like Twilio does, signed with the SDK's RequestValidator (`deliver`,
 `status_request`, `inbound_request`).
@@ -133,6 +133,7 @@ class _Fault:
     status: int | None = None  # answer this HTTP status with Twilio's error JSON
     hang: float = 0.0  # seconds to hold the request before answering (or dropping it)
     accept: bool = True  # for a hang: process the request (the message is accepted) before hanging
+    gateway: bool = False  # with a status: process the request, then answer the status as a proxy would (HTML)
 
 
 @dataclass
@@ -219,6 +220,12 @@ class TwilioFake:
         an interrupted send must not repeat); without it the request is dropped unanswered.
         """
         self._add_faults(count, _Fault(hang=seconds, accept=accept))
+
+    def fail_after_accept_next(self, count: int = 1, status: int = 504) -> None:
+        """The next `count` API requests are processed (a POST creates the message, kept and listed like any
+        other), then answered `status` with a gateway's HTML page instead of Twilio's JSON: what a proxy or load
+        balancer in front of Twilio returns when Twilio's answer comes too late for it."""
+        self._add_faults(count, _Fault(status=status, gateway=True))
 
     def _add_faults(self, count: int, fault: _Fault) -> None:
         with self._lock:
@@ -460,6 +467,12 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 fake._released.wait(fault.hang)
                 self.close_connection = True
                 return
+            if fault and fault.gateway:
+                self._route(method, raw)
+                self._record_send(method, raw, arrived, fault.status)
+                self._answer(fault.status, f"<html><body><h1>{fault.status} Gateway Time-out</h1></body></html>",
+                             "text/html")
+                return
             if fault and fault.status:
                 code = {429: 20429, 401: 20003, 404: 20404}.get(fault.status, 20500)
                 status, payload = fault.status, {**_error(code)[1], "status": fault.status}
@@ -491,11 +504,11 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 return fake._fetch(rest[len("Messages/"):-len(".json")])
             return _error(20404)
 
-        def _answer(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
+        def _answer(self, status: int, payload: dict | str, content_type: str = "application/json") -> None:
+            data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", f"{content_type}; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
