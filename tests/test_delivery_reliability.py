@@ -227,6 +227,7 @@ class Lapins:
         """One run of the beat's job. With the broker down it fails after committing its claims, as in production:
         the rows stay queued and are handed over again once the lease is over."""
         from kombu.exceptions import OperationalError
+        from sqlalchemy.exc import OperationalError as DatabaseUnavailable, PendingRollbackError
 
         from lapins.notifications import outbox
 
@@ -234,6 +235,9 @@ class Lapins:
             outbox.dispatch_due()
         except OperationalError:
             self.db.session.rollback()
+        except (DatabaseUnavailable, PendingRollbackError):  # the beat's run fails; the next one goes on
+            self.db.session.rollback()
+            self.db.session.remove()
 
     def run_beat_until(self, done: Callable[[], bool], what: str, timeout: float = SETTLE_TIMEOUT,
                        poll: float = 0.01) -> None:
@@ -463,3 +467,40 @@ def test_a_gateway_504_after_twilio_took_the_sms_sends_nothing_twice(start_lapin
     assert_each_family_got_its_reminder_once(lapins, reminders)
     answered_504 = [send for reminder in reminders for send in twilio.sends_to(reminder.phone) if send.status == 504]
     assert len(answered_504) >= 5, "the gateway answered too few sends with 504 for this test to mean anything"
+
+
+# --- 7. PostgreSQL drops the workers' connections mid-run -------------------------------------------------------
+
+@pytest.mark.postgres
+def test_database_connections_killed_mid_run_make_tasks_retry_not_fail(postgres_server, postgres_url, redis_url,
+                                                                       twilio, tmp_path):
+    """pg_terminate_backend on every connection of the database, three times, while the worker sends: its tasks
+    retry once the database answers again, and a batch cut off mid-way takes its own claims back (asking Twilio
+    first) instead of leaving them to the lease — with production's two-minute lease, the reminders arrive in
+    seconds all the same, each once."""
+    lapins = Lapins(tmp_path, postgres_url, redis_url, twilio, lease_seconds=PRODUCTION_LEASE_SECONDS)
+    try:
+        reminders = lapins.due_reminders(200)
+        twilio.delay = 0.02
+        worker = lapins.start_worker()
+        lapins.run_beat_until(lambda: len(twilio.messages) >= 30, "some reminders sent")
+        database = postgres_url.rsplit("/", 1)[1]
+        killed = 0
+        for _ in range(3):
+            with postgres_server._connect() as connection:  # the server's administrator, on its own connection
+                killed += len(connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()", (database,)).fetchall())
+            lapins.db.session.remove()
+            lapins.db.engine.dispose()  # this process's own connections were killed too
+            lapins.run_beat_for(0.4)
+        assert killed >= 3
+
+        lapins.settle()
+
+        assert_each_family_got_its_reminder_once(lapins, reminders)
+        log = worker.log.read_text(errors="replace")
+        assert "database unavailable" in log, "no task met the killed connections"
+        assert "raised unexpected" not in log, worker.logs()  # no task failed for good
+    finally:
+        lapins.close()

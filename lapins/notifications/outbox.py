@@ -284,24 +284,37 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
 
 # --- Sending (worker) -------------------------------------------------------------------------------------------
 
-def send_batch(ids: Iterable[int], now: datetime | None = None) -> dict[str, int]:
+def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume: bool = False) -> dict[str, int]:
     """Send the queued messages among `ids`; returns counts per outcome (for logs and benchmarks).
 
     The rows are claimed first (one conditional UPDATE: only rows still queued and unclaimed are taken, so a
     duplicate task finds nothing), then checked and given their text, committed, and only then sent one by one.
+    `claimed_at` marks the claim. With `resume` (the task retried after losing the database) the rows still held
+    under that same claim are taken back too; their send may have happened with its outcome lost, so the provider
+    is asked (find_sent) before they are sent.
     """
-    now = now or utcnow()
+    now = utcnow()
+    claimed_at = claimed_at or now
+    ids = sorted(set(ids))
     claimed = list(db.session.scalars(
         update(Message)
-        .where(Message.id.in_(sorted(set(ids))), Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None))
-        .values(claimed_at=now, attempts=Message.attempts + 1, updated_at=now)
+        .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None))
+        .values(claimed_at=claimed_at, attempts=Message.attempts + 1, updated_at=now)
         .returning(Message.id)
         .execution_options(synchronize_session=False)))
+    resumed = set()
+    if resume:
+        resumed = set(db.session.scalars(
+            update(Message)
+            .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at == claimed_at)
+            .values(updated_at=now)
+            .returning(Message.id)
+            .execution_options(synchronize_session=False))) - set(claimed)
     db.session.commit()
-    if not claimed:
+    if not claimed and not resumed:
         return {}
     messages = db.session.scalars(
-        select(Message).where(Message.id.in_(claimed)).order_by(Message.id)
+        select(Message).where(Message.id.in_([*claimed, *resumed])).order_by(Message.id)
         .options(selectinload(Message.usager),
                  selectinload(Message.rdv).selectinload(Rdv.motif),
                  selectinload(Message.rdv).selectinload(Rdv.lieu),
@@ -309,6 +322,8 @@ def send_batch(ids: Iterable[int], now: datetime | None = None) -> dict[str, int
                  selectinload(Message.rdv).selectinload(Rdv.organisation))
     ).all()
     counts: dict[str, int] = {}
+    if resumed:
+        messages = _settle_resumed(messages, resumed, claimed_at, counts)
     ready = [(message, _outgoing(message)) for message in messages if _prepare(message, now)]
     for message in messages:
         if message.status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
@@ -320,7 +335,7 @@ def send_batch(ids: Iterable[int], now: datetime | None = None) -> dict[str, int
     # A send begun after half the lease could still be under way when its claim looks abandoned: recover_stale_claims
     # would put the message back and it could leave twice. A send after the rdv started is of no use to the family.
     # Such messages are given back instead, to be claimed (or skipped) by the next dispatch.
-    stop_at = now + timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"]) / 2
+    stop_at = claimed_at + timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"]) / 2
     given_back: list[int] = []
     # One connection for the whole loop: through the session, each message's commit would give it back to the
     # pool, and the next one would check it out (and ping it) again.
@@ -333,8 +348,34 @@ def send_batch(ids: Iterable[int], now: datetime | None = None) -> dict[str, int
             status = _send_one(message, outgoing, connection)
             counts[status] = counts.get(status, 0) + 1
         if given_back:
-            counts["given back"] = _give_back(given_back, now, connection)
+            counts["given back"] = _give_back(given_back, claimed_at, connection)
     return counts
+
+
+def _settle_resumed(messages: list[Message], resumed: set[int], claimed_at: datetime,
+                    counts: dict[str, int]) -> list[Message]:
+    """Before a resumed batch sends anything: each of its SMS the provider already holds is recorded as sent; one
+    the provider cannot be asked about keeps its claim, for recover_stale_claims. Returns the messages to go on with."""
+    remaining = []
+    for message in messages:
+        if message.id not in resumed or message.channel != Channel.SMS or not message.body:
+            remaining.append(message)
+            continue
+        try:
+            found = _find_sent(message, claimed_at)
+        except TransientError:
+            counts["left to recovery"] = counts.get("left to recovery", 0) + 1
+            continue
+        if found is None:
+            remaining.append(message)
+            continue
+        db.session.execute(
+            update(Message).where(Message.id == message.id, Message.status == MessageStatus.QUEUED,
+                                  Message.claimed_at == claimed_at)
+            .values(**_sent_values(found, utcnow())).execution_options(synchronize_session=False))
+        counts[str(MessageStatus.SENT)] = counts.get(str(MessageStatus.SENT), 0) + 1
+    db.session.commit()
+    return remaining
 
 
 def _give_back(ids: list[int], claimed_at: datetime, connection: Connection) -> int:
