@@ -504,3 +504,29 @@ def test_database_connections_killed_mid_run_make_tasks_retry_not_fail(postgres_
         assert "raised unexpected" not in log, worker.logs()  # no task failed for good
     finally:
         lapins.close()
+
+
+# --- 8. The beat's jobs behind a long queue of sends ------------------------------------------------------------
+
+def test_the_beats_jobs_run_at_once_behind_a_long_queue_of_sends(start_lapins, redis_url, twilio):
+    """Thirty batches wait on the broker when the beat's heartbeat is queued: the worker (started without --queues,
+    it reads both; the Procfile and docs/deploy.md name them) runs it after a batch or two, not after the queue."""
+    from lapins.infra.celery_app import task_named
+    from lapins.models import Heartbeat
+
+    lapins = start_lapins(redis_url, lease_seconds=PRODUCTION_LEASE_SECONDS)
+    reminders = lapins.due_reminders(300)
+    twilio.delay = 0.05  # half a second a batch of ten: the queue lasts about eight seconds on two processes
+    lapins.dispatch()  # the thirty batches, all on the send queue
+    task_named("lapins.tasks.record_heartbeat").delay()  # then the beat's job
+    lapins.start_worker()
+
+    def heartbeat_recorded() -> bool:
+        lapins.db.session.remove()
+        return lapins.db.session.get(Heartbeat, "worker") is not None
+
+    lapins.run_beat_until(heartbeat_recorded, "the heartbeat recorded", poll=0.02)
+    sent_by_then = len(twilio.messages)
+    assert sent_by_then < len(reminders) / 2, f"the heartbeat waited for {sent_by_then} SMS"
+    lapins.settle()
+    assert_each_family_got_its_reminder_once(lapins, reminders)

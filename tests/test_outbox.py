@@ -191,6 +191,33 @@ def test_the_reminder_leaves_when_due_and_only_once(clinic, db, clock):
     assert "rappel" in reminder.body.lower() and "lun. 26/10 à 9h" in reminder.body
 
 
+def test_after_the_broker_lost_its_queue_one_beat_hands_every_lost_message_over_again(clinic, db, clock, app,
+                                                                                        monkeypatch):
+    """Redis restarted without its queue: the rows stay queued, never claimed. Past the lease, one dispatch hands
+    all of them over again, however many chunks of CLAIM_CHUNK rows that takes (here chunks of 50 for 170 rows)."""
+    monkeypatch.setattr(outbox, "CLAIM_CHUNK", 50)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    lost_at = utc_now()
+    db.session.add_all([
+        Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.EMAIL,
+                kind=MessageKind.REMINDER, status=MessageStatus.QUEUED, due_at=lost_at, queued_at=lost_at,
+                expires_at=rdv.starts_at)
+        for _ in range(170)])
+    db.session.commit()
+    lost = {message.id for message in messages(db, status=MessageStatus.QUEUED)}
+    assert len(lost) == 170
+
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] - 1))
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    assert handed == []  # within the lease: the task may still be on its way
+
+    clock.shift(timedelta(seconds=2))
+    outbox.dispatch_due(enqueue=handed.append)
+    assert sorted(id_ for ids in handed for id_ in ids) == sorted(lost)  # all of them, each once, in one run
+    assert max(len(ids) for ids in handed) <= app.config["OUTBOX_BATCH_SIZE"]
+
+
 def test_moving_an_rdv_tells_the_family_and_reminds_at_the_new_time_only(clinic, db):
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     old_reminders = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER)
@@ -401,6 +428,36 @@ def test_retries_stop_when_the_next_one_would_come_after_the_rdv_started(clinic,
     db.session.refresh(sms)
     assert (sms.status, sms.attempts, twilio_fake.request_count) == (MessageStatus.FAILED, 3, 3)
     assert sms.error.startswith(f"{outbox.TOO_LATE} : ") and "Twilio est momentanément indisponible" in sms.error
+
+
+def test_a_send_hanging_until_its_timeout_does_not_hold_up_the_rest_of_the_batch(clinic, db, clock, app, factories,
+                                                                                  twilio_sender, twilio_fake):
+    """Twilio holds the first request of a batch of six unanswered: the other five are sent meanwhile, from the
+    batch's other threads, not one after the other behind it; the held one is asked about and sent once."""
+    app.config.update(TWILIO_TIMEOUT_SECONDS=1, OUTBOX_SEND_THREADS=4)
+    app.extensions.pop("lapins.sms_backend", None)
+    clinic.mother.email_consent = False
+    families = [clinic.mother] + [
+        factories.UsagerFactory(territory=clinic.territory, first_name="Nour", last_name=f"Haddad{number}",
+                                phone=f"+3361111000{number}", sms_consent=True, email=None, email_consent=False,
+                                organisations=[clinic.organisation])
+        for number in range(5)]
+    db.session.commit()
+    rdvs = [book(clinic, local(PARIS, 10, 26, 9 + number), usagers=[family]) for number, family in enumerate(families)]
+    reminders = [messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER)[0] for rdv in rdvs]
+    clock.move_to(max(reminder.due_at for reminder in reminders))
+    twilio_fake.hang_next(1, seconds=30, accept=False)
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    assert len(handed) == 1
+    counts = outbox.send_batch(handed[0])
+    assert counts == {"sent": 5, "queued": 1}, counts  # the held one keeps its claim: its fate is unknown
+    assert twilio_fake.most_in_flight >= 2  # the others went while it hung
+
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    outbox.dispatch_due()  # Twilio never got it: sent again, once
+    received = sorted(message.to for message in twilio_fake.messages if "RAPPEL" in message.body.upper())
+    assert received == sorted(family.phone for family in families)
 
 
 # --- An answer that does not say whether the SMS left -----------------------------------------------------------

@@ -1,6 +1,8 @@
 """Celery bound to the Flask app: every task runs inside an application context.
 
-A task that loses its database (PostgreSQL restarted, its connection killed, SQLite locked for too long) is not
+The beat's jobs go to a queue of their own, BEAT_QUEUE, read by every worker (a worker started without `-Q` reads
+both queues): Redis hands the queues out in turn, so a dispatch or a heartbeat waits for one task at most, never
+behind thousands of queued sends. A task that loses its database (PostgreSQL restarted, its connection killed, SQLite locked for too long) is not
 failed: its session is thrown away and the task retried with a growing delay (`retry_when_database_is_back`).
 """
 from __future__ import annotations
@@ -9,6 +11,7 @@ import logging
 import random
 
 from celery import Celery, Task
+from kombu import Queue
 from flask import Flask, current_app
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError, StatementError
 
@@ -16,6 +19,9 @@ from lapins.infra.extensions import db
 from lapins.infra.logs import safe_message
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_QUEUE = "celery"  # the sends, exports, and every task not run by the beat
+BEAT_QUEUE = "lapins.beat"  # the periodic jobs (lapins.tasks.PERIODIC_JOBS), and a dispatch kicked by a booking
 
 # Errors that say the database could not be reached or dropped the connection, not that the task is wrong.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PendingRollbackError)
@@ -89,6 +95,9 @@ def celery_init_app(app: Flask, beat_schedule: dict) -> Celery:
         worker_prefetch_multiplier=1,
         timezone="UTC",
         beat_schedule=beat_schedule,
+        task_queues=(Queue(DEFAULT_QUEUE), Queue(BEAT_QUEUE)),
+        task_default_queue=DEFAULT_QUEUE,
+        task_routes={entry["task"]: {"queue": BEAT_QUEUE} for entry in beat_schedule.values()},
         broker_connection_retry_on_startup=True,
     )
     celery.set_default()

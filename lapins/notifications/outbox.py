@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -219,17 +221,24 @@ def claim_due(now: datetime, limit: int) -> list[int]:
 
 def _lost_batches(now: datetime | None) -> Iterator[list[int]]:
     """Queued rows never picked up within the lease (the broker lost the task, e.g. Redis restarted without
-    persistence): handed over again. The task is idempotent, so a duplicate on the broker sends nothing twice."""
+    persistence): handed over again, all of them in this run, CLAIM_CHUNK rows per transaction. The task is
+    idempotent, so a duplicate on the broker sends nothing twice."""
     now = now or utcnow()
     lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
-    ids = list(db.session.scalars(
-        select(Message.id).where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
-                                 Message.queued_at < now - lease).order_by(Message.id).limit(CLAIM_CHUNK)))
-    if ids:
-        db.session.execute(update(Message).where(Message.id.in_(ids)).values(queued_at=now)
-                           .execution_options(synchronize_session=False))
-    db.session.commit()
-    yield from _chunks(ids, current_app.config["OUTBOX_BATCH_SIZE"])
+    after = 0
+    while True:
+        ids = list(db.session.scalars(
+            select(Message.id).where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
+                                     Message.queued_at < now - lease, Message.id > after)
+            .order_by(Message.id).limit(CLAIM_CHUNK)))
+        if ids:
+            db.session.execute(update(Message).where(Message.id.in_(ids)).values(queued_at=now)
+                               .execution_options(synchronize_session=False))
+        db.session.commit()
+        yield from _chunks(ids, current_app.config["OUTBOX_BATCH_SIZE"])
+        if len(ids) < CLAIM_CHUNK:
+            return
+        after = ids[-1]
 
 
 def recover_stale_claims(now: datetime | None = None) -> int:
@@ -335,21 +344,71 @@ def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume
     # A send begun after half the lease could still be under way when its claim looks abandoned: recover_stale_claims
     # would put the message back and it could leave twice. A send after the rdv started is of no use to the family.
     # Such messages are given back instead, to be claimed (or skipped) by the next dispatch.
-    stop_at = claimed_at + timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"]) / 2
+    lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    stop_at = claimed_at + lease / 2
     given_back: list[int] = []
-    # One connection for the whole loop: through the session, each message's commit would give it back to the
-    # pool, and the next one would check it out (and ping it) again.
+    # The provider is called from OUTBOX_SEND_THREADS threads, so that one send hanging until its timeout does not
+    # hold up the others; only this thread touches the database. One connection for the whole batch: through the
+    # session, each message's commit would give it back to the pool, and the next one check it out again.
+    app = current_app._get_current_object()
+    pool = ThreadPoolExecutor(max_workers=app.config["OUTBOX_SEND_THREADS"], thread_name_prefix="outbox")
     with db.engine.connect() as connection:
+        pending = {}
         for message, outgoing in ready:
-            at, deadline = utcnow(), deadlines[outgoing.message_id]
-            if at >= stop_at or (deadline is not None and at >= deadline):
-                given_back.append(outgoing.message_id)
+            try:
+                send = _sender(outgoing)
+            except Exception as error:  # noqa: BLE001 — e.g. a territory's credentials unreadable: recorded as such
+                _record_outcome(message, outgoing, error, connection, counts)
                 continue
-            status = _send_one(message, outgoing, connection)
-            counts[status] = counts.get(status, 0) + 1
+            pending[pool.submit(_attempt, app, send, outgoing, stop_at, deadlines[outgoing.message_id])] = (
+                message, outgoing)
+        try:
+            # Sends begin before stop_at and each waits at most its timeout: all are over well within the lease.
+            # One that is not (a provider trickling its answer) is left claimed, for find_sent once the lease is over.
+            for future in as_completed(pending, timeout=max((claimed_at + lease * 0.9 - utcnow()).total_seconds(), 0)):
+                message, outgoing = pending.pop(future)
+                outcome = future.result()
+                if outcome is GIVEN_BACK:
+                    given_back.append(outgoing.message_id)
+                else:
+                    _record_outcome(message, outgoing, outcome, connection, counts)
+        except FuturesTimeout:
+            for future, (_message, outgoing) in pending.items():
+                if future.cancel():
+                    given_back.append(outgoing.message_id)  # never begun
+                else:
+                    logger.warning("Message %s: send still under way at the end of its lease, left to find_sent",
+                                   outgoing.message_id)
+                    counts["left to recovery"] = counts.get("left to recovery", 0) + 1
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         if given_back:
             counts["given back"] = _give_back(given_back, claimed_at, connection)
     return counts
+
+
+GIVEN_BACK = object()  # what _attempt returns for a send it did not begin
+
+
+def _sender(outgoing: OutgoingSms | OutgoingEmail):
+    """The provider's send for this message, picked here (it reads the app's settings), called in a thread."""
+    if isinstance(outgoing, OutgoingSms):
+        return providers.sms_backend(account=outgoing.account).send
+    return providers.email_backend().send
+
+
+def _attempt(app, send, outgoing: OutgoingSms | OutgoingEmail, stop_at: datetime, deadline: datetime | None):
+    """In a sending thread: the Delivery, the exception raised, or GIVEN_BACK for a send that must not begin now —
+    after half the lease (it could still be under way when its claim looks abandoned, and recover_stale_claims
+    would put the message back to leave twice) or once the rdv started (of no use to the family)."""
+    at = utcnow()
+    if at >= stop_at or (deadline is not None and at >= deadline):
+        return GIVEN_BACK
+    try:
+        with app.app_context():  # the providers read settings (an e-mail's links, its ICS organiser)
+            return send(outgoing)
+    except Exception as error:  # noqa: BLE001 — handed to the batch's thread, which records it
+        return error
 
 
 def _settle_resumed(messages: list[Message], resumed: set[int], claimed_at: datetime,
@@ -439,30 +498,29 @@ def _why_not(message: Message, now: datetime) -> str | None:
     return None
 
 
-def _send_one(message: Message, outgoing: OutgoingSms | OutgoingEmail, connection: Connection) -> str:
-    """Send, then commit the outcome at once. A success is one UPDATE by id on `connection`, without reloading the
+def _record_outcome(message: Message, outgoing: OutgoingSms | OutgoingEmail, outcome: Delivery | Exception,
+                    connection: Connection, counts: dict[str, int]) -> None:
+    """Commit a send's outcome at once. A success is one UPDATE by id on `connection`, without reloading the
     (expired) message; a failure, rare, goes through the model and the session."""
-    try:
-        if isinstance(outgoing, OutgoingSms):
-            delivery = providers.sms_backend(account=outgoing.account).send(outgoing)
-        else:
-            delivery = providers.email_backend().send(outgoing)
-    except PermanentError as error:
-        _record_permanent(message, error)
-    except TransientError as error:
-        _record_transient(message, error)
-    except Exception as error:  # a bug: recorded at once, not left to be mistaken for a dead worker's claim
-        logger.error("Message %s: unexpected error while sending\n%s", outgoing.message_id, safe_traceback(error))
-        # It may have struck after the provider took the SMS: asked (find_sent) before a new attempt, like a timeout.
-        _record_transient(message, TransientError(f"Erreur inattendue ({type(error).__name__})",
-                                                  maybe_sent=isinstance(outgoing, OutgoingSms)))
-    else:
+    if isinstance(outcome, Delivery):
         connection.execute(update(Message).where(Message.id == outgoing.message_id)
-                           .values(**_sent_values(delivery, utcnow())))
+                           .values(**_sent_values(outcome, utcnow())))
         connection.commit()
-        return str(MessageStatus.SENT)
-    db.session.commit()
-    return str(message.status)
+        status = str(MessageStatus.SENT)
+    else:
+        if isinstance(outcome, PermanentError):
+            _record_permanent(message, outcome)
+        elif isinstance(outcome, TransientError):
+            _record_transient(message, outcome)
+        else:  # a bug: recorded at once, not left to be mistaken for a dead worker's claim
+            logger.error("Message %s: unexpected error while sending\n%s", outgoing.message_id,
+                         safe_traceback(outcome))
+            # It may have struck after the provider took the SMS: asked (find_sent) before a new attempt.
+            _record_transient(message, TransientError(f"Erreur inattendue ({type(outcome).__name__})",
+                                                      maybe_sent=isinstance(outgoing, OutgoingSms)))
+        db.session.commit()
+        status = str(message.status)
+    counts[status] = counts.get(status, 0) + 1
 
 
 def _sent_values(delivery: Delivery, at: datetime) -> dict:

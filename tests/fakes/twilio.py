@@ -147,6 +147,8 @@ class _State:
     requests: int = 0
     connections: int = 0
     sends: list[SendRequest] = field(default_factory=list)
+    in_flight: int = 0  # API requests being served right now
+    most_in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,12 @@ class TwilioFake:
         """API requests answered (any status), for throughput and retry assertions."""
         with self._lock:
             return self._state.requests
+
+    @property
+    def most_in_flight(self) -> int:
+        """The most API requests the fake was serving at the same moment (a client sending in parallel)."""
+        with self._lock:
+            return self._state.most_in_flight
 
     @property
     def connection_count(self) -> int:
@@ -456,6 +464,16 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
             self._serve("GET")
 
         def _serve(self, method: str) -> None:
+            with fake._lock:
+                fake._state.in_flight += 1
+                fake._state.most_in_flight = max(fake._state.most_in_flight, fake._state.in_flight)
+            try:
+                self._serve_counted(method)
+            finally:
+                with fake._lock:
+                    fake._state.in_flight -= 1
+
+        def _serve_counted(self, method: str) -> None:
             arrived = datetime.now(UTC)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode() if length else ""
