@@ -8,6 +8,8 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
   4. serve the app with gunicorn; fetch agents' week agendas with one client, then with concurrent clients;
   5. families on the public slot picker, one then --public-clients at once, and 200 families racing to move onto the
      same 20 free times (bench/public.py).
+Then the reminders (bench/reminders.py), and the reminders under faults, a deployment of their own per scenario
+(bench/faults.py, `--only faults`, `--fault-scenarios worker_kill,…`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import text
 
-from bench import reminders
+from bench import faults, reminders
 from bench.database import BenchDatabase, UnsafeDatabase
 from bench.results import RESULTS_PATH, merge_results
 
@@ -63,9 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
-    parser.add_argument("--only", choices=["reminders", "public"],
-                        help="une seule mesure : les rappels, ou le sélecteur et la course (sur le département généré)")
+    parser.add_argument("--only", choices=["reminders", "public", "faults"],
+                        help="une seule mesure : les rappels, le sélecteur et la course (sur le département généré), "
+                             "ou les rappels sous pannes (reminders.faults.*)")
     reminders.add_arguments(parser)
+    faults.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -95,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_reminders and args.only in (None, "reminders"):
             section("rappels", failures, log,
                     lambda: reminders.bench_reminders(args, database, figures, failures, log))
+        if not args.skip_faults and args.only in (None, "faults"):
+            section("rappels sous pannes", failures, log, lambda: faults.bench_faults(args, figures, failures, log))
     except UnsafeDatabase as error:
         log(str(error))
         return 2
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     print_verdict(merged, database, log)
     print_race_verdict(merged)
     reminders.print_verdict(merged)
+    faults.print_verdict(merged)
     for failure in failures:
         log(f"ÉCHEC : {failure}")
     return 1 if failures else 0
