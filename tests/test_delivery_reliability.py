@@ -3,7 +3,7 @@
 Real components only: `celery -A worker worker` (prefork, two processes) started as a subprocess, Redis as the
 broker, the real Twilio SDK talking to the loopback fake over HTTP, and a file SQLite database or PostgreSQL. This
 process plays the beat: it runs outbox.dispatch_due every DISPATCH_EVERY seconds, so interrupted sends and lost
-tasks are looked into exactly as in production, only with a lease of LEASE_SECONDS instead of two minutes.
+tasks are looked into exactly as in production, only with a lease of LEASE_SECONDS instead of production's 45 s.
 
 What a family would notice is read from the fake: how many SMS each number received, and when.
 """
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "delivery-reliability-secret-key"
 LEASE_SECONDS = 3  # OUTBOX_CLAIM_LEASE_SECONDS: a claim this old belongs to a dead worker
-PRODUCTION_LEASE_SECONDS = 120  # for the tests that kill nothing: no claim is ever taken for a dead worker's
-TWILIO_TIMEOUT_SECONDS = 1  # shorter than the lease, as in production (10 s against 120 s)
+LONG_LEASE_SECONDS = 120  # longer than any test here: no claim is ever taken for a dead worker's
+TWILIO_TIMEOUT_SECONDS = 1  # shorter than the lease, as in production (10 s against 45 s)
 BATCH_SIZE = 10
 RETRY_SECONDS = 1  # OUTBOX_RETRY_SECONDS: first retry after a 500 or a 429, doubled at each attempt
 DISPATCH_EVERY = 0.25  # the beat's interval, played by this process
@@ -419,10 +419,10 @@ def test_twilio_failing_for_a_while_delays_reminders_but_never_past_the_rdv(star
 # --- 4. Numbers Twilio refuses for good -------------------------------------------------------------------------
 
 def test_an_invalid_or_unsubscribed_number_is_tried_once_and_flagged(start_lapins, redis_url, twilio):
-    # No worker is killed here: with production's lease, a send slowed down by a loaded machine is never mistaken
+    # No worker is killed here: with a two-minute lease, a send slowed down by a loaded machine is never mistaken
     # for a dead worker's and tried again, so "tried once" is the code's doing, not the clock's. The same on a
     # clock the test moves: tests/test_outbox.py.
-    lapins = start_lapins(redis_url, lease_seconds=PRODUCTION_LEASE_SECONDS)
+    lapins = start_lapins(redis_url, lease_seconds=LONG_LEASE_SECONDS)
     reminders = lapins.due_reminders(30)
     invalid, unsubscribed, valid = reminders[:3], reminders[3:6], reminders[6:]
     twilio.mark_invalid(*(reminder.phone for reminder in invalid))
@@ -476,9 +476,9 @@ def test_database_connections_killed_mid_run_make_tasks_retry_not_fail(postgres_
                                                                        twilio, tmp_path):
     """pg_terminate_backend on every connection of the database, three times, while the worker sends: its tasks
     retry once the database answers again, and a batch cut off mid-way takes its own claims back (asking Twilio
-    first) instead of leaving them to the lease — with production's two-minute lease, the reminders arrive in
+    first) instead of leaving them to the lease — with a two-minute lease, the reminders arrive in
     seconds all the same, each once."""
-    lapins = Lapins(tmp_path, postgres_url, redis_url, twilio, lease_seconds=PRODUCTION_LEASE_SECONDS)
+    lapins = Lapins(tmp_path, postgres_url, redis_url, twilio, lease_seconds=LONG_LEASE_SECONDS)
     try:
         reminders = lapins.due_reminders(200)
         twilio.delay = 0.02
@@ -514,7 +514,7 @@ def test_the_beats_jobs_run_at_once_behind_a_long_queue_of_sends(start_lapins, r
     from lapins.infra.celery_app import task_named
     from lapins.models import Heartbeat
 
-    lapins = start_lapins(redis_url, lease_seconds=PRODUCTION_LEASE_SECONDS)
+    lapins = start_lapins(redis_url, lease_seconds=LONG_LEASE_SECONDS)
     reminders = lapins.due_reminders(300)
     twilio.delay = 0.05  # half a second a batch of ten: the queue lasts about eight seconds on two processes
     lapins.dispatch()  # the thirty batches, all on the send queue
