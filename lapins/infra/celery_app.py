@@ -40,6 +40,17 @@ def task_named(name: str):
     return current_app.extensions["celery"].tasks[name]
 
 
+def waiting_tasks(queue: str = DEFAULT_QUEUE) -> int | None:
+    """How many tasks wait on the broker in `queue`; None when the broker cannot be asked."""
+    try:
+        with current_app.extensions["celery"].connection_for_read() as connection:
+            # Not passive: Redis keeps no key for an empty list, and a passive declaration would call it unknown.
+            return connection.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False).message_count
+    except Exception:  # noqa: BLE001 — a broker down or that cannot count: the caller assumes the worst
+        logger.debug("broker queue %s could not be counted", queue, exc_info=True)
+        return None
+
+
 def is_database_unavailable(error: BaseException) -> bool:
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True

@@ -27,7 +27,7 @@ from flask import current_app
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import selectinload
 
-from lapins.infra.celery_app import task_named
+from lapins.infra.celery_app import task_named, waiting_tasks
 from lapins.infra.extensions import db
 from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
@@ -220,11 +220,15 @@ def claim_due(now: datetime, limit: int) -> list[int]:
 
 
 def _lost_batches(now: datetime | None) -> Iterator[list[int]]:
-    """Queued rows never picked up within the lease (the broker lost the task, e.g. Redis restarted without
-    persistence): handed over again, all of them in this run, CLAIM_CHUNK rows per transaction. The task is
-    idempotent, so a duplicate on the broker sends nothing twice."""
+    """Queued rows never picked up (the broker lost the task, e.g. Redis restarted without persistence): handed over
+    again, all of them in this run, CLAIM_CHUNK rows per transaction. The task is idempotent, so a duplicate on the
+    broker sends nothing twice. Rows are taken for lost after the lease; when the broker's send queue is empty,
+    after one dispatch interval already: nothing can be waiting for them there (at worst a worker holds their task
+    and finds them claimed)."""
     now = now or utcnow()
     lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    if waiting_tasks() == 0:
+        lease = min(lease, timedelta(seconds=current_app.config["OUTBOX_DISPATCH_SECONDS"]))
     after = 0
     while True:
         ids = list(db.session.scalars(

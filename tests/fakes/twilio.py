@@ -21,6 +21,7 @@ import base64
 import json
 import math
 import secrets
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -161,6 +162,13 @@ class SendRequest:
     status: int | None
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client killed mid-request (a worker killed by a test or a benchmark): nothing to report
+        super().handle_error(request, client_address)
+
+
 class TwilioFake:
     def __init__(self, account_sid: str = TEST_ACCOUNT_SID, auth_token: str = TEST_AUTH_TOKEN,
                  host: str = "127.0.0.1", port: int = 0) -> None:
@@ -170,7 +178,7 @@ class TwilioFake:
         self._lock = threading.Lock()
         self._released = threading.Event()  # set on stop: hanging requests end at once
         self._expected_auth = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = _Server((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
