@@ -27,7 +27,7 @@ from flask import current_app
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import selectinload
 
-from lapins.infra.celery_app import task_named, waiting_tasks
+from lapins.infra.celery_app import is_database_unavailable, task_named, waiting_tasks
 from lapins.infra.extensions import db
 from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
@@ -297,18 +297,51 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
 
 # --- Sending (worker) -------------------------------------------------------------------------------------------
 
-def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume: bool = False) -> dict[str, int]:
+class SendInterrupted(Exception):
+    """The database went away during a batch (the cause). What the task's retry may take back under the same claim
+    `claimed_at`: `not_begun`, the ids whose send never began, and `delivered`, {id: (provider id, segments)} of the
+    SMS the provider took whose outcome could not be recorded. The others (a send under way or without a clear
+    answer) keep their claim for recover_stale_claims, which asks the provider after the lease."""
+
+    def __init__(self, claimed_at: datetime, not_begun: list[int], delivered: dict[int, tuple[str, int | None]]):
+        super().__init__(f"batch interrupted: {len(not_begun)} not begun, {len(delivered)} delivered")
+        self.claimed_at, self.not_begun, self.delivered = claimed_at, not_begun, delivered
+
+
+def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume: Iterable[int] = (),
+               delivered: dict[int, tuple[str, int | None]] | None = None) -> dict[str, int]:
     """Send the queued messages among `ids`; returns counts per outcome (for logs and benchmarks).
 
     The rows are claimed first (one conditional UPDATE: only rows still queued and unclaimed are taken, so a
-    duplicate task finds nothing), then checked and given their text, committed, and only then sent one by one.
-    `claimed_at` marks the claim. With `resume` (the task retried after losing the database) the rows still held
-    under that same claim are taken back too; their send may have happened with its outcome lost, so the provider
-    is asked (find_sent) before they are sent.
+    duplicate task finds nothing), then checked and given their text, committed, and only then sent.
+    `claimed_at` marks the claim. A task retried after losing the database (SendInterrupted) passes the same claim,
+    `resume` (rows whose send never began: taken back) and `delivered` (recorded as sent, without a new request).
     """
+    claimed_at = claimed_at or utcnow()
+    not_begun, outcomes = set(ids), {}
+    try:
+        if delivered:
+            _record_delivered(delivered, claimed_at)
+        return _send_batch(sorted(set(ids)), claimed_at, set(resume), not_begun, outcomes)
+    except Exception as error:
+        if not is_database_unavailable(error):
+            raise
+        raise SendInterrupted(claimed_at, sorted(not_begun), {**(delivered or {}), **outcomes}) from error
+
+
+def _record_delivered(delivered: dict[int, tuple[str, int | None]], claimed_at: datetime) -> None:
+    at = utcnow()
+    for message_id, (provider_id, segments) in delivered.items():
+        db.session.execute(
+            update(Message).where(Message.id == int(message_id), Message.status == MessageStatus.QUEUED,
+                                  Message.claimed_at == claimed_at)
+            .values(**_sent_values(Delivery(provider_id, segments), at)).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def _send_batch(ids: list[int], claimed_at: datetime, resume: set[int], not_begun: set[int],
+                delivered: dict[int, tuple[str, int | None]]) -> dict[str, int]:
     now = utcnow()
-    claimed_at = claimed_at or now
-    ids = sorted(set(ids))
     claimed = list(db.session.scalars(
         update(Message)
         .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None))
@@ -319,7 +352,8 @@ def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume
     if resume:
         resumed = set(db.session.scalars(
             update(Message)
-            .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at == claimed_at)
+            .where(Message.id.in_(sorted(resume)), Message.status == MessageStatus.QUEUED,
+                   Message.claimed_at == claimed_at)
             .values(updated_at=now)
             .returning(Message.id)
             .execution_options(synchronize_session=False))) - set(claimed)
@@ -335,8 +369,6 @@ def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume
                  selectinload(Message.rdv).selectinload(Rdv.organisation))
     ).all()
     counts: dict[str, int] = {}
-    if resumed:
-        messages = _settle_resumed(messages, resumed, claimed_at, counts)
     ready = [(message, _outgoing(message)) for message in messages if _prepare(message, now)]
     for message in messages:
         if message.status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
@@ -366,6 +398,7 @@ def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume
                 continue
             pending[pool.submit(_attempt, app, send, outgoing, stop_at, deadlines[outgoing.message_id])] = (
                 message, outgoing)
+            not_begun.discard(outgoing.message_id)
         try:
             # Sends begin before stop_at and each waits at most its timeout: all are over well within the lease.
             # One that is not (a provider trickling its answer) is left claimed, for find_sent once the lease is over.
@@ -374,8 +407,12 @@ def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume
                 outcome = future.result()
                 if outcome is GIVEN_BACK:
                     given_back.append(outgoing.message_id)
-                else:
-                    _record_outcome(message, outgoing, outcome, connection, counts)
+                    not_begun.add(outgoing.message_id)
+                    continue
+                if isinstance(outcome, Delivery):  # known until it is recorded, should the database fail meanwhile
+                    delivered[outgoing.message_id] = (outcome.provider_id, outcome.segments)
+                _record_outcome(message, outgoing, outcome, connection, counts)
+                delivered.pop(outgoing.message_id, None)
         except FuturesTimeout:
             for future, (_message, outgoing) in pending.items():
                 if future.cancel():
@@ -384,7 +421,19 @@ def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume
                     logger.warning("Message %s: send still under way at the end of its lease, left to find_sent",
                                    outgoing.message_id)
                     counts["left to recovery"] = counts.get("left to recovery", 0) + 1
+        except Exception:
+            # The database went away: the sends under way end (within their timeout) and those the provider took
+            # are remembered for the retry, which records them without sending them again.
+            for future, (_message, outgoing) in pending.items():
+                if not future.cancel():
+                    outcome = _outcome_within(future, claimed_at + lease * 0.9)
+                    if isinstance(outcome, Delivery):
+                        delivered[outgoing.message_id] = (outcome.provider_id, outcome.segments)
+            raise
         finally:
+            for future, (_message, outgoing) in pending.items():
+                if future.cancel():  # never begun: safe to take back (a no-op once the batch gave it back)
+                    not_begun.add(outgoing.message_id)
             pool.shutdown(wait=False, cancel_futures=True)
         if given_back:
             counts["given back"] = _give_back(given_back, claimed_at, connection)
@@ -392,6 +441,13 @@ def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume
 
 
 GIVEN_BACK = object()  # what _attempt returns for a send it did not begin
+
+
+def _outcome_within(future, until: datetime):
+    try:
+        return future.result(timeout=max((until - utcnow()).total_seconds(), 0))
+    except FuturesTimeout:
+        return None
 
 
 def _sender(outgoing: OutgoingSms | OutgoingEmail):
@@ -413,32 +469,6 @@ def _attempt(app, send, outgoing: OutgoingSms | OutgoingEmail, stop_at: datetime
             return send(outgoing)
     except Exception as error:  # noqa: BLE001 — handed to the batch's thread, which records it
         return error
-
-
-def _settle_resumed(messages: list[Message], resumed: set[int], claimed_at: datetime,
-                    counts: dict[str, int]) -> list[Message]:
-    """Before a resumed batch sends anything: each of its SMS the provider already holds is recorded as sent; one
-    the provider cannot be asked about keeps its claim, for recover_stale_claims. Returns the messages to go on with."""
-    remaining = []
-    for message in messages:
-        if message.id not in resumed or message.channel != Channel.SMS or not message.body:
-            remaining.append(message)
-            continue
-        try:
-            found = _find_sent(message, claimed_at)
-        except TransientError:
-            counts["left to recovery"] = counts.get("left to recovery", 0) + 1
-            continue
-        if found is None:
-            remaining.append(message)
-            continue
-        db.session.execute(
-            update(Message).where(Message.id == message.id, Message.status == MessageStatus.QUEUED,
-                                  Message.claimed_at == claimed_at)
-            .values(**_sent_values(found, utcnow())).execution_options(synchronize_session=False))
-        counts[str(MessageStatus.SENT)] = counts.get(str(MessageStatus.SENT), 0) + 1
-    db.session.commit()
-    return remaining
 
 
 def _give_back(ids: list[int], claimed_at: datetime, connection: Connection) -> int:
