@@ -9,8 +9,8 @@
    the broker with a far-future ETA: the database is the schedule.
 3. **Sending** (`send_batch`, the worker's task): each row is re-read; a row no longer `queued`, or already claimed,
    is left alone, so a task delivered twice sends nothing twice. The text is fixed and the claim committed *before*
-   the provider is called; the outcome is committed right after. A worker that dies in between leaves a claim that
-   outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
+   the provider is called; the outcome is committed right after. A live batch renews its claim while its sends
+   run (`Claim`); a worker that dies in between leaves a claim that outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
    it again. An answer that does not say whether the message left (none, a broken connection, any 5xx) keeps the
    claim the same way: such a row is never sent again, nor failed, before the provider has been asked.
 """
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +51,7 @@ CLAIM_CHUNK = 1000
 MAX_ATTEMPTS = 8
 LONGEST_RETRY = timedelta(minutes=30)
 DISPATCH_BUDGET = timedelta(seconds=50)
+RENEWALS_PER_LEASE = 5  # a batch renews its claim this often per lease while its sends run
 STARTED = "Rendez-vous déjà commencé"
 TOO_LATE = "Non envoyé avant le début du rendez-vous"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks  # one beat run stops claiming after this; the next run goes on
@@ -297,51 +299,76 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
 
 # --- Sending (worker) -------------------------------------------------------------------------------------------
 
+class Claim:
+    """A batch's claim on its rows: `claimed_at` moves forward at each renewal (the batch's heartbeat, while its sends
+    run), and every value it took is kept in `tokens`, since a row the batch is done with keeps the one it had then."""
+
+    def __init__(self, at: datetime, earlier: Iterable[datetime] = ()) -> None:
+        self.tokens = [*earlier, at]
+        self.renewed_at = at
+
+    @property
+    def current(self) -> datetime:
+        return self.tokens[-1]
+
+    def renew(self, ids: list[int], connection: Connection) -> None:
+        at = utcnow()
+        connection.execute(update(Message)
+                           .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED,
+                                  Message.claimed_at == self.current)
+                           .values(claimed_at=at))
+        connection.commit()
+        self.tokens.append(at)
+        self.renewed_at = at
+
+    def holds(self):
+        return Message.claimed_at.in_(self.tokens)
+
+
 class SendInterrupted(Exception):
-    """The database went away during a batch (the cause). What the task's retry may take back under the same claim
-    `claimed_at`: `not_begun`, the ids whose send never began, and `delivered`, {id: (provider id, segments)} of the
-    SMS the provider took whose outcome could not be recorded. The others (a send under way or without a clear
-    answer) keep their claim for recover_stale_claims, which asks the provider after the lease."""
+    """The database went away during a batch (the cause). What the task's retry may take back under the claims
+    `tokens`: `not_begun`, the ids whose send never began, and `delivered`, {id: (provider id, segments)} of the SMS
+    the provider took whose outcome could not be recorded. The others (a send under way or without a clear answer)
+    keep their claim for recover_stale_claims, which asks the provider once the lease is over."""
 
-    def __init__(self, claimed_at: datetime, not_begun: list[int], delivered: dict[int, tuple[str, int | None]]):
+    def __init__(self, tokens: list[datetime], not_begun: list[int], delivered: dict[int, tuple[str, int | None]]):
         super().__init__(f"batch interrupted: {len(not_begun)} not begun, {len(delivered)} delivered")
-        self.claimed_at, self.not_begun, self.delivered = claimed_at, not_begun, delivered
+        self.tokens, self.not_begun, self.delivered = tokens, not_begun, delivered
 
 
-def send_batch(ids: Iterable[int], claimed_at: datetime | None = None, *, resume: Iterable[int] = (),
+def send_batch(ids: Iterable[int], *, earlier_claims: Iterable[datetime] = (), resume: Iterable[int] = (),
                delivered: dict[int, tuple[str, int | None]] | None = None) -> dict[str, int]:
     """Send the queued messages among `ids`; returns counts per outcome (for logs and benchmarks).
 
     The rows are claimed first (one conditional UPDATE: only rows still queued and unclaimed are taken, so a
-    duplicate task finds nothing), then checked and given their text, committed, and only then sent.
-    `claimed_at` marks the claim. A task retried after losing the database (SendInterrupted) passes the same claim,
-    `resume` (rows whose send never began: taken back) and `delivered` (recorded as sent, without a new request).
+    duplicate task finds nothing), then checked and given their text, committed, and only then sent. A task retried
+    after losing the database (SendInterrupted) passes the claims it held (`earlier_claims`), `resume` (rows whose
+    send never began: taken back) and `delivered` (recorded as sent, without a new request).
     """
-    claimed_at = claimed_at or utcnow()
+    claim = Claim(utcnow(), earlier_claims)
     not_begun, outcomes = set(ids), {}
     try:
         if delivered:
-            _record_delivered(delivered, claimed_at)
-        return _send_batch(sorted(set(ids)), claimed_at, set(resume), not_begun, outcomes)
+            _record_delivered(delivered, claim)
+        return _send_batch(sorted(set(ids)), claim, set(resume), not_begun, outcomes)
     except Exception as error:
         if not is_database_unavailable(error):
             raise
-        raise SendInterrupted(claimed_at, sorted(not_begun), {**(delivered or {}), **outcomes}) from error
+        raise SendInterrupted(claim.tokens, sorted(not_begun), {**(delivered or {}), **outcomes}) from error
 
 
-def _record_delivered(delivered: dict[int, tuple[str, int | None]], claimed_at: datetime) -> None:
+def _record_delivered(delivered: dict[int, tuple[str, int | None]], claim: Claim) -> None:
     at = utcnow()
     for message_id, (provider_id, segments) in delivered.items():
         db.session.execute(
-            update(Message).where(Message.id == int(message_id), Message.status == MessageStatus.QUEUED,
-                                  Message.claimed_at == claimed_at)
+            update(Message).where(Message.id == int(message_id), Message.status == MessageStatus.QUEUED, claim.holds())
             .values(**_sent_values(Delivery(provider_id, segments), at)).execution_options(synchronize_session=False))
     db.session.commit()
 
 
-def _send_batch(ids: list[int], claimed_at: datetime, resume: set[int], not_begun: set[int],
+def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[int],
                 delivered: dict[int, tuple[str, int | None]]) -> dict[str, int]:
-    now = utcnow()
+    now = claimed_at = claim.current
     claimed = list(db.session.scalars(
         update(Message)
         .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None))
@@ -352,9 +379,8 @@ def _send_batch(ids: list[int], claimed_at: datetime, resume: set[int], not_begu
     if resume:
         resumed = set(db.session.scalars(
             update(Message)
-            .where(Message.id.in_(sorted(resume)), Message.status == MessageStatus.QUEUED,
-                   Message.claimed_at == claimed_at)
-            .values(updated_at=now)
+            .where(Message.id.in_(sorted(resume)), Message.status == MessageStatus.QUEUED, claim.holds())
+            .values(claimed_at=claimed_at, updated_at=now)
             .returning(Message.id)
             .execution_options(synchronize_session=False))) - set(claimed)
     db.session.commit()
@@ -377,16 +403,14 @@ def _send_batch(ids: list[int], claimed_at: datetime, resume: set[int], not_begu
     # Texts are fixed before any provider sees them. Every commit expires the batch's objects, and reloading one
     # reruns the query's eager loads: the sending loop works from the outgoing messages built above instead.
     db.session.commit()
-    # A send begun after half the lease could still be under way when its claim looks abandoned: recover_stale_claims
-    # would put the message back and it could leave twice. A send after the rdv started is of no use to the family.
-    # Such messages are given back instead, to be claimed (or skipped) by the next dispatch.
-    lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
-    stop_at = claimed_at + lease / 2
     given_back: list[int] = []
     # The provider is called from OUTBOX_SEND_THREADS threads, so that one send hanging until its timeout does not
     # hold up the others; only this thread touches the database. One connection for the whole batch: through the
     # session, each message's commit would give it back to the pool, and the next one check it out again.
     app = current_app._get_current_object()
+    lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    renew_every = lease / RENEWALS_PER_LEASE
+    longest = max((_timeout(outgoing, app.config) for _message, outgoing in ready), default=timedelta(0))
     pool = ThreadPoolExecutor(max_workers=app.config["OUTBOX_SEND_THREADS"], thread_name_prefix="outbox")
     with db.engine.connect() as connection:
         pending = {}
@@ -396,29 +420,41 @@ def _send_batch(ids: list[int], claimed_at: datetime, resume: set[int], not_begu
             except Exception as error:  # noqa: BLE001 — e.g. a territory's credentials unreadable: recorded as such
                 _record_outcome(message, outgoing, error, connection, counts)
                 continue
-            pending[pool.submit(_attempt, app, send, outgoing, stop_at, deadlines[outgoing.message_id])] = (
+            # A send must be over before its claim can look abandoned: it begins only while the last renewal is
+            # less than (lease - its timeout) old; after the rdv started it is of no use to the family. Otherwise
+            # the message is given back, to be claimed (or skipped) by the next dispatch.
+            window = max(lease - _timeout(outgoing, app.config), lease / 4)  # a lease set too short still sends
+            pending[pool.submit(_attempt, app, send, outgoing, claim, window, deadlines[outgoing.message_id])] = (
                 message, outgoing)
             not_begun.discard(outgoing.message_id)
+        last_progress = utcnow()
         try:
-            # Sends begin before stop_at and each waits at most its timeout: all are over well within the lease.
-            # One that is not (a provider trickling its answer) is left claimed, for find_sent once the lease is over.
-            for future in as_completed(pending, timeout=max((claimed_at + lease * 0.9 - utcnow()).total_seconds(), 0)):
-                message, outgoing = pending.pop(future)
-                outcome = future.result()
-                if outcome is GIVEN_BACK:
-                    given_back.append(outgoing.message_id)
-                    not_begun.add(outgoing.message_id)
-                    continue
-                if isinstance(outcome, Delivery):  # known until it is recorded, should the database fail meanwhile
-                    delivered[outgoing.message_id] = (outcome.provider_id, outcome.segments)
-                _record_outcome(message, outgoing, outcome, connection, counts)
-                delivered.pop(outgoing.message_id, None)
-        except FuturesTimeout:
+            while pending:
+                done, _ = futures_wait(pending, timeout=renew_every.total_seconds(), return_when=FIRST_COMPLETED)
+                for future in done:
+                    message, outgoing = pending.pop(future)
+                    outcome = future.result()
+                    last_progress = utcnow()
+                    if outcome is GIVEN_BACK:
+                        given_back.append(outgoing.message_id)
+                        not_begun.add(outgoing.message_id)
+                        continue
+                    if isinstance(outcome, Delivery):  # known until it is recorded, should the database fail
+                        delivered[outgoing.message_id] = (outcome.provider_id, outcome.segments)
+                    _record_outcome(message, outgoing, outcome, connection, counts)
+                    delivered.pop(outgoing.message_id, None)
+                stalled = utcnow() - last_progress
+                if stalled > longest + lease:
+                    break  # a provider holding a send far past its timeout: see below
+                # The heartbeat: the rows still to send keep their claim while the batch is alive and moving. A
+                # send held past its timeout stops it, so that its claim runs out and find_sent settles it.
+                if pending and stalled <= longest + renew_every and utcnow() - claim.renewed_at >= renew_every:
+                    claim.renew([outgoing.message_id for _message, outgoing in pending.values()], connection)
             for future, (_message, outgoing) in pending.items():
                 if future.cancel():
                     given_back.append(outgoing.message_id)  # never begun
                 else:
-                    logger.warning("Message %s: send still under way at the end of its lease, left to find_sent",
+                    logger.warning("Message %s: send still under way long after its timeout, left to find_sent",
                                    outgoing.message_id)
                     counts["left to recovery"] = counts.get("left to recovery", 0) + 1
         except Exception:
@@ -426,7 +462,7 @@ def _send_batch(ids: list[int], claimed_at: datetime, resume: set[int], not_begu
             # are remembered for the retry, which records them without sending them again.
             for future, (_message, outgoing) in pending.items():
                 if not future.cancel():
-                    outcome = _outcome_within(future, claimed_at + lease * 0.9)
+                    outcome = _outcome_within(future, claim.renewed_at + lease)
                     if isinstance(outcome, Delivery):
                         delivered[outgoing.message_id] = (outcome.provider_id, outcome.segments)
             raise
@@ -436,8 +472,14 @@ def _send_batch(ids: list[int], claimed_at: datetime, resume: set[int], not_begu
                     not_begun.add(outgoing.message_id)
             pool.shutdown(wait=False, cancel_futures=True)
         if given_back:
-            counts["given back"] = _give_back(given_back, claimed_at, connection)
+            counts["given back"] = _give_back(given_back, claim, connection)
     return counts
+
+
+def _timeout(outgoing: OutgoingSms | OutgoingEmail, config) -> timedelta:
+    """How long one send may wait for the provider, at most."""
+    name = "TWILIO_TIMEOUT_SECONDS" if isinstance(outgoing, OutgoingSms) else "MAIL_TIMEOUT_SECONDS"
+    return timedelta(seconds=float(config.get(name) or 15))
 
 
 GIVEN_BACK = object()  # what _attempt returns for a send it did not begin
@@ -457,12 +499,13 @@ def _sender(outgoing: OutgoingSms | OutgoingEmail):
     return providers.email_backend().send
 
 
-def _attempt(app, send, outgoing: OutgoingSms | OutgoingEmail, stop_at: datetime, deadline: datetime | None):
+def _attempt(app, send, outgoing: OutgoingSms | OutgoingEmail, claim: Claim, window: timedelta,
+             deadline: datetime | None):
     """In a sending thread: the Delivery, the exception raised, or GIVEN_BACK for a send that must not begin now —
-    after half the lease (it could still be under way when its claim looks abandoned, and recover_stale_claims
-    would put the message back to leave twice) or once the rdv started (of no use to the family)."""
+    too long after the claim's last renewal (it could still be under way when its claim looks abandoned, and
+    recover_stale_claims would put the message back to leave twice) or once the rdv started."""
     at = utcnow()
-    if at >= stop_at or (deadline is not None and at >= deadline):
+    if at >= claim.renewed_at + window or (deadline is not None and at >= deadline):
         return GIVEN_BACK
     try:
         with app.app_context():  # the providers read settings (an e-mail's links, its ICS organiser)
@@ -471,12 +514,12 @@ def _attempt(app, send, outgoing: OutgoingSms | OutgoingEmail, stop_at: datetime
         return error
 
 
-def _give_back(ids: list[int], claimed_at: datetime, connection: Connection) -> int:
+def _give_back(ids: list[int], claim: Claim, connection: Connection) -> int:
     """Messages claimed by a batch that did not send them: pending and due again, as if never claimed."""
     at = utcnow()
     given = connection.execute(
         update(Message)
-        .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at == claimed_at)
+        .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, claim.holds())
         .values(status=MessageStatus.PENDING, claimed_at=None, queued_at=None, due_at=at,
                 attempts=Message.attempts - 1, updated_at=at))
     connection.commit()
@@ -576,6 +619,9 @@ def _record_transient(message: Message, error: TransientError) -> None:
         # No answer, or one that does not say the message was refused (a 5xx, which a gateway may return after
         # the provider took it): the claim is kept, so the message is treated like an interrupted send — the
         # provider is asked (find_sent) before any new attempt, and the row is never failed while it holds it.
+        # Dated from this answer: the provider is asked a whole lease after it, time for a request it may still
+        # be working on to show.
+        message.claimed_at = now
         return
     message.claimed_at = None
     first_retry = timedelta(seconds=current_app.config["OUTBOX_RETRY_SECONDS"])

@@ -7,7 +7,6 @@ from datetime import datetime
 from celery import shared_task
 
 from lapins.infra.celery_app import retry_when_database_is_back
-from lapins.models import utcnow
 from lapins.notifications import outbox
 
 logger = logging.getLogger(__name__)
@@ -22,17 +21,18 @@ def dispatch_due() -> int:
 
 
 @shared_task(name=outbox.SEND_TASK, ignore_result=True, acks_late=True, bind=True)
-def send_batch(self, ids: list[int], claim: str | None = None, resume: list[int] | None = None,
+def send_batch(self, ids: list[int], claims: list[str] | None = None, resume: list[int] | None = None,
                delivered: dict[str, list] | None = None) -> dict[str, int]:
-    """`claim`, `resume`, `delivered`: set on a retry after the database went away (outbox.SendInterrupted), so that
+    """`claims`, `resume`, `delivered`: set on a retry after the database went away (outbox.SendInterrupted), so that
     the batch takes back what it safely can instead of leaving it to wait out the lease."""
-    claimed_at = datetime.fromisoformat(claim) if claim else utcnow()
     known = {int(key): (value[0], value[1]) for key, value in (delivered or {}).items()}
     try:
-        counts = outbox.send_batch(ids, claimed_at, resume=resume or (), delivered=known)
+        counts = outbox.send_batch(ids, earlier_claims=[datetime.fromisoformat(at) for at in claims or ()],
+                                   resume=resume or (), delivered=known)
     except outbox.SendInterrupted as interrupted:
         raise retry_when_database_is_back(
-            self, interrupted.__cause__, claim=claimed_at.isoformat(), resume=interrupted.not_begun,
+            self, interrupted.__cause__, claims=[at.isoformat() for at in interrupted.tokens],
+            resume=interrupted.not_begun,
             delivered={str(key): list(value) for key, value in interrupted.delivered.items()}) from None
     logger.info("Outbox batch of %d: %s", len(ids), counts)
     return counts
