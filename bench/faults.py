@@ -44,9 +44,9 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("rappels sous pannes (reminders.faults.*)")
     env = os.environ.get
     group.add_argument("--skip-faults", action="store_true", help="sans le banc des pannes")
-    group.add_argument("--fault-reminders", type=int, default=int(env("BENCH_FAULT_REMINDERS", 900)),
+    group.add_argument("--fault-reminders", type=int, default=int(env("BENCH_FAULT_REMINDERS", 600)),
                        help="rappels SMS échus d'un coup dans chaque scénario")
-    group.add_argument("--fault-near-start", type=int, default=int(env("BENCH_FAULT_NEAR_START", 60)),
+    group.add_argument("--fault-near-start", type=int, default=int(env("BENCH_FAULT_NEAR_START", 40)),
                        help="rappels de plus, dont le rdv commence 0,5 à 4 minutes après")
     group.add_argument("--fault-latency", type=float, default=float(env("BENCH_FAULT_LATENCY", 0.1)),
                        help="secondes que le faux Twilio met à répondre")
