@@ -3,7 +3,7 @@
 Real components only: `celery -A worker worker` (prefork, two processes) started as a subprocess, Redis as the
 broker, the real Twilio SDK talking to the loopback fake over HTTP, and a file SQLite database or PostgreSQL. This
 process plays the beat: it runs outbox.dispatch_due every DISPATCH_EVERY seconds, so interrupted sends and lost
-tasks are looked into exactly as in production, only with a lease of LEASE_SECONDS instead of production's 45 s.
+tasks are looked into exactly as in production, only with a lease of LEASE_SECONDS instead of production's 20 s.
 
 What a family would notice is read from the fake: how many SMS each number received, and when.
 """
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "delivery-reliability-secret-key"
 LEASE_SECONDS = 3  # OUTBOX_CLAIM_LEASE_SECONDS: a claim this old belongs to a dead worker
 LONG_LEASE_SECONDS = 120  # longer than any test here: no claim is ever taken for a dead worker's
-TWILIO_TIMEOUT_SECONDS = 1  # shorter than the lease, as in production (10 s against 45 s)
+TWILIO_TIMEOUT_SECONDS = 1  # shorter than the lease, as in production (10 s against 20 s)
 BATCH_SIZE = 10
 RETRY_SECONDS = 1  # OUTBOX_RETRY_SECONDS: first retry after a 500 or a 429, doubled at each attempt
 DISPATCH_EVERY = 0.25  # the beat's interval, played by this process
