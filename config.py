@@ -74,8 +74,14 @@ class Config:
     MAIL_TIMEOUT_SECONDS = env_int("MAIL_TIMEOUT_SECONDS", 15)
     # The outbox: how many messages one worker task sends, and how long a send may hold its claim.
     OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 50)
-    OUTBOX_CLAIM_LEASE_SECONDS = env_int("OUTBOX_CLAIM_LEASE_SECONDS", 120)
-    OUTBOX_DISPATCH_SECONDS = env_int("OUTBOX_DISPATCH_SECONDS", 60)  # how often the beat dispatches due messages
+    # A claim not renewed for this long belongs to a dead worker (a live batch renews it five times a lease): the
+    # provider is asked (find_sent), the message put back. A send begins only while the claim's last renewal is
+    # younger than the lease minus its timeout (TWILIO_TIMEOUT_SECONDS, MAIL_TIMEOUT_SECONDS): keep the lease above
+    # the longest timeout plus a margin.
+    OUTBOX_CLAIM_LEASE_SECONDS = env_int("OUTBOX_CLAIM_LEASE_SECONDS", 20)
+    # How often the beat dispatches due messages and takes back lost tasks and dead workers' claims.
+    OUTBOX_DISPATCH_SECONDS = env_int("OUTBOX_DISPATCH_SECONDS", 5)
+    OUTBOX_SEND_THREADS = env_int("OUTBOX_SEND_THREADS", 4)  # sends of one batch under way at once
     # After a transient error (Twilio 5xx or 429, SMTP down) a message is tried again this many seconds later, then
     # twice as long after each new failure (30 minutes at most), until its rdv starts.
     OUTBOX_RETRY_SECONDS = env_int("OUTBOX_RETRY_SECONDS", 30)

@@ -8,6 +8,8 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
   4. serve the app with gunicorn; agents' week agendas under wrk: hit, miss, mixed, open_loop (bench/agenda_scenarios.py);
   5. families on the public slot picker, one alone, then --public-clients connections of wrk (bench/wrk.py), and 200
      families racing to move onto the same 20 free times (bench/public.py).
+Then the reminders (bench/reminders.py), and the reminders under faults, a deployment of their own per scenario
+(bench/faults.py, `--only faults`, `--fault-scenarios worker_kill,…`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import text
 
-from bench import reminder_plan, reminders
+from bench import faults, reminder_plan, reminders
 from bench.database import BenchDatabase, UnsafeDatabase
 from bench.results import RESULTS_PATH, merge_results
 
@@ -65,15 +67,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
-    parser.add_argument("--only", choices=["reminders", "public", "agenda", "reminder-plan", "calendars"],
+    parser.add_argument("--only", choices=["reminders", "public", "agenda", "reminder-plan", "calendars", "faults"],
                         help="une seule mesure : les rappels, le sélecteur et la course, les scénarios de l'agenda "
-                             "(sur le département généré), le plan J-3 + J-1 ou les agendas des agents")
+                             "(sur le département généré), le plan J-3 + J-1, les agendas des agents "
+                             "ou les rappels sous pannes (reminders.faults.*)")
     parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
                         help="scénarios de l'agenda, séparés par des virgules : hit, miss, mixed, open_loop")
     parser.add_argument("--window-seconds", type=float, default=float(env("BENCH_WINDOW_SECONDS", 10)),
                         help="durée de chaque fenêtre mesurée par wrk (3 fenêtres, en alternance avec le plancher)")
     reminders.add_arguments(parser)
     reminder_plan.add_arguments(parser)
+    faults.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -103,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_reminders and args.only in (None, "reminders"):
             section("rappels", failures, log,
                     lambda: reminders.bench_reminders(args, database, figures, failures, log))
+        if not args.skip_faults and args.only in (None, "faults"):
+            section("rappels sous pannes", failures, log, lambda: faults.bench_faults(args, figures, failures, log))
         if args.only in (None, "reminder-plan"):
             section("plan J-3 + J-1", failures, log,
                     lambda: reminder_plan.bench_reminder_plan(args, database, figures, log))
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print_race_verdict(merged)
     reminders.print_verdict(merged)
     reminder_plan.print_verdict(merged)
+    faults.print_verdict(merged)
     for failure in failures:
         log(f"ÉCHEC : {failure}")
     return 1 if failures else 0

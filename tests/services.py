@@ -172,9 +172,20 @@ class PostgresServer:
              "--locale=C.UTF-8", "--no-sync"], capture_output=True, text=True, check=False, **self._as_owner())
         if done.returncode != 0:
             raise ServiceUnavailable(f"initdb failed:\n{done.stdout}\n{done.stderr}")
+        self._run()
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server as an administrator's restart does (fast shutdown: every client is disconnected), stay
+        down `down_seconds`, start it again on the same data and port (benchmarks of faults)."""
+        stop_process(self.process, signal.SIGINT)
+        time.sleep(down_seconds)
+        self._run()
+
+    def _run(self) -> None:
+        data = self.directory / "data"
         log = self.directory / "server.log"
         # The postmaster runs in the foreground, as our child: SIGQUIT (immediate shutdown) when we die.
-        with log.open("w") as output:
+        with log.open("a") as output:
             self.process = subprocess.Popen(
                 dying_with_this_process(
                     [str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port),

@@ -3,7 +3,7 @@
 Real components only: `celery -A worker worker` (prefork, two processes) started as a subprocess, Redis as the
 broker, the real Twilio SDK talking to the loopback fake over HTTP, and a file SQLite database or PostgreSQL. This
 process plays the beat: it runs outbox.dispatch_due every DISPATCH_EVERY seconds, so interrupted sends and lost
-tasks are looked into exactly as in production, only with a lease of LEASE_SECONDS instead of two minutes.
+tasks are looked into exactly as in production, only with a lease of LEASE_SECONDS instead of production's 20 s.
 
 What a family would notice is read from the fake: how many SMS each number received, and when.
 """
@@ -25,15 +25,15 @@ from sqlalchemy import func, select
 
 from lapins.models import Channel, Message, MessageKind, MessageStatus, utcnow
 from tests import services
-from tests.fakes.twilio import TwilioFake
+from tests.fakes.twilio import TwilioFake, _Fault
 
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "delivery-reliability-secret-key"
 LEASE_SECONDS = 3  # OUTBOX_CLAIM_LEASE_SECONDS: a claim this old belongs to a dead worker
-PRODUCTION_LEASE_SECONDS = 120  # for the tests that kill nothing: no claim is ever taken for a dead worker's
-TWILIO_TIMEOUT_SECONDS = 1  # shorter than the lease, as in production (10 s against 120 s)
+LONG_LEASE_SECONDS = 120  # longer than any test here: no claim is ever taken for a dead worker's
+TWILIO_TIMEOUT_SECONDS = 1  # shorter than the lease, as in production (10 s against 20 s)
 BATCH_SIZE = 10
 RETRY_SECONDS = 1  # OUTBOX_RETRY_SECONDS: first retry after a 500 or a 429, doubled at each attempt
 DISPATCH_EVERY = 0.25  # the beat's interval, played by this process
@@ -64,6 +64,13 @@ class ScriptedTwilio(TwilioFake):
     def faults_left(self) -> int:
         with self._lock:
             return len(self._state.faults)
+
+    def gateway_error_every(self, every: int, requests: int, status: int = 504) -> None:
+        """Of the next `requests` API requests, one in `every` is processed (a send creates the SMS) and then
+        answered `status` by the gateway in front of Twilio."""
+        with self._lock:
+            for number in range(1, requests + 1):
+                self._state.faults.append(_Fault(status=status, gateway=True) if number % every == 0 else _Fault())
 
     def heal(self) -> None:
         with self._lock:
@@ -118,7 +125,7 @@ class Lapins:
     """One deployment for one test: its own database and app in this process, workers as subprocesses."""
 
     def __init__(self, directory: Path, database_url: str, broker_url: str, twilio: ScriptedTwilio,
-                 lease_seconds: int = LEASE_SECONDS) -> None:
+                 lease_seconds: int = LEASE_SECONDS, **overrides) -> None:
         from celery import current_app as current_celery
 
         from lapins import create_app
@@ -131,7 +138,7 @@ class Lapins:
             "TWILIO_AUTH_TOKEN": twilio.auth_token, "TWILIO_BASE_URL": twilio.url,
             "TWILIO_TIMEOUT_SECONDS": TWILIO_TIMEOUT_SECONDS, "OUTBOX_BATCH_SIZE": BATCH_SIZE,
             "OUTBOX_CLAIM_LEASE_SECONDS": lease_seconds, "OUTBOX_RETRY_SECONDS": RETRY_SECONDS,
-            "PUBLIC_URL": "https://lapins.example.org",
+            "PUBLIC_URL": "https://lapins.example.org", **overrides,
         }
         self.app = create_app("testing", **settings)
         self.env = {key: value for key, value in os.environ.items()
@@ -220,6 +227,7 @@ class Lapins:
         """One run of the beat's job. With the broker down it fails after committing its claims, as in production:
         the rows stay queued and are handed over again once the lease is over."""
         from kombu.exceptions import OperationalError
+        from sqlalchemy.exc import OperationalError as DatabaseUnavailable, PendingRollbackError
 
         from lapins.notifications import outbox
 
@@ -227,6 +235,9 @@ class Lapins:
             outbox.dispatch_due()
         except OperationalError:
             self.db.session.rollback()
+        except (DatabaseUnavailable, PendingRollbackError):  # the beat's run fails; the next one goes on
+            self.db.session.rollback()
+            self.db.session.remove()
 
     def run_beat_until(self, done: Callable[[], bool], what: str, timeout: float = SETTLE_TIMEOUT,
                        poll: float = 0.01) -> None:
@@ -267,8 +278,8 @@ def twilio():
 def start_lapins(database_url, twilio, tmp_path):
     started: list[Lapins] = []
 
-    def start(broker_url: str, lease_seconds: int = LEASE_SECONDS) -> Lapins:
-        started.append(Lapins(tmp_path, database_url, broker_url, twilio, lease_seconds))
+    def start(broker_url: str, lease_seconds: int = LEASE_SECONDS, **overrides) -> Lapins:
+        started.append(Lapins(tmp_path, database_url, broker_url, twilio, lease_seconds, **overrides))
         return started[-1]
 
     yield start
@@ -408,10 +419,10 @@ def test_twilio_failing_for_a_while_delays_reminders_but_never_past_the_rdv(star
 # --- 4. Numbers Twilio refuses for good -------------------------------------------------------------------------
 
 def test_an_invalid_or_unsubscribed_number_is_tried_once_and_flagged(start_lapins, redis_url, twilio):
-    # No worker is killed here: with production's lease, a send slowed down by a loaded machine is never mistaken
+    # No worker is killed here: with a two-minute lease, a send slowed down by a loaded machine is never mistaken
     # for a dead worker's and tried again, so "tried once" is the code's doing, not the clock's. The same on a
     # clock the test moves: tests/test_outbox.py.
-    lapins = start_lapins(redis_url, lease_seconds=PRODUCTION_LEASE_SECONDS)
+    lapins = start_lapins(redis_url, lease_seconds=LONG_LEASE_SECONDS)
     reminders = lapins.due_reminders(30)
     invalid, unsubscribed, valid = reminders[:3], reminders[3:6], reminders[6:]
     twilio.mark_invalid(*(reminder.phone for reminder in invalid))
@@ -433,11 +444,92 @@ def test_an_invalid_or_unsubscribed_number_is_tried_once_and_flagged(start_lapin
 # --- 5. Twilio slow to answer: a batch outlasts the lease -------------------------------------------------------
 
 def test_a_batch_slower_than_the_lease_sends_nothing_twice(start_lapins, redis_url, twilio):
-    lapins = start_lapins(redis_url)
+    # One send at a time: the batch lasts five seconds, longer than the lease, and lives on its renewed claim.
+    lapins = start_lapins(redis_url, OUTBOX_SEND_THREADS=1)
     reminders = lapins.due_reminders(BATCH_SIZE)  # one batch: the other pool process is free to take over
     twilio.accept_in = 0.5  # under the timeout; but a batch of ten then holds its claims longer than the lease
     lapins.start_worker()
 
     lapins.settle()
 
+    assert_each_family_got_its_reminder_once(lapins, reminders)
+
+
+# --- 6. A gateway answering 504 after Twilio took the SMS -------------------------------------------------------
+
+def test_a_gateway_504_after_twilio_took_the_sms_sends_nothing_twice(start_lapins, redis_url, twilio):
+    lapins = start_lapins(redis_url)
+    reminders = lapins.due_reminders(200)
+    twilio.gateway_error_every(20, requests=400, status=504)  # 5 % of the requests, sends and look-ups alike
+    lapins.start_worker()
+
+    lapins.settle()
+
+    assert_each_family_got_its_reminder_once(lapins, reminders)
+    answered_504 = [send for reminder in reminders for send in twilio.sends_to(reminder.phone) if send.status == 504]
+    assert len(answered_504) >= 5, "the gateway answered too few sends with 504 for this test to mean anything"
+
+
+# --- 7. PostgreSQL drops the workers' connections mid-run -------------------------------------------------------
+
+@pytest.mark.postgres
+def test_database_connections_killed_mid_run_make_tasks_retry_not_fail(postgres_server, postgres_url, redis_url,
+                                                                       twilio, tmp_path):
+    """pg_terminate_backend on every connection of the database, three times, while the worker sends: its tasks
+    retry once the database answers again, and a batch cut off mid-way takes back what it safely can (the sends it
+    had not begun, and records those Twilio took) instead of leaving them to the lease — with a two-minute lease,
+    the reminders arrive in seconds all the same, each once."""
+    lapins = Lapins(tmp_path, postgres_url, redis_url, twilio, lease_seconds=LONG_LEASE_SECONDS)
+    try:
+        reminders = lapins.due_reminders(200)
+        # Twilio takes a tenth of a second: when a connection is killed, other sends of the batch are under way.
+        # The retry must neither send those again (they may not be at Twilio yet) nor leave them to the lease.
+        twilio.delay = 0.1
+        worker = lapins.start_worker()
+        lapins.run_beat_until(lambda: len(twilio.messages) >= 30, "some reminders sent")
+        database = postgres_url.rsplit("/", 1)[1]
+        killed = 0
+        for _ in range(3):
+            with postgres_server._connect() as connection:  # the server's administrator, on its own connection
+                killed += len(connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()", (database,)).fetchall())
+            lapins.db.session.remove()
+            lapins.db.engine.dispose()  # this process's own connections were killed too
+            lapins.run_beat_for(0.4)
+        assert killed >= 3
+
+        lapins.settle()
+
+        assert_each_family_got_its_reminder_once(lapins, reminders)
+        log = worker.log.read_text(errors="replace")
+        assert "database unavailable" in log, "no task met the killed connections"
+        assert "raised unexpected" not in log, worker.logs()  # no task failed for good
+    finally:
+        lapins.close()
+
+
+# --- 8. The beat's jobs behind a long queue of sends ------------------------------------------------------------
+
+def test_the_beats_jobs_run_at_once_behind_a_long_queue_of_sends(start_lapins, redis_url, twilio):
+    """Thirty batches wait on the broker when the beat's heartbeat is queued: the worker (started without --queues,
+    it reads both; the Procfile and docs/deploy.md name them) runs it after a batch or two, not after the queue."""
+    from lapins.infra.celery_app import task_named
+    from lapins.models import Heartbeat
+
+    lapins = start_lapins(redis_url, lease_seconds=LONG_LEASE_SECONDS)
+    reminders = lapins.due_reminders(300)
+    twilio.delay = 0.05  # half a second a batch of ten: the queue lasts about eight seconds on two processes
+    lapins.dispatch()  # the thirty batches, all on the send queue
+    task_named("lapins.tasks.record_heartbeat").delay()  # then the beat's job
+    lapins.start_worker()
+
+    def heartbeat_recorded() -> bool:
+        lapins.db.session.remove()
+        return lapins.db.session.get(Heartbeat, "worker") is not None
+
+    lapins.run_beat_until(heartbeat_recorded, "the heartbeat recorded", poll=0.02)
+    sent_by_then = len(twilio.messages)
+    assert sent_by_then < len(reminders) / 2, f"the heartbeat waited for {sent_by_then} SMS"
+    lapins.settle()
     assert_each_family_got_its_reminder_once(lapins, reminders)

@@ -154,7 +154,8 @@ def test_the_documented_installation_runs_a_departement_end_to_end(deployment, t
     # Section 6: the three services, as their systemd units start them.
     lapins.start("web", ["gunicorn", "--bind", f"127.0.0.1:{lapins.port}", "--workers", "2", "--worker-class",
                          "sync", "--access-logfile", "-", "lapins:create_app()"], port=lapins.port)
-    lapins.start("worker", ["celery", "-A", "worker", "worker", "--loglevel=INFO", "--concurrency=2"])
+    lapins.start("worker", ["celery", "-A", "worker", "worker", "--loglevel=INFO", "--concurrency=2",
+                            "--queues=celery,lapins.beat"])
     beat = ["celery", "-A", "worker", "beat", "--loglevel=INFO", "--schedule"]
     lapins.start("beat", [*beat, str(tmp_path / "celerybeat-schedule")],
                  as_documented=[*beat, "/var/lib/lapins/celerybeat-schedule"])

@@ -191,6 +191,62 @@ def test_the_reminder_leaves_when_due_and_only_once(clinic, db, clock):
     assert "rappel" in reminder.body.lower() and "lun. 26/10 à 9h" in reminder.body
 
 
+def test_after_the_broker_lost_its_queue_one_beat_hands_every_lost_message_over_again(clinic, db, clock, app,
+                                                                                        monkeypatch):
+    """Redis restarted without its queue: the rows stay queued, never claimed. Past the lease, one dispatch hands
+    all of them over again, however many chunks of CLAIM_CHUNK rows that takes (here chunks of 50 for 170 rows)."""
+    monkeypatch.setattr(outbox, "CLAIM_CHUNK", 50)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    lost_at = utc_now()
+    db.session.add_all([
+        Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.EMAIL,
+                kind=MessageKind.REMINDER, status=MessageStatus.QUEUED, due_at=lost_at, queued_at=lost_at,
+                expires_at=rdv.starts_at)
+        for _ in range(170)])
+    db.session.commit()
+    lost = {message.id for message in messages(db, status=MessageStatus.QUEUED)}
+    assert len(lost) == 170
+
+    # Another task waits on the broker's send queue: theirs may be behind it, so the rows wait for the lease.
+    with app.extensions["celery"].connection_for_write() as connection:
+        queue = connection.SimpleQueue("celery")
+        queue.put({"task": "waiting"})
+    lease = app.config["OUTBOX_CLAIM_LEASE_SECONDS"]
+    assert lease > app.config["OUTBOX_DISPATCH_SECONDS"]
+    clock.shift(timedelta(seconds=lease - 1))
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    assert handed == []  # within the lease: the task may still be on its way
+
+    clock.shift(timedelta(seconds=2))
+    outbox.dispatch_due(enqueue=handed.append)
+    assert sorted(id_ for ids in handed for id_ in ids) == sorted(lost)  # all of them, each once, in one run
+    assert max(len(ids) for ids in handed) <= app.config["OUTBOX_BATCH_SIZE"]
+    queue.clear()
+
+
+def test_with_the_broker_empty_lost_messages_are_handed_over_after_one_dispatch_interval(clinic, db, clock, app):
+    """Redis came back empty: nothing can be waiting for the queued rows there, so they are handed over at the
+    next beat run past OUTBOX_DISPATCH_SECONDS, not after the whole lease."""
+    celery = app.extensions["celery"]
+    with celery.connection_for_write() as connection:
+        connection.default_channel.queue_purge("celery")
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    lost_at = utc_now()
+    lost = Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.EMAIL,
+                   kind=MessageKind.REMINDER, status=MessageStatus.QUEUED, due_at=lost_at, queued_at=lost_at,
+                   expires_at=rdv.starts_at)
+    db.session.add(lost)
+    db.session.commit()
+    handed: list[list[int]] = []
+    clock.shift(timedelta(seconds=app.config["OUTBOX_DISPATCH_SECONDS"] - 1))
+    outbox.dispatch_due(enqueue=handed.append)
+    assert handed == []
+    clock.shift(timedelta(seconds=2))
+    outbox.dispatch_due(enqueue=handed.append)
+    assert handed == [[lost.id]]
+
+
 def test_moving_an_rdv_tells_the_family_and_reminds_at_the_new_time_only(clinic, db):
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     old_reminders = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER)
@@ -343,11 +399,12 @@ def twilio_sender(on_twilio, clinic, db):
     db.session.commit()
 
 
-def test_a_failing_twilio_is_retried_with_the_configured_backoff_then_given_up_after_max_attempts(
+def test_a_refusing_twilio_is_retried_with_the_configured_backoff_then_given_up_after_max_attempts(
         clinic, db, clock, app, twilio_sender, twilio_fake):
-    """Twilio answers 500 to everything. Attempt k fails at T(k); the next is due exactly OUTBOX_RETRY_SECONDS ×
-    2^(k-1) later (at most LONGEST_RETRY), not a second sooner; after MAX_ATTEMPTS the message fails for good."""
-    twilio_fake.fail_next(10**6, status=500)
+    """Twilio refuses everything (429: it took nothing). Attempt k fails at T(k); the next is due exactly
+    OUTBOX_RETRY_SECONDS × 2^(k-1) later (at most LONGEST_RETRY), not a second sooner; after MAX_ATTEMPTS the
+    message fails for good."""
+    twilio_fake.throttle_next(10**6)
     first_retry = timedelta(seconds=app.config["OUTBOX_RETRY_SECONDS"])
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))  # a week ahead: the rdv's start never cuts the retries short
     sms = sms_of(db, rdv)
@@ -386,7 +443,7 @@ def test_retries_stop_when_the_next_one_would_come_after_the_rdv_started(clinic,
                                                                            twilio_fake):
     """The rdv starts 2 minutes after booking: attempts at +0, +30 s and +90 s; the next would be at +210 s, past
     the start, so the message fails at once with the reason agents read."""
-    twilio_fake.fail_next(10**6, status=500)
+    twilio_fake.throttle_next(10**6)
     assert app.config["OUTBOX_RETRY_SECONDS"] == 30
     rdv = book(clinic, NOW + timedelta(minutes=2))
     sms = sms_of(db, rdv)
@@ -402,9 +459,91 @@ def test_retries_stop_when_the_next_one_would_come_after_the_rdv_started(clinic,
     assert sms.error.startswith(f"{outbox.TOO_LATE} : ") and "Twilio est momentanément indisponible" in sms.error
 
 
+def test_a_send_hanging_until_its_timeout_does_not_hold_up_the_rest_of_the_batch(clinic, db, clock, app, factories,
+                                                                                  twilio_sender, twilio_fake):
+    """Twilio holds the first request of a batch of six unanswered: the other five are sent meanwhile, from the
+    batch's other threads, not one after the other behind it; the held one is asked about and sent once."""
+    app.config.update(TWILIO_TIMEOUT_SECONDS=1, OUTBOX_SEND_THREADS=4)
+    app.extensions.pop("lapins.sms_backend", None)
+    clinic.mother.email_consent = False
+    families = [clinic.mother] + [
+        factories.UsagerFactory(territory=clinic.territory, first_name="Nour", last_name=f"Haddad{number}",
+                                phone=f"+3361111000{number}", sms_consent=True, email=None, email_consent=False,
+                                organisations=[clinic.organisation])
+        for number in range(5)]
+    db.session.commit()
+    rdvs = [book(clinic, local(PARIS, 10, 26, 9 + number), usagers=[family]) for number, family in enumerate(families)]
+    reminders = [messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER)[0] for rdv in rdvs]
+    clock.move_to(max(reminder.due_at for reminder in reminders))
+    twilio_fake.hang_next(1, seconds=30, accept=False)
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    assert len(handed) == 1
+    counts = outbox.send_batch(handed[0])
+    assert counts == {"sent": 5, "queued": 1}, counts  # the held one keeps its claim: its fate is unknown
+    assert twilio_fake.most_in_flight >= 2  # the others went while it hung
+
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    outbox.dispatch_due()  # Twilio never got it: sent again, once
+    received = sorted(message.to for message in twilio_fake.messages if "RAPPEL" in message.body.upper())
+    assert received == sorted(family.phone for family in families)
+
+
+# --- An answer that does not say whether the SMS left -----------------------------------------------------------
+
+@pytest.mark.parametrize("status", [502, 503, 504, 500])
+def test_a_gateway_error_after_twilio_took_the_sms_never_sends_it_twice(clinic, db, clock, app, twilio_sender,
+                                                                         twilio_fake, status):
+    """A proxy in front of Twilio answers a 5xx although Twilio created the message: the claim is kept, nothing is
+    sent again before Twilio is asked, and Twilio's answer makes the row sent — the family gets one SMS."""
+    twilio_fake.fail_after_accept_next(1, status=status)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    assert len(twilio_fake.messages) == 1  # Twilio has it
+    assert sms.status == MessageStatus.QUEUED and sms.claimed_at is not None, (str(sms.status), sms.error)
+    assert f"HTTP {status}" in sms.error
+
+    lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    for step in (timedelta(seconds=1), lease / 2, timedelta(days=2)):  # each beat, and days later
+        clock.shift(step)
+        outbox.dispatch_due()
+        db.session.refresh(sms)
+        assert sms.status != MessageStatus.FAILED
+
+    assert sms.status == MessageStatus.SENT and sms.error is None
+    assert sms.provider_id == twilio_fake.messages[0].sid
+    assert twilio_fake.count_for("+33612345678", sms.body) == 1
+    assert len(twilio_fake.sends_to("+33612345678")) == 1  # asked, never sent again
+
+
+def test_a_gateway_error_is_not_failed_when_the_rdv_starts_before_twilio_is_asked(clinic, db, clock, app,
+                                                                                  twilio_sender, twilio_fake):
+    """The rdv begins while the claim waits out its lease: Twilio has the SMS, so the row ends sent, not failed."""
+    twilio_fake.fail_after_accept_next(1, status=504)
+    rdv = book(clinic, NOW + timedelta(seconds=30))
+    sms = sms_of(db, rdv)
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert sms.status == MessageStatus.SENT and len(twilio_fake.sends_to("+33612345678")) == 1
+
+
+def test_a_5xx_with_nothing_at_twilio_is_sent_again_once_twilio_says_so(clinic, db, clock, app, twilio_sender,
+                                                                       twilio_fake):
+    twilio_fake.fail_next(1, status=503)  # refused before anything was created
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    assert sms.status == MessageStatus.QUEUED and twilio_fake.messages == []
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    outbox.dispatch_due()  # Twilio holds nothing: put back, due now, and sent
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts) == (MessageStatus.SENT, 2)
+    assert twilio_fake.count_for("+33612345678", sms.body) == 1
+
+
 def test_a_retry_falling_in_the_quiet_hours_waits_for_the_morning(clinic, db, clock, app, twilio_sender, twilio_fake):
     clock.move_to(local(PARIS, 10, 19, 19, 59) + timedelta(seconds=50))  # 10 s before the quiet hours (20:00–08:00)
-    twilio_fake.fail_next(1, status=503)
+    twilio_fake.throttle_next(1)
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     sms = sms_of(db, rdv)
     assert sms.status == MessageStatus.PENDING and sms.attempts == 1

@@ -116,6 +116,8 @@ def test_an_unavailable_or_throttling_twilio_is_a_transient_error_and_the_retry_
     with pytest.raises(TransientError) as raised:
         backend.send(sms())
     assert f"HTTP {status}" in raised.value.message
+    # A 5xx does not say Twilio took nothing (a gateway may answer it after Twilio created the SMS); a 429 does.
+    assert raised.value.maybe_sent == (status >= 500)
     assert twilio_fake.count_for(PHONE, BODY) == 0
 
     backend.send(sms())
@@ -143,6 +145,19 @@ def test_a_send_whose_answer_was_lost_is_found_so_it_is_not_sent_twice(twilio_fa
     found = backend.find_sent(sms(), since=started)
     assert found is not None and found.provider_id == twilio_fake.messages[0].sid
     assert twilio_fake.count_for(PHONE, BODY) == 1
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateway_error_after_twilio_took_the_sms_may_have_sent_it_and_find_sent_says_so(twilio_fake, status):
+    backend = backend_on(twilio_fake)
+    started = datetime.now(UTC)
+    twilio_fake.fail_after_accept_next(1, status=status)
+    with pytest.raises(TransientError) as raised:
+        backend.send(sms())
+    assert raised.value.maybe_sent and f"HTTP {status}" in raised.value.message
+    assert PHONE not in raised.value.message
+    found = backend.find_sent(sms(), since=started)
+    assert found is not None and found.provider_id == twilio_fake.messages[0].sid
 
 
 def test_twilio_out_of_reach_is_a_transient_network_error():

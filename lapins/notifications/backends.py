@@ -3,8 +3,11 @@
 lapins.notifications.providers picks the backend that the settings name.
 
 A backend sends one message and says how it went: it returns a `Delivery`, or raises `TransientError` (try again
-later: timeouts, 5xx, rate limits) or `PermanentError` (never retry: invalid number, unsubscribed). It never
-touches the database; lapins.notifications.outbox records what happened.
+later: timeouts, 5xx, rate limits) or `PermanentError` (never retry: invalid number, unsubscribed). A
+TransientError with `maybe_sent` is an answer that does not say whether the message left (no answer, a broken
+connection, a 5xx that a proxy in front of the provider may give after the message was created): the outbox asks
+`find_sent` before any new attempt. It never touches the database; lapins.notifications.outbox records what
+happened.
 
 `find_sent` answers "did this message already leave?" for a send interrupted by a dying worker: the provider is
 asked before the message is sent again, so a family never gets it twice. A backend that cannot tell returns None.
@@ -61,10 +64,15 @@ class Delivery:
     segments: int | None = None
 
 
+UNANSWERED = frozenset({"timeout", "network"})  # codes of a request that got no answer at all
+
+
 class ProviderError(Exception):
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, *, maybe_sent: bool | None = None) -> None:
         super().__init__(message)
         self.message, self.code = message, code
+        # Whether the provider may have taken the message all the same: the default follows the code.
+        self.maybe_sent = code in UNANSWERED if maybe_sent is None else maybe_sent
 
 
 class TransientError(ProviderError):

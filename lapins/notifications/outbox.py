@@ -9,14 +9,18 @@
    the broker with a far-future ETA: the database is the schedule.
 3. **Sending** (`send_batch`, the worker's task): each row is re-read; a row no longer `queued`, or already claimed,
    is left alone, so a task delivered twice sends nothing twice. The text is fixed and the claim committed *before*
-   the provider is called; the outcome is committed right after. A worker that dies in between leaves a claim that
-   outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
-   it again.
+   the provider is called; the outcome is committed right after. A live batch renews its claim while its sends
+   run (`Claim`); a worker that dies in between leaves a claim that outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
+   it again. An answer that does not say whether the message left (none, a broken connection, any 5xx) keeps the
+   claim the same way: such a row is never sent again, nor failed, before the provider has been asked.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,7 +28,7 @@ from flask import current_app
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import selectinload
 
-from lapins.infra.celery_app import task_named
+from lapins.infra.celery_app import is_database_unavailable, task_named, waiting_tasks
 from lapins.infra.extensions import db
 from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
@@ -46,10 +50,10 @@ logger = logging.getLogger(__name__)
 DISPATCH_TASK = "lapins.notifications.dispatch_due"
 SEND_TASK = "lapins.notifications.send_batch"
 CLAIM_CHUNK = 1000
-UNANSWERED = {"timeout", "network"}  # TransientError codes of a request whose fate is unknown
 MAX_ATTEMPTS = 8
 LONGEST_RETRY = timedelta(minutes=30)
 DISPATCH_BUDGET = timedelta(seconds=50)
+RENEWALS_PER_LEASE = 5  # a batch renews its claim this often per lease while its sends run
 STARTED = "Rendez-vous déjà commencé"
 TOO_LATE = "Non envoyé avant le début du rendez-vous"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks  # one beat run stops claiming after this; the next run goes on
@@ -248,18 +252,29 @@ def claim_due(now: datetime, limit: int) -> list[int]:
 
 
 def _lost_batches(now: datetime | None) -> Iterator[list[int]]:
-    """Queued rows never picked up within the lease (the broker lost the task, e.g. Redis restarted without
-    persistence): handed over again. The task is idempotent, so a duplicate on the broker sends nothing twice."""
+    """Queued rows never picked up (the broker lost the task, e.g. Redis restarted without persistence): handed over
+    again, all of them in this run, CLAIM_CHUNK rows per transaction. The task is idempotent, so a duplicate on the
+    broker sends nothing twice. Rows are taken for lost after the lease; when the broker's send queue is empty,
+    after one dispatch interval already: nothing can be waiting for them there (at worst a worker holds their task
+    and finds them claimed)."""
     now = now or utcnow()
     lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
-    ids = list(db.session.scalars(
-        select(Message.id).where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
-                                 Message.queued_at < now - lease).order_by(Message.id).limit(CLAIM_CHUNK)))
-    if ids:
-        db.session.execute(update(Message).where(Message.id.in_(ids)).values(queued_at=now)
-                           .execution_options(synchronize_session=False))
-    db.session.commit()
-    yield from _chunks(ids, current_app.config["OUTBOX_BATCH_SIZE"])
+    if waiting_tasks() == 0:
+        lease = min(lease, timedelta(seconds=current_app.config["OUTBOX_DISPATCH_SECONDS"]))
+    after = 0
+    while True:
+        ids = list(db.session.scalars(
+            select(Message.id).where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
+                                     Message.queued_at < now - lease, Message.id > after)
+            .order_by(Message.id).limit(CLAIM_CHUNK)))
+        if ids:
+            db.session.execute(update(Message).where(Message.id.in_(ids)).values(queued_at=now)
+                               .execution_options(synchronize_session=False))
+        db.session.commit()
+        yield from _chunks(ids, current_app.config["OUTBOX_BATCH_SIZE"])
+        if len(ids) < CLAIM_CHUNK:
+            return
+        after = ids[-1]
 
 
 def recover_stale_claims(now: datetime | None = None) -> int:
@@ -286,8 +301,10 @@ def recover_stale_claims(now: datetime | None = None) -> int:
             values = {"status": MessageStatus.FAILED, "claimed_at": None,
                       "error": f"Abandon après {attempts} envois interrompus"}
         else:
-            values = {"status": MessageStatus.PENDING, "claimed_at": None, "queued_at": None, "due_at": now,
-                      "error": "Envoi interrompu (worker arrêté) : nouvel essai"}
+            # What the last answer said (a 5xx, no answer) stays for the agents; a worker that died left none.
+            values = {"status": MessageStatus.PENDING, "claimed_at": None, "queued_at": None,
+                      "due_at": _retry_time(message, now, now),
+                      "error": message.error or "Envoi interrompu (worker arrêté) : nouvel essai"}
         db.session.execute(
             update(Message)
             .where(Message.id == message_id, Message.status == MessageStatus.QUEUED, Message.claimed_at == claimed_at)
@@ -312,24 +329,95 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
 
 # --- Sending (worker) -------------------------------------------------------------------------------------------
 
-def send_batch(ids: Iterable[int], now: datetime | None = None) -> dict[str, int]:
+class Claim:
+    """A batch's claim on its rows: `claimed_at` moves forward at each renewal (the batch's heartbeat, while its sends
+    run), and every value it took is kept in `tokens`, since a row the batch is done with keeps the one it had then."""
+
+    def __init__(self, at: datetime, earlier: Iterable[datetime] = ()) -> None:
+        self.tokens = [*earlier, at]
+        self.renewed_at = at
+
+    @property
+    def current(self) -> datetime:
+        return self.tokens[-1]
+
+    def renew(self, ids: list[int], connection: Connection) -> None:
+        at = utcnow()
+        connection.execute(update(Message)
+                           .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED,
+                                  Message.claimed_at == self.current)
+                           .values(claimed_at=at))
+        connection.commit()
+        self.tokens.append(at)
+        self.renewed_at = at
+
+    def holds(self):
+        return Message.claimed_at.in_(self.tokens)
+
+
+class SendInterrupted(Exception):
+    """The database went away during a batch (the cause). What the task's retry may take back under the claims
+    `tokens`: `not_begun`, the ids whose send never began, and `delivered`, {id: (provider id, segments)} of the SMS
+    the provider took whose outcome could not be recorded. The others (a send under way or without a clear answer)
+    keep their claim for recover_stale_claims, which asks the provider once the lease is over."""
+
+    def __init__(self, tokens: list[datetime], not_begun: list[int], delivered: dict[int, tuple[str, int | None]]):
+        super().__init__(f"batch interrupted: {len(not_begun)} not begun, {len(delivered)} delivered")
+        self.tokens, self.not_begun, self.delivered = tokens, not_begun, delivered
+
+
+def send_batch(ids: Iterable[int], *, earlier_claims: Iterable[datetime] = (), resume: Iterable[int] = (),
+               delivered: dict[int, tuple[str, int | None]] | None = None) -> dict[str, int]:
     """Send the queued messages among `ids`; returns counts per outcome (for logs and benchmarks).
 
     The rows are claimed first (one conditional UPDATE: only rows still queued and unclaimed are taken, so a
-    duplicate task finds nothing), then checked and given their text, committed, and only then sent one by one.
+    duplicate task finds nothing), then checked and given their text, committed, and only then sent. A task retried
+    after losing the database (SendInterrupted) passes the claims it held (`earlier_claims`), `resume` (rows whose
+    send never began: taken back) and `delivered` (recorded as sent, without a new request).
     """
-    now = now or utcnow()
+    claim = Claim(utcnow(), earlier_claims)
+    not_begun, outcomes = set(ids), {}
+    try:
+        if delivered:
+            _record_delivered(delivered, claim)
+        return _send_batch(sorted(set(ids)), claim, set(resume), not_begun, outcomes)
+    except Exception as error:
+        if not is_database_unavailable(error):
+            raise
+        raise SendInterrupted(claim.tokens, sorted(not_begun), {**(delivered or {}), **outcomes}) from error
+
+
+def _record_delivered(delivered: dict[int, tuple[str, int | None]], claim: Claim) -> None:
+    at = utcnow()
+    for message_id, (provider_id, segments) in delivered.items():
+        db.session.execute(
+            update(Message).where(Message.id == int(message_id), Message.status == MessageStatus.QUEUED, claim.holds())
+            .values(**_sent_values(Delivery(provider_id, segments), at)).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[int],
+                delivered: dict[int, tuple[str, int | None]]) -> dict[str, int]:
+    now = claimed_at = claim.current
     claimed = list(db.session.scalars(
         update(Message)
-        .where(Message.id.in_(sorted(set(ids))), Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None))
-        .values(claimed_at=now, attempts=Message.attempts + 1, updated_at=now)
+        .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None))
+        .values(claimed_at=claimed_at, attempts=Message.attempts + 1, updated_at=now)
         .returning(Message.id)
         .execution_options(synchronize_session=False)))
+    resumed = set()
+    if resume:
+        resumed = set(db.session.scalars(
+            update(Message)
+            .where(Message.id.in_(sorted(resume)), Message.status == MessageStatus.QUEUED, claim.holds())
+            .values(claimed_at=claimed_at, updated_at=now)
+            .returning(Message.id)
+            .execution_options(synchronize_session=False))) - set(claimed)
     db.session.commit()
-    if not claimed:
+    if not claimed and not resumed:
         return {}
     messages = db.session.scalars(
-        select(Message).where(Message.id.in_(claimed)).order_by(Message.id)
+        select(Message).where(Message.id.in_([*claimed, *resumed])).order_by(Message.id)
         .options(selectinload(Message.usager),
                  selectinload(Message.rdv).selectinload(Rdv.motif),
                  selectinload(Message.rdv).selectinload(Rdv.lieu),
@@ -345,32 +433,123 @@ def send_batch(ids: Iterable[int], now: datetime | None = None) -> dict[str, int
     # Texts are fixed before any provider sees them. Every commit expires the batch's objects, and reloading one
     # reruns the query's eager loads: the sending loop works from the outgoing messages built above instead.
     db.session.commit()
-    # A send begun after half the lease could still be under way when its claim looks abandoned: recover_stale_claims
-    # would put the message back and it could leave twice. A send after the rdv started is of no use to the family.
-    # Such messages are given back instead, to be claimed (or skipped) by the next dispatch.
-    stop_at = now + timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"]) / 2
     given_back: list[int] = []
-    # One connection for the whole loop: through the session, each message's commit would give it back to the
-    # pool, and the next one would check it out (and ping it) again.
+    # The provider is called from OUTBOX_SEND_THREADS threads, so that one send hanging until its timeout does not
+    # hold up the others; only this thread touches the database. One connection for the whole batch: through the
+    # session, each message's commit would give it back to the pool, and the next one check it out again.
+    app = current_app._get_current_object()
+    lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    renew_every = lease / RENEWALS_PER_LEASE
+    longest = max((_timeout(outgoing, app.config) for _message, outgoing in ready), default=timedelta(0))
+    pool = ThreadPoolExecutor(max_workers=app.config["OUTBOX_SEND_THREADS"], thread_name_prefix="outbox")
     with db.engine.connect() as connection:
+        pending = {}
         for message, outgoing in ready:
-            at, deadline = utcnow(), deadlines[outgoing.message_id]
-            if at >= stop_at or (deadline is not None and at >= deadline):
-                given_back.append(outgoing.message_id)
+            try:
+                send = _sender(outgoing)
+            except Exception as error:  # noqa: BLE001 — e.g. a territory's credentials unreadable: recorded as such
+                _record_outcome(message, outgoing, error, connection, counts)
                 continue
-            status = _send_one(message, outgoing, connection)
-            counts[status] = counts.get(status, 0) + 1
+            # A send must be over before its claim can look abandoned: it begins only while the last renewal is
+            # less than (lease - its timeout) old; after the rdv started it is of no use to the family. Otherwise
+            # the message is given back, to be claimed (or skipped) by the next dispatch.
+            window = max(lease - _timeout(outgoing, app.config), lease / 4)  # a lease set too short still sends
+            pending[pool.submit(_attempt, app, send, outgoing, claim, window, deadlines[outgoing.message_id])] = (
+                message, outgoing)
+            not_begun.discard(outgoing.message_id)
+        last_progress = utcnow()
+        try:
+            while pending:
+                done, _ = futures_wait(pending, timeout=renew_every.total_seconds(), return_when=FIRST_COMPLETED)
+                for future in done:
+                    message, outgoing = pending.pop(future)
+                    outcome = future.result()
+                    last_progress = utcnow()
+                    if outcome is GIVEN_BACK:
+                        given_back.append(outgoing.message_id)
+                        not_begun.add(outgoing.message_id)
+                        continue
+                    if isinstance(outcome, Delivery):  # known until it is recorded, should the database fail
+                        delivered[outgoing.message_id] = (outcome.provider_id, outcome.segments)
+                    _record_outcome(message, outgoing, outcome, connection, counts)
+                    delivered.pop(outgoing.message_id, None)
+                stalled = utcnow() - last_progress
+                if stalled > longest + lease:
+                    break  # a provider holding a send far past its timeout: see below
+                # The heartbeat: the rows still to send keep their claim while the batch is alive and moving. A
+                # send held past its timeout stops it, so that its claim runs out and find_sent settles it.
+                if pending and stalled <= longest + renew_every and utcnow() - claim.renewed_at >= renew_every:
+                    claim.renew([outgoing.message_id for _message, outgoing in pending.values()], connection)
+            for future, (_message, outgoing) in pending.items():
+                if future.cancel():
+                    given_back.append(outgoing.message_id)  # never begun
+                else:
+                    logger.warning("Message %s: send still under way long after its timeout, left to find_sent",
+                                   outgoing.message_id)
+                    counts["left to recovery"] = counts.get("left to recovery", 0) + 1
+        except Exception:
+            # The database went away: the sends under way end (within their timeout) and those the provider took
+            # are remembered for the retry, which records them without sending them again.
+            for future, (_message, outgoing) in pending.items():
+                if not future.cancel():
+                    outcome = _outcome_within(future, claim.renewed_at + lease)
+                    if isinstance(outcome, Delivery):
+                        delivered[outgoing.message_id] = (outcome.provider_id, outcome.segments)
+            raise
+        finally:
+            for future, (_message, outgoing) in pending.items():
+                if future.cancel():  # never begun: safe to take back (a no-op once the batch gave it back)
+                    not_begun.add(outgoing.message_id)
+            pool.shutdown(wait=False, cancel_futures=True)
         if given_back:
-            counts["given back"] = _give_back(given_back, now, connection)
+            counts["given back"] = _give_back(given_back, claim, connection)
     return counts
 
 
-def _give_back(ids: list[int], claimed_at: datetime, connection: Connection) -> int:
+def _timeout(outgoing: OutgoingSms | OutgoingEmail, config) -> timedelta:
+    """How long one send may wait for the provider, at most."""
+    name = "TWILIO_TIMEOUT_SECONDS" if isinstance(outgoing, OutgoingSms) else "MAIL_TIMEOUT_SECONDS"
+    return timedelta(seconds=float(config.get(name) or 15))
+
+
+GIVEN_BACK = object()  # what _attempt returns for a send it did not begin
+
+
+def _outcome_within(future, until: datetime):
+    try:
+        return future.result(timeout=max((until - utcnow()).total_seconds(), 0))
+    except FuturesTimeout:
+        return None
+
+
+def _sender(outgoing: OutgoingSms | OutgoingEmail):
+    """The provider's send for this message, picked here (it reads the app's settings), called in a thread."""
+    if isinstance(outgoing, OutgoingSms):
+        return providers.sms_backend(account=outgoing.account).send
+    return providers.email_backend().send
+
+
+def _attempt(app, send, outgoing: OutgoingSms | OutgoingEmail, claim: Claim, window: timedelta,
+             deadline: datetime | None):
+    """In a sending thread: the Delivery, the exception raised, or GIVEN_BACK for a send that must not begin now —
+    too long after the claim's last renewal (it could still be under way when its claim looks abandoned, and
+    recover_stale_claims would put the message back to leave twice) or once the rdv started."""
+    at = utcnow()
+    if at >= claim.renewed_at + window or (deadline is not None and at >= deadline):
+        return GIVEN_BACK
+    try:
+        with app.app_context():  # the providers read settings (an e-mail's links, its ICS organiser)
+            return send(outgoing)
+    except Exception as error:  # noqa: BLE001 — handed to the batch's thread, which records it
+        return error
+
+
+def _give_back(ids: list[int], claim: Claim, connection: Connection) -> int:
     """Messages claimed by a batch that did not send them: pending and due again, as if never claimed."""
     at = utcnow()
     given = connection.execute(
         update(Message)
-        .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at == claimed_at)
+        .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, claim.holds())
         .values(status=MessageStatus.PENDING, claimed_at=None, queued_at=None, due_at=at,
                 attempts=Message.attempts - 1, updated_at=at))
     connection.commit()
@@ -426,28 +605,29 @@ def _why_not(message: Message, now: datetime) -> str | None:
     return None
 
 
-def _send_one(message: Message, outgoing: OutgoingSms | OutgoingEmail, connection: Connection) -> str:
-    """Send, then commit the outcome at once. A success is one UPDATE by id on `connection`, without reloading the
+def _record_outcome(message: Message, outgoing: OutgoingSms | OutgoingEmail, outcome: Delivery | Exception,
+                    connection: Connection, counts: dict[str, int]) -> None:
+    """Commit a send's outcome at once. A success is one UPDATE by id on `connection`, without reloading the
     (expired) message; a failure, rare, goes through the model and the session."""
-    try:
-        if isinstance(outgoing, OutgoingSms):
-            delivery = providers.sms_backend(account=outgoing.account).send(outgoing)
-        else:
-            delivery = providers.email_backend().send(outgoing)
-    except PermanentError as error:
-        _record_permanent(message, error)
-    except TransientError as error:
-        _record_transient(message, error)
-    except Exception as error:  # a bug must not leave the claim to be mistaken for a dead worker
-        logger.error("Message %s: unexpected error while sending\n%s", outgoing.message_id, safe_traceback(error))
-        _record_transient(message, TransientError(f"Erreur inattendue ({type(error).__name__})"))
-    else:
+    if isinstance(outcome, Delivery):
         connection.execute(update(Message).where(Message.id == outgoing.message_id)
-                           .values(**_sent_values(delivery, utcnow())))
+                           .values(**_sent_values(outcome, utcnow())))
         connection.commit()
-        return str(MessageStatus.SENT)
-    db.session.commit()
-    return str(message.status)
+        status = str(MessageStatus.SENT)
+    else:
+        if isinstance(outcome, PermanentError):
+            _record_permanent(message, outcome)
+        elif isinstance(outcome, TransientError):
+            _record_transient(message, outcome)
+        else:  # a bug: recorded at once, not left to be mistaken for a dead worker's claim
+            logger.error("Message %s: unexpected error while sending\n%s", outgoing.message_id,
+                         safe_traceback(outcome))
+            # It may have struck after the provider took the SMS: asked (find_sent) before a new attempt.
+            _record_transient(message, TransientError(f"Erreur inattendue ({type(outcome).__name__})",
+                                                      maybe_sent=isinstance(outgoing, OutgoingSms)))
+        db.session.commit()
+        status = str(message.status)
+    counts[status] = counts.get(status, 0) + 1
 
 
 def _sent_values(delivery: Delivery, at: datetime) -> dict:
@@ -465,17 +645,17 @@ def _record_permanent(message: Message, error: PermanentError) -> None:
 def _record_transient(message: Message, error: TransientError) -> None:
     now = utcnow()
     message.error, message.error_code = error.message[:255], error.code
-    if error.code in UNANSWERED:
-        # The request may have reached the provider and only its answer was lost: the claim is kept, so the
-        # message is treated like an interrupted send — the provider is asked before any new attempt.
+    if error.maybe_sent:
+        # No answer, or one that does not say the message was refused (a 5xx, which a gateway may return after
+        # the provider took it): the claim is kept, so the message is treated like an interrupted send — the
+        # provider is asked (find_sent) before any new attempt, and the row is never failed while it holds it.
+        # Dated from this answer: the provider is asked a whole lease after it, time for a request it may still
+        # be working on to show.
+        message.claimed_at = now
         return
     message.claimed_at = None
     first_retry = timedelta(seconds=current_app.config["OUTBOX_RETRY_SECONDS"])
-    retry_at = now + min(first_retry * 2 ** (message.attempts - 1), LONGEST_RETRY)
-    if message.channel == Channel.SMS and message.rdv is not None:
-        territory = message.rdv.organisation.territory
-        retry_at = timing.civil_time(retry_at, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
-                                     quiet_end=territory.quiet_hours_end, deadline=message.expires_at)
+    retry_at = _retry_time(message, now + min(first_retry * 2 ** (message.attempts - 1), LONGEST_RETRY), now)
     if message.attempts >= MAX_ATTEMPTS:
         message.status = MessageStatus.FAILED
         message.error = f"Abandon après {message.attempts} essais : {error.message}"[:255]
@@ -485,6 +665,16 @@ def _record_transient(message: Message, error: TransientError) -> None:
     else:
         message.status = MessageStatus.PENDING
         message.due_at = retry_at
+
+
+def _retry_time(message: Message, at: datetime, now: datetime) -> datetime:
+    """`at`, or for an SMS whose `at` falls in the territory's quiet hours, their end (or the evening before the
+    deadline, timing.civil_time)."""
+    if message.channel != Channel.SMS or message.rdv is None:
+        return at
+    territory = message.rdv.organisation.territory
+    return timing.civil_time(at, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
+                             quiet_end=territory.quiet_hours_end, deadline=message.expires_at)
 
 
 def _why_not_offer(message: Message, now: datetime) -> str | None:

@@ -149,14 +149,19 @@ def _provider_error(error: Exception, timeout: float, asking: bool = False) -> P
 
     The original exception is not chained (`from None` at the call sites): its text and URL may carry the
     family's phone number, which must not reach logs or the agents' screens.
-    `code` says what happened: Twilio's error code, "timeout" (the request left and no answer came) or
-    "network" (no connection, or it broke mid-request). After "timeout" or "network" the message may have been
-    accepted all the same: ask find_sent before sending it again.
+    `code` says what happened: Twilio's error code (or the HTTP status), "timeout" (the request left and no answer
+    came) or "network" (no connection, or it broke mid-request). After those, and after any 5xx, the message may
+    have been accepted all the same (`maybe_sent`): ask find_sent before sending it again.
     """
     what = "Twilio n'a pas pu être interrogé" if asking else "Le SMS n'a pas été envoyé"
     if isinstance(error, TwilioRestException):
         code = str(error.code or error.status)
-        if error.status == 429 or error.status >= 500:
+        if error.status >= 500:
+            # A 5xx does not say the message was refused: a gateway in front of Twilio (502, 503, 504) may answer
+            # it after Twilio created the message. find_sent is asked before any new attempt.
+            return TransientError(f"{what} : Twilio est momentanément indisponible (HTTP {error.status}), "
+                                  "nouvel essai plus tard.", code=code, maybe_sent=not asking)
+        if error.status == 429:
             return TransientError(f"{what} : Twilio est momentanément indisponible (HTTP {error.status}), "
                                   "nouvel essai plus tard.", code=code)
         if not asking and code in UNDELIVERABLE_CODES:
@@ -167,7 +172,8 @@ def _provider_error(error: Exception, timeout: float, asking: bool = False) -> P
     if getattr(page_response, "status_code", None):
         # A list page that did not answer 200: the SDK raises a bare TwilioException carrying the response.
         status = page_response.status_code
-        return TransientError(f"{what} : Twilio a répondu HTTP {status}, nouvel essai plus tard.", code=str(status))
+        return TransientError(f"{what} : Twilio a répondu HTTP {status}, nouvel essai plus tard.", code=str(status),
+                              maybe_sent=not asking and status >= 500)
     if isinstance(error, requests.exceptions.ConnectionError):
         return TransientError(f"{what} : Twilio est injoignable (erreur réseau).", code="network")
     if isinstance(error, requests.exceptions.Timeout):

@@ -6,7 +6,7 @@
     GET  /2010-04-01/Accounts/{AccountSid}/Messages.json          list, newest first (To, From, DateSent, paging)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json    fetch one
 
-Tests program its faults (`fail_next`, `throttle_next`, `hang_next`, `delay`), make numbers invalid or
+Tests program its faults (`fail_next`, `throttle_next`, `hang_next`, `fail_after_accept_next`, `delay`), make numbers invalid or
 unsubscribed, read what it accepted (`messages`, `count_for`) and every request to send, refused or not, with when it
 came (`sends_to`), and make it call Lapins back like Twilio does, signed with the SDK's RequestValidator (`deliver`,
 `status_request`, `inbound_request`).
@@ -21,6 +21,7 @@ import base64
 import json
 import math
 import secrets
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -133,6 +134,7 @@ class _Fault:
     status: int | None = None  # answer this HTTP status with Twilio's error JSON
     hang: float = 0.0  # seconds to hold the request before answering (or dropping it)
     accept: bool = True  # for a hang: process the request (the message is accepted) before hanging
+    gateway: bool = False  # with a status: process the request, then answer the status as a proxy would (HTML)
 
 
 @dataclass
@@ -146,6 +148,8 @@ class _State:
     requests: int = 0
     connections: int = 0
     sends: list[SendRequest] = field(default_factory=list)
+    in_flight: int = 0  # API requests being served right now
+    most_in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,13 @@ class SendRequest:
     status: int | None
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client killed mid-request (a worker killed by a test or a benchmark): nothing to report
+        super().handle_error(request, client_address)
+
+
 class TwilioFake:
     def __init__(self, account_sid: str = TEST_ACCOUNT_SID, auth_token: str = TEST_AUTH_TOKEN,
                  host: str = "127.0.0.1", port: int = 0) -> None:
@@ -167,7 +178,7 @@ class TwilioFake:
         self._lock = threading.Lock()
         self._released = threading.Event()  # set on stop: hanging requests end at once
         self._expected_auth = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = _Server((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -220,6 +231,12 @@ class TwilioFake:
         """
         self._add_faults(count, _Fault(hang=seconds, accept=accept))
 
+    def fail_after_accept_next(self, count: int = 1, status: int = 504) -> None:
+        """The next `count` API requests are processed (a POST creates the message, kept and listed like any
+        other), then answered `status` with a gateway's HTML page instead of Twilio's JSON: what a proxy or load
+        balancer in front of Twilio returns when Twilio's answer comes too late for it."""
+        self._add_faults(count, _Fault(status=status, gateway=True))
+
     def _add_faults(self, count: int, fault: _Fault) -> None:
         with self._lock:
             self._state.faults.extend([fault] * count)
@@ -258,6 +275,12 @@ class TwilioFake:
         """API requests answered (any status), for throughput and retry assertions."""
         with self._lock:
             return self._state.requests
+
+    @property
+    def most_in_flight(self) -> int:
+        """The most API requests the fake was serving at the same moment (a client sending in parallel)."""
+        with self._lock:
+            return self._state.most_in_flight
 
     @property
     def connection_count(self) -> int:
@@ -449,6 +472,16 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
             self._serve("GET")
 
         def _serve(self, method: str) -> None:
+            with fake._lock:
+                fake._state.in_flight += 1
+                fake._state.most_in_flight = max(fake._state.most_in_flight, fake._state.in_flight)
+            try:
+                self._serve_counted(method)
+            finally:
+                with fake._lock:
+                    fake._state.in_flight -= 1
+
+        def _serve_counted(self, method: str) -> None:
             arrived = datetime.now(UTC)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode() if length else ""
@@ -459,6 +492,12 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 self._record_send(method, raw, arrived, None)
                 fake._released.wait(fault.hang)
                 self.close_connection = True
+                return
+            if fault and fault.gateway:
+                self._route(method, raw)
+                self._record_send(method, raw, arrived, fault.status)
+                self._answer(fault.status, f"<html><body><h1>{fault.status} Gateway Time-out</h1></body></html>",
+                             "text/html")
                 return
             if fault and fault.status:
                 code = {429: 20429, 401: 20003, 404: 20404}.get(fault.status, 20500)
@@ -491,11 +530,11 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 return fake._fetch(rest[len("Messages/"):-len(".json")])
             return _error(20404)
 
-        def _answer(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
+        def _answer(self, status: int, payload: dict | str, content_type: str = "application/json") -> None:
+            data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", f"{content_type}; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
