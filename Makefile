@@ -45,7 +45,7 @@ test: install
 
 bench: install
 	@bash scripts/system-packages postgresql redis-server wrk
-	@$(PY) -m tests.services --postgres-db BENCH_DATABASE_URL --redis BENCH_REDIS_URL -- $(PY) -m bench $(BENCH_ARGS)
+	@$(PY) -m tests.services --postgres-db BENCH_DATABASE_URL --postgres-statement-counts --redis BENCH_REDIS_URL -- $(PY) -m bench $(BENCH_ARGS)
 
 # Mutation testing, not in CI (about an hour on two cores): docs/testing.md says how to read its report.
 mutate: install

@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from bench import wrk
 from bench.agenda_week import EVENTS_PATH, Gunicorn, ServerConfig, busiest_agents
+from bench.database import statement_counter
 from lapins.booking import BookingError, book_rdv, cancel_rdv
 from lapins.infra.extensions import db
 from lapins.models import (
@@ -157,6 +158,7 @@ def bench_agenda_scenarios(app, database_url: str, territory_id: int, config: Se
     hit_paths = [(agent_id, EVENTS_PATH.format(agent_id=agent_id) + "?" + week_query(monday))
                  for agent_id, _ in hit_agents]
     figures: dict = {}
+    statements = statement_counter(app)
     with Gunicorn(database_url, config, redis_url, env={"SECRET_KEY": secret_key}) as server:
         def requests_of(paths, agents):
             signed = cookies.signed(agents)
@@ -184,7 +186,8 @@ def bench_agenda_scenarios(app, database_url: str, territory_id: int, config: Se
                         writes.__enter__()
                     try:
                         result = wrk.alternated(server.port, lambda: requests_of(paths, agents), floor.port,
-                                                floor_requests, connections, seconds, repeats, log, **options)
+                                                floor_requests, connections, seconds, repeats, log,
+                                                statements=statements, **options)
                     finally:
                         if writes:
                             writes.__exit__()

@@ -124,3 +124,26 @@ class BenchDatabase:
     def cleanup(self) -> None:
         if self.temporary_dir:
             shutil.rmtree(self.temporary_dir, ignore_errors=True)
+
+
+def statement_counter(app: Flask):
+    """A function giving how many SQL statements PostgreSQL has run so far in the benchmark database (every client:
+    the served app's, its psycopg-direct reads included), from pg_stat_statements; None when it is not loaded
+    (`python -m tests.services --postgres-statement-counts`, as make bench starts PostgreSQL) or on SQLite."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return None
+        try:
+            with db.engine.begin() as connection:
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+                connection.execute(text("SELECT count(*) FROM pg_stat_statements"))
+        except Exception:  # noqa: BLE001 — not preloaded: the figure is left out, the rest is measured
+            return None
+
+    def count() -> int:
+        with app.app_context(), db.engine.connect() as connection:
+            return int(connection.execute(text(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+                "WHERE d.datname = current_database()")).scalar())
+
+    return count

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from bench import wrk
 from bench.agenda_week import ClientResult, CookieConnection, Gunicorn, ServerConfig
+from bench.database import statement_counter
 from bench.measure import elapsed_ms, now_ns, summary
 from lapins.family import services
 from lapins.infra.extensions import db
@@ -195,7 +196,7 @@ def bench_next_slots(app, database_url: str, territory_id: int, clients: int, re
                     f"{len(bodies[-1])} octets")
                 floor_pages = [wrk.Request(f"/floor/{index}") for index in range(len(families))]
                 timed = wrk.alternated(server.port, pages, floor_server.port, floor_pages, len(families), seconds,
-                                       repeats, log)
+                                       repeats, log, statements=statement_counter(app))
     if timed["floor_errors"]:
         raise RuntimeError(f"plancher : {timed['floor_errors']} requêtes en erreur")
     errors = alone.errors

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -35,7 +36,7 @@ def available() -> bool:
 
 
 SCRIPT = """
-local data_path, pause_ms = %s, %s
+local data_path, pause_ms, first = %s, %s, %s
 local built, next_index = {}, 0
 function init(args)
   for line in io.lines(data_path) do
@@ -48,7 +49,7 @@ function init(args)
     end
     built[#built + 1] = wrk.format("GET", fields[1], headers)
   end
-  next_index = math.random(#built) - 1  -- each thread from its own place in the list
+  next_index = first %% #built  -- each window from another place in the list: a miss stays a miss
 end
 function request()
   next_index = next_index %% #built + 1
@@ -85,7 +86,7 @@ def run(port: int, requests: list[Request], connections: int, seconds: float, th
         data.write_text("\n".join(_line(request) for request in requests) + "\n")
         script = Path(directory, "requests.lua")
         pause_ms = round(connections * 1000 / rate) if rate else 0
-        script.write_text(SCRIPT % (json.dumps(str(data)), pause_ms))
+        script.write_text(SCRIPT % (json.dumps(str(data)), pause_ms, random.randrange(len(requests))))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         completed = subprocess.run(
@@ -111,19 +112,26 @@ def run(port: int, requests: list[Request], connections: int, seconds: float, th
 
 
 def alternated(app_port: int, app_requests, floor_port: int, floor_requests: list[Request],
-               connections: int, seconds: float, repeats: int, log, rate: float | None = None) -> dict:
+               connections: int, seconds: float, repeats: int, log, rate: float | None = None,
+               statements=None) -> dict:
     """`repeats` windows of the app and of its floor in turns (the machine's load weighs alike on both); the medians,
     the spread of the app's p95, the ratio of the medians, and whether the figures are a result at all.
-    `app_requests` may be a function giving the requests anew before each window (cookies signed again)."""
+    `app_requests` may be a function giving the requests anew before each window (cookies signed again);
+    `statements` (bench.database.statement_counter) counts the SQL statements the app's windows ran."""
     apps, floors = [], []
     for repeat in range(repeats):
         for name, port, requests, kept in (("application", app_port, app_requests, apps),
                                            ("plancher", floor_port, floor_requests, floors)):
+            counted = statements() if statements and kept is apps else None
             result = run(port, requests() if callable(requests) else requests, connections, seconds, rate=rate)
+            if counted is not None and result["requests"]:
+                result["sql_per_request"] = round((statements() - counted) / result["requests"], 2)
             kept.append(result)
+            sql = f", {result['sql_per_request']} requêtes SQL par requête" if "sql_per_request" in result else ""
             log(f"wrk {repeat + 1}/{repeats} {name} : p95 {result['p95_ms']} ms, {result['throughput_rps']} req/s, "
-                f"client {result['client_cpu_share']:.0%} du CPU")
+                f"client {result['client_cpu_share']:.0%} du CPU{sql}")
     app, floor = _medians(apps), _medians(floors)
+    per_request = [result["sql_per_request"] for result in apps if "sql_per_request" in result]
     client_share = max(result["client_cpu_share"] for result in apps + floors)
     return {
         **app, "p95_spread_ms": [min(r["p95_ms"] for r in apps), max(r["p95_ms"] for r in apps)],
@@ -135,6 +143,7 @@ def alternated(app_port: int, app_requests, floor_port: int, floor_requests: lis
         "errors": sum(result["errors"] for result in apps), "floor_errors": sum(r["errors"] for r in floors),
         "connections": connections, "window_seconds": seconds, "repeats": repeats, "load_generator": "wrk",
         "paced_rps": rate,
+        "sql_statements_per_request": round(statistics.median(per_request), 2) if per_request else None,
     }
 
 

@@ -138,8 +138,9 @@ class PostgresServer:
 
     user = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
         self.bin_dir = postgres_bin_dir()
+        self.preload = preload  # shared_preload_libraries, e.g. pg_stat_statements for make bench
         self.port = free_port()
         self.host = "127.0.0.1"
         self.directory: Path | None = None
@@ -190,6 +191,7 @@ class PostgresServer:
                 dying_with_this_process(
                     [str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port),
                      "-c", f"listen_addresses={self.host}", "-c", f"unix_socket_directories={self.directory}",
+                     *(("-c", f"shared_preload_libraries={','.join(self.preload)}") if self.preload else ()),
                      "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
                     "QUIT"),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
@@ -331,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--postgres-db", metavar="VAR", action="append", default=[],
                         help="create a fresh database and put its SQLAlchemy URL in environment variable VAR")
+    parser.add_argument("--postgres-statement-counts", action="store_true",
+                        help="load pg_stat_statements, so that make bench counts the SQL statements per request")
     parser.add_argument("--redis", metavar="VAR", action="append", default=[],
                         help="put the Redis server's URL in environment variable VAR")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
@@ -345,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     try:
         if args.postgres_db:
-            postgres = PostgresServer()
+            postgres = PostgresServer(("pg_stat_statements",) if args.postgres_statement_counts else ())
             servers.append(postgres)
             postgres.start()
             databases = PostgresDatabases(postgres.admin_url)

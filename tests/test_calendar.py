@@ -187,7 +187,9 @@ def test_the_feed_reads_a_fixed_number_of_queries_whatever_the_number_of_rdvs(cl
 
 
 def test_the_feed_ends_its_read_only_transaction_with_a_commit(client, auth, clinic, db):
-    """psycopg forgets its prepared statements at each ROLLBACK: the feed's queries would be planned every time."""
+    """psycopg forgets its prepared statements at each ROLLBACK: the feed's queries would be planned every time. On
+    PostgreSQL the feed reads in autocommit (read_only_engine: no transaction to end at all); on SQLite its
+    transaction ends with COMMIT."""
     ends = []
     listeners = {kind: (lambda *args, kind=kind: ends.append(kind)) for kind in ("commit", "rollback")}
     auth.login(clinic.agent)
@@ -199,7 +201,7 @@ def test_the_feed_ends_its_read_only_transaction_with_a_commit(client, auth, cli
     finally:
         for kind, listener in listeners.items():
             event.remove(db.engine, kind, listener)
-    assert ends == ["commit"]
+    assert ends == ([] if db.engine.dialect.name == "postgresql" else ["commit"])
 
 
 def rename_usager(clinic, rdv, db):

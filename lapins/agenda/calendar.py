@@ -23,6 +23,7 @@ from flask import current_app, jsonify, redirect, render_template, request, url_
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Row, bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
@@ -31,7 +32,7 @@ from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import MAX_DURATION, BookingError, move_rdv
 from lapins.auth.views import agent_with_organisations, light_agent_view
-from lapins.infra.database import end_read_only_transaction, read_only_connection
+from lapins.infra.database import end_read_only_transaction, reading_connection
 from lapins.infra.errors import render_error
 from lapins.infra.extensions import csrf, db
 from lapins.locale.formatting import LOCALE, local_datetime
@@ -169,12 +170,13 @@ AGENT_RDVS = (
 )
 
 
-def rdv_rows(agent_id: int, start_at: datetime, end_at: datetime) -> tuple[Row, ...]:
+def rdv_rows(agent_id: int, start_at: datetime, end_at: datetime,
+             connection: Connection | None = None) -> tuple[Row, ...]:
     """The rows of the agent's rdvs overlapping [start_at, end_at), with their usagers: one query whatever their number.
 
-    Run on the session's connection: the rows are plain tuples, without the ORM's result processing.
+    Run on a Core connection (the session's unless given): the rows are plain tuples, without the ORM's processing.
     """
-    return tuple(db.session.connection().execute(AGENT_RDVS, {
+    return tuple((connection or db.session.connection()).execute(AGENT_RDVS, {
         "agent_id": agent_id, "start_at": start_at, "end_at": end_at, "earliest_start": start_at - MAX_DURATION,
     }).all())
 
@@ -311,13 +313,14 @@ def feed_key(agent: Agent, territory: Territory, start_at: datetime, end_at: dat
 
 def feed_events(key: FeedKey) -> list[dict]:
     """Everything the agent's calendar shows: rdvs, then plages, absences and holidays."""
-    read_only_connection()  # the feed only reads: its statements run without BEGIN and COMMIT on PostgreSQL
     tz, start_at, end_at = key.tz, key.start_at, key.end_at
+    with reading_connection() as connection:  # the feed only reads: no BEGIN nor COMMIT on PostgreSQL
+        rdvs = rdv_rows(key.agent_id, start_at, end_at, connection)
+        background = availability.background_rows(key.agent_id, tz, start_at, end_at, connection)
     rdv_url = rdv_url_maker(key.rdv_url_template)
     events = [rdv_event(rdv, tz, key.agent_id, rdv_url)
-              for rdv in calendar_rdvs(rdv_rows(key.agent_id, start_at, end_at), key.visible_organisations)]
-    openings, absences = availability.background_intervals(
-        availability.background_rows(key.agent_id, tz, start_at, end_at), key.agent_id, tz, start_at, end_at)
+              for rdv in calendar_rdvs(rdvs, key.visible_organisations)]
+    openings, absences = availability.background_intervals(background, key.agent_id, tz, start_at, end_at)
     events += [background_event("plage", f"{opening.title} — {opening.lieu_name}" if opening.lieu_name else opening.title,
                                 wall_clock(opening.starts_at, tz), wall_clock(opening.ends_at, tz),
                                 {"lieuId": opening.lieu_id})

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import current_app
 from sqlalchemy import create_engine, event, exc
@@ -65,6 +67,18 @@ def read_only_connection() -> Connection:
     if session.in_transaction() or db.engine.dialect.name != "postgresql":
         return session.connection()
     return session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+@contextmanager
+def reading_connection() -> Iterator[Connection]:
+    """A connection for a few statements that only read, with SQLAlchemy's rows: on PostgreSQL outside a transaction
+    of the session, one of read_only_engine's (autocommit: no BEGIN, no COMMIT, no switch of the pooled connection's
+    isolation level and back); else the session's, whose transaction then sees its own writes."""
+    if db.engine.dialect.name != "postgresql" or session_in_transaction():
+        yield db.session.connection()
+        return
+    with read_only_engine().connect() as connection:
+        yield connection
 
 
 def end_read_only_transaction() -> None:

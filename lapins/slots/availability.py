@@ -13,6 +13,7 @@ from sqlalchemy import (
     CompoundSelect, Date, Integer, Row, Select, String, Time, bindparam, cast, literal_column, null, or_, select,
     union_all,
 )
+from sqlalchemy.engine import Connection
 
 from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, Lieu, Motif, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
@@ -166,12 +167,13 @@ def absence_intervals(agent_ids: int | Iterable[int], tz: ZoneInfo, start: datet
                   for row in rows for begin, finish in _spans(row, tz, first_day, last_day, start, end))
 
 
-def background_rows(agent_id: int, tz: ZoneInfo, start: datetime, end: datetime) -> tuple[Row[Any], ...]:
+def background_rows(agent_id: int, tz: ZoneInfo, start: datetime, end: datetime,
+                    connection: Connection | None = None) -> tuple[Row[Any], ...]:
     """One agent's plages (with their lieu's name), absences and imported busy times in [start, end), in one query:
     an agenda's background, for background_intervals."""
     first_day, last_day = _local_day_span(tz, start, end)
-    # On the session's connection: plain rows, without the ORM's result processing (the agenda's hottest path).
-    return tuple(db.session.connection().execute(
+    # On a Core connection (the session's unless given): plain rows, without the ORM's processing (a hot path).
+    return tuple((connection or db.session.connection()).execute(
         _background_statement(),
         {"agent_id": agent_id, "busy_start": start, "busy_end": end} | _day_params(first_day, last_day)).all())
 
