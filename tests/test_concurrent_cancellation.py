@@ -27,8 +27,9 @@ from lapins.notifications.links import rdv_token
 from tests.races import PARTY_HEADER, HeldStatements, live_server
 
 PARIS = ZoneInfo("Europe/Paris")
-# A cancellation's first writes: the agenda's stamp (models/agenda_stamps.py, on the bulk UPDATE), then the UPDATE.
-FIRST_WRITES = ("UPDATE territories SET agenda_stamp", "UPDATE rdvs")
+# A cancellation's first writes: its agents' agenda stamps (models/agenda_stamps.py, on the bulk UPDATE), then the
+# UPDATE.
+FIRST_WRITES = ("UPDATE agents SET agenda_stamp", "UPDATE territories SET agenda_stamp", "UPDATE rdvs")
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
