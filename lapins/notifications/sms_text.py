@@ -456,6 +456,36 @@ def _refuse_unsendable(text: str) -> None:
                            f"Unicode, 70 caractères par SMS) : {' '.join(refused)} — retirez-les.")
 
 
+# --- The family's own cancellation: a receipt ---------------------------------------------------------------------
+
+FREED = "Merci : le créneau est libéré pour une autre famille."
+
+
+def compose_receipt(facts: SmsFacts) -> str:
+    """The receipt of a cancellation the family made on its link, one GSM-7 segment: « PMI Nord : le RDV de Léa du
+    ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. Merci : le créneau est libéré pour une autre famille. »
+    No link (the family's page only says it is cancelled) and no phone: the family chose. The thanks and the freed
+    slot always stay; the motif goes first, then the first name, « comme demandé », last the sender."""
+    noun = _NOUNS[facts.location_type]
+    agreement = "e" if noun.feminine else ""
+    when = format_when(facts.starts_at_local)
+    organisation = _clean(facts.organisation, strip=" ,;:-")
+    if organisation and septets(organisation) > MAX_ORGANISATION_SEPTETS:
+        organisation = _cut_at_word(_abbreviate(organisation, 0), MAX_ORGANISATION_SEPTETS, min_words=1)
+    person = (_clean(facts.person) or "").split(" ")[0] or None
+    motif = _clean(facts.motif)
+    options = [(organisation, person, motif, True), (organisation, person, None, True),
+               (organisation, None, None, True), (organisation, None, None, False), (None, None, None, False)]
+    for sender, who, what, asked in options:
+        yours = f"{noun.definite} {_of(who)}" if who else noun.yours
+        lead = f"{yours} du {when}{f' ({what})' if what else ''} est annulé{agreement}{', comme demandé' if asked else ''}."
+        text = f"{lead} {FREED}"
+        text = f"{sender} : {text}" if sender else text[0].upper() + text[1:]
+        if septets(text) <= SINGLE_SEGMENT_SEPTETS:
+            return text
+    raise ValueError("receipt SMS does not fit in one segment")  # unreachable: the last option is 110 septets
+
+
 # --- Offers of freed slots (the waiting list) --------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
