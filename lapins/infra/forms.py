@@ -1,4 +1,8 @@
-"""The base of every form: Flask-WTF (CSRF included) with WTForms' own messages in French."""
+"""The base of every form: Flask-WTF (CSRF included) with WTForms' own messages in French, and the one rule for
+people's and places' names (forms, imports and the API all ask `name_problem`)."""
+import re
+import unicodedata
+
 from flask_wtf import FlaskForm
 from wtforms import DateField, TimeField
 from wtforms.i18n import get_translations
@@ -7,12 +11,52 @@ from wtforms.validators import StopValidation, ValidationError
 FIRST_YEAR, LAST_YEAR = 2000, 2099
 
 
+# A person's name: letters (any alphabet, accents composed), spaces, apostrophes, hyphens, dots. A place's name
+# may also hold digits (« PMI Paris 15e », « Centre 2 »). Markup, control characters and symbols are refused.
+_PERSON_NAME = re.compile(r"(?:[^\W\d_]|[ '’.\-])+")
+_PLACE_NAME = re.compile(r"(?:[^\W_]|[ '’.\-])+")
+NAME_MESSAGE = ("Saisissez seulement des lettres, des espaces, des apostrophes, des tirets et des points "
+                "(exemple : Marie-Hélène N'Diaye).")
+PLACE_NAME_MESSAGE = ("Saisissez seulement des lettres, des chiffres, des espaces, des apostrophes, des tirets et des "
+                      "points (exemple : Centre PMI St-Denis 2).")
+# Fields of any form that hold a person's name: the base form checks them, so no form can forget it.
+PERSON_NAME_FIELDS = frozenset({"first_name", "last_name", "birth_name"})
+
+
+def name_problem(value: str | None, *, place: bool = False) -> str | None:
+    """The French message when `value` is not an acceptable name, None when it is (or is empty: "required" is
+    another rule's)."""
+    if not value or not value.strip():
+        return None
+    text = unicodedata.normalize("NFC", value.strip())
+    pattern = _PLACE_NAME if place else _PERSON_NAME
+    if not pattern.fullmatch(text) or not any(char.isalpha() for char in text):
+        return PLACE_NAME_MESSAGE if place else NAME_MESSAGE
+    return None
+
+
+def person_name(form, field) -> None:
+    if (problem := name_problem(field.data)) is not None:
+        raise ValidationError(problem)
+
+
+def place_name(form, field) -> None:
+    if (problem := name_problem(field.data, place=True)) is not None:
+        raise ValidationError(problem)
+
+
 class Form(FlaskForm):
     class Meta:
         locales = ("fr_FR", "fr")
 
         def get_translations(self, form):
             return get_translations(self.locales)
+
+    def validate(self, extra_validators=None) -> bool:
+        extra = {name: list(validators) for name, validators in (extra_validators or {}).items()}
+        for name in PERSON_NAME_FIELDS & set(self._fields):
+            extra.setdefault(name, []).append(person_name)
+        return super().validate(extra_validators=extra)
 
 
 def int_or_zero(value) -> int:
