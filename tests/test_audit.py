@@ -164,7 +164,7 @@ def test_the_family_cancelling_from_its_link_is_recorded_as_the_family_via_the_l
     client.post(f"{url}/verifier", data={"csrf_token": csrf_token_from(client.get(url).get_data(as_text=True)),
                                          "letters": "Dia"})
     done = client.post(f"{url}/annuler", data={"csrf_token": csrf_token_from(client.get(url).get_data(as_text=True)),
-                                               "reason": "Mon fils Enzo est malade"})
+                                               "reason": "Mon fils Enzo est malade", "confirme": "oui"})
     assert done.status_code == 302
 
     created, cancelled = events_of(rdv, db)

@@ -76,7 +76,7 @@ class Family:
                                     allow_redirects=False, timeout=30)
         assert checked.status_code == 302, checked.text
         self.form = {"csrf_token": CSRF.search(self.session.get(self.url, timeout=30).text).group(1),
-                     "reason": "Enfant malade"}
+                     "reason": "Enfant malade", "confirme": "oui"}
 
     def cancel(self) -> requests.Response:
         return self.session.post(f"{self.url}/annuler", data=self.form, headers={PARTY_HEADER: "family"},

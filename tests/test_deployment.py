@@ -278,7 +278,8 @@ def scenario_through_the_api(lapins: Deployment, api: requests.Session, start: d
     first_family = requests.Session()
     durand_link = link_in(reminder, "r")
     page = check_identity(first_family, durand_link, "dur")
-    cancelled = first_family.post(f"{durand_link}/annuler", data={"csrf_token": csrf(page), "reason": "Malade"})
+    cancelled = first_family.post(f"{durand_link}/annuler", data={"csrf_token": csrf(page), "reason": "Malade",
+                                                                   "confirme": "oui"})
     assert cancelled.status_code in (200, 302), cancelled.text[:500]
     assert api.get(f"{v1}/rdvs/{families['Durand'][1]}").json()["status"] == "excused"
 

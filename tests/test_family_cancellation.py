@@ -12,7 +12,9 @@ from sqlalchemy import select
 from lapins.slots import availability
 from lapins.booking import book_rdv, cancel_rdv
 from lapins.family import services
-from lapins.models import Message, MessageKind, RdvStatus, Role
+from lapins.models import Channel, Message, MessageKind, MessageStatus, RdvStatus, Role
+from lapins.notifications.gsm import segments
+from lapins.notifications.outbox import compose_sms
 from lapins.models.rdvs import CancellationChannel, Canceller, RdvLinkCheck
 from lapins.notifications.links import rdv_token
 from tests.conftest import AuthActions, FreshContextClient, csrf_token_from
@@ -53,9 +55,13 @@ def check_identity(client, url: str, letters: str, token: str | None = None):
     return client.post(f"{url}/verifier", data={"csrf_token": token, "letters": letters})
 
 
-def cancel(client, url: str, reason: str = ""):
+def cancel(client, url: str, reason: str = "", *, confirmed: bool = True):
+    """The cancel button, then « Oui, annuler le rendez-vous » on the confirmation step when `confirmed`."""
     token = csrf_token_from(client.get(url).get_data(as_text=True))
-    return client.post(f"{url}/annuler", data={"csrf_token": token, "reason": reason})
+    data = {"csrf_token": token, "reason": reason}
+    if confirmed:
+        data["confirme"] = "oui"
+    return client.post(f"{url}/annuler", data=data)
 
 
 def assert_unchanged(db, rdv):
@@ -99,7 +105,38 @@ def test_the_family_cancels_after_giving_the_first_letters_of_its_name_and_the_s
     assert rdv.cancel_reason == "Enfant malade" and rdv.cancelled_at == NOW
     assert rdv.cancelled_hours_before == 93
     assert first_slot_from(clinic).starts_at == rdv.starts_at  # the slot engine offers it at once
-    # The family knows: no "cancelled" message to it, and its pending reminders are skipped.
+    # Its pending reminders are skipped; the family gets a receipt saying the slot goes to another family.
+    assert not db.session.scalars(select(Message).where(Message.kind == MessageKind.REMINDER,
+                                                        Message.status == MessageStatus.PENDING)).all()
+
+
+def test_cancelling_asks_for_confirmation_first_then_sends_a_one_segment_receipt(client, clinic, db):
+    check_identity(client, clinic.url, "Pay")
+    asked = cancel(client, clinic.url, reason="Enfant malade", confirmed=False)
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Confirmer l'annulation ?" in page
+    assert "Oui, annuler le rendez-vous" in page and "Non, garder mon rendez-vous" in page
+    assert 'name="reason" value="Enfant malade"' in page  # carried to the second step, no JavaScript needed
+    assert_unchanged(db, clinic.rdv)
+    assert not db.session.scalars(select(Message).where(Message.kind == MessageKind.CANCELLED)).all()
+
+    token = csrf_token_from(page)
+    done = client.post(f"{clinic.url}/annuler", data={"csrf_token": token, "reason": "Enfant malade",
+                                                      "confirme": "oui"})
+    assert done.status_code == 302
+    db.session.refresh(clinic.rdv)
+    assert clinic.rdv.status == RdvStatus.EXCUSED and clinic.rdv.cancel_reason == "Enfant malade"
+    (receipt,) = db.session.scalars(select(Message).where(Message.kind == MessageKind.CANCELLED)).all()
+    assert receipt.channel == Channel.SMS and receipt.usager_id == clinic.parent.id
+    text = compose_sms(receipt)
+    # The motif would make it two SMS: it goes first, the thanks and the freed slot stay.
+    assert text == ("PMI La Réunion Nord : le RDV d'Éloise du ven. 23/10 à 9h30 est annulé, comme demandé. "
+                    "Merci : le créneau est libéré pour une autre famille.")
+    assert segments(text) == 1
+
+
+def test_an_agent_cancelling_for_the_family_on_the_phone_sends_no_receipt(clinic, db):
+    cancel_rdv(actor=clinic.agent, rdv=clinic.rdv, status=RdvStatus.EXCUSED, reason="Appel de la famille")
     assert not db.session.scalars(select(Message).where(Message.kind == MessageKind.CANCELLED)).all()
 
 

@@ -58,7 +58,7 @@ def test_cancelling_is_limited_per_link_and_nothing_is_cancelled_beyond(limited)
     token = csrf_token_from(client.get(url).get_data(as_text=True))
     too_long = {"csrf_token": token, "reason": "x" * 300}  # refused by the form (422), but counted
     assert [client.post(f"{url}/annuler", data=too_long).status_code for _ in range(2)] == [422, 422]
-    refused = client.post(f"{url}/annuler", data={"csrf_token": token, "reason": ""})
+    refused = client.post(f"{url}/annuler", data={"csrf_token": token, "reason": "", "confirme": "oui"})
     assert refused.status_code == 429 and TOO_MANY_REQUESTS in page(refused)
     elsewhere = app.test_client()  # another browser, another address: the same link is still limited
     assert check_identity(elsewhere, url).status_code == 302

@@ -364,7 +364,7 @@ def test_a_cancelled_rdv_cannot_be_moved(client, clinic, db):
     page = client.get(f"{clinic.url}/changer").get_data(as_text=True)
     fields = form_fields(client.get(times_offered(page)[0][1]).get_data(as_text=True))
     token = csrf_token_from(client.get(clinic.url).get_data(as_text=True))
-    client.post(f"{clinic.url}/annuler", data={"csrf_token": token, "reason": ""})
+    client.post(f"{clinic.url}/annuler", data={"csrf_token": token, "reason": "", "confirme": "oui"})
     refused = client.post(f"{clinic.url}/changer", data=fields)
     assert refused.status_code == 409
     db.session.expire_all()

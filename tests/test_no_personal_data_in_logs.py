@@ -146,7 +146,8 @@ def test_the_main_flows_log_no_name_phone_or_email(client, auth, clinic, db, eve
         token = csrf_token_from(client.get(url).get_data(as_text=True))
         assert client.post(f"{url}/verifier", data={"csrf_token": token, "letters": "Kerb"}).status_code == 302
         token = csrf_token_from(client.get(url).get_data(as_text=True))
-        assert client.post(f"{url}/annuler", data={"csrf_token": token, "reason": ""}).status_code == 302
+        assert client.post(f"{url}/annuler", data={"csrf_token": token, "reason": "",
+                                                        "confirme": "oui"}).status_code == 302
 
         # Its slot is offered to the waiting family, who accepts it from the offer's SMS.
         [offer] = rows(db, select(SlotOffer))

@@ -16,7 +16,7 @@ from lapins.models import (
     Channel, EntryStatus, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer,
 )
 from lapins.models.rdvs import BookingChannel, CancellationChannel
-from lapins.notifications.gsm import septets
+from lapins.notifications.gsm import segments, septets
 from lapins.waitlist import offers
 from lapins.notifications.offer_links import offer_id_from_token, offer_token
 from tests.conftest import csrf_token_from
@@ -102,8 +102,8 @@ def test_a_cancellation_offers_the_slot_to_the_highest_priority_then_the_oldest_
     assert offer.held_until == NOW + timedelta(minutes=30)
     [sms] = offer_sms(urgent.usager)
     assert sms.status == MessageStatus.SENT and sms.to_address == "+33622222222"
-    assert septets(sms.body) <= 160
-    assert "mer. 04/03 à 10h" in sms.body and "jusqu'à 9h30" in sms.body and "/o/" in sms.body
+    assert segments(sms.body) <= 2  # one when the names allow it (tests/test_offer_sms_text.py)
+    assert "mer. 04/03 à 10h" in sms.body and "Acceptez avant 9h30" in sms.body and "/o/" in sms.body
     assert offer_id_from_token(link_of(sms).removeprefix("/o/")) == offer.id
 
     frozen_time.shift(timedelta(minutes=29))
@@ -120,8 +120,23 @@ def test_the_offer_sms_opens_with_the_territorys_own_label_like_the_other_sms(cl
     waiting = clinic.wait(clinic.family("Attente", phone="+33622222222"))
     cancel(cancelled)
     [sms] = offer_sms(waiting.usager)
-    assert sms.body.startswith("PMI de Paris : un créneau s'est libéré") and "Belleville" not in sms.body
-    assert septets(sms.body) <= 160
+    assert sms.body.startswith("PMI de Paris : créneau libéré pour vous")
+    assert segments(sms.body) <= 2
+
+
+def test_the_offer_sms_names_the_sender_the_child_the_motif_the_place_the_time_and_the_holds_end(clinic, factories):
+    cancelled = clinic.rdv(clinic.family("Annule"))
+    parent = clinic.family("Hoarau", first_name="Josiane", phone="+33622222222")
+    child = factories.UsagerFactory(territory=clinic.organisation.territory, organisations=[clinic.organisation],
+                                    first_name="Maëlys", last_name="Hoarau", responsible=parent, phone=None)
+    clinic.wait(child)
+    cancel(cancelled)
+    [sms] = offer_sms(parent)
+    assert sms.body.startswith("PMI Belleville : créneau libéré pour Maelys, mer. 04/03 à 10h (Consultation "
+                               "nourrisson), Centre PMI Belleville")
+    assert "Hoarau" not in sms.body and "Acceptez avant 9h30 : http" in sms.body and sms.body.endswith(link_of(sms))
+    # Too long for one SMS with the lieu's name: a second segment, so the address comes too.
+    assert segments(sms.body) == 2 and clinic.lieu.address in sms.body
 
 
 def test_when_the_hold_expires_the_next_family_is_offered_the_slot(clinic, frozen_time):

@@ -84,7 +84,7 @@ def test_double_booking_from_the_form_is_refused_and_offers_the_override(client,
     ("start_time", "25:99", "Saisissez une heure valide"),
     ("start_time", "16:00", "en dehors des plages d&#39;ouverture"),
     ("duration", "-5", "entre 5 et 720 minutes"),
-    ("duration", "douze", "entier valide"),
+    ("duration", "douze", "La durée doit être comprise entre 5 et 720 minutes."),
     ("notes", "x" * 5000, "2 000 caractères au plus"),
 ])
 def test_bad_input_gets_a_french_message_and_stores_nothing(client, auth, clinic, db, field, value, message):

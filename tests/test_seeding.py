@@ -8,9 +8,14 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
+from lapins.booking import cancel_rdv
 from lapins.onboarding import seeding
 from lapins.slots.availability import covering_opening
-from lapins.models import Agent, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
+from lapins.models import (
+    Agent, EntryStatus, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, SlotOffer, Territory, Usager,
+    WaitlistEntry,
+)
+from lapins.waitlist import offers
 from lapins.locale.phones import normalize_mobile
 from tests.conftest import AuthActions
 
@@ -183,3 +188,25 @@ def test_seeding_the_departement_twice_says_so(db):
     seeding.seed_departement(rdv_count=50, usagers=200, agents=20, organisations=2, progress=lambda message: None)
     report = seeding.seed_departement(rdv_count=50, progress=lambda message: None)
     assert "existe déjà" in str(report)
+
+
+def test_a_demo_cancellation_is_offered_to_a_waiting_family_and_the_offer_shows_in_the_dev_inbox(demo, db, client):
+    """Issue 19.16: the demo shows the reallocation loop, from a cancellation to the offer's SMS in the dev inbox."""
+    paris = territory(db, "92")
+    waiting = db.session.scalars(select(WaitlistEntry).join(Organisation).where(
+        Organisation.territory_id == paris.id, WaitlistEntry.status == EntryStatus.ACTIVE)).all()
+    assert waiting and all(offers._recipients(entry.usager) for entry in waiting)
+    now = FROZEN + timedelta(hours=1)  # 11:30 in Paris: no quiet hours
+    with time_machine.travel(now, tick=False):
+        rdv = db.session.scalars(select(Rdv).join(Organisation).where(
+            Organisation.territory_id == paris.id, Rdv.status == RdvStatus.UNKNOWN,
+            Rdv.starts_at > now + timedelta(days=3), Rdv.motif_id.in_({entry.motif_id for entry in waiting}))
+            .order_by(Rdv.starts_at)).first()
+        agent = rdv.agents[0]
+        cancel_rdv(actor=agent, rdv=rdv, status=RdvStatus.EXCUSED, reason="Appel de la famille")
+        offers.reallocate(now)  # what the kicked task or the beat's next minute does
+        [offer] = db.session.scalars(select(SlotOffer)).all()
+        assert offer.slot.starts_at == rdv.starts_at and offer.entry.motif_id == rdv.motif_id
+        AuthActions(client).login(agent, seeding.DEMO_PASSWORD)
+        inbox = client.get("/dev/messages").get_data(as_text=True)
+    assert "créneau libéré pour" in inbox and "Proposition de créneau" in inbox

@@ -141,7 +141,8 @@ RDV_OUTCOME = _object({
 }, ["status"])
 
 _USAGER_FIELDS = {
-    "first_name": _string(80, min_length=1), "last_name": _string(80, min_length=1),
+    "first_name": _string(80, min_length=1, **{"x-name": "person"}),
+    "last_name": _string(80, min_length=1, **{"x-name": "person"}),
     "birth_date": DAY | {"nullable": True}, "phone": _string(30, nullable=True, example="06 12 34 56 78"),
     "email": _string(254, nullable=True), "sms_consent": {"type": "boolean"}, "email_consent": {"type": "boolean"},
 }

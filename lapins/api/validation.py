@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timezone
 
-from lapins.infra.forms import FIRST_YEAR, LAST_YEAR
+from lapins.infra.forms import FIRST_YEAR, LAST_YEAR, name_problem
 
 HOUR_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 DAY_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -21,7 +21,7 @@ MAX_UNKNOWN_REPORTED = 5
 KNOWN_KEYWORDS = {
     "type", "nullable", "properties", "required", "additionalProperties", "maxLength", "minLength", "minimum",
     "maximum", "enum", "pattern", "items", "maxItems", "minItems", "format", "description", "example", "title",
-    "default", "x-multiline",
+    "default", "x-multiline", "x-name",
 }
 
 INSTANT_MESSAGE = "Indiquez une date et heure ISO 8601 avec son fuseau (exemple : 2026-01-05T09:30:00Z)."
@@ -143,6 +143,8 @@ def _string(schema: dict, value):
     control = CONTROL_BUT_LINES if schema.get("x-multiline") else CONTROL
     if control.search(value):
         raise _Refused("Ce texte contient des caractères de contrôle, refusés.")
+    if "x-name" in schema and (problem := name_problem(value, place=schema["x-name"] == "place")):
+        raise _Refused(problem)  # the forms' rule and message (lapins.infra.forms)
     if "enum" in schema and value not in schema["enum"]:
         raise _Refused(f"Valeur inconnue : choisissez parmi {', '.join(schema['enum'])}.")
     if schema.get("format") == "date-time":

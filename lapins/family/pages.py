@@ -137,6 +137,10 @@ def cancel(token: str):
     form = FamilyCancelForm()
     if not form.validate_on_submit():
         return rdv_page_of(rdv, token, cancel_form=form, code=422)
+    if request.form.get("confirme") != "oui" and services.can_cancel_online(rdv, utcnow()):
+        # One tap must not cancel: a second step, a plain form, so it works without JavaScript too.
+        return render_template("family/cancel_confirm.html", rdv=rdv, token=token, form=form,
+                               tz=rdv.organisation.territory.tz)
     try:
         services.cancel_from_link(rdv, form.reason.data, utcnow())
     except BookingError as error:

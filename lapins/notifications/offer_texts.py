@@ -12,9 +12,14 @@ from lapins.notifications.offer_links import offer_url
 def offer_sms(offer: SlotOffer) -> str:
     slot = offer.slot
     tz = slot.organisation.territory.tz
+    usager = offer.entry.usager
+    lieu = slot.lieu
     return sms_text.compose_offer(sms_text.OfferFacts(
         starts_at_local=slot.starts_at.astimezone(tz), held_until_local=offer.held_until.astimezone(tz),
-        link=offer_url(offer.id), organisation=slot.organisation.label_in_sms, motif=slot.motif.name))
+        link=offer_url(offer.id), organisation=slot.organisation.label_in_sms, motif=slot.motif.name,
+        person=usager.first_name if usager.responsible_id is not None else None,
+        location_type=str(slot.motif.location_type), lieu_name=lieu.name if lieu else None,
+        lieu_address=lieu.address if lieu else None))
 
 
 def offer_email(offer: SlotOffer) -> RenderedEmail:

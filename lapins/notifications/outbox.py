@@ -34,6 +34,7 @@ from lapins.models import (
     Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
     utcnow,
 )
+from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import (
     backends, confirmation, experiment, links, providers, sms_text, timing, webhooks,
 )
@@ -108,8 +109,8 @@ def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) ->
     _skip_superseded(rdv, kind, now)
     if not rdv.motif.notify or rdv.starts_at <= now:
         return []
-    if kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED:
-        return []  # the family cancelled: it knows
+    if kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED and not is_family_receipt(rdv):
+        return []  # the family cancelled by SMS (answered there) or by telephone: it knows
     territory = rdv.organisation.territory
     planned: list[Message] = []
     for recipient in recipients(rdv):
@@ -119,6 +120,12 @@ def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) ->
             planned.extend(_reminders(rdv, territory, recipient, now))
     db.session.add_all(planned)
     return planned
+
+
+def is_family_receipt(rdv: Rdv) -> bool:
+    """A cancellation the family made on its link's page: it gets a short receipt saying the slot goes to another
+    family (issue 19.12), where an SMS reply ANNULER is answered by SMS already."""
+    return rdv.status != RdvStatus.REVOKED and rdv.cancelled_via == CancellationChannel.LINK
 
 
 def plan_reminders(rdv: Rdv, *, now: datetime | None = None) -> list[Message]:
@@ -717,6 +724,8 @@ def compose_sms(message: Message) -> str:
               else territory.sms_note(str(message.kind))),
         cost=territory.sms_cost_note,
     )
+    if message.kind == MessageKind.CANCELLED and is_family_receipt(rdv):
+        return sms_text.compose_receipt(facts)
     return sms_text.compose(facts)
 
 

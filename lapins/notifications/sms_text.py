@@ -456,32 +456,102 @@ def _refuse_unsendable(text: str) -> None:
                            f"Unicode, 70 caractères par SMS) : {' '.join(refused)} — retirez-les.")
 
 
+# --- The family's own cancellation: a receipt ---------------------------------------------------------------------
+
+FREED = "Merci : le créneau est libéré pour une autre famille."
+
+
+def compose_receipt(facts: SmsFacts) -> str:
+    """The receipt of a cancellation the family made on its link, one GSM-7 segment: « PMI Nord : le RDV de Léa du
+    ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. Merci : le créneau est libéré pour une autre famille. »
+    No link (the family's page only says it is cancelled) and no phone: the family chose. The thanks and the freed
+    slot always stay; the motif goes first, then the first name, « comme demandé », last the sender."""
+    noun = _NOUNS[facts.location_type]
+    agreement = "e" if noun.feminine else ""
+    when = format_when(facts.starts_at_local)
+    organisation = _clean(facts.organisation, strip=" ,;:-")
+    if organisation and septets(organisation) > MAX_ORGANISATION_SEPTETS:
+        organisation = _cut_at_word(_abbreviate(organisation, 0), MAX_ORGANISATION_SEPTETS, min_words=1)
+    person = (_clean(facts.person) or "").split(" ")[0] or None
+    motif = _clean(facts.motif)
+    options = [(organisation, person, motif, True), (organisation, person, None, True),
+               (organisation, None, None, True), (organisation, None, None, False), (None, None, None, False)]
+    for sender, who, what, asked in options:
+        yours = f"{noun.definite} {_of(who)}" if who else noun.yours
+        lead = f"{yours} du {when}{f' ({what})' if what else ''} est annulé{agreement}{', comme demandé' if asked else ''}."
+        text = f"{lead} {FREED}"
+        text = f"{sender} : {text}" if sender else text[0].upper() + text[1:]
+        if septets(text) <= SINGLE_SEGMENT_SEPTETS:
+            return text
+    raise ValueError("receipt SMS does not fit in one segment")  # unreachable: the last option is 110 septets
+
+
 # --- Offers of freed slots (the waiting list) --------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
 class OfferFacts:
-    """A freed slot offered to a waiting family; both instants aware and already in the territory's zone."""
+    """A freed slot offered to a waiting family; both instants aware and already in the territory's zone.
+    `person` is the child's first name (None when the slot is for the adult reached), `location_type` says whether
+    the place is the lieu, the family's home or a telephone call."""
 
     starts_at_local: datetime
     held_until_local: datetime
     link: str
     organisation: str
     motif: str | None = None
+    person: str | None = None
+    location_type: LocationType = "on_site"
+    lieu_name: str | None = None
+    lieu_address: str | None = None
+
+
+MAX_OFFER_SEGMENTS = 2
+_OFFER_MAX_SEPTETS = 2 * 153  # two concatenated GSM-7 parts (gsm.MULTIPART_SEGMENT_SEPTETS each)
 
 
 def compose_offer(facts: OfferFacts) -> str:
-    """« PMI Belleville : un créneau s'est libéré mer. 04/03 à 10h (Consultation), gardé pour vous jusqu'à 8h30.
-    Acceptez ou refusez : <link> », one GSM-7 segment: the motif goes first, then the sender label, if room lacks."""
+    """« PMI Belleville : créneau libéré pour Léa, jeu. 04/03 à 10h (Pesée), Centre PMI Belleville. Acceptez
+    avant 9h30 : <link> ».
+
+    An offer out of the blue reads like spam unless it says who sends it, for whom, what, where, when and until
+    when (issue 19.11): all of these stay. One segment when they fit (the lieu's address goes first to make them
+    fit), otherwise two segments with everything, the address included; only names too long for two segments are
+    cut at a word (the motif, then the lieu), never the sender, the time, the hold's end or the link."""
     if septets(facts.link) > MAX_LINK_SEPTETS or not is_gsm7(facts.link):
         raise ValueError("the offer link must be a GSM-7 URL that fits in one SMS")
-    until = facts.held_until_local
-    core = (f"un créneau s'est libéré {format_when(facts.starts_at_local)}{{motif}}, gardé pour vous jusqu'à "
-            f"{until.hour}h{until.minute:02d}. Acceptez ou refusez : {facts.link}")
-    organisation = transliterate(" ".join(facts.organisation.split()))[:MAX_ORGANISATION_SEPTETS].strip()
-    motif = transliterate(" ".join((facts.motif or "").split()))
-    for sender, what in ((organisation, motif), (organisation, ""), ("", "")):
-        text = core.replace("{motif}", f" ({what})" if what else "")
-        text = f"{sender} : {text}" if sender else text[0].upper() + text[1:]
-        if septets(text) <= SINGLE_SEGMENT_SEPTETS:
-            return text
-    raise ValueError("offer SMS does not fit in one segment")  # unreachable with a link of MAX_LINK_SEPTETS
+    organisation = _clean(facts.organisation, strip=" ,;:-")
+    if organisation and septets(organisation) > MAX_ORGANISATION_SEPTETS:
+        organisation = _cut_at_word(_abbreviate(organisation, 0), MAX_ORGANISATION_SEPTETS, min_words=1)
+    person = ((_clean(facts.person) or "").split(" ")[0] or None)
+    if person and septets(person) > 20:
+        person = None
+    motif = _clean(facts.motif)
+    on_site = facts.location_type == "on_site"
+    lieu = _abbreviate(_clean(facts.lieu_name) or "", 0) or None if on_site else None
+    address = _abbreviate(_clean(facts.lieu_address) or "", 0) or None if on_site else None
+
+    def render(motif: str | None, lieu: str | None, address: str | None) -> str:
+        until = facts.held_until_local
+        what = f" ({motif})" if motif else ""
+        if facts.location_type == "phone":
+            where = ", RDV téléphonique"
+        elif facts.location_type == "home":
+            where = ", visite à domicile"
+        else:
+            where = "".join(f", {part}" for part in (lieu, address) if part)
+        text = (f"créneau libéré pour {person or 'vous'}, {format_when(facts.starts_at_local)}{what}{where}. "
+                f"Acceptez avant {until.hour}h{until.minute:02d} : {facts.link}")
+        return f"{organisation} : {text}" if organisation else text[0].upper() + text[1:]
+
+    for limit in (SINGLE_SEGMENT_SEPTETS, _OFFER_MAX_SEPTETS):
+        for candidate in (render(motif, lieu, address), render(motif, lieu, None)):
+            if septets(candidate) <= limit:
+                return candidate
+    # Names too long for two segments: cut the motif, then the lieu, at a word, a little at a time.
+    for cut in range(60, 0, -10):
+        short_motif = _cut_at_word(motif, cut, min_words=1) if motif else None
+        short_lieu = _cut_at_word(lieu, cut, min_words=1) if lieu else None
+        for candidate in (render(short_motif, lieu, None), render(short_motif, short_lieu, None)):
+            if septets(candidate) <= _OFFER_MAX_SEPTETS:
+                return candidate
+    raise ValueError("offer SMS does not fit in two segments")  # unreachable: a 10-septet motif and lieu fit

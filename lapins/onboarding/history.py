@@ -26,8 +26,8 @@ from lapins.models import Agent, AgentRole, Lieu, Motif, Organisation, Rdv, RdvS
 from lapins.models.rdvs import BookingChannel
 from lapins.notifications import outbox
 from lapins.onboarding.imports import (
-    ImportFileError, ImportReport, LineRejected, Outcome, Row, Table, column_positions, header_key, line_values,
-    normalized_email, run_importer,
+    ImportFileError, ImportReport, LineRejected, Outcome, Row, Table, check_names, column_positions, header_key,
+    line_values, normalized_email, run_importer,
 )
 
 # Known headers, as imports.header_key writes them; the RDV-Solidarités export's « date rdv », « heure rdv »,
@@ -155,6 +155,7 @@ class _HistoryImporter:
             return known, False
         if not values["nom"] or not values["prenom"]:
             raise LineRejected(f"Usager « {external} » inconnu : son nom et son prénom sont obligatoires.")
+        check_names(values, ["prenom", "nom"])
         phone = None
         if values["telephone"]:
             try:

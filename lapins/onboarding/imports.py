@@ -24,6 +24,7 @@ from sqlalchemy.orm import selectinload
 
 from lapins.admin.services import joining_refusal
 from lapins.infra.extensions import db
+from lapins.infra.forms import name_problem
 from lapins.models import Agent, AgentRole, Lieu, Organisation, Role, Territory
 from lapins.locale.phones import InvalidPhone, french_number
 from lapins.auth.accounts import send_account_email
@@ -206,6 +207,13 @@ def require_values(values: dict[str, str], names: Iterable[str]) -> None:
             raise LineRejected(f"{LABELS[name]} est obligatoire.")
 
 
+def check_names(values: dict[str, str], names: Iterable[str], *, place: bool = False) -> None:
+    """The forms' rule for people's and places' names (lapins.infra.forms.name_problem), with their message."""
+    for name in names:
+        if (problem := name_problem(values.get(name), place=place)) is not None:
+            raise LineRejected(f"{LABELS[name]} : {problem[0].lower()}{problem[1:]}")
+
+
 def _number(count: int) -> str:
     return f"{count:,}".replace(",", " ")
 
@@ -283,6 +291,7 @@ class _LieuImporter:
     def take(self, row: Row) -> Outcome:
         values = line_values(row, self.header, self.positions, LIEU_LENGTHS)
         require_values(values, LIEU_REQUIRED)
+        check_names(values, ["nom"], place=True)
         phone = None
         if values.get("telephone"):
             try:
@@ -321,6 +330,7 @@ class _AgentImporter:
     def take(self, row: Row) -> Outcome:
         values = line_values(row, self.header, self.positions, AGENT_LENGTHS)
         require_values(values, AGENT_REQUIRED)
+        check_names(values, ["prenom", "nom"])
         email = normalized_email(values["email"])
         role = role_from(values.get("role", ""))
         if email in self.seen:

@@ -28,11 +28,12 @@ from werkzeug.security import generate_password_hash
 from lapins.infra.extensions import db
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Role,
-    Territory, Usager,
+    Territory, Usager, WaitlistEntry,
 )
 from lapins.models.agenda_stamps import draw_new_stamps
 from lapins.models.plages import plage_motifs
 from lapins.models.usagers import usager_organisations
+from lapins.models.waitlist import EntrySource
 from lapins.slots.engine import public_holidays
 
 DEPARTEMENT_RDVS = 200_000
@@ -558,6 +559,8 @@ def _seed_demo_territory(spec: dict, now: datetime, rng: random.Random, password
     _demo_families(territory, organisation, spec, rng, now)
     db.session.flush()
     _demo_rdvs(territory, first_day, today, now, rng)
+    db.session.flush()
+    _demo_waitlist(organisation, list(motifs.values()), list(agents.values()), now, rng)
 
 
 def _demo_absences(number: str, agents: dict[str, Agent], today: date) -> None:
@@ -618,6 +621,34 @@ def _demo_rdvs(territory: Territory, first_day: date, today: date, now: datetime
                       usagers=[usagers[usager_id] for usager_id in booking.usager_ids])
             rdv.set_agents([agents[booking.agent_id]])
             db.session.add(rdv)
+
+
+DEMO_WAITING_PER_MOTIF = 2
+
+
+def _demo_waitlist(organisation: Organisation, motifs: list[Motif], agents: list[Agent], now: datetime,
+                   rng: random.Random) -> None:
+    """Families waiting for each motif seen at a lieu, reachable by SMS: cancelling any of the demo's coming rdvs
+    (from the agenda or a family's link) frees a slot that the offer engine offers at once, and the offer's SMS shows
+    in the dev inbox (issue 19.16). Children wait for the children's motifs, mothers for theirs."""
+    usagers = list(db.session.scalars(select(Usager).where(Usager.territory_id == organisation.territory_id)
+                                      .order_by(Usager.id)))
+    reachable = [usager for usager in usagers
+                 if any(person is not None and person.phone and person.sms_consent
+                        for person in (usager, usager.responsible))]
+    booked_ahead = set(db.session.scalars(
+        select(Rdv.motif_id).where(Rdv.organisation_id == organisation.id, Rdv.starts_at > now,
+                                   Rdv.status == RdvStatus.UNKNOWN)))
+    for motif in motifs:
+        if motif.location_type is not LocationType.ON_SITE or motif.id not in booked_ahead:
+            continue
+        adult = motif.name in ADULT_MOTIFS
+        candidates = [usager for usager in reachable if (usager.responsible_id is None) == adult]
+        for usager in rng.sample(candidates, min(DEMO_WAITING_PER_MOTIF, len(candidates))):
+            db.session.add(WaitlistEntry(
+                organisation=organisation, usager=usager, motif=motif, priority=rng.choice([0, 0, 1]),
+                source=EntrySource.AGENT, created_by=rng.choice(agents),
+                created_at=now - timedelta(days=rng.randint(1, 20), minutes=rng.randint(0, 600))))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -32,12 +32,25 @@ def family_rdv(live_db, live_app):
     return rdv_id, url
 
 
+def assert_no_icon_only_control(page) -> None:
+    """Every DSFR button or link drawn with an icon also shows words, on the family's phone (issue 19.13)."""
+    controls = page.locator("main a[class*='fr-icon'], main button[class*='fr-icon'], main [class*='fr-btn']")
+    assert controls.count() > 0
+    for index in range(controls.count()):
+        control = controls.nth(index)
+        if control.is_visible():
+            assert len(control.inner_text().strip()) >= 3, control.evaluate("element => element.outerHTML")
+
+
 def test_a_family_cancels_from_its_phone(phone_page, family_rdv, live_db):
     rdv_id, url = family_rdv
     page = phone_page
     page.goto(url)
     expect(page.get_by_role("heading", level=1)).to_have_text("Votre rendez-vous")
     expect(page.get_by_text("Noémie Payet")).to_have_count(0)
+
+    expect(page.get_by_role("link", name="Ajouter à mon agenda")).to_be_visible()
+    assert_no_icon_only_control(page)
 
     field = page.get_by_label("Les 3 premières lettres du nom de famille")
     field.fill("dur")
@@ -48,11 +61,17 @@ def test_a_family_cancels_from_its_phone(phone_page, family_rdv, live_db):
     page.get_by_label("Les 3 premières lettres du nom de famille").fill("PAY")
     page.get_by_role("button", name="Continuer").click()
     expect(page.get_by_text("Noémie Payet")).to_be_visible()
+    assert_no_icon_only_control(page)
     page.get_by_label("Raison de l'annulation (facultatif)").fill("Enfant malade")
     button = page.get_by_role("button", name="Annuler le rendez-vous")
     box = button.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]  # reachable without scrolling sideways
     button.click()
+
+    # One tap is not enough: a confirmation step, which can still be left without cancelling.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirmer l'annulation ?")
+    assert db.session.get(Rdv, rdv_id).is_live
+    page.get_by_role("button", name="Oui, annuler le rendez-vous").click()
 
     expect(page.get_by_role("heading", name="Votre rendez-vous est annulé")).to_be_visible()
     expect(page.get_by_role("link", name="0262 90 10 10")).to_be_visible()
