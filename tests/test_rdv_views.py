@@ -125,6 +125,19 @@ def test_cancel_by_the_family_is_recorded_with_reason(client, auth, clinic, fact
     assert "Annulé par l&#39;usager" in client.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
 
 
+def test_the_agent_must_say_who_cancelled_nothing_is_chosen_for_them(client, auth, clinic, factories, db):
+    rdv = factories.RdvFactory(motif=clinic.motif, lieu=clinic.lieu, agents=[clinic.agent],
+                               starts_at=datetime(2026, 3, 3, 9, 0, tzinfo=PARIS))
+    auth.login(clinic.agent)
+    page = client.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
+    assert 'value="excused" required>' in page and "checked" not in page.split('id="qui-annule"')[1].split("</fieldset>")[0]
+    response = client.post(f"/rdvs/{rdv.id}/annuler", data={"csrf_token": csrf_token_from(page), "reason": ""})
+    assert response.status_code == 302
+    db.session.refresh(rdv)
+    assert rdv.status == RdvStatus.UNKNOWN and rdv.cancelled_at is None
+    assert "Indiquez qui annule le rendez-vous." in client.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
+
+
 def test_past_unknown_rdvs_are_listed_to_fill_and_leave_the_list_once_marked(client, auth, clinic, factories, db):
     past = factories.RdvFactory(motif=clinic.motif, lieu=clinic.lieu, agents=[clinic.agent],
                                 starts_at=datetime(2026, 2, 27, 9, 0, tzinfo=PARIS))

@@ -143,7 +143,14 @@ def test_an_agent_books_moves_and_cancels_an_rdv_from_the_agenda(page: Page, cli
     # Cancel it from its page: the agenda shows it struck through.
     page.locator("a.fc-event", has_text="Léo Bernard").click()
     expect(page.locator("h1")).to_have_text("Consultation nourrisson")
+    # Nobody chosen as the one who cancelled: the browser asks for it and nothing is cancelled.
     page.get_by_role("button", name="Annuler le rendez-vous").click()
+    expect(page.locator("h1")).to_have_text("Consultation nourrisson")
+    assert page.get_by_label("Annulé par l'usager").evaluate("radio => !radio.validity.valid")
+    assert rdv_row(live_db, booked_id).status == RdvStatus.UNKNOWN
+    page.locator("label[for=annule-usager]").click()
+    page.get_by_role("button", name="Annuler le rendez-vous").click()
+    expect(page.locator(".fr-alert--success")).to_contain_text("Le rendez-vous a été annulé")
     assert rdv_row(live_db, booked_id).status == RdvStatus.EXCUSED
     page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
     cancelled = page.locator("a.fc-event.lapins-rdv--annule", has_text="Léo Bernard")
