@@ -148,6 +148,7 @@ def test_past_unknown_rdvs_are_listed_to_fill_and_leave_the_list_once_marked(cli
     auth.login(clinic.agent)
     page = client.get("/rdvs/a-renseigner").get_data(as_text=True)
     assert f"/rdvs/{past.id}" in page and f"/rdvs/{future.id}\"" not in page
+    assert '<th scope="col">Agent(s)</th>' in page and f"<td>{clinic.agent.full_name}</td>" in page
     client.post(f"/rdvs/{past.id}/statut", data={"csrf_token": csrf_token_from(page), "status": "noshow",
                                                   "back": "a-renseigner"})
     db.session.refresh(past)

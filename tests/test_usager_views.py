@@ -103,3 +103,16 @@ def test_the_family_page_sums_up_no_shows_and_cancellations_late_ones_apart(clie
     assert "1 venu" in page and "2 absences non excusées" in page
     assert "2 annulations par la famille, dont 1 moins de 48 h avant" in page
     assert "1 annulation par le service" in page
+
+
+def test_a_child_found_by_name_or_by_the_parents_phone_shows_its_parent(client, auth, agent, factories):
+    organisation = agent.roles[0].organisation
+    parent = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
+                                     first_name="Maëlys", last_name="Payet", phone="+262692123456")
+    factories.UsagerFactory(territory=organisation.territory, organisations=[organisation], first_name="Noé",
+                            last_name="Payet", phone=None, responsible=parent)
+    auth.login(agent)
+    by_phone = client.get("/usagers?q=0692 12 34 56").get_data(as_text=True)
+    assert "PAYET Maëlys" in by_phone and "PAYET Noé" in by_phone
+    booking = client.get("/rdvs/nouveau?usager_q=noé").get_data(as_text=True)
+    assert "PAYET Noé" in booking and "enfant de Maëlys Payet" in booking

@@ -17,7 +17,7 @@ from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderFo
 from lapins.agenda.usagers import search_usagers
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_local, to_utc
-from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Usager, utcnow
+from lapins.models import Agent, Lieu, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import outbox
 from lapins.waitlist import entries as waitlist_entries
@@ -220,7 +220,8 @@ def rdvs_to_fill():
     rdvs = db.session.scalars(
         policies.rdv_scope(current_user)
         .where(Rdv.status == RdvStatus.UNKNOWN, Rdv.ends_at < utcnow())
-        .options(selectinload(Rdv.usagers), selectinload(Rdv.motif), selectinload(Rdv.agent_links))
+        .options(selectinload(Rdv.usagers), selectinload(Rdv.motif),
+                 selectinload(Rdv.agent_links).selectinload(RdvAgent.agent))
         .order_by(Rdv.starts_at.desc())
         .limit(TO_FILL_LIMIT)
     ).all()

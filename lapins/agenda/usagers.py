@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
 from lapins import policies
@@ -29,7 +30,9 @@ def search_usagers(actor, query: str, limit: int = SEARCH_LIMIT) -> list[Usager]
     organisations = _actor_organisations(actor)
     phone = e164_or_none(query, organisations[0].territory.number) if organisations else None
     if phone:
-        statement = statement.where(Usager.phone == phone)
+        # A child rarely has a phone of its own: the number finds the family, parent and children.
+        parents = select(Usager.id).where(Usager.phone == phone)
+        statement = statement.where(or_(Usager.phone == phone, Usager.responsible_id.in_(parents)))
     else:
         words = [word for word in (w.lower().strip("%_\\") for w in query.split()[:4]) if word]
         if not words:
@@ -38,6 +41,7 @@ def search_usagers(actor, query: str, limit: int = SEARCH_LIMIT) -> list[Usager]
             pattern = word.replace("%", "").replace("_", "") + "%"
             statement = statement.where(or_(func.lower(Usager.last_name).like(pattern),
                                             func.lower(Usager.first_name).like(pattern)))
+    statement = statement.options(selectinload(Usager.responsible))
     return list(db.session.scalars(statement.order_by(Usager.last_name, Usager.first_name).limit(limit)))
 
 
