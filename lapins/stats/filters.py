@@ -5,7 +5,7 @@ import re
 from collections.abc import Mapping
 from datetime import date
 
-from lapins.stats.figures import MAX_MONTHS, Filters, default_filters, months_between
+from lapins.stats.figures import MAX_MONTHS, Filters, default_filters, month_label, months_between
 
 _MONTH = re.compile(r"^\s*(?:(\d{4})-(\d{1,2})|(\d{1,2})/(\d{4}))\s*$")
 LABELS = {"lieu": "Le lieu", "agent": "L'agent", "motif": "Le motif"}
@@ -21,9 +21,10 @@ def parse_month(value: str) -> date | None:
     return date(year, month, 1)
 
 
-def parse_filters(args: Mapping[str, str], today: date,
-                  choices: dict[str, list[tuple[int, str]]]) -> tuple[Filters, list[str]]:
-    """The filters asked for, or the default ones with the reasons they were refused."""
+def parse_filters(args: Mapping[str, str], today: date, choices: dict[str, list[tuple[int, str]]],
+                  history: tuple[date, date] | None = None) -> tuple[Filters, list[str]]:
+    """The filters asked for, or the default ones with the reasons they were refused. `history` bounds the months
+    (lapins.stats.figures.history_bounds): a month outside it would only give an empty page."""
     default = default_filters(today)
     errors: list[str] = []
     months = {}
@@ -33,6 +34,9 @@ def parse_filters(args: Mapping[str, str], today: date,
         months[name] = parse_month(raw) if raw else fallback
         if months[name] is None:
             errors.append(f"{label} n'est pas un mois valide : écrivez-le AAAA-MM, par exemple 2026-03.")
+        elif history and raw and not history[0] <= months[name] <= history[1]:
+            errors.append(f"{label} est hors de l'historique : les statistiques d'ici vont de "
+                          f"{month_label(history[0])} à {month_label(history[1])}, choisissez un mois entre les deux.")
     ids = {}
     for name, label in LABELS.items():
         raw = (args.get(name) or "").strip()
