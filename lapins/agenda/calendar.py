@@ -512,6 +512,10 @@ class LieuRdv:
     agent_name: str
     usagers: tuple[str, ...]
 
+    @property
+    def status_label(self) -> str:  # the badge of the day's table reads it, as for CalendarRdv
+        return status_label(self.status, self.starts_at)
+
 
 def lieu_rdvs(lieu_id: int, start_at: datetime, end_at: datetime) -> list[LieuRdv]:
     rows = db.session.execute(

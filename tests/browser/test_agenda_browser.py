@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from lapins.slots import engine as slots
-from lapins.models import Lieu, Motif, Rdv, RdvStatus, Role
+from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Role
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
 
@@ -201,3 +201,36 @@ def test_the_lieu_shows_its_agents_side_by_side(page: Page, clinic, live_db):
     assert [agent.full_name for agent in moved.agents] == ["Inès Morel"]
     assert moved.starts_at == at(clinic.tuesday, 14)
     expect(columns.nth(1).locator("a.fc-event")).to_contain_text("Awa Diallo")
+
+
+def test_the_lieu_day_table_badges_say_the_status_and_a_short_rdv_shows_its_time_and_family(page: Page, clinic,
+                                                                                             live_db):
+    """A 15-minute rdv is one line high in the week: hovering or tabbing to it shows its time and family whole."""
+    motif = live_db.session.get(Motif, clinic.motif)
+    family = factories.UsagerFactory(territory=motif.organisation.territory, organisations=[motif.organisation],
+                                     first_name="Marie-Héloïse", last_name="Fontaine-Delacroix")
+    factories.RdvFactory(motif=motif, lieu=live_db.session.get(Lieu, clinic.lieu), starts_at=at(clinic.tuesday, 10),
+                         ends_at=at(clinic.tuesday, 10, 15), agents=[live_db.session.get(Agent, clinic.agent)],
+                         usagers=[family])
+    live_db.session.remove()
+    log_in(page, clinic.email)
+    page.goto(f"/agenda/lieux/{clinic.lieu}?date={clinic.tuesday.isoformat()}")
+    badges = page.locator("#liste-rdv .fr-badge")
+    expect(badges).to_have_count(2)
+    expect(badges.first).to_have_text("À venir")
+
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
+    event = page.locator("a.fc-event.fc-timegrid-event-short", has_text="10:00")
+    expect(event).to_have_attribute("title", re.compile(r"10:00.*Marie-Héloïse Fontaine-Delacroix"))
+    title = event.locator(".lapins-rdv__titre")
+    before = event.bounding_box()["height"]
+    assert title.evaluate("el => el.getBoundingClientRect().bottom > el.closest('.fc-event').getBoundingClientRect().bottom")
+    event.hover()
+    grown = event.bounding_box()["height"]
+    assert grown > before
+    assert title.evaluate("el => el.getBoundingClientRect().bottom <= el.closest('.fc-event').getBoundingClientRect().bottom + 1")
+    page.mouse.move(0, 0)
+    assert event.bounding_box()["height"] == before
+    event.focus()
+    assert event.bounding_box()["height"] > before
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-rdv-court.png")
