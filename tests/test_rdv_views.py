@@ -64,13 +64,15 @@ def test_the_form_is_prefilled_from_a_calendar_selection(client, auth, clinic):
 def test_double_booking_from_the_form_is_refused_and_offers_the_override(client, auth, clinic, db):
     auth.login(clinic.agent)
     client.post("/rdvs/nouveau", data=rdv_form(client, clinic))
-    response = client.post("/rdvs/nouveau", data=rdv_form(client, clinic, start_time="09:45"))
+    # The same family and motif again: confirmed as a second rdv, the agent's conflict is still refused apart.
+    response = client.post("/rdvs/nouveau", data=rdv_form(client, clinic, start_time="09:45", confirm_unusual="y"))
     page = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert "a déjà un rendez-vous de 09h30 à 10h00" in page
+    assert "a déjà un rendez-vous de 09h30 à 10h00" in page and 'name="confirm_unusual" value="y"' in page
     assert "malgré l&#39;alerte" in page or "malgré l'alerte" in page
     assert db.session.query(Rdv).count() == 1
-    forced = client.post("/rdvs/nouveau", data=rdv_form(client, clinic, start_time="09:45", force="y"))
+    forced = client.post("/rdvs/nouveau", data=rdv_form(client, clinic, start_time="09:45", force="y",
+                                                         confirm_unusual="y"))
     assert forced.status_code == 302 and db.session.query(Rdv).count() == 2
 
 
@@ -201,3 +203,37 @@ def test_slot_search_with_an_unknown_motif_explains(client, auth, clinic):
     auth.login(clinic.agent)
     page = client.get("/creneaux", query_string={"motif_id": "424242"}).get_data(as_text=True)
     assert "Motif inconnu" in page
+
+
+def test_booking_in_the_past_asks_for_a_confirmation_first(client, auth, clinic, db):
+    auth.login(clinic.agent)
+    response = client.post("/rdvs/nouveau", data=rdv_form(client, clinic, day="2026-02-27", start_time="09:30"))
+    assert response.status_code == 422 and db.session.query(Rdv).count() == 0
+    page = response.get_data(as_text=True)
+    assert "Ce rendez-vous commence dans le passé (vendredi 27 février 2026 à 09h30)" in page
+    assert "Je confirme ce rendez-vous malgré l&#39;avertissement ci-dessus" in page
+    # Confirmed: the next alert (before the agent's opening hours began) is asked about on its own.
+    data = rdv_form(client, clinic, day="2026-02-27", start_time="09:30", confirm_unusual="y")
+    response = client.post("/rdvs/nouveau", data=data)
+    assert response.status_code == 422 and "en dehors des plages" in response.get_data(as_text=True)
+    assert "dans le passé" not in response.get_data(as_text=True)
+    assert client.post("/rdvs/nouveau", data={**data, "force": "y"}).status_code == 302
+    assert db.session.query(Rdv).count() == 1
+
+
+def test_a_second_upcoming_rdv_for_the_same_child_and_motif_asks_for_a_confirmation(client, auth, clinic, factories,
+                                                                                  db):
+    first = factories.RdvFactory(motif=clinic.motif, lieu=clinic.lieu, agents=[clinic.agent],
+                                 starts_at=datetime(2026, 3, 10, 9, 0, tzinfo=PARIS))
+    first.usagers = [clinic.usager]
+    db.session.commit()
+    auth.login(clinic.agent)
+    response = client.post("/rdvs/nouveau", data=rdv_form(client, clinic))
+    assert response.status_code == 422 and db.session.query(Rdv).count() == 1
+    assert ("Awa Diallo a déjà un rendez-vous « Consultation nourrisson » à venir, le mardi 10 mars 2026 à 09h00"
+            in response.get_data(as_text=True))
+    # Once the first one is cancelled, the second is booked without a question.
+    first.status = RdvStatus.EXCUSED
+    db.session.commit()
+    assert client.post("/rdvs/nouveau", data=rdv_form(client, clinic)).status_code == 302
+    assert db.session.query(Rdv).count() == 2

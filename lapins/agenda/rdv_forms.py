@@ -26,6 +26,8 @@ class RdvForm(Form):
         Optional(), Length(max=2000, message="2 000 caractères au plus."),
     ])
     force = BooleanField("Je confirme ce rendez-vous malgré l'alerte ci-dessus")
+    # Apart from `force`: confirming a date in the past or a second rdv must not also pass a conflict unseen.
+    confirm_unusual = BooleanField("Je confirme ce rendez-vous malgré l'avertissement ci-dessus")
 
 
 class CancelForm(Form):

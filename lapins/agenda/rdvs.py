@@ -18,7 +18,8 @@ from lapins.agenda.usagers import search_usagers
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_local, to_utc
 from lapins.models import Agent, Lieu, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
-from lapins.models.rdvs import CancellationChannel
+from lapins.locale.formatting import local_datetime
+from lapins.models.rdvs import CANCELLED_STATUSES, CancellationChannel, rdv_usagers
 from lapins.notifications import outbox
 from lapins.waitlist import entries as waitlist_entries
 
@@ -102,13 +103,13 @@ def _booking_failed(form: RdvForm, error: BookingError) -> None:
 @bp.route("/rdvs/nouveau", methods=["GET", "POST"])
 def new_rdv():
     form = RdvForm()
-    form.can_force = False
+    form.can_force = form.can_confirm = False
     usager_ids = _ids("usager_id") + [i for i in (form.usager_ids.data or []) if i]
     usagers = _in_scope(Usager, list(dict.fromkeys(usager_ids)), "edit") or []
     _fill_choices(form, usagers)
     if request.method == "GET":
         _prefill(form, usagers)
-    elif form.validate_on_submit() and (resolved := _resolve(form)):
+    elif form.validate_on_submit() and (resolved := _resolve(form)) and not _needs_confirmation(form, resolved):
         motif, lieu, agents, usagers, starts_at, ends_at = resolved
         try:
             rdv = book_rdv(actor=current_user, motif=motif, agents=agents, usagers=usagers, starts_at=starts_at,
@@ -122,6 +123,31 @@ def new_rdv():
     return render_template("agenda/rdvs/form.html", form=form, rdv=None, usagers=usagers,
                            search=search, search_results=search_usagers(current_user, search) if search else []), \
         422 if request.method == "POST" else 200
+
+
+def _needs_confirmation(form: RdvForm, resolved) -> bool:
+    """An rdv in the past, or a second upcoming one for the same usager and motif, is most often a slip: it is booked
+    only once the agent ticks the confirmation shown with the warning."""
+    motif, _, _, usagers, starts_at, _ = resolved
+    if form.confirm_unusual.data:
+        return False
+    tz, now = motif.organisation.territory.tz, utcnow()
+    warnings = []
+    if starts_at < now:
+        warnings.append(f"Ce rendez-vous commence dans le passé ({local_datetime(starts_at, tz)}). S'il s'agit bien "
+                        "d'un rendez-vous passé à enregistrer, confirmez-le ci-dessous.")
+    booked = db.session.execute(
+        select(Usager.first_name, Usager.last_name, Rdv.starts_at)
+        .join(rdv_usagers, rdv_usagers.c.usager_id == Usager.id).join(Rdv, Rdv.id == rdv_usagers.c.rdv_id)
+        .where(Usager.id.in_([usager.id for usager in usagers]), Rdv.motif_id == motif.id,
+               Rdv.status.not_in(CANCELLED_STATUSES), Rdv.ends_at > now)
+        .order_by(Rdv.starts_at)).all()
+    for first_name, last_name, other_start in booked:
+        warnings.append(f"{first_name} {last_name} a déjà un rendez-vous « {motif.name} » à venir, le "
+                        f"{local_datetime(other_start, tz)}. Pour en prendre un second, confirmez-le ci-dessous.")
+    form.form_errors.extend(warnings)
+    form.can_confirm = bool(warnings)
+    return bool(warnings)
 
 
 def _prefill(form: RdvForm, usagers: list[Usager]) -> None:
@@ -156,7 +182,7 @@ def rdv_detail(rdv_id: int):
 def edit_rdv(rdv_id: int):
     rdv = _get_rdv(rdv_id, "edit")
     form = RdvForm(obj=rdv)
-    form.can_force = False
+    form.can_force = form.can_confirm = False
     _fill_choices(form, rdv.usagers)
     tz = rdv.organisation.territory.tz
     if request.method == "GET":
