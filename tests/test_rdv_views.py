@@ -155,7 +155,13 @@ def test_past_unknown_rdvs_are_listed_to_fill_and_leave_the_list_once_marked(cli
                                                   "back": "a-renseigner"})
     db.session.refresh(past)
     assert past.status == RdvStatus.NOSHOW
-    assert f"/rdvs/{past.id}\"" not in client.get("/rdvs/a-renseigner").get_data(as_text=True)
+    to_fill, _, filled_today = client.get("/rdvs/a-renseigner").get_data(as_text=True).partition("titre-renseignes")
+    assert f"/rdvs/{past.id}\"" not in to_fill and f"/rdvs/{past.id}\"" in filled_today
+    # Undone the same day: back in the list, audited as a status change by this agent.
+    client.post(f"/rdvs/{past.id}/statut", data={"csrf_token": csrf_token_from(page), "status": "unknown",
+                                                  "back": "a-renseigner"})
+    to_fill, _, filled_today = client.get("/rdvs/a-renseigner").get_data(as_text=True).partition("titre-renseignes")
+    assert f"/rdvs/{past.id}\"" in to_fill and not filled_today
 
 
 def test_editing_an_rdv_moves_it(client, auth, clinic, factories, db):
@@ -237,3 +243,15 @@ def test_a_second_upcoming_rdv_for_the_same_child_and_motif_asks_for_a_confirmat
     db.session.commit()
     assert client.post("/rdvs/nouveau", data=rdv_form(client, clinic)).status_code == 302
     assert db.session.query(Rdv).count() == 2
+
+
+def test_the_undo_is_offered_for_the_day_only(client, auth, clinic, factories, db):
+    past = factories.RdvFactory(motif=clinic.motif, lieu=clinic.lieu, agents=[clinic.agent],
+                                starts_at=datetime(2026, 2, 27, 9, 0, tzinfo=PARIS))
+    auth.login(clinic.agent)
+    page = client.get("/rdvs/a-renseigner").get_data(as_text=True)
+    client.post(f"/rdvs/{past.id}/statut", data={"csrf_token": csrf_token_from(page), "status": "seen",
+                                                  "back": "a-renseigner"})
+    assert "Annuler « Vu »" in client.get("/rdvs/a-renseigner").get_data(as_text=True)
+    with time_machine.travel(datetime(2026, 3, 3, 7, 0, tzinfo=timezone.utc), tick=False):
+        assert "Renseignés aujourd" not in client.get("/rdvs/a-renseigner").get_data(as_text=True)

@@ -19,6 +19,7 @@ from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_local, to_utc
 from lapins.models import Agent, Lieu, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
 from lapins.locale.formatting import local_datetime
+from lapins.models.audit import AuditAction, AuditEvent, AuditObject
 from lapins.models.rdvs import CANCELLED_STATUSES, CancellationChannel, rdv_usagers
 from lapins.notifications import outbox
 from lapins.waitlist import entries as waitlist_entries
@@ -228,16 +229,18 @@ def cancel(rdv_id: int):
 def set_status(rdv_id: int):
     rdv = _get_rdv(rdv_id, "edit")
     form = OutcomeForm()
+    back = request.form.get("back")
     if form.validate_on_submit():
         try:
             set_outcome(actor=current_user, rdv=rdv, status=RdvStatus(form.status.data))
         except BookingError as error:
             flash(error.message, "error")
         else:
-            flash(f"Statut enregistré : {rdv.status_label}.", "success")
+            undo = " Vous pouvez revenir sur ce choix aujourd'hui, sous « Renseignés aujourd'hui »." \
+                if back == "a-renseigner" and rdv.status != RdvStatus.UNKNOWN else ""
+            flash(f"Statut enregistré : {rdv.status_label}.{undo}", "success")
     else:
         flash(next(iter(form.errors.values()))[0], "error")
-    back = request.form.get("back")
     return redirect(url_for("agenda.rdvs_to_fill") if back == "a-renseigner" else url_for("agenda.rdv_detail", rdv_id=rdv.id))
 
 
@@ -252,7 +255,22 @@ def rdvs_to_fill():
         .limit(TO_FILL_LIMIT)
     ).all()
     tz = current_user.roles[0].organisation.territory.tz if current_user.roles else timezone.utc
-    return render_template("agenda/rdvs/to_fill.html", rdvs=rdvs, tz=tz, form=OutcomeForm(), limit=TO_FILL_LIMIT)
+    return render_template("agenda/rdvs/to_fill.html", rdvs=rdvs, tz=tz, form=OutcomeForm(), limit=TO_FILL_LIMIT,
+                           filled_today=_filled_today(tz))
+
+
+def _filled_today(tz) -> list[Rdv]:
+    """The rdvs this agent marked seen or absent today (local day), still so: each may be put back « à renseigner »
+    from the list. Read from the audit trail, which records every status change with its agent."""
+    start = to_utc(to_local(utcnow(), tz).date(), datetime.min.time(), tz)
+    marked = select(AuditEvent.object_id).where(
+        AuditEvent.object_type == AuditObject.RDV, AuditEvent.action == AuditAction.STATUS_CHANGED,
+        AuditEvent.agent_id == current_user.id, AuditEvent.occurred_at >= start)
+    return list(db.session.scalars(
+        policies.rdv_scope(current_user)
+        .where(Rdv.id.in_(marked), Rdv.status.in_((RdvStatus.SEEN, RdvStatus.NOSHOW)))
+        .options(selectinload(Rdv.usagers), selectinload(Rdv.motif))
+        .order_by(Rdv.starts_at.desc()).limit(TO_FILL_LIMIT)))
 
 
 @bp.route("/creneaux")

@@ -1,0 +1,58 @@
+"""An agent runs the day in a real browser: marks what happened, undoes a mistake, books with the warnings."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from lapins.models import Rdv, RdvStatus, Role
+from lapins.models.audit import AuditAction, AuditEvent
+from tests import factories
+from tests.browser.test_agenda_browser import log_in
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture()
+def day(live_db):
+    """Claire Martin saw Awa Diallo two hours ago; the rdv is still « à renseigner »."""
+    organisation = factories.OrganisationFactory(territory__timezone="Europe/Paris", territory__number="93")
+    lieu = factories.LieuFactory(organisation=organisation, name="Centre PMI Pantin")
+    motif = factories.MotifFactory(organisation=organisation, name="Pesée", duration_minutes=30)
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT,
+                                   first_name="Claire", last_name="Martin", email="claire.martin@pmi93.example.fr")
+    usager = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
+                                     first_name="Awa", last_name="Diallo")
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    rdv = factories.RdvFactory(motif=motif, lieu=lieu, starts_at=start, ends_at=start + timedelta(minutes=30),
+                               agents=[agent], usagers=[usager])
+    ids = dict(rdv=rdv.id, agent=agent.id, email=agent.email, motif=motif.id, lieu=lieu.id, usager=usager.id)
+    live_db.session.remove()
+    return type("Day", (), ids)
+
+
+def test_a_seen_marked_by_mistake_is_undone_the_same_day_and_the_undo_is_in_the_history(page: Page, day, live_db):
+    log_in(page, day.email)
+    page.goto("/rdvs/a-renseigner")
+    to_fill = page.locator("table").first
+    expect(to_fill).to_contain_text("Awa Diallo")
+    expect(to_fill).to_contain_text("Claire Martin")  # the agent column
+    to_fill.get_by_role("button", name="Absent").click()
+    expect(page.locator(".fr-alert--success")).to_contain_text("Vous pouvez revenir sur ce choix aujourd'hui")
+    done = page.locator("section", has=page.get_by_role("heading", name="Renseignés aujourd'hui"))
+    expect(done).to_contain_text("Awa Diallo")
+    expect(done.locator(".fr-badge")).to_have_text("Absent non excusé")
+
+    done.get_by_role("button", name="Annuler « Absent non excusé »").click()
+    expect(page.get_by_role("heading", name="Renseignés aujourd'hui")).to_have_count(0)
+    expect(page.locator("table").first).to_contain_text("Awa Diallo")
+    live_db.session.rollback()
+    assert live_db.session.get(Rdv, day.rdv).status == RdvStatus.UNKNOWN
+    changes = live_db.session.scalars(select(AuditEvent).where(AuditEvent.object_id == day.rdv,
+                                                               AuditEvent.action == AuditAction.STATUS_CHANGED)
+                                      .order_by(AuditEvent.id)).all()
+    assert [event.agent_id for event in changes] == [day.agent, day.agent]
+    assert [change["new"] for event in changes for change in event.changes if change["field"] == "status"] == \
+        ["noshow", "unknown"]
