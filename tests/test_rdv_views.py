@@ -1,13 +1,16 @@
 """Agents book, see, edit, cancel and fill in rdvs through the agenda pages."""
 from __future__ import annotations
 
+import html
+import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 
-from lapins.models import Rdv, RdvStatus, Role
+from lapins.models import Message, MessageKind, Rdv, RdvStatus, Role
+from lapins.notifications import links, outbox
 from tests.conftest import csrf_token_from
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -255,3 +258,35 @@ def test_the_undo_is_offered_for_the_day_only(client, auth, clinic, factories, d
     assert "Annuler « Vu »" in client.get("/rdvs/a-renseigner").get_data(as_text=True)
     with time_machine.travel(datetime(2026, 3, 3, 7, 0, tzinfo=timezone.utc), tick=False):
         assert "Renseignés aujourd" not in client.get("/rdvs/a-renseigner").get_data(as_text=True)
+
+
+def sms_preview_of(page: str) -> tuple[str, str]:
+    text = re.search(r"data-sms-text>(.*?)</p>", page, re.S).group(1)
+    segments = re.search(r"data-sms-segments>(.*?)</strong>", page, re.S).group(1)
+    return html.unescape(text), segments
+
+
+def test_the_booking_form_and_the_rdv_page_preview_the_sms_the_outbox_sends(client, auth, clinic, db):
+    auth.login(clinic.agent)
+    starts = datetime(2026, 3, 3, 9, 30, tzinfo=PARIS).astimezone(timezone.utc).isoformat()
+    page = client.get("/rdvs/nouveau", query_string={"usager_id": clinic.usager.id, "agent_id": clinic.agent.id,
+                                                      "motif_id": clinic.motif.id, "lieu_id": clinic.lieu.id,
+                                                      "starts_at": starts}).get_data(as_text=True)
+    preview, segments = sms_preview_of(page)
+    assert "RDV confirmé le mar. 03/03 à 9h30, Centre PMI Belleville" in preview and segments == "1 SMS"
+    # The JSON-free redraw the form's script asks for: same text for the same choices.
+    fragment = client.get("/rdvs/apercu-sms", query_string={
+        "motif_id": clinic.motif.id, "lieu_id": clinic.lieu.id, "day": "2026-03-03", "start_time": "09:30",
+        "usager_ids": clinic.usager.id}).get_data(as_text=True)
+    assert sms_preview_of(fragment) == (preview, segments)
+    assert client.get("/rdvs/apercu-sms?motif_id=99999999999999999999&day=x").status_code == 200
+
+    assert client.post("/rdvs/nouveau", data=rdv_form(client, clinic)).status_code == 302
+    rdv = db.session.scalar(db.select(Rdv))
+    message = db.session.scalar(db.select(Message).where(Message.kind == MessageKind.CREATED,
+                                                         Message.channel == "sms"))
+    sent = outbox.compose_sms(message)
+    assert sent == preview.replace(links.family_url(outbox.PREVIEW_RDV_ID), links.family_url(rdv.id))
+
+    reminder, reminder_segments = sms_preview_of(client.get(f"/rdvs/{rdv.id}").get_data(as_text=True))
+    assert "03/03 à 9h30" in reminder and reminder_segments == "1 SMS"

@@ -58,3 +58,15 @@ class SlotSearchForm(Form):
     lieu_id = SelectField("Lieu", coerce=int_or_zero, validate_choice=False, validators=[Optional()])
     agent_id = SelectField("Agent", coerce=int_or_zero, validate_choice=False, validators=[Optional()])
     from_day = DayField("À partir du", [Optional(), within_years], render_kw={"type": "date"})
+
+
+class SmsPreviewForm(Form):
+    """What the booking form's SMS preview is drawn from; anything unreadable just gives no preview."""
+
+    class Meta:
+        csrf = False  # a GET that changes nothing
+
+    motif_id = IntegerField(validators=[Optional()])
+    lieu_id = IntegerField(validators=[Optional()])
+    day = DayField("Date", [Optional(), within_years])
+    start_time = HourField("Heure", [Optional()])

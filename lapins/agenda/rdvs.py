@@ -13,11 +13,11 @@ from lapins import policies
 from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
-from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm
+from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm, SmsPreviewForm
 from lapins.agenda.usagers import search_usagers
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_local, to_utc
-from lapins.models import Agent, Lieu, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
+from lapins.models import Agent, Lieu, MessageKind, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
 from lapins.locale.formatting import local_datetime
 from lapins.models.audit import AuditAction, AuditEvent, AuditObject
 from lapins.models.rdvs import CANCELLED_STATUSES, CancellationChannel, rdv_usagers
@@ -121,9 +121,43 @@ def new_rdv():
             flash("Le rendez-vous a été créé.", "success")
             return redirect(url_for("agenda.rdv_detail", rdv_id=rdv.id))
     search = request.args.get("usager_q", "")
-    return render_template("agenda/rdvs/form.html", form=form, rdv=None, usagers=usagers,
+    preview = _booking_preview(form.motif_id.data, form.lieu_id.data, form.day.data, form.start_time.data, usagers)
+    return render_template("agenda/rdvs/form.html", form=form, rdv=None, usagers=usagers, sms_preview=preview,
                            search=search, search_results=search_usagers(current_user, search) if search else []), \
         422 if request.method == "POST" else 200
+
+
+def _booking_preview(motif_id, lieu_id, day, start_time, usagers: list[Usager]) -> outbox.SmsPreview | None:
+    """The confirmation SMS of the rdv being booked, once its motif, day and time are known (None before)."""
+    motif = db.session.get(Motif, motif_id) if motif_id and 0 < motif_id < 2**31 else None
+    if motif is None or not policies.can(current_user, "book", motif) or not day or not start_time:
+        return None
+    lieu = db.session.get(Lieu, lieu_id) if lieu_id and 0 < lieu_id < 2**31 else None
+    if lieu is not None and not policies.can(current_user, "view", lieu):
+        lieu = None
+    try:
+        starts_at = to_utc(day, start_time, motif.organisation.territory.tz)
+    except NonexistentLocalTime:
+        return None
+    # Never added to the session: only composed.
+    draft = Rdv(organisation=motif.organisation, motif=motif, lieu=lieu, starts_at=starts_at,
+                ends_at=starts_at + timedelta(minutes=motif.duration_minutes), status=RdvStatus.UNKNOWN)
+    draft.usagers = list(usagers)
+    try:
+        return outbox.preview_sms(draft, MessageKind.CREATED)
+    finally:
+        if draft in db.session:
+            db.session.expunge(draft)
+
+
+@bp.route("/rdvs/apercu-sms")
+def booking_sms_preview():
+    """The booking form's SMS preview, redrawn as the agent changes the motif, lieu, day or time (static/sms_preview.js)."""
+    form = SmsPreviewForm(request.args)
+    usagers = _in_scope(Usager, _ids("usager_ids"), "edit") or []
+    preview = _booking_preview(form.motif_id.data, form.lieu_id.data, form.day.data, form.start_time.data, usagers) \
+        if form.validate() else None
+    return render_template("agenda/rdvs/_sms_preview.html", sms_preview=preview, kind_label="de confirmation")
 
 
 def _needs_confirmation(form: RdvForm, resolved) -> bool:
@@ -174,6 +208,7 @@ def _prefill(form: RdvForm, usagers: list[Usager]) -> None:
 def rdv_detail(rdv_id: int):
     rdv = _get_rdv(rdv_id)
     return render_template("agenda/rdvs/detail.html", rdv=rdv, tz=rdv.organisation.territory.tz,
+                           sms_preview=outbox.preview_sms(rdv, MessageKind.REMINDER) if rdv.is_live else None,
                            cancel_form=CancelForm(), outcome_form=OutcomeForm(), now=utcnow(),
                            messages=outbox.history(rdv), reminder_form=ReminderForm(),
                            moved_by_offers=waitlist_entries.offers_that_moved(rdv))

@@ -40,7 +40,7 @@ def test_a_seen_marked_by_mistake_is_undone_the_same_day_and_the_undo_is_in_the_
     expect(to_fill).to_contain_text("Awa Diallo")
     expect(to_fill).to_contain_text("Claire Martin")  # the agent column
     to_fill.get_by_role("button", name="Absent").click()
-    expect(page.locator(".fr-alert--success")).to_contain_text("Vous pouvez revenir sur ce choix aujourd'hui")
+    expect(page.get_by_role("status")).to_contain_text("Vous pouvez revenir sur ce choix aujourd'hui")
     done = page.locator("section", has=page.get_by_role("heading", name="Renseignés aujourd'hui"))
     expect(done).to_contain_text("Awa Diallo")
     expect(done.locator(".fr-badge")).to_have_text("Absent non excusé")
@@ -56,3 +56,34 @@ def test_a_seen_marked_by_mistake_is_undone_the_same_day_and_the_undo_is_in_the_
     assert [event.agent_id for event in changes] == [day.agent, day.agent]
     assert [change["new"] for event in changes for change in event.changes if change["field"] == "status"] == \
         ["noshow", "unknown"]
+
+
+def test_booking_in_the_past_is_confirmed_first_and_the_sms_preview_follows_the_form(page: Page, day, live_db):
+    log_in(page, day.email)
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()
+    page.goto(f"/rdvs/nouveau?usager_id={day.usager}&agent_id={day.agent}")
+    preview = page.locator("#apercu-sms")
+    expect(preview).to_contain_text("Choisissez le motif, la date et l'heure")
+    page.locator("#motif_id").select_option(str(day.motif))
+    page.locator("#lieu_id").select_option(str(day.lieu))
+    page.get_by_label("Date").fill(yesterday)
+    page.get_by_label("Heure de début").fill("10:00")
+    page.get_by_label("Heure de début").dispatch_event("change")
+    expect(preview.locator("[data-sms-text]")).to_contain_text("à 10h (Pesée), Centre PMI Pantin")
+    expect(preview.locator("[data-sms-segments]")).to_have_text("1 SMS")
+    page.get_by_label("Heure de début").fill("11:15")
+    page.get_by_label("Heure de début").dispatch_event("change")
+    expect(preview.locator("[data-sms-text]")).to_contain_text("à 11h15")
+
+    page.get_by_role("button", name="Créer le rendez-vous").click()
+    expect(page.get_by_role("alert")).to_contain_text("Ce rendez-vous commence dans le passé")
+    live_db.session.rollback()
+    assert live_db.session.scalar(select(Rdv).where(Rdv.id != day.rdv)) is None
+    page.locator("label[for=confirm_unusual]").click()
+    page.get_by_role("button", name="Créer le rendez-vous").click()
+    # Claire Martin has no opening hours: that alert is asked about on its own, the past one stays confirmed.
+    expect(page.get_by_role("alert")).to_contain_text("en dehors des plages d'ouverture")
+    expect(page.get_by_role("alert")).not_to_contain_text("dans le passé")
+    page.locator("label[for=force]").click()
+    page.get_by_role("button", name="Créer le rendez-vous").click()
+    expect(page.get_by_text("Le rendez-vous a été créé.")).to_be_visible()
