@@ -234,3 +234,30 @@ def test_the_lieu_day_table_badges_say_the_status_and_a_short_rdv_shows_its_time
     event.focus()
     assert event.bounding_box()["height"] > before
     page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-rdv-court.png")
+
+
+def test_a_new_family_with_its_child_is_created_from_the_booking_form_and_the_slot_is_kept(page: Page, clinic,
+                                                                                          live_db):
+    log_in(page, clinic.email)
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
+    page.mouse.click(*slot_point(page, clinic.tuesday, "10:00:00"))
+    expect(page.get_by_label("Heure de début")).to_have_value("10:00")
+    page.get_by_role("link", name="Créer un nouvel usager").click()
+    page.locator("#first_name").fill("Inès")
+    page.locator("#last_name").fill("Haddad")
+    page.get_by_label("Prénom de l'enfant").fill("Sami")
+    page.get_by_label("Date de naissance de l'enfant").fill("2025-06-01")
+    page.get_by_role("button", name="Enregistrer et revenir au rendez-vous").click()
+
+    expect(page.locator("h1")).to_have_text("Nouveau rendez-vous")
+    expect(page.get_by_role("status")).to_contain_text("le rendez-vous est pour Sami")
+    expect(page.get_by_label("Heure de début")).to_have_value("10:00")
+    expect(page.get_by_label("Date")).to_have_value(clinic.tuesday.isoformat())
+    expect(page.get_by_label(re.compile("^Sami Haddad"))).to_be_checked()
+    expect(page.get_by_text("enfant de Inès Haddad")).to_be_visible()
+    page.locator("#motif_id").select_option(str(clinic.motif))
+    page.get_by_role("button", name="Créer le rendez-vous").click()
+    expect(page.get_by_text("Le rendez-vous a été créé.")).to_be_visible()
+    booked = rdv_row(live_db, int(page.url.rsplit("/", 1)[1]))
+    assert booked.starts_at == at(clinic.tuesday, 10)
+    assert [usager.full_name for usager in booked.usagers] == ["Sami Haddad"]
