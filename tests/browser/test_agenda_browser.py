@@ -187,7 +187,7 @@ def test_the_lieu_shows_its_agents_side_by_side(page: Page, clinic, live_db):
     columns = page.locator(".lapins-colonne")
     expect(columns).to_have_count(2)
     expect(columns.nth(0)).to_contain_text("Claire Martin")
-    expect(columns.nth(0).locator("a.fc-event")).to_contain_text("Awa Diallo")
+    expect(columns.nth(0).locator("a.fc-event.lapins-rdv")).to_contain_text("Awa Diallo")
     expect(columns.nth(1)).to_contain_text("Inès Morel")
     expect(columns.nth(1).locator(".fc-bg-event.lapins-plage")).to_contain_text("Pesées")
     page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-lieu.png", full_page=True)
@@ -195,12 +195,12 @@ def test_the_lieu_shows_its_agents_side_by_side(page: Page, clinic, live_db):
     # Awa's rdv handed over to Inès by dropping it in her column at 14:00.
     target = columns.nth(1).locator("td.fc-timegrid-slot-lane[data-time='14:00:00']").bounding_box()
     column = columns.nth(1).locator("td.fc-timegrid-col[data-date]").bounding_box()
-    drag(page, columns.nth(0).locator("a.fc-event"), (column["x"] + column["width"] / 2, target["y"] + target["height"] / 4))
+    drag(page, columns.nth(0).locator("a.fc-event.lapins-rdv"), (column["x"] + column["width"] / 2, target["y"] + target["height"] / 4))
     expect(page.locator("#agenda-annonce")).to_contain_text("à 14h00")
     moved = rdv_row(live_db, clinic.existing)
     assert [agent.full_name for agent in moved.agents] == ["Inès Morel"]
     assert moved.starts_at == at(clinic.tuesday, 14)
-    expect(columns.nth(1).locator("a.fc-event")).to_contain_text("Awa Diallo")
+    expect(columns.nth(1).locator("a.fc-event.lapins-rdv")).to_contain_text("Awa Diallo")
 
 
 def test_the_lieu_day_table_badges_say_the_status_and_a_short_rdv_shows_its_time_and_family(page: Page, clinic,
@@ -261,3 +261,34 @@ def test_a_new_family_with_its_child_is_created_from_the_booking_form_and_the_sl
     booked = rdv_row(live_db, int(page.url.rsplit("/", 1)[1]))
     assert booked.starts_at == at(clinic.tuesday, 10)
     assert [usager.full_name for usager in booked.usagers] == ["Sami Haddad"]
+
+
+def test_free_hours_are_reached_with_the_keyboard_and_the_focus_comes_back(page: Page, clinic):
+    """A booking with the keyboard alone: the shortcut reaches the free hours in order, Enter books, and the focus
+    returns where it was when the agent comes back (and after the week/day switch reloads the page)."""
+    log_in(page, clinic.email)
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}&vue=jour")
+    button = page.get_by_role("button", name="Aller au créneau libre suivant")
+    expect(page.locator("a.lapins-libre").first).to_be_attached()
+    button.focus()
+    tabs = 0
+    while not page.evaluate("document.activeElement.classList.contains('lapins-libre')") and tabs < 40:
+        page.keyboard.press("Tab")
+        tabs += 1
+    # From the shortcut's button: the calendar's own links first (Awa's rdv at 09:00), then 09:30, in time order.
+    assert tabs <= 6, f"{tabs} Tabs from the shortcut to the first free hour"
+    assert page.evaluate("document.activeElement.dataset.eventId").endswith("T09:30:00")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.dataset.eventId").endswith("T10:00:00")
+    page.keyboard.press("Alt+Shift+L")
+    assert page.evaluate("document.activeElement.dataset.eventId").endswith("T10:30:00")
+    expect(page.locator(":focus")).to_have_attribute("aria-label", re.compile(r"^Heure libre le mardi .* à 10:30"))
+
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Heure de début")).to_have_value("10:30")
+    page.go_back()
+    expect(page.locator(":focus")).to_have_attribute("data-event-id", re.compile(r"T10:30:00$"))
+
+    page.locator("label[for=vue-semaine]").click()
+    expect(page).to_have_url(re.compile("vue=semaine"))
+    expect(page.locator(":focus")).to_have_id("vue-semaine")
