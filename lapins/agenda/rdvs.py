@@ -152,7 +152,8 @@ def _booking_preview(motif_id, lieu_id, day, start_time, usagers: list[Usager]) 
 
 @bp.route("/rdvs/apercu-sms")
 def booking_sms_preview():
-    """The booking form's SMS preview, redrawn as the agent changes the motif, lieu, day or time (static/sms_preview.js)."""
+    """The booking form's SMS preview, redrawn as the agent changes the motif, lieu, day or time
+    (static/sms_preview.js)."""
     form = SmsPreviewForm(request.args)
     usagers = _in_scope(Usager, _ids("usager_ids"), "edit") or []
     preview = _booking_preview(form.motif_id.data, form.lieu_id.data, form.day.data, form.start_time.data, usagers) \

@@ -87,7 +87,8 @@ def new_usager():
         db.session.add(usager)
         booked_for = usager
         if with_child and form.has_child:
-            booked_for = Usager(territory_id=organisation.territory_id, responsible=usager, organisations=[organisation],
+            booked_for = Usager(territory_id=organisation.territory_id, responsible=usager,
+                                organisations=[organisation],
                                 first_name=form.child_first_name.data.strip(),
                                 last_name=(form.child_last_name.data or "").strip() or usager.last_name,
                                 birth_date=form.child_birth_date.data)

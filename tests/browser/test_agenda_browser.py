@@ -195,7 +195,8 @@ def test_the_lieu_shows_its_agents_side_by_side(page: Page, clinic, live_db):
     # Awa's rdv handed over to Inès by dropping it in her column at 14:00.
     target = columns.nth(1).locator("td.fc-timegrid-slot-lane[data-time='14:00:00']").bounding_box()
     column = columns.nth(1).locator("td.fc-timegrid-col[data-date]").bounding_box()
-    drag(page, columns.nth(0).locator("a.fc-event.lapins-rdv"), (column["x"] + column["width"] / 2, target["y"] + target["height"] / 4))
+    drag(page, columns.nth(0).locator("a.fc-event.lapins-rdv"),
+         (column["x"] + column["width"] / 2, target["y"] + target["height"] / 4))
     expect(page.locator("#agenda-annonce")).to_contain_text("à 14h00")
     moved = rdv_row(live_db, clinic.existing)
     assert [agent.full_name for agent in moved.agents] == ["Inès Morel"]
@@ -224,11 +225,12 @@ def test_the_lieu_day_table_badges_say_the_status_and_a_short_rdv_shows_its_time
     expect(event).to_have_attribute("title", re.compile(r"10:00.*Marie-Héloïse Fontaine-Delacroix"))
     title = event.locator(".lapins-rdv__titre")
     before = event.bounding_box()["height"]
-    assert title.evaluate("el => el.getBoundingClientRect().bottom > el.closest('.fc-event').getBoundingClientRect().bottom")
+    overflows = "el => el.getBoundingClientRect().bottom > el.closest('.fc-event').getBoundingClientRect().bottom + 1"
+    assert title.evaluate(overflows)
     event.hover()
     grown = event.bounding_box()["height"]
     assert grown > before
-    assert title.evaluate("el => el.getBoundingClientRect().bottom <= el.closest('.fc-event').getBoundingClientRect().bottom + 1")
+    assert not title.evaluate(overflows)
     page.mouse.move(0, 0)
     assert event.bounding_box()["height"] == before
     event.focus()

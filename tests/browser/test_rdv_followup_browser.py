@@ -1,6 +1,7 @@
 """An agent runs the day in a real browser: marks what happened, undoes a mistake, books with the warnings."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -87,3 +88,24 @@ def test_booking_in_the_past_is_confirmed_first_and_the_sms_preview_follows_the_
     page.locator("label[for=force]").click()
     page.get_by_role("button", name="Créer le rendez-vous").click()
     expect(page.get_by_text("Le rendez-vous a été créé.")).to_be_visible()
+
+
+def test_on_a_phone_the_rdv_page_shows_the_sms_preview_and_asks_who_cancelled(phone_page: Page, day, live_db):
+    page = phone_page
+    upcoming = live_db.session.get(Rdv, day.rdv)
+    upcoming.starts_at += timedelta(days=3)
+    upcoming.ends_at += timedelta(days=3)
+    live_db.session.commit()
+    live_db.session.remove()
+    log_in(page, day.email)
+    page.goto(f"/rdvs/{day.rdv}")
+    preview = page.locator("#apercu-sms")
+    expect(preview.locator("[data-sms-text]")).to_contain_text("Centre PMI Pantin")
+    expect(preview.locator("[data-sms-segments]")).to_have_text(re.compile(r"^[12] SMS$"))
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.get_by_role("button", name="Annuler le rendez-vous").click()
+    live_db.session.rollback()
+    assert live_db.session.get(Rdv, day.rdv).status == RdvStatus.UNKNOWN
+    page.locator("label[for=annule-service]").click()
+    page.get_by_role("button", name="Annuler le rendez-vous").click()
+    expect(page.get_by_role("status")).to_contain_text("Le rendez-vous a été annulé")
