@@ -291,6 +291,8 @@ def test_the_pages_need_a_signed_in_agent(client, paris):
     ("du=2020-01&au=2026-10", "Le mois de début est hors de l'historique : les statistiques d'ici vont de décembre 2025 "
                               "à novembre 2026"),
     ("au=2099-12", "Le mois de fin est hors de l'historique"),
+    ("du=1990-01", "Le mois de début est hors de l'historique"),
+    ("du=0990-01", "Le mois de début n'est pas un mois valide"),
     ("lieu=999999", "Le lieu demandé n'existe pas ici"),
     ("agent=abc", "L'agent demandé n'existe pas ici"),
     ("motif=" + "9" * 5000, "Le motif demandé n'existe pas ici"),

@@ -16,7 +16,7 @@ def parse_month(value: str) -> date | None:
     if not match:
         return None
     year, month = (int(match[1]), int(match[2])) if match[1] else (int(match[4]), int(match[3]))
-    if not (1 <= month <= 12 and 2000 <= year <= 2099):
+    if not (1 <= month <= 12 and 1000 <= year):
         return None
     return date(year, month, 1)
 
@@ -32,6 +32,8 @@ def parse_filters(args: Mapping[str, str], today: date, choices: dict[str, list[
                                   ("au", "Le mois de fin", default.last_month)):
         raw = (args.get(name) or "").strip()
         months[name] = parse_month(raw) if raw else fallback
+        if months[name] is not None and not history and not 2000 <= months[name].year <= 2099:
+            months[name] = None
         if months[name] is None:
             errors.append(f"{label} n'est pas un mois valide : écrivez-le AAAA-MM, par exemple 2026-03.")
         elif history and raw and not history[0] <= months[name] <= history[1]:
