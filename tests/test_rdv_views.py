@@ -280,7 +280,10 @@ def test_the_booking_form_and_the_rdv_page_preview_the_sms_the_outbox_sends(clie
         "motif_id": clinic.motif.id, "lieu_id": clinic.lieu.id, "day": "2026-03-03", "start_time": "09:30",
         "usager_ids": clinic.usager.id}).get_data(as_text=True)
     assert sms_preview_of(fragment) == (preview, segments)
-    assert client.get("/rdvs/apercu-sms?motif_id=99999999999999999999&day=x").status_code == 200
+    for query in ("motif_id=99999999999999999999&day=x", "usager_ids=99999999999999999999999&motif_id=-1",
+                  "day=9999-12-31&start_time=25:99&motif_id=abc"):
+        assert client.get(f"/rdvs/apercu-sms?{query}").status_code == 200
+    assert client.get("/rdvs/nouveau?usager_id=99999999999999999999999").status_code == 200
 
     assert client.post("/rdvs/nouveau", data=rdv_form(client, clinic)).status_code == 302
     rdv = db.session.scalar(db.select(Rdv))

@@ -42,7 +42,8 @@ def _parse_instant(text: str | None) -> datetime | None:
 
 
 def _ids(name: str) -> list[int]:
-    return [int(value) for value in request.args.getlist(name) if value.isdigit()][:10]
+    # An id beyond the database's integers is no id: dropped here rather than overflowing in a query.
+    return [int(value) for value in request.args.getlist(name) if value.isdigit() and len(value) <= 9][:10]
 
 
 def _fill_choices(form: RdvForm, usagers: list[Usager]) -> None:
