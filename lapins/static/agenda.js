@@ -147,13 +147,12 @@
     } catch (error) { /* private browsing: the focus is only kept within the page */ }
   }
 
+  // Kept until the agent focuses something else: a refetch may draw the calendar twice (its old events, then the
+  // fresh ones), and the focus must end on the fresh element.
   function restoreFocus(container) {
     if (!focusWanted) return;
     var target = container.querySelector('[data-event-id="' + CSS.escape(focusWanted) + '"]');
-    if (target) {
-      focusWanted = null;
-      target.focus();
-    }
+    if (target && document.activeElement !== target) target.focus();
   }
 
   try {
@@ -163,7 +162,7 @@
   } catch (error) { /* nothing saved */ }
 
   document.addEventListener("focusin", function (event) {
-    if (event.target.closest && event.target.closest(".lapins-calendrier") && event.target.dataset.eventId) {
+    if (!event.target.dataset || event.target.dataset.eventId !== focusWanted) {
       focusWanted = null;  // the agent moved on: nothing to restore
     }
   });
@@ -194,7 +193,8 @@
   });
 
   function move(moveRequest, revert) {
-    rememberFocus(document.activeElement);
+    // Once the calendars are redrawn, the focus lands on the rdv just moved (or left in place).
+    focusWanted = "rdv-" + moveRequest.rdvId;
     announce("");
     postMove(moveRequest).then(function (result) {
       if (result.ok) {
@@ -288,7 +288,8 @@
       // After a refetch (a move, a drop) the focus goes back to the event it was on, not to the top of the page.
       eventsSet: function () { restoreFocus(container); },
       eventDrop: function (info) {
-        move({ url: moveUrl(container, info.event), startsAt: wallClock(info.event.start), force: false }, info.revert);
+        move({ url: moveUrl(container, info.event), rdvId: info.event.extendedProps.rdvId,
+               startsAt: wallClock(info.event.start), force: false }, info.revert);
       },
     }, options || {}));
     calendar.render();
@@ -316,6 +317,7 @@
         info.revert();
         move({
           url: moveUrl(container, info.event),
+          rdvId: info.event.extendedProps.rdvId,
           startsAt: wallClock(info.event.start),
           agentId: Number(container.dataset.agentId),
           fromAgentId: info.event.extendedProps.agentId,

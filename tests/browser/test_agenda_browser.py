@@ -124,6 +124,8 @@ def test_an_agent_books_moves_and_cancels_an_rdv_from_the_agenda(page: Page, cli
     drag(page, booked, slot_point(page, clinic.tuesday, "11:00:00"))
     expect(page.locator("#agenda-annonce")).to_contain_text("Rendez-vous déplacé au")
     expect(page.locator("#agenda-annonce")).to_contain_text("à 11h00")
+    # Redrawn, the calendar keeps the focus on the rdv just moved rather than at the top of the page.
+    expect(page.locator(":focus")).to_have_attribute("data-event-id", f"rdv-{booked_id}")
     assert rdv_row(live_db, booked_id).starts_at == at(clinic.tuesday, 11)
     expect(page.locator("a.fc-event", has_text="Léo Bernard")).to_contain_text("11:00")
     expect(page.locator("#liste-rdv tr", has_text="Léo Bernard")).to_contain_text("11h00 – 11h30")
