@@ -99,9 +99,11 @@ def test_the_menu_shows_administration_to_administrators_only(client, dept, fact
     # A territory administrator with no admin role in any organisation has the entry too.
     login(client, dept.territory_admin)
     page = client.get("/admin/").get_data(as_text=True)
-    assert 'aria-current="page">Administration' in page and "PMI Roubaix" in page
+    # The « Administration » menu is marked as the current one, and its entry for these pages too.
+    current = ('aria-current="true">Administration', 'aria-current="page">Organisations, lieux et agents')
+    assert all(mark in page for mark in current) and "PMI Roubaix" in page
     lieux = client.get(f"/admin/organisations/{dept.sister.id}/lieux").get_data(as_text=True)
-    assert 'aria-current="page">Administration' in lieux
+    assert all(mark in lieux for mark in current)
 
 
 def test_a_territory_admin_administers_the_sister_organisation_but_sees_none_of_its_rdvs_or_families(

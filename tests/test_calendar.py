@@ -1,6 +1,8 @@
 """Agents' calendars: the JSON feed FullCalendar reads, the move endpoint, and the agenda pages."""
 from __future__ import annotations
 
+import html
+
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -532,11 +534,26 @@ def test_sunday_is_left_out_of_the_week_unless_the_agent_works_then(client, auth
     assert 'data-hidden-days="[]"' in client.get(f"/agenda/agents/{clinic.agent.id}").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("query", ["date=31/03/2026", "date=0001-01-01", "date=9999-12-31", "vue=mois"])
-def test_a_bad_page_parameter_gets_a_french_400_page(client, auth, clinic, query):
+def test_an_unknown_view_gets_a_french_400_page(client, auth, clinic):
     auth.login(clinic.agent)
-    response = client.get(f"/agenda/agents/{clinic.agent.id}?{query}")
-    assert response.status_code == 400 and "<h1" in response.get_data(as_text=True)
+    response = client.get(f"/agenda/agents/{clinic.agent.id}?vue=mois")
+    assert response.status_code == 400 and "« semaine » ou « jour »" in html.unescape(response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("path", ["/agenda/agents/{agent}", "/agenda/lieux/{lieu}",
+                                  "/agenda/agents/{agent}/jour/imprimer"])
+@pytest.mark.parametrize("day, message", [
+    ("31/03/2026", "« 31/03/2026 » n'est pas une date valide (attendu : AAAA-MM-JJ, par exemple 2026-03-"),
+    ("9999-12-31", "Le 9999-12-31 est hors de l'agenda : choisissez une date entre 1900 et 2199."),
+])
+def test_a_date_the_agenda_cannot_show_gives_todays_page_saying_what_is_expected(client, auth, clinic, path, day,
+                                                                                 message):
+    auth.login(clinic.agent)
+    url = path.format(agent=clinic.agent.id, lieu=clinic.lieu.id)
+    response = client.get(url, query_string={"date": day, "vue": "jour"} if "imprimer" not in url else {"date": day})
+    assert response.status_code == 302 and "date=" not in response.location
+    page = html.unescape(client.get(response.location).get_data(as_text=True))
+    assert message in page
 
 
 def test_the_agent_selector_works_without_javascript(client, auth, clinic):

@@ -67,3 +67,18 @@ def test_the_imports_reject_the_line_with_the_same_message(app, db, factories, t
                       name="agents.csv")
     result = run(app, "import-agents", "59", "PMI Lille", agents)
     assert "rejetées : 1" in result.output and "Le nom : saisissez seulement des lettres" in result.output
+
+
+def test_the_lieu_form_refuses_a_place_name_with_the_same_message(client, auth, factories, db):
+    organisation = factories.OrganisationFactory()
+    auth.login(factories.AgentFactory(organisation=organisation, organisation__role=Role.ADMIN))
+    url = f"/admin/organisations/{organisation.id}/lieux/nouveau"
+    token = csrf_token_from(client.get(url).get_data(as_text=True))
+    refused = client.post(url, data={"csrf_token": token, "name": "Centre PMI #12 @home",
+                                     "address": "1 rue X, 59000 Lille", "phone": "", "active": "y"})
+    assert refused.status_code in (200, 422)
+    assert PLACE_NAME_MESSAGE.replace("'", "&#39;") in refused.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Lieu)) == 0
+    accepted = client.post(url, data={"csrf_token": token, "name": "Centre PMI Paris 15e",
+                                      "address": "1 rue X, 75015 Paris", "phone": "", "active": "y"})
+    assert accepted.status_code == 302 and db.session.scalar(select(func.count()).select_from(Lieu)) == 1

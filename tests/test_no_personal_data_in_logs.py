@@ -110,7 +110,8 @@ def book(client, clinic, usager_id: int, day: str, start: str) -> None:
     response = client.post("/rdvs/nouveau", data={
         "csrf_token": csrf_token_from(page.get_data(as_text=True)), "usager_ids": [usager_id],
         "motif_id": clinic.motif.id, "lieu_id": clinic.lieu.id, "agent_ids": [clinic.agent.id], "day": day,
-        "start_time": start, "duration": "", "notes": ""})
+        "start_time": start, "duration": "", "notes": "",
+        "confirm_unusual": "y"})  # the family's second rdv for this motif, on purpose
     assert response.status_code == 302, response.get_data(as_text=True)
 
 

@@ -288,7 +288,11 @@ def test_the_pages_need_a_signed_in_agent(client, paris):
     ("du=2026-13", "Le mois de début n'est pas un mois valide"),
     ("au=demain", "Le mois de fin n'est pas un mois valide"),
     ("du=2026-10&au=2026-01", "Le mois de début doit précéder le mois de fin"),
-    ("du=2020-01&au=2026-10", "La période ne peut dépasser 36 mois"),
+    ("du=2020-01&au=2026-10", "Le mois de début est hors de l'historique : les statistiques d'ici vont de décembre 2025 "
+                              "à novembre 2026"),
+    ("au=2099-12", "Le mois de fin est hors de l'historique"),
+    ("du=1990-01", "Le mois de début est hors de l'historique"),
+    ("du=0990-01", "Le mois de début n'est pas un mois valide"),
     ("lieu=999999", "Le lieu demandé n'existe pas ici"),
     ("agent=abc", "L'agent demandé n'existe pas ici"),
     ("motif=" + "9" * 5000, "Le motif demandé n'existe pas ici"),
@@ -302,6 +306,21 @@ def test_bad_parameters_get_a_french_message(client, auth, paris, query, message
     csv_response = client.get(f"/statistiques/organisation/{paris.organisation.id}/statistiques.csv?{query}")
     assert csv_response.status_code == 400
     assert message in csv_response.get_data(as_text=True).replace("&#39;", "'")
+
+
+def test_the_page_opens_on_the_last_twelve_months_and_the_picker_stays_within_the_history(client, auth, factories,
+                                                                                          paris):
+    auth.login(paris.agent)
+    page = client.get(f"/statistiques/organisation/{paris.organisation.id}").get_data(as_text=True)
+    assert 'id="du" name="du" maxlength="7" min="2025-12" max="2026-11" value="2025-12"' in page
+    assert 'id="au" name="au" maxlength="7" min="2025-12" max="2026-11" value="2026-11"' in page
+    # Imported history four years back: the picker reaches it, and the 36-month limit still holds.
+    make_rdv(factories, paris.motif, paris.agent, local(PARIS, 2022, 5, 10, 9))
+    page = client.get(f"/statistiques/organisation/{paris.organisation.id}").get_data(as_text=True)
+    assert 'min="2022-05" max="2026-11"' in page
+    response = client.get(f"/statistiques/organisation/{paris.organisation.id}?du=2022-05&au=2026-10")
+    assert response.status_code == 400 and "La période ne peut dépasser 36 mois" in response.get_data(as_text=True)
+    assert client.get(f"/statistiques/organisation/{paris.organisation.id}?du=2022-05&au=2024-05").status_code == 200
 
 
 def test_a_lieu_of_another_organisation_is_refused(client, auth, factories, paris):

@@ -3,6 +3,7 @@ used for the territory's SMS and webhooks, and the wording of the SMS previewed 
 from __future__ import annotations
 
 import html as html_text
+import re
 import http.client
 import threading
 from datetime import time
@@ -97,6 +98,19 @@ def test_an_agent_is_refused_and_another_territorys_administrator_does_not_see_i
         response = client.post(url(clinic.territory, suffix), data={"csrf_token": token, "sms_label": "PMI"})
         assert response.status_code == 404
     assert reloaded(clinic.territory).sms_label is None
+
+
+def test_the_menu_leads_an_administrator_to_their_settings_and_hides_them_from_an_agent(client, auth, factories,
+                                                                                        clinic):
+    admin = admin_of(factories, clinic)
+    assert auth.login(admin).status_code == 302
+    assert re.search(r'href="/parametres"\s*>Paramètres du territoire', client.get("/usagers").get_data(as_text=True))
+    assert client.get("/parametres").headers["Location"].endswith(url(clinic.territory))
+    auth.logout()
+    agent = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.AGENT)
+    assert auth.login(agent).status_code == 302
+    assert "Paramètres du territoire" not in client.get("/usagers").get_data(as_text=True)
+    assert client.get("/parametres").status_code == 403
 
 
 # --- Settings ---------------------------------------------------------------------------------------------------

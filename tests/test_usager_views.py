@@ -1,4 +1,6 @@
 """Agents find families by name or phone, create them with their children, and see their rdvs."""
+from urllib.parse import quote
+
 import pytest
 
 from lapins.models import Role, Usager
@@ -103,3 +105,41 @@ def test_the_family_page_sums_up_no_shows_and_cancellations_late_ones_apart(clie
     assert "1 venu" in page and "2 absences non excusées" in page
     assert "2 annulations par la famille, dont 1 moins de 48 h avant" in page
     assert "1 annulation par le service" in page
+
+
+def test_a_child_found_by_name_or_by_the_parents_phone_shows_its_parent(client, auth, agent, factories):
+    organisation = agent.roles[0].organisation
+    parent = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
+                                     first_name="Maëlys", last_name="Payet", phone="+262692123456")
+    factories.UsagerFactory(territory=organisation.territory, organisations=[organisation], first_name="Noé",
+                            last_name="Payet", phone=None, responsible=parent)
+    auth.login(agent)
+    by_phone = client.get("/usagers?q=0692 12 34 56").get_data(as_text=True)
+    assert "PAYET Maëlys" in by_phone and "PAYET Noé" in by_phone
+    booking = client.get("/rdvs/nouveau?usager_q=noé").get_data(as_text=True)
+    assert "PAYET Noé" in booking and "enfant de Maëlys Payet" in booking
+
+
+def test_a_new_family_and_its_child_from_the_booking_form_come_back_to_the_same_slot(client, auth, agent, db):
+    auth.login(agent)
+    slot = "/rdvs/nouveau?agent_id=1&starts_at=2026-03-03T08:30:00+00:00&motif_id=2"
+    path = "/usagers/nouveau?next=" + quote(slot, safe="")
+    page = client.get(path).get_data(as_text=True)
+    assert "Le rendez-vous est pour un enfant ?" in page and "Enregistrer et revenir au rendez-vous" in page
+    response = client.post(path, data=form_data(client, path, child_first_name="Noé", child_last_name="",
+                                                 child_birth_date="2025-11-02"))
+    assert response.status_code == 302
+    child = db.session.scalar(db.select(Usager).where(Usager.first_name == "Noé"))
+    assert child.last_name == "Payet" and child.responsible.first_name == "Maëlys"
+    assert response.location == f"{slot}&usager_id={child.id}"
+
+
+def test_a_childs_bad_details_are_refused_in_french_and_nothing_is_stored(client, auth, agent, db):
+    auth.login(agent)
+    path = "/usagers/nouveau?next=" + quote("/rdvs/nouveau?agent_id=1", safe="")
+    response = client.post(path, data=form_data(client, path, child_first_name="", child_birth_date="2025-11-02"))
+    assert response.status_code == 422
+    assert "Saisissez le prénom de l&#39;enfant" in response.get_data(as_text=True)
+    response = client.post(path, data=form_data(client, path, child_first_name="Noé", child_birth_date="2099-01-01"))
+    assert response.status_code == 422 and "doit être passée" in response.get_data(as_text=True)
+    assert db.session.query(Usager).count() == 0

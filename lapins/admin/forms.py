@@ -6,7 +6,7 @@ import re
 from wtforms import BooleanField, EmailField, IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from lapins.infra.forms import Form
+from lapins.infra.forms import Form, place_name
 from lapins.models import LocationType, Role
 from lapins.notifications import timing
 from lapins.locale.phones import InvalidPhone, french_number
@@ -61,7 +61,8 @@ class OrganisationForm(PhoneForm):
 
 class LieuForm(PhoneForm):
     name = StringField("Nom du lieu", filters=[one_line], validators=[
-        DataRequired("Saisissez le nom du lieu."), Length(max=160, message="160 caractères au plus."), no_markup])
+        DataRequired("Saisissez le nom du lieu."), Length(max=160, message="160 caractères au plus."), no_markup,
+        place_name])
     address = StringField("Adresse", filters=[one_line], validators=[
         DataRequired("Saisissez l'adresse du lieu."), Length(max=255, message="255 caractères au plus."), no_markup])
     active = BooleanField("Lieu ouvert (proposé à la prise de rendez-vous)", default=True)

@@ -1,6 +1,7 @@
 """Agents' agendas: calendars, rdvs, usagers, opening slots and absences."""
 from flask import Blueprint
 from flask_login import login_required
+from lapins import policies
 from lapins.models import Role
 
 bp = Blueprint("agenda", __name__)
@@ -42,6 +43,7 @@ NAV_SECTIONS = {
     "agenda.new_absence": "agenda.my_schedule", "agenda.edit_absence": "agenda.my_schedule",
     "agenda.delete_absence": "agenda.my_schedule",
     "agenda.territory_messages": "agenda.my_territory_messages",
+    "territory_settings.page": "territory_settings.mine",
     "integrations.webhooks": "integrations.index",
     "audit.rdv_history": "audit.index", "audit.usager_history": "audit.index",
     **{f"admin.{page}": "admin.index" for page in (
@@ -63,18 +65,26 @@ def navigation() -> dict:
     return {"nav_items": lambda: NAV_ITEMS + extra_nav_items(current_user), "nav_current": current}
 
 
-def extra_nav_items(agent) -> list[tuple[str, str]]:
-    """Items some agents only get: the SMS figures for administrators, the dev inbox outside production."""
+def extra_nav_items(agent) -> list:
+    """Items some agents only get, in one « Administration » menu so the header keeps one line at 1366 px: the
+    territory's settings for those who administer it, the SMS figures for administrators; the dev inbox outside
+    production."""
     from flask import current_app
 
-    items = []
-    if getattr(agent, "is_authenticated", False) and any(role.role == Role.ADMIN for role in agent.roles):
-        items.append(("agenda.my_territory_messages", "SMS envoyés"))
-        items.append(("audit.index", "Historique"))
-        items.append(("integrations.index", "Intégrations"))
-        items.append(("admin.index", "Administration"))
-    elif getattr(agent, "is_authenticated", False) and agent.administered_territory_ids:  # a territory admin only
-        items.append(("admin.index", "Administration"))
+    items: list = []
+    if getattr(agent, "is_authenticated", False):
+        admin = any(role.role == Role.ADMIN for role in agent.roles)
+        menu = []
+        if admin or agent.administered_territory_ids:
+            menu.append(("admin.index", "Organisations, lieux et agents"))
+        if agent.administered_territory_ids or (admin and any(
+                policies.administers_territory(agent, role.organisation.territory) for role in agent.roles)):
+            menu.append(("territory_settings.mine", "Paramètres du territoire"))
+        if admin:
+            menu += [("agenda.my_territory_messages", "SMS envoyés"), ("audit.index", "Historique"),
+                     ("integrations.index", "Intégrations")]
+        if menu:
+            items.append(("Administration", menu))
     if current_app.config["ENV_NAME"] != "production":
         items.append(("agenda.dev_inbox", "Boîte de dév."))
     return items

@@ -19,7 +19,7 @@ from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
-from flask import current_app, jsonify, redirect, render_template, request, url_for
+from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Row, bindparam, select
@@ -92,11 +92,13 @@ def parse_day(value: str | None, tz: ZoneInfo) -> date:
         return datetime.now(tz).date()
     try:
         day = date.fromisoformat(value)
-        if day.year not in YEARS:
-            raise ValueError("year out of range")
-        return day
     except ValueError:
-        raise InvalidParameter(f"« {value} » n'est pas une date valide (attendu : AAAA-MM-JJ).") from None
+        raise InvalidParameter(f"« {value} » n'est pas une date valide (attendu : AAAA-MM-JJ, par exemple "
+                               f"{datetime.now(tz).date().isoformat()}).") from None
+    if day.year not in YEARS:
+        raise InvalidParameter(f"Le {value} est hors de l'agenda : choisissez une date entre {YEARS.start} et "
+                               f"{YEARS.stop - 1}.")
+    return day
 
 
 # --- Reading the calendar ------------------------------------------------------------------------------------
@@ -424,6 +426,25 @@ def page_day(tz: ZoneInfo) -> date:
     return parse_day(request.args.get("date"), tz)
 
 
+class DayRefused(Exception):
+    """A page's `date` refused: the answer is the same page on today's date, the French reason above it."""
+
+    def __init__(self, response) -> None:
+        super().__init__()
+        self.response = response
+
+
+def shown_day(tz: ZoneInfo) -> date:
+    """The page's day (page_day); a date that cannot be shown raises DayRefused with the page of today, where the
+    reason is said (a flashed message) instead of a bare error page."""
+    try:
+        return page_day(tz)
+    except InvalidParameter as error:
+        flash(str(error), "error")
+        args = {key: value for key, value in request.args.items() if key != "date"}
+        raise DayRefused(redirect(url_for(request.endpoint, **(request.view_args or {}), **args))) from None
+
+
 @bp.route("/agenda/agents")
 def switch_calendar():
     """Target of the agent selector: the chosen agent travels as a query parameter, the agenda wants it in the path."""
@@ -438,12 +459,12 @@ def agent_calendar(agent_id: int):
     territory = territory_of(agent)
     tz = territory.tz
     view = request.args.get("vue", "semaine")
+    if view not in VIEWS:
+        return render_error(400, "L'affichage demandé n'existe pas (« semaine » ou « jour »).")
     try:
-        if view not in VIEWS:
-            raise InvalidParameter("L'affichage demandé n'existe pas (« semaine » ou « jour »).")
-        day = page_day(tz)
-    except InvalidParameter as error:
-        return render_error(400, str(error))
+        day = shown_day(tz)
+    except DayRefused as refused:
+        return refused.response
     period = Period.around(day, view)
     rdvs = agent_rdvs(agent.id, *period.bounds(tz), policies.organisations_of(current_user))
     colleagues = list(db.session.scalars(policies.agent_scope(current_user)))
@@ -487,9 +508,9 @@ def lieu_calendar(lieu_id: int):
     territory = lieu.organisation.territory
     tz = territory.tz
     try:
-        day = page_day(tz)
-    except InvalidParameter as error:
-        return render_error(400, str(error))
+        day = shown_day(tz)
+    except DayRefused as refused:
+        return refused.response
     period = Period(day, 1)
     start_at, end_at = period.bounds(tz)
     rows = lieu_rdvs(lieu.id, start_at, end_at)
@@ -514,6 +535,10 @@ class LieuRdv:
     agent_id: int
     agent_name: str
     usagers: tuple[str, ...]
+
+    @property
+    def status_label(self) -> str:  # the badge of the day's table reads it, as for CalendarRdv
+        return status_label(self.status, self.starts_at)
 
 
 def lieu_rdvs(lieu_id: int, start_at: datetime, end_at: datetime) -> list[LieuRdv]:

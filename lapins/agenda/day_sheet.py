@@ -11,8 +11,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from lapins import policies
 from lapins.agenda.blueprint import bp
-from lapins.agenda.calendar import InvalidParameter, Period, load_agent, page_day, territory_of
-from lapins.infra.errors import render_error
+from lapins.agenda.calendar import DayRefused, Period, load_agent, shown_day, territory_of
 from lapins.infra.extensions import db
 from lapins.models import Lieu, LocationType, Organisation, Rdv, RdvAgent, Usager
 from lapins.models.rdvs import CANCELLED_STATUSES
@@ -34,9 +33,9 @@ def agent_day_sheet(agent_id: int):
     agent = load_agent(agent_id)
     tz = territory_of(agent).tz
     try:
-        day = page_day(tz)
-    except InvalidParameter as error:
-        return render_error(400, str(error))
+        day = shown_day(tz)
+    except DayRefused as refused:
+        return refused.response
     rdvs = _day_rdvs(Rdv.id.in_(select(RdvAgent.rdv_id).where(RdvAgent.agent_id == agent.id)), day, tz)
     return render_template("agenda/day_sheet.html", home=LocationType.HOME, title=agent.full_name, day=day, tz=tz, rdvs=rdvs,
                            back=("agenda.agent_calendar", {"agent_id": agent.id, "date": day.isoformat(),
@@ -50,9 +49,9 @@ def lieu_day_sheet(lieu_id: int):
     policies.authorize(current_user, "view", lieu)
     tz = lieu.organisation.territory.tz
     try:
-        day = page_day(tz)
-    except InvalidParameter as error:
-        return render_error(400, str(error))
+        day = shown_day(tz)
+    except DayRefused as refused:
+        return refused.response
     rdvs = _day_rdvs(Rdv.lieu_id == lieu.id, day, tz)
     return render_template("agenda/day_sheet.html", home=LocationType.HOME, title=lieu.name, day=day, tz=tz, rdvs=rdvs, show_agents=True,
                            back=("agenda.lieu_calendar", {"lieu_id": lieu.id, "date": day.isoformat()}))

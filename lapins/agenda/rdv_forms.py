@@ -26,6 +26,8 @@ class RdvForm(Form):
         Optional(), Length(max=2000, message="2 000 caractères au plus."),
     ])
     force = BooleanField("Je confirme ce rendez-vous malgré l'alerte ci-dessus")
+    # Apart from `force`: confirming a date in the past or a second rdv must not also pass a conflict unseen.
+    confirm_unusual = BooleanField("Je confirme ce rendez-vous malgré l'avertissement ci-dessus")
 
 
 class CancelForm(Form):
@@ -56,3 +58,15 @@ class SlotSearchForm(Form):
     lieu_id = SelectField("Lieu", coerce=int_or_zero, validate_choice=False, validators=[Optional()])
     agent_id = SelectField("Agent", coerce=int_or_zero, validate_choice=False, validators=[Optional()])
     from_day = DayField("À partir du", [Optional(), within_years], render_kw={"type": "date"})
+
+
+class SmsPreviewForm(Form):
+    """What the booking form's SMS preview is drawn from; anything unreadable just gives no preview."""
+
+    class Meta:
+        csrf = False  # a GET that changes nothing
+
+    motif_id = IntegerField(validators=[Optional()])
+    lieu_id = IntegerField(validators=[Optional()])
+    day = DayField("Date", [Optional(), within_years])
+    start_time = HourField("Heure", [Optional()])

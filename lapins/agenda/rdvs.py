@@ -13,12 +13,14 @@ from lapins import policies
 from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
-from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm
+from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm, SmsPreviewForm
 from lapins.agenda.usagers import search_usagers
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_local, to_utc
-from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Usager, utcnow
-from lapins.models.rdvs import CancellationChannel
+from lapins.models import Agent, Lieu, MessageKind, Motif, Rdv, RdvAgent, RdvStatus, Usager, utcnow
+from lapins.locale.formatting import local_datetime
+from lapins.models.audit import AuditAction, AuditEvent, AuditObject
+from lapins.models.rdvs import CANCELLED_STATUSES, CancellationChannel, rdv_usagers
 from lapins.notifications import outbox
 from lapins.waitlist import entries as waitlist_entries
 
@@ -40,7 +42,8 @@ def _parse_instant(text: str | None) -> datetime | None:
 
 
 def _ids(name: str) -> list[int]:
-    return [int(value) for value in request.args.getlist(name) if value.isdigit()][:10]
+    # An id beyond the database's integers is no id: dropped here rather than overflowing in a query.
+    return [int(value) for value in request.args.getlist(name) if value.isdigit() and len(value) <= 9][:10]
 
 
 def _fill_choices(form: RdvForm, usagers: list[Usager]) -> None:
@@ -102,13 +105,13 @@ def _booking_failed(form: RdvForm, error: BookingError) -> None:
 @bp.route("/rdvs/nouveau", methods=["GET", "POST"])
 def new_rdv():
     form = RdvForm()
-    form.can_force = False
+    form.can_force = form.can_confirm = False
     usager_ids = _ids("usager_id") + [i for i in (form.usager_ids.data or []) if i]
     usagers = _in_scope(Usager, list(dict.fromkeys(usager_ids)), "edit") or []
     _fill_choices(form, usagers)
     if request.method == "GET":
         _prefill(form, usagers)
-    elif form.validate_on_submit() and (resolved := _resolve(form)):
+    elif form.validate_on_submit() and (resolved := _resolve(form)) and not _needs_confirmation(form, resolved):
         motif, lieu, agents, usagers, starts_at, ends_at = resolved
         try:
             rdv = book_rdv(actor=current_user, motif=motif, agents=agents, usagers=usagers, starts_at=starts_at,
@@ -119,9 +122,69 @@ def new_rdv():
             flash("Le rendez-vous a été créé.", "success")
             return redirect(url_for("agenda.rdv_detail", rdv_id=rdv.id))
     search = request.args.get("usager_q", "")
-    return render_template("agenda/rdvs/form.html", form=form, rdv=None, usagers=usagers,
+    preview = _booking_preview(form.motif_id.data, form.lieu_id.data, form.day.data, form.start_time.data, usagers)
+    return render_template("agenda/rdvs/form.html", form=form, rdv=None, usagers=usagers, sms_preview=preview,
                            search=search, search_results=search_usagers(current_user, search) if search else []), \
         422 if request.method == "POST" else 200
+
+
+def _booking_preview(motif_id, lieu_id, day, start_time, usagers: list[Usager]) -> outbox.SmsPreview | None:
+    """The confirmation SMS of the rdv being booked, once its motif, day and time are known (None before)."""
+    motif = db.session.get(Motif, motif_id) if motif_id and 0 < motif_id < 2**31 else None
+    if motif is None or not policies.can(current_user, "book", motif) or not day or not start_time:
+        return None
+    lieu = db.session.get(Lieu, lieu_id) if lieu_id and 0 < lieu_id < 2**31 else None
+    if lieu is not None and not policies.can(current_user, "view", lieu):
+        lieu = None
+    try:
+        starts_at = to_utc(day, start_time, motif.organisation.territory.tz)
+    except NonexistentLocalTime:
+        return None
+    # Never added to the session: only composed.
+    draft = Rdv(organisation=motif.organisation, motif=motif, lieu=lieu, starts_at=starts_at,
+                ends_at=starts_at + timedelta(minutes=motif.duration_minutes), status=RdvStatus.UNKNOWN)
+    draft.usagers = list(usagers)
+    try:
+        return outbox.preview_sms(draft, MessageKind.CREATED)
+    finally:
+        if draft in db.session:
+            db.session.expunge(draft)
+
+
+@bp.route("/rdvs/apercu-sms")
+def booking_sms_preview():
+    """The booking form's SMS preview, redrawn as the agent changes the motif, lieu, day or time
+    (static/sms_preview.js)."""
+    form = SmsPreviewForm(request.args)
+    usagers = _in_scope(Usager, _ids("usager_ids"), "edit") or []
+    preview = _booking_preview(form.motif_id.data, form.lieu_id.data, form.day.data, form.start_time.data, usagers) \
+        if form.validate() else None
+    return render_template("agenda/rdvs/_sms_preview.html", sms_preview=preview, kind_label="de confirmation")
+
+
+def _needs_confirmation(form: RdvForm, resolved) -> bool:
+    """An rdv in the past, or a second upcoming one for the same usager and motif, is most often a slip: it is booked
+    only once the agent ticks the confirmation shown with the warning."""
+    motif, _, _, usagers, starts_at, _ = resolved
+    if form.confirm_unusual.data:
+        return False
+    tz, now = motif.organisation.territory.tz, utcnow()
+    warnings = []
+    if starts_at < now:
+        warnings.append(f"Ce rendez-vous commence dans le passé ({local_datetime(starts_at, tz)}). S'il s'agit bien "
+                        "d'un rendez-vous passé à enregistrer, confirmez-le ci-dessous.")
+    booked = db.session.execute(
+        select(Usager.first_name, Usager.last_name, Rdv.starts_at)
+        .join(rdv_usagers, rdv_usagers.c.usager_id == Usager.id).join(Rdv, Rdv.id == rdv_usagers.c.rdv_id)
+        .where(Usager.id.in_([usager.id for usager in usagers]), Rdv.motif_id == motif.id,
+               Rdv.status.not_in(CANCELLED_STATUSES), Rdv.ends_at > now)
+        .order_by(Rdv.starts_at)).all()
+    for first_name, last_name, other_start in booked:
+        warnings.append(f"{first_name} {last_name} a déjà un rendez-vous « {motif.name} » à venir, le "
+                        f"{local_datetime(other_start, tz)}. Pour en prendre un second, confirmez-le ci-dessous.")
+    form.form_errors.extend(warnings)
+    form.can_confirm = bool(warnings)
+    return bool(warnings)
 
 
 def _prefill(form: RdvForm, usagers: list[Usager]) -> None:
@@ -147,6 +210,7 @@ def _prefill(form: RdvForm, usagers: list[Usager]) -> None:
 def rdv_detail(rdv_id: int):
     rdv = _get_rdv(rdv_id)
     return render_template("agenda/rdvs/detail.html", rdv=rdv, tz=rdv.organisation.territory.tz,
+                           sms_preview=outbox.preview_sms(rdv, MessageKind.REMINDER) if rdv.is_live else None,
                            cancel_form=CancelForm(), outcome_form=OutcomeForm(), now=utcnow(),
                            messages=outbox.history(rdv), reminder_form=ReminderForm(),
                            moved_by_offers=waitlist_entries.offers_that_moved(rdv))
@@ -156,7 +220,7 @@ def rdv_detail(rdv_id: int):
 def edit_rdv(rdv_id: int):
     rdv = _get_rdv(rdv_id, "edit")
     form = RdvForm(obj=rdv)
-    form.can_force = False
+    form.can_force = form.can_confirm = False
     _fill_choices(form, rdv.usagers)
     tz = rdv.organisation.territory.tz
     if request.method == "GET":
@@ -202,16 +266,18 @@ def cancel(rdv_id: int):
 def set_status(rdv_id: int):
     rdv = _get_rdv(rdv_id, "edit")
     form = OutcomeForm()
+    back = request.form.get("back")
     if form.validate_on_submit():
         try:
             set_outcome(actor=current_user, rdv=rdv, status=RdvStatus(form.status.data))
         except BookingError as error:
             flash(error.message, "error")
         else:
-            flash(f"Statut enregistré : {rdv.status_label}.", "success")
+            undo = " Vous pouvez revenir sur ce choix aujourd'hui, sous « Renseignés aujourd'hui »." \
+                if back == "a-renseigner" and rdv.status != RdvStatus.UNKNOWN else ""
+            flash(f"Statut enregistré : {rdv.status_label}.{undo}", "success")
     else:
         flash(next(iter(form.errors.values()))[0], "error")
-    back = request.form.get("back")
     return redirect(url_for("agenda.rdvs_to_fill") if back == "a-renseigner" else url_for("agenda.rdv_detail", rdv_id=rdv.id))
 
 
@@ -220,12 +286,28 @@ def rdvs_to_fill():
     rdvs = db.session.scalars(
         policies.rdv_scope(current_user)
         .where(Rdv.status == RdvStatus.UNKNOWN, Rdv.ends_at < utcnow())
-        .options(selectinload(Rdv.usagers), selectinload(Rdv.motif), selectinload(Rdv.agent_links))
+        .options(selectinload(Rdv.usagers), selectinload(Rdv.motif),
+                 selectinload(Rdv.agent_links).selectinload(RdvAgent.agent))
         .order_by(Rdv.starts_at.desc())
         .limit(TO_FILL_LIMIT)
     ).all()
     tz = current_user.roles[0].organisation.territory.tz if current_user.roles else timezone.utc
-    return render_template("agenda/rdvs/to_fill.html", rdvs=rdvs, tz=tz, form=OutcomeForm(), limit=TO_FILL_LIMIT)
+    return render_template("agenda/rdvs/to_fill.html", rdvs=rdvs, tz=tz, form=OutcomeForm(), limit=TO_FILL_LIMIT,
+                           filled_today=_filled_today(tz))
+
+
+def _filled_today(tz) -> list[Rdv]:
+    """The rdvs this agent marked seen or absent today (local day), still so: each may be put back « à renseigner »
+    from the list. Read from the audit trail, which records every status change with its agent."""
+    start = to_utc(to_local(utcnow(), tz).date(), datetime.min.time(), tz)
+    marked = select(AuditEvent.object_id).where(
+        AuditEvent.object_type == AuditObject.RDV, AuditEvent.action == AuditAction.STATUS_CHANGED,
+        AuditEvent.agent_id == current_user.id, AuditEvent.occurred_at >= start)
+    return list(db.session.scalars(
+        policies.rdv_scope(current_user)
+        .where(Rdv.id.in_(marked), Rdv.status.in_((RdvStatus.SEEN, RdvStatus.NOSHOW)))
+        .options(selectinload(Rdv.usagers), selectinload(Rdv.motif))
+        .order_by(Rdv.starts_at.desc()).limit(TO_FILL_LIMIT)))
 
 
 @bp.route("/creneaux")

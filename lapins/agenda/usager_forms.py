@@ -44,3 +44,28 @@ class UsagerForm(Form):
     def validate_email_consent(self, field):
         if field.data and not (self.email.data or "").strip():
             raise ValidationError("Saisissez une adresse électronique pour envoyer des courriels.")
+
+
+class UsagerWithChildForm(UsagerForm):
+    """Creating a family from the booking form: the parent and, when the rdv is for a child, the child in one step."""
+
+    child_first_name = StringField("Prénom de l'enfant", validators=[
+        Optional(), Length(max=80, message="80 caractères au plus.")])
+    child_last_name = StringField("Nom de l'enfant", validators=[
+        Optional(), Length(max=80, message="80 caractères au plus.")])
+    child_birth_date = DateField("Date de naissance de l'enfant", validators=[Optional()], format="%Y-%m-%d",
+                                 render_kw={"type": "date"})
+
+    def validate_child_birth_date(self, field):
+        if field.data and not (self.child_first_name.data or "").strip():
+            raise ValidationError("Saisissez le prénom de l'enfant, ou videz sa date de naissance.")
+        if field.data and not date(1900, 1, 1) <= field.data <= date.today():
+            raise ValidationError("La date de naissance de l'enfant doit être passée.")
+
+    def validate_child_last_name(self, field):
+        if (field.data or "").strip() and not (self.child_first_name.data or "").strip():
+            raise ValidationError("Saisissez le prénom de l'enfant, ou videz son nom.")
+
+    @property
+    def has_child(self) -> bool:
+        return bool((self.child_first_name.data or "").strip())

@@ -4,11 +4,12 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
 from lapins import policies
 from lapins.agenda.blueprint import bp
-from lapins.agenda.usager_forms import UsagerForm
+from lapins.agenda.usager_forms import UsagerForm, UsagerWithChildForm
 from lapins.auth.views import safe_next
 from lapins.infra.extensions import db
 from lapins.models import Organisation, Rdv, RdvStatus, Usager
@@ -29,7 +30,9 @@ def search_usagers(actor, query: str, limit: int = SEARCH_LIMIT) -> list[Usager]
     organisations = _actor_organisations(actor)
     phone = e164_or_none(query, organisations[0].territory.number) if organisations else None
     if phone:
-        statement = statement.where(Usager.phone == phone)
+        # A child rarely has a phone of its own: the number finds the family, parent and children.
+        parents = select(Usager.id).where(Usager.phone == phone)
+        statement = statement.where(or_(Usager.phone == phone, Usager.responsible_id.in_(parents)))
     else:
         words = [word for word in (w.lower().strip("%_\\") for w in query.split()[:4]) if word]
         if not words:
@@ -38,6 +41,7 @@ def search_usagers(actor, query: str, limit: int = SEARCH_LIMIT) -> list[Usager]
             pattern = word.replace("%", "").replace("_", "") + "%"
             statement = statement.where(or_(func.lower(Usager.last_name).like(pattern),
                                             func.lower(Usager.first_name).like(pattern)))
+    statement = statement.options(selectinload(Usager.responsible))
     return list(db.session.scalars(statement.order_by(Usager.last_name, Usager.first_name).limit(limit)))
 
 
@@ -64,7 +68,11 @@ def new_usager():
     if request.args.get("responsable", "").isdigit():
         responsible = _get_usager(int(request.args["responsable"]), "edit")
     organisations = _actor_organisations(current_user)
-    form = UsagerForm(territory_number=organisations[0].territory.number)
+    next_url = safe_next(request.args.get("next"))
+    # From the booking form, a new family comes with its child: the booking goes on, at the same slot, for the child.
+    with_child = next_url is not None and responsible is None
+    form_class = UsagerWithChildForm if with_child else UsagerForm
+    form = form_class(territory_number=organisations[0].territory.number)
     if len(organisations) > 1:
         form.organisation_id.choices = [SelectChoice(organisation.id, organisation.name) for organisation in organisations]
     else:
@@ -77,15 +85,26 @@ def new_usager():
         usager = Usager(territory_id=organisation.territory_id, responsible=responsible, organisations=[organisation])
         _fill(usager, form)
         db.session.add(usager)
+        booked_for = usager
+        if with_child and form.has_child:
+            booked_for = Usager(territory_id=organisation.territory_id, responsible=usager,
+                                organisations=[organisation],
+                                first_name=form.child_first_name.data.strip(),
+                                last_name=(form.child_last_name.data or "").strip() or usager.last_name,
+                                birth_date=form.child_birth_date.data)
+            db.session.add(booked_for)
         db.session.commit()
-        flash(f"{usager.full_name} a été ajouté(e).", "success")
-        next_url = safe_next(request.args.get("next"))
+        if booked_for is usager:
+            flash(f"{usager.full_name} a été ajouté(e).", "success")
+        else:
+            flash(f"{usager.full_name} et {booked_for.full_name} ont été ajoutés : le rendez-vous est pour "
+                  f"{booked_for.first_name}.", "success")
         if next_url:
             separator = "&" if "?" in next_url else "?"
-            return redirect(f"{next_url}{separator}usager_id={usager.id}")
+            return redirect(f"{next_url}{separator}usager_id={booked_for.id}")
         return redirect(url_for("agenda.usager_detail", usager_id=usager.id))
-    return render_template("agenda/usagers/form.html", form=form, responsible=responsible, usager=None), \
-        422 if form.errors else 200
+    return render_template("agenda/usagers/form.html", form=form, responsible=responsible, usager=None,
+                           with_child=with_child), 422 if form.errors else 200
 
 
 @bp.route("/usagers/<int:usager_id>")

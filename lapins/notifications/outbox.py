@@ -36,7 +36,7 @@ from lapins.models import (
 )
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import (
-    backends, confirmation, experiment, links, providers, sms_text, timing, webhooks,
+    backends, confirmation, experiment, gsm, links, providers, sms_text, timing, webhooks,
 )
 from lapins.notifications.email import render_rdv_email
 from lapins.notifications.offer_texts import offer_email, offer_sms
@@ -705,9 +705,40 @@ def compose_sms(message: Message) -> str:
         return offer_sms(message.offer)
     rdv = message.rdv
     territory = rdv.organisation.territory
+    two_way = message.kind == MessageKind.REMINDER and confirmation.asks_to_confirm(
+        rdv, territory, last_reminder=_is_last_reminder(message))
+    facts = _rdv_facts(rdv, message.kind, two_way=two_way)
+    if message.kind == MessageKind.CANCELLED and is_family_receipt(rdv):
+        return sms_text.compose_receipt(facts)
+    return sms_text.compose(facts)
+
+
+# The link of an rdv not booked yet: the longest id of years to come, so a preview never undercounts its SMS.
+PREVIEW_RDV_ID = 0xFFFFFF
+
+
+@dataclass(frozen=True)
+class SmsPreview:
+    text: str
+    septets: int
+    segments: int
+    encoding: str
+    reachable: bool  # whether anyone of the rdv has a mobile and agreed to SMS
+
+
+def preview_sms(rdv: Rdv, kind: MessageKind) -> SmsPreview:
+    """The SMS of this kind the family would get for this rdv (booked or not yet, then without id), composed by
+    compose_sms' own composer; a reminder is shown as the first one, without the confirmation question."""
+    text = sms_text.compose(_rdv_facts(rdv, kind, two_way=False))
+    reachable = any(recipient.channel == Channel.SMS for recipient in recipients(rdv))
+    return SmsPreview(text, gsm.septets(text), gsm.segments(text), "GSM-7" if gsm.is_gsm7(text) else "UCS-2", reachable)
+
+
+def _rdv_facts(rdv: Rdv, kind: MessageKind, *, two_way: bool) -> sms_text.SmsFacts:
+    territory = rdv.organisation.territory
     person = next((usager.first_name for usager in rdv.usagers if usager.responsible_id is not None), None)
-    facts = sms_text.SmsFacts(
-        kind=str(message.kind),
+    return sms_text.SmsFacts(
+        kind=str(kind),
         starts_at_local=rdv.starts_at.astimezone(territory.tz),
         motif=rdv.motif.name,
         location_type=str(rdv.motif.location_type),
@@ -715,18 +746,14 @@ def compose_sms(message: Message) -> str:
         lieu_address=rdv.lieu.address if rdv.lieu and rdv.motif.location_type == LocationType.ON_SITE else None,
         phone=rdv.phone_to_call,
         region=region_for(territory.number),
-        link=links.family_url(rdv.id),
+        link=links.family_url(rdv.id if rdv.id is not None else PREVIEW_RDV_ID),
         organisation=rdv.organisation.label_in_sms,
         person=person,
-        two_way=message.kind == MessageKind.REMINDER and confirmation.asks_to_confirm(
-            rdv, territory, last_reminder=_is_last_reminder(message)),
-        note=(experiment.reminder_note(rdv, territory) if message.kind == MessageKind.REMINDER
-              else territory.sms_note(str(message.kind))),
+        two_way=two_way,
+        note=(experiment.reminder_note(rdv, territory) if kind == MessageKind.REMINDER
+              else territory.sms_note(str(kind))),
         cost=territory.sms_cost_note,
     )
-    if message.kind == MessageKind.CANCELLED and is_family_receipt(rdv):
-        return sms_text.compose_receipt(facts)
-    return sms_text.compose(facts)
 
 
 def _is_last_reminder(message: Message) -> bool:

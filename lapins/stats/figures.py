@@ -128,6 +128,23 @@ def default_filters(today: date) -> Filters:
     return Filters(first_month=add_months(last, -11), last_month=last)
 
 
+def history_bounds(scope: Scope, today: date) -> tuple[date, date]:
+    """The months a period may be chosen in: from the month of the scope's first rdv (imported history included) to
+    the month of its last one, never less than the twelve months up to the current one."""
+    first, last = db.session.execute(select(func.min(Rdv.starts_at), func.max(Rdv.starts_at))
+                                     .where(Rdv.organisation_id.in_(scope.organisation_ids))).one()
+    default = default_filters(today)
+    first_month = min(default.first_month, _local_month(first, scope.tz)) if first else default.first_month
+    last_month = max(default.last_month, _local_month(last, scope.tz)) if last else default.last_month
+    return first_month, last_month
+
+
+def _local_month(instant: datetime, tz: ZoneInfo) -> date:
+    if instant.tzinfo is None:  # SQLite hands back naive UTC from an aggregate
+        instant = instant.replace(tzinfo=ZoneInfo("UTC"))
+    return instant.astimezone(tz).date().replace(day=1)
+
+
 # --- SQL helpers ---------------------------------------------------------------------------------------------
 
 def month_bounds(months: list[date], tz: ZoneInfo) -> list[datetime]:

@@ -16,7 +16,8 @@ from lapins.models import Export, ExportStatus, Organisation, Territory, utcnow
 from lapins.stats import experiment, exports, headline
 from lapins.stats.blueprint import bp
 from lapins.stats.figures import (
-    Filters, Scope, chart_series, filter_choices, format_hours, format_percent, month_label, monthly_figures, totals,
+    Filters, Scope, chart_series, filter_choices, format_hours, format_percent, history_bounds, month_label,
+    monthly_figures, totals,
 )
 from lapins.stats.filters import parse_filters
 
@@ -57,7 +58,8 @@ def _target(kind: str, target_id: int) -> Target:
 
 def _filters(target: Target, args) -> tuple[Filters, list[str], dict]:
     choices = filter_choices(target.scope.organisation_ids)
-    filters, errors = parse_filters(args, utcnow().astimezone(target.scope.tz).date(), choices)
+    today = utcnow().astimezone(target.scope.tz).date()
+    filters, errors = parse_filters(args, today, choices, history_bounds(target.scope, today))
     return filters, errors, choices
 
 
@@ -100,7 +102,8 @@ def page(kind: str, target_id: int):
         "stats/page.html", target=target, filters=filters, errors=errors, choices=choices, figures=figures,
         total=totals(figures) if figures else None, percent=format_percent, hours=format_hours,
         export_form=ExportForm(), territory_link=territory_link, args=request.args, month_label=month_label,
-        chart=chart_series(figures), arms=experiment.arms(target.scope, target.territory, utcnow()),
+        chart=chart_series(figures), history=history_bounds(target.scope, utcnow().astimezone(target.scope.tz).date()),
+        arms=experiment.arms(target.scope, target.territory, utcnow()),
         file_urls={file_format: url_for("stats.figures_file", file_format=file_format, **target.endpoint_args,
                                         **filters.as_params()) for file_format in exports.FORMATS},
     ), 400 if errors else 200

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from lapins import policies
 from lapins.infra import crypto
 from lapins.infra.extensions import db
-from lapins.models import Lieu, Motif, Organisation, Territory, utcnow
+from lapins.models import Lieu, Motif, Organisation, Role, Territory, utcnow
 from lapins.notifications import links, sms_text
 from lapins.notifications.gsm import is_gsm7, segments, septets, transliterate
 from lapins.locale.phones import region_for
@@ -40,6 +41,14 @@ class Settings:
     quiet_hours_end: time
     moves_any_agent: bool
     confirm_everyone: bool = True
+
+
+def administered_territories(actor) -> list[Territory]:
+    """The territories whose settings the actor may change, by number."""
+    candidates = set(actor.administered_territory_ids) | {
+        role.organisation.territory_id for role in actor.roles if role.role == Role.ADMIN}
+    territories = db.session.scalars(select(Territory).where(Territory.id.in_(candidates)).order_by(Territory.number))
+    return [territory for territory in territories if policies.can(actor, "administer", territory)]
 
 
 def save_settings(territory: Territory, settings: Settings) -> bool:

@@ -81,6 +81,17 @@ def _preview_context(territory: Territory, kind: str, label: str | None, note: s
             "texts": services.preview(territory, kind, label=label, note=note)}
 
 
+@bp.route("/parametres")
+def mine():
+    """The menu's « Paramètres du territoire »: the settings of the territory the agent administers, or a choice."""
+    territories = services.administered_territories(current_user)
+    if not territories:
+        abort(403)
+    if len(territories) == 1:
+        return redirect(url_for("territory_settings.page", territory_id=territories[0].id))
+    return render_template("territory_settings/choose.html", territories=territories)
+
+
 @bp.route("/territoires/<int:territory_id>/parametres", methods=["GET", "POST"])
 def page(territory_id: int):
     territory = _territory(territory_id)

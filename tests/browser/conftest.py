@@ -10,7 +10,6 @@ fails the test that visited it (issue 19.5).
 from __future__ import annotations
 
 import json
-import re
 import threading
 from pathlib import Path
 
@@ -167,22 +166,7 @@ def finish_accessibility(page, violations: dict[str, list[dict]]) -> None:
     _record(violations, report)
 
 
-# Violations known on pages owned by another piece of work, each with where it is and how it goes: a DSFR
-# `.fr-table` table scrolls sideways on a narrow screen and must take the keyboard's focus (tabindex="0" and an
-# accessible name on the <table>). Nothing else is let through; remove a line once its page is mended.
-KNOWN_VIOLATIONS = {
-    (r"/agenda/(agents|lieux)/\d+/jour/imprimer", "scrollable-region-focusable"): "templates/agenda/day_sheet.html",
-    (r"/statistiques/.*", "scrollable-region-focusable"): "templates/stats/page.html, headline.html",
-}
-
-
-def _known(url: str, violation: dict) -> bool:
-    return any(re.fullmatch(pattern, url) and violation["id"] == rule for pattern, rule in KNOWN_VIOLATIONS)
-
-
 def assert_accessible(violations: dict[str, list[dict]]) -> None:
-    found = {url: [violation for violation in found if not _known(url, violation)]
-             for url, found in violations.items()}
-    found = {url: found for url, found in found.items() if found}
+    found = {url: found for url, found in violations.items() if found}
     assert not found, "axe-core: serious or critical accessibility violations\n" + json.dumps(
         found, ensure_ascii=False, indent=1)

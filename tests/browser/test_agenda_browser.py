@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from lapins.slots import engine as slots
-from lapins.models import Lieu, Motif, Rdv, RdvStatus, Role
+from lapins.models import Agent, Lieu, Motif, Rdv, RdvStatus, Role
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
 
@@ -124,6 +124,8 @@ def test_an_agent_books_moves_and_cancels_an_rdv_from_the_agenda(page: Page, cli
     drag(page, booked, slot_point(page, clinic.tuesday, "11:00:00"))
     expect(page.locator("#agenda-annonce")).to_contain_text("Rendez-vous déplacé au")
     expect(page.locator("#agenda-annonce")).to_contain_text("à 11h00")
+    # Redrawn, the calendar keeps the focus on the rdv just moved rather than at the top of the page.
+    expect(page.locator(":focus")).to_have_attribute("data-event-id", f"rdv-{booked_id}")
     assert rdv_row(live_db, booked_id).starts_at == at(clinic.tuesday, 11)
     expect(page.locator("a.fc-event", has_text="Léo Bernard")).to_contain_text("11:00")
     expect(page.locator("#liste-rdv tr", has_text="Léo Bernard")).to_contain_text("11h00 – 11h30")
@@ -143,7 +145,14 @@ def test_an_agent_books_moves_and_cancels_an_rdv_from_the_agenda(page: Page, cli
     # Cancel it from its page: the agenda shows it struck through.
     page.locator("a.fc-event", has_text="Léo Bernard").click()
     expect(page.locator("h1")).to_have_text("Consultation nourrisson")
+    # Nobody chosen as the one who cancelled: the browser asks for it and nothing is cancelled.
     page.get_by_role("button", name="Annuler le rendez-vous").click()
+    expect(page.locator("h1")).to_have_text("Consultation nourrisson")
+    assert page.get_by_label("Annulé par l'usager").evaluate("radio => !radio.validity.valid")
+    assert rdv_row(live_db, booked_id).status == RdvStatus.UNKNOWN
+    page.locator("label[for=annule-usager]").click()
+    page.get_by_role("button", name="Annuler le rendez-vous").click()
+    expect(page.locator(".fr-alert--success")).to_contain_text("Le rendez-vous a été annulé")
     assert rdv_row(live_db, booked_id).status == RdvStatus.EXCUSED
     page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
     cancelled = page.locator("a.fc-event.lapins-rdv--annule", has_text="Léo Bernard")
@@ -180,7 +189,7 @@ def test_the_lieu_shows_its_agents_side_by_side(page: Page, clinic, live_db):
     columns = page.locator(".lapins-colonne")
     expect(columns).to_have_count(2)
     expect(columns.nth(0)).to_contain_text("Claire Martin")
-    expect(columns.nth(0).locator("a.fc-event")).to_contain_text("Awa Diallo")
+    expect(columns.nth(0).locator("a.fc-event.lapins-rdv")).to_contain_text("Awa Diallo")
     expect(columns.nth(1)).to_contain_text("Inès Morel")
     expect(columns.nth(1).locator(".fc-bg-event.lapins-plage")).to_contain_text("Pesées")
     page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-lieu.png", full_page=True)
@@ -188,9 +197,102 @@ def test_the_lieu_shows_its_agents_side_by_side(page: Page, clinic, live_db):
     # Awa's rdv handed over to Inès by dropping it in her column at 14:00.
     target = columns.nth(1).locator("td.fc-timegrid-slot-lane[data-time='14:00:00']").bounding_box()
     column = columns.nth(1).locator("td.fc-timegrid-col[data-date]").bounding_box()
-    drag(page, columns.nth(0).locator("a.fc-event"), (column["x"] + column["width"] / 2, target["y"] + target["height"] / 4))
+    drag(page, columns.nth(0).locator("a.fc-event.lapins-rdv"),
+         (column["x"] + column["width"] / 2, target["y"] + target["height"] / 4))
     expect(page.locator("#agenda-annonce")).to_contain_text("à 14h00")
     moved = rdv_row(live_db, clinic.existing)
     assert [agent.full_name for agent in moved.agents] == ["Inès Morel"]
     assert moved.starts_at == at(clinic.tuesday, 14)
-    expect(columns.nth(1).locator("a.fc-event")).to_contain_text("Awa Diallo")
+    expect(columns.nth(1).locator("a.fc-event.lapins-rdv")).to_contain_text("Awa Diallo")
+
+
+def test_the_lieu_day_table_badges_say_the_status_and_a_short_rdv_shows_its_time_and_family(page: Page, clinic,
+                                                                                             live_db):
+    """A 15-minute rdv is one line high in the week: hovering or tabbing to it shows its time and family whole."""
+    motif = live_db.session.get(Motif, clinic.motif)
+    family = factories.UsagerFactory(territory=motif.organisation.territory, organisations=[motif.organisation],
+                                     first_name="Marie-Héloïse", last_name="Fontaine-Delacroix")
+    factories.RdvFactory(motif=motif, lieu=live_db.session.get(Lieu, clinic.lieu), starts_at=at(clinic.tuesday, 10),
+                         ends_at=at(clinic.tuesday, 10, 15), agents=[live_db.session.get(Agent, clinic.agent)],
+                         usagers=[family])
+    live_db.session.remove()
+    log_in(page, clinic.email)
+    page.goto(f"/agenda/lieux/{clinic.lieu}?date={clinic.tuesday.isoformat()}")
+    badges = page.locator("#liste-rdv .fr-badge")
+    expect(badges).to_have_count(2)
+    expect(badges.first).to_have_text("À venir")
+
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
+    event = page.locator("a.fc-event.fc-timegrid-event-short", has_text="10:00")
+    expect(event).to_have_attribute("title", re.compile(r"10:00.*Marie-Héloïse Fontaine-Delacroix"))
+    title = event.locator(".lapins-rdv__titre")
+    before = event.bounding_box()["height"]
+    overflows = "el => el.getBoundingClientRect().bottom > el.closest('.fc-event').getBoundingClientRect().bottom + 1"
+    assert title.evaluate(overflows)
+    event.hover()
+    grown = event.bounding_box()["height"]
+    assert grown > before
+    assert not title.evaluate(overflows)
+    page.mouse.move(0, 0)
+    assert event.bounding_box()["height"] == before
+    event.focus()
+    assert event.bounding_box()["height"] > before
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-agenda-rdv-court.png")
+
+
+def test_a_new_family_with_its_child_is_created_from_the_booking_form_and_the_slot_is_kept(page: Page, clinic,
+                                                                                          live_db):
+    log_in(page, clinic.email)
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}")
+    page.mouse.click(*slot_point(page, clinic.tuesday, "10:00:00"))
+    expect(page.get_by_label("Heure de début")).to_have_value("10:00")
+    page.get_by_role("link", name="Créer un nouvel usager").click()
+    page.locator("#first_name").fill("Inès")
+    page.locator("#last_name").fill("Haddad")
+    page.get_by_label("Prénom de l'enfant").fill("Sami")
+    page.get_by_label("Date de naissance de l'enfant").fill("2025-06-01")
+    page.get_by_role("button", name="Enregistrer et revenir au rendez-vous").click()
+
+    expect(page.locator("h1")).to_have_text("Nouveau rendez-vous")
+    expect(page.get_by_role("status")).to_contain_text("le rendez-vous est pour Sami")
+    expect(page.get_by_label("Heure de début")).to_have_value("10:00")
+    expect(page.get_by_label("Date")).to_have_value(clinic.tuesday.isoformat())
+    expect(page.get_by_label(re.compile("^Sami Haddad"))).to_be_checked()
+    expect(page.get_by_text("enfant de Inès Haddad")).to_be_visible()
+    page.locator("#motif_id").select_option(str(clinic.motif))
+    page.get_by_role("button", name="Créer le rendez-vous").click()
+    expect(page.get_by_text("Le rendez-vous a été créé.")).to_be_visible()
+    booked = rdv_row(live_db, int(page.url.rsplit("/", 1)[1]))
+    assert booked.starts_at == at(clinic.tuesday, 10)
+    assert [usager.full_name for usager in booked.usagers] == ["Sami Haddad"]
+
+
+def test_free_hours_are_reached_with_the_keyboard_and_the_focus_comes_back(page: Page, clinic):
+    """A booking with the keyboard alone: the shortcut reaches the free hours in order, Enter books, and the focus
+    returns where it was when the agent comes back (and after the week/day switch reloads the page)."""
+    log_in(page, clinic.email)
+    page.goto(f"/agenda/agents/{clinic.agent}?date={clinic.tuesday.isoformat()}&vue=jour")
+    button = page.get_by_role("button", name="Aller au créneau libre suivant")
+    expect(page.locator("a.lapins-libre").first).to_be_attached()
+    button.focus()
+    tabs = 0
+    while not page.evaluate("document.activeElement.classList.contains('lapins-libre')") and tabs < 40:
+        page.keyboard.press("Tab")
+        tabs += 1
+    # From the shortcut's button: the calendar's own links first (Awa's rdv at 09:00), then 09:30, in time order.
+    assert tabs <= 6, f"{tabs} Tabs from the shortcut to the first free hour"
+    assert page.evaluate("document.activeElement.dataset.eventId").endswith("T09:30:00")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.dataset.eventId").endswith("T10:00:00")
+    page.keyboard.press("Alt+Shift+L")
+    assert page.evaluate("document.activeElement.dataset.eventId").endswith("T10:30:00")
+    expect(page.locator(":focus")).to_have_attribute("aria-label", re.compile(r"^Heure libre le mardi .* à 10:30"))
+
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Heure de début")).to_have_value("10:30")
+    page.go_back()
+    expect(page.locator(":focus")).to_have_attribute("data-event-id", re.compile(r"T10:30:00$"))
+
+    page.locator("label[for=vue-semaine]").click()
+    expect(page).to_have_url(re.compile("vue=semaine"))
+    expect(page.locator(":focus")).to_have_id("vue-semaine")

@@ -1,7 +1,8 @@
 """The statistics page in a real browser: the DSFR chart draws its lines once, with one legend."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+import re
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -73,3 +74,16 @@ def test_the_chart_has_one_legend_with_a_coloured_square_per_series(page: Page, 
     assert sorted(names) == sorted(series), names  # each series named once: no second legend
     colours = {text["text"]: text["colour"] for text in texts}
     assert all(text["square"] > 0 for text in texts) and len(set(colours.values())) == len(series), texts
+
+
+def test_the_page_opens_on_the_last_twelve_months_and_a_month_out_of_the_history_is_explained(page: Page, clinic):
+    log_in(page, clinic.email)
+    page.goto("/statistiques/")
+    today = date.today()
+    expect(page.get_by_label("Au mois")).to_have_value(f"{today:%Y-%m}")
+    first = page.get_by_label("Du mois")
+    expect(first).to_have_attribute("min", re.compile(r"^\d{4}-\d{2}$"))
+    assert first.input_value() >= first.get_attribute("min")
+    page.goto(f"/statistiques/organisation/{clinic.organisation}?du=1990-01")
+    expect(page.get_by_role("alert")).to_contain_text("Le mois de début est hors de l'historique : les statistiques "
+                                                      "d'ici vont de")

@@ -46,3 +46,16 @@ def test_typing_a_sentence_updates_the_preview_and_its_segment_count(page: Page,
 
     page.get_by_label("Fuseau horaire").select_option("Indian/Reunion")
     expect(page.locator("#alerte-fuseau")).to_be_visible()
+
+
+def test_an_admin_finds_the_settings_in_the_admin_menu_and_the_menu_keeps_one_line(page: Page, territory):
+    """At 1366 px (an office screen) every item of the admin's menu sits on one row; the settings are one click away."""
+    page.set_viewport_size({"width": 1366, "height": 768})
+    log_in(page, territory.email)
+    items = page.locator("#navigation > ul > li")
+    tops = {round(box["y"]) for box in (item.bounding_box() for item in items.all())}
+    assert len(tops) == 1, f"the menu wraps on {len(tops)} lines"
+    page.get_by_role("button", name="Administration").click()
+    page.get_by_role("link", name="Paramètres du territoire").click()
+    expect(page).to_have_url(re.compile(rf"/territoires/{territory.id}/parametres$"))
+    expect(page.get_by_role("button", name="Administration")).to_have_attribute("aria-current", "true")
