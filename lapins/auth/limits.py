@@ -110,8 +110,9 @@ def link_of_request() -> str:
 
 def count_family_move(app: Flask, address: str, rdv_id: int) -> bool:
     """Count one request to the family's move pages, as the limits wrapped around their views (init_app) count it,
-    in the same buckets; False, and nothing counted, when a limit is reached. For lapins.family.fast_picker, which
-    then hands the request to Flask: the view's limits answer it with their 429 page."""
+    in the same buckets; False when a limit is reached (the limits hit before it have counted the request, as
+    Flask-Limiter's do). For lapins.family.fast_picker, which then hands the request to Flask: the view's limits
+    answer it with their 429 page."""
     limiter: Limiter = app.extensions[EXTENSION]
     if not limiter.enabled:
         return True
@@ -120,11 +121,7 @@ def count_family_move(app: Flask, address: str, rdv_id: int) -> bool:
                for setting, key, scope in (("FAMILY_MOVE_LIMITS_PER_RDV", _digest("rdv", str(rdv_id)), MOVE_RDV_SCOPE),
                                            ("FAMILY_MOVE_LIMITS_PER_IP", address, MOVE_IP_SCOPE))
                for item in _parsed(app.config[setting])]
-    if not all(limiter.limiter.test(item, *key) for item, key in counted):
-        return False
-    for item, key in counted:
-        limiter.limiter.hit(item, *key)
-    return True
+    return all(limiter.limiter.hit(item, *key) for item, key in counted)
 
 
 def api_token() -> str:

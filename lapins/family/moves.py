@@ -8,6 +8,7 @@ per client address (lapins.auth.limits).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from flask import redirect, render_template, request, session, url_for
@@ -104,7 +105,12 @@ def kept_shell(key: tuple) -> str | None:
 
 def filled(shell: str, token: str, starts_at: datetime, tz: ZoneInfo) -> str:
     """A kept page made the family's: its link in every URL, its rdv's time in the text (escaped as Jinja would)."""
-    return shell.replace(TOKEN_MARK, token).replace(CURRENT_MARK, str(escape(local_datetime(starts_at, tz))))
+    return shell.replace(TOKEN_MARK, token).replace(CURRENT_MARK, _time_text(starts_at, tz))
+
+
+@lru_cache(maxsize=4096)
+def _time_text(starts_at: datetime, tz: ZoneInfo) -> str:
+    return str(escape(local_datetime(starts_at, tz)))
 
 
 def _render(scope: picker.Scope, shown: picker.Page, lieu_name: str | None, phone: str | None, notice: str | None,
