@@ -65,6 +65,9 @@ class Delivery:
 
 
 UNANSWERED = frozenset({"timeout", "network"})  # codes of a request that got no answer at all
+# Codes of a TransientError that says the operator cannot send for anyone right now (no credit left, credentials
+# refused), not that this one message failed: the outbox keeps every message pending and administrators are told.
+OPERATOR_DOWN = frozenset({"credit", "credentials"})
 
 
 class ProviderError(Exception):
