@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 
@@ -86,10 +87,26 @@ class PermanentError(ProviderError):
     """Never worth trying again with this recipient (the number or address is flagged)."""
 
 
+@dataclass(frozen=True)
+class Balance:
+    """What an operator says is left on the account: a count of messages where it counts in messages, else an
+    amount of money in its currency."""
+
+    messages: int | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+
+
 class SmsBackend(Protocol):
     def send(self, sms: OutgoingSms) -> Delivery: ...
 
     def find_sent(self, sms: OutgoingSms, since: datetime) -> Delivery | None: ...
+
+
+class BalanceReporting(Protocol):
+    """A backend whose operator tells what credit is left (checked daily, see the delivery health room)."""
+
+    def balance(self) -> Balance | None: ...
 
 
 class EmailBackend(Protocol):
