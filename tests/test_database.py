@@ -86,3 +86,30 @@ def test_the_read_only_engines_connections_stay_in_autocommit_and_a_dead_one_is_
     assert read_only_pid() != first
     assert light_agent(1) is None
     engine.dispose()
+
+
+def test_driver_records_read_what_sqlalchemy_reads(postgres_app):
+    """DriverQuery.records, the events feed's reads: the values through their columns' types (an Enum member, an
+    aware UTC datetime, whatever zone it was given in), a literal the statement binds itself, rows read by name;
+    and the same rows as SQLAlchemy's when the session is inside a transaction."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import Integer, bindparam, cast, literal, select
+
+    from lapins.models import Rdv, RdvStatus
+    from lapins.models.types import UTCDateTime
+
+    query = database.DriverQuery(select(
+        cast(bindparam("at", type_=UTCDateTime), UTCDateTime).label("at"),
+        cast(literal("noshow"), Rdv.__table__.c.status.type).label("status"),
+        (literal(2) + bindparam("n", type_=Integer)).label("total"),
+    ))
+    paris = datetime(2026, 3, 29, 3, 30, tzinfo=ZoneInfo("Europe/Paris"))  # the night clocks go forward
+    [record] = query.records(at=paris, n=40)
+    assert record.at == paris and record.at.tzinfo == timezone.utc and record.at.utcoffset() == timedelta(0)
+    assert record.status is RdvStatus.NOSHOW
+    assert record.total == 42
+    db.session.execute(text("SELECT 1"))  # a transaction of the session: SQLAlchemy's own rows, the same values
+    assert [tuple(row) for row in query.records(at=paris, n=40)] == [tuple(record)]
+    db.session.rollback()

@@ -32,7 +32,7 @@ from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import MAX_DURATION, BookingError, move_rdv
 from lapins.auth.views import agent_with_organisations, light_agent_view
-from lapins.infra.database import end_read_only_transaction, reading_connection
+from lapins.infra.database import DriverQuery, end_read_only_transaction
 from lapins.infra.errors import render_error
 from lapins.infra.extensions import csrf, db
 from lapins.locale.formatting import LOCALE, local_datetime
@@ -170,6 +170,9 @@ AGENT_RDVS = (
     )
     .order_by(RdvAgent.starts_at, Rdv.id, Usager.birth_date, Usager.id)
 )
+
+
+AGENT_RDV_RECORDS = DriverQuery(AGENT_RDVS)
 
 
 def rdv_rows(agent_id: int, start_at: datetime, end_at: datetime,
@@ -316,9 +319,11 @@ def feed_key(agent: Agent, territory: Territory, start_at: datetime, end_at: dat
 def feed_events(key: FeedKey) -> list[dict]:
     """Everything the agent's calendar shows: rdvs, then plages, absences and holidays."""
     tz, start_at, end_at = key.tz, key.start_at, key.end_at
-    with reading_connection() as connection:  # the feed only reads: no BEGIN nor COMMIT on PostgreSQL
-        rdvs = rdv_rows(key.agent_id, start_at, end_at, connection)
-        background = availability.background_rows(key.agent_id, tz, start_at, end_at, connection)
+    # Read by the driver in autocommit (no BEGIN nor COMMIT), without SQLAlchemy's per-statement work: a week not
+    # kept costs these two statements, and the agenda's weeks are read all day (docs/benchmarks.md, `miss`).
+    rdvs = AGENT_RDV_RECORDS.records(agent_id=key.agent_id, start_at=start_at, end_at=end_at,
+                                     earliest_start=start_at - MAX_DURATION)
+    background = availability.background_records(key.agent_id, tz, start_at, end_at)
     rdv_url = rdv_url_maker(key.rdv_url_template)
     events = [rdv_event(rdv, tz, key.agent_id, rdv_url)
               for rdv in calendar_rdvs(rdvs, key.visible_organisations)]

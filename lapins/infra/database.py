@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import namedtuple
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import create_engine, event, exc
@@ -132,6 +134,7 @@ class DriverQuery:
     def __init__(self, statement) -> None:
         self.statement = statement
         self._sql: str | None = None  # compiled for PostgreSQL at first use: psycopg's named parameters, %(name)s
+        self._typed: _TypedStatement | None = None  # for records(), also compiled at first use
 
     def rows(self, **values) -> list[tuple]:
         if db.engine.dialect.name != "postgresql" or session_in_transaction():
@@ -139,12 +142,61 @@ class DriverQuery:
         engine = read_only_engine()
         if self._sql is None:
             self._sql = self.statement.compile(dialect=engine.dialect).string
-        connection = engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(self._sql, values)
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
-        return rows
+        return _fetch(engine, self._sql, values)
+
+    def records(self, **values) -> Sequence[Any]:
+        """The rows as SQLAlchemy's would read: each value through its column's type (an Enum member, an aware UTC
+        datetime), readable by name (`row.starts_at`), the parameters through their own types. For a hot path that
+        reads many rows: it costs a fraction of SQLAlchemy's per-statement work."""
+        if db.engine.dialect.name != "postgresql" or session_in_transaction():
+            return db.session.connection().execute(self.statement, values).all()
+        engine = read_only_engine()
+        if self._typed is None:
+            self._typed = _TypedStatement(self.statement, engine.dialect)
+        typed = self._typed
+        rows = _fetch(engine, typed.sql, typed.parameters(values))
+        record, processors = typed.record, typed.processors
+        if not processors:
+            return [record._make(row) for row in rows]
+        records = []
+        for row in rows:
+            values_ = list(row)
+            for index, process in processors:
+                values_[index] = process(values_[index])
+            records.append(record._make(values_))
+        return records
+
+
+class _TypedStatement:
+    """A statement compiled for PostgreSQL once, with what SQLAlchemy would do to its parameters and values."""
+
+    def __init__(self, statement, dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        # The values the statement binds itself (a literal in a condition), beside those the caller gives.
+        self.defaults = {name: parameter.value for name, parameter in compiled.binds.items() if not parameter.required}
+        self.binds = {name: process for name, parameter in compiled.binds.items()
+                      if (process := parameter.type.bind_processor(dialect)) is not None}
+        columns = list(statement.selected_columns)
+        self.record = namedtuple("Record", [column.key for column in columns], rename=True)
+        self.processors = [(index, process) for index, column in enumerate(columns)
+                           if (process := column.type.result_processor(dialect, None)) is not None]
+
+    def parameters(self, values: dict) -> dict:
+        parameters = self.defaults | values
+        for name, process in self.binds.items():
+            if parameters.get(name) is not None:
+                parameters[name] = process(parameters[name])
+        return parameters
+
+
+def _fetch(engine: Engine, sql: str, parameters: dict) -> list[tuple]:
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql, parameters)
+        rows = cursor.fetchall()
+        cursor.close()
+    finally:
+        connection.close()
+    return rows

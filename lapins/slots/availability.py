@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from lapins.infra.database import DriverQuery
 from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, Lieu, Motif, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
 from lapins.models.calendars import BusyBlock
@@ -176,6 +177,18 @@ def background_rows(agent_id: int, tz: ZoneInfo, start: datetime, end: datetime,
     return tuple((connection or db.session.connection()).execute(
         _background_statement(),
         {"agent_id": agent_id, "busy_start": start, "busy_end": end} | _day_params(first_day, last_day)).all())
+
+
+def background_records(agent_id: int, tz: ZoneInfo, start: datetime, end: datetime) -> Sequence[Any]:
+    """background_rows read by the driver itself (DriverQuery.records): the events feed's, on its hot path."""
+    first_day, last_day = _local_day_span(tz, start, end)
+    return _background_query().records(agent_id=agent_id, busy_start=start, busy_end=end,
+                                       **_day_params(first_day, last_day))
+
+
+@cache
+def _background_query() -> DriverQuery:
+    return DriverQuery(_background_statement())
 
 
 def background_intervals(rows: Iterable[Row[Any]], agent_id: int, tz: ZoneInfo, start: datetime,
