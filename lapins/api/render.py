@@ -49,6 +49,9 @@ def usager(usager: Usager, actor: Agent) -> dict:
         "phone": usager.phone, "email": usager.email, "sms_consent": usager.sms_consent,
         "email_consent": usager.email_consent, "phone_undeliverable": usager.phone_undeliverable_at is not None,
         "created_at": instant(usager.created_at),
+        "address_street": usager.address_street, "address_postcode": usager.address_postcode,
+        "address_commune": usager.address_commune, "commune_insee": usager.commune_insee,
+        "address_access": usager.address_access,
     }
 
 

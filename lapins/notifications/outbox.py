@@ -740,7 +740,7 @@ def _rdv_facts(rdv: Rdv, kind: MessageKind, *, two_way: bool) -> sms_text.SmsFac
     return sms_text.SmsFacts(
         kind=str(kind),
         starts_at_local=rdv.starts_at.astimezone(territory.tz),
-        motif=rdv.motif.name,
+        motif="" if rdv.motif.discreet else rdv.motif.name,  # « Rendez-vous PMI » says enough
         location_type=str(rdv.motif.location_type),
         lieu_name=rdv.lieu.name if rdv.lieu else None,
         lieu_address=rdv.lieu.address if rdv.lieu and rdv.motif.location_type == LocationType.ON_SITE else None,
