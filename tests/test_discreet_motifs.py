@@ -163,8 +163,12 @@ def test_a_motif_without_notification_plans_nothing_and_the_booking_form_warns(c
     rdv_id = book_in_agenda(client, clinic)
     rdv = db.session.get(Rdv, rdv_id)
     move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at + timedelta(hours=1))
+    detail = client.get(f"/rdvs/{rdv_id}").get_data(as_text=True)
+    reminded = client.post(f"/rdvs/{rdv_id}/rappel", data={"csrf_token": csrf_token_from(detail)},
+                           follow_redirects=True)
+    assert "sans notification" in html.unescape(reminded.get_data(as_text=True))
     cancel_rdv(actor=clinic.agent, rdv=db.session.get(Rdv, rdv_id), status=RdvStatus.REVOKED, reason=None)
-    assert rows(db) == []  # neither confirmation, reminder, change nor cancellation: not even a skipped row
+    assert rows(db) == []  # no confirmation, reminder (even by hand), change or cancellation: not even a skipped row
 
 
 def test_the_motif_form_explains_both_and_saves_discreet(client, auth, factories, db):

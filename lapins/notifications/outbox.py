@@ -165,7 +165,7 @@ def reminder_at(rdv: Rdv, territory: Territory, hours: int, channel: Channel, no
 def plan_manual_reminder(rdv: Rdv, actor: Agent, *, now: datetime | None = None) -> list[Message]:
     """An agent asked for a reminder now (quiet hours still hold SMS until the morning)."""
     now = now or utcnow()
-    if not rdv.is_live or rdv.starts_at <= now:
+    if not rdv.motif.notify or not rdv.is_live or rdv.starts_at <= now:
         return []
     territory = rdv.organisation.territory
     planned = [_new_message(rdv, territory, recipient, MessageKind.REMINDER, due=now, now=now, key=None, actor=actor)
