@@ -188,3 +188,16 @@ def test_the_motif_form_explains_both_and_saves_discreet(client, auth, factories
     assert response.status_code == 302, html.unescape(response.get_data(as_text=True))[:2000]
     motif = db.session.scalar(select(Motif).where(Motif.organisation_id == organisation.id))
     assert motif.discreet and motif.notify
+
+
+def test_the_api_says_which_motifs_are_discreet_or_without_notification(client, clinic, db):
+    from lapins.api.openapi import PREFIX
+    from lapins.auth import tokens
+
+    clinic.motif.notify = False
+    db.session.commit()
+    _, token = tokens.create(clinic.agent, "Logiciel du centre")
+    listed = client.get(f"{PREFIX}/motifs", headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200
+    (motif,) = listed.json["items"]
+    assert (motif["discreet"], motif["notify"]) == (True, False)

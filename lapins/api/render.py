@@ -58,7 +58,8 @@ def usager(usager: Usager, actor: Agent) -> dict:
 def motif(motif: Motif) -> dict:
     return {"id": motif.id, "organisation_id": motif.organisation_id, "name": motif.name,
             "duration_minutes": motif.duration_minutes, "location_type": motif.location_type.value,
-            "active": motif.active, "color": motif.color}
+            "active": motif.active, "color": motif.color,
+            "discreet": motif.discreet, "notify": motif.notify}
 
 
 def lieu(lieu: Lieu) -> dict:

@@ -88,6 +88,8 @@ MOTIF = _object({
     "id": ID, "organisation_id": ID, "name": {"type": "string"}, "duration_minutes": {"type": "integer"},
     "location_type": {"type": "string", "enum": ["on_site", "phone", "home"]}, "active": {"type": "boolean"},
     "color": {"type": "string"},
+    "discreet": {"type": "boolean", "description": "Jamais nommé dans les messages aux familles (« Rendez-vous PMI »)."},
+    "notify": {"type": "boolean", "description": "Faux : motif sans notification, aucun SMS ni courriel."},
 }, ["id", "organisation_id", "name", "duration_minutes", "location_type", "active"], closed=False)
 
 LIEU = _object({
