@@ -201,3 +201,16 @@ def test_the_api_says_which_motifs_are_discreet_or_without_notification(client, 
     assert listed.status_code == 200
     (motif,) = listed.json["items"]
     assert (motif["discreet"], motif["notify"]) == (True, False)
+
+
+def test_the_demo_has_a_discreet_motif_one_without_notification_and_addresses_for_its_home_visits(db):
+    from lapins.models import LocationType
+    from lapins.onboarding import seeding
+
+    with time_machine.travel(datetime(2026, 3, 25, 9, 30, tzinfo=UTC), tick=False):
+        seeding.seed_demo()
+    motifs = list(db.session.scalars(select(Motif)))
+    assert [motif.name for motif in motifs if motif.discreet] == [seeding.DEMO_DISCREET]
+    assert [motif.name for motif in motifs if not motif.notify] == [seeding.DEMO_SILENT]
+    visits = list(db.session.scalars(select(Rdv).join(Motif).where(Motif.location_type == LocationType.HOME)))
+    assert visits and all(rdv.home_address is not None for rdv in visits)
