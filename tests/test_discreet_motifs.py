@@ -12,11 +12,16 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from lapins.api.openapi import PREFIX
+from lapins.auth import tokens
 from lapins.booking import cancel_rdv, move_rdv
 from lapins.calendars import feeds
-from lapins.models import Channel, Message, MessageKind, MessageStatus, Motif, Rdv, RdvStatus, Role
+from lapins.models import (
+    Channel, LocationType, Message, MessageKind, MessageStatus, Motif, Rdv, RdvStatus, Role,
+)
 from lapins.notifications import gsm, outbox
 from lapins.notifications.links import rdv_token
+from lapins.onboarding import seeding
 from tests.conftest import csrf_token_from
 
 pytest_plugins = ["tests.fakes.smtp"]
@@ -191,9 +196,6 @@ def test_the_motif_form_explains_both_and_saves_discreet(client, auth, factories
 
 
 def test_the_api_says_which_motifs_are_discreet_or_without_notification(client, clinic, db):
-    from lapins.api.openapi import PREFIX
-    from lapins.auth import tokens
-
     clinic.motif.notify = False
     db.session.commit()
     _, token = tokens.create(clinic.agent, "Logiciel du centre")
@@ -204,9 +206,6 @@ def test_the_api_says_which_motifs_are_discreet_or_without_notification(client, 
 
 
 def test_the_demo_has_a_discreet_motif_one_without_notification_and_addresses_for_its_home_visits(db):
-    from lapins.models import LocationType
-    from lapins.onboarding import seeding
-
     with time_machine.travel(datetime(2026, 3, 25, 9, 30, tzinfo=UTC), tick=False):
         seeding.seed_demo()
     motifs = list(db.session.scalars(select(Motif)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 
 import icalendar
 import pytest
@@ -15,10 +15,11 @@ from sqlalchemy import func, select
 
 from lapins.api.openapi import PREFIX
 from lapins.auth import tokens
-from lapins.booking import BookingError, book_rdv
+from lapins.booking import BookingError, book_rdv, move_rdv
 from lapins.calendars import feeds
 from lapins.models import AuditEvent, LocationType, Message, Rdv, Role, Usager
 from tests.conftest import csrf_token_from
+from tests.test_history_import import run
 
 NOW = datetime(2026, 10, 19, 8, 0, tzinfo=UTC)  # Monday 10:00 in Paris
 THURSDAY_10 = datetime(2026, 10, 22, 8, 0, tzinfo=UTC)
@@ -167,8 +168,6 @@ def test_a_home_visit_needs_an_address_on_the_form_the_api_and_booking(client, a
 
 
 def test_changing_an_rdv_to_a_home_motif_needs_the_address_too(service, db, factories):
-    from lapins.booking import move_rdv
-
     consultation = factories.MotifFactory(organisation=service.organisation, name="Pesée")
     factories.PlageFactory(agent=service.agent, lieu=service.lieu, first_day=date(2026, 1, 1),
                            motifs=[consultation], start_time=time(8), end_time=time(18), weekdays=0b1111111)
@@ -263,8 +262,6 @@ def test_an_address_change_is_audited_without_its_value(client, auth, service, d
 # --- Coming from the previous tool --------------------------------------------------------------------------------
 
 def test_the_history_import_takes_the_address_columns_and_rejects_a_bad_one(app, tmp_path, factories, db):
-    from tests.test_history_import import run
-
     territory = factories.TerritoryFactory(number="59", name="Nord")
     factories.OrganisationFactory(territory=territory, name="PMI Lille")
     text = "\n".join([
