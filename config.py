@@ -141,6 +141,9 @@ class Config:
     # Agents' CalDAV calendars over plain http:// (their app password would cross the network in clear): off in
     # production, on elsewhere for a loopback server.
     CALDAV_ALLOW_HTTP = env_bool("CALDAV_ALLOW_HTTP", True)
+    # Agents' CalDAV URLs leading to loopback, private, link-local or other non-public addresses are refused (SSRF),
+    # except these hosts: names, addresses or CIDR networks, comma-separated (a département's intranet CalDAV).
+    CALDAV_ALLOWED_PRIVATE_HOSTS = env_str("CALDAV_ALLOWED_PRIVATE_HOSTS", "")
     # Reverse proxies (nginx, a load balancer) in front of gunicorn whose X-Forwarded-For gives the client's address.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
     # Encrypts secrets kept in the database (TOTP secrets). Default: derived from SECRET_KEY. Several keys separated
@@ -186,6 +189,7 @@ class TestingConfig(Config):
     EMAIL_BACKEND = "console"
     RATELIMIT_ENABLED = False  # tests/test_login_limits.py turns it on for the apps it builds
     RATELIMIT_STORAGE_URI = "memory://"
+    CALDAV_ALLOWED_PRIVATE_HOSTS = "127.0.0.1"  # the tests' Radicale (tests/radicale_server.py)
 
 
 class ProductionConfig(Config):

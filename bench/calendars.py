@@ -168,7 +168,7 @@ def bench_calendars(database: BenchDatabase, rdvs_per_day: int = 8, feed_runs: i
                     push_changes: int = 300) -> dict:
     """Both figures on `database`, emptied first (its own département): run after the other measures."""
     figures: dict = {}
-    app = database.app(RATELIMIT_ENABLED=False, PUBLIC_URL="http://127.0.0.1")
+    app = database.app(RATELIMIT_ENABLED=False, PUBLIC_URL="http://127.0.0.1", CALDAV_ALLOWED_PRIVATE_HOSTS="127.0.0.1")
     database.reset(app)
     with app.app_context():
         agent_id, token, count = seed(rdvs_per_day)

@@ -124,6 +124,8 @@ class MotifForm(Form):
     reminder_offsets = StringField("Rappels (heures avant, facultatif)", filters=[one_line], validators=[
         Optional(), Length(max=40, message="40 caractères au plus.")])
     notify = BooleanField("Prévenir les familles (confirmation, changements, rappels)", default=True)
+    # Issue 23.2: a motif never named where another person may read.
+    discreet = BooleanField("Motif discret : ne jamais le nommer dans les messages aux familles", default=False)
     active = BooleanField("Motif actif (proposé à la prise de rendez-vous)", default=True)
 
     def validate_color(self, field) -> None:

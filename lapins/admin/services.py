@@ -116,7 +116,7 @@ def coming_rdv_count(lieu: Lieu) -> int:
 
 def save_motif(motif: Motif, *, name: str, duration_minutes: int, location_type: str, color: str, active: bool,
                notify: bool, cancellation_limit_hours: int, reminder_offsets: str | None, move_limit_hours: int,
-               family_moves_max: int, booking_horizon_weeks: int) -> Motif:
+               family_moves_max: int, booking_horizon_weeks: int, discreet: bool = False) -> Motif:
     if _name_taken(Motif, Motif.organisation_id, motif.organisation_id, name, motif.id):
         raise AdminError("Un motif porte déjà ce nom dans cette organisation.", "name")
     motif.name, motif.duration_minutes, motif.location_type = name, duration_minutes, LocationType(location_type)
@@ -124,6 +124,7 @@ def save_motif(motif: Motif, *, name: str, duration_minutes: int, location_type:
     motif.cancellation_limit_hours, motif.reminder_offsets = cancellation_limit_hours, reminder_offsets or None
     motif.move_limit_hours, motif.family_moves_max = move_limit_hours, family_moves_max
     motif.booking_horizon_weeks = booking_horizon_weeks
+    motif.discreet = discreet
     db.session.add(motif)
     db.session.commit()
     return motif

@@ -195,7 +195,8 @@ def _motif_form_page(organisation: Organisation, motif: Motif):
                                    reminder_offsets=form.reminder_offsets.data,
                                    move_limit_hours=form.move_limit_hours.data,
                                    family_moves_max=form.family_moves_max.data,
-                                   booking_horizon_weeks=form.booking_horizon_weeks.data)
+                                   booking_horizon_weeks=form.booking_horizon_weeks.data,
+                                   discreet=form.discreet.data)
 
     return _saved_or_page(form, save, lambda saved: f"Motif « {saved.name} » enregistré.",
                           url_for("admin.motifs", organisation_id=organisation.id), "admin/motif_form.html",

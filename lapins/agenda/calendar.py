@@ -24,7 +24,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.exceptions import HTTPException
 
 from lapins import policies
@@ -38,7 +38,10 @@ from lapins.infra.extensions import csrf, db
 from lapins.locale.formatting import LOCALE, local_datetime
 from lapins.models.light_agent import LightAgent, light_agent
 from lapins.locale.localtime import NonexistentLocalTime, to_utc
-from lapins.models import Agent, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager
+from lapins.models import (
+    Agent, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Territory, Usager,
+)
+from lapins.models.usagers import PostalAddress
 from lapins.models.rdvs import rdv_usagers, status_label
 
 MAX_RANGE = timedelta(days=62)
@@ -478,7 +481,7 @@ def agent_calendar(agent_id: int):
     slot_min, slot_max = slot_range(rdvs, tz)
     return render_template(
         "agenda/calendar_agent.html", agent=agent, territory=territory, tz=tz, view=view, day=day, period=period,
-        today=datetime.now(tz).date(), rdvs=rdvs, colleagues=colleagues, slot_min=slot_min, slot_max=slot_max,
+        today=datetime.now(tz).date(), rdvs=rdvs, addresses=home_addresses([rdv.id for rdv in rdvs if rdv.visible]), colleagues=colleagues, slot_min=slot_min, slot_max=slot_max,
         hidden_days=hidden_days(view, rdvs, agent.id, tz), now_offset=now_offset_minutes(tz),
     )
 
@@ -524,8 +527,20 @@ def lieu_calendar(lieu_id: int):
     return render_template(
         "agenda/calendar_lieu.html", lieu=lieu, territory=territory, tz=tz, day=day, period=period,
         today=datetime.now(tz).date(), agents=agents, rows=rows, slot_min=slot_min, slot_max=slot_max,
+        addresses=home_addresses(sorted({row.id for row in rows})),
         now_offset=now_offset_minutes(tz),
     )
+
+
+def home_addresses(rdv_ids: list[int]) -> dict[int, PostalAddress]:
+    """The address of each home visit among these rdvs, for the day's lists (the events feed never carries it)."""
+    if not rdv_ids:
+        return {}
+    rdvs = db.session.scalars(
+        select(Rdv).join(Motif, Motif.id == Rdv.motif_id)
+        .where(Rdv.id.in_(rdv_ids), Motif.location_type == LocationType.HOME)
+        .options(selectinload(Rdv.usagers).selectinload(Usager.responsible), joinedload(Rdv.motif)))
+    return {rdv.id: address for rdv in rdvs if (address := rdv.home_address) is not None}
 
 
 @dataclass(frozen=True)

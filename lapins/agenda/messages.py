@@ -31,6 +31,8 @@ def send_reminder(rdv_id: int):
         flash("La demande a expiré : réessayez.", "error")
     elif not rdv.is_live or rdv.starts_at <= utcnow():
         flash("Ce rendez-vous est annulé ou passé : aucun rappel n'est envoyé.", "error")
+    elif not rdv.motif.notify:
+        flash("Ce motif est sans notification : aucun SMS ni courriel n'est envoyé pour ses rendez-vous.", "error")
     else:
         planned = outbox.plan_manual_reminder(rdv, current_user)
         db.session.commit()

@@ -124,14 +124,22 @@ def new_rdv():
     search = request.args.get("usager_q", "")
     preview = _booking_preview(form.motif_id.data, form.lieu_id.data, form.day.data, form.start_time.data, usagers)
     return render_template("agenda/rdvs/form.html", form=form, rdv=None, usagers=usagers, sms_preview=preview,
+                           chosen_motif=_chosen_motif(form.motif_id.data),
                            search=search, search_results=search_usagers(current_user, search) if search else []), \
         422 if request.method == "POST" else 200
 
 
+def _chosen_motif(motif_id) -> Motif | None:
+    """The motif picked on the booking form, when the agent may book it: the form warns of a motif « sans
+    notification » (issue 23.2) as soon as it is chosen."""
+    motif = db.session.get(Motif, motif_id) if isinstance(motif_id, int) and 0 < motif_id < 2**31 else None
+    return motif if motif is not None and policies.can(current_user, "book", motif) else None
+
+
 def _booking_preview(motif_id, lieu_id, day, start_time, usagers: list[Usager]) -> outbox.SmsPreview | None:
     """The confirmation SMS of the rdv being booked, once its motif, day and time are known (None before)."""
-    motif = db.session.get(Motif, motif_id) if motif_id and 0 < motif_id < 2**31 else None
-    if motif is None or not policies.can(current_user, "book", motif) or not day or not start_time:
+    motif = _chosen_motif(motif_id)
+    if motif is None or not motif.notify or not day or not start_time:
         return None
     lieu = db.session.get(Lieu, lieu_id) if lieu_id and 0 < lieu_id < 2**31 else None
     if lieu is not None and not policies.can(current_user, "view", lieu):
@@ -157,9 +165,11 @@ def booking_sms_preview():
     (static/sms_preview.js)."""
     form = SmsPreviewForm(request.args)
     usagers = _in_scope(Usager, _ids("usager_ids"), "edit") or []
+    valid = form.validate()
     preview = _booking_preview(form.motif_id.data, form.lieu_id.data, form.day.data, form.start_time.data, usagers) \
-        if form.validate() else None
-    return render_template("agenda/rdvs/_sms_preview.html", sms_preview=preview, kind_label="de confirmation")
+        if valid else None
+    return render_template("agenda/rdvs/_sms_preview.html", sms_preview=preview, kind_label="de confirmation",
+                           chosen_motif=_chosen_motif(form.motif_id.data) if valid else None)
 
 
 def _needs_confirmation(form: RdvForm, resolved) -> bool:

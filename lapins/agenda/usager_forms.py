@@ -1,10 +1,15 @@
 from datetime import date
 
-from wtforms import BooleanField, DateField, EmailField, SelectField, StringField
+from wtforms import BooleanField, DateField, EmailField, HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
 from lapins.infra.forms import Form, int_or_zero
+from lapins.locale.addresses import AddressFields, problems as address_problems
 from lapins.locale.phones import InvalidPhone, normalize_mobile
+
+# The form's field of each part of lapins.locale.addresses.AddressFields.
+ADDRESS_FIELDS = {"street": "address_street", "postcode": "address_postcode", "commune": "address_commune",
+                  "commune_insee": "commune_insee", "access": "address_access"}
 
 
 class UsagerForm(Form):
@@ -19,11 +24,27 @@ class UsagerForm(Form):
     ])
     sms_consent = BooleanField("Accepte de recevoir des SMS (rappels de rendez-vous)")
     email_consent = BooleanField("Accepte de recevoir des courriels")
+    # The postal address, for home visits (never sent in an SMS or an e-mail).
+    address_street = StringField("Numéro et rue", render_kw={"autocomplete": "street-address"})
+    address_postcode = StringField("Code postal", render_kw={"autocomplete": "postal-code", "inputmode": "numeric"})
+    address_commune = StringField("Commune", render_kw={"autocomplete": "address-level2"})
+    # Filled by the communes' list when the form offers one; kept as it is otherwise.
+    commune_insee = HiddenField("Code INSEE de la commune")
+    address_access = StringField("Indications d'accès (code, étage, bâtiment)")
 
     def __init__(self, *args, territory_number: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.territory_number = territory_number
         self.phone_e164: str | None = None
+        self.address = AddressFields()
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        self.address = AddressFields.typed(**{part: getattr(self, name).data for part, name in ADDRESS_FIELDS.items()})
+        for part, message in address_problems(self.address).items():
+            getattr(self, ADDRESS_FIELDS[part]).errors.append(message)
+            valid = False
+        return valid
 
     def validate_birth_date(self, field):
         if field.data and not date(1900, 1, 1) <= field.data <= date.today():

@@ -162,3 +162,7 @@ def _fill(usager: Usager, form: UsagerForm) -> None:
     usager.email = (form.email.data or "").strip().lower() or None
     usager.sms_consent = bool(form.sms_consent.data and usager.phone)
     usager.email_consent = bool(form.email_consent.data and usager.email)
+    address = form.address
+    usager.address_street, usager.address_postcode = address.street, address.postcode
+    usager.address_commune, usager.address_access = address.commune, address.access
+    usager.commune_insee = address.commune_insee.upper() if address.commune_insee else None

@@ -49,13 +49,17 @@ def usager(usager: Usager, actor: Agent) -> dict:
         "phone": usager.phone, "email": usager.email, "sms_consent": usager.sms_consent,
         "email_consent": usager.email_consent, "phone_undeliverable": usager.phone_undeliverable_at is not None,
         "created_at": instant(usager.created_at),
+        "address_street": usager.address_street, "address_postcode": usager.address_postcode,
+        "address_commune": usager.address_commune, "commune_insee": usager.commune_insee,
+        "address_access": usager.address_access,
     }
 
 
 def motif(motif: Motif) -> dict:
     return {"id": motif.id, "organisation_id": motif.organisation_id, "name": motif.name,
             "duration_minutes": motif.duration_minutes, "location_type": motif.location_type.value,
-            "active": motif.active, "color": motif.color}
+            "active": motif.active, "color": motif.color,
+            "discreet": motif.discreet, "notify": motif.notify}
 
 
 def lieu(lieu: Lieu) -> dict:

@@ -79,12 +79,17 @@ USAGER = _object({
     "birth_date": DAY | {"nullable": True}, "phone": {"type": "string", "nullable": True},
     "email": {"type": "string", "nullable": True}, "sms_consent": {"type": "boolean"},
     "email_consent": {"type": "boolean"}, "phone_undeliverable": {"type": "boolean"}, "created_at": INSTANT,
+    "address_street": {"type": "string", "nullable": True}, "address_postcode": {"type": "string", "nullable": True},
+    "address_commune": {"type": "string", "nullable": True}, "commune_insee": {"type": "string", "nullable": True},
+    "address_access": {"type": "string", "nullable": True},
 }, ["id", "territory_id", "first_name", "last_name"], closed=False)
 
 MOTIF = _object({
     "id": ID, "organisation_id": ID, "name": {"type": "string"}, "duration_minutes": {"type": "integer"},
     "location_type": {"type": "string", "enum": ["on_site", "phone", "home"]}, "active": {"type": "boolean"},
     "color": {"type": "string"},
+    "discreet": {"type": "boolean", "description": "Jamais nommé dans les messages aux familles (« Rendez-vous PMI »)."},
+    "notify": {"type": "boolean", "description": "Faux : motif sans notification, aucun SMS ni courriel."},
 }, ["id", "organisation_id", "name", "duration_minutes", "location_type", "active"], closed=False)
 
 LIEU = _object({
@@ -145,6 +150,12 @@ _USAGER_FIELDS = {
     "last_name": _string(80, min_length=1, **{"x-name": "person"}),
     "birth_date": DAY | {"nullable": True}, "phone": _string(30, nullable=True, example="06 12 34 56 78"),
     "email": _string(254, nullable=True), "sms_consent": {"type": "boolean"}, "email_consent": {"type": "boolean"},
+    # The postal address, for home visits: the street and the commune go together (or both null).
+    "address_street": _string(200, nullable=True, example="12 rue des Lilas"),
+    "address_postcode": _string(5, nullable=True, example="93200"),
+    "address_commune": _string(80, nullable=True, example="Saint-Denis"),
+    "commune_insee": _string(5, nullable=True, example="93066", description="Code officiel géographique (INSEE)."),
+    "address_access": _string(200, nullable=True, example="Bât. B, 3e étage, code 4521"),
 }
 USAGER_CREATE = _object(_USAGER_FIELDS | {
     "organisation_id": ID | {"description": "Obligatoire pour un agent de plusieurs organisations."},

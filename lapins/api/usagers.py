@@ -11,7 +11,9 @@ from lapins.api.routing import implements, invalid, page
 from lapins.infra.extensions import db
 from lapins.models import Agent, Usager
 
-FORM_FIELDS = ("first_name", "last_name", "birth_date", "phone", "email", "sms_consent", "email_consent")
+ADDRESS_FIELDS = ("address_street", "address_postcode", "address_commune", "commune_insee", "address_access")
+FORM_FIELDS = ("first_name", "last_name", "birth_date", "phone", "email", "sms_consent", "email_consent",
+               *ADDRESS_FIELDS)
 
 
 def _usager(actor: Agent, usager_id: int, action: str = "view") -> Usager:
@@ -68,7 +70,7 @@ def update_usager(actor: Agent, *, usager_id: int, query: dict, body: dict):
     usager = _usager(actor, usager_id, "edit")
     current = {"first_name": usager.first_name, "last_name": usager.last_name, "birth_date": usager.birth_date,
                "phone": usager.phone, "email": usager.email, "sms_consent": usager.sms_consent,
-               "email_consent": usager.email_consent}
+               "email_consent": usager.email_consent} | {name: getattr(usager, name) for name in ADDRESS_FIELDS}
     form = _form(current | body, usager.territory.number)
     _fill(usager, form)
     db.session.commit()

@@ -42,7 +42,8 @@ RDV_VALUES = {
 RDV_SECRETS = ("notes", "cancel_reason")
 USAGER_VALUES = {"territory_id": "territory", "sms_consent": None, "email_consent": None,
                  "phone_undeliverable_at": None, "phone_error": None}
-USAGER_SECRETS = ("first_name", "last_name", "birth_date", "phone", "email", "responsible_id")
+USAGER_SECRETS = ("first_name", "last_name", "birth_date", "phone", "email", "responsible_id", "address_street",
+                  "address_postcode", "address_commune", "commune_insee", "address_access")
 MOVES = {"starts_at", "ends_at", "agents"}
 logger = logging.getLogger(__name__)
 _PENDING = "lapins.audit.pending"

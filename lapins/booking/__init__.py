@@ -87,6 +87,8 @@ def move_rdv(
         raise ValueError("an agent moves an rdv in the agenda or through the API, a family by an offer or its link")
     if not rdv.is_live:
         raise BookingError("Ce rendez-vous est annulé : il ne peut plus être déplacé.")
+    if motif is not None and motif.id != rdv.motif_id:
+        _check_home_address(motif, rdv.usagers)
     motif = motif or rdv.motif
     return _schedule(
         actor, rdv, motif=motif, agents=agents if agents is not None else rdv.agents,
@@ -310,6 +312,16 @@ def _check_usagers(motif: Motif, usagers: list[Usager]) -> None:
     territory_id = motif.organisation.territory_id
     if any(usager.territory_id != territory_id for usager in usagers):
         raise BookingError("Un des usagers choisis n'appartient pas à ce territoire.")
+    _check_home_address(motif, usagers)
+
+
+def _check_home_address(motif: Motif, usagers: list[Usager]) -> None:
+    """A home visit needs somewhere to go: one of its usagers' address (a child's is its responsible person's)."""
+    if motif.location_type != LocationType.HOME or any(usager.postal_address for usager in usagers):
+        return
+    names = " ou de ".join(usager.full_name for usager in usagers[:2])
+    raise BookingError(f"Ce motif est une visite à domicile : renseignez d'abord l'adresse de {names} "
+                       "(fiche de l'usager, « Modifier »).")
 
 
 def lock_agents(agent_ids: list[int]) -> None:

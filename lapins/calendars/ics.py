@@ -3,7 +3,7 @@
 UIDs are stable (`rdv-<id>@<domain>`, the convention of the families' invitations in notifications/email.py, and
 `absence-<id>-<day>@<domain>` per occurrence), SEQUENCE is the rdv's revision, times are written in UTC with the
 territory's VTIMEZONE beside them. By default no family data leaves Lapins: « RDV PMI — <lieu> »; the agent may opt
-in to the family's name. The output is deterministic (DTSTAMP is the row's last change), so its hash is an ETag.
+in to personal data: the family's name, and a home visit's address as its LOCATION. A discreet motif is never named. The output is deterministic (DTSTAMP is the row's last change), so its hash is an ETag.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from sqlalchemy.orm import selectinload
 from lapins.infra.extensions import db
 from lapins.models import Agent, AgentRole, LocationType, Organisation, Rdv, RdvAgent, Territory, utcnow
 from lapins.models.calendars import CalendarFeed
+from lapins.models.usagers import Usager
 from lapins.slots.availability import absence_intervals
 
 DAYS_BACK = 30
@@ -90,9 +91,12 @@ def rdv_event(rdv: Rdv, *, with_family_names: bool) -> icalendar.Event:
     event.add("dtstart", rdv.starts_at)
     event.add("dtend", rdv.ends_at)
     event.add("summary", summary(rdv, with_family_names=with_family_names))
-    event.add("description", f"Motif : {rdv.motif.name}")
+    if not rdv.motif.discreet:
+        event.add("description", f"Motif : {rdv.motif.name}")
     if rdv.lieu is not None and rdv.motif.location_type == LocationType.ON_SITE:
         event.add("location", rdv.lieu.name)  # the lieu's name only: its address is public, the family's is not
+    elif with_family_names and (address := rdv.home_address) is not None:
+        event.add("location", address.with_access)
     event.add("status", "CANCELLED" if rdv.status.is_cancelled else "CONFIRMED")
     event.add("transp", "TRANSPARENT" if rdv.status.is_cancelled else "OPAQUE")
     event.add("x-lapins-rdv", str(rdv.id))
@@ -130,7 +134,7 @@ def agent_rdvs(agent_id: int, window: Window, *, with_usagers: bool = True) -> l
                                         RdvAgent.starts_at < window.end)
     options = [selectinload(Rdv.motif), selectinload(Rdv.lieu), selectinload(Rdv.organisation)]
     if with_usagers:
-        options.append(selectinload(Rdv.usagers))
+        options.append(selectinload(Rdv.usagers).selectinload(Usager.responsible))
     return list(db.session.scalars(select(Rdv).where(Rdv.id.in_(ids)).order_by(Rdv.starts_at, Rdv.id)
                                    .options(*options)))
 
@@ -144,9 +148,10 @@ _events_lock = threading.Lock()
 
 def rdv_event_bytes(rdv: Rdv, *, with_family_names: bool) -> bytes:
     names = tuple((usager.first_name, usager.last_name) for usager in rdv.usagers) if with_family_names else ()
+    address = rdv.home_address if with_family_names else None
     key = (domain(), rdv.id, rdv.revision, rdv.created_at, rdv.updated_at, rdv.status.value, rdv.starts_at,
-           rdv.ends_at, rdv.motif.name, str(rdv.motif.location_type), rdv.lieu.name if rdv.lieu else None,
-           rdv.organisation.name, with_family_names, names)
+           rdv.ends_at, rdv.motif.name, rdv.motif.discreet, str(rdv.motif.location_type),
+           rdv.lieu.name if rdv.lieu else None, rdv.organisation.name, with_family_names, names, address)
     with _events_lock:
         found = _events.get(key)
         if found is not None:

@@ -134,7 +134,7 @@ def _write(calendar: Calendar, account: CaldavAccount, rdv_id: int) -> str:
         calendar.delete(uid)
         return "deleted"
     territory = rdv.organisation.territory
-    calendar.put(uid, ics.single_rdv_calendar(rdv, territory.tz))
+    calendar.put(uid, ics.single_rdv_calendar(rdv, territory.tz, with_family_names=account.with_personal_data))
     return "written"
 
 

@@ -27,7 +27,8 @@ class ConfirmForm(Form):
 
 
 class FeedOptionsForm(Form):
-    with_family_names = BooleanField("Afficher le nom de la famille dans mon agenda")
+    with_family_names = BooleanField("Afficher le nom de la famille et l'adresse des visites à domicile dans mon "
+                                     "agenda")
 
 
 class CaldavForm(Form):
@@ -38,6 +39,7 @@ class CaldavForm(Form):
         DataRequired("Indiquez votre identifiant."), Length(max=200, message="200 caractères au plus.")])
     password = PasswordField("Mot de passe d'application", validators=[
         DataRequired("Indiquez un mot de passe d'application."), Length(max=500, message="500 caractères au plus.")])
+    with_personal_data = BooleanField("Écrire aussi le nom de la famille et l'adresse des visites à domicile")
 
     def validate_url(self, field) -> None:
         parts = urlsplit(field.data or "")
@@ -115,6 +117,7 @@ def connect_caldav():
         db.session.add(account)
     account.url, account.username = form.url.data, form.username.data
     account.password_encrypted = crypto.encrypt(form.password.data)
+    account.with_personal_data = bool(form.with_personal_data.data)
     account.last_error = account.last_error_at = account.sync_token = account.busy_read_at = None
     db.session.flush()
     push.retry_now(account.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.infra.extensions import db
@@ -47,6 +47,8 @@ class CaldavAccount(db.Model):
     url: Mapped[str] = mapped_column(String(500))
     username: Mapped[str] = mapped_column(String(200))
     password_encrypted: Mapped[str] = mapped_column(Text)  # lapins.infra.crypto
+    # The agent chose to have the family's name and a home visit's address written there (off by default).
+    with_personal_data: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # One worker at a time writes to a calendar, so that its changes arrive in order (lapins.calendars.push).
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import Enum, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.infra.extensions import db
@@ -35,6 +35,9 @@ class Motif(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     # Families are told of rdvs of this motif (confirmation, changes, reminders) unless this is off.
     notify: Mapped[bool] = mapped_column(default=True)
+    # A discreet motif is never named where someone else may read (SMS, e-mails, ICS, the family page): they say
+    # « Rendez-vous PMI » with the lieu and the time (issue 23.2).
+    discreet: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Hours before the rdv ("48", "72,24"); empty means the territory's offsets.
     reminder_offsets: Mapped[str | None] = mapped_column(String(40))
     # A family may cancel from its link until this many hours before the rdv; later, it must call the centre.
@@ -47,5 +50,13 @@ class Motif(db.Model):
 
     organisation: Mapped[Organisation] = relationship()
 
+    @property
+    def public_name(self) -> str:
+        """The motif as families' messages may name it."""
+        return DISCREET_NAME if self.discreet else self.name
+
     def __repr__(self) -> str:
         return f"<Motif {self.id}>"
+
+
+DISCREET_NAME = "Rendez-vous PMI"

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from lapins.infra.extensions import db
 from lapins.models.agents import Agent
-from lapins.models.motifs import Motif
+from lapins.models.motifs import LocationType, Motif
 from lapins.models.territories import Lieu, Organisation, phone_to_call
 from lapins.models.types import UTCDateTime, utcnow
-from lapins.models.usagers import Usager
+from lapins.models.usagers import PostalAddress, Usager
 
 
 class RdvStatus(enum.StrEnum):
@@ -171,6 +171,14 @@ class Rdv(db.Model):
     @property
     def phone_to_call(self) -> str | None:
         return phone_to_call(self.lieu, self.organisation)
+
+    @property
+    def home_address(self) -> PostalAddress | None:
+        """Where a home visit goes: the first of its usagers with an address (a child's is its responsible
+        person's). For agents' eyes and their opted-in calendars only: never in a family's message."""
+        if self.motif.location_type != LocationType.HOME:
+            return None
+        return next((address for usager in self.usagers if (address := usager.postal_address) is not None), None)
 
     @property
     def is_live(self) -> bool:

@@ -1,6 +1,7 @@
 """Usagers: a responsible person and the relatives (children) they bring to rdvs."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import Column, Date, ForeignKey, Index, String, Table
@@ -38,6 +39,13 @@ class Usager(db.Model):
     phone_error: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     external_id: Mapped[str | None] = mapped_column(String(80))
+    # The postal address, for home visits (issue 23.4): free text checked by lapins.locale.addresses; the commune's
+    # INSEE code is optional, filled when a form can offer the communes' list.
+    address_street: Mapped[str | None] = mapped_column(String(200))
+    address_postcode: Mapped[str | None] = mapped_column(String(5))
+    address_commune: Mapped[str | None] = mapped_column(String(80))
+    commune_insee: Mapped[str | None] = mapped_column(String(5))
+    address_access: Mapped[str | None] = mapped_column(String(200))  # code, étage, bâtiment
 
     territory: Mapped[Territory] = relationship()
     organisations: Mapped[list[Organisation]] = relationship(secondary=usager_organisations)
@@ -48,5 +56,31 @@ class Usager(db.Model):
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
 
+    @property
+    def postal_address(self) -> PostalAddress | None:
+        """Its own address, else (a child) its responsible person's; None when neither has one."""
+        for person in (self, self.responsible):
+            if person is not None and person.address_street and person.address_commune:
+                return PostalAddress(person.address_street, person.address_postcode, person.address_commune,
+                                     person.address_access)
+        return None
+
     def __repr__(self) -> str:
         return f"<Usager {self.id}>"
+
+
+@dataclass(frozen=True)
+class PostalAddress:
+    street: str
+    postcode: str | None
+    commune: str
+    access: str | None = None
+
+    @property
+    def one_line(self) -> str:
+        """« 12 rue des Lilas, 93200 Saint-Denis », without the access notes (said apart, to agents only)."""
+        return f"{self.street}, {' '.join(part for part in (self.postcode, self.commune) if part)}"
+
+    @property
+    def with_access(self) -> str:
+        return f"{self.one_line} ({self.access})" if self.access else self.one_line

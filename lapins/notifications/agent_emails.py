@@ -94,7 +94,7 @@ def family_cancellation_email(rdv: Rdv, agent: Agent) -> OutgoingEmail:
     place = f" ({rdv.lieu.name})" if rdv.lieu else ""
     hours = rdv.cancelled_hours_before
     channel = f", {rdv.cancelled_via.label}" if rdv.cancelled_via else ""
-    told = (f"La famille a annulé le rendez-vous « {rdv.motif.name} » du {long_when(rdv.starts_at, tz)}{place}"
+    told = (f"La famille a annulé le rendez-vous « {rdv.motif.public_name} » du {long_when(rdv.starts_at, tz)}{place}"
             f"{channel}{_notice(hours)}. Le créneau est de nouveau libre dans votre agenda.")
     return _email(rdv, agent, told, f"Rendez-vous annulé par la famille : {short_when(rdv.starts_at, tz)}",
                   f"agent-{agent.id}-cancelled-{rdv.id}-{rdv.revision}")
@@ -105,7 +105,7 @@ def family_move_email(rdv: Rdv, agent: Agent, move: RdvMove) -> OutgoingEmail:
     place = f" ({rdv.lieu.name})" if rdv.lieu else ""
     with_you = "" if agent in rdv.agents else " avec un autre agent"
     channel = f", {move.via.label}" if move.via != MoveChannel.AGENDA else ""
-    told = (f"La famille a déplacé le rendez-vous « {rdv.motif.name} »{place} du {long_when(move.from_starts_at, tz)} "
+    told = (f"La famille a déplacé le rendez-vous « {rdv.motif.public_name} »{place} du {long_when(move.from_starts_at, tz)} "
             f"au {long_when(move.to_starts_at, tz)}{with_you}{channel}{_notice(move.notice_hours)}. L'ancien créneau "
             "est de nouveau libre dans votre agenda.")
     return _email(rdv, agent, told, f"Rendez-vous déplacé par la famille : {short_when(move.to_starts_at, tz)}",

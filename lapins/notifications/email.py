@@ -100,7 +100,7 @@ def _email_context(kind: MessageKind, rdv: Rdv, link: str, tz: ZoneInfo) -> dict
     return {
         "kind": kind.value,
         "when": long_when(rdv.starts_at, tz),
-        "motif": rdv.motif.name,
+        "motif": rdv.motif.public_name,
         "location_type": rdv.motif.location_type.value,
         "lieu_name": lieu.name if lieu else None,
         "lieu_address": lieu.address if lieu else None,
@@ -144,7 +144,7 @@ def rdv_ics(rdv: Rdv, link: str, method: str) -> bytes:
     # Instants are stored in UTC: written as UTC ("Z"), every calendar shows them right in its own zone.
     event.add("dtstart", rdv.starts_at)
     event.add("dtend", rdv.ends_at)
-    event.add("summary", f"{rdv.motif.name} — {rdv.organisation.name}")
+    event.add("summary", f"{rdv.motif.public_name} — {rdv.organisation.name}")
     location = _ics_location(rdv)
     if location:
         event.add("location", location)

@@ -16,7 +16,7 @@ def offer_sms(offer: SlotOffer) -> str:
     lieu = slot.lieu
     return sms_text.compose_offer(sms_text.OfferFacts(
         starts_at_local=slot.starts_at.astimezone(tz), held_until_local=offer.held_until.astimezone(tz),
-        link=offer_url(offer.id), organisation=slot.organisation.label_in_sms, motif=slot.motif.name,
+        link=offer_url(offer.id), organisation=slot.organisation.label_in_sms, motif=slot.motif.public_name,
         person=usager.first_name if usager.responsible_id is not None else None,
         location_type=str(slot.motif.location_type), lieu_name=lieu.name if lieu else None,
         lieu_address=lieu.address if lieu else None))
@@ -26,11 +26,11 @@ def offer_email(offer: SlotOffer) -> RenderedEmail:
     slot = offer.slot
     tz = slot.organisation.territory.tz
     context = {"when": long_when(slot.starts_at, tz), "until": offer.held_until.astimezone(tz).strftime("%Hh%M"),
-               "motif": slot.motif.name, "lieu": slot.lieu, "organisation": slot.organisation.name,
+               "motif": slot.motif.public_name, "lieu": slot.lieu, "organisation": slot.organisation.name,
                "link": offer_url(offer.id)}
     subject = f"Un créneau s'est libéré : {context['when']}"
     template = current_app.jinja_env.get_template("family/offer_email.html")
-    text = (f"{slot.organisation.name}\n\nUn créneau s'est libéré le {context['when']} ({slot.motif.name})"
+    text = (f"{slot.organisation.name}\n\nUn créneau s'est libéré le {context['when']} ({slot.motif.public_name})"
             + (f", {slot.lieu.name}, {slot.lieu.address}" if slot.lieu else "")
             + f".\nIl est gardé pour vous jusqu'à {context['until']}.\n\nPour l'accepter ou le refuser : "
             f"{context['link']}\n")

@@ -165,7 +165,7 @@ def reminder_at(rdv: Rdv, territory: Territory, hours: int, channel: Channel, no
 def plan_manual_reminder(rdv: Rdv, actor: Agent, *, now: datetime | None = None) -> list[Message]:
     """An agent asked for a reminder now (quiet hours still hold SMS until the morning)."""
     now = now or utcnow()
-    if not rdv.is_live or rdv.starts_at <= now:
+    if not rdv.motif.notify or not rdv.is_live or rdv.starts_at <= now:
         return []
     territory = rdv.organisation.territory
     planned = [_new_message(rdv, territory, recipient, MessageKind.REMINDER, due=now, now=now, key=None, actor=actor)
@@ -740,7 +740,7 @@ def _rdv_facts(rdv: Rdv, kind: MessageKind, *, two_way: bool) -> sms_text.SmsFac
     return sms_text.SmsFacts(
         kind=str(kind),
         starts_at_local=rdv.starts_at.astimezone(territory.tz),
-        motif=rdv.motif.name,
+        motif="" if rdv.motif.discreet else rdv.motif.name,  # « Rendez-vous PMI » says enough
         location_type=str(rdv.motif.location_type),
         lieu_name=rdv.lieu.name if rdv.lieu else None,
         lieu_address=rdv.lieu.address if rdv.lieu and rdv.motif.location_type == LocationType.ON_SITE else None,

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_utc
+from lapins.locale import addresses
 from lapins.locale.phones import InvalidPhone, normalize_mobile
 from lapins.models import Agent, AgentRole, Lieu, Motif, Organisation, Rdv, RdvStatus, Territory, Usager, utcnow
 from lapins.models.rdvs import BookingChannel
@@ -49,10 +50,18 @@ HISTORY_COLUMNS = {
     "lieu": {"lieu", "lieuxdurdv", "lieudurdv"},
     "agent": {"agent", "agents", "professionnel", "professionnelles", "emailagent"},
     "statut": {"statut", "etat", "status"},
+    # The usager's postal address (home visits), checked by lapins.locale.addresses.
+    "adresse": {"adresse", "adressepostale", "rue", "numeroetrue", "address"},
+    "code_postal": {"codepostal", "cp", "postcode", "zipcode"},
+    "commune": {"commune", "ville", "city"},
+    "code_insee": {"codeinsee", "insee", "codecommune", "cog"},
+    "acces": {"acces", "indicationsacces", "indicationsdacces", "complementadresse", "complementdadresse"},
 }
+ADDRESS_COLUMNS = {"adresse": "street", "code_postal": "postcode", "commune": "commune", "code_insee": "commune_insee",
+                   "acces": "access"}
 LENGTHS = {"id_usager": 80, "nom": 80, "prenom": 80, "date_naissance": 20, "telephone": 30, "email": 254, "sms": 10,
            "id_responsable": 80, "id_rdv": 80, "date": 30, "heure": 10, "duree": 5, "motif": 160, "lieu": 160,
-           "agent": 400, "statut": 40}
+           "agent": 400, "statut": 40} | {name: 100_000 for name in ADDRESS_COLUMNS}  # their own rules say more
 LABELS = {"id_usager": "L'identifiant de l'usager", "nom": "Le nom", "prenom": "Le prénom",
           "date_naissance": "La date de naissance", "telephone": "Le téléphone", "email": "L'adresse électronique",
           "sms": "La colonne sms", "id_responsable": "L'identifiant du responsable", "id_rdv": "L'identifiant du rdv",
@@ -172,10 +181,16 @@ class _HistoryImporter:
             if responsible is None:
                 raise LineRejected(f"Responsable « {values['id_responsable']} » inconnu : il doit figurer plus haut "
                                    "dans le fichier, ou avoir été importé avant.")
+        address = addresses.AddressFields.typed(**{part: values[name] for name, part in ADDRESS_COLUMNS.items()})
+        if problems := addresses.problems(address):
+            raise LineRejected(f"Adresse de l'usager « {external} » : {' '.join(problems.values())}")
         usager = Usager(territory_id=self.territory.id, external_id=external, first_name=values["prenom"],
                         last_name=values["nom"], birth_date=_birth_date(values["date_naissance"]), phone=phone,
                         email=email, sms_consent=sms and phone is not None, email_consent=email is not None,
-                        organisations=[self.organisation])
+                        organisations=[self.organisation], address_street=address.street,
+                        address_postcode=address.postcode, address_commune=address.commune,
+                        commune_insee=address.commune_insee.upper() if address.commune_insee else None,
+                        address_access=address.access)
         if isinstance(responsible, int):
             usager.responsible_id = responsible
         elif responsible is not None:

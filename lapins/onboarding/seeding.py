@@ -12,6 +12,7 @@ deployment whose SMS channel really sends.
 from __future__ import annotations
 
 import random
+import re
 import time as clock
 import unicodedata
 from collections import defaultdict
@@ -94,6 +95,7 @@ MOTIF_CATALOGUE = [
 ]
 ADULT_MOTIFS = {kind.name for kind in MOTIF_CATALOGUE if kind.for_adult}
 DEMO_MOTIFS = MOTIF_CATALOGUE[:8]
+DEMO_DISCREET, DEMO_SILENT = "Entretien prénatal précoce", "Bilan de santé en école maternelle"
 REUNION_MOTIFS = [MOTIF_CATALOGUE[0], MOTIF_CATALOGUE[1], MOTIF_CATALOGUE[2], MOTIF_CATALOGUE[3]]
 
 MOTHERS = [
@@ -537,6 +539,12 @@ def _seed_demo_territory(spec: dict, now: datetime, rng: random.Random, password
              for name, address, phone in spec["lieux"]]
     motifs = {kind.name: Motif(organisation=organisation, name=kind.name, duration_minutes=kind.minutes,
                                location_type=kind.location, color=kind.color) for kind in spec["motifs"]}
+    # Issue 23.2, one of each: a pregnancy the family may not have told everyone of; a school's check-up, which the
+    # school announces itself.
+    if DEMO_DISCREET in motifs:
+        motifs[DEMO_DISCREET].discreet = True
+    if DEMO_SILENT in motifs:
+        motifs[DEMO_SILENT].notify = False
     db.session.add_all([territory, organisation, *lieux, *motifs.values()])
     today = now.astimezone(territory.tz).date()
     first_day = _monday(today) - timedelta(weeks=DEMO_WEEKS_BEHIND)
@@ -585,7 +593,9 @@ def _demo_absences(number: str, agents: dict[str, Agent], today: date) -> None:
 def _demo_families(territory: Territory, organisation: Organisation, spec: dict, rng: random.Random,
                    now: datetime) -> None:
     today = now.date()
-    for _ in range(spec["families"]):
+    # Postcodes and communes of the demo's lieux: families live near them (home visits need an address).
+    communes = [re.search(r"(\d{5}) (.+)$", address).groups() for _, address, _ in spec["lieux"]]
+    for index in range(spec["families"]):
         last_name = rng.choice(spec["surnames"])
         first_name = rng.choice(MOTHERS)
         consent = rng.random() < 0.85
@@ -594,6 +604,12 @@ def _demo_families(territory: Territory, organisation: Organisation, spec: dict,
                         phone=_mobile(rng, spec["country"]), sms_consent=consent,
                         email=_email(rng, first_name, last_name) if rng.random() < 0.6 else None,
                         email_consent=rng.random() < 0.5, organisations=[organisation])
+        # Drawn from the index, not from `rng`: the rest of the demo stays what it was.
+        postcode, commune = communes[index % len(communes)]
+        mother.address_street = f"{index * 7 % 180 + 1} {STREETS[index % len(STREETS)]}"
+        mother.address_postcode, mother.address_commune = postcode, commune
+        if index % 3 == 0:
+            mother.address_access = f"Bât. {'ABC'[index // 3 % 3]}, {index % 6 + 1}e étage, code {1000 + index * 37 % 9000}"
         db.session.add(mother)
         for _child in range(rng.choice([0, 1, 1, 1, 2, 2, 3])):
             db.session.add(Usager(territory=territory, responsible=mother, first_name=rng.choice(CHILDREN),

@@ -30,11 +30,13 @@ def day(live_db):
     baby = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
                                    first_name="Léo", last_name="Diallo", responsible=mother, phone=None)
     other = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation],
-                                    first_name="Inès", last_name="Durand", phone="+33698765432")
+                                    first_name="Inès", last_name="Durand", phone="+33698765432",
+                                    address_street="3 rue des Lilas", address_postcode="75020",
+                                    address_commune="Paris", address_access="Bât. B, code 1234B")
     factories.RdvFactory(motif=consultation, lieu=lieu, starts_at=at(tuesday, 9), ends_at=at(tuesday, 9, 30),
                          agents=[agent], usagers=[baby], notes="Apporter le carnet de santé")
     factories.RdvFactory(motif=visit, starts_at=at(tuesday, 11), ends_at=at(tuesday, 12), agents=[agent],
-                         usagers=[other], notes="3 rue des Lilas, code 1234B")
+                         usagers=[other], notes="Sonner deux fois")
     ids = dict(agent=agent.id, lieu=lieu.id)
     live_db.session.remove()
     return type("Day", (), dict(tuesday=tuesday, email=agent.email, **ids))
@@ -58,7 +60,12 @@ def check_printed(page, rows_expected: int) -> None:
     expect(first).to_contain_text("Apporter le carnet de santé")
     if rows_expected > 1:
         expect(rows.nth(1)).to_contain_text("Visite à domicile")
-        expect(rows.nth(1)).to_contain_text("3 rue des Lilas, code 1234B")
+        # The family's address, from its file (issue 23.4), on paper too.
+        expect(rows.nth(1).locator(".day-sheet__address")).to_be_visible()
+        expect(rows.nth(1)).to_contain_text("3 rue des Lilas")
+        expect(rows.nth(1)).to_contain_text("75020 Paris")
+        expect(rows.nth(1)).to_contain_text("Accès : Bât. B, code 1234B")
+        expect(rows.nth(1)).to_contain_text("Sonner deux fois")
 
 
 @pytest.mark.parametrize("viewport", [{"width": 1366, "height": 900}, PHONE], ids=["desktop", "phone"])
