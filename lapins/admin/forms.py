@@ -125,6 +125,10 @@ class MotifForm(Form):
         Optional(), Length(max=40, message="40 caractères au plus.")])
     notify = BooleanField("Prévenir les familles (confirmation, changements, rappels)", default=True)
     active = BooleanField("Motif actif (proposé à la prise de rendez-vous)", default=True)
+    # « Collectif » (issue 16): sessions with places rather than one family per slot.
+    collective = BooleanField("Motif collectif (ateliers, séances de groupe avec un nombre de places)")
+    places_per_person = BooleanField("Compter une place par personne (un parent et son bébé : 2 places) plutôt "
+                                     "qu'une par famille")
 
     def validate_color(self, field) -> None:
         if not COLOR.fullmatch(field.data or ""):
