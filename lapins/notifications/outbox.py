@@ -812,10 +812,11 @@ def participant_facts(facts: sms_text.SmsFacts, participation: Participation) ->
     and, when the service cancelled the session, why (in the note's place; dropped whole if it cannot fit)."""
     rdv = participation.rdv
     person = next((usager.first_name for usager in participation.usagers if usager.responsible_id is not None), None)
-    note = facts.note
+    note, phone = facts.note, facts.phone
     if facts.kind == "cancelled" and rdv.cancel_reason:
-        note = f"Motif : {rdv.cancel_reason[:SESSION_REASON_CHARS]}"
-    return replace(facts, link=links.place_url(participation.id), person=person, note=note)
+        # The reason in the phone's place, to stay in one segment: the link's page gives the phone.
+        note, phone = f"Motif : {rdv.cancel_reason[:SESSION_REASON_CHARS]}", None
+    return replace(facts, link=links.place_url(participation.id), person=person, note=note, phone=phone)
 
 
 def _is_last_reminder(message: Message) -> bool:
