@@ -341,3 +341,38 @@ def test_a_place_link_opens_no_rdv_and_an_rdv_link_opens_no_place(app, client, p
         assert client.get(f"/r/p/{links.rdv_token(place.id)}").status_code == 404
         assert client.get(f"/r/{links.place_token(session.id)}").status_code == 404
         assert client.get(f"/r/p/{links.place_token(place.id)}").status_code == 200
+
+
+# --- Statistics -----------------------------------------------------------------------------------------------------
+
+def test_statistics_per_month_and_per_session_from_seeded_sessions(client, auth, factories, pmi):
+    more = [factories.UsagerFactory(territory=pmi.organisation.territory, organisations=[pmi.organisation],
+                                    last_name=f"Famille{index}") for index in range(8)]
+    parents = [parent for parent, _ in pmi.families] + more  # 12 families
+    big = new_session(pmi, capacity=10)
+    small = new_session(pmi, capacity=4, starts=[tuesday(1)])
+    cancelled = new_session(pmi, capacity=5, starts=[tuesday(2)])
+    in_big = [sessions.add_participant(actor=pmi.agent, session=big, usagers=[p]) for p in parents[:6]]
+    in_small = [sessions.add_participant(actor=pmi.agent, session=small, usagers=[p]) for p in parents[6:10]]
+    sessions.add_participant(actor=pmi.agent, session=cancelled, usagers=[parents[11]])
+    sessions.cancel_participation(actor=pmi.agent, participation=in_small[0])
+    cancel_rdv(actor=pmi.agent, rdv=cancelled, status=RdvStatus.REVOKED, reason="Salle indisponible")
+    with time_machine.travel(tuesday(1) + timedelta(hours=2), tick=False):
+        sessions.set_attendance(actor=pmi.agent, session=big, present={p.id for p in in_big[:4]})
+        sessions.set_attendance(actor=pmi.agent, session=small, present={p.id for p in in_small[1:]})
+        auth.login(pmi.agent)
+        page = html.unescape(client.get(f"/statistiques/organisation/{pmi.organisation.id}",
+                                        query_string={"du": "2026-03", "au": "2026-03"}).get_data(as_text=True))
+        csv_text = client.get(f"/statistiques/organisation/{pmi.organisation.id}/statistiques.csv",
+                              query_string={"du": "2026-03", "au": "2026-03"}).get_data(as_text=True)
+    month = re.search(r'id="tableau-seances-mois".*?data-month="2026-03">(.*?)</tr>', page, re.S).group(1)
+    cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", month, re.S)]
+    # 2 sessions held (the cancelled one is left out): 14 places, 9 taken (64,3 %), 7 present, 2 absent (22,2 %).
+    assert cells[1:] == ["2", "14", "9", "64,3\xa0%", "7", "2", "22,2\xa0%"]
+    row = re.search(rf'data-session="{big.id}">(.*?)</tr>', page, re.S).group(1)
+    assert [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)][2:] == \
+        ["10", "6", "60,0\xa0%", "4", "2", "33,3\xa0%"]
+    assert "(annulée)" in re.search(rf'data-session="{cancelled.id}">(.*?)</tr>', page, re.S).group(1)
+    header, first = csv_text.splitlines()[:2]
+    assert header.endswith("Places présentes;Places absentes;Taux d'absence aux séances (%)")
+    assert first.endswith(";2;14;9;64,3;7;2;22,2")
