@@ -376,3 +376,23 @@ def test_statistics_per_month_and_per_session_from_seeded_sessions(client, auth,
     header, first = csv_text.splitlines()[:2]
     assert header.endswith("Places présentes;Places absentes;Taux d'absence aux séances (%)")
     assert first.endswith(";2;14;9;64,3;7;2;22,2")
+
+
+def test_the_agendas_other_pages_show_a_session_without_failing(client, auth, pmi):
+    session = new_session(pmi)
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0]))
+    auth.login(pmi.agent)
+    day = tuesday().astimezone(PARIS).date().isoformat()
+    pages = [f"/agenda/agents/{pmi.agent.id}?date={day}", f"/agenda/lieux/{pmi.lieu.id}?date={day}",
+             f"/agenda/agents/{pmi.agent.id}/jour/imprimer?date={day}",
+             f"/agenda/lieux/{pmi.lieu.id}/jour/imprimer?date={day}", "/a-confirmer",
+             f"/a-confirmer/lieux/{pmi.lieu.id}", "/rdvs/a-renseigner", "/seances",
+             f"/usagers/{pmi.families[0][0].id}"]
+    for url in pages:
+        assert client.get(url).status_code == 200, url
+    assert "Massage bébé" in client.get("/seances").get_data(as_text=True)
+    assert client.get(f"/rdvs/{session.id}").headers["Location"] == f"/seances/{session.id}"
+    with time_machine.travel(tuesday() + timedelta(hours=3), tick=False):
+        auth.login(pmi.agent)
+        for url in pages:
+            assert client.get(url).status_code == 200, url
