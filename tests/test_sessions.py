@@ -165,9 +165,14 @@ def test_each_family_gets_its_own_confirmation_reminders_and_link(app, pmi):
             own_link = links.place_url(participation.id)
         assert all(own_link in text for text in texts)
         assert all(links.family_url(session.id) not in text for text in texts)
-    # Reminders 48 h and 24 h before, each in one SMS segment.
+    # Reminders 48 h and 24 h before, each in one SMS segment; never asking for a reply (ANNULER by SMS would not
+    # find the place), even where the territory asks everyone to confirm.
+    pmi.organisation.territory.sms_confirm_everyone = True
+    pmi.organisation.territory.sms_takes_replies = True
+    db.session.commit()
     with app.test_request_context():
         reminder = outbox.compose_sms(messages_of(first, MessageKind.REMINDER)[0])
+    assert "OUI" not in reminder and "ANNULER" not in reminder
     from lapins.notifications import gsm
 
     assert gsm.segments(reminder) == 1, reminder

@@ -816,7 +816,10 @@ def participant_facts(facts: sms_text.SmsFacts, participation: Participation) ->
     if facts.kind == "cancelled" and rdv.cancel_reason:
         # The reason in the phone's place, to stay in one segment: the link's page gives the phone.
         note, phone = f"Motif : {rdv.cancel_reason[:SESSION_REASON_CHARS]}", None
-    return replace(facts, link=links.place_url(participation.id), person=person, note=note, phone=phone)
+    # Never « répondez OUI ou ANNULER »: SMS replies find a family's rdvs by its usagers (notifications.replies), and
+    # a place is cancelled on its own link, never the whole session by a reply.
+    return replace(facts, link=links.place_url(participation.id), person=person, note=note, phone=phone,
+                   two_way=False)
 
 
 def _is_last_reminder(message: Message) -> bool:
