@@ -22,6 +22,7 @@ from lapins.models import (
 )
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import links, outbox
+from lapins.notifications.offer_links import offer_token
 from lapins.waitlist import entries as waitlist_entries
 from lapins.waitlist import offers
 from tests.conftest import csrf_token_from
@@ -248,11 +249,18 @@ def test_a_place_cancelled_on_the_familys_link_frees_it_for_the_waiting_list_wit
     # While held, the place is not the agent's to give.
     with pytest.raises(sessions.SessionFull):
         sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[2][0]])
-    offers.accept(offer)
+    with app.test_request_context():
+        offer_link = f"/o/{offer_token(offer.id)}"
+    page = client.get(offer_link).get_data(as_text=True)
+    accepted = client.post(f"{offer_link}/accepter", data={"csrf_token": csrf_token_from(page)},
+                           follow_redirects=True)
+    assert accepted.status_code == 200
     db.session.expire_all()
     taken = db.session.scalar(select(Participation).where(Participation.usager_id == waiting.id))
     assert taken.via.value == "offer" and session.places_taken == 1
     assert [m.kind for m in messages_of(taken)][0] == MessageKind.CREATED
+    with app.test_request_context():
+        assert f"/r/p/{links.place_token(taken.id)}" in accepted.get_data(as_text=True)  # its own place's link
 
 
 def test_an_agent_cancelling_one_place_leaves_the_session_and_the_others_reminders(pmi):

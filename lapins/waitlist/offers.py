@@ -398,6 +398,8 @@ def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
         if slot.session_id is not None:
             participation = booking_sessions.add_participant(actor=None, session=slot.session,
                                                              usagers=[entry.usager], via=BookingChannel.OFFER)
+            db.session.execute(update(SlotOffer).where(SlotOffer.id == offer_id).values(rdv_id=slot.session_id))
+            db.session.commit()
             logger.info("Waiting list: offer %s accepted, place %s", offer_id, participation.id)
             return slot.session
         if moved is not None:
