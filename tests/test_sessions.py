@@ -404,6 +404,8 @@ def test_the_agendas_other_pages_show_a_session_without_failing(client, auth, pm
     for url in pages:
         assert client.get(url).status_code == 200, url
     assert "Massage bébé" in client.get("/seances").get_data(as_text=True)
+    family_page = html.unescape(client.get(f"/usagers/{pmi.families[0][0].id}").get_data(as_text=True))
+    assert "Séances collectives" in family_page and "Massage bébé" in family_page and "Inscrit" in family_page
     assert client.get(f"/rdvs/{session.id}").headers["Location"] == f"/seances/{session.id}"
     with time_machine.travel(tuesday() + timedelta(hours=3), tick=False):
         auth.login(pmi.agent)
