@@ -411,3 +411,34 @@ def test_the_agendas_other_pages_show_a_session_without_failing(client, auth, pm
         auth.login(pmi.agent)
         for url in pages:
             assert client.get(url).status_code == 200, url
+
+
+def test_a_moved_session_tells_each_family_once_and_reminds_them_at_the_new_time(pmi):
+    from lapins.booking import move_rdv
+
+    session = new_session(pmi, starts=[tuesday(1)])
+    kept = sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
+    gone = sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[1][0]])
+    sessions.cancel_participation(actor=pmi.agent, participation=gone)
+    move_rdv(actor=pmi.agent, rdv=session, starts_at=tuesday(1, hour=14), force=True)
+    changed = messages_of(kept, MessageKind.CHANGED)
+    assert len(changed) == 1 and messages_of(gone, MessageKind.CHANGED) == []
+    reminders = messages_of(kept, MessageKind.REMINDER)
+    assert {m.status for m in reminders if m.expires_at == tuesday(1)} == {MessageStatus.SKIPPED}
+    assert len([m for m in reminders if m.expires_at == tuesday(1, hour=14) and m.status == MessageStatus.PENDING]) == 2
+
+
+def test_more_places_go_to_the_sessions_waiting_list(app, pmi):
+    session = new_session(pmi, capacity=1)
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
+    for parent, _ in pmi.families[1:3]:
+        waitlist_entries.add_for_session(pmi.agent, parent, session)
+    sessions.set_capacity(actor=pmi.agent, session=session, capacity=3)
+    offers.reallocate(NOW)  # the kick already offered them; the beat finds nothing more
+    offered = db.session.scalars(select(SlotOffer).order_by(SlotOffer.id)).all()
+    assert [offer.usager_id for offer in offered] == [pmi.families[1][0].id, pmi.families[2][0].id]
+    assert all(offer.status == OfferStatus.HELD for offer in offered)
+    # Both held: no place left for an agent meanwhile, and the capacity cannot go back under them.
+    assert sessions.free_places(session) == 0
+    with pytest.raises(BookingError, match="3 sont déjà prises ou proposées"):
+        sessions.set_capacity(actor=pmi.agent, session=session, capacity=2)
