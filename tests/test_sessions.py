@@ -13,15 +13,14 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from lapins.booking import BookingError, book_rdv, cancel_rdv
+from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv
 from lapins.booking import sessions
 from lapins.infra.extensions import db
 from lapins.models import (
-    EntryStatus, Message, MessageKind, MessageStatus, OfferStatus, Participation, ParticipationStatus, Rdv, RdvAgent,
+    EntryStatus, Message, MessageKind, MessageStatus, OfferStatus, Participation, ParticipationStatus, Rdv,
     RdvStatus, Role, SlotOffer, WaitlistEntry, WaitlistSlot,
 )
-from lapins.models.rdvs import CancellationChannel
-from lapins.notifications import links, outbox
+from lapins.notifications import gsm, links, outbox
 from lapins.notifications.offer_links import offer_token
 from lapins.waitlist import entries as waitlist_entries
 from lapins.waitlist import offers
@@ -174,8 +173,6 @@ def test_each_family_gets_its_own_confirmation_reminders_and_link(app, pmi):
     with app.test_request_context():
         reminder = outbox.compose_sms(messages_of(first, MessageKind.REMINDER)[0])
     assert "OUI" not in reminder and "ANNULER" not in reminder
-    from lapins.notifications import gsm
-
     assert gsm.segments(reminder) == 1, reminder
 
 
@@ -296,8 +293,6 @@ def test_cancelling_the_session_tells_each_family_once_with_the_reason(app, clie
         with app.test_request_context():
             text = outbox.compose_sms(cancelled[0])
         assert "Motif : Animatrice malade." in text and links.place_token(participation.id) in text
-        from lapins.notifications import gsm
-
         assert gsm.segments(text) == 1, text
         assert {m.status for m in messages_of(participation, MessageKind.REMINDER)} == {MessageStatus.SKIPPED}
     assert messages_of(gone, MessageKind.CANCELLED) == []
@@ -414,8 +409,6 @@ def test_the_agendas_other_pages_show_a_session_without_failing(client, auth, pm
 
 
 def test_a_moved_session_tells_each_family_once_and_reminds_them_at_the_new_time(pmi):
-    from lapins.booking import move_rdv
-
     session = new_session(pmi, starts=[tuesday(1)])
     kept = sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
     gone = sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[1][0]])
