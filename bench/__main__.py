@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import text
 
-from bench import faults, reminder_plan, reminders
+from bench import faults, reminder_plan, reminders, sessions
 from bench.database import BenchDatabase, UnsafeDatabase
 from bench.results import RESULTS_PATH, merge_results
 
@@ -67,10 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
-    parser.add_argument("--only", choices=["reminders", "public", "agenda", "reminder-plan", "calendars", "faults"],
+    parser.add_argument("--only", choices=["reminders", "public", "agenda", "reminder-plan", "calendars", "faults",
+                                                "sessions"],
                         help="une seule mesure : les rappels, le sélecteur et la course, les scénarios de l'agenda "
                              "(sur le département généré), le plan J-3 + J-1, les agendas des agents "
-                             "ou les rappels sous pannes (reminders.faults.*)")
+                             "ou les rappels sous pannes (reminders.faults.*), la course aux places d'une séance")
     parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
                         help="scénarios de l'agenda, séparés par des virgules : hit, miss, mixed, open_loop")
     parser.add_argument("--window-seconds", type=float, default=float(env("BENCH_WINDOW_SECONDS", 10)),
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "reminder-plan"):
             section("plan J-3 + J-1", failures, log,
                     lambda: reminder_plan.bench_reminder_plan(args, database, figures, log))
+        if args.only in (None, "sessions"):  # collective sessions: 200 families for the last 5 places (issue 16)
+            section("séances collectives", failures, log, lambda: sessions.bench_signup_race(database, figures, log))
+            failures.extend(sessions.verdict_failures(figures))
         if args.only in (None, "calendars"):  # last: it empties the database for a département of its own
             from bench import calendars
 

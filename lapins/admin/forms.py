@@ -127,6 +127,10 @@ class MotifForm(Form):
     # Issue 23.2: a motif never named where another person may read.
     discreet = BooleanField("Motif discret : ne jamais le nommer dans les messages aux familles", default=False)
     active = BooleanField("Motif actif (proposé à la prise de rendez-vous)", default=True)
+    # « Collectif » (issue 16): sessions with places rather than one family per slot.
+    collective = BooleanField("Motif collectif (ateliers, séances de groupe avec un nombre de places)")
+    places_per_person = BooleanField("Compter une place par personne (un parent et son bébé : 2 places) plutôt "
+                                     "qu'une par famille")
 
     def validate_color(self, field) -> None:
         if not COLOR.fullmatch(field.data or ""):

@@ -188,6 +188,8 @@ def _motif_form_page(organisation: Organisation, motif: Motif):
         form.location_type.data = motif.location_type.value
 
     def save() -> Motif:
+        # « Collectif » (issue 16), set apart from save_motif's other fields.
+        motif.collective, motif.places_per_person = form.collective.data, form.places_per_person.data
         return services.save_motif(motif, name=form.name.data, duration_minutes=form.duration_minutes.data,
                                    location_type=form.location_type.data, color=form.color.data,
                                    active=form.active.data, notify=form.notify.data,

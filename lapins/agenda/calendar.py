@@ -117,11 +117,17 @@ class CalendarRdv:
     color: str
     lieu: str | None
     usagers: tuple[str, ...]
+    # A collective session: its places (« 7/10 ») and its own title, in the grid instead of names.
+    places: str | None = None
+    session_title: str | None = None
 
     @property
     def title(self) -> str:
         if not self.visible:
             return "Occupé (autre organisation)"
+        if self.places is not None:
+            title = f"{self.session_title or self.motif} — {self.places}"
+            return title if self.status == RdvStatus.UNKNOWN else f"{title} ({self.status.label})"
         title = " — ".join(part for part in (", ".join(self.usagers), self.motif) if part)
         return title if self.status == RdvStatus.UNKNOWN else f"{title} ({self.status.label})"
 
@@ -158,7 +164,8 @@ def territory_of(agent: Agent, viewer: Agent | LightAgent | None = None) -> Terr
 # One row per rdv and usager (an rdv without usager gives one row without a name), the responsible adult first.
 AGENT_RDVS = (
     select(Rdv.id, Rdv.starts_at, Rdv.ends_at, Rdv.status, Rdv.organisation_id,
-           Motif.name.label("motif"), Motif.color, Lieu.name.label("lieu"), Usager.first_name, Usager.last_name)
+           Motif.name.label("motif"), Motif.color, Lieu.name.label("lieu"), Usager.first_name, Usager.last_name,
+           Rdv.max_participants, Rdv.places_taken, Rdv.title)
     .join(RdvAgent, RdvAgent.rdv_id == Rdv.id)
     .join(Motif, Motif.id == Rdv.motif_id)
     .outerjoin(Lieu, Lieu.id == Rdv.lieu_id)
@@ -200,6 +207,8 @@ def calendar_rdvs(rows: Iterable[Row], visible_organisations: Collection[int]) -
         rdvs.append(CalendarRdv(
             id=first.id, starts_at=first.starts_at, ends_at=first.ends_at, status=first.status, visible=visible,
             motif=first.motif, color=first.color, lieu=first.lieu, usagers=usagers,
+            places=f"{first.places_taken}/{first.max_participants}" if first.max_participants is not None else None,
+            session_title=first.title if visible else None,
         ))
     return rdvs
 
@@ -232,6 +241,7 @@ def calendar_rdv(rdv: Rdv) -> CalendarRdv:
         id=rdv.id, starts_at=rdv.starts_at, ends_at=rdv.ends_at, status=rdv.status, visible=True,
         motif=rdv.motif.name, color=rdv.motif.color, lieu=rdv.lieu.name if rdv.lieu else None,
         usagers=tuple(usager.full_name for usager in rdv.usagers),
+        places=f"{rdv.places_taken}/{rdv.max_participants}" if rdv.is_session else None, session_title=rdv.title,
     )
 
 

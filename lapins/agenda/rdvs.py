@@ -219,6 +219,8 @@ def _prefill(form: RdvForm, usagers: list[Usager]) -> None:
 @bp.route("/rdvs/<int:rdv_id>")
 def rdv_detail(rdv_id: int):
     rdv = _get_rdv(rdv_id)
+    if rdv.is_session:  # a collective session (the agenda's link): its own page, with its participants
+        return redirect(url_for("agenda.session_detail", rdv_id=rdv.id))
     return render_template("agenda/rdvs/detail.html", rdv=rdv, tz=rdv.organisation.territory.tz,
                            sms_preview=outbox.preview_sms(rdv, MessageKind.REMINDER) if rdv.is_live else None,
                            cancel_form=CancelForm(), outcome_form=OutcomeForm(), now=utcnow(),

@@ -12,8 +12,8 @@ from lapins.agenda.blueprint import bp
 from lapins.agenda.usager_forms import UsagerForm, UsagerWithChildForm
 from lapins.auth.views import safe_next
 from lapins.infra.extensions import db
-from lapins.models import Organisation, Rdv, RdvStatus, Usager
-from lapins.models.rdvs import rdv_usagers
+from lapins.models import Organisation, Participation, Rdv, RdvStatus, Usager
+from lapins.models.rdvs import participation_usagers, rdv_usagers
 from lapins.locale.phones import e164_or_none
 from lapins.waitlist import entries as waitlist_entries
 from lapins.agenda.waitlist import usager_form
@@ -117,7 +117,16 @@ def usager_detail(usager_id: int):
         .order_by(Rdv.starts_at.desc())
         .limit(200)
     ).all()
+    family = [usager.id] + [relative.id for relative in usager.relatives]
+    # Collective sessions: the family's places (their own status), in the sessions the agent may see.
+    places = db.session.scalars(
+        select(Participation).join(Rdv, Rdv.id == Participation.rdv_id)
+        .where(Rdv.id.in_(policies.rdv_scope(current_user).with_only_columns(Rdv.id)),
+               Participation.id.in_(select(participation_usagers.c.participation_id)
+                                    .where(participation_usagers.c.usager_id.in_(family))))
+        .order_by(Rdv.starts_at.desc()).limit(200)).all()
     return render_template("agenda/usagers/detail.html", usager=usager, rdvs=rdvs, tz=usager.territory.tz,
+                           places=places,
                            history=attendance_history(rdvs), waitlist_form=usager_form(usager),
                            waitlist_entries=waitlist_entries.usager_entries(current_user, usager))
 

@@ -52,8 +52,9 @@ TOO_MANY_REQUESTS = ("Trop de demandes depuis cette connexion ou sur ce lien. RÃ
 # (FAMILY_ACTION_LIMITS_PER_LINK as well): the identity check and the move's pages have limits of their own above.
 FAMILY_LINK_ENDPOINTS = ("family.rdv_page", "family.rdv_calendar", "family.cancel", "family.cancelled", "family.moved",
                          "family.offer_page", "family.accept_offer", "family.decline_offer",
-                         "family.ask_earlier_slot")
-FAMILY_ACTION_ENDPOINTS = ("family.cancel", "family.accept_offer", "family.decline_offer", "family.ask_earlier_slot")
+                         "family.ask_earlier_slot", "family.place_page", "family.cancel_place")
+FAMILY_ACTION_ENDPOINTS = ("family.cancel", "family.accept_offer", "family.decline_offer", "family.ask_earlier_slot",
+                           "family.cancel_place")
 MOVE_RDV_SCOPE, MOVE_IP_SCOPE = "family-move-rdv", "family-move-ip"  # their limits' buckets, shared by the three
 # Signing in with the OpenID Connect provider (lapins.auth.oidc_views): GETs, counted per client address.
 OIDC_ENDPOINTS = ("auth.oidc_start", "auth.oidc_callback")

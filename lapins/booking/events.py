@@ -69,6 +69,35 @@ class RdvStatusSet(RdvEvent):
     restored: bool  # a cancelled rdv booked again on its slot
 
 
+@dataclass(frozen=True)
+class ParticipantAdded(RdvEvent):
+    """A family took a place in a collective session (`rdv_id`)."""
+
+    participation_id: int
+    via: BookingChannel
+
+
+@dataclass(frozen=True)
+class ParticipantCancelled(RdvEvent):
+    """One family's place in a collective session was cancelled; the session goes on."""
+
+    participation_id: int
+    by: Canceller
+    via: CancellationChannel
+
+
+@dataclass(frozen=True)
+class AttendanceSet(RdvEvent):
+    """An agent recorded who came to a collective session."""
+
+
+@dataclass(frozen=True)
+class CapacitySet(RdvEvent):
+    """A collective session's number of places changed (a raise may free places for its waiting list)."""
+
+    capacity: int
+
+
 def record(event: RdvEvent, rdv: Rdv) -> None:
     """Inside the transaction: listeners add their rows to the same session, committed or rolled back with it."""
     in_transaction.send(type(event), event=event, rdv=rdv)

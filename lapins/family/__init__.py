@@ -7,4 +7,4 @@ last name (a light check, remembered in the signed session cookie, with a limit 
 database, and limits on the check's requests per rdv and per address in lapins.auth.limits).
 """
 from lapins.family.pages import bp  # noqa: F401
-from lapins.family import moves, offers  # noqa: F401,I001  (their routes register on bp)
+from lapins.family import moves, offers, places  # noqa: F401,I001  (their routes register on bp)

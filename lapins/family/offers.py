@@ -3,12 +3,14 @@ asks to be told of an earlier slot."""
 from __future__ import annotations
 
 from flask import redirect, render_template, session, url_for
+from sqlalchemy import select
 
 from lapins.infra.extensions import db
 from lapins.family import services
 from lapins.family.pages import bp
 from lapins.infra.forms import Form
-from lapins.models import OfferStatus, Rdv, SlotOffer, utcnow
+from lapins.models import OfferStatus, Participation, Rdv, SlotOffer, utcnow
+from lapins.models.rdvs import participation_usagers
 from lapins.models.territories import phone_to_call
 from lapins.notifications import links
 from lapins.waitlist import entries, offers
@@ -38,7 +40,15 @@ def _page(offer: SlotOffer, token: str, *, refusal: offers.OfferRefused | None =
     now = utcnow()
     expired = offer.status == OfferStatus.EXPIRED or (offer.status == OfferStatus.HELD and offer.held_until <= now)
     rdv_link = None
-    if offer.status == OfferStatus.ACCEPTED and offer.rdv_id:
+    if offer.status == OfferStatus.ACCEPTED and slot.session_id is not None:
+        # A place in a collective session: the family's own place link, not the session's.
+        place_id = db.session.scalar(
+            select(Participation.id)
+            .join(participation_usagers, participation_usagers.c.participation_id == Participation.id)
+            .where(Participation.rdv_id == slot.session_id, participation_usagers.c.usager_id == offer.usager_id)
+            .order_by(Participation.id.desc()).limit(1))
+        rdv_link = url_for("family.place_page", token=links.place_token(place_id)) if place_id else None
+    elif offer.status == OfferStatus.ACCEPTED and offer.rdv_id:
         rdv_link = url_for("family.rdv_page", token=links.rdv_token(offer.rdv_id))
     return render_template(
         "family/offer.html", offer=offer, slot=slot, token=token, tz=slot.organisation.territory.tz,

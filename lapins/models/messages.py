@@ -81,6 +81,9 @@ class Message(db.Model):
     # A reminder sent by hand by an agent (who is recorded) rather than planned.
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("slot_offers.id", ondelete="CASCADE"), index=True)
+    # A participant's message about a collective session (rdv_id is the session): their own link and reminders.
+    participation_id: Mapped[int | None] = mapped_column(ForeignKey("rdv_participations.id", ondelete="CASCADE"),
+                                                         index=True)
     # Guards against planning the same message twice (e.g. "reminder 48 h before, revision 3 of rdv 12, to Mme X").
     dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     to_address: Mapped[str | None] = mapped_column(String(254))  # E.164 phone or email, set when sending
@@ -105,6 +108,7 @@ class Message(db.Model):
     usager = relationship("Usager")
     created_by = relationship("Agent")
     offer = relationship("SlotOffer")
+    participation = relationship("Participation")
 
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.channel} {self.kind} {self.status}>"

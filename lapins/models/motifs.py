@@ -47,6 +47,10 @@ class Motif(db.Model):
     move_limit_hours: Mapped[int] = mapped_column(default=24, server_default="24")
     family_moves_max: Mapped[int] = mapped_column(default=2, server_default="2")
     booking_horizon_weeks: Mapped[int] = mapped_column(default=8, server_default="8")
+    # Collective sessions (ateliers): rdvs with a capacity and participants (lapins.booking.sessions); a family's
+    # places count 1 per family, or 1 per person (a parent and a baby: 2) when `places_per_person`.
+    collective: Mapped[bool] = mapped_column(default=False, server_default=false())
+    places_per_person: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     organisation: Mapped[Organisation] = relationship()
 

@@ -154,6 +154,12 @@ class Rdv(db.Model):
     # Set when an agent knowingly booked over another rdv or outside opening hours: recorded, never silent.
     forced_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     external_id: Mapped[str | None] = mapped_column(String(80))
+    # A collective session (atelier) has a capacity: its participants are `participations`, not `usagers`, and
+    # `places_taken` counts their live places, kept in step by booking under the agents' locks (the week grid
+    # reads « 7/10 » from these two columns without counting rows).
+    max_participants: Mapped[int | None] = mapped_column()
+    places_taken: Mapped[int] = mapped_column(default=0, server_default="0")
+    title: Mapped[str | None] = mapped_column(String(160))
 
     organisation: Mapped[Organisation] = relationship()
     motif: Mapped[Motif] = relationship()
@@ -163,6 +169,20 @@ class Rdv(db.Model):
     forced_by: Mapped[Agent | None] = relationship(foreign_keys=[forced_by_id])
     agent_links: Mapped[list[RdvAgent]] = relationship(back_populates="rdv", cascade="all, delete-orphan")
     usagers: Mapped[list[Usager]] = relationship(secondary=rdv_usagers, order_by="Usager.birth_date")
+    participations: Mapped[list[Participation]] = relationship(back_populates="rdv", order_by="Participation.id",
+                                                               cascade="all, delete-orphan")
+
+    @property
+    def is_session(self) -> bool:
+        return self.max_participants is not None
+
+    @property
+    def live_participations(self) -> list[Participation]:
+        return [p for p in self.participations if p.is_live]
+
+    @property
+    def places_left(self) -> int:
+        return max((self.max_participants or 0) - self.places_taken, 0)
 
     @property
     def agents(self) -> list[Agent]:
@@ -272,3 +292,60 @@ class RdvMove(db.Model):
     def notice_hours(self) -> int:
         """Whole hours between the move and the time the family left (derived, as for cancellations)."""
         return math.floor((self.from_starts_at - self.moved_at).total_seconds() / 3600)
+
+
+class ParticipationStatus(enum.StrEnum):
+    """One family's place in a collective session: registered until the day, then present or absent; excused
+    when the place was cancelled (by the family or an agent)."""
+
+    REGISTERED = "registered"
+    PRESENT = "present"
+    ABSENT = "absent"
+    EXCUSED = "excused"
+
+    @property
+    def label(self) -> str:
+        return {"registered": "Inscrit", "present": "Présent", "absent": "Absent",
+                "excused": "Excusé"}[self.value]
+
+
+participation_usagers = Table(
+    "participation_usagers",
+    db.metadata,
+    Column("participation_id", ForeignKey("rdv_participations.id", ondelete="CASCADE"), primary_key=True),
+    Column("usager_id", ForeignKey("usagers.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Participation(db.Model):
+    """A family's place(s) in a collective session: the people who come (a parent, a baby), their own status, their
+    own messages and link. `places` is what they count against the capacity (1 per family, or 1 per person, as the
+    motif says), fixed when they were added."""
+
+    __tablename__ = "rdv_participations"
+    __table_args__ = (Index("ix_rdv_participations_rdv_status", "rdv_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rdv_id: Mapped[int] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"))
+    # Who is told: the responsible adult of the family.
+    usager_id: Mapped[int] = mapped_column(ForeignKey("usagers.id", ondelete="CASCADE"), index=True)
+    places: Mapped[int] = mapped_column(default=1)
+    status: Mapped[ParticipationStatus] = mapped_column(_enum(ParticipationStatus),
+                                                        default=ParticipationStatus.REGISTERED)
+    via: Mapped[BookingChannel] = mapped_column(_enum(BookingChannel), default=BookingChannel.AGENDA)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_by_party: Mapped[Canceller | None] = mapped_column(_enum(Canceller))
+    cancelled_via: Mapped[CancellationChannel | None] = mapped_column(_enum(CancellationChannel))
+
+    rdv: Mapped[Rdv] = relationship(back_populates="participations")
+    usager: Mapped[Usager] = relationship()
+    usagers: Mapped[list[Usager]] = relationship(secondary=participation_usagers, order_by="Usager.birth_date")
+
+    @property
+    def is_live(self) -> bool:
+        return self.status != ParticipationStatus.EXCUSED
+
+    def __repr__(self) -> str:
+        return f"<Participation {self.id}>"

@@ -49,6 +49,8 @@ class WaitlistEntry(db.Model):
     motif_id: Mapped[int] = mapped_column(ForeignKey("motifs.id"))
     lieu_id: Mapped[int | None] = mapped_column(ForeignKey("lieux.id"))
     rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id", ondelete="SET NULL"))
+    # A family waiting for a place in this collective session (full when it asked), not for any slot.
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"), index=True)
     priority: Mapped[int] = mapped_column(default=0)
     source: Mapped[EntrySource] = mapped_column(_enum(EntrySource), default=EntrySource.AGENT)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
@@ -60,7 +62,8 @@ class WaitlistEntry(db.Model):
     usager: Mapped[Usager] = relationship()
     motif: Mapped[Motif] = relationship()
     lieu: Mapped[Lieu | None] = relationship()
-    rdv: Mapped[Rdv | None] = relationship()
+    rdv: Mapped[Rdv | None] = relationship(foreign_keys=[rdv_id])
+    session: Mapped[Rdv | None] = relationship(foreign_keys=[session_id])
     created_by: Mapped[Agent | None] = relationship()
 
     def __repr__(self) -> str:
@@ -99,6 +102,8 @@ class WaitlistSlot(db.Model):
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
     source_rdv_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id", ondelete="SET NULL"))
+    # A place freed in a collective session: offered to the families waiting for that session only.
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("rdvs.id", ondelete="CASCADE"), index=True)
     status: Mapped[SlotStatus] = mapped_column(_enum(SlotStatus), default=SlotStatus.OPEN)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -107,6 +112,7 @@ class WaitlistSlot(db.Model):
     lieu: Mapped[Lieu | None] = relationship()
     agent: Mapped[Agent] = relationship()
     agents: Mapped[list[Agent]] = relationship(secondary=waitlist_slot_agents, order_by="Agent.id")
+    session: Mapped[Rdv | None] = relationship(foreign_keys=[session_id])
 
     @property
     def agent_ids(self) -> list[int]:

@@ -68,3 +68,23 @@ def family_url(rdv_id: int) -> str:
 def move_url(rdv_id: int) -> str:
     """The page where the family picks another time for its rdv (after the identity check of its rdv's page)."""
     return f"{family_url(rdv_id)}/changer"
+
+
+# A family's place in a collective session has its own link, signed apart from rdvs' (another HMAC message), so a
+# place's token never opens an rdv nor the other way round: `/r/p/<token>` cancels only that place.
+
+def _place_signature(participation_id: int) -> str:
+    digest = hmac.new(_key(), f"place:{participation_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:SIGNATURE_CHARS]
+
+
+def place_token(participation_id: int) -> str:
+    return signed_token(participation_id, _place_signature)
+
+
+def place_id_from_token(token: str) -> int | None:
+    return signed_id(token, _place_signature)
+
+
+def place_url(participation_id: int) -> str:
+    return f"{current_app.config['PUBLIC_URL'].rstrip('/')}/r/p/{place_token(participation_id)}"

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from lapins.booking import events
-from lapins.booking.events import RdvBooked, RdvCancelled, RdvEvent, RdvMoved, RdvStatusSet
+from lapins.booking.events import (
+    ParticipantAdded, ParticipantCancelled, RdvBooked, RdvCancelled, RdvEvent, RdvMoved, RdvStatusSet,
+)
 from lapins.infra.extensions import db
-from lapins.models import MessageKind, Rdv, utcnow
+from lapins.models import MessageKind, Participation, Rdv, utcnow
 from lapins.models.rdvs import Canceller, MoveChannel
 from lapins.notifications import agent_emails, outbox
 
@@ -32,8 +34,28 @@ def plan_messages(sender, *, event: RdvEvent, rdv: Rdv) -> None:
     if kind is None:
         return
     now = utcnow()
-    if any(message.due_at <= now for message in outbox.plan_for_rdv(rdv, kind, now=now)):
+    planned = outbox.plan_for_rdv(rdv, kind, now=now)
+    if rdv.is_session and kind in (MessageKind.CHANGED, MessageKind.CANCELLED):
+        # After plan_for_rdv, which skips the session's older messages: each family is told once, on its own link.
+        planned += outbox.plan_for_participants(rdv, kind, now=now)
+    if any(message.due_at <= now for message in planned):
         db.session.info.setdefault(_DUE_NOW, set()).add(event.rdv_id)
+
+
+@events.in_transaction.connect_via(ParticipantAdded)
+def plan_participant_messages(sender, *, event: ParticipantAdded, rdv: Rdv) -> None:
+    """A family's confirmation and reminders for its place, in the transaction that gives it the place."""
+    participation = db.session.get(Participation, event.participation_id)
+    now = utcnow()
+    if any(message.due_at <= now for message in outbox.plan_for_participation(rdv, participation,
+                                                                              MessageKind.CREATED, now=now)):
+        db.session.info.setdefault(_DUE_NOW, set()).add(event.rdv_id)
+
+
+@events.in_transaction.connect_via(ParticipantCancelled)
+def skip_participant_messages(sender, *, event: ParticipantCancelled, rdv: Rdv) -> None:
+    """A cancelled place gets no more reminders; the other families of the session keep theirs."""
+    outbox.skip_participation(db.session.get(Participation, event.participation_id))
 
 
 @events.committed.connect

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -31,8 +31,8 @@ from sqlalchemy.orm import selectinload
 from lapins.infra.celery_app import is_database_unavailable, task_named, waiting_tasks
 from lapins.infra.extensions import db
 from lapins.models import (
-    Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvStatus, Territory, Usager,
-    utcnow,
+    Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Participation, Rdv, RdvStatus,
+    Territory, Usager, utcnow,
 )
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import (
@@ -71,8 +71,13 @@ class Recipient:
 def recipients(rdv: Rdv) -> list[Recipient]:
     """Who is told of an rdv, on which channels: each usager and, for a child, the responsible person; only with an
     address and consent; one message per address (two people sharing a phone get one SMS)."""
+    return people_recipients(rdv.usagers)
+
+
+def people_recipients(usagers: Iterable[Usager]) -> list[Recipient]:
+    """`recipients` of these people (an rdv's usagers, a participation's family)."""
     people: list[Usager] = []
-    for usager in rdv.usagers:
+    for usager in usagers:
         for person in (usager, usager.responsible):
             if person is not None and person not in people:
                 people.append(person)
@@ -122,6 +127,43 @@ def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) ->
     return planned
 
 
+def plan_for_participants(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) -> list[Message]:
+    """A collective session changed for all (moved, cancelled by the service): each live participation is told
+    once, with its own link and, after a move, its own reminders. Added to the session; the caller commits."""
+    now = now or utcnow()
+    return [message for participation in rdv.live_participations
+            for message in plan_for_participation(rdv, participation, kind, now=now)]
+
+
+def plan_for_participation(rdv: Rdv, participation: Participation, kind: MessageKind, *,
+                           now: datetime | None = None) -> list[Message]:
+    """One family's messages about its place in a collective session (rdv): its confirmation and reminders (the
+    usual offsets), a change or the session's cancellation. Keys carry the participation, so a family added again
+    after cancelling its place is planned anew. Added to the session; the caller commits."""
+    now = now or utcnow()
+    if not rdv.motif.notify or rdv.starts_at <= now or (kind != MessageKind.CANCELLED and not participation.is_live):
+        return []
+    territory = rdv.organisation.territory
+    tag = f"{rdv.revision}p{participation.id}"
+    planned: list[Message] = []
+    for recipient in people_recipients([participation.usager, *participation.usagers]):
+        planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now, participation=participation,
+                                    key=f"{kind}:{rdv.id}:{tag}:{recipient.channel}:{recipient.usager.id}"))
+        if kind in (MessageKind.CREATED, MessageKind.CHANGED):
+            planned.extend(_reminders(rdv, territory, recipient, now, participation=participation))
+    db.session.add_all(planned)
+    return planned
+
+
+def skip_participation(participation: Participation, *, now: datetime | None = None) -> None:
+    """A family's place was cancelled: its messages still waiting are not sent (the session's others are)."""
+    now = now or utcnow()
+    db.session.execute(
+        update(Message).where(Message.participation_id == participation.id, Message.status == MessageStatus.PENDING)
+        .values(status=MessageStatus.SKIPPED, error="Place annulée", updated_at=now)
+        .execution_options(synchronize_session=False))
+
+
 def is_family_receipt(rdv: Rdv) -> bool:
     """A cancellation the family made on its link's page: it gets a short receipt saying the slot goes to another
     family (issue 19.12), where an SMS reply ANNULER is answered by SMS already."""
@@ -140,15 +182,18 @@ def plan_reminders(rdv: Rdv, *, now: datetime | None = None) -> list[Message]:
     return planned
 
 
-def _reminders(rdv: Rdv, territory: Territory, recipient: Recipient, now: datetime) -> list[Message]:
+def _reminders(rdv: Rdv, territory: Territory, recipient: Recipient, now: datetime,
+               participation: Participation | None = None) -> list[Message]:
     planned = []
+    # A participant's reminders: the revision tagged with the participation, the key keeping its six parts.
+    tag = f"{rdv.revision}p{participation.id}" if participation is not None else f"{rdv.revision}"
     for hours in reminder_offsets(rdv):
         due = reminder_at(rdv, territory, hours, recipient.channel, now)
         if due is None:
             continue  # booked too late for this reminder: the confirmation tells the family
         planned.append(_new_message(
-            rdv, territory, recipient, MessageKind.REMINDER, due=due, now=now,
-            key=f"reminder:{rdv.id}:{rdv.revision}:{hours}:{recipient.channel}:{recipient.usager.id}"))
+            rdv, territory, recipient, MessageKind.REMINDER, due=due, now=now, participation=participation,
+            key=f"reminder:{rdv.id}:{tag}:{hours}:{recipient.channel}:{recipient.usager.id}"))
     return planned
 
 
@@ -175,13 +220,14 @@ def plan_manual_reminder(rdv: Rdv, actor: Agent, *, now: datetime | None = None)
 
 
 def _new_message(rdv: Rdv, territory: Territory, recipient: Recipient, kind: MessageKind, *, due: datetime,
-                 now: datetime, key: str | None, actor: Agent | None = None) -> Message:
+                 now: datetime, key: str | None, actor: Agent | None = None,
+                 participation: Participation | None = None) -> Message:
     if recipient.channel == Channel.SMS:
         due = timing.civil_time(due, now=now, tz=territory.tz, quiet_start=territory.quiet_hours_start,
                                 quiet_end=territory.quiet_hours_end, deadline=rdv.starts_at)
     return Message(territory_id=territory.id, rdv=rdv, usager=recipient.usager, channel=recipient.channel, kind=kind,
                    due_at=due, expires_at=rdv.starts_at, dedupe_key=key, status=MessageStatus.PENDING,
-                   created_by_id=actor.id if actor else None)
+                   created_by_id=actor.id if actor else None, participation=participation)
 
 
 def _skip_superseded(rdv: Rdv, kind: MessageKind, now: datetime) -> None:
@@ -708,6 +754,8 @@ def compose_sms(message: Message) -> str:
     two_way = message.kind == MessageKind.REMINDER and confirmation.asks_to_confirm(
         rdv, territory, last_reminder=_is_last_reminder(message))
     facts = _rdv_facts(rdv, message.kind, two_way=two_way)
+    if message.participation is not None:
+        facts = participant_facts(facts, message.participation)
     if message.kind == MessageKind.CANCELLED and is_family_receipt(rdv):
         return sms_text.compose_receipt(facts)
     return sms_text.compose(facts)
@@ -756,6 +804,24 @@ def _rdv_facts(rdv: Rdv, kind: MessageKind, *, two_way: bool) -> sms_text.SmsFac
     )
 
 
+SESSION_REASON_CHARS = 60  # the reason a session was cancelled, kept short enough for the SMS to carry it
+
+
+def participant_facts(facts: sms_text.SmsFacts, participation: Participation) -> sms_text.SmsFacts:
+    """A collective session's SMS to one family: its own link (which cancels only its place), its child's name,
+    and, when the service cancelled the session, why (in the note's place; dropped whole if it cannot fit)."""
+    rdv = participation.rdv
+    person = next((usager.first_name for usager in participation.usagers if usager.responsible_id is not None), None)
+    note, phone = facts.note, facts.phone
+    if facts.kind == "cancelled" and rdv.cancel_reason:
+        # The reason in the phone's place, to stay in one segment: the link's page gives the phone.
+        note, phone = f"Motif : {rdv.cancel_reason[:SESSION_REASON_CHARS]}", None
+    # Never « répondez OUI ou ANNULER »: SMS replies find a family's rdvs by its usagers (notifications.replies), and
+    # a place is cancelled on its own link, never the whole session by a reply.
+    return replace(facts, link=links.place_url(participation.id), person=person, note=note, phone=phone,
+                   two_way=False)
+
+
 def _is_last_reminder(message: Message) -> bool:
     """The J-1 of a planned reminder (its key holds its offset, see plan_for_rdv); a reminder asked by an agent is
     taken as the last one."""
@@ -773,7 +839,9 @@ def _render_email(message: Message):
     if message.kind == MessageKind.OFFER:
         message.rendered_email = offer_email(message.offer)
         return message.rendered_email
-    rendered = render_rdv_email(message.kind, message.rdv, links.family_url(message.rdv.id))
+    link = (links.place_url(message.participation_id) if message.participation_id is not None
+            else links.family_url(message.rdv.id))
+    rendered = render_rdv_email(message.kind, message.rdv, link)
     message.rendered_email = rendered  # not a column: kept for this attempt, so the e-mail is written once
     return rendered
 

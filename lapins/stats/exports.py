@@ -46,6 +46,8 @@ FIGURE_HEADERS = [
     "Annulés par le service", "Taux d'annulation (%)", "Annulations tardives (< 48 h)", "Créneaux libérés re-réservés",
     "Délai médian de re-réservation (h)", "Propositions de créneaux libérés", "Propositions acceptées",
     "Taux d'acceptation (%)", "SMS envoyés", "Segments SMS", "Déplacés par la famille",
+    "Séances collectives", "Places offertes", "Places prises", "Taux de remplissage (%)", "Places présentes",
+    "Places absentes", "Taux d'absence aux séances (%)",
 ]
 RDV_HEADERS = [
     "N° du RDV", "Mois", "Date", "Heure", "Organisation", "Lieu", "Agents", "Motif", "Statut", "Annulé par",
@@ -64,7 +66,9 @@ def figure_rows(figures: list[MonthFigures]) -> list[list]:
         return [label, month.rdvs, month.seen, month.noshow, _rounded(month.noshow_rate, 100), month.excused,
                 month.revoked, _rounded(month.cancellation_rate, 100), month.late_cancellations, month.rebooked,
                 _rounded(month.median_rebook_hours), month.offers, month.offers_accepted,
-                _rounded(month.acceptance_rate, 100), month.sms_sent, month.sms_segments, month.family_moves]
+                _rounded(month.acceptance_rate, 100), month.sms_sent, month.sms_segments, month.family_moves,
+                month.sessions, month.places_offered, month.places_taken, _rounded(month.fill_rate, 100),
+                month.places_present, month.places_absent, _rounded(month.session_noshow_rate, 100)]
 
     return [row(f"{month.month:%Y-%m}", month) for month in figures] + [row("Total", totals(figures))]
 

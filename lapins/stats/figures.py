@@ -22,7 +22,7 @@ from lapins.models import (
     Agent, AgentRole, Channel, Lieu, Message, MessageStatus, Motif, OfferStatus, Rdv, RdvAgent, RdvStatus, SlotOffer,
     WaitlistSlot,
 )
-from lapins.models.rdvs import CANCELLED_STATUSES, MoveChannel, RdvMove
+from lapins.models.rdvs import CANCELLED_STATUSES, MoveChannel, Participation, ParticipationStatus, RdvMove
 from lapins.slots.engine import local_midnight
 
 LATE_CANCELLATION_HOURS = 48
@@ -77,6 +77,12 @@ class MonthFigures:
     offers_accepted: int = 0
     sms_sent: int = 0
     sms_segments: int = 0
+    # Collective sessions held or to come (not cancelled) and their places; a session is also one of `rdvs`.
+    sessions: int = 0
+    places_offered: int = 0
+    places_taken: int = 0
+    places_present: int = 0
+    places_absent: int = 0
 
     @property
     def noshow_rate(self) -> float | None:
@@ -99,6 +105,17 @@ class MonthFigures:
     def acceptance_rate(self) -> float | None:
         """Accepted offers ÷ offers made (those still awaiting an answer included)."""
         return self.offers_accepted / self.offers if self.offers else None
+
+    @property
+    def fill_rate(self) -> float | None:
+        """Places taken ÷ places offered, in the sessions not cancelled."""
+        return self.places_taken / self.places_offered if self.places_offered else None
+
+    @property
+    def session_noshow_rate(self) -> float | None:
+        """Places absent ÷ places whose attendance was marked (present or absent)."""
+        known = self.places_present + self.places_absent
+        return self.places_absent / known if known else None
 
     @property
     def median_rebook_hours(self) -> float | None:
@@ -275,6 +292,7 @@ def monthly_figures(scope: Scope, filters: Filters) -> list[MonthFigures]:
     _count_family_moves(figures, scope, filters, bounds)
     _count_offers(figures, scope, filters, bounds)
     _count_sms(figures, scope, filters, bounds)
+    _count_sessions(figures, scope, filters, bounds)
     return figures
 
 
@@ -282,7 +300,8 @@ def totals(figures: list[MonthFigures]) -> MonthFigures:
     total = MonthFigures(figures[0].month if figures else date.today())
     for month in figures:
         for name in ("rdvs", "seen", "noshow", "excused", "revoked", "late_cancellations", "family_moves", "rebooked",
-                     "offers", "offers_accepted", "sms_sent", "sms_segments"):
+                     "offers", "offers_accepted", "sms_sent", "sms_segments", "sessions", "places_offered",
+                     "places_taken", "places_present", "places_absent"):
             setattr(total, name, getattr(total, name) + getattr(month, name))
         total.rebook_seconds.extend(month.rebook_seconds)
     return total
@@ -308,6 +327,74 @@ def count_rdvs(figures: list[MonthFigures], scope: Scope, filters: Filters, boun
             month_figures.late_cancellations += int(late_count or 0)
         elif status == RdvStatus.REVOKED:
             month_figures.revoked += count
+
+
+def _count_sessions(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:
+    """Per month, the collective sessions not cancelled, their places offered and taken (booking keeps
+    `places_taken`), and the places marked present or absent."""
+    live = [*_rdv_conditions(scope, filters, bounds), Rdv.max_participants.is_not(None),
+            Rdv.status.not_in(CANCELLED_STATUSES)]
+    month = month_bucket(Rdv.starts_at, bounds)
+    for bucket, count, offered, taken in db.session.execute(
+            select(month, func.count(), func.sum(Rdv.max_participants), func.sum(Rdv.places_taken))
+            .where(*live).group_by(month)):
+        figures[bucket].sessions += count
+        figures[bucket].places_offered += int(offered or 0)
+        figures[bucket].places_taken += int(taken or 0)
+    marked = (select(month, Participation.status, func.sum(Participation.places))
+              .join(Participation, Participation.rdv_id == Rdv.id)
+              .where(*live, Participation.status.in_([ParticipationStatus.PRESENT, ParticipationStatus.ABSENT]))
+              .group_by(month, Participation.status))
+    for bucket, status, places in db.session.execute(marked):
+        if status == ParticipationStatus.PRESENT:
+            figures[bucket].places_present += int(places or 0)
+        else:
+            figures[bucket].places_absent += int(places or 0)
+
+
+@dataclass(frozen=True)
+class SessionFigures:
+    """One collective session's places, for the statistics page and its export."""
+
+    id: int
+    starts_at: datetime
+    title: str
+    lieu: str | None
+    cancelled: bool
+    offered: int
+    taken: int
+    present: int
+    absent: int
+
+    @property
+    def fill_rate(self) -> float | None:
+        return self.taken / self.offered if self.offered else None
+
+    @property
+    def noshow_rate(self) -> float | None:
+        known = self.present + self.absent
+        return self.absent / known if known else None
+
+
+MAX_SESSIONS_LISTED = 500
+
+
+def session_figures(scope: Scope, filters: Filters) -> list[SessionFigures]:
+    """The sessions of the period, each with its places (latest first, at most MAX_SESSIONS_LISTED)."""
+    bounds = month_bounds(filters.months, scope.tz)
+    present = func.sum(case((Participation.status == ParticipationStatus.PRESENT, Participation.places), else_=0))
+    absent = func.sum(case((Participation.status == ParticipationStatus.ABSENT, Participation.places), else_=0))
+    query = (select(Rdv.id, Rdv.starts_at, func.coalesce(Rdv.title, Motif.name), Lieu.name, Rdv.status,
+                    Rdv.max_participants, Rdv.places_taken, present, absent)
+             .join(Motif, Motif.id == Rdv.motif_id).outerjoin(Lieu, Lieu.id == Rdv.lieu_id)
+             .outerjoin(Participation, Participation.rdv_id == Rdv.id)
+             .where(*_rdv_conditions(scope, filters, bounds), Rdv.max_participants.is_not(None))
+             .group_by(Rdv.id, Rdv.starts_at, Rdv.title, Motif.name, Lieu.name, Rdv.status, Rdv.max_participants,
+                       Rdv.places_taken)
+             .order_by(Rdv.starts_at.desc()).limit(MAX_SESSIONS_LISTED))
+    return [SessionFigures(id=row[0], starts_at=row[1], title=row[2], lieu=row[3], cancelled=row[4].is_cancelled,
+                           offered=row[5], taken=row[6], present=int(row[7] or 0), absent=int(row[8] or 0))
+            for row in db.session.execute(query)]
 
 
 def count_rebookings(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:

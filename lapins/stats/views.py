@@ -17,7 +17,7 @@ from lapins.stats import experiment, exports, headline
 from lapins.stats.blueprint import bp
 from lapins.stats.figures import (
     Filters, Scope, chart_series, filter_choices, format_hours, format_percent, history_bounds, month_label,
-    monthly_figures, totals,
+    monthly_figures, session_figures, totals,
 )
 from lapins.stats.filters import parse_filters
 
@@ -104,6 +104,7 @@ def page(kind: str, target_id: int):
         export_form=ExportForm(), territory_link=territory_link, args=request.args, month_label=month_label,
         chart=chart_series(figures), history=history_bounds(target.scope, utcnow().astimezone(target.scope.tz).date()),
         arms=experiment.arms(target.scope, target.territory, utcnow()),
+        sessions=[] if errors else session_figures(target.scope, filters),
         file_urls={file_format: url_for("stats.figures_file", file_format=file_format, **target.endpoint_args,
                                         **filters.as_params()) for file_format in exports.FORMATS},
     ), 400 if errors else 200

@@ -66,6 +66,39 @@ def add_by_agent(actor: Agent, usager: Usager, motif: Motif, lieu: Lieu | None, 
     return entry
 
 
+def add_for_session(actor: Agent, usager: Usager, session: Rdv, now: datetime | None = None) -> WaitlistEntry:
+    """An agent puts a family on a full collective session's waiting list (and commits): a place given back is
+    offered to it with the usual hold (offers.free_session_places)."""
+    now = now or utcnow()
+    policies.authorize(actor, "book", session)
+    policies.authorize(actor, "view", usager)
+    if not session.is_session or not session.is_live or session.starts_at <= now:
+        raise EntryError("On ne peut attendre une place que dans une séance collective à venir.")
+    if usager.territory_id != session.organisation.territory_id:
+        raise EntryError("Cet usager n'appartient pas au territoire de cette séance.")
+    if any(usager.id in {person.id for person in participation.usagers}
+           for participation in session.live_participations):
+        raise EntryError(f"{usager.full_name} est déjà inscrit à cette séance.")
+    if db.session.scalar(select(WaitlistEntry.id).where(
+            WaitlistEntry.usager_id == usager.id, WaitlistEntry.session_id == session.id,
+            WaitlistEntry.status == EntryStatus.ACTIVE)):
+        raise EntryError(f"{usager.full_name} est déjà sur la file d'attente de cette séance.")
+    entry = WaitlistEntry(organisation_id=session.organisation_id, usager=usager, motif_id=session.motif_id,
+                          lieu_id=session.lieu_id, session_id=session.id, source=EntrySource.AGENT,
+                          created_by_id=actor.id, status=EntryStatus.ACTIVE, created_at=now)
+    db.session.add(entry)
+    db.session.commit()
+    return entry
+
+
+def session_entries(session: Rdv) -> list[WaitlistEntry]:
+    """The families waiting for a place in this session, in the order places go to them."""
+    return list(db.session.scalars(
+        select(WaitlistEntry).where(WaitlistEntry.session_id == session.id, WaitlistEntry.status == EntryStatus.ACTIVE)
+        .order_by(WaitlistEntry.priority.desc(), WaitlistEntry.created_at, WaitlistEntry.id)
+        .options(selectinload(WaitlistEntry.usager))))
+
+
 def withdraw(actor: Agent, entry: WaitlistEntry, now: datetime | None = None) -> None:
     policies.authorize(actor, "book", entry.organisation)
     if entry.status != EntryStatus.ACTIVE:

@@ -3,13 +3,14 @@ family."""
 from __future__ import annotations
 
 from lapins.booking import events
-from lapins.booking.events import RdvCancelled, RdvMoved
+from lapins.booking.events import CapacitySet, ParticipantCancelled, RdvCancelled, RdvMoved
 from lapins.infra.extensions import db
 from lapins.models import Rdv
 from lapins.waitlist import offers
 
 # Slots freed in the transaction, offered once it has committed.
 _FREED = "lapins.waitlist.freed"
+_FREED_PLACES = "lapins.waitlist.freed_places"
 
 
 @events.in_transaction.connect_via(RdvCancelled)
@@ -34,3 +35,21 @@ def offer_freed_slot(sender, *, event: RdvCancelled | RdvMoved) -> None:
     slot_id = db.session.info.get(_FREED, {}).pop(event.rdv_id, None)
     if slot_id is not None:
         offers.offer_soon(slot_id)
+
+
+@events.in_transaction.connect_via(ParticipantCancelled)
+@events.in_transaction.connect_via(CapacitySet)
+def record_freed_places(sender, *, event: ParticipantCancelled | CapacitySet, rdv: Rdv) -> None:
+    """A place given back in a collective session (or more places): offered to the families waiting for it."""
+    slots = offers.free_session_places(rdv)
+    if slots:
+        db.session.info.setdefault(_FREED_PLACES, set()).add(event.rdv_id)
+
+
+@events.committed.connect_via(ParticipantCancelled)
+@events.committed.connect_via(CapacitySet)
+def offer_freed_places(sender, *, event: ParticipantCancelled | CapacitySet) -> None:
+    places = db.session.info.get(_FREED_PLACES, set())
+    if event.rdv_id in places:
+        places.discard(event.rdv_id)
+        offers.kick()

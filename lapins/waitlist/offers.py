@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from lapins import booking
+from lapins.booking import sessions as booking_sessions
 from lapins.booking.events import TimeLeft
 from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
@@ -68,6 +69,10 @@ def free_cancelled(rdv: Rdv) -> WaitlistSlot | None:
     rolled back to a savepoint and logged."""
     try:
         with db.session.begin_nested():
+            if rdv.is_session:
+                # A cancelled session frees no slot for individual rdvs; its own waiting families wait for nothing.
+                _lapse_session_entries(rdv.id, utcnow())
+                return None
             settle_entries_of_cancelled(rdv, commit=False)
             if not rdv.agent_links:
                 return None
@@ -95,6 +100,45 @@ def free_left(left: TimeLeft, rdv: Rdv) -> WaitlistSlot | None:
         return None
 
 
+def free_session_places(session: Rdv, now: datetime | None = None) -> list[WaitlistSlot]:
+    """Places of a collective session that a cancellation (or more capacity) made free, recorded as open slots of
+    the session — one per place to offer, no more than families waiting for it — in the change's transaction, under
+    the agents' locks booking holds. Never fails the change (a savepoint, logged)."""
+    now = now or utcnow()
+    if not session.is_live or session.starts_at - _stop_before() <= now:
+        return []
+    try:
+        with db.session.begin_nested():
+            waiting = db.session.scalar(select(func.count()).select_from(WaitlistEntry).where(
+                WaitlistEntry.session_id == session.id, WaitlistEntry.status == EntryStatus.ACTIVE)) or 0
+            held = exists().where(SlotOffer.slot_id == WaitlistSlot.id, SlotOffer.status == OfferStatus.HELD)
+            open_unheld = db.session.scalar(select(func.count()).select_from(WaitlistSlot).where(
+                WaitlistSlot.session_id == session.id, WaitlistSlot.status == SlotStatus.OPEN, ~held)) or 0
+            wanted = min(booking_sessions.free_places(session, now), waiting) - open_unheld
+            agents = [link.agent for link in session.agent_links]
+            slots = []
+            for _ in range(max(wanted, 0)):
+                slot = WaitlistSlot(organisation_id=session.organisation_id, motif_id=session.motif_id,
+                                    lieu_id=session.lieu_id, agent_id=agents[0].id, starts_at=session.starts_at,
+                                    ends_at=session.ends_at, source_rdv_id=session.id, session_id=session.id,
+                                    status=SlotStatus.OPEN, created_at=now)
+                slot.agents = list(agents)
+                db.session.add(slot)
+                slots.append(slot)
+            db.session.flush()
+            return slots
+    except Exception as error:
+        logger.error("Waiting list: the places freed in session %s could not be recorded\n%s", session.id,
+                     safe_traceback(error))
+        return []
+
+
+def _lapse_session_entries(session_id: int, now: datetime) -> None:
+    db.session.execute(update(WaitlistEntry).where(WaitlistEntry.session_id == session_id,
+                                                   WaitlistEntry.status == EntryStatus.ACTIVE)
+                       .values(status=EntryStatus.LAPSED, closed_at=now).execution_options(synchronize_session=False))
+
+
 def offer_soon(slot_id: int) -> None:
     """After the commit: have the slot offered now when a family waits for it, rather than at the next beat."""
     slot = db.session.get(WaitlistSlot, slot_id)
@@ -120,7 +164,8 @@ def lapse_entries_of_past_rdvs(now: datetime) -> int:
     """Entries that wanted an rdv earlier than one that has now started: there is nothing earlier left to offer."""
     started = select(Rdv.id).where(Rdv.starts_at <= now)
     lapsed = db.session.execute(
-        update(WaitlistEntry).where(WaitlistEntry.status == EntryStatus.ACTIVE, WaitlistEntry.rdv_id.in_(started))
+        update(WaitlistEntry).where(WaitlistEntry.status == EntryStatus.ACTIVE,
+                                    or_(WaitlistEntry.rdv_id.in_(started), WaitlistEntry.session_id.in_(started)))
         .values(status=EntryStatus.LAPSED, closed_at=now).execution_options(synchronize_session=False)).rowcount
     db.session.commit()
     return lapsed
@@ -211,10 +256,22 @@ def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
         # overlapping slot of one of these agents, waits for this transaction (and this one sees theirs).
         booking.lock_agents(agent_ids)
         db.session.refresh(slot)
-        if slot.status != SlotStatus.OPEN or _held(slot):
+        if slot.session_id is not None:
+            # A place in a collective session: its agents are busy with the session itself, and the place is
+            # free only while the session has one neither taken nor held for another family.
+            if slot.status != SlotStatus.OPEN or _held_itself(slot):
+                db.session.rollback()
+                return None
+            session = slot.session
+            db.session.refresh(session)
+            if not session.is_live or booking_sessions.free_places(session, now) <= 0:
+                slot.status = SlotStatus.CLOSED
+                db.session.commit()
+                return None
+        elif slot.status != SlotStatus.OPEN or _held(slot):
             db.session.rollback()
             return None
-        if _agent_busy(slot):
+        elif _agent_busy(slot):
             slot.status = SlotStatus.CLOSED  # one of its agents was booked at this time again: it is no longer free
             db.session.commit()
             return None
@@ -236,6 +293,11 @@ def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
         raise
     logger.info("Waiting list: slot %s offered (offer %s)", slot_id, offer.id)
     return offer
+
+
+def _held_itself(slot: WaitlistSlot) -> bool:
+    return bool(db.session.scalar(select(SlotOffer.id).where(SlotOffer.slot_id == slot.id,
+                                                             SlotOffer.status == OfferStatus.HELD).limit(1)))
 
 
 def _held(slot: WaitlistSlot) -> bool:
@@ -272,6 +334,9 @@ def _best_entry(slot: WaitlistSlot, now: datetime) -> WaitlistEntry | None:
         select(WaitlistEntry).outerjoin(current, WaitlistEntry.rdv_id == current.id)
         .where(WaitlistEntry.status == EntryStatus.ACTIVE, WaitlistEntry.organisation_id == slot.organisation_id,
                WaitlistEntry.motif_id == slot.motif_id,
+               # A session's place goes to the families waiting for that session; a slot, to the others.
+               WaitlistEntry.session_id == slot.session_id if slot.session_id is not None
+               else WaitlistEntry.session_id.is_(None),
                or_(WaitlistEntry.lieu_id.is_(None), WaitlistEntry.lieu_id == slot.lieu_id),
                or_(WaitlistEntry.rdv_id.is_(None),
                    and_(current.starts_at > slot.starts_at,
@@ -330,6 +395,13 @@ def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
         slot.status = SlotStatus.TAKEN
         # book_rdv / move_rdv commit these changes with the booking, or roll everything back.
         agents = slot.agents or [slot.agent]
+        if slot.session_id is not None:
+            participation = booking_sessions.add_participant(actor=None, session=slot.session,
+                                                             usagers=[entry.usager], via=BookingChannel.OFFER)
+            db.session.execute(update(SlotOffer).where(SlotOffer.id == offer_id).values(rdv_id=slot.session_id))
+            db.session.commit()
+            logger.info("Waiting list: offer %s accepted, place %s", offer_id, participation.id)
+            return slot.session
         if moved is not None:
             rdv = booking.move_rdv(actor=None, rdv=moved, starts_at=slot.starts_at, ends_at=slot.ends_at,
                                    agents=agents, lieu=slot.lieu, motif=slot.motif, via=MoveChannel.OFFER)
