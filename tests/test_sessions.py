@@ -274,6 +274,21 @@ def test_an_agent_cancelling_one_place_leaves_the_session_and_the_others_reminde
         sessions.cancel_participation(actor=pmi.agent, participation=first)
 
 
+def test_a_reminder_claimed_before_its_place_was_cancelled_is_not_sent(pmi):
+    """The worker claimed the family's reminder, then an agent cancelled the place: the session is still live, but
+    the sender reads the place and skips it."""
+    session = new_session(pmi)
+    place = sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
+    reminder = messages_of(place, MessageKind.REMINDER)[0]
+    with time_machine.travel(reminder.due_at, tick=False):
+        claimed = outbox.claim_due(reminder.due_at, 100)
+        assert reminder.id in claimed
+        sessions.cancel_participation(actor=pmi.agent, participation=place)
+        outbox.send_batch(claimed)
+    db.session.expire_all()
+    assert (reminder.status, reminder.error, reminder.sent_at) == (MessageStatus.SKIPPED, "Place annulée", None)
+
+
 def test_cancelling_the_session_tells_each_family_once_with_the_reason(app, client, auth, pmi):
     session = new_session(pmi)
     kept = [sessions.add_participant(actor=pmi.agent, session=session, usagers=[parent])

@@ -647,6 +647,9 @@ def _why_not(message: Message, now: datetime) -> str | None:
         return STARTED
     if message.kind != MessageKind.CANCELLED and not rdv.is_live:
         return "Rendez-vous annulé"
+    # A family's place in a session, cancelled after its reminder was claimed: the session itself is still live.
+    if message.kind != MessageKind.CANCELLED and message.participation is not None and not message.participation.is_live:
+        return "Place annulée"
     if message.kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED:
         return "Rendez-vous rétabli"
     if not rdv.motif.notify:
