@@ -113,3 +113,17 @@ def test_driver_records_read_what_sqlalchemy_reads(postgres_app):
     db.session.execute(text("SELECT 1"))  # a transaction of the session: SQLAlchemy's own rows, the same values
     assert [tuple(row) for row in query.records(at=paris, n=40)] == [tuple(record)]
     db.session.rollback()
+
+
+def test_driver_queries_are_planned_once_per_connection(postgres_app):
+    """The read-only engine's connections keep one generic plan per prepared statement (database.plan_once),
+    and stay in autocommit."""
+    connection = database.read_only_engine().raw_connection()
+    try:
+        assert connection.dbapi_connection.autocommit is True
+        cursor = connection.cursor()
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_generic_plan"
+    finally:
+        connection.close()
+    assert db.session.scalar(text("SHOW plan_cache_mode")) == "auto"  # the main pool's are left as they were
