@@ -342,7 +342,8 @@ def _handler_for(fake: BrevoFake) -> type[BaseHTTPRequestHandler]:
             self._serve("POST")
 
         def do_GET(self) -> None:
-            self._serve("GET")
+            if not self._fake_only():
+                self._serve("GET")
 
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -392,7 +393,17 @@ def _handler_for(fake: BrevoFake) -> type[BaseHTTPRequestHandler]:
                 return *fake._account(), None
             return *_error("document_not_found"), None
 
-        def _answer(self, status: int, payload: dict, body: str = "json") -> None:
+        def _fake_only(self) -> bool:
+            """GET /_fake/messages: every SMS accepted, with its text (the fake's own, not Brevo's: for the bench,
+            which checks each row against what arrived)."""
+            if urlsplit(self.path).path != "/_fake/messages":
+                return False
+            listing = [{"messageId": m.message_id, "to": m.to, "content": m.content, "smsCount": m.sms_count}
+                       for m in fake.messages]
+            self._answer(200, listing)
+            return True
+
+        def _answer(self, status: int, payload: dict | list, body: str = "json") -> None:
             if body == "html":
                 data, kind = f"<html><body><h1>{status}</h1></body></html>".encode(), "text/html"
             elif body == "empty":
