@@ -108,7 +108,7 @@ def bench_reminders(args, database: BenchDatabase, figures: dict, failures: list
     twin.reset(app)
     try:
         with app.app_context():
-            log(f"Rappels 1/4 Département de {seeding._number(args.reminder_rdvs)} rdvs et "
+            log(f"Rappels 1/5 Département de {seeding._number(args.reminder_rdvs)} rdvs et "
                 f"{seeding._number(args.reminder_usagers)} usagers (schéma à part)")
             began = time.perf_counter()
             territory_id = seeding.seed_departement(rdv_count=args.reminder_rdvs, usagers=args.reminder_usagers,
@@ -117,14 +117,14 @@ def bench_reminders(args, database: BenchDatabase, figures: dict, failures: list
             db.session.commit()
             figures["reminders.seed.departement_seconds"] = round(time.perf_counter() - began, 1)
 
-            log(f"Rappels 2/4 Table messages : {seeding._number(args.outbox_rows)} lignes, dont "
+            log(f"Rappels 2/5 Table messages : {seeding._number(args.outbox_rows)} lignes, dont "
                 f"{seeding._number(args.due_reminders)} rappels SMS échus")
             began = time.perf_counter()
             outbox = write_outbox(territory_id, args.outbox_rows, args.due_reminders, log.indented)
             figures["reminders.seed.outbox_seconds"] = round(time.perf_counter() - began, 1)
             figures.update({f"reminders.outbox.{key}": value for key, value in outbox.mix.items()})
 
-            log(f"Rappels 3/4 Balayage du beat (outbox.due_ids), {args.scan_runs} fois")
+            log(f"Rappels 3/5 Balayage du beat (outbox.due_ids), {args.scan_runs} fois")
             scan = time_scans(args.scan_runs, warmup=max(10, args.scan_runs // 10))
             figures.update({"reminders.scan.ms": scan["p95_ms"], **{f"reminders.scan.{k}": v for k, v in scan.items()}})
             log.indented(f"p50 {scan['p50_ms']} ms, p95 {scan['p95_ms']} ms")

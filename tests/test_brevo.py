@@ -393,3 +393,25 @@ def test_a_territory_that_chose_brevo_without_a_key_anywhere_keeps_its_sms_pendi
     message = created_sms(db, rdv)
     assert (message.status, message.error_code) == (MessageStatus.PENDING, "credentials")
     assert "Brevo sans identifiants propres" in message.error
+
+
+def test_brevos_callbacks_are_rate_limited_per_message_and_refused_ones_count_too(tmp_path):
+    """An app of its own with limiting on, over a SQLite file (as tests/test_calendar_feed.py does)."""
+    from lapins import create_app
+    from lapins.infra.extensions import db as database
+    from lapins.notifications.webhooks import brevo_status_callback_url
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'brevo.sqlite3'}",
+                     RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI="memory://", PUBLIC_URL=PUBLIC_URL,
+                     BREVO_CALLBACK_LIMITS_PER_MESSAGE="3/minute")
+    with app.app_context():
+        database.create_all()
+        try:
+            client = app.test_client()
+            path = brevo_status_callback_url(1).removeprefix(PUBLIC_URL)  # no such message: 200, counted
+            statuses = [client.post(path, json={"msg_status": "delivered"}).status_code for _ in range(4)]
+            forged = client.post(path.replace("&t=", "&t=0"), json={}).status_code
+            other = client.post(brevo_status_callback_url(2).removeprefix(PUBLIC_URL), json={}).status_code
+        finally:
+            database.session.remove()
+    assert statuses == [200, 200, 200, 429] and forged == 429 and other == 200
