@@ -415,3 +415,23 @@ def test_brevos_callbacks_are_rate_limited_per_message_and_refused_ones_count_to
         finally:
             database.session.remove()
     assert statuses == [200, 200, 200, 429] and forged == 429 and other == 200
+
+
+def test_find_sent_and_sending_log_no_phone_number(brevo_fake, caplog, app):
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # the root logger's; httpx's own level is create_app's (configure_logging)
+    backend = backend_on(brevo_fake)
+    backend.send(sms())
+    backend.find_sent(sms(), since=datetime.now(UTC))
+    assert brevo_fake.request_count == 2
+    assert PHONE not in caplog.text and PHONE.lstrip("+") not in caplog.text and "33612345678" not in caplog.text
+
+
+def test_a_refused_deployment_key_keeps_the_message_pending_with_the_code_credentials(brevo_clinic, db, app,
+                                                                                     brevo_fake):
+    brevo_fake.api_key = OWN_KEY  # Brevo no longer knows the environment's key
+    rdv = book(brevo_clinic, local(PARIS, 10, 23, 9, 30))
+    message = created_sms(db, rdv)
+    assert (message.status, message.error_code) == (MessageStatus.PENDING, "credentials")
+    assert "Brevo refuse la clé API" in message.error and brevo_fake.messages == []
