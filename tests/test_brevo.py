@@ -435,3 +435,32 @@ def test_a_refused_deployment_key_keeps_the_message_pending_with_the_code_creden
     message = created_sms(db, rdv)
     assert (message.status, message.error_code) == (MessageStatus.PENDING, "credentials")
     assert "Brevo refuse la clé API" in message.error and brevo_fake.messages == []
+
+
+def test_brevo_timing_out_on_every_second_request_sends_each_family_its_sms_once(brevo_clinic, db, clock, app,
+                                                                               factories, brevo_fake):
+    """Every second send is taken by Brevo but answered too late: the outbox asks Brevo (find_sent) before any new
+    attempt, a lease later, and finds each of them; no family gets two SMS, none gets none."""
+    app.config["BREVO_TIMEOUT_SECONDS"] = 1
+    _forget_backends(app)
+    try:
+        families = [brevo_clinic.mother] + [
+            factories.UsagerFactory(territory=brevo_clinic.territory, first_name="Nour", last_name=f"Haddad{number}",
+                                    phone=f"+3361111000{number}", sms_consent=True, email=None, email_consent=False,
+                                    organisations=[brevo_clinic.organisation])
+            for number in range(5)]
+        brevo_clinic.mother.email_consent = False
+        db.session.commit()
+        brevo_fake.hang_every(2, requests=6, seconds=30, accept=True)
+        rdvs = [book(brevo_clinic, local(PARIS, 10, 26, 9 + number), usagers=[family])
+                for number, family in enumerate(families)]
+        first = [created_sms(db, rdv) for rdv in rdvs]
+        assert [m.status for m in first].count(MessageStatus.QUEUED) == 3  # unanswered: kept, to be asked about
+        clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+        outbox.dispatch_due()
+        settled = [created_sms(db, rdv) for rdv in rdvs]
+        assert {m.status for m in settled} == {MessageStatus.SENT}
+        assert {m.provider_id for m in settled} == {str(m.message_id) for m in brevo_fake.messages}
+        assert sorted(m.to for m in brevo_fake.messages) == sorted(family.phone for family in families)
+    finally:
+        app.config["BREVO_TIMEOUT_SECONDS"] = 10

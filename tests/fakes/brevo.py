@@ -162,6 +162,12 @@ class BrevoFake:
         """The next `count` requests wait `seconds` before answering; with `accept` the SMS is taken first."""
         self._add_faults(count, _Fault(hang=seconds, accept=accept))
 
+    def hang_every(self, every: int, requests: int, seconds: float = 30.0, accept: bool = True) -> None:
+        """Of the next `requests` API requests, one in `every` hangs `seconds` (taken first with `accept`)."""
+        with self._lock:
+            for number in range(1, requests + 1):
+                self._state.faults.append(_Fault(hang=seconds, accept=accept) if number % every == 0 else _Fault())
+
     def fail_after_accept_next(self, count: int = 1, status: int = 504, body: str = "html") -> None:
         """The next `count` requests are processed (a send takes the SMS), then answered `status` by a gateway."""
         self._add_faults(count, _Fault(status=status, body=body, gateway=True))
