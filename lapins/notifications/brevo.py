@@ -72,9 +72,10 @@ def tag_of(message_id: int) -> str:
 
 
 class BrevoSmsBackend:
-    def __init__(self, client: Brevo, timeout: float) -> None:
+    def __init__(self, client: Brevo, timeout: float, http: httpx.Client | None = None) -> None:
         self.client = client
         self.timeout = timeout
+        self.http = http
 
     @classmethod
     def from_config(cls, config: Mapping) -> BrevoSmsBackend:
@@ -89,10 +90,15 @@ class BrevoSmsBackend:
         BREVO_TIMEOUT_SECONDS are the deployment's."""
         timeout = float(config.get("BREVO_TIMEOUT_SECONDS") or 10)
         base_url = (config.get("BREVO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        # The SDK logs nothing below WARNING by default; its httpx client is ours so that its timeouts are too.
-        client = Brevo(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0,
-                       httpx_client=httpx.Client(timeout=timeout))
-        return cls(client, timeout)
+        # The httpx client is ours, so that its timeout is BREVO_TIMEOUT_SECONDS and it can be closed.
+        http = httpx.Client(timeout=timeout)
+        return cls(Brevo(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0, httpx_client=http),
+                   timeout, http)
+
+    def close(self) -> None:
+        """Closes the connection of a backend built for one question (the settings page checking a key)."""
+        if self.http is not None:
+            self.http.close()
 
     def send(self, sms: OutgoingSms) -> Delivery:
         if not sms.sender:

@@ -25,7 +25,6 @@ KIND_LABELS = {
     "cancelled": "Annulation",
     "reminder": "Rappel",
 }
-CREDENTIALS = ("account_sid", "auth_token")
 # Each stored secret and its columns' prefix on territories (`<prefix>_encrypted`, `<prefix>_saved_at`).
 SECRET_COLUMNS = {"account_sid": "twilio_account_sid", "auth_token": "twilio_auth_token",
                   "brevo_api_key": "brevo_api_key"}
@@ -131,14 +130,17 @@ def chosen_operator(territory: Territory) -> str:
 def brevo_key_problem(api_key: str) -> str | None:
     """Asks Brevo whether it knows this API key (its account's page, which also tells the SMS credits left): a
     French reason when it does not or cannot answer, None when the key works."""
+    backend = BrevoSmsBackend.for_key(api_key, current_app.config)
     try:
-        BrevoSmsBackend.for_key(api_key, current_app.config).balance()
+        backend.balance()
     except TransientError as error:
         if error.code == "credentials":
             return ("Brevo refuse cette clé API : vérifiez-la (compte Brevo, « SMTP & API », « Clés API ») et les "
                     "adresses IP autorisées du compte. Rien n'a été enregistré.")
         return ("Brevo n'a pas pu vérifier la clé API (service injoignable ou réponse illisible) : réessayez dans "
                 "quelques minutes. Rien n'a été enregistré.")
+    finally:
+        backend.close()
     return None
 
 
