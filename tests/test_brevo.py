@@ -84,6 +84,15 @@ def test_a_number_as_sender_leaves_without_its_plus_and_brevos_sender_rules_are_
     assert "exige un expéditeur" in sender_problem(None)
 
 
+def test_a_sender_brevo_refuses_is_a_transient_error_that_does_not_blame_the_number(brevo_fake):
+    with pytest.raises(TransientError) as raised:
+        backend_on(brevo_fake).send(sms(sender="PMI 92"))  # stored before the territory chose Brevo
+    assert raised.value.code == "sender" and "Brevo refuse l'expéditeur" in raised.value.message
+    with pytest.raises(TransientError) as raised:
+        backend_on(brevo_fake).send(sms(sender=None))
+    assert raised.value.code == "sender" and brevo_fake.messages == []
+
+
 def test_no_credit_is_the_operator_down_code_credit_and_a_refused_key_the_code_credentials(brevo_fake):
     brevo_fake.credits = 0
     with pytest.raises(TransientError) as raised:
