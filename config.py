@@ -57,12 +57,18 @@ class Config:
     # Signs the family links in SMS and emails (defaults to SECRET_KEY; set it to rotate one without the other).
     LINK_SECRET_KEY = os.environ.get("LINK_SECRET_KEY") or None
 
-    # SMS: "console" keeps them in the dev inbox; "twilio" sends through Twilio's REST API.
+    # SMS: "console" keeps them in the dev inbox (whatever the territories chose); "twilio" or "brevo" sends through
+    # that operator's REST API, the default of territories that chose none (lapins.notifications.providers).
     SMS_BACKEND = env_str("SMS_BACKEND", "console")
     TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "")
     TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN", "")
     TWILIO_BASE_URL = env_str("TWILIO_BASE_URL", "")  # another host for Twilio's API (tests: a loopback fake)
     TWILIO_TIMEOUT_SECONDS = env_int("TWILIO_TIMEOUT_SECONDS", 10)
+    BREVO_API_KEY = env_str("BREVO_API_KEY", "")
+    BREVO_BASE_URL = env_str("BREVO_BASE_URL", "")  # another host for Brevo's API (tests: a loopback fake)
+    BREVO_TIMEOUT_SECONDS = env_int("BREVO_TIMEOUT_SECONDS", 10)
+    # Brevo's status callbacks, per message (lapins.notifications.webhooks.BREVO_STATUS_PATH).
+    BREVO_CALLBACK_LIMITS_PER_MESSAGE = env_str("BREVO_CALLBACK_LIMITS_PER_MESSAGE", "30/hour")
     # Email: "console" keeps them in the dev inbox; "smtp" sends through MAIL_SERVER.
     EMAIL_BACKEND = env_str("EMAIL_BACKEND", "console")
     MAIL_SERVER = env_str("MAIL_SERVER", "localhost")

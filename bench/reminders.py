@@ -1,5 +1,6 @@
 """Reminders: the outbox's due scan over 1,000,000 rows, and 20,000 due SMS sent through Redis, one Celery worker and
-a loopback Twilio, against the floor of a no-op task on the same worker.
+a loopback Twilio, then the same 20,000 again through a loopback Brevo (the second operator), each against the floor
+of a no-op task on the same worker.
 
 Its own département, in a schema beside the other measures' (`lapins_bench_reminders`, dropped at the end):
   1. seed the département (lapins.onboarding.seeding), give its territory an SMS sender;
@@ -8,7 +9,9 @@ Its own département, in a schema beside the other measures' (`lapins_bench_remi
   3. time the beat's scan (outbox.due_ids) over that table;
   4. start the loopback Twilio (`python -m tests.fakes.twilio`) and `celery -A worker worker -I bench.noop`; time
      20,000 no-op tasks, then outbox.dispatch_due until the 20,000 rows are sent, then the no-op tasks again;
-     check what the fake received against the rows.
+     check what the fake received against the rows;
+  5. the same rows made due again, and sent through `python -m tests.fakes.brevo` by a worker with SMS_BACKEND=brevo
+     (figures reminders.dispatch.brevo.*), timed between no-op tasks of that worker in the same way.
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {  # figure: (at least | at most, target)
     "reminders.dispatch.msgs_per_s": ("≥", 200),
     "reminders.dispatch.floor_ratio": ("≥", 0.5),
+    "reminders.dispatch.brevo.msgs_per_s": ("≥", 200),
+    "reminders.dispatch.brevo.floor_ratio": ("≥", 0.5),
     "reminders.scan.ms": ("≤", 200),
 }
 REMINDER_HOURS = 48  # the territory's default offset (Territory.reminder_offsets)
@@ -103,7 +108,7 @@ def bench_reminders(args, database: BenchDatabase, figures: dict, failures: list
     twin.reset(app)
     try:
         with app.app_context():
-            log(f"Rappels 1/4 Département de {seeding._number(args.reminder_rdvs)} rdvs et "
+            log(f"Rappels 1/5 Département de {seeding._number(args.reminder_rdvs)} rdvs et "
                 f"{seeding._number(args.reminder_usagers)} usagers (schéma à part)")
             began = time.perf_counter()
             territory_id = seeding.seed_departement(rdv_count=args.reminder_rdvs, usagers=args.reminder_usagers,
@@ -112,26 +117,30 @@ def bench_reminders(args, database: BenchDatabase, figures: dict, failures: list
             db.session.commit()
             figures["reminders.seed.departement_seconds"] = round(time.perf_counter() - began, 1)
 
-            log(f"Rappels 2/4 Table messages : {seeding._number(args.outbox_rows)} lignes, dont "
+            log(f"Rappels 2/5 Table messages : {seeding._number(args.outbox_rows)} lignes, dont "
                 f"{seeding._number(args.due_reminders)} rappels SMS échus")
             began = time.perf_counter()
             outbox = write_outbox(territory_id, args.outbox_rows, args.due_reminders, log.indented)
             figures["reminders.seed.outbox_seconds"] = round(time.perf_counter() - began, 1)
             figures.update({f"reminders.outbox.{key}": value for key, value in outbox.mix.items()})
 
-            log(f"Rappels 3/4 Balayage du beat (outbox.due_ids), {args.scan_runs} fois")
+            log(f"Rappels 3/5 Balayage du beat (outbox.due_ids), {args.scan_runs} fois")
             scan = time_scans(args.scan_runs, warmup=max(10, args.scan_runs // 10))
             figures.update({"reminders.scan.ms": scan["p95_ms"], **{f"reminders.scan.{k}": v for k, v in scan.items()}})
             log.indented(f"p50 {scan['p50_ms']} ms, p95 {scan['p95_ms']} ms")
 
         if not redis_url:
-            log("Rappels 4/4 Envoi : non mesuré (BENCH_REDIS_URL absent : il faut Redis, lancez `make bench`)")
+            log("Rappels 4/5 Envoi : non mesuré (BENCH_REDIS_URL absent : il faut Redis, lancez `make bench`)")
             return
         concurrency = args.worker_concurrency or os.cpu_count()
-        log(f"Rappels 4/4 Envoi de {seeding._number(len(outbox.due_ids))} SMS : Redis, un worker Celery "
+        log(f"Rappels 4/5 Envoi de {seeding._number(len(outbox.due_ids))} SMS : Redis, un worker Celery "
             f"({concurrency} processus), Twilio factice")
         figures.update(measure_dispatch(app, twin, redis_url, outbox, concurrency, args.outbox_batch_size, failures,
                                         log.indented))
+        log(f"Rappels 5/5 Les mêmes {seeding._number(len(outbox.due_ids))} SMS à nouveau, par Brevo factice")
+        make_due_again(app, outbox.due_ids)
+        figures.update(measure_dispatch(app, twin, redis_url, outbox, concurrency, args.outbox_batch_size, failures,
+                                        log.indented, operator="brevo"))
     finally:
         twin.drop(app)
 
@@ -142,7 +151,7 @@ def print_verdict(figures: dict) -> None:
         value = figures.get(key)
         met = value is not None and (value >= target if sign == "≥" else value <= target)
         verdict = "non mesuré" if value is None else "OK" if met else "MANQUÉ"
-        print(f"  {key:<36} {value if value is not None else '—':>10}   cible {sign} {target:<5} {verdict}",
+        print(f"  {key:<42} {value if value is not None else '—':>10}   cible {sign} {target:<5} {verdict}",
               file=sys.stderr)
 
 
@@ -476,6 +485,65 @@ class TwilioFakeProcess:
             page += 1
 
 
+class BrevoFakeProcess:
+    """`python -m tests.fakes.brevo` in a process of its own, with an API key made up for this run."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.api_key = f"xkeysib-{secrets.token_hex(32)}-{secrets.token_hex(8)}"
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v3"
+
+    def __enter__(self) -> Self:
+        from tests.services import dying_with_this_process
+
+        command = [sys.executable, "-m", "tests.fakes.brevo", "--port", "0", "--api-key", self.api_key]
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(dying_with_this_process(command), cwd=ROOT, stdout=subprocess.PIPE,
+                                            stderr=log, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        line = self.process.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"le faux Brevo n'a pas démarré : {self.log_path.read_text()[-2000:]}")
+        self.port = int(line)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from tests.services import stop_process
+
+        stop_process(self.process)
+
+    def received(self) -> list[dict]:
+        """Every SMS the fake accepted (its own listing: Brevo's API lists events, not texts), shaped like the
+        Twilio fake's messages for dispatch_figures."""
+        import requests
+
+        response = requests.get(f"http://127.0.0.1:{self.port}/_fake/messages", timeout=60)
+        response.raise_for_status()
+        return [{"sid": str(m["messageId"]), "to": m["to"], "body": m["content"], "num_segments": str(m["smsCount"])}
+                for m in response.json()]
+
+
+def make_due_again(app, due_ids: list[int]) -> None:
+    """The rows just sent, pending and due again as before their first send (their texts kept)."""
+    from sqlalchemy import update
+
+    from lapins.infra.extensions import db
+    from lapins.models import Message, MessageStatus
+
+    with app.app_context():
+        for start in range(0, len(due_ids), CHUNK):
+            db.session.execute(
+                update(Message).where(Message.id.in_(due_ids[start:start + CHUNK]))
+                .values(status=MessageStatus.PENDING, attempts=0, queued_at=None, claimed_at=None, sent_at=None,
+                        provider_id=None, segments=None, error=None, error_code=None)
+                .execution_options(synchronize_session=False))
+        db.session.commit()
+
+
 class CeleryWorker:
     """One `celery -A worker worker` as the Procfile starts it (prefork), with the bench's no-op task included."""
 
@@ -573,27 +641,37 @@ def time_dispatch(app, due_ids: list[int], worker: CeleryWorker) -> dict:
     return {"handed": handed, "handed_seconds": handed_seconds, "seconds": seconds, "rows": rows}
 
 
+OPERATOR_NAMES = {"twilio": "Twilio", "brevo": "Brevo"}
+
+
 def measure_dispatch(app, twin: BenchDatabase, redis_url: str, outbox: Outbox, concurrency: int, batch_size: int,
-                     failures: list[str], log) -> dict:
+                     failures: list[str], log, operator: str = "twilio") -> dict:
+    """The due rows sent through the loopback fake of `operator`, between two runs of no-op tasks on the same
+    worker; Twilio's figures are reminders.dispatch.*, another operator's reminders.dispatch.<operator>.*."""
     celery = app.extensions["celery"]
     import bench.noop  # noqa: F401  (the no-op task, for Task.delay here as in the worker)
 
     count = len(outbox.due_ids)
+    name = OPERATOR_NAMES[operator]
+    fake_process = TwilioFakeProcess if operator == "twilio" else BrevoFakeProcess
     with (tempfile.TemporaryDirectory(prefix="lapins-bench-reminders-") as directory,
-          TwilioFakeProcess(Path(directory) / "twilio.log") as fake):
+          fake_process(Path(directory) / f"{operator}.log") as fake):
         env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("CELERY_", "LAPINS_", "TWILIO_", "SMS_", "OUTBOX_"))}
+               if not key.startswith(("CELERY_", "LAPINS_", "TWILIO_", "BREVO_", "SMS_", "OUTBOX_"))}
         env.update({"LAPINS_ENV": "production", "SECRET_KEY": secrets.token_hex(32),
-                    "DATABASE_URL": twin.process_url, "CELERY_BROKER_URL": redis_url,
-                    "SMS_BACKEND": "twilio", "TWILIO_ACCOUNT_SID": fake.account_sid,
-                    "TWILIO_AUTH_TOKEN": fake.auth_token, "TWILIO_BASE_URL": fake.url,
+                    "DATABASE_URL": twin.process_url, "CELERY_BROKER_URL": redis_url, "SMS_BACKEND": operator,
                     "OUTBOX_BATCH_SIZE": str(batch_size), "LOG_LEVEL": "WARNING",
                     "PUBLIC_URL": "https://lapins.example.org"})
+        if operator == "twilio":
+            env.update({"TWILIO_ACCOUNT_SID": fake.account_sid, "TWILIO_AUTH_TOKEN": fake.auth_token,
+                        "TWILIO_BASE_URL": fake.url})
+        else:
+            env.update({"BREVO_API_KEY": fake.api_key, "BREVO_BASE_URL": fake.url})
         with CeleryWorker(env, concurrency, Path(directory) / "worker.log") as worker:
             broker = Broker(redis_url, worker)
             if broker.busy():
                 raise RuntimeError("la file Redis n'est pas vide au départ")
-            log(f"Twilio factice sur 127.0.0.1:{fake.port} ; worker : {' '.join(worker.command[1:])}")
+            log(f"{name} factice sur 127.0.0.1:{fake.port} ; worker : {' '.join(worker.command[1:])}")
             with app.app_context():
                 time_noop_tasks(celery, broker, 200)  # the worker is up and warm
                 noop = [time_noop_tasks(celery, broker, count)]
@@ -605,11 +683,16 @@ def measure_dispatch(app, twin: BenchDatabase, redis_url: str, outbox: Outbox, c
                 noop.append(time_noop_tasks(celery, broker, count))
             log(f"{count} tâches vides : {noop[1]:.0f} par seconde")
         received = fake.received()
-    return dispatch_figures(dispatch, received, noop, count, concurrency, batch_size, worker.command, failures, log)
+    figures = dispatch_figures(dispatch, received, noop, count, concurrency, batch_size, worker.command, failures, log,
+                               operator=name)
+    if operator == "twilio":
+        return figures
+    return {key.replace("reminders.dispatch.", f"reminders.dispatch.{operator}.", 1): value
+            for key, value in figures.items()}
 
 
 def dispatch_figures(dispatch: dict, received: list[dict], noop: list[float], count: int, concurrency: int,
-                     batch_size: int, command: list[str], failures: list[str], log) -> dict:
+                     batch_size: int, command: list[str], failures: list[str], log, operator: str = "Twilio") -> dict:
     """The rates, and the rows checked against what the fake received: each row sent once, in one segment."""
     rows = dispatch["rows"]
     sent = [row for row in rows if row.status == "sent"]
@@ -647,12 +730,12 @@ def dispatch_figures(dispatch: dict, received: list[dict], noop: list[float], co
     }
     checks = {
         "réclamés par dispatch_due": (dispatch["handed"], count), "lignes envoyées": (len(sent), count),
-        "SMS reçus par le faux Twilio": (len(received), count), "reçus qui sont ceux des lignes": (matched, count),
+        f"SMS reçus par le faux {operator}": (len(received), count), "reçus qui sont ceux des lignes": (matched, count),
         "doublons": (duplicates, 0), "SMS de plus d'un segment": (multi_segment, 0),
     }
     for what, (value, expected) in checks.items():
         if value != expected:
-            failures.append(f"rappels : {what} = {value}, attendu {expected}")
-    log(f"{rate:.0f} SMS/s, tâche vide {noop_rate:.0f}/s : rapport {rate / noop_rate:.2f} ; "
+            failures.append(f"rappels ({operator}) : {what} = {value}, attendu {expected}")
+    log(f"{operator} : {rate:.0f} SMS/s, tâche vide {noop_rate:.0f}/s : rapport {rate / noop_rate:.2f} ; "
         f"{len(received)} reçus, {duplicates} doublon(s), états {dict(statuses)}")
     return figures

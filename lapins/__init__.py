@@ -43,6 +43,9 @@ def configure_logging(app: Flask) -> None:
     # These log request URLs at DEBUG/INFO, which would put families' phone numbers in the logs.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("twilio").setLevel(logging.WARNING)
+    # httpx (under Brevo's SDK) logs each request's URL at INFO: find_sent's holds the family's number.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("caldav").setLevel(logging.ERROR)  # its debug and warnings quote requests and answers
     werkzeug = logging.getLogger("werkzeug")  # the development server's request lines (make run)
     if not any(isinstance(existing, WithoutQueryStrings) for existing in werkzeug.filters):

@@ -28,7 +28,7 @@ hypothesis_settings.register_profile("lapins", deadline=None)
 hypothesis_settings.load_profile("lapins")
 
 # Loopback stand-ins of Twilio's API and of an SMTP server, and a real OpenID Connect provider, with their fixtures.
-pytest_plugins = ["tests.fakes.twilio", "tests.fakes.smtp", "tests.fakes.oidc"]
+pytest_plugins = ["tests.fakes.twilio", "tests.fakes.brevo", "tests.fakes.smtp", "tests.fakes.oidc"]
 
 
 @pytest.fixture(scope="session")

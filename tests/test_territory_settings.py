@@ -94,7 +94,7 @@ def test_an_agent_is_refused_and_another_territorys_administrator_does_not_see_i
     assert auth.login(admin_of(factories, elsewhere)).status_code == 302
     token = csrf_token_from(client.get("/usagers").get_data(as_text=True))
     assert client.get(url(clinic.territory)).status_code == 404
-    for suffix in ("", "/twilio", "/sms", "/apercu"):
+    for suffix in ("", "/twilio", "/operateur", "/sms", "/apercu"):
         response = client.post(url(clinic.territory, suffix), data={"csrf_token": token, "sms_label": "PMI"})
         assert response.status_code == 404
     assert reloaded(clinic.territory).sms_label is None

@@ -2,7 +2,8 @@
 the family's identity check of its link (per rdv and per client address), on its pages to move its rdv (the same,
 all of them together), on every other page of its links (per client address, and per link for the answers that
 change something), on the REST API (per token and per client address, all its routes together) and on signing in
-with the OpenID Connect provider (per client address, the start and the callback together).
+with the OpenID Connect provider (per client address, the start and the callback together), and on Brevo's status
+callbacks (per message).
 
 Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
 the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
@@ -32,6 +33,7 @@ from lapins.auth.blueprint import bp
 from lapins.auth.forms import LoginForm, SecondFactorForm
 from lapins.auth.passwords import ResetRequestForm
 from lapins.notifications.links import rdv_id_from_token
+from lapins.notifications.webhooks import brevo_callback_key
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +193,11 @@ def init_app(app: Flask) -> Limiter:
     feed = app.view_functions["calendars.ics_feed"]  # public: its secret token is the key (lapins.calendars)
     app.view_functions["calendars.ics_feed"] = limiter.limit(app.config["CALENDAR_FEED_LIMITS_PER_IP"],
                                                              key_func=client_address, scope="calendar-feed")(feed)
+    # Brevo's status callbacks, public and unsigned (their token is per message): counted per message, not per
+    # address, since they all come from Brevo's few addresses.
+    brevo = app.view_functions["webhooks.brevo_status"]
+    app.view_functions["webhooks.brevo_status"] = limiter.limit(
+        app.config["BREVO_CALLBACK_LIMITS_PER_MESSAGE"], key_func=brevo_callback_key, scope="brevo-callback")(brevo)
     per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
     per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
     for endpoint in api_endpoints(app):

@@ -61,6 +61,11 @@ class Territory(TerritoryClock, db.Model):
     twilio_account_sid_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     twilio_auth_token_encrypted: Mapped[str | None] = mapped_column(Text)
     twilio_auth_token_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Its SMS operator ("twilio", "brevo"), None: the deployment's (SMS_BACKEND); and its own Brevo API key,
+    # encrypted like the Twilio account (without one, BREVO_API_KEY's account sends).
+    sms_operator: Mapped[str | None] = mapped_column(String(20))
+    brevo_api_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    brevo_api_key_saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The wording of its SMS (lapins.notifications.sms_text.Wording): a sender label standing for the organisation's
     # name, and per kind of message a short sentence of its own, both already transliterated to GSM-7.
     sms_label: Mapped[str | None] = mapped_column(String(40))

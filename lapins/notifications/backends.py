@@ -28,11 +28,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ProviderAccount:
-    """A territory's own Twilio account, as stored: encrypted (lapins.infra.crypto), opened only to build its client."""
+    """A territory's operator and its own credentials, as stored: encrypted (lapins.infra.crypto), opened only to
+    build its client. Credentials left None: the deployment's for that operator (environment)."""
 
     territory_id: int
-    account_sid_encrypted: str = field(repr=False)
-    auth_token_encrypted: str = field(repr=False)
+    account_sid_encrypted: str | None = field(default=None, repr=False)  # Twilio
+    auth_token_encrypted: str | None = field(default=None, repr=False)  # Twilio
+    operator: str = "twilio"
+    api_key_encrypted: str | None = field(default=None, repr=False)  # Brevo
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, case, select, update
 from sqlalchemy.orm import selectinload
 
 from lapins.infra.celery_app import is_database_unavailable, task_named, waiting_tasks
@@ -687,7 +687,10 @@ def _record_outcome(message: Message, outgoing: OutgoingSms | OutgoingEmail, out
 
 
 def _sent_values(delivery: Delivery, at: datetime) -> dict:
-    return {"status": MessageStatus.SENT, "provider_id": delivery.provider_id, "segments": delivery.segments,
+    # A status callback may come before the send returns (Brevo calls back from the request's own handling): the
+    # delivery it recorded is kept.
+    status = case((Message.status.in_(webhooks.SETTLED), Message.status), else_=MessageStatus.SENT)
+    return {"status": status, "provider_id": delivery.provider_id, "segments": delivery.segments,
             "sent_at": at, "error": None, "error_code": None, "updated_at": at}
 
 
@@ -860,19 +863,29 @@ def _outgoing(message: Message) -> OutgoingSms | OutgoingEmail:
 
 def _outgoing_sms(message: Message) -> OutgoingSms:
     territory = db.session.get(Territory, message.territory_id)
-    callback = webhooks.status_callback_url() if current_app.config["SMS_BACKEND"] == "twilio" else None
-    sender = territory.sms_sender if not territory.twilio_messaging_service_sid else None
+    operator = providers.operator_of(territory.sms_operator)
+    callback = webhooks.status_callback_for(operator, message.id)
+    # A Messaging Service is Twilio's: with another operator the territory's sender is the one.
+    service = territory.twilio_messaging_service_sid if operator == "twilio" else None
+    sender = territory.sms_sender if not service else None
     return OutgoingSms(message_id=message.id, to=message.to_address, body=message.body, sender=sender,
-                       messaging_service_sid=territory.twilio_messaging_service_sid, status_callback=callback,
-                       account=provider_account(territory))
+                       messaging_service_sid=service, status_callback=callback,
+                       account=provider_account(territory, operator))
 
 
-def provider_account(territory: Territory) -> ProviderAccount | None:
-    """The territory's own Twilio account when both its credentials are stored, else None (the environment's)."""
-    if not territory.has_twilio_credentials:
-        return None
-    return ProviderAccount(territory_id=territory.id, account_sid_encrypted=territory.twilio_account_sid_encrypted,
-                           auth_token_encrypted=territory.twilio_auth_token_encrypted)
+def provider_account(territory: Territory, operator: str | None = None) -> ProviderAccount | None:
+    """The territory's operator and its own credentials of that operator when it stored them; None when it uses
+    the deployment's operator and account (environment)."""
+    operator = operator or providers.operator_of(territory.sms_operator)
+    if operator == "twilio" and territory.has_twilio_credentials:
+        return ProviderAccount(territory_id=territory.id, account_sid_encrypted=territory.twilio_account_sid_encrypted,
+                               auth_token_encrypted=territory.twilio_auth_token_encrypted)
+    if operator == "brevo" and territory.brevo_api_key_encrypted:
+        return ProviderAccount(territory_id=territory.id, operator="brevo",
+                               api_key_encrypted=territory.brevo_api_key_encrypted)
+    if operator in providers.OPERATORS and operator != current_app.config["SMS_BACKEND"]:
+        return ProviderAccount(territory_id=territory.id, operator=operator)
+    return None
 
 
 def _outgoing_email(message: Message) -> OutgoingEmail:

@@ -1,4 +1,5 @@
-"""Twilio calling Lapins: delivery statuses of the SMS we sent, and SMS families send us (STOP, OUI, ANNULER).
+"""Operators calling Lapins: Twilio's delivery statuses and the SMS families send us (STOP, OUI, ANNULER); Brevo's
+delivery statuses, unsubscriptions and STOP replies (at the end of this module, its own way of checking them).
 
 Both routes are CSRF-exempt (Twilio has no session) and accept only requests signed by Twilio
 (`X-Twilio-Signature`, HMAC of the URL Twilio called and the POSTed form, keyed with the Auth Token of the Twilio
@@ -28,6 +29,8 @@ Each request writes in one commit and answers at once; nothing a family sent (nu
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import unicodedata
 from collections.abc import Callable
@@ -70,6 +73,15 @@ OPT_OUT_REPLY = "Vous ne recevrez plus de SMS de rappel. Pour les réactiver, co
 def status_callback_url() -> str:
     """The StatusCallback URL to give Twilio with each SMS."""
     return current_app.config["PUBLIC_URL"].rstrip("/") + STATUS_PATH
+
+
+def status_callback_for(operator: str, message_id: int) -> str | None:
+    """The status callback URL to give `operator` with this message (None: the console, which has none)."""
+    if operator == "twilio":
+        return status_callback_url()
+    if operator == "brevo":
+        return brevo_status_callback_url(message_id)
+    return None
 
 
 def twilio_signed(find_territories: Callable[[], list[Territory]]) -> Callable[[Callable], Callable]:
@@ -210,6 +222,12 @@ def record_status(message: Message, twilio_status: str, error_code: str | None, 
                   "error_code": error_code, "error": error_text(error_code)}
     else:
         return  # queued, accepted, sending, sent: the message stays as the outbox left it (sent).
+    settle(message, values, now)
+
+
+def settle(message: Message, values: dict, now: datetime) -> None:
+    """Gives a message its final status (`values`) unless it has one already; flags the phone when it is
+    undeliverable. Whatever operator reported it."""
     settled = db.session.execute(
         update(Message).where(Message.id == message.id, Message.status.not_in(SETTLED)).values(**values)
         .execution_options(synchronize_session=False)).rowcount
@@ -273,3 +291,80 @@ def inbound():
     if reply:
         twiml.message(reply)
     return Response(str(twiml), 200, mimetype="application/xml")
+
+
+# --- Brevo's delivery statuses ------------------------------------------------------------------------------------
+#
+# Brevo signs nothing it posts back. Each SMS is given its own callback URL, PUBLIC_URL + BREVO_STATUS_PATH +
+# ?m=<outbox id>&t=<token>, the token an HMAC of that id under SECRET_KEY, compared in constant time: a request
+# without the token of its message is refused (403) before anything is read. Only whoever can read that URL (Brevo,
+# our logs of the reverse proxy) can post a status, and only for that message. Statuses are applied by `settle`, a
+# conditional UPDATE: a repeated or late one changes nothing, one arriving before the send returned is kept
+# (outbox._sent_values). Brevo's unsubscription event, or a reply STOP, withdraws SMS consent like Twilio's STOP.
+
+BREVO_STATUS_PATH = "/webhooks/brevo/statut"
+BREVO_DELIVERED = frozenset({"delivered"})
+BREVO_UNDELIVERABLE = frozenset({"hard_bounce", "hardbounce", "hardbounces", "invalid_number"})
+BREVO_FAILED = frozenset({"soft_bounce", "softbounce", "softbounces", "blocked", "rejected", "skip", "skipped",
+                          "error"})
+BREVO_UNSUBSCRIBED = frozenset({"unsubscribe", "unsubscribed", "unsubscription"})
+BREVO_REPLIED = frozenset({"replied", "reply", "replies"})
+BREVO_ERRORS = {
+    "undeliverable": "Numéro inconnu, invalide ou qui ne reçoit pas de SMS (Brevo : échec définitif).",
+    "failed": "Le SMS n'a pas pu être remis (Brevo : {status}).",
+}
+
+
+def brevo_token(message_id: int) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"brevo-status:{message_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def brevo_status_callback_url(message_id: int) -> str:
+    return (f"{current_app.config['PUBLIC_URL'].rstrip('/')}{BREVO_STATUS_PATH}"
+            f"?m={message_id}&t={brevo_token(message_id)}")
+
+
+def brevo_callback_key() -> str:
+    """The rate limit's key: the message the callback names (lapins.auth.limits)."""
+    return "brevo:" + request.args.get("m", "")[:20]
+
+
+@bp.post(BREVO_STATUS_PATH)
+def brevo_status():
+    """A delivery status (or an unsubscription, a reply) of one SMS sent through Brevo."""
+    raw_id, token = request.args.get("m", ""), request.args.get("t", "")
+    if not raw_id.isdigit() or len(raw_id) > 18 or not hmac.compare_digest(token.encode(), brevo_token(int(raw_id)).encode()):
+        logger.warning("Brevo callback refused: bad or missing token")
+        return Response("Jeton invalide.", 403, mimetype="text/plain")
+    message = db.session.get(Message, int(raw_id))
+    if message is None:
+        logger.info("Brevo callback for message %s, unknown here: nothing done", raw_id)
+        return Response("", 200)
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        logger.warning("Brevo callback for message %s without a JSON object: nothing done", message.id)
+        return Response("Corps illisible.", 400, mimetype="text/plain")
+    status = str(payload.get("msg_status") or payload.get("event") or "").strip().lower()[:30]
+    brevo_id = str(payload.get("messageId") or "")[:64]
+    if message.provider_id and brevo_id and brevo_id != message.provider_id:
+        logger.info("Brevo callback for message %s names another Brevo message: nothing done", message.id)
+        return Response("", 200)
+    now = utcnow()
+    if status in BREVO_DELIVERED:
+        settle(message, {"status": MessageStatus.DELIVERED, "delivered_at": now}, now)
+    elif status in BREVO_UNDELIVERABLE:
+        settle(message, {"status": MessageStatus.UNDELIVERABLE, "error_code": status[:20],
+                         "error": BREVO_ERRORS["undeliverable"]}, now)
+    elif status in BREVO_FAILED:
+        settle(message, {"status": MessageStatus.FAILED, "error_code": status[:20],
+                         "error": BREVO_ERRORS["failed"].format(status=status)[:255]}, now)
+    elif status in BREVO_UNSUBSCRIBED or (
+            status in BREVO_REPLIED
+            and INBOUND_KEYWORDS.get(normalize_keyword(str(payload.get("reply") or ""))) is withdraw_sms_consent):
+        if message.to_address:
+            withdraw_sms_consent(message.to_address)
+    else:
+        logger.info("Brevo callback for message %s: status %r, nothing to do", message.id, status)
+    db.session.commit()
+    return Response("", 204)

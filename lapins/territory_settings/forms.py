@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from flask import current_app
 from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, ValidationError
 
@@ -10,7 +11,7 @@ from lapins.auth.identities import DOMAIN
 from lapins.models import Role
 from lapins.onboarding import territory as onboarding
 from lapins.infra.forms import Form, Given, HourField, strip
-from lapins.notifications import sms_text
+from lapins.notifications import brevo, providers, sms_text
 from lapins.territory_settings import services
 
 ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
@@ -51,11 +52,15 @@ class SettingsForm(Form):
     def validate_sms_sender(self, field) -> None:
         field.data = _onboarding_check(onboarding.checked_sms_sender, field.data, self.territory.number) \
             if field.data else None
+        if services.chosen_operator(self.territory) == "brevo" and (problem := brevo.sender_problem(field.data)):
+            raise ValidationError(problem)
 
     def validate_messaging_service_sid(self, field) -> None:
         field.data = _onboarding_check(onboarding.checked_messaging_service_sid, field.data or "")
 
     def validate_takes_replies(self, field) -> None:
+        if field.data and services.chosen_operator(self.territory) == "brevo":
+            raise ValidationError(BREVO_NO_REPLIES)
         if self.sms_sender.errors or self.messaging_service_sid.errors:
             return
         _onboarding_check(lambda: onboarding.check_takes_replies(
@@ -114,6 +119,69 @@ class CredentialsForm(Form):
         if has_sid != has_token:
             self.form_errors.append("L'Account SID et l'Auth Token vont ensemble : renseignez les deux (ce compte "
                                     "Twilio sera utilisé), ou supprimez les deux (celui de l'installation le sera).")
+            return False
+        return True
+
+
+BREVO_NO_REPLIES = ("Avec Brevo, Lapins ne reçoit pas les réponses des familles (OUI, ANNULER) : seules leurs "
+                    "demandes STOP sont suivies. Décochez « Les familles peuvent répondre ».")
+
+
+class OperatorForm(Form):
+    """The territory's SMS operator and its own Brevo API key (never rendered back, like the Twilio account's)."""
+
+    operator = SelectField("Opérateur SMS", validate_choice=False)
+    brevo_api_key = PasswordField("Clé API Brevo", filters=[strip],
+                                  render_kw={"autocomplete": "new-password", "spellcheck": "false"})
+    delete_brevo_api_key = BooleanField("Supprimer la clé API Brevo enregistrée")
+
+    def __init__(self, *args, territory, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.territory = territory
+        default = providers.OPERATORS.get(current_app.config["SMS_BACKEND"], "aucun : SMS gardés sur le serveur")
+        self.operator.choices = [SelectChoice("", f"Celui de l'installation ({default})")] + [
+            SelectChoice(name, label) for name, label in providers.OPERATORS.items()]
+
+    def chosen(self) -> str | None:
+        return self.operator.data or None
+
+    def validate_operator(self, field) -> None:
+        if field.data and field.data not in providers.OPERATORS:
+            raise ValidationError(f"Choisissez l'opérateur dans la liste ({', '.join(providers.OPERATORS.values())}).")
+
+    def validate_brevo_api_key(self, field) -> None:
+        if field.data and not brevo.API_KEY.fullmatch(field.data):
+            raise ValidationError("Une clé API Brevo s'écrit « xkeysib- » suivi de 64 caractères hexadécimaux, "
+                                  "d'un tiret et de 16 lettres ou chiffres : copiez-la entière depuis Brevo.")
+        if field.data and self.delete_brevo_api_key.data:
+            raise ValidationError("Saisissez une nouvelle clé ou cochez « Supprimer », pas les deux.")
+
+    def validate(self, extra_validators=None) -> bool:
+        if not super().validate(extra_validators):
+            return False
+        territory = self.territory
+        operator = self.chosen() or current_app.config["SMS_BACKEND"]
+        if operator == "brevo":
+            has_key = bool(self.brevo_api_key.data) or (bool(territory.brevo_api_key_encrypted)
+                                                       and not self.delete_brevo_api_key.data)
+            problems = [
+                None if has_key or providers.has_deployment_account("brevo") else
+                "L'installation n'a pas de compte Brevo : saisissez la clé API Brevo du département.",
+                brevo.sender_problem(territory.sms_sender) and
+                f"{brevo.sender_problem(territory.sms_sender)} Changez d'abord l'expéditeur des SMS ci-dessus.",
+                BREVO_NO_REPLIES if territory.sms_takes_replies else None,
+            ]
+        elif operator == "twilio":
+            problems = [None if territory.has_twilio_credentials or providers.has_deployment_account("twilio") else
+                        "L'installation n'a pas de compte Twilio : enregistrez d'abord le compte Twilio du "
+                        "département ci-dessous."]
+        else:
+            problems = []
+        self.form_errors.extend(problem for problem in problems if problem)
+        if self.form_errors:
+            return False
+        if self.brevo_api_key.data and (problem := services.brevo_key_problem(self.brevo_api_key.data)):
+            self.brevo_api_key.errors = [problem]
             return False
         return True
 

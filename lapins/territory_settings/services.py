@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from lapins import policies
 from lapins.infra import crypto
 from lapins.infra.extensions import db
 from lapins.models import Lieu, Motif, Organisation, Role, Territory, utcnow
-from lapins.notifications import links, sms_text
+from lapins.notifications import links, providers, sms_text
+from lapins.notifications.backends import TransientError
+from lapins.notifications.brevo import BrevoSmsBackend
 from lapins.notifications.gsm import is_gsm7, segments, septets, transliterate
 from lapins.locale.phones import region_for
 
@@ -22,7 +25,9 @@ KIND_LABELS = {
     "cancelled": "Annulation",
     "reminder": "Rappel",
 }
-CREDENTIALS = ("account_sid", "auth_token")
+# Each stored secret and its columns' prefix on territories (`<prefix>_encrypted`, `<prefix>_saved_at`).
+SECRET_COLUMNS = {"account_sid": "twilio_account_sid", "auth_token": "twilio_auth_token",
+                  "brevo_api_key": "brevo_api_key"}
 FALLBACK_LINK = "https://rdv.departement.fr/r/fffff-AbC12x9Kf0"
 
 
@@ -83,8 +88,8 @@ class StoredSecret:
 def stored_secrets(territory: Territory) -> dict[str, StoredSecret | None]:
     """For each credential: None when it is not set."""
     found: dict[str, StoredSecret | None] = {}
-    for name in CREDENTIALS:
-        token = getattr(territory, f"twilio_{name}_encrypted")
+    for name, prefix in SECRET_COLUMNS.items():
+        token = getattr(territory, f"{prefix}_encrypted")
         if not token:
             found[name] = None
             continue
@@ -92,7 +97,7 @@ def stored_secrets(territory: Territory) -> dict[str, StoredSecret | None]:
             ending = crypto.decrypt(token)[-4:]
         except crypto.InvalidToken:
             ending = None
-        found[name] = StoredSecret(saved_at=getattr(territory, f"twilio_{name}_saved_at"), ending=ending)
+        found[name] = StoredSecret(saved_at=getattr(territory, f"{prefix}_saved_at"), ending=ending)
     return found
 
 
@@ -109,6 +114,46 @@ def save_credentials(territory: Territory, *, account_sid: str | None, auth_toke
         elif value:
             setattr(territory, f"twilio_{name}_encrypted", crypto.encrypt(value))
             setattr(territory, f"twilio_{name}_saved_at", now)
+    db.session.commit()
+
+
+# --- SMS operator -------------------------------------------------------------------------------------------------
+
+def chosen_operator(territory: Territory) -> str:
+    """The operator the territory's SMS go through when sent for real: its choice, else the deployment's (the
+    console of a development machine counts as none: then the choice alone is judged)."""
+    if territory.sms_operator in providers.OPERATORS:
+        return territory.sms_operator
+    return current_app.config["SMS_BACKEND"]
+
+
+def brevo_key_problem(api_key: str) -> str | None:
+    """Asks Brevo whether it knows this API key (its account's page, which also tells the SMS credits left): a
+    French reason when it does not or cannot answer, None when the key works."""
+    backend = BrevoSmsBackend.for_key(api_key, current_app.config)
+    try:
+        backend.balance()
+    except TransientError as error:
+        if error.code == "credentials":
+            return ("Brevo refuse cette clé API : vérifiez-la (compte Brevo, « SMTP & API », « Clés API ») et les "
+                    "adresses IP autorisées du compte. Rien n'a été enregistré.")
+        return ("Brevo n'a pas pu vérifier la clé API (service injoignable ou réponse illisible) : réessayez dans "
+                "quelques minutes. Rien n'a été enregistré.")
+    finally:
+        backend.close()
+    return None
+
+
+def save_operator(territory: Territory, *, operator: str | None, brevo_api_key: str | None,
+                  delete_brevo_api_key: bool) -> None:
+    """The operator (None: the deployment's) and the Brevo API key: a given one replaces the stored one
+    (encrypted), a blank one keeps it, `delete_brevo_api_key` removes it. Checked by the form beforehand."""
+    territory.sms_operator = operator
+    if delete_brevo_api_key:
+        territory.brevo_api_key_encrypted = territory.brevo_api_key_saved_at = None
+    elif brevo_api_key:
+        territory.brevo_api_key_encrypted = crypto.encrypt(brevo_api_key)
+        territory.brevo_api_key_saved_at = utcnow()
     db.session.commit()
 
 

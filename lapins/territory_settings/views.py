@@ -1,4 +1,5 @@
-"""The territory settings page: three forms (settings, Twilio account, wording of the SMS) and the SMS preview."""
+"""The territory settings page: its forms (settings, SMS operator, Twilio account, wording of the SMS...) and the SMS
+preview."""
 from __future__ import annotations
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -13,7 +14,7 @@ from lapins.territory_settings import services
 from lapins.infra.forms import Form as RemoveForm
 from lapins.territory_settings.blueprint import bp
 from lapins.territory_settings.forms import (
-    BaselineForm, CostForm, CredentialsForm, ExperimentForm, SettingsForm, SignInForm, WordingForm,
+    BaselineForm, CostForm, CredentialsForm, ExperimentForm, OperatorForm, SettingsForm, SignInForm, WordingForm,
 )
 
 TIMEZONE_MOVED = ("Fuseau horaire changé : les rendez-vous déjà pris gardent leur instant et s'affichent désormais à "
@@ -44,8 +45,9 @@ def _wording_form(territory: Territory) -> WordingForm:
 
 
 def _page(territory: Territory, *, settings_form=None, credentials_form=None, wording_form=None, cost_form=None,
-          baseline_form=None, experiment_form=None, sign_in_form=None):
+          baseline_form=None, experiment_form=None, sign_in_form=None, operator_form=None):
     settings_form = settings_form or _settings_form(territory)
+    operator_form = operator_form or OperatorForm(territory=territory, data={"operator": territory.sms_operator or ""})
     credentials_form = credentials_form or CredentialsForm(territory=territory, formdata=None)
     wording_form = wording_form or _wording_form(territory)
     cost_form = cost_form or CostForm(territory=territory, data={"cost_note": territory.sms_cost_note or ""})
@@ -57,7 +59,7 @@ def _page(territory: Territory, *, settings_form=None, credentials_form=None, wo
         "note_b": territory.experiment_note_b or ""})
     sign_in_form = sign_in_form or SignInForm(territory=territory, data={"required": territory.oidc_required})
     refused = any(form.errors for form in (settings_form, credentials_form, wording_form, cost_form, baseline_form,
-                                           experiment_form, sign_in_form))
+                                           experiment_form, sign_in_form, operator_form))
     # A refused cost sentence is previewed as typed when it is at least sendable (its error says why it is refused).
     cost = cost_form.cost_note.data if cost_form.errors else territory.sms_cost_note
     # A refused wording is previewed as typed (its errors are shown); otherwise as stored.
@@ -68,6 +70,7 @@ def _page(territory: Territory, *, settings_form=None, credentials_form=None, wo
     return render_template(
         "territory_settings/page.html", territory=territory, settings_form=settings_form,
         credentials_form=credentials_form, wording_form=wording_form, secrets=services.stored_secrets(territory),
+        operator_form=operator_form, operator=services.chosen_operator(territory),
         kinds=services.KIND_LABELS, reminders_why=timing.REMINDERS_WHY, cost_form=cost_form, baseline_form=baseline_form,
         experiment_form=experiment_form, sign_in_form=sign_in_form, oidc_enabled=oidc.enabled(),
         provider_name=current_app.config["OIDC_PROVIDER_NAME"], jit_rules=identities.jit_rules(territory),
@@ -118,6 +121,18 @@ def credentials(territory_id: int):
                               delete_auth_token=form.delete_auth_token.data)
     flash("Compte Twilio enregistré." if territory.has_twilio_credentials
           else "Compte Twilio du département supprimé : les SMS partent du compte de l'installation.", "success")
+    return redirect(url_for("territory_settings.page", territory_id=territory.id))
+
+
+@bp.post("/territoires/<int:territory_id>/parametres/operateur")
+def operator(territory_id: int):
+    territory = _territory(territory_id)
+    form = OperatorForm(territory=territory)
+    if not form.validate_on_submit():
+        return _page(territory, operator_form=form)
+    services.save_operator(territory, operator=form.chosen(), brevo_api_key=form.brevo_api_key.data or None,
+                           delete_brevo_api_key=form.delete_brevo_api_key.data)
+    flash("Opérateur SMS enregistré.", "success")
     return redirect(url_for("territory_settings.page", territory_id=territory.id))
 
 

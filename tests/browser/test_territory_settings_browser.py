@@ -1,4 +1,5 @@
-"""The territory settings page in a real browser: typing a sentence for the SMS updates the preview and its count."""
+"""The territory settings page in a real browser: typing a sentence for the SMS updates the preview and its count;
+choosing Brevo as the SMS operator with the département's key (checked against the loopback Brevo)."""
 from __future__ import annotations
 
 import re
@@ -6,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from lapins.models import Role
+from lapins.models import Role, Territory
 from tests import factories
 from tests.browser.test_agenda_browser import log_in
 
@@ -59,3 +60,34 @@ def test_an_admin_finds_the_settings_in_the_admin_menu_and_the_menu_keeps_one_li
     page.get_by_role("link", name="Paramètres du territoire").click()
     expect(page).to_have_url(re.compile(rf"/territoires/{territory.id}/parametres$"))
     expect(page.get_by_role("button", name="Administration")).to_have_attribute("aria-current", "true")
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 900}, {"width": 390, "height": 844}],
+                         ids=["bureau", "telephone"])
+def test_an_admin_chooses_brevo_with_the_departements_key_and_a_refused_key_is_told_on_the_form(
+        page: Page, territory, live_app, live_db, brevo_fake, viewport):
+    page.set_viewport_size(viewport)
+    saved = live_app.config.get("BREVO_BASE_URL")
+    live_app.config["BREVO_BASE_URL"] = brevo_fake.url
+    try:
+        live_db.session.get(Territory, territory.id).sms_sender = "PMI92"
+        live_db.session.commit()
+        log_in(page, territory.email)
+        page.goto(f"/territoires/{territory.id}/parametres")
+        form = page.locator("#form-operateur")
+        form.get_by_label("Opérateur SMS").select_option("brevo")
+        form.get_by_label("Clé API Brevo").fill("xkeysib-" + "1" * 64 + "-" + "A" * 16)  # unknown to Brevo
+        form.get_by_role("button", name="Enregistrer l'opérateur").click()
+        expect(page.locator("#form-operateur")).to_contain_text("Brevo refuse cette clé API")
+        expect(page.get_by_label("Clé API Brevo")).to_have_value("")  # a secret is never rendered back
+
+        page.get_by_label("Opérateur SMS").select_option("brevo")
+        page.get_by_label("Clé API Brevo").fill(brevo_fake.api_key)
+        page.get_by_role("button", name="Enregistrer l'opérateur").click()
+        expect(page.get_by_text("Opérateur SMS enregistré.")).to_be_visible()
+        expect(page.locator("#etat-brevo-api-key")).to_contain_text(f"se termine par …{brevo_fake.api_key[-4:]}")
+        expect(page.get_by_label("Opérateur SMS")).to_have_value("brevo")
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"the page scrolls sideways by {overflow} px"
+    finally:
+        live_app.config["BREVO_BASE_URL"] = saved
