@@ -44,6 +44,7 @@ NAV_SECTIONS = {
     "agenda.delete_absence": "agenda.my_schedule",
     "agenda.territory_messages": "agenda.my_territory_messages",
     "territory_settings.page": "territory_settings.mine",
+    "health.health_page": "health.health_index",
     "integrations.webhooks": "integrations.index",
     "audit.rdv_history": "audit.index", "audit.usager_history": "audit.index",
     **{f"admin.{page}": "admin.index" for page in (
@@ -80,6 +81,7 @@ def extra_nav_items(agent) -> list:
         if agent.administered_territory_ids or (admin and any(
                 policies.administers_territory(agent, role.organisation.territory) for role in agent.roles)):
             menu.append(("territory_settings.mine", "Paramètres du territoire"))
+            menu.append(("health.health_index", "Santé des envois"))
         if admin:
             menu += [("agenda.my_territory_messages", "SMS envoyés"), ("audit.index", "Historique"),
                      ("integrations.index", "Intégrations")]

@@ -5,9 +5,11 @@
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json          send (201 + Message resource, or Twilio's error JSON)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages.json          list, newest first (To, From, DateSent, paging)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json    fetch one
+    GET  /2010-04-01/Accounts/{AccountSid}/Balance.json           what is left on the account (`balance`)
 
 Tests program its faults (`fail_next`, `throttle_next`, `hang_next`, `fail_after_accept_next`, `delay`), make numbers invalid or
-unsubscribed, read what it accepted (`messages`, `count_for`) and every request to send, refused or not, with when it
+unsubscribed, run the account out of credit (`run_out_of_credit`: every send answers Twilio's 20005 "Account not
+active" until `top_up`), read what it accepted (`messages`, `count_for`) and every request to send, refused or not, with when it
 came (`sends_to`), and make it call Lapins back like Twilio does, signed with the SDK's RequestValidator (`deliver`,
 `status_request`, `inbound_request`).
 
@@ -44,6 +46,7 @@ MAX_PAGE_SIZE = 1000
 ERRORS = {
     20001: (400, "Invalid parameter."),
     20003: (401, "Authentication failed."),
+    20005: (401, "Account not active."),  # what Twilio answers once the balance ran out and it suspended the account
     20404: (404, "The requested resource was not found."),
     20429: (429, "Too many requests."),
     20500: (500, "Internal server error."),
@@ -150,6 +153,9 @@ class _State:
     sends: list[SendRequest] = field(default_factory=list)
     in_flight: int = 0  # API requests being served right now
     most_in_flight: int = 0
+    balance: str = "100.00"  # the Balance resource's amount, in `currency`
+    currency: str = "EUR"
+    no_credit: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,19 @@ class TwilioFake:
         """Sending to these numbers answers 400 with code 21610 (the person texted STOP)."""
         with self._lock:
             self._state.unsubscribed.update(numbers)
+
+    def run_out_of_credit(self) -> None:
+        """Every send is refused with 20005 (Account not active) and the balance reads 0, until `top_up`."""
+        with self._lock:
+            self._state.no_credit, self._state.balance = True, "0.00"
+
+    def top_up(self, amount: str = "100.00") -> None:
+        with self._lock:
+            self._state.no_credit, self._state.balance = False, amount
+
+    def set_balance(self, amount: str, currency: str = "EUR") -> None:
+        with self._lock:
+            self._state.balance, self._state.currency = amount, currency
 
     def reset_numbers(self) -> None:
         with self._lock:
@@ -379,6 +398,8 @@ class TwilioFake:
             return _error(21603)
         with self._lock:
             invalid, unsubscribed = to in self._state.invalid, to in self._state.unsubscribed
+            if self._state.no_credit:
+                return _error(20005)
         if invalid or not to.startswith("+") or not to[1:].isdigit():
             return _error(21211)
         if unsubscribed:
@@ -424,6 +445,11 @@ class TwilioFake:
             "first_page_uri": page_uri(0), "previous_page_uri": page_uri(page - 1) if page else None,
             "next_page_uri": f"{page_uri(page + 1)}&PageToken=PA{chunk[-1].sid}" if more else None,
         }
+
+    def _balance(self) -> tuple[int, dict]:
+        with self._lock:
+            return 200, {"account_sid": self.account_sid, "balance": self._state.balance,
+                         "currency": self._state.currency}
 
     def _fetch(self, sid: str) -> tuple[int, dict]:
         with self._lock:
@@ -526,6 +552,8 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 return fake._create({key: values[0] for key, values in parse_qs(raw).items()})
             if rest == "Messages.json" and method == "GET":
                 return fake._list(parse_qs(parts.query))
+            if rest == "Balance.json" and method == "GET":
+                return fake._balance()
             if rest.startswith("Messages/") and rest.endswith(".json") and method == "GET":
                 return fake._fetch(rest[len("Messages/"):-len(".json")])
             return _error(20404)
