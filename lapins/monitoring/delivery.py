@@ -54,6 +54,11 @@ def format_hour(moment: datetime) -> str:
     return f"{moment.hour} h {moment.minute:02d}"
 
 
+def decimal_fr(value: Decimal) -> str:
+    """« 7,5 » (a Decimal without its trailing zeros, with a French decimal comma)."""
+    return f"{value.normalize():f}".replace(".", ",")
+
+
 def cause_text(state: ChannelState) -> str:
     operator = OPERATOR_NAMES.get(state.operator, state.operator)
     what = CAUSES.get(state.cause or "", "panne")
@@ -257,11 +262,11 @@ def check_balances(now: datetime | None = None) -> int:
         threshold = balance_threshold(territory, state)
         if (threshold is not None and state.balance_amount is not None and state.balance_amount < threshold
                 and (state.balance_warned_at is None or now - state.balance_warned_at >= timedelta(hours=20))):
-            amount = f"{state.balance_amount.normalize():f} {state.balance_unit}".strip()
+            amount = f"{decimal_fr(state.balance_amount)} {state.balance_unit}".strip()
             if _tell_administrators(
                     territory, "Crédit SMS bientôt épuisé",
                     f"Il reste {amount} sur le compte SMS ({OPERATOR_NAMES.get(state.operator, state.operator)}), "
-                    f"sous le seuil de {threshold.normalize():f} {state.balance_unit}.".replace(" .", "."),
+                    f"sous le seuil de {decimal_fr(threshold)} {state.balance_unit}.".replace(" .", "."),
                     "Rechargez le compte avant qu'il ne soit épuisé : les SMS s'arrêteraient."):
                 state.balance_warned_at = now
                 warned += 1

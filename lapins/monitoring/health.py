@@ -66,7 +66,7 @@ def metrics():
     heartbeat = db.session.get(Heartbeat, "worker")
     db.session.rollback()
     return Response(prometheus_text(figures, heartbeat.beat_at if heartbeat else None),
-                    mimetype="text/plain", headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+                    content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def prometheus_text(figures: dict, heartbeat_at) -> str:

@@ -36,6 +36,11 @@ class ThresholdForm(Form):
         return value.quantize(Decimal("0.01"))
 
 
+@bp.app_template_filter("decimal_fr")
+def decimal_fr(value) -> str:
+    return delivery.decimal_fr(value)
+
+
 @bp.app_context_processor
 def delivery_banner() -> dict:
     """`delivery_outages()` for base.html: the channels down in the signed-in agent's territories, as sentences."""
@@ -89,7 +94,7 @@ def health_page(territory_id: int):
     elif form.errors:
         status = 422
     if status == 200 and sms_state is not None and sms_state.balance_threshold is not None and not form.is_submitted():
-        form.threshold.data = f"{sms_state.balance_threshold.normalize():f}".replace(".", ",")
+        form.threshold.data = delivery.decimal_fr(sms_state.balance_threshold)
     now = utcnow()
     default_threshold = delivery.balance_threshold(territory, sms_state) if sms_state else None
     return render_template("monitoring/health.html", territory=territory, figures=delivery.territory_figures(territory, now),

@@ -126,6 +126,11 @@ class TwilioSmsBackend:
             if mapped is None:
                 raise
             raise mapped from None
+        if not message.sid:
+            # A 2xx whose body is not Twilio's Message (empty, a proxy's page the SDK read as nothing): the SMS may
+            # have been taken; find_sent is asked before any new attempt.
+            raise TransientError("Le SMS n'a peut-être pas été envoyé : réponse illisible de Twilio, vérification "
+                                 "avant tout nouvel essai.", code="network", maybe_sent=True)
         logger.info("SMS %s accepted by Twilio as %s", sms.message_id, message.sid)
         return Delivery(provider_id=message.sid, segments=_segments(message.num_segments))
 

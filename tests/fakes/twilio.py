@@ -138,6 +138,7 @@ class _Fault:
     hang: float = 0.0  # seconds to hold the request before answering (or dropping it)
     accept: bool = True  # for a hang: process the request (the message is accepted) before hanging
     gateway: bool = False  # with a status: process the request, then answer the status as a proxy would (HTML)
+    body: str | None = None  # process the request, then answer 200 with this body instead of Twilio's JSON
 
 
 @dataclass
@@ -242,6 +243,11 @@ class TwilioFake:
         other), then answered `status` with a gateway's HTML page instead of Twilio's JSON: what a proxy or load
         balancer in front of Twilio returns when Twilio's answer comes too late for it."""
         self._add_faults(count, _Fault(status=status, gateway=True))
+
+    def garble_next(self, count: int = 1, body: str = "") -> None:
+        """The next `count` API requests are processed (a POST creates the message), then answered 200 with `body`
+        (empty, or a proxy's HTML page) instead of Twilio's JSON: an answer that does not say what happened."""
+        self._add_faults(count, _Fault(body=body))
 
     def _add_faults(self, count: int, fault: _Fault) -> None:
         with self._lock:
@@ -524,6 +530,11 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 self._record_send(method, raw, arrived, fault.status)
                 self._answer(fault.status, f"<html><body><h1>{fault.status} Gateway Time-out</h1></body></html>",
                              "text/html")
+                return
+            if fault and fault.body is not None:
+                self._route(method, raw)
+                self._record_send(method, raw, arrived, 200)
+                self._answer(200, fault.body, "text/html" if fault.body else "application/json")
                 return
             if fault and fault.status:
                 code = {429: 20429, 401: 20003, 404: 20404}.get(fault.status, 20500)
