@@ -394,7 +394,7 @@ def test_healthz_gives_numbers_only_and_metrics_need_the_token(on_twilio, place,
     delivery.watch()
     answer = client.get("/healthz").get_json()
     # Both retried 30 s after their first try: due since 150 s.
-    assert answer["delivery"]["channels"]["sms"] == {"pending": 2, "oldest_pending_seconds": 150, "failed_24h": 0}
+    assert answer["delivery"]["channels"]["sms"] == {"pending": 2, "oldest_pending_seconds": 150}
     assert answer["delivery"]["outages"] == [{"territory": place.territory.id, "channel": "sms", "cause": "credit",
                                               "seconds": 180}]
     raw = client.get("/healthz").get_data(as_text=True)
@@ -408,7 +408,7 @@ def test_healthz_gives_numbers_only_and_metrics_need_the_token(on_twilio, place,
     metrics = client.get("/metrics", headers={"Authorization": "Bearer jeton-de-supervision-0123456789"})
     text = metrics.get_data(as_text=True)
     assert metrics.status_code == 200 and metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert 'lapins_messages_pending{channel="sms"} 2' in text
+    assert 'lapins_messages_pending{channel="sms"} 2' in text and 'lapins_messages_failed_24h{channel="sms"} 0' in text
     assert f'lapins_channel_down_seconds{{territory="{place.territory.id}",channel="sms",cause="credit"}} 180' in text
 
 

@@ -77,14 +77,30 @@ def banner_text(state: ChannelState, tz) -> str:
 # --- Watching (beat job, every minute) ---------------------------------------------------------------------------
 
 def watch(now: datetime | None = None) -> dict[str, int]:
-    """One look at every territory's channels; returns how many outages began and ended (for the logs)."""
+    """One look at every territory's channels; returns how many outages began and ended (for the logs).
+
+    One query finds the messages waiting after a failure, for the whole deployment (the status index, due within a
+    day: a retry is never due later than that); a channel without any, and not down, costs nothing more."""
     now = now or utcnow()
+    failing: dict[tuple[int, str], dict[str | None, tuple[datetime, datetime, int]]] = {}
+    for territory_id, channel, code, first, last, count in db.session.execute(
+            select(Message.territory_id, Message.channel, Message.error_code, func.min(Message.updated_at),
+                   func.max(Message.updated_at), func.count())
+            .where(Message.status.in_(WAITING), Message.due_at <= now + timedelta(days=1),
+                   Message.error.is_not(None), Message.attempts >= 1)
+            .group_by(Message.territory_id, Message.channel, Message.error_code)):
+        failing.setdefault((territory_id, str(channel)), {})[code] = (first, last, count)
+    states = {(state.territory_id, state.channel): state for state in db.session.scalars(
+        select(ChannelState).where(or_(ChannelState.down_since.is_not(None), ChannelState.failing_since.is_not(None))))}
     counts = {"began": 0, "ended": 0}
-    for territory in db.session.scalars(select(Territory).order_by(Territory.id)).all():
-        for channel in (str(Channel.SMS), str(Channel.EMAIL)):
-            change = _watch_channel(territory, channel, now)
-            if change:
-                counts[change] += 1
+    for territory_id, channel in sorted(set(failing) | set(states)):
+        territory = db.session.get(Territory, territory_id)
+        if territory is None:
+            continue
+        change = _watch_channel(territory, channel, failing.get((territory_id, channel), {}),
+                                states.get((territory_id, channel)), now)
+        if change:
+            counts[change] += 1
     return counts
 
 
@@ -97,22 +113,20 @@ def state_of(territory: Territory, channel: str) -> ChannelState:
     return state
 
 
-def _watch_channel(territory: Territory, channel: str, now: datetime) -> str | None:
-    of_channel = (Message.territory_id == territory.id, Message.channel == channel)
-    last_success = db.session.scalar(select(func.max(Message.sent_at)).where(*of_channel))
-    waiting_failed = select(Message.error_code, func.min(Message.updated_at), func.count()).where(
-        *of_channel, Message.status.in_(WAITING), Message.error.is_not(None), Message.attempts >= 1)
-    if last_success is not None:
-        waiting_failed = waiting_failed.where(Message.updated_at > last_success)
-    failures = {code: (first, count) for code, first, count in
-                db.session.execute(waiting_failed.group_by(Message.error_code))}
-    state = db.session.scalar(select(ChannelState).where(ChannelState.territory_id == territory.id,
-                                                         ChannelState.channel == channel))
-    if state is None and not failures:
-        return None  # nothing to say about a channel that never failed: no row for it
+def _watch_channel(territory: Territory, channel: str, waiting: dict[str | None, tuple[datetime, datetime, int]],
+                   state: ChannelState | None, now: datetime) -> str | None:
     state = state or state_of(territory, channel)
     state.operator = operator_of(territory, channel)
-    state.last_success_at = last_success
+    # The last success since the failures (or the outage) began: a short backward range of ix_messages_territory_sent.
+    since = min([first for first, _last, _count in waiting.values()]
+                + [moment for moment in (state.down_since, state.failing_since) if moment is not None])
+    last_success = db.session.scalar(select(func.max(Message.sent_at)).where(
+        Message.territory_id == territory.id, Message.channel == channel, Message.sent_at >= since))
+    if last_success is not None:
+        state.last_success_at = last_success
+    # Failures a success came after say nothing of the operator now (that success is newer than their last try).
+    failures = {code: (first, count) for code, (first, last, count) in waiting.items()
+                if last_success is None or last > last_success}
     change = None
     if state.down_since is not None and last_success is not None and last_success > state.down_since:
         _end_outage(territory, state, now)
@@ -365,19 +379,20 @@ def webhook_figures(webhook: Webhook, now: datetime) -> ChannelFigures:
         webhook=webhook)
 
 
-def deployment_figures(now: datetime | None = None) -> dict:
-    """Numbers only, for /healthz and /metrics: no name, no address, territories and webhooks by id."""
+def deployment_figures(now: datetime | None = None, *, detailed: bool = True) -> dict:
+    """Numbers only, for /healthz and /metrics: no name, no address, territories and webhooks by id. /healthz,
+    asked every few seconds by load balancers, leaves out (`detailed`) what scans a day or a month of messages."""
     now = now or utcnow()
     channels = {}
     for channel in (str(Channel.SMS), str(Channel.EMAIL)):
         pending, oldest = db.session.execute(select(func.count(), func.min(Message.due_at)).where(
             Message.channel == channel, Message.status.in_(WAITING), Message.due_at <= now)).one()
-        failed_day = db.session.scalar(select(func.count()).where(
-            Message.channel == channel, Message.updated_at >= now - timedelta(days=1),
-            Message.status.in_([MessageStatus.FAILED, MessageStatus.UNDELIVERABLE])))
         channels[channel] = {"pending": pending,
-                             "oldest_pending_seconds": int((now - oldest).total_seconds()) if oldest else 0,
-                             "failed_24h": failed_day}
+                             "oldest_pending_seconds": int((now - oldest).total_seconds()) if oldest else 0}
+        if detailed:
+            channels[channel]["failed_24h"] = db.session.scalar(select(func.count()).where(
+                Message.channel == channel, Message.updated_at >= now - timedelta(days=1),
+                Message.status.in_([MessageStatus.FAILED, MessageStatus.UNDELIVERABLE])))
     outages = [{"territory": state.territory_id, "channel": state.channel, "cause": state.cause,
                 "seconds": int((now - state.down_since).total_seconds())}
                for state in db.session.scalars(select(ChannelState).where(ChannelState.down_since.is_not(None))
@@ -385,7 +400,8 @@ def deployment_figures(now: datetime | None = None) -> dict:
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     segments = {territory: int(total or 0) for territory, total in db.session.execute(
         select(Message.territory_id, func.sum(Message.segments)).where(
-            Message.channel == Channel.SMS, Message.sent_at >= month_start).group_by(Message.territory_id))}
+            Message.channel == Channel.SMS, Message.sent_at >= month_start).group_by(Message.territory_id))
+        } if detailed else {}
     webhooks = {}
     for webhook_id, paused_at, failures in db.session.execute(
             select(Webhook.id, Webhook.paused_at, Webhook.consecutive_failures).where(Webhook.active.is_(True))
@@ -394,7 +410,10 @@ def deployment_figures(now: datetime | None = None) -> dict:
             WebhookDelivery.webhook_id == webhook_id,
             WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING])))
         webhooks[webhook_id] = {"pending": pending, "consecutive_failures": failures, "paused": paused_at is not None}
-    return {"channels": channels, "outages": outages, "segments_month": segments, "webhooks": webhooks}
+    figures = {"channels": channels, "outages": outages, "webhooks": webhooks}
+    if detailed:
+        figures["segments_month"] = segments
+    return figures
 
 
 def outages_for(territory_ids: set[int]) -> list[ChannelState]:
