@@ -159,7 +159,6 @@ class TwilioSmsBackend:
             raise mapped from None
         return None
 
-
     def balance(self) -> Balance | None:
         """What is left on the account (Twilio's Balance resource, an amount in the account's currency); None
         when Twilio's answer cannot be read. A refused account raises like a send (code credit or credentials)."""
