@@ -12,6 +12,7 @@ from lapins.integrations import delivery
 from lapins.models import Heartbeat, utcnow
 from lapins.monitoring import delivery as delivery_health
 from lapins.notifications import tasks as notification_tasks  # noqa: F401  (registers the outbox tasks)
+from lapins.notifications import webhooks as twilio_webhooks
 from lapins.privacy import retention
 from lapins.stats import exports
 from lapins.waitlist import offers
@@ -45,6 +46,8 @@ PERIODIC_JOBS = [
     # Watches each territory's channels: an operator that stops sending (no credit, credentials refused, failing
     # for DELIVERY_OUTAGE_MINUTES) announced to its administrators, and its end (lapins.monitoring.delivery).
     PeriodicJob("delivery-watch", "lapins.tasks.watch_delivery", every_seconds=60, expires_seconds=55),
+    # Applies the delivery statuses Twilio sent before the send's answer was recorded (lapins.notifications.webhooks).
+    PeriodicJob("sms-early-statuses", "lapins.tasks.apply_early_sms_statuses", every_seconds=60, expires_seconds=55),
     # Reads the SMS balance where the operator tells it, warns below the threshold (lapins.monitoring.delivery).
     PeriodicJob("delivery-balance", "lapins.tasks.check_sms_balances", every_seconds=24 * 3600, expires_seconds=3600),
     # Deletes rdvs past RETENTION_RDV_DAYS and blanks messages past RETENTION_MESSAGE_CONTENT_DAYS
@@ -107,3 +110,8 @@ def watch_delivery() -> dict[str, int]:
 @shared_task(name="lapins.tasks.check_sms_balances", ignore_result=True)
 def check_sms_balances() -> int:
     return delivery_health.check_balances()
+
+
+@shared_task(name="lapins.tasks.apply_early_sms_statuses", ignore_result=True)
+def apply_early_sms_statuses() -> int:
+    return twilio_webhooks.apply_early_statuses()

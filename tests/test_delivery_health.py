@@ -30,6 +30,7 @@ from lapins.monitoring import delivery
 from lapins.notifications import outbox
 from lapins.notifications.backends import Balance, TransientError
 from lapins.notifications.twilio import TwilioSmsBackend
+from lapins.tasks import apply_early_sms_statuses
 from tests.conftest import csrf_token_from
 from tests.fakes.twilio import TwilioFake, _Fault
 
@@ -251,7 +252,8 @@ def test_status_callbacks_before_the_send_returns_twice_or_never(on_twilio, plac
                                                                  twilio_fake, caplog):
     ids = list(place.due_reminders(3, starts_in=timedelta(hours=4)))
     # One send is held past the timeout after Twilio took it: Twilio's callback arrives before Lapins knows the
-    # SMS's sid. It is answered (no retry storm) and changes nothing; find_sent records the SMS after the lease.
+    # SMS's sid. It is answered (no retry storm) and kept; find_sent records the SMS after the lease, then the
+    # kept status applies.
     twilio_fake.hang_next(1, seconds=2.5, accept=True)
     outbox.dispatch_due()
     rows_now = rows(db, ids)
@@ -265,6 +267,9 @@ def test_status_callbacks_before_the_send_returns_twice_or_never(on_twilio, plac
     outbox.dispatch_due()
     rows_now = rows(db, [early, twice, never])
     assert rows_now[early].status == MessageStatus.SENT and rows_now[early].provider_id == taken.sid
+    assert apply_early_sms_statuses() == 1  # the beat's job: the early status applies once the sid is known
+    assert rows(db, [early])[early].status == MessageStatus.DELIVERED
+    assert apply_early_sms_statuses() == 0
 
     # Twice: the first applies, the copy changes nothing.
     callback = twilio_fake.status_request(rows_now[twice].provider_id, "delivered")
