@@ -258,8 +258,8 @@ def check_balances(now: datetime | None = None) -> int:
     for territory in db.session.scalars(select(Territory).order_by(Territory.id)).all():
         try:
             backend = providers.sms_backend(account=outbox.provider_account(territory))
-        except TransientError:
-            continue  # unreadable credentials: the watcher tells that already
+        except (TransientError, RuntimeError):
+            continue  # unreadable credentials (the watcher tells that already), or no Twilio account configured
         if not hasattr(backend, "balance"):
             continue
         try:
