@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from lapins.infra import crypto
 from lapins.integrations import delivery as webhook_delivery
@@ -520,3 +520,26 @@ def test_a_failing_webhook_tells_its_owner_then_is_paused_and_one_click_resumes_
     db.session.expire_all()
     assert {sent.status for sent in db.session.scalars(select(WebhookDelivery))} == {DeliveryStatus.DELIVERED}
     assert db.session.get(Webhook, webhook.id).paused_at is None
+
+
+def test_after_a_long_outage_a_burst_of_429_at_the_recovery_gives_up_on_no_message(
+        on_twilio, place, db, clock, twilio_fake, smtp_server):
+    twilio_fake.run_out_of_credit()
+    reminders = place.due_reminders(3, starts_in=timedelta(days=3))
+    outbox.dispatch_due()
+    beat(clock, 1)
+    # A weekend of tries refused for want of credit: the next one half an hour away, at the longest backoff.
+    db.session.execute(update(Message).values(attempts=60, due_at=datetime.now(UTC) + outbox.LONGEST_RETRY))
+    db.session.commit()
+    twilio_fake.top_up()
+    beat(clock, 1)  # the probe leaves
+    clock.shift(timedelta(minutes=1))
+    delivery.watch()  # the recovery: the others brought forward, their retry budget whole again
+    twilio_fake.throttle_next(2)  # everything leaving at once: Twilio answers 429
+    outbox.dispatch_due()
+    assert {row.status for row in rows(db, reminders).values()} == {MessageStatus.SENT, MessageStatus.PENDING}
+    beat(clock, 1)
+    final = rows(db, reminders)
+    assert {row.status for row in final.values()} == {MessageStatus.SENT}
+    assert Counter(message.to for message in twilio_fake.messages) == Counter(
+        phone for phone, _start in reminders.values())

@@ -191,6 +191,10 @@ def _end_outage(territory: Territory, state: ChannelState, now: datetime) -> Non
     sent_late = db.session.scalar(select(func.count()).where(
         *of_channel, Message.sent_at > state.down_since, Message.attempts > 1))
     at = _civil_now(territory, state.channel, now)
+    # Their tries so far were the operator's failures, not theirs: they start again with the whole retry budget
+    # (a burst of 429s as everything leaves at once must not give up on a message tried 100 times over a weekend).
+    db.session.execute(update(Message).where(*of_channel, Message.status == MessageStatus.PENDING, *held)
+                       .values(attempts=1).execution_options(synchronize_session=False))
     db.session.execute(update(Message).where(*of_channel, Message.status == MessageStatus.PENDING, *held,
                                              Message.due_at > at)
                        .values(due_at=at).execution_options(synchronize_session=False))
