@@ -91,6 +91,13 @@ class Config:
     # After a transient error (Twilio 5xx or 429, SMTP down) a message is tried again this many seconds later, then
     # twice as long after each new failure (30 minutes at most), until its rdv starts.
     OUTBOX_RETRY_SECONDS = env_int("OUTBOX_RETRY_SECONDS", 30)
+    # Delivery health (lapins.monitoring.delivery): a channel whose every attempt fails this long counts as down
+    # (its territory's administrators are told, a banner shows); the price of one SMS segment, to weigh a balance
+    # counted in money against the territory's use (default threshold: 10 days of it); the token /metrics asks for
+    # (Authorization: Bearer ...; empty: /metrics answers 404).
+    DELIVERY_OUTAGE_MINUTES = env_int("DELIVERY_OUTAGE_MINUTES", 30)
+    SMS_SEGMENT_PRICE = env_str("SMS_SEGMENT_PRICE", "0.08")
+    METRICS_TOKEN = env_str("METRICS_TOKEN", "")
     # Waiting list: a freed slot offered to a family is held for it this long; no offer is made this close to the
     # slot; a family gets this many offers a day at most.
     WAITLIST_HOLD_MINUTES = env_int("WAITLIST_HOLD_MINUTES", 30)
@@ -105,6 +112,10 @@ class Config:
     WEBHOOK_READ_TIMEOUT = env_int("WEBHOOK_READ_TIMEOUT", 5)
     WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 30)
     WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", True)
+    # A failing endpoint: its owner is e-mailed after this many attempts failed in a row; after failing this many
+    # hours it is paused (its deliveries kept until « Reprendre et renvoyer »).
+    WEBHOOK_FAILURE_NOTICE_AFTER = env_int("WEBHOOK_FAILURE_NOTICE_AFTER", 10)
+    WEBHOOK_PAUSE_AFTER_HOURS = env_int("WEBHOOK_PAUSE_AFTER_HOURS", 24)
     # Personal data (lapins.privacy.retention, a daily beat job): rdvs that ended this many days ago are deleted with
     # their messages and waiting-list rows; messages this old keep their figures but lose their text and address.
     # 0 turns a rule off. Rows are handled RETENTION_BATCH_SIZE at a time, one transaction each.

@@ -96,6 +96,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.calendars import bp as calendars_bp
     from lapins.auth.blueprint import bp as auth_bp
     from lapins.family.pages import bp as family_bp
+    from lapins.monitoring import pages as monitoring_pages  # noqa: F401  (the health page and banner, on health_bp)
     from lapins.monitoring.health import bp as health_bp
     from lapins.integrations.blueprint import bp as integrations_bp
     from lapins.notifications.webhooks import bp as webhooks_bp

@@ -80,6 +80,21 @@ def administers_territory(actor: Agent, territory: Territory) -> bool:
     return admin_here and not has_territory_admin(territory.id)
 
 
+def territory_administrators(territory: Territory) -> list[Agent]:
+    """Who is told when the territory's messages stop leaving (lapins.monitoring.delivery): its active territory
+    administrators; while it has none, the administrators of its organisations (those who administer it then)."""
+    admins = list(db.session.scalars(
+        select(Agent).join(TerritoryAdmin, TerritoryAdmin.agent_id == Agent.id)
+        .where(TerritoryAdmin.territory_id == territory.id, Agent.active.is_(True)).order_by(Agent.id)))
+    if admins:
+        return admins
+    return list(db.session.scalars(
+        select(Agent).join(AgentRole, AgentRole.agent_id == Agent.id)
+        .join(Organisation, Organisation.id == AgentRole.organisation_id)
+        .where(Organisation.territory_id == territory.id, AgentRole.role == Role.ADMIN, Agent.active.is_(True))
+        .distinct().order_by(Agent.id)))
+
+
 def _visible(actor: Agent, target) -> bool:
     return bool(_organisation_ids(target) & organisations_of(actor)) or _through_territory(actor, target)
 
@@ -124,6 +139,8 @@ def _can_on_territory(actor: Agent, action: str, territory: Territory) -> bool:
     if action == "view":
         return True
     if action == "administer":  # its settings, its organisations, its territory administrators
+        return administers_territory(actor, territory)
+    if action == "watch_delivery":  # its delivery health page and balance threshold: whoever administers it
         return administers_territory(actor, territory)
     if action == "oversee":  # the figures of all its organisations
         return territory.id in actor.administered_territory_ids or any(

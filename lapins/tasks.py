@@ -10,7 +10,9 @@ from lapins.calendars import tasks as calendar_tasks  # noqa: F401  (registers t
 from lapins.infra.extensions import db
 from lapins.integrations import delivery
 from lapins.models import Heartbeat, utcnow
+from lapins.monitoring import delivery as delivery_health
 from lapins.notifications import tasks as notification_tasks  # noqa: F401  (registers the outbox tasks)
+from lapins.notifications import webhooks as twilio_webhooks
 from lapins.privacy import retention
 from lapins.stats import exports
 from lapins.waitlist import offers
@@ -41,6 +43,13 @@ PERIODIC_JOBS = [
     # Reads the busy times of agents' CalDAV calendars (lapins.calendars.busy), sync tokens first.
     PeriodicJob("caldav-busy", "lapins.calendars.read_busy", every_seconds=300, expires_seconds=280,
                 setting="CALDAV_BUSY_READ_SECONDS"),
+    # Watches each territory's channels: an operator that stops sending (no credit, credentials refused, failing
+    # for DELIVERY_OUTAGE_MINUTES) announced to its administrators, and its end (lapins.monitoring.delivery).
+    PeriodicJob("delivery-watch", "lapins.tasks.watch_delivery", every_seconds=60, expires_seconds=55),
+    # Applies the delivery statuses Twilio sent before the send's answer was recorded (lapins.notifications.webhooks).
+    PeriodicJob("sms-early-statuses", "lapins.tasks.apply_early_sms_statuses", every_seconds=60, expires_seconds=55),
+    # Reads the SMS balance where the operator tells it, warns below the threshold (lapins.monitoring.delivery).
+    PeriodicJob("delivery-balance", "lapins.tasks.check_sms_balances", every_seconds=24 * 3600, expires_seconds=3600),
     # Deletes rdvs past RETENTION_RDV_DAYS and blanks messages past RETENTION_MESSAGE_CONTENT_DAYS
     # (lapins.privacy.retention), in batches; a run the worker did not take within an hour waits for the next day.
     PeriodicJob("personal-data-retention", "lapins.tasks.apply_retention", every_seconds=24 * 3600,
@@ -91,3 +100,18 @@ def deliver_webhooks() -> dict[str, int]:
 @shared_task(name="lapins.tasks.apply_retention", ignore_result=True)
 def apply_retention() -> dict[str, int]:
     return asdict(retention.run())
+
+
+@shared_task(name="lapins.tasks.watch_delivery", ignore_result=True)
+def watch_delivery() -> dict[str, int]:
+    return delivery_health.watch()
+
+
+@shared_task(name="lapins.tasks.check_sms_balances", ignore_result=True)
+def check_sms_balances() -> int:
+    return delivery_health.check_balances()
+
+
+@shared_task(name="lapins.tasks.apply_early_sms_statuses", ignore_result=True)
+def apply_early_sms_statuses() -> int:
+    return twilio_webhooks.apply_early_statuses()

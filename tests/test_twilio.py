@@ -186,7 +186,7 @@ def test_refused_credentials_are_a_transient_error_that_does_not_blame_the_numbe
     with pytest.raises(TransientError) as raised:
         backend.send(sms())
     assert not isinstance(raised.value, PermanentError)
-    assert raised.value.code == "20003" and "TWILIO_AUTH_TOKEN" in raised.value.message
+    assert raised.value.code == "credentials" and "TWILIO_AUTH_TOKEN" in raised.value.message
 
 
 # --- find_sent -----------------------------------------------------------------------------------------------

@@ -255,7 +255,9 @@ def test_a_slow_endpoint_times_out_and_does_not_hold_up_the_others(app, org, rec
 
 
 def test_after_the_last_attempt_the_log_shows_the_failure_and_an_admin_sends_it_again(client, auth, org, receiver,
-                                                                                      frozen):
+                                                                                      frozen, app, monkeypatch):
+    # One delivery's attempts over eight days: the endpoint is never paused here (tests/test_delivery_health.py).
+    monkeypatch.setitem(app.config, "WEBHOOK_PAUSE_AFTER_HOURS", 24 * 30)
     add_webhook(org.organisation, receiver.url)
     org.book()
     receiver.answer = 503

@@ -46,6 +46,7 @@ NAV_SECTIONS = {
     "agenda.new_session": "agenda.sessions_index", "agenda.session_detail": "agenda.sessions_index",
     "agenda.territory_messages": "agenda.my_territory_messages",
     "territory_settings.page": "territory_settings.mine",
+    "health.health_page": "health.health_index",
     "integrations.webhooks": "integrations.index",
     "audit.rdv_history": "audit.index", "audit.usager_history": "audit.index",
     **{f"admin.{page}": "admin.index" for page in (
@@ -82,6 +83,7 @@ def extra_nav_items(agent) -> list:
         if agent.administered_territory_ids or (admin and any(
                 policies.administers_territory(agent, role.organisation.territory) for role in agent.roles)):
             menu.append(("territory_settings.mine", "Paramètres du territoire"))
+            menu.append(("health.health_index", "Santé des envois"))
         if admin:
             menu += [("agenda.my_territory_messages", "SMS envoyés"), ("audit.index", "Historique"),
                      ("integrations.index", "Intégrations")]

@@ -8,6 +8,11 @@ that failed in a run is not tried again in that run, so one dead endpoint does n
 The receiver checks the `X-Lapins-Signature` header: `t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the
 webhook's secret>`, and may refuse a timestamp older than a few minutes (replays). `X-Lapins-Delivery` is the
 delivery's id, the same on every attempt, so that a receiver can ignore a repeat.
+
+An endpoint failing is heard about: after WEBHOOK_FAILURE_NOTICE_AFTER attempts failed in a row its owner (who created
+it, else the organisation's administrators) gets an e-mail; once it has failed for WEBHOOK_PAUSE_AFTER_HOURS it is
+paused: nothing more is sent to it, its deliveries are kept (new ones too) until « Reprendre et renvoyer » (`resume`)
+sends them again, those that failed meanwhile included. One success clears the count.
 """
 from __future__ import annotations
 
@@ -19,12 +24,15 @@ from datetime import datetime, timedelta
 
 import requests
 from flask import current_app
+from markupsafe import escape
 from sqlalchemy import delete, or_, select, update
 
 from lapins.infra import crypto
 from lapins.infra.extensions import db
-from lapins.models import utcnow
+from lapins.models import Agent, AgentRole, Role, utcnow
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
+from lapins.notifications import providers
+from lapins.notifications.backends import OutgoingEmail, ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +66,12 @@ def deliver_due(now: datetime | None = None) -> dict[str, int]:
     """Send the due deliveries; returns counts by outcome."""
     now = now or utcnow()
     _forget_old(now)
+    paused = select(Webhook.id).where(Webhook.paused_at.is_not(None))
     due = list(db.session.scalars(
         select(WebhookDelivery.id).where(or_(
             (WebhookDelivery.status == DeliveryStatus.PENDING) & (WebhookDelivery.next_attempt_at <= now),
-            (WebhookDelivery.status == DeliveryStatus.SENDING) & (WebhookDelivery.lease_until <= now)))
+            (WebhookDelivery.status == DeliveryStatus.SENDING) & (WebhookDelivery.lease_until <= now)),
+            WebhookDelivery.webhook_id.not_in(paused))
         .order_by(WebhookDelivery.id).limit(PER_RUN)))
     db.session.commit()
     counts = {"delivered": 0, "retry": 0, "failed": 0, "postponed": 0}
@@ -89,8 +99,8 @@ def _deliver_one(delivery_id: int, now: datetime, failing: set[int]) -> str | No
     delivery = db.session.get(WebhookDelivery, delivery_id)
     if delivery is None:
         return None
-    if delivery.webhook_id in failing:
-        return "postponed"  # its endpoint just failed: the next run tries again
+    if delivery.webhook_id in failing or delivery.webhook.paused_at is not None:
+        return "postponed"  # its endpoint just failed (the next run tries again), or is paused: kept
     if not _claim(delivery_id, now):
         return None  # another worker has it
     db.session.refresh(delivery)
@@ -131,8 +141,81 @@ def _deliver_one(delivery_id: int, now: datetime, failing: set[int]) -> str | No
         failing.add(webhook.id)
         logger.warning("Webhooks: delivery %s to webhook %s failed (attempt %d): %s", delivery.id, webhook.id,
                        delivery.attempts, error)
+    if webhook.active:
+        _count_endpoint_outcome(webhook, error, utcnow())
     db.session.commit()
     return outcome
+
+
+def _count_endpoint_outcome(webhook: Webhook, error: str | None, now: datetime) -> None:
+    """Failures in a row: the owner told after WEBHOOK_FAILURE_NOTICE_AFTER, the endpoint paused after
+    WEBHOOK_PAUSE_AFTER_HOURS of them; a success starts the count again."""
+    if error is None:
+        webhook.consecutive_failures, webhook.failing_since, webhook.failure_notified_at = 0, None, None
+        return
+    webhook.consecutive_failures += 1
+    webhook.failing_since = webhook.failing_since or now
+    config = current_app.config
+    if webhook.consecutive_failures >= config["WEBHOOK_FAILURE_NOTICE_AFTER"] and webhook.failure_notified_at is None:
+        if _tell_owner(webhook, f"Webhook en échec : {webhook.consecutive_failures} envois échoués de suite",
+                       f"Les {webhook.consecutive_failures} derniers envois vers {webhook.url} ont échoué (dernière "
+                       f"erreur : {error}). Les événements sont gardés et de nouveau tentés.",
+                       f"Sans succès d'ici {config['WEBHOOK_PAUSE_AFTER_HOURS']} h, le webhook sera mis en pause."):
+            webhook.failure_notified_at = now
+    if (webhook.paused_at is None
+            and now - webhook.failing_since >= timedelta(hours=config["WEBHOOK_PAUSE_AFTER_HOURS"])):
+        webhook.paused_at = now
+        logger.warning("Webhooks: webhook %s paused after failing since %s", webhook.id,
+                       webhook.failing_since.isoformat())
+        _tell_owner(webhook, "Webhook mis en pause",
+                    f"Les envois vers {webhook.url} échouent depuis plus de {config['WEBHOOK_PAUSE_AFTER_HOURS']} h : "
+                    "le webhook est en pause. Les événements sont gardés ; « Reprendre et renvoyer » sur la page "
+                    "des intégrations les envoie de nouveau.")
+
+
+def _tell_owner(webhook: Webhook, subject: str, *paragraphs: str) -> bool:
+    """E-mail the webhook's owner (who created it, if still active), else its organisation's administrators. No
+    family's data: the address and the error only."""
+    owner = webhook.created_by
+    agents = [owner] if owner is not None and owner.active else list(db.session.scalars(
+        select(Agent).join(AgentRole, AgentRole.agent_id == Agent.id).where(
+            AgentRole.organisation_id == webhook.organisation_id, AgentRole.role == Role.ADMIN,
+            Agent.active.is_(True)).order_by(Agent.id)))
+    page = f"{current_app.config['PUBLIC_URL'].rstrip('/')}/integrations/organisations/{webhook.organisation_id}/webhooks"
+    told = False
+    for agent in agents:
+        lines = [f"Bonjour {agent.first_name},", *paragraphs, f"Intégrations : {page}"]
+        html = "".join(f"<p>{escape(line)}</p>" for line in lines[:-1])
+        html += f'<p><a href="{escape(page)}">Intégrations</a></p>'
+        try:
+            providers.email_backend().send(OutgoingEmail(
+                message_id=f"webhook-{webhook.id}-{agent.id}-{utcnow().timestamp():.0f}-{len(subject)}",
+                to=agent.email, subject=f"[Lapins] {subject}", text="\n\n".join(lines) + "\n",
+                html=f'<!doctype html><html lang="fr"><body>{html}</body></html>'))
+            told = True
+        except ProviderError as error:
+            logger.warning("Webhooks: notice for webhook %s to agent %s not sent (code %s)", webhook.id, agent.id,
+                           error.code)
+    return told
+
+
+def resume(webhook: Webhook) -> int:
+    """« Reprendre et renvoyer »: the endpoint unpaused, its waiting deliveries due now and those that failed since it
+    began failing sent again as first attempts. Returns how many are to be sent."""
+    now = utcnow()
+    replay = [WebhookDelivery.status == DeliveryStatus.PENDING]
+    if webhook.failing_since is not None:
+        replay.append((WebhookDelivery.status == DeliveryStatus.FAILED)
+                      & (WebhookDelivery.created_at >= webhook.failing_since - max(BACKOFF) * 2))
+    replayed = db.session.execute(
+        update(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id, or_(*replay))
+        .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now, last_error=None)
+        .execution_options(synchronize_session=False)).rowcount
+    webhook.paused_at = webhook.failing_since = webhook.failure_notified_at = None
+    webhook.consecutive_failures = 0
+    db.session.commit()
+    kick()
+    return replayed
 
 
 def retry(delivery: WebhookDelivery) -> None:

@@ -80,6 +80,19 @@ def deactivate_webhook(webhook_id: int):
     return redirect(url_for("integrations.webhooks", organisation_id=webhook.organisation_id))
 
 
+@bp.route("/webhooks/<int:webhook_id>/reprendre", methods=["POST"])
+def resume_webhook(webhook_id: int):
+    webhook = _webhook(webhook_id)
+    if ConfirmForm().validate_on_submit():
+        if webhook.paused_at is None:
+            flash("Ce webhook n'est pas en pause.", "error")
+        else:
+            count = delivery.resume(webhook)
+            flash(f"Webhook repris : {count} événement{'s' if count > 1 else ''} de nouveau envoyé"
+                  f"{'s' if count > 1 else ''} dans la minute.", "success")
+    return redirect(url_for("integrations.webhooks", organisation_id=webhook.organisation_id))
+
+
 @bp.route("/livraisons/<int:delivery_id>/relancer", methods=["POST"])
 def retry_delivery(delivery_id: int):
     sent = db.session.get(WebhookDelivery, delivery_id)

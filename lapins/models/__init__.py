@@ -9,6 +9,7 @@ from lapins.models.plages import Absence, PlageOuverture
 from lapins.models.rdvs import Participation, ParticipationStatus, Rdv, RdvAgent, RdvStatus
 from lapins.models.sms_replies import SmsReplyRound
 from lapins.models.system import Heartbeat
+from lapins.models.delivery_health import ChannelState  # noqa: F401
 from lapins.models.territories import Lieu, Organisation, Territory
 from lapins.models.territory_admins import TerritoryAdmin  # noqa: F401
 from lapins.models.types import utcnow

@@ -28,6 +28,12 @@ class Webhook(db.Model):
     # The signing secret, encrypted at rest (lapins.infra.crypto): shown once, when the webhook is created.
     secret_encrypted: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(default=True)
+    # Failing endpoints are heard about (lapins.integrations.delivery): attempts failed in a row and since when,
+    # when its owner was e-mailed, and when it was paused (its deliveries kept until « Reprendre »).
+    consecutive_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -715,6 +715,13 @@ def _record_transient(message: Message, error: TransientError) -> None:
     message.claimed_at = None
     first_retry = timedelta(seconds=current_app.config["OUTBOX_RETRY_SECONDS"])
     retry_at = _retry_time(message, now + min(first_retry * 2 ** (message.attempts - 1), LONGEST_RETRY), now)
+    if error.code in backends.OPERATOR_DOWN:
+        # The operator sends for no one (no credit, credentials refused): not this message's fault, so never
+        # failed for it. Pending until its deadline; the rdv's start then skips it (_prepare: failed as too late),
+        # and a recovery brings the waiting ones forward (lapins.monitoring.delivery).
+        message.status = MessageStatus.PENDING
+        message.due_at = min(retry_at, message.expires_at) if message.expires_at is not None else retry_at
+        return
     if message.attempts >= MAX_ATTEMPTS:
         message.status = MessageStatus.FAILED
         message.error = f"Abandon après {message.attempts} essais : {error.message}"[:255]

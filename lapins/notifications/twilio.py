@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from lapins.notifications.backends import Delivery, OutgoingSms, PermanentError, ProviderError, TransientError
+from lapins.notifications.backends import (
+    Balance, Delivery, OutgoingSms, PermanentError, ProviderError, TransientError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,15 @@ OTHER_ERRORS = {
     "30003": "Téléphone éteint ou hors réseau : le SMS n'a pas pu être remis.",
     "30007": "SMS filtré par l'opérateur.",
     "30008": "Échec de remise inconnu de l'opérateur.",
+    "10001": "Compte Twilio inactif (crédit épuisé ?) : SMS non envoyé.",
+    "20005": "Compte Twilio inactif (crédit épuisé ?) : SMS non envoyé.",
 }
+
+# The account cannot send for anyone: its balance ran out (Twilio suspends it, 20005 "Account not active" on the
+# API, 10001 in the logs, 30002 on a message's status) or an HTTP 402; or its credentials are refused (20003, 401).
+# Sent as the outbox's OPERATOR_DOWN codes, so that messages wait instead of failing and administrators are told.
+NO_CREDIT_CODES = frozenset({"10001", "20005", "30002"})
+REFUSED_CREDENTIALS_CODES = frozenset({"20003"})
 
 # find_sent looks at this many of the number's latest messages at most.
 FIND_SENT_LIMIT = 200
@@ -115,6 +126,11 @@ class TwilioSmsBackend:
             if mapped is None:
                 raise
             raise mapped from None
+        if not message.sid:
+            # A 2xx whose body is not Twilio's Message (empty, a proxy's page the SDK read as nothing): the SMS may
+            # have been taken; find_sent is asked before any new attempt.
+            raise TransientError("Le SMS n'a peut-être pas été envoyé : réponse illisible de Twilio, vérification "
+                                 "avant tout nouvel essai.", code="network", maybe_sent=True)
         logger.info("SMS %s accepted by Twilio as %s", sms.message_id, message.sid)
         return Delivery(provider_id=message.sid, segments=_segments(message.num_segments))
 
@@ -143,6 +159,22 @@ class TwilioSmsBackend:
             raise mapped from None
         return None
 
+    def balance(self) -> Balance | None:
+        """What is left on the account (Twilio's Balance resource, an amount in the account's currency); None
+        when Twilio's answer cannot be read. A refused account raises like a send (code credit or credentials)."""
+        try:
+            answer = self.client.api.v2010.account.balance.fetch()
+        except Exception as error:
+            mapped = _provider_error(error, self.timeout, asking=True)
+            if mapped is None:
+                raise
+            raise mapped from None
+        try:
+            return Balance(amount=Decimal(str(answer.balance)), currency=answer.currency or None)
+        except (InvalidOperation, TypeError, ValueError):
+            logger.warning("Twilio balance: an answer that is not a number")
+            return None
+
 
 def _provider_error(error: Exception, timeout: float, asking: bool = False) -> ProviderError | None:
     """Twilio's or the network's failure as the outbox understands it (None: not one, a bug to let through).
@@ -164,6 +196,12 @@ def _provider_error(error: Exception, timeout: float, asking: bool = False) -> P
         if error.status == 429:
             return TransientError(f"{what} : Twilio est momentanément indisponible (HTTP {error.status}), "
                                   "nouvel essai plus tard.", code=code)
+        if code in NO_CREDIT_CODES or error.status == 402:
+            return TransientError(f"{what} : crédit épuisé ou compte suspendu chez Twilio (code Twilio {code}).",
+                                  code="credit")
+        if code in REFUSED_CREDENTIALS_CODES or error.status == 401:
+            return TransientError(f"{what} : {error_text('20003')[0].lower()}{error_text('20003')[1:-1]} "
+                                  f"(code Twilio {code}).", code="credentials")
         if not asking and code in UNDELIVERABLE_CODES:
             return PermanentError(UNDELIVERABLE_CODES[code], code=code)
         reason = error_text(code).rstrip(".")

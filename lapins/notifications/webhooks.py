@@ -34,12 +34,12 @@ import hmac
 import logging
 import unicodedata
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, g, request
-from sqlalchemy import inspect, or_, select, update
+from sqlalchemy import delete, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
@@ -202,11 +202,53 @@ def status():
     sid = request.form.get("MessageSid", "")
     message = db.session.scalar(select(Message).where(Message.provider_id == sid)) if sid else None
     if message is None or message.territory_id not in g.twilio_territory_ids:
-        # Not ours (another application on the account) or not recorded yet: Twilio must not retry it.
+        # Not ours (another application on the account) or not recorded yet: Twilio must not retry it. A final
+        # status for a sid not recorded yet may have overtaken the send's answer: kept a day for it.
+        if message is None and sid:
+            _keep_early(sid)
         return Response("", 200)
     done, _ = act_once(STATUS, lambda: record_status(message, request.form.get("MessageStatus", "").lower(),
                                                      request.form.get("ErrorCode") or None, utcnow()))
     return Response("", 204 if done else 200)  # a copy: 200, and Twilio stops there too
+
+
+EARLY = "early"  # TwilioCallback.kind of a final status that came before its send's answer
+EARLY_KEPT = timedelta(days=1)
+
+
+def _keep_early(sid: str) -> None:
+    """A final status (delivered, undelivered...) for a MessageSid the outbox has not recorded yet: Twilio's
+    callback overtook the answer to the send (or the send timed out and find_sent will record it). Kept, with its
+    error code, for `apply_early_statuses`. Only the environment's token can have verified it (the message, not yet
+    ours, names no territory), so it will apply only to a territory using that account."""
+    status = request.form.get("MessageStatus", "").strip().lower()
+    if status not in DELIVERED_STATUSES | FAILED_STATUSES:
+        return
+    code = (request.form.get("ErrorCode") or "").strip()
+    value = f"{status}:{code}"[:20] if code else status
+    if _recorded(TwilioCallback(kind=EARLY, message_sid=sid[:64], status=value)):
+        db.session.commit()
+        logger.info("Twilio status %s for %s came before its send was recorded: kept", status, sid[:64])
+
+
+def apply_early_statuses(now: datetime | None = None) -> int:
+    """The kept early statuses whose message is now recorded, applied (record_status: never moving a message back);
+    those kept longer than EARLY_KEPT (another application's messages) forgotten. Beat job `sms-early-statuses`."""
+    now = now or utcnow()
+    applied = 0
+    for callback, message in db.session.execute(
+            select(TwilioCallback, Message).join(Message, Message.provider_id == TwilioCallback.message_sid)
+            .where(TwilioCallback.kind == EARLY).order_by(TwilioCallback.id)).all():
+        territory = db.session.get(Territory, message.territory_id)
+        if territory is not None and not territory.has_twilio_credentials:
+            status, _, code = callback.status.partition(":")
+            record_status(message, status, code or None, now)
+            applied += 1
+        db.session.delete(callback)
+    db.session.execute(delete(TwilioCallback).where(TwilioCallback.kind == EARLY,
+                                                    TwilioCallback.received_at < now - EARLY_KEPT))
+    db.session.commit()
+    return applied
 
 
 def record_status(message: Message, twilio_status: str, error_code: str | None, now: datetime) -> None:

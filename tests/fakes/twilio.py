@@ -5,9 +5,11 @@
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json          send (201 + Message resource, or Twilio's error JSON)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages.json          list, newest first (To, From, DateSent, paging)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json    fetch one
+    GET  /2010-04-01/Accounts/{AccountSid}/Balance.json           what is left on the account (`balance`)
 
 Tests program its faults (`fail_next`, `throttle_next`, `hang_next`, `fail_after_accept_next`, `delay`), make numbers invalid or
-unsubscribed, read what it accepted (`messages`, `count_for`) and every request to send, refused or not, with when it
+unsubscribed, run the account out of credit (`run_out_of_credit`: every send answers Twilio's 20005 "Account not
+active" until `top_up`), read what it accepted (`messages`, `count_for`) and every request to send, refused or not, with when it
 came (`sends_to`), and make it call Lapins back like Twilio does, signed with the SDK's RequestValidator (`deliver`,
 `status_request`, `inbound_request`).
 
@@ -44,6 +46,7 @@ MAX_PAGE_SIZE = 1000
 ERRORS = {
     20001: (400, "Invalid parameter."),
     20003: (401, "Authentication failed."),
+    20005: (401, "Account not active."),  # what Twilio answers once the balance ran out and it suspended the account
     20404: (404, "The requested resource was not found."),
     20429: (429, "Too many requests."),
     20500: (500, "Internal server error."),
@@ -135,6 +138,7 @@ class _Fault:
     hang: float = 0.0  # seconds to hold the request before answering (or dropping it)
     accept: bool = True  # for a hang: process the request (the message is accepted) before hanging
     gateway: bool = False  # with a status: process the request, then answer the status as a proxy would (HTML)
+    body: str | None = None  # process the request, then answer 200 with this body instead of Twilio's JSON
 
 
 @dataclass
@@ -150,6 +154,9 @@ class _State:
     sends: list[SendRequest] = field(default_factory=list)
     in_flight: int = 0  # API requests being served right now
     most_in_flight: int = 0
+    balance: str = "100.00"  # the Balance resource's amount, in `currency`
+    currency: str = "EUR"
+    no_credit: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,6 +244,11 @@ class TwilioFake:
         balancer in front of Twilio returns when Twilio's answer comes too late for it."""
         self._add_faults(count, _Fault(status=status, gateway=True))
 
+    def garble_next(self, count: int = 1, body: str = "") -> None:
+        """The next `count` API requests are processed (a POST creates the message), then answered 200 with `body`
+        (empty, or a proxy's HTML page) instead of Twilio's JSON: an answer that does not say what happened."""
+        self._add_faults(count, _Fault(body=body))
+
     def _add_faults(self, count: int, fault: _Fault) -> None:
         with self._lock:
             self._state.faults.extend([fault] * count)
@@ -250,6 +262,19 @@ class TwilioFake:
         """Sending to these numbers answers 400 with code 21610 (the person texted STOP)."""
         with self._lock:
             self._state.unsubscribed.update(numbers)
+
+    def run_out_of_credit(self) -> None:
+        """Every send is refused with 20005 (Account not active) and the balance reads 0, until `top_up`."""
+        with self._lock:
+            self._state.no_credit, self._state.balance = True, "0.00"
+
+    def top_up(self, amount: str = "100.00") -> None:
+        with self._lock:
+            self._state.no_credit, self._state.balance = False, amount
+
+    def set_balance(self, amount: str, currency: str = "EUR") -> None:
+        with self._lock:
+            self._state.balance, self._state.currency = amount, currency
 
     def reset_numbers(self) -> None:
         with self._lock:
@@ -379,6 +404,8 @@ class TwilioFake:
             return _error(21603)
         with self._lock:
             invalid, unsubscribed = to in self._state.invalid, to in self._state.unsubscribed
+            if self._state.no_credit:
+                return _error(20005)
         if invalid or not to.startswith("+") or not to[1:].isdigit():
             return _error(21211)
         if unsubscribed:
@@ -424,6 +451,11 @@ class TwilioFake:
             "first_page_uri": page_uri(0), "previous_page_uri": page_uri(page - 1) if page else None,
             "next_page_uri": f"{page_uri(page + 1)}&PageToken=PA{chunk[-1].sid}" if more else None,
         }
+
+    def _balance(self) -> tuple[int, dict]:
+        with self._lock:
+            return 200, {"account_sid": self.account_sid, "balance": self._state.balance,
+                         "currency": self._state.currency}
 
     def _fetch(self, sid: str) -> tuple[int, dict]:
         with self._lock:
@@ -499,6 +531,11 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 self._answer(fault.status, f"<html><body><h1>{fault.status} Gateway Time-out</h1></body></html>",
                              "text/html")
                 return
+            if fault and fault.body is not None:
+                self._route(method, raw)
+                self._record_send(method, raw, arrived, 200)
+                self._answer(200, fault.body, "text/html" if fault.body else "application/json")
+                return
             if fault and fault.status:
                 code = {429: 20429, 401: 20003, 404: 20404}.get(fault.status, 20500)
                 status, payload = fault.status, {**_error(code)[1], "status": fault.status}
@@ -526,6 +563,8 @@ def _handler_for(fake: TwilioFake) -> type[BaseHTTPRequestHandler]:
                 return fake._create({key: values[0] for key, values in parse_qs(raw).items()})
             if rest == "Messages.json" and method == "GET":
                 return fake._list(parse_qs(parts.query))
+            if rest == "Balance.json" and method == "GET":
+                return fake._balance()
             if rest.startswith("Messages/") and rest.endswith(".json") and method == "GET":
                 return fake._fetch(rest[len("Messages/"):-len(".json")])
             return _error(20404)
