@@ -543,3 +543,30 @@ def test_after_a_long_outage_a_burst_of_429_at_the_recovery_gives_up_on_no_messa
     assert {row.status for row in final.values()} == {MessageStatus.SENT}
     assert Counter(message.to for message in twilio_fake.messages) == Counter(
         phone for phone, _start in reminders.values())
+
+
+def test_a_territory_on_brevo_is_watched_and_told_under_brevos_name(on_twilio, place, db, clock, brevo_fake,
+                                                                   brevo_app_config, smtp_server, app):
+    """The deployment sends through Twilio, this territory chose Brevo: Brevo's « no credit » keeps its reminders
+    pending, the alert and the recovery notice name Brevo, and every family gets its SMS once after the top-up."""
+    app.config.update(BREVO_API_KEY=brevo_app_config["BREVO_API_KEY"],
+                      BREVO_BASE_URL=brevo_app_config["BREVO_BASE_URL"])
+    for cache in ("lapins.territory_sms_backends", "lapins.operator_sms_backends"):
+        app.extensions.pop(cache, None)
+    place.territory.sms_operator = "brevo"
+    db.session.commit()
+    brevo_fake.credits = 0
+    reminders = place.due_reminders(5, starts_in=timedelta(hours=3))
+    outbox.dispatch_due()
+    assert {(row.status, row.error_code) for row in rows(db, reminders).values()} == {(MessageStatus.PENDING, "credit")}
+    clock.shift(timedelta(minutes=1))
+    delivery.watch()
+    assert subjects(smtp_server) == ["[Lapins] SMS bloqués : crédit épuisé chez Brevo"]
+
+    brevo_fake.credits = None
+    beat(clock, 1)
+    beat(clock, 1)
+    outbox.dispatch_due()
+    assert {row.status for row in rows(db, reminders).values()} == {MessageStatus.SENT}
+    assert len(brevo_fake.messages) == 5 and len({message.to for message in brevo_fake.messages}) == 5
+    assert subjects(smtp_server)[1:] == ["[Lapins] SMS de nouveau envoyés"]

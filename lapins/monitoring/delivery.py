@@ -36,16 +36,17 @@ CAUSES = {
     "credentials": "identifiants refusés",
     "failing": "tous les envois échouent",
 }
-OPERATOR_NAMES = {"twilio": "Twilio", "smtp": "le serveur d'envoi (SMTP)", "console": "la console"}
+OPERATOR_NAMES = {"twilio": "Twilio", "brevo": "Brevo", "smtp": "le serveur d'envoi (SMTP)", "console": "la console"}
 CHANNEL_NAMES = {"sms": "SMS", "email": "e-mails"}
 BALANCE_DAYS = 10  # the default threshold: this many days of the territory's average use
 USE_DAYS = 30  # the average use is taken over this many days
 
 
 def operator_of(territory: Territory, channel: str) -> str:
-    """The operator a territory's channel goes through (the deployment's backend)."""
+    """The operator a territory's channel goes through: for SMS its own choice (Twilio, Brevo), else the
+    deployment's; e-mails all leave through the deployment's backend."""
     if channel == Channel.SMS:
-        return current_app.config["SMS_BACKEND"]
+        return providers.operator_of(territory.sms_operator)
     return current_app.config["EMAIL_BACKEND"]
 
 
