@@ -26,8 +26,9 @@ def _plain(text: str) -> str:
 
 
 def name_key(first_name: str | None, last_name: str | None) -> str:
-    """« Marie-Claire » « BEN-ALI née Durand » → "marieclaire|benali durand": first name, then each last name."""
-    first = _plain(first_name or "").replace(" ", "")
+    """« Marie-Claire » « BEN-ALI née Durand » → "marie-claire|benali durand": the first name's parts, then each
+    last name (its parts joined: « Ben Ali » and « Benali » are one name)."""
+    first = "-".join(_plain(first_name or "").split())
     lasts = [part.replace(" ", "") for part in _NAME_LINKS.split(_plain(last_name or ""))]
     return f"{first}|{' '.join(part for part in lasts if part)}"[:KEY_LENGTH]
 
@@ -49,20 +50,21 @@ def _one_typo(a: str, b: str) -> bool:
 
 
 def names_close(key_a: str, key_b: str) -> bool:
-    """Same first name (or one a compound of the other: « Marie » / « Marie-Claire » — stored without the hyphen,
-    so only as a prefix of 4 letters or more), and a last name in common, or one letter apart; first and last names
-    swapped count too."""
+    """Same first name (« Marie Claire » / « Marieclaire ») or the first part of a compound one (« Marie » /
+    « Marie-Claire », but not « Louis » / « Louise »), and a last name in common or one letter apart; first and
+    last names swapped count too."""
     first_a, _, lasts_a = key_a.partition("|")
     first_b, _, lasts_b = key_b.partition("|")
     return _close(first_a, lasts_a.split(), first_b, lasts_b.split()) or \
-        _close(first_a, lasts_a.split(), " ".join(lasts_b.split()[:1]), [first_b])
+        _close(first_a, lasts_a.split(), " ".join(lasts_b.split()[:1]), [first_b.replace("-", "")])
 
 
 def _close(first_a: str, lasts_a: list[str], first_b: str, lasts_b: list[str]) -> bool:
     if not first_a or not first_b or not lasts_a or not lasts_b:
         return False
-    same_first = first_a == first_b or (min(len(first_a), len(first_b)) >= 4 and
-                                        (first_a.startswith(first_b) or first_b.startswith(first_a)))
+    parts_a, parts_b = first_a.split("-"), first_b.split("-")
+    shorter, longer = sorted((parts_a, parts_b), key=len)
+    same_first = "".join(parts_a) == "".join(parts_b) or longer[:len(shorter)] == shorter
     return same_first and any(a == b or _one_typo(a, b) for a in lasts_a for b in lasts_b)
 
 
