@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_utc
