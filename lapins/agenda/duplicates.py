@@ -148,23 +148,24 @@ def find_candidates(usager: Usager, actor=None, limit: int = CANDIDATE_LIMIT) ->
         signals.append(Usager.email == contact_key(usager.email))
     if not signals:
         return []
-    # The territory's few matches first, by the indexes; then those the actor may see among them. As one query, the
-    # scope's "member of one of these organisations" can lead the planner to read every membership of a large one.
-    statement = select(Usager).where(Usager.territory_id == usager.territory_id, Usager.id != usager.id,
-                                     Usager.merged_into_id.is_(None), or_(*signals))
-    others = list(db.session.scalars(statement.order_by(Usager.id).limit(500)))
-    if actor is not None and others:
-        visible = set(db.session.scalars(policies.usager_scope(actor).with_only_columns(Usager.id)
-                                         .where(Usager.id.in_([other.id for other in others]))))
-        others = [other for other in others if other.id in visible]
-    found = []
-    for other in others:
-        reasons = likely_same(_identity(usager), _identity(other))
-        if reasons and not _family_pair(usager, other):
-            found.append(Candidate(other, reasons))
-            if len(found) == limit:
-                break
-    return found
+    # The territory's few matches by the indexes, as plain rows (a child shares its birth date with dozens: loading
+    # them all as objects would cost more than the query); then those the actor may see among the likely ones. As one
+    # query, the scope's "member of one of these organisations" can make the planner read a large one's memberships.
+    rows = db.session.execute(
+        select(Usager.id, Usager.name_key, Usager.birth_date, Usager.phone, Usager.email, Usager.responsible_id)
+        .where(Usager.territory_id == usager.territory_id, Usager.id != usager.id, Usager.merged_into_id.is_(None),
+               or_(*signals)).order_by(Usager.id).limit(500)).all()
+    me = _identity(usager)
+    likely = {}
+    for row in rows:
+        reasons = likely_same(me, Identity(row.name_key or "", row.birth_date, row.phone, row.email))
+        if reasons and row.responsible_id != usager.id and usager.responsible_id != row.id:
+            likely[row.id] = reasons
+    if not likely:
+        return []
+    statement = policies.usager_scope(actor) if actor is not None else select(Usager)
+    others = db.session.scalars(statement.where(Usager.id.in_(list(likely))).order_by(Usager.id).limit(limit))
+    return [Candidate(other, likely[other.id]) for other in others]
 
 
 @dataclass(frozen=True)
