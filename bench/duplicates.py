@@ -18,7 +18,7 @@ import random
 import sys
 from datetime import date, timedelta
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, text
 
 from bench.database import BenchDatabase
 from bench.measure import elapsed_ms, now_ns, summary

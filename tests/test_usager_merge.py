@@ -325,3 +325,21 @@ def test_the_territory_list_of_a_large_file_set_is_bounded_and_skips_families(cl
     assert frozenset((w["kept"].id, w["removed"].id)) in named
     assert frozenset((w["mother"].id, child.id)) not in named
     assert len([pair for pair in pairs if w["mother"].id in (pair.first.id, pair.second.id)]) == 1
+
+
+def test_erasing_the_kept_file_erases_its_tombstones(client, auth, world, factories, db):
+    from lapins.privacy.erasure import erase
+
+    w = world
+    w["removed"].organisations = [w["organisation"]]  # followed by this organisation alone: erased, not detached
+    db.session.commit()
+    ids = (w["kept"].id, w["removed"].id)
+    auth.login(w["agent"])
+    path, data = _merge_form(client, *ids)
+    assert client.post(path, data=data).status_code == 302
+    admin = factories.AgentFactory(organisation=w["organisation"], organisation__role=Role.ADMIN)
+    with client.application.test_request_context():
+        erase(admin, db.session.get(Usager, ids[0]))
+        db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Usager, ids[0]) is None and db.session.get(Usager, ids[1]) is None
