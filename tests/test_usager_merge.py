@@ -343,3 +343,26 @@ def test_erasing_the_kept_file_erases_its_tombstones(client, auth, world, factor
         db.session.commit()
     db.session.expire_all()
     assert db.session.get(Usager, ids[0]) is None and db.session.get(Usager, ids[1]) is None
+
+
+def test_the_migration_computes_the_name_key_of_existing_usagers(database_url):
+    from flask_migrate import downgrade, upgrade
+
+    from lapins import create_app
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
+    with app.app_context():
+        upgrade(revision="18a0e5c0571d")
+        from lapins.models import Territory
+
+        database.session.add(Territory(number="01", name="Ain", timezone="Europe/Paris"))  # a table it leaves as is
+        database.session.commit()
+        with database.engine.begin() as connection:
+            connection.execute(database.text(
+                "INSERT INTO usagers (territory_id, first_name, last_name, sms_consent, email_consent, created_at) "
+                "SELECT id, 'Zoé', 'Lefèvre née Ben-Ali', false, false, CURRENT_TIMESTAMP FROM territories"))
+        upgrade()
+        assert database.session.scalar(select(Usager.name_key)) == "zoe|lefevre benali"
+        database.session.remove()
+        downgrade(revision="base")
+        database.engine.dispose()
