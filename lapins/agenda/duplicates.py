@@ -217,6 +217,8 @@ def _lock(usager_ids: list[int]) -> list[Usager | None]:
     if connection.dialect.name == "sqlite":
         db.session.commit()  # end the reads of the request, so that the write lock comes first
         db.session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        db.session.expire_all()  # relatives and memberships too are read again, after the lock
     rows = {usager.id: usager for usager in db.session.scalars(
         select(Usager).where(Usager.id.in_(usager_ids)).order_by(Usager.id)
         .with_for_update().execution_options(populate_existing=True))}
