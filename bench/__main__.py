@@ -9,7 +9,8 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
   5. families on the public slot picker, one alone, then --public-clients connections of wrk (bench/wrk.py), and 200
      families racing to move onto the same 20 free times (bench/public.py).
 Then the reminders (bench/reminders.py), and the reminders under faults, a deployment of their own per scenario
-(bench/faults.py, `--only faults`, `--fault-scenarios worker_kill,…`).
+(bench/faults.py, `--only faults`, `--fault-scenarios worker_kill,…`), and the duplicate finder among 200,000
+usagers in a schema of its own (bench/duplicates.py, `--only duplicates`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import text
 
-from bench import faults, reminder_plan, reminders, sessions
+from bench import duplicates, faults, reminder_plan, reminders, sessions
 from bench.database import BenchDatabase, UnsafeDatabase
 from bench.results import RESULTS_PATH, merge_results
 
@@ -37,6 +38,7 @@ TARGETS = {  # figure: (comparison, target) — all "at most"
     "slots.growth_ratio": 1.5,
     "public.next_slots.p95_ms": 30,
     "public.next_slots.floor_ratio": 1.5,
+    "usagers.duplicates.p95_ms": 50,
 }
 
 
@@ -68,10 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
     parser.add_argument("--only", choices=["reminders", "public", "agenda", "reminder-plan", "calendars", "faults",
-                                                "sessions"],
+                                                "sessions", "duplicates"],
                         help="une seule mesure : les rappels, le sélecteur et la course, les scénarios de l'agenda "
                              "(sur le département généré), le plan J-3 + J-1, les agendas des agents "
-                             "ou les rappels sous pannes (reminders.faults.*), la course aux places d'une séance")
+                             "ou les rappels sous pannes (reminders.faults.*), la course aux places d'une séance, "
+                             "les doublons d'usagers")
     parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
                         help="scénarios de l'agenda, séparés par des virgules : hit, miss, mixed, open_loop")
     parser.add_argument("--window-seconds", type=float, default=float(env("BENCH_WINDOW_SECONDS", 10)),
@@ -79,6 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     reminders.add_arguments(parser)
     reminder_plan.add_arguments(parser)
     faults.add_arguments(parser)
+    duplicates.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -116,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "sessions"):  # collective sessions: 200 families for the last 5 places (issue 16)
             section("séances collectives", failures, log, lambda: sessions.bench_signup_race(database, figures, log))
             failures.extend(sessions.verdict_failures(figures))
+        if args.only in (None, "duplicates"):
+            duplicate_figures = section("doublons d'usagers", failures, log, lambda: duplicates.bench_duplicates(
+                database, args.duplicates_usagers, args.duplicates_runs))
+            if duplicate_figures:
+                figures.update(duplicate_figures)
         if args.only in (None, "calendars"):  # last: it empties the database for a département of its own
             from bench import calendars
 

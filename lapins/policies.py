@@ -26,6 +26,15 @@ from lapins.models.usagers import usager_organisations
 
 MANAGERS = {Role.ADMIN, Role.SECRETARY}
 
+# MERGING two usagers' files. Who spots a duplicate is whoever books: the secretary at the desk, the puéricultrice
+# in her agenda; making them wait for an administrator leaves the split file in use for days, which is what breaks a
+# child's follow-up. So every role of the organisation may merge — but only two files it can see both of (each is
+# authorised apart, 404 otherwise), of the same territory, and every merge is in the audit trail with its agent,
+# from which an administrator reads it (« Historique »). A territory administrator alone sees no usager, so merges
+# none. The kept file goes on being seen by the organisations of both (their memberships are joined); their rdvs
+# stay scoped by the rdv's own organisation, so nobody sees more rdvs than before.
+MERGERS = {Role.ADMIN, Role.AGENT, Role.SECRETARY}
+
 
 def organisations_of(actor: Agent) -> set[int]:
     return actor.organisation_ids
@@ -111,6 +120,10 @@ def can(actor: Agent, action: str, target) -> bool:
     roles = {actor.role_in(organisation_id) for organisation_id in shared}
     if action == "view":
         return True
+    if isinstance(target, Usager) and target.merged_into_id is not None:
+        return False  # a merged file's tombstone is only seen, to be sent on to the kept file
+    if action == "merge":  # two files of one person (lapins.agenda.duplicates): see MERGING below
+        return bool(roles & MERGERS)
     if action in {"book", "edit"}:  # rdvs and usagers: everyone working in the organisation
         return True
     if action == "release":  # free an unconfirmed slot the day before, after a call (« À confirmer »): any agent
@@ -226,7 +239,7 @@ def usager_scope(actor: Agent) -> Select:
     members = select(usager_organisations.c.usager_id).where(
         usager_organisations.c.organisation_id.in_(organisations_of(actor))
     )
-    return select(Usager).where(Usager.id.in_(members))
+    return select(Usager).where(Usager.id.in_(members), Usager.merged_into_id.is_(None))
 
 
 def plage_scope(actor: Agent) -> Select:

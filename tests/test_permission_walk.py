@@ -34,7 +34,7 @@ OBJECT_OF_PARAMETER = {
     "rdv_id": "rdv", "usager_id": "usager", "agent_id": "agent", "lieu_id": "lieu", "motif_id": "motif",
     "plage_id": "plage", "absence_id": "absence", "entry_id": "entry", "export_id": "export",
     "territory_id": "territory", "organisation_id": "organisation", "webhook_id": "webhook",
-    "delivery_id": "delivery",
+    "delivery_id": "delivery", "other_id": "usager",  # the second file of a merge
 }
 KIND_OF_TARGET = {"organisation": "organisation", "territoire": "territory"}
 

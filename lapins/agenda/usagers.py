@@ -1,7 +1,7 @@
 """Usagers: find a family by name or phone, create it, add relatives, see its rdvs."""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
@@ -9,6 +9,7 @@ from wtforms import SelectChoice
 
 from lapins import policies
 from lapins.agenda.blueprint import bp
+from lapins.agenda import duplicates
 from lapins.agenda.usager_forms import UsagerForm, UsagerWithChildForm
 from lapins.auth.views import safe_next
 from lapins.infra.extensions import db
@@ -51,6 +52,12 @@ def _actor_organisations(actor) -> list[Organisation]:
 
 def _get_usager(usager_id: int, action: str = "view") -> Usager:
     usager = db.session.get(Usager, usager_id)
+    if usager is not None and usager.merged_into_id is not None:
+        # A merged file's tombstone: its pages are the kept file's (a bookmark, an old link, a search result).
+        policies.authorize(current_user, "view", usager)
+        flash("Ce dossier a été fusionné avec un autre : voici le dossier conservé.", "info")
+        abort(redirect(url_for(request.endpoint, **(request.view_args | {"usager_id": usager.merged_into_id}))
+                       if request.method == "GET" else url_for("agenda.usager_detail", usager_id=usager.merged_into_id)))
     policies.authorize(current_user, action, usager)
     return usager
 
@@ -128,6 +135,7 @@ def usager_detail(usager_id: int):
     return render_template("agenda/usagers/detail.html", usager=usager, rdvs=rdvs, tz=usager.territory.tz,
                            places=places,
                            history=attendance_history(rdvs), waitlist_form=usager_form(usager),
+                           duplicates=duplicates.find_candidates(usager, current_user),
                            waitlist_entries=waitlist_entries.usager_entries(current_user, usager))
 
 

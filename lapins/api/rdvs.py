@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
@@ -64,8 +64,10 @@ def list_rdvs(actor: Agent, *, query: dict, body: None):
     if "lieu_id" in query:
         statement = statement.where(Rdv.lieu_id == query["lieu_id"])
     if "usager_id" in query:
+        # A merged file's id goes on naming its person: its rdvs are the kept file's.
+        kept = select(func.coalesce(Usager.merged_into_id, Usager.id)).where(Usager.id == query["usager_id"])
         statement = statement.where(Rdv.id.in_(
-            select(rdv_usagers.c.rdv_id).where(rdv_usagers.c.usager_id == query["usager_id"])))
+            select(rdv_usagers.c.rdv_id).where(rdv_usagers.c.usager_id == kept.scalar_subquery())))
     if "status" in query:
         statement = statement.where(Rdv.status == RdvStatus(query["status"]))
     return page(_loaded(statement.order_by(Rdv.starts_at, Rdv.id)), query, render.rdv), 200

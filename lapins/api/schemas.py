@@ -82,6 +82,9 @@ USAGER = _object({
     "address_street": {"type": "string", "nullable": True}, "address_postcode": {"type": "string", "nullable": True},
     "address_commune": {"type": "string", "nullable": True}, "commune_insee": {"type": "string", "nullable": True},
     "address_access": {"type": "string", "nullable": True},
+    "merged_from_id": ID | {"description": "Présent quand l'identifiant demandé est celui d'un dossier fusionné dans "
+                                           "celui-ci : la réponse est le dossier gardé, dont `id` est le nouvel "
+                                           "identifiant (le webhook `usager.merged` l'a annoncé)."},
 }, ["id", "territory_id", "first_name", "last_name"], closed=False)
 
 MOTIF = _object({
@@ -194,7 +197,7 @@ RDV_FILTERS = PAGINATION | {
     "starts_before": param(INSTANT, "Rdvs commençant avant cet instant."),
     "agent_id": param(ID, "Rdvs de cet agent."),
     "lieu_id": param(ID, "Rdvs dans ce lieu."),
-    "usager_id": param(ID, "Rdvs de cet usager."),
+    "usager_id": param(ID, "Rdvs de cet usager (d'un dossier fusionné : ceux du dossier gardé)."),
     "status": param({"type": "string", "enum": RDV_STATUSES}, "Statut du rdv."),
 }
 USAGER_FILTERS = PAGINATION | {
@@ -269,7 +272,8 @@ OPERATIONS: list[Operation] = [
     Operation("createUsager", "POST", "/usagers", "Créer un usager", "Usagers",
               (201, "L'usager créé.", USAGER), body=USAGER_CREATE, errors=WRITE),
     Operation("getUsager", "GET", "/usagers/{usager_id}", "Lire un usager", "Usagers",
-              (200, "L'usager.", USAGER), action="view"),
+              (200, "L'usager ; pour un dossier fusionné, le dossier gardé, avec `merged_from_id`.", USAGER),
+              action="view"),
     Operation("updateUsager", "PATCH", "/usagers/{usager_id}", "Modifier un usager", "Usagers",
               (200, "L'usager modifié.", USAGER), body=USAGER_UPDATE, errors=WRITE, action="edit"),
     Operation("listMotifs", "GET", "/motifs", "Lister les motifs", "Référentiels",

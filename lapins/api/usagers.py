@@ -40,7 +40,10 @@ def list_usagers(actor: Agent, *, query: dict, body: None):
 
 @implements("getUsager")
 def get_usager(actor: Agent, *, usager_id: int, query: dict, body: None):
-    return render.usager(_usager(actor, usager_id), actor), 200
+    usager = _usager(actor, usager_id)
+    if usager.merged_into_id is not None:  # a tombstone: the kept file, saying which id was asked for
+        return render.usager(_usager(actor, usager.merged_into_id), actor) | {"merged_from_id": usager.id}, 200
+    return render.usager(usager, actor), 200
 
 
 @implements("createUsager")

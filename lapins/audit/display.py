@@ -32,6 +32,8 @@ FIELD_LABELS = {
     "sms_consent": ("accepte les SMS", False), "email_consent": ("accepte les courriels", False),
     "phone_undeliverable_at": ("numéro injoignable depuis le", False), "phone_error": ("erreur du numéro", True),
     "organisations": ("organisations", True), "territory_id": ("territoire", False),
+    "merged_into_id": ("fusionné dans le dossier", False), "merged_from_id": ("dossier fusionné dans celui-ci", False),
+    "kept_from_merged": ("valeurs reprises du dossier fusionné", True),
 }
 INSTANTS = {"starts_at", "ends_at", "cancelled_at", "confirmed_at", "phone_undeliverable_at"}
 AGENT_FIELDS = {"created_by_id", "cancelled_by_id", "forced_by_id"}
@@ -57,6 +59,7 @@ class _Names:
     def __init__(self, events: list[AuditEvent]) -> None:
         ids: dict[str, set[int]] = {kind: set() for kind in ("agents", "motifs", "lieux", "usagers", "orgs")}
         kinds = {"motif_id": "motifs", "lieu_id": "lieux", "organisation_id": "orgs", "organisations": "orgs",
+                 "merged_into_id": "usagers",
                  "agents": "agents", "usagers": "usagers", **dict.fromkeys(AGENT_FIELDS, "agents")}
         for event in events:
             if event.agent_id:
@@ -83,6 +86,7 @@ class _Names:
         if field in AGENT_FIELDS or field == "agents":
             return self.agents
         return {"motif_id": self.motifs, "lieu_id": self.lieux, "usagers": self.usagers,
+                "merged_into_id": self.usagers,
                 "organisation_id": self.orgs, "organisations": self.orgs}.get(field, {})
 
 
@@ -117,6 +121,8 @@ def _object(event: AuditEvent, names: _Names, tz: ZoneInfo) -> tuple[str, str | 
         return (f"{rdv.motif.name}, {local_datetime(rdv.starts_at, tz)}",
                 url_for("agenda.rdv_detail", rdv_id=rdv.id))
     name = names.usagers.get(event.object_id)
+    if name == " ":  # a merged file's tombstone keeps no name
+        return f"Dossier n° {event.object_id} (fusionné)", url_for("agenda.usager_detail", usager_id=event.object_id)
     if name is None:
         return f"Usager n° {event.object_id} (supprimé)", None
     return name, url_for("agenda.usager_detail", usager_id=event.object_id)

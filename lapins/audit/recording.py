@@ -41,7 +41,7 @@ RDV_VALUES = {
 # Free text a family or an agent typed: whether it changed, never what it says.
 RDV_SECRETS = ("notes", "cancel_reason")
 USAGER_VALUES = {"territory_id": "territory", "sms_consent": None, "email_consent": None,
-                 "phone_undeliverable_at": None, "phone_error": None}
+                 "phone_undeliverable_at": None, "phone_error": None, "merged_into_id": "merged_into"}
 USAGER_SECRETS = ("first_name", "last_name", "birth_date", "phone", "email", "responsible_id", "address_street",
                   "address_postcode", "address_commune", "commune_insee", "address_access")
 MOVES = {"starts_at", "ends_at", "agents"}
@@ -193,6 +193,13 @@ def _rdv_action(changes: dict[str, dict]) -> AuditAction:
     return AuditAction.UPDATED
 
 
+def _usager_action(changes: dict[str, dict]) -> AuditAction:
+    """A file made the tombstone of a merge says so; the kept file's side is written by the merge itself."""
+    if changes.get("merged_into_id", {}).get("new") is not None:
+        return AuditAction.MERGED
+    return AuditAction.UPDATED
+
+
 def _actor(record: _Record, action: AuditAction):
     """For rdvs, their own record of who booked or cancelled them (booking.py writes it from its `actor`) wins."""
     ambient, changes = record.ambient, record.changes
@@ -296,7 +303,7 @@ def _write_events(session: Session) -> None:
             logger.warning("Audit: no territory for %s %s, event not recorded", record.object_type, record.object_id)
             continue
         action = record.action or (_rdv_action(record.changes) if record.object_type == AuditObject.RDV
-                                   else AuditAction.UPDATED)
+                                   else _usager_action(record.changes))
         if action not in (AuditAction.CREATED, AuditAction.DELETED) and not record.changes:
             continue
         actor = _actor(record, action)

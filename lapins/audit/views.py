@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, time, timedelta
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import Select, and_, or_, select
 
@@ -66,11 +66,18 @@ def rdv_history(rdv_id: int):
 @bp.route("/usagers/<int:usager_id>/historique")
 def usager_history(usager_id: int):
     usager = db.session.get(Usager, usager_id)
+    if usager is not None and usager.merged_into_id is not None:  # a merged file's history is the kept one's
+        policies.authorize(current_user, "view", usager)
+        return redirect(url_for("audit.usager_history", usager_id=usager.merged_into_id))
     policies.authorize(current_user, "audit", usager)
-    events, page, has_next = _paginate(_history_of(AuditObject.USAGER, usager.id))
+    # The files merged into this one bring their history with them (their events keep their own ids).
+    merged = list(db.session.scalars(select(Usager.id).where(Usager.merged_into_id == usager.id)))
+    statement = select(AuditEvent).where(AuditEvent.object_type == AuditObject.USAGER,
+                                         AuditEvent.object_id.in_([usager.id, *merged]))
+    events, page, has_next = _paginate(statement)
     return render_template("audit/object.html", title=usager.full_name,
                            back=("agenda.usager_detail", {"usager_id": usager.id}, "Retour à la fiche"),
-                           rows=display.rows(events), page=page, has_next=has_next, show_object=False)
+                           rows=display.rows(events), page=page, has_next=has_next, show_object=bool(merged))
 
 
 def administered_organisations(actor) -> list[Organisation]:

@@ -1,4 +1,5 @@
-"""Which changes make an event: rdvs created, moved or edited, cancelled, deleted; usagers created, edited, deleted.
+"""Which changes make an event: rdvs created, moved or edited, cancelled, deleted; usagers created, edited, deleted,
+merged into another (`usager.merged`: `{"id": the tombstone, "merged_into_id": the kept file}`).
 
 One `after_flush` listener sees every change made through the ORM session (the agenda, the family pages, the SMS
 replies, the waiting list, the API) and writes a `webhook_deliveries` row per event and active webhook of the
@@ -102,6 +103,8 @@ def collect(session: Session, connection) -> list[tuple[str, set[int], object]]:
             rdvs[id(obj)] = (obj, False)
         elif isinstance(obj, RdvAgent) and obj.rdv is not None and id(obj.rdv) not in rdvs:
             rdvs[id(obj.rdv)] = (obj.rdv, False)
+        elif isinstance(obj, Usager) and _changed(obj, ("merged_into_id",)) and obj.merged_into_id is not None:
+            found.append(("usager.merged", _usager_organisations(obj, connection), obj))
         elif isinstance(obj, Usager) and _changed(obj, USAGER_FIELDS):
             found.append(("usager.updated", _usager_organisations(obj, connection), obj))
     for rdv, is_new in rdvs.values():
@@ -119,6 +122,8 @@ def collect(session: Session, connection) -> list[tuple[str, set[int], object]]:
 def _payload(name: str, obj, connection) -> dict:
     if name.endswith(".deleted"):
         return {"id": obj.id}
+    if name == "usager.merged":
+        return {"id": obj.id, "merged_into_id": obj.merged_into_id}
     return rdv_payload(obj, connection) if isinstance(obj, Rdv) else usager_payload(obj, connection)
 
 

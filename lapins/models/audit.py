@@ -40,6 +40,7 @@ class AuditAction(enum.StrEnum):
     STATUS_CHANGED = "status_changed"  # seen, no-show, back to unknown
     CONFIRMED = "confirmed"  # the family answered OUI
     DELETED = "deleted"
+    MERGED = "merged"  # two usagers' files made one (lapins.agenda.duplicates): on both, each naming the other
 
     @property
     def label(self) -> str:
@@ -55,6 +56,7 @@ ACTION_LABELS = {
     AuditAction.STATUS_CHANGED: "Changement de statut",
     AuditAction.CONFIRMED: "Confirmation par la famille",
     AuditAction.DELETED: "Suppression",
+    AuditAction.MERGED: "Fusion de dossiers",
 }
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Column, Date, ForeignKey, Index, String, Table
+from sqlalchemy import Column, Date, ForeignKey, Index, String, Table, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.infra.extensions import db
+from lapins.locale.matching import KEY_LENGTH, name_key
 from lapins.models.territories import Organisation, Territory
 from lapins.models.types import UTCDateTime, utcnow
 
@@ -22,7 +23,13 @@ usager_organisations = Table(
 class Usager(db.Model):
     __tablename__ = "usagers"
     # A usager imported from another tool keeps its id there: importing the same file again stores them once.
-    __table_args__ = (Index("uq_usagers_territory_external", "territory_id", "external_id", unique=True),)
+    __table_args__ = (
+        Index("uq_usagers_territory_external", "territory_id", "external_id", unique=True),
+        # The duplicate finder: "usagers of territory T born on D", their name keys read from the index alone
+        # (lapins.agenda.duplicates; bench `usagers.duplicates`). Phones have their own index; e-mails this one.
+        Index("ix_usagers_territory_birth_name", "territory_id", "birth_date", "name_key"),
+        Index("ix_usagers_territory_email", "territory_id", "email"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     territory_id: Mapped[int] = mapped_column(ForeignKey("territories.id"), index=True)
@@ -46,11 +53,24 @@ class Usager(db.Model):
     address_commune: Mapped[str | None] = mapped_column(String(80))
     commune_insee: Mapped[str | None] = mapped_column(String(5))
     address_access: Mapped[str | None] = mapped_column(String(200))  # code, étage, bâtiment
+    # lapins.locale.matching.name_key of the names, kept in step below (and by the seeding's bulk inserts).
+    name_key: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
+    # A file merged into another (lapins.agenda.duplicates) stays as a tombstone, with no personal data, so that its
+    # id, links and API clients find the kept file. Deleting the kept file deletes its tombstones.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id", ondelete="CASCADE"), index=True)
+    merged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     territory: Mapped[Territory] = relationship()
     organisations: Mapped[list[Organisation]] = relationship(secondary=usager_organisations)
-    responsible: Mapped[Usager | None] = relationship(remote_side=[id], back_populates="relatives")
-    relatives: Mapped[list[Usager]] = relationship(back_populates="responsible", order_by="Usager.birth_date")
+    responsible: Mapped[Usager | None] = relationship(remote_side=[id], back_populates="relatives",
+                                                      foreign_keys=[responsible_id])
+    relatives: Mapped[list[Usager]] = relationship(back_populates="responsible", order_by="Usager.birth_date",
+                                                   foreign_keys=[responsible_id])
+    merged_into: Mapped[Usager | None] = relationship(remote_side=[id], foreign_keys=[merged_into_id])
+
+    @property
+    def is_merged(self) -> bool:
+        return self.merged_into_id is not None
 
     @property
     def full_name(self) -> str:
@@ -84,3 +104,9 @@ class PostalAddress:
     @property
     def with_access(self) -> str:
         return f"{self.one_line} ({self.access})" if self.access else self.one_line
+
+
+@event.listens_for(Usager, "before_insert")
+@event.listens_for(Usager, "before_update")
+def _keep_name_key(mapper, connection, usager: Usager) -> None:
+    usager.name_key = name_key(usager.first_name, usager.last_name)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_utc
@@ -114,8 +114,9 @@ class _HistoryImporter:
         if "date" not in self.positions and "id_usager" not in self.positions:
             raise ImportFileError("Ni usagers ni rendez-vous dans ce fichier : il faut au moins une colonne "
                                   f"id_usager ou date_rdv (colonnes lues : {', '.join(table.header)}).")
+        # A usager merged into another (lapins.agenda.duplicates) is found as the file it was merged into.
         self.usagers: dict[str, int | Usager] = dict(db.session.execute(
-            select(Usager.external_id, Usager.id).where(Usager.territory_id == self.territory.id,
+            select(Usager.external_id, func.coalesce(Usager.merged_into_id, Usager.id)).where(Usager.territory_id == self.territory.id,
                                                         Usager.external_id.is_not(None))).all())
         self.rdvs: set[str] = set(db.session.scalars(select(Rdv.external_id).where(
             Rdv.organisation_id == organisation.id, Rdv.external_id.is_not(None))))

@@ -27,6 +27,7 @@ from sqlalchemy import func, insert, select, text
 from werkzeug.security import generate_password_hash
 
 from lapins.infra.extensions import db
+from lapins.locale.matching import name_key
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Role,
     Territory, Usager, WaitlistEntry,
@@ -1080,7 +1081,7 @@ def _share_some_agents(organisations, rng, first_day, last_day) -> None:
 
 
 USAGER_COLUMNS = ("id", "territory_id", "responsible_id", "first_name", "last_name", "birth_date", "phone", "email",
-                  "sms_consent", "email_consent", "created_at")
+                  "sms_consent", "email_consent", "created_at", "name_key")
 
 
 def _build_usagers(territory: Territory, rng: random.Random, now: datetime, count: int, progress: Progress) -> None:
@@ -1097,13 +1098,15 @@ def _build_usagers(territory: Territory, rng: random.Random, now: datetime, coun
         email = _email(rng, first_name, last_name) if rng.random() < 0.5 else None
         birth_date = sink.day(today - timedelta(days=rng.randint(18 * 365, 44 * 365)))
         usagers.append((mother_id, territory.id, None, first_name, last_name, birth_date, _mobile(rng), email,
-                        rng.random() < 0.85, email is not None and rng.random() < 0.6, created_at))
+                        rng.random() < 0.85, email is not None and rng.random() < 0.6, created_at,
+                        name_key(first_name, last_name)))
         memberships.append((mother_id, organisation_id))
         for _ in range(min(rng.choice([0, 1, 1, 1, 2, 2, 3]), count - len(usagers))):
             child_id, next_id = next_id, next_id + 1
             birth_date = sink.day(today - timedelta(days=rng.randint(10, 6 * 365)))
-            usagers.append((child_id, territory.id, mother_id, rng.choice(CHILDREN), last_name, birth_date, None,
-                            None, False, False, created_at))
+            child_name = rng.choice(CHILDREN)
+            usagers.append((child_id, territory.id, mother_id, child_name, last_name, birth_date, None,
+                            None, False, False, created_at, name_key(child_name, last_name)))
             memberships.append((child_id, organisation_id))
     for offset in range(0, len(usagers), CHUNK_SIZE):
         sink.insert("usagers", USAGER_COLUMNS, usagers[offset: offset + CHUNK_SIZE])
