@@ -4,6 +4,7 @@ from __future__ import annotations
 import enum
 
 from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.infra.extensions import db
@@ -44,6 +45,13 @@ class Motif(db.Model):
     move_limit_hours: Mapped[int] = mapped_column(default=24, server_default="24")
     family_moves_max: Mapped[int] = mapped_column(default=2, server_default="2")
     booking_horizon_weeks: Mapped[int] = mapped_column(default=8, server_default="8")
+    # Online booking by families (issue 15): offered only when on here, on the lieu and on the territory; from
+    # `online_min_hours` after now to `online_max_days` ahead. A sectorised motif is offered by the lieux (and agents)
+    # whose sectors hold the family's address; another one by every lieu of the territory offering it.
+    online_bookable: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    online_min_hours: Mapped[int] = mapped_column(default=2, server_default="2")
+    online_max_days: Mapped[int] = mapped_column(default=42, server_default="42")
+    sectorised: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     organisation: Mapped[Organisation] = relationship()
 
