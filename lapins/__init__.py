@@ -147,10 +147,12 @@ def register_commands(app: Flask) -> None:
     from lapins.api.cli import api_token
     from lapins.onboarding.commands import register
     from lapins.onboarding.import_commands import register as register_imports
+    from lapins.onboarding.sector_commands import register as register_sector_import
     from lapins.privacy.commands import retention
 
     register(app)
     register_imports(app)  # `flask territory import-lieux | import-agents`
+    register_sector_import(app)  # `flask territory import-sectors`
     app.cli.add_command(retention)
     app.cli.add_command(api_token)
 
