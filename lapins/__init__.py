@@ -97,6 +97,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.integrations.blueprint import bp as integrations_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
     from lapins.privacy.blueprint import bp as privacy_bp
+    from lapins.public import bp as public_bp
     from lapins.stats.blueprint import bp as stats_bp
     from lapins.territory_settings.blueprint import bp as territory_settings_bp
     from lapins.infra.vendor import bp as vendor_bp
@@ -115,6 +116,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(territory_settings_bp)
     app.register_blueprint(calendars_bp)
+    app.register_blueprint(public_bp)
 
 
 def register_fast_paths(app: Flask) -> None:
