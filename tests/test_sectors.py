@@ -260,3 +260,21 @@ def test_an_arrondissement_is_served_by_the_sector_of_its_city_unless_it_has_its
     city, third = (db.session.scalar(select(Sector.id).where(Sector.name == name)) for name in ("Lyon", "Lyon 3"))
     assert address_sectors(lyon.id, "69383", city_code="69123") == {third}
     assert address_sectors(lyon.id, "69387", city_code="69123") == {city}
+
+
+def test_the_demo_departement_has_sectors_of_real_communes_and_online_motifs(app, db):
+    from lapins.models import Motif, Territory
+    from lapins.onboarding.seeding import seed_demo
+
+    seed_demo()
+    territory = db.session.scalar(select(Territory).where(Territory.number == "92"))
+    # Its sectors, exported as a file and checked again: real codes of the 92, no overlap, and communes left over.
+    exported = "".join(f"{name};{commune};{street}\n" for name, commune, street in sorted(zones(db)))
+    report = imports.check(territory, exported.encode(), communes())
+    assert report.ok and report.zone_count == 10 and report.unsectored
+    nourrisson = db.session.scalar(select(Motif).where(Motif.name == "Consultation nourrisson",
+                                                       Motif.organisation_id == territory.organisations[0].id))
+    today = date.today()
+    assert names(serving_lieux(nourrisson, "92025", today=today)) == ["Centre de PMI Colombes Fossés-Jean"]
+    assert names(serving_lieux(nourrisson, "92025", street_code="92025_0420", today=today)) == [
+        "Centre de PMI Gennevilliers Le Luth"]
