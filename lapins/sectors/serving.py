@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, literal, or_, select
 
 from lapins.infra.extensions import db
 from lapins.locale.communes import street_key
@@ -65,32 +65,44 @@ def serving_lieux(motif: Motif, commune_code: str, *, today: date, street_code: 
     if online_refusal(motif) is not None:
         return []
     offers = db.session.execute(
-        select(PlageOuverture.lieu_id, PlageOuverture.agent_id)
+        select(Lieu, PlageOuverture.agent_id)
+        .join(PlageOuverture, PlageOuverture.lieu_id == Lieu.id)
         .join(plage_motifs, plage_motifs.c.plage_id == PlageOuverture.id)
-        .join(Lieu, Lieu.id == PlageOuverture.lieu_id)
         .join(Agent, Agent.id == PlageOuverture.agent_id)
         .where(plage_motifs.c.motif_id == motif.id, Lieu.active.is_(True), Lieu.online_booking.is_(True),
                Agent.active.is_(True), or_(PlageOuverture.last_day.is_(None), PlageOuverture.last_day >= today))
         .distinct()).all()
+    lieux: dict[int, Lieu] = {}
     agents_at: dict[int, set[int]] = {}
-    for lieu_id, agent_id in offers:
-        agents_at.setdefault(lieu_id, set()).add(agent_id)
+    for lieu, agent_id in offers:
+        lieux[lieu.id] = lieu
+        agents_at.setdefault(lieu.id, set()).add(agent_id)
     if motif.sectorised and agents_at:
         sectors = address_sectors(motif.organisation.territory_id, commune_code, street_code, city_code)
-        lieux_in = set(db.session.scalars(select(lieu_sectors.c.lieu_id).where(
-            lieu_sectors.c.sector_id.in_(sectors)))) if sectors else set()
-        agents_in = set(db.session.scalars(select(agent_sectors.c.agent_id).where(
-            agent_sectors.c.sector_id.in_(sectors)))) if sectors else set()
+        lieux_in, agents_in = _members(sectors)
         agents_at = {lieu_id: agents if lieu_id in lieux_in else agents & agents_in
                      for lieu_id, agents in agents_at.items()}
-        agents_at = {lieu_id: agents for lieu_id, agents in agents_at.items() if agents}
-    if not agents_at:
-        return []
-    lieux = db.session.scalars(select(Lieu).where(Lieu.id.in_(agents_at))).all()
-    found = [ServingLieu(lieu, tuple(sorted(agents_at[lieu.id])), _distance(near, lieu)) for lieu in lieux]
+    found = [ServingLieu(lieux[lieu_id], tuple(sorted(agents)), _distance(near, lieux[lieu_id]))
+             for lieu_id, agents in agents_at.items() if agents]
     found.sort(key=lambda serving: (serving.distance_km is None, serving.distance_km or 0.0,
                                     serving.lieu.name.casefold(), serving.lieu.id))
     return found
+
+
+def _members(sector_ids: set[int]) -> tuple[set[int], set[int]]:
+    """The lieux and the agents attached to these sectors, in one query."""
+    if not sector_ids:
+        return set(), set()
+    rows = db.session.execute(
+        select(lieu_sectors.c.lieu_id, literal(None).label("agent_id")).where(lieu_sectors.c.sector_id.in_(sector_ids))
+        .union_all(select(literal(None), agent_sectors.c.agent_id).where(agent_sectors.c.sector_id.in_(sector_ids))))
+    lieux, agents = set(), set()
+    for lieu_id, agent_id in rows:
+        if lieu_id is not None:
+            lieux.add(lieu_id)
+        else:
+            agents.add(agent_id)
+    return lieux, agents
 
 
 def _distance(near: tuple[float, float] | None, lieu: Lieu) -> float | None:
