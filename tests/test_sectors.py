@@ -75,6 +75,23 @@ def test_the_search_keeps_to_the_departement_asked_and_forgives_nothing_absurd(a
     assert normalised("Saint-Œuf-en-l’Île") == "saint oeuf en l ile"
 
 
+def test_the_public_commune_search_answers_json_and_is_rate_limited_per_address(tmp_path):
+    from lapins import create_app
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'communes.sqlite3'}",
+                     RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI="memory://", COMMUNE_SEARCH_LIMITS_PER_IP="3/minute")
+    client = app.test_client()
+    found = client.get("/communes", query_string={"q": "ste marie", "departement": "974"})
+    assert found.status_code == 200
+    assert found.json["communes"][0] == {"code": "97418", "name": "Sainte-Marie", "departement": "974",
+                                         "postcodes": ["97438"], "label": "Sainte-Marie (97438)"}
+    assert client.get("/communes", query_string={"q": "x", "departement": "99"}).json == {
+        "error": "Département inconnu (exemples : 01, 2A, 59, 974)."}
+    assert client.get("/communes", query_string={"q": "<script>"}).json == {"communes": []}
+    limited = client.get("/communes", query_string={"q": "paris"})
+    assert limited.status_code == 429 and "Trop de recherches" in limited.json["error"]
+
+
 # --- Import: dry run, apply, CLI -------------------------------------------------------------------------------------
 
 def test_a_dry_run_reports_what_would_be_stored_and_stores_nothing(app, db, hauts_de_seine):
