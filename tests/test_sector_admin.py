@@ -80,7 +80,9 @@ def test_an_administrator_checks_a_file_then_applies_it_as_checked(client, dept,
     kept = re.search(r'name="checked" value="([^"]+)"', page).group(1)
     applied = upload(client, dept, None, "apply", checked=kept)  # the file checked, sent back by the page
     assert applied.status_code == 302
-    assert "Secteurs enregistrés : 2 secteur(s), 4 commune(s) ou rue(s)" in text(client.get(applied.location))
+    listed = text(client.get(applied.location))
+    assert "Secteurs enregistrés : 2 secteur(s), 4 commune(s) ou rue(s)" in listed
+    assert re.search(r">Sud</a></th>\s*<td>1</td>\s*<td>1</td>", listed)  # a commune, and a street of another
     assert zone_count(db) == 4
 
 

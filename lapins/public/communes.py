@@ -3,15 +3,13 @@ forgiven), as JSON for an address field's suggestions. Public and rate-limited p
 (COMMUNE_SEARCH_LIMITS_PER_IP, lapins.auth.limits); it reveals nothing but the national dataset."""
 from __future__ import annotations
 
-import re
-
 from flask import jsonify, request
 from flask_limiter import RateLimitExceeded
 
+from lapins.onboarding.territory import NUMBER as DEPARTEMENT
 from lapins.public.blueprint import bp
 from lapins.sectors.communes import communes
 
-DEPARTEMENT = re.compile(r"0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-6]")
 MAX_RESULTS = 10
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from lapins.infra.extensions import db
 from lapins.locale.communes import Commune, Gazetteer, street_key
@@ -28,12 +28,11 @@ class SectorSummary:
 
 
 def summaries(territory: Territory) -> list[SectorSummary]:
-    counts = dict(((sector_id, bool(street)), count) for sector_id, street, count in db.session.execute(
-        select(SectorZone.sector_id, SectorZone.street_code != "", func.count())
-        .where(SectorZone.territory_id == territory.id).group_by(SectorZone.sector_id, SectorZone.street_code != "")))
+    counts = {sector_id: (total - streets, streets) for sector_id, total, streets in db.session.execute(
+        select(SectorZone.sector_id, func.count(), func.count(case((SectorZone.street_code != "", 1))))
+        .where(SectorZone.territory_id == territory.id).group_by(SectorZone.sector_id))}
     sectors = db.session.scalars(select(Sector).where(Sector.territory_id == territory.id).order_by(Sector.name))
-    return [SectorSummary(sector, counts.get((sector.id, False), 0), counts.get((sector.id, True), 0))
-            for sector in sectors]
+    return [SectorSummary(sector, *counts.get(sector.id, (0, 0))) for sector in sectors]
 
 
 def territory_lieux(territory: Territory, organisation_ids: set[int]) -> list[Lieu]:
