@@ -153,6 +153,8 @@ class Config:
     # The secret ICS feeds of agents' calendars (/calendrier/<token>.ics), per client address: calendar apps poll
     # every few minutes to hours; a whole office may share one address.
     CALENDAR_FEED_LIMITS_PER_IP = env_str("CALENDAR_FEED_LIMITS_PER_IP", "120/minute;2000/hour")
+    # The public commune search (lapins.public.communes): an address field asks it at each pause in typing.
+    COMMUNE_SEARCH_LIMITS_PER_IP = env_str("COMMUNE_SEARCH_LIMITS_PER_IP", "120/minute;2000/hour")
     # How often busy times are read back from agents' CalDAV calendars (seconds; beat job caldav-busy).
     CALDAV_BUSY_READ_SECONDS = env_int("CALDAV_BUSY_READ_SECONDS", 300)
     # Agents' CalDAV calendars over plain http:// (their app password would cross the network in clear): off in

@@ -101,6 +101,7 @@ def register_blueprints(app: Flask) -> None:
     from lapins.integrations.blueprint import bp as integrations_bp
     from lapins.notifications.webhooks import bp as webhooks_bp
     from lapins.privacy.blueprint import bp as privacy_bp
+    from lapins.public import bp as public_bp
     from lapins.stats.blueprint import bp as stats_bp
     from lapins.territory_settings.blueprint import bp as territory_settings_bp
     from lapins.infra.vendor import bp as vendor_bp
@@ -119,6 +120,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(territory_settings_bp)
     app.register_blueprint(calendars_bp)
+    app.register_blueprint(public_bp)
 
 
 def register_fast_paths(app: Flask) -> None:
@@ -151,10 +153,12 @@ def register_commands(app: Flask) -> None:
     from lapins.api.cli import api_token
     from lapins.onboarding.commands import register
     from lapins.onboarding.import_commands import register as register_imports
+    from lapins.onboarding.sector_commands import register as register_sector_import
     from lapins.privacy.commands import retention
 
     register(app)
     register_imports(app)  # `flask territory import-lieux | import-agents`
+    register_sector_import(app)  # `flask territory import-sectors`
     app.cli.add_command(retention)
     app.cli.add_command(api_token)
 

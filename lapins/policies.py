@@ -18,8 +18,8 @@ from sqlalchemy import Select, exists, select
 from lapins.infra.extensions import db
 from lapins.models.light_agent import LightAgent
 from lapins.models import (
-    Absence, Agent, AgentRole, ApiToken, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Territory, Usager,
-    Webhook,
+    Absence, Agent, AgentRole, ApiToken, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Sector, Territory,
+    Usager, Webhook,
 )
 from lapins.models.territory_admins import TerritoryAdmin
 from lapins.models.usagers import usager_organisations
@@ -54,6 +54,8 @@ def _organisation_ids(target) -> set[int]:
         return target.agent.organisation_ids
     if isinstance(target, Territory):  # a territory's figures: for those working in one of its organisations
         return {organisation.id for organisation in target.organisations}
+    if isinstance(target, Sector):  # seen like its territory
+        return {organisation.id for organisation in target.territory.organisations}
     raise TypeError(f"no policy for {type(target).__name__}")
 
 
@@ -64,8 +66,8 @@ TERRITORY_ACTIONS = {"configure", "unlink_identity"}
 
 def _territory_ids(target) -> set[int]:
     """The territories through which a territory administrator reaches a target (none for rdvs, usagers...)."""
-    if isinstance(target, Territory):
-        return {target.id}
+    if isinstance(target, (Territory, Sector)):
+        return {target.id} if isinstance(target, Territory) else {target.territory_id}
     if isinstance(target, Organisation):
         return {target.territory_id}
     if isinstance(target, (Lieu, Motif)):
@@ -111,6 +113,10 @@ def _visible(actor: Agent, target) -> bool:
 def can(actor: Agent, action: str, target) -> bool:
     if isinstance(target, Territory):
         return _visible(actor, target) and _can_on_territory(actor, action, target)
+    if isinstance(target, Sector):  # a territory's sectors (lapins.admin.sectors): for those who administer it
+        if action not in {"view", "configure"}:
+            raise ValueError(f"unknown action {action!r} on a sector")
+        return _visible(actor, target) and administers_territory(actor, target.territory)
     if action == "configure" and isinstance(target, Agent) and target.administered_territory_ids - \
             actor.administered_territory_ids:  # a territory administrator's account: for that territory's admins
         return False

@@ -17,13 +17,13 @@ from lapins.infra import crypto
 from lapins.infra.extensions import db
 from lapins.models import (
     Absence, Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvStatus, Role,
-    Territory, Usager, WaitlistEntry,
+    Sector, Territory, Usager, WaitlistEntry,
 )
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 from tests.conftest import csrf_token_from
 
 # Reached without a session: by a signed token (family pages, invitations), a Twilio signature, or nothing at all.
-PUBLIC_BLUEPRINTS = {"family", "webhooks", "health", "vendor"}
+PUBLIC_BLUEPRINTS = {"family", "webhooks", "health", "vendor", "public"}  # public: the commune search
 # The API's document and its docs page hold no data: they are read without a token.
 PUBLIC_ENDPOINTS = {"api.openapi_document", "api.docs", "static", "auth.login", "auth.logout", "auth.accept_invitation", "auth.forgot_password",
                     "auth.reset_password", "auth.oidc_start", "auth.oidc_callback", "auth.oidc_signed_out",
@@ -34,7 +34,7 @@ OBJECT_OF_PARAMETER = {
     "rdv_id": "rdv", "usager_id": "usager", "agent_id": "agent", "lieu_id": "lieu", "motif_id": "motif",
     "plage_id": "plage", "absence_id": "absence", "entry_id": "entry", "export_id": "export",
     "territory_id": "territory", "organisation_id": "organisation", "webhook_id": "webhook",
-    "delivery_id": "delivery", "other_id": "usager",  # the second file of a merge
+    "delivery_id": "delivery", "other_id": "usager", "sector_id": "sector",  # other_id: the second file of a merge
 }
 KIND_OF_TARGET = {"organisation": "organisation", "territoire": "territory"}
 
@@ -57,13 +57,15 @@ def _world(factories, number: str, name: str):
         export = Export(requested_by=agent, territory=territory, organisation=org, kind=ExportKind.RDVS,
                         file_format="csv", params={}, status=ExportStatus.DONE, filename="rdvs.csv", content=b"x")
         webhook = Webhook(organisation=org, url="https://si.example.fr/hook", secret_encrypted=crypto.encrypt("s"))
-        db.session.add_all([export, webhook])
+        sector = Sector(territory=territory, name=f"Secteur {label}")
+        db.session.add_all([export, webhook, sector])
         db.session.flush()
         sent = WebhookDelivery(webhook_id=webhook.id, event="rdv.created", payload={}, status=DeliveryStatus.FAILED)
         db.session.add(sent)
         db.session.commit()
         return {"webhook": webhook, "delivery": sent, "organisation": org, "territory": territory, "lieu": lieu, "motif": motif, "agent": agent,
-                "plage": plage, "absence": absence, "usager": usager, "rdv": rdv, "entry": entry, "export": export}
+                "plage": plage, "absence": absence, "usager": usager, "rdv": rdv, "entry": entry, "export": export,
+                "sector": sector}
 
     return organisation
 
@@ -105,7 +107,7 @@ def _urls(app, rule, objects: dict, *, skip_territory: bool = False) -> list[str
                 values[param] = "csv"
             else:
                 what = KIND_OF_TARGET[kind] if param == "target_id" else OBJECT_OF_PARAMETER[param]
-                names_territory |= what == "territory"
+                names_territory |= what in ("territory", "sector")  # a sector is its territory's, not an organisation's
                 values[param] = objects[what].id
         if not (skip_territory and names_territory):
             urls.append(adapter.build(rule.endpoint, values))

@@ -1,6 +1,7 @@
 """The administration's forms: every field is checked, with a French message, before anything is stored."""
 from __future__ import annotations
 
+import math
 import re
 
 from wtforms import BooleanField, EmailField, IntegerField, SelectChoice, SelectField, StringField
@@ -66,6 +67,35 @@ class LieuForm(PhoneForm):
     address = StringField("Adresse", filters=[one_line], validators=[
         DataRequired("Saisissez l'adresse du lieu."), Length(max=255, message="255 caractères au plus."), no_markup])
     active = BooleanField("Lieu ouvert (proposé à la prise de rendez-vous)", default=True)
+    online_booking = BooleanField("Réservable en ligne par les familles (pour les motifs qui le sont)", default=True)
+    latitude = StringField("Latitude (facultatif)", filters=[one_line])
+    longitude = StringField("Longitude (facultatif)", filters=[one_line])
+
+    def validate_latitude(self, field) -> None:
+        field.data = _degrees(field.data, 90, "La latitude", "48.8566")
+
+    def validate_longitude(self, field) -> None:
+        field.data = _degrees(field.data, 180, "La longitude", "2.3522")
+        if (self.latitude.data is None) != (field.data is None) and not self.latitude.errors:
+            raise ValidationError("Indiquez la latitude et la longitude, ou aucune des deux.")
+
+    def position_into(self, lieu) -> None:
+        """Online booking and the position onto the lieu (saved with the rest of the form)."""
+        lieu.online_booking, lieu.latitude, lieu.longitude = (self.online_booking.data, self.latitude.data,
+                                                              self.longitude.data)
+
+
+def _degrees(raw, bound: int, what: str, example: str) -> float | None:
+    """Decimal degrees within ±bound (a comma accepted for the point), or None when left empty."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    try:
+        value = float(str(raw).replace(",", ".")) if len(str(raw)) <= 20 else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not -bound <= value <= bound:
+        raise ValidationError(f"{what} s'écrit en degrés décimaux, de -{bound} à {bound} (exemple : {example}).")
+    return value
 
 
 class WholeNumberField(IntegerField):
@@ -99,7 +129,36 @@ def _known_location(form, field) -> None:
         raise ValidationError("Choisissez où se tient le rendez-vous parmi la liste.")
 
 
-class MotifForm(Form):
+MAX_ONLINE_MIN_HOURS = 720
+MAX_ONLINE_MAX_DAYS = 365
+
+
+class OnlineBookingFields(Form):
+    """A motif's online booking (issue 15), in a fieldset of its own on the motif's form."""
+
+    online_bookable = BooleanField("Réservable en ligne par les familles", default=False)
+    online_min_hours = KeptNumberField("Pas avant (heures après la réservation)", default=2, validators=[
+        NumberRange(0, MAX_ONLINE_MIN_HOURS, f"Indiquez un nombre d'heures de 0 à {MAX_ONLINE_MIN_HOURS}.")])
+    online_max_days = KeptNumberField("Pas après (jours après la réservation)", default=42, validators=[
+        NumberRange(1, MAX_ONLINE_MAX_DAYS, f"Indiquez un nombre de jours de 1 à {MAX_ONLINE_MAX_DAYS}.")])
+    sectorised = BooleanField("Sectorisé : proposé seulement dans les lieux qui servent l'adresse de la famille",
+                              default=False)
+
+    def validate_online_max_days(self, field) -> None:
+        low, high = self.online_min_hours.data, field.data
+        if low is not None and high is not None and low >= high * 24:
+            raise ValidationError(f"Le délai maximum ({high} jours) doit dépasser le délai minimum ({low} heures).")
+
+    def online_booking_into(self, motif) -> None:
+        """The fieldset's values onto the motif (saved with the rest of the form)."""
+        motif.online_bookable, motif.sectorised = self.online_bookable.data, self.sectorised.data
+        if self.online_min_hours.data is not None:
+            motif.online_min_hours = self.online_min_hours.data
+        if self.online_max_days.data is not None:
+            motif.online_max_days = self.online_max_days.data
+
+
+class MotifForm(OnlineBookingFields):
     name = StringField("Nom du motif", filters=[one_line], validators=[
         DataRequired("Saisissez le nom du motif."), Length(max=160, message="160 caractères au plus."), no_markup])
     duration_minutes = WholeNumberField("Durée (minutes)", default=30, validators=[

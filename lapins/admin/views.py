@@ -152,9 +152,14 @@ def lieu_saved_message(lieu: Lieu) -> str:
 
 def _lieu_form_page(organisation: Organisation, lieu: Lieu):
     form = LieuForm(obj=lieu if lieu.id else None, territory_number=organisation.territory.number)
+
+    def save() -> Lieu:
+        form.position_into(lieu)
+        return services.save_lieu(lieu, name=form.name.data, address=form.address.data, phone=form.phone_e164,
+                                  active=form.active.data)
+
     return _saved_or_page(
-        form, lambda: services.save_lieu(lieu, name=form.name.data, address=form.address.data, phone=form.phone_e164,
-                                         active=form.active.data),
+        form, save,
         lieu_saved_message, url_for("admin.lieux", organisation_id=organisation.id),
         "admin/lieu_form.html", organisation=organisation, lieu=lieu)
 
@@ -190,6 +195,7 @@ def _motif_form_page(organisation: Organisation, motif: Motif):
     def save() -> Motif:
         # « Collectif » (issue 16), set apart from save_motif's other fields.
         motif.collective, motif.places_per_person = form.collective.data, form.places_per_person.data
+        form.online_booking_into(motif)
         return services.save_motif(motif, name=form.name.data, duration_minutes=form.duration_minutes.data,
                                    location_type=form.location_type.data, color=form.color.data,
                                    active=form.active.data, notify=form.notify.data,

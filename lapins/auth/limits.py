@@ -2,8 +2,8 @@
 the family's identity check of its link (per rdv and per client address), on its pages to move its rdv (the same,
 all of them together), on every other page of its links (per client address, and per link for the answers that
 change something), on the REST API (per token and per client address, all its routes together) and on signing in
-with the OpenID Connect provider (per client address, the start and the callback together), and on Brevo's status
-callbacks (per message).
+with the OpenID Connect provider (per client address, the start and the callback together), on Brevo's status
+callbacks (per message), on the public commune search (per client address).
 
 Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
 the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
@@ -198,6 +198,9 @@ def init_app(app: Flask) -> Limiter:
     brevo = app.view_functions["webhooks.brevo_status"]
     app.view_functions["webhooks.brevo_status"] = limiter.limit(
         app.config["BREVO_CALLBACK_LIMITS_PER_MESSAGE"], key_func=brevo_callback_key, scope="brevo-callback")(brevo)
+    search = app.view_functions["public.search_communes"]  # public: what an address field asks as one types
+    app.view_functions["public.search_communes"] = limiter.limit(app.config["COMMUNE_SEARCH_LIMITS_PER_IP"],
+                                                                 key_func=client_address, scope="communes")(search)
     per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
     per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
     for endpoint in api_endpoints(app):

@@ -7,6 +7,7 @@ from lapins.models.exports import Export, ExportKind, ExportStatus  # noqa: F401
 from lapins.models.motifs import LocationType, Motif
 from lapins.models.plages import Absence, PlageOuverture
 from lapins.models.rdvs import Participation, ParticipationStatus, Rdv, RdvAgent, RdvStatus
+from lapins.models.sectors import Sector, SectorZone
 from lapins.models.sms_replies import SmsReplyRound
 from lapins.models.system import Heartbeat
 from lapins.models.delivery_health import ChannelState  # noqa: F401
@@ -22,5 +23,5 @@ from lapins.models.calendars import BusyBlock, CalendarFeed, CaldavAccount, Cald
 
 __all__ = [
     "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",
-    "Participation", "ParticipationStatus", "Rdv", "RdvAgent", "RdvStatus", "Role", "SmsReplyRound", "Territory", "Usager", "utcnow",
+    "Participation", "ParticipationStatus", "Rdv", "RdvAgent", "RdvStatus", "Role", "Sector", "SectorZone", "SmsReplyRound", "Territory", "Usager", "utcnow",
 ]

@@ -51,6 +51,13 @@ class Motif(db.Model):
     # places count 1 per family, or 1 per person (a parent and a baby: 2) when `places_per_person`.
     collective: Mapped[bool] = mapped_column(default=False, server_default=false())
     places_per_person: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Online booking by families (issue 15): offered only when on here, on the lieu and on the territory; from
+    # `online_min_hours` after now to `online_max_days` ahead. A sectorised motif is offered by the lieux (and agents)
+    # whose sectors hold the family's address; another one by every lieu of the territory offering it.
+    online_bookable: Mapped[bool] = mapped_column(default=False, server_default=false())
+    online_min_hours: Mapped[int] = mapped_column(default=2, server_default="2")
+    online_max_days: Mapped[int] = mapped_column(default=42, server_default="42")
+    sectorised: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     organisation: Mapped[Organisation] = relationship()
 

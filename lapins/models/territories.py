@@ -6,7 +6,7 @@ from datetime import datetime, time
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ForeignKey, String, Text, Time
+from sqlalchemy import Float, ForeignKey, String, Text, Time
 from sqlalchemy import false as sa_false
 from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -100,6 +100,8 @@ class Territory(TerritoryClock, db.Model):
     experiment_note_b: Mapped[str | None] = mapped_column(String(100))
     experiment_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     experiment_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Online booking by families (issue 15), for the motifs and lieux that allow it: off stops it for the territory.
+    online_booking: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
     # Drawn anew, in the same transaction, by every change to what an agenda of the territory shows
     # (lapins.models.agenda_stamps): agenda feeds are cached on it. Random rather than counted, so that a database
     # recreated or restored never meets a cache filled from another one.
@@ -151,6 +153,11 @@ class Lieu(db.Model):
     phone: Mapped[str | None] = mapped_column(String(20))
     # A closed lieu (a centre shut or moved) is offered for no new rdv and gives no free slot; its rdvs stay.
     active: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    # Families may book here online (issue 15) unless this is off; its position orders the lieux serving an address,
+    # nearest first (WGS 84 degrees, both or neither).
+    online_booking: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
 
     organisation: Mapped[Organisation] = relationship(back_populates="lieux")
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from lapins.admin.services import joining_refusal
+from lapins.infra import csv_files
 from lapins.infra.extensions import db
 from lapins.infra.forms import name_problem
 from lapins.models import Agent, AgentRole, Lieu, Organisation, Role, Territory
@@ -83,20 +84,11 @@ class Table:
 
 
 def decode(data: bytes) -> str:
-    """UTF-8 with or without BOM, UTF-16 with a BOM (Excel's « texte Unicode »), else Windows-1252 (Excel's CSV)."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encodings = ["utf-16"]
-    elif data.startswith(b"\xef\xbb\xbf"):
-        encodings = ["utf-8-sig"]
-    else:
-        encodings = ["utf-8", "cp1252"]
-    for encoding in encodings:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise ImportFileError("Encodage du fichier non reconnu : enregistrez-le en « CSV UTF-8 » ou en "
-                          "« CSV (séparateur : point-virgule) ».")
+    """The text of the file (lapins.infra.csv_files says which encodings)."""
+    try:
+        return csv_files.decode(data)
+    except csv_files.UnknownEncoding as error:
+        raise ImportFileError(str(error)) from None
 
 
 def read_table(data: bytes) -> Table:

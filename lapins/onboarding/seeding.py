@@ -30,7 +30,7 @@ from lapins.infra.extensions import db
 from lapins.locale.matching import name_key
 from lapins.models import (
     Absence, Agent, AgentRole, Lieu, LocationType, Motif, Organisation, PlageOuverture, Rdv, RdvAgent, RdvStatus, Role,
-    Territory, Usager, WaitlistEntry,
+    Sector, SectorZone, Territory, Usager, WaitlistEntry,
 )
 from lapins.models.agenda_stamps import draw_new_stamps
 from lapins.models.plages import plage_motifs
@@ -565,11 +565,45 @@ def _seed_demo_territory(spec: dict, now: datetime, rng: random.Random, password
                 first_day=first_day, last_day=last_day, start_time=start, end_time=end,
                 weekdays=_weekday_bits(weekday), every_n_weeks=every, motifs=[motifs[n] for n in motif_names]))
     _demo_absences(spec["number"], agents, today)
+    _demo_online_booking(spec["number"], territory, lieux, motifs)
     _demo_families(territory, organisation, spec, rng, now)
     db.session.flush()
     _demo_rdvs(territory, first_day, today, now, rng)
     db.session.flush()
     _demo_waitlist(organisation, list(motifs.values()), list(agents.values()), now, rng)
+
+
+# The demo département's online booking (issue 15): a sector per lieu (communes by INSEE code, one of Colombes' streets
+# served from Gennevilliers), the lieux' positions, and the motifs families may book online.
+DEMO_SECTORS = {
+    "92": {
+        "sectors": [
+            ("Nanterre et Rueil", 0, [("92050", ""), ("92063", ""), ("92062", "")]),
+            ("Colombes et Bois-Colombes", 1, [("92025", ""), ("92009", ""), ("92035", "")]),
+            ("Gennevilliers et Asnières", 2, [("92036", ""), ("92078", ""), ("92004", ""), ("92025", "92025_0420")]),
+        ],
+        "positions": [(48.8967, 2.2067), (48.9236, 2.2386), (48.9256, 2.2936)],
+        "online": {"Consultation nourrisson": True, "Vaccinations": True, "Consultation prénatale": False},
+    },
+}
+
+
+def _demo_online_booking(number: str, territory: Territory, lieux: list[Lieu], motifs: dict[str, Motif]) -> None:
+    """Sectors, positions and online motifs (sectorised or not) for the demo départements that have them."""
+    spec = DEMO_SECTORS.get(number)
+    if spec is None:
+        return
+    for lieu, (latitude, longitude) in zip(lieux, spec["positions"]):
+        lieu.latitude, lieu.longitude = latitude, longitude
+    for name, sectorised in spec["online"].items():
+        if name in motifs:
+            motifs[name].online_bookable, motifs[name].sectorised = True, sectorised
+    db.session.flush()  # the territory's id, which each zone carries
+    for name, lieu_index, places in spec["sectors"]:
+        sector = Sector(territory=territory, name=name, lieux=[lieux[lieu_index]])
+        sector.zones = [SectorZone(territory_id=territory.id, commune_code=commune, street_code=street)
+                        for commune, street in places]
+        db.session.add(sector)
 
 
 def _demo_absences(number: str, agents: dict[str, Agent], today: date) -> None:

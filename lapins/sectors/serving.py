@@ -1,0 +1,114 @@
+"""Which lieux, and which of their agents, serve a family's address for a motif: what the public booking flow offers.
+
+A lieu offers a motif when an active agent has a current plage d'ouverture there for it. For a motif open to all,
+every such lieu of the motif's organisation serves every address. For a sectorised one, the address's sectors
+decide: a lieu attached to one serves with all its agents of that motif; otherwise an agent attached to one serves
+at the lieux where they have such a plage. A street's sector beats its commune's; a municipal arrondissement's
+beats its city's (Paris, Lyon, Marseille). Lieux come nearest first when the address's position and theirs are
+known, else by name.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import and_, literal, or_, select
+
+from lapins.infra.extensions import db
+from lapins.locale.communes import street_key
+from lapins.models import Agent, Lieu, Motif, PlageOuverture, SectorZone
+from lapins.models.plages import plage_motifs
+from lapins.models.sectors import agent_sectors, lieu_sectors
+
+EARTH_RADIUS_KM = 6371.0
+
+
+@dataclass(frozen=True)
+class ServingLieu:
+    lieu: Lieu
+    agent_ids: tuple[int, ...]  # the agents to look for slots with, at this lieu for this motif
+    distance_km: float | None
+
+
+def online_refusal(motif: Motif) -> str | None:
+    """Why families cannot book this motif online (in French), or None."""
+    territory = motif.organisation.territory
+    if not territory.online_booking:
+        return "La prise de rendez-vous en ligne est fermée dans ce département."
+    if not motif.active or not motif.online_bookable:
+        return "Ce motif ne se réserve pas en ligne : appelez le centre."
+    return None
+
+
+def address_sectors(territory_id: int, commune_code: str, street_code: str | None = None,
+                    city_code: str | None = None) -> set[int]:
+    """The sectors holding an address: those of its street if one holds it, else of its commune, else of its city
+    (for an arrondissement)."""
+    street = street_key(street_code) if street_code else ""
+    places = [and_(SectorZone.commune_code == commune_code, SectorZone.street_code.in_({"", street}))]
+    if city_code:
+        places.append(and_(SectorZone.commune_code == city_code, SectorZone.street_code == ""))
+    rows = db.session.execute(select(SectorZone.sector_id, SectorZone.commune_code, SectorZone.street_code)
+                              .where(SectorZone.territory_id == territory_id, or_(*places))).all()
+    for level in ((commune_code, street), (commune_code, ""), (city_code, "")):
+        found = {sector_id for sector_id, commune, street_code in rows if (commune, street_code) == level}
+        if found and level[0]:
+            return found
+    return set()
+
+
+def serving_lieux(motif: Motif, commune_code: str, *, today: date, street_code: str | None = None,
+                  city_code: str | None = None, near: tuple[float, float] | None = None) -> list[ServingLieu]:
+    """The lieux (and agents) serving this address for this motif, nearest first when `near` (latitude, longitude)
+    is given, else by name. Empty when the motif is closed to online booking (`online_refusal` says why)."""
+    if online_refusal(motif) is not None:
+        return []
+    offers = db.session.execute(
+        select(Lieu, PlageOuverture.agent_id)
+        .join(PlageOuverture, PlageOuverture.lieu_id == Lieu.id)
+        .join(plage_motifs, plage_motifs.c.plage_id == PlageOuverture.id)
+        .join(Agent, Agent.id == PlageOuverture.agent_id)
+        .where(plage_motifs.c.motif_id == motif.id, Lieu.active.is_(True), Lieu.online_booking.is_(True),
+               Agent.active.is_(True), or_(PlageOuverture.last_day.is_(None), PlageOuverture.last_day >= today))
+        .distinct()).all()
+    lieux: dict[int, Lieu] = {}
+    agents_at: dict[int, set[int]] = {}
+    for lieu, agent_id in offers:
+        lieux[lieu.id] = lieu
+        agents_at.setdefault(lieu.id, set()).add(agent_id)
+    if motif.sectorised and agents_at:
+        sectors = address_sectors(motif.organisation.territory_id, commune_code, street_code, city_code)
+        lieux_in, agents_in = _members(sectors)
+        agents_at = {lieu_id: agents if lieu_id in lieux_in else agents & agents_in
+                     for lieu_id, agents in agents_at.items()}
+    found = [ServingLieu(lieux[lieu_id], tuple(sorted(agents)), _distance(near, lieux[lieu_id]))
+             for lieu_id, agents in agents_at.items() if agents]
+    found.sort(key=lambda serving: (serving.distance_km is None, serving.distance_km or 0.0,
+                                    serving.lieu.name.casefold(), serving.lieu.id))
+    return found
+
+
+def _members(sector_ids: set[int]) -> tuple[set[int], set[int]]:
+    """The lieux and the agents attached to these sectors, in one query."""
+    if not sector_ids:
+        return set(), set()
+    rows = db.session.execute(
+        select(lieu_sectors.c.lieu_id, literal(None).label("agent_id")).where(lieu_sectors.c.sector_id.in_(sector_ids))
+        .union_all(select(literal(None), agent_sectors.c.agent_id).where(agent_sectors.c.sector_id.in_(sector_ids))))
+    lieux, agents = set(), set()
+    for lieu_id, agent_id in rows:
+        if lieu_id is not None:
+            lieux.add(lieu_id)
+        else:
+            agents.add(agent_id)
+    return lieux, agents
+
+
+def _distance(near: tuple[float, float] | None, lieu: Lieu) -> float | None:
+    """Great-circle distance in km (haversine), or None when a position is missing."""
+    if near is None or lieu.latitude is None or lieu.longitude is None:
+        return None
+    lat1, lon1, lat2, lon2 = map(math.radians, (near[0], near[1], lieu.latitude, lieu.longitude))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
