@@ -38,6 +38,7 @@ TARGETS = {  # figure: (comparison, target) — all "at most"
     "slots.growth_ratio": 1.5,
     "public.next_slots.p95_ms": 30,
     "public.next_slots.floor_ratio": 1.5,
+    "public.next_slots.mixed_to_hit_ratio": 1.5,
     "usagers.duplicates.p95_ms": 50,
 }
 
@@ -235,7 +236,13 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
             large_app, database.url, territory_id, args.public_clients, args.requests, 5, server, log.indented,
             redis_url, args.window_seconds))
         if picker:
+            mixed = picker.pop("mixed")
             figures.update({f"public.next_slots.{key}": value for key, value in picker.items()})
+            figures.update({f"public.next_slots.mixed.{key}": value for key, value in mixed.items()})
+            if picker["p95_ms"] and mixed["p95_ms"]:
+                figures["public.next_slots.mixed_to_hit_ratio"] = round(mixed["p95_ms"] / picker["p95_ms"], 2)
+            if mixed["errors"]:
+                failures.append(f"sélecteur (mixed) : {mixed['errors']} requêtes en erreur")
             if picker["errors"]:
                 failures.append(f"sélecteur : {picker['errors']} requêtes en erreur "
                                 f"({', '.join(picker['error_kinds'])})")

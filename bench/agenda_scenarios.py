@@ -75,11 +75,12 @@ def signed_in(agent_id: int, generation: int) -> dict:
 
 
 class Writes:
-    """The booking service booking, then cancelling, an rdv for a random agent of the territory, WRITES_PER_SECOND
-    times a second, in a thread of its own, for as long as the `with` lasts."""
+    """The booking service booking, then cancelling, an rdv for a random agent of the territory (of one lieu and motif
+    when given), WRITES_PER_SECOND times a second, in a thread of its own, for as long as the `with` lasts."""
 
-    def __init__(self, app, territory_id: int, log):
+    def __init__(self, app, territory_id: int, log, lieu_id: int | None = None, motif_id: int | None = None):
         self.app, self.territory_id, self.log = app, territory_id, log
+        self.lieu_id, self.motif_id = lieu_id, motif_id
         self.stop = threading.Event()
         self.count = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -101,7 +102,9 @@ class Writes:
             plages = db.session.execute(
                 select(PlageOuverture.agent_id, PlageOuverture.lieu_id, Motif.id).join(PlageOuverture.motifs)
                 .join(Organisation, Organisation.id == PlageOuverture.organisation_id)
-                .where(Organisation.territory_id == self.territory_id, PlageOuverture.lieu_id.is_not(None))).all()
+                .where(Organisation.territory_id == self.territory_id, PlageOuverture.lieu_id.is_not(None),
+                       *([PlageOuverture.lieu_id == self.lieu_id] if self.lieu_id else []),
+                       *([Motif.id == self.motif_id] if self.motif_id else []))).all()
             usager_ids = list(db.session.scalars(select(Usager.id).where(Usager.territory_id == self.territory_id)
                                                  .limit(500)))
             db.session.rollback()

@@ -7,7 +7,9 @@ one family back to back (the Python client), then wrk (bench/wrk.py) over --publ
 a family's page with its cookie, in three 10-second windows alternated with the floor's. The floor
 (bench/public_floor.py): the same wrk against a WSGI app, on the same gunicorn, that reads in one query every row the
 family's first page needs (lapins.slots.availability.fetch_rows_for_floor over the days it shows) and answers the
-picker's median page.
+picker's median page. Then `mixed`: the same windows while the booking service books and cancels an rdv once a
+second at that lieu for that motif (bench.agenda_scenarios.Writes), so that the agents' stamps the kept pages
+depend on change under them: `public.next_slots.mixed.*` and `mixed_to_hit_ratio`.
 
 move_race: a lieu opened for the race, with one agent who has RACE_TIMES free times in a few days, and RACE_FAMILIES
 families whose rdvs fill her days a week later. Each family opens its picker and the confirmation page of one of the
@@ -31,6 +33,7 @@ from urllib.parse import urlencode, urljoin
 from sqlalchemy import func, select
 
 from bench import wrk
+from bench.agenda_scenarios import Writes
 from bench.agenda_week import ClientResult, CookieConnection, Gunicorn, ServerConfig
 from bench.database import statement_counter
 from bench.measure import elapsed_ms, now_ns, summary
@@ -197,6 +200,15 @@ def bench_next_slots(app, database_url: str, territory_id: int, clients: int, re
                 floor_pages = [wrk.Request(f"/floor/{index}") for index in range(len(families))]
                 timed = wrk.alternated(server.port, pages, floor_server.port, floor_pages, len(families), seconds,
                                        repeats, log, statements=statement_counter(app))
+                # mixed: the same pages while the booking service books and cancels at their lieu and motif once a
+                # second, each change drawing new stamps for the agents the pages show (a busy PMI centre).
+                log("mixed : les mêmes pages, une réservation ou annulation par seconde dans ce lieu pour ce motif")
+                with Writes(app, territory_id, log, lieu_id=chosen["lieu_id"], motif_id=chosen["motif_id"]) as writes:
+                    started = clock.monotonic()
+                    mixed = wrk.alternated(server.port, pages, floor_server.port, floor_pages, len(families),
+                                           seconds, repeats, log, statements=statement_counter(app))
+                    mixed["writes"] = writes.count
+                    mixed["writes_per_second"] = round(writes.count / (clock.monotonic() - started), 2)
     if timed["floor_errors"]:
         raise RuntimeError(f"plancher : {timed['floor_errors']} requêtes en erreur")
     errors = alone.errors
@@ -206,7 +218,7 @@ def bench_next_slots(app, database_url: str, territory_id: int, clients: int, re
         "error_kinds": sorted(set(errors)) + (["HTTP ou socket (wrk)"] if timed["errors"] else []),
         "pages_without_times": sum(b"lapins-creneaux" not in body for body in bodies),
         "single_client_p50_ms": single["p50_ms"], "single_client_p95_ms": single["p95_ms"],
-        "config": config.as_dict(),
+        "config": config.as_dict(), "mixed": mixed,
     }
 
 
