@@ -28,9 +28,9 @@ from lapins.models.territory_admins import TerritoryAdmin
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 from lapins.monitoring import delivery
 from lapins.notifications import outbox
+from lapins.notifications import webhooks as twilio_webhooks
 from lapins.notifications.backends import Balance, TransientError
 from lapins.notifications.twilio import TwilioSmsBackend
-from lapins.tasks import apply_early_sms_statuses
 from tests.conftest import csrf_token_from
 from tests.fakes.twilio import TwilioFake, _Fault
 
@@ -267,9 +267,10 @@ def test_status_callbacks_before_the_send_returns_twice_or_never(on_twilio, plac
     outbox.dispatch_due()
     rows_now = rows(db, [early, twice, never])
     assert rows_now[early].status == MessageStatus.SENT and rows_now[early].provider_id == taken.sid
-    assert apply_early_sms_statuses() == 1  # the beat's job: the early status applies once the sid is known
+    # The beat's job (tasks.apply_early_sms_statuses): the early status applies once the sid is known.
+    assert twilio_webhooks.apply_early_statuses() == 1
     assert rows(db, [early])[early].status == MessageStatus.DELIVERED
-    assert apply_early_sms_statuses() == 0
+    assert twilio_webhooks.apply_early_statuses() == 0
 
     # Twice: the first applies, the copy changes nothing.
     callback = twilio_fake.status_request(rows_now[twice].provider_id, "delivered")
