@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,11 +44,15 @@ def family_names(rdv: Rdv) -> list[str]:
 
 
 def identity_matches(rdv: Rdv, typed: str) -> bool:
-    """The first letters of one of the family's last names (at least 3, or the whole name if shorter)."""
+    return names_match(family_names(rdv), typed)
+
+
+def names_match(names: Iterable[str], typed: str) -> bool:
+    """The first letters of one of the names (at least 3, or the whole name if shorter)."""
     given = letters_of(typed or "")
     if not given:
         return False
-    for name in family_names(rdv):
+    for name in names:
         letters = letters_of(name)
         if letters and len(given) >= min(PREFIX_LETTERS, len(letters)) and letters.startswith(given):
             return True
