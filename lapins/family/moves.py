@@ -85,12 +85,20 @@ def _picker(rdv: Rdv, token: str, *, first: date | None = None, notice: str | No
         # An agent's header or a message of this browser's: this page is rendered for this request alone.
         page = _render(scope, shown, lieu_name, phone, notice, token, local_datetime(rdv.starts_at, scope.territory.tz))
         return page, code
-    key = shell_key(scope, first, lieu_name, phone, notice, request.script_root)
+    shell = kept_or_rendered_shell(scope, first, shown, lieu_name, phone, notice, request.script_root)
+    return filled(shell, token, rdv.starts_at, scope.territory.tz), code
+
+
+def kept_or_rendered_shell(scope: picker.Scope, first: date | None, shown: picker.Page, lieu_name: str | None,
+                           phone: str | None, notice: str | None, script_root: str) -> str:
+    """The page's HTML with the marks in place of the family's link and time, rendered (in a request context) and
+    kept if it is not kept yet."""
+    key = shell_key(scope, first, lieu_name, phone, notice, script_root)
     if key not in _shells:
         if len(_shells) >= KEPT_SHELLS:
             _shells.clear()
         _shells[key] = _render(scope, shown, lieu_name, phone, notice, TOKEN_MARK, CURRENT_MARK)
-    return filled(_shells[key], token, rdv.starts_at, scope.territory.tz), code
+    return _shells[key]
 
 
 def shell_key(scope: picker.Scope, first: date | None, lieu_name: str | None, phone: str | None,
