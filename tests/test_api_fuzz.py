@@ -1,8 +1,8 @@
 """Fuzzing the API against its own OpenAPI document (schemathesis): no 5xx, and every answer is documented.
 
 Each operation gets valid (positive) and invalid (negative) requests from the document, with a real token, against
-seeded data (a collective session and its participation among them) (ids 1, 2… are the ones the generator tries first, and the seeded objects). Derandomized, and bounded
-so that the whole walk stays well under a minute.
+seeded data (ids 1, 2… are the ones the generator tries first, and the seeded objects, a collective session and a
+family's place in it among them). Derandomized, and bounded so that the whole walk stays well under a minute.
 """
 from __future__ import annotations
 

@@ -23,8 +23,9 @@ from lapins.booking import sessions
 from lapins.infra import crypto
 from lapins.infra.extensions import db
 from lapins.integrations import delivery
-from lapins.models import Message, Participation, ParticipationStatus, Rdv, Role
+from lapins.models import Message, OfferStatus, Participation, ParticipationStatus, Rdv, Role, SlotOffer
 from lapins.models.webhooks import Webhook
+from lapins.waitlist import entries as waitlist_entries
 from tests.test_webhooks import Receiver
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -41,7 +42,7 @@ def z(instant: datetime) -> str:
 
 class Pmi:
     """An organisation running « Atelier massage bébé » (collective, one place per family), its puéricultrice with an
-    API token, four families (a mother and her baby) and a weekly session."""
+    API token, four families (a mother and her baby), and its sessions on Tuesdays at 10:00."""
 
     def __init__(self, factories, name: str = "PMI Belleville", territory=None, role: Role = Role.AGENT):
         self.organisation = factories.OrganisationFactory(name=name, **({"territory": territory} if territory else {}))
@@ -114,7 +115,8 @@ def test_sessions_are_listed_and_read_with_their_places_and_participations(clien
     assert listed.status_code == 200
     assert [item["id"] for item in listed.json["items"]] == [session.id, later.id]  # the individual rdv is no session
     first = listed.json["items"][0]
-    assert (first["max_participants"], first["places_taken"], first["places_left"], first["places_held"]) == (3, 1, 2, 0)
+    places = (first["max_participants"], first["places_taken"], first["places_left"], first["places_held"])
+    assert places == (3, 1, 2, 0)
     assert first["title"] == "Massage bébé" and first["starts_at"] == z(tuesday())
     assert first["starts_at_local"] == "2026-03-03T10:00:00+01:00" and first["duration_minutes"] == 90
 
@@ -163,6 +165,26 @@ def test_a_family_added_through_the_api_gets_its_own_confirmation_and_reminders(
     planned = db.session.scalars(select(Message).where(Message.participation_id == created.json["id"])).all()
     assert planned and {message.usager_id for message in planned} == {pmi.families[0][0].id}
     assert client.get(f"{PREFIX}/participations/{created.json['id']}", headers=pmi.headers).json == created.json
+
+
+def test_a_place_freed_and_offered_to_the_waiting_list_is_held_not_left(client, pmi):
+    """A cancelled place goes to the session's waiting family, held for its answer: the API says so, and does not
+    give it to another family meanwhile."""
+    session = pmi.session(capacity=1)
+    first = add(client, pmi, session.id, pmi.family(0)).json
+    waitlist_entries.add_for_session(pmi.agent, pmi.families[1][0], session)
+    assert client.post(f"{PREFIX}/participations/{first['id']}/cancel", headers=pmi.headers).status_code == 200
+    offer = db.session.scalar(select(SlotOffer))
+    assert offer is not None and offer.status == OfferStatus.HELD and offer.usager_id == pmi.families[1][0].id
+
+    read = client.get(f"{PREFIX}/sessions/{session.id}", headers=pmi.headers).json
+    assert (read["places_taken"], read["places_held"], read["places_left"]) == (0, 1, 0)
+    [listed] = client.get(f"{PREFIX}/sessions", headers=pmi.headers).json["items"]
+    assert (listed["places_held"], listed["places_left"]) == (1, 0)
+    assert client.get(f"{PREFIX}/sessions", query_string={"with_places_left": "true"},
+                      headers=pmi.headers).json["items"] == []
+    refused = add(client, pmi, session.id, pmi.family(2))
+    assert refused.status_code == 409 and refused.json["session_full"] is True
 
 
 def test_a_full_session_is_refused_with_409_saying_so_and_nothing_is_stored(client, pmi):
@@ -260,7 +282,8 @@ def test_attendance_is_noted_once_the_session_has_started(client, pmi, frozen):
     stranger = add(client, pmi, other.id, pmi.family(2)).json
     unknown = client.post(f"{PREFIX}/sessions/{session.id}/attendance", json={"present_ids": [stranger["id"]]},
                           headers=pmi.headers)
-    assert unknown.status_code == 422 and "Inscription inconnue dans cette séance" in unknown.json["fields"]["present_ids"]
+    assert unknown.status_code == 422
+    assert "Inscription inconnue dans cette séance" in unknown.json["fields"]["present_ids"]
     assert {p.status for p in participations_of(session.id)} == {ParticipationStatus.REGISTERED}
 
     noted = client.post(f"{PREFIX}/sessions/{session.id}/attendance", json={"present_ids": [came["id"]]},

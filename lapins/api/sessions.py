@@ -34,9 +34,12 @@ def _refused(error: BookingError) -> ApiError:
     return ApiError(409, error.message, **extra)
 
 
-def _answer(session: Rdv) -> dict:
+def _answer(session_id: int) -> dict:
+    """The session read whole, as it is now: its participations and their people in two queries, not one per row."""
     db.session.expire_all()  # what booking committed, participations included
-    session = db.session.get(Rdv, session.id)
+    session = db.session.scalars(select(Rdv).where(Rdv.id == session_id).options(
+        selectinload(Rdv.participations).selectinload(Participation.usagers), selectinload(Rdv.agent_links),
+        selectinload(Rdv.usagers))).one()
     return render.session(session, booking_sessions.held_places(session.id, utcnow()))
 
 
@@ -64,7 +67,7 @@ def list_sessions(actor: Agent, *, query: dict, body: None):
     if "status" in query:
         statement = statement.where(Rdv.status == RdvStatus(query["status"]))
     if query.get("with_places_left"):
-        statement = statement.where(Rdv.places_taken < Rdv.max_participants)
+        statement = booking_sessions.with_free_places(statement, utcnow())
     statement = statement.options(selectinload(Rdv.agent_links), selectinload(Rdv.usagers),
                                   selectinload(Rdv.organisation))
     found = page(statement.order_by(Rdv.starts_at, Rdv.id), query, lambda session: session)
@@ -75,8 +78,7 @@ def list_sessions(actor: Agent, *, query: dict, body: None):
 
 @implements("getSession")
 def get_session(actor: Agent, *, session_id: int, query: dict, body: None):
-    session = _session(actor, session_id)
-    return render.session(session, booking_sessions.held_places(session.id, utcnow())), 200
+    return _answer(_session(actor, session_id).id), 200
 
 
 @implements("listParticipations")
@@ -130,7 +132,7 @@ def set_capacity(actor: Agent, *, session_id: int, query: dict, body: dict):
         booking_sessions.set_capacity(actor=actor, session=session, capacity=body["capacity"])
     except BookingError as error:
         raise _refused(error) from None
-    return _answer(session), 200
+    return _answer(session.id), 200
 
 
 @implements("setSessionAttendance")
@@ -145,4 +147,4 @@ def set_attendance(actor: Agent, *, session_id: int, query: dict, body: dict):
         booking_sessions.set_attendance(actor=actor, session=session, present=set(body["present_ids"]))
     except BookingError as error:
         raise _refused(error) from None
-    return _answer(session), 200
+    return _answer(session.id), 200

@@ -11,8 +11,8 @@ sending it is the worker's job, so a slow or broken endpoint never slows the age
 usager costs nothing; one that does costs one indexed query for the organisations' webhooks.
 
 Bulk UPDATE/DELETE statements bypass the ORM's unit of work: the only ones over rdvs and participations are the
-conditional claims of a cancellation (each followed by the ORM change this listener sees) and the retention job's deletion of rdvs over two years
-old, which is deliberately not announced.
+conditional claims of a cancellation (each followed by the ORM change this listener sees) and the retention job's
+deletion of rdvs over two years old, which is deliberately not announced.
 """
 from __future__ import annotations
 
