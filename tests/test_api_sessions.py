@@ -399,7 +399,8 @@ def test_a_family_cancelling_on_its_link_is_announced_too(pmi, receiver):
 # --- The document -------------------------------------------------------------------------------------------------
 
 
-def test_the_document_and_the_docs_page_describe_sessions_and_participations(client):
+def test_the_document_and_the_docs_pages_describe_sessions_participations_and_their_webhooks(client, auth, pmi,
+                                                                                              factories):
     paths = document()["paths"]
     assert {f"{PREFIX}/sessions", f"{PREFIX}/sessions/{{session_id}}", f"{PREFIX}/sessions/{{session_id}}/capacity",
             f"{PREFIX}/sessions/{{session_id}}/attendance", f"{PREFIX}/sessions/{{session_id}}/participations",
@@ -409,7 +410,15 @@ def test_the_document_and_the_docs_page_describe_sessions_and_participations(cli
     rdv = paths[f"{PREFIX}/rdvs/{{rdv_id}}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert {"max_participants", "places_taken", "title"} <= set(rdv["required"])
     page = client.get(f"{PREFIX}/docs").get_data(as_text=True)
-    assert "Inscrire une famille (mêmes règles que l&#39;agenda)" in page or "Inscrire une famille" in page
+    assert f"<code>{PREFIX}/sessions/{{session_id}}/participations</code>" in page and "session_full" in page
+    admin = factories.AgentFactory(organisation=pmi.organisation, organisation__role=Role.ADMIN)
+    auth.login(admin)
+    hooks = client.get(f"/integrations/organisations/{pmi.organisation.id}/webhooks")
+    assert hooks.status_code == 200
+    text = hooks.get_data(as_text=True)
+    for event in ("participation.created", "participation.cancelled", "participation.attendance", "max_participants",
+                  "session_id"):
+        assert f"<code>{event}</code>" in text, event
 
 
 # --- Many clients for the last place ------------------------------------------------------------------------------
