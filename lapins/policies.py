@@ -235,12 +235,6 @@ def session_scope(actor: Agent) -> Select:
     return rdv_scope(actor).where(Rdv.max_participants.is_not(None))
 
 
-def participation_scope(actor: Agent) -> Select:
-    """Families' places in the sessions of the actor's organisations."""
-    return select(Participation).join(Rdv, Rdv.id == Participation.rdv_id).where(
-        Rdv.organisation_id.in_(organisations_of(actor)))
-
-
 def agent_scope(actor: Agent) -> Select:
     colleagues = select(AgentRole.agent_id).where(AgentRole.organisation_id.in_(organisations_of(actor)))
     return select(Agent).where(Agent.id.in_(colleagues), Agent.active.is_(True)).order_by(Agent.last_name, Agent.first_name)
