@@ -18,8 +18,8 @@ from sqlalchemy import Select, exists, select
 from lapins.infra.extensions import db
 from lapins.models.light_agent import LightAgent
 from lapins.models import (
-    Absence, Agent, AgentRole, ApiToken, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Sector, Territory,
-    Usager, Webhook,
+    Absence, Agent, AgentRole, ApiToken, Lieu, Motif, Organisation, Participation, PlageOuverture, Rdv, Role, Sector,
+    Territory, Usager, Webhook,
 )
 from lapins.models.territory_admins import TerritoryAdmin
 from lapins.models.usagers import usager_organisations
@@ -52,6 +52,8 @@ def _organisation_ids(target) -> set[int]:
         return {target.organisation_id}
     if isinstance(target, Absence):
         return target.agent.organisation_ids
+    if isinstance(target, Participation):  # a family's place in a collective session: seen like its session
+        return {target.rdv.organisation_id}
     if isinstance(target, Territory):  # a territory's figures: for those working in one of its organisations
         return {organisation.id for organisation in target.organisations}
     if isinstance(target, Sector):  # seen like its territory
@@ -226,6 +228,11 @@ def authorize_export(actor: Agent, export) -> None:
 
 def rdv_scope(actor: Agent) -> Select:
     return select(Rdv).where(Rdv.organisation_id.in_(organisations_of(actor)))
+
+
+def session_scope(actor: Agent) -> Select:
+    """Collective sessions (rdvs with a capacity) of the actor's organisations."""
+    return rdv_scope(actor).where(Rdv.max_participants.is_not(None))
 
 
 def agent_scope(actor: Agent) -> Select:
