@@ -15,6 +15,8 @@ from sqlalchemy import func, select
 
 from lapins.models import LocationType, Motif, MotifCatalogueEntry, RdvStatus, Role
 from lapins.models.territory_admins import TerritoryAdmin
+from lapins.stats.exports import RDV_HEADERS, rdv_batches
+from lapins.stats.figures import Scope, default_filters
 from tests.conftest import AuthActions, csrf_token_from
 
 NOW = datetime(2026, 11, 15, 9, 0, tzinfo=timezone.utc)
@@ -335,6 +337,12 @@ def test_the_statistics_compare_one_catalogue_motif_across_organisations(client,
     assert rows[0][:3] == ["Motif du catalogue", "Organisation", "RDV"]
     assert ["Consultation nourrisson", "PMI Lille", "4", "3", "1", "25,0"] in rows
     assert ["Consultation nourrisson", "PMI Roubaix", "2", "1", "1", "50,0"] in rows
+
+    # The list of rdvs exported in the background names each rdv's catalogue motif.
+    scope = Scope(world["territory"].id, "Europe/Paris", (world["north"].id, world["south"].id), True)
+    listed = [row for batch in rdv_batches(scope, default_filters(NOW.date())) for row in batch]
+    assert RDV_HEADERS[-1] == "Motif du catalogue du territoire"
+    assert sorted(row[-1] for row in listed) == [""] + ["Consultation nourrisson"] * 6
 
     # An organisation's own page compares nothing it may not see: its own row only.
     login(client, world["south_admin"])
