@@ -364,3 +364,24 @@ def test_the_api_shows_a_motifs_catalogue_entry(client, world, db, factories):
     listed = client.get("/api/v1/motifs", headers={"Authorization": f"Bearer {token}"}).get_json()
     by_id = {motif["id"]: motif for motif in listed["items"]}
     assert by_id[adopted.id]["catalogue_id"] == entry.id and by_id[own.id]["catalogue_id"] is None
+
+
+def test_two_adoptions_at_once_leave_one_motif_and_a_french_message(world, db):
+    """The check before adopting cannot see an adoption committing at the same moment: the unique index does, and
+    the second one gets the same French refusal as if it had come later."""
+    from lapins.admin import catalogue
+    from lapins.admin.services import AdminError
+
+    entry = MotifCatalogueEntry(territory_id=world["territory"].id, name="Consultation nourrisson")
+    db.session.add(entry)
+    db.session.commit()
+    catalogue.adopt(world["north"], entry)
+    db.session.add(Motif(organisation_id=world["north"].id, catalogue_id=entry.id, name="Doublon"))
+    with pytest.raises(AdminError, match="Cette organisation a déjà adopté ce motif"):
+        catalogue._commit("Cette organisation a déjà adopté ce motif.")
+    assert db.session.scalar(select(func.count()).select_from(Motif)
+                             .where(Motif.catalogue_id == entry.id)) == 1
+    # Two organisations' own motifs (no entry) are no duplicates.
+    db.session.add_all([Motif(organisation_id=world["north"].id, name="A"),
+                        Motif(organisation_id=world["north"].id, name="B")])
+    db.session.commit()

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from lapins.admin.services import AdminError
@@ -51,6 +52,15 @@ def posted(value) -> str | None:
     if isinstance(value, LocationType):
         return value.value
     return "" if value is None else str(value)
+
+
+def _commit(refusal: str, field: str | None = None) -> None:
+    """Commit, or AdminError when a unique index refuses (the same change made twice at once, the other one won)."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise AdminError(refusal, field) from None
 
 
 # --- Reading -------------------------------------------------------------------------------------------------
@@ -144,7 +154,7 @@ def save_entry(entry: MotifCatalogueEntry, values: dict, adjustable: set[str]) -
         setattr(entry, name, value)
     entry.adjustable = sorted(adjustable)
     db.session.add(entry)
-    db.session.commit()
+    _commit("Un motif du catalogue porte déjà ce nom dans ce territoire.", "name")
     logger.info("Catalogue entry %s saved, %s adopted motifs changed", entry.id, sum(bool(p.changes) for p in plans))
     return plans
 
@@ -160,7 +170,7 @@ def adopt(organisation: Organisation, entry: MotifCatalogueEntry) -> Motif:
         raise AdminError(MOTIF_NAME_TAKEN)
     motif = Motif(organisation_id=organisation.id, catalogue_entry=entry, **entry.values())
     db.session.add(motif)
-    db.session.commit()
+    _commit("Cette organisation a déjà adopté ce motif.")
     logger.info("Catalogue entry %s adopted by organisation %s (motif %s)", entry.id, organisation.id, motif.id)
     return motif
 
@@ -211,7 +221,7 @@ def link(motif: Motif, entry: MotifCatalogueEntry | None) -> Motif:
         if not entry.is_adjustable(name):
             setattr(motif, name, getattr(entry, name))
     motif.catalogue_entry = entry
-    db.session.commit()
+    _commit("Un autre motif de cette organisation est déjà relié à cette entrée.", "entry")
     logger.info("Motif %s linked to catalogue entry %s", motif.id, entry.id)
     return motif
 

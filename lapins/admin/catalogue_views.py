@@ -39,8 +39,9 @@ def catalogue_entries(territory_id: int):
 def _entry_form_page(territory: Territory, entry: MotifCatalogueEntry):
     form = CatalogueEntryForm(obj=entry if entry.id else None)
     if not form.is_submitted():
-        form.location_type.data = entry.location_type.value if entry.id else form.location_type.data
         form.adjustable.data = list(entry.adjustable if entry.id else DEFAULT_ADJUSTABLE)
+        if entry.id:
+            form.location_type.data = entry.location_type.value
     plans = None
     if form.validate_on_submit():
         values, adjustable = form.catalogue_values(), set(form.adjustable.data)

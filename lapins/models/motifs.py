@@ -6,7 +6,7 @@ import enum
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint, false
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.infra.extensions import db
@@ -26,6 +26,9 @@ class LocationType(enum.StrEnum):
 
 class Motif(db.Model):
     __tablename__ = "motifs"
+    # One motif per catalogue entry in an organisation (two adoptions at once: the second is refused); NULLs, the
+    # organisation's own motifs, are distinct for both databases.
+    __table_args__ = (Index("uq_motifs_organisation_catalogue", "organisation_id", "catalogue_id", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)

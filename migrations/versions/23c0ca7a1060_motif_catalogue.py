@@ -53,6 +53,7 @@ def upgrade():
     with op.batch_alter_table('motifs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('catalogue_id', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_motifs_catalogue_id'), ['catalogue_id'], unique=False)
+        batch_op.create_index('uq_motifs_organisation_catalogue', ['organisation_id', 'catalogue_id'], unique=True)
         batch_op.create_foreign_key(batch_op.f('fk_motifs_catalogue_id_motif_catalogue'), 'motif_catalogue',
                                     ['catalogue_id'], ['id'])
 
@@ -60,6 +61,7 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table('motifs', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_motifs_catalogue_id_motif_catalogue'), type_='foreignkey')
+        batch_op.drop_index('uq_motifs_organisation_catalogue')
         batch_op.drop_index(batch_op.f('ix_motifs_catalogue_id'))
         batch_op.drop_column('catalogue_id')
     with op.batch_alter_table('motif_catalogue', schema=None) as batch_op:
