@@ -17,8 +17,8 @@ from lapins.booking import sessions
 from lapins.infra import crypto
 from lapins.infra.extensions import db
 from lapins.models import (
-    Absence, Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvStatus, Role,
-    Sector, Territory, Usager, WaitlistEntry,
+    Absence, Agent, Export, ExportKind, ExportStatus, Lieu, Motif, MotifCatalogueEntry, Organisation, PlageOuverture, Rdv,
+    RdvStatus, Role, Sector, Territory, Usager, WaitlistEntry,
 )
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 from tests.conftest import csrf_token_from
@@ -37,6 +37,7 @@ OBJECT_OF_PARAMETER = {
     "territory_id": "territory", "organisation_id": "organisation", "webhook_id": "webhook",
     "delivery_id": "delivery", "other_id": "usager", "sector_id": "sector",  # other_id: the second file of a merge
     "session_id": "session", "participation_id": "participation",  # a collective session (an rdv) and a family's place
+    "catalogue_id": "catalogue",  # an entry of the territory's motif catalogue
 }
 KIND_OF_TARGET = {"organisation": "organisation", "territoire": "territory"}
 
@@ -65,14 +66,15 @@ def _world(factories, number: str, name: str):
                         file_format="csv", params={}, status=ExportStatus.DONE, filename="rdvs.csv", content=b"x")
         webhook = Webhook(organisation=org, url="https://si.example.fr/hook", secret_encrypted=crypto.encrypt("s"))
         sector = Sector(territory=territory, name=f"Secteur {label}")
-        db.session.add_all([export, webhook, sector])
+        catalogue = MotifCatalogueEntry(territory=territory, name=f"Catalogue {label}")
+        db.session.add_all([export, webhook, sector, catalogue])
         db.session.flush()
         sent = WebhookDelivery(webhook_id=webhook.id, event="rdv.created", payload={}, status=DeliveryStatus.FAILED)
         db.session.add(sent)
         db.session.commit()
         return {"webhook": webhook, "delivery": sent, "organisation": org, "territory": territory, "lieu": lieu, "motif": motif, "agent": agent,
                 "plage": plage, "absence": absence, "usager": usager, "rdv": rdv, "entry": entry, "export": export,
-                "sector": sector, "session": session, "participation": participation}
+                "sector": sector, "session": session, "participation": participation, "catalogue": catalogue}
 
     return organisation
 
@@ -114,7 +116,8 @@ def _urls(app, rule, objects: dict, *, skip_territory: bool = False) -> list[str
                 values[param] = "csv"
             else:
                 what = KIND_OF_TARGET[kind] if param == "target_id" else OBJECT_OF_PARAMETER[param]
-                names_territory |= what in ("territory", "sector")  # a sector is its territory's, not an organisation's
+                # A sector or a catalogue entry is its territory's, not an organisation's.
+                names_territory |= what in ("territory", "sector", "catalogue")
                 values[param] = objects[what].id
         if not (skip_territory and names_territory):
             urls.append(adapter.build(rule.endpoint, values))
@@ -141,6 +144,10 @@ def _snapshot(objects: dict) -> dict:
         "session": (lambda session: (session.status, session.max_participants, session.places_taken,
                                      [(p.id, p.status) for p in session.participations]))(
             db.session.get(Rdv, objects["session"].id)),
+        "motif": (db.session.get(Motif, objects["motif"].id).catalogue_id, db.session.get(Motif, objects["motif"].id).name),
+        "catalogue": db.session.get(MotifCatalogueEntry, objects["catalogue"].id).name,
+        "motifs": sorted(db.session.scalars(select(Motif.name).where(
+            Motif.organisation_id == objects["organisation"].id))),
     }
 
 

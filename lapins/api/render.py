@@ -82,7 +82,7 @@ def motif(motif: Motif) -> dict:
     return {"id": motif.id, "organisation_id": motif.organisation_id, "name": motif.name,
             "duration_minutes": motif.duration_minutes, "location_type": motif.location_type.value,
             "active": motif.active, "color": motif.color,
-            "discreet": motif.discreet, "notify": motif.notify}
+            "discreet": motif.discreet, "notify": motif.notify, "catalogue_id": motif.catalogue_id}
 
 
 def lieu(lieu: Lieu) -> dict:

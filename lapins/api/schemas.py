@@ -131,6 +131,8 @@ MOTIF = _object({
     "color": {"type": "string"},
     "discreet": {"type": "boolean", "description": "Jamais nommé dans les messages aux familles (« Rendez-vous PMI »)."},
     "notify": {"type": "boolean", "description": "Faux : motif sans notification, aucun SMS ni courriel."},
+    "catalogue_id": NULLABLE_ID | {"description": "Le motif du catalogue du territoire dont il est adopté ou auquel il "
+                                                 "est relié ; null pour un motif propre à l'organisation."},
 }, ["id", "organisation_id", "name", "duration_minutes", "location_type", "active"], closed=False)
 
 LIEU = _object({
