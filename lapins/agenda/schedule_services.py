@@ -124,7 +124,7 @@ def motifs_for(actor: Agent, agent: Agent, keep: list[Motif] | None = None) -> l
 # --- Saving -------------------------------------------------------------------------------------------------------
 
 
-def _lock_agent(agent_id: int) -> None:
+def lock_agent(agent_id: int) -> None:
     """Serialise schedule changes per agent (PostgreSQL row lock), so two tabs cannot create overlapping plages."""
     db.session.execute(select(Agent.id).where(Agent.id == agent_id).with_for_update())
 
@@ -148,7 +148,7 @@ def conflict_message(actor: Agent, other: PlageOuverture, day: date) -> str:
 
 def save_plage(actor: Agent, plage: PlageOuverture, values: PlageValues) -> PlageOuverture:
     """Store the plage after checking the agent has no other plage at the same time; raises ScheduleConflict."""
-    _lock_agent(plage.agent_id)
+    lock_agent(plage.agent_id)
     overlap = find_overlapping_plage(plage.agent_id, values.recurrence, exclude_id=plage.id)
     if overlap is not None:
         db.session.rollback()
@@ -194,7 +194,8 @@ def plages_of(actor: Agent, agent: Agent, today: date) -> list[PlageOuverture]:
     query = (
         plage_scope(actor)
         .where(PlageOuverture.agent_id == agent.id)
-        .options(selectinload(PlageOuverture.motifs), selectinload(PlageOuverture.lieu))
+        .options(selectinload(PlageOuverture.motifs), selectinload(PlageOuverture.lieu),
+                 selectinload(PlageOuverture.exceptions))
     )
     plages = list(db.session.scalars(query))
     plages.sort(key=lambda plage: (
