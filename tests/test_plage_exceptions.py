@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from lapins.models import PlageException, PlageOuverture, RdvStatus, Role
+from lapins.models import Agent, PlageException, PlageOuverture, RdvStatus, Role, Territory
 from lapins.slots import availability, engine, picker
 from tests.conftest import csrf_token_from
 
@@ -158,6 +158,9 @@ def test_changing_one_date_gives_that_date_only_other_hours(client, auth, db, ce
     assert days[WEDNESDAY] == ["14:00", "14:30", "15:00"]
     assert days[MONDAY + timedelta(days=1)] == days[MONDAY + timedelta(days=3)] == MORNING
     assert picker_days(db, centre, WEDNESDAY, WEDNESDAY) == {WEDNESDAY: ["14:00", "14:30", "15:00"]}
+    # Other hours again: only the exception's row changes, and the picker's kept page is not served.
+    post_exception(client, centre.plage, WEDNESDAY, action="modifier", start_time="16:00", end_time="17:00")
+    assert picker_days(db, centre, WEDNESDAY, WEDNESDAY) == {WEDNESDAY: ["16:00", "16:30"]}
     # The usual hours given back to the date remove the exception.
     post_exception(client, centre.plage, WEDNESDAY, action="modifier", start_time="09:00", end_time="12:00")
     assert count_exceptions(db) == 0
@@ -357,3 +360,19 @@ def test_exceptions_keep_local_hours_across_the_spring_change(client, auth, db, 
                                             start=at(date(2026, 3, 26), "00:00"), end=at(date(2026, 4, 1), "00:00"))
     utc_starts = {slot.starts_at.astimezone(timezone.utc).strftime("%d %H:%M") for slot in slots}
     assert {"26 08:00", "30 12:00", "31 07:00"} <= utc_starts  # UTC+1 before, UTC+2 after
+
+
+def test_a_bulk_delete_of_exceptions_draws_new_stamps_for_the_plages_agent(db, centre, factories):
+    db.session.add(PlageException(plage_id=centre.plage.id, day=WEDNESDAY))
+    db.session.commit()
+    agent_stamp, territory_stamp = centre.agent.agenda_stamp, centre.territory.agenda_stamp
+    other = factories.AgentFactory(organisation=centre.org)
+    other_stamp = other.agenda_stamp
+
+    db.session.execute(delete(PlageException).where(PlageException.day == WEDNESDAY))
+    db.session.commit()
+
+    db.session.expire_all()
+    assert db.session.get(Agent, centre.agent.id).agenda_stamp != agent_stamp
+    assert db.session.get(Territory, centre.territory.id).agenda_stamp != territory_stamp
+    assert db.session.get(Agent, other.id).agenda_stamp == other_stamp
