@@ -376,3 +376,20 @@ def test_a_bulk_delete_of_exceptions_draws_new_stamps_for_the_plages_agent(db, c
     assert db.session.get(Agent, centre.agent.id).agenda_stamp != agent_stamp
     assert db.session.get(Territory, centre.territory.id).agenda_stamp != territory_stamp
     assert db.session.get(Agent, other.id).agenda_stamp == other_stamp
+
+
+def test_a_plage_whose_date_went_to_another_lieu_is_still_edited_as_a_whole(client, auth, db, centre):
+    auth.login(centre.agent)
+    post_exception(client, centre.plage, WEDNESDAY, action="modifier", start_time="09:00", end_time="12:00",
+                   lieu_id=str(centre.lieu2.id))
+    url = f"/plages/{centre.plage.id}/modifier"
+    token = csrf_token_from(text_of(client.get(url)))
+
+    response = client.post(url, data={
+        "title": "Consultations du matin", "lieu_id": centre.lieu.id, "motif_ids": [centre.motif.id],
+        "weekdays": ["0", "1", "2", "3", "4"], "every_n_weeks": "1", "first_day": MONDAY.isoformat(), "last_day": "",
+        "start_time": "09:00", "end_time": "12:00", "csrf_token": token})
+
+    assert response.status_code == 302, text_of(response)
+    assert [plage.title for plage in plages(db)] == ["Consultations du matin", "Consultations"]
+    assert free_days(centre, WEDNESDAY, WEDNESDAY, lieu=centre.lieu2) == {WEDNESDAY: MORNING}
