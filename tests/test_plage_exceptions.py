@@ -345,6 +345,22 @@ def test_the_agenda_links_each_occurrence_and_its_grid_loses_the_removed_one(cli
     assert plage_days == ["2026-01-05", "2026-01-06", "2026-01-08", "2026-01-09"]
 
 
+def test_the_week_grid_draws_a_changed_date_at_its_own_hours_and_says_so(client, auth, db, centre):
+    thursday = WEDNESDAY + timedelta(days=1)
+    auth.login(centre.agent)
+    post_exception(client, centre.plage, thursday, action="modifier", start_time="13:00", end_time="14:30")
+
+    events = client.get(f"/agenda/api/agents/{centre.agent.id}/evenements"
+                        f"?start={MONDAY.isoformat()}T00:00:00&end={(MONDAY + timedelta(days=7)).isoformat()}T00:00:00")
+
+    plage_events = {event["start"][:10]: event for event in events.get_json()
+                    if event["extendedProps"]["kind"] == "plage"}
+    assert (plage_events["2026-01-08"]["start"], plage_events["2026-01-08"]["end"]) == ("2026-01-08T13:00:00",
+                                                                                        "2026-01-08T14:30:00")
+    assert plage_events["2026-01-08"]["title"] == "Consultations (horaires de ce jour) — Centre PMI Gare"
+    assert plage_events["2026-01-07"]["title"] == "Consultations — Centre PMI Gare"
+
+
 # --- A DST week ---------------------------------------------------------------------------------------------------
 
 def test_exceptions_keep_local_hours_across_the_spring_change(client, auth, db, centre):

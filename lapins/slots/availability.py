@@ -211,10 +211,14 @@ def background_intervals(rows: Iterable[Row[Any]], agent_id: int, tz: ZoneInfo, 
             if row.starts_at < end and row.ends_at > start:
                 absences.append(AbsenceInterval(row.starts_at, row.ends_at, row.id, agent_id, BusyBlock.LABEL, True))
             continue
+        changed = {exception.day for exception in exceptions.get(row.id, ()) if not exception.removed} \
+            if row.kind == _PLAGE else set()
         for begin, finish in _spans(row, tz, first_day, last_day, start, end,
                                     exceptions.get(row.id) if row.kind == _PLAGE else None):
             if row.kind == _PLAGE:
-                openings.append(OpeningInterval(begin, finish, row.id, row.lieu_id, agent_id, row.title, row.lieu_name))
+                # A date at other hours says so in the grid, so that the agent does not take it for the usual ones.
+                title = f"{row.title} (horaires de ce jour)" if begin.astimezone(tz).date() in changed else row.title
+                openings.append(OpeningInterval(begin, finish, row.id, row.lieu_id, agent_id, title, row.lieu_name))
             else:
                 absences.append(AbsenceInterval(begin, finish, row.id, agent_id, row.title))
     return sorted(openings), sorted(absences)
