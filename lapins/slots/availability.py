@@ -139,8 +139,9 @@ def fetch_rows_for_floor(*, territory: Territory, motif: Motif, start: datetime,
                          lieu_id: int | None = None, agent_id: int | None = None) -> list[Row[Any]]:
     """The benchmark's floor: in one query, every row a search over [start, end) reads.
 
-    That is the plages offering the motif (recurrence columns), their agents' absences, and those agents' live
-    rdv_agents rows overlapping [start, end). With end = examined_end(...) these are the rows first_available read.
+    That is the plages offering the motif (recurrence columns) and their exceptions, their agents' absences, and
+    those agents' live rdv_agents rows overlapping [start, end). With end = examined_end(...) these are the rows
+    first_available read.
     """
     scope = _Scope.build(territory, motif.id, lieu_id, agent_id, start, end)
     return list(db.session.execute(_search_statement(*scope.shape, True), scope.params | _busy_params((start, end))))
