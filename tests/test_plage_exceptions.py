@@ -237,7 +237,7 @@ def test_rdvs_outside_the_new_openings_are_listed_before_saving_and_stay_where_t
     assert response.status_code == 302
     assert count_exceptions(db) == 1
     flashed = text_of(client.get(response.headers["Location"]))
-    assert "1 rendez-vous restent à leur horaire, hors des nouvelles ouvertures" in flashed
+    assert "Un rendez-vous reste à son horaire, hors des nouvelles ouvertures" in flashed
     db.session.expire_all()
     for rdv, clock in ((left_out, "10:00"), (kept_inside, "14:00")):
         rdv = db.session.get(type(rdv), rdv.id)
@@ -256,8 +256,11 @@ def test_an_rdv_booked_while_the_agent_reads_the_list_is_shown_again(client, aut
     assert again.status_code == 200
     assert "mercredi 7 janvier 2026 à 11h00" in text_of(again)
     assert count_exceptions(db) == 0
-    assert confirm_from(client, again, centre.plage, WEDNESDAY).status_code == 302
+    assert "Ces 2 rendez-vous ne seront ni déplacés ni annulés" in text_of(again)
+    done = confirm_from(client, again, centre.plage, WEDNESDAY)
+    assert done.status_code == 302
     assert count_exceptions(db) == 1
+    assert "2 rendez-vous restent à leur horaire" in text_of(client.get(done.headers["Location"]))
 
 
 def confirm_from(client, confirm_page, plage, day: date):

@@ -175,7 +175,10 @@ def plage_exception(plage_id: int):
             except services.ScheduleConflict as conflict:
                 form.form_errors.append(conflict.message)
             else:
-                if left_out:
+                if len(left_out) == 1:
+                    summary += (" Un rendez-vous reste à son horaire, hors des nouvelles ouvertures : déplacez-le ou"
+                                " annulez-le si besoin.")
+                elif left_out:
                     summary += (f" {len(left_out)} rendez-vous restent à leur horaire, hors des nouvelles ouvertures :"
                                 " déplacez-les ou annulez-les si besoin.")
                 flash(summary, "success")

@@ -36,7 +36,7 @@ def except_the_tuesday(page: Page, clinic, view: str) -> None:  # noqa: F811
     page.get_by_role("button", name="Confirmer le changement").click()
 
     expect(page.locator(".fr-alert--success")).to_contain_text("n'ouvre pas le mardi")
-    expect(page.locator(".fr-alert--success")).to_contain_text("1 rendez-vous restent à leur horaire")
+    expect(page.locator(".fr-alert--success")).to_contain_text("Un rendez-vous reste à son horaire")
     expect(page.locator(".fc-event").first).to_be_attached()
     expect(free_hours(page, clinic.tuesday)).to_have_count(0)
     # Awa's rdv is still there, at its time.
