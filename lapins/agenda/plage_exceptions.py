@@ -2,7 +2,8 @@
 on (« cette date et les suivantes »: the plage ends the day before and a new plage carries the change).
 
 Nothing here moves or cancels an rdv: the rdvs that the new openings would leave out are listed first
-(`rdvs_left_out`), the agent confirms, and they stay where they are until the agent moves them.
+(`rdvs_left_out`, read again under the agent's lock when the change is stored), the agent confirms, and they stay
+where they are until the agent moves them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ from lapins.slots import engine as slots
 
 ONLY_THIS_DATE, FROM_THIS_DATE = "seule", "suivantes"
 REMOVE, CHANGE = "retirer", "modifier"
+
+
+class ConfirmationNeeded(Exception):
+    """Rdvs the change would leave out that the agent has not confirmed yet (nothing stored)."""
+
+    def __init__(self, left_out: list[Rdv]) -> None:
+        super().__init__(f"{len(left_out)} rdvs to confirm")
+        self.left_out = left_out
 
 
 @dataclass(frozen=True)
@@ -177,13 +186,19 @@ def _carrying_plage(plage: PlageOuverture, values: ExceptionValues, first_day: d
         start_time=values.start_time, end_time=values.end_time, weekdays=weekdays, every_n_weeks=every_n_weeks)
 
 
-def apply(actor: Agent, plage: PlageOuverture, values: ExceptionValues) -> str:
-    """Make the change, in one transaction; returns what was done, in French. Raises ScheduleConflict (nothing
-    stored) when the new hours overlap another plage of the agent."""
+def apply(actor: Agent, plage: PlageOuverture, values: ExceptionValues, confirmed: set[int]) -> tuple[str, list[Rdv]]:
+    """Make the change, in one transaction; returns what was done, in French, and the rdvs left out.
+
+    Under the agent's lock (booking takes it too), so that the rdvs left out are read as they are when the change is
+    stored: ConfirmationNeeded when one of them is not among the `confirmed` ids; ScheduleConflict when the new hours
+    overlap another plage of the agent. Either way nothing is stored."""
     lock_agent(plage.agent_id)
     try:
         _check_overlap(actor, plage, values)
-    except ScheduleConflict:
+        left_out = rdvs_left_out(plage, values)
+        if not {rdv.id for rdv in left_out} <= confirmed:
+            raise ConfirmationNeeded(left_out)
+    except (ScheduleConflict, ConfirmationNeeded):
         db.session.rollback()
         raise
     day = values.day
@@ -207,7 +222,7 @@ def apply(actor: Agent, plage: PlageOuverture, values: ExceptionValues) -> str:
                        f"{_at(carrying.lieu)}.")
         plage.last_day = day - timedelta(days=1)
     db.session.commit()
-    return summary
+    return summary, left_out
 
 
 def _apply_one_date(plage: PlageOuverture, values: ExceptionValues) -> str:

@@ -165,13 +165,12 @@ def plage_exception(plage_id: int):
         elif problem := exceptions.values_problem(plage, values):
             form.form_errors.append(problem)
         else:
-            left_out = exceptions.rdvs_left_out(plage, values)
-            if not {rdv.id for rdv in left_out} <= _confirmed_ids(form):
-                form.confirmed.data = ",".join(str(rdv.id) for rdv in left_out)
-                return render_template(f"{TEMPLATES}/plage_exception_confirm.html", form=form, values=values,
-                                       left_out=left_out, **context)
             try:
-                summary = exceptions.apply(current_user, plage, values)
+                summary, left_out = exceptions.apply(current_user, plage, values, _confirmed_ids(form))
+            except exceptions.ConfirmationNeeded as needed:
+                form.confirmed.data = ",".join(str(rdv.id) for rdv in needed.left_out)
+                return render_template(f"{TEMPLATES}/plage_exception_confirm.html", form=form, values=values,
+                                       left_out=needed.left_out, **context)
             except services.ScheduleConflict as conflict:
                 form.form_errors.append(conflict.message)
             else:
