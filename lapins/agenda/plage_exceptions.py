@@ -64,7 +64,8 @@ def date_problem(plage: PlageOuverture, day: date) -> str | None:
     """Why `day` cannot take an exception of this plage, in French, or None."""
     if day < plage.first_day or (plage.last_day is not None and day > plage.last_day):
         end = f"au {long_date(plage.last_day)}" if plage.last_day else "sans date de fin"
-        return f"Le {long_date(day)} est en dehors de la période de cette plage (du {long_date(plage.first_day)} {end})."
+        return (f"Le {long_date(day)} est en dehors de la période de cette plage "
+                f"(du {long_date(plage.first_day)} {end}).")
     if not plage.recurrence.recurs_on(day):
         return f"Le {long_date(day)} n'est pas une date de cette plage : choisissez l'un de ses jours d'ouverture."
     return None
