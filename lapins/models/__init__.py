@@ -5,7 +5,7 @@ from lapins.models.messages import Channel, Message, MessageKind, MessageStatus
 from lapins.models.identities import AgentIdentity, OidcJitRule  # noqa: F401
 from lapins.models.exports import Export, ExportKind, ExportStatus  # noqa: F401
 from lapins.models.motifs import LocationType, Motif, MotifCatalogueEntry
-from lapins.models.plages import Absence, PlageOuverture
+from lapins.models.plages import Absence, PlageException, PlageOuverture
 from lapins.models.rdvs import Participation, ParticipationStatus, Rdv, RdvAgent, RdvStatus
 from lapins.models.sectors import Sector, SectorZone
 from lapins.models.sms_replies import SmsReplyRound
@@ -22,6 +22,6 @@ from lapins.models.audit import AuditEvent  # noqa: F401,I001  (its module regis
 from lapins.models.calendars import BusyBlock, CalendarFeed, CaldavAccount, CaldavPush, PushStatus  # noqa: F401,I001
 
 __all__ = [
-    "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "MotifCatalogueEntry", "Organisation", "PlageOuverture",
+    "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "MotifCatalogueEntry", "Organisation", "PlageException", "PlageOuverture",
     "Participation", "ParticipationStatus", "Rdv", "RdvAgent", "RdvStatus", "Role", "Sector", "SectorZone", "SmsReplyRound", "Territory", "Usager", "utcnow",
 ]
