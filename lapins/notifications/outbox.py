@@ -692,7 +692,8 @@ def _why_not(message: Message, now: datetime) -> str | None:
     # A family's place in a session, cancelled after its reminder was claimed: the session itself is still live.
     if message.kind != MessageKind.CANCELLED and message.participation is not None and not message.participation.is_live:
         return "Place annulée"
-    if message.kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED:
+    # A family's cancellation on its link is EXCUSED, and told too (its receipt, the other guardian's notice).
+    if message.kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED and not is_family_receipt(rdv):
         return "Rendez-vous rétabli"
     if left_out(rdv, usager):
         return "Messages limités à l'autre responsable (« ne prévenir que »)"
