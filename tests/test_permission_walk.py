@@ -35,6 +35,7 @@ OBJECT_OF_PARAMETER = {
     "plage_id": "plage", "absence_id": "absence", "entry_id": "entry", "export_id": "export",
     "territory_id": "territory", "organisation_id": "organisation", "webhook_id": "webhook",
     "delivery_id": "delivery", "other_id": "usager", "sector_id": "sector",  # other_id: the second file of a merge
+    "guardian_id": "usager",  # a child's responsible adult
 }
 KIND_OF_TARGET = {"organisation": "organisation", "territoire": "territory"}
 

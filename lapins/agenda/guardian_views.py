@@ -72,11 +72,9 @@ def add_existing_guardian(usager_id: int):
 def remove_guardian(usager_id: int, guardian_id: int):
     child = _get_usager(usager_id, "edit")
     guardian = db.session.get(Usager, guardian_id)
+    policies.authorize(current_user, "view", guardian)
     if not GuardianRemovalForm().validate_on_submit():
         flash("Le formulaire a expiré : recommencez.", "error")
-        return _detail(child)
-    if guardian is None:
-        flash("Ce responsable n'existe plus.", "error")
         return _detail(child)
     try:
         guardians.remove_guardian(child, guardian)
