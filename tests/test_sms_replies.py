@@ -87,6 +87,16 @@ def test_oui_confirms_the_next_rdv_and_says_so(inbound, family):
     assert reloaded(first).confirmed_at == NOW and reloaded(later).confirmed_at is None
 
 
+def test_a_childs_second_guardian_confirms_from_their_own_number(inbound, family, factories):
+    father = factories.UsagerFactory(territory=family.organisation.territory, organisations=[family.organisation],
+                                     phone="+33698765432", sms_consent=True)
+    family.child.second_responsible = father
+    _db.session.commit()
+    first = family.rdv(21, 9)
+    assert inbound("OUI", from_="+33698765432") == "Merci, votre RDV du mer. 21/10 à 9h est confirmé."
+    assert reloaded(first).confirmed_at == NOW
+
+
 def test_annuler_cancels_the_next_rdv_as_the_family_and_frees_it(inbound, family):
     rdv = family.rdv(21, 9)
     answer = inbound("annuler")

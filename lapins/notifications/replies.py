@@ -73,13 +73,15 @@ def territories_reached(to: str, messaging_service_sid: str) -> list[int]:
 
 
 def coming_rdvs(phone: str, territory_ids: list[int]) -> list[Rdv]:
-    """Live rdvs still to come of the usagers with this number, or whose responsible adult has it, earliest first."""
-    responsible = aliased(Usager)
+    """Live rdvs still to come of the usagers with this number, or whose responsible adult (first or second) has it,
+    earliest first."""
+    responsible, second = aliased(Usager), aliased(Usager)
     reached = (
         select(rdv_usagers.c.rdv_id)
         .join(Usager, Usager.id == rdv_usagers.c.usager_id)
         .outerjoin(responsible, responsible.id == Usager.responsible_id)
-        .where(or_(Usager.phone == phone, responsible.phone == phone))
+        .outerjoin(second, second.id == Usager.second_responsible_id)
+        .where(or_(Usager.phone == phone, responsible.phone == phone, second.phone == phone))
     )
     return list(db.session.scalars(
         select(Rdv)
