@@ -387,3 +387,22 @@ def test_a_merged_second_guardian_follows_the_kept_file(family, db, factories):
     db.session.refresh(family.child)
     db.session.refresh(rdv)
     assert family.child.second_responsible_id == twin.id and rdv.notify_only_id == twin.id
+
+
+def test_erasing_one_guardian_leaves_the_child_with_the_other(family, db, factories):
+    from lapins.privacy import erasure
+
+    admin = factories.AgentFactory(organisation=family.organisation, organisation__role=Role.ADMIN)
+    lone = factories.UsagerFactory(territory=family.territory, first_name="Nour", last_name="Benali",
+                                   responsible=family.father, organisations=[family.organisation])
+    other = factories.UsagerFactory(territory=family.territory, first_name="Sami", last_name="Morel",
+                                    organisations=[family.organisation])
+    shared = factories.UsagerFactory(territory=family.territory, first_name="Lina", last_name="Morel",
+                                     responsible=other, second_responsible=family.father,
+                                     organisations=[family.organisation])
+    erasure.erase(admin, family.father)
+    db.session.expire_all()
+    assert db.session.get(Usager, lone.id) is None  # his own child goes with him, as any relative
+    for child_id, first in ((shared.id, other.id), (family.child.id, family.mother.id)):
+        kept = db.session.get(Usager, child_id)  # those he was second guardian of stay, with their first
+        assert kept.responsible_id == first and kept.second_responsible_id is None
