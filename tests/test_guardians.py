@@ -406,3 +406,10 @@ def test_erasing_one_guardian_leaves_the_child_with_the_other(family, db, factor
     for child_id, first in ((shared.id, other.id), (family.child.id, family.mother.id)):
         kept = db.session.get(Usager, child_id)  # those he was second guardian of stay, with their first
         assert kept.responsible_id == first and kept.second_responsible_id is None
+
+
+def test_a_confirmation_round_lists_both_guardians_numbers(app, family, db, clock):
+    clock.move_to(datetime(2026, 10, 22, 8, 0, tzinfo=timezone.utc))  # the day before, 10:00 in Paris
+    book(family)
+    page = agent_client(app, family).get(f"/a-confirmer/lieux/{family.lieu.id}").get_data(as_text=True)
+    assert f"tel:{MOTHER_PHONE}" in page and f"tel:{FATHER_PHONE}" in page
