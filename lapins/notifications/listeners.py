@@ -43,8 +43,9 @@ def plan_messages(sender, *, event: RdvEvent, rdv: Rdv) -> None:
 
 
 def _on_link(event: RdvEvent) -> bool:
-    """A family's change on its link's page, where lapins.family recorded which guardian made it."""
-    return ((isinstance(event, RdvCancelled) and event.via == CancellationChannel.LINK)
+    """A family's change on its link's page or by SMS reply, where lapins.family or lapins.notifications.replies
+    recorded which guardian made it (`rdvs.link_actor_id`)."""
+    return ((isinstance(event, RdvCancelled) and event.via in (CancellationChannel.LINK, CancellationChannel.SMS))
             or (isinstance(event, RdvMoved) and event.via == MoveChannel.LINK))
 
 

@@ -122,12 +122,14 @@ def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None,
     _skip_superseded(rdv, kind, now)
     if not rdv.motif.notify or rdv.starts_at <= now:
         return []
-    if kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED and not is_family_receipt(rdv):
+    if kind == MessageKind.CANCELLED and not family_told_of_cancellation(rdv):
         return []  # the family cancelled by SMS (answered there) or by telephone: it knows
     territory = rdv.organisation.territory
     planned: list[Message] = []
     told: set[int] = set()
     for recipient in recipients(rdv):
+        if kind == MessageKind.CANCELLED and recipient.usager.id == acted_by and not is_family_receipt(rdv):
+            continue  # a guardian who cancelled by SMS was answered there; the other one is told here
         if acted_by is None or recipient.usager.id == acted_by or recipient.usager.id not in told:
             told.add(recipient.usager.id)
             planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now,
@@ -189,6 +191,13 @@ def rdv_link_for(rdv: Rdv, usager: Usager | None) -> str:
     if usager is not None and usager in rdv.guardians and any(len(child.guardians) > 1 for child in rdv.usagers):
         return links.family_url(rdv.id, usager.id)
     return links.family_url(rdv.id)
+
+
+def family_told_of_cancellation(rdv: Rdv) -> bool:
+    """Whether a cancelled rdv is told to the family: the service's cancellation, the family's on its link (a
+    receipt), or one guardian's SMS reply (the other guardian told, lapins.notifications.replies)."""
+    return rdv.status == RdvStatus.REVOKED or is_family_receipt(rdv) or (
+        not rdv.is_live and rdv.cancelled_via == CancellationChannel.SMS and rdv.link_actor_id is not None)
 
 
 def is_family_receipt(rdv: Rdv) -> bool:
@@ -692,8 +701,8 @@ def _why_not(message: Message, now: datetime) -> str | None:
     # A family's place in a session, cancelled after its reminder was claimed: the session itself is still live.
     if message.kind != MessageKind.CANCELLED and message.participation is not None and not message.participation.is_live:
         return "Place annulée"
-    # A family's cancellation on its link is EXCUSED, and told too (its receipt, the other guardian's notice).
-    if message.kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED and not is_family_receipt(rdv):
+    # A family's cancellation on its link or by one guardian's SMS is EXCUSED, and told too.
+    if message.kind == MessageKind.CANCELLED and (rdv.is_live or not family_told_of_cancellation(rdv)):
         return "Rendez-vous rétabli"
     if left_out(rdv, usager):
         return "Messages limités à l'autre responsable (« ne prévenir que »)"
