@@ -116,8 +116,8 @@ def reminder_offsets(rdv: Rdv) -> list[int]:
 def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None,
                  acted_by: int | None = None) -> list[Message]:
     """Add the messages an rdv event calls for to the session (the caller commits). Returns them. `acted_by`: the
-    guardian who made the change on their own link; they get it on every channel, anyone else one notice, on their
-    first channel (SMS before e-mail)."""
+    guardian who made the change on their own link (they get it on every channel) or by SMS reply (answered there);
+    anyone else gets one notice, on their first channel (SMS before e-mail)."""
     now = now or utcnow()
     _skip_superseded(rdv, kind, now)
     if not rdv.motif.notify or rdv.starts_at <= now:
@@ -132,8 +132,8 @@ def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None,
             continue  # a guardian who cancelled by SMS was answered there; the other one is told here
         if acted_by is None or recipient.usager.id == acted_by or recipient.usager.id not in told:
             told.add(recipient.usager.id)
-            planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now,
-                                        key=f"{kind}:{rdv.id}:{rdv.revision}:{recipient.channel}:{recipient.usager.id}"))
+            key = f"{kind}:{rdv.id}:{rdv.revision}:{recipient.channel}:{recipient.usager.id}"
+            planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now, key=key))
         if kind in (MessageKind.CREATED, MessageKind.CHANGED):
             planned.extend(_reminders(rdv, territory, recipient, now))
     db.session.add_all(planned)
@@ -826,7 +826,8 @@ def compose_sms(message: Message) -> str:
     else:
         facts = replace(facts, link=rdv_link_for(rdv, message.usager))
     # A receipt to whoever cancelled on their link; the other guardian is told it is cancelled.
-    if message.kind == MessageKind.CANCELLED and is_family_receipt(rdv) and rdv.link_actor_id in (None, message.usager_id):
+    receipt = is_family_receipt(rdv) and rdv.link_actor_id in (None, message.usager_id)
+    if message.kind == MessageKind.CANCELLED and receipt:
         return sms_text.compose_receipt(facts)
     return sms_text.compose(facts)
 
