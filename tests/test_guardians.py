@@ -413,3 +413,8 @@ def test_a_confirmation_round_lists_both_guardians_numbers(app, family, db, cloc
     book(family)
     page = agent_client(app, family).get(f"/a-confirmer/lieux/{family.lieu.id}").get_data(as_text=True)
     assert f"tel:{MOTHER_PHONE}" in page and f"tel:{FATHER_PHONE}" in page
+
+
+def test_searching_the_second_guardians_number_finds_the_child(app, family, db):
+    page = agent_client(app, family).get("/usagers?q=06 98 76 54 32").get_data(as_text=True)
+    assert "Léa" in page and "Karim" in page
