@@ -38,6 +38,7 @@ OBJECT_OF_PARAMETER = {
     "delivery_id": "delivery", "other_id": "usager", "sector_id": "sector",  # other_id: the second file of a merge
     "session_id": "session", "participation_id": "participation",  # a collective session (an rdv) and a family's place
     "catalogue_id": "catalogue",  # an entry of the territory's motif catalogue
+    "guardian_id": "usager",  # a child's responsible adult
 }
 KIND_OF_TARGET = {"organisation": "organisation", "territoire": "territory"}
 

@@ -67,7 +67,9 @@ def usager(usager: Usager, actor: Agent) -> dict:
     return {
         "id": usager.id, "territory_id": usager.territory_id,
         "organisation_ids": sorted(org.id for org in usager.organisations if org.id in mine),
-        "responsible_id": usager.responsible_id, "relative_ids": [relative.id for relative in usager.relatives],
+        "responsible_id": usager.responsible_id, "second_responsible_id": usager.second_responsible_id,
+        "guardian_ids": [guardian.id for guardian in usager.guardians],
+        "relative_ids": [child.id for child in usager.children],
         "first_name": usager.first_name, "last_name": usager.last_name, "birth_date": day(usager.birth_date),
         "phone": usager.phone, "email": usager.email, "sms_consent": usager.sms_consent,
         "email_consent": usager.email_consent, "phone_undeliverable": usager.phone_undeliverable_at is not None,

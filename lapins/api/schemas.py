@@ -112,7 +112,13 @@ SESSION_LISTED = _object({name: schema for name, schema in SESSION["properties"]
 
 USAGER = _object({
     "id": ID, "territory_id": ID, "organisation_ids": {"type": "array", "items": ID},
-    "responsible_id": NULLABLE_ID, "relative_ids": {"type": "array", "items": ID},
+    "responsible_id": NULLABLE_ID,
+    "second_responsible_id": NULLABLE_ID | {"description": "Le second responsable d'un enfant (parents séparés) : "
+                                                           "il reçoit aussi les messages de ses rendez-vous."},
+    "guardian_ids": {"type": "array", "items": ID, "description": "Les responsables de l'enfant (deux au plus), le "
+                                                                  "premier d'abord ; vide pour un adulte."},
+    "relative_ids": {"type": "array", "items": ID, "description": "Les enfants dont il est responsable, premier ou "
+                                                                  "second."},
     "first_name": {"type": "string"}, "last_name": {"type": "string"},
     "birth_date": DAY | {"nullable": True}, "phone": {"type": "string", "nullable": True},
     "email": {"type": "string", "nullable": True}, "sms_consent": {"type": "boolean"},

@@ -50,14 +50,16 @@ def book_rdv(
     notes: str | None = None,
     force: bool = False,
     via: BookingChannel = BookingChannel.AGENDA,
+    notify_only: Usager | None = None,
 ) -> Rdv:
     """Book an rdv; `actor` is the agent booking it (in the agenda or through the API), or None for a family
-    accepting an offered slot (`via` OFFER)."""
+    accepting an offered slot (`via` OFFER). `notify_only`: the one guardian of its child to tell (« ne prévenir
+    que … »), known before its confirmation is planned."""
     if (actor is None) != (via == BookingChannel.OFFER):
         raise ValueError("an agent books in the agenda or through the API, a family only by taking an offer")
     _check_usagers(motif, usagers)
     rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id if actor is not None else None,
-              booked_via=via, status=RdvStatus.UNKNOWN)
+              booked_via=via, status=RdvStatus.UNKNOWN, notify_only=notify_only)
     rdv.usagers = list(usagers)
     return _schedule(actor, rdv, motif=motif, agents=agents, lieu=lieu, starts_at=starts_at,
                      ends_at=ends_at or starts_at + timedelta(minutes=motif.duration_minutes), notes=notes, force=force)

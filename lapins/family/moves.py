@@ -19,7 +19,7 @@ from wtforms import HiddenField
 
 from lapins.booking import BookingError, RdvChanged, family_move_refusal
 from lapins.family import services
-from lapins.family.pages import bp, open_link, rdv_page_of
+from lapins.family.pages import bp, guardian_of, open_link, rdv_page_of
 from lapins.infra.database import end_read_only_transaction
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
@@ -170,7 +170,8 @@ def move(token: str):
         return rdv_page_of(rdv, token, error="Ce formulaire n'est plus valable : choisissez de nouveau un créneau.",
                      code=400)
     try:
-        services.move_from_link(rdv, starts_at, _number(form.agent.data), revision, utcnow())
+        services.move_from_link(rdv, starts_at, _number(form.agent.data), revision, utcnow(),
+                                guardian_id=guardian_of(token))
     except RdvChanged as changed:
         return rdv_page_of(db.session.get(Rdv, rdv.id), token, error=changed.message, code=409)
     except services.SlotUnavailable as unavailable:

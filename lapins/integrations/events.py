@@ -30,7 +30,7 @@ from lapins.integrations.delivery import kick
 RDV_FIELDS = ("starts_at", "ends_at", "status", "lieu_id", "motif_id", "notes", "confirmed_at", "cancelled_at",
               "cancel_reason", "agent_links", "max_participants", "title")
 USAGER_FIELDS = ("first_name", "last_name", "birth_date", "phone", "email", "sms_consent", "email_consent",
-                 "responsible_id")
+                 "responsible_id", "second_responsible_id")
 
 
 def _loaded_or_query(obj, attribute: str, query, connection) -> list:
@@ -98,7 +98,7 @@ def usager_payload(usager: Usager, connection) -> dict:
         "id": usager.id, "first_name": usager.first_name, "last_name": usager.last_name,
         "birth_date": usager.birth_date.isoformat() if usager.birth_date else None, "phone": usager.phone,
         "email": usager.email, "sms_consent": usager.sms_consent, "email_consent": usager.email_consent,
-        "responsible_id": usager.responsible_id,
+        "responsible_id": usager.responsible_id, "second_responsible_id": usager.second_responsible_id,
     }
 
 
