@@ -1,0 +1,277 @@
+"""Families book online with no account: a need and a commune, the lieux serving it with their first free times, their
+details, a 6-digit SMS code, then one transaction (usagers and rdv) through booking; every bad input a French
+message with nothing half-stored."""
+from __future__ import annotations
+
+import html
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from lapins.booking import book_rdv
+from lapins.models import (
+    Message, MessageKind, MessageStatus, PhoneVerification, Rdv, Role, Usager,
+)
+from lapins.models.rdvs import BookingChannel
+from lapins.notifications import outbox
+from tests.conftest import csrf_token_from
+
+NOW = datetime(2026, 10, 19, 4, 0, tzinfo=timezone.utc)  # Monday 19 October, 08:00 in La Réunion
+START = "/974/prendre-rendez-vous"
+MOBILE = "0692123456"
+MOBILE_E164 = "+262692123456"
+
+
+@pytest.fixture(autouse=True)
+def frozen_time():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def make_clinic(factories, *, territory_number: str = "974") -> SimpleNamespace:
+    """A lieu of Saint-Denis (La Réunion) whose agent sees babies online from 8:00 to 12:00 every day."""
+    organisation = factories.OrganisationFactory(territory__number=territory_number,
+                                                 territory__timezone="Indian/Reunion", name="PMI Nord")
+    lieu = factories.LieuFactory(organisation=organisation, name="Centre PMI Saint-Denis",
+                                 address="3 rue de Paris, 97400 Saint-Denis", phone="+262262901010")
+    motif = factories.MotifFactory(organisation=organisation, name="Pesée du nourrisson", online_bookable=True,
+                                   online_min_hours=2, online_max_days=14)
+    agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT)
+    factories.PlageFactory(agent=agent, lieu=lieu, first_day=date(2026, 1, 1), motifs=[motif], start_time=time(8),
+                           end_time=time(12), weekdays=0b1111111)
+    return SimpleNamespace(organisation=organisation, territory=organisation.territory, lieu=lieu, motif=motif,
+                           agent=agent)
+
+
+@pytest.fixture()
+def clinic(factories):
+    return make_clinic(factories)
+
+
+def page_text(response) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+def slot_links(page: str) -> list[tuple[str, str]]:
+    """(« Centre PMI Saint-Denis, mardi 20 octobre 2026 à 08h00 », its link) for each time offered."""
+    return [(html.unescape(label), html.unescape(href)) for label, href in re.findall(
+        r'aria-label="([^"]+)" href="([^"]+/coordonnees\?creneau=[^"]+)"', page)]
+
+
+def search(client, motif_id, commune="97411"):
+    return client.get(START, query_string={"motif": motif_id, "commune_code": commune, "commune": ""})
+
+
+def details(**changes) -> dict:
+    return {"last_name": "Payet", "first_name": "Noémie", "child_first_name": "Éloïse", "birth_date": "2026-03-02",
+            "phone": MOBILE, "email": "noemie.payet@example.fr", "site_web": ""} | changes
+
+
+def give_details(client, link: str, **changes):
+    token = csrf_token_from(client.get(link).get_data(as_text=True))
+    creneau = parse_qs(urlparse(link).query)["creneau"][0]
+    return client.post(urlparse(link).path, data={"csrf_token": token, "creneau": creneau} | details(**changes))
+
+
+def last_code(db) -> str:
+    body = db.session.scalars(select(Message.body).where(Message.kind == MessageKind.PHONE_CODE)
+                              .order_by(Message.id.desc())).first()
+    return re.search(r"\b(\d{6})\b", body).group(1)
+
+
+def send_code(client, code: str):
+    token = csrf_token_from(client.get(f"{START}/code").get_data(as_text=True))
+    return client.post(f"{START}/code", data={"csrf_token": token, "code": code})
+
+
+def counts(db) -> tuple[int, int]:
+    return (db.session.scalar(select(func.count()).select_from(Usager)),
+            db.session.scalar(select(func.count()).select_from(Rdv)))
+
+
+def test_a_family_books_online_with_its_number_checked_by_sms(client, db, clinic):
+    start = client.get(START)
+    assert start.status_code == 200 and "Pesée du nourrisson" in page_text(start)
+    found = search(client, clinic.motif.id)
+    links = slot_links(page_text(found))
+    # 08:00 in La Réunion now: the motif's 2 hours make 10:00 today the first time; three days are shown.
+    assert links[0][0] == "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 10h00"
+    assert {label.split(" à ")[0] for label, _ in links} == {
+        "Centre PMI Saint-Denis, lundi 19 octobre 2026", "Centre PMI Saint-Denis, mardi 20 octobre 2026",
+        "Centre PMI Saint-Denis, mercredi 21 octobre 2026"}
+    chosen = next(link for label, link in links if label.endswith("mardi 20 octobre 2026 à 09h00"))
+
+    sent = give_details(client, chosen)
+    assert sent.status_code == 302 and sent.headers["Location"].endswith("/974/prendre-rendez-vous/code")
+    assert counts(db) == (0, 0)  # nothing of the family stored before its number is checked
+    code_sms = db.session.scalars(select(Message).where(Message.kind == MessageKind.PHONE_CODE)).one()
+    assert code_sms.to_address == MOBILE_E164 and code_sms.usager_id is None and code_sms.rdv_id is None
+    assert "Payet" not in code_sms.body and len(code_sms.body) <= 160
+
+    booked = send_code(client, last_code(db))
+    assert booked.status_code == 302 and booked.headers["Location"].endswith("/974/prendre-rendez-vous/confirme")
+    done = page_text(client.get(booked.headers["Location"]))
+    assert "Votre rendez-vous est confirmé" in done and "mardi 20 octobre 2026 à 09h00" in done
+    rdv = db.session.scalars(select(Rdv)).one()
+    assert rdv.booked_via == BookingChannel.ONLINE and rdv.lieu_id == clinic.lieu.id
+    assert rdv.starts_at == datetime(2026, 10, 20, 5, 0, tzinfo=timezone.utc)
+    child = rdv.usagers[0]
+    assert (child.first_name, child.birth_date, child.responsible.phone, child.responsible.sms_consent) == (
+        "Éloïse", date(2026, 3, 2), MOBILE_E164, True)
+    confirmation = db.session.scalars(select(Message).where(Message.rdv_id == rdv.id,
+                                                            Message.kind == MessageKind.CREATED)).all()
+    assert {message.channel.value for message in confirmation} == {"sms", "email"}
+
+
+def test_the_code_sms_is_sent_by_the_outbox_to_the_number(client, db, clinic, app):
+    give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
+    message = db.session.scalars(select(Message).where(Message.kind == MessageKind.PHONE_CODE)).one()
+    outbox.send_batch(outbox.claim_due(NOW + timedelta(seconds=1), 10))
+    db.session.refresh(message)
+    assert message.status == MessageStatus.SENT and message.to_address == MOBILE_E164
+
+
+def test_agents_see_the_rdv_came_online(client, db, clinic, auth):
+    give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
+    send_code(client, last_code(db))
+    rdv = db.session.scalars(select(Rdv)).one()
+    auth.login(clinic.agent)
+    page = page_text(client.get(f"/rdvs/{rdv.id}"))
+    assert ", en ligne" in page
+
+
+def test_a_known_number_is_matched_not_duplicated(client, db, clinic, factories):
+    parent = factories.UsagerFactory(territory=clinic.territory, first_name="Noémie", last_name="Payet",
+                                     phone=MOBILE_E164, sms_consent=False)
+    child = factories.UsagerFactory(territory=clinic.territory, first_name="Éloïse", last_name="Payet",
+                                    responsible=parent, phone=None, birth_date=date(2026, 3, 2))
+    give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
+    send_code(client, last_code(db))
+    rdv = db.session.scalars(select(Rdv)).one()
+    assert [usager.id for usager in rdv.usagers] == [child.id]
+    assert counts(db) == (2, 1) and db.session.get(Usager, parent.id).sms_consent
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"phone": "0262901010"}, "Ce numéro n'est pas un numéro de mobile"),
+    ({"phone": "12"}, "Numéro de téléphone invalide"),
+    ({"birth_date": "2027-01-05"}, "La date de naissance ne peut pas être dans le futur."),
+    ({"birth_date": "05/13/2026"}, "Saisissez une date valide"),
+    ({"child_first_name": ""}, "Saisissez le prénom de l'enfant."),
+    ({"last_name": "<script>"}, "Saisissez seulement des lettres"),
+])
+def test_bad_details_are_told_in_french_and_nothing_is_sent(client, db, clinic, changes, message):
+    answer = give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1], **changes)
+    assert answer.status_code == 200 and message in page_text(answer)
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 0
+    assert db.session.scalar(select(func.count()).select_from(PhoneVerification)) == 0
+
+
+def test_a_wrong_code_counts_and_five_end_it(client, db, clinic):
+    give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
+    code = last_code(db)
+    wrong = "000000" if code != "000000" else "111111"
+    first = send_code(client, wrong)
+    assert "Code incorrect. Il vous reste 4 essais." in page_text(first)
+    for _ in range(4):
+        answer = send_code(client, wrong)
+    assert "c'était le dernier essai" in page_text(answer)
+    assert "Trop d'essais avec ce code" in page_text(send_code(client, code))
+    assert counts(db) == (0, 0)
+
+
+def test_an_expired_code_is_refused(client, db, clinic, frozen_time):
+    give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
+    frozen_time.shift(timedelta(minutes=11))
+    assert "Ce code a expiré" in page_text(send_code(client, last_code(db)))
+    assert counts(db) == (0, 0)
+
+
+def test_a_number_asks_three_codes_an_hour_at_most(client, db, clinic):
+    link = slot_links(page_text(search(client, clinic.motif.id)))[0][1]
+    give_details(client, link)
+    for _ in range(2):
+        token = csrf_token_from(client.get(f"{START}/code").get_data(as_text=True))
+        client.post(f"{START}/code/renvoyer", data={"csrf_token": token})
+    token = csrf_token_from(client.get(f"{START}/code").get_data(as_text=True))
+    answer = client.post(f"{START}/code/renvoyer", data={"csrf_token": token}, follow_redirects=True)
+    assert "Trop de codes envoyés à ce numéro" in page_text(answer)
+    assert db.session.scalar(select(func.count()).select_from(PhoneVerification)) == 3
+
+
+def test_a_slot_taken_meanwhile_sends_back_to_the_slots_with_nothing_stored(client, db, clinic, factories):
+    links = slot_links(page_text(search(client, clinic.motif.id)))
+    give_details(client, links[0][1])
+    other = factories.UsagerFactory(territory=clinic.territory)
+    book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[other], lieu=clinic.lieu,
+             starts_at=datetime(2026, 10, 19, 6, 0, tzinfo=timezone.utc))
+    answer = send_code(client, last_code(db))
+    assert answer.status_code == 302 and "motif=" in answer.headers["Location"]
+    assert "Ce créneau vient d'être pris" in page_text(client.get(answer.headers["Location"]))
+    assert counts(db) == (1, 1)
+    # The number stays checked: another time is booked without a new code.
+    again = slot_links(page_text(search(client, clinic.motif.id)))[0][1]
+    booked = give_details(client, again)
+    assert booked.headers["Location"].endswith("/confirme")
+    assert db.session.scalar(select(func.count()).select_from(PhoneVerification)) == 1
+
+
+def test_a_number_holds_two_online_rdvs_of_a_motif_at_most(client, db, clinic):
+    links = slot_links(page_text(search(client, clinic.motif.id)))
+    give_details(client, links[0][1])
+    send_code(client, last_code(db))
+    give_details(client, links[1][1], child_first_name="Lou")
+    send_code(client, last_code(db))
+    answer = give_details(client, links[2][1], child_first_name="Tom")
+    assert answer.status_code == 200
+    assert "Ce numéro a déjà 2 rendez-vous à venir pour ce motif pris en ligne" in page_text(answer)
+    assert db.session.scalar(select(func.count()).select_from(Rdv)) == 2
+    assert db.session.scalar(select(func.count()).select_from(PhoneVerification)) == 2
+
+
+def test_the_honeypot_refuses_robots(client, db, clinic):
+    answer = give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1], site_web="http://x")
+    assert answer.status_code == 400 and db.session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_unknown_commune_and_closed_motif_are_told(client, db, clinic, factories):
+    unknown = client.get(START, query_string={"motif": clinic.motif.id, "commune": "Paris"})
+    assert "Aucune commune du département 974 ne correspond à « Paris »." in page_text(unknown)
+    outside = client.get(START, query_string={"motif": clinic.motif.id, "commune_code": "75056"})
+    assert "Saisissez la commune" in page_text(outside)
+    closed = factories.MotifFactory(organisation=clinic.organisation, name="Vaccins", online_bookable=False)
+    refused = client.get(START, query_string={"motif": closed.id, "commune_code": "97411"})
+    assert "Choisissez un motif dans la liste." in page_text(refused) or "ne se réserve pas en ligne" in page_text(
+        refused)
+    assert slot_links(page_text(refused)) == []
+
+
+def test_a_slot_token_of_another_territory_or_forged_is_refused(client, db, clinic, factories):
+    link = slot_links(page_text(search(client, clinic.motif.id)))[0][1]
+    other = make_clinic(factories, territory_number="972")
+    elsewhere = client.get(link.replace("/974/", "/972/"))
+    assert elsewhere.status_code == 302
+    assert "Ce lien de créneau n'est pas valide" in page_text(client.get(elsewhere.headers["Location"]))
+    forged = client.get(link[:-3] + "abc", follow_redirects=True)
+    assert "Ce lien de créneau n'est pas valide" in page_text(forged)
+    assert other.territory.number == "972"
+
+
+def test_a_territory_closed_online_offers_nothing(client, db, clinic):
+    clinic.territory.online_booking = False
+    db.session.commit()
+    assert "n'est pas ouverte dans ce département" in page_text(client.get(START))
+    assert client.get("/999/prendre-rendez-vous").status_code == 404
+
+
+def test_no_free_slot_shows_the_lieu_phone(client, db, clinic):
+    clinic.motif.online_max_days = 1
+    clinic.motif.online_min_hours = 30
+    db.session.commit()
+    page = page_text(search(client, clinic.motif.id))
+    assert "Aucun créneau libre en ligne pour le moment" in page and "0262 90 10 10" in page
