@@ -14,8 +14,11 @@ import time_machine
 from sqlalchemy import func, select
 
 from lapins.booking import book_rdv
+from lapins import create_app
+from lapins.infra.extensions import db as _db
 from lapins.models import (
-    Message, MessageKind, MessageStatus, PhoneVerification, Rdv, Role, Usager,
+    EntrySource, EntryStatus, Message, MessageKind, MessageStatus, PhoneVerification, Rdv, Role, Usager,
+    WaitlistEntry,
 )
 from lapins.models.rdvs import BookingChannel
 from lapins.notifications import outbox
@@ -275,3 +278,88 @@ def test_no_free_slot_shows_the_lieu_phone(client, db, clinic):
     db.session.commit()
     page = page_text(search(client, clinic.motif.id))
     assert "Aucun créneau libre en ligne pour le moment" in page and "0262 90 10 10" in page
+
+
+def test_with_no_free_slot_the_family_joins_the_waiting_list_with_its_number_checked(client, db, clinic):
+    clinic.motif.online_max_days = 1
+    clinic.motif.online_min_hours = 30
+    db.session.commit()
+    page = page_text(search(client, clinic.motif.id))
+    link = html.unescape(re.search(r'href="([^"]+/liste-attente\?attente=[^"]+)"', page).group(1))
+    form = client.get(link)
+    assert "M'inscrire sur la liste d'attente" in page_text(form)
+    token = csrf_token_from(form.get_data(as_text=True))
+    attente = parse_qs(urlparse(link).query)["attente"][0]
+    sent = client.post(urlparse(link).path, data={"csrf_token": token, "attente": attente} | details())
+    assert sent.headers["Location"].endswith("/code") and counts(db) == (0, 0)
+    done = send_code(client, last_code(db))
+    assert "Vous êtes sur la liste d'attente" in page_text(client.get(done.headers["Location"]))
+    entry = db.session.scalars(select(WaitlistEntry)).one()
+    assert (entry.source, entry.status, entry.motif_id, entry.lieu_id) == (
+        EntrySource.ONLINE, EntryStatus.ACTIVE, clinic.motif.id, clinic.lieu.id)
+    assert entry.usager.first_name == "Éloïse" and entry.usager.responsible.phone == MOBILE_E164
+    assert db.session.scalar(select(func.count()).select_from(Rdv)) == 0
+
+
+def test_a_motif_for_the_person_herself_asks_her_own_birth_date(client, db, clinic):
+    clinic.motif.online_for_self = True
+    clinic.motif.name = "Consultation prénatale"
+    db.session.commit()
+    link = slot_links(page_text(search(client, clinic.motif.id)))[0][1]
+    assert "Prénom de l'enfant" not in page_text(client.get(link))
+    give_details(client, link, child_first_name="", birth_date="1995-06-01")
+    send_code(client, last_code(db))
+    rdv = db.session.scalars(select(Rdv)).one()
+    person = rdv.usagers[0]
+    assert (person.first_name, person.birth_date, person.phone, person.responsible_id) == (
+        "Noémie", date(1995, 6, 1), MOBILE_E164, None)
+    assert counts(db) == (1, 1)
+
+
+@pytest.fixture()
+def limited_app(tmp_path):
+    from tests import factories
+
+    def start(**limits):
+        app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'online.sqlite3'}",
+                         WTF_CSRF_ENABLED=True, RATELIMIT_ENABLED=True, TRUSTED_PROXIES=1, **limits)
+        with app.app_context():
+            _db.create_all()
+            motif_id = make_clinic(factories).motif.id
+            _db.session.commit()
+            _db.session.remove()
+        return app, motif_id
+
+    return start
+
+
+def test_the_forms_are_limited_per_address(limited_app):
+    app, motif_id = limited_app(ONLINE_BOOKING_LIMITS_PER_IP="2/minute")
+    client = app.test_client()
+    here = {"X-Forwarded-For": "203.0.113.7"}
+    link = slot_links(page_text(client.get(START, query_string={"motif": motif_id, "commune_code": "97411"})))[0][1]
+    token = csrf_token_from(client.get(link, headers=here).get_data(as_text=True))
+    creneau = parse_qs(urlparse(link).query)["creneau"][0]
+    bad = {"csrf_token": token, "creneau": creneau} | details(phone="12")
+    assert [client.post(urlparse(link).path, data=bad, headers=here).status_code for _ in range(2)] == [200, 200]
+    refused = client.post(urlparse(link).path, data=bad, headers=here)
+    assert refused.status_code == 429 and "Trop de demandes depuis cette connexion" in page_text(refused)
+    other = client.post(urlparse(link).path, data=bad, headers={"X-Forwarded-For": "198.51.100.20"})
+    assert other.status_code == 200
+
+
+def test_codes_are_limited_per_number_whatever_the_address(limited_app):
+    app, motif_id = limited_app(ONLINE_LIMITS_PER_NUMBER="2/hour")
+    sent = []
+    for address in ("203.0.113.7", "198.51.100.20", "192.0.2.5"):
+        client = app.test_client()
+        here = {"X-Forwarded-For": address}
+        link = slot_links(page_text(client.get(START, query_string={"motif": motif_id, "commune_code": "97411"})))[0][1]
+        token = csrf_token_from(client.get(link, headers=here).get_data(as_text=True))
+        creneau = parse_qs(urlparse(link).query)["creneau"][0]
+        sent.append(client.post(urlparse(link).path, headers=here,
+                                data={"csrf_token": token, "creneau": creneau} | details()))
+    assert [answer.status_code for answer in sent] == [302, 302, 200]
+    assert "Trop d'essais pour ce numéro" in page_text(sent[2])
+    with app.app_context():
+        assert _db.session.scalar(select(func.count()).select_from(PhoneVerification)) == 2

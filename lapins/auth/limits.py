@@ -59,7 +59,8 @@ FAMILY_LINK_ENDPOINTS = ("family.rdv_page", "family.rdv_calendar", "family.cance
 FAMILY_ACTION_ENDPOINTS = ("family.cancel", "family.accept_offer", "family.decline_offer", "family.ask_earlier_slot",
                            "family.cancel_place")
 MOVE_RDV_SCOPE, MOVE_IP_SCOPE = "family-move-rdv", "family-move-ip"  # their limits' buckets, shared by the three
-ONLINE_BOOKING_ENDPOINTS = ("public.online_details", "public.online_code", "public.online_resend")
+ONLINE_BOOKING_ENDPOINTS = ("public.online_details", "public.online_waitlist", "public.online_code",
+                            "public.online_resend")
 # Signing in with the OpenID Connect provider (lapins.auth.oidc_views): GETs, counted per client address.
 OIDC_ENDPOINTS = ("auth.oidc_start", "auth.oidc_callback")
 

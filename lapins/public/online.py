@@ -30,6 +30,7 @@ from lapins.notifications import gsm
 from lapins.sectors.serving import ServingLieu, online_refusal, serving_lieux
 from lapins.slots import picker
 from lapins.slots.engine import ceil_to_grid
+from lapins.waitlist import entries
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_TRIES = 5
@@ -177,6 +178,44 @@ def checked_choice(territory: Territory, choice: SlotChoice, now: datetime) -> t
     return motif, serving.lieu, found
 
 
+@dataclass(frozen=True)
+class WaitChoice:
+    """A lieu without a free time where the family asks to wait for one, as its signed token says."""
+
+    territory_id: int
+    motif_id: int
+    lieu_id: int
+    commune_code: str
+
+
+def wait_token(territory: Territory, motif: Motif, lieu_id: int, commune_code: str) -> str:
+    return _serializer().dumps(["wait", territory.id, motif.id, lieu_id, commune_code])
+
+
+def read_wait_token(token: str, territory: Territory) -> WaitChoice:
+    try:
+        values = _serializer().loads(token or "", max_age=SLOT_TOKEN_AGE)
+        if values[0] != "wait":
+            raise ValueError
+        choice = WaitChoice(int(values[1]), int(values[2]), int(values[3]), str(values[4]))
+    except (BadSignature, ValueError, TypeError, IndexError):
+        raise OnlineError("Ce lien de liste d'attente n'est pas valide : recommencez la recherche.") from None
+    if choice.territory_id != territory.id:
+        raise OnlineError("Ce lien de liste d'attente n'est pas valide : recommencez la recherche.")
+    return choice
+
+
+def checked_wait(territory: Territory, choice: WaitChoice, now: datetime) -> tuple[Motif, Lieu]:
+    """The motif still open online, the lieu still serving the address."""
+    motif = motif_of(territory, choice.motif_id)
+    today = now.astimezone(territory.tz).date()
+    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today)
+                    if found.lieu.id == choice.lieu_id), None)
+    if serving is None:
+        raise OnlineError("Ce lieu ne propose plus ce motif pour votre adresse : recommencez la recherche.")
+    return motif, serving.lieu
+
+
 # --- The number, checked by SMS ----------------------------------------------------------------------------------
 
 def _code_hash(verification_phone: str, code: str) -> str:
@@ -280,7 +319,7 @@ def _person_for(territory: Territory, motif: Motif, family: Family) -> Usager:
             responsible.birth_date = family.birth_date
         return responsible
     key = name_key(family.child_first_name, responsible.last_name)
-    for child in responsible.relatives if responsible.id is not None else []:
+    for child in responsible.relatives:
         if child.merged_into_id is None and child.birth_date == family.birth_date and (
                 name_key(child.first_name, child.last_name) == key
                 or (child.first_name or "").casefold() == (family.child_first_name or "").casefold()):
@@ -291,14 +330,29 @@ def _person_for(territory: Territory, motif: Motif, family: Family) -> Usager:
     return child
 
 
+def _check_verified(territory: Territory, family: Family, verification: PhoneVerification | None,
+                    now: datetime) -> None:
+    if not verified(verification, now) or verification.phone != family.phone \
+            or verification.territory_id != territory.id:
+        raise OnlineError("Votre numéro n'est pas vérifié : saisissez le code reçu par SMS.")
+
+
+def join_waitlist(territory: Territory, choice: WaitChoice, family: Family, verification: PhoneVerification | None,
+                  now: datetime | None = None):
+    """Put the family whose number was just checked on the motif's waiting list at that lieu, with its usagers, in
+    one commit (lapins.waitlist.entries.add_online)."""
+    now = now or utcnow()
+    _check_verified(territory, family, verification, now)
+    motif, lieu = checked_wait(territory, choice, now)
+    return entries.add_online(_person_for(territory, motif, family), motif, lieu, now)
+
+
 def book_online(territory: Territory, choice: SlotChoice, family: Family, verification: PhoneVerification | None,
                 now: datetime | None = None) -> Rdv:
     """Book the chosen time for the family whose number was just checked, in one transaction with its usagers:
     a refusal (OnlineError, SlotGone) stores nothing."""
     now = now or utcnow()
-    if not verified(verification, now) or verification.phone != family.phone \
-            or verification.territory_id != territory.id:
-        raise OnlineError("Votre numéro n'est pas vérifié : saisissez le code reçu par SMS.")
+    _check_verified(territory, family, verification, now)
     motif, lieu, found = checked_choice(territory, choice, now)
     limit = current_app.config["ONLINE_LIVE_RDVS_PER_NUMBER"]
     if live_online_rdvs(territory, family.phone, motif, now) >= limit:

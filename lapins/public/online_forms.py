@@ -21,7 +21,6 @@ class SearchForm(Form):
 
 
 class DetailsForm(Form):
-    creneau = HiddenField()
     last_name = StringField("Nom de famille", validators=[
         DataRequired("Saisissez votre nom de famille."), Length(max=80, message="80 caractères au plus.")],
         render_kw={"autocomplete": "family-name"})

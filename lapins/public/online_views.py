@@ -12,7 +12,7 @@ from sqlalchemy import select
 from lapins.auth.limits import count_online_number
 from lapins.infra.extensions import db
 from lapins.locale.communes import Commune
-from lapins.models import PhoneVerification, Rdv, SectorZone, Territory, utcnow
+from lapins.models import PhoneVerification, Rdv, SectorZone, Territory, WaitlistEntry, utcnow
 from lapins.models.rdvs import BookingChannel
 from lapins.models.territories import phone_to_call
 from lapins.notifications import outbox
@@ -70,16 +70,18 @@ def online_start(departement: str):
             streets = motif.sectorised and _streets_needed(territory, commune)
             found = online.offers(territory, motif, commune, now, street_code=form.rue.data or None)
             form.commune.data, form.commune_code.data = commune.label, commune.code
-    tokens = {}
+    tokens, waits = {}, {}
     if found:
         for offer in found:
             for day in offer.days:
                 for choice in day.choices:
                     tokens[offer.serving.lieu.id, choice.starts_at] = online.slot_token(
                         territory, motif, offer.serving.lieu.id, choice.agent_ids[0], choice.starts_at, commune.code)
+            if not offer.days:
+                waits[offer.serving.lieu.id] = online.wait_token(territory, motif, offer.serving.lieu.id, commune.code)
     return render_template(
         "public/online_start.html", territory=territory, motifs=motifs, form=form, found=found, motif=motif,
-        commune=commune, streets=streets, tokens=tokens, tz=territory.tz,
+        commune=commune, streets=streets, tokens=tokens, waits=waits, tz=territory.tz,
         phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
                 for offer in found or []})
 
@@ -94,7 +96,7 @@ def _family(data: dict) -> online.Family:
                          birth_date=date.fromisoformat(data["birth_date"]))
 
 
-def _back_to_slots(departement: str, choice: online.SlotChoice | None):
+def _back_to_slots(departement: str, choice: online.SlotChoice | online.WaitChoice | None):
     if choice is None:
         return redirect(url_for("public.online_start", departement=departement))
     return redirect(url_for("public.online_start", departement=departement, motif=choice.motif_id,
@@ -103,21 +105,31 @@ def _back_to_slots(departement: str, choice: online.SlotChoice | None):
 
 @bp.route("/<departement>/prendre-rendez-vous/coordonnees", methods=["GET", "POST"])
 def online_details(departement: str):
+    """The family's details for the time it chose (`creneau`, a signed token)."""
+    return _details(departement, "slot", request.values.get("creneau", ""))
+
+
+@bp.route("/<departement>/prendre-rendez-vous/liste-attente", methods=["GET", "POST"])
+def online_waitlist(departement: str):
+    """The family's details to wait for a slot of the motif at a lieu with none free (`attente`, a signed token)."""
+    return _details(departement, "wait", request.values.get("attente", ""))
+
+
+def _details(departement: str, kind: str, token: str):
     territory = _territory(departement)
     now = utcnow()
-    token = request.values.get("creneau", "")
+    starts_at = None
     try:
-        choice = online.read_slot_token(token, territory)
-        motif, lieu, found = online.checked_choice(territory, choice, now)
-    except online.SlotGone as error:
-        flash(error.message, "error")
-        return _back_to_slots(departement, None)
+        if kind == "slot":
+            motif, lieu, found = online.checked_choice(territory, online.read_slot_token(token, territory), now)
+            starts_at = found.starts_at
+        else:
+            motif, lieu = online.checked_wait(territory, online.read_wait_token(token, territory), now)
     except online.OnlineError as error:
         flash(error.message, "error")
         return redirect(url_for("public.online_start", departement=departement))
     form = DetailsForm(territory_number=territory.number, for_self=motif.online_for_self,
                        today=now.astimezone(territory.tz).date())
-    form.creneau.data = token
     if form.validate_on_submit():
         if form.site_web.data:
             abort(400)
@@ -129,13 +141,12 @@ def online_details(departement: str):
         verification = db.session.get(PhoneVerification, pending.get("verification") or 0)
         if online.verified(verification, now) and verification.phone == family["phone"] \
                 and verification.territory_id == territory.id:
-            session[PENDING] = {**pending, "slot": token, "family": family}
-            return _book(departement, territory, verification)
-        if online.live_online_rdvs(territory, family["phone"], motif, now) \
-                >= current_app.config["ONLINE_LIVE_RDVS_PER_NUMBER"]:
-            form.phone.errors.append(
-                f"Ce numéro a déjà {current_app.config['ONLINE_LIVE_RDVS_PER_NUMBER']} rendez-vous à venir pour ce "
-                "motif pris en ligne : pour un autre, appelez le centre.")
+            session[PENDING] = {**pending, "kind": kind, "token": token, "family": family}
+            return _finish(departement, territory, verification)
+        limit = current_app.config["ONLINE_LIVE_RDVS_PER_NUMBER"]
+        if kind == "slot" and online.live_online_rdvs(territory, family["phone"], motif, now) >= limit:
+            form.phone.errors.append(f"Ce numéro a déjà {limit} rendez-vous à venir pour ce motif pris en ligne : "
+                                     "pour un autre, appelez le centre.")
         elif not count_online_number(family["phone"]):
             form.phone.errors.append(TOO_MANY_FOR_NUMBER)
         else:
@@ -145,10 +156,11 @@ def online_details(departement: str):
                 form.phone.errors.append(error.message)
             else:
                 outbox.kick()
-                session[PENDING] = {"slot": token, "family": family, "verification": verification.id}
+                session[PENDING] = {"kind": kind, "token": token, "family": family, "verification": verification.id}
                 return redirect(url_for("public.online_code", departement=departement))
     return render_template("public/online_details.html", territory=territory, form=form, motif=motif, lieu=lieu,
-                           starts_at=found.starts_at, tz=territory.tz, phone=phone_to_call(lieu, lieu.organisation))
+                           starts_at=starts_at, tz=territory.tz, kind=kind, token=token,
+                           phone=phone_to_call(lieu, lieu.organisation))
 
 
 @bp.route("/<departement>/prendre-rendez-vous/code", methods=["GET", "POST"])
@@ -169,9 +181,9 @@ def online_code(departement: str):
             except online.OnlineError as error:
                 form.code.errors.append(error.message)
             else:
-                return _book(departement, territory, verification)
+                return _finish(departement, territory, verification)
     return render_template("public/online_code.html", territory=territory, form=form, resend=ResendForm(),
-                           phone=verification.phone)
+                           phone=verification.phone, kind=pending.get("kind"))
 
 
 @bp.route("/<departement>/prendre-rendez-vous/code/renvoyer", methods=["POST"])
@@ -195,25 +207,38 @@ def online_resend(departement: str):
     return redirect(url_for("public.online_code", departement=departement))
 
 
-def _book(departement: str, territory: Territory, verification: PhoneVerification):
+def _finish(departement: str, territory: Territory, verification: PhoneVerification):
+    """The number is checked: book the time chosen, or put the family on the waiting list."""
     pending = _pending()
     choice = None
     try:
-        choice = online.read_slot_token(pending.get("slot", ""), territory)
+        if pending.get("kind") == "wait":
+            choice = online.read_wait_token(pending.get("token", ""), territory)
+            entry = online.join_waitlist(territory, choice, _family(pending["family"]), verification)
+            session.pop(PENDING, None)
+            session[DONE] = {"wait": entry.id}
+            return redirect(url_for("public.online_done", departement=departement))
+        choice = online.read_slot_token(pending.get("token", ""), territory)
         rdv = online.book_online(territory, choice, _family(pending["family"]), verification)
     except online.OnlineError as error:  # SlotGone included: nothing was stored, the number stays checked
         flash(error.message, "error")
         return _back_to_slots(departement, choice)
     outbox.kick()
     session.pop(PENDING, None)
-    session[DONE] = rdv.id
+    session[DONE] = {"rdv": rdv.id}
     return redirect(url_for("public.online_done", departement=departement))
 
 
 @bp.route("/<departement>/prendre-rendez-vous/confirme")
 def online_done(departement: str):
     territory = _territory(departement)
-    rdv = db.session.get(Rdv, session.get(DONE) or 0)
+    done = session.get(DONE) or {}
+    if "wait" in done:
+        entry = db.session.get(WaitlistEntry, done["wait"] or 0)
+        if entry is not None and entry.organisation.territory_id == territory.id:
+            return render_template("public/online_waiting.html", territory=territory, entry=entry,
+                                   phone=phone_to_call(entry.lieu, entry.organisation))
+    rdv = db.session.get(Rdv, done.get("rdv") or 0)
     if rdv is None or rdv.booked_via != BookingChannel.ONLINE or rdv.organisation.territory_id != territory.id:
         return redirect(url_for("public.online_start", departement=departement))
     return render_template("public/online_done.html", territory=territory, rdv=rdv, tz=territory.tz,
