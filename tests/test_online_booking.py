@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import html
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta, timezone
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import requests
 import time_machine
+from celery._state import _set_task_join_will_block
 from sqlalchemy import func, select
 
 from lapins.booking import book_rdv
@@ -23,6 +26,7 @@ from lapins.models import (
 from lapins.models.rdvs import BookingChannel
 from lapins.notifications import outbox
 from tests.conftest import csrf_token_from
+from tests.races import PARTY_HEADER, HeldStatements, live_server
 
 NOW = datetime(2026, 10, 19, 4, 0, tzinfo=timezone.utc)  # Monday 19 October, 08:00 in La Réunion
 START = "/974/prendre-rendez-vous"
@@ -363,3 +367,63 @@ def test_codes_are_limited_per_number_whatever_the_address(limited_app):
     assert "Trop d'essais pour ce numéro" in page_text(sent[2])
     with app.app_context():
         assert _db.session.scalar(select(func.count()).select_from(PhoneVerification)) == 2
+
+
+# --- A race ----------------------------------------------------------------------------------------------------------
+
+RACERS = 6
+
+
+@pytest.fixture()
+def live_clinic(database_url):
+    from tests import factories
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True)
+    with app.app_context():
+        _db.create_all()
+        motif_id = make_clinic(factories).motif.id
+        _db.session.remove()
+    with live_server(app) as base:
+        yield app, base, motif_id
+    _set_task_join_will_block(False)  # eager tasks of concurrent requests can leave Celery's process-wide flag set
+    with app.app_context():
+        _db.drop_all()
+        _db.engine.dispose()
+
+
+def test_families_with_checked_numbers_racing_for_one_time_book_it_once(live_clinic):
+    app, base, motif_id = live_clinic
+    browsers, codes = [], []
+    for index in range(RACERS):
+        browser = requests.Session()
+        page = html.unescape(browser.get(f"{base}{START}", params={"motif": motif_id, "commune_code": "97411"},
+                                         timeout=30).text)
+        link = f"{base}{slot_links(page)[0][1]}"  # the same first time for every family
+        token = csrf_token_from(browser.get(link, timeout=30).text)
+        creneau = parse_qs(urlparse(link).query)["creneau"][0]
+        sent = browser.post(urlparse(link)._replace(query="").geturl(), allow_redirects=False, timeout=30,
+                            data={"csrf_token": token, "creneau": creneau}
+                            | details(last_name=f"Famille{'abcdef'[index]}", phone=f"069212340{index}"))
+        assert sent.status_code == 302 and sent.headers["Location"].endswith("/code"), sent.text
+        with app.app_context():
+            codes.append(last_code(_db))
+        browsers.append((browser, csrf_token_from(browser.get(f"{base}{START}/code", timeout=30).text)))
+
+    def post_code(index: int) -> requests.Response:
+        browser, token = browsers[index]
+        return browser.post(f"{base}{START}/code", data={"csrf_token": token, "code": codes[index]},
+                            headers={PARTY_HEADER: f"family-{index}"}, allow_redirects=False, timeout=60)
+
+    with app.app_context():
+        engine = _db.engine
+    # Each request held at its booking's first write (the new usager), having read the time as free.
+    with HeldStatements(engine, ("INSERT INTO usagers",), RACERS) as held, ThreadPoolExecutor(RACERS) as pool:
+        answers = list(pool.map(post_code, range(RACERS)))
+    assert held.crossed == RACERS, "the bookings did not meet before their first write"
+    places = sorted(answer.headers["Location"].split("?")[0].rsplit("/", 1)[-1] for answer in answers)
+    assert places == ["confirme"] + ["prendre-rendez-vous"] * (RACERS - 1)
+    with app.app_context():
+        rdvs = _db.session.scalars(select(Rdv)).all()
+        assert len(rdvs) == 1 and rdvs[0].booked_via == BookingChannel.ONLINE
+        # The families who lost stored nothing: only the winner's parent and child exist.
+        assert _db.session.scalar(select(func.count()).select_from(Usager)) == 2
