@@ -143,6 +143,18 @@ def test_the_code_sms_is_sent_by_the_outbox_to_the_number(client, db, clinic, ap
     assert message.status == MessageStatus.SENT and message.to_address == MOBILE_E164
 
 
+def test_the_dev_inbox_shows_the_code_to_the_territory_agents(client, db, clinic, auth, factories):
+    give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
+    code = last_code(db)
+    auth.login(clinic.agent)
+    page = page_text(client.get("/dev/messages"))
+    assert "vérification d'un numéro (réservation en ligne)" in page and code in page
+    stranger = factories.AgentFactory(organisation=factories.OrganisationFactory(), organisation__role=Role.AGENT)
+    auth.logout()
+    auth.login(stranger)
+    assert code not in page_text(client.get("/dev/messages"))
+
+
 def test_agents_see_the_rdv_came_online(client, db, clinic, auth):
     give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
     send_code(client, last_code(db))
