@@ -164,6 +164,20 @@ def test_agents_see_the_rdv_came_online(client, db, clinic, auth):
     assert ", en ligne" in page
 
 
+def test_the_statistics_split_the_rdvs_by_channel(client, db, clinic, auth, factories):
+    give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
+    send_code(client, last_code(db))
+    other = factories.UsagerFactory(territory=clinic.territory)
+    book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[other], lieu=clinic.lieu,
+             starts_at=datetime(2026, 10, 21, 5, 0, tzinfo=timezone.utc))
+    auth.login(clinic.agent)
+    page = client.get(f"/statistiques/organisation/{clinic.organisation.id}").get_data(as_text=True)
+    row = re.search(r'<tr data-channels-month="2026-10">(.*?)</tr>', page, re.S).group(1)
+    cells = [html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+             for cell in re.findall(r"<t[hd][^>]*>.*?</t[hd]>", row, re.S)]
+    assert cells == ["octobre 2026", "1", "1", "0", "0", "0", "50,0\u00a0%"]
+
+
 def test_a_known_number_is_matched_not_duplicated(client, db, clinic, factories):
     parent = factories.UsagerFactory(territory=clinic.territory, first_name="Noémie", last_name="Payet",
                                      phone=MOBILE_E164, sms_consent=False)
