@@ -106,13 +106,14 @@ def motif_of(territory: Territory, motif_id: int | None) -> Motif:
     return motif
 
 
-def scope_for(territory: Territory, motif: Motif, lieu_id: int, now: datetime) -> picker.Scope:
+def scope_for(territory: Territory, motif: Motif, lieu_id: int, now: datetime,
+              stamps: tuple[tuple[int, str], ...] | None = None) -> picker.Scope:
     """Any agent offering the motif at the lieu, from the motif's minimum delay to its maximum (5-minute grid, so
-    the picker keeps its pages a few minutes)."""
+    the picker keeps its pages a few minutes); `stamps`, the motif's agents' (read once for all its lieux)."""
     return picker.Scope(territory=territory, motif=motif, lieu_id=lieu_id, agent_ids=None,
                         start=ceil_to_grid(now + timedelta(hours=motif.online_min_hours)),
                         end=ceil_to_grid(now + timedelta(days=motif.online_max_days)),
-                        agent_stamps=picker.agent_stamps(motif.id, None))
+                        agent_stamps=stamps if stamps is not None else picker.agent_stamps(motif.id, None))
 
 
 def _serving_days(days: tuple[picker.Day, ...], agent_ids: set[int]) -> tuple[picker.Day, ...]:
@@ -132,10 +133,11 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
            near: tuple[float, float] | None = None) -> list[LieuOffer]:
     """The lieux serving the address, nearest first (else by name), each with its first days of free times."""
     today = now.astimezone(territory.tz).date()
-    found = []
+    found, stamps = [], None
     for serving in serving_lieux(motif, commune.code, today=today, street_code=street_code,
                                  city_code=commune.city_code, near=near):
-        days = picker.first_days(scope_for(territory, motif, serving.lieu.id, now))
+        stamps = stamps if stamps is not None else picker.agent_stamps(motif.id, None)
+        days = picker.first_days(scope_for(territory, motif, serving.lieu.id, now, stamps))
         found.append(LieuOffer(serving, _serving_days(days, set(serving.agent_ids))))
     return found
 
