@@ -155,6 +155,24 @@ def test_the_dev_inbox_shows_the_code_to_the_territory_agents(client, db, clinic
     assert code not in page_text(client.get("/dev/messages"))
 
 
+def test_a_need_offered_by_two_organisations_is_shown_once_with_the_lieux_of_both(client, db, clinic, factories):
+    south = factories.OrganisationFactory(territory=clinic.territory, name="PMI Sud")
+    lieu = factories.LieuFactory(organisation=south, name="Centre PMI Saint-Pierre", address="1 rue Archambaud")
+    motif = factories.MotifFactory(organisation=south, name="Pesée du nourrisson", online_bookable=True)
+    agent = factories.AgentFactory(organisation=south, organisation__role=Role.AGENT)
+    factories.PlageFactory(agent=agent, lieu=lieu, first_day=date(2026, 1, 1), motifs=[motif], start_time=time(14),
+                           end_time=time(16), weekdays=0b1111111)
+    page = page_text(search(client, motif.id))  # the other organisation's motif of that name: the same need
+    assert page.count('name="motif"') == 1 and 'value="%d" checked' % clinic.motif.id in page
+    labels = [label for label, _ in slot_links(page)]
+    assert labels[0].startswith("Centre PMI Saint-Denis,") and labels[-1].startswith("Centre PMI Saint-Pierre,")
+    chosen = next(link for label, link in slot_links(page) if label.startswith("Centre PMI Saint-Pierre"))
+    give_details(client, chosen)
+    send_code(client, last_code(db))
+    rdv = db.session.scalars(select(Rdv)).one()
+    assert (rdv.motif_id, rdv.lieu_id, rdv.organisation_id) == (motif.id, lieu.id, south.id)
+
+
 def test_agents_see_the_rdv_came_online(client, db, clinic, auth):
     give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
     send_code(client, last_code(db))
@@ -162,6 +180,11 @@ def test_agents_see_the_rdv_came_online(client, db, clinic, auth):
     auth.login(clinic.agent)
     page = page_text(client.get(f"/rdvs/{rdv.id}"))
     assert ", en ligne" in page
+    # The family's files are the organisation's: its agents open them.
+    child = rdv.usagers[0]
+    assert [organisation.id for organisation in child.organisations] == [clinic.organisation.id]
+    assert client.get(f"/usagers/{child.id}").status_code == 200
+    assert client.get(f"/usagers/{child.responsible_id}").status_code == 200
 
 
 def test_the_statistics_split_the_rdvs_by_channel(client, db, clinic, auth, factories):

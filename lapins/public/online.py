@@ -55,7 +55,18 @@ class SlotGone(OnlineError):
 @dataclass(frozen=True)
 class LieuOffer:
     serving: ServingLieu
+    motif: Motif  # the motif of the lieu's organisation, among those of the need chosen
     days: tuple[picker.Day, ...]
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a family chooses: the motifs of one name across the territory's organisations (each organisation has
+    its own « Consultation nourrisson »), shown once; `motif_id` the lowest of their ids."""
+
+    motif_id: int
+    name: str
+    duration_minutes: int
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,25 @@ def open_motifs(territory: Territory) -> list[Motif]:
         .order_by(Motif.name, Motif.id)))
 
 
+def _need_key(motif: Motif) -> str:
+    return " ".join(motif.name.casefold().split())
+
+
+def open_needs(territory: Territory) -> list[Need]:
+    """The motifs open online, one per name, by name."""
+    needs: dict[str, Need] = {}
+    for motif in open_motifs(territory):
+        key = _need_key(motif)
+        if key not in needs or motif.id < needs[key].motif_id:
+            needs[key] = Need(motif.id, motif.name, motif.duration_minutes)
+    return sorted(needs.values(), key=lambda need: (need.name.casefold(), need.motif_id))
+
+
+def need_motifs(territory: Territory, motif: Motif) -> list[Motif]:
+    """The motifs open online with the same name as `motif`, in every organisation of the territory."""
+    return [other for other in open_motifs(territory) if _need_key(other) == _need_key(motif)]
+
+
 def motif_of(territory: Territory, motif_id: int | None) -> Motif:
     """The motif chosen, only among this territory's; OnlineError when it is not (or no longer) open online."""
     motif = db.session.get(Motif, motif_id) if motif_id else None
@@ -131,14 +161,19 @@ def _serving_days(days: tuple[picker.Day, ...], agent_ids: set[int]) -> tuple[pi
 
 def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
            near: tuple[float, float] | None = None) -> list[LieuOffer]:
-    """The lieux serving the address, nearest first (else by name), each with its first days of free times."""
+    """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
+    (else by name), each with its first days of free times."""
     today = now.astimezone(territory.tz).date()
-    found, stamps = [], None
-    for serving in serving_lieux(motif, commune.code, today=today, street_code=street_code,
-                                 city_code=commune.city_code, near=near):
-        stamps = stamps if stamps is not None else picker.agent_stamps(motif.id, None)
-        days = picker.first_days(scope_for(territory, motif, serving.lieu.id, now, stamps))
-        found.append(LieuOffer(serving, _serving_days(days, set(serving.agent_ids))))
+    found = []
+    for each in need_motifs(territory, motif):
+        stamps = None
+        for serving in serving_lieux(each, commune.code, today=today, street_code=street_code,
+                                     city_code=commune.city_code, near=near):
+            stamps = stamps if stamps is not None else picker.agent_stamps(each.id, None)
+            days = picker.first_days(scope_for(territory, each, serving.lieu.id, now, stamps))
+            found.append(LieuOffer(serving, each, _serving_days(days, set(serving.agent_ids))))
+    found.sort(key=lambda offer: (offer.serving.distance_km is None, offer.serving.distance_km or 0.0,
+                                  offer.serving.lieu.name.casefold(), offer.serving.lieu.id))
     return found
 
 
@@ -314,8 +349,15 @@ def _responsible(territory: Territory, family: Family) -> Usager:
     return person
 
 
+def _join(usager: Usager, organisation: Organisation) -> None:
+    """The family's files become the organisation's (its agents see a usager of their organisations only)."""
+    if organisation not in usager.organisations:
+        usager.organisations.append(organisation)
+
+
 def _person_for(territory: Territory, motif: Motif, family: Family) -> Usager:
     responsible = _responsible(territory, family)
+    _join(responsible, motif.organisation)
     if motif.online_for_self:
         if responsible.birth_date is None:
             responsible.birth_date = family.birth_date
@@ -325,9 +367,10 @@ def _person_for(territory: Territory, motif: Motif, family: Family) -> Usager:
         if child.merged_into_id is None and child.birth_date == family.birth_date and (
                 name_key(child.first_name, child.last_name) == key
                 or (child.first_name or "").casefold() == (family.child_first_name or "").casefold()):
+            _join(child, motif.organisation)
             return child
     child = Usager(territory_id=territory.id, first_name=family.child_first_name, last_name=responsible.last_name,
-                   birth_date=family.birth_date, responsible=responsible, phone=None)
+                   birth_date=family.birth_date, responsible=responsible, phone=None, organisations=[motif.organisation])
     db.session.add(child)
     return child
 

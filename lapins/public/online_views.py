@@ -52,11 +52,10 @@ def _streets_needed(territory: Territory, commune: Commune) -> bool:
 @bp.route("/<departement>/prendre-rendez-vous")
 def online_start(departement: str):
     territory = _territory(departement)
-    motifs = online.open_motifs(territory)
+    needs = online.open_needs(territory)
     form = SearchForm(request.args)
-    form.motif.choices = [(motif.id, motif.public_name) for motif in motifs]
     found, commune, motif, streets = None, None, None, False
-    if request.args and motifs:
+    if request.args and needs:
         now = utcnow()
         try:
             motif = online.motif_of(territory, form.motif.data)
@@ -76,11 +75,13 @@ def online_start(departement: str):
             for day in offer.days:
                 for choice in day.choices:
                     tokens[offer.serving.lieu.id, choice.starts_at] = online.slot_token(
-                        territory, motif, offer.serving.lieu.id, choice.agent_ids[0], choice.starts_at, commune.code)
+                        territory, offer.motif, offer.serving.lieu.id, choice.agent_ids[0], choice.starts_at,
+                        commune.code)
             if not offer.days:
-                waits[offer.serving.lieu.id] = online.wait_token(territory, motif, offer.serving.lieu.id, commune.code)
+                waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
+                                                                 commune.code)
     return render_template(
-        "public/online_start.html", territory=territory, motifs=motifs, form=form, found=found, motif=motif,
+        "public/online_start.html", territory=territory, needs=needs, form=form, found=found, motif=motif,
         commune=commune, streets=streets, tokens=tokens, waits=waits, tz=territory.tz,
         phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
                 for offer in found or []})
