@@ -43,7 +43,7 @@ def bench_search(app, territory_id: int, places: list[tuple[str, str]], runs: in
     client = app.test_client()
     with app.app_context():
         territory = db.session.get(Territory, territory_id)
-        motif_ids = [motif.id for motif in online.open_motifs(territory)]
+        motif_ids = [need.motif_id for need in online.open_needs(territory)]
         number = territory.number
         db.session.remove()
     timings, lieux = [], []

@@ -27,7 +27,7 @@ from lapins.models import (
 )
 from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, rdv_usagers
 from lapins.notifications import gsm
-from lapins.sectors.serving import ServingLieu, online_refusal, serving_lieux
+from lapins.sectors.serving import ServingLieu, online_refusal, serving_by_motif, serving_lieux
 from lapins.slots import picker
 from lapins.slots.engine import ceil_to_grid
 from lapins.waitlist import entries
@@ -100,9 +100,7 @@ def open_motifs(territory: Territory) -> list[Motif]:
     if not territory.online_booking:
         return []
     return list(db.session.scalars(
-        select(Motif).join(Organisation, Organisation.id == Motif.organisation_id)
-        .where(Organisation.territory_id == territory.id, Motif.active.is_(True), Motif.online_bookable.is_(True),
-               Motif.collective.is_(False))
+        select(Motif).join(Organisation, Organisation.id == Motif.organisation_id).where(*_open(territory))
         .order_by(Motif.name, Motif.id)))
 
 
@@ -110,19 +108,32 @@ def _need_key(motif: Motif) -> str:
     return " ".join(motif.name.casefold().split())
 
 
+def _open(territory: Territory) -> list:
+    return [Organisation.territory_id == territory.id, Motif.active.is_(True), Motif.online_bookable.is_(True),
+            Motif.collective.is_(False)]
+
+
 def open_needs(territory: Territory) -> list[Need]:
     """The motifs open online, one per name, by name."""
+    if not territory.online_booking:
+        return []
     needs: dict[str, Need] = {}
-    for motif in open_motifs(territory):
-        key = _need_key(motif)
-        if key not in needs or motif.id < needs[key].motif_id:
-            needs[key] = Need(motif.id, motif.name, motif.duration_minutes)
+    for motif_id, name, duration in db.session.execute(
+            select(Motif.id, Motif.name, Motif.duration_minutes)
+            .join(Organisation, Organisation.id == Motif.organisation_id).where(*_open(territory))
+            .order_by(Motif.id)):
+        needs.setdefault(" ".join(name.casefold().split()), Need(motif_id, name, duration))
     return sorted(needs.values(), key=lambda need: (need.name.casefold(), need.motif_id))
 
 
 def need_motifs(territory: Territory, motif: Motif) -> list[Motif]:
     """The motifs open online with the same name as `motif`, in every organisation of the territory."""
-    return [other for other in open_motifs(territory) if _need_key(other) == _need_key(motif)]
+    if not territory.online_booking:
+        return []
+    return [other for other in db.session.scalars(
+        select(Motif).join(Organisation, Organisation.id == Motif.organisation_id)
+        .where(*_open(territory), func.lower(Motif.name) == motif.name.lower()).order_by(Motif.id))
+        if _need_key(other) == _need_key(motif)]
 
 
 def motif_of(territory: Territory, motif_id: int | None) -> Motif:
@@ -164,16 +175,13 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
     """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
     (else by name), each with its first days of free times."""
     today = now.astimezone(territory.tz).date()
-    found = []
-    for each in need_motifs(territory, motif):
-        stamps = None
-        for serving in serving_lieux(each, commune.code, today=today, street_code=street_code,
-                                     city_code=commune.city_code, near=near):
-            stamps = stamps if stamps is not None else picker.agent_stamps(each.id, None)
-            days = picker.first_days(scope_for(territory, each, serving.lieu.id, now, stamps))
-            found.append(LieuOffer(serving, each, _serving_days(days, set(serving.agent_ids))))
-    found.sort(key=lambda offer: (offer.serving.distance_km is None, offer.serving.distance_km or 0.0,
-                                  offer.serving.lieu.name.casefold(), offer.serving.lieu.id))
+    found, stamps = [], {}
+    for each, serving in serving_by_motif(need_motifs(territory, motif), commune.code, today=today,
+                                          street_code=street_code, city_code=commune.city_code, near=near):
+        if each.id not in stamps:
+            stamps[each.id] = picker.agent_stamps(each.id, None)
+        days = picker.first_days(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
+        found.append(LieuOffer(serving, each, _serving_days(days, set(serving.agent_ids))))
     return found
 
 
