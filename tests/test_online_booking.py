@@ -277,6 +277,17 @@ def test_a_slot_taken_meanwhile_sends_back_to_the_slots_with_nothing_stored(clie
     assert db.session.scalar(select(func.count()).select_from(PhoneVerification)) == 1
 
 
+def test_a_time_taken_before_the_details_page_opens_sends_back_to_the_search(client, db, clinic, factories):
+    link = slot_links(page_text(search(client, clinic.motif.id)))[0][1]
+    book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent],
+             usagers=[factories.UsagerFactory(territory=clinic.territory)], lieu=clinic.lieu,
+             starts_at=datetime(2026, 10, 19, 6, 0, tzinfo=timezone.utc))
+    answer = client.get(link)
+    assert answer.status_code == 302 and "commune_code=97411" in answer.headers["Location"]
+    page = page_text(client.get(answer.headers["Location"]))
+    assert "Ce créneau vient d'être pris" in page and slot_links(page)[0][0].endswith("à 10h30")
+
+
 def test_a_number_holds_two_online_rdvs_of_a_motif_at_most(client, db, clinic):
     links = slot_links(page_text(search(client, clinic.motif.id)))
     give_details(client, links[0][1])

@@ -119,16 +119,18 @@ def online_waitlist(departement: str):
 def _details(departement: str, kind: str, token: str):
     territory = _territory(departement)
     now = utcnow()
-    starts_at = None
+    starts_at, choice = None, None
     try:
         if kind == "slot":
-            motif, lieu, found = online.checked_choice(territory, online.read_slot_token(token, territory), now)
+            choice = online.read_slot_token(token, territory)
+            motif, lieu, found = online.checked_choice(territory, choice, now)
             starts_at = found.starts_at
         else:
-            motif, lieu = online.checked_wait(territory, online.read_wait_token(token, territory), now)
+            choice = online.read_wait_token(token, territory)
+            motif, lieu = online.checked_wait(territory, choice, now)
     except online.OnlineError as error:
         flash(error.message, "error")
-        return redirect(url_for("public.online_start", departement=departement))
+        return _back_to_slots(departement, choice)  # the search again when the token was good
     form = DetailsForm(territory_number=territory.number, for_self=motif.online_for_self,
                        today=now.astimezone(territory.tz).date())
     if form.validate_on_submit():
