@@ -135,6 +135,15 @@ def test_a_family_books_online_with_its_number_checked_by_sms(client, db, clinic
     assert {message.channel.value for message in confirmation} == {"sms", "email"}
 
 
+@pytest.mark.parametrize("label", [None, "PMI Réunion", "Protection maternelle et infantile — Conseil départemental œ 😀"])
+def test_the_code_sms_is_one_gsm7_segment_whatever_the_territory_label(app, label):
+    from lapins.notifications import gsm
+    from lapins.public.online import code_sms
+
+    text = code_sms(SimpleNamespace(sms_label=label), "012345")
+    assert gsm.is_gsm7(text) and gsm.segments(text) == 1 and "012345" in text
+
+
 def test_the_code_sms_is_sent_by_the_outbox_to_the_number(client, db, clinic, app):
     give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
     message = db.session.scalars(select(Message).where(Message.kind == MessageKind.PHONE_CODE)).one()
