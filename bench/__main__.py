@@ -227,7 +227,7 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     if args.skip_public:
         log("5/5 Sélecteur de créneaux et course : ignorés (--skip-public)")
         return
-    from bench.public import bench_move_race, bench_next_slots, race_failures
+    from bench.public import bench_move_race, bench_next_slots, bench_next_slots_miss, race_failures
 
     log(f"5/5 Sélecteur de créneaux : 1 famille × {args.requests} pages, puis wrk sur {args.public_clients} familles "
         "(3 × 10 s en alternance avec le plancher) sous gunicorn ; puis la course")
@@ -246,6 +246,13 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
             if picker["errors"]:
                 failures.append(f"sélecteur : {picker['errors']} requêtes en erreur "
                                 f"({', '.join(picker['error_kinds'])})")
+        miss = section("sélecteur de créneaux, pages jamais gardées (miss)", failures, log,
+                       lambda: bench_next_slots_miss(large_app, database.url, territory_id, args.public_clients,
+                                                     server, log.indented, redis_url, args.window_seconds))
+        if miss:
+            figures.update({f"public.next_slots.miss.{key}": value for key, value in miss.items()})
+            if miss["errors"]:
+                failures.append(f"sélecteur (miss) : {miss['errors']} requêtes en erreur")
         race = section("course au même créneau", failures, log, lambda: bench_move_race(
             large_app, database.url, territory_id, server, log.indented, redis_url))
         if race:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import json
+import random
 import re
 import secrets
 import tempfile
@@ -220,6 +221,96 @@ def bench_next_slots(app, database_url: str, territory_id: int, clients: int, re
         "single_client_p50_ms": single["p50_ms"], "single_client_p95_ms": single["p95_ms"],
         "config": config.as_dict(), "mixed": mixed,
     }
+
+
+# --- public.next_slots.miss ------------------------------------------------------------------------------------------
+
+MISS_FAMILIES = 600  # one per motif, lieu and agent: with their weeks, more pages than a process keeps
+
+
+def miss_families(territory_id: int, count: int) -> list[tuple[Family, list[tuple[str, dict]]]]:
+    """Families of every motif, lieu and agent (one each), with every page of their picker: the first one and each
+    week up to the horizon (`?du=`), each with the floor's query over the days it shows."""
+    now = utcnow()
+    movable = (Rdv.status.not_in(CANCELLED_STATUSES), Rdv.lieu_id.is_not(None),
+               Rdv.starts_at >= now + timedelta(hours=25), Rdv.starts_at < now + timedelta(weeks=8),
+               Rdv.organisation_id.in_(select(Organisation.id).where(Organisation.territory_id == territory_id)))
+    first_of_each = (select(func.min(Rdv.id)).join(RdvAgent, RdvAgent.rdv_id == Rdv.id).where(*movable)
+                     .group_by(Rdv.motif_id, Rdv.lieu_id, RdvAgent.agent_id))
+    chosen = []
+    for rdv in db.session.scalars(select(Rdv).where(Rdv.id.in_(first_of_each)).order_by(Rdv.id)):
+        if len(chosen) == count:
+            break
+        if len(rdv.agent_links) != 1 or services.family_move_refusal(rdv, now):
+            continue
+        scope = services.picker_scope(rdv, now)
+        tz = scope.territory.tz
+        floor = {"territory_id": territory_id, "timezone": scope.territory.timezone, "motif_id": rdv.motif_id,
+                 "lieu_id": rdv.lieu_id, "agent_id": rdv.agent_links[0].agent_id}
+        path = f"/r/{links.rdv_token(rdv.id)}"
+        # The first page reads up to its third day with a free time; counted here as its first week.
+        pages = [(f"{path}/changer", {**floor, "start": local_midnight(scope.first_day, tz).isoformat(),
+                                      "end": local_midnight(scope.first_day + timedelta(days=7), tz).isoformat()})]
+        week = scope.first_day + ONE_DAY
+        while week <= scope.last_day:
+            last = min(week + timedelta(days=picker.WEEK), scope.last_day + ONE_DAY)
+            pages.append((f"{path}/changer?du={week.isoformat()}",
+                          {**floor, "start": local_midnight(week, tz).isoformat(),
+                           "end": local_midnight(last, tz).isoformat()}))
+            week += timedelta(days=picker.WEEK)
+        chosen.append((Family(rdv.id, path, services.letters_of(rdv.usagers[0].last_name)[:3], floor), pages))
+    return chosen
+
+
+def bench_next_slots_miss(app, database_url: str, territory_id: int, clients: int, config: ServerConfig, log,
+                          redis_url: str | None = None, seconds: float = 10, repeats: int = 3,
+                          families_count: int = MISS_FAMILIES) -> dict:
+    """Every page of MISS_FAMILIES families' pickers in random order over `clients` connections: more pages than a
+    process keeps (picker.KEPT_PAGES), so most are read from the database, against the floor's query of each."""
+    link_key = link_key_in(app)
+    families = miss_families(territory_id, families_count)
+    db.session.rollback()
+    if not families:
+        raise RuntimeError("aucune famille ne peut déplacer son rdv : rien à mesurer")
+    pages_count = sum(len(pages) for _, pages in families)
+    log(f"miss : {len(families)} familles (un motif, un lieu, un agent chacune), {pages_count} pages "
+        f"(un processus en garde {picker.KEPT_PAGES})")
+    env = {**SERVED, "LINK_SECRET_KEY": link_key}
+    with Gunicorn(database_url, config, redis_url, env=env) as server:
+        requests, queries = [], []
+        for index, (family, pages) in enumerate(families):
+            browser = Browser(server.port, address(index))
+            check_identity(browser, family)
+            cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
+            for path, query in pages:
+                requests.append(wrk.Request(path, (("Cookie", cookie), ("X-Forwarded-For", browser.address))))
+                queries.append(query)
+        order = list(range(len(requests)))
+        random.Random(11).shuffle(order)
+        requests, queries = [requests[i] for i in order], [queries[i] for i in order]
+        bodies = sorted((_fetch_page(server.port, request) for request in requests[:40]), key=len)
+        with tempfile.TemporaryDirectory(prefix="lapins-bench-public-miss-") as directory:
+            Path(directory, "body.html").write_bytes(bodies[len(bodies) // 2])
+            Path(directory, "queries.json").write_text(json.dumps(queries))
+            with Gunicorn(database_url, config, application="bench.public_floor:app",
+                          env={"BENCH_FLOOR_BODY": f"{directory}/body.html",
+                               "BENCH_FLOOR_QUERIES": f"{directory}/queries.json"}) as floor_server:
+                floor_pages = [wrk.Request(f"/floor/{index}") for index in range(len(queries))]
+                timed = wrk.alternated(server.port, requests, floor_server.port, floor_pages, clients, seconds,
+                                       repeats, log, statements=statement_counter(app))
+    if timed["floor_errors"]:
+        raise RuntimeError(f"plancher (miss) : {timed['floor_errors']} requêtes en erreur")
+    return {**timed, "families": len(families), "pages": pages_count, "kept_pages": picker.KEPT_PAGES,
+            "pages_without_times": sum(b"lapins-creneaux" not in body for body in bodies)}
+
+
+def _fetch_page(port: int, request: wrk.Request) -> bytes:
+    connection, headers = CookieConnection(port), dict(request.headers)
+    connection.cookies.update(part.split("=", 1) for part in headers.pop("Cookie").split("; "))
+    response, body = connection.send("GET", request.path, None, headers)
+    if response.status != 200:
+        raise RuntimeError(f"{request.path} : HTTP {response.status}")
+    return body
 
 
 # --- public.move_race ----------------------------------------------------------------------------------------------

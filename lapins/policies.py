@@ -18,8 +18,8 @@ from sqlalchemy import Select, exists, select
 from lapins.infra.extensions import db
 from lapins.models.light_agent import LightAgent
 from lapins.models import (
-    Absence, Agent, AgentRole, ApiToken, Lieu, Motif, Organisation, PlageOuverture, Rdv, Role, Sector, Territory,
-    Usager, Webhook,
+    Absence, Agent, AgentRole, ApiToken, Lieu, Motif, MotifCatalogueEntry, Organisation, Participation,
+    PlageOuverture, Rdv, Role, Sector, Territory, Usager, Webhook,
 )
 from lapins.models.territory_admins import TerritoryAdmin
 from lapins.models.usagers import usager_organisations
@@ -34,6 +34,11 @@ MANAGERS = {Role.ADMIN, Role.SECRETARY}
 # none. The kept file goes on being seen by the organisations of both (their memberships are joined); their rdvs
 # stay scoped by the rdv's own organisation, so nobody sees more rdvs than before.
 MERGERS = {Role.ADMIN, Role.AGENT, Role.SECRETARY}
+
+# CATALOGUE (issue 23.6): a territory's motif catalogue is written by whoever administers the territory
+# ("manage_catalogue" on it, "configure" on an entry); its entries are read by everyone working in one of its
+# organisations; an organisation's motif is adopted from an entry, adjusted or linked to one by whoever configures
+# the organisation ("configure" on it), and only to an entry of its own territory (`authorize_adoption`).
 
 
 def organisations_of(actor: Agent) -> set[int]:
@@ -52,9 +57,11 @@ def _organisation_ids(target) -> set[int]:
         return {target.organisation_id}
     if isinstance(target, Absence):
         return target.agent.organisation_ids
+    if isinstance(target, Participation):  # a family's place in a collective session: seen like its session
+        return {target.rdv.organisation_id}
     if isinstance(target, Territory):  # a territory's figures: for those working in one of its organisations
         return {organisation.id for organisation in target.organisations}
-    if isinstance(target, Sector):  # seen like its territory
+    if isinstance(target, (Sector, MotifCatalogueEntry)):  # seen like its territory
         return {organisation.id for organisation in target.territory.organisations}
     raise TypeError(f"no policy for {type(target).__name__}")
 
@@ -66,7 +73,7 @@ TERRITORY_ACTIONS = {"configure", "unlink_identity"}
 
 def _territory_ids(target) -> set[int]:
     """The territories through which a territory administrator reaches a target (none for rdvs, usagers...)."""
-    if isinstance(target, (Territory, Sector)):
+    if isinstance(target, (Territory, Sector, MotifCatalogueEntry)):
         return {target.id} if isinstance(target, Territory) else {target.territory_id}
     if isinstance(target, Organisation):
         return {target.territory_id}
@@ -117,6 +124,12 @@ def can(actor: Agent, action: str, target) -> bool:
         if action not in {"view", "configure"}:
             raise ValueError(f"unknown action {action!r} on a sector")
         return _visible(actor, target) and administers_territory(actor, target.territory)
+    if isinstance(target, MotifCatalogueEntry):  # see CATALOGUE at the top
+        if action == "view":
+            return _visible(actor, target)
+        if action == "configure":
+            return _visible(actor, target) and administers_territory(actor, target.territory)
+        raise ValueError(f"unknown action {action!r} on a catalogue entry")
     if action == "configure" and isinstance(target, Agent) and target.administered_territory_ids - \
             actor.administered_territory_ids:  # a territory administrator's account: for that territory's admins
         return False
@@ -161,6 +174,8 @@ def _can_on_territory(actor: Agent, action: str, territory: Territory) -> bool:
         return administers_territory(actor, territory)
     if action == "watch_delivery":  # its delivery health page and balance threshold: whoever administers it
         return administers_territory(actor, territory)
+    if action == "manage_catalogue":  # its motif catalogue: see CATALOGUE at the top
+        return administers_territory(actor, territory)
     if action == "oversee":  # the figures of all its organisations
         return territory.id in actor.administered_territory_ids or any(
             role.role == Role.ADMIN and role.organisation.territory_id == territory.id for role in actor.roles)
@@ -174,6 +189,14 @@ def configured_organisation_ids(actor: Agent, territory: Territory) -> set[int]:
         return {organisation.id for organisation in territory.organisations}
     return {role.organisation_id for role in actor.roles
             if role.role == Role.ADMIN and role.organisation.territory_id == territory.id}
+
+
+def authorize_adoption(actor: Agent, organisation: Organisation | None, entry: MotifCatalogueEntry | None) -> None:
+    """An organisation adopts (or links a motif to) an entry of its own territory's catalogue: 404 for an entry of
+    another territory, as for anything outside one's reach."""
+    authorize(actor, "configure", organisation)
+    if entry is None or entry.territory_id != organisation.territory_id:
+        abort(404)
 
 
 def authorize(actor: Agent, action: str, target) -> None:
@@ -226,6 +249,11 @@ def authorize_export(actor: Agent, export) -> None:
 
 def rdv_scope(actor: Agent) -> Select:
     return select(Rdv).where(Rdv.organisation_id.in_(organisations_of(actor)))
+
+
+def session_scope(actor: Agent) -> Select:
+    """Collective sessions (rdvs with a capacity) of the actor's organisations."""
+    return rdv_scope(actor).where(Rdv.max_participants.is_not(None))
 
 
 def agent_scope(actor: Agent) -> Select:

@@ -1,8 +1,8 @@
 """Fuzzing the API against its own OpenAPI document (schemathesis): no 5xx, and every answer is documented.
 
 Each operation gets valid (positive) and invalid (negative) requests from the document, with a real token, against
-seeded data (ids 1, 2… are the ones the generator tries first, and the seeded objects). Derandomized, and bounded
-so that the whole walk stays well under a minute.
+seeded data (ids 1, 2… are the ones the generator tries first, and the seeded objects, a collective session and a
+family's place in it among them). Derandomized, and bounded so that the whole walk stays well under a minute.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from schemathesis.checks import (
 )
 
 from lapins.auth import tokens
+from lapins.booking import sessions
 from lapins.api.openapi import PREFIX
 from lapins.models import Role
 
@@ -39,7 +40,14 @@ def seeded(factories):
         factories.AbsenceFactory(agent=agent, first_day=date.today() + timedelta(days=20))
         usager = factories.UsagerFactory(territory=org.territory, organisations=[org])
         rdv = factories.RdvFactory(motif=motif, lieu=lieu, agents=[agent], usagers=[usager])
-        objects.setdefault("mine", {"agent": agent, "rdv": rdv, "usager": usager, "plage": plage, "motif": motif})
+        # A collective session with one family's place, for the session and participation routes.
+        atelier = factories.MotifFactory(organisation=org, collective=True, duration_minutes=60)
+        [session] = sessions.create_sessions(actor=agent, motif=atelier, agents=[agent], lieu=lieu,
+                                             starts=[rdv.starts_at + timedelta(days=1)],
+                                             duration=timedelta(minutes=60), capacity=3, title="Atelier")
+        participation = sessions.add_participant(actor=agent, session=session, usagers=[usager])
+        objects.setdefault("mine", {"agent": agent, "rdv": rdv, "usager": usager, "plage": plage, "motif": motif,
+                                    "session": session, "participation": participation})
     _, token = tokens.create(objects["mine"]["agent"], "Fuzzing")
     return objects["mine"], {"Authorization": f"Bearer {token}"}
 
@@ -60,7 +68,8 @@ def test_every_operation_answers_within_its_document(app, client, seeded):
     schema = schemathesis.openapi.from_wsgi(f"{PREFIX}/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 19
-    ids = {"rdv_id": mine["rdv"].id, "usager_id": mine["usager"].id, "plage_id": mine["plage"].id}
+    ids = {"rdv_id": mine["rdv"].id, "usager_id": mine["usager"].id, "plage_id": mine["plage"].id,
+           "session_id": mine["session"].id, "participation_id": mine["participation"].id}
     statuses: Counter = Counter()
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
@@ -73,4 +82,6 @@ def test_every_operation_answers_within_its_document(app, client, seeded):
             _run(operation, GenerationMode.POSITIVE, headers, statuses, query={"motif_id": mine["motif"].id})
     reached = {label for (label, status), count in statuses.items() if status < 300}
     assert {f"GET {PREFIX}/rdvs", f"GET {PREFIX}/rdvs/{{rdv_id}}", f"GET {PREFIX}/slots",
-            f"GET {PREFIX}/usagers/{{usager_id}}"} <= reached, sorted(statuses.items())
+            f"GET {PREFIX}/usagers/{{usager_id}}", f"GET {PREFIX}/sessions", f"GET {PREFIX}/sessions/{{session_id}}",
+            f"GET {PREFIX}/sessions/{{session_id}}/participations",
+            f"GET {PREFIX}/participations/{{participation_id}}"} <= reached, sorted(statuses.items())

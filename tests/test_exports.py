@@ -86,9 +86,9 @@ def test_the_rdv_list_is_built_in_the_background_and_downloads(client, auth, par
     late = next(row for row in rows if row[0] == str(paris.late.id))
     assert late[1:4] == ["2026-10", "12/10/2026", "10:00"]
     assert late[4:] == ["PMI Paris 11", "", "Claire Martin", "Consultation nourrisson", "Annulé par l'usager",
-                        "La famille", "via le lien", "24"]
+                        "La famille", "via le lien", "24", ""]  # "": no catalogue motif (issue 23.6)
     revoked = next(row for row in rows if row[0] == str(paris.revoked.id))
-    assert revoked[8:] == ["Annulé par le service", "Le service", "depuis l'agenda", "30"]
+    assert revoked[8:12] == ["Annulé par le service", "Le service", "depuis l'agenda", "30"]
     midnight = next(row for row in rows if row[2] == "01/11/2026")
     assert midnight[1:4] == ["2026-11", "01/11/2026", "00:30"]  # the territory's zone, not UTC
     text = download.data.decode("utf-8-sig")

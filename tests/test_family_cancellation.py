@@ -175,8 +175,8 @@ def test_an_agent_cancelling_is_recorded_as_the_agent_from_the_agenda(clinic, db
     ("Pa", False), ("Dur", False), ("Payets", False), ("", False), ("---", False), ("<script>", False),
 ])
 def test_the_identity_check_ignores_case_and_accents(letters, matches):
-    parent = SimpleNamespace(last_name="Payet", responsible=None)
-    rdv = SimpleNamespace(usagers=[SimpleNamespace(last_name="Élodie", responsible=parent)])
+    parent = SimpleNamespace(last_name="Payet", guardians=[])
+    rdv = SimpleNamespace(usagers=[SimpleNamespace(last_name="Élodie", guardians=[parent])])
     assert services.identity_matches(rdv, letters) is matches
 
 

@@ -192,6 +192,20 @@ def test_no_offer_within_the_stop_before_hours(clinic, frozen_time):
     assert offers_made() == []
 
 
+def test_a_motif_sans_notification_offers_nothing_by_sms_and_its_slot_stays_freed(client, auth, clinic):
+    clinic.motif.notify = False
+    db.session.commit()
+    cancelled = clinic.rdv(clinic.family("Annule"))
+    waiting = clinic.wait(clinic.family("Attente", phone="+33622222222"))
+    cancel(cancelled)
+    assert offers.reallocate() == 0
+    assert offers_made() == [] and not offer_sms(waiting.usager)
+    assert reread(waiting).status == EntryStatus.ACTIVE
+    auth.login(clinic.agent)
+    page = client.get("/creneaux-liberes").get_data(as_text=True)
+    assert page.count('aria-label="Réserver le créneau du') == 1 and "fr-btn--secondary" not in page  # free, not held
+
+
 def test_no_offer_in_quiet_hours_then_the_morning_run_offers_it(clinic, frozen_time):
     cancelled = clinic.rdv(clinic.family("Annule"))
     clinic.wait(clinic.family("Attente"))

@@ -13,11 +13,12 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from lapins.booking import sessions
 from lapins.infra import crypto
 from lapins.infra.extensions import db
 from lapins.models import (
-    Absence, Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, PlageOuverture, Rdv, RdvStatus, Role,
-    Sector, Territory, Usager, WaitlistEntry,
+    Absence, Agent, Export, ExportKind, ExportStatus, Lieu, Motif, MotifCatalogueEntry, Organisation, PlageOuverture, Rdv,
+    RdvStatus, Role, Sector, Territory, Usager, WaitlistEntry,
 )
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 from tests.conftest import csrf_token_from
@@ -35,6 +36,9 @@ OBJECT_OF_PARAMETER = {
     "plage_id": "plage", "absence_id": "absence", "entry_id": "entry", "export_id": "export",
     "territory_id": "territory", "organisation_id": "organisation", "webhook_id": "webhook",
     "delivery_id": "delivery", "other_id": "usager", "sector_id": "sector",  # other_id: the second file of a merge
+    "session_id": "session", "participation_id": "participation",  # a collective session (an rdv) and a family's place
+    "catalogue_id": "catalogue",  # an entry of the territory's motif catalogue
+    "guardian_id": "usager",  # a child's responsible adult
 }
 KIND_OF_TARGET = {"organisation": "organisation", "territoire": "territory"}
 
@@ -54,18 +58,24 @@ def _world(factories, number: str, name: str):
         starts = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3)
         rdv = factories.RdvFactory(motif=motif, lieu=lieu, agents=[agent], usagers=[usager], starts_at=starts)
         entry = factories.WaitlistEntryFactory(usager=usager, motif=motif, organisation=org)
+        atelier = factories.MotifFactory(organisation=org, name=f"Atelier {label}", collective=True)
+        [session] = sessions.create_sessions(actor=agent, motif=atelier, agents=[agent], lieu=lieu,
+                                             starts=[starts + timedelta(days=1)], duration=timedelta(minutes=60),
+                                             capacity=3, title=f"Séance {label}")
+        participation = sessions.add_participant(actor=agent, session=session, usagers=[usager])
         export = Export(requested_by=agent, territory=territory, organisation=org, kind=ExportKind.RDVS,
                         file_format="csv", params={}, status=ExportStatus.DONE, filename="rdvs.csv", content=b"x")
         webhook = Webhook(organisation=org, url="https://si.example.fr/hook", secret_encrypted=crypto.encrypt("s"))
         sector = Sector(territory=territory, name=f"Secteur {label}")
-        db.session.add_all([export, webhook, sector])
+        catalogue = MotifCatalogueEntry(territory=territory, name=f"Catalogue {label}")
+        db.session.add_all([export, webhook, sector, catalogue])
         db.session.flush()
         sent = WebhookDelivery(webhook_id=webhook.id, event="rdv.created", payload={}, status=DeliveryStatus.FAILED)
         db.session.add(sent)
         db.session.commit()
         return {"webhook": webhook, "delivery": sent, "organisation": org, "territory": territory, "lieu": lieu, "motif": motif, "agent": agent,
                 "plage": plage, "absence": absence, "usager": usager, "rdv": rdv, "entry": entry, "export": export,
-                "sector": sector}
+                "sector": sector, "session": session, "participation": participation, "catalogue": catalogue}
 
     return organisation
 
@@ -107,7 +117,8 @@ def _urls(app, rule, objects: dict, *, skip_territory: bool = False) -> list[str
                 values[param] = "csv"
             else:
                 what = KIND_OF_TARGET[kind] if param == "target_id" else OBJECT_OF_PARAMETER[param]
-                names_territory |= what in ("territory", "sector")  # a sector is its territory's, not an organisation's
+                # A sector or a catalogue entry is its territory's, not an organisation's.
+                names_territory |= what in ("territory", "sector", "catalogue")
                 values[param] = objects[what].id
         if not (skip_territory and names_territory):
             urls.append(adapter.build(rule.endpoint, values))
@@ -131,6 +142,13 @@ def _snapshot(objects: dict) -> dict:
         "agent": db.session.get(Agent, objects["agent"].id).active,
         "webhook": db.session.get(Webhook, objects["webhook"].id).active,
         "delivery": db.session.get(WebhookDelivery, objects["delivery"].id).status,
+        "session": (lambda session: (session.status, session.max_participants, session.places_taken,
+                                     [(p.id, p.status) for p in session.participations]))(
+            db.session.get(Rdv, objects["session"].id)),
+        "motif": (db.session.get(Motif, objects["motif"].id).catalogue_id, db.session.get(Motif, objects["motif"].id).name),
+        "catalogue": db.session.get(MotifCatalogueEntry, objects["catalogue"].id).name,
+        "motifs": sorted(db.session.scalars(select(Motif.name).where(
+            Motif.organisation_id == objects["organisation"].id))),
     }
 
 
@@ -255,13 +273,15 @@ LIST_QUERIES = {
     "api.listMotifs": {"per_page": 100},
     "api.listPlages": {"per_page": 100},
     "api.listAbsences": {"per_page": 100},
+    "api.listSessions": {"per_page": 100},
 }
 # API collection → the kind of object its items are (the ids checked in the JSON).
 KIND_OF_COLLECTION = {"api.listUsagers": "usager", "api.listRdvs": "rdv", "api.listAgents": "agent",
                       "api.listLieux": "lieu", "api.listMotifs": "motif", "api.listPlages": "plage",
-                      "api.listAbsences": "absence"}
+                      "api.listAbsences": "absence", "api.listSessions": "session"}
 # Links to an object's own page, by kind: a link to another organisation's object is a row of theirs shown.
-LINKS = {"rdv": "/rdvs/{}", "usager": "/usagers/{}", "agent": "/admin/agents/{}", "entry": "/file-d-attente/{}"}
+LINKS = {"rdv": "/rdvs/{}", "usager": "/usagers/{}", "agent": "/admin/agents/{}", "entry": "/file-d-attente/{}",
+         "session": "/seances/{}"}
 
 
 def _crowd(factories, objects: dict) -> None:
@@ -303,9 +323,10 @@ def _crowd(factories, objects: dict) -> None:
 def _shows(objects: dict) -> tuple[list[str], dict[str, set[int]]]:
     """The names that tell an organisation's rows apart, and their ids by kind."""
     names = [objects["agent"].last_name, objects["lieu"].name, objects["motif"].name, objects["usager"].last_name]
-    ids = {"rdv": {objects[key].id for key in ("rdv", "past_rdv", "cancelled_rdv")}, "usager": {objects["usager"].id},
+    ids = {"rdv": {objects[key].id for key in ("rdv", "past_rdv", "cancelled_rdv", "session")}, "usager": {objects["usager"].id},
            "agent": {objects["agent"].id}, "lieu": {objects["lieu"].id}, "motif": {objects["motif"].id},
-           "plage": {objects["plage"].id}, "absence": {objects["absence"].id}, "entry": {objects["entry"].id}}
+           "plage": {objects["plage"].id}, "absence": {objects["absence"].id}, "entry": {objects["entry"].id},
+           "session": {objects["session"].id}}
     return names, ids
 
 
@@ -408,7 +429,7 @@ def test_no_list_or_search_shows_a_row_of_another_organisation_or_territory(app,
     expected = {"agenda.rdvs_to_fill", "agenda.usagers", "agenda.waitlist", "agenda.dev_inbox",
                 "agenda.freed_slots_board", "agenda.usager_detail", "agenda.rdv_detail", "api.listRdvs",
                 "api.listUsagers", "api.listAgents", "api.listMotifs", "api.listLieux", "api.listPlages",
-                "api.listAbsences", "stats.home"}
+                "api.listAbsences", "api.listSessions", "stats.home"}
     if role == Role.ADMIN:  # the territory's SMS page lists the numbers Twilio refused, for administrators
         expected |= {"agenda.my_territory_messages", "audit.index"}
     assert expected <= listed_own, sorted(expected - listed_own)

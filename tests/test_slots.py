@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lapins.slots.engine import (
-    Opening, Recurrence, Slot, ceil_to_grid, free_slots, merge, occurrences, public_holidays, subtract,
+    DayException, Opening, Recurrence, Slot, ceil_to_grid, free_slots, merge, occurrences, public_holidays, subtract,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -257,11 +257,17 @@ def spans(recurrence: Recurrence, tz: ZoneInfo, first: date, last: date) -> list
         return [(local(recurrence.first_day, recurrence.start_time, tz),
                  local(recurrence.last_day or recurrence.first_day, recurrence.end_time, tz))]
     found = []
+    changed = {exception.day: exception for exception in recurrence.exceptions}
     for offset in range((last - first).days + 2):
         day = first - timedelta(days=1) + timedelta(days=offset)
         if occurs_on(recurrence, day):
-            end_day = day + timedelta(days=1) if recurrence.end_time <= recurrence.start_time else day
-            found.append((local(day, recurrence.start_time, tz), local(end_day, recurrence.end_time, tz)))
+            start_time, end_time = recurrence.start_time, recurrence.end_time
+            if day in changed:  # a plage's date removed, or opened at other local hours that day
+                if changed[day].start_time is None:
+                    continue
+                start_time, end_time = changed[day].start_time, changed[day].end_time
+            end_day = day + timedelta(days=1) if end_time <= start_time else day
+            found.append((local(day, start_time, tz), local(end_day, end_time, tz)))
     return found
 
 
@@ -310,7 +316,22 @@ def recurrences(draw, near: date, for_absence: bool) -> Recurrence:
     start = draw(clock(5 * 60, 19 * 60))
     end = draw(clock()) if for_absence else draw(clock(start.hour * 60 + start.minute + 5))
     last_day = draw(st.none() | st.integers(0, 20).map(lambda n: first_day + timedelta(days=n)))
-    return weekly(first_day, start, end, draw(st.integers(1, 127)), draw(st.integers(1, 3)), last_day)
+    recurrence = weekly(first_day, start, end, draw(st.integers(1, 127)), draw(st.integers(1, 3)), last_day)
+    if for_absence:
+        return recurrence
+    # A plage's exceptions, on the days the windows look at: some removed, others at other hours (a day that is not
+    # an occurrence stays closed).
+    days = draw(st.lists(st.integers(-3, 8), max_size=4, unique=True))
+    exceptions = []
+    for offset in days:
+        if draw(st.booleans()):
+            exceptions.append(DayException(near + timedelta(days=offset)))
+        else:
+            other_start = draw(clock(5 * 60, 19 * 60))
+            other_end = draw(clock(other_start.hour * 60 + other_start.minute + 5))
+            exceptions.append(DayException(near + timedelta(days=offset), other_start, other_end))
+    return Recurrence(first_day, last_day, start, end, recurrence.weekdays, recurrence.every_n_weeks,
+                      tuple(exceptions))
 
 
 @st.composite

@@ -87,6 +87,37 @@ def test_oui_confirms_the_next_rdv_and_says_so(inbound, family):
     assert reloaded(first).confirmed_at == NOW and reloaded(later).confirmed_at is None
 
 
+def test_a_childs_second_guardian_confirms_from_their_own_number(inbound, family, factories):
+    father = factories.UsagerFactory(territory=family.organisation.territory, organisations=[family.organisation],
+                                     phone="+33698765432", sms_consent=True)
+    family.child.second_responsible = father
+    _db.session.commit()
+    first = family.rdv(21, 9)
+    assert inbound("OUI", from_="+33698765432") == "Merci, votre RDV du mer. 21/10 à 9h est confirmé."
+    assert reloaded(first).confirmed_at == NOW
+
+
+def test_a_second_guardian_cancelling_by_sms_is_answered_and_the_first_is_told_once(inbound, family, factories,
+                                                                                     twilio_fake):
+    from sqlalchemy import select
+
+    from lapins.models import Channel, Message, MessageKind
+
+    father = factories.UsagerFactory(territory=family.organisation.territory, organisations=[family.organisation],
+                                     phone="+33698765432", sms_consent=True)
+    family.mother.email, family.mother.email_consent = "mere@example.fr", True
+    family.child.second_responsible = father
+    _db.session.commit()
+    rdv = family.rdv(21, 9)
+    assert inbound("ANNULER", from_="+33698765432").startswith("Votre RDV du mer. 21/10 à 9h est annulé.")
+    assert reloaded(rdv).status == RdvStatus.EXCUSED and reloaded(rdv).link_actor_id == father.id
+    told = _db.session.scalars(select(Message).where(Message.rdv_id == rdv.id,
+                                                     Message.kind == MessageKind.CANCELLED)).all()
+    assert [(m.usager_id, m.channel) for m in told] == [(family.mother.id, Channel.SMS)]
+    notice = [m for m in twilio_fake.messages if m.to == PHONE][-1]
+    assert "annulé" in notice.body and "comme demandé" not in notice.body
+
+
 def test_annuler_cancels_the_next_rdv_as_the_family_and_frees_it(inbound, family):
     rdv = family.rdv(21, 9)
     answer = inbound("annuler")

@@ -6,14 +6,15 @@ import html
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from lapins.agenda import duplicates
+from lapins.booking import BookingError, book_rdv
 from lapins.infra import crypto
 from lapins.infra.extensions import db as database
 from lapins.locale.matching import Identity, likely_same, name_key, names_close
 from lapins.models import (
-    Channel, Message, MessageKind, Role, Usager, WaitlistEntry,
+    Channel, Message, MessageKind, Rdv, Role, Usager, WaitlistEntry,
 )
 from lapins.models.audit import AuditAction, AuditEvent, AuditObject
 from lapins.models.webhooks import Webhook, WebhookDelivery
@@ -398,3 +399,18 @@ def test_a_place_in_a_collective_session_follows_the_kept_file(client, auth, wor
     place = db.session.get(Participation, ids["place"])
     assert place.usager_id == ids["kept"] and [usager.id for usager in place.usagers] == [ids["kept"]]
     assert place.is_live
+
+
+def test_a_booking_on_a_file_merged_meanwhile_is_refused_and_stores_nothing(client, auth, world, db):
+    w = world
+    removed, agent = w["removed"], w["agent"]
+    lieu = w["factories"].LieuFactory(organisation=w["organisation"])
+    assert removed.merged_into_id is None  # the booking form read the file before the merge
+    auth.login(agent)
+    path, data = _merge_form(client, w["kept"].id, removed.id)
+    assert client.post(path, data=data).status_code == 302
+    with pytest.raises(BookingError, match="vient d'être fusionné"):
+        book_rdv(actor=agent, motif=w["motif"], agents=[agent], usagers=[removed], starts_at=SOON, force=True,
+                 lieu=lieu)
+    database.session.rollback()
+    assert database.session.scalar(select(func.count(Rdv.id))) == 0

@@ -9,6 +9,7 @@ from wtforms.validators import DataRequired, Email, InputRequired, Length, Numbe
 
 from lapins.infra.forms import Form, place_name
 from lapins.models import LocationType, Role
+from lapins.models.motifs import CATALOGUE_FIELDS
 from lapins.notifications import timing
 from lapins.locale.phones import InvalidPhone, french_number
 
@@ -193,6 +194,10 @@ class MotifForm(OnlineBookingFields):
     collective = BooleanField("Motif collectif (ateliers, séances de groupe avec un nombre de places)")
     places_per_person = BooleanField("Compter une place par personne (un parent et son bébé : 2 places) plutôt "
                                      "qu'une par famille")
+
+    def catalogue_values(self) -> dict:
+        """The values of the fields a catalogue entry defines (lapins.models.motifs.CATALOGUE_FIELDS)."""
+        return {name: self[name].data for name in CATALOGUE_FIELDS}
 
     def validate_color(self, field) -> None:
         if not COLOR.fullmatch(field.data or ""):

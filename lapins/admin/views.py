@@ -6,7 +6,7 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from lapins import policies
-from lapins.admin import services
+from lapins.admin import catalogue, services
 from lapins.admin.blueprint import bp
 from lapins.admin.forms import (
     ConfirmForm, InvitationForm, LieuForm, MotifForm, OrganisationForm, RoleForm, TerritoryAdminForm,
@@ -192,7 +192,12 @@ def _motif_form_page(organisation: Organisation, motif: Motif):
     if motif.id and not form.is_submitted():
         form.location_type.data = motif.location_type.value
 
+    entry = motif.catalogue_entry
+    locked = [name for name in catalogue.CATALOGUE_FIELDS if not entry.is_adjustable(name)] if entry else []
+
     def save() -> Motif:
+        # Adopted from the territory's catalogue: only what the entry lets the organisation adjust may differ.
+        catalogue.forbidden_adjustment(motif, form.catalogue_values())
         # « Collectif » (issue 16), set apart from save_motif's other fields.
         motif.collective, motif.places_per_person = form.collective.data, form.places_per_person.data
         form.online_booking_into(motif)
@@ -208,7 +213,10 @@ def _motif_form_page(organisation: Organisation, motif: Motif):
 
     return _saved_or_page(form, save, lambda saved: f"Motif « {saved.name} » enregistré.",
                           url_for("admin.motifs", organisation_id=organisation.id), "admin/motif_form.html",
-                          organisation=organisation, motif=motif)
+                          organisation=organisation, motif=motif, entry=entry, locked=locked,
+                          fixed={name: catalogue.shown(name, getattr(entry, name)) for name in locked},
+                          hidden={name: catalogue.posted(getattr(entry, name)) for name in locked},
+                          unlink_form=ConfirmForm())
 
 
 @bp.route("/organisations/<int:organisation_id>/motifs/nouveau", methods=["GET", "POST"])

@@ -489,8 +489,12 @@ def agent_calendar(agent_id: int):
     if agent not in colleagues:
         colleagues.insert(0, agent)
     slot_min, slot_max = slot_range(rdvs, tz)
+    # The period's plage occurrences, each with its link to remove or change that date (plage_exceptions).
+    openings = availability.opening_intervals(agent.id, tz, *period.bounds(tz)) \
+        if policies.can(current_user, "manage_schedule", agent) else []
     return render_template(
         "agenda/calendar_agent.html", agent=agent, territory=territory, tz=tz, view=view, day=day, period=period,
+        openings=openings,
         today=datetime.now(tz).date(), rdvs=rdvs, addresses=home_addresses([rdv.id for rdv in rdvs if rdv.visible]), colleagues=colleagues, slot_min=slot_min, slot_max=slot_max,
         hidden_days=hidden_days(view, rdvs, agent.id, tz), now_offset=now_offset_minutes(tz),
     )

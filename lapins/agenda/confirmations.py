@@ -51,7 +51,7 @@ def _phones(rdv: Rdv) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     people: list[Usager] = []
     for usager in rdv.usagers:
-        people.extend(person for person in (usager, usager.responsible) if person is not None and person not in people)
+        people.extend(person for person in (usager, *usager.guardians) if person not in people)
     for person in people:
         if person.phone and person.phone not in [phone for _, phone in found]:
             found.append((person.full_name, person.phone))

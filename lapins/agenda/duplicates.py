@@ -71,6 +71,10 @@ def _responsible(usager: Usager) -> str:
     return usager.responsible.full_name if usager.responsible is not None else "—"
 
 
+def _second_responsible(usager: Usager) -> str:
+    return usager.second_responsible.full_name if usager.second_responsible is not None else "—"
+
+
 def _consent(flag: str) -> Callable[[Usager], str]:
     def show(usager: Usager) -> str:
         value = getattr(usager, flag.split(":")[0])
@@ -95,6 +99,7 @@ MERGE_FIELDS: list[MergeField] = [
                _consent("phone:sms_consent")),
     MergeField("email", "Adresse électronique", ("email_consent",), _consent("email:email_consent")),
     MergeField("responsible_id", "Responsable", (), _responsible),
+    MergeField("second_responsible_id", "Second responsable", (), _second_responsible),
     MergeField("address_street", "Adresse (visites à domicile)",
                ("address_postcode", "address_commune", "commune_insee", "address_access"), _own_address),
     MergeField("external_id", "Identifiant dans l'outil précédent"),
@@ -103,7 +108,8 @@ MERGE_FIELDS: list[MergeField] = [
 # that an import of the other tool's file finds the kept file through it).
 ERASED_ON_TOMBSTONE = {"first_name": "", "last_name": "", "birth_date": None, "phone": None, "email": None,
                        "sms_consent": False, "email_consent": False, "phone_undeliverable_at": None,
-                       "phone_error": None, "responsible_id": None, "address_street": None,
+                       "phone_error": None, "responsible_id": None, "second_responsible_id": None,
+                       "address_street": None,
                        "address_postcode": None, "address_commune": None, "commune_insee": None,
                        "address_access": None}
 
@@ -121,6 +127,10 @@ def default_choices(kept: Usager, removed: Usager) -> dict[str, str]:
 FOLLOWERS = {
     ("rdv_usagers", "usager_id"): "the rdvs: the kept file takes the removed one's place (once, if both attended)",
     ("usagers", "responsible_id"): "the relatives: the kept file becomes their responsible",
+    ("usagers", "second_responsible_id"): "the children it was second guardian of: the kept file is, unless it is "
+                                          "already their first",
+    ("rdvs", "notify_only_id"): "« ne prévenir que … »: the kept file is the guardian told",
+    ("rdvs", "link_actor_id"): "the guardian who last acted on their link: the kept file",
     ("usagers", "merged_into_id"): "earlier tombstones: they point at the kept file (one hop, always)",
     ("usager_organisations", "usager_id"): "the kept file joins the removed one's organisations; the tombstone "
                                            "keeps its own, through which its links are still seen",
@@ -147,7 +157,7 @@ def _identity(usager: Usager) -> Identity:
 
 def _family_pair(a: Usager, b: Usager) -> bool:
     """A parent and their child share a phone or an e-mail by nature: never shown as duplicates."""
-    return a.responsible_id == b.id or b.responsible_id == a.id
+    return b.id in (a.responsible_id, a.second_responsible_id) or a.id in (b.responsible_id, b.second_responsible_id)
 
 
 def find_candidates(usager: Usager, actor=None, limit: int = CANDIDATE_LIMIT) -> list[Candidate]:
@@ -165,14 +175,16 @@ def find_candidates(usager: Usager, actor=None, limit: int = CANDIDATE_LIMIT) ->
     # them all as objects would cost more than the query); then those the actor may see among the likely ones. As one
     # query, the scope's "member of one of these organisations" can make the planner read a large one's memberships.
     rows = db.session.execute(
-        select(Usager.id, Usager.name_key, Usager.birth_date, Usager.phone, Usager.email, Usager.responsible_id)
+        select(Usager.id, Usager.name_key, Usager.birth_date, Usager.phone, Usager.email, Usager.responsible_id,
+               Usager.second_responsible_id)
         .where(Usager.territory_id == usager.territory_id, Usager.id != usager.id, Usager.merged_into_id.is_(None),
                or_(*signals)).order_by(Usager.id).limit(500)).all()
     me = _identity(usager)
     likely = {}
     for row in rows:
         reasons = likely_same(me, Identity(row.name_key or "", row.birth_date, row.phone, row.email))
-        if reasons and row.responsible_id != usager.id and usager.responsible_id != row.id:
+        if (reasons and usager.id not in (row.responsible_id, row.second_responsible_id)
+                and row.id not in (usager.responsible_id, usager.second_responsible_id)):
             likely[row.id] = reasons
     if not likely:
         return []
@@ -218,7 +230,7 @@ def revision(kept: Usager, removed: Usager) -> str:
     parts = []
     for usager in (kept, removed):
         parts.append(repr([spec.value(usager) for spec in MERGE_FIELDS]))
-        parts.append(repr((usager.merged_into_id, sorted(relative.id for relative in usager.relatives),
+        parts.append(repr((usager.merged_into_id, sorted(relative.id for relative in usager.children),
                            rdv_ids(usager.id))))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
@@ -291,8 +303,8 @@ def merge(actor, kept_id: int, removed_id: int, choices: dict[str, str], seen_re
     if revision(kept, removed) != seen_revision:
         raise MergeRefused("L'un des deux dossiers a changé depuis l'ouverture de la comparaison : relisez-la avant "
                            "de fusionner.")
-    if kept.responsible_id == removed.id or removed.responsible_id == kept.id:
-        parent, child = (removed, kept) if kept.responsible_id == removed.id else (kept, removed)
+    if _family_pair(kept, removed):
+        parent, child = (removed, kept) if removed in kept.guardians else (kept, removed)
         raise MergeRefused(f"{parent.full_name} est responsable de {child.full_name} : on ne fusionne pas un parent "
                            "et son enfant.")
     unknown = set(choices) - {spec.name for spec in MERGE_FIELDS}
@@ -300,6 +312,10 @@ def merge(actor, kept_id: int, removed_id: int, choices: dict[str, str], seen_re
         raise MergeRefused("Choix de champ inconnu : rechargez la page.")
     responsible_id = (removed if choices.get("responsible_id") == "removed" else kept).responsible_id
     family = {kept.id, removed.id}
+    second_id = (removed if choices.get("second_responsible_id") == "removed" else kept).second_responsible_id
+    if second_id is not None and (family & _ancestors(second_id)):
+        raise MergeRefused("Le second responsable choisi est l'un de ces dossiers ou un de leurs enfants : le "
+                           "dossier gardé deviendrait son propre responsable.")
     if responsible_id is not None and (family & _ancestors(responsible_id)):
         raise MergeRefused("Le responsable choisi est l'un de ces dossiers ou un de leurs enfants : le dossier "
                            "gardé deviendrait son propre responsable.")
@@ -330,6 +346,17 @@ def _apply(kept: Usager, removed: Usager, choices: dict[str, str]) -> MergeRepor
     for relative in list(removed.relatives):
         relative.responsible = kept
         report.relatives += 1
+    for relative in list(removed.second_relatives):
+        relative.second_responsible = kept
+        report.relatives += 1
+    # One adult is never both guardians of a child, nor its own guardian: the second place is freed then.
+    for person in {kept, *kept.relatives, *kept.second_relatives}:
+        if person.second_responsible is not None and person.second_responsible in (person.responsible, person):
+            person.second_responsible = None
+    db.session.execute(update(Rdv).where(Rdv.notify_only_id == removed.id).values(notify_only_id=kept.id),
+                       execution_options={"synchronize_session": False})
+    db.session.execute(update(Rdv).where(Rdv.link_actor_id == removed.id).values(link_actor_id=kept.id),
+                       execution_options={"synchronize_session": False})
     for rdv in db.session.scalars(select(Rdv).where(Rdv.id.in_(rdv_ids(removed.id)))):
         rdv.usagers = [usager for usager in rdv.usagers if usager.id not in (kept.id, removed.id)] + [kept]
         report.rdvs += 1

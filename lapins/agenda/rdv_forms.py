@@ -25,9 +25,16 @@ class RdvForm(Form):
     notes = TextAreaField("Notes (visibles des agents seulement)", validators=[
         Optional(), Length(max=2000, message="2 000 caractères au plus."),
     ])
+    notify_only_id = SelectField("Qui prévenir ?", coerce=int_or_zero, validate_choice=False, validators=[Optional()])
     force = BooleanField("Je confirme ce rendez-vous malgré l'alerte ci-dessus")
     # Apart from `force`: confirming a date in the past or a second rdv must not also pass a conflict unseen.
     confirm_unusual = BooleanField("Je confirme ce rendez-vous malgré l'avertissement ci-dessus")
+
+
+class NotifyOnlyForm(Form):
+    """« Ne prévenir que … » on the rdv page: which guardian of the child gets the rdv's messages (0: both)."""
+
+    notify_only_id = SelectField("Qui prévenir ?", coerce=int_or_zero, validate_choice=False, validators=[Optional()])
 
 
 class CancelForm(Form):

@@ -13,6 +13,8 @@ from lapins import policies
 from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.agenda import guardians
+from lapins.agenda.guardian_views import notify_only_form
 from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm, SmsPreviewForm
 from lapins.agenda.usagers import search_usagers
 from lapins.infra.extensions import db
@@ -109,13 +111,18 @@ def new_rdv():
     usager_ids = _ids("usager_id") + [i for i in (form.usager_ids.data or []) if i]
     usagers = _in_scope(Usager, list(dict.fromkeys(usager_ids)), "edit") or []
     _fill_choices(form, usagers)
+    form.notify_only_id.choices = [SelectChoice(*choice) for choice in guardians.notify_only_choices(usagers)]
     if request.method == "GET":
         _prefill(form, usagers)
     elif form.validate_on_submit() and (resolved := _resolve(form)) and not _needs_confirmation(form, resolved):
         motif, lieu, agents, usagers, starts_at, ends_at = resolved
         try:
+            only = guardians.chosen_guardian(form.notify_only_id.data, usagers)
             rdv = book_rdv(actor=current_user, motif=motif, agents=agents, usagers=usagers, starts_at=starts_at,
-                           ends_at=ends_at, lieu=lieu, notes=form.notes.data, force=form.force.data)
+                           ends_at=ends_at, lieu=lieu, notes=form.notes.data, force=form.force.data,
+                           notify_only=only)
+        except guardians.GuardianRefused as refusal:
+            form.notify_only_id.errors.append(refusal.message)
         except BookingError as error:
             _booking_failed(form, error)
         else:
@@ -224,6 +231,7 @@ def rdv_detail(rdv_id: int):
     return render_template("agenda/rdvs/detail.html", rdv=rdv, tz=rdv.organisation.territory.tz,
                            sms_preview=outbox.preview_sms(rdv, MessageKind.REMINDER) if rdv.is_live else None,
                            cancel_form=CancelForm(), outcome_form=OutcomeForm(), now=utcnow(),
+                           notify_form=notify_only_form(rdv),
                            messages=outbox.history(rdv), reminder_form=ReminderForm(),
                            moved_by_offers=waitlist_entries.offers_that_moved(rdv))
 
@@ -232,6 +240,7 @@ def rdv_detail(rdv_id: int):
 def edit_rdv(rdv_id: int):
     rdv = _get_rdv(rdv_id, "edit")
     form = RdvForm(obj=rdv)
+    del form.notify_only_id  # changed on the rdv page's own form (agenda.set_notify_only)
     form.can_force = form.can_confirm = False
     _fill_choices(form, rdv.usagers)
     tz = rdv.organisation.territory.tz

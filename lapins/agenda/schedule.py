@@ -1,12 +1,15 @@
 """Horaires: an agent's plages d'ouverture and absences, managed by the agent or the organisation's managers."""
 from __future__ import annotations
 
+from datetime import date
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from lapins.agenda.blueprint import bp
+from lapins.agenda import plage_exceptions as exceptions
 from lapins.agenda import schedule_services as services
-from lapins.agenda.schedule_forms import AbsenceForm, PlageForm
+from lapins.agenda.schedule_forms import AbsenceForm, PlageExceptionForm, PlageForm
 from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, PlageOuverture
 from lapins.policies import authorize
@@ -117,6 +120,69 @@ def delete_plage(plage_id: int):
         summary=f"{services.describe_recurrence(plage)}, {services.describe_period(plage.first_day, plage.last_day)}",
         action=url_for("agenda.delete_plage", plage_id=plage.id),
     )
+
+
+# --- One date of a plage, or every date from one on ---------------------------------------------------------------
+
+
+def _query_day() -> date | None:
+    try:
+        return date.fromisoformat(request.args.get("date", ""))
+    except ValueError:
+        return None
+
+
+def _exception_return_url(agent_id: int, day: date | None) -> str:
+    """Back to the agenda's week of the date when the agent came from there, else to the schedule page."""
+    if request.args.get("depuis") == "agenda":
+        return url_for("agenda.agent_calendar", agent_id=agent_id, date=day.isoformat() if day else None)
+    return url_for("agenda.schedule", agent_id=agent_id)
+
+
+def _confirmed_ids(form: PlageExceptionForm) -> set[int]:
+    return {int(part) for part in (form.confirmed.data or "").split(",") if part.isdigit()}
+
+
+@bp.route("/plages/<int:plage_id>/dates", methods=["GET", "POST"])
+def plage_exception(plage_id: int):
+    """Remove or change one date of the plage, or every date from one on. The rdvs the new openings would leave out
+    are listed for confirmation first (their ids travel in the form, so a list that changed meanwhile is shown
+    again); none is moved or cancelled."""
+    plage = _target_or_404(PlageOuverture, plage_id)
+    agent = plage.agent
+    lieux = exceptions.lieux_choices(services.lieux_for(current_user, agent, keep=plage.lieu), plage)
+    if request.method == "POST":
+        form = PlageExceptionForm(lieux=lieux)
+    else:
+        form = PlageExceptionForm.for_date(plage, _query_day(), lieux=lieux)
+    context = {"agent": agent, "plage": plage, "tz": exceptions.plage_timezone(plage),
+               "back_url": _exception_return_url(agent.id, _query_day()), **services.TEMPLATE_HELPERS}
+    if form.validate_on_submit():
+        values = form.values()
+        problem = exceptions.date_problem(plage, values.day)
+        if problem:
+            form.day.errors.append(problem)
+        elif problem := exceptions.values_problem(plage, values):
+            form.form_errors.append(problem)
+        else:
+            try:
+                summary, left_out = exceptions.apply(current_user, plage, values, _confirmed_ids(form))
+            except exceptions.ConfirmationNeeded as needed:
+                form.confirmed.data = ",".join(str(rdv.id) for rdv in needed.left_out)
+                return render_template(f"{TEMPLATES}/plage_exception_confirm.html", form=form, values=values,
+                                       left_out=needed.left_out, **context)
+            except services.ScheduleConflict as conflict:
+                form.form_errors.append(conflict.message)
+            else:
+                if len(left_out) == 1:
+                    summary += (" Un rendez-vous reste à son horaire, hors des nouvelles ouvertures : déplacez-le ou"
+                                " annulez-le si besoin.")
+                elif left_out:
+                    summary += (f" {len(left_out)} rendez-vous restent à leur horaire, hors des nouvelles ouvertures :"
+                                " déplacez-les ou annulez-les si besoin.")
+                flash(summary, "success")
+                return redirect(_exception_return_url(agent.id, values.day))
+    return _render_form("plage_exception_form.html", form, **context)
 
 
 # --- Absences -----------------------------------------------------------------------------------------------------

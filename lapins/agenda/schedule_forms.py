@@ -1,11 +1,12 @@
-"""Forms for plages d'ouverture and absences: every refusal is a French message next to its field."""
+"""Forms for plages d'ouverture, their exceptions and absences: every refusal is a French message next to its field."""
 from __future__ import annotations
 
-from wtforms import RadioField, SelectChoice, SelectField, SelectMultipleField, StringField
+from wtforms import HiddenField, RadioField, SelectChoice, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from lapins.slots import engine as slots
+from lapins.agenda.plage_exceptions import CHANGE, FROM_THIS_DATE, ONLY_THIS_DATE, REMOVE, ExceptionValues
 from lapins.agenda.schedule_services import WEEKDAY_NAMES, AbsenceValues, PlageValues, weekdays_list, weekdays_mask
 from lapins.infra.forms import DayField, Form, Given, HourField, int_or_zero, strip, within_years
 from lapins.models import Absence, Lieu, Motif, PlageOuverture
@@ -210,3 +211,68 @@ class AbsenceForm(RecurrenceForm):
 
     def values(self) -> AbsenceValues:
         return AbsenceValues(title=self.title.data, recurrence=self.recurrence(weekly=self.is_weekly))
+
+
+class PlageExceptionForm(Form):
+    """One date of a plage, or every date from it on: removed, or other hours (and lieu). The date's own checks
+    (one of the plage's dates, within its period) are the view's, which knows the plage."""
+
+    day = DayField("Date", [Given("Indiquez la date."), within_years])
+    scope = RadioField("Dates concernées", choices=[
+        SelectChoice(ONLY_THIS_DATE, "Cette date seulement"),
+        SelectChoice(FROM_THIS_DATE, "Cette date et les suivantes"),
+    ], default=ONLY_THIS_DATE, invalid_choice_message="Choisissez les dates concernées.")
+    action = RadioField("Changement", choices=[
+        SelectChoice(REMOVE, "Pas d'ouverture (retirer)"),
+        SelectChoice(CHANGE, "Autres horaires ou autre lieu"),
+    ], default=REMOVE, invalid_choice_message="Choisissez le changement.")
+    start_time = HourField("Heure de début", [Optional()])
+    end_time = HourField("Heure de fin", [Optional()])
+    lieu_id = SelectField("Lieu", coerce=int_or_zero, validate_choice=False)
+    confirmed = HiddenField()
+
+    def __init__(self, *args, lieux: list[Lieu], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lieux = {lieu.id: lieu for lieu in lieux}
+        self.lieu_id.choices = [SelectChoice(lieu.id, lieu.name) for lieu in lieux]
+
+    @classmethod
+    def for_date(cls, plage: PlageOuverture, day, **kwargs) -> PlageExceptionForm:
+        exception = plage.exception_on(day) if day else None
+        changed = exception is not None and not exception.removed
+        data = {"day": day, "scope": ONLY_THIS_DATE, "action": CHANGE if changed else REMOVE,
+                "start_time": exception.start_time if changed else plage.start_time,
+                "end_time": exception.end_time if changed else plage.end_time, "lieu_id": plage.lieu_id}
+        return cls(data=data, **kwargs)
+
+    @property
+    def changes(self) -> bool:
+        return self.action.data == CHANGE
+
+    def check_change(self) -> bool:
+        if not self.changes:
+            return True
+        ok = True
+        for field, message in ((self.start_time, "Indiquez l'heure de début."),
+                               (self.end_time, "Indiquez l'heure de fin.")):
+            if field.data is None and not field.errors:
+                field.errors.append(message)
+                ok = False
+        if ok and self.end_time.data <= self.start_time.data:
+            self.end_time.errors.append(END_BEFORE_START)
+            ok = False
+        if self.lieu_id.data not in self.lieux:
+            self.lieu_id.errors.append("Choisissez un lieu dans la liste.")
+            ok = False
+        return ok
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        return self.check_change() and valid
+
+    def values(self) -> ExceptionValues:
+        if not self.changes:
+            return ExceptionValues(day=self.day.data, scope=self.scope.data, action=REMOVE)
+        return ExceptionValues(day=self.day.data, scope=self.scope.data, action=CHANGE,
+                               start_time=self.start_time.data, end_time=self.end_time.data,
+                               lieu=self.lieux[self.lieu_id.data])

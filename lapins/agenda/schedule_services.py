@@ -1,7 +1,7 @@
 """Plages d'ouverture and absences: overlap rules, what an agent may pick, saving, and French descriptions."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from math import lcm
 from zoneinfo import ZoneInfo
@@ -80,17 +80,39 @@ def times_overlap(a: slots.Recurrence, b: slots.Recurrence) -> bool:
     return a.start_time < b.end_time and b.start_time < a.end_time
 
 
+def first_overlapping_day(a: slots.Recurrence, b: slots.Recurrence) -> date | None:
+    """The first day on which both recurrences are open at overlapping hours, their exceptions applied, or None.
+
+    Past their last exception both patterns repeat every lcm weeks again: scanning up to one such period after it
+    answers exactly (exceptions are few and within a few years)."""
+    if not a.exceptions and not b.exceptions:
+        return first_common_day(a, b) if times_overlap(a, b) else None
+    if not a.weekdays & b.weekdays:
+        return None
+    start = max(a.first_day, b.first_day)
+    ends = [last for last in (a.last_day, b.last_day) if last is not None]
+    last_exception = max([exception.day for exception in a.exceptions + b.exceptions] + [start])
+    end = min(ends + [last_exception + timedelta(weeks=lcm(a.every_n_weeks, b.every_n_weeks))])
+    day = start
+    while day <= end:
+        if a.occurs_on(day) and b.occurs_on(day):
+            (a_start, a_end), (b_start, b_end) = a.times_on(day), b.times_on(day)
+            if a_start < b_end and b_start < a_end:
+                return day
+        day += timedelta(days=1)
+    return None
+
+
 def find_overlapping_plage(
     agent_id: int, recurrence: slots.Recurrence, exclude_id: int | None = None
 ) -> tuple[PlageOuverture, date] | None:
-    """Another plage of the same agent, in any organisation, that shares at least one local time slot."""
+    """Another plage of the same agent, in any organisation, that shares at least one local time slot (exceptions
+    applied: a date removed from a plage overlaps nothing)."""
     query = select(PlageOuverture).where(PlageOuverture.agent_id == agent_id).order_by(PlageOuverture.first_day)
     if exclude_id is not None:
         query = query.where(PlageOuverture.id != exclude_id)
     for other in db.session.scalars(query):
-        if not times_overlap(recurrence, other.recurrence):
-            continue
-        day = first_common_day(recurrence, other.recurrence)
+        day = first_overlapping_day(recurrence, other.recurrence)
         if day is not None:
             return other, day
     return None
@@ -124,7 +146,7 @@ def motifs_for(actor: Agent, agent: Agent, keep: list[Motif] | None = None) -> l
 # --- Saving -------------------------------------------------------------------------------------------------------
 
 
-def _lock_agent(agent_id: int) -> None:
+def lock_agent(agent_id: int) -> None:
     """Serialise schedule changes per agent (PostgreSQL row lock), so two tabs cannot create overlapping plages."""
     db.session.execute(select(Agent.id).where(Agent.id == agent_id).with_for_update())
 
@@ -148,8 +170,10 @@ def conflict_message(actor: Agent, other: PlageOuverture, day: date) -> str:
 
 def save_plage(actor: Agent, plage: PlageOuverture, values: PlageValues) -> PlageOuverture:
     """Store the plage after checking the agent has no other plage at the same time; raises ScheduleConflict."""
-    _lock_agent(plage.agent_id)
-    overlap = find_overlapping_plage(plage.agent_id, values.recurrence, exclude_id=plage.id)
+    lock_agent(plage.agent_id)
+    # Its dates removed or changed stay so (lapins.agenda.plage_exceptions): a date given to another plage is free.
+    recurrence = replace(values.recurrence, exceptions=plage.recurrence.exceptions) if plage.id else values.recurrence
+    overlap = find_overlapping_plage(plage.agent_id, recurrence, exclude_id=plage.id)
     if overlap is not None:
         db.session.rollback()
         raise ScheduleConflict(conflict_message(actor, *overlap))
@@ -194,7 +218,8 @@ def plages_of(actor: Agent, agent: Agent, today: date) -> list[PlageOuverture]:
     query = (
         plage_scope(actor)
         .where(PlageOuverture.agent_id == agent.id)
-        .options(selectinload(PlageOuverture.motifs), selectinload(PlageOuverture.lieu))
+        .options(selectinload(PlageOuverture.motifs), selectinload(PlageOuverture.lieu),
+                 selectinload(PlageOuverture.exceptions))
     )
     plages = list(db.session.scalars(query))
     plages.sort(key=lambda plage: (

@@ -90,3 +90,20 @@ class UsagerWithChildForm(UsagerForm):
     @property
     def has_child(self) -> bool:
         return bool((self.child_first_name.data or "").strip())
+
+
+class ExistingGuardianForm(Form):
+    """An existing file made a child's responsible adult, by its number (the one in its page's address)."""
+
+    usager_id = StringField("N° de dossier du responsable", validators=[
+        DataRequired("Saisissez le numéro du dossier de l'adulte (il figure dans l'adresse de sa page)."),
+        Length(max=12, message="Numéro de dossier trop long.")])
+
+    @property
+    def number(self) -> int:
+        text = (self.usager_id.data or "").strip().lstrip("n°").strip()
+        return int(text) if text.isdigit() and len(text) <= 9 else 0
+
+
+class GuardianRemovalForm(Form):
+    """CSRF only: removing a responsible adult is a POST."""

@@ -10,7 +10,9 @@ from wtforms import SelectChoice
 from lapins import policies
 from lapins.agenda.blueprint import bp
 from lapins.agenda import duplicates
-from lapins.agenda.usager_forms import UsagerForm, UsagerWithChildForm
+from lapins.agenda.usager_forms import (
+    ExistingGuardianForm, GuardianRemovalForm, UsagerForm, UsagerWithChildForm,
+)
 from lapins.auth.views import safe_next
 from lapins.infra.extensions import db
 from lapins.models import Organisation, Participation, Rdv, RdvStatus, Usager
@@ -33,7 +35,8 @@ def search_usagers(actor, query: str, limit: int = SEARCH_LIMIT) -> list[Usager]
     if phone:
         # A child rarely has a phone of its own: the number finds the family, parent and children.
         parents = select(Usager.id).where(Usager.phone == phone)
-        statement = statement.where(or_(Usager.phone == phone, Usager.responsible_id.in_(parents)))
+        statement = statement.where(or_(Usager.phone == phone, Usager.responsible_id.in_(parents),
+                                        Usager.second_responsible_id.in_(parents)))
     else:
         words = [word for word in (w.lower().strip("%_\\") for w in query.split()[:4]) if word]
         if not words:
@@ -116,15 +119,18 @@ def new_usager():
 
 @bp.route("/usagers/<int:usager_id>")
 def usager_detail(usager_id: int):
-    usager = _get_usager(usager_id)
+    return detail_page(_get_usager(usager_id))
+
+
+def detail_page(usager: Usager, *, guardian_form: ExistingGuardianForm | None = None, code: int = 200):
+    """The usager's page; `guardian_form` with its errors when choosing an existing responsible was refused."""
+    family = [usager.id] + [child.id for child in usager.children]
     rdvs = db.session.scalars(
         policies.rdv_scope(current_user)
-        .where(Rdv.id.in_(select(rdv_usagers.c.rdv_id).where(
-            rdv_usagers.c.usager_id.in_([usager.id] + [relative.id for relative in usager.relatives]))))
+        .where(Rdv.id.in_(select(rdv_usagers.c.rdv_id).where(rdv_usagers.c.usager_id.in_(family))))
         .order_by(Rdv.starts_at.desc())
         .limit(200)
     ).all()
-    family = [usager.id] + [relative.id for relative in usager.relatives]
     # Collective sessions: the family's places (their own status), in the sessions the agent may see.
     places = db.session.scalars(
         select(Participation).join(Rdv, Rdv.id == Participation.rdv_id)
@@ -136,7 +142,9 @@ def usager_detail(usager_id: int):
                            places=places,
                            history=attendance_history(rdvs), waitlist_form=usager_form(usager),
                            duplicates=duplicates.find_candidates(usager, current_user),
-                           waitlist_entries=waitlist_entries.usager_entries(current_user, usager))
+                           waitlist_entries=waitlist_entries.usager_entries(current_user, usager),
+                           guardian_form=guardian_form or ExistingGuardianForm(formdata=None),
+                           removal_form=GuardianRemovalForm()), code
 
 
 LATE_CANCELLATION_HOURS = 48

@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 from lapins.agenda.schedule_services import agent_timezone, weekdays_list
-from lapins.models import Absence, Agent, Lieu, Motif, PlageOuverture, Rdv, Usager
+from lapins.models import Absence, Agent, Lieu, Motif, Participation, PlageOuverture, Rdv, Usager
 
 
 def instant(value: datetime | None) -> str | None:
@@ -36,7 +36,30 @@ def rdv(rdv: Rdv) -> dict:
         "booked_via": rdv.booked_via.value, "created_at": instant(rdv.created_at),
         "cancelled_at": instant(rdv.cancelled_at),
         "cancelled_via": rdv.cancelled_via.value if rdv.cancelled_via else None, "cancel_reason": rdv.cancel_reason,
+        "max_participants": rdv.max_participants, "places_taken": rdv.places_taken, "title": rdv.title,
     }
+
+
+def participation(participation: Participation) -> dict:
+    return {
+        "id": participation.id, "session_id": participation.rdv_id, "organisation_id": participation.rdv.organisation_id,
+        "usager_id": participation.usager_id, "usager_ids": [usager.id for usager in participation.usagers],
+        "places": participation.places, "status": participation.status.value,
+        "status_label": participation.status.label, "booked_via": participation.via.value,
+        "created_at": instant(participation.created_at), "cancelled_at": instant(participation.cancelled_at),
+        "cancelled_by": participation.cancelled_by_party.value if participation.cancelled_by_party else None,
+        "cancelled_via": participation.cancelled_via.value if participation.cancelled_via else None,
+    }
+
+
+def session(session: Rdv, held: int, *, participations: bool = True) -> dict:
+    """A collective session: its rdv, the places held for waiting families and those an agent may still give, and
+    (read alone) every participation."""
+    answer = rdv(session) | {"places_held": held,
+                             "places_left": max((session.max_participants or 0) - session.places_taken - held, 0)}
+    if participations:
+        answer["participations"] = [participation(one) for one in session.participations]
+    return answer
 
 
 def usager(usager: Usager, actor: Agent) -> dict:
@@ -44,7 +67,9 @@ def usager(usager: Usager, actor: Agent) -> dict:
     return {
         "id": usager.id, "territory_id": usager.territory_id,
         "organisation_ids": sorted(org.id for org in usager.organisations if org.id in mine),
-        "responsible_id": usager.responsible_id, "relative_ids": [relative.id for relative in usager.relatives],
+        "responsible_id": usager.responsible_id, "second_responsible_id": usager.second_responsible_id,
+        "guardian_ids": [guardian.id for guardian in usager.guardians],
+        "relative_ids": [child.id for child in usager.children],
         "first_name": usager.first_name, "last_name": usager.last_name, "birth_date": day(usager.birth_date),
         "phone": usager.phone, "email": usager.email, "sms_consent": usager.sms_consent,
         "email_consent": usager.email_consent, "phone_undeliverable": usager.phone_undeliverable_at is not None,
@@ -59,7 +84,7 @@ def motif(motif: Motif) -> dict:
     return {"id": motif.id, "organisation_id": motif.organisation_id, "name": motif.name,
             "duration_minutes": motif.duration_minutes, "location_type": motif.location_type.value,
             "active": motif.active, "color": motif.color,
-            "discreet": motif.discreet, "notify": motif.notify}
+            "discreet": motif.discreet, "notify": motif.notify, "catalogue_id": motif.catalogue_id}
 
 
 def lieu(lieu: Lieu) -> dict:

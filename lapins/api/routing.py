@@ -15,11 +15,12 @@ from lapins.audit.actors import acting
 from lapins.auth.limits import retry_after_seconds
 from lapins.auth.tokens import agent_for
 from lapins.infra.extensions import db
-from lapins.models import Absence, PlageOuverture, Rdv, Usager
+from lapins.models import Absence, Participation, PlageOuverture, Rdv, Usager
 from lapins.models.audit import AuditChannel
 
 MAX_BODY_BYTES = 64 * 1024
-PATH_OBJECTS = {"rdv_id": Rdv, "usager_id": Usager, "plage_id": PlageOuverture, "absence_id": Absence}
+PATH_OBJECTS = {"rdv_id": Rdv, "usager_id": Usager, "plage_id": PlageOuverture, "absence_id": Absence,
+                "session_id": Rdv, "participation_id": Participation}
 VIEWS: dict[str, Callable] = {}
 
 HTTP_MESSAGES = {

@@ -58,7 +58,17 @@ ERROR = _object({
     "fields": {"type": "object", "additionalProperties": {"type": "string"},
                "description": "Un message par champ refusé."},
     "can_force": {"type": "boolean"},
+    "session_full": {"type": "boolean", "description": "Vrai quand la séance est complète : la famille peut être "
+                                                       "inscrite sur sa file d'attente, depuis l'agenda."},
 }, ["error", "message"], closed=False)
+
+# What an rdv says of its capacity: a collective session (atelier) is an rdv with places; an individual rdv has none.
+_SESSION_FIELDS = {
+    "max_participants": {"type": "integer", "nullable": True,
+                         "description": "Places offertes d'une séance collective ; null pour un rendez-vous individuel."},
+    "places_taken": {"type": "integer", "description": "Places prises par les inscriptions en cours (0 hors séance)."},
+    "title": {"type": "string", "nullable": True, "description": "Titre d'une séance collective."},
+}
 
 RDV = _object({
     "id": ID, "organisation_id": ID, "motif_id": ID, "lieu_id": NULLABLE_ID,
@@ -69,12 +79,46 @@ RDV = _object({
     "notes": {"type": "string", "nullable": True}, "booked_via": {"type": "string"},
     "created_at": INSTANT, "cancelled_at": NULLABLE_INSTANT,
     "cancelled_via": {"type": "string", "nullable": True}, "cancel_reason": {"type": "string", "nullable": True},
-}, ["id", "organisation_id", "motif_id", "lieu_id", "agent_ids", "usager_ids", "starts_at", "ends_at",
-    "starts_at_local", "ends_at_local", "timezone", "duration_minutes", "status", "status_label"], closed=False)
+} | _SESSION_FIELDS, ["id", "organisation_id", "motif_id", "lieu_id", "agent_ids", "usager_ids", "starts_at", "ends_at",
+                      "starts_at_local", "ends_at_local", "timezone", "duration_minutes", "status", "status_label",
+                      "max_participants", "places_taken", "title"], closed=False)
+
+PARTICIPATION_STATUSES = ["registered", "present", "absent", "excused"]
+PARTICIPATION = _object({
+    "id": ID, "session_id": ID, "organisation_id": ID,
+    "usager_id": ID | {"description": "L'adulte responsable de la famille : c'est lui qui est prévenu."},
+    "usager_ids": {"type": "array", "items": ID, "description": "Les personnes qui viennent (un parent, un bébé…)."},
+    "places": {"type": "integer", "description": "Les places comptées : 1 par famille, ou 1 par personne, selon le "
+                                                 "motif."},
+    "status": {"type": "string", "enum": PARTICIPATION_STATUSES,
+               "description": "registered : inscrit ; present, absent : présence notée ; excused : place annulée."},
+    "status_label": {"type": "string"}, "booked_via": {"type": "string"}, "created_at": INSTANT,
+    "cancelled_at": NULLABLE_INSTANT,
+    "cancelled_by": {"type": "string", "nullable": True, "description": "Qui a annulé la place (agent, family…)."},
+    "cancelled_via": {"type": "string", "nullable": True},
+}, ["id", "session_id", "organisation_id", "usager_id", "usager_ids", "places", "status", "status_label",
+    "created_at"], closed=False)
+
+SESSION = _object(RDV["properties"] | {
+    "places_held": {"type": "integer", "description": "Places proposées à des familles de la file d'attente, "
+                                                      "en attente de leur réponse."},
+    "places_left": {"type": "integer", "description": "Places qu'un agent peut encore donner : places offertes "
+                                                      "moins prises et proposées."},
+    "participations": {"type": "array", "items": PARTICIPATION,
+                       "description": "Toutes les inscriptions, annulées comprises (statut excused)."},
+}, RDV["required"] + ["places_held", "places_left", "participations"], closed=False)
+SESSION_LISTED = _object({name: schema for name, schema in SESSION["properties"].items() if name != "participations"},
+                         [name for name in SESSION["required"] if name != "participations"], closed=False)
 
 USAGER = _object({
     "id": ID, "territory_id": ID, "organisation_ids": {"type": "array", "items": ID},
-    "responsible_id": NULLABLE_ID, "relative_ids": {"type": "array", "items": ID},
+    "responsible_id": NULLABLE_ID,
+    "second_responsible_id": NULLABLE_ID | {"description": "Le second responsable d'un enfant (parents séparés) : "
+                                                           "il reçoit aussi les messages de ses rendez-vous."},
+    "guardian_ids": {"type": "array", "items": ID, "description": "Les responsables de l'enfant (deux au plus), le "
+                                                                  "premier d'abord ; vide pour un adulte."},
+    "relative_ids": {"type": "array", "items": ID, "description": "Les enfants dont il est responsable, premier ou "
+                                                                  "second."},
     "first_name": {"type": "string"}, "last_name": {"type": "string"},
     "birth_date": DAY | {"nullable": True}, "phone": {"type": "string", "nullable": True},
     "email": {"type": "string", "nullable": True}, "sms_consent": {"type": "boolean"},
@@ -93,6 +137,8 @@ MOTIF = _object({
     "color": {"type": "string"},
     "discreet": {"type": "boolean", "description": "Jamais nommé dans les messages aux familles (« Rendez-vous PMI »)."},
     "notify": {"type": "boolean", "description": "Faux : motif sans notification, aucun SMS ni courriel."},
+    "catalogue_id": NULLABLE_ID | {"description": "Le motif du catalogue du territoire dont il est adopté ou auquel il "
+                                                 "est relié ; null pour un motif propre à l'organisation."},
 }, ["id", "organisation_id", "name", "duration_minutes", "location_type", "active"], closed=False)
 
 LIEU = _object({
@@ -148,6 +194,19 @@ RDV_OUTCOME = _object({
                               "annulé (si son créneau est encore libre)."},
 }, ["status"])
 
+PARTICIPATION_CREATE = _object({
+    "usager_ids": IDS | {"description": "Une famille à la fois : un adulte et ses proches (ou un proche seul)."},
+}, ["usager_ids"])
+SESSION_CAPACITY = _object({
+    "capacity": {"type": "integer", "minimum": 1, "maximum": 500,
+                 "description": "Le nombre de places ; jamais sous les places déjà prises ou proposées."},
+}, ["capacity"])
+SESSION_ATTENDANCE = _object({
+    "present_ids": {"type": "array", "items": ID, "maxItems": 500,
+                    "description": "Les inscriptions (identifiants de participation) venues ; les autres inscriptions "
+                                   "en cours sont notées absentes, les places annulées gardent leur statut."},
+}, ["present_ids"])
+
 _USAGER_FIELDS = {
     "first_name": _string(80, min_length=1, **{"x-name": "person"}),
     "last_name": _string(80, min_length=1, **{"x-name": "person"}),
@@ -199,6 +258,19 @@ RDV_FILTERS = PAGINATION | {
     "lieu_id": param(ID, "Rdvs dans ce lieu."),
     "usager_id": param(ID, "Rdvs de cet usager (d'un dossier fusionné : ceux du dossier gardé)."),
     "status": param({"type": "string", "enum": RDV_STATUSES}, "Statut du rdv."),
+}
+SESSION_FILTERS = PAGINATION | {
+    "starts_after": param(INSTANT, "Séances commençant à cet instant ou après."),
+    "starts_before": param(INSTANT, "Séances commençant avant cet instant."),
+    "agent_id": param(ID, "Séances de cet agent."),
+    "lieu_id": param(ID, "Séances dans ce lieu."),
+    "motif_id": param(ID, "Séances de ce motif."),
+    "usager_id": param(ID, "Séances où cet usager a une inscription en cours (ou notée présente ou absente)."),
+    "status": param({"type": "string", "enum": RDV_STATUSES}, "Statut de la séance."),
+    "with_places_left": param({"type": "boolean"}, "true : seulement les séances où il reste une place."),
+}
+PARTICIPATION_FILTERS = PAGINATION | {
+    "status": param({"type": "string", "enum": PARTICIPATION_STATUSES}, "Statut de l'inscription."),
 }
 USAGER_FILTERS = PAGINATION | {
     "q": param(_string(100), "Début du nom ou du prénom, ou numéro de téléphone."),
@@ -265,6 +337,32 @@ OPERATIONS: list[Operation] = [
               (200, "Le rendez-vous annulé.", RDV), body=RDV_CANCEL, errors=BOOKING, action="edit"),
     Operation("setRdvOutcome", "POST", "/rdvs/{rdv_id}/outcome", "Dire si l'usager est venu", "Rendez-vous",
               (200, "Le rendez-vous, avec son statut.", RDV), body=RDV_OUTCOME, errors=BOOKING, action="edit"),
+    Operation("listSessions", "GET", "/sessions", "Lister les séances collectives", "Séances collectives",
+              (200, "Une page de séances, de la plus tôt à la plus tard, avec leurs places.", page_of(SESSION_LISTED)),
+              query=SESSION_FILTERS),
+    Operation("getSession", "GET", "/sessions/{session_id}", "Lire une séance collective et ses inscriptions",
+              "Séances collectives", (200, "La séance, ses places et toutes ses inscriptions.", SESSION),
+              action="view"),
+    Operation("setSessionCapacity", "POST", "/sessions/{session_id}/capacity", "Changer le nombre de places",
+              "Séances collectives", (200, "La séance, avec ses places.", SESSION), body=SESSION_CAPACITY,
+              errors=BOOKING, action="edit"),
+    Operation("setSessionAttendance", "POST", "/sessions/{session_id}/attendance", "Noter les présences",
+              "Séances collectives", (200, "La séance, avec le statut de chaque inscription.", SESSION),
+              body=SESSION_ATTENDANCE, errors=BOOKING, action="edit"),
+    Operation("listParticipations", "GET", "/sessions/{session_id}/participations",
+              "Lister les inscriptions d'une séance", "Séances collectives",
+              (200, "Une page d'inscriptions, dans leur ordre d'arrivée.", page_of(PARTICIPATION)),
+              query=PARTICIPATION_FILTERS, action="view"),
+    Operation("createParticipation", "POST", "/sessions/{session_id}/participations",
+              "Inscrire une famille (mêmes règles que l'agenda)", "Séances collectives",
+              (201, "L'inscription, avec ses rappels propres.", PARTICIPATION), body=PARTICIPATION_CREATE,
+              errors=BOOKING, action="book"),
+    Operation("getParticipation", "GET", "/participations/{participation_id}", "Lire une inscription",
+              "Séances collectives", (200, "L'inscription.", PARTICIPATION), action="view"),
+    Operation("cancelParticipation", "POST", "/participations/{participation_id}/cancel",
+              "Annuler la place d'une famille (la séance continue)", "Séances collectives",
+              (200, "L'inscription annulée ; sa place est de nouveau libre.", PARTICIPATION),
+              errors=(401, 403, 404, 409), action="edit"),
     Operation("searchSlots", "GET", "/slots", "Chercher les premiers créneaux libres", "Créneaux",
               (200, "Les premiers créneaux libres, dans l'ordre.", SLOTS), query=SLOT_FILTERS),
     Operation("listUsagers", "GET", "/usagers", "Lister ou rechercher des usagers", "Usagers",
@@ -305,7 +403,7 @@ ERROR_DESCRIPTIONS = {
     401: "Jeton absent, inconnu ou révoqué, ou agent désactivé.",
     403: "Objet visible, mais action non permise à cet agent.",
     404: "Objet introuvable, ou hors des organisations de l'agent.",
-    409: "Refusé par les règles (créneau déjà pris, hors des plages d'ouverture, chevauchement…).",
+    409: "Refusé par les règles (créneau déjà pris, hors des plages d'ouverture, chevauchement, séance complète…).",
     413: "Corps de requête trop volumineux.",
     415: "Le corps n'est pas envoyé en JSON (Content-Type: application/json).",
     422: "Valeurs refusées : un message par champ.",

@@ -26,6 +26,8 @@ FIELD_LABELS = {
     "confirmed_at": ("confirmé par la famille le", False), "forced_by_id": ("conflit accepté par", False),
     "first_name": ("prénom", False), "last_name": ("nom", False), "birth_date": ("date de naissance", True),
     "phone": ("téléphone", False), "email": ("adresse électronique", True), "responsible_id": ("responsable", False),
+    "second_responsible_id": ("second responsable", False),
+    "notify_only_id": ("ne prévenir que", False),
     "address_street": ("adresse (rue)", True), "address_postcode": ("code postal", False),
     "address_commune": ("commune", True), "commune_insee": ("code INSEE de la commune", False),
     "address_access": ("indications d'accès", True),

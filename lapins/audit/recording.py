@@ -39,11 +39,11 @@ RDV_VALUES = {
     "cancelled_via": None, "cancelled_by_party": None, "confirmed_at": None, "forced_by_id": "forced_by",
 }
 # Free text a family or an agent typed: whether it changed, never what it says.
-RDV_SECRETS = ("notes", "cancel_reason")
+RDV_SECRETS = ("notes", "cancel_reason", "notify_only_id")  # notify_only_id: which guardian is said apart
 USAGER_VALUES = {"territory_id": "territory", "sms_consent": None, "email_consent": None,
                  "phone_undeliverable_at": None, "phone_error": None, "merged_into_id": "merged_into"}
-USAGER_SECRETS = ("first_name", "last_name", "birth_date", "phone", "email", "responsible_id", "address_street",
-                  "address_postcode", "address_commune", "commune_insee", "address_access")
+USAGER_SECRETS = ("first_name", "last_name", "birth_date", "phone", "email", "responsible_id", "second_responsible_id",
+                  "address_street", "address_postcode", "address_commune", "commune_insee", "address_access")
 MOVES = {"starts_at", "ends_at", "agents"}
 logger = logging.getLogger(__name__)
 _PENDING = "lapins.audit.pending"

@@ -50,14 +50,16 @@ def book_rdv(
     notes: str | None = None,
     force: bool = False,
     via: BookingChannel = BookingChannel.AGENDA,
+    notify_only: Usager | None = None,
 ) -> Rdv:
     """Book an rdv; `actor` is the agent booking it (in the agenda or through the API), or None for a family
-    accepting an offered slot (`via` OFFER) or booking online with its number checked (`via` ONLINE)."""
+    accepting an offered slot (`via` OFFER) or booking online with its number checked (`via` ONLINE). `notify_only`:
+    the one guardian of its child to tell (« ne prévenir que … »), known before its confirmation is planned."""
     if (actor is None) != (via in (BookingChannel.OFFER, BookingChannel.ONLINE)):
         raise ValueError("an agent books in the agenda or through the API, a family by taking an offer or online")
     _check_usagers(motif, usagers)
     rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id if actor is not None else None,
-              booked_via=via, status=RdvStatus.UNKNOWN)
+              booked_via=via, status=RdvStatus.UNKNOWN, notify_only=notify_only)
     rdv.usagers = list(usagers)
     return _schedule(actor, rdv, motif=motif, agents=agents, lieu=lieu, starts_at=starts_at,
                      ends_at=ends_at or starts_at + timedelta(minutes=motif.duration_minutes), notes=notes, force=force)
@@ -212,6 +214,8 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
     with _transaction() as commit:
         _check_request(motif, agents, lieu, starts_at, ends_at)
         lock_agents([agent.id for agent in agents])
+        if rdv.id is None:
+            _refuse_merged_usagers(rdv.usagers)
         if revision is not None:
             _claim_revision(rdv, revision)
         conflicts = _conflicts(agents, starts_at, ends_at, exclude_rdv_id=rdv.id, tz=motif.organisation.territory.tz)
@@ -313,6 +317,16 @@ def _check_usagers(motif: Motif, usagers: list[Usager]) -> None:
     if any(usager.territory_id != territory_id for usager in usagers):
         raise BookingError("Un des usagers choisis n'appartient pas à ce territoire.")
     _check_home_address(motif, usagers)
+
+
+def _refuse_merged_usagers(usagers: list[Usager]) -> None:
+    """Read the files again under a share lock: a merge locks both for update, so a booking either waits for it and
+    finds the tombstone here, or makes the merge wait and its rdv follows the kept file (SQLite: the write lock)."""
+    rows = db.session.execute(select(Usager.id, Usager.merged_into_id).where(
+        Usager.id.in_([usager.id for usager in usagers])).order_by(Usager.id).with_for_update(read=True)).all()
+    if any(merged_into_id is not None for _, merged_into_id in rows):
+        raise BookingError("Ce dossier vient d'être fusionné avec un autre : rouvrez la fiche de l'usager gardé "
+                           "pour prendre le rendez-vous.")
 
 
 def _check_home_address(motif: Motif, usagers: list[Usager]) -> None:

@@ -111,14 +111,32 @@ def family_of(usagers: list[Usager]) -> Usager:
     return next(iter(roots.values()))
 
 
+def _held(now: datetime, *columns):
+    """Offers held now for sessions' places, counted (per the columns given)."""
+    return (select(*columns, func.count()).select_from(SlotOffer)
+            .join(WaitlistSlot, SlotOffer.slot_id == WaitlistSlot.id)
+            .where(SlotOffer.status == OfferStatus.HELD, SlotOffer.held_until > now))
+
+
 def held_places(session_id: int, now: datetime, *, except_offer_id: int | None = None) -> int:
     """Places held for waiting families who have been offered one and not answered yet (one place each)."""
-    query = (select(func.count()).select_from(SlotOffer).join(WaitlistSlot, SlotOffer.slot_id == WaitlistSlot.id)
-             .where(WaitlistSlot.session_id == session_id, SlotOffer.status == OfferStatus.HELD,
-                    SlotOffer.held_until > now))
+    query = _held(now).where(WaitlistSlot.session_id == session_id)
     if except_offer_id is not None:
         query = query.where(SlotOffer.id != except_offer_id)
     return db.session.scalar(query) or 0
+
+
+def held_places_of(session_ids: list[int], now: datetime) -> dict[int, int]:
+    """`held_places` of several sessions in one query (a page of them), 0 for those with none."""
+    held = dict(db.session.execute(_held(now, WaitlistSlot.session_id).where(WaitlistSlot.session_id.in_(session_ids))
+                                   .group_by(WaitlistSlot.session_id)).all()) if session_ids else {}
+    return {session_id: held.get(session_id, 0) for session_id in session_ids}
+
+
+def with_free_places(statement, now: datetime):
+    """Sessions of `statement` where an agent may still give a place now (`free_places` > 0), in SQL."""
+    held = _held(now).where(WaitlistSlot.session_id == Rdv.id).correlate(Rdv).scalar_subquery()
+    return statement.where(Rdv.places_taken + held < Rdv.max_participants)
 
 
 def free_places(session: Rdv, now: datetime | None = None) -> int:
@@ -198,7 +216,10 @@ def cancel_participation(*, actor: Agent | None, participation: Participation,
             execution_options={"synchronize_session": False}).rowcount
         if not claimed:
             raise BookingError("Cette place est déjà annulée, ou la présence a déjà été notée.")
-        db.session.refresh(participation)
+        # The claim again through the ORM (the same values), as cancel_rdv does: the session's flush listeners (the
+        # webhooks' `participation.cancelled`) see the change, which a bulk UPDATE hides from them.
+        participation.status, participation.cancelled_at = ParticipationStatus.EXCUSED, now
+        participation.cancelled_by_party, participation.cancelled_via = by, via
         db.session.refresh(session)
         session.places_taken = max(session.places_taken - participation.places, 0)
         tell(events.ParticipantCancelled(session.id, actor.id if actor else None,

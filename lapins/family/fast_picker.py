@@ -11,7 +11,8 @@ the request to Flask, unchanged, otherwise:
 - the link is valid, its rdv neither past nor refused a move by the rules of lapins.booking.move_refusal;
 - the session cookie is valid, not to be signed again, holds this rdv's identity check, and no signed-in agent and no
   flashed message (Flask renders those pages for their request alone);
-- the page and its HTML are kept (a page not computed yet is computed by Flask, which keeps it);
+- its times and HTML are kept, or read and rendered here as Flask would (then kept): a family of another motif,
+  lieu or agent, or a later week, costs two queries (this rdv's row, the days) instead of Flask's six;
 - the family's move limits (lapins.auth.limits) allow one more request: counted in the same buckets as Flask's.
 tests/test_fast_picker.py proves that the whole stack answers exactly what Flask alone answers, byte for byte.
 """
@@ -21,7 +22,6 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date
-from zoneinfo import ZoneInfo
 
 from flask import Flask
 from sqlalchemy import bindparam, func, select
@@ -33,8 +33,10 @@ from lapins.family import moves, services
 from lapins.infra import security
 from lapins.infra.database import DriverQuery, end_read_only_transaction
 from lapins.models import Agent, Lieu, Motif, Organisation, Rdv, RdvAgent, RdvStatus, Territory, utcnow
+from lapins.models.territories import TerritoryClock
 from lapins.models.rdvs import RdvMove
 from lapins.notifications.links import rdv_id_from_token
+from lapins.slots import picker
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,13 @@ REMEMBERED = 1024  # Cookie headers seen, per process
 
 
 @dataclass(frozen=True)
-class TerritoryRow:
-    """What lapins.slots.picker and services.scope_of read of a territory."""
+class TerritoryRow(TerritoryClock):
+    """What lapins.slots.picker (and the availability it reads) and services.scope_of read of a territory."""
     id: int
     agenda_stamp: str
     timezone: str
     family_moves_any_agent: bool
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+    number: str
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,7 @@ class MotifRow:
     id: int
     move_limit_hours: int
     booking_horizon_weeks: int
+    duration_minutes: int
 
 
 class FastPicker:
@@ -111,19 +111,26 @@ class FastPicker:
         if not rows:
             return None
         (status, starts_at, ends_at, lieu_id, motif_id, territory_id, stamp, timezone, any_agent, moves_max,
-         limit_hours, horizon_weeks, lieu_name, lieu_phone, organisation_phone, _, moves_done, _) = rows[0]
+         limit_hours, horizon_weeks, lieu_name, lieu_phone, organisation_phone, _, moves_done, _, number,
+         duration) = rows[0]
         now = utcnow()
         if ends_at < now or move_refusal(live=not RdvStatus(status).is_cancelled, moves_max=moves_max,
                                          limit_hours=limit_hours, starts_at=starts_at,
                                          moves_done=lambda: moves_done, now=now):
             return None
-        territory = TerritoryRow(territory_id, stamp, timezone, any_agent)
+        territory = TerritoryRow(territory_id, stamp, timezone, any_agent, number)
         agents = sorted((row[15], row[17]) for row in rows if row[15] is not None)
-        scope = services.scope_of(territory, MotifRow(motif_id, limit_hours, horizon_weeks), lieu_id,
+        scope = services.scope_of(territory, MotifRow(motif_id, limit_hours, horizon_weeks, duration), lieu_id,
                                   tuple(agent_id for agent_id, _ in agents), now, tuple(agents))
-        shell = moves.kept_shell(moves.shell_key(scope, first, lieu_name, lieu_phone or organisation_phone, None,
-                                                 environ.get("SCRIPT_NAME", "")))
-        if shell is None or not limits.count_family_move(self.app, limits.address_of(environ), rdv_id):
+        phone, script_root = lieu_phone or organisation_phone, environ.get("SCRIPT_NAME", "")
+        shell = moves.kept_shell(moves.shell_key(scope, first, lieu_name, phone, None, script_root))
+        if shell is None:
+            # Not kept yet: the times are read here (one query, as Flask would) and the page rendered as Flask
+            # renders it, rather than handing Flask a request whose rdv, moves and stamps it would read again.
+            shown = picker.page(scope, first)
+            with self.app.request_context(environ):
+                shell = moves.kept_or_rendered_shell(scope, first, shown, lieu_name, phone, None, script_root)
+        if not limits.count_family_move(self.app, limits.address_of(environ), rdv_id):
             return None
         return moves.filled(shell, token, starts_at, territory.tz).encode()
 
@@ -162,7 +169,7 @@ PAGE_ROWS = DriverQuery(
            Motif.booking_horizon_weeks, Lieu.name.label("lieu_name"), Lieu.phone.label("lieu_phone"),
            Organisation.phone.label("organisation_phone"), RdvAgent.agent_id,
            select(func.count()).select_from(RdvMove).where(RdvMove.rdv_id == Rdv.id).scalar_subquery().label("moves"),
-           Agent.agenda_stamp.label("agent_stamp"))
+           Agent.agenda_stamp.label("agent_stamp"), Territory.number, Motif.duration_minutes)
     .join(Organisation, Organisation.id == Rdv.organisation_id)
     .join(Territory, Territory.id == Organisation.territory_id)
     .join(Motif, Motif.id == Rdv.motif_id)

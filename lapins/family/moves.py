@@ -19,7 +19,7 @@ from wtforms import HiddenField
 
 from lapins.booking import BookingError, RdvChanged, family_move_refusal
 from lapins.family import services
-from lapins.family.pages import bp, open_link, rdv_page_of
+from lapins.family.pages import bp, guardian_of, open_link, rdv_page_of
 from lapins.infra.database import end_read_only_transaction
 from lapins.infra.extensions import db
 from lapins.infra.forms import Form
@@ -85,12 +85,20 @@ def _picker(rdv: Rdv, token: str, *, first: date | None = None, notice: str | No
         # An agent's header or a message of this browser's: this page is rendered for this request alone.
         page = _render(scope, shown, lieu_name, phone, notice, token, local_datetime(rdv.starts_at, scope.territory.tz))
         return page, code
-    key = shell_key(scope, first, lieu_name, phone, notice, request.script_root)
+    shell = kept_or_rendered_shell(scope, first, shown, lieu_name, phone, notice, request.script_root)
+    return filled(shell, token, rdv.starts_at, scope.territory.tz), code
+
+
+def kept_or_rendered_shell(scope: picker.Scope, first: date | None, shown: picker.Page, lieu_name: str | None,
+                           phone: str | None, notice: str | None, script_root: str) -> str:
+    """The page's HTML with the marks in place of the family's link and time, rendered (in a request context) and
+    kept if it is not kept yet."""
+    key = shell_key(scope, first, lieu_name, phone, notice, script_root)
     if key not in _shells:
         if len(_shells) >= KEPT_SHELLS:
             _shells.clear()
         _shells[key] = _render(scope, shown, lieu_name, phone, notice, TOKEN_MARK, CURRENT_MARK)
-    return filled(_shells[key], token, rdv.starts_at, scope.territory.tz), code
+    return _shells[key]
 
 
 def shell_key(scope: picker.Scope, first: date | None, lieu_name: str | None, phone: str | None,
@@ -162,7 +170,8 @@ def move(token: str):
         return rdv_page_of(rdv, token, error="Ce formulaire n'est plus valable : choisissez de nouveau un créneau.",
                      code=400)
     try:
-        services.move_from_link(rdv, starts_at, _number(form.agent.data), revision, utcnow())
+        services.move_from_link(rdv, starts_at, _number(form.agent.data), revision, utcnow(),
+                                guardian_id=guardian_of(token))
     except RdvChanged as changed:
         return rdv_page_of(db.session.get(Rdv, rdv.id), token, error=changed.message, code=409)
     except services.SlotUnavailable as unavailable:

@@ -18,7 +18,7 @@ from lapins.booking import BookingError, family_move_refusal, move_deadline
 from lapins.infra.extensions import db
 from lapins.family import services
 from lapins.family.forms import FamilyCancelForm, IdentityForm
-from lapins.models import Organisation, Rdv, utcnow
+from lapins.models import Organisation, Rdv, Usager, utcnow
 from lapins.models.rdvs import Canceller
 from lapins.notifications import links
 from lapins.notifications.email import rdv_ics
@@ -27,13 +27,23 @@ bp = Blueprint("family", __name__)
 
 
 def _rdv_from(token: str) -> Rdv | None:
-    """The link's rdv with what its pages show, in one query."""
-    rdv_id = links.rdv_id_from_token(token)
-    if rdv_id is None:
+    """The link's rdv with what its pages show, in one query; None too for a guardian's own link once that adult
+    is no longer responsible for the rdv's child."""
+    link = links.link_of(token)
+    if link is None:
         return None
-    return db.session.get(Rdv, rdv_id, options=[
+    rdv = db.session.get(Rdv, link[0], options=[
         joinedload(Rdv.motif), joinedload(Rdv.lieu), joinedload(Rdv.agent_links),
         joinedload(Rdv.organisation).joinedload(Organisation.territory)])
+    if rdv is not None and link[1] is not None and link[1] not in {guardian.id for guardian in rdv.guardians}:
+        return None
+    return rdv
+
+
+def guardian_of(token: str) -> int | None:
+    """The responsible adult a link was sent to, when it is one guardian's own link (lapins.notifications.links)."""
+    link = links.link_of(token)
+    return link[1] if link is not None else None
 
 
 def _unavailable(title: str, message: str, code: int):
@@ -65,7 +75,7 @@ def rdv_page_of(rdv: Rdv, token: str, *, identity_form: IdentityForm | None = No
         then=request.values.get("suite") == "changer",
         locked_until=services.locked_until(rdv.id, now) if may_act and not checked else None,
         identity_form=identity_form or IdentityForm(), cancel_form=cancel_form or FamilyCancelForm(),
-        phone=rdv.phone_to_call,
+        phone=rdv.phone_to_call, link_guardian=db.session.get(Usager, guardian_of(token) or 0),
     ), code
 
 
@@ -142,7 +152,7 @@ def cancel(token: str):
         return render_template("family/cancel_confirm.html", rdv=rdv, token=token, form=form,
                                tz=rdv.organisation.territory.tz)
     try:
-        services.cancel_from_link(rdv, form.reason.data, utcnow())
+        services.cancel_from_link(rdv, form.reason.data, utcnow(), guardian_id=guardian_of(token))
     except BookingError as error:
         return rdv_page_of(rdv, token, cancel_form=form, error=error.message, code=409)
     return redirect(url_for("family.cancelled", token=token))

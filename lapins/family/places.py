@@ -49,11 +49,7 @@ def _page(participation: Participation, token: str, *, form: IdentityForm | None
 
 
 def _names_match(participation: Participation, typed: str) -> bool:
-    given = services.letters_of(typed or "")
-    names = {person.last_name for person in [participation.usager, *participation.usagers]}
-    return bool(given) and any(
-        (letters := services.letters_of(name)) and len(given) >= min(services.PREFIX_LETTERS, len(letters))
-        and letters.startswith(given) for name in names)
+    return services.names_match([person.last_name for person in [participation.usager, *participation.usagers]], typed)
 
 
 @bp.route("/r/p/<token>")

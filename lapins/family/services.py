@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,21 +34,25 @@ def letters_of(text: str) -> str:
 
 
 def family_names(rdv: Rdv) -> list[str]:
-    """The last names a family may give: each usager's and, for a child, the responsible adult's."""
+    """The last names a family may give: each usager's and, for a child, each responsible adult's."""
     names = []
     for usager in rdv.usagers:
-        for person in (usager, usager.responsible):
-            if person is not None and person.last_name not in names:
+        for person in (usager, *usager.guardians):
+            if person.last_name not in names:
                 names.append(person.last_name)
     return names
 
 
 def identity_matches(rdv: Rdv, typed: str) -> bool:
-    """The first letters of one of the family's last names (at least 3, or the whole name if shorter)."""
+    return names_match(family_names(rdv), typed)
+
+
+def names_match(names: Iterable[str], typed: str) -> bool:
+    """The first letters of one of the names (at least 3, or the whole name if shorter)."""
     given = letters_of(typed or "")
     if not given:
         return False
-    for name in family_names(rdv):
+    for name in names:
         letters = letters_of(name)
         if letters and len(given) >= min(PREFIX_LETTERS, len(letters)) and letters.startswith(given):
             return True
@@ -132,12 +136,15 @@ def can_cancel_online(rdv: Rdv, now: datetime) -> bool:
     return rdv.is_live and now < cancellation_deadline(rdv)
 
 
-def cancel_from_link(rdv: Rdv, reason: str | None, now: datetime) -> Rdv:
-    """The family cancels on its page: EXCUSED, through the link, no agent; refused after the motif's limit."""
+def cancel_from_link(rdv: Rdv, reason: str | None, now: datetime, guardian_id: int | None = None) -> Rdv:
+    """The family cancels on its page: EXCUSED, through the link, no agent; refused after the motif's limit.
+    `guardian_id`: the responsible adult whose own link it is (the other one is told), committed with the
+    cancellation."""
     if not rdv.is_live:
         raise BookingError("Ce rendez-vous est déjà annulé.")
     if now >= cancellation_deadline(rdv):
         raise BookingError("Il est trop tard pour annuler ce rendez-vous en ligne.")
+    rdv.link_actor_id = guardian_id
     return cancel_rdv(actor=None, rdv=rdv, status=RdvStatus.EXCUSED, reason=reason, via=CancellationChannel.LINK)
 
 
@@ -175,7 +182,8 @@ def scope_of(territory, motif, lieu_id: int | None, agent_ids: tuple[int, ...], 
                         else picker.agent_stamps(motif.id, shown))
 
 
-def move_from_link(rdv: Rdv, starts_at: datetime, agent_id: int | None, revision: int, now: datetime) -> Rdv:
+def move_from_link(rdv: Rdv, starts_at: datetime, agent_id: int | None, revision: int, now: datetime,
+                   guardian_id: int | None = None) -> Rdv:
     """The family moves its rdv to a time the picker offers, checked again here and under booking's locks.
 
     Raises BookingError (the motif's limits), RdvChanged (the page was not of the rdv's current revision: a replayed
@@ -190,6 +198,7 @@ def move_from_link(rdv: Rdv, starts_at: datetime, agent_id: int | None, revision
         if choice is None:
             raise SlotUnavailable(taken=scope.start <= starts_at < scope.end)
         agents = list(db.session.scalars(select(Agent).where(Agent.id.in_(choice.agent_ids)).order_by(Agent.id)))
+        rdv.link_actor_id = guardian_id  # again after a failed attempt's rollback; committed with the move
         try:
             return move_rdv(actor=None, rdv=rdv, starts_at=choice.starts_at, ends_at=choice.ends_at, agents=agents,
                             via=MoveChannel.LINK, revision=revision)

@@ -1,5 +1,8 @@
-"""Which changes make an event: rdvs created, moved or edited, cancelled, deleted; usagers created, edited, deleted,
-merged into another (`usager.merged`: `{"id": the tombstone, "merged_into_id": the kept file}`).
+"""Which changes make an event: rdvs created, moved or edited, cancelled, deleted (a collective session is an rdv,
+with its capacity: its places changed is `rdv.updated`); usagers created, edited, deleted, merged into another
+(`usager.merged`: `{"id": the tombstone, "merged_into_id": the kept file}`); a family's place in a session
+(`participation.created`, `participation.cancelled`, `participation.attendance` when its presence or absence is
+noted). Payloads are listed for users on the webhooks page (templates/integrations/webhooks.html).
 
 One `after_flush` listener sees every change made through the ORM session (the agenda, the family pages, the SMS
 replies, the waiting list, the API) and writes a `webhook_deliveries` row per event and active webhook of the
@@ -7,9 +10,9 @@ organisation concerned, on the flush's own connection: the event is committed wi
 sending it is the worker's job, so a slow or broken endpoint never slows the agenda. A flush that touches no rdv or
 usager costs nothing; one that does costs one indexed query for the organisations' webhooks.
 
-Bulk UPDATE/DELETE statements bypass the ORM's unit of work: the only ones over rdvs are the conditional claim of a
-cancellation (followed by the ORM change this listener sees) and the retention job's deletion of rdvs over two years
-old, which is deliberately not announced.
+Bulk UPDATE/DELETE statements bypass the ORM's unit of work: the only ones over rdvs and participations are the
+conditional claims of a cancellation (each followed by the ORM change this listener sees) and the retention job's
+deletion of rdvs over two years old, which is deliberately not announced.
 """
 from __future__ import annotations
 
@@ -18,16 +21,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import NO_VALUE
 
 from lapins.api.render import instant
-from lapins.models import Rdv, RdvAgent, Usager, utcnow
-from lapins.models.rdvs import rdv_usagers
+from lapins.models import Participation, ParticipationStatus, Rdv, RdvAgent, Usager, utcnow
+from lapins.models.rdvs import participation_usagers, rdv_usagers
 from lapins.models.usagers import usager_organisations
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 from lapins.integrations.delivery import kick
 
 RDV_FIELDS = ("starts_at", "ends_at", "status", "lieu_id", "motif_id", "notes", "confirmed_at", "cancelled_at",
-              "cancel_reason", "agent_links")
+              "cancel_reason", "agent_links", "max_participants", "title")
 USAGER_FIELDS = ("first_name", "last_name", "birth_date", "phone", "email", "sms_consent", "email_consent",
-                 "responsible_id")
+                 "responsible_id", "second_responsible_id")
 
 
 def _loaded_or_query(obj, attribute: str, query, connection) -> list:
@@ -53,7 +56,41 @@ def rdv_payload(rdv: Rdv, connection) -> dict:
         "confirmed_at": instant(rdv.confirmed_at), "cancelled_at": instant(rdv.cancelled_at),
         "cancelled_via": rdv.cancelled_via.value if rdv.cancelled_via else None,
         "cancelled_by": rdv.cancelled_by_party.value if rdv.cancelled_by_party else None,
+        "max_participants": rdv.max_participants, "places_taken": rdv.places_taken, "title": rdv.title,
     }
+
+
+def participation_payload(participation: Participation, connection) -> dict:
+    usagers = _loaded_or_query(participation, "usagers", select(participation_usagers.c.usager_id).where(
+        participation_usagers.c.participation_id == participation.id), connection)
+    return {
+        "id": participation.id, "session_id": participation.rdv_id,
+        "organisation_id": _participation_organisation(participation, connection),
+        "usager_id": participation.usager_id,
+        "usager_ids": sorted(usager if isinstance(usager, int) else usager.id for usager in usagers),
+        "places": participation.places, "status": participation.status.value,
+        "booked_via": participation.via.value if participation.via else None,
+        "created_at": instant(participation.created_at), "cancelled_at": instant(participation.cancelled_at),
+        "cancelled_by": participation.cancelled_by_party.value if participation.cancelled_by_party else None,
+        "cancelled_via": participation.cancelled_via.value if participation.cancelled_via else None,
+    }
+
+
+def _participation_organisation(participation: Participation, connection) -> int:
+    session = inspect(participation).attrs["rdv"].loaded_value
+    if session is NO_VALUE or session is None:
+        return connection.execute(select(Rdv.organisation_id).where(Rdv.id == participation.rdv_id)).scalar_one()
+    return session.organisation_id
+
+
+def _participation_event(participation: Participation) -> str | None:
+    if "status" not in _changed(participation, ("status",)):
+        return None
+    if participation.status == ParticipationStatus.EXCUSED:
+        return "participation.cancelled"
+    if participation.status in (ParticipationStatus.PRESENT, ParticipationStatus.ABSENT):
+        return "participation.attendance"
+    return None
 
 
 def usager_payload(usager: Usager, connection) -> dict:
@@ -61,7 +98,7 @@ def usager_payload(usager: Usager, connection) -> dict:
         "id": usager.id, "first_name": usager.first_name, "last_name": usager.last_name,
         "birth_date": usager.birth_date.isoformat() if usager.birth_date else None, "phone": usager.phone,
         "email": usager.email, "sms_consent": usager.sms_consent, "email_consent": usager.email_consent,
-        "responsible_id": usager.responsible_id,
+        "responsible_id": usager.responsible_id, "second_responsible_id": usager.second_responsible_id,
     }
 
 
@@ -98,6 +135,8 @@ def collect(session: Session, connection) -> list[tuple[str, set[int], object]]:
             rdvs[id(obj)] = (obj, True)
         elif isinstance(obj, Usager):
             found.append(("usager.created", _usager_organisations(obj, connection), obj))
+        elif isinstance(obj, Participation):
+            found.append(("participation.created", {_participation_organisation(obj, connection)}, obj))
     for obj in session.dirty:
         if isinstance(obj, Rdv) and id(obj) not in rdvs:
             rdvs[id(obj)] = (obj, False)
@@ -107,6 +146,8 @@ def collect(session: Session, connection) -> list[tuple[str, set[int], object]]:
             found.append(("usager.merged", _usager_organisations(obj, connection), obj))
         elif isinstance(obj, Usager) and _changed(obj, USAGER_FIELDS):
             found.append(("usager.updated", _usager_organisations(obj, connection), obj))
+        elif isinstance(obj, Participation) and (name := _participation_event(obj)) is not None:
+            found.append((name, {_participation_organisation(obj, connection)}, obj))
     for rdv, is_new in rdvs.values():
         name = _rdv_event(rdv, is_new)
         if name is not None:
@@ -124,12 +165,14 @@ def _payload(name: str, obj, connection) -> dict:
         return {"id": obj.id}
     if name == "usager.merged":
         return {"id": obj.id, "merged_into_id": obj.merged_into_id}
+    if isinstance(obj, Participation):
+        return participation_payload(obj, connection)
     return rdv_payload(obj, connection) if isinstance(obj, Rdv) else usager_payload(obj, connection)
 
 
 @event.listens_for(Session, "after_flush")
 def _write_deliveries(session: Session, flush_context) -> None:
-    if not any(isinstance(obj, (Rdv, RdvAgent, Usager))
+    if not any(isinstance(obj, (Rdv, RdvAgent, Usager, Participation))
                for group in (session.new, session.dirty, session.deleted) for obj in group):
         return
     connection = session.connection()

@@ -4,8 +4,8 @@ from lapins.models.api_tokens import ApiToken  # noqa: F401
 from lapins.models.messages import Channel, Message, MessageKind, MessageStatus
 from lapins.models.identities import AgentIdentity, OidcJitRule  # noqa: F401
 from lapins.models.exports import Export, ExportKind, ExportStatus  # noqa: F401
-from lapins.models.motifs import LocationType, Motif
-from lapins.models.plages import Absence, PlageOuverture
+from lapins.models.motifs import LocationType, Motif, MotifCatalogueEntry
+from lapins.models.plages import Absence, PlageException, PlageOuverture
 from lapins.models.rdvs import Participation, ParticipationStatus, Rdv, RdvAgent, RdvStatus
 from lapins.models.sectors import Sector, SectorZone
 from lapins.models.sms_replies import SmsReplyRound
@@ -23,6 +23,6 @@ from lapins.models.audit import AuditEvent  # noqa: F401,I001  (its module regis
 from lapins.models.calendars import BusyBlock, CalendarFeed, CaldavAccount, CaldavPush, PushStatus  # noqa: F401,I001
 
 __all__ = [
-    "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "Organisation", "PlageOuverture",
+    "Absence", "Agent", "AgentRole", "Channel", "Heartbeat", "Message", "MessageKind", "MessageStatus", "Lieu", "LocationType", "Motif", "MotifCatalogueEntry", "Organisation", "PlageException", "PlageOuverture",
     "Participation", "ParticipationStatus", "Rdv", "RdvAgent", "RdvStatus", "Role", "Sector", "SectorZone", "SmsReplyRound", "Territory", "Usager", "utcnow",
 ]

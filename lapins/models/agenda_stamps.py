@@ -6,11 +6,13 @@ territory's stamp and on the stamps of the agents they show: a request reads the
 them, or reads the rows and caches them under them. A write commits its rows and the new stamps together, so a reader
 sees either the old rows and the old stamps or the new ones: a cached answer is never older than its stamps.
 
-- An agent's stamp: their rdvs (the rdv's own columns, its usagers, its agents), absences, plages and busy times
+- An agent's stamp: their rdvs (the rdv's own columns, its usagers, its agents), absences, plages (and their
+  exceptions, lapins.models.plages.PlageException) and busy times
   read from their own calendar (lapins.calendars.busy). A booking takes the agents' row locks anyway
   (lapins.booking.lock_agents); another agent's cached weeks and times are kept.
 - The territory's stamp: usagers' names, motifs, lieux, organisations, the territory itself (holidays, time zone), and
-  plages too (they decide which agents the picker offers at a lieu). These change a few times a day.
+  plages and their exceptions too (they decide which agents the picker offers at a lieu). These change a few times
+  a day.
 The viewer's organisations are part of the feed's cache key, not of a stamp.
 """
 from __future__ import annotations
@@ -21,12 +23,13 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from lapins.models.agents import Agent
 from lapins.models.calendars import BusyBlock
 from lapins.models.motifs import Motif
-from lapins.models.plages import Absence, PlageOuverture
+from lapins.models.plages import Absence, PlageException, PlageOuverture
 from lapins.models.rdvs import Rdv, RdvAgent
 from lapins.models.territories import Lieu, Organisation, Territory, new_agenda_stamp
 from lapins.models.usagers import Usager
 
-SHOWN = (Rdv, RdvAgent, PlageOuverture, Absence, BusyBlock, Usager, Motif, Lieu, Organisation, Territory)
+SHOWN = (Rdv, RdvAgent, PlageOuverture, PlageException, Absence, BusyBlock, Usager, Motif, Lieu, Organisation,
+         Territory)
 
 
 class _Touched:
@@ -55,6 +58,13 @@ class _Touched:
         elif isinstance(obj, PlageOuverture):
             self._add_id(self.agents, obj.agent_id or (obj.agent and obj.agent.id))
             self._add_id(self.organisations, obj.organisation_id or (obj.organisation and obj.organisation.id))
+        elif isinstance(obj, PlageException):
+            # Its plage is read (a load during the flush is allowed) for the agent and organisation it belongs to.
+            plage = obj.plage
+            if plage is None:
+                self.unknown = True
+            else:
+                self.add(plage)
         else:  # Motif, Lieu
             self._add_id(self.organisations, obj.organisation_id or (obj.organisation and obj.organisation.id))
 
@@ -138,6 +148,13 @@ def _stamp_on_bulk_write(state: ORMExecuteState) -> None:
     if not issubclass(entity, SHOWN):
         return
     whereclause = state.statement.whereclause
+    if entity is PlageException:
+        plages = select(PlageException.plage_id)
+        plages = plages.where(whereclause) if whereclause is not None else plages
+        draw_new_agent_stamps(state.session, Agent.id.in_(
+            select(PlageOuverture.agent_id).where(PlageOuverture.id.in_(plages))))
+        draw_new_stamps(state.session, Territory.id.in_(_territories_of(PlageOuverture, PlageOuverture.id.in_(plages))))
+        return
     if entity in (Rdv, RdvAgent, Absence, BusyBlock, PlageOuverture):
         draw_new_agent_stamps(state.session, Agent.id.in_(_agents_of(entity, whereclause)))
     if entity not in (Rdv, RdvAgent, Absence, BusyBlock):

@@ -162,6 +162,10 @@ class Rdv(db.Model):
     max_participants: Mapped[int | None] = mapped_column()
     places_taken: Mapped[int] = mapped_column(default=0, server_default="0")
     title: Mapped[str | None] = mapped_column(String(160))
+    # « Ne prévenir que … » (issue 23.3): the one guardian of the rdv's child who gets its messages; None, both.
+    notify_only_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id", ondelete="SET NULL"))
+    # The guardian whose own link made the last family change (lapins.family): the other one is told of it.
+    link_actor_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id", ondelete="SET NULL"))
 
     organisation: Mapped[Organisation] = relationship()
     motif: Mapped[Motif] = relationship()
@@ -171,6 +175,7 @@ class Rdv(db.Model):
     forced_by: Mapped[Agent | None] = relationship(foreign_keys=[forced_by_id])
     agent_links: Mapped[list[RdvAgent]] = relationship(back_populates="rdv", cascade="all, delete-orphan")
     usagers: Mapped[list[Usager]] = relationship(secondary=rdv_usagers, order_by="Usager.birth_date")
+    notify_only: Mapped[Usager | None] = relationship(foreign_keys=[notify_only_id])
     participations: Mapped[list[Participation]] = relationship(back_populates="rdv", order_by="Participation.id",
                                                                cascade="all, delete-orphan")
 
@@ -185,6 +190,14 @@ class Rdv(db.Model):
     @property
     def places_left(self) -> int:
         return max((self.max_participants or 0) - self.places_taken, 0)
+
+    @property
+    def guardians(self) -> list[Usager]:
+        """The responsible adults of the rdv's children, each once, in order."""
+        found: list[Usager] = []
+        for usager in self.usagers:
+            found += [guardian for guardian in usager.guardians if guardian not in found]
+        return found
 
     @property
     def agents(self) -> list[Agent]:

@@ -34,6 +34,10 @@ class Usager(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     territory_id: Mapped[int] = mapped_column(ForeignKey("territories.id"), index=True)
     responsible_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id"), index=True)
+    # A child's second responsible adult (separated parents, issue 23.3), told of its rdvs on their own link. Two at
+    # most, by construction; lapins.agenda.guardians keeps the rules (never the child itself nor a child).
+    second_responsible_id: Mapped[int | None] = mapped_column(ForeignKey("usagers.id", ondelete="SET NULL"),
+                                                              index=True)
     first_name: Mapped[str] = mapped_column(String(80))
     last_name: Mapped[str] = mapped_column(String(80), index=True)
     birth_date: Mapped[date | None] = mapped_column(Date)
@@ -66,11 +70,27 @@ class Usager(db.Model):
                                                       foreign_keys=[responsible_id])
     relatives: Mapped[list[Usager]] = relationship(back_populates="responsible", order_by="Usager.birth_date",
                                                    foreign_keys=[responsible_id])
+    second_responsible: Mapped[Usager | None] = relationship(remote_side=[id], back_populates="second_relatives",
+                                                             foreign_keys=[second_responsible_id])
+    second_relatives: Mapped[list[Usager]] = relationship(back_populates="second_responsible",
+                                                          order_by="Usager.birth_date",
+                                                          foreign_keys=[second_responsible_id])
     merged_into: Mapped[Usager | None] = relationship(remote_side=[id], foreign_keys=[merged_into_id])
 
     @property
     def is_merged(self) -> bool:
         return self.merged_into_id is not None
+
+    @property
+    def guardians(self) -> list[Usager]:
+        """The child's responsible adults, the first one first (empty for an adult)."""
+        return [person for person in (self.responsible, self.second_responsible) if person is not None]
+
+    @property
+    def children(self) -> list[Usager]:
+        """The children this adult is responsible for, first or second."""
+        return sorted({*self.relatives, *self.second_relatives}, key=lambda child: (child.birth_date is None,
+                                                                                   child.birth_date, child.id))
 
     @property
     def full_name(self) -> str:

@@ -38,13 +38,8 @@ def signed_id(token: str, sign: Callable[[int], str]) -> int | None:
     "1_0", giving one rdv many links, each of which would escape any check made on the link's text.
     """
     number, _, signature = token.partition("-")
-    if not number or len(number) > 12 or len(signature) != SIGNATURE_CHARS:
-        return None
-    try:
-        row_id = int(number, 16)
-    except ValueError:
-        return None
-    if row_id <= 0 or f"{row_id:x}" != number:
+    row_id = _strict_hex(number)
+    if row_id is None or len(signature) != SIGNATURE_CHARS:
         return None
     # Compared as bytes: compare_digest refuses non-ASCII str, and the signature comes straight from the URL.
     if not hmac.compare_digest(signature.encode(), sign(row_id).encode()):
@@ -52,17 +47,58 @@ def signed_id(token: str, sign: Callable[[int], str]) -> int | None:
     return row_id
 
 
+def _strict_hex(number: str) -> int | None:
+    """A positive id written exactly as `f"{id:x}"` writes it, else None."""
+    if not number or len(number) > 12:
+        return None
+    try:
+        row_id = int(number, 16)
+    except ValueError:
+        return None
+    return row_id if row_id > 0 and f"{row_id:x}" == number else None
+
+
 def rdv_token(rdv_id: int) -> str:
     return signed_token(rdv_id, _signature)
 
 
 def rdv_id_from_token(token: str) -> int | None:
-    """The rdv id a token was made for, or None when it is malformed or forged."""
-    return signed_id(token, _signature)
+    """The rdv id a token was made for (a guardian's own link included), or None when it is malformed or forged."""
+    link = link_of(token)
+    return link[0] if link is not None else None
 
 
-def family_url(rdv_id: int) -> str:
-    return f"{current_app.config['PUBLIC_URL'].rstrip('/')}/r/{rdv_token(rdv_id)}"
+def family_url(rdv_id: int, guardian_id: int | None = None) -> str:
+    token = guardian_token(rdv_id, guardian_id) if guardian_id is not None else rdv_token(rdv_id)
+    return f"{current_app.config['PUBLIC_URL'].rstrip('/')}/r/{token}"
+
+
+# A child with two responsible adults (issue 23.3): each gets the rdv's link *for them*, `<rdv>g<guardian>-<sig>`,
+# signed over both ids, so the page and what is done there know which adult acted (the other one is told), and one
+# adult's link cannot be turned into the other's. 'g' is not a hex digit, so the two forms never read as each other.
+
+def _guardian_signature(rdv_id: int, guardian_id: int) -> str:
+    digest = hmac.new(_key(), f"rdv:{rdv_id}:guardian:{guardian_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:SIGNATURE_CHARS]
+
+
+def guardian_token(rdv_id: int, guardian_id: int) -> str:
+    return f"{rdv_id:x}g{guardian_id:x}-{_guardian_signature(rdv_id, guardian_id)}"
+
+
+def link_of(token: str) -> tuple[int, int | None] | None:
+    """(rdv id, guardian id or None) of an rdv's link, either form; None when it is malformed or forged."""
+    number, _, signature = token.partition("-")
+    if "g" not in number:
+        rdv_id = signed_id(token, _signature)
+        return (rdv_id, None) if rdv_id is not None else None
+    rdv_part, _, guardian_part = number.partition("g")
+    rdv_id, guardian_id = _strict_hex(rdv_part), _strict_hex(guardian_part)
+    if rdv_id is None or guardian_id is None or len(signature) != SIGNATURE_CHARS:
+        return None
+    if not hmac.compare_digest(signature.encode(), _guardian_signature(rdv_id, guardian_id).encode()):
+        return None
+    return rdv_id, guardian_id
 
 
 def move_url(rdv_id: int) -> str:

@@ -7,7 +7,7 @@ from lapins.booking.events import (
 )
 from lapins.infra.extensions import db
 from lapins.models import MessageKind, Participation, Rdv, utcnow
-from lapins.models.rdvs import Canceller, MoveChannel
+from lapins.models.rdvs import CancellationChannel, Canceller, MoveChannel
 from lapins.notifications import agent_emails, outbox
 
 # Rdv ids whose planned messages are due at once, kept on the session from the transaction to its commit.
@@ -34,12 +34,19 @@ def plan_messages(sender, *, event: RdvEvent, rdv: Rdv) -> None:
     if kind is None:
         return
     now = utcnow()
-    planned = outbox.plan_for_rdv(rdv, kind, now=now)
+    planned = outbox.plan_for_rdv(rdv, kind, now=now, acted_by=rdv.link_actor_id if _on_link(event) else None)
     if rdv.is_session and kind in (MessageKind.CHANGED, MessageKind.CANCELLED):
         # After plan_for_rdv, which skips the session's older messages: each family is told once, on its own link.
         planned += outbox.plan_for_participants(rdv, kind, now=now)
     if any(message.due_at <= now for message in planned):
         db.session.info.setdefault(_DUE_NOW, set()).add(event.rdv_id)
+
+
+def _on_link(event: RdvEvent) -> bool:
+    """A family's change on its link's page or by SMS reply, where lapins.family or lapins.notifications.replies
+    recorded which guardian made it (`rdvs.link_actor_id`)."""
+    return ((isinstance(event, RdvCancelled) and event.via in (CancellationChannel.LINK, CancellationChannel.SMS))
+            or (isinstance(event, RdvMoved) and event.via == MoveChannel.LINK))
 
 
 @events.in_transaction.connect_via(ParticipantAdded)

@@ -69,17 +69,22 @@ class Recipient:
 
 
 def recipients(rdv: Rdv) -> list[Recipient]:
-    """Who is told of an rdv, on which channels: each usager and, for a child, the responsible person; only with an
-    address and consent; one message per address (two people sharing a phone get one SMS)."""
-    return people_recipients(rdv.usagers)
+    """Who is told of an rdv, on which channels: each usager and, for a child, its responsible adults (only the one
+    the agent chose, « ne prévenir que … »); only with an address and consent; one message per address (two people
+    sharing a phone get one SMS)."""
+    return people_recipients(rdv.usagers, only=rdv.notify_only_id)
 
 
-def people_recipients(usagers: Iterable[Usager]) -> list[Recipient]:
-    """`recipients` of these people (an rdv's usagers, a participation's family)."""
+def people_recipients(usagers: Iterable[Usager], only: int | None = None) -> list[Recipient]:
+    """`recipients` of these people (an rdv's usagers, a participation's family); `only`, a guardian's id, leaves
+    out the other guardian of the same child."""
     people: list[Usager] = []
     for usager in usagers:
-        for person in (usager, usager.responsible):
-            if person is not None and person not in people:
+        guardians = usager.guardians
+        if only is not None and any(guardian.id == only for guardian in guardians):
+            guardians = [guardian for guardian in guardians if guardian.id == only]
+        for person in (usager, *guardians):
+            if person not in people:
                 people.append(person)
     found, seen = [], set()
     for person in people:
@@ -108,19 +113,27 @@ def reminder_offsets(rdv: Rdv) -> list[int]:
         return [48]
 
 
-def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None) -> list[Message]:
-    """Add the messages an rdv event calls for to the session (the caller commits). Returns them."""
+def plan_for_rdv(rdv: Rdv, kind: MessageKind, *, now: datetime | None = None,
+                 acted_by: int | None = None) -> list[Message]:
+    """Add the messages an rdv event calls for to the session (the caller commits). Returns them. `acted_by`: the
+    guardian who made the change on their own link (they get it on every channel) or by SMS reply (answered there);
+    anyone else gets one notice, on their first channel (SMS before e-mail)."""
     now = now or utcnow()
     _skip_superseded(rdv, kind, now)
     if not rdv.motif.notify or rdv.starts_at <= now:
         return []
-    if kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED and not is_family_receipt(rdv):
+    if kind == MessageKind.CANCELLED and not family_told_of_cancellation(rdv):
         return []  # the family cancelled by SMS (answered there) or by telephone: it knows
     territory = rdv.organisation.territory
     planned: list[Message] = []
+    told: set[int] = set()
     for recipient in recipients(rdv):
-        planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now,
-                                    key=f"{kind}:{rdv.id}:{rdv.revision}:{recipient.channel}:{recipient.usager.id}"))
+        if kind == MessageKind.CANCELLED and recipient.usager.id == acted_by and not is_family_receipt(rdv):
+            continue  # a guardian who cancelled by SMS was answered there; the other one is told here
+        if acted_by is None or recipient.usager.id == acted_by or recipient.usager.id not in told:
+            told.add(recipient.usager.id)
+            key = f"{kind}:{rdv.id}:{rdv.revision}:{recipient.channel}:{recipient.usager.id}"
+            planned.append(_new_message(rdv, territory, recipient, kind, due=now, now=now, key=key))
         if kind in (MessageKind.CREATED, MessageKind.CHANGED):
             planned.extend(_reminders(rdv, territory, recipient, now))
     db.session.add_all(planned)
@@ -164,6 +177,29 @@ def skip_participation(participation: Participation, *, now: datetime | None = N
         .execution_options(synchronize_session=False))
 
 
+def left_out(rdv: Rdv, usager: Usager) -> bool:
+    """Whether the agent chose to tell only the other guardian of the rdv's child (« ne prévenir que … »), set after
+    this person's messages were planned."""
+    only = rdv.notify_only_id
+    return only is not None and usager.id != only and usager not in rdv.usagers and any(
+        usager in child.guardians and any(guardian.id == only for guardian in child.guardians)
+        for child in rdv.usagers)
+
+
+def rdv_link_for(rdv: Rdv, usager: Usager | None) -> str:
+    """The rdv's link for this person: a guardian of a child with two gets their own (links.guardian_token)."""
+    if usager is not None and usager in rdv.guardians and any(len(child.guardians) > 1 for child in rdv.usagers):
+        return links.family_url(rdv.id, usager.id)
+    return links.family_url(rdv.id)
+
+
+def family_told_of_cancellation(rdv: Rdv) -> bool:
+    """Whether a cancelled rdv is told to the family: the service's cancellation, the family's on its link (a
+    receipt), or one guardian's SMS reply (the other guardian told, lapins.notifications.replies)."""
+    return rdv.status == RdvStatus.REVOKED or is_family_receipt(rdv) or (
+        not rdv.is_live and rdv.cancelled_via == CancellationChannel.SMS and rdv.link_actor_id is not None)
+
+
 def is_family_receipt(rdv: Rdv) -> bool:
     """A cancellation the family made on its link's page: it gets a short receipt saying the slot goes to another
     family (issue 19.12), where an SMS reply ANNULER is answered by SMS already."""
@@ -178,6 +214,21 @@ def plan_reminders(rdv: Rdv, *, now: datetime | None = None) -> list[Message]:
         return []
     territory = rdv.organisation.territory
     planned = [message for recipient in recipients(rdv) for message in _reminders(rdv, territory, recipient, now)]
+    db.session.add_all(planned)
+    return planned
+
+
+def plan_missing_reminders(rdv: Rdv, *, now: datetime | None = None) -> list[Message]:
+    """The reminders still ahead that someone told of the rdv lacks: a guardian told again after « ne prévenir que
+    … » left them out. Those already planned (any status) are kept as they are. Added to the session."""
+    now = now or utcnow()
+    if not rdv.motif.notify or not rdv.is_live or rdv.starts_at <= now:
+        return []
+    territory = rdv.organisation.territory
+    planned_keys = set(db.session.scalars(select(Message.dedupe_key).where(Message.rdv_id == rdv.id,
+                                                                            Message.dedupe_key.is_not(None))))
+    planned = [message for recipient in recipients(rdv) for message in _reminders(rdv, territory, recipient, now)
+               if message.dedupe_key not in planned_keys]
     db.session.add_all(planned)
     return planned
 
@@ -653,8 +704,11 @@ def _why_not(message: Message, now: datetime) -> str | None:
     # A family's place in a session, cancelled after its reminder was claimed: the session itself is still live.
     if message.kind != MessageKind.CANCELLED and message.participation is not None and not message.participation.is_live:
         return "Place annulée"
-    if message.kind == MessageKind.CANCELLED and rdv.status != RdvStatus.REVOKED:
+    # A family's cancellation on its link or by one guardian's SMS is EXCUSED, and told too.
+    if message.kind == MessageKind.CANCELLED and (rdv.is_live or not family_told_of_cancellation(rdv)):
         return "Rendez-vous rétabli"
+    if left_out(rdv, usager):
+        return "Messages limités à l'autre responsable (« ne prévenir que »)"
     if not rdv.motif.notify:
         return "Motif sans notification"
     if message.channel == Channel.SMS and sms_address(usager) is None:
@@ -772,7 +826,11 @@ def compose_sms(message: Message) -> str:
     facts = _rdv_facts(rdv, message.kind, two_way=two_way)
     if message.participation is not None:
         facts = participant_facts(facts, message.participation)
-    if message.kind == MessageKind.CANCELLED and is_family_receipt(rdv):
+    else:
+        facts = replace(facts, link=rdv_link_for(rdv, message.usager))
+    # A receipt to whoever cancelled on their link; the other guardian is told it is cancelled.
+    receipt = is_family_receipt(rdv) and rdv.link_actor_id in (None, message.usager_id)
+    if message.kind == MessageKind.CANCELLED and receipt:
         return sms_text.compose_receipt(facts)
     return sms_text.compose(facts)
 
@@ -856,7 +914,7 @@ def _render_email(message: Message):
         message.rendered_email = offer_email(message.offer)
         return message.rendered_email
     link = (links.place_url(message.participation_id) if message.participation_id is not None
-            else links.family_url(message.rdv.id))
+            else rdv_link_for(message.rdv, message.usager))
     rendered = render_rdv_email(message.kind, message.rdv, link)
     message.rendered_email = rendered  # not a column: kept for this attempt, so the e-mail is written once
     return rendered

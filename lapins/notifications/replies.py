@@ -73,13 +73,15 @@ def territories_reached(to: str, messaging_service_sid: str) -> list[int]:
 
 
 def coming_rdvs(phone: str, territory_ids: list[int]) -> list[Rdv]:
-    """Live rdvs still to come of the usagers with this number, or whose responsible adult has it, earliest first."""
-    responsible = aliased(Usager)
+    """Live rdvs still to come of the usagers with this number, or whose responsible adult (first or second) has it,
+    earliest first."""
+    responsible, second = aliased(Usager), aliased(Usager)
     reached = (
         select(rdv_usagers.c.rdv_id)
         .join(Usager, Usager.id == rdv_usagers.c.usager_id)
         .outerjoin(responsible, responsible.id == Usager.responsible_id)
-        .where(or_(Usager.phone == phone, responsible.phone == phone))
+        .outerjoin(second, second.id == Usager.second_responsible_id)
+        .where(or_(Usager.phone == phone, responsible.phone == phone, second.phone == phone))
     )
     return list(db.session.scalars(
         select(Rdv)
@@ -115,7 +117,7 @@ def answer(phone: str, territory_ids: list[int], reply: Reply) -> str | None:
         close = [rdv for rdv in coming if rdv.starts_at - coming[0].starts_at <= AMBIGUOUS_WITHIN][:MAX_LISTED]
         if len(close) > 1:
             return _ask_which(close, phone)
-        return _cancel(coming[0])
+        return _cancel(coming[0], phone)
     return _sms(HELP)
 
 
@@ -125,7 +127,7 @@ def _confirm(rdv: Rdv) -> str:
     return _sms(f"Merci, votre RDV du {_when(rdv)} est confirmé.")
 
 
-def _cancel(rdv: Rdv) -> str:
+def _cancel(rdv: Rdv, phone: str) -> str:
     if utcnow() >= cancellation_deadline(rdv):
         phone = _phone_of(rdv)
         call = f" : appelez le {phone}" if phone else " : appelez votre centre de PMI"
@@ -135,6 +137,7 @@ def _cancel(rdv: Rdv) -> str:
     # SMS's record (webhooks.act_once) for a moment.
     if db.session.scalar(select(Rdv.status).where(Rdv.id == rdv.id).with_for_update()) in CANCELLED_STATUSES:
         return _sms(f"Le RDV du {_when(rdv)} est déjà annulé.")
+    rdv.link_actor_id = _guardian_writing(rdv, phone)  # the other guardian is told (notifications.outbox)
     try:
         cancel_rdv(actor=None, rdv=rdv, status=RdvStatus.EXCUSED, reason=None, via=CancellationChannel.SMS)
     except BookingError:
@@ -142,6 +145,16 @@ def _cancel(rdv: Rdv) -> str:
         return _sms(f"Le RDV du {_when(rdv)} est déjà annulé.")
     logger.info("Inbound SMS: rdv %s cancelled by the family", rdv.id)
     return _sms(f"Votre RDV du {_when(rdv)} est annulé. Merci de nous avoir prévenus.")
+
+
+def _guardian_writing(rdv: Rdv, phone: str) -> int | None:
+    """The guardian of a child with two whose number this is: the one who cancelled."""
+    for child in rdv.usagers:
+        if len(child.guardians) > 1:
+            for guardian in child.guardians:
+                if guardian.phone == phone:
+                    return guardian.id
+    return None
 
 
 def _move_link(rdv: Rdv) -> str:
@@ -170,7 +183,7 @@ def _cancel_numbered(round_: SmsReplyRound, number: int, phone: str) -> str:
     db.session.delete(round_)  # committed with the cancellation and the SMS's record, in one transaction
     if rdv is None or not rdv.is_live or rdv.starts_at <= utcnow():
         return _sms("Ce RDV n'est plus à venir : rien n'a été annulé.")
-    return _cancel(rdv)
+    return _cancel(rdv, phone)
 
 
 def _open_round(phone: str, territory_ids: list[int]) -> SmsReplyRound | None:

@@ -165,9 +165,12 @@ def _erase(erasure: ErasurePlan) -> ErasureReport:
         usager_organisations.c.usager_id.in_(detached_ids),
         usager_organisations.c.organisation_id.in_(organisation_ids)))
     if deleted_ids:
-        # Relatives who stay (in another organisation) lose their link to a responsible person who goes.
+        # Relatives who stay (in another organisation) lose their link to a responsible person who goes; a child's
+        # second guardian who stays becomes its first.
+        execute_bulk(update(Usager).where(Usager.second_responsible_id.in_(deleted_ids))
+                     .values(second_responsible_id=None))
         execute_bulk(update(Usager).where(Usager.responsible_id.in_(deleted_ids), Usager.id.not_in(deleted_ids))
-                 .values(responsible_id=None))
+                     .values(responsible_id=Usager.second_responsible_id, second_responsible_id=None))
         execute_bulk(update(Usager).where(Usager.id.in_(deleted_ids)).values(responsible_id=None))
         db.session.execute(delete(usager_organisations).where(usager_organisations.c.usager_id.in_(deleted_ids)))
         execute_bulk(delete(Usager).where(Usager.id.in_(deleted_ids)))

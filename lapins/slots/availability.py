@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -19,17 +19,17 @@ from lapins.infra.database import DriverQuery
 from lapins.infra.extensions import db
 from lapins.models import Absence, Agent, Lieu, Motif, Organisation, PlageOuverture, RdvAgent, Territory, utcnow
 from lapins.models.calendars import BusyBlock
-from lapins.models.plages import plage_motifs
+from lapins.models.plages import PlageException, plage_motifs
 from lapins.models.types import UTCDateTime
 from lapins.slots.engine import (
-    ONE_DAY, Interval, Opening, Recurrence, Slot, contains, free_slots, holiday_names, local_dates, local_day_bounds,
+    ONE_DAY, DayException, Interval, Opening, Recurrence, Slot, contains, free_slots, holiday_names, local_dates, local_day_bounds,
     local_midnight, merge, occurrences, public_holidays, subtract,
 )
 
 # An rdv never lasts more than a day: bounding starts_at from below keeps the (agent_id, starts_at) index usable.
 LONGEST_RDV = ONE_DAY
 
-_PLAGE, _ABSENCE, _BUSY = 1, 2, 3
+_PLAGE, _ABSENCE, _BUSY, _EXCEPTION = 1, 2, 3, 4
 
 
 class OpeningInterval(NamedTuple):
@@ -139,8 +139,9 @@ def fetch_rows_for_floor(*, territory: Territory, motif: Motif, start: datetime,
                          lieu_id: int | None = None, agent_id: int | None = None) -> list[Row[Any]]:
     """The benchmark's floor: in one query, every row a search over [start, end) reads.
 
-    That is the plages offering the motif (recurrence columns), their agents' absences, and those agents' live
-    rdv_agents rows overlapping [start, end). With end = examined_end(...) these are the rows first_available read.
+    That is the plages offering the motif (recurrence columns) and their exceptions, their agents' absences, and
+    those agents' live rdv_agents rows overlapping [start, end). With end = examined_end(...) these are the rows
+    first_available read.
     """
     scope = _Scope.build(territory, motif.id, lieu_id, agent_id, start, end)
     return list(db.session.execute(_search_statement(*scope.shape, True), scope.params | _busy_params((start, end))))
@@ -153,9 +154,11 @@ def opening_intervals(agent_ids: int | Iterable[int], tz: ZoneInfo, start: datet
     """The agents' plage occurrences overlapping [start, end), whatever their motifs."""
     first_day, last_day = _local_day_span(tz, start, end)
     params = {"agent_ids": _id_list(agent_ids)} | _day_params(first_day, last_day)
-    rows = db.session.execute(_openings_statement(), params)
+    rows = db.session.execute(_openings_statement(), params).all()
+    exceptions = _exceptions_of([row.id for row in rows], first_day, last_day)
     return sorted(OpeningInterval(begin, finish, row.id, row.lieu_id, row.agent_id, row.title, row.lieu_name)
-                  for row in rows for begin, finish in _spans(row, tz, first_day, last_day, start, end))
+                  for row in rows
+                  for begin, finish in _spans(row, tz, first_day, last_day, start, end, exceptions.get(row.id)))
 
 
 def absence_intervals(agent_ids: int | Iterable[int], tz: ZoneInfo, start: datetime,
@@ -198,24 +201,52 @@ def background_intervals(rows: Iterable[Row[Any]], agent_id: int, tz: ZoneInfo, 
     first_day, last_day = _local_day_span(tz, start, end)
     openings: list[OpeningInterval] = []
     absences: list[AbsenceInterval] = []
+    exceptions: dict[int, list[DayException]] = defaultdict(list)
     for row in rows:
+        if row.kind == _EXCEPTION:
+            exceptions[row.id].append(DayException(row.first_day, row.start_time, row.end_time))
+    for row in rows:
+        if row.kind == _EXCEPTION:
+            continue
         if row.kind == _BUSY:  # a busy time of the agent's own calendar: instants, no recurrence
             if row.starts_at < end and row.ends_at > start:
                 absences.append(AbsenceInterval(row.starts_at, row.ends_at, row.id, agent_id, BusyBlock.LABEL, True))
             continue
-        for begin, finish in _spans(row, tz, first_day, last_day, start, end):
+        changed = {exception.day for exception in exceptions.get(row.id, ()) if not exception.removed} \
+            if row.kind == _PLAGE else set()
+        for begin, finish in _spans(row, tz, first_day, last_day, start, end,
+                                    exceptions.get(row.id) if row.kind == _PLAGE else None):
             if row.kind == _PLAGE:
-                openings.append(OpeningInterval(begin, finish, row.id, row.lieu_id, agent_id, row.title, row.lieu_name))
+                # A date at other hours says so in the grid, so that the agent does not take it for the usual ones.
+                title = f"{row.title} (horaires de ce jour)" if begin.astimezone(tz).date() in changed else row.title
+                openings.append(OpeningInterval(begin, finish, row.id, row.lieu_id, agent_id, title, row.lieu_name))
             else:
                 absences.append(AbsenceInterval(begin, finish, row.id, agent_id, row.title))
     return sorted(openings), sorted(absences)
 
 
 def _spans(row: Row[Any], tz: ZoneInfo, first_day: date, last_day: date, start: datetime,
-           end: datetime) -> list[Interval]:
-    """The occurrences of a plage or absence row that overlap [start, end)."""
-    return [(begin, finish) for begin, finish in occurrences(_recurrence(row), tz, first_day, last_day)
+           end: datetime, exceptions: Sequence[DayException] | None = None) -> list[Interval]:
+    """The occurrences of a plage (with its exceptions) or absence row that overlap [start, end)."""
+    recurrence = _recurrence(row)
+    if exceptions:
+        recurrence = replace(recurrence, exceptions=tuple(exceptions))
+    return [(begin, finish) for begin, finish in occurrences(recurrence, tz, first_day, last_day)
             if begin < end and finish > start]
+
+
+def _exceptions_of(plage_ids: Sequence[int], first_day: date, last_day: date) -> dict[int, list[DayException]]:
+    """The plages' exceptions on the local days [first_day, last_day] (and the day before, as _day_params)."""
+    found: dict[int, list[DayException]] = defaultdict(list)
+    if not plage_ids:
+        return found
+    exception = PlageException
+    for plage_id, day, start_time, end_time in db.session.execute(
+            select(exception.plage_id, exception.day, exception.start_time, exception.end_time)
+            .where(exception.plage_id.in_(sorted(set(plage_ids))), *_exception_days(exception.day)),
+            _day_params(first_day, last_day)):
+        found[plage_id].append(DayException(day, start_time, end_time))
+    return found
 
 
 def holiday_intervals(territory: Territory, start: datetime, end: datetime) -> list[HolidayInterval]:
@@ -301,14 +332,22 @@ def _fetch(scope: _Scope, busy_window: Interval | None = None) -> _Rows:
     """Plages, absences and (if asked) busy time of the scope, in one round trip."""
     params = scope.params | (_busy_params(busy_window) if busy_window else {})
     rows = _Rows()
+    exceptions: dict[int, list[DayException]] = defaultdict(list)
     for kind, plage_id, agent_id, lieu_id, *recurrence, starts_at, ends_at in db.session.execute(
             _search_statement(*scope.shape, busy_window is not None), params):
         if kind == _PLAGE:
             rows.openings.append(Opening(agent_id, lieu_id, plage_id, Recurrence(*recurrence)))
         elif kind == _ABSENCE:
             rows.absences[agent_id].append(Recurrence(*recurrence))
+        elif kind == _EXCEPTION:
+            day, _, start_time, end_time, *_ = recurrence
+            exceptions[plage_id].append(DayException(day, start_time, end_time))
         else:
             rows.busy[agent_id].append((starts_at, ends_at))
+    if exceptions:
+        rows.openings = [replace(opening, recurrence=replace(opening.recurrence,
+                                                             exceptions=tuple(exceptions[opening.plage_id])))
+                         if opening.plage_id in exceptions else opening for opening in rows.openings]
     return rows
 
 
@@ -329,9 +368,10 @@ def _fetch_busy(agent_ids: Iterable[int], window: Interval) -> dict[int, list[In
 
 @cache
 def _search_statement(by_lieu: bool, by_agents: bool, with_busy: bool) -> CompoundSelect:
-    """One UNION ALL of plages, absences and busy rows, told apart by `kind`, so a search costs one round trip.
+    """One UNION ALL of plages, their exceptions, absences and busy rows, told apart by `kind`, so a search costs
+    one round trip. An exception's day travels in first_day.
 
-    The plages offering the motif are a CTE: PostgreSQL computes them once for the three parts.
+    The plages offering the motif are a CTE: PostgreSQL computes them once for the other parts.
     """
     offering = _plages_select(by_lieu, by_agents, PlageOuverture.id.label("plage_id"), PlageOuverture.agent_id,
                               PlageOuverture.lieu_id, *_recurrence_columns(PlageOuverture)).cte("offering")
@@ -343,6 +383,9 @@ def _search_statement(by_lieu: bool, by_agents: bool, with_busy: bool) -> Compou
                no_instant.label("ends_at")),
         select(literal_column(str(_ABSENCE)), no_int, Absence.agent_id, no_int, *_recurrence_columns(Absence),
                no_instant, no_instant).where(Absence.agent_id.in_(agents), *_overlapping_scope(Absence)),
+        select(literal_column(str(_EXCEPTION)), PlageException.plage_id, no_int, no_int, PlageException.day, no_date,
+               PlageException.start_time, PlageException.end_time, no_int, no_int, no_instant, no_instant)
+        .where(PlageException.plage_id.in_(select(offering.c.plage_id)), *_exception_days(PlageException.day)),
     ]
     if with_busy:
         parts.append(select(literal_column(str(_BUSY)), no_int, RdvAgent.agent_id, no_int, no_date, no_date,
@@ -384,8 +427,8 @@ def _absences_statement() -> Select:
 
 @cache
 def _background_statement() -> CompoundSelect:
-    """One agent's plages (with their lieu's name), absences and busy times read from their own calendar
-    (lapins.calendars.busy), told apart by `kind`."""
+    """One agent's plages (with their lieu's name), their exceptions (the day in first_day), absences and busy times
+    read from their own calendar (lapins.calendars.busy), told apart by `kind`."""
     plage = PlageOuverture
     no_instant = cast(null(), UTCDateTime)
     no_recurrence = [cast(null(), Date), cast(null(), Date), cast(null(), Time), cast(null(), Time),
@@ -404,6 +447,11 @@ def _background_statement() -> CompoundSelect:
         .where(BusyBlock.agent_id == bindparam("agent_id"),
                BusyBlock.starts_at < bindparam("busy_end", type_=UTCDateTime),
                BusyBlock.ends_at > bindparam("busy_start", type_=UTCDateTime)),
+        select(literal_column(str(_EXCEPTION)), PlageException.plage_id, cast(null(), Integer), cast(null(), String),
+               cast(null(), String), PlageException.day, cast(null(), Date), PlageException.start_time,
+               PlageException.end_time, cast(null(), Integer), cast(null(), Integer), no_instant, no_instant)
+        .join(plage, plage.id == PlageException.plage_id)
+        .where(plage.agent_id == bindparam("agent_id"), *_exception_days(PlageException.day)),
     )
 
 
@@ -446,6 +494,11 @@ def _overlapping_scope(model: type[PlageOuverture] | type[Absence]) -> list[Any]
     """Recurrences with an occurrence on the local days of _day_params."""
     return [model.first_day <= bindparam("last_day", type_=Date),
             or_(model.last_day.is_(None), model.last_day >= bindparam("day_before_first", type_=Date))]
+
+
+def _exception_days(day_column: Any) -> list[Any]:
+    """Exceptions on the local days of _day_params."""
+    return [day_column >= bindparam("day_before_first", type_=Date), day_column <= bindparam("last_day", type_=Date)]
 
 
 def _day_params(first_day: date, last_day: date) -> dict[str, date]:

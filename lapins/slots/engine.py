@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_package
@@ -21,12 +22,25 @@ _MIDNIGHT = time(0)
 
 # --- Recurrences -------------------------------------------------------------------------------------------------
 
+class DayException(NamedTuple):
+    """One date of a weekly recurrence removed (no times) or held at other local hours, within that day."""
+
+    day: date
+    start_time: time | None = None
+    end_time: time | None = None
+
+    @property
+    def removed(self) -> bool:
+        return self.start_time is None
+
+
 @dataclass(frozen=True)
 class Recurrence:
     """Local-time recurrence on `weekdays` (bitmask, Monday = bit 0) every `every_n_weeks` weeks from `first_day`.
 
     `weekdays == 0` is a one-off span instead: from first_day at start_time to last_day at end_time, continuously.
     A weekly end_time not after start_time ends the next day (00:00 means "until midnight").
+    `exceptions` remove some dates or give them other hours (a plage's « cette date seulement »).
     """
 
     first_day: date
@@ -35,6 +49,7 @@ class Recurrence:
     end_time: time
     weekdays: int
     every_n_weeks: int = 1
+    exceptions: tuple[DayException, ...] = ()
 
     def __post_init__(self) -> None:
         if self.every_n_weeks < 1:
@@ -54,7 +69,26 @@ class Recurrence:
         return not self.is_one_off and self.start_time < self.end_time
 
     def occurs_on(self, day: date) -> bool:
-        """True when a weekly occurrence starts on `day` (never for a one-off span)."""
+        """True when a weekly occurrence starts on `day` (never for a one-off span), its exceptions applied."""
+        if not self.recurs_on(day):
+            return False
+        if not self.exceptions:
+            return True
+        exception = self.exception_on(day)
+        return exception is None or not exception.removed
+
+    def exception_on(self, day: date) -> DayException | None:
+        return next((exception for exception in self.exceptions if exception.day == day), None)
+
+    def times_on(self, day: date) -> tuple[time, time]:
+        """The local hours of the occurrence starting on `day`: its exception's, else the pattern's."""
+        exception = self.exception_on(day) if self.exceptions else None
+        if exception is not None and not exception.removed:
+            return exception.start_time, exception.end_time
+        return self.start_time, self.end_time
+
+    def recurs_on(self, day: date) -> bool:
+        """True when the weekly pattern falls on `day`, whatever its exceptions say."""
         if self.is_one_off or day < self.first_day or (self.last_day is not None and day > self.last_day):
             return False
         if not (self.weekdays >> day.weekday()) & 1:
@@ -130,8 +164,9 @@ def occurrences(recurrence: Recurrence, tz: ZoneInfo, start: date, end: date) ->
 
 
 def _weekly_occurrence(recurrence: Recurrence, day: date, tz: ZoneInfo) -> Interval:
-    end_day = day + ONE_DAY if recurrence.is_overnight else day
-    return to_utc(day, recurrence.start_time, tz), to_utc(end_day, recurrence.end_time, tz)
+    start_time, end_time = recurrence.times_on(day)
+    end_day = day + ONE_DAY if end_time <= start_time else day
+    return to_utc(day, start_time, tz), to_utc(end_day, end_time, tz)
 
 
 def _one_off_occurrence(recurrence: Recurrence, tz: ZoneInfo, start: date, end: date) -> list[Interval]:
@@ -317,7 +352,8 @@ class _DayPlanner:
         if recurrence.is_within_day:
             if not recurrence.occurs_on(day):
                 return []
-            candidates = [(self._instant(day, recurrence.start_time), self._instant(day, recurrence.end_time))]
+            start_time, end_time = recurrence.times_on(day)
+            candidates = [(self._instant(day, start_time), self._instant(day, end_time))]
         else:
             candidates = occurrences(recurrence, self.tz, day, day)
         return [(max(begin, lower), min(end, upper)) for begin, end in candidates

@@ -27,9 +27,13 @@ from sqlalchemy import func, or_, select, update
 
 from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
-from lapins.models import Agent, Export, ExportKind, ExportStatus, Lieu, Motif, Organisation, Rdv, RdvAgent, utcnow
+from lapins.models import (
+    Agent, Export, ExportKind, ExportStatus, Lieu, Motif, MotifCatalogueEntry, Organisation, Rdv, RdvAgent, utcnow,
+)
 from lapins.models.rdvs import status_label
-from lapins.stats.figures import Filters, MonthFigures, Scope, _rdv_conditions, month_bounds, totals
+from lapins.stats.figures import (
+    CatalogueFigures, Filters, MonthFigures, Scope, _rdv_conditions, month_bounds, totals,
+)
 
 log = logging.getLogger(__name__)
 BUILD_TASK = "lapins.tasks.build_export"  # defined in lapins.tasks, which imports this module
@@ -51,8 +55,9 @@ FIGURE_HEADERS = [
 ]
 RDV_HEADERS = [
     "N° du RDV", "Mois", "Date", "Heure", "Organisation", "Lieu", "Agents", "Motif", "Statut", "Annulé par",
-    "Canal d'annulation", "Heures avant le RDV (annulation)",
+    "Canal d'annulation", "Heures avant le RDV (annulation)", "Motif du catalogue du territoire",
 ]
+CATALOGUE_HEADERS = ["Motif du catalogue", "Organisation", "RDV", "Vus", "Absents non excusés", "Taux d'absence (%)"]
 CANCELLERS = {"agent": "Le service", "family": "La famille", "system": "Le système"}
 
 
@@ -120,6 +125,14 @@ def figures_file(figures: list[MonthFigures], file_format: str) -> bytes:
     return to_csv(FIGURE_HEADERS, rows) if file_format == "csv" else to_xlsx(FIGURE_HEADERS, rows, "Statistiques")
 
 
+def catalogue_file(rows: list[CatalogueFigures], file_format: str) -> bytes:
+    """The same catalogue motif compared across organisations (issue 23.6), as the statistics page shows it."""
+    lines = [[row.entry, row.organisation, row.rdvs, row.seen, row.noshow, _rounded(row.noshow_rate, 100)]
+             for row in rows]
+    return (to_csv(CATALOGUE_HEADERS, lines) if file_format == "csv"
+            else to_xlsx(CATALOGUE_HEADERS, lines, "Catalogue des motifs"))
+
+
 def export_filename(prefix: str, filters: Filters, file_format: str) -> str:
     return f"{prefix}-{filters.first_month:%Y-%m}-{filters.last_month:%Y-%m}.{file_format}"
 
@@ -151,9 +164,10 @@ def rdv_batches(scope: Scope, filters: Filters, size: int | None = None) -> Iter
     while True:
         rows = db.session.execute(
             select(Rdv.id, Rdv.starts_at, Rdv.status, Rdv.cancelled_at, Rdv.cancelled_via, Rdv.cancelled_by_party,
-                   Organisation.name, Lieu.name, Motif.name)
+                   Organisation.name, Lieu.name, Motif.name, MotifCatalogueEntry.name)
             .join(Organisation, Organisation.id == Rdv.organisation_id).join(Motif, Motif.id == Rdv.motif_id)
             .outerjoin(Lieu, Lieu.id == Rdv.lieu_id)
+            .outerjoin(MotifCatalogueEntry, MotifCatalogueEntry.id == Motif.catalogue_id)
             .where(*_rdv_conditions(scope, filters, bounds), Rdv.id > last_id).order_by(Rdv.id).limit(size)).all()
         if not rows:
             return
@@ -163,12 +177,13 @@ def rdv_batches(scope: Scope, filters: Filters, size: int | None = None) -> Iter
                 .where(RdvAgent.rdv_id.in_([row[0] for row in rows])).order_by(Agent.last_name)):
             agents.setdefault(rdv_id, []).append(f"{first_name} {last_name}")
         batch = []
-        for rdv_id, starts_at, status, cancelled_at, via, party, organisation, lieu, motif in rows:
+        for rdv_id, starts_at, status, cancelled_at, via, party, organisation, lieu, motif, entry in rows:
             local = starts_at.astimezone(tz)
             hours_before = None if cancelled_at is None else int((starts_at - cancelled_at).total_seconds() // 3600)
             batch.append([rdv_id, f"{local:%Y-%m}", f"{local:%d/%m/%Y}", f"{local:%H:%M}", organisation, lieu or "",
                           ", ".join(agents.get(rdv_id, [])), motif, status_label(status, starts_at),
-                          CANCELLERS.get(party.value, "") if party else "", via.label if via else "", hours_before])
+                          CANCELLERS.get(party.value, "") if party else "", via.label if via else "", hours_before,
+                          entry or ""])
         yield batch
         last_id = rows[-1][0]
 

@@ -19,8 +19,8 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from lapins.infra.extensions import db
 from lapins.models import (
-    Agent, AgentRole, Channel, Lieu, Message, MessageStatus, Motif, OfferStatus, Rdv, RdvAgent, RdvStatus, SlotOffer,
-    WaitlistSlot,
+    Agent, AgentRole, Channel, Lieu, Message, MessageStatus, Motif, MotifCatalogueEntry, OfferStatus, Organisation, Rdv,
+    RdvAgent, RdvStatus, SlotOffer, WaitlistSlot,
 )
 from lapins.models.rdvs import (
     CANCELLED_STATUSES, BookingChannel, MoveChannel, Participation, ParticipationStatus, RdvMove,
@@ -403,6 +403,53 @@ def session_figures(scope: Scope, filters: Filters) -> list[SessionFigures]:
     return [SessionFigures(id=row[0], starts_at=row[1], title=row[2], lieu=row[3], cancelled=row[4].is_cancelled,
                            offered=row[5], taken=row[6], present=int(row[7] or 0), absent=int(row[8] or 0))
             for row in db.session.execute(query)]
+
+
+@dataclass
+class CatalogueFigures:
+    """One catalogue motif in one organisation over the period (issue 23.6): the same motif compared across the
+    organisations that adopted it."""
+
+    entry_id: int
+    entry: str
+    organisation: str
+    rdvs: int = 0
+    seen: int = 0
+    noshow: int = 0
+
+    @property
+    def noshow_rate(self) -> float | None:
+        known = self.seen + self.noshow
+        return self.noshow / known if known else None
+
+
+def catalogue_figures(scope: Scope, filters: Filters) -> list[CatalogueFigures]:
+    """Per catalogue entry, per organisation of the scope that adopted it (or linked a motif to it): its rdvs of the
+    period, seen and missed; an organisation whose motif had no rdv comes out with zeros."""
+    bounds = month_bounds(filters.months, scope.tz)
+    rows: dict[tuple[int, int], CatalogueFigures] = {}
+    adopted = (select(MotifCatalogueEntry.id, MotifCatalogueEntry.name, Organisation.id, Organisation.name)
+               .join(Motif, Motif.catalogue_id == MotifCatalogueEntry.id)
+               .join(Organisation, Organisation.id == Motif.organisation_id)
+               .where(Motif.organisation_id.in_(scope.organisation_ids)).distinct())
+    if filters.motif_id is not None:
+        adopted = adopted.where(Motif.id == filters.motif_id)
+    for entry_id, entry, organisation_id, organisation in db.session.execute(adopted):
+        rows[entry_id, organisation_id] = CatalogueFigures(entry_id, entry, organisation)
+    counted = (select(Motif.catalogue_id, Rdv.organisation_id, Rdv.status, func.count())
+               .join(Motif, Motif.id == Rdv.motif_id)
+               .where(*_rdv_conditions(scope, filters, bounds), Motif.catalogue_id.is_not(None))
+               .group_by(Motif.catalogue_id, Rdv.organisation_id, Rdv.status))
+    for entry_id, organisation_id, status, count in db.session.execute(counted):
+        row = rows.get((entry_id, organisation_id))
+        if row is None:  # an rdv booked in another organisation than its motif's: not one of the compared motifs
+            continue
+        row.rdvs += count
+        if status == RdvStatus.SEEN:
+            row.seen += count
+        elif status == RdvStatus.NOSHOW:
+            row.noshow += count
+    return sorted(rows.values(), key=lambda row: (row.entry.lower(), row.entry_id, row.organisation.lower()))
 
 
 def count_rebookings(figures: list[MonthFigures], scope: Scope, filters: Filters, bounds: list[datetime]) -> None:

@@ -16,8 +16,8 @@ from lapins.models import Export, ExportStatus, Organisation, Territory, utcnow
 from lapins.stats import experiment, exports, headline
 from lapins.stats.blueprint import bp
 from lapins.stats.figures import (
-    CHANNEL_COLUMNS, Filters, Scope, chart_series, filter_choices, format_hours, format_percent, history_bounds,
-    month_label, monthly_figures, session_figures, totals,
+    CHANNEL_COLUMNS, Filters, Scope, catalogue_figures, chart_series, filter_choices, format_hours, format_percent,
+    history_bounds, month_label, monthly_figures, session_figures, totals,
 )
 from lapins.stats.filters import parse_filters
 
@@ -106,6 +106,9 @@ def page(kind: str, target_id: int):
         chart=chart_series(figures), history=history_bounds(target.scope, utcnow().astimezone(target.scope.tz).date()),
         arms=experiment.arms(target.scope, target.territory, utcnow()),
         sessions=[] if errors else session_figures(target.scope, filters),
+        catalogue=[] if errors else catalogue_figures(target.scope, filters),
+        catalogue_urls={file_format: url_for("stats.catalogue_file", file_format=file_format, **target.endpoint_args,
+                                             **filters.as_params()) for file_format in exports.FORMATS},
         file_urls={file_format: url_for("stats.figures_file", file_format=file_format, **target.endpoint_args,
                                         **filters.as_params()) for file_format in exports.FORMATS},
     ), 400 if errors else 200
@@ -119,6 +122,18 @@ def figures_file(kind: str, target_id: int, file_format: str):
         return render_error(400, " ".join(errors))
     content = exports.figures_file(monthly_figures(target.scope, filters), file_format)
     filename = exports.export_filename(f"statistiques-{kind}-{target.id}", filters, file_format)
+    return _attachment(content, filename, file_format)
+
+
+@bp.route("/<any(organisation, territoire):kind>/<int:target_id>/catalogue.<any(csv, xlsx):file_format>")
+def catalogue_file(kind: str, target_id: int, file_format: str):
+    """The catalogue motifs compared across organisations (issue 23.6), as a file."""
+    target = _target(kind, target_id)
+    filters, errors, _ = _filters(target, request.args)
+    if errors:
+        return render_error(400, " ".join(errors))
+    content = exports.catalogue_file(catalogue_figures(target.scope, filters), file_format)
+    filename = exports.export_filename(f"catalogue-{kind}-{target.id}", filters, file_format)
     return _attachment(content, filename, file_format)
 
 

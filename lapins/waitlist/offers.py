@@ -31,7 +31,8 @@ from lapins.infra.celery_app import task_named
 from lapins.infra.extensions import db
 from lapins.infra.logs import safe_traceback
 from lapins.models import (
-    Agent, Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, OfferStatus, Rdv, RdvAgent, RdvStatus,
+    Agent, Channel, EntryStatus, WaitlistSlot, Message, MessageKind, MessageStatus, Motif, OfferStatus, Rdv, RdvAgent,
+    RdvStatus,
     SlotOffer, SlotStatus, Usager, WaitlistEntry, utcnow,
 )
 from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, MoveChannel
@@ -224,7 +225,8 @@ def reallocate(now: datetime | None = None) -> int:
     db.session.commit()
     held = exists().where(SlotOffer.slot_id == WaitlistSlot.id, SlotOffer.status == OfferStatus.HELD)
     slot_ids = list(db.session.scalars(
-        select(WaitlistSlot.id).where(WaitlistSlot.status == SlotStatus.OPEN, ~held)
+        select(WaitlistSlot.id).where(WaitlistSlot.status == SlotStatus.OPEN, ~held,
+                                      WaitlistSlot.motif_id.in_(select(Motif.id).where(Motif.notify)))
         .order_by(WaitlistSlot.starts_at, WaitlistSlot.id).limit(SLOTS_PER_RUN)))
     db.session.commit()
     made = sum(offer_slot(slot_id, now) is not None for slot_id in slot_ids)
@@ -245,6 +247,11 @@ def offer_slot(slot_id: int, now: datetime) -> SlotOffer | None:
     """Offer one open slot to the best-placed family and commit the offer with its messages; None if not now."""
     slot = db.session.get(WaitlistSlot, slot_id)
     if slot is None:
+        return None
+    if not slot.motif.notify:
+        # « Sans notification »: nothing is sent for this motif, offers included. The freed time stays on
+        # « Créneaux libérés » for an agent to phone a waiting family.
+        db.session.commit()
         return None
     territory = slot.organisation.territory
     if timing.in_quiet_hours(now, territory.tz, territory.quiet_hours_start, territory.quiet_hours_end):

@@ -5,7 +5,7 @@ Adds a table and a column only. The new booking channel (`online`) and message k
 columns stored as plain strings: nothing to change for them.
 
 Revision ID: 15e0b7c2d9a4
-Revises: 15a0c3e5d7f1
+Revises: 23c3a9d1e6f2
 Create Date: 2026-12-06 17:30:00.000000
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '15e0b7c2d9a4'
-down_revision = '15a0c3e5d7f1'
+down_revision = '23c3a9d1e6f2'
 branch_labels = None
 depends_on = None
 
