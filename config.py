@@ -155,6 +155,13 @@ class Config:
     CALENDAR_FEED_LIMITS_PER_IP = env_str("CALENDAR_FEED_LIMITS_PER_IP", "120/minute;2000/hour")
     # The public commune search (lapins.public.communes): an address field asks it at each pause in typing.
     COMMUNE_SEARCH_LIMITS_PER_IP = env_str("COMMUNE_SEARCH_LIMITS_PER_IP", "120/minute;2000/hour")
+    # Online booking by families (lapins.public.online): its forms per client address (a family sends a few), the SMS
+    # codes sent and tried per number (Flask-Limiter), the codes a number may ask for in an hour (counted in the
+    # database), the online rdvs to come a number may hold per motif.
+    ONLINE_BOOKING_LIMITS_PER_IP = env_str("ONLINE_BOOKING_LIMITS_PER_IP", "20/minute;200/hour")
+    ONLINE_LIMITS_PER_NUMBER = env_str("ONLINE_LIMITS_PER_NUMBER", "15/hour;40/day")
+    ONLINE_CODES_PER_NUMBER = env_int("ONLINE_CODES_PER_NUMBER", 3)
+    ONLINE_LIVE_RDVS_PER_NUMBER = env_int("ONLINE_LIVE_RDVS_PER_NUMBER", 2)
     # How often busy times are read back from agents' CalDAV calendars (seconds; beat job caldav-busy).
     CALDAV_BUSY_READ_SECONDS = env_int("CALDAV_BUSY_READ_SECONDS", 300)
     # Agents' CalDAV calendars over plain http:// (their app password would cross the network in clear): off in

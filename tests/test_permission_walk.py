@@ -24,7 +24,7 @@ from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 from tests.conftest import csrf_token_from
 
 # Reached without a session: by a signed token (family pages, invitations), a Twilio signature, or nothing at all.
-PUBLIC_BLUEPRINTS = {"family", "webhooks", "health", "vendor", "public"}  # public: the commune search
+PUBLIC_BLUEPRINTS = {"family", "webhooks", "health", "vendor", "public"}  # public: the commune search, online booking
 # The API's document and its docs page hold no data: they are read without a token.
 PUBLIC_ENDPOINTS = {"api.openapi_document", "api.docs", "static", "auth.login", "auth.logout", "auth.accept_invitation", "auth.forgot_password",
                     "auth.reset_password", "auth.oidc_start", "auth.oidc_callback", "auth.oidc_signed_out",

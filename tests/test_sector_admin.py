@@ -203,7 +203,7 @@ def test_an_address_is_tried_on_the_page(client, dept, db):
 
 MOTIF = {"name": "Consultation prénatale", "duration_minutes": "45", "location_type": "on_site", "color": "#18753C",
          "cancellation_limit_hours": "24", "active": "y", "online_bookable": "y", "online_min_hours": "2",
-         "online_max_days": "42", "sectorised": "y"}
+         "online_max_days": "42", "sectorised": "y", "online_for_self": "y"}
 
 
 def test_a_motif_is_opened_to_online_booking_with_its_delays(client, dept, db):
@@ -214,6 +214,7 @@ def test_a_motif_is_opened_to_online_booking_with_its_delays(client, dept, db):
     assert response.status_code == 302
     motif = db.session.scalar(select(Motif).where(Motif.name == "Consultation prénatale"))
     assert (motif.online_bookable, motif.online_min_hours, motif.online_max_days, motif.sectorised) == (True, 2, 42, True)
+    assert motif.online_for_self  # a prenatal consultation: the family gives the person's own birth date
 
 
 @pytest.mark.parametrize("change, message", [

@@ -144,6 +144,8 @@ class OnlineBookingFields(Form):
         NumberRange(1, MAX_ONLINE_MAX_DAYS, f"Indiquez un nombre de jours de 1 à {MAX_ONLINE_MAX_DAYS}.")])
     sectorised = BooleanField("Sectorisé : proposé seulement dans les lieux qui servent l'adresse de la famille",
                               default=False)
+    online_for_self = BooleanField("Pour la personne elle-même (prénatal, planification familiale) : pas d'enfant "
+                                   "demandé", default=False)
 
     def validate_online_max_days(self, field) -> None:
         low, high = self.online_min_hours.data, field.data
@@ -153,6 +155,7 @@ class OnlineBookingFields(Form):
     def online_booking_into(self, motif) -> None:
         """The fieldset's values onto the motif (saved with the rest of the form)."""
         motif.online_bookable, motif.sectorised = self.online_bookable.data, self.sectorised.data
+        motif.online_for_self = self.online_for_self.data
         if self.online_min_hours.data is not None:
             motif.online_min_hours = self.online_min_hours.data
         if self.online_max_days.data is not None:

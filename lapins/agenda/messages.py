@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 
 from lapins import policies
 from lapins.agenda.blueprint import bp
@@ -14,7 +14,7 @@ from lapins.agenda.rdvs import _get_rdv
 from lapins.infra.extensions import db
 from lapins.agenda.rdv_forms import ReminderForm
 from lapins.models import (
-    Channel, Message, MessageStatus, Organisation, Rdv, Role, SlotOffer, Territory, Usager, WaitlistSlot, utcnow,
+    Channel, Message, MessageKind, MessageStatus, Organisation, Rdv, Role, SlotOffer, Territory, Usager, WaitlistSlot, utcnow,
 )
 from lapins.notifications import outbox
 from lapins.notifications.outbox import kick
@@ -114,12 +114,15 @@ def dev_inbox():
         abort(404)
     organisations = select(Organisation.id).where(Organisation.id.in_(policies.organisations_of(current_user)))
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    # A message is about an rdv, or about a freed slot offered to a waiting family (no rdv yet).
+    # A message is about an rdv, about a freed slot offered to a waiting family (no rdv yet), or a number's code.
     query = (select(Message)
              .outerjoin(Rdv, Message.rdv_id == Rdv.id)
              .outerjoin(SlotOffer, Message.offer_id == SlotOffer.id)
              .outerjoin(WaitlistSlot, WaitlistSlot.id == SlotOffer.slot_id)
-             .where(func.coalesce(Rdv.organisation_id, WaitlistSlot.organisation_id).in_(organisations))
+             .where(or_(func.coalesce(Rdv.organisation_id, WaitlistSlot.organisation_id).in_(organisations),
+                        # a number checked for online booking: no rdv yet, the territory's
+                        and_(Message.kind == MessageKind.PHONE_CODE, Message.territory_id.in_(
+                            select(Organisation.territory_id).where(Organisation.id.in_(organisations))))))
              .where(Message.body.is_not(None)).order_by(Message.id.desc()))
     messages = db.session.scalars(query.limit(50).offset((page - 1) * 50)).all()
     return render_template("agenda/messages/dev_inbox.html", outbox_messages=messages, page=page,

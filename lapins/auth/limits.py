@@ -3,7 +3,8 @@ the family's identity check of its link (per rdv and per client address), on its
 all of them together), on every other page of its links (per client address, and per link for the answers that
 change something), on the REST API (per token and per client address, all its routes together) and on signing in
 with the OpenID Connect provider (per client address, the start and the callback together), on Brevo's status
-callbacks (per message), on the public commune search (per client address).
+callbacks (per message), on the public commune search (per client address), on the online booking's forms (per
+client address, and per number for the SMS codes sent and tried: `count_online_number`).
 
 Every attempt counts, per client address and per account tried, whether that account exists or not: the answer to
 the tenth attempt on an unknown e-mail is the one given for a real account, so counting tells no one who has an
@@ -58,6 +59,8 @@ FAMILY_LINK_ENDPOINTS = ("family.rdv_page", "family.rdv_calendar", "family.cance
 FAMILY_ACTION_ENDPOINTS = ("family.cancel", "family.accept_offer", "family.decline_offer", "family.ask_earlier_slot",
                            "family.cancel_place")
 MOVE_RDV_SCOPE, MOVE_IP_SCOPE = "family-move-rdv", "family-move-ip"  # their limits' buckets, shared by the three
+ONLINE_BOOKING_ENDPOINTS = ("public.online_details", "public.online_waitlist", "public.online_code",
+                            "public.online_resend")
 # Signing in with the OpenID Connect provider (lapins.auth.oidc_views): GETs, counted per client address.
 OIDC_ENDPOINTS = ("auth.oidc_start", "auth.oidc_callback")
 
@@ -125,6 +128,17 @@ def count_family_move(app: Flask, address: str, rdv_id: int) -> bool:
                                            ("FAMILY_MOVE_LIMITS_PER_IP", address, MOVE_IP_SCOPE))
                for item in _parsed(app.config[setting])]
     return all(limiter.limiter.hit(item, *key) for item, key in counted)
+
+
+def count_online_number(phone: str) -> bool:
+    """Count one code sent or tried for this number on the online booking pages (ONLINE_LIMITS_PER_NUMBER, an HMAC
+    of the number as key); False when a limit is reached."""
+    limiter: Limiter = current_app.extensions[EXTENSION]
+    if not limiter.enabled:
+        return True
+    prefix = [current_app.config["RATELIMIT_KEY_PREFIX"]] if current_app.config["RATELIMIT_KEY_PREFIX"] else []
+    key = [*prefix, _digest("phone", phone), "online-number"]
+    return all(limiter.limiter.hit(item, *key) for item in _parsed(current_app.config["ONLINE_LIMITS_PER_NUMBER"]))
 
 
 def api_token() -> str:
@@ -201,6 +215,11 @@ def init_app(app: Flask) -> Limiter:
     search = app.view_functions["public.search_communes"]  # public: what an address field asks as one types
     app.view_functions["public.search_communes"] = limiter.limit(app.config["COMMUNE_SEARCH_LIMITS_PER_IP"],
                                                                  key_func=client_address, scope="communes")(search)
+    # The online booking's pages, public: their POSTs (codes sent and tried, bookings) counted per client address.
+    per_ip = limiter.shared_limit(app.config["ONLINE_BOOKING_LIMITS_PER_IP"], scope="online-ip",
+                                  key_func=client_address, methods=["POST"])
+    for endpoint in ONLINE_BOOKING_ENDPOINTS:
+        app.view_functions[endpoint] = per_ip(app.view_functions[endpoint])
     per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
     per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
     for endpoint in api_endpoints(app):

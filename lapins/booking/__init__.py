@@ -53,10 +53,10 @@ def book_rdv(
     notify_only: Usager | None = None,
 ) -> Rdv:
     """Book an rdv; `actor` is the agent booking it (in the agenda or through the API), or None for a family
-    accepting an offered slot (`via` OFFER). `notify_only`: the one guardian of its child to tell (« ne prévenir
-    que … »), known before its confirmation is planned."""
-    if (actor is None) != (via == BookingChannel.OFFER):
-        raise ValueError("an agent books in the agenda or through the API, a family only by taking an offer")
+    accepting an offered slot (`via` OFFER) or booking online with its number checked (`via` ONLINE). `notify_only`:
+    the one guardian of its child to tell (« ne prévenir que … »), known before its confirmation is planned."""
+    if (actor is None) != (via in (BookingChannel.OFFER, BookingChannel.ONLINE)):
+        raise ValueError("an agent books in the agenda or through the API, a family by taking an offer or online")
     _check_usagers(motif, usagers)
     rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id if actor is not None else None,
               booked_via=via, status=RdvStatus.UNKNOWN, notify_only=notify_only)

@@ -15,6 +15,7 @@ from lapins.models.territories import Lieu, Organisation, Territory
 from lapins.models.territory_admins import TerritoryAdmin  # noqa: F401
 from lapins.models.types import utcnow
 from lapins.models.usagers import Usager
+from lapins.models.verifications import PhoneVerification  # noqa: F401
 from lapins.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery  # noqa: F401
 from lapins.models.waitlist import EntrySource, EntryStatus, OfferStatus, SlotOffer, SlotStatus, WaitlistEntry, WaitlistSlot
 from lapins.models import agenda_stamps  # noqa: F401,I001  (its listeners draw new agenda stamps on every change)

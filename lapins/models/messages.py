@@ -37,11 +37,13 @@ class MessageKind(enum.StrEnum):
     CANCELLED = "cancelled"
     REMINDER = "reminder"
     OFFER = "offer"  # a freed slot offered to a waiting family: no rdv yet, `offer_id` says which
+    PHONE_CODE = "phone_code"  # the code checking a number before booking online: no rdv, no usager, text fixed
 
     @property
     def label(self) -> str:
         return {"created": "Confirmation", "changed": "Modification", "cancelled": "Annulation",
-                "reminder": "Rappel", "offer": "Proposition de créneau"}[self.value]
+                "reminder": "Rappel", "offer": "Proposition de créneau",
+                "phone_code": "Code de vérification"}[self.value]
 
 
 class MessageStatus(enum.StrEnum):

@@ -65,6 +65,9 @@ class Motif(db.Model):
     online_min_hours: Mapped[int] = mapped_column(default=2, server_default="2")
     online_max_days: Mapped[int] = mapped_column(default=42, server_default="42")
     sectorised: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Booked online by the person it is for (prenatal, family planning), not for a child: the form asks for the
+    # person's own birth date rather than a child's first name and birth date.
+    online_for_self: Mapped[bool] = mapped_column(default=False, server_default=false())
     # The territory's catalogue entry this motif was adopted from or linked to (issue 23.6): its fields follow the
     # entry's, but for those the entry lets organisations adjust and this one did (MotifCatalogueEntry).
     catalogue_id: Mapped[int | None] = mapped_column(ForeignKey("motif_catalogue.id"), index=True)

@@ -58,18 +58,20 @@ class CancellationChannel(enum.StrEnum):
 
 
 class BookingChannel(enum.StrEnum):
-    """How an rdv was booked: by an agent in the agenda, by the family taking a waiting-list offer, or by another
-    system through the API."""
+    """How an rdv was booked: by an agent in the agenda, by the family taking a waiting-list offer or booking online
+    (its number checked by SMS), or by another system through the API."""
 
     AGENDA = "agenda"
     OFFER = "offer"
     API = "api"
     IMPORT = "import"  # from the territory's previous tool (lapins.onboarding.history)
+    ONLINE = "online"  # by the family on the public booking pages (lapins.public.online)
 
     @property
     def label(self) -> str:
         return {"agenda": "depuis l'agenda", "offer": "par la famille, en acceptant une proposition de la file "
-                "d'attente", "api": "via l'API", "import": "dans l'outil précédent (historique importé)"}[self.value]
+                "d'attente", "api": "via l'API", "import": "dans l'outil précédent (historique importé)",
+                "online": "en ligne"}[self.value]
 
 
 class MoveChannel(enum.StrEnum):

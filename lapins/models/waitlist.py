@@ -35,6 +35,7 @@ class EntryStatus(enum.StrEnum):
 class EntrySource(enum.StrEnum):
     AGENT = "agent"
     FAMILY = "family"  # from the family's link page: "tell me of an earlier slot"
+    ONLINE = "online"  # from the online booking pages, when no slot fits (its number checked by SMS)
 
 
 class WaitlistEntry(db.Model):

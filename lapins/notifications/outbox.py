@@ -672,7 +672,8 @@ def _prepare(message: Message, now: datetime) -> bool:
         message.status, message.error, message.claimed_at = MessageStatus.SKIPPED, reason, None
         return False
     usager = message.usager
-    message.to_address = usager.phone if message.channel == Channel.SMS else usager.email
+    if usager is not None:
+        message.to_address = usager.phone if message.channel == Channel.SMS else usager.email
     if message.body is None:  # kept from an interrupted attempt: the provider may hold that exact text
         try:
             if message.channel == Channel.SMS:
@@ -691,6 +692,8 @@ def _why_not(message: Message, now: datetime) -> str | None:
     if message.kind == MessageKind.OFFER:
 
         return _why_not_offer(message, now)
+    if message.kind == MessageKind.PHONE_CODE:  # addressed and written at creation (lapins.public.online)
+        return "Code expiré avant l'envoi" if message.expires_at <= now else None
     rdv, usager = message.rdv, message.usager
     if rdv is None or usager is None:
         return "Rendez-vous ou destinataire supprimé"

@@ -584,6 +584,7 @@ DEMO_SECTORS = {
         ],
         "positions": [(48.8967, 2.2067), (48.9236, 2.2386), (48.9256, 2.2936)],
         "online": {"Consultation nourrisson": True, "Vaccinations": True, "Consultation prénatale": False},
+        "for_self": ("Consultation prénatale",),  # booked online by the mother-to-be herself
     },
 }
 
@@ -598,6 +599,7 @@ def _demo_online_booking(number: str, territory: Territory, lieux: list[Lieu], m
     for name, sectorised in spec["online"].items():
         if name in motifs:
             motifs[name].online_bookable, motifs[name].sectorised = True, sectorised
+            motifs[name].online_for_self = name in spec["for_self"]
     db.session.flush()  # the territory's id, which each zone carries
     for name, lieu_index, places in spec["sectors"]:
         sector = Sector(territory=territory, name=name, lieux=[lieux[lieu_index]])

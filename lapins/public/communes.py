@@ -4,7 +4,6 @@ forgiven), as JSON for an address field's suggestions. Public and rate-limited p
 from __future__ import annotations
 
 from flask import jsonify, request
-from flask_limiter import RateLimitExceeded
 
 from lapins.onboarding.territory import NUMBER as DEPARTEMENT
 from lapins.public.blueprint import bp
@@ -22,8 +21,3 @@ def search_communes():
     found = communes().search(query, departements={departement} if departement else None, limit=MAX_RESULTS)
     return jsonify(communes=[commune.as_json() for commune in found])
 
-
-@bp.errorhandler(RateLimitExceeded)
-def too_many_searches(error: RateLimitExceeded):
-    return jsonify(error="Trop de recherches depuis cette connexion. Réessayez dans une minute."), 429, \
-        {"Retry-After": "60"}

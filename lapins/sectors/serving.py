@@ -62,30 +62,41 @@ def serving_lieux(motif: Motif, commune_code: str, *, today: date, street_code: 
                   city_code: str | None = None, near: tuple[float, float] | None = None) -> list[ServingLieu]:
     """The lieux (and agents) serving this address for this motif, nearest first when `near` (latitude, longitude)
     is given, else by name. Empty when the motif is closed to online booking (`online_refusal` says why)."""
-    if online_refusal(motif) is not None:
+    return [serving for _, serving in serving_by_motif([motif], commune_code, today=today, street_code=street_code,
+                                                       city_code=city_code, near=near)]
+
+
+def serving_by_motif(motifs: list[Motif], commune_code: str, *, today: date, street_code: str | None = None,
+                     city_code: str | None = None,
+                     near: tuple[float, float] | None = None) -> list[tuple[Motif, ServingLieu]]:
+    """serving_lieux for several motifs of one territory at once (a need offered by each of its organisations), in
+    one query: (motif, lieu serving it) pairs, nearest first, else by name."""
+    by_id = {motif.id: motif for motif in motifs if online_refusal(motif) is None}
+    if not by_id:
         return []
     offers = db.session.execute(
-        select(Lieu, PlageOuverture.agent_id)
+        select(Lieu, PlageOuverture.agent_id, plage_motifs.c.motif_id)
         .join(PlageOuverture, PlageOuverture.lieu_id == Lieu.id)
         .join(plage_motifs, plage_motifs.c.plage_id == PlageOuverture.id)
         .join(Agent, Agent.id == PlageOuverture.agent_id)
-        .where(plage_motifs.c.motif_id == motif.id, Lieu.active.is_(True), Lieu.online_booking.is_(True),
+        .where(plage_motifs.c.motif_id.in_(by_id), Lieu.active.is_(True), Lieu.online_booking.is_(True),
                Agent.active.is_(True), or_(PlageOuverture.last_day.is_(None), PlageOuverture.last_day >= today))
         .distinct()).all()
     lieux: dict[int, Lieu] = {}
-    agents_at: dict[int, set[int]] = {}
-    for lieu, agent_id in offers:
+    agents_at: dict[tuple[int, int], set[int]] = {}
+    for lieu, agent_id, motif_id in offers:
         lieux[lieu.id] = lieu
-        agents_at.setdefault(lieu.id, set()).add(agent_id)
-    if motif.sectorised and agents_at:
-        sectors = address_sectors(motif.organisation.territory_id, commune_code, street_code, city_code)
+        agents_at.setdefault((motif_id, lieu.id), set()).add(agent_id)
+    sectorised = [by_id[motif_id] for motif_id, _ in agents_at if by_id[motif_id].sectorised]
+    if sectorised:
+        sectors = address_sectors(sectorised[0].organisation.territory_id, commune_code, street_code, city_code)
         lieux_in, agents_in = _members(sectors)
-        agents_at = {lieu_id: agents if lieu_id in lieux_in else agents & agents_in
-                     for lieu_id, agents in agents_at.items()}
-    found = [ServingLieu(lieux[lieu_id], tuple(sorted(agents)), _distance(near, lieux[lieu_id]))
-             for lieu_id, agents in agents_at.items() if agents]
-    found.sort(key=lambda serving: (serving.distance_km is None, serving.distance_km or 0.0,
-                                    serving.lieu.name.casefold(), serving.lieu.id))
+        agents_at = {(motif_id, lieu_id): agents if not by_id[motif_id].sectorised or lieu_id in lieux_in
+                     else agents & agents_in for (motif_id, lieu_id), agents in agents_at.items()}
+    found = [(by_id[motif_id], ServingLieu(lieux[lieu_id], tuple(sorted(agents)), _distance(near, lieux[lieu_id])))
+             for (motif_id, lieu_id), agents in agents_at.items() if agents]
+    found.sort(key=lambda pair: (pair[1].distance_km is None, pair[1].distance_km or 0.0,
+                                 pair[1].lieu.name.casefold(), pair[1].lieu.id, pair[0].id))
     return found
 
 

@@ -22,7 +22,9 @@ from lapins.models import (
     Agent, AgentRole, Channel, Lieu, Message, MessageStatus, Motif, MotifCatalogueEntry, OfferStatus, Organisation, Rdv,
     RdvAgent, RdvStatus, SlotOffer, WaitlistSlot,
 )
-from lapins.models.rdvs import CANCELLED_STATUSES, MoveChannel, Participation, ParticipationStatus, RdvMove
+from lapins.models.rdvs import (
+    CANCELLED_STATUSES, BookingChannel, MoveChannel, Participation, ParticipationStatus, RdvMove,
+)
 from lapins.slots.engine import local_midnight
 
 LATE_CANCELLATION_HOURS = 48
@@ -83,6 +85,8 @@ class MonthFigures:
     places_taken: int = 0
     places_present: int = 0
     places_absent: int = 0
+    # Rdvs by the channel they were booked through (BookingChannel values: agenda, online, offer, api, import).
+    by_channel: dict[str, int] = field(default_factory=dict)
 
     @property
     def noshow_rate(self) -> float | None:
@@ -304,6 +308,8 @@ def totals(figures: list[MonthFigures]) -> MonthFigures:
                      "places_taken", "places_present", "places_absent"):
             setattr(total, name, getattr(total, name) + getattr(month, name))
         total.rebook_seconds.extend(month.rebook_seconds)
+        for channel, count in month.by_channel.items():
+            total.by_channel[channel] = total.by_channel.get(channel, 0) + count
     return total
 
 
@@ -311,13 +317,15 @@ def count_rdvs(figures: list[MonthFigures], scope: Scope, filters: Filters, boun
     late = and_(Rdv.status == RdvStatus.EXCUSED, Rdv.cancelled_at.is_not(None),
                 seconds_between(Rdv.starts_at, Rdv.cancelled_at) < LATE_CANCELLATION_HOURS * 3600)
     rows = (select(month_bucket(Rdv.starts_at, bounds).label("month"), Rdv.status.label("status"),
-                   case((late, 1), else_=0).label("late"))
+                   Rdv.booked_via.label("via"), case((late, 1), else_=0).label("late"))
             .where(*_rdv_conditions(scope, filters, bounds)).subquery())
-    query = (select(rows.c.month, rows.c.status, func.count(), func.sum(rows.c.late))
-             .group_by(rows.c.month, rows.c.status))
-    for month, status, count, late_count in db.session.execute(query):
+    query = (select(rows.c.month, rows.c.status, rows.c.via, func.count(), func.sum(rows.c.late))
+             .group_by(rows.c.month, rows.c.status, rows.c.via))
+    for month, status, via, count, late_count in db.session.execute(query):
         month_figures = figures[month]
         month_figures.rdvs += count
+        channel = str(via or BookingChannel.AGENDA)
+        month_figures.by_channel[channel] = month_figures.by_channel.get(channel, 0) + count
         if status == RdvStatus.SEEN:
             month_figures.seen += count
         elif status == RdvStatus.NOSHOW:
@@ -523,6 +531,12 @@ def filter_choices(organisation_ids: tuple[int, ...]) -> dict[str, list[tuple[in
 
 MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre",
           "décembre"]
+
+
+# The columns of the channels' table, in order: who booked (an agent, the family online or taking an offer, another
+# system through the API, the previous tool's history).
+CHANNEL_COLUMNS = (("agenda", "Par un agent"), ("online", "En ligne"), ("offer", "Proposition acceptée"),
+                   ("api", "API"), ("import", "Historique importé"))
 
 
 def month_label(month: date) -> str:

@@ -16,8 +16,8 @@ from lapins.models import Export, ExportStatus, Organisation, Territory, utcnow
 from lapins.stats import experiment, exports, headline
 from lapins.stats.blueprint import bp
 from lapins.stats.figures import (
-    Filters, Scope, catalogue_figures, chart_series, filter_choices, format_hours, format_percent, history_bounds, month_label,
-    monthly_figures, session_figures, totals,
+    CHANNEL_COLUMNS, Filters, Scope, catalogue_figures, chart_series, filter_choices, format_hours, format_percent,
+    history_bounds, month_label, monthly_figures, session_figures, totals,
 )
 from lapins.stats.filters import parse_filters
 
@@ -101,6 +101,7 @@ def page(kind: str, target_id: int):
     return render_template(
         "stats/page.html", target=target, filters=filters, errors=errors, choices=choices, figures=figures,
         total=totals(figures) if figures else None, percent=format_percent, hours=format_hours,
+        channel_columns=CHANNEL_COLUMNS,
         export_form=ExportForm(), territory_link=territory_link, args=request.args, month_label=month_label,
         chart=chart_series(figures), history=history_bounds(target.scope, utcnow().astimezone(target.scope.tz).date()),
         arms=experiment.arms(target.scope, target.territory, utcnow()),

@@ -1,4 +1,5 @@
-"""The waiting list's entries: put a family on it (an agent, or the family from its rdv's page), list, withdraw."""
+"""The waiting list's entries: put a family on it (an agent, the family from its rdv's page or from the online booking
+pages), list, withdraw."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -167,6 +168,24 @@ def ask_earlier(rdv: Rdv, now: datetime) -> WaitlistEntry:
     entry = WaitlistEntry(organisation_id=rdv.organisation_id, usager=usager, motif_id=rdv.motif_id,
                           lieu_id=rdv.lieu_id, rdv=rdv, priority=0, source=EntrySource.FAMILY, status=EntryStatus.ACTIVE,
                           created_at=now)
+    db.session.add(entry)
+    db.session.commit()
+    offers.kick()
+    return entry
+
+
+# --- The family, from the online booking pages ----------------------------------------------------------------------
+
+def add_online(usager: Usager, motif: Motif, lieu: Lieu | None, now: datetime) -> WaitlistEntry:
+    """A family whose number was checked online waits for a slot of this motif (at this lieu), no slot fitting: commits
+    with the usagers the caller added (lapins.public.online). Asking again keeps the entry it has."""
+    existing = _active_entry(usager.id, motif.id) if usager.id is not None else None
+    if existing is not None:
+        db.session.commit()  # what the caller changed on the usagers (consent given with the checked number)
+        return existing
+    entry = WaitlistEntry(organisation_id=motif.organisation_id, usager=usager, motif=motif, lieu=lieu,
+                          rdv=next_rdv(usager, motif, now) if usager.id is not None else None, priority=0,
+                          source=EntrySource.ONLINE, status=EntryStatus.ACTIVE, created_at=now)
     db.session.add(entry)
     db.session.commit()
     offers.kick()

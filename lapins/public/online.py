@@ -1,0 +1,422 @@
+"""Online booking by families, no account: the motifs a territory opened, the lieux serving an address with their
+first free times (the public slot picker), the family's mobile checked by a 6-digit SMS code, then one transaction
+that finds or creates the usagers and books through lapins.booking (`via` online).
+
+A chosen time travels as a signed token (territory, motif, lieu, agent, start): nothing from another territory can
+be named, and the time is checked again against the picker and under booking's locks when the family books.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import func, or_, select
+
+from lapins.booking import BookingError, book_rdv
+from lapins.infra.extensions import db
+from lapins.locale.communes import Commune
+from lapins.locale.matching import name_key
+from lapins.models import (
+    Agent, Channel, Lieu, Message, MessageKind, MessageStatus, Motif, Organisation, PhoneVerification, Rdv, Territory,
+    Usager, utcnow,
+)
+from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, rdv_usagers
+from lapins.notifications import gsm
+from lapins.sectors.serving import ServingLieu, online_refusal, serving_by_motif, serving_lieux
+from lapins.slots import picker
+from lapins.slots.engine import ceil_to_grid
+from lapins.waitlist import entries
+
+CODE_LIFETIME = timedelta(minutes=10)
+MAX_TRIES = 5
+# Once checked, the number may book (or try another time after one was taken) for this long without a new code.
+VERIFIED_FOR = timedelta(minutes=30)
+CODE_WINDOW = timedelta(hours=1)  # ONLINE_CODES_PER_NUMBER codes at most in this window
+SLOT_TOKEN_AGE = 24 * 3600
+
+
+class OnlineError(Exception):
+    """A refusal the family reads, in French."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SlotGone(OnlineError):
+    """The time chosen is no longer free (taken meanwhile, or out of the motif's delays now)."""
+
+
+@dataclass(frozen=True)
+class LieuOffer:
+    serving: ServingLieu
+    motif: Motif  # the motif of the lieu's organisation, among those of the need chosen
+    days: tuple[picker.Day, ...]
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a family chooses: the motifs of one name across the territory's organisations (each organisation has
+    its own « Consultation nourrisson »), shown once; `motif_id` the lowest of their ids."""
+
+    motif_id: int
+    name: str
+    duration_minutes: int
+
+
+@dataclass(frozen=True)
+class SlotChoice:
+    """A time the family chose, as its signed token says."""
+
+    territory_id: int
+    motif_id: int
+    lieu_id: int
+    agent_id: int
+    starts_at: datetime
+    commune_code: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the family typed: the person the rdv is for is a child of the responsible person, or themselves."""
+
+    last_name: str
+    first_name: str  # the responsible person's
+    phone: str  # E.164, checked
+    email: str | None
+    child_first_name: str | None
+    birth_date: date  # the child's, or the person's own when the motif is for themselves
+
+
+# --- What is offered -------------------------------------------------------------------------------------------
+
+def open_motifs(territory: Territory) -> list[Motif]:
+    """The motifs families may book online in this territory, by name (none when its switch is off)."""
+    if not territory.online_booking:
+        return []
+    return list(db.session.scalars(
+        select(Motif).join(Organisation, Organisation.id == Motif.organisation_id).where(*_open(territory))
+        .order_by(Motif.name, Motif.id)))
+
+
+def _need_key(motif: Motif) -> str:
+    return " ".join(motif.name.casefold().split())
+
+
+def _open(territory: Territory) -> list:
+    return [Organisation.territory_id == territory.id, Motif.active.is_(True), Motif.online_bookable.is_(True),
+            Motif.collective.is_(False)]
+
+
+def open_needs(territory: Territory) -> list[Need]:
+    """The motifs open online, one per name, by name."""
+    if not territory.online_booking:
+        return []
+    needs: dict[str, Need] = {}
+    for motif_id, name, duration in db.session.execute(
+            select(Motif.id, Motif.name, Motif.duration_minutes)
+            .join(Organisation, Organisation.id == Motif.organisation_id).where(*_open(territory))
+            .order_by(Motif.id)):
+        needs.setdefault(" ".join(name.casefold().split()), Need(motif_id, name, duration))
+    return sorted(needs.values(), key=lambda need: (need.name.casefold(), need.motif_id))
+
+
+def need_motifs(territory: Territory, motif: Motif) -> list[Motif]:
+    """The motifs open online with the same name as `motif`, in every organisation of the territory."""
+    if not territory.online_booking:
+        return []
+    return [other for other in db.session.scalars(
+        select(Motif).join(Organisation, Organisation.id == Motif.organisation_id)
+        .where(*_open(territory), func.lower(Motif.name) == motif.name.lower()).order_by(Motif.id))
+        if _need_key(other) == _need_key(motif)]
+
+
+def motif_of(territory: Territory, motif_id: int | None) -> Motif:
+    """The motif chosen, only among this territory's; OnlineError when it is not (or no longer) open online."""
+    motif = db.session.get(Motif, motif_id) if motif_id else None
+    if motif is None or motif.organisation.territory_id != territory.id or motif.collective:
+        raise OnlineError("Choisissez un motif dans la liste.")
+    refusal = online_refusal(motif)
+    if refusal:
+        raise OnlineError(refusal)
+    return motif
+
+
+def scope_for(territory: Territory, motif: Motif, lieu_id: int, now: datetime,
+              stamps: tuple[tuple[int, str], ...] | None = None) -> picker.Scope:
+    """Any agent offering the motif at the lieu, from the motif's minimum delay to its maximum (5-minute grid, so
+    the picker keeps its pages a few minutes); `stamps`, the motif's agents' (read once for all its lieux)."""
+    return picker.Scope(territory=territory, motif=motif, lieu_id=lieu_id, agent_ids=None,
+                        start=ceil_to_grid(now + timedelta(hours=motif.online_min_hours)),
+                        end=ceil_to_grid(now + timedelta(days=motif.online_max_days)),
+                        agent_stamps=stamps if stamps is not None else picker.agent_stamps(motif.id, None))
+
+
+def _serving_days(days: tuple[picker.Day, ...], agent_ids: set[int]) -> tuple[picker.Day, ...]:
+    """The days' choices kept to the agents serving the address (a sector may hold some agents of a lieu only)."""
+    kept = []
+    for day in days:
+        choices = tuple(picker.Choice(choice.starts_at, choice.ends_at, tuple(a for a in choice.agent_ids
+                                                                             if a in agent_ids))
+                        for choice in day.choices)
+        choices = tuple(choice for choice in choices if choice.agent_ids)
+        if choices:
+            kept.append(picker.Day(day.day, choices))
+    return tuple(kept)
+
+
+def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
+           near: tuple[float, float] | None = None) -> list[LieuOffer]:
+    """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
+    (else by name), each with its first days of free times."""
+    today = now.astimezone(territory.tz).date()
+    found, stamps = [], {}
+    for each, serving in serving_by_motif(need_motifs(territory, motif), commune.code, today=today,
+                                          street_code=street_code, city_code=commune.city_code, near=near):
+        if each.id not in stamps:
+            stamps[each.id] = picker.agent_stamps(each.id, None)
+        days = picker.first_days(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
+        found.append(LieuOffer(serving, each, _serving_days(days, set(serving.agent_ids))))
+    return found
+
+
+# --- A chosen time, signed ---------------------------------------------------------------------------------------
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="lapins-online-slot")
+
+
+def slot_token(territory: Territory, motif: Motif, lieu_id: int, agent_id: int, starts_at: datetime,
+               commune_code: str) -> str:
+    return _serializer().dumps([territory.id, motif.id, lieu_id, agent_id, starts_at.isoformat(), commune_code])
+
+
+def read_slot_token(token: str, territory: Territory) -> SlotChoice:
+    try:
+        values = _serializer().loads(token or "", max_age=SLOT_TOKEN_AGE)
+        choice = SlotChoice(int(values[0]), int(values[1]), int(values[2]), int(values[3]),
+                            datetime.fromisoformat(values[4]), str(values[5]))
+    except (BadSignature, ValueError, TypeError, IndexError):
+        raise OnlineError("Ce lien de créneau n'est pas valide : choisissez à nouveau un créneau.") from None
+    if choice.territory_id != territory.id or choice.starts_at.tzinfo is None:
+        raise OnlineError("Ce lien de créneau n'est pas valide : choisissez à nouveau un créneau.")
+    return choice
+
+
+def checked_choice(territory: Territory, choice: SlotChoice, now: datetime) -> tuple[Motif, Lieu, picker.Choice]:
+    """The chosen time still free, at a lieu (and with an agent) still serving the address: read again from the
+    database. SlotGone otherwise."""
+    motif = motif_of(territory, choice.motif_id)
+    today = now.astimezone(territory.tz).date()
+    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today)
+                    if found.lieu.id == choice.lieu_id), None)
+    if serving is None or choice.agent_id not in serving.agent_ids:
+        raise SlotGone("Ce lieu ne propose plus ce motif pour votre adresse : choisissez un autre créneau.")
+    found = picker.choice_at(scope_for(territory, motif, serving.lieu.id, now), choice.starts_at, choice.agent_id)
+    if found is None or found.agent_ids[0] not in serving.agent_ids:
+        raise SlotGone("Ce créneau vient d'être pris : choisissez-en un autre.")
+    return motif, serving.lieu, found
+
+
+@dataclass(frozen=True)
+class WaitChoice:
+    """A lieu without a free time where the family asks to wait for one, as its signed token says."""
+
+    territory_id: int
+    motif_id: int
+    lieu_id: int
+    commune_code: str
+
+
+def wait_token(territory: Territory, motif: Motif, lieu_id: int, commune_code: str) -> str:
+    return _serializer().dumps(["wait", territory.id, motif.id, lieu_id, commune_code])
+
+
+def read_wait_token(token: str, territory: Territory) -> WaitChoice:
+    try:
+        values = _serializer().loads(token or "", max_age=SLOT_TOKEN_AGE)
+        if values[0] != "wait":
+            raise ValueError
+        choice = WaitChoice(int(values[1]), int(values[2]), int(values[3]), str(values[4]))
+    except (BadSignature, ValueError, TypeError, IndexError):
+        raise OnlineError("Ce lien de liste d'attente n'est pas valide : recommencez la recherche.") from None
+    if choice.territory_id != territory.id:
+        raise OnlineError("Ce lien de liste d'attente n'est pas valide : recommencez la recherche.")
+    return choice
+
+
+def checked_wait(territory: Territory, choice: WaitChoice, now: datetime) -> tuple[Motif, Lieu]:
+    """The motif still open online, the lieu still serving the address."""
+    motif = motif_of(territory, choice.motif_id)
+    today = now.astimezone(territory.tz).date()
+    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today)
+                    if found.lieu.id == choice.lieu_id), None)
+    if serving is None:
+        raise OnlineError("Ce lieu ne propose plus ce motif pour votre adresse : recommencez la recherche.")
+    return motif, serving.lieu
+
+
+# --- The number, checked by SMS ----------------------------------------------------------------------------------
+
+def _code_hash(verification_phone: str, code: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"phone-code:{verification_phone}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def code_sms(territory: Territory, code: str) -> str:
+    """One GSM-7 segment whatever the territory's label (cut to fit); no name, no motif: only the code."""
+    label = gsm.transliterate(territory.sms_label or "Lapins")[:30]
+    text = f"{label} : votre code de verification est {code}. Il expire dans 10 minutes. Ne le donnez a personne."
+    if not gsm.is_gsm7(text) or gsm.segments(text) != 1:
+        text = f"Votre code de verification est {code}. Il expire dans 10 minutes."
+    return text
+
+
+def send_code(territory: Territory, phone: str, now: datetime | None = None) -> PhoneVerification:
+    """A new code for this number, its SMS in the outbox, in one commit; OnlineError when the number asked for too
+    many codes lately (ONLINE_CODES_PER_NUMBER an hour)."""
+    now = now or utcnow()
+    recent = db.session.scalar(select(func.count()).select_from(PhoneVerification).where(
+        PhoneVerification.territory_id == territory.id, PhoneVerification.phone == phone,
+        PhoneVerification.created_at > now - CODE_WINDOW))
+    if recent >= current_app.config["ONLINE_CODES_PER_NUMBER"]:
+        raise OnlineError("Trop de codes envoyés à ce numéro. Réessayez dans une heure, ou appelez le centre.")
+    code = f"{secrets.randbelow(10 ** 6):06d}"
+    verification = PhoneVerification(territory_id=territory.id, phone=phone, code_hash=_code_hash(phone, code),
+                                     expires_at=now + CODE_LIFETIME, tries=0, created_at=now)
+    db.session.add(verification)
+    db.session.add(Message(territory_id=territory.id, channel=Channel.SMS, kind=MessageKind.PHONE_CODE,
+                           to_address=phone, body=code_sms(territory, code), due_at=now,
+                           expires_at=now + CODE_LIFETIME, status=MessageStatus.PENDING))
+    db.session.commit()
+    return verification
+
+
+def check_code(verification: PhoneVerification, code: str, now: datetime | None = None) -> None:
+    """Mark the number verified when `code` is its code (and commit); OnlineError otherwise, the try counted."""
+    now = now or utcnow()
+    if verification.verified_at is not None:
+        return
+    if verification.expires_at <= now:
+        raise OnlineError("Ce code a expiré : demandez-en un nouveau.")
+    if verification.tries >= MAX_TRIES:
+        raise OnlineError("Trop d'essais avec ce code : demandez-en un nouveau.")
+    code = (code or "").strip().replace(" ", "")
+    verification.tries += 1
+    if len(code) == 6 and code.isdigit() and hmac.compare_digest(verification.code_hash,
+                                                                  _code_hash(verification.phone, code)):
+        verification.verified_at = now
+        db.session.commit()
+        return
+    left = MAX_TRIES - verification.tries
+    db.session.commit()
+    if left <= 0:
+        raise OnlineError("Code incorrect, et c'était le dernier essai : demandez un nouveau code.")
+    raise OnlineError(f"Code incorrect. Il vous reste {left} essai{'s' if left > 1 else ''}.")
+
+
+def verified(verification: PhoneVerification | None, now: datetime) -> bool:
+    return (verification is not None and verification.verified_at is not None
+            and verification.verified_at + VERIFIED_FOR > now)
+
+
+# --- Booking -----------------------------------------------------------------------------------------------------
+
+def live_online_rdvs(territory: Territory, phone: str, motif: Motif, now: datetime) -> int:
+    """The rdvs of this motif to come, booked online for the people of this number."""
+    people = select(Usager.id).where(Usager.territory_id == territory.id, or_(
+        Usager.phone == phone,
+        Usager.responsible_id.in_(select(Usager.id).where(Usager.territory_id == territory.id,
+                                                          Usager.phone == phone))))
+    return db.session.scalar(
+        select(func.count(func.distinct(Rdv.id))).join(rdv_usagers, rdv_usagers.c.rdv_id == Rdv.id)
+        .where(rdv_usagers.c.usager_id.in_(people), Rdv.motif_id == motif.id, Rdv.booked_via == BookingChannel.ONLINE,
+               Rdv.starts_at > now, Rdv.status.not_in(CANCELLED_STATUSES)))
+
+
+def _responsible(territory: Territory, family: Family) -> Usager:
+    """The person known with this number in the territory (the oldest file when several share it), else a new one;
+    the number is the family's own, checked by SMS."""
+    known = db.session.scalar(
+        select(Usager).where(Usager.territory_id == territory.id, Usager.phone == family.phone,
+                             Usager.merged_into_id.is_(None), Usager.responsible_id.is_(None))
+        .order_by(Usager.id).limit(1))
+    if known is not None:
+        known.sms_consent = True
+        if family.email and not known.email:
+            known.email, known.email_consent = family.email, True
+        return known
+    person = Usager(territory_id=territory.id, first_name=family.first_name, last_name=family.last_name,
+                    phone=family.phone, sms_consent=True, email=family.email, email_consent=family.email is not None)
+    db.session.add(person)
+    return person
+
+
+def _join(usager: Usager, organisation: Organisation) -> None:
+    """The family's files become the organisation's (its agents see a usager of their organisations only)."""
+    if organisation not in usager.organisations:
+        usager.organisations.append(organisation)
+
+
+def _person_for(territory: Territory, motif: Motif, family: Family) -> Usager:
+    responsible = _responsible(territory, family)
+    _join(responsible, motif.organisation)
+    if motif.online_for_self:
+        if responsible.birth_date is None:
+            responsible.birth_date = family.birth_date
+        return responsible
+    key = name_key(family.child_first_name, responsible.last_name)
+    for child in responsible.relatives:
+        if child.merged_into_id is None and child.birth_date == family.birth_date and (
+                name_key(child.first_name, child.last_name) == key
+                or (child.first_name or "").casefold() == (family.child_first_name or "").casefold()):
+            _join(child, motif.organisation)
+            return child
+    child = Usager(territory_id=territory.id, first_name=family.child_first_name, last_name=responsible.last_name,
+                   birth_date=family.birth_date, responsible=responsible, phone=None, organisations=[motif.organisation])
+    db.session.add(child)
+    return child
+
+
+def _check_verified(territory: Territory, family: Family, verification: PhoneVerification | None,
+                    now: datetime) -> None:
+    if not verified(verification, now) or verification.phone != family.phone \
+            or verification.territory_id != territory.id:
+        raise OnlineError("Votre numéro n'est pas vérifié : saisissez le code reçu par SMS.")
+
+
+def join_waitlist(territory: Territory, choice: WaitChoice, family: Family, verification: PhoneVerification | None,
+                  now: datetime | None = None):
+    """Put the family whose number was just checked on the motif's waiting list at that lieu, with its usagers, in
+    one commit (lapins.waitlist.entries.add_online)."""
+    now = now or utcnow()
+    _check_verified(territory, family, verification, now)
+    motif, lieu = checked_wait(territory, choice, now)
+    return entries.add_online(_person_for(territory, motif, family), motif, lieu, now)
+
+
+def book_online(territory: Territory, choice: SlotChoice, family: Family, verification: PhoneVerification | None,
+                now: datetime | None = None) -> Rdv:
+    """Book the chosen time for the family whose number was just checked, in one transaction with its usagers:
+    a refusal (OnlineError, SlotGone) stores nothing."""
+    now = now or utcnow()
+    _check_verified(territory, family, verification, now)
+    motif, lieu, found = checked_choice(territory, choice, now)
+    limit = current_app.config["ONLINE_LIVE_RDVS_PER_NUMBER"]
+    if live_online_rdvs(territory, family.phone, motif, now) >= limit:
+        raise OnlineError(f"Ce numéro a déjà {limit} rendez-vous à venir pour « {motif.public_name} » pris en "
+                          "ligne : pour un autre, appelez le centre.")
+    agent = db.session.get(Agent, found.agent_ids[0])
+    try:
+        person = _person_for(territory, motif, family)
+        # booking commits the usagers with the rdv and its outbox rows, or rolls all of it back.
+        return book_rdv(actor=None, motif=motif, agents=[agent], usagers=[person], lieu=lieu,
+                        starts_at=found.starts_at, ends_at=found.ends_at, via=BookingChannel.ONLINE)
+    except BookingError:
+        db.session.rollback()
+        raise SlotGone("Ce créneau vient d'être pris : choisissez-en un autre.") from None

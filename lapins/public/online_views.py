@@ -1,0 +1,249 @@
+"""The online booking pages of a territory (`/<département>/prendre-rendez-vous`): the need and the commune, the lieux
+serving it with their first free times, the family's details, the SMS code, the confirmation. Thin views over
+lapins.public.online; what the family typed waits in its own (signed) session cookie between the pages, nothing is
+stored before the number is checked. Rate-limited per client address (lapins.auth.limits) and per number."""
+from __future__ import annotations
+
+from datetime import date
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+
+from lapins.auth.limits import count_online_number
+from lapins.infra.extensions import db
+from lapins.locale.communes import Commune
+from lapins.models import PhoneVerification, Rdv, SectorZone, Territory, WaitlistEntry, utcnow
+from lapins.models.rdvs import BookingChannel
+from lapins.models.territories import phone_to_call
+from lapins.notifications import outbox
+from lapins.notifications.links import rdv_token
+from lapins.public import online
+from lapins.public.blueprint import bp
+from lapins.public.online_forms import CodeForm, DetailsForm, ResendForm, SearchForm
+from lapins.sectors.communes import communes
+from lapins.sectors.editing import SectorError, resolve_commune
+
+PENDING = "online_booking"  # the session's key: the chosen time, the family's details, the code's verification
+DONE = "online_booked"
+TOO_MANY_FOR_NUMBER = "Trop d'essais pour ce numéro. Réessayez dans une heure, ou appelez le centre."
+
+
+def _territory(departement: str) -> Territory:
+    territory = db.session.scalar(select(Territory).where(Territory.number == departement.upper()[:3]))
+    if territory is None:
+        abort(404)
+    return territory
+
+
+def _commune(territory: Territory, form: SearchForm) -> Commune:
+    try:
+        return resolve_commune(communes(), territory.number, code=form.commune_code.data, typed=form.commune.data)
+    except SectorError as error:
+        raise online.OnlineError(str(error)) from None
+
+
+def _streets_needed(territory: Territory, commune: Commune) -> bool:
+    """Whether a sector of this commune is made of streets: only then is the street asked for."""
+    return db.session.scalar(select(SectorZone.id).where(
+        SectorZone.territory_id == territory.id, SectorZone.commune_code == commune.code,
+        SectorZone.street_code != "").limit(1)) is not None
+
+
+@bp.route("/<departement>/prendre-rendez-vous")
+def online_start(departement: str):
+    territory = _territory(departement)
+    needs = online.open_needs(territory)
+    form = SearchForm(request.args)
+    found, commune, motif, streets = None, None, None, False
+    if request.args and needs:
+        now = utcnow()
+        try:
+            motif = online.motif_of(territory, form.motif.data)
+        except online.OnlineError as error:
+            form.motif.errors = [error.message]
+        try:
+            commune = _commune(territory, form)
+        except online.OnlineError as error:
+            form.commune.errors = [error.message]
+        if motif is not None and commune is not None and form.validate():
+            streets = motif.sectorised and _streets_needed(territory, commune)
+            found = online.offers(territory, motif, commune, now, street_code=form.rue.data or None)
+            form.commune.data, form.commune_code.data = commune.label, commune.code
+    tokens, waits = {}, {}
+    if found:
+        for offer in found:
+            for day in offer.days:
+                for choice in day.choices:
+                    tokens[offer.serving.lieu.id, choice.starts_at] = online.slot_token(
+                        territory, offer.motif, offer.serving.lieu.id, choice.agent_ids[0], choice.starts_at,
+                        commune.code)
+            if not offer.days:
+                waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
+                                                                 commune.code)
+    return render_template(
+        "public/online_start.html", territory=territory, needs=needs, form=form, found=found, motif=motif,
+        commune=commune, streets=streets, tokens=tokens, waits=waits, tz=territory.tz,
+        phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
+                for offer in found or []})
+
+
+def _pending() -> dict:
+    return session.get(PENDING) or {}
+
+
+def _family(data: dict) -> online.Family:
+    return online.Family(last_name=data["last_name"], first_name=data["first_name"], phone=data["phone"],
+                         email=data.get("email"), child_first_name=data.get("child_first_name"),
+                         birth_date=date.fromisoformat(data["birth_date"]))
+
+
+def _back_to_slots(departement: str, choice: online.SlotChoice | online.WaitChoice | None):
+    if choice is None:
+        return redirect(url_for("public.online_start", departement=departement))
+    return redirect(url_for("public.online_start", departement=departement, motif=choice.motif_id,
+                            commune_code=choice.commune_code))
+
+
+@bp.route("/<departement>/prendre-rendez-vous/coordonnees", methods=["GET", "POST"])
+def online_details(departement: str):
+    """The family's details for the time it chose (`creneau`, a signed token)."""
+    return _details(departement, "slot", request.values.get("creneau", ""))
+
+
+@bp.route("/<departement>/prendre-rendez-vous/liste-attente", methods=["GET", "POST"])
+def online_waitlist(departement: str):
+    """The family's details to wait for a slot of the motif at a lieu with none free (`attente`, a signed token)."""
+    return _details(departement, "wait", request.values.get("attente", ""))
+
+
+def _details(departement: str, kind: str, token: str):
+    territory = _territory(departement)
+    now = utcnow()
+    starts_at, choice = None, None
+    try:
+        if kind == "slot":
+            choice = online.read_slot_token(token, territory)
+            motif, lieu, found = online.checked_choice(territory, choice, now)
+            starts_at = found.starts_at
+        else:
+            choice = online.read_wait_token(token, territory)
+            motif, lieu = online.checked_wait(territory, choice, now)
+    except online.OnlineError as error:
+        flash(error.message, "error")
+        return _back_to_slots(departement, choice)  # the search again when the token was good
+    form = DetailsForm(territory_number=territory.number, for_self=motif.online_for_self,
+                       today=now.astimezone(territory.tz).date())
+    if form.validate_on_submit():
+        if form.site_web.data:
+            abort(400)
+        family = {"last_name": form.last_name.data.strip(), "first_name": form.first_name.data.strip(),
+                  "phone": form.phone_e164, "email": (form.email.data or "").strip() or None,
+                  "child_first_name": None if motif.online_for_self else form.child_first_name.data.strip(),
+                  "birth_date": form.birth_date.data.isoformat()}
+        pending = _pending()
+        verification = db.session.get(PhoneVerification, pending.get("verification") or 0)
+        if online.verified(verification, now) and verification.phone == family["phone"] \
+                and verification.territory_id == territory.id:
+            session[PENDING] = {**pending, "kind": kind, "token": token, "family": family}
+            return _finish(departement, territory, verification)
+        limit = current_app.config["ONLINE_LIVE_RDVS_PER_NUMBER"]
+        if kind == "slot" and online.live_online_rdvs(territory, family["phone"], motif, now) >= limit:
+            form.phone.errors.append(f"Ce numéro a déjà {limit} rendez-vous à venir pour ce motif pris en ligne : "
+                                     "pour un autre, appelez le centre.")
+        elif not count_online_number(family["phone"]):
+            form.phone.errors.append(TOO_MANY_FOR_NUMBER)
+        else:
+            try:
+                verification = online.send_code(territory, family["phone"], now)
+            except online.OnlineError as error:
+                form.phone.errors.append(error.message)
+            else:
+                outbox.kick()
+                session[PENDING] = {"kind": kind, "token": token, "family": family, "verification": verification.id}
+                return redirect(url_for("public.online_code", departement=departement))
+    return render_template("public/online_details.html", territory=territory, form=form, motif=motif, lieu=lieu,
+                           starts_at=starts_at, tz=territory.tz, kind=kind, token=token,
+                           phone=phone_to_call(lieu, lieu.organisation))
+
+
+@bp.route("/<departement>/prendre-rendez-vous/code", methods=["GET", "POST"])
+def online_code(departement: str):
+    territory = _territory(departement)
+    pending = _pending()
+    verification = db.session.get(PhoneVerification, pending.get("verification") or 0)
+    if verification is None or verification.territory_id != territory.id or "family" not in pending:
+        flash("Votre demande a expiré : choisissez à nouveau un créneau.", "error")
+        return redirect(url_for("public.online_start", departement=departement))
+    form = CodeForm()
+    if form.validate_on_submit():
+        if not count_online_number(verification.phone):
+            form.code.errors.append(TOO_MANY_FOR_NUMBER)
+        else:
+            try:
+                online.check_code(verification, form.code.data)
+            except online.OnlineError as error:
+                form.code.errors.append(error.message)
+            else:
+                return _finish(departement, territory, verification)
+    return render_template("public/online_code.html", territory=territory, form=form, resend=ResendForm(),
+                           phone=verification.phone, kind=pending.get("kind"))
+
+
+@bp.route("/<departement>/prendre-rendez-vous/code/renvoyer", methods=["POST"])
+def online_resend(departement: str):
+    territory = _territory(departement)
+    pending = _pending()
+    form = ResendForm()
+    if not form.validate_on_submit() or "family" not in pending:
+        return redirect(url_for("public.online_start", departement=departement))
+    phone = pending["family"]["phone"]
+    try:
+        if not count_online_number(phone):
+            raise online.OnlineError(TOO_MANY_FOR_NUMBER)
+        verification = online.send_code(territory, phone)
+    except online.OnlineError as error:
+        flash(error.message, "error")
+    else:
+        outbox.kick()
+        session[PENDING] = {**pending, "verification": verification.id}
+        flash("Un nouveau code vient d'être envoyé.", "success")
+    return redirect(url_for("public.online_code", departement=departement))
+
+
+def _finish(departement: str, territory: Territory, verification: PhoneVerification):
+    """The number is checked: book the time chosen, or put the family on the waiting list."""
+    pending = _pending()
+    choice = None
+    try:
+        if pending.get("kind") == "wait":
+            choice = online.read_wait_token(pending.get("token", ""), territory)
+            entry = online.join_waitlist(territory, choice, _family(pending["family"]), verification)
+            session.pop(PENDING, None)
+            session[DONE] = {"wait": entry.id}
+            return redirect(url_for("public.online_done", departement=departement))
+        choice = online.read_slot_token(pending.get("token", ""), territory)
+        rdv = online.book_online(territory, choice, _family(pending["family"]), verification)
+    except online.OnlineError as error:  # SlotGone included: nothing was stored, the number stays checked
+        flash(error.message, "error")
+        return _back_to_slots(departement, choice)
+    outbox.kick()
+    session.pop(PENDING, None)
+    session[DONE] = {"rdv": rdv.id}
+    return redirect(url_for("public.online_done", departement=departement))
+
+
+@bp.route("/<departement>/prendre-rendez-vous/confirme")
+def online_done(departement: str):
+    territory = _territory(departement)
+    done = session.get(DONE) or {}
+    if "wait" in done:
+        entry = db.session.get(WaitlistEntry, done["wait"] or 0)
+        if entry is not None and entry.organisation.territory_id == territory.id:
+            return render_template("public/online_waiting.html", territory=territory, entry=entry,
+                                   phone=phone_to_call(entry.lieu, entry.organisation))
+    rdv = db.session.get(Rdv, done.get("rdv") or 0)
+    if rdv is None or rdv.booked_via != BookingChannel.ONLINE or rdv.organisation.territory_id != territory.id:
+        return redirect(url_for("public.online_start", departement=departement))
+    return render_template("public/online_done.html", territory=territory, rdv=rdv, tz=territory.tz,
+                           link=url_for("family.rdv_page", token=rdv_token(rdv.id)),
+                           phone=phone_to_call(rdv.lieu, rdv.organisation))

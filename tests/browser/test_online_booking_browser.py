@@ -1,0 +1,104 @@
+"""A family on its phone (390×844) books online: its need, its commune chosen with the keyboard, a time at the lieu
+serving it, its details, the SMS code read from the dev inbox, the confirmation; axe-core checks every page."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from lapins.models import Channel, Message, MessageKind, Rdv
+from lapins.models.rdvs import BookingChannel
+from tests import factories
+from tests.browser.conftest import PHONE, SCREENSHOTS
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.browser
+
+REUNION = ZoneInfo("Indian/Reunion")
+
+
+@pytest.fixture()
+def clinic(live_db):
+    organisation = factories.OrganisationFactory(territory__timezone="Indian/Reunion", territory__number="974",
+                                                 territory__quiet_hours_start=time(0),
+                                                 territory__quiet_hours_end=time(0))
+    lieu = factories.LieuFactory(organisation=organisation, name="Centre PMI Saint-Denis",
+                                 address="3 rue de Paris, 97400 Saint-Denis", phone="+262262901010")
+    motif = factories.MotifFactory(organisation=organisation, name="Pesée du nourrisson", online_bookable=True,
+                                   online_min_hours=2, online_max_days=14)
+    agent = factories.AgentFactory(organisation=organisation)
+    today = datetime.now(REUNION).date()
+    factories.PlageFactory(agent=agent, lieu=lieu, motifs=[motif], first_day=today + timedelta(days=1),
+                           start_time=time(8), end_time=time(12), weekdays=0b1111111)
+    email = agent.email
+    live_db.session.remove()
+    return email
+
+
+def choose_commune(page, typed: str, wanted: str) -> None:
+    field = page.get_by_role("combobox", name="Votre commune")
+    field.press_sequentially(typed, delay=30)
+    options = page.get_by_role("option")
+    expect(options.first).to_be_visible()
+    index = next(i for i, text in enumerate(options.all_inner_texts()) if text.startswith(wanted))
+    for _ in range(index + 1):
+        field.press("ArrowDown")
+    field.press("Enter")
+    expect(field).to_have_value(wanted)
+
+
+def code_from_the_dev_inbox(browser, live_server, email: str) -> str:
+    context = browser.new_context(base_url=live_server, locale="fr-FR", viewport=PHONE, is_mobile=True)
+    page = context.new_page()
+    page.goto("/connexion")
+    page.get_by_label("Adresse électronique").fill(email)
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Se connecter").click()
+    page.goto("/dev/messages")
+    card = page.locator(".fr-card").filter(has_text="vérification d'un numéro").first
+    expect(card).to_contain_text("1 segment")
+    code = re.search(r"\b(\d{6})\b", card.locator("pre").inner_text()).group(1)
+    context.close()
+    return code
+
+
+def test_a_family_books_online_from_its_phone(phone_page, clinic, live_db, browser, live_server):
+    page = phone_page
+    page.goto("/974/prendre-rendez-vous")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Prendre rendez-vous en ligne")
+    page.get_by_text("Pesée du nourrisson").click()
+    choose_commune(page, "st denis", "Saint-Denis (97400)")
+    page.get_by_role("button", name="Voir les créneaux").click()
+
+    expect(page.get_by_role("heading", name="Centre PMI Saint-Denis")).to_be_visible()
+    first = page.locator(".lapins-creneaux a").first
+    box = first.bounding_box()
+    assert box["height"] >= 44 and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-online-slots.png", full_page=True)
+    first.focus()
+    page.keyboard.press("Enter")  # the keyboard alone chooses a time
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Vos coordonnées")
+    page.get_by_label("Nom de famille").fill("Payet")
+    page.get_by_label("Votre prénom").fill("Noémie")
+    page.get_by_label("Prénom de l'enfant").fill("Éloïse")
+    page.get_by_label("Date de naissance").fill("2026-03-02")
+    page.get_by_label("Téléphone mobile").fill("0692 12 34 56")
+    page.get_by_role("button", name="Recevoir le code par SMS").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Vérification de votre numéro")
+    page.get_by_label("Code reçu par SMS").fill(code_from_the_dev_inbox(browser, live_server, clinic))
+    page.get_by_role("button", name="Confirmer le rendez-vous").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Votre rendez-vous est confirmé")
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-online-booked.png", full_page=True)
+
+    live_db.session.expire_all()
+    rdv = live_db.session.scalars(select(Rdv)).one()
+    assert rdv.booked_via == BookingChannel.ONLINE and rdv.usagers[0].first_name == "Éloïse"
+    confirmation = live_db.session.scalar(select(Message).where(
+        Message.rdv_id == rdv.id, Message.kind == MessageKind.CREATED, Message.channel == Channel.SMS))
+    assert confirmation is not None and "/r/" in (confirmation.body or "")
