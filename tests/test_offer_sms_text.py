@@ -146,6 +146,10 @@ CUT_LIEU = "Centre de PMI de Saint-Pierre Ravine des Cabris, annexe"
     (dict(motif="Bilan-de-santé-en-école-maternelle-des-enfants-de-quatre-ans et vaccins", lieu_name=LIEU),
      f"{SENDER} Marie-Emmanuelle, {WHEN} (Bilan-de-santé-en-école-maternelle-des-enfants-de-quatre-ans), "
      f"{CUT_LIEU}. {TAIL}"),  # a motif cut to its one long first word keeps it
+    (dict(motif=MOTIF, lieu_name="Centre-de-protection-maternelle-et-infantile-de-Saint-Pierre Ravine des Cabris, "
+                                 "annexe de la Ligne Paradis, derrière la mairie annexe du quartier Bois d'Olive"),
+     f"{SENDER} Marie-Emmanuelle, {WHEN} {CUT_MOTIF}, Centre-de-protection-maternelle-et-infantile-de-Saint-Pierre. "
+     f"{TAIL}"),  # and so does a lieu
     (dict(person="Maëlys", motif=MOTIF, lieu_name=LIEU[:LIEU.index(" du quartier")]),  # 306 septets: lieu kept whole
      f"{SENDER} Maelys, {WHEN} {CUT_MOTIF}, Centre de PMI de Saint-Pierre Ravine des Cabris, annexe de la Ligne "
      f"Paradis, derrière la mairie annexe. {TAIL}"),

@@ -19,6 +19,7 @@ from lapins.notifications.sms_text import (
     checked_note,
     compose,
     compose_receipt,
+    cost_kept,
     display_phone,
     format_when,
     note_kept,
@@ -454,6 +455,11 @@ SHORTENINGS = {
         facts_of(kind="reminder", motif="", lieu_name="PMI Nanterre", lieu_address="12 rue Victor Hugo, 92000 Nanterre",
                  phone="01 41 37 10 00", link=link_of(35)),
         "PMI 92 : rappel, RDV mar. 24/11 à 9h30, PMI Nanterre, 12 rue Victor Hugo. Infos/annuler : " + link_of(35)),
+    "an address loses its last part only": (
+        facts_of(kind="reminder", motif="", lieu_name="PMI Nanterre",
+                 lieu_address="Bâtiment C, 12 rue Victor Hugo, 92000 Nanterre", phone="01 41 37 10 00", link=link_of(30)),
+        "PMI 92 : rappel, RDV mar. 24/11 à 9h30, PMI Nanterre, Batiment C, 12 rue Victor Hugo. Infos/annuler : "
+        + link_of(30)),
     "an address loses its parts from the end, one at a time": (
         facts_of(kind="reminder", two_way=True, motif="", organisation="PMI Paris XX", lieu_name="PMI Nanterre",
                  lieu_address="Résidence Les Lilas, bâtiment C, 147 boulevard Salvador Allende, 93000 Bobigny",
@@ -595,6 +601,13 @@ FREED = "Merci : le créneau est libéré pour une autre famille."
      + FREED),  # then cut at a word, to one word if need be: 160 septets exactly
     (dict(organisation="Conseil départemental des Hauts-de-Seine", person="Marie-Emmanuelle", location_type="home"),
      "Conseil départemental : votre visite à domicile du ven. 23/10 à 9h30 est annulée, comme demandé. " + FREED),
+    (dict(organisation="PMI Nord", person=None),  # an rdv of the adult reached
+     "PMI Nord : votre RDV du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. " + FREED),
+    (dict(organisation="– PMI Paris XX :", person="Léa"),  # the punctuation around the sender goes, not its XX
+     "PMI Paris XX : le RDV de Léa du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. " + FREED),
+    (dict(organisation="PMI boulevard de la Villette 19e", person="Léa"),  # 32 septets: kept as written
+     "PMI boulevard de la Villette 19e : le RDV de Léa du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. "
+     + FREED),
     (dict(organisation=" ", person="Léa"),
      "Le RDV de Léa du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. " + FREED),
     (dict(organisation="Conseil-départemental-Hauts-de-Seine", person="Marie-Emmanuelle", location_type="home"),
@@ -606,3 +619,10 @@ def test_the_receipt_keeps_the_thanks_and_drops_the_motif_the_name_then_comme_de
     text = compose_receipt(facts)
     assert text == expected
     assert segments_of(text) == 1 and LINK not in text and "Tél" not in text
+
+
+def test_a_cost_sentence_counts_as_kept_when_there_is_none_to_add():
+    # The settings page refuses a sentence when a sample reminder would go without it: with no sentence, or for a
+    # kind of SMS that never carries one, nothing is refused.
+    assert cost_kept(replace(SHORT, cost=None))
+    assert cost_kept(replace(SHORT, kind="created", cost="Un RDV manqué prive une autre famille."))
