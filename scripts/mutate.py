@@ -69,7 +69,8 @@ ROOMS: dict[str, Room] = {
         "tests/test_slots.py", "tests/test_availability.py", "tests/test_schedule.py",
         "tests/test_plage_exceptions.py")),
     "gsm": Room(("lapins/notifications/gsm.py", "lapins/notifications/sms_text.py"), (
-        "tests/test_gsm.py", "tests/test_sms_text.py", "tests/test_offers.py")),
+        "tests/test_gsm.py", "tests/test_sms_text.py", "tests/test_offer_sms_text.py", "tests/test_cost_sentence.py",
+        "tests/test_offers.py")),
 }
 
 

@@ -39,6 +39,11 @@ def test_the_alphabet_has_its_127_characters_and_9_printable_extensions():
     ("e\u0301te\u0301", "été"),  # decomposed accents, as typed on some phones
     ("محمد", "????"),
     ("€ [x] {y} ~ | ^ \\", "€ [x] {y} ~ | ^ \\"),
+    # Characters no table lists, read by their Unicode category (pasted from other software or keyboards):
+    ("9h30\u200310h\u3000fin", "9h30 10h fin"),  # any other white space is one space
+    ("10h⸺12h", "10h-12h"),  # a dash (Pd) with no decomposition
+    ("⸂oui⸃", '"oui"'),  # opening (Pi) and closing (Pf) quotes
+    ("٠١٢٣٤ ३", "01234 3"),  # digits (Nd) of other scripts
 ])
 def test_transliteration_keeps_french_readable(typed, sent):
     assert transliterate(typed) == sent

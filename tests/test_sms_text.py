@@ -1,7 +1,7 @@
 """The SMS a family receives: one segment whatever the data, in plain French, with the local time and its link."""
 import string
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +18,8 @@ from lapins.notifications.sms_text import (
     checked_label,
     checked_note,
     compose,
+    compose_receipt,
+    cost_kept,
     display_phone,
     format_when,
     note_kept,
@@ -383,3 +385,244 @@ def test_a_sender_label_stands_for_the_organisation_and_is_checked():
         checked_label("Protection maternelle et infantile du Nord")
     with pytest.raises(WordingError, match="une lettre"):
         checked_label("59")
+
+
+# --- Exact texts where the composition makes a choice (each guards a rule a mutant once broke unnoticed) ---------
+
+def link_of(length: int) -> str:
+    return "https://rdv.example.fr/r/" + "x" * length
+
+
+def facts_of(**changes) -> SmsFacts:
+    values = dict(kind="created", starts_at_local=datetime(2026, 11, 24, 9, 30, tzinfo=PARIS), motif="Pesée",
+                  location_type="on_site", link=link_of(20), organisation="PMI 92")
+    return SmsFacts(**{**values, **changes})
+
+
+def test_without_a_sender_the_text_opens_with_a_capital_and_nothing_else():
+    assert compose(replace(SHORT, organisation=" ", phone=None)) == (
+        "Rappel, RDV de Léa mar. 24/11 à 9h30 (Vaccins), PMI Nanterre, 3 rue Hoche. Infos/annuler : " + LINK
+    )
+
+
+def test_stored_values_are_tidied_without_losing_letters():
+    # Punctuation around the sender goes, "XX" (an arrondissement) stays; runs of spaces and line breaks of a lieu
+    # and its address become single spaces and commas (the motif goes to make room for the whole address).
+    text = compose(replace(SHORT, organisation="– PMI Paris XX :", person=None, phone=None,
+                           lieu_name="Centre  PMI   Paris XX", lieu_address="3 rue Hoche\n92000 Nanterre\n"))
+    assert text == ("PMI Paris XX : rappel, RDV mar. 24/11 à 9h30, Centre PMI Paris XX, 3 rue Hoche, "
+                    "92000 Nanterre. Infos/annuler : " + LINK)
+    assert compose(replace(SHORT, person=None, phone=None, lieu_name="PMI Nanterre,", lieu_address="3 rue Hoche;")) == (
+        "PMI 92 : rappel, RDV mar. 24/11 à 9h30 (Vaccins), PMI Nanterre, 3 rue Hoche. Infos/annuler : " + LINK
+    )
+
+
+def test_de_elides_before_any_vowel_in_either_case_and_not_before_x():
+    assert "RDV d'élise mar." in compose(replace(SHORT, person="élise", phone=None))
+    assert "RDV de Xavier mar." in compose(replace(SHORT, person="Xavier", phone=None))
+
+
+def test_an_on_site_rdv_without_lieu_or_address_ends_its_sentence_cleanly():
+    assert compose(replace(SHORT, lieu_name=None, lieu_address=None, phone=None)) == (
+        "PMI 92 : rappel, RDV de Léa mar. 24/11 à 9h30 (Vaccins). Infos/annuler : " + LINK
+    )
+
+
+def test_a_sentence_ending_with_a_question_mark_gets_no_extra_stop():
+    text = compose(replace(SHORT, kind="created", phone=None, note="Une question ?"))
+    assert "3 rue Hoche. Une question ? Infos/annuler : " in text
+
+
+def test_a_phone_stored_without_spaces_is_shown_as_dialled_in_the_territorys_region():
+    assert "Tél 0692 12 34 56." in compose(replace(SHORT, phone="0692123456", region="RE"))
+    assert display_phone("0141371000", "FR") == "01 41 37 10 00"
+    assert display_phone("0692123456", "RE") == "0692 12 34 56"
+
+
+def test_a_kept_as_stored_number_may_have_twenty_characters_not_more():
+    assert display_phone("12 34 56 78 90 12 34", "FR") == "12 34 56 78 90 12 34"
+    assert display_phone("12 34 56 78 90 12 345", "FR") is None
+
+
+# Each case: the facts, then the exact text; together they fix every shortening step and what is given back.
+SHORTENINGS = {
+    "a first name is reduced to its first word": (
+        facts_of(location_type="home", organisation="PMI Hauts-de-Seine", motif="", person="Jean Pierre Paul",
+                 link=link_of(30)),
+        "PMI Hauts-de-Seine : visite à domicile de Jean confirmée le mar. 24/11 à 9h30. Infos/annuler : "
+        + link_of(30)),
+    "an address loses its city": (
+        facts_of(kind="reminder", motif="", lieu_name="PMI Nanterre", lieu_address="12 rue Victor Hugo, 92000 Nanterre",
+                 phone="01 41 37 10 00", link=link_of(35)),
+        "PMI 92 : rappel, RDV mar. 24/11 à 9h30, PMI Nanterre, 12 rue Victor Hugo. Infos/annuler : " + link_of(35)),
+    "an address loses its last part only": (
+        facts_of(kind="reminder", motif="", lieu_name="PMI Nanterre",
+                 lieu_address="Bâtiment C, 12 rue Victor Hugo, 92000 Nanterre", phone="01 41 37 10 00", link=link_of(30)),
+        "PMI 92 : rappel, RDV mar. 24/11 à 9h30, PMI Nanterre, Batiment C, 12 rue Victor Hugo. Infos/annuler : "
+        + link_of(30)),
+    "an address loses its parts from the end, one at a time": (
+        facts_of(kind="reminder", two_way=True, motif="", organisation="PMI Paris XX", lieu_name="PMI Nanterre",
+                 lieu_address="Résidence Les Lilas, bâtiment C, 147 boulevard Salvador Allende, 93000 Bobigny",
+                 phone="+262692123456", link=link_of(12)),
+        "PMI Paris XX : rappel, RDV mar. 24/11 à 9h30, PMI Nanterre, Résidence Les Lilas. Répondez OUI ou ANNULER. "
+        "Infos : " + link_of(12)),
+    "a cut motif never ends on two small words": (
+        facts_of(kind="cancelled", location_type="home", organisation="PMI Paris XX",
+                 motif="Suivi de grossesse et préparation à la naissance", phone="01 41 37 10 00"),
+        "PMI Paris XX : votre visite à domicile du mar. 24/11 à 9h30 (Suivi de grossesse et préparation) est annulée. "
+        "Pour un nouveau RDV : Tél 01 41 37 10 00."),
+    "a motif cut to two words is kept": (
+        facts_of(kind="cancelled", location_type="home", organisation="PMI Nord Est Ouest Sud Centre",
+                 motif="Pesée mensuelle du nourrisson", phone="01 41 37 10 00"),
+        "PMI Nord Est Ouest Sud Centre : votre visite à domicile du mar. 24/11 à 9h30 (Pesée mensuelle) est annulée. "
+        "Pour un nouveau RDV : Tél 01 41 37 10 00."),
+    "a motif cut to two words is kept, before the first name": (
+        facts_of(location_type="phone", organisation="PMI Paris XX", motif="Pesée mensuelle du nourrisson",
+                 person="Marie-Emmanuelle", link=link_of(12)),
+        "PMI Paris XX : RDV téléphonique confirmé le mar. 24/11 à 9h30 (Pesée mensuelle), nous vous appelons. "
+        "Infos/annuler : " + link_of(12)),
+    "a lieu cut to two words is kept, its address goes": (
+        facts_of(kind="reminder", two_way=True, motif="", organisation="Conseil départemental du Val-de-Marne PMI",
+                 lieu_name="Maison départementale des solidarités de Pointe-à-Pitre",
+                 lieu_address="12 rue Victor Hugo 92000 Nanterre", link=link_of(10)),
+        "Conseil départemental : rappel, RDV mar. 24/11 à 9h30, Maison départementale. Répondez OUI ou ANNULER. "
+        "Infos : " + link_of(10)),
+    "a lieu is cut after a word ending with a comma, the comma goes": (
+        facts_of(kind="changed", motif="", organisation="PMI Nord Est Ouest Sud Centre",
+                 lieu_name="Centre PMI, Nanterre Parc", lieu_address="3 rue Hoche", link=link_of(25)),
+        "PMI Nord Est Ouest Sud Centre : votre RDV est déplacé au mar. 24/11 à 9h30, Centre PMI. Infos/annuler : "
+        + link_of(25)),
+    "a lieu cut at a word may end with XX and fill the segment exactly": (
+        facts_of(motif="Pesée mensuelle du nourrisson", organisation="PMI Paris XX Porte de Bagnolet",
+                 lieu_name="Centre PMI Paris XX Porte de Bagnolet Gambetta",
+                 lieu_address="12 chemin de la Ravine\n97410 Saint-Pierre", link=link_of(30)),
+        "PMI Paris XX Porte de Bagnolet : RDV confirmé le mar. 24/11 à 9h30, Centre PMI Paris XX. Infos/annuler : "
+        + link_of(30)),
+    "a sender over 32 septets is cut at a word first": (
+        facts_of(kind="cancelled", organisation="Maison des solidarités de Nanterre Centre", person="Léa",
+                 phone="+262692123456"),
+        "Maison des solidarités : le RDV de Léa du mar. 24/11 à 9h30 (Pesée) est annulé. Pour un nouveau RDV : "
+        "Tél 0692 12 34 56."),
+    "a sender may be cut to one long word": (
+        facts_of(kind="cancelled", location_type="phone", organisation="PMI-Seine-Saint-Denis-Bobigny Centre-Nord",
+                 motif="", person="Emma", phone="+262692123456"),
+        "PMI-Seine-Saint-Denis-Bobigny : le RDV téléphonique d'Emma du mar. 24/11 à 9h30 est annulé. "
+        "Pour un nouveau RDV : Tél 0692 12 34 56."),
+    "a sender of exactly 32 septets is kept as written": (
+        facts_of(kind="reminder", motif="Entretien prénatal précoce", organisation="Centre social de la Grande Place",
+                 lieu_name="PMI Nanterre", lieu_address="12 avenue du Général de Gaulle, 92000 Nanterre"),
+        "Centre social de la Grande Place : rappel, RDV mar. 24/11 à 9h30, PMI Nanterre. Infos/annuler : "
+        + link_of(20)),
+    "what is given back may fill the segment to its last septet": (
+        facts_of(motif="Consultation de puériculture et pesée du nourrisson", organisation="Centre social de la Grande Place",
+                 lieu_name="PMI Nanterre", note="Pensez au carnet de santé.", link=link_of(35)),
+        "Centre social de la Grande Place : RDV confirmé le mar. 24/11 à 9h30, PMI Nanterre. Infos/annuler : "
+        + link_of(35)),
+    "last, the label of the link goes, then the sender is cut to its first word": (
+        facts_of(kind="changed", location_type="phone", motif="Consultation de puériculture et pesée du nourrisson",
+                 organisation="Maison des solidarités de Nanterre Centre", note="Pensez au carnet de santé.",
+                 link=link_of(35)),
+        "Maison : votre RDV téléphonique est déplacé au mar. 24/11 à 9h30, nous vous appelons. " + link_of(35)),
+}
+
+
+@pytest.mark.parametrize("case", SHORTENINGS)
+def test_each_shortening_step_gives_the_text_a_family_reads(case):
+    facts, expected = SHORTENINGS[case]
+    text = compose(facts)
+    assert_one_gsm7_segment_with_link(text, facts)
+    assert text == expected
+
+
+class _NoOffset(tzinfo):
+    """A time zone that knows no offset: Python counts such a datetime as naive."""
+
+    def utcoffset(self, dt):
+        return None
+
+
+def test_a_time_whose_zone_gives_no_offset_is_refused_like_a_naive_one():
+    with pytest.raises(ValueError):
+        replace(SHORT, starts_at_local=datetime(2026, 11, 24, 9, 30, tzinfo=_NoOffset()))
+
+
+def test_the_settings_page_reads_exact_french_refusals():
+    with pytest.raises(WordingError) as refused:
+        checked_note("Voir www.pmi92.fr")
+    assert str(refused.value) == "Pas d'adresse web dans la phrase : le lien du rendez-vous est déjà dans chaque SMS."
+    with pytest.raises(WordingError) as refused:
+        checked_label("59 - 62")
+    assert str(refused.value) == ("Le nom d'expéditeur des SMS doit contenir au moins une lettre "
+                                  "(exemple : PMI du Nord).")
+    with pytest.raises(WordingError) as refused:
+        checked_note("Bonne journée 🙂🙃")
+    assert str(refused.value) == ("Ces caractères n'existent pas dans l'alphabet des SMS (ils feraient passer le "
+                                  "message en Unicode, 70 caractères par SMS) : 🙂 🙃 — retirez-les.")
+
+
+def test_a_question_mark_is_sendable_a_letter_of_another_script_is_not():
+    assert checked_note("Une question ?") == "Une question ?"
+    with pytest.raises(WordingError, match="م"):
+        checked_note("Bienvenue مرحبا")
+
+
+def test_wording_limits_are_inclusive_and_a_missing_value_is_none():
+    assert checked_note("x" * 59 + ".") == "x" * 59 + "."  # 60 septets, the most allowed
+    assert checked_label("Centre social de la Grande Place") == "Centre social de la Grande Place"  # 32 septets
+    assert checked_note(None) is None and checked_label(None) is None
+
+
+def test_a_sender_label_loses_the_punctuation_around_it_not_its_letters():
+    assert checked_label(" - PMI du Nord : ") == "PMI du Nord"
+    assert checked_label("PMI Paris XX") == "PMI Paris XX"
+
+
+# --- The receipt of the family's own cancellation (compose_receipt) ------------------------------------------------
+
+FREED = "Merci : le créneau est libéré pour une autre famille."
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    (dict(organisation="PMI Nord", person="Léa Marie"),  # everything fits; a first name is its first word
+     "PMI Nord : le RDV de Léa du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. " + FREED),
+    (dict(organisation="PMI Nord", person="Emma", location_type="home"),
+     "PMI Nord : la visite à domicile d'Emma du ven. 23/10 à 9h30 (Pesée) est annulée, comme demandé. " + FREED),
+    (dict(organisation="PMI Nord", person="Léa", motif="Consultation de puériculture et pesée du nourrisson"),
+     "PMI Nord : le RDV de Léa du ven. 23/10 à 9h30 est annulé, comme demandé. " + FREED),  # the motif goes first
+    (dict(organisation="PMI Hauts-de-Seine", person="Marie-Emmanuelle", location_type="phone"),
+     "PMI Hauts-de-Seine : votre RDV téléphonique du ven. 23/10 à 9h30 est annulé, comme demandé. " + FREED),
+    (dict(organisation="Centre social de la Grande Place", person="Marie-Emmanuelle", location_type="home"),
+     "Centre social de la Grande Place : votre visite à domicile du ven. 23/10 à 9h30 est annulée. " + FREED),
+    (dict(organisation="Protection maternelle et infantile de Seine-Saint-Denis", person="Marie-Emmanuelle"),
+     "PMI de Seine-Saint-Denis : le RDV de Marie-Emmanuelle du ven. 23/10 à 9h30 est annulé, comme demandé. "
+     + FREED),  # a long sender is abbreviated
+    (dict(organisation="PMI-Seine-Saint-Denis-Bobigny Centre-Nord", person="Marie-Emmanuelle"),
+     "PMI-Seine-Saint-Denis-Bobigny : le RDV de Marie-Emmanuelle du ven. 23/10 à 9h30 est annulé, comme demandé. "
+     + FREED),  # then cut at a word, to one word if need be: 160 septets exactly
+    (dict(organisation="Conseil départemental des Hauts-de-Seine", person="Marie-Emmanuelle", location_type="home"),
+     "Conseil départemental : votre visite à domicile du ven. 23/10 à 9h30 est annulée, comme demandé. " + FREED),
+    (dict(organisation="PMI Nord", person=None),  # an rdv of the adult reached
+     "PMI Nord : votre RDV du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. " + FREED),
+    (dict(organisation="– PMI Paris XX :", person="Léa"),  # the punctuation around the sender goes, not its XX
+     "PMI Paris XX : le RDV de Léa du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. " + FREED),
+    (dict(organisation="PMI boulevard de la Villette 19e", person="Léa"),  # 32 septets: kept as written
+     "PMI boulevard de la Villette 19e : le RDV de Léa du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. "
+     + FREED),
+    (dict(organisation=" ", person="Léa"),
+     "Le RDV de Léa du ven. 23/10 à 9h30 (Pesée) est annulé, comme demandé. " + FREED),
+    (dict(organisation="Conseil-départemental-Hauts-de-Seine", person="Marie-Emmanuelle", location_type="home"),
+     "La visite à domicile de Marie-Emmanuelle du ven. 23/10 à 9h30 (Pesée) est annulée, comme demandé. " + FREED),
+])
+def test_the_receipt_keeps_the_thanks_and_drops_the_motif_the_name_then_comme_demande(changes, expected):
+    facts = replace(SHORT, kind="cancelled", starts_at_local=datetime(2026, 10, 23, 9, 30, tzinfo=PARIS),
+                    **{"motif": "Pesée", **changes})
+    text = compose_receipt(facts)
+    assert text == expected
+    assert segments_of(text) == 1 and LINK not in text and "Tél" not in text
+
+
+def test_a_cost_sentence_counts_as_kept_when_there_is_none_to_add():
+    # The settings page refuses a sentence when a sample reminder would go without it: with no sentence, or for a
+    # kind of SMS that never carries one, nothing is refused.
+    assert cost_kept(replace(SHORT, cost=None))
+    assert cost_kept(replace(SHORT, kind="created", cost="Un RDV manqué prive une autre famille."))
