@@ -341,6 +341,16 @@ def test_an_agendas_background_in_one_query_is_its_plages_and_absences(centre, f
 
 # --- Benchmark floor -------------------------------------------------------------------------------------------
 
+def test_a_search_reads_a_week_first_then_windows_four_times_as_long():
+    # One round trip costs more than a week of rdvs: most searches must end in the first window (issue 15).
+    windows = availability.search_windows(PARIS, NOW, 13)
+
+    assert windows[0][0] == NOW and all(earlier[1] == later[0] for earlier, later in zip(windows, windows[1:]))
+    assert [upper for _, upper in windows] == [at(date(2026, 3, 10), "00:00"), at(date(2026, 4, 3), "00:00"),
+                                               at(date(2026, 6, 1), "00:00")]  # 8 days, 32 days, 13 weeks
+    assert availability.search_windows(PARIS, NOW, 1) == [(NOW, at(date(2026, 3, 9), "00:00"))]
+
+
 def test_the_floor_query_reads_the_rows_first_available_reads(centre, factories):
     factories.AbsenceFactory(agent=centre.agent, first_day=TODAY, start_time=time(9), end_time=time(9, 30))
     factories.RdvFactory(motif=centre.motif, starts_at=at(TODAY, "10:00"), agents=[centre.agent])
@@ -350,5 +360,5 @@ def test_the_floor_query_reads_the_rows_first_available_reads(centre, factories)
     end = availability.examined_end(found, territory=centre.territory, start=NOW, limit=3)
     rows = availability.fetch_rows_for_floor(territory=centre.territory, motif=centre.motif, start=NOW, end=end)
 
-    assert end == at(date(2026, 3, 4), "00:00")  # today and tomorrow held enough slots
+    assert end == at(date(2026, 3, 10), "00:00")  # the first window (today and the next seven days) held enough
     assert sorted(row.kind for row in rows) == [1, 2, 3]  # the plage, the absence, today's rdv: not the far one
