@@ -8,7 +8,7 @@ BENCH_DATABASE_URL (a schema of its own, `lapins_bench_online`) or a temporary S
   lieux serving the address, each with its first days of free times, each time signed), for a random motif and
   commune among the zones; one client in the process (the served, concurrent figure is for wrk: not done yet).
 - public.book_race: `--families` families, each with its number checked, book one of `--slots` free times of one
-  lieu at once (family i the (i mod slots)-th), through `lapins.public.online.book_online`, from threads of this
+  lieu at once (family i the (i mod times)-th; a time with two free agents is two places), through `lapins.public.online.book_online`, from threads of this
   process. Expected: exactly `--slots` rdvs, no agent booked twice, every other family told the time was taken, no
   usager stored for them.
 """
@@ -61,17 +61,23 @@ def bench_search(app, territory_id: int, places: list[tuple[str, str]], runs: in
 
 
 def _race_times(territory: Territory, slots: int, now) -> tuple[Motif, int, str, list]:
-    """A motif, a lieu serving one of the sectors' communes, and its first `slots` free times."""
+    """A motif, a lieu serving one of the sectors' communes, and its first free times making `slots` places."""
     for motif in online.open_motifs(territory):
         for lieu_id, commune in db.session.execute(
                 select(lieu_sectors.c.lieu_id, SectorZone.commune_code)
                 .join(SectorZone, SectorZone.sector_id == lieu_sectors.c.sector_id)
-                .where(SectorZone.street_code == "").limit(20)):
+                .where(SectorZone.street_code == "").limit(60)):
             scope = online.scope_for(territory, motif, lieu_id, now)
-            days = picker.first_days(scope, count=7)
-            times = [(day, choice) for day in days for choice in day.choices][:slots]
-            if len(times) == slots:
-                return motif, lieu_id, commune, [choice for _, choice in times]
+            # A time with two free agents is two places (a family whose agent was taken gets the other one):
+            # times are taken until their agents make exactly `slots` places.
+            times, places = [], 0
+            for day in picker.first_days(scope, count=28):
+                for choice in day.choices:
+                    if places + len(choice.agent_ids) <= slots:
+                        times.append(choice)
+                        places += len(choice.agent_ids)
+            if places == slots:
+                return motif, lieu_id, commune, times
     raise RuntimeError("no lieu with enough free times for the race")
 
 
@@ -104,7 +110,7 @@ def bench_book_race(app, territory_id: int, families: int, slots: int) -> dict:
             territory = db.session.get(Territory, territory_id)
             verification = db.session.get(PhoneVerification, verification_ids[index])
             try:
-                online.book_online(territory, tokens[index % slots], family, verification, now=now)
+                online.book_online(territory, tokens[index % len(tokens)], family, verification, now=now)
                 return "booked"
             except online.SlotGone:
                 return "taken"
@@ -128,7 +134,7 @@ def bench_book_race(app, territory_id: int, families: int, slots: int) -> dict:
         doubles = sum(1 for first, second in zip(spans, spans[1:])
                       if first.agent_id == second.agent_id and second.starts_at < first.ends_at)
         db.session.remove()
-    return {"families": families, "slots": slots, "rdvs": booked, "booked_answers": outcomes.count("booked"),
+    return {"families": families, "slots": slots, "times": len(times), "rdvs": booked, "booked_answers": outcomes.count("booked"),
             "taken_answers": outcomes.count("taken"), "other_answers": len(outcomes) - outcomes.count("booked")
             - outcomes.count("taken"), "double_bookings": doubles, "usagers_stored": usagers, "total_ms": round(took)}
 
