@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import joinedload
 
 from lapins.booking import BookingError, book_rdv
 from lapins.infra.extensions import db
@@ -132,7 +133,8 @@ def need_motifs(territory: Territory, motif: Motif) -> list[Motif]:
         return []
     return [other for other in db.session.scalars(
         select(Motif).join(Organisation, Organisation.id == Motif.organisation_id)
-        .where(*_open(territory), func.lower(Motif.name) == motif.name.lower()).order_by(Motif.id))
+        .where(*_open(territory), func.lower(Motif.name) == motif.name.lower()).order_by(Motif.id)
+        .options(joinedload(Motif.organisation)))  # read by online_refusal and sectors: not one query per motif
         if _need_key(other) == _need_key(motif)]
 
 

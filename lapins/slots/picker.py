@@ -28,6 +28,7 @@ from lapins.slots import availability
 from lapins.slots.engine import ONE_DAY, Slot, local_midnight
 
 FIRST_DAYS = 3
+FIRST_SPAN_DAYS = 8
 WEEK = 7
 KEPT_PAGES = 4096  # then emptied: a département's families ask for a few thousand different weeks at most
 
@@ -126,13 +127,14 @@ def page(scope: Scope, first: date | None = None, *, kept_only: bool = False) ->
 
 
 def first_days(scope: Scope, count: int = FIRST_DAYS, *, kept_only: bool = False) -> tuple[Day, ...]:
-    """The first `count` local days that have a free time: read 2 days, then 4, 8..., as first_available reads."""
+    """The first `count` local days that have a free time: read a week and a day, then four times as long, as
+    first_available reads (one query finds them most often: each query is a round trip)."""
     found: tuple[Day, ...] = ()
-    first, span = scope.first_day, 2
+    first, span = scope.first_day, FIRST_SPAN_DAYS
     while first <= scope.last_day and len(found) < count:
         last = min(first + timedelta(days=span - 1), scope.last_day)
         found += days_between(scope, first, last, kept_only=kept_only)
-        first, span = last + ONE_DAY, span * 2
+        first, span = last + ONE_DAY, span * 4
     return found[:count]
 
 
