@@ -12,6 +12,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
+from lapins.auth import tokens
 from lapins.agenda import duplicates
 from lapins.booking import book_rdv
 from lapins.models import Channel, Message, MessageKind, MessageStatus, Rdv, RdvStatus, Role, Usager
@@ -224,6 +225,9 @@ def test_ne_prevenir_que_on_the_booking_form_and_the_rdv_page_is_respected(app, 
     rdv = db.session.scalar(select(Rdv))
     assert rdv.notify_only_id == family.mother.id
     assert {m.usager_id for m in messages(db, rdv_id=rdv.id)} == {family.mother.id}
+    _, token = tokens.create(family.agent, "Logiciel du centre")
+    shown = agent.get(f"/api/v1/rdvs/{rdv.id}", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert shown["notify_only_id"] == family.mother.id  # the API says who alone is told
 
     page = agent.get(f"/rdvs/{rdv.id}").get_data(as_text=True)
     assert "Qui prévenir ?" in page

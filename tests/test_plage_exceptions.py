@@ -12,6 +12,7 @@ import time_machine
 from sqlalchemy import delete, func, select
 
 from lapins.models import Agent, PlageException, PlageOuverture, RdvStatus, Role, Territory
+from lapins.auth import tokens
 from lapins.slots import availability, engine, picker
 from tests.conftest import csrf_token_from
 
@@ -165,6 +166,23 @@ def test_changing_one_date_gives_that_date_only_other_hours(client, auth, db, ce
     post_exception(client, centre.plage, WEDNESDAY, action="modifier", start_time="09:00", end_time="12:00")
     assert count_exceptions(db) == 0
     assert free_days(centre, WEDNESDAY, WEDNESDAY) == {WEDNESDAY: MORNING}
+
+
+def test_the_api_shows_a_plages_removed_and_changed_dates_and_keeps_them_when_the_plage_is_edited(
+        client, auth, db, centre):
+    auth.login(centre.agent)
+    post_exception(client, centre.plage, MONDAY + timedelta(days=1))
+    post_exception(client, centre.plage, WEDNESDAY, action="modifier", start_time="14:00", end_time="15:30")
+    _, token = tokens.create(centre.agent, "Logiciel du centre")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    [shown] = client.get("/api/v1/plages", headers=headers).get_json()["items"]
+    assert shown["exceptions"] == [
+        {"date": "2026-01-06", "removed": True, "start_time": None, "end_time": None},
+        {"date": "2026-01-07", "removed": False, "start_time": "14:00", "end_time": "15:30"}]
+    edited = client.patch(f"/api/v1/plages/{centre.plage.id}", json={"title": "Pesées"}, headers=headers)
+    assert edited.status_code == 200 and edited.get_json()["exceptions"] == shown["exceptions"]
+    assert free_days(centre, WEDNESDAY, WEDNESDAY) == {WEDNESDAY: ["14:00", "14:30", "15:00"]}
 
 
 def test_one_date_at_another_lieu_opens_there_that_day_only(client, auth, db, centre):

@@ -37,6 +37,7 @@ def rdv(rdv: Rdv) -> dict:
         "cancelled_at": instant(rdv.cancelled_at),
         "cancelled_via": rdv.cancelled_via.value if rdv.cancelled_via else None, "cancel_reason": rdv.cancel_reason,
         "max_participants": rdv.max_participants, "places_taken": rdv.places_taken, "title": rdv.title,
+        "notify_only_id": rdv.notify_only_id,
     }
 
 
@@ -106,7 +107,9 @@ def _recurrence(target: PlageOuverture | Absence, tz: ZoneInfo) -> dict:
 def plage(plage: PlageOuverture) -> dict:
     return {"id": plage.id, "agent_id": plage.agent_id, "organisation_id": plage.organisation_id,
             "lieu_id": plage.lieu_id, "motif_ids": [motif.id for motif in plage.motifs], "title": plage.title} \
-        | _recurrence(plage, plage.organisation.territory.tz)
+        | _recurrence(plage, plage.organisation.territory.tz) | {"exceptions": [
+            {"date": day(exception.day), "removed": exception.removed, "start_time": exception.start_time and hour(exception.start_time),
+             "end_time": exception.end_time and hour(exception.end_time)} for exception in sorted(plage.exceptions, key=lambda e: e.day)]}
 
 
 def absence(absence: Absence) -> dict:

@@ -60,7 +60,8 @@ def _saved_absence(absence: Absence, values: dict) -> Absence:
 
 @implements("listPlages")
 def list_plages(actor: Agent, *, query: dict, body: None):
-    statement = policies.plage_scope(actor).options(selectinload(PlageOuverture.motifs))
+    statement = policies.plage_scope(actor).options(selectinload(PlageOuverture.motifs),
+                                                    selectinload(PlageOuverture.exceptions))
     if "agent_id" in query:
         statement = statement.where(PlageOuverture.agent_id == query["agent_id"])
     return page(statement.order_by(PlageOuverture.id), query, render.plage), 200

@@ -79,6 +79,8 @@ RDV = _object({
     "notes": {"type": "string", "nullable": True}, "booked_via": {"type": "string"},
     "created_at": INSTANT, "cancelled_at": NULLABLE_INSTANT,
     "cancelled_via": {"type": "string", "nullable": True}, "cancel_reason": {"type": "string", "nullable": True},
+    "notify_only_id": NULLABLE_ID | {"description": "« Ne prévenir que … » : le seul responsable de l'enfant à qui "
+                                                    "les messages de ce rdv sont envoyés ; null pour les deux."},
 } | _SESSION_FIELDS, ["id", "organisation_id", "motif_id", "lieu_id", "agent_ids", "usager_ids", "starts_at", "ends_at",
                       "starts_at_local", "ends_at_local", "timezone", "duration_minutes", "status", "status_label",
                       "max_participants", "places_taken", "title"], closed=False)
@@ -156,8 +158,16 @@ _RECURRENCE_OUT = {
     "first_day": DAY, "last_day": DAY | {"nullable": True}, "start_time": HOUR, "end_time": HOUR,
     "weekdays": WEEKDAYS, "every_n_weeks": {"type": "integer"}, "timezone": {"type": "string"},
 }
+PLAGE_EXCEPTION = _object({
+    "date": DAY, "removed": {"type": "boolean", "description": "Vrai : la plage n'ouvre pas ce jour-là."},
+    "start_time": HOUR | {"nullable": True}, "end_time": HOUR | {"nullable": True},
+}, ["date", "removed", "start_time", "end_time"], closed=False)
 PLAGE = _object({"id": ID, "agent_id": ID, "organisation_id": ID, "lieu_id": NULLABLE_ID,
-                 "motif_ids": {"type": "array", "items": ID}, "title": {"type": "string"}} | _RECURRENCE_OUT,
+                 "motif_ids": {"type": "array", "items": ID}, "title": {"type": "string"},
+                 "exceptions": {"type": "array", "items": PLAGE_EXCEPTION, "description": (
+                     "Les dates retirées ou ouvertes à d'autres heures (« cette date seulement », depuis l'agenda), "
+                     "en heures locales ; une date ouverte dans un autre lieu y est retirée et devient une plage "
+                     "d'un jour dans ce lieu.")}} | _RECURRENCE_OUT,
                 ["id", "agent_id", "organisation_id", "title", "first_day", "start_time", "end_time"], closed=False)
 ABSENCE = _object({"id": ID, "agent_id": ID, "title": {"type": "string"}} | _RECURRENCE_OUT,
                   ["id", "agent_id", "title", "first_day", "start_time", "end_time"], closed=False)
