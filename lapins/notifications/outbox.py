@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -494,7 +495,7 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
     lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
     renew_every = lease / RENEWALS_PER_LEASE
     longest = max((_timeout(outgoing, app.config) for _message, outgoing in ready), default=timedelta(0))
-    pool = ThreadPoolExecutor(max_workers=app.config["OUTBOX_SEND_THREADS"], thread_name_prefix="outbox")
+    pool = _send_pool(app.config["OUTBOX_SEND_THREADS"])
     with db.engine.connect() as connection:
         pending = {}
         for message, outgoing in ready:
@@ -540,6 +541,7 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                     logger.warning("Message %s: send still under way long after its timeout, left to find_sent",
                                    outgoing.message_id)
                     counts["left to recovery"] = counts.get("left to recovery", 0) + 1
+                    _drop_send_pool(pool)  # its held threads are not lent to the next batch
         except Exception:
             # The database went away: the sends under way end (within their timeout) and those the provider took
             # are remembered for the retry, which records them without sending them again.
@@ -553,10 +555,30 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
             for future, (_message, outgoing) in pending.items():
                 if future.cancel():  # never begun: safe to take back (a no-op once the batch gave it back)
                     not_begun.add(outgoing.message_id)
-            pool.shutdown(wait=False, cancel_futures=True)
         if given_back:
             counts["given back"] = _give_back(given_back, claim, connection)
     return counts
+
+
+_send_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _send_pool(threads: int) -> ThreadPoolExecutor:
+    """The sending threads of this process, kept from one batch to the next (starting them for each batch cost more
+    than a send). Keyed by process id too: a pool made before a fork has no threads in the child."""
+    key = (os.getpid(), threads)
+    pool = _send_pools.get(key)
+    if pool is None:
+        pool = _send_pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="outbox")
+    return pool
+
+
+def _drop_send_pool(pool: ThreadPoolExecutor) -> None:
+    """A pool with a send held far past its timeout: the next batch gets new threads; the held one ends on its own."""
+    for key, kept in list(_send_pools.items()):
+        if kept is pool:
+            del _send_pools[key]
+    pool.shutdown(wait=False)
 
 
 def _timeout(outgoing: OutgoingSms | OutgoingEmail, config) -> timedelta:
