@@ -13,9 +13,11 @@ family's number: it is a TransientError, retried until the message's deadline an
 """
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
+import threading
 import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -30,7 +32,7 @@ from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import NewConnectionError, ProxyError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, ProtocolError, ProxyError, ReadTimeoutError, SSLError
 
 from lapins.notifications.backends import (
     Balance, Delivery, OutgoingSms, PermanentError, ProviderError, TransientError,
@@ -223,9 +225,10 @@ def _provider_error(error: Exception, timeout: float, asking: bool = False) -> P
         status = page_response.status_code
         return TransientError(f"{what} : Twilio a répondu HTTP {status}, nouvel essai plus tard.", code=str(status),
                               maybe_sent=not asking and status >= 500)
-    # urllib3's (PooledHttpClient) and requests' (a client given by hand) network errors. A connection never made
-    # (even on a connect timeout) is "network", like a connection that broke; "timeout" is an answer not come.
-    if isinstance(error, NewConnectionError | ProxyError | requests.exceptions.ConnectionError):
+    # urllib3's (PooledHttpClient) and requests' (a client given by hand) network errors, as requests sorted them:
+    # a connection never made (even on a connect timeout) or broken is "network"; "timeout" is an answer not come.
+    if isinstance(error, ConnectTimeoutError | ProtocolError | SSLError | ProxyError
+                  | requests.exceptions.ConnectionError):
         return TransientError(f"{what} : Twilio est injoignable (erreur réseau).", code="network")
     if isinstance(error, ReadTimeoutError | requests.exceptions.Timeout):
         return TransientError(f"{what} : Twilio n'a pas répondu en {timeout:g} s.", code="timeout")
@@ -256,6 +259,7 @@ class PooledHttpClient(HttpClient):
         self._direct = urllib3.PoolManager(**self._settings)
         self._managers: dict[str, urllib3.PoolManager] = {}
         self._routes: dict[tuple[str, str], urllib3.PoolManager] = {}
+        self._lock = threading.Lock()  # the sending threads may meet on a host's first request
 
     def request(self, method: str, url: str, params: dict | None = None, data: dict | None = None,
                 headers: dict | None = None, auth: tuple[str, str] | None = None, timeout: float | None = None,
@@ -292,10 +296,13 @@ class PooledHttpClient(HttpClient):
         key = (parts.scheme or "http", parts.netloc or "")
         manager = self._routes.get(key)
         if manager is None:
-            proxy = self.proxies.get(key[0]) or self.proxies.get("all")
-            if proxy and urllib.request.proxy_bypass_environment(parts.host or "", self.proxies):
-                proxy = None
-            manager = self._routes[key] = self._proxy_manager(proxy) if proxy else self._direct
+            with self._lock:
+                manager = self._routes.get(key)
+                if manager is None:
+                    proxy = self.proxies.get(key[0]) or self.proxies.get("all")
+                    if proxy and urllib.request.proxy_bypass_environment(parts.host or "", self.proxies):
+                        proxy = None
+                    manager = self._routes[key] = self._proxy_manager(proxy) if proxy else self._direct
         return manager
 
     def _proxy_manager(self, proxy: str) -> urllib3.PoolManager:
@@ -324,7 +331,10 @@ def _charset(content_type: str) -> str:
     for part in content_type.split(";")[1:]:
         name, _, value = part.strip().partition("=")
         if name.lower() == "charset" and value:
-            return value.strip('"\'')
+            try:
+                return codecs.lookup(value.strip('"\'')).name
+            except LookupError:  # a charset Python does not know: read as UTF-8 (bad bytes replaced)
+                break
     return "utf-8"  # JSON's encoding, and what Twilio sends
 
 
