@@ -5,10 +5,14 @@ callbacks and inbound SMS it posts back, like Twilio does.
 """
 from __future__ import annotations
 
+import base64
+import http.client
 import logging
 import os
 import socket
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -169,6 +173,91 @@ def test_twilio_out_of_reach_is_a_transient_network_error():
     with pytest.raises(TransientError) as raised:
         backend.send(sms())
     assert raised.value.code == "network"
+
+
+class ForwardingProxy(ThreadingHTTPServer):
+    """A plain HTTP proxy on 127.0.0.1 (absolute-form requests, as a client sends them to an http:// URL through a
+    proxy): it forwards each one and records what it carried, with the Proxy-Authorization it was given."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.carried: list[tuple[str, str, str | None]] = []
+        super().__init__(("127.0.0.1", 0), _ForwardingHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ForwardingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self) -> None:
+        target = urlsplit(self.path)
+        self.server.carried.append((self.command, target.path, self.headers.get("Proxy-Authorization")))
+        length = int(self.headers.get("Content-Length") or 0)
+        headers = {key: value for key, value in self.headers.items()
+                   if key.lower() not in ("proxy-authorization", "proxy-connection", "connection", "host")}
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
+        upstream.request(self.command, f"{target.path}?{target.query}" if target.query else target.path,
+                         body=self.rfile.read(length) if length else None, headers=headers)
+        answer = upstream.getresponse()
+        body = answer.read()
+        upstream.close()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.getheader("Content-Type") or "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, *args) -> None:  # the test reads `carried`, not stderr
+        pass
+
+
+@pytest.fixture()
+def forwarding_proxy():
+    proxy = ForwardingProxy()
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_the_proxy_of_the_environment_carries_the_sms_unless_no_proxy_names_the_host(twilio_fake, forwarding_proxy,
+                                                                                     monkeypatch):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "NO_PROXY", "ALL_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    # The proxy's credentials, as an operator writes them in the URL (an @ in the password percent-encoded).
+    monkeypatch.setenv("HTTP_PROXY", forwarding_proxy.url.replace("://", "://lapins:pr%40xy@"))
+    through_proxy = backend_on(twilio_fake)
+    delivery = through_proxy.send(sms())
+    assert twilio_fake.get(delivery.provider_id).to == PHONE
+    [(method, path, authorization)] = forwarding_proxy.carried
+    assert (method, path) == ("POST", f"/2010-04-01/Accounts/{twilio_fake.account_sid}/Messages.json")
+    assert authorization == "Basic " + base64.b64encode(b"lapins:pr@xy").decode()
+    assert through_proxy.find_sent(sms(), datetime.now(UTC) - timedelta(minutes=1)) is not None
+    assert [method for method, _path, _auth in forwarding_proxy.carried] == ["POST", "GET"]
+
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    backend_on(twilio_fake).send(sms(body=f"{BODY} 2"))
+    assert twilio_fake.count_for(PHONE, f"{BODY} 2") == 1
+    assert len(forwarding_proxy.carried) == 2  # straight to Twilio
+    through_proxy.send(sms(body=f"{BODY} 3"))  # read when the client was built: still through its proxy
+    assert len(forwarding_proxy.carried) == 3
+
+
+def test_a_proxy_that_cannot_be_reached_is_a_transient_network_error(twilio_fake, monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("http_proxy", f"127.0.0.1:{port}")  # no scheme: an http:// proxy, as requests read it
+    with pytest.raises(TransientError) as raised:
+        backend_on(twilio_fake).send(sms())
+    assert raised.value.code == "network"
+    assert twilio_fake.request_count == 0
 
 
 @pytest.mark.parametrize(("mark", "code"), [("mark_invalid", "21211"), ("mark_unsubscribed", "21610")])

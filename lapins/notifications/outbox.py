@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -55,6 +56,7 @@ MAX_ATTEMPTS = 8
 LONGEST_RETRY = timedelta(minutes=30)
 DISPATCH_BUDGET = timedelta(seconds=50)
 RENEWALS_PER_LEASE = 5  # a batch renews its claim this often per lease while its sends run
+PREPARE_PACKET = 10  # texts committed together, their sends begun, before the next ones are written
 STARTED = "Rendez-vous déjà commencé"
 TOO_LATE = "Non envoyé avant le début du rendez-vous"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks  # one beat run stops claiming after this; the next run goes on
@@ -529,14 +531,6 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                  selectinload(Message.rdv).selectinload(Rdv.organisation))
     ).all()
     counts: dict[str, int] = {}
-    ready = [(message, _outgoing(message)) for message in messages if _prepare(message, now)]
-    for message in messages:
-        if message.status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
-            counts[str(message.status)] = counts.get(str(message.status), 0) + 1
-    deadlines = {outgoing.message_id: message.expires_at for message, outgoing in ready}
-    # Texts are fixed before any provider sees them. Every commit expires the batch's objects, and reloading one
-    # reruns the query's eager loads: the sending loop works from the outgoing messages built above instead.
-    db.session.commit()
     given_back: list[int] = []
     # The provider is called from OUTBOX_SEND_THREADS threads, so that one send hanging until its timeout does not
     # hold up the others; only this thread touches the database. One connection for the whole batch: through the
@@ -544,25 +538,43 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
     app = current_app._get_current_object()
     lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
     renew_every = lease / RENEWALS_PER_LEASE
-    longest = max((_timeout(outgoing, app.config) for _message, outgoing in ready), default=timedelta(0))
-    pool = ThreadPoolExecutor(max_workers=app.config["OUTBOX_SEND_THREADS"], thread_name_prefix="outbox")
+    longest = timedelta(0)
+    pool = _send_pool(app.config["OUTBOX_SEND_THREADS"])
+    session = db.session()
     with db.engine.connect() as connection:
         pending = {}
-        for message, outgoing in ready:
-            try:
-                send = _sender(outgoing)
-            except Exception as error:  # noqa: BLE001 — e.g. a territory's credentials unreadable: recorded as such
-                _record_outcome(message, outgoing, error, connection, counts)
-                continue
-            # A send must be over before its claim can look abandoned: it begins only while the last renewal is
-            # less than (lease - its timeout) old; after the rdv started it is of no use to the family. Otherwise
-            # the message is given back, to be claimed (or skipped) by the next dispatch.
-            window = max(lease - _timeout(outgoing, app.config), lease / 4)  # a lease set too short still sends
-            pending[pool.submit(_attempt, app, send, outgoing, claim, window, deadlines[outgoing.message_id])] = (
-                message, outgoing)
-            not_begun.discard(outgoing.message_id)
         last_progress = utcnow()
         try:
+            # Texts are fixed (committed) before any provider sees them, a packet at a time, so that the first
+            # sends leave while the next texts are written. Between these commits the batch's objects are not
+            # expired: reloading one would rerun the query's eager loads.
+            expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+            try:
+                for packet in _chunks(messages, PREPARE_PACKET):
+                    ready = [(message, _outgoing(message)) for message in packet if _prepare(message, now)]
+                    for message in packet:
+                        if message.status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
+                            counts[str(message.status)] = counts.get(str(message.status), 0) + 1
+                    session.commit()
+                    for message, outgoing in ready:
+                        try:
+                            send = _sender(outgoing)
+                        except Exception as error:  # noqa: BLE001 — e.g. a territory's credentials unreadable
+                            _record_outcome(message, outgoing, error, connection, counts)
+                            continue
+                        # A send must be over before its claim can look abandoned: it begins only while the last
+                        # renewal is less than (lease - its timeout) old; after the rdv started it is of no use to
+                        # the family. Otherwise the message is given back, to be claimed (or skipped) by the next
+                        # dispatch.
+                        timeout = _timeout(outgoing, app.config)
+                        longest = max(longest, timeout)
+                        window = max(lease - timeout, lease / 4)  # a lease set too short still sends
+                        pending[pool.submit(_attempt, app, send, outgoing, claim, window, message.expires_at)] = (
+                            message, outgoing)
+                        not_begun.discard(outgoing.message_id)
+            finally:
+                session.expire_on_commit = expire_on_commit
+            session.expire_all()  # as after any commit: a failure is recorded on the rows as they are now
             while pending:
                 done, _ = futures_wait(pending, timeout=renew_every.total_seconds(), return_when=FIRST_COMPLETED)
                 for future in done:
@@ -591,6 +603,7 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                     logger.warning("Message %s: send still under way long after its timeout, left to find_sent",
                                    outgoing.message_id)
                     counts["left to recovery"] = counts.get("left to recovery", 0) + 1
+                    _drop_send_pool(pool)  # its held threads are not lent to the next batch
         except Exception:
             # The database went away: the sends under way end (within their timeout) and those the provider took
             # are remembered for the retry, which records them without sending them again.
@@ -604,10 +617,30 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
             for future, (_message, outgoing) in pending.items():
                 if future.cancel():  # never begun: safe to take back (a no-op once the batch gave it back)
                     not_begun.add(outgoing.message_id)
-            pool.shutdown(wait=False, cancel_futures=True)
         if given_back:
             counts["given back"] = _give_back(given_back, claim, connection)
     return counts
+
+
+_send_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _send_pool(threads: int) -> ThreadPoolExecutor:
+    """The sending threads of this process, kept from one batch to the next (starting them for each batch cost more
+    than a send). Keyed by process id too: a pool made before a fork has no threads in the child."""
+    key = (os.getpid(), threads)
+    pool = _send_pools.get(key)
+    if pool is None:
+        pool = _send_pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="outbox")
+    return pool
+
+
+def _drop_send_pool(pool: ThreadPoolExecutor) -> None:
+    """A pool with a send held far past its timeout: the next batch gets new threads; the held one ends on its own."""
+    for key, kept in list(_send_pools.items()):
+        if kept is pool:
+            del _send_pools[key]
+    pool.shutdown(wait=False)
 
 
 def _timeout(outgoing: OutgoingSms | OutgoingEmail, config) -> timedelta:

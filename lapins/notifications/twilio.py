@@ -1,9 +1,11 @@
 """SMS through Twilio's REST API with the official SDK, and what Twilio's error codes mean for a family's number.
 
 One `twilio.rest.Client` per process and Twilio account (providers.sms_backend caches the backend of the
-deployment's account, and one per territory that has its own credentials): its requests session keeps the
-connection to Twilio alive between messages. The SDK never retries a request by itself here (no `max_retries`):
-a POST that timed out may have been accepted, and only the outbox decides, after `find_sent`, to send again.
+deployment's account, and one per territory that has its own credentials). Its HTTP client (`PooledHttpClient`)
+is the SDK's `HttpClient` over a urllib3 pool, not `requests`: the pool keeps connections to Twilio alive between
+messages and is shared by the outbox's sending threads, and the proxy settings are read once, not at each request.
+No request is ever retried by the client: a POST that timed out may have been accepted, and only the outbox
+decides, after `find_sent`, to send again.
 
 Error codes are the one table both the sending path and the status webhook read (`UNDELIVERABLE_CODES`,
 `error_text`). A configuration error (credentials, sender, geographic permissions) is never blamed on the
@@ -11,15 +13,26 @@ family's number: it is a TransientError, retried until the message's deadline an
 """
 from __future__ import annotations
 
+import codecs
+import json
 import logging
+import os
+import threading
+import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from urllib.parse import unquote, urlencode
 
+import certifi
 import requests
+import urllib3
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http import HttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ConnectTimeoutError, ProtocolError, ProxyError, ReadTimeoutError, SSLError
 
 from lapins.notifications.backends import (
     Balance, Delivery, OutgoingSms, PermanentError, ProviderError, TransientError,
@@ -101,7 +114,7 @@ class TwilioSmsBackend:
         """The backend of one Twilio account (the deployment's or a territory's); the rest of the settings
         (TWILIO_BASE_URL, TWILIO_TIMEOUT_SECONDS) are the deployment's."""
         timeout = float(config.get("TWILIO_TIMEOUT_SECONDS") or 10)
-        http_client = TwilioHttpClient(timeout=timeout, logger=_sdk_logger())
+        http_client = PooledHttpClient(timeout=timeout, logger=_sdk_logger())
         client = Client(account_sid, auth_token, http_client=http_client)
         base_url = (config.get("TWILIO_BASE_URL") or "").rstrip("/")
         if base_url:
@@ -212,14 +225,117 @@ def _provider_error(error: Exception, timeout: float, asking: bool = False) -> P
         status = page_response.status_code
         return TransientError(f"{what} : Twilio a répondu HTTP {status}, nouvel essai plus tard.", code=str(status),
                               maybe_sent=not asking and status >= 500)
-    if isinstance(error, requests.exceptions.ConnectionError):
+    # urllib3's (PooledHttpClient) and requests' (a client given by hand) network errors, as requests sorted them:
+    # a connection never made (even on a connect timeout) or broken is "network"; "timeout" is an answer not come.
+    if isinstance(error, ConnectTimeoutError | ProtocolError | SSLError | ProxyError
+                  | requests.exceptions.ConnectionError):
         return TransientError(f"{what} : Twilio est injoignable (erreur réseau).", code="network")
-    if isinstance(error, requests.exceptions.Timeout):
+    if isinstance(error, ReadTimeoutError | requests.exceptions.Timeout):
         return TransientError(f"{what} : Twilio n'a pas répondu en {timeout:g} s.", code="timeout")
-    if isinstance(error, requests.exceptions.RequestException | TwilioException | ValueError):
+    if isinstance(error, Urllib3Error | requests.exceptions.RequestException | TwilioException | ValueError):
         # ValueError: an answer that is not Twilio's JSON (a proxy's error page...).
         return TransientError(f"{what} : réponse inattendue de Twilio.", code="network")
     return None
+
+
+class PooledHttpClient(HttpClient):
+    """The SDK's HTTP client over one urllib3 pool (per proxy), for the threads of a process to share.
+
+    What `requests` did at each request, done once: the proxy settings (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY,
+    NO_PROXY, either case) and the CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, else certifi's) are read from the
+    environment when the client is built, and the route to each host is decided at its first request. Each request
+    waits `timeout` seconds at most to connect and as long for the answer; none is retried, and no redirect is
+    followed (the SDK's defaults).
+    """
+
+    def __init__(self, timeout: float | None = None, logger: logging.Logger | None = None,
+                 environ: Mapping[str, str] | None = None, pool_size: int = min(32, (os.cpu_count() or 1) + 4)):
+        super().__init__(logger or _sdk_logger(), False, timeout)
+        environ = os.environ if environ is None else environ
+        self.proxies = _proxies(environ)
+        ca_certs = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or certifi.where()
+        # block=False: a thread finding every connection busy opens one more, dropped after use (as requests does).
+        self._settings = {"maxsize": pool_size, "block": False, "ca_certs": ca_certs, "retries": False}
+        self._direct = urllib3.PoolManager(**self._settings)
+        self._managers: dict[str, urllib3.PoolManager] = {}
+        self._routes: dict[tuple[str, str], urllib3.PoolManager] = {}
+        self._lock = threading.Lock()  # the sending threads may meet on a host's first request
+
+    def request(self, method: str, url: str, params: dict | None = None, data: dict | None = None,
+                headers: dict | None = None, auth: tuple[str, str] | None = None, timeout: float | None = None,
+                allow_redirects: bool = False) -> Response:
+        if timeout is None:
+            timeout = self.timeout
+        elif timeout <= 0:
+            raise ValueError(timeout)
+        method = method.upper()
+        headers = dict(headers or {})
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params, doseq=True)}"
+        body = None
+        if data:
+            if headers.get("Content-Type") in ("application/json", "application/scim+json"):
+                body = json.dumps(data, allow_nan=False).encode()
+            else:
+                body = urlencode(data, doseq=True)
+                headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if auth:
+            headers.update(urllib3.make_headers(basic_auth=f"{auth[0]}:{auth[1]}"))
+        if self.logger.isEnabledFor(logging.INFO):  # the SDK's log lines are formatted before being filtered
+            self.log_request({"method": method, "url": url, "params": None, "headers": headers})
+        answer = self._manager(url).request(
+            method, url, body=body, headers=headers, redirect=allow_redirects, retries=False,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout))
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info("Response Status Code: %s", answer.status)
+        charset = _charset(answer.headers.get("Content-Type", ""))
+        return Response(answer.status, answer.data.decode(charset, errors="replace"), answer.headers)
+
+    def _manager(self, url: str) -> urllib3.PoolManager:
+        parts = urllib3.util.parse_url(url)
+        key = (parts.scheme or "http", parts.netloc or "")
+        manager = self._routes.get(key)
+        if manager is None:
+            with self._lock:
+                manager = self._routes.get(key)
+                if manager is None:
+                    proxy = self.proxies.get(key[0]) or self.proxies.get("all")
+                    if proxy and urllib.request.proxy_bypass_environment(parts.host or "", self.proxies):
+                        proxy = None
+                    manager = self._routes[key] = self._proxy_manager(proxy) if proxy else self._direct
+        return manager
+
+    def _proxy_manager(self, proxy: str) -> urllib3.PoolManager:
+        manager = self._managers.get(proxy)
+        if manager is None:
+            parts = urllib3.util.parse_url(proxy)
+            proxy_headers = (urllib3.make_headers(proxy_basic_auth=unquote(parts.auth)) if parts.auth else None)
+            bare = parts._replace(auth=None).url
+            manager = self._managers[proxy] = urllib3.ProxyManager(bare, proxy_headers=proxy_headers,
+                                                                   **self._settings)
+        return manager
+
+
+def _proxies(environ: Mapping[str, str]) -> dict[str, str]:
+    """{scheme: proxy URL, "no": NO_PROXY} from the environment, the lower-case name first (as urllib's
+    getproxies_environment and requests read them); a proxy given without a scheme is an http:// one."""
+    proxies = {}
+    for name in ("http", "https", "all", "no"):
+        value = environ.get(f"{name}_proxy") or environ.get(f"{name.upper()}_PROXY")
+        if value:
+            proxies[name] = value if name == "no" or "://" in value else f"http://{value}"
+    return proxies
+
+
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            try:
+                return codecs.lookup(value.strip('"\'')).name
+            except LookupError:  # a charset Python does not know: read as UTF-8 (bad bytes replaced)
+                break
+    return "utf-8"  # JSON's encoding, and what Twilio sends
 
 
 def _segments(value) -> int | None:
