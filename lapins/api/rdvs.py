@@ -52,9 +52,8 @@ def _many(actor: Agent, model, ids: list[int], field: str, action: str = "view")
     return [one(actor, model, object_id, field, action) for object_id in dict.fromkeys(ids)]
 
 
-@implements("listRdvs")
-def list_rdvs(actor: Agent, *, query: dict, body: None):
-    statement = policies.rdv_scope(actor)
+def rdv_filters(statement, query: dict):
+    """The filters a list of rdvs and a list of sessions share: times, agent, lieu, status."""
     if "starts_after" in query:
         statement = statement.where(Rdv.starts_at >= query["starts_after"])
     if "starts_before" in query:
@@ -63,13 +62,22 @@ def list_rdvs(actor: Agent, *, query: dict, body: None):
         statement = statement.where(Rdv.id.in_(select(RdvAgent.rdv_id).where(RdvAgent.agent_id == query["agent_id"])))
     if "lieu_id" in query:
         statement = statement.where(Rdv.lieu_id == query["lieu_id"])
-    if "usager_id" in query:
-        # A merged file's id goes on naming its person: its rdvs are the kept file's.
-        kept = select(func.coalesce(Usager.merged_into_id, Usager.id)).where(Usager.id == query["usager_id"])
-        statement = statement.where(Rdv.id.in_(
-            select(rdv_usagers.c.rdv_id).where(rdv_usagers.c.usager_id == kept.scalar_subquery())))
     if "status" in query:
         statement = statement.where(Rdv.status == RdvStatus(query["status"]))
+    return statement
+
+
+def kept_usager_id(usager_id: int):
+    """A merged file's id goes on naming its person: the kept file's id (a scalar subquery)."""
+    return select(func.coalesce(Usager.merged_into_id, Usager.id)).where(Usager.id == usager_id).scalar_subquery()
+
+
+@implements("listRdvs")
+def list_rdvs(actor: Agent, *, query: dict, body: None):
+    statement = rdv_filters(policies.rdv_scope(actor), query)
+    if "usager_id" in query:
+        statement = statement.where(Rdv.id.in_(
+            select(rdv_usagers.c.rdv_id).where(rdv_usagers.c.usager_id == kept_usager_id(query["usager_id"]))))
     return page(_loaded(statement.order_by(Rdv.starts_at, Rdv.id)), query, render.rdv), 200
 
 

@@ -6,17 +6,17 @@ session is an rdv); the ids in the path are checked by lapins.policies like an r
 """
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.api import render
-from lapins.api.rdvs import one
+from lapins.api.rdvs import kept_usager_id, one, rdv_filters
 from lapins.api.routing import ApiError, implements, invalid, page
 from lapins.booking import BookingError
 from lapins.booking import sessions as booking_sessions
 from lapins.infra.extensions import db
-from lapins.models import Agent, Participation, ParticipationStatus, Rdv, RdvAgent, RdvStatus, Usager, utcnow
+from lapins.models import Agent, Participation, ParticipationStatus, Rdv, Usager, utcnow
 from lapins.models.rdvs import BookingChannel, CancellationChannel, participation_usagers
 
 
@@ -45,27 +45,15 @@ def _answer(session_id: int) -> dict:
 
 @implements("listSessions")
 def list_sessions(actor: Agent, *, query: dict, body: None):
-    statement = policies.session_scope(actor)
-    if "starts_after" in query:
-        statement = statement.where(Rdv.starts_at >= query["starts_after"])
-    if "starts_before" in query:
-        statement = statement.where(Rdv.starts_at < query["starts_before"])
-    if "agent_id" in query:
-        statement = statement.where(Rdv.id.in_(select(RdvAgent.rdv_id).where(RdvAgent.agent_id == query["agent_id"])))
-    if "lieu_id" in query:
-        statement = statement.where(Rdv.lieu_id == query["lieu_id"])
+    statement = rdv_filters(policies.session_scope(actor), query)
     if "motif_id" in query:
         statement = statement.where(Rdv.motif_id == query["motif_id"])
-    if "usager_id" in query:
-        # A merged file's id goes on naming its person, as for rdvs: the kept file's places.
-        kept = select(func.coalesce(Usager.merged_into_id, Usager.id)).where(Usager.id == query["usager_id"])
+    if "usager_id" in query:  # the kept file's places, as for rdvs
         statement = statement.where(Rdv.id.in_(
             select(Participation.rdv_id)
             .join(participation_usagers, participation_usagers.c.participation_id == Participation.id)
-            .where(participation_usagers.c.usager_id == kept.scalar_subquery(),
+            .where(participation_usagers.c.usager_id == kept_usager_id(query["usager_id"]),
                    Participation.status != ParticipationStatus.EXCUSED)))
-    if "status" in query:
-        statement = statement.where(Rdv.status == RdvStatus(query["status"]))
     if query.get("with_places_left"):
         statement = booking_sessions.with_free_places(statement, utcnow())
     statement = statement.options(selectinload(Rdv.agent_links), selectinload(Rdv.usagers),
