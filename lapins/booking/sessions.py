@@ -146,11 +146,11 @@ def free_places(session: Rdv, now: datetime | None = None) -> int:
 
 def add_participant(*, actor: Agent | None, session: Rdv, usagers: list[Usager],
                     via: BookingChannel = BookingChannel.AGENDA) -> Participation:
-    """Give a family its place(s) in a session. An agent adds them (`actor`), or a family accepting a waiting-list
-    offer (no actor, via OFFER: the offer was claimed in this same transaction, so its held place is no longer
-    counted as held)."""
-    if (actor is None) != (via == BookingChannel.OFFER):
-        raise ValueError("an agent adds a participant, a family only by taking an offer")
+    """Give a family its place(s) in a session. An agent adds them (`actor`), or a family with no actor: accepting a
+    waiting-list offer (via OFFER: the offer was claimed in this same transaction, so its held place is no longer
+    counted as held) or signing up on the online booking pages (via ONLINE, its number checked)."""
+    if (actor is None) != (via in (BookingChannel.OFFER, BookingChannel.ONLINE)):
+        raise ValueError("an agent adds a participant, a family only by taking an offer or online")
     if not session.is_session:
         raise BookingError("Ce rendez-vous n'est pas une séance collective.")
     family = family_of(usagers)

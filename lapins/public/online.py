@@ -18,17 +18,20 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
 
-from lapins.booking import BookingError, book_rdv
+from lapins.booking import BookingError, book_rdv, sessions
 from lapins.infra.extensions import db
 from lapins.locale.communes import Commune
 from lapins.locale.matching import name_key
 from lapins.models import (
     Agent, Channel, Lieu, Message, MessageKind, MessageStatus, Motif, Organisation, PhoneVerification, Rdv, Territory,
-    Usager, utcnow,
+    Usager, WaitlistEntry, utcnow,
 )
-from lapins.models.rdvs import CANCELLED_STATUSES, BookingChannel, rdv_usagers
+from lapins.models.rdvs import (
+    CANCELLED_STATUSES, BookingChannel, Participation, ParticipationStatus, participation_usagers, rdv_usagers,
+)
+from lapins.models.sectors import lieu_sectors
 from lapins.notifications import gsm
-from lapins.sectors.serving import ServingLieu, online_refusal, serving_by_motif, serving_lieux
+from lapins.sectors.serving import ServingLieu, address_sectors, online_refusal, serving_by_motif, serving_lieux
 from lapins.slots import picker
 from lapins.slots.engine import ceil_to_grid
 from lapins.waitlist import entries
@@ -110,12 +113,11 @@ def _need_key(motif: Motif) -> str:
 
 
 def _open(territory: Territory) -> list:
-    return [Organisation.territory_id == territory.id, Motif.active.is_(True), Motif.online_bookable.is_(True),
-            Motif.collective.is_(False)]
+    return [Organisation.territory_id == territory.id, Motif.active.is_(True), Motif.online_bookable.is_(True)]
 
 
 def open_needs(territory: Territory) -> list[Need]:
-    """The motifs open online, one per name, by name."""
+    """The motifs open online (individual or collective), one per name, by name."""
     if not territory.online_booking:
         return []
     needs: dict[str, Need] = {}
@@ -135,13 +137,15 @@ def need_motifs(territory: Territory, motif: Motif) -> list[Motif]:
         select(Motif).join(Organisation, Organisation.id == Motif.organisation_id)
         .where(*_open(territory), func.lower(Motif.name) == motif.name.lower()).order_by(Motif.id)
         .options(joinedload(Motif.organisation)))  # read by online_refusal and sectors: not one query per motif
-        if _need_key(other) == _need_key(motif)]
+        if _need_key(other) == _need_key(motif) and other.collective == motif.collective]
 
 
-def motif_of(territory: Territory, motif_id: int | None) -> Motif:
-    """The motif chosen, only among this territory's; OnlineError when it is not (or no longer) open online."""
+def motif_of(territory: Territory, motif_id: int | None, *, collective: bool | None = False) -> Motif:
+    """The motif chosen, only among this territory's (individual, collective, or either when None); OnlineError
+    when it is not (or no longer) open online."""
     motif = db.session.get(Motif, motif_id) if motif_id else None
-    if motif is None or motif.organisation.territory_id != territory.id or motif.collective:
+    if motif is None or motif.organisation.territory_id != territory.id or (
+            collective is not None and motif.collective != collective):
         raise OnlineError("Choisissez un motif dans la liste.")
     refusal = online_refusal(motif)
     if refusal:
@@ -422,3 +426,153 @@ def book_online(territory: Territory, choice: SlotChoice, family: Family, verifi
     except BookingError:
         db.session.rollback()
         raise SlotGone("Ce créneau vient d'être pris : choisissez-en un autre.") from None
+
+
+# --- Collective sessions -------------------------------------------------------------------------------------------
+
+class SessionFull(OnlineError):
+    """No place left in the session chosen (or none left meanwhile): its waiting list is offered."""
+
+
+@dataclass(frozen=True)
+class SessionOffer:
+    session: Rdv
+    places_left: int
+
+
+def _session_window(motif: Motif, now: datetime) -> tuple[datetime, datetime]:
+    return now + timedelta(hours=motif.online_min_hours), now + timedelta(days=motif.online_max_days)
+
+
+def _serving_lieu_ids(territory: Territory, motif: Motif, commune_code: str) -> set[int] | None:
+    """The lieux of a sectorised motif's sessions serving the address (those attached to its sectors); None for a
+    motif open to all, whose sessions serve every address."""
+    if not motif.sectorised:
+        return None
+    sectors = address_sectors(territory.id, commune_code)
+    return set(db.session.scalars(select(lieu_sectors.c.lieu_id).where(lieu_sectors.c.sector_id.in_(sectors)))) \
+        if sectors else set()
+
+
+def _offered(session: Rdv, motif: Motif, now: datetime) -> bool:
+    start, end = _session_window(motif, now)
+    return session.is_session and session.is_live and start <= session.starts_at <= end
+
+
+def session_offers(territory: Territory, motif: Motif, commune_code: str, now: datetime) -> list[SessionOffer]:
+    """The upcoming sessions of the need of `motif` (its collective motifs of every organisation), within each
+    motif's online delays, at the lieux serving the address, soonest first, with their places left now."""
+    found = []
+    for each in need_motifs(territory, motif):
+        if online_refusal(each) is not None or not each.collective:
+            continue
+        start, end = _session_window(each, now)
+        statement = select(Rdv).where(Rdv.motif_id == each.id, Rdv.max_participants.is_not(None),
+                                      Rdv.status.not_in(CANCELLED_STATUSES), Rdv.starts_at >= start,
+                                      Rdv.starts_at <= end)
+        lieu_ids = _serving_lieu_ids(territory, each, commune_code)
+        if lieu_ids is not None:
+            statement = statement.where(Rdv.lieu_id.in_(lieu_ids or {0}))
+        found.extend(db.session.scalars(statement.options(joinedload(Rdv.lieu))))
+    held = sessions.held_places_of([session.id for session in found], now)
+    return [SessionOffer(session, max((session.max_participants or 0) - session.places_taken - held[session.id], 0))
+            for session in sorted(found, key=lambda session: (session.starts_at, session.id))]
+
+
+@dataclass(frozen=True)
+class SessionChoice:
+    """A session the family chose (to sign up, or to wait for a place), as its signed token says."""
+
+    territory_id: int
+    session_id: int
+    commune_code: str
+
+
+def session_token(territory: Territory, session: Rdv, commune_code: str) -> str:
+    return _serializer().dumps(["session", territory.id, session.id, commune_code])
+
+
+def read_session_token(token: str, territory: Territory) -> SessionChoice:
+    try:
+        values = _serializer().loads(token or "", max_age=SLOT_TOKEN_AGE)
+        if values[0] != "session":
+            raise ValueError
+        choice = SessionChoice(int(values[1]), int(values[2]), str(values[3]))
+    except (BadSignature, ValueError, TypeError, IndexError):
+        raise OnlineError("Ce lien de séance n'est pas valide : choisissez à nouveau une séance.") from None
+    if choice.territory_id != territory.id:
+        raise OnlineError("Ce lien de séance n'est pas valide : choisissez à nouveau une séance.")
+    return choice
+
+
+def checked_session(territory: Territory, choice: SessionChoice, now: datetime) -> Rdv:
+    """The session chosen, read again: of this territory, its motif still open online, not cancelled, within the
+    motif's online delays and at a lieu still serving the address. OnlineError otherwise."""
+    session = db.session.get(Rdv, choice.session_id)
+    if session is None or not session.is_session or session.organisation.territory_id != territory.id:
+        raise OnlineError("Cette séance n'est pas proposée en ligne : choisissez-en une autre.")
+    motif = motif_of(territory, session.motif_id, collective=True)
+    if not _offered(session, motif, now):
+        raise OnlineError("Cette séance n'est plus proposée en ligne (passée, annulée ou trop proche) : "
+                          "choisissez-en une autre.")
+    lieu_ids = _serving_lieu_ids(territory, motif, choice.commune_code)
+    if lieu_ids is not None and session.lieu_id not in lieu_ids:
+        raise OnlineError("Cette séance n'est pas proposée pour votre adresse : choisissez-en une autre.")
+    return session
+
+
+def live_online_places(territory: Territory, phone: str, motif: Motif, now: datetime) -> int:
+    """The places in sessions of this motif to come, taken online for the people of this number."""
+    people = select(Usager.id).where(Usager.territory_id == territory.id, or_(
+        Usager.phone == phone,
+        Usager.responsible_id.in_(select(Usager.id).where(Usager.territory_id == territory.id,
+                                                          Usager.phone == phone))))
+    return db.session.scalar(
+        select(func.count(func.distinct(Participation.id)))
+        .join(participation_usagers, participation_usagers.c.participation_id == Participation.id)
+        .join(Rdv, Rdv.id == Participation.rdv_id)
+        .where(participation_usagers.c.usager_id.in_(people), Rdv.motif_id == motif.id,
+               Participation.via == BookingChannel.ONLINE, Participation.status == ParticipationStatus.REGISTERED,
+               Rdv.starts_at > now))
+
+
+def full_message(session: Rdv) -> str:
+    return (f"Cette séance est complète ({session.places_taken}/{session.max_participants}) : inscrivez-vous sur sa "
+            "liste d'attente, une place libérée vous sera proposée par SMS.")
+
+
+def sign_up(territory: Territory, choice: SessionChoice, family: Family, verification: PhoneVerification | None,
+            now: datetime | None = None) -> Participation:
+    """Give the family whose number was just checked a place in the session chosen, in one transaction with its
+    usagers (booking.sessions.add_participant, via online): a refusal stores nothing; SessionFull when no place is
+    left."""
+    now = now or utcnow()
+    _check_verified(territory, family, verification, now)
+    session = checked_session(territory, choice, now)
+    limit = current_app.config["ONLINE_LIVE_RDVS_PER_NUMBER"]
+    if live_online_places(territory, family.phone, session.motif, now) >= limit:
+        raise OnlineError(f"Ce numéro a déjà {limit} inscriptions à venir pour « {session.motif.public_name} » "
+                          "prises en ligne : pour une autre, appelez le centre.")
+    try:
+        person = _person_for(territory, session.motif, family)
+        return sessions.add_participant(actor=None, session=session, usagers=[person], via=BookingChannel.ONLINE)
+    except sessions.SessionFull:
+        db.session.rollback()
+        raise SessionFull(full_message(session)) from None
+    except BookingError as error:
+        db.session.rollback()
+        raise OnlineError(str(error)) from None
+
+
+def wait_for_session(territory: Territory, choice: SessionChoice, family: Family,
+                     verification: PhoneVerification | None, now: datetime | None = None) -> WaitlistEntry:
+    """Put the family whose number was just checked on the session's waiting list, with its usagers, in one
+    commit (lapins.waitlist.entries.add_online_for_session)."""
+    now = now or utcnow()
+    _check_verified(territory, family, verification, now)
+    session = checked_session(territory, choice, now)
+    try:
+        return entries.add_online_for_session(_person_for(territory, session.motif, family), session, now)
+    except entries.EntryError as error:
+        db.session.rollback()
+        raise OnlineError(error.message) from None

@@ -13,10 +13,11 @@ from lapins.auth.limits import count_online_number
 from lapins.infra.extensions import db
 from lapins.locale.communes import Commune
 from lapins.models import PhoneVerification, Rdv, SectorZone, Territory, WaitlistEntry, utcnow
-from lapins.models.rdvs import BookingChannel
+from lapins.booking import sessions
+from lapins.models.rdvs import BookingChannel, Participation
 from lapins.models.territories import phone_to_call
 from lapins.notifications import outbox
-from lapins.notifications.links import rdv_token
+from lapins.notifications.links import place_token, rdv_token
 from lapins.public import online
 from lapins.public.blueprint import bp
 from lapins.public.online_forms import CodeForm, DetailsForm, ResendForm, SearchForm
@@ -54,18 +55,21 @@ def online_start(departement: str):
     territory = _territory(departement)
     needs = online.open_needs(territory)
     form = SearchForm(request.args)
-    found, commune, motif, streets = None, None, None, False
+    found, commune, motif, streets, sessions_found = None, None, None, False, None
     if request.args and needs:
         now = utcnow()
         try:
-            motif = online.motif_of(territory, form.motif.data)
+            motif = online.motif_of(territory, form.motif.data, collective=None)
         except online.OnlineError as error:
             form.motif.errors = [error.message]
         try:
             commune = _commune(territory, form)
         except online.OnlineError as error:
             form.commune.errors = [error.message]
-        if motif is not None and commune is not None and form.validate():
+        if motif is not None and motif.collective and commune is not None and form.validate():
+            sessions_found = online.session_offers(territory, motif, commune.code, now)
+            form.commune.data, form.commune_code.data = commune.label, commune.code
+        elif motif is not None and commune is not None and form.validate():
             streets = motif.sectorised and _streets_needed(territory, commune)
             found = online.offers(territory, motif, commune, now, street_code=form.rue.data or None)
             form.commune.data, form.commune_code.data = commune.label, commune.code
@@ -80,8 +84,11 @@ def online_start(departement: str):
             if not offer.days:
                 waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
                                                                  commune.code)
+    session_tokens = {offer.session.id: online.session_token(territory, offer.session, commune.code)
+                      for offer in sessions_found or []}
     return render_template(
         "public/online_start.html", territory=territory, needs=needs, form=form, found=found, motif=motif,
+        sessions_found=sessions_found, session_tokens=session_tokens,
         commune=commune, streets=streets, tokens=tokens, waits=waits, tz=territory.tz,
         phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
                 for offer in found or []})
@@ -97,9 +104,15 @@ def _family(data: dict) -> online.Family:
                          birth_date=date.fromisoformat(data["birth_date"]))
 
 
-def _back_to_slots(departement: str, choice: online.SlotChoice | online.WaitChoice | None):
+def _back_to_slots(departement: str, choice: online.SlotChoice | online.WaitChoice | online.SessionChoice | None):
     if choice is None:
         return redirect(url_for("public.online_start", departement=departement))
+    if isinstance(choice, online.SessionChoice):
+        session_ = db.session.get(Rdv, choice.session_id)
+        if session_ is None:
+            return redirect(url_for("public.online_start", departement=departement))
+        return redirect(url_for("public.online_start", departement=departement, motif=session_.motif_id,
+                                commune_code=choice.commune_code))
     return redirect(url_for("public.online_start", departement=departement, motif=choice.motif_id,
                             commune_code=choice.commune_code))
 
@@ -116,12 +129,31 @@ def online_waitlist(departement: str):
     return _details(departement, "wait", request.values.get("attente", ""))
 
 
+@bp.route("/<departement>/prendre-rendez-vous/seance", methods=["GET", "POST"])
+def online_session(departement: str):
+    """The family's details to take a place in the collective session it chose (`seance`, a signed token)."""
+    return _details(departement, "session", request.values.get("seance", ""))
+
+
+@bp.route("/<departement>/prendre-rendez-vous/seance/liste-attente", methods=["GET", "POST"])
+def online_session_waitlist(departement: str):
+    """The family's details to wait for a place in a full session (`seance`, a signed token)."""
+    return _details(departement, "session_wait", request.values.get("seance", ""))
+
+
 def _details(departement: str, kind: str, token: str):
     territory = _territory(departement)
     now = utcnow()
-    starts_at, choice = None, None
+    starts_at, choice, session_ = None, None, None
     try:
-        if kind == "slot":
+        if kind in ("session", "session_wait"):
+            choice = online.read_session_token(token, territory)
+            session_ = online.checked_session(territory, choice, now)
+            motif, lieu, starts_at = session_.motif, session_.lieu, session_.starts_at
+            if kind == "session" and sessions.free_places(session_, now) == 0:
+                flash(online.full_message(session_), "error")
+                return redirect(url_for("public.online_session_waitlist", departement=departement, seance=token))
+        elif kind == "slot":
             choice = online.read_slot_token(token, territory)
             motif, lieu, found = online.checked_choice(territory, choice, now)
             starts_at = found.starts_at
@@ -147,7 +179,10 @@ def _details(departement: str, kind: str, token: str):
             session[PENDING] = {**pending, "kind": kind, "token": token, "family": family}
             return _finish(departement, territory, verification)
         limit = current_app.config["ONLINE_LIVE_RDVS_PER_NUMBER"]
-        if kind == "slot" and online.live_online_rdvs(territory, family["phone"], motif, now) >= limit:
+        if kind == "session" and online.live_online_places(territory, family["phone"], motif, now) >= limit:
+            form.phone.errors.append(f"Ce numéro a déjà {limit} inscriptions à venir pour ce motif prises en ligne : "
+                                     "pour une autre, appelez le centre.")
+        elif kind == "slot" and online.live_online_rdvs(territory, family["phone"], motif, now) >= limit:
             form.phone.errors.append(f"Ce numéro a déjà {limit} rendez-vous à venir pour ce motif pris en ligne : "
                                      "pour un autre, appelez le centre.")
         elif not count_online_number(family["phone"]):
@@ -162,7 +197,7 @@ def _details(departement: str, kind: str, token: str):
                 session[PENDING] = {"kind": kind, "token": token, "family": family, "verification": verification.id}
                 return redirect(url_for("public.online_code", departement=departement))
     return render_template("public/online_details.html", territory=territory, form=form, motif=motif, lieu=lieu,
-                           starts_at=starts_at, tz=territory.tz, kind=kind, token=token,
+                           starts_at=starts_at, tz=territory.tz, kind=kind, token=token, session_=session_,
                            phone=phone_to_call(lieu, lieu.organisation))
 
 
@@ -215,6 +250,19 @@ def _finish(departement: str, territory: Territory, verification: PhoneVerificat
     pending = _pending()
     choice = None
     try:
+        if pending.get("kind") in ("session", "session_wait"):
+            choice = online.read_session_token(pending.get("token", ""), territory)
+            family = _family(pending["family"])
+            if pending["kind"] == "session_wait":
+                entry = online.wait_for_session(territory, choice, family, verification)
+                session.pop(PENDING, None)
+                session[DONE] = {"wait": entry.id}
+            else:
+                participation = online.sign_up(territory, choice, family, verification)
+                outbox.kick()
+                session.pop(PENDING, None)
+                session[DONE] = {"place": participation.id}
+            return redirect(url_for("public.online_done", departement=departement))
         if pending.get("kind") == "wait":
             choice = online.read_wait_token(pending.get("token", ""), territory)
             entry = online.join_waitlist(territory, choice, _family(pending["family"]), verification)
@@ -223,6 +271,11 @@ def _finish(departement: str, territory: Territory, verification: PhoneVerificat
             return redirect(url_for("public.online_done", departement=departement))
         choice = online.read_slot_token(pending.get("token", ""), territory)
         rdv = online.book_online(territory, choice, _family(pending["family"]), verification)
+    except online.SessionFull as error:  # filled meanwhile: its waiting list, the number still checked
+        flash(error.message, "error")
+        session[PENDING] = {**pending, "kind": "session_wait"}
+        return redirect(url_for("public.online_session_waitlist", departement=departement,
+                                seance=pending.get("token", "")))
     except online.OnlineError as error:  # SlotGone included: nothing was stored, the number stays checked
         flash(error.message, "error")
         return _back_to_slots(departement, choice)
@@ -241,6 +294,14 @@ def online_done(departement: str):
         if entry is not None and entry.organisation.territory_id == territory.id:
             return render_template("public/online_waiting.html", territory=territory, entry=entry,
                                    phone=phone_to_call(entry.lieu, entry.organisation))
+    if "place" in done:
+        participation = db.session.get(Participation, done["place"] or 0)
+        if participation is not None and participation.via == BookingChannel.ONLINE \
+                and participation.rdv.organisation.territory_id == territory.id:
+            return render_template("public/online_session_done.html", territory=territory,
+                                   participation=participation, session_=participation.rdv, tz=territory.tz,
+                                   link=url_for("family.place_page", token=place_token(participation.id)),
+                                   phone=phone_to_call(participation.rdv.lieu, participation.rdv.organisation))
     rdv = db.session.get(Rdv, done.get("rdv") or 0)
     if rdv is None or rdv.booked_via != BookingChannel.ONLINE or rdv.organisation.territory_id != territory.id:
         return redirect(url_for("public.online_start", departement=departement))

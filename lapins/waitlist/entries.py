@@ -190,3 +190,25 @@ def add_online(usager: Usager, motif: Motif, lieu: Lieu | None, now: datetime) -
     db.session.commit()
     offers.kick()
     return entry
+
+
+def add_online_for_session(usager: Usager, session: Rdv, now: datetime) -> WaitlistEntry:
+    """A family whose number was checked online waits for a place in this full session: commits with the usagers the
+    caller added (lapins.public.online). Asking again keeps the entry it has."""
+    if not session.is_session or not session.is_live or session.starts_at <= now:
+        raise EntryError("On ne peut attendre une place que dans une séance collective à venir.")
+    existing = db.session.scalar(select(WaitlistEntry).where(
+        WaitlistEntry.usager_id == usager.id, WaitlistEntry.session_id == session.id,
+        WaitlistEntry.status == EntryStatus.ACTIVE)) if usager.id is not None else None
+    if existing is not None:
+        db.session.commit()
+        return existing
+    if usager.id is not None and any(usager.id in {person.id for person in participation.usagers}
+                                     for participation in session.live_participations):
+        raise EntryError(f"{usager.full_name} est déjà inscrit à cette séance.")
+    entry = WaitlistEntry(organisation_id=session.organisation_id, usager=usager, motif_id=session.motif_id,
+                          lieu_id=session.lieu_id, session_id=session.id, source=EntrySource.ONLINE,
+                          status=EntryStatus.ACTIVE, created_at=now)
+    db.session.add(entry)
+    db.session.commit()
+    return entry
