@@ -209,3 +209,28 @@ def test_a_number_holds_at_most_the_online_limit_of_places_of_a_motif(client, db
     assert db.session.scalar(select(func.count()).select_from(Message).where(
         Message.kind == MessageKind.PHONE_CODE)) == 1  # no second code sent
     assert db.session.scalar(select(func.count()).select_from(Participation)) == 1
+
+
+def test_the_sign_up_form_is_limited_per_address_as_individual_booking(tmp_path):
+    from lapins import create_app
+    from lapins.infra.extensions import db as _db
+    from tests import factories
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'sessions.sqlite3'}",
+                     WTF_CSRF_ENABLED=True, RATELIMIT_ENABLED=True, TRUSTED_PROXIES=1,
+                     ONLINE_BOOKING_LIMITS_PER_IP="2/minute")
+    with app.app_context():
+        _db.create_all()
+        pmi = make_pmi(factories)
+        session_id, motif_id = pmi.session().id, pmi.motif.id
+        _db.session.commit()
+        _db.session.remove()
+    client = app.test_client()
+    here = {"X-Forwarded-For": "203.0.113.7"}
+    link = session_links(page_text(client.get(START, query_string={"motif": motif_id, "commune_code": "97411"})))[
+        session_id]
+    token = csrf_token_from(client.get(link, headers=here).get_data(as_text=True))
+    bad = {"csrf_token": token, "seance": parse_qs(urlparse(link).query)["seance"][0]} | details() | {"phone": "12"}
+    assert [client.post(urlparse(link).path, data=bad, headers=here).status_code for _ in range(2)] == [200, 200]
+    refused = client.post(urlparse(link).path, data=bad, headers=here)
+    assert refused.status_code == 429 and "Trop de demandes depuis cette connexion" in page_text(refused)

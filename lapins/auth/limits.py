@@ -60,7 +60,7 @@ FAMILY_ACTION_ENDPOINTS = ("family.cancel", "family.accept_offer", "family.decli
                            "family.cancel_place")
 MOVE_RDV_SCOPE, MOVE_IP_SCOPE = "family-move-rdv", "family-move-ip"  # their limits' buckets, shared by the three
 ONLINE_BOOKING_ENDPOINTS = ("public.online_details", "public.online_waitlist", "public.online_code",
-                            "public.online_resend")
+                            "public.online_resend", "public.online_session", "public.online_session_waitlist")
 # Signing in with the OpenID Connect provider (lapins.auth.oidc_views): GETs, counted per client address.
 OIDC_ENDPOINTS = ("auth.oidc_start", "auth.oidc_callback")
 

@@ -180,8 +180,8 @@ def _details(departement: str, kind: str, token: str):
             return _finish(departement, territory, verification)
         limit = current_app.config["ONLINE_LIVE_RDVS_PER_NUMBER"]
         if kind == "session" and online.live_online_places(territory, family["phone"], motif, now) >= limit:
-            form.phone.errors.append(f"Ce numéro a déjà {limit} inscriptions à venir pour ce motif prises en ligne : "
-                                     "pour une autre, appelez le centre.")
+            form.phone.errors.append(f"Ce numéro a déjà {limit} inscriptions à venir pour ce motif prises en "
+                                     "ligne : pour une autre, appelez le centre.")
         elif kind == "slot" and online.live_online_rdvs(territory, family["phone"], motif, now) >= limit:
             form.phone.errors.append(f"Ce numéro a déjà {limit} rendez-vous à venir pour ce motif pris en ligne : "
                                      "pour un autre, appelez le centre.")
