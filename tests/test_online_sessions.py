@@ -198,8 +198,8 @@ def test_a_session_of_another_territory_or_a_past_one_is_refused(client, db, pmi
     assert usagers_count(db) == 0
 
 
-def test_a_number_holds_at_most_the_online_limit_of_places_of_a_motif(client, db, pmi, app):
-    app.config["ONLINE_LIVE_RDVS_PER_NUMBER"] = 1
+def test_a_number_holds_at_most_the_online_limit_of_places_of_a_motif(client, db, pmi, app, monkeypatch):
+    monkeypatch.setitem(app.config, "ONLINE_LIVE_RDVS_PER_NUMBER", 1)
     first, second = pmi.session(days=2), pmi.session(days=3)
     links = session_links(page_text(search(client, pmi.motif.id)))
     give_details(client, links[first.id])
