@@ -162,7 +162,9 @@ def test_a_full_session_is_refused_and_its_waiting_list_offered(client, db, pmi,
     entry = db.session.scalars(select(WaitlistEntry)).one()
     assert (entry.session_id, entry.source, entry.status) == (session.id, EntrySource.ONLINE, EntryStatus.ACTIVE)
     assert db.session.scalar(select(func.count()).select_from(Participation)) == 1
-    assert "Vous êtes sur la liste d'attente" in page_text(client.get(done.headers["Location"]))
+    waiting_page = page_text(client.get(done.headers["Location"]))
+    assert "Vous êtes sur la liste d'attente" in waiting_page and "Dès qu'une place se libère dans cette séance" in \
+        waiting_page and "mercredi 21 octobre 2026" in waiting_page
 
 
 def test_a_session_filled_after_the_code_was_asked_offers_its_waiting_list_with_nothing_stored(
