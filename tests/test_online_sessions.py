@@ -236,3 +236,24 @@ def test_the_sign_up_form_is_limited_per_address_as_individual_booking(tmp_path)
     assert [client.post(urlparse(link).path, data=bad, headers=here).status_code for _ in range(2)] == [200, 200]
     refused = client.post(urlparse(link).path, data=bad, headers=here)
     assert refused.status_code == 429 and "Trop de demandes depuis cette connexion" in page_text(refused)
+
+
+def test_a_sectorised_motif_lists_the_sessions_of_the_address_sectors_only(client, db, pmi, factories):
+    from lapins.models import Sector, SectorZone
+
+    other_lieu = factories.LieuFactory(organisation=pmi.organisation, name="Centre PMI Saint-Paul")
+    ours, theirs = pmi.session(days=2), pmi.session(days=3)
+    theirs.lieu = other_lieu
+    pmi.motif.sectorised = True
+    north = Sector(territory=pmi.territory, name="Nord", lieux=[pmi.lieu])
+    north.zones.append(SectorZone(territory_id=pmi.territory.id, commune_code="97411"))
+    db.session.add(north)
+    db.session.commit()
+    assert set(session_links(page_text(search(client, pmi.motif.id)))) == {ours.id}
+    assert session_links(page_text(search(client, pmi.motif.id, commune="97415"))) == {}
+    # An agent attached to a sector serves it with every session they lead, wherever it is held.
+    west = Sector(territory=pmi.territory, name="Ouest", agents=[pmi.agent])
+    west.zones.append(SectorZone(territory_id=pmi.territory.id, commune_code="97415"))
+    db.session.add(west)
+    db.session.commit()
+    assert set(session_links(page_text(search(client, pmi.motif.id, commune="97415")))) == {ours.id, theirs.id}

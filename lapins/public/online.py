@@ -27,9 +27,10 @@ from lapins.models import (
     Usager, WaitlistEntry, utcnow,
 )
 from lapins.models.rdvs import (
-    CANCELLED_STATUSES, BookingChannel, Participation, ParticipationStatus, participation_usagers, rdv_usagers,
+    CANCELLED_STATUSES, BookingChannel, Participation, ParticipationStatus, RdvAgent, participation_usagers,
+    rdv_usagers,
 )
-from lapins.models.sectors import lieu_sectors
+from lapins.models.sectors import agent_sectors, lieu_sectors
 from lapins.notifications import gsm
 from lapins.sectors.serving import ServingLieu, address_sectors, online_refusal, serving_by_motif, serving_lieux
 from lapins.slots import picker
@@ -444,14 +445,16 @@ def _session_window(motif: Motif, now: datetime) -> tuple[datetime, datetime]:
     return now + timedelta(hours=motif.online_min_hours), now + timedelta(days=motif.online_max_days)
 
 
-def _serving_lieu_ids(territory: Territory, motif: Motif, commune_code: str) -> set[int] | None:
-    """The lieux of a sectorised motif's sessions serving the address (those attached to its sectors); None for a
-    motif open to all, whose sessions serve every address."""
+def _serving_filter(territory: Territory, motif: Motif, commune_code: str):
+    """Which of a sectorised motif's sessions serve the address, as serving_lieux says for slots: at a lieu attached
+    to one of its sectors, or led by an agent attached to one; None for a motif open to all (every address)."""
     if not motif.sectorised:
         return None
-    sectors = address_sectors(territory.id, commune_code)
-    return set(db.session.scalars(select(lieu_sectors.c.lieu_id).where(lieu_sectors.c.sector_id.in_(sectors)))) \
-        if sectors else set()
+    sectors = address_sectors(territory.id, commune_code) or {0}
+    by_agent = select(RdvAgent.rdv_id).join(agent_sectors, agent_sectors.c.agent_id == RdvAgent.agent_id) \
+        .where(agent_sectors.c.sector_id.in_(sectors))
+    return or_(Rdv.lieu_id.in_(select(lieu_sectors.c.lieu_id).where(lieu_sectors.c.sector_id.in_(sectors))),
+               Rdv.id.in_(by_agent))
 
 
 def _offered(session: Rdv, motif: Motif, now: datetime) -> bool:
@@ -470,9 +473,9 @@ def session_offers(territory: Territory, motif: Motif, commune_code: str, now: d
         statement = select(Rdv).where(Rdv.motif_id == each.id, Rdv.max_participants.is_not(None),
                                       Rdv.status.not_in(CANCELLED_STATUSES), Rdv.starts_at >= start,
                                       Rdv.starts_at <= end)
-        lieu_ids = _serving_lieu_ids(territory, each, commune_code)
-        if lieu_ids is not None:
-            statement = statement.where(Rdv.lieu_id.in_(lieu_ids or {0}))
+        serving = _serving_filter(territory, each, commune_code)
+        if serving is not None:
+            statement = statement.where(serving)
         found.extend(db.session.scalars(statement.options(joinedload(Rdv.lieu))))
     held = sessions.held_places_of([session.id for session in found], now)
     return [SessionOffer(session, max((session.max_participants or 0) - session.places_taken - held[session.id], 0))
@@ -515,8 +518,8 @@ def checked_session(territory: Territory, choice: SessionChoice, now: datetime) 
     if not _offered(session, motif, now):
         raise OnlineError("Cette séance n'est plus proposée en ligne (passée, annulée ou trop proche) : "
                           "choisissez-en une autre.")
-    lieu_ids = _serving_lieu_ids(territory, motif, choice.commune_code)
-    if lieu_ids is not None and session.lieu_id not in lieu_ids:
+    serving = _serving_filter(territory, motif, choice.commune_code)
+    if serving is not None and db.session.scalar(select(Rdv.id).where(Rdv.id == session.id, serving)) is None:
         raise OnlineError("Cette séance n'est pas proposée pour votre adresse : choisissez-en une autre.")
     return session
 
