@@ -1,5 +1,6 @@
 """A family on its phone (390×844) books online: its need, its commune chosen with the keyboard, a time at the lieu
-serving it, its details, the SMS code read from the dev inbox, the confirmation; axe-core checks every page."""
+serving it, its details, the SMS code read from the dev inbox, the confirmation; and signs up for an atelier with
+places left the same way. axe-core checks every page."""
 from __future__ import annotations
 
 import re
@@ -10,7 +11,8 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from lapins.models import Channel, Message, MessageKind, Rdv
+from lapins.booking import sessions
+from lapins.models import Channel, Message, MessageKind, Participation, Rdv
 from lapins.models.rdvs import BookingChannel
 from tests import factories
 from tests.browser.conftest import PHONE, SCREENSHOTS
@@ -102,3 +104,58 @@ def test_a_family_books_online_from_its_phone(phone_page, clinic, live_db, brows
     confirmation = live_db.session.scalar(select(Message).where(
         Message.rdv_id == rdv.id, Message.kind == MessageKind.CREATED, Message.channel == Channel.SMS))
     assert confirmation is not None and "/r/" in (confirmation.body or "")
+
+
+@pytest.fixture()
+def atelier(live_db):
+    """An atelier massage bébé open online, in three days, with two of its three places left."""
+    organisation = factories.OrganisationFactory(territory__timezone="Indian/Reunion", territory__number="974",
+                                                 territory__quiet_hours_start=time(0),
+                                                 territory__quiet_hours_end=time(0))
+    lieu = factories.LieuFactory(organisation=organisation, name="Centre PMI Saint-Denis",
+                                 address="3 rue de Paris, 97400 Saint-Denis", phone="+262262901010")
+    motif = factories.MotifFactory(organisation=organisation, name="Atelier massage bébé", duration_minutes=90,
+                                   collective=True, online_bookable=True, online_min_hours=2, online_max_days=14)
+    agent = factories.AgentFactory(organisation=organisation)
+    starts = datetime.combine(datetime.now(REUNION).date() + timedelta(days=3), time(9), REUNION)
+    [session] = sessions.create_sessions(actor=agent, motif=motif, agents=[agent], lieu=lieu, starts=[starts],
+                                         duration=timedelta(minutes=90), capacity=3, title="Massage bébé")
+    parent = factories.UsagerFactory(territory=organisation.territory, organisations=[organisation])
+    sessions.add_participant(actor=agent, session=session, usagers=[parent])
+    email, session_id = agent.email, session.id
+    live_db.session.remove()
+    return email, session_id
+
+
+def test_a_family_signs_up_online_for_an_atelier_from_its_phone(phone_page, atelier, live_db, browser,
+                                                               live_server):
+    email, session_id = atelier
+    page = phone_page
+    page.goto("/974/prendre-rendez-vous")
+    page.get_by_text("Atelier massage bébé").click()
+    choose_commune(page, "st denis", "Saint-Denis (97400)")
+    page.get_by_role("button", name="Voir les créneaux").click()
+
+    listed = page.locator(f"[data-session='{session_id}']")
+    expect(listed).to_contain_text("Massage bébé")
+    expect(listed).to_contain_text("2 places restantes")
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-online-sessions.png", full_page=True)
+    listed.get_by_role("link", name=re.compile("^M'inscrire")).click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Vos coordonnées")
+    page.get_by_label("Nom de famille").fill("Hoarau")
+    page.get_by_label("Votre prénom").fill("Léa")
+    page.get_by_label("Prénom de l'enfant").fill("Nolan")
+    page.get_by_label("Date de naissance").fill("2026-05-10")
+    page.get_by_label("Téléphone mobile").fill("0692 65 43 21")
+    page.get_by_role("button", name="Recevoir le code par SMS").click()
+
+    page.get_by_label("Code reçu par SMS").fill(code_from_the_dev_inbox(browser, live_server, email))
+    page.get_by_role("button", name="Confirmer mon inscription").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Votre inscription est confirmée")
+
+    live_db.session.expire_all()
+    mine = live_db.session.scalars(select(Participation).where(Participation.rdv_id == session_id)
+                                   .order_by(Participation.id.desc())).first()
+    assert mine.via == BookingChannel.ONLINE and [p.first_name for p in mine.usagers] == ["Nolan"]
+    assert live_db.session.get(Rdv, session_id).places_taken == 2
