@@ -43,7 +43,9 @@ def live_families(database_url):
         app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True, **settings)
         with app.app_context():
             db.create_all()
-            organisation = factories.OrganisationFactory()
+            # No quiet hours: the confirmations must leave at once whatever the hour the suite runs.
+            organisation = factories.OrganisationFactory(territory__quiet_hours_start=time(0),
+                                                         territory__quiet_hours_end=time(0))
             lieu = factories.LieuFactory(organisation=organisation)
             motif = factories.MotifFactory(organisation=organisation, duration_minutes=30)
             agent = factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT)

@@ -3,7 +3,7 @@ inbox, follows its link to the family's page and downloads its calendar file: th
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 
 import icalendar
 import pytest
@@ -22,7 +22,8 @@ SECRET = "Consultation de contraception"
 def clinic(live_db):
     tuesday = working_tuesday()
     organisation = factories.OrganisationFactory(territory__timezone="Europe/Paris", territory__number="75",
-                                                 name="PMI Belleville")
+                                                 name="PMI Belleville", territory__quiet_hours_start=time(0),
+                                                 territory__quiet_hours_end=time(0))  # SMS leave at any hour
     lieu = factories.LieuFactory(organisation=organisation, name="Centre PMI Belleville",
                                  address="12 rue de Belleville, 75020 Paris")
     motif = factories.MotifFactory(organisation=organisation, name=SECRET, duration_minutes=30, discreet=True)
