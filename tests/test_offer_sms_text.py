@@ -157,3 +157,10 @@ CUT_LIEU = "Centre de PMI de Saint-Pierre Ravine des Cabris, annexe"
 def test_names_too_long_for_two_segments_are_cut_at_a_word_motif_first(changes, expected):
     text = offer(**{"organisation": "PMI Saint-Pierre Ravine Cabris", "person": "Marie-Emmanuelle", **changes})
     assert text == expected and segments(text) == 2
+
+
+def test_a_deadline_on_the_hour_is_written_as_every_other_time():
+    # « 11h », as the rdv's own time is written, never « 11h00 ».
+    text = compose_offer(OfferFacts(**{**SHORT.__dict__, "lieu_address": None,
+                                       "held_until_local": datetime(2027, 3, 3, 11, 0, tzinfo=PARIS)}))
+    assert text.endswith(f"Acceptez avant 11h : {LINK}")

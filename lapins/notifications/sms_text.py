@@ -138,9 +138,12 @@ def segments_of(text: str) -> int:
 def format_when(starts_at_local: datetime) -> str:
     """« mar. 24/11 à 9h30 », « dim. 03/01 à 14h », « jeu. 31/12 à 0h05 »: the wall time as given."""
     day = DAY_ABBREVIATIONS[starts_at_local.weekday()]
-    hour, minute = starts_at_local.hour, starts_at_local.minute
-    time = f"{hour}h{minute:02d}" if minute else f"{hour}h"
-    return f"{day} {starts_at_local.day:02d}/{starts_at_local.month:02d} à {time}"
+    return f"{day} {starts_at_local.day:02d}/{starts_at_local.month:02d} à {clock(starts_at_local)}"
+
+
+def clock(local: datetime) -> str:
+    """« 9h30 », « 14h »: a wall time as every SMS writes it."""
+    return f"{local.hour}h{local.minute:02d}" if local.minute else f"{local.hour}h"
 
 
 def display_phone(raw: str | None, region: str) -> str | None:
@@ -540,7 +543,7 @@ def compose_offer(facts: OfferFacts) -> str:
         else:
             where = "".join(f", {part}" for part in (lieu, address) if part)
         text = (f"créneau libéré pour {person or 'vous'}, {format_when(facts.starts_at_local)}{what}{where}. "
-                f"Acceptez avant {until.hour}h{until.minute:02d} : {facts.link}")
+                f"Acceptez avant {clock(until)} : {facts.link}")
         return f"{organisation} : {text}" if organisation else text[0].upper() + text[1:]
 
     for limit in (SINGLE_SEGMENT_SEPTETS, _OFFER_MAX_SEPTETS):
