@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Connection, case, select, update
+from sqlalchemy import Connection, bindparam, case, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from lapins.infra.celery_app import is_database_unavailable, task_named, waiting_tasks
@@ -57,6 +57,8 @@ LONGEST_RETRY = timedelta(minutes=30)
 DISPATCH_BUDGET = timedelta(seconds=50)
 RENEWALS_PER_LEASE = 5  # a batch renews its claim this often per lease while its sends run
 PREPARE_PACKET = 10  # texts committed together, their sends begun, before the next ones are written
+RECORD_PACKET = 10  # accepted sends recorded together, at the latest RECORD_EVERY after the last outcome
+RECORD_EVERY = timedelta(seconds=0.1)
 STARTED = "Rendez-vous déjà commencé"
 TOO_LATE = "Non envoyé avant le début du rendez-vous"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks  # one beat run stops claiming after this; the next run goes on
@@ -575,8 +577,12 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
             finally:
                 session.expire_on_commit = expire_on_commit
             session.expire_all()  # as after any commit: a failure is recorded on the rows as they are now
-            while pending:
-                done, _ = futures_wait(pending, timeout=renew_every.total_seconds(), return_when=FIRST_COMPLETED)
+            accepted: list[int] = []  # sends the provider took, not yet recorded (their ids are in `delivered`)
+            accepted_since = utcnow()
+            while pending or accepted:
+                wait = RECORD_EVERY - (utcnow() - accepted_since) if accepted else renew_every
+                done, _ = (futures_wait(pending, timeout=max(wait.total_seconds(), 0), return_when=FIRST_COMPLETED)
+                           if pending else (set(), None))
                 for future in done:
                     message, outgoing = pending.pop(future)
                     outcome = future.result()
@@ -584,12 +590,20 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                     if outcome is GIVEN_BACK:
                         given_back.append(outgoing.message_id)
                         not_begun.add(outgoing.message_id)
-                        continue
-                    if isinstance(outcome, Delivery):  # known until it is recorded, should the database fail
+                    elif isinstance(outcome, Delivery):  # known until it is recorded, should the database fail
                         delivered[outgoing.message_id] = (outcome.provider_id, outcome.segments)
-                    _record_outcome(message, outgoing, outcome, connection, counts)
-                    delivered.pop(outgoing.message_id, None)
+                        if not accepted:
+                            accepted_since = last_progress
+                        accepted.append(outgoing.message_id)
+                    else:
+                        _record_outcome(message, outgoing, outcome, connection, counts)
                 stalled = utcnow() - last_progress
+                # Accepted sends are written together (one statement, one commit), not one commit each: the
+                # recording, not the sending, was what held a batch's thread.
+                if accepted and (not pending or len(accepted) >= RECORD_PACKET
+                                 or utcnow() - accepted_since >= RECORD_EVERY or stalled > longest + lease):
+                    _record_sent(accepted, delivered, connection, counts)
+                    accepted = []
                 if stalled > longest + lease:
                     break  # a provider holding a send far past its timeout: see below
                 # The heartbeat: the rows still to send keep their claim while the batch is alive and moving. A
@@ -756,24 +770,46 @@ def _record_outcome(message: Message, outgoing: OutgoingSms | OutgoingEmail, out
     """Commit a send's outcome at once. A success is one UPDATE by id on `connection`, without reloading the
     (expired) message; a failure, rare, goes through the model and the session."""
     if isinstance(outcome, Delivery):
-        connection.execute(update(Message).where(Message.id == outgoing.message_id)
-                           .values(**_sent_values(outcome, utcnow())))
-        connection.commit()
-        status = str(MessageStatus.SENT)
-    else:
-        if isinstance(outcome, PermanentError):
-            _record_permanent(message, outcome)
-        elif isinstance(outcome, TransientError):
-            _record_transient(message, outcome)
-        else:  # a bug: recorded at once, not left to be mistaken for a dead worker's claim
-            logger.error("Message %s: unexpected error while sending\n%s", outgoing.message_id,
-                         safe_traceback(outcome))
-            # It may have struck after the provider took the SMS: asked (find_sent) before a new attempt.
-            _record_transient(message, TransientError(f"Erreur inattendue ({type(outcome).__name__})",
-                                                      maybe_sent=isinstance(outgoing, OutgoingSms)))
-        db.session.commit()
-        status = str(message.status)
+        _record_sent([outgoing.message_id], {outgoing.message_id: (outcome.provider_id, outcome.segments)},
+                     connection, counts)
+        return
+    if isinstance(outcome, PermanentError):
+        _record_permanent(message, outcome)
+    elif isinstance(outcome, TransientError):
+        _record_transient(message, outcome)
+    else:  # a bug: recorded at once, not left to be mistaken for a dead worker's claim
+        logger.error("Message %s: unexpected error while sending\n%s", outgoing.message_id,
+                     safe_traceback(outcome))
+        # It may have struck after the provider took the SMS: asked (find_sent) before a new attempt.
+        _record_transient(message, TransientError(f"Erreur inattendue ({type(outcome).__name__})",
+                                                  maybe_sent=isinstance(outgoing, OutgoingSms)))
+    db.session.commit()
+    status = str(message.status)
     counts[status] = counts.get(status, 0) + 1
+
+
+_MESSAGES = Message.__table__
+# Built once: composing this UPDATE for each message cost more than sending the SMS. A status callback may come
+# before the send returns (Brevo calls back from the request's own handling): the delivery it recorded is kept.
+_RECORD_SENT = (
+    update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_id"))
+    .values(status=case((or_(*(_MESSAGES.c.status == settled for settled in sorted(webhooks.SETTLED, key=str))),
+                         _MESSAGES.c.status), else_=MessageStatus.SENT),  # no IN (…): executemany refuses it
+            provider_id=bindparam("provider_id"), segments=bindparam("segments"), sent_at=bindparam("at"),
+            error=None, error_code=None, updated_at=bindparam("at")))
+
+
+def _record_sent(ids: list[int], delivered: dict[int, tuple[str, int | None]], connection: Connection,
+                 counts: dict[str, int]) -> None:
+    """Record as sent, in one commit, the messages the provider took; each leaves `delivered` once committed."""
+    at = utcnow()
+    connection.execute(_RECORD_SENT, [
+        {"message_id": message_id, "provider_id": delivered[message_id][0], "segments": delivered[message_id][1],
+         "at": at} for message_id in ids])
+    connection.commit()
+    for message_id in ids:
+        delivered.pop(message_id, None)
+    counts[str(MessageStatus.SENT)] = counts.get(str(MessageStatus.SENT), 0) + len(ids)
 
 
 def _sent_values(delivery: Delivery, at: datetime) -> dict:
