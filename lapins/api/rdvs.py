@@ -8,7 +8,7 @@ from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.slots import availability
-from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.booking import COLLECTIVE_REFUSAL, BookingError, CollectiveMotif, book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.api import render
 from lapins.api.routing import ApiError, implements, invalid, page
 from lapins.infra.extensions import db
@@ -91,6 +91,8 @@ def _ends_at(starts_at: datetime, minutes: int | None) -> datetime | None:
 
 
 def _refused(error: BookingError) -> ApiError:
+    if isinstance(error, CollectiveMotif):  # not a conflict of the moment: this request can never pass
+        return ApiError(422, error.message, code=error.code, fields={"motif_id": error.message})
     return ApiError(409, error.message, can_force=error.can_force)
 
 
@@ -160,6 +162,8 @@ def search_slots(actor: Agent, *, query: dict, body: None):
     motif = one(actor, Motif, query["motif_id"], "motif_id", "book")
     if not motif.active:
         raise invalid({"motif_id": "Ce motif n'est plus proposé."})
+    if motif.collective:  # its times are sessions (GET /sessions?with_places_left=true), never slots for an rdv
+        raise _refused(CollectiveMotif(COLLECTIVE_REFUSAL))
     lieu = one(actor, Lieu, query.get("lieu_id"), "lieu_id")
     agent = one(actor, Agent, query.get("agent_id"), "agent_id")
     territory = motif.organisation.territory

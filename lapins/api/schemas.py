@@ -53,7 +53,9 @@ def page_of(item: dict) -> dict:
 # --- What the API answers -------------------------------------------------------------------------------------------
 
 ERROR = _object({
-    "error": {"type": "string", "description": "Code de l'erreur, stable (unauthorized, not_found, invalid…)."},
+    "error": {"type": "string", "description": "Code de l'erreur, stable (unauthorized, not_found, invalid…) ; "
+                                                "collective_motif (422) : un motif collectif ne donne pas de "
+                                                "rendez-vous individuel, mais des séances (POST /sessions)."},
     "message": {"type": "string", "description": "Message en français, à montrer tel quel."},
     "fields": {"type": "object", "additionalProperties": {"type": "string"},
                "description": "Un message par champ refusé."},

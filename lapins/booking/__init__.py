@@ -38,6 +38,16 @@ class RdvChanged(BookingError):
     """The rdv is no longer the revision its mover saw: another move (or a replayed form) came first."""
 
 
+class CollectiveMotif(BookingError):
+    """A collective motif's rdvs are sessions with places (booking.sessions), never one family's rdv; nor does a
+    session take an individual motif. `code` is the API's machine-readable name of the refusal."""
+
+    code = "collective_motif"
+
+
+COLLECTIVE_REFUSAL = "Ce motif est collectif : créez une séance ou inscrivez la famille à une séance."
+
+
 def book_rdv(
     *,
     actor: Agent | None,
@@ -57,6 +67,8 @@ def book_rdv(
     the one guardian of its child to tell (« ne prévenir que … »), known before its confirmation is planned."""
     if (actor is None) != (via in (BookingChannel.OFFER, BookingChannel.ONLINE)):
         raise ValueError("an agent books in the agenda or through the API, a family by taking an offer or online")
+    if motif.collective:
+        raise CollectiveMotif(COLLECTIVE_REFUSAL)
     _check_usagers(motif, usagers)
     rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id if actor is not None else None,
               booked_via=via, status=RdvStatus.UNKNOWN, notify_only=notify_only)
@@ -211,6 +223,12 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
               via: MoveChannel = MoveChannel.AGENDA, revision: int | None = None) -> Rdv:
     if force and actor is None:
         raise ValueError("only an agent may book over a conflict")
+    # Whatever path leads here (a form, the API, an offer, a family's link), an rdv's motif and its kind agree.
+    if motif.collective and not rdv.is_session:
+        raise CollectiveMotif(COLLECTIVE_REFUSAL)
+    if rdv.is_session and not motif.collective:
+        raise CollectiveMotif("Une séance collective garde un motif collectif : choisissez un motif d'atelier ou de "
+                              "séance de groupe.")
     with _transaction() as commit:
         _check_request(motif, agents, lieu, starts_at, ends_at)
         lock_agents([agent.id for agent in agents])
