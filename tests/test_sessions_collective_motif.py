@@ -128,7 +128,7 @@ def test_the_agendas_forms_never_offer_a_collective_motif_and_refuse_a_hand_made
     assert traces() == before
     # A session's « modifier » of the rdv form leads to the session's own form.
     session = pmi.session()
-    assert client.get(f"/rdvs/{session.id}/modifier").headers["Location"].endswith(f"/seances/{session.id}")
+    assert client.get(f"/rdvs/{session.id}/modifier").headers["Location"].endswith(f"/seances/{session.id}/modifier")
 
 
 def test_a_collective_motif_has_no_motif_waiting_list(client, auth, pmi):

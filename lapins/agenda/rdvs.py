@@ -244,7 +244,7 @@ def rdv_detail(rdv_id: int):
 def edit_rdv(rdv_id: int):
     rdv = _get_rdv(rdv_id, "edit")
     if rdv.is_session:  # a session has no families of its own to edit here: its own form moves it
-        return redirect(url_for("agenda.session_detail", rdv_id=rdv.id))
+        return redirect(url_for("agenda.edit_session", rdv_id=rdv.id))
     form = RdvForm(obj=rdv)
     del form.notify_only_id  # changed on the rdv page's own form (agenda.set_notify_only)
     form.can_force = form.can_confirm = False

@@ -239,7 +239,8 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
         conflicts = _conflicts(agents, starts_at, ends_at, exclude_rdv_id=rdv.id, tz=motif.organisation.territory.tz)
         if conflicts and not force:
             raise BookingError(conflicts, can_force=True)
-        outside = not availability.covering_opening(
+        # A session is planned on its own, outside opening hours if need be (booking.sessions.create_sessions).
+        outside = not rdv.is_session and not availability.covering_opening(
             agent_ids=[agent.id for agent in agents], motif_id=motif.id, lieu_id=lieu.id if lieu else None,
             starts_at=starts_at, ends_at=ends_at, territory=motif.organisation.territory,
         )
@@ -373,9 +374,8 @@ def lock_agents(agent_ids: list[int]) -> None:
         )
 
 
-def _conflicts(agents: list[Agent], starts_at: datetime, ends_at: datetime, exclude_rdv_id: int | None,
-               tz: ZoneInfo) -> str:
-    """A French sentence naming who is already busy, or an empty string."""
+def busy_times(agents: list[Agent], starts_at: datetime, ends_at: datetime, exclude_rdv_id: int | None = None):
+    """The live rdvs of these agents overlapping the time, as (agent_id, starts_at, ends_at) rows, earliest first."""
     query = (
         select(RdvAgent.agent_id, RdvAgent.starts_at, RdvAgent.ends_at)
         .where(
@@ -389,7 +389,13 @@ def _conflicts(agents: list[Agent], starts_at: datetime, ends_at: datetime, excl
     )
     if exclude_rdv_id is not None:
         query = query.where(RdvAgent.rdv_id != exclude_rdv_id)
-    rows = db.session.execute(query).all()
+    return db.session.execute(query).all()
+
+
+def _conflicts(agents: list[Agent], starts_at: datetime, ends_at: datetime, exclude_rdv_id: int | None,
+               tz: ZoneInfo) -> str:
+    """A French sentence naming who is already busy, or an empty string."""
+    rows = busy_times(agents, starts_at, ends_at, exclude_rdv_id)
     if not rows:
         return ""
     names = {agent.id: agent.full_name for agent in agents}

@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.infra.extensions import db
+from lapins.booking import sessions as booking_sessions
 from lapins.waitlist import offers
 from lapins.models import (
     Agent, EntrySource, EntryStatus, Lieu, Motif, OfferStatus, Rdv, SlotOffer, Usager, WaitlistEntry, utcnow,
@@ -85,6 +86,10 @@ def add_for_session(actor: Agent, usager: Usager, session: Rdv, now: datetime | 
     if any(usager.id in {person.id for person in participation.usagers}
            for participation in session.live_participations):
         raise EntryError(f"{usager.full_name} est déjà inscrit à cette séance.")
+    db.session.refresh(session)  # its places as they are now
+    free = booking_sessions.free_places(session, now)
+    if free:  # the agenda offers the waiting list only then: a place free now is given, not waited for
+        raise EntryError(f"Il reste {free} place(s) dans cette séance : inscrivez directement la famille.")
     if db.session.scalar(select(WaitlistEntry.id).where(
             WaitlistEntry.usager_id == usager.id, WaitlistEntry.session_id == session.id,
             WaitlistEntry.status == EntryStatus.ACTIVE)):
