@@ -12,10 +12,10 @@ import time_machine
 from sqlalchemy import func, select
 
 from lapins.api.openapi import PREFIX
-from lapins.booking import BookingError, CollectiveMotif, book_rdv, move_rdv
+from lapins.booking import BookingError, CollectiveMotif, book_rdv, cancel_rdv, move_rdv
 from lapins.infra import crypto
 from lapins.infra.extensions import db
-from lapins.models import AuditEvent, Message, Rdv, WaitlistEntry
+from lapins.models import AuditEvent, Message, Motif, Rdv, RdvStatus, Role, WaitlistEntry
 from lapins.models.rdvs import BookingChannel
 from lapins.models.webhooks import Webhook, WebhookDelivery
 from lapins.public import online
@@ -77,6 +77,8 @@ def test_patch_cannot_turn_an_rdv_into_a_collective_one_nor_a_session_into_an_in
     response = client.patch(f"{PREFIX}/rdvs/{session.id}", headers=pmi.headers, json={"motif_id": pmi.individual.id})
     assert (response.status_code, response.json["error"]) == (422, "collective_motif")
     assert "garde un motif collectif" in response.json["message"]
+    response = client.patch(f"{PREFIX}/rdvs/{session.id}", headers=pmi.headers, json={"usager_ids": pmi.family(1)})
+    assert response.status_code == 422 and "n'a pas d'usagers" in response.json["fields"]["usager_ids"]
     assert traces() == before
     db.session.expire_all()
     assert db.session.get(Rdv, rdv.id).motif_id == pmi.individual.id
@@ -158,3 +160,31 @@ def test_an_agent_cannot_force_a_collective_motif_into_an_rdv(pmi):
     with pytest.raises(CollectiveMotif):
         book_rdv(actor=pmi.agent, motif=pmi.motif, agents=[pmi.agent], usagers=[pmi.families[1][0]],
                  lieu=pmi.lieu, starts_at=tuesday() + timedelta(days=1), force=True)
+
+
+def test_a_motif_with_rdvs_to_come_cannot_become_collective_nor_a_collective_one_individual(client, auth, factories):
+    pmi = Pmi(factories, role=Role.ADMIN)
+    rdv = book_rdv(actor=pmi.agent, motif=pmi.individual, agents=[pmi.agent], usagers=[pmi.families[0][0]],
+                   lieu=pmi.lieu, starts_at=tuesday(hour=14), force=True)
+    pmi.session()
+    auth.login(pmi.agent)
+    fields = {"name": "Consultation", "duration_minutes": "30", "location_type": "on_site", "color": "#18753C",
+              "cancellation_limit_hours": "24", "move_limit_hours": "48", "family_moves_max": "1",
+              "booking_horizon_weeks": "12", "notify": "y", "active": "y"}
+    for motif, collective in ((pmi.individual, {"collective": "y"}), (pmi.motif, {})):
+        url = f"/admin/motifs/{motif.id}/modifier"
+        response = client.post(url, data={"csrf_token": csrf_token_from(client.get(url).get_data(as_text=True)),
+                                          **fields, "name": motif.name, **collective})
+        assert response.status_code == 422, motif.name
+        assert "ne peut pas changer de nature" in html.unescape(response.get_data(as_text=True))
+    db.session.expire_all()
+    assert (db.session.get(Motif, pmi.individual.id).collective, db.session.get(Motif, pmi.motif.id).collective) == \
+        (False, True)
+    # Once its rdvs are cancelled, the motif may change.
+    cancel_rdv(actor=pmi.agent, rdv=db.session.get(Rdv, rdv.id), status=RdvStatus.REVOKED, reason=None)
+    url = f"/admin/motifs/{pmi.individual.id}/modifier"
+    response = client.post(url, data={"csrf_token": csrf_token_from(client.get(url).get_data(as_text=True)),
+                                      **fields, "collective": "y"})
+    assert response.status_code == 302, html.unescape(response.get_data(as_text=True))
+    db.session.expire_all()
+    assert db.session.get(Motif, pmi.individual.id).collective is True

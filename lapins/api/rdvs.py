@@ -115,6 +115,9 @@ def create_rdv(actor: Agent, *, query: dict, body: dict):
 @implements("updateRdv")
 def update_rdv(actor: Agent, *, rdv_id: int, query: dict, body: dict):
     rdv = _rdv(actor, rdv_id, "edit")
+    if rdv.is_session and "usager_ids" in body:  # its families have places, never the rdv's own usagers
+        raise invalid({"usager_ids": f"Une séance collective n'a pas d'usagers : inscrivez les familles "
+                                     f"(POST /api/v1/sessions/{rdv.id}/participations)."})
     motif = one(actor, Motif, body.get("motif_id"), "motif_id", "book") or rdv.motif
     lieu = one(actor, Lieu, body["lieu_id"], "lieu_id") if "lieu_id" in body else rdv.lieu
     agents = _many(actor, Agent, body["agent_ids"], "agent_ids") if "agent_ids" in body else None
