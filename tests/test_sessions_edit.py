@@ -142,3 +142,23 @@ def test_the_places_open_to_the_waiting_list_follow_the_moved_session(app, pmi):
     assert (slot.starts_at, slot.ends_at) == (tuesday(2, hour=9), tuesday(2, hour=10))
     # No slot for an individual rdv is left at the session's old time.
     assert db.session.scalars(select(WaitlistSlot).where(WaitlistSlot.session_id.is_(None))).all() == []
+
+
+def test_a_session_dragged_in_the_grid_tells_its_families_and_never_lands_in_the_past(client, auth, pmi):
+    session = new_session(pmi, starts=[tuesday(1)])
+    place = sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0])).id
+    auth.login(pmi.agent)
+    token = csrf_token_from(client.get(f"/agenda/agents/{pmi.agent.id}").get_data(as_text=True))
+    moved = client.post(f"/agenda/api/rdvs/{session.id}/deplacer", json={"starts_at": "2026-03-11T09:00:00"},
+                        headers={"X-CSRFToken": token})
+    assert moved.status_code == 200, moved.json
+    db.session.expire_all()
+    dragged = db.session.get(Rdv, session.id)
+    assert (dragged.starts_at, dragged.ends_at - dragged.starts_at) == (tuesday(1, hour=9) + timedelta(days=1),
+                                                                        timedelta(minutes=90))
+    assert len(messages(place, MessageKind.CHANGED)) == 1
+    past = client.post(f"/agenda/api/rdvs/{session.id}/deplacer", json={"starts_at": "2026-03-01T09:00:00",
+                                                                        "force": True},
+                       headers={"X-CSRFToken": token})
+    assert past.status_code == 409 and "date à venir" in past.json["error"]
+    assert len(messages(place, MessageKind.CHANGED)) == 1
