@@ -109,8 +109,13 @@ def test_a_busy_agent_a_replayed_form_or_a_cancelled_session_change_nothing(clie
     stale = edit(client, session, start_time="08:00", revision=session.revision - 1)
     assert stale.status_code == 422 and "a changé entre-temps" in html.unescape(stale.get_data(as_text=True))
 
+    page = client.get(f"/seances/{session.id}/modifier").get_data(as_text=True)
     cancel_rdv(actor=pmi.agent, rdv=session, status=RdvStatus.REVOKED, reason="Grève")
-    cancelled = edit(client, session, start_time="08:00")
+    assert client.get(f"/seances/{session.id}/modifier").status_code == 302  # its page says why
+    cancelled = client.post(f"/seances/{session.id}/modifier", data={
+        "csrf_token": csrf_token_from(page), "lieu_id": pmi.lieu.id, "agent_ids": [pmi.agent.id], "title": "x",
+        "day": tuesday(1).astimezone(PARIS).date().isoformat(), "start_time": "08:00", "duration": 90,
+        "revision": session.revision})
     assert cancelled.status_code == 422 and "Cette séance est annulée" in html.unescape(cancelled.get_data(as_text=True))
     db.session.expire_all()
     assert db.session.get(Rdv, session.id).starts_at == tuesday(1)

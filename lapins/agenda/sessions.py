@@ -112,6 +112,9 @@ def edit_session(rdv_id: int):
     session = _get_session(rdv_id, "edit")
     if not session.is_session:
         return redirect(url_for("agenda.edit_rdv", rdv_id=session.id))
+    if request.method == "GET" and not session.is_live:
+        flash("Cette séance est annulée : elle ne peut plus être modifiée.", "error")
+        return redirect(url_for("agenda.session_detail", rdv_id=session.id))
     tz = session.organisation.territory.tz
     form = SessionEditForm()
     _fill_choices(form)
