@@ -223,13 +223,14 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
               via: MoveChannel = MoveChannel.AGENDA, revision: int | None = None) -> Rdv:
     if force and actor is None:
         raise ValueError("only an agent may book over a conflict")
-    # Whatever path leads here (a form, the API, an offer, a family's link), an rdv's motif and its kind agree.
-    if motif.collective and not rdv.is_session:
-        raise CollectiveMotif(COLLECTIVE_REFUSAL)
-    if rdv.is_session and not motif.collective:
-        raise CollectiveMotif("Une séance collective garde un motif collectif : choisissez un motif d'atelier ou de "
-                              "séance de groupe.")
     with _transaction() as commit:
+        # Whatever path leads here (a form, the API, an offer, a family's link), an rdv's motif and its kind agree;
+        # refused inside the transaction, so that what the caller changed on the rdv is rolled back too.
+        if motif.collective and not rdv.is_session:
+            raise CollectiveMotif(COLLECTIVE_REFUSAL)
+        if rdv.is_session and not motif.collective:
+            raise CollectiveMotif("Une séance collective garde un motif collectif : choisissez un motif d'atelier ou "
+                                  "de séance de groupe.")
         _check_request(motif, agents, lieu, starts_at, ends_at)
         lock_agents([agent.id for agent in agents])
         if rdv.id is None:
