@@ -161,6 +161,11 @@ def test_a_family_joins_a_full_sessions_waiting_list_in_order_and_only_when_full
     registered = client.post(url, json={"usager_id": pmi.families[0][0].id}, headers=pmi.headers)
     assert registered.status_code == 409 and "déjà inscrit" in registered.json["message"]
     assert count(WaitlistEntry, WaitlistEntry.session_id == session.id) == 2
+    listed = client.get(url, headers=pmi.headers).json
+    assert [(item["usager_id"], item["position"]) for item in listed["items"]] == [
+        (pmi.families[1][0].id, 1), (pmi.families[2][0].id, 2)] and listed["total"] == 2
+    second_page = client.get(url, query_string={"per_page": 1, "page": 2}, headers=pmi.headers).json
+    assert [(item["usager_id"], item["position"]) for item in second_page["items"]] == [(pmi.families[2][0].id, 2)]
     # The place freed goes to the first of them.
     [place] = db.session.scalars(select(Participation).where(Participation.rdv_id == session.id)).all()
     assert client.post(f"{PREFIX}/participations/{place.id}/cancel", headers=pmi.headers).status_code == 200
@@ -223,7 +228,8 @@ def test_another_organisations_token_cannot_move_cancel_or_wait_in_a_session(cli
     for method, path, body in (
             ("PATCH", f"/sessions/{session.id}", {"title": "Pris"}),
             ("POST", f"/sessions/{session.id}/cancel", {"reason": "Pris"}),
-            ("POST", f"/sessions/{session.id}/waitlist", {"usager_id": neighbour.families[0][0].id})):
+            ("POST", f"/sessions/{session.id}/waitlist", {"usager_id": neighbour.families[0][0].id}),
+            ("GET", f"/sessions/{session.id}/waitlist", None)):
         answer = client.open(f"{PREFIX}{path}", method=method, json=body, headers=neighbour.headers)
         assert answer.status_code == 404, (method, path, answer.json)
     db.session.expire_all()
@@ -236,7 +242,7 @@ def test_the_document_declares_the_new_operations(client):
     paths = document()["paths"]
     assert "post" in paths[f"{PREFIX}/sessions"] and "patch" in paths[f"{PREFIX}/sessions/{{session_id}}"]
     assert "post" in paths[f"{PREFIX}/sessions/{{session_id}}/cancel"]
-    assert "post" in paths[f"{PREFIX}/sessions/{{session_id}}/waitlist"]
+    assert {"get", "post"} <= set(paths[f"{PREFIX}/sessions/{{session_id}}/waitlist"])
     created = paths[f"{PREFIX}/sessions"]["post"]
     assert set(created["responses"]) >= {"201", "409", "422"}
     body = created["requestBody"]["content"]["application/json"]["schema"]

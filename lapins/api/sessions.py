@@ -18,7 +18,9 @@ from lapins.booking import KEEP, BookingError, cancel_rdv
 from lapins.booking import sessions as booking_sessions
 from lapins.infra.extensions import db
 from lapins.locale.localtime import NonexistentLocalTime, to_local, to_utc
-from lapins.models import Agent, Lieu, Motif, Participation, ParticipationStatus, Rdv, RdvStatus, Usager, utcnow
+from lapins.models import (
+    Agent, Lieu, Motif, Participation, ParticipationStatus, Rdv, RdvStatus, Usager, WaitlistEntry, utcnow,
+)
 from lapins.models.rdvs import BookingChannel, CancellationChannel, MoveChannel, participation_usagers
 from lapins.waitlist import entries as waitlist_entries
 
@@ -102,6 +104,22 @@ def cancel_session(actor: Agent, *, session_id: int, query: dict, body: dict):
     return _answer(session.id), 200
 
 
+def _waiting(entry: WaitlistEntry, position: int) -> dict:
+    return {"id": entry.id, "session_id": entry.session_id, "usager_id": entry.usager_id,
+            "organisation_id": entry.organisation_id, "status": entry.status.value,
+            "created_at": render.instant(entry.created_at), "position": position}
+
+
+@implements("listSessionWaitlist")
+def list_waitlist(actor: Agent, *, session_id: int, query: dict, body: None):
+    session = _session(actor, session_id)
+    waiting = waitlist_entries.session_entries(session)  # a session's queue is short: read whole, then paged
+    first = (query["page"] - 1) * query["per_page"]
+    shown = waiting[first:first + query["per_page"]]
+    return {"items": [_waiting(entry, first + index) for index, entry in enumerate(shown, 1)],
+            "page": query["page"], "per_page": query["per_page"], "total": len(waiting)}, 200
+
+
 @implements("joinSessionWaitlist")
 def join_waitlist(actor: Agent, *, session_id: int, query: dict, body: dict):
     session = _session(actor, session_id, "book")
@@ -111,10 +129,7 @@ def join_waitlist(actor: Agent, *, session_id: int, query: dict, body: dict):
     except waitlist_entries.EntryError as error:
         raise ApiError(409, error.message) from None
     waiting = waitlist_entries.session_entries(session)
-    return {"id": entry.id, "session_id": session.id, "usager_id": entry.usager_id,
-            "organisation_id": entry.organisation_id, "status": entry.status.value,
-            "created_at": render.instant(entry.created_at),
-            "position": next(index for index, each in enumerate(waiting, 1) if each.id == entry.id)}, 201
+    return _waiting(entry, next(index for index, each in enumerate(waiting, 1) if each.id == entry.id)), 201
 
 
 def _answer(session_id: int) -> dict:
