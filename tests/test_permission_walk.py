@@ -142,9 +142,15 @@ def _snapshot(objects: dict) -> dict:
         "agent": db.session.get(Agent, objects["agent"].id).active,
         "webhook": db.session.get(Webhook, objects["webhook"].id).active,
         "delivery": db.session.get(WebhookDelivery, objects["delivery"].id).status,
+        # Its time, place, agents and title too (moved or edited from /seances/<id>/modifier, PATCH /sessions/<id>),
+        # and the families waiting for it (POST /sessions/<id>/waitlist).
         "session": (lambda session: (session.status, session.max_participants, session.places_taken,
-                                     [(p.id, p.status) for p in session.participations]))(
+                                     [(p.id, p.status) for p in session.participations], session.starts_at,
+                                     session.ends_at, session.lieu_id, session.title, session.notes,
+                                     [a.id for a in session.agents], session.revision))(
             db.session.get(Rdv, objects["session"].id)),
+        "session_waiting": sorted(db.session.scalars(select(WaitlistEntry.id).where(
+            WaitlistEntry.session_id == objects["session"].id))),
         "motif": (db.session.get(Motif, objects["motif"].id).catalogue_id, db.session.get(Motif, objects["motif"].id).name),
         "catalogue": db.session.get(MotifCatalogueEntry, objects["catalogue"].id).name,
         "motifs": sorted(db.session.scalars(select(Motif.name).where(

@@ -114,6 +114,17 @@ def coming_rdv_count(lieu: Lieu) -> int:
 
 # --- Motifs --------------------------------------------------------------------------------------------------
 
+def set_collective(motif: Motif, collective: bool, places_per_person: bool) -> None:
+    """« Collectif » on or off: refused while the motif has live rdvs to come of the other kind (individual rdvs
+    would carry a collective motif, or sessions an individual one: booking.CollectiveMotif)."""
+    if motif.id is not None and motif.collective != collective and db.session.scalar(
+            select(func.count()).select_from(Rdv).where(Rdv.motif_id == motif.id, Rdv.status.not_in(CANCELLED_STATUSES),
+                                                       Rdv.ends_at > utcnow())):
+        raise AdminError("Ce motif a des rendez-vous ou des séances à venir : il ne peut pas changer de nature. Créez "
+                         "un autre motif (collectif ou individuel).", "collective")
+    motif.collective, motif.places_per_person = collective, places_per_person
+
+
 def save_motif(motif: Motif, *, name: str, duration_minutes: int, location_type: str, color: str, active: bool,
                notify: bool, cancellation_limit_hours: int, reminder_offsets: str | None, move_limit_hours: int,
                family_moves_max: int, booking_horizon_weeks: int, discreet: bool = False) -> Motif:

@@ -199,7 +199,7 @@ def _motif_form_page(organisation: Organisation, motif: Motif):
         # Adopted from the territory's catalogue: only what the entry lets the organisation adjust may differ.
         catalogue.forbidden_adjustment(motif, form.catalogue_values())
         # « Collectif » (issue 16), set apart from save_motif's other fields.
-        motif.collective, motif.places_per_person = form.collective.data, form.places_per_person.data
+        services.set_collective(motif, form.collective.data, form.places_per_person.data)
         form.online_booking_into(motif)
         return services.save_motif(motif, name=form.name.data, duration_minutes=form.duration_minutes.data,
                                    location_type=form.location_type.data, color=form.color.data,

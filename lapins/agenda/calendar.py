@@ -31,6 +31,7 @@ from lapins import policies
 from lapins.agenda.blueprint import bp
 from lapins.slots import availability
 from lapins.booking import MAX_DURATION, BookingError, move_rdv
+from lapins.booking import sessions as booking_sessions
 from lapins.auth.views import agent_with_organisations, light_agent_view
 from lapins.infra.database import DriverQuery, end_read_only_transaction
 from lapins.infra.errors import render_error
@@ -666,7 +667,12 @@ def move_rdv_api(rdv_id: int):
     starts_at = parse_moment(raw_start if isinstance(raw_start, str) else None, tz, "starts_at")
     agents = target_agents(rdv, payload)
     try:
-        rdv = move_rdv(actor=current_user, rdv=rdv, starts_at=starts_at, agents=agents, force=payload.get("force") is True)
+        if rdv.is_session:  # dragged in the grid: the session's own rules (never into the past, no override)
+            rdv = booking_sessions.move_session(actor=current_user, session=rdv, starts_at=starts_at,
+                                                duration=rdv.ends_at - rdv.starts_at, agents=agents)
+        else:
+            rdv = move_rdv(actor=current_user, rdv=rdv, starts_at=starts_at, agents=agents,
+                           force=payload.get("force") is True)
     except BookingError as error:
         return json_error(409, error.message, can_force=error.can_force)
     shown_agent_id = agents[0].id if agents else rdv.agent_links[0].agent_id

@@ -12,7 +12,7 @@ from wtforms import SelectChoice
 from lapins import policies
 from lapins.agenda.blueprint import bp
 from lapins.slots import availability
-from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.booking import COLLECTIVE_REFUSAL, BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.agenda import guardians
 from lapins.agenda.guardian_views import notify_only_form
 from lapins.agenda.rdv_forms import CancelForm, OutcomeForm, RdvForm, ReminderForm, SlotSearchForm, SmsPreviewForm
@@ -49,7 +49,8 @@ def _ids(name: str) -> list[int]:
 
 
 def _fill_choices(form: RdvForm, usagers: list[Usager]) -> None:
-    motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True))).all()
+    motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True),
+                                                                         Motif.collective.is_(False))).all()
     form.motif_id.choices = [SelectChoice(0, "— Choisir un motif —")] + [
         SelectChoice(motif.id, f"{motif.name} ({motif.duration_minutes} min, {motif.location_type.label.lower()})") for motif in motifs
     ]
@@ -74,6 +75,9 @@ def _resolve(form: RdvForm):
     motif = db.session.get(Motif, form.motif_id.data) if form.motif_id.data else None
     if motif is None or not policies.can(current_user, "book", motif):
         form.motif_id.errors.append("Motif inconnu : choisissez un motif de la liste.")
+        return None
+    if motif.collective:  # a hand-made post (the list offers none), refused before anything else is read
+        form.motif_id.errors.append(COLLECTIVE_REFUSAL)
         return None
     lieu = None
     if form.lieu_id.data:
@@ -239,6 +243,8 @@ def rdv_detail(rdv_id: int):
 @bp.route("/rdvs/<int:rdv_id>/modifier", methods=["GET", "POST"])
 def edit_rdv(rdv_id: int):
     rdv = _get_rdv(rdv_id, "edit")
+    if rdv.is_session:  # a session has no families of its own to edit here: its own form moves it
+        return redirect(url_for("agenda.edit_session", rdv_id=rdv.id))
     form = RdvForm(obj=rdv)
     del form.notify_only_id  # changed on the rdv page's own form (agenda.set_notify_only)
     form.can_force = form.can_confirm = False
@@ -334,7 +340,8 @@ def _filled_today(tz) -> list[Rdv]:
 @bp.route("/creneaux")
 def slot_search():
     form = SlotSearchForm(request.args)
-    motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True))).all()
+    motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True),
+                                                                         Motif.collective.is_(False))).all()
     form.motif_id.choices = [SelectChoice(0, "— Choisir un motif —")] + [SelectChoice(motif.id, motif.name) for motif in motifs]
     form.lieu_id.choices = [SelectChoice(0, "Tous les lieux")] + [
         SelectChoice(lieu.id, lieu.name)

@@ -1,6 +1,7 @@
-"""The forms of collective sessions (ateliers): create (with a weekly repeat), add a family, attendance, places,
-cancel."""
+"""The forms of collective sessions (ateliers): create (with a weekly repeat), move or edit, add a family, attendance,
+places, cancel."""
 from wtforms import IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.widgets import HiddenInput
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from lapins.booking.sessions import MAX_CAPACITY, MAX_REPEATS
@@ -30,6 +31,21 @@ class SessionForm(Form):
         NumberRange(min=1, max=MAX_REPEATS, message=f"Entre 1 et {MAX_REPEATS} séances.")])
     notes = TextAreaField("Description (visible des agents)", validators=[
         Optional(), Length(max=2000, message="2 000 caractères au plus.")])
+
+
+class SessionEditForm(Form):
+    """Move a session or edit its title and description; its motif and places are kept (places: their own form).
+    `revision` is the session's when the form was drawn: a move made meanwhile refuses this one."""
+
+    lieu_id = SessionForm.lieu_id
+    agent_ids = SessionForm.agent_ids
+    title = SessionForm.title
+    day = DayField("Date de la séance", [Given("Indiquez la date de la séance."), within_years],
+                   render_kw={"type": "date"})
+    start_time = SessionForm.start_time
+    duration = SessionForm.duration
+    notes = SessionForm.notes
+    revision = IntegerField(widget=HiddenInput(), validators=[InputRequired("Rechargez la page de la séance.")])
 
 
 class ParticipantForm(Form):

@@ -1,6 +1,6 @@
-"""Collective sessions (ateliers) in the agenda: create them (a weekly repeat in one form), add families, mark who
-came, change the places, cancel one place or the whole session. Every change goes through lapins.booking.sessions
-(or booking.cancel_rdv for the whole session)."""
+"""Collective sessions (ateliers) in the agenda: create them (a weekly repeat in one form), move or retitle them,
+add families, mark who came, change the places, cancel one place or the whole session. Every change goes through
+lapins.booking.sessions (or booking.cancel_rdv for the whole session)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,13 +13,14 @@ from wtforms import SelectChoice
 from lapins import policies
 from lapins.agenda.blueprint import bp
 from lapins.agenda.session_forms import (
-    AttendanceForm, CancelSessionForm, CapacityForm, ParticipantForm, ParticipationForm, SessionForm, WaitForm,
+    AttendanceForm, CancelSessionForm, CapacityForm, ParticipantForm, ParticipationForm, SessionEditForm, SessionForm,
+    WaitForm,
 )
 from lapins.agenda.usagers import search_usagers
 from lapins.booking import BookingError, cancel_rdv
 from lapins.booking import sessions as booking_sessions
 from lapins.infra.extensions import db
-from lapins.locale.localtime import NonexistentLocalTime, to_utc
+from lapins.locale.localtime import NonexistentLocalTime, to_local, to_utc
 from lapins.models import Agent, Lieu, Motif, Participation, Rdv, RdvStatus, Usager, utcnow
 from lapins.models.rdvs import CancellationChannel
 from lapins.waitlist import entries as waitlist_entries
@@ -48,11 +49,12 @@ def sessions_index():
     return render_template("agenda/sessions/index.html", sessions=sessions, now=now)
 
 
-def _fill_choices(form: SessionForm) -> None:
-    motifs = db.session.scalars(policies.motif_scope(current_user)
-                                .where(Motif.active.is_(True), Motif.collective.is_(True))).all()
-    form.motif_id.choices = [SelectChoice(0, "— Choisir un motif collectif —")] + [
-        SelectChoice(motif.id, f"{motif.name} ({motif.duration_minutes} min)") for motif in motifs]
+def _fill_choices(form: SessionForm | SessionEditForm) -> None:
+    if isinstance(form, SessionForm):
+        motifs = db.session.scalars(policies.motif_scope(current_user)
+                                    .where(Motif.active.is_(True), Motif.collective.is_(True))).all()
+        form.motif_id.choices = [SelectChoice(0, "— Choisir un motif collectif —")] + [
+            SelectChoice(motif.id, f"{motif.name} ({motif.duration_minutes} min)") for motif in motifs]
     form.lieu_id.choices = [SelectChoice(0, "— Sans lieu —")] + [
         SelectChoice(lieu.id, lieu.name)
         for lieu in db.session.scalars(policies.lieu_scope(current_user).where(Lieu.active.is_(True)))]
@@ -103,6 +105,52 @@ def new_session():
                       "success")
                 return redirect(url_for("agenda.session_detail", rdv_id=sessions[0].id))
     return render_template("agenda/sessions/form.html", form=form), 422 if request.method == "POST" else 200
+
+
+@bp.route("/seances/<int:rdv_id>/modifier", methods=["GET", "POST"])
+def edit_session(rdv_id: int):
+    session = _get_session(rdv_id, "edit")
+    if not session.is_session:
+        return redirect(url_for("agenda.edit_rdv", rdv_id=session.id))
+    if request.method == "GET" and not session.is_live:
+        flash("Cette séance est annulée : elle ne peut plus être modifiée.", "error")
+        return redirect(url_for("agenda.session_detail", rdv_id=session.id))
+    tz = session.organisation.territory.tz
+    form = SessionEditForm()
+    _fill_choices(form)
+    if request.method == "GET":
+        local = to_local(session.starts_at, tz)
+        form.day.data, form.start_time.data = local.date(), local.time().replace(tzinfo=None)
+        form.duration.data = int((session.ends_at - session.starts_at).total_seconds() // 60)
+        form.lieu_id.data = session.lieu_id or 0
+        form.agent_ids.data = [agent.id for agent in session.agents]
+        form.title.data, form.notes.data, form.revision.data = session.title, session.notes, session.revision
+    elif form.validate_on_submit():
+        lieu = _in_scope(Lieu, [form.lieu_id.data], "view") if form.lieu_id.data else [None]
+        agents = _in_scope(Agent, list(dict.fromkeys(form.agent_ids.data)), "view")
+        if lieu is None:
+            form.lieu_id.errors.append("Choisissez un lieu de vos organisations.")
+        elif not agents:
+            form.agent_ids.errors.append("Choisissez des agents de vos organisations.")
+        else:
+            try:
+                starts_at = to_utc(form.day.data, form.start_time.data, tz)
+                was = session.starts_at, session.lieu_id
+                booking_sessions.move_session(
+                    actor=current_user, session=session, starts_at=starts_at,
+                    duration=timedelta(minutes=form.duration.data), lieu=lieu[0], agents=agents,
+                    title=form.title.data or "", notes=form.notes.data or "", revision=form.revision.data)
+            except NonexistentLocalTime as error:
+                form.start_time.errors.append(str(error))
+            except BookingError as error:
+                form.form_errors.append(error.message)
+            else:
+                told = len(session.live_participations) if (session.starts_at, session.lieu_id) != was else 0
+                flash("La séance a été modifiée." + (f" {told} famille(s) prévenue(s) de la nouvelle date ou du "
+                                                     "nouveau lieu." if told else ""), "success")
+                return redirect(url_for("agenda.session_detail", rdv_id=session.id))
+    return render_template("agenda/sessions/edit.html", form=form, session=session), \
+        422 if request.method == "POST" else 200
 
 
 @bp.route("/seances/<int:rdv_id>")

@@ -15,7 +15,9 @@ from lapins.waitlist import entries
 
 def usager_form(usager: Usager):
     """The add-to-waiting-list form of a usager's page, with the motifs and lieux the agent may use."""
-    motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True))).all()
+    # A collective motif's families wait for one session, from that session's page (its « file d'attente »).
+    motifs = db.session.scalars(policies.motif_scope(current_user).where(Motif.active.is_(True),
+                                                                         Motif.collective.is_(False))).all()
     lieux = db.session.scalars(policies.lieu_scope(current_user).where(Lieu.active.is_(True))).all()
     return entry_form(motifs, lieux)
 

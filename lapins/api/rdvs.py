@@ -8,7 +8,7 @@ from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.slots import availability
-from lapins.booking import BookingError, book_rdv, cancel_rdv, move_rdv, set_outcome
+from lapins.booking import COLLECTIVE_REFUSAL, BookingError, CollectiveMotif, book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.api import render
 from lapins.api.routing import ApiError, implements, invalid, page
 from lapins.infra.extensions import db
@@ -91,6 +91,8 @@ def _ends_at(starts_at: datetime, minutes: int | None) -> datetime | None:
 
 
 def _refused(error: BookingError) -> ApiError:
+    if isinstance(error, CollectiveMotif):  # not a conflict of the moment: this request can never pass
+        return ApiError(422, error.message, code=error.code, fields={"motif_id": error.message})
     return ApiError(409, error.message, can_force=error.can_force)
 
 
@@ -113,6 +115,9 @@ def create_rdv(actor: Agent, *, query: dict, body: dict):
 @implements("updateRdv")
 def update_rdv(actor: Agent, *, rdv_id: int, query: dict, body: dict):
     rdv = _rdv(actor, rdv_id, "edit")
+    if rdv.is_session and "usager_ids" in body:  # its families have places, never the rdv's own usagers
+        raise invalid({"usager_ids": f"Une séance collective n'a pas d'usagers : inscrivez les familles "
+                                     f"(POST /api/v1/sessions/{rdv.id}/participations)."})
     motif = one(actor, Motif, body.get("motif_id"), "motif_id", "book") or rdv.motif
     lieu = one(actor, Lieu, body["lieu_id"], "lieu_id") if "lieu_id" in body else rdv.lieu
     agents = _many(actor, Agent, body["agent_ids"], "agent_ids") if "agent_ids" in body else None
@@ -160,6 +165,8 @@ def search_slots(actor: Agent, *, query: dict, body: None):
     motif = one(actor, Motif, query["motif_id"], "motif_id", "book")
     if not motif.active:
         raise invalid({"motif_id": "Ce motif n'est plus proposé."})
+    if motif.collective:  # its times are sessions (GET /sessions?with_places_left=true), never slots for an rdv
+        raise _refused(CollectiveMotif(COLLECTIVE_REFUSAL))
     lieu = one(actor, Lieu, query.get("lieu_id"), "lieu_id")
     agent = one(actor, Agent, query.get("agent_id"), "agent_id")
     territory = motif.organisation.territory

@@ -39,10 +39,12 @@ HTTP_MESSAGES = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str | None = None, *, fields: dict | None = None, **extra) -> None:
+    def __init__(self, status: int, message: str | None = None, *, fields: dict | None = None,
+                 code: str | None = None, **extra) -> None:
         super().__init__(message)
         self.status = status
         self.code, default = HTTP_MESSAGES.get(status, HTTP_MESSAGES[400])
+        self.code = code or self.code  # a refusal of its own kind names itself (e.g. collective_motif)
         self.message = message or default
         self.fields = fields
         self.extra = extra

@@ -53,13 +53,20 @@ def page_of(item: dict) -> dict:
 # --- What the API answers -------------------------------------------------------------------------------------------
 
 ERROR = _object({
-    "error": {"type": "string", "description": "Code de l'erreur, stable (unauthorized, not_found, invalid…)."},
+    "error": {"type": "string", "description": "Code de l'erreur, stable (unauthorized, not_found, invalid…) ; "
+                                                "collective_motif (422) : un motif collectif ne donne pas de "
+                                                "rendez-vous individuel, mais des séances (POST /sessions)."},
     "message": {"type": "string", "description": "Message en français, à montrer tel quel."},
     "fields": {"type": "object", "additionalProperties": {"type": "string"},
                "description": "Un message par champ refusé."},
     "can_force": {"type": "boolean"},
     "session_full": {"type": "boolean", "description": "Vrai quand la séance est complète : la famille peut être "
-                                                       "inscrite sur sa file d'attente, depuis l'agenda."},
+                                                       "inscrite sur sa file d'attente "
+                                                       "(POST /sessions/{session_id}/waitlist)."},
+    "busy": {"type": "array", "description": "Séances refusées (409) parce qu'un agent est déjà pris : pour chaque "
+                                             "date, l'agent et le rendez-vous qui la bloque.",
+             "items": _object({"starts_at": INSTANT, "agent_id": ID, "busy_from": INSTANT, "busy_until": INSTANT},
+                              ["starts_at", "agent_id", "busy_from", "busy_until"], closed=False)},
 }, ["error", "message"], closed=False)
 
 # What an rdv says of its capacity: a collective session (atelier) is an rdv with places; an individual rdv has none.
@@ -109,6 +116,14 @@ SESSION = _object(RDV["properties"] | {
     "participations": {"type": "array", "items": PARTICIPATION,
                        "description": "Toutes les inscriptions, annulées comprises (statut excused)."},
 }, RDV["required"] + ["places_held", "places_left", "participations"], closed=False)
+SESSIONS_CREATED = _object({"items": {"type": "array", "items": SESSION,
+                                       "description": "Les séances créées, de la plus tôt à la plus tard."}},
+                           ["items"], closed=False)
+WAITLIST_ENTRY = _object({
+    "id": ID, "session_id": ID, "usager_id": ID, "organisation_id": ID,
+    "status": {"type": "string", "description": "active : en attente d'une place."}, "created_at": INSTANT,
+    "position": {"type": "integer", "description": "Son rang dans la file de la séance, à partir de 1."},
+}, ["id", "session_id", "usager_id", "status", "created_at", "position"], closed=False)
 SESSION_LISTED = _object({name: schema for name, schema in SESSION["properties"].items() if name != "participations"},
                          [name for name in SESSION["required"] if name != "participations"], closed=False)
 
@@ -207,10 +222,33 @@ RDV_OUTCOME = _object({
 PARTICIPATION_CREATE = _object({
     "usager_ids": IDS | {"description": "Une famille à la fois : un adulte et ses proches (ou un proche seul)."},
 }, ["usager_ids"])
+CAPACITY = {"type": "integer", "minimum": 1, "maximum": 500, "description": "Le nombre de places."}
 SESSION_CAPACITY = _object({
-    "capacity": {"type": "integer", "minimum": 1, "maximum": 500,
-                 "description": "Le nombre de places ; jamais sous les places déjà prises ou proposées."},
+    "capacity": CAPACITY | {"description": "Le nombre de places ; jamais sous les places déjà prises ou proposées."},
 }, ["capacity"])
+SESSION_TITLE = _string(160, nullable=True, description="Titre de la séance (« Massage bébé »).")
+SESSION_NOTES = NOTES | {"description": "Description de la séance, visible des agents seulement."}
+SESSION_CREATE = _object({
+    "motif_id": ID | {"description": "Un motif collectif (GET /api/v1/motifs)."},
+    "agent_ids": IDS | {"description": "Les agents qui animent la séance : leur agenda est pris comme par un rdv."},
+    "lieu_id": NULLABLE_ID, "starts_at": INSTANT | {"description": "Début de la (première) séance."},
+    "duration_minutes": DURATION, "capacity": CAPACITY, "title": SESSION_TITLE, "notes": SESSION_NOTES,
+    "count": {"type": "integer", "minimum": 1, "maximum": 52,
+              "description": "Nombre de séances (1 par défaut) : une répétition, à la même heure locale, créée en "
+                             "entier ou pas du tout."},
+    "every_n_weeks": {"type": "integer", "minimum": 1, "maximum": 4,
+                      "description": "Écart entre deux séances d'une répétition, en semaines (1 par défaut)."},
+}, ["motif_id", "agent_ids", "starts_at", "capacity"])
+SESSION_UPDATE = _object({
+    "agent_ids": IDS, "lieu_id": NULLABLE_ID, "starts_at": INSTANT, "duration_minutes": DURATION,
+    "title": SESSION_TITLE, "notes": SESSION_NOTES,
+})
+SESSION_CANCEL = _object({
+    "reason": _string(255, min_length=1, description="La raison, envoyée à chaque famille inscrite."),
+}, ["reason"])
+SESSION_WAIT = _object({
+    "usager_id": ID | {"description": "La personne qui attend une place (l'adulte responsable est prévenu)."},
+}, ["usager_id"])
 SESSION_ATTENDANCE = _object({
     "present_ids": {"type": "array", "items": ID, "maxItems": 500,
                     "description": "Les inscriptions (identifiants de participation) venues ; les autres inscriptions "
@@ -350,9 +388,28 @@ OPERATIONS: list[Operation] = [
     Operation("listSessions", "GET", "/sessions", "Lister les séances collectives", "Séances collectives",
               (200, "Une page de séances, de la plus tôt à la plus tard, avec leurs places.", page_of(SESSION_LISTED)),
               query=SESSION_FILTERS),
+    Operation("createSessions", "POST", "/sessions", "Créer une séance collective, ou une répétition (mêmes règles "
+              "que l'agenda)", "Séances collectives",
+              (201, "Les séances créées.", SESSIONS_CREATED), body=SESSION_CREATE, errors=BOOKING),
     Operation("getSession", "GET", "/sessions/{session_id}", "Lire une séance collective et ses inscriptions",
               "Séances collectives", (200, "La séance, ses places et toutes ses inscriptions.", SESSION),
               action="view"),
+    Operation("updateSession", "PATCH", "/sessions/{session_id}", "Déplacer une séance ou modifier son titre",
+              "Séances collectives", (200, "La séance modifiée ; chaque famille inscrite est prévenue une fois d'une "
+                                           "nouvelle date ou d'un nouveau lieu.", SESSION),
+              body=SESSION_UPDATE, errors=BOOKING, action="edit"),
+    Operation("cancelSession", "POST", "/sessions/{session_id}/cancel", "Annuler une séance entière",
+              "Séances collectives", (200, "La séance annulée ; chaque famille inscrite est prévenue une fois, avec "
+                                           "la raison.", SESSION), body=SESSION_CANCEL, errors=BOOKING,
+              action="edit"),
+    Operation("joinSessionWaitlist", "POST", "/sessions/{session_id}/waitlist",
+              "Mettre une famille sur la file d'attente d'une séance complète", "Séances collectives",
+              (201, "L'attente : une place libérée lui sera proposée par SMS.", WAITLIST_ENTRY), body=SESSION_WAIT,
+              errors=BOOKING, action="book"),
+    Operation("listSessionWaitlist", "GET", "/sessions/{session_id}/waitlist",
+              "Lister la file d'attente d'une séance", "Séances collectives",
+              (200, "Les familles qui attendent une place, dans l'ordre où les places leur sont proposées.",
+               page_of(WAITLIST_ENTRY)), query=PAGINATION, action="view"),
     Operation("setSessionCapacity", "POST", "/sessions/{session_id}/capacity", "Changer le nombre de places",
               "Séances collectives", (200, "La séance, avec ses places.", SESSION), body=SESSION_CAPACITY,
               errors=BOOKING, action="edit"),

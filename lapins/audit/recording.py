@@ -37,9 +37,11 @@ RDV_VALUES = {
     "starts_at": None, "ends_at": None, "status": None, "organisation_id": "organisation", "motif_id": "motif",
     "lieu_id": "lieu", "created_by_id": "created_by", "cancelled_at": None, "cancelled_by_id": "cancelled_by",
     "cancelled_via": None, "cancelled_by_party": None, "confirmed_at": None, "forced_by_id": "forced_by",
+    "max_participants": None,  # a collective session's places
 }
 # Free text a family or an agent typed: whether it changed, never what it says.
-RDV_SECRETS = ("notes", "cancel_reason", "notify_only_id")  # notify_only_id: which guardian is said apart
+# notify_only_id: which guardian is said apart; title: a session's, typed by an agent.
+RDV_SECRETS = ("notes", "cancel_reason", "notify_only_id", "title")
 USAGER_VALUES = {"territory_id": "territory", "sms_consent": None, "email_consent": None,
                  "phone_undeliverable_at": None, "phone_error": None, "merged_into_id": "merged_into"}
 USAGER_SECRETS = ("first_name", "last_name", "birth_date", "phone", "email", "responsible_id", "second_responsible_id",

@@ -38,6 +38,16 @@ class RdvChanged(BookingError):
     """The rdv is no longer the revision its mover saw: another move (or a replayed form) came first."""
 
 
+class CollectiveMotif(BookingError):
+    """A collective motif's rdvs are sessions with places (booking.sessions), never one family's rdv; nor does a
+    session take an individual motif. `code` is the API's machine-readable name of the refusal."""
+
+    code = "collective_motif"
+
+
+COLLECTIVE_REFUSAL = "Ce motif est collectif : créez une séance ou inscrivez la famille à une séance."
+
+
 def book_rdv(
     *,
     actor: Agent | None,
@@ -57,6 +67,8 @@ def book_rdv(
     the one guardian of its child to tell (« ne prévenir que … »), known before its confirmation is planned."""
     if (actor is None) != (via in (BookingChannel.OFFER, BookingChannel.ONLINE)):
         raise ValueError("an agent books in the agenda or through the API, a family by taking an offer or online")
+    if motif.collective:
+        raise CollectiveMotif(COLLECTIVE_REFUSAL)
     _check_usagers(motif, usagers)
     rdv = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id if actor is not None else None,
               booked_via=via, status=RdvStatus.UNKNOWN, notify_only=notify_only)
@@ -212,6 +224,13 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
     if force and actor is None:
         raise ValueError("only an agent may book over a conflict")
     with _transaction() as commit:
+        # Whatever path leads here (a form, the API, an offer, a family's link), an rdv's motif and its kind agree;
+        # refused inside the transaction, so that what the caller changed on the rdv is rolled back too.
+        if motif.collective and not rdv.is_session:
+            raise CollectiveMotif(COLLECTIVE_REFUSAL)
+        if rdv.is_session and not motif.collective:
+            raise CollectiveMotif("Une séance collective garde un motif collectif : choisissez un motif d'atelier ou "
+                                  "de séance de groupe.")
         _check_request(motif, agents, lieu, starts_at, ends_at)
         lock_agents([agent.id for agent in agents])
         if rdv.id is None:
@@ -221,7 +240,8 @@ def _schedule(actor: Agent | None, rdv: Rdv, *, motif: Motif, agents: list[Agent
         conflicts = _conflicts(agents, starts_at, ends_at, exclude_rdv_id=rdv.id, tz=motif.organisation.territory.tz)
         if conflicts and not force:
             raise BookingError(conflicts, can_force=True)
-        outside = not availability.covering_opening(
+        # A session is planned on its own, outside opening hours if need be (booking.sessions.create_sessions).
+        outside = not rdv.is_session and not availability.covering_opening(
             agent_ids=[agent.id for agent in agents], motif_id=motif.id, lieu_id=lieu.id if lieu else None,
             starts_at=starts_at, ends_at=ends_at, territory=motif.organisation.territory,
         )
@@ -355,9 +375,8 @@ def lock_agents(agent_ids: list[int]) -> None:
         )
 
 
-def _conflicts(agents: list[Agent], starts_at: datetime, ends_at: datetime, exclude_rdv_id: int | None,
-               tz: ZoneInfo) -> str:
-    """A French sentence naming who is already busy, or an empty string."""
+def busy_times(agents: list[Agent], starts_at: datetime, ends_at: datetime, exclude_rdv_id: int | None = None):
+    """The live rdvs of these agents overlapping the time, as (agent_id, starts_at, ends_at) rows, earliest first."""
     query = (
         select(RdvAgent.agent_id, RdvAgent.starts_at, RdvAgent.ends_at)
         .where(
@@ -371,7 +390,13 @@ def _conflicts(agents: list[Agent], starts_at: datetime, ends_at: datetime, excl
     )
     if exclude_rdv_id is not None:
         query = query.where(RdvAgent.rdv_id != exclude_rdv_id)
-    rows = db.session.execute(query).all()
+    return db.session.execute(query).all()
+
+
+def _conflicts(agents: list[Agent], starts_at: datetime, ends_at: datetime, exclude_rdv_id: int | None,
+               tz: ZoneInfo) -> str:
+    """A French sentence naming who is already busy, or an empty string."""
+    rows = busy_times(agents, starts_at, ends_at, exclude_rdv_id)
     if not rows:
         return ""
     names = {agent.id: agent.full_name for agent in agents}

@@ -14,14 +14,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from lapins.booking import BookingError, _check_request, _conflicts, events, lock_agents
+from lapins.booking import KEEP, BookingError, _check_request, _conflicts, busy_times, events, lock_agents, move_rdv
 from lapins.infra.extensions import db
 from lapins.locale.formatting import local_datetime
 from lapins.models import (
     Agent, EntryStatus, Lieu, Motif, Rdv, RdvStatus, SlotOffer, Usager, WaitlistEntry, WaitlistSlot, utcnow,
 )
 from lapins.models.rdvs import (
-    BookingChannel, CancellationChannel, Canceller, Participation, ParticipationStatus, participation_usagers,
+    BookingChannel, CancellationChannel, Canceller, MoveChannel, Participation, ParticipationStatus,
+    participation_usagers,
 )
 from lapins.models.waitlist import OfferStatus
 
@@ -31,6 +32,15 @@ MAX_REPEATS = 52  # a year of weekly sessions in one form
 
 class SessionFull(BookingError):
     """No place left: the family may join the session's waiting list."""
+
+
+class AgentsBusy(BookingError):
+    """Sessions refused because their agents are busy then: `busy` lists, per date refused, the session's start and
+    the first rdv in the way (agent_id, starts_at, ends_at), for the API to say which agent and when."""
+
+    def __init__(self, message: str, busy: list[tuple[datetime, int, datetime, datetime]]) -> None:
+        super().__init__(message)
+        self.busy = busy
 
 
 @contextmanager
@@ -64,7 +74,7 @@ def check_capacity(value: int | None) -> int:
 
 def create_sessions(*, actor: Agent, motif: Motif, agents: list[Agent], lieu: Lieu | None, starts: list[datetime],
                     duration: timedelta, capacity: int, title: str | None = None,
-                    notes: str | None = None) -> list[Rdv]:
+                    notes: str | None = None, via: BookingChannel = BookingChannel.AGENDA) -> list[Rdv]:
     """Create one session per start (a weekly repeat gives several), all or none: a date whose agents are busy is
     listed in the refusal, and nothing is stored."""
     if not motif.collective:
@@ -80,23 +90,26 @@ def create_sessions(*, actor: Agent, motif: Motif, agents: list[Agent], lieu: Li
         for starts_at in starts:
             _check_request(motif, agents, lieu, starts_at, starts_at + duration)
         lock_agents([agent.id for agent in agents])
-        busy = []
+        busy, sentences = [], []
         for starts_at in starts:
-            conflict = _conflicts(agents, starts_at, starts_at + duration, exclude_rdv_id=None, tz=tz)
-            if conflict:
-                busy.append(f"le {local_datetime(starts_at, tz)} : {conflict}")
+            rows = busy_times(agents, starts_at, starts_at + duration)
+            if rows:
+                busy.append((starts_at, rows[0].agent_id, rows[0].starts_at, rows[0].ends_at))
+                sentences.append(f"le {local_datetime(starts_at, tz)} : "
+                                 + _conflicts(agents, starts_at, starts_at + duration, exclude_rdv_id=None, tz=tz))
         if busy:
-            raise BookingError("Aucune séance n'a été créée, car ces dates sont déjà prises — " + " ; ".join(busy))
+            raise AgentsBusy("Aucune séance n'a été créée, car ces dates sont déjà prises — " + " ; ".join(sentences),
+                             busy)
         for starts_at in starts:
             session = Rdv(organisation_id=motif.organisation_id, created_by_id=actor.id,
-                          booked_via=BookingChannel.AGENDA, status=RdvStatus.UNKNOWN, motif=motif, lieu=lieu,
+                          booked_via=via, status=RdvStatus.UNKNOWN, motif=motif, lieu=lieu,
                           starts_at=starts_at, ends_at=starts_at + duration, max_participants=capacity,
                           places_taken=0, title=(title or "").strip()[:160] or None,
                           notes=(notes or "").strip() or None)
             session.set_agents(agents)
             db.session.add(session)
             db.session.flush()
-            tell(events.RdvBooked(session.id, actor.id, via=BookingChannel.AGENDA), session)
+            tell(events.RdvBooked(session.id, actor.id, via=via), session)
             sessions.append(session)
     return sessions
 
@@ -261,4 +274,35 @@ def set_capacity(*, actor: Agent, session: Rdv, capacity: int) -> Rdv:
                                "proposées. Annulez d'abord des inscriptions : personne n'est retiré sans vous.")
         session.max_participants = capacity
         tell(events.CapacitySet(session.id, actor.id, capacity=capacity), session)
+    return session
+
+
+def move_session(*, actor: Agent, session: Rdv, starts_at: datetime, duration: timedelta,
+                 lieu: Lieu | None | object = KEEP, agents: list[Agent] | None = None, title: str | None = None,
+                 notes: str | None = None, revision: int | None = None,
+                 via: MoveChannel = MoveChannel.AGENDA) -> Rdv:
+    """Move a session (time, duration, lieu, agents) or edit its title and description, through booking's one move
+    path (`move_rdv`: the agents' locks, their agendas checked, the revision the mover saw): a new time or place is
+    told once to each family still registered, their reminders planned again and the old ones dropped; its places
+    open to the waiting list follow it (lapins.waitlist.listeners). A session
+    may sit outside opening hours, as when it was created; its agents' other rdvs may not be overlapped.
+    `title`/`notes` None keep them."""
+    if not session.is_session:
+        raise BookingError("Ce rendez-vous n'est pas une séance collective.")
+    if not session.is_live:
+        raise BookingError("Cette séance est annulée : elle ne peut plus être modifiée.")
+    now = utcnow()
+    moved = starts_at != session.starts_at or starts_at + duration != session.ends_at
+    if moved and session.starts_at <= now:
+        raise BookingError("Cette séance a déjà commencé : elle ne peut plus être déplacée.")
+    if moved and starts_at <= now:
+        raise BookingError("Choisissez une date à venir pour la séance.")
+    if title is not None:
+        session.title = title.strip()[:160] or None  # written with the move, or rolled back with it
+    try:
+        move_rdv(actor=actor, rdv=session, starts_at=starts_at, ends_at=starts_at + duration, agents=agents,
+                 lieu=lieu, notes=notes, via=via, revision=revision)
+    except BookingError:
+        db.session.rollback()
+        raise
     return session

@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from lapins import policies
 from lapins.infra.extensions import db
+from lapins.booking import sessions as booking_sessions
 from lapins.waitlist import offers
 from lapins.models import (
     Agent, EntrySource, EntryStatus, Lieu, Motif, OfferStatus, Rdv, SlotOffer, Usager, WaitlistEntry, utcnow,
@@ -16,6 +17,9 @@ from lapins.models import (
 from lapins.models.rdvs import BookingChannel, rdv_usagers
 
 MAX_PRIORITY = 9
+# Its offers would book an individual rdv, which a collective motif never gives (booking.CollectiveMotif).
+COLLECTIVE_WAIT = ("Ce motif est collectif : inscrivez la famille sur la file d'attente d'une séance complète, "
+                   "depuis la page de la séance.")
 
 
 class EntryError(Exception):
@@ -55,6 +59,8 @@ def add_by_agent(actor: Agent, usager: Usager, motif: Motif, lieu: Lieu | None, 
         raise EntryError("Ce lieu n'appartient pas à l'organisation de ce motif.")
     if not motif.active:
         raise EntryError("Ce motif n'est plus proposé.")
+    if motif.collective:
+        raise EntryError(COLLECTIVE_WAIT)
     if _active_entry(usager.id, motif.id):
         raise EntryError("Cet usager est déjà sur la file d'attente pour ce motif.")
     entry = WaitlistEntry(organisation_id=motif.organisation_id, usager=usager, motif=motif, lieu=lieu,
@@ -80,6 +86,10 @@ def add_for_session(actor: Agent, usager: Usager, session: Rdv, now: datetime | 
     if any(usager.id in {person.id for person in participation.usagers}
            for participation in session.live_participations):
         raise EntryError(f"{usager.full_name} est déjà inscrit à cette séance.")
+    db.session.refresh(session)  # its places as they are now
+    free = booking_sessions.free_places(session, now)
+    if free:  # the agenda offers the waiting list only then: a place free now is given, not waited for
+        raise EntryError(f"Il reste {free} place(s) dans cette séance : inscrivez directement la famille.")
     if db.session.scalar(select(WaitlistEntry.id).where(
             WaitlistEntry.usager_id == usager.id, WaitlistEntry.session_id == session.id,
             WaitlistEntry.status == EntryStatus.ACTIVE)):
@@ -179,6 +189,8 @@ def ask_earlier(rdv: Rdv, now: datetime) -> WaitlistEntry:
 def add_online(usager: Usager, motif: Motif, lieu: Lieu | None, now: datetime) -> WaitlistEntry:
     """A family whose number was checked online waits for a slot of this motif (at this lieu), no slot fitting: commits
     with the usagers the caller added (lapins.public.online). Asking again keeps the entry it has."""
+    if motif.collective:
+        raise EntryError(COLLECTIVE_WAIT)
     existing = _active_entry(usager.id, motif.id) if usager.id is not None else None
     if existing is not None:
         db.session.commit()  # what the caller changed on the usagers (consent given with the checked number)

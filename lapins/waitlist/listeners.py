@@ -22,6 +22,10 @@ def record_freed_slot(sender, *, event: RdvCancelled, rdv: Rdv) -> None:
 
 @events.in_transaction.connect_via(RdvMoved)
 def record_time_left(sender, *, event: RdvMoved, rdv: Rdv) -> None:
+    if rdv.is_session:
+        # A moved session leaves no slot for individual rdvs (its motif gives none); its open places follow it.
+        offers.follow_session(rdv)
+        return
     if event.left is None:
         return
     slot = offers.free_left(event.left, rdv)

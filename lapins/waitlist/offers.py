@@ -101,6 +101,16 @@ def free_left(left: TimeLeft, rdv: Rdv) -> WaitlistSlot | None:
         return None
 
 
+def follow_session(session: Rdv) -> None:
+    """A moved session's places still open to its waiting list take its new time, lieu and agents, in the move's
+    transaction: an offer made later names where and when the session now is."""
+    agents = [link.agent for link in session.agent_links]
+    for slot in db.session.scalars(select(WaitlistSlot).where(WaitlistSlot.session_id == session.id,
+                                                              WaitlistSlot.status == SlotStatus.OPEN)):
+        slot.starts_at, slot.ends_at, slot.lieu_id = session.starts_at, session.ends_at, session.lieu_id
+        slot.agent_id, slot.agents = agents[0].id, list(agents)
+
+
 def free_session_places(session: Rdv, now: datetime | None = None) -> list[WaitlistSlot]:
     """Places of a collective session that a cancellation (or more capacity) made free, recorded as open slots of
     the session — one per place to offer, no more than families waiting for it — in the change's transaction, under

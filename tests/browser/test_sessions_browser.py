@@ -1,5 +1,5 @@
 """An agent runs a collective session in a real browser, on an office screen and on a phone: creates it, adds a
-family (a parent and her baby), then ticks who came."""
+family (a parent and her baby), then ticks who came; moves a session to another hour, its family told."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from lapins.models import Participation, ParticipationStatus, Rdv, Role
+from lapins.booking import sessions
+from lapins.models import Agent, Lieu, Message, MessageKind, Motif, Participation, ParticipationStatus, Rdv, Role, Usager
 from tests import factories
 from tests.browser.test_agenda_browser import log_in
 
@@ -72,3 +73,29 @@ def test_an_agent_creates_a_session_adds_a_family_and_marks_who_came(request, sc
     participation = live_db.session.query(Participation).one()
     assert participation.status == ParticipationStatus.PRESENT
     assert live_db.session.query(Rdv).one().places_taken == 1
+
+
+@pytest.mark.parametrize("screen", ["page", "phone_page"])
+def test_an_agent_moves_a_session_to_another_hour_and_its_family_is_told(request, screen, pmi, live_db):
+    page = request.getfixturevalue(screen)
+    agent = live_db.session.get(Agent, pmi.agent)
+    starts = datetime.combine(datetime.now(PARIS).date() + timedelta(days=8), datetime.min.time().replace(hour=10),
+                              PARIS)
+    [session] = sessions.create_sessions(actor=agent, motif=live_db.session.get(Motif, pmi.motif), agents=[agent],
+                                         lieu=live_db.session.get(Lieu, pmi.lieu), starts=[starts],
+                                         duration=timedelta(minutes=60), capacity=8, title="Massage bébé")
+    parent = live_db.session.query(Usager).filter_by(first_name="Awa").one()
+    sessions.add_participant(actor=agent, session=session, usagers=[parent])
+    session_id = session.id
+    live_db.session.remove()
+    log_in(page, pmi.email)
+    page.goto(f"/seances/{session_id}")
+    page.get_by_role("link", name="Déplacer ou modifier la séance").click()
+    expect(page.get_by_label("Heure de début")).to_have_value("10:00")
+    page.get_by_label("Heure de début").fill("14:30")
+    page.get_by_role("button", name="Enregistrer").click()
+    expect(page.get_by_role("status")).to_contain_text("1 famille(s) prévenue(s)")
+    expect(page.locator("body")).to_contain_text("14h30")
+    live_db.session.rollback()
+    assert live_db.session.get(Rdv, session_id).starts_at == starts.replace(hour=14, minute=30)
+    assert live_db.session.query(Message).filter_by(kind=MessageKind.CHANGED).count() == 1
