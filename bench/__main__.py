@@ -43,6 +43,7 @@ TARGETS = {  # figure: (comparison, target) — all "at most"
     "public.search.hit.p95_ms": 50,  # issue 15: 50 families at once
     "public.search.miss.p95_ms": 50,
     "public.search.mixed.p95_ms": 50,
+    "public.search.open_loop.p95_ms": 50,
     "usagers.duplicates.p95_ms": 50,
 }
 
@@ -82,9 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "les doublons d'usagers")
     parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
                         help="scénarios de l'agenda, séparés par des virgules : hit, miss, mixed, open_loop")
-    parser.add_argument("--search-scenarios", default=",".join(("hit", "miss", "mixed")),
+    parser.add_argument("--search-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
                         help="scénarios de la recherche en ligne (public.search), séparés par des virgules : hit, "
-                             "miss, mixed ; vide pour s'en passer")
+                             "miss, mixed, open_loop ; vide pour s'en passer")
     parser.add_argument("--window-seconds", type=float, default=float(env("BENCH_WINDOW_SECONDS", 10)),
                         help="durée de chaque fenêtre mesurée par wrk (3 fenêtres, en alternance avec le plancher)")
     reminders.add_arguments(parser)

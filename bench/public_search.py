@@ -14,7 +14,10 @@ median page's bytes):
   bench/public_search_cold.py (the kept pages emptied before each request: the département's pairs all fit in
   KEPT_PAGES, see `kept_pages_needed`), so each search reads its days from PostgreSQL;
 - mixed: the hit set while families book online at 1 per second (lapins.public.online.book_online, a new family and
-  number each time, a time from one of the hit searches): what every search pays for the département's bookings.
+  number each time, a time from one of the hit searches): what every search pays for the département's bookings;
+- open_loop: the hit set at OPEN_LOOP_RPS searches a second over the same connections (wrk's `delay`: each family
+  searches every connections / OPEN_LOOP_RPS seconds): the latency a family sees while the server keeps up. With 50
+  connections back to back, a search's latency is about 50 ÷ the throughput, whatever it costs alone.
 """
 from __future__ import annotations
 
@@ -28,20 +31,21 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bench import wrk
 from bench.agenda_week import Gunicorn, ServerConfig
 from bench.database import statement_counter
 from bench.sectors import add_sectors
 from lapins.infra.extensions import db
-from lapins.models import Motif, PhoneVerification, Sector, Territory, utcnow
+from lapins.models import Motif, PhoneVerification, Sector, SectorZone, Territory, utcnow
 from lapins.public import online
 from lapins.sectors.communes import communes
 from lapins.slots import picker
 from lapins.slots.engine import ONE_DAY, local_midnight
 
-SCENARIOS = ("hit", "miss", "mixed")
+SCENARIOS = ("hit", "miss", "mixed", "open_loop")
+OPEN_LOOP_RPS = 20
 HIT_SEARCHES = 50
 MISS_SEARCHES = 3000
 BOOKINGS_PER_SECOND = 1
@@ -54,13 +58,15 @@ def search_path(number: str, motif_id: int, commune: str, street: str) -> str:
 
 
 def prepare(territory_id: int, seed: int = 25) -> tuple[list[int], list[tuple[str, str]]]:
-    """The sectors of bench/sectors.py added once (every motif opened online and sectorised); the individual needs'
-    motif ids and the places (commune, street) the zones hold."""
-    rng = random.Random(seed)
+    """The sectors of bench/sectors.py, added unless the département has some already (every motif opened online and
+    sectorised); the individual needs' motif ids and the places (commune, street) the zones hold."""
     territory = db.session.get(Territory, territory_id)
     if db.session.scalar(select(func.count()).select_from(Sector).where(Sector.territory_id == territory_id)):
-        raise RuntimeError("le département a déjà des secteurs : la recherche en ligne les ajoute elle-même")
-    places, _ = add_sectors(territory, rng)
+        places = [tuple(row) for row in db.session.execute(
+            select(SectorZone.commune_code, SectorZone.street_code).where(SectorZone.territory_id == territory_id)
+            .order_by(SectorZone.id))]
+    else:
+        places, _ = add_sectors(territory, random.Random(seed))
     territory = db.session.get(Territory, territory_id)
     needs = [need.motif_id for need in online.open_needs(territory)
              if not db.session.get(Motif, need.motif_id).collective]
@@ -127,8 +133,11 @@ class OnlineBookings:
 
     def run(self) -> None:
         chooser = random.Random(9)
+        next_at = time.monotonic()
         with self.app.app_context():
-            while not self.stop.wait(1 / BOOKINGS_PER_SECOND):
+            # On a schedule, not a pause after each: a booking's own search takes a while on a loaded machine.
+            while not self.stop.wait(max(0.0, next_at - time.monotonic())):
+                next_at += 1 / BOOKINGS_PER_SECOND
                 try:
                     self.book_one(chooser)
                 except online.SlotGone:
@@ -148,7 +157,7 @@ class OnlineBookings:
         offer = chooser.choice(offers)
         choice = chooser.choice(chooser.choice(offer.days).choices)
         token = online.slot_token(territory, offer.motif, offer.serving.lieu.id, choice.agent_ids[0],
-                                  choice.starts_at, search["commune"])
+                                  choice.starts_at, search["commune"], search["street"])
         self.families += 1
         phone = f"+3362{self.families:07d}"
         verification = PhoneVerification(territory_id=territory.id, phone=phone, code_hash="-", expires_at=now,
@@ -177,7 +186,7 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
     miss = searches(territory_id, needs, places, MISS_SEARCHES, rng, with_lieux=False) if "miss" in scenarios else []
     kept_needed = len(picker._kept)  # the pages this process kept for them (never emptied below KEPT_PAGES)
     figures: dict = {}
-    statements = statement_counter(app)
+    served_statements = served_statement_counter(app)
     with tempfile.TemporaryDirectory(prefix="lapins-bench-search-") as directory:
         def floor_server(name: str, chosen: list[tuple[str, dict]], body: bytes) -> Gunicorn:
             Path(directory, f"{name}.html").write_bytes(body)
@@ -186,12 +195,13 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
                             env={"BENCH_FLOOR_BODY": f"{directory}/{name}.html",
                                  "BENCH_FLOOR_QUERIES": f"{directory}/{name}.json"})
 
-        plans = {"hit": ("lapins:create_app()", hit), "miss": ("bench.public_search_cold:app", miss),
-                 "mixed": ("lapins:create_app()", hit)}
+        plans = {"hit": ("lapins:create_app()", hit, None), "miss": ("bench.public_search_cold:app", miss, None),
+                 "mixed": ("lapins:create_app()", hit, None), "open_loop": ("lapins:create_app()", hit, OPEN_LOOP_RPS)}
         for scenario in scenarios:
-            application, chosen = plans[scenario]
+            application, chosen, rate = plans[scenario]
             with Gunicorn(database_url, config, redis_url, application=application) as server:
-                bodies = sorted((_fetch(server.port, path) for path, _ in chosen[:HIT_SEARCHES]), key=len)
+                # Twice each: both workers have most of the hit set kept before the first window.
+                bodies = sorted((_fetch(server.port, path) for path, _ in chosen[:HIT_SEARCHES] * 2), key=len)
                 requests = [wrk.Request(path) for path, _ in chosen]
                 with floor_server(scenario, chosen, bodies[len(bodies) // 2]) as floor:
                     log(f"public.search.{scenario} : {len(chosen)} recherches, {connections} connexions, pages de "
@@ -204,7 +214,7 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
                         bookings.__enter__()
                     try:
                         result = wrk.alternated(server.port, requests, floor.port, floor_requests, connections,
-                                                seconds, repeats, log, statements=statements)
+                                                seconds, repeats, log, rate=rate, statements=served_statements)
                     finally:
                         if bookings:
                             bookings.__exit__()
@@ -228,6 +238,24 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
     if hit_p95 and mixed_p95:
         figures["public.search.mixed_to_hit_ratio"] = round(mixed_p95 / hit_p95, 2)
     return figures
+
+
+def served_statement_counter(app):
+    """bench.database.statement_counter less the statements this process ran meanwhile (the bookings of `mixed`, the
+    counting itself): what the served searches ran. None where PostgreSQL does not count them."""
+    everyone = statement_counter(app)
+    if everyone is None:
+        return None
+    ours = [0]
+
+    def count(*_) -> None:
+        ours[0] += 1
+
+    with app.app_context():
+        for name in ("begin", "before_cursor_execute", "commit", "rollback"):  # as pg_stat_statements sees them
+            if not event.contains(db.engine, name, count):
+                event.listen(db.engine, name, count)
+    return lambda: everyone() - ours[0]
 
 
 def _median(values: list[int]) -> float | None:
