@@ -7,7 +7,8 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
   3. book the coming weeks of the large one to their usual occupancy, time first_available and its one-query floor;
   4. serve the app with gunicorn; agents' week agendas under wrk: hit, miss, mixed, open_loop (bench/agenda_scenarios.py);
   5. families on the public slot picker, one alone, then --public-clients connections of wrk (bench/wrk.py), and 200
-     families racing to move onto the same 20 free times (bench/public.py).
+     families racing to move onto the same 20 free times (bench/public.py); then the online search over the
+     département's sectors, hit, miss and mixed (bench/public_search.py: it opens every motif online, so last).
 Then the reminders (bench/reminders.py), and the reminders under faults, a deployment of their own per scenario
 (bench/faults.py, `--only faults`, `--fault-scenarios worker_kill,…`), and the duplicate finder among 200,000
 usagers in a schema of its own (bench/duplicates.py, `--only duplicates`).
@@ -39,6 +40,10 @@ TARGETS = {  # figure: (comparison, target) — all "at most"
     "public.next_slots.p95_ms": 30,
     "public.next_slots.floor_ratio": 1.5,
     "public.next_slots.mixed_to_hit_ratio": 1.5,
+    "public.search.hit.p95_ms": 50,  # issue 15: 50 families at once
+    "public.search.miss.p95_ms": 50,
+    "public.search.mixed.p95_ms": 50,
+    "public.search.open_loop.p95_ms": 50,
     "usagers.duplicates.p95_ms": 50,
 }
 
@@ -78,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "les doublons d'usagers")
     parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
                         help="scénarios de l'agenda, séparés par des virgules : hit, miss, mixed, open_loop")
+    parser.add_argument("--search-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
+                        help="scénarios de la recherche en ligne (public.search), séparés par des virgules : hit, "
+                             "miss, mixed, open_loop ; vide pour s'en passer")
     parser.add_argument("--window-seconds", type=float, default=float(env("BENCH_WINDOW_SECONDS", 10)),
                         help="durée de chaque fenêtre mesurée par wrk (3 fenêtres, en alternance avec le plancher)")
     reminders.add_arguments(parser)
@@ -258,6 +266,19 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
         if race:
             figures.update({f"public.move_race.{key}": value for key, value in race.items()})
             failures.extend(race_failures(race))
+        search_scenarios = tuple(name.strip() for name in args.search_scenarios.split(",") if name.strip())
+        if search_scenarios:  # last: it opens every motif online and sectorised (bench/sectors.py)
+            from bench.public_search import bench_public_search
+
+            log(f"Recherche en ligne : wrk sur {args.public_clients} connexions, {', '.join(search_scenarios)}")
+            search = section("recherche en ligne (public.search)", failures, log, lambda: bench_public_search(
+                large_app, database.url, territory_id, server, log.indented, redis_url, args.public_clients,
+                args.window_seconds, 3, search_scenarios))
+            if search:
+                figures.update(search)
+                errors = {key: value for key, value in search.items() if key.endswith(".errors") and value}
+                if errors:
+                    failures.append(f"recherche en ligne : requêtes en erreur {errors}")
 
 
 def section(name: str, failures: list[str], log: Log, measure):

@@ -374,6 +374,28 @@ def test_with_no_free_slot_the_family_joins_the_waiting_list_with_its_number_che
     assert db.session.scalar(select(func.count()).select_from(Rdv)) == 0
 
 
+def test_a_family_whose_street_is_in_another_sector_than_its_commune_books_the_time_its_street_was_offered(
+        client, db, clinic):
+    from lapins.models import Sector, SectorZone
+
+    # Saint-Denis belongs to no sector of this lieu; one of its streets does: only a search with it finds the lieu.
+    clinic.motif.sectorised = True
+    street = Sector(territory=clinic.territory, name="Rue de Paris", lieux=[clinic.lieu])
+    street.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411", street_code="97411_0420"))
+    db.session.add(street)
+    db.session.commit()
+    assert slot_links(page_text(search(client, clinic.motif.id))) == []
+    page = page_text(client.get(START, query_string={"motif": clinic.motif.id, "commune_code": "97411",
+                                                     "rue": "97411_0420"}))
+    chosen = next(link for label, link in slot_links(page) if label.endswith("mardi 20 octobre 2026 à 09h00"))
+    sent = give_details(client, chosen)
+    assert sent.status_code == 302 and sent.headers["Location"].endswith("/code")
+    booked = send_code(client, last_code(db))
+    assert booked.headers["Location"].endswith("/confirme")
+    rdv = db.session.scalars(select(Rdv)).one()
+    assert (rdv.lieu_id, rdv.starts_at) == (clinic.lieu.id, datetime(2026, 10, 20, 5, 0, tzinfo=timezone.utc))
+
+
 def test_a_motif_for_the_person_herself_asks_her_own_birth_date(client, db, clinic):
     clinic.motif.online_for_self = True
     clinic.motif.name = "Consultation prénatale"

@@ -32,6 +32,7 @@ from lapins.models.rdvs import (
 )
 from lapins.models.sectors import agent_sectors, lieu_sectors
 from lapins.notifications import gsm
+from lapins.sectors.communes import communes
 from lapins.sectors.serving import ServingLieu, address_sectors, online_refusal, serving_by_motif, serving_lieux
 from lapins.slots import picker
 from lapins.slots.engine import ceil_to_grid
@@ -84,6 +85,7 @@ class SlotChoice:
     agent_id: int
     starts_at: datetime
     commune_code: str
+    street_code: str = ""  # the street searched with, when its sector decides which lieux serve the address
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,8 @@ def need_motifs(territory: Territory, motif: Motif) -> list[Motif]:
 def motif_of(territory: Territory, motif_id: int | None, *, collective: bool | None = False) -> Motif:
     """The motif chosen, only among this territory's (individual, collective, or either when None); OnlineError
     when it is not (or no longer) open online."""
-    motif = db.session.get(Motif, motif_id) if motif_id else None
+    # With its organisation (online_refusal reads it): one query, not two.
+    motif = db.session.get(Motif, motif_id, options=[joinedload(Motif.organisation)]) if motif_id else None
     if motif is None or motif.organisation.territory_id != territory.id or (
             collective is not None and motif.collective != collective):
         raise OnlineError("Choisissez un motif dans la liste.")
@@ -182,11 +185,12 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
     """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
     (else by name), each with its first days of free times."""
     today = now.astimezone(territory.tz).date()
-    found, stamps = [], {}
-    for each, serving in serving_by_motif(need_motifs(territory, motif), commune.code, today=today,
-                                          street_code=street_code, city_code=commune.city_code, near=near):
-        if each.id not in stamps:
-            stamps[each.id] = picker.agent_stamps(each.id, None)
+    serving_pairs = serving_by_motif(need_motifs(territory, motif), commune.code, today=today,
+                                     street_code=street_code, city_code=commune.city_code, near=near)
+    # The stamps of every motif serving, in one query (one per motif was a round trip each).
+    stamps = picker.agent_stamps_by_motif(sorted({each.id for each, _ in serving_pairs}))
+    found = []
+    for each, serving in serving_pairs:
         days = picker.first_days(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
         found.append(LieuOffer(serving, each, _serving_days(days, set(serving.agent_ids))))
     return found
@@ -199,15 +203,16 @@ def _serializer() -> URLSafeTimedSerializer:
 
 
 def slot_token(territory: Territory, motif: Motif, lieu_id: int, agent_id: int, starts_at: datetime,
-               commune_code: str) -> str:
-    return _serializer().dumps([territory.id, motif.id, lieu_id, agent_id, starts_at.isoformat(), commune_code])
+               commune_code: str, street_code: str = "") -> str:
+    return _serializer().dumps([territory.id, motif.id, lieu_id, agent_id, starts_at.isoformat(), commune_code,
+                                street_code])
 
 
 def read_slot_token(token: str, territory: Territory) -> SlotChoice:
     try:
         values = _serializer().loads(token or "", max_age=SLOT_TOKEN_AGE)
         choice = SlotChoice(int(values[0]), int(values[1]), int(values[2]), int(values[3]),
-                            datetime.fromisoformat(values[4]), str(values[5]))
+                            datetime.fromisoformat(values[4]), str(values[5]), str(values[6]) if values[6:] else "")
     except (BadSignature, ValueError, TypeError, IndexError):
         raise OnlineError("Ce lien de créneau n'est pas valide : choisissez à nouveau un créneau.") from None
     if choice.territory_id != territory.id or choice.starts_at.tzinfo is None:
@@ -219,9 +224,7 @@ def checked_choice(territory: Territory, choice: SlotChoice, now: datetime) -> t
     """The chosen time still free, at a lieu (and with an agent) still serving the address: read again from the
     database. SlotGone otherwise."""
     motif = motif_of(territory, choice.motif_id)
-    today = now.astimezone(territory.tz).date()
-    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today)
-                    if found.lieu.id == choice.lieu_id), None)
+    serving = _serving(territory, motif, choice, now)
     if serving is None or choice.agent_id not in serving.agent_ids:
         raise SlotGone("Ce lieu ne propose plus ce motif pour votre adresse : choisissez un autre créneau.")
     found = picker.choice_at(scope_for(territory, motif, serving.lieu.id, now), choice.starts_at, choice.agent_id)
@@ -238,10 +241,20 @@ class WaitChoice:
     motif_id: int
     lieu_id: int
     commune_code: str
+    street_code: str = ""
 
 
-def wait_token(territory: Territory, motif: Motif, lieu_id: int, commune_code: str) -> str:
-    return _serializer().dumps(["wait", territory.id, motif.id, lieu_id, commune_code])
+def _serving(territory: Territory, motif: Motif, choice: SlotChoice | WaitChoice, now: datetime) -> ServingLieu | None:
+    """The chosen lieu if it still serves the address the family searched with (its street's sector, its city's for
+    an arrondissement, as the search found it)."""
+    commune = communes().get(choice.commune_code)
+    return next((found for found in serving_lieux(
+        motif, choice.commune_code, today=now.astimezone(territory.tz).date(), street_code=choice.street_code or None,
+        city_code=commune.city_code if commune else None) if found.lieu.id == choice.lieu_id), None)
+
+
+def wait_token(territory: Territory, motif: Motif, lieu_id: int, commune_code: str, street_code: str = "") -> str:
+    return _serializer().dumps(["wait", territory.id, motif.id, lieu_id, commune_code, street_code])
 
 
 def read_wait_token(token: str, territory: Territory) -> WaitChoice:
@@ -249,7 +262,8 @@ def read_wait_token(token: str, territory: Territory) -> WaitChoice:
         values = _serializer().loads(token or "", max_age=SLOT_TOKEN_AGE)
         if values[0] != "wait":
             raise ValueError
-        choice = WaitChoice(int(values[1]), int(values[2]), int(values[3]), str(values[4]))
+        choice = WaitChoice(int(values[1]), int(values[2]), int(values[3]), str(values[4]),
+                            str(values[5]) if values[5:] else "")
     except (BadSignature, ValueError, TypeError, IndexError):
         raise OnlineError("Ce lien de liste d'attente n'est pas valide : recommencez la recherche.") from None
     if choice.territory_id != territory.id:
@@ -260,9 +274,7 @@ def read_wait_token(token: str, territory: Territory) -> WaitChoice:
 def checked_wait(territory: Territory, choice: WaitChoice, now: datetime) -> tuple[Motif, Lieu]:
     """The motif still open online, the lieu still serving the address."""
     motif = motif_of(territory, choice.motif_id)
-    today = now.astimezone(territory.tz).date()
-    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today)
-                    if found.lieu.id == choice.lieu_id), None)
+    serving = _serving(territory, motif, choice, now)
     if serving is None:
         raise OnlineError("Ce lieu ne propose plus ce motif pour votre adresse : recommencez la recherche.")
     return motif, serving.lieu

@@ -55,7 +55,7 @@ def online_start(departement: str):
     territory = _territory(departement)
     needs = online.open_needs(territory)
     form = SearchForm(request.args)
-    found, commune, motif, streets, sessions_found = None, None, None, False, None
+    found, commune, motif, streets, sessions_found, street = None, None, None, False, None, ""
     if request.args and needs:
         now = utcnow()
         try:
@@ -71,7 +71,8 @@ def online_start(departement: str):
             form.commune.data, form.commune_code.data = commune.label, commune.code
         elif motif is not None and commune is not None and form.validate():
             streets = motif.sectorised and _streets_needed(territory, commune)
-            found = online.offers(territory, motif, commune, now, street_code=form.rue.data or None)
+            street = (form.rue.data or "").strip()
+            found = online.offers(territory, motif, commune, now, street_code=street or None)
             form.commune.data, form.commune_code.data = commune.label, commune.code
     tokens, waits = {}, {}
     if found:
@@ -80,10 +81,10 @@ def online_start(departement: str):
                 for choice in day.choices:
                     tokens[offer.serving.lieu.id, choice.starts_at] = online.slot_token(
                         territory, offer.motif, offer.serving.lieu.id, choice.agent_ids[0], choice.starts_at,
-                        commune.code)
+                        commune.code, street)
             if not offer.days:
                 waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
-                                                                 commune.code)
+                                                                 commune.code, street)
     session_tokens = {offer.session.id: online.session_token(territory, offer.session, commune.code)
                       for offer in sessions_found or []}
     return render_template(
@@ -114,7 +115,8 @@ def _back_to_slots(departement: str, choice: online.SlotChoice | online.WaitChoi
         return redirect(url_for("public.online_start", departement=departement, motif=session_.motif_id,
                                 commune_code=choice.commune_code))
     return redirect(url_for("public.online_start", departement=departement, motif=choice.motif_id,
-                            commune_code=choice.commune_code))
+                            commune_code=choice.commune_code, **({"rue": choice.street_code} if choice.street_code
+                                                                 else {})))
 
 
 @bp.route("/<departement>/prendre-rendez-vous/coordonnees", methods=["GET", "POST"])
