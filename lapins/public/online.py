@@ -62,6 +62,7 @@ class LieuOffer:
     serving: ServingLieu
     motif: Motif  # the motif of the lieu's organisation, among those of the need chosen
     days: tuple[picker.Day, ...]
+    following: date | None = None  # where « Voir plus de dates » starts, None past the motif's maximum delay
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,71 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
                                           street_code=street_code, city_code=commune.city_code, near=near):
         if each.id not in stamps:
             stamps[each.id] = picker.agent_stamps(each.id, None)
-        days = picker.first_days(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
-        found.append(LieuOffer(serving, each, _serving_days(days, set(serving.agent_ids))))
+        shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
+        found.append(LieuOffer(serving, each, _serving_days(shown.days, set(serving.agent_ids)), shown.following))
     return found
+
+
+@dataclass(frozen=True)
+class DatesChoice:
+    """A week of one lieu's times the family asks for (« Voir plus de dates »), as its signed cursor says."""
+
+    territory_id: int
+    motif_id: int
+    lieu_id: int
+    commune_code: str
+    street_code: str | None
+    first: date
+
+
+@dataclass(frozen=True)
+class Week:
+    """One lieu's free times for a week (`LieuOffer` with `first` the week's first day), and the week after's."""
+
+    offer: LieuOffer
+    first: date | None  # None: the first page (the lieu's first days with a free time)
+    last_day: date  # the motif's maximum delay, as a day
+
+
+def dates_token(territory: Territory, motif: Motif, lieu_id: int, commune_code: str, street_code: str | None,
+                first: date) -> str:
+    return _serializer().dumps(["dates", territory.id, motif.id, lieu_id, commune_code, street_code or "",
+                                first.isoformat()])
+
+
+def read_dates_token(token: str, territory: Territory) -> DatesChoice:
+    refusal = "Ce lien vers d'autres dates n'est pas valide : recommencez la recherche."
+    try:
+        values = _serializer().loads(token or "", max_age=SLOT_TOKEN_AGE)
+        if values[0] != "dates":
+            raise ValueError
+        choice = DatesChoice(int(values[1]), int(values[2]), int(values[3]), str(values[4]), str(values[5]) or None,
+                             date.fromisoformat(values[6]))
+    except (BadSignature, ValueError, TypeError, IndexError):
+        raise OnlineError(refusal) from None
+    if choice.territory_id != territory.id:
+        raise OnlineError(refusal)
+    return choice
+
+
+def week_of(territory: Territory, choice: DatesChoice, now: datetime) -> Week:
+    """The week the cursor names at its lieu, kept to the agents still serving the address; the first page when
+    that week has come already. OnlineError when the lieu no longer serves it or the week is past the motif's
+    maximum delay (a cursor made before the motif's delays were shortened)."""
+    motif = motif_of(territory, choice.motif_id)
+    today = now.astimezone(territory.tz).date()
+    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today,
+                                                     street_code=choice.street_code)
+                    if found.lieu.id == choice.lieu_id), None)
+    if serving is None:
+        raise OnlineError("Ce lieu ne propose plus ce motif pour votre adresse : recommencez la recherche.")
+    scope = scope_for(territory, motif, serving.lieu.id, now)
+    if choice.first > scope.last_day:
+        raise OnlineError(f"Ce rendez-vous se prend en ligne au plus {motif.online_max_days} jours à l'avance : "
+                          "choisissez une date plus proche.")
+    shown = picker.page(scope, choice.first)
+    return Week(LieuOffer(serving, motif, _serving_days(shown.days, set(serving.agent_ids)), shown.following),
+                shown.first, scope.last_day)
 
 
 # --- A chosen time, signed ---------------------------------------------------------------------------------------

@@ -73,14 +73,13 @@ def online_start(departement: str):
             streets = motif.sectorised and _streets_needed(territory, commune)
             found = online.offers(territory, motif, commune, now, street_code=form.rue.data or None)
             form.commune.data, form.commune_code.data = commune.label, commune.code
-    tokens, waits = {}, {}
+    tokens, waits, more = {}, {}, {}
     if found:
         for offer in found:
-            for day in offer.days:
-                for choice in day.choices:
-                    tokens[offer.serving.lieu.id, choice.starts_at] = online.slot_token(
-                        territory, offer.motif, offer.serving.lieu.id, choice.agent_ids[0], choice.starts_at,
-                        commune.code)
+            tokens.update(_slot_tokens(territory, offer, commune.code))
+            if offer.following:
+                more[offer.serving.lieu.id] = online.dates_token(territory, offer.motif, offer.serving.lieu.id,
+                                                                 commune.code, form.rue.data, offer.following)
             if not offer.days:
                 waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
                                                                  commune.code)
@@ -89,9 +88,49 @@ def online_start(departement: str):
     return render_template(
         "public/online_start.html", territory=territory, needs=needs, form=form, found=found, motif=motif,
         sessions_found=sessions_found, session_tokens=session_tokens,
-        commune=commune, streets=streets, tokens=tokens, waits=waits, tz=territory.tz,
+        commune=commune, streets=streets, tokens=tokens, waits=waits, more=more, tz=territory.tz,
         phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
                 for offer in found or []})
+
+
+def _slot_tokens(territory: Territory, offer: online.LieuOffer, commune_code: str) -> dict:
+    """Each time shown, its signed token, by (lieu id, start)."""
+    lieu_id = offer.serving.lieu.id
+    return {(lieu_id, choice.starts_at): online.slot_token(territory, offer.motif, lieu_id, choice.agent_ids[0],
+                                                           choice.starts_at, commune_code)
+            for day in offer.days for choice in day.choices}
+
+
+@bp.route("/<departement>/prendre-rendez-vous/dates")
+def online_dates(departement: str):
+    """« Voir plus de dates »: a week of one lieu's free times from the signed cursor `curseur` (lieu, motif,
+    address, first day), with the link to the week after while it is within the motif's maximum delay. A plain
+    link, no script."""
+    territory = _territory(departement)
+    now = utcnow()
+    choice = None
+    try:
+        choice = online.read_dates_token(request.args.get("curseur", ""), territory)
+        week = online.week_of(territory, choice, now)
+    except online.OnlineError as error:
+        flash(error.message, "error")
+        if choice is None:
+            return redirect(url_for("public.online_start", departement=departement))
+        return redirect(url_for("public.online_start", departement=departement, motif=choice.motif_id,
+                                commune_code=choice.commune_code, rue=choice.street_code or None))
+    offer = week.offer
+    lieu = offer.serving.lieu
+    following = offer.following and online.dates_token(territory, offer.motif, lieu.id, choice.commune_code,
+                                                       choice.street_code, offer.following)
+    commune = communes().get(choice.commune_code)
+    return render_template(
+        "public/online_dates.html", territory=territory, offer=offer, lieu=lieu, motif=offer.motif, week=week,
+        commune=commune, tokens=_slot_tokens(territory, offer, choice.commune_code), following=following,
+        back=url_for("public.online_start", departement=departement, motif=offer.motif.id,
+                     commune_code=choice.commune_code, rue=choice.street_code or None) + f"#lieu-{lieu.id}",
+        wait=None if offer.days or week.first else online.wait_token(territory, offer.motif, lieu.id,
+                                                                       choice.commune_code),
+        phone=phone_to_call(lieu, lieu.organisation), tz=territory.tz)
 
 
 def _pending() -> dict:
