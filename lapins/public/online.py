@@ -181,11 +181,13 @@ def _serving_days(days: tuple[picker.Day, ...], agent_ids: set[int]) -> tuple[pi
 def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
            near: tuple[float, float] | None = None) -> list[LieuOffer]:
     """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
-    (else by name), each with its first days of free times."""
+    (sectors.serving: by distance when `near` is known, else by how near their commune is to the family's, then by
+    name), each with its first days of free times."""
     today = now.astimezone(territory.tz).date()
     found, stamps = [], {}
     for each, serving in serving_by_motif(need_motifs(territory, motif), commune.code, today=today,
-                                          street_code=street_code, city_code=commune.city_code, near=near):
+                                          street_code=street_code, city_code=commune.city_code, near=near,
+                                          home=commune):
         if each.id not in stamps:
             stamps[each.id] = picker.agent_stamps(each.id, None)
         shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
