@@ -182,12 +182,13 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
            near: tuple[float, float] | None = None) -> list[LieuOffer]:
     """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
     (sectors.serving: by distance when `near` is known, else by how near their commune is to the family's, then by
-    name), each with its first days of free times."""
+    name), each with its first days of free times. Without `street_code` (no geocoder gives it), a commune split by
+    streets is served by every lieu serving one of its parts: the page says so."""
     today = now.astimezone(territory.tz).date()
     found, stamps = [], {}
     for each, serving in serving_by_motif(need_motifs(territory, motif), commune.code, today=today,
                                           street_code=street_code, city_code=commune.city_code, near=near,
-                                          home=commune):
+                                          home=commune, any_street=True):
         if each.id not in stamps:
             stamps[each.id] = picker.agent_stamps(each.id, None)
         shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
@@ -244,7 +245,7 @@ def week_of(territory: Territory, choice: DatesChoice, now: datetime) -> Week:
     motif = motif_of(territory, choice.motif_id)
     today = now.astimezone(territory.tz).date()
     serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today,
-                                                     street_code=choice.street_code)
+                                                     street_code=choice.street_code, any_street=True)
                     if found.lieu.id == choice.lieu_id), None)
     if serving is None:
         raise OnlineError("Ce lieu ne propose plus ce motif pour votre adresse : recommencez la recherche.")
@@ -285,7 +286,7 @@ def checked_choice(territory: Territory, choice: SlotChoice, now: datetime) -> t
     database. SlotGone otherwise."""
     motif = motif_of(territory, choice.motif_id)
     today = now.astimezone(territory.tz).date()
-    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today)
+    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today, any_street=True)
                     if found.lieu.id == choice.lieu_id), None)
     if serving is None or choice.agent_id not in serving.agent_ids:
         raise SlotGone("Ce lieu ne propose plus ce motif pour votre adresse : choisissez un autre créneau.")
@@ -326,7 +327,7 @@ def checked_wait(territory: Territory, choice: WaitChoice, now: datetime) -> tup
     """The motif still open online, the lieu still serving the address."""
     motif = motif_of(territory, choice.motif_id)
     today = now.astimezone(territory.tz).date()
-    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today)
+    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today, any_street=True)
                     if found.lieu.id == choice.lieu_id), None)
     if serving is None:
         raise OnlineError("Ce lieu ne propose plus ce motif pour votre adresse : recommencez la recherche.")
@@ -515,7 +516,7 @@ def _serving_filter(territory: Territory, motif: Motif, commune_code: str):
     to one of its sectors, or led by an agent attached to one; None for a motif open to all (every address)."""
     if not motif.sectorised:
         return None
-    sectors = address_sectors(territory.id, commune_code) or {0}
+    sectors = address_sectors(territory.id, commune_code, any_street=True) or {0}
     by_agent = select(RdvAgent.rdv_id).join(agent_sectors, agent_sectors.c.agent_id == RdvAgent.agent_id) \
         .where(agent_sectors.c.sector_id.in_(sectors))
     return or_(Rdv.lieu_id.in_(select(lieu_sectors.c.lieu_id).where(lieu_sectors.c.sector_id.in_(sectors))),
