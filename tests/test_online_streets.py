@@ -1,6 +1,7 @@
-"""A commune split between sectors by street, with no geocoder to tell a family's street: the public page offers every
+"""A commune split between sectors by street. With no geocoder to tell a family's street, the public page offers every
 lieu serving part of the commune, says so in French with each lieu's number, and a time chosen at any of them is
-booked; a given street (a geocoder's, later) still narrows to its own sector."""
+booked. With the territory's addok (its loopback fake), the family types its street and sees its sector's lieux;
+an unknown street or a silent geocoder falls back to the whole commune, said in French."""
 from __future__ import annotations
 
 import re
@@ -14,6 +15,7 @@ from lapins.models import Sector
 from lapins.sectors import imports
 from lapins.sectors.communes import communes
 from lapins.sectors.serving import address_sectors, serving_lieux
+from tests.fakes.addok import AddokFake
 from tests.test_online_booking import START, give_details, page_text, slot_links
 from tests.test_online_nearest import lieux_shown
 
@@ -80,3 +82,69 @@ def test_a_known_street_still_narrows_to_its_sector(app, db, split):
                                                      any_street=True)] == ["PMI du Chaudron"]
     assert [each.lieu.name for each in serving_lieux(motif, "97411", today=today, any_street=True)] == [
         "PMI du Butor", "PMI du Chaudron"]
+
+
+# --- With the territory's geocoder (addok, here its loopback fake) ----------------------------------------------
+
+SAINT_DENIS_STREETS = [
+    {"id": "97411_0420", "name": "Rue du Butor", "citycode": "97411", "city": "Saint-Denis", "type": "street"},
+    {"id": "97411_0750", "name": "Rue du Chaudron", "citycode": "97411", "city": "Saint-Denis", "type": "street"},
+    {"id": "97415_0420", "name": "Rue du Butor", "citycode": "97415", "city": "Saint-Paul", "type": "street"},
+]
+
+
+@pytest.fixture()
+def addok(app):
+    with AddokFake(SAINT_DENIS_STREETS) as fake:
+        saved = app.config.get("ADDOK_URL")
+        app.config["ADDOK_URL"] = fake.url
+        yield fake
+        app.config["ADDOK_URL"] = saved
+
+
+def look(client, motif, **query):
+    return client.get(START, query_string={"motif": motif.id, "commune_code": "97411", "commune": "", **query})
+
+
+def test_a_family_gives_its_street_and_sees_the_lieux_of_its_sector(client, db, split, addok):
+    territory, motif, _ = split
+    first = page_text(look(client, motif))
+    assert 'for="voie">Votre rue' in first and "Donnez votre rue ci-dessus" in first
+    page = look(client, motif, voie="rue du chaudron")
+    text = page_text(page)
+    assert lieux_shown(page) == ["PMI du Chaudron"]
+    assert "Lieux du secteur de votre rue : <strong>Rue du Chaudron</strong>" in text and "Sert-il" not in text
+    assert addok.queries[-1] == {"q": "rue du chaudron", "citycode": "97411", "type": "street", "limit": "5"}
+    # Its later dates keep the street, and its times book.
+    more = re.search(r'href="([^"]+/dates\?curseur=[^"]+)"', text).group(1).replace("&amp;", "&")
+    week = page_text(client.get(more))
+    assert "PMI du Chaudron" in week and slot_links(week)
+    sent = give_details(client, slot_links(week)[0][1])
+    assert sent.status_code == 302 and sent.headers["Location"].endswith("/prendre-rendez-vous/code")
+
+
+def test_several_streets_found_the_best_is_taken_and_the_others_offered(client, db, split, addok):
+    territory, motif, _ = split
+    page = look(client, motif, voie="rue du")
+    assert lieux_shown(page) == ["PMI du Butor"]  # the geocoder's first
+    other = re.search(r'Ce n\'est pas votre rue \?\s*<a href="([^"]+)">Rue du Chaudron</a>', page_text(page))
+    assert other and "97415" not in page_text(page)  # Saint-Paul's Rue du Butor: another commune
+    assert lieux_shown(client.get(other.group(1).replace("&amp;", "&"))) == ["PMI du Chaudron"]
+
+
+def test_an_unknown_street_or_a_silent_geocoder_falls_back_to_the_whole_commune(client, db, split, addok):
+    territory, motif, _ = split
+    unknown = look(client, motif, voie="avenue imaginaire")
+    assert lieux_shown(unknown) == ["PMI du Butor", "PMI du Chaudron"]
+    assert "Aucune rue « avenue imaginaire » trouvée à Saint-Denis" in page_text(unknown)
+    addok.failing = True
+    down = look(client, motif, voie="rue du butor")
+    assert down.status_code == 200 and lieux_shown(down) == ["PMI du Butor", "PMI du Chaudron"]
+    assert "La recherche de votre rue ne répond pas pour le moment" in page_text(down)
+
+
+def test_a_street_code_of_another_commune_in_the_link_is_ignored(client, db, split, addok):
+    territory, motif, _ = split
+    page = look(client, motif, rue="97415_0420")
+    assert lieux_shown(page) == ["PMI du Butor", "PMI du Chaudron"]
+    assert lieux_shown(look(client, motif, rue="97411_0750")) == ["PMI du Chaudron"]

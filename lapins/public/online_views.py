@@ -4,6 +4,7 @@ lapins.public.online; what the family typed waits in its own (signed) session co
 stored before the number is checked. Rate-limited per client address (lapins.auth.limits) and per number."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date
 
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from lapins.auth.limits import count_online_number
 from lapins.infra.extensions import db
-from lapins.locale.communes import Commune
+from lapins.locale.communes import Commune, street_key
 from lapins.models import PhoneVerification, Rdv, SectorZone, Territory, WaitlistEntry, utcnow
 from lapins.booking import sessions
 from lapins.models.rdvs import BookingChannel, Participation
@@ -23,6 +24,8 @@ from lapins.public.blueprint import bp
 from lapins.public.online_forms import CodeForm, DetailsForm, ResendForm, SearchForm
 from lapins.sectors.communes import communes
 from lapins.sectors.editing import SectorError, resolve_commune
+from lapins.sectors.imports import STREET
+from lapins.sectors.streets import GeocoderDown, Street, find_streets, geocoder_configured
 
 PENDING = "online_booking"  # the session's key: the chosen time, the family's details, the code's verification
 DONE = "online_booked"
@@ -50,12 +53,45 @@ def _streets_needed(territory: Territory, commune: Commune) -> bool:
         SectorZone.street_code != "").limit(1)) is not None
 
 
+@dataclass
+class StreetSearch:
+    """The family's street in a commune split by street: the one the geocoder chose (`code`, `name`), the others it
+    offered, or why none (`note`, in French)."""
+
+    code: str | None = None
+    name: str | None = None
+    others: list[Street] = field(default_factory=list)
+    note: str | None = None
+
+
+def _street(commune: Commune, form: SearchForm) -> StreetSearch:
+    """The street typed (`voie`), through the geocoder when the territory has one; a street chosen among its
+    answers comes back as its code (`rue`), kept only when it is of this commune."""
+    code = street_key(form.rue.data or "")
+    match = STREET.fullmatch(code)
+    if match and match.group(1) == commune.code:
+        return StreetSearch(code, (form.voie.data or "").strip() or None)
+    typed = (form.voie.data or "").strip()
+    if not typed or not geocoder_configured():
+        return StreetSearch()
+    try:
+        found = find_streets(commune.code, typed)
+    except GeocoderDown:
+        return StreetSearch(note="La recherche de votre rue ne répond pas pour le moment : tous les lieux qui "
+                                 "servent une partie de la commune sont proposés.")
+    if not found:
+        return StreetSearch(note=f"Aucune rue « {typed} » trouvée à {commune.name} : vérifiez son nom. En attendant, "
+                                 "tous les lieux qui servent une partie de la commune sont proposés.")
+    return StreetSearch(found[0].code, found[0].name, found[1:])
+
+
 @bp.route("/<departement>/prendre-rendez-vous")
 def online_start(departement: str):
     territory = _territory(departement)
     needs = online.open_needs(territory)
     form = SearchForm(request.args)
     found, commune, motif, streets, sessions_found = None, None, None, False, None
+    street = StreetSearch()
     if request.args and needs:
         now = utcnow()
         try:
@@ -71,15 +107,17 @@ def online_start(departement: str):
             form.commune.data, form.commune_code.data = commune.label, commune.code
         elif motif is not None and commune is not None and form.validate():
             streets = motif.sectorised and _streets_needed(territory, commune)
-            found = online.offers(territory, motif, commune, now, street_code=form.rue.data or None)
+            street = _street(commune, form) if streets else street
+            found = online.offers(territory, motif, commune, now, street_code=street.code)
             form.commune.data, form.commune_code.data = commune.label, commune.code
+    form.rue.data = street.code
     tokens, waits, more = {}, {}, {}
     if found:
         for offer in found:
             tokens.update(_slot_tokens(territory, offer, commune.code))
             if offer.following:
                 more[offer.serving.lieu.id] = online.dates_token(territory, offer.motif, offer.serving.lieu.id,
-                                                                 commune.code, form.rue.data, offer.following)
+                                                                 commune.code, street.code, offer.following)
             if not offer.days:
                 waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
                                                                  commune.code)
@@ -88,7 +126,8 @@ def online_start(departement: str):
     return render_template(
         "public/online_start.html", territory=territory, needs=needs, form=form, found=found, motif=motif,
         sessions_found=sessions_found, session_tokens=session_tokens,
-        commune=commune, streets=streets, tokens=tokens, waits=waits, more=more, tz=territory.tz,
+        commune=commune, streets=streets, street=street, geocoder=geocoder_configured(), tokens=tokens, waits=waits,
+        more=more, tz=territory.tz,
         phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
                 for offer in found or []})
 
