@@ -148,3 +148,11 @@ def test_a_street_code_of_another_commune_in_the_link_is_ignored(client, db, spl
     page = look(client, motif, rue="97415_0420")
     assert lieux_shown(page) == ["PMI du Butor", "PMI du Chaudron"]
     assert lieux_shown(look(client, motif, rue="97411_0750")) == ["PMI du Chaudron"]
+
+
+def test_the_street_position_orders_the_lieux_by_distance(client, db, split, addok, factories):
+    territory, motif, lieux = split
+    lieux[0].latitude, lieux[0].longitude = -20.8823, 55.4504  # Butor, about 90 m from the street's point
+    db.session.commit()
+    text = page_text(look(client, motif, voie="rue du butor"))
+    assert re.search("2 rue du Butor, 97400 Saint-Denis — à 0,\\d\u00a0km", text)

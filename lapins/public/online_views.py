@@ -62,6 +62,7 @@ class StreetSearch:
     name: str | None = None
     others: list[Street] = field(default_factory=list)
     note: str | None = None
+    position: tuple[float, float] | None = None
 
 
 def _street(commune: Commune, form: SearchForm) -> StreetSearch:
@@ -82,7 +83,7 @@ def _street(commune: Commune, form: SearchForm) -> StreetSearch:
     if not found:
         return StreetSearch(note=f"Aucune rue « {typed} » trouvée à {commune.name} : vérifiez son nom. En attendant, "
                                  "tous les lieux qui servent une partie de la commune sont proposés.")
-    return StreetSearch(found[0].code, found[0].name, found[1:])
+    return StreetSearch(found[0].code, found[0].name, found[1:], position=found[0].position)
 
 
 @bp.route("/<departement>/prendre-rendez-vous")
@@ -108,7 +109,7 @@ def online_start(departement: str):
         elif motif is not None and commune is not None and form.validate():
             streets = motif.sectorised and _streets_needed(territory, commune)
             street = _street(commune, form) if streets else street
-            found = online.offers(territory, motif, commune, now, street_code=street.code)
+            found = online.offers(territory, motif, commune, now, street_code=street.code, near=street.position)
             form.commune.data, form.commune_code.data = commune.label, commune.code
     form.rue.data = street.code
     tokens, waits, more = {}, {}, {}

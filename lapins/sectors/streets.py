@@ -20,6 +20,7 @@ MAX_STREETS = 5
 class Street:
     code: str  # as street_key writes it
     name: str
+    position: tuple[float, float] | None = None  # (latitude, longitude): the lieux with one come by distance
 
 
 class GeocoderDown(Exception):
@@ -37,14 +38,22 @@ def find_streets(commune_code: str, typed: str) -> list[Street]:
         answer = requests.get(url, params={"q": typed[:120], "citycode": commune_code, "type": "street",
                                            "limit": MAX_STREETS}, timeout=TIMEOUT_SECONDS)
         answer.raise_for_status()
-        features = answer.json()["features"]
-        properties = [feature["properties"] for feature in features]
-    except (requests.RequestException, ValueError, KeyError, TypeError) as error:
+        features = [(feature["properties"], feature.get("geometry")) for feature in answer.json()["features"]]
+    except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as error:
         raise GeocoderDown(type(error).__name__) from None
     found: dict[str, Street] = {}
-    for each in properties:
+    for each, geometry in features:
         code = street_key(str(each.get("id") or "")) if isinstance(each, dict) else ""
         match = STREET.fullmatch(code)
         if match and match.group(1) == commune_code and code not in found:  # another commune's: not this address
-            found[code] = Street(code, str(each.get("name") or each.get("label") or code)[:120])
+            found[code] = Street(code, str(each.get("name") or each.get("label") or code)[:120], _position(geometry))
     return list(found.values())
+
+
+def _position(geometry) -> tuple[float, float] | None:
+    """A GeoJSON point's (latitude, longitude), None unless it is one within bounds."""
+    try:
+        longitude, latitude = (float(value) for value in geometry["coordinates"])
+    except (TypeError, KeyError, ValueError):
+        return None
+    return (latitude, longitude) if -90 <= latitude <= 90 and -180 <= longitude <= 180 else None
