@@ -162,6 +162,9 @@ class Config:
     ONLINE_LIMITS_PER_NUMBER = env_str("ONLINE_LIMITS_PER_NUMBER", "15/hour;40/day")
     ONLINE_CODES_PER_NUMBER = env_int("ONLINE_CODES_PER_NUMBER", 3)
     ONLINE_LIVE_RDVS_PER_NUMBER = env_int("ONLINE_LIVE_RDVS_PER_NUMBER", 2)
+    # The territory's own BAN geocoder (addok, docs/deploy.md), asked for a family's street where a sector splits a
+    # commune by street; empty: none, the commune's lieux are all offered.
+    ADDOK_URL = env_str("ADDOK_URL", "")
     # How often busy times are read back from agents' CalDAV calendars (seconds; beat job caldav-busy).
     CALDAV_BUSY_READ_SECONDS = env_int("CALDAV_BUSY_READ_SECONDS", 300)
     # Agents' CalDAV calendars over plain http:// (their app password would cross the network in clear): off in

@@ -32,6 +32,9 @@ PERIODIC_JOBS = [
     # Claims the messages that are due and hands them to the workers (lapins.notifications.outbox).
     PeriodicJob("outbox-dispatch", "lapins.notifications.dispatch_due", every_seconds=60, expires_seconds=55,
                 setting="OUTBOX_DISPATCH_SECONDS"),
+    # Blanks the text of the online booking's verification codes once expired (lapins.notifications.outbox).
+    PeriodicJob("phone-codes-redact", "lapins.notifications.redact_expired_codes", every_seconds=60,
+                expires_seconds=55),
     # Expires the holds of offered slots and offers open freed slots to the waiting list (lapins.waitlist.offers).
     PeriodicJob("waitlist-reallocate", "lapins.tasks.reallocate_freed_slots", every_seconds=60, expires_seconds=55),
     # Takes up again the statistics exports whose worker stopped beating (lapins.stats.exports.reclaim_stale).

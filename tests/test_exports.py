@@ -33,7 +33,8 @@ def test_the_figures_download_as_csv_with_french_headers(client, auth, paris):
     assert rows[0][10:14] == ["Délai médian de re-réservation (h)", "Propositions de créneaux libérés",
                               "Propositions acceptées", "Taux d'acceptation (%)"]
     assert rows[1] == ["2026-10", "9", "4", "1", "20,0", "2", "1", "33,3", "1", "1", "6,0", "3", "1", "33,3", "2", "3",
-                       "0", "0", "0", "0", "", "0", "0", ""]  # no collective session: no places, no rates
+                       "0", "0", "0", "0", "", "0", "0", "",  # no collective session: no places, no rates
+                       "9", "0", "0", "0", "0", "0,0"]  # all nine booked by an agent, none online
     assert rows[2][11:14] == ["1", "0", "0,0"]
     assert rows[2][:5] == ["2026-11", "1", "0", "1", "100,0"]
     assert rows[3][:4] == ["Total", "10", "4", "2"]
@@ -46,7 +47,8 @@ def test_the_figures_download_as_xlsx_with_the_same_numbers(client, auth, paris)
     sheet = openpyxl.load_workbook(io.BytesIO(response.data)).active
     rows = [list(row) for row in sheet.iter_rows(values_only=True)]
     assert rows[0] == FIGURE_HEADERS
-    assert rows[1] == ["2026-10", 9, 4, 1, 20.0, 2, 1, 33.3, 1, 1, 6.0, 3, 1, 33.3, 2, 3, 0, 0, 0, 0, None, 0, 0, None]
+    assert rows[1] == ["2026-10", 9, 4, 1, 20.0, 2, 1, 33.3, 1, 1, 6.0, 3, 1, 33.3, 2, 3, 0, 0, 0, 0, None, 0, 0, None,
+                       9, 0, 0, 0, 0, 0.0]
     assert rows[2][:5] == ["2026-11", 1, 0, 1, 100.0]
 
 
@@ -86,7 +88,7 @@ def test_the_rdv_list_is_built_in_the_background_and_downloads(client, auth, par
     late = next(row for row in rows if row[0] == str(paris.late.id))
     assert late[1:4] == ["2026-10", "12/10/2026", "10:00"]
     assert late[4:] == ["PMI Paris 11", "", "Claire Martin", "Consultation nourrisson", "Annulé par l'usager",
-                        "La famille", "via le lien", "24", ""]  # "": no catalogue motif (issue 23.6)
+                        "La famille", "via le lien", "24", "Par un agent", ""]  # "": no catalogue motif (issue 23.6)
     revoked = next(row for row in rows if row[0] == str(paris.revoked.id))
     assert revoked[8:12] == ["Annulé par le service", "Le service", "depuis l'agenda", "30"]
     midnight = next(row for row in rows if row[2] == "01/11/2026")

@@ -210,6 +210,51 @@ def test_the_statistics_split_the_rdvs_by_channel(client, db, clinic, auth, fact
     assert cells == ["octobre 2026", "1", "1", "0", "0", "0", "50,0\u00a0%"]
 
 
+def test_the_exported_figures_and_rdv_list_carry_the_booking_channel(client, db, clinic, auth, factories):
+    import csv
+    import io
+
+    import openpyxl
+
+    from lapins.stats import exports
+    from lapins.stats.figures import Filters
+
+    give_details(client, slot_links(page_text(search(client, clinic.motif.id)))[0][1])
+    send_code(client, last_code(db))
+    online_rdv = db.session.scalars(select(Rdv)).one()
+    other = factories.UsagerFactory(territory=clinic.territory)
+    agenda_rdv = book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[other],
+                          lieu=clinic.lieu, starts_at=datetime(2026, 10, 21, 5, 0, tzinfo=timezone.utc))
+    auth.login(clinic.agent)
+    base = f"/statistiques/organisation/{clinic.organisation.id}/statistiques"
+    headers = exports.FIGURE_HEADERS
+    first = headers.index("RDV pris par un agent")
+    assert headers[first:] == ["RDV pris par un agent", "RDV pris en ligne", "RDV pris sur une proposition acceptée",
+                               "RDV pris via l'API", "RDV de l'historique importé", "Part en ligne (%)"]
+    figures = list(csv.reader(io.StringIO(client.get(f"{base}.csv?du=2026-10&au=2026-10").data.decode("utf-8-sig")),
+                              delimiter=";"))
+    october = next(row for row in figures if row[0] == "2026-10")
+    assert figures[0] == headers and october[first:] == ["1", "1", "0", "0", "0", "50,0"]
+    sheet = openpyxl.load_workbook(io.BytesIO(client.get(f"{base}.xlsx?du=2026-10&au=2026-10").data)).active
+    rows = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert rows[0] == headers and rows[1][first:] == [1, 1, 0, 0, 0, 50.0]
+
+    for file_format in ("csv", "xlsx"):
+        export = exports.request_export(clinic.agent, clinic.territory.id, clinic.organisation.id,
+                                        Filters(date(2026, 10, 1), date(2026, 10, 1)), file_format)
+        db.session.commit()
+        exports.run_export(export.id)
+        data = client.get(f"/statistiques/exports/{export.id}/fichier").data
+        if file_format == "csv":
+            listed = list(csv.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
+        else:
+            listed = [["" if cell is None else str(cell) for cell in row]
+                      for row in openpyxl.load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True)]
+        column = listed[0].index("Canal de prise du RDV")
+        assert {row[0]: row[column] for row in listed[1:]} == {str(online_rdv.id): "En ligne",
+                                                               str(agenda_rdv.id): "Par un agent"}, file_format
+
+
 def test_a_known_number_is_matched_not_duplicated(client, db, clinic, factories):
     parent = factories.UsagerFactory(territory=clinic.territory, first_name="Noémie", last_name="Payet",
                                      phone=MOBILE_E164, sms_consent=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lapins.infra.extensions import db
@@ -65,6 +65,9 @@ class MessageStatus(enum.StrEnum):
         return self not in (MessageStatus.PENDING, MessageStatus.QUEUED)
 
 
+CODES_KEPT = "kind = 'phone_code' AND body IS NOT NULL"
+
+
 class Message(db.Model):
     __tablename__ = "messages"
     __table_args__ = (
@@ -72,6 +75,9 @@ class Message(db.Model):
         Index("ix_messages_status_due", "status", "due_at"),
         Index("ix_messages_rdv", "rdv_id", "created_at"),
         Index("ix_messages_territory_due", "territory_id", "due_at"),  # figures per week
+        # The verification codes whose text is still kept (outbox.redact_expired_codes, every minute): a handful.
+        Index("ix_messages_codes_kept", "expires_at", sqlite_where=text(CODES_KEPT),
+              postgresql_where=text(CODES_KEPT)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Connection, bindparam, case, or_, select, update
+from sqlalchemy import Connection, bindparam, case, null, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from lapins.infra.celery_app import is_database_unavailable, task_named, waiting_tasks
@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 DISPATCH_TASK = "lapins.notifications.dispatch_due"
 SEND_TASK = "lapins.notifications.send_batch"
+REDACT_TASK = "lapins.notifications.redact_expired_codes"
 CLAIM_CHUNK = 1000
 MAX_ATTEMPTS = 8
 LONGEST_RETRY = timedelta(minutes=30)
@@ -797,13 +798,17 @@ _RECORD_SENT = (
                          _MESSAGES.c.status), else_=MessageStatus.SENT),  # no IN (…): executemany refuses it
             provider_id=bindparam("provider_id"), segments=bindparam("segments"), sent_at=bindparam("at"),
             error=None, error_code=None, updated_at=bindparam("at")))
+# The same, blanking a verification code's text as it is recorded sent (see _sent_values).
+_RECORD_SENT_BLANKING_CODES = _RECORD_SENT.values(
+    body=case((_MESSAGES.c.kind == MessageKind.PHONE_CODE, null()), else_=_MESSAGES.c.body))
 
 
 def _record_sent(ids: list[int], delivered: dict[int, tuple[str, int | None]], connection: Connection,
                  counts: dict[str, int]) -> None:
     """Record as sent, in one commit, the messages the provider took; each leaves `delivered` once committed."""
     at = utcnow()
-    connection.execute(_RECORD_SENT, [
+    blanking = current_app.config["SMS_BACKEND"] != "console"
+    connection.execute(_RECORD_SENT_BLANKING_CODES if blanking else _RECORD_SENT, [
         {"message_id": message_id, "provider_id": delivered[message_id][0], "segments": delivered[message_id][1],
          "at": at} for message_id in ids])
     connection.commit()
@@ -816,8 +821,26 @@ def _sent_values(delivery: Delivery, at: datetime) -> dict:
     # A status callback may come before the send returns (Brevo calls back from the request's own handling): the
     # delivery it recorded is kept.
     status = case((Message.status.in_(webhooks.SETTLED), Message.status), else_=MessageStatus.SENT)
-    return {"status": status, "provider_id": delivery.provider_id, "segments": delivery.segments,
-            "sent_at": at, "error": None, "error_code": None, "updated_at": at}
+    values = {"status": status, "provider_id": delivery.provider_id, "segments": delivery.segments,
+              "sent_at": at, "error": None, "error_code": None, "updated_at": at}
+    if current_app.config["SMS_BACKEND"] != "console":
+        # A verification code's text is of no use once it has left (the row stays, for the counts): blanked in the
+        # same UPDATE. Not before: find_sent needs it while the claim is in doubt. The console backend's dev inbox
+        # is where a developer reads it, so there it waits for the code to expire (redact_expired_codes).
+        values["body"] = case((Message.kind == MessageKind.PHONE_CODE, null()), else_=Message.body)
+    return values
+
+
+def redact_expired_codes(now: datetime | None = None) -> int:
+    """Blank the text of the verification codes that have expired, sent or not (the beat's job, every minute);
+    never one whose claim is in doubt (`queued`: find_sent compares the text). The rows stay, for the counts."""
+    now = now or utcnow()
+    blanked = db.session.execute(
+        update(Message).where(Message.kind == MessageKind.PHONE_CODE, Message.body.is_not(None),
+                              Message.expires_at <= now, Message.status != MessageStatus.QUEUED)
+        .values(body=None, updated_at=now).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return blanked
 
 
 def _record_permanent(message: Message, error: PermanentError) -> None:

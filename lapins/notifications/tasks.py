@@ -20,6 +20,11 @@ def dispatch_due() -> int:
     return handed
 
 
+@shared_task(name=outbox.REDACT_TASK, ignore_result=True)
+def redact_expired_codes() -> int:
+    return outbox.redact_expired_codes()
+
+
 @shared_task(name=outbox.SEND_TASK, ignore_result=True, acks_late=True, bind=True)
 def send_batch(self, ids: list[int], claims: list[str] | None = None, resume: list[int] | None = None,
                delivered: dict[str, list] | None = None) -> dict[str, int]:

@@ -63,6 +63,7 @@ class LieuOffer:
     serving: ServingLieu
     motif: Motif  # the motif of the lieu's organisation, among those of the need chosen
     days: tuple[picker.Day, ...]
+    following: date | None = None  # where « Voir plus de dates » starts, None past the motif's maximum delay
 
 
 @dataclass(frozen=True)
@@ -183,17 +184,82 @@ def _serving_days(days: tuple[picker.Day, ...], agent_ids: set[int]) -> tuple[pi
 def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
            near: tuple[float, float] | None = None) -> list[LieuOffer]:
     """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
-    (else by name), each with its first days of free times."""
+    (sectors.serving: by distance when `near` is known, else by how near their commune is to the family's, then by
+    name), each with its first days of free times. Without `street_code` (no geocoder gives it), a commune split by
+    streets is served by every lieu serving one of its parts: the page says so."""
     today = now.astimezone(territory.tz).date()
     serving_pairs = serving_by_motif(need_motifs(territory, motif), commune.code, today=today,
-                                     street_code=street_code, city_code=commune.city_code, near=near)
+                                     street_code=street_code, city_code=commune.city_code, near=near,
+                                     home=commune, any_street=True)
     # The stamps of every motif serving, in one query (one per motif was a round trip each).
     stamps = picker.agent_stamps_by_motif(sorted({each.id for each, _ in serving_pairs}))
     found = []
     for each, serving in serving_pairs:
-        days = picker.first_days(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
-        found.append(LieuOffer(serving, each, _serving_days(days, set(serving.agent_ids))))
+        shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
+        found.append(LieuOffer(serving, each, _serving_days(shown.days, set(serving.agent_ids)), shown.following))
     return found
+
+
+@dataclass(frozen=True)
+class DatesChoice:
+    """A week of one lieu's times the family asks for (« Voir plus de dates »), as its signed cursor says."""
+
+    territory_id: int
+    motif_id: int
+    lieu_id: int
+    commune_code: str
+    street_code: str | None
+    first: date
+
+
+@dataclass(frozen=True)
+class Week:
+    """One lieu's free times for a week (`LieuOffer` with `first` the week's first day), and the week after's."""
+
+    offer: LieuOffer
+    first: date | None  # None: the first page (the lieu's first days with a free time)
+    last_day: date  # the motif's maximum delay, as a day
+
+
+def dates_token(territory: Territory, motif: Motif, lieu_id: int, commune_code: str, street_code: str | None,
+                first: date) -> str:
+    return _serializer().dumps(["dates", territory.id, motif.id, lieu_id, commune_code, street_code or "",
+                                first.isoformat()])
+
+
+def read_dates_token(token: str, territory: Territory) -> DatesChoice:
+    refusal = "Ce lien vers d'autres dates n'est pas valide : recommencez la recherche."
+    try:
+        values = _serializer().loads(token or "", max_age=SLOT_TOKEN_AGE)
+        if values[0] != "dates":
+            raise ValueError
+        choice = DatesChoice(int(values[1]), int(values[2]), int(values[3]), str(values[4]), str(values[5]) or None,
+                             date.fromisoformat(values[6]))
+    except (BadSignature, ValueError, TypeError, IndexError):
+        raise OnlineError(refusal) from None
+    if choice.territory_id != territory.id:
+        raise OnlineError(refusal)
+    return choice
+
+
+def week_of(territory: Territory, choice: DatesChoice, now: datetime) -> Week:
+    """The week the cursor names at its lieu, kept to the agents still serving the address; the first page when
+    that week has come already. OnlineError when the lieu no longer serves it or the week is past the motif's
+    maximum delay (a cursor made before the motif's delays were shortened)."""
+    motif = motif_of(territory, choice.motif_id)
+    today = now.astimezone(territory.tz).date()
+    serving = next((found for found in serving_lieux(motif, choice.commune_code, today=today,
+                                                     street_code=choice.street_code, any_street=True)
+                    if found.lieu.id == choice.lieu_id), None)
+    if serving is None:
+        raise OnlineError("Ce lieu ne propose plus ce motif pour votre adresse : recommencez la recherche.")
+    scope = scope_for(territory, motif, serving.lieu.id, now)
+    if choice.first > scope.last_day:
+        raise OnlineError(f"Ce rendez-vous se prend en ligne au plus {motif.online_max_days} jours à l'avance : "
+                          "choisissez une date plus proche.")
+    shown = picker.page(scope, choice.first)
+    return Week(LieuOffer(serving, motif, _serving_days(shown.days, set(serving.agent_ids)), shown.following),
+                shown.first, scope.last_day)
 
 
 # --- A chosen time, signed ---------------------------------------------------------------------------------------
@@ -250,7 +316,7 @@ def _serving(territory: Territory, motif: Motif, choice: SlotChoice | WaitChoice
     commune = communes().get(choice.commune_code)
     return next((found for found in serving_lieux(
         motif, choice.commune_code, today=now.astimezone(territory.tz).date(), street_code=choice.street_code or None,
-        city_code=commune.city_code if commune else None) if found.lieu.id == choice.lieu_id), None)
+        city_code=commune.city_code if commune else None, any_street=True) if found.lieu.id == choice.lieu_id), None)
 
 
 def wait_token(territory: Territory, motif: Motif, lieu_id: int, commune_code: str, street_code: str = "") -> str:
@@ -462,7 +528,7 @@ def _serving_filter(territory: Territory, motif: Motif, commune_code: str):
     to one of its sectors, or led by an agent attached to one; None for a motif open to all (every address)."""
     if not motif.sectorised:
         return None
-    sectors = address_sectors(territory.id, commune_code) or {0}
+    sectors = address_sectors(territory.id, commune_code, any_street=True) or {0}
     by_agent = select(RdvAgent.rdv_id).join(agent_sectors, agent_sectors.c.agent_id == RdvAgent.agent_id) \
         .where(agent_sectors.c.sector_id.in_(sectors))
     return or_(Rdv.lieu_id.in_(select(lieu_sectors.c.lieu_id).where(lieu_sectors.c.sector_id.in_(sectors))),

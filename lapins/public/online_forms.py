@@ -17,7 +17,9 @@ class SearchForm(Form):
     motif = RadioField("Votre besoin", coerce=int_or_zero, validate_choice=False)
     commune = StringField("Votre commune", validators=[Optional(), Length(max=120, message="120 caractères au plus.")])
     commune_code = HiddenField()
-    rue = StringField("Votre rue", validators=[Optional(), Length(max=20, message="20 caractères au plus.")])
+    rue = HiddenField(validators=[Optional(), Length(max=20, message="20 caractères au plus.")])  # a BAN street code
+    voie = StringField("Votre rue", validators=[Optional(), Length(max=120, message="120 caractères au plus.")],
+                       render_kw={"autocomplete": "address-line1"})
 
 
 class DetailsForm(Form):

@@ -4,6 +4,7 @@ lapins.public.online; what the family typed waits in its own (signed) session co
 stored before the number is checked. Rate-limited per client address (lapins.auth.limits) and per number."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date
 
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from lapins.auth.limits import count_online_number
 from lapins.infra.extensions import db
-from lapins.locale.communes import Commune
+from lapins.locale.communes import Commune, street_key
 from lapins.models import PhoneVerification, Rdv, SectorZone, Territory, WaitlistEntry, utcnow
 from lapins.booking import sessions
 from lapins.models.rdvs import BookingChannel, Participation
@@ -23,6 +24,8 @@ from lapins.public.blueprint import bp
 from lapins.public.online_forms import CodeForm, DetailsForm, ResendForm, SearchForm
 from lapins.sectors.communes import communes
 from lapins.sectors.editing import SectorError, resolve_commune
+from lapins.sectors.imports import STREET
+from lapins.sectors.streets import GeocoderDown, Street, find_streets, geocoder_configured
 
 PENDING = "online_booking"  # the session's key: the chosen time, the family's details, the code's verification
 DONE = "online_booked"
@@ -50,12 +53,46 @@ def _streets_needed(territory: Territory, commune: Commune) -> bool:
         SectorZone.street_code != "").limit(1)) is not None
 
 
+@dataclass
+class StreetSearch:
+    """The family's street in a commune split by street: the one the geocoder chose (`code`, `name`), the others it
+    offered, or why none (`note`, in French)."""
+
+    code: str | None = None
+    name: str | None = None
+    others: list[Street] = field(default_factory=list)
+    note: str | None = None
+    position: tuple[float, float] | None = None
+
+
+def _street(commune: Commune, form: SearchForm) -> StreetSearch:
+    """The street typed (`voie`), through the geocoder when the territory has one; a street chosen among its
+    answers comes back as its code (`rue`), kept only when it is of this commune."""
+    code = street_key(form.rue.data or "")
+    match = STREET.fullmatch(code)
+    if match and match.group(1) == commune.code:
+        return StreetSearch(code, (form.voie.data or "").strip() or None)
+    typed = (form.voie.data or "").strip()
+    if not typed or not geocoder_configured():
+        return StreetSearch()
+    try:
+        found = find_streets(commune.code, typed)
+    except GeocoderDown:
+        return StreetSearch(note="La recherche de votre rue ne répond pas pour le moment : tous les lieux qui "
+                                 "servent une partie de la commune sont proposés.")
+    if not found:
+        return StreetSearch(note=f"Aucune rue « {typed} » trouvée à {commune.name} : vérifiez son nom. En attendant, "
+                                 "tous les lieux qui servent une partie de la commune sont proposés.")
+    return StreetSearch(found[0].code, found[0].name, found[1:], position=found[0].position)
+
+
 @bp.route("/<departement>/prendre-rendez-vous")
 def online_start(departement: str):
     territory = _territory(departement)
     needs = online.open_needs(territory)
     form = SearchForm(request.args)
-    found, commune, motif, streets, sessions_found, street = None, None, None, False, None, ""
+    found, commune, motif, streets, sessions_found = None, None, None, False, None
+    street = StreetSearch()
     if request.args and needs:
         now = utcnow()
         try:
@@ -71,28 +108,70 @@ def online_start(departement: str):
             form.commune.data, form.commune_code.data = commune.label, commune.code
         elif motif is not None and commune is not None and form.validate():
             streets = motif.sectorised and _streets_needed(territory, commune)
-            street = (form.rue.data or "").strip()
-            found = online.offers(territory, motif, commune, now, street_code=street or None)
+            street = _street(commune, form) if streets else street
+            found = online.offers(territory, motif, commune, now, street_code=street.code, near=street.position)
             form.commune.data, form.commune_code.data = commune.label, commune.code
-    tokens, waits = {}, {}
+    form.rue.data = street.code
+    tokens, waits, more = {}, {}, {}
     if found:
         for offer in found:
-            for day in offer.days:
-                for choice in day.choices:
-                    tokens[offer.serving.lieu.id, choice.starts_at] = online.slot_token(
-                        territory, offer.motif, offer.serving.lieu.id, choice.agent_ids[0], choice.starts_at,
-                        commune.code, street)
+            tokens.update(_slot_tokens(territory, offer, commune.code, street.code))
+            if offer.following:
+                more[offer.serving.lieu.id] = online.dates_token(territory, offer.motif, offer.serving.lieu.id,
+                                                                 commune.code, street.code, offer.following)
             if not offer.days:
                 waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
-                                                                 commune.code, street)
+                                                                 commune.code, street.code)
     session_tokens = {offer.session.id: online.session_token(territory, offer.session, commune.code)
                       for offer in sessions_found or []}
     return render_template(
         "public/online_start.html", territory=territory, needs=needs, form=form, found=found, motif=motif,
         sessions_found=sessions_found, session_tokens=session_tokens,
-        commune=commune, streets=streets, tokens=tokens, waits=waits, tz=territory.tz,
+        commune=commune, streets=streets, street=street, geocoder=geocoder_configured(), tokens=tokens, waits=waits,
+        more=more, tz=territory.tz,
         phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
                 for offer in found or []})
+
+
+def _slot_tokens(territory: Territory, offer: online.LieuOffer, commune_code: str, street_code: str = "") -> dict:
+    """Each time shown, its signed token, by (lieu id, start): the address it was found for goes with it."""
+    lieu_id = offer.serving.lieu.id
+    return {(lieu_id, choice.starts_at): online.slot_token(territory, offer.motif, lieu_id, choice.agent_ids[0],
+                                                           choice.starts_at, commune_code, street_code)
+            for day in offer.days for choice in day.choices}
+
+
+@bp.route("/<departement>/prendre-rendez-vous/dates")
+def online_dates(departement: str):
+    """« Voir plus de dates »: a week of one lieu's free times from the signed cursor `curseur` (lieu, motif,
+    address, first day), with the link to the week after while it is within the motif's maximum delay. A plain
+    link, no script."""
+    territory = _territory(departement)
+    now = utcnow()
+    choice = None
+    try:
+        choice = online.read_dates_token(request.args.get("curseur", ""), territory)
+        week = online.week_of(territory, choice, now)
+    except online.OnlineError as error:
+        flash(error.message, "error")
+        if choice is None:
+            return redirect(url_for("public.online_start", departement=departement))
+        return redirect(url_for("public.online_start", departement=departement, motif=choice.motif_id,
+                                commune_code=choice.commune_code, rue=choice.street_code or None))
+    offer = week.offer
+    lieu = offer.serving.lieu
+    following = offer.following and online.dates_token(territory, offer.motif, lieu.id, choice.commune_code,
+                                                       choice.street_code, offer.following)
+    commune = communes().get(choice.commune_code)
+    return render_template(
+        "public/online_dates.html", territory=territory, offer=offer, lieu=lieu, motif=offer.motif, week=week,
+        commune=commune, tokens=_slot_tokens(territory, offer, choice.commune_code, choice.street_code or ""),
+        following=following,
+        back=url_for("public.online_start", departement=departement, motif=offer.motif.id,
+                     commune_code=choice.commune_code, rue=choice.street_code or None) + f"#lieu-{lieu.id}",
+        wait=None if offer.days or week.first else online.wait_token(territory, offer.motif, lieu.id,
+                                                                       choice.commune_code, choice.street_code or ""),
+        phone=phone_to_call(lieu, lieu.organisation), tz=territory.tz)
 
 
 def _pending() -> dict:

@@ -4,8 +4,9 @@ A lieu offers a motif when an active agent has a current plage d'ouverture there
 every such lieu of the motif's organisation serves every address. For a sectorised one, the address's sectors
 decide: a lieu attached to one serves with all its agents of that motif; otherwise an agent attached to one serves
 at the lieux where they have such a plage. A street's sector beats its commune's; a municipal arrondissement's
-beats its city's (Paris, Lyon, Marseille). Lieux come nearest first when the address's position and theirs are
-known, else by name.
+beats its city's (Paris, Lyon, Marseille). Lieux come nearest first: by distance when the address's position and
+theirs are known (a geocoder), else by how near the lieu's commune (read from its address) is to the family's
+(`Gazetteer.nearness`: the same commune, then the smallest area holding both), then by name.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from datetime import date
 from sqlalchemy import and_, literal, or_, select
 
 from lapins.infra.extensions import db
-from lapins.locale.communes import street_key
+from lapins.locale.communes import Commune, street_key
 from lapins.models import Agent, Lieu, Motif, PlageOuverture, SectorZone
 from lapins.models.plages import plage_motifs
 from lapins.models.sectors import agent_sectors, lieu_sectors
+from lapins.sectors.communes import communes
 
 EARTH_RADIUS_KM = 6371.0
 
@@ -29,6 +31,7 @@ class ServingLieu:
     lieu: Lieu
     agent_ids: tuple[int, ...]  # the agents to look for slots with, at this lieu for this motif
     distance_km: float | None
+    nearness: int | None = None  # Gazetteer.nearness of the family's commune and the lieu's; None: not known
 
 
 def online_refusal(motif: Motif) -> str | None:
@@ -42,15 +45,21 @@ def online_refusal(motif: Motif) -> str | None:
 
 
 def address_sectors(territory_id: int, commune_code: str, street_code: str | None = None,
-                    city_code: str | None = None) -> set[int]:
+                    city_code: str | None = None, *, any_street: bool = False) -> set[int]:
     """The sectors holding an address: those of its street if one holds it, else of its commune, else of its city
-    (for an arrondissement)."""
+    (for an arrondissement). With `any_street` (the street is not known: a family without a geocoder), every sector
+    holding the commune or one of its streets."""
     street = street_key(street_code) if street_code else ""
-    places = [and_(SectorZone.commune_code == commune_code, SectorZone.street_code.in_({"", street}))]
+    commune_zones = SectorZone.commune_code == commune_code
+    places = [commune_zones if any_street else and_(commune_zones, SectorZone.street_code.in_({"", street}))]
     if city_code:
         places.append(and_(SectorZone.commune_code == city_code, SectorZone.street_code == ""))
     rows = db.session.execute(select(SectorZone.sector_id, SectorZone.commune_code, SectorZone.street_code)
                               .where(SectorZone.territory_id == territory_id, or_(*places))).all()
+    if any_street:
+        found = {sector_id for sector_id, commune, _ in rows if commune == commune_code}
+        if found:
+            return found
     for level in ((commune_code, street), (commune_code, ""), (city_code, "")):
         found = {sector_id for sector_id, commune, street_code in rows if (commune, street_code) == level}
         if found and level[0]:
@@ -59,18 +68,22 @@ def address_sectors(territory_id: int, commune_code: str, street_code: str | Non
 
 
 def serving_lieux(motif: Motif, commune_code: str, *, today: date, street_code: str | None = None,
-                  city_code: str | None = None, near: tuple[float, float] | None = None) -> list[ServingLieu]:
-    """The lieux (and agents) serving this address for this motif, nearest first when `near` (latitude, longitude)
-    is given, else by name. Empty when the motif is closed to online booking (`online_refusal` says why)."""
+                  city_code: str | None = None, near: tuple[float, float] | None = None,
+                  home: Commune | None = None, any_street: bool = False) -> list[ServingLieu]:
+    """The lieux (and agents) serving this address for this motif, nearest first: by distance when `near` (latitude,
+    longitude) is given, by their commune's nearness to `home` (the family's commune) when given, then by name.
+    Empty when the motif is closed to online booking (`online_refusal` says why). `any_street`: see
+    address_sectors."""
     return [serving for _, serving in serving_by_motif([motif], commune_code, today=today, street_code=street_code,
-                                                       city_code=city_code, near=near)]
+                                                       city_code=city_code, near=near, home=home,
+                                                       any_street=any_street)]
 
 
 def serving_by_motif(motifs: list[Motif], commune_code: str, *, today: date, street_code: str | None = None,
-                     city_code: str | None = None,
-                     near: tuple[float, float] | None = None) -> list[tuple[Motif, ServingLieu]]:
+                     city_code: str | None = None, near: tuple[float, float] | None = None,
+                     home: Commune | None = None, any_street: bool = False) -> list[tuple[Motif, ServingLieu]]:
     """serving_lieux for several motifs of one territory at once (a need offered by each of its organisations), in
-    one query: (motif, lieu serving it) pairs, nearest first, else by name."""
+    one query: (motif, lieu serving it) pairs, nearest first (see serving_lieux)."""
     by_id = {motif.id: motif for motif in motifs if online_refusal(motif) is None}
     if not by_id:
         return []
@@ -89,15 +102,26 @@ def serving_by_motif(motifs: list[Motif], commune_code: str, *, today: date, str
         agents_at.setdefault((motif_id, lieu.id), set()).add(agent_id)
     sectorised = [by_id[motif_id] for motif_id, _ in agents_at if by_id[motif_id].sectorised]
     if sectorised:
-        sectors = address_sectors(sectorised[0].organisation.territory_id, commune_code, street_code, city_code)
+        sectors = address_sectors(sectorised[0].organisation.territory_id, commune_code, street_code, city_code,
+                                  any_street=any_street and not street_code)
         lieux_in, agents_in = _members(sectors)
         agents_at = {(motif_id, lieu_id): agents if not by_id[motif_id].sectorised or lieu_id in lieux_in
                      else agents & agents_in for (motif_id, lieu_id), agents in agents_at.items()}
-    found = [(by_id[motif_id], ServingLieu(lieux[lieu_id], tuple(sorted(agents)), _distance(near, lieux[lieu_id])))
+    found = [(by_id[motif_id], ServingLieu(lieux[lieu_id], tuple(sorted(agents)), _distance(near, lieux[lieu_id]),
+                                           _nearness(home, lieux[lieu_id])))
              for (motif_id, lieu_id), agents in agents_at.items() if agents]
     found.sort(key=lambda pair: (pair[1].distance_km is None, pair[1].distance_km or 0.0,
+                                 pair[1].nearness is None, pair[1].nearness or 0,
                                  pair[1].lieu.name.casefold(), pair[1].lieu.id, pair[0].id))
     return found
+
+
+def _nearness(home: Commune | None, lieu: Lieu) -> int | None:
+    if home is None:
+        return None
+    gazetteer = communes()
+    commune = gazetteer.of_address(lieu.address or "")
+    return None if commune is None else gazetteer.nearness(home, commune)
 
 
 def _members(sector_ids: set[int]) -> tuple[set[int], set[int]]:

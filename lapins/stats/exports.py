@@ -30,9 +30,9 @@ from lapins.infra.extensions import db
 from lapins.models import (
     Agent, Export, ExportKind, ExportStatus, Lieu, Motif, MotifCatalogueEntry, Organisation, Rdv, RdvAgent, utcnow,
 )
-from lapins.models.rdvs import status_label
+from lapins.models.rdvs import BookingChannel, status_label
 from lapins.stats.figures import (
-    CatalogueFigures, Filters, MonthFigures, Scope, _rdv_conditions, month_bounds, totals,
+    CHANNEL_COLUMNS, CatalogueFigures, Filters, MonthFigures, Scope, _rdv_conditions, month_bounds, totals,
 )
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ MAX_ATTEMPTS = 3  # claims of one export by a worker, the first included
 INTERRUPTED = "L'export a été interrompu ; relancez-le."
 FAILED = "L'export n'a pas pu être construit. Réessayez ou contactez l'équipe technique."
 
+# The channels' table of the page, column by column (CHANNEL_COLUMNS' order), then its share booked online.
+CHANNEL_HEADERS = {"agenda": "RDV pris par un agent", "online": "RDV pris en ligne",
+                   "offer": "RDV pris sur une proposition acceptée", "api": "RDV pris via l'API",
+                   "import": "RDV de l'historique importé"}
 FIGURE_HEADERS = [
     "Mois", "RDV", "Vus", "Absents non excusés", "Taux d'absence (%)", "Annulés par la famille",
     "Annulés par le service", "Taux d'annulation (%)", "Annulations tardives (< 48 h)", "Créneaux libérés re-réservés",
@@ -52,11 +56,13 @@ FIGURE_HEADERS = [
     "Taux d'acceptation (%)", "SMS envoyés", "Segments SMS", "Déplacés par la famille",
     "Séances collectives", "Places offertes", "Places prises", "Taux de remplissage (%)", "Places présentes",
     "Places absentes", "Taux d'absence aux séances (%)",
+    *(CHANNEL_HEADERS[key] for key, _ in CHANNEL_COLUMNS), "Part en ligne (%)",
 ]
 RDV_HEADERS = [
     "N° du RDV", "Mois", "Date", "Heure", "Organisation", "Lieu", "Agents", "Motif", "Statut", "Annulé par",
-    "Canal d'annulation", "Heures avant le RDV (annulation)", "Motif du catalogue du territoire",
+    "Canal d'annulation", "Heures avant le RDV (annulation)", "Canal de prise du RDV", "Motif du catalogue du territoire",
 ]
+CHANNEL_LABELS = dict(CHANNEL_COLUMNS)
 CATALOGUE_HEADERS = ["Motif du catalogue", "Organisation", "RDV", "Vus", "Absents non excusés", "Taux d'absence (%)"]
 CANCELLERS = {"agent": "Le service", "family": "La famille", "system": "Le système"}
 
@@ -73,7 +79,10 @@ def figure_rows(figures: list[MonthFigures]) -> list[list]:
                 _rounded(month.median_rebook_hours), month.offers, month.offers_accepted,
                 _rounded(month.acceptance_rate, 100), month.sms_sent, month.sms_segments, month.family_moves,
                 month.sessions, month.places_offered, month.places_taken, _rounded(month.fill_rate, 100),
-                month.places_present, month.places_absent, _rounded(month.session_noshow_rate, 100)]
+                month.places_present, month.places_absent, _rounded(month.session_noshow_rate, 100),
+                *(month.by_channel.get(key, 0) for key, _ in CHANNEL_COLUMNS),
+                _rounded(month.by_channel.get(BookingChannel.ONLINE.value, 0) / month.rdvs if month.rdvs else None,
+                         100)]
 
     return [row(f"{month.month:%Y-%m}", month) for month in figures] + [row("Total", totals(figures))]
 
@@ -164,7 +173,7 @@ def rdv_batches(scope: Scope, filters: Filters, size: int | None = None) -> Iter
     while True:
         rows = db.session.execute(
             select(Rdv.id, Rdv.starts_at, Rdv.status, Rdv.cancelled_at, Rdv.cancelled_via, Rdv.cancelled_by_party,
-                   Organisation.name, Lieu.name, Motif.name, MotifCatalogueEntry.name)
+                   Organisation.name, Lieu.name, Motif.name, MotifCatalogueEntry.name, Rdv.booked_via)
             .join(Organisation, Organisation.id == Rdv.organisation_id).join(Motif, Motif.id == Rdv.motif_id)
             .outerjoin(Lieu, Lieu.id == Rdv.lieu_id)
             .outerjoin(MotifCatalogueEntry, MotifCatalogueEntry.id == Motif.catalogue_id)
@@ -177,13 +186,13 @@ def rdv_batches(scope: Scope, filters: Filters, size: int | None = None) -> Iter
                 .where(RdvAgent.rdv_id.in_([row[0] for row in rows])).order_by(Agent.last_name)):
             agents.setdefault(rdv_id, []).append(f"{first_name} {last_name}")
         batch = []
-        for rdv_id, starts_at, status, cancelled_at, via, party, organisation, lieu, motif, entry in rows:
+        for rdv_id, starts_at, status, cancelled_at, via, party, organisation, lieu, motif, entry, booked in rows:
             local = starts_at.astimezone(tz)
             hours_before = None if cancelled_at is None else int((starts_at - cancelled_at).total_seconds() // 3600)
             batch.append([rdv_id, f"{local:%Y-%m}", f"{local:%d/%m/%Y}", f"{local:%H:%M}", organisation, lieu or "",
                           ", ".join(agents.get(rdv_id, [])), motif, status_label(status, starts_at),
                           CANCELLERS.get(party.value, "") if party else "", via.label if via else "", hours_before,
-                          entry or ""])
+                          CHANNEL_LABELS[str(booked or BookingChannel.AGENDA)], entry or ""])
         yield batch
         last_id = rows[-1][0]
 

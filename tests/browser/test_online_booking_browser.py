@@ -159,3 +159,30 @@ def test_a_family_signs_up_online_for_an_atelier_from_its_phone(phone_page, atel
                                    .order_by(Participation.id.desc())).first()
     assert mine.via == BookingChannel.ONLINE and [p.first_name for p in mine.usagers] == ["Nolan"]
     assert live_db.session.get(Rdv, session_id).places_taken == 2
+
+
+def test_a_family_sees_more_dates_with_the_keyboard_on_its_phone(phone_page, clinic):
+    page = phone_page
+    page.goto("/974/prendre-rendez-vous")
+    page.get_by_text("Pesée du nourrisson").click()
+    choose_commune(page, "97400", "Saint-Denis (97400)")
+    page.get_by_role("button", name="Voir les créneaux").click()
+    more = page.get_by_role("link", name="Voir plus de dates à Centre PMI Saint-Denis")
+    expect(more).to_be_visible()
+    box = more.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    more.focus()
+    page.keyboard.press("Enter")  # a plain link: the keyboard alone pages on
+
+    expect(page.get_by_role("heading", level=2)).to_contain_text("Semaine du")
+    first_week = page.get_by_role("heading", level=2).inner_text()
+    page.screenshot(path=f"{SCREENSHOTS}/lapins-online-more-dates.png", full_page=True)
+    page.get_by_role("link", name=re.compile("^Voir plus de dates")).focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=2)).not_to_have_text(first_week)
+    times = page.locator(".lapins-creneaux a")
+    expect(times.first).to_be_visible()
+    assert times.first.bounding_box()["x"] + times.first.bounding_box()["width"] <= PHONE["width"]
+    times.first.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Vos coordonnées")
