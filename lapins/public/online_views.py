@@ -115,13 +115,13 @@ def online_start(departement: str):
     tokens, waits, more = {}, {}, {}
     if found:
         for offer in found:
-            tokens.update(_slot_tokens(territory, offer, commune.code, street.code))
+            tokens.update(_slot_tokens(territory, offer, commune.code, street.code or ""))
             if offer.following:
                 more[offer.serving.lieu.id] = online.dates_token(territory, offer.motif, offer.serving.lieu.id,
                                                                  commune.code, street.code, offer.following)
             if not offer.days:
                 waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
-                                                                 commune.code, street.code)
+                                                                 commune.code, street.code or "")
     session_tokens = {offer.session.id: online.session_token(territory, offer.session, commune.code)
                       for offer in sessions_found or []}
     return render_template(
