@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import Connection, bindparam, case, null, or_, select, update
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from lapins.infra.celery_app import is_database_unavailable, task_named, waiting_tasks
 from lapins.infra.extensions import db
@@ -61,6 +62,7 @@ PREPARE_PACKET = 10  # texts committed together, their sends begun, before the n
 RECORD_PACKET = 10  # accepted sends recorded together, at the latest RECORD_EVERY after the last outcome
 RECORD_EVERY = timedelta(seconds=0.1)
 STARTED = "Rendez-vous déjà commencé"
+_MESSAGES = Message.__table__
 TOO_LATE = "Non envoyé avant le début du rendez-vous"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks  # one beat run stops claiming after this; the next run goes on
 
@@ -554,7 +556,18 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
             expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
             try:
                 for packet in _chunks(messages, PREPARE_PACKET):
-                    ready = [(message, _outgoing(message)) for message in packet if _prepare(message, now)]
+                    ready, texts = [], []
+                    for message in packet:
+                        fixed = _prepare(message, now)
+                        if fixed is not None:
+                            # Written by one prebuilt statement, not flushed by the unit of work (whose
+                            # bookkeeping cost more than the send); the objects hold the values as committed.
+                            for key, value in fixed.items():
+                                set_committed_value(message, key, value)
+                            texts.append({"message_id": message.id, **fixed})
+                            ready.append((message, _outgoing(message)))
+                    if texts:
+                        session.execute(_WRITE_TEXTS, texts)
                     for message in packet:
                         if message.status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
                             counts[str(message.status)] = counts.get(str(message.status), 0) + 1
@@ -708,32 +721,38 @@ def _give_back(ids: list[int], claim: Claim, connection: Connection) -> int:
     return given.rowcount
 
 
-def _prepare(message: Message, now: datetime) -> bool:
-    """Check the message is still wanted and fix its text and address; a message no longer wanted is skipped."""
+_WRITE_TEXTS = (update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_id"))
+                .values(to_address=bindparam("to_address"), subject=bindparam("subject"), body=bindparam("body")))
+
+
+def _prepare(message: Message, now: datetime) -> dict | None:
+    """Check the message is still wanted and fix its text and address: the values to write (`_WRITE_TEXTS`). A
+    message no longer wanted is skipped (or failed) on the model, and None returned."""
     reason = _why_not(message, now)
     if reason == STARTED and message.attempts > 1 and message.error:
         # Tried before and failed (Twilio down, a worker killed): agents must read why the family got nothing.
         message.status, message.claimed_at = MessageStatus.FAILED, None
         message.error = f"{TOO_LATE} : {message.error}"[:255]
-        return False
+        return None
     if reason:
         message.status, message.error, message.claimed_at = MessageStatus.SKIPPED, reason, None
-        return False
+        return None
     usager = message.usager
+    fixed = {"to_address": message.to_address, "subject": message.subject, "body": message.body}
     if usager is not None:
-        message.to_address = usager.phone if message.channel == Channel.SMS else usager.email
+        fixed["to_address"] = usager.phone if message.channel == Channel.SMS else usager.email
     if message.body is None:  # kept from an interrupted attempt: the provider may hold that exact text
         try:
             if message.channel == Channel.SMS:
-                message.body = compose_sms(message)
+                fixed["body"] = compose_sms(message)
             else:
-                message.subject, message.body = _email_subject_and_text(message)
+                fixed["subject"], fixed["body"] = _email_subject_and_text(message)
         except Exception as error:  # a bug in a text must fail this message visibly, not the whole batch
             logger.error("Message %s: its text could not be written\n%s", message.id, safe_traceback(error))
             message.status, message.claimed_at = MessageStatus.FAILED, None
             message.error = "Erreur interne à la rédaction du message"
-            return False
-    return True
+            return None
+    return fixed
 
 
 def _why_not(message: Message, now: datetime) -> str | None:
@@ -789,7 +808,6 @@ def _record_outcome(message: Message, outgoing: OutgoingSms | OutgoingEmail, out
     counts[status] = counts.get(status, 0) + 1
 
 
-_MESSAGES = Message.__table__
 # Built once: composing this UPDATE for each message cost more than sending the SMS. A status callback may come
 # before the send returns (Brevo calls back from the request's own handling): the delivery it recorded is kept.
 _RECORD_SENT = (
