@@ -9,8 +9,9 @@
    the broker with a far-future ETA: the database is the schedule.
 3. **Sending** (`send_batch`, the worker's task): each row is re-read; a row no longer `queued`, or already claimed,
    is left alone, so a task delivered twice sends nothing twice. The text is fixed and the claim committed *before*
-   the provider is called; the outcome is committed right after. A live batch renews its claim while its sends
-   run (`Claim`); a worker that dies in between leaves a claim that outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
+   the provider is called; the outcome is committed right after (accepted sends together, within RECORD_EVERY).
+   A live batch renews its claim while its sends run (`Claim`); a worker that dies in between leaves a claim that
+   outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
    it again. An answer that does not say whether the message left (none, a broken connection, any 5xx) keeps the
    claim the same way: such a row is never sent again, nor failed, before the provider has been asked.
 """
