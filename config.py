@@ -159,6 +159,9 @@ class Config:
     # codes sent and tried per number (Flask-Limiter), the codes a number may ask for in an hour (counted in the
     # database), the online rdvs to come a number may hold per motif.
     ONLINE_BOOKING_LIMITS_PER_IP = env_str("ONLINE_BOOKING_LIMITS_PER_IP", "20/minute;200/hour")
+    # Its searches (the lieux serving an address, « voir plus de dates »), GETs that each read the agendas: per client
+    # address, high enough for families behind one carrier's shared address.
+    ONLINE_SEARCH_LIMITS_PER_IP = env_str("ONLINE_SEARCH_LIMITS_PER_IP", "120/minute;1500/hour")
     ONLINE_LIMITS_PER_NUMBER = env_str("ONLINE_LIMITS_PER_NUMBER", "15/hour;40/day")
     ONLINE_CODES_PER_NUMBER = env_int("ONLINE_CODES_PER_NUMBER", 3)
     ONLINE_LIVE_RDVS_PER_NUMBER = env_int("ONLINE_LIVE_RDVS_PER_NUMBER", 2)

@@ -490,6 +490,17 @@ def test_the_forms_are_limited_per_address(limited_app):
     assert other.status_code == 200
 
 
+def test_searches_are_limited_per_address(limited_app):
+    app, motif_id = limited_app(ONLINE_SEARCH_LIMITS_PER_IP="3/minute")
+    client = app.test_client()
+    here = {"X-Forwarded-For": "203.0.113.7"}
+    search = {"motif": motif_id, "commune_code": "97411"}
+    assert [client.get(START, query_string=search, headers=here).status_code for _ in range(3)] == [200, 200, 200]
+    refused = client.get(START, query_string=search, headers=here)
+    assert refused.status_code == 429 and "Trop de demandes depuis cette connexion" in page_text(refused)
+    assert client.get(START, query_string=search, headers={"X-Forwarded-For": "198.51.100.20"}).status_code == 200
+
+
 def test_codes_are_limited_per_number_whatever_the_address(limited_app):
     app, motif_id = limited_app(ONLINE_LIMITS_PER_NUMBER="2/hour")
     sent = []

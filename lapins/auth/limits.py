@@ -61,6 +61,8 @@ FAMILY_ACTION_ENDPOINTS = ("family.cancel", "family.accept_offer", "family.decli
 MOVE_RDV_SCOPE, MOVE_IP_SCOPE = "family-move-rdv", "family-move-ip"  # their limits' buckets, shared by the three
 ONLINE_BOOKING_ENDPOINTS = ("public.online_details", "public.online_waitlist", "public.online_code",
                             "public.online_resend", "public.online_session", "public.online_session_waitlist")
+# Its searches, GETs that each read the agendas (lapins.public.online_views).
+ONLINE_SEARCH_ENDPOINTS = ("public.online_start", "public.online_dates")
 # Signing in with the OpenID Connect provider (lapins.auth.oidc_views): GETs, counted per client address.
 OIDC_ENDPOINTS = ("auth.oidc_start", "auth.oidc_callback")
 
@@ -219,6 +221,10 @@ def init_app(app: Flask) -> Limiter:
     per_ip = limiter.shared_limit(app.config["ONLINE_BOOKING_LIMITS_PER_IP"], scope="online-ip",
                                   key_func=client_address, methods=["POST"])
     for endpoint in ONLINE_BOOKING_ENDPOINTS:
+        app.view_functions[endpoint] = per_ip(app.view_functions[endpoint])
+    per_ip = limiter.shared_limit(app.config["ONLINE_SEARCH_LIMITS_PER_IP"], scope="online-search-ip",
+                                  key_func=client_address)
+    for endpoint in ONLINE_SEARCH_ENDPOINTS:
         app.view_functions[endpoint] = per_ip(app.view_functions[endpoint])
     per_token = limiter.shared_limit(app.config["API_LIMITS_PER_TOKEN"], scope="api-token", key_func=api_token)
     per_ip = limiter.shared_limit(app.config["API_LIMITS_PER_IP"], scope="api-ip", key_func=client_address)
