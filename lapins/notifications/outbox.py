@@ -577,7 +577,7 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                         try:
                             send = _sender(outgoing)
                         except Exception as error:  # noqa: BLE001 — e.g. a territory's credentials unreadable
-                            _record_outcome(message, outgoing, error, connection, counts)
+                            _record_failure(message, outgoing, error, counts)
                             continue
                         # A send must be over before its claim can look abandoned: it begins only while the last
                         # renewal is less than (lease - its timeout) old; after the rdv started it is of no use to
@@ -611,7 +611,7 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                             accepted_since = last_progress
                         accepted.append(outgoing.message_id)
                     else:
-                        _record_outcome(message, outgoing, outcome, connection, counts)
+                        _record_failure(message, outgoing, outcome, counts)
                 stalled = utcnow() - last_progress
                 # Accepted sends are written together (one statement, one commit), not one commit each: the
                 # recording, not the sending, was what held a batch's thread.
@@ -786,14 +786,10 @@ def _why_not(message: Message, now: datetime) -> str | None:
     return None
 
 
-def _record_outcome(message: Message, outgoing: OutgoingSms | OutgoingEmail, outcome: Delivery | Exception,
-                    connection: Connection, counts: dict[str, int]) -> None:
-    """Commit a send's outcome at once. A success is one UPDATE by id on `connection`, without reloading the
-    (expired) message; a failure, rare, goes through the model and the session."""
-    if isinstance(outcome, Delivery):
-        _record_sent([outgoing.message_id], {outgoing.message_id: (outcome.provider_id, outcome.segments)},
-                     connection, counts)
-        return
+def _record_failure(message: Message, outgoing: OutgoingSms | OutgoingEmail, outcome: Exception,
+                    counts: dict[str, int]) -> None:
+    """Commit a failed send's outcome at once, through the model and the session (rare; the sends the provider
+    took are recorded together by _record_sent)."""
     if isinstance(outcome, PermanentError):
         _record_permanent(message, outcome)
     elif isinstance(outcome, TransientError):
