@@ -81,13 +81,15 @@ def floor_of(territory: Territory, motif_id: int, commune_code: str, street: str
     found = online.offers(territory, motif, commune, now, street_code=street or None)
     lieux = []
     for offer in found:
+        if offer.days is None:  # a farther lieu listed with a link: the search reads nothing of it
+            continue
         scope = online.scope_for(territory, offer.motif, offer.serving.lieu.id, now)
         # From the first day's midnight, as the picker reads its days, to the end of the last day shown.
         end = local_midnight(offer.days[-1].day + ONE_DAY, territory.tz) if offer.days else scope.end
         lieux.append({"motif_id": offer.motif.id, "lieu_id": offer.serving.lieu.id,
                       "start": local_midnight(scope.first_day, territory.tz).isoformat(), "end": end.isoformat()})
     return {"territory_id": territory.id, "timezone": territory.timezone, "commune": commune_code, "street": street,
-            "lieux": lieux, "times": sum(len(day.choices) for offer in found for day in offer.days)}
+            "lieux": lieux, "times": sum(len(day.choices) for offer in found for day in offer.days or ())}
 
 
 def searches(territory_id: int, needs: list[int], places: list[tuple[str, str]], count: int, rng: random.Random,

@@ -132,3 +132,29 @@ def test_a_cursor_whose_week_has_come_shows_the_first_days(client, db, clinic, a
     assert "Premières dates libres" in page
     assert days_of(page) == ["lundi 19 octobre 2026", "mardi 20 octobre 2026", "mercredi 21 octobre 2026"]
     assert "Semaine du jeudi 22 octobre 2026" in page_text(client.get(more_link(page)))
+
+
+def test_past_the_nearest_lieux_a_search_lists_the_others_with_a_link_to_their_times(client, db, clinic, factories):
+    # Five lieux of Saint-Denis serve the address: the four first (nearest, then by name) come with their times,
+    # the fifth with « Voir les créneaux », whose page has its times, each bookable.
+    for name in ("Centre PMI Bellepierre", "Centre PMI Camélias", "Centre PMI Moufia", "Centre PMI Vauban"):
+        lieu = factories.LieuFactory(organisation=clinic.organisation, name=name, phone="+262262901011",
+                                     address="1 rue Jean Chatel, 97400 Saint-Denis")
+        factories.PlageFactory(agent=clinic.agent, lieu=lieu, first_day=date(2026, 1, 1), motifs=[clinic.motif],
+                               start_time=time(13), end_time=time(15), weekdays=0b1111111)
+    db.session.commit()
+    page = page_text(search(client, clinic.motif.id))
+    shown = re.findall(r'<h3 class="fr-h5 fr-mb-1w" id="lieu-\d+">([^<]+)</h3>', page)
+    assert shown == ["Centre PMI Bellepierre", "Centre PMI Camélias", "Centre PMI Moufia", "Centre PMI Saint-Denis",
+                     "Centre PMI Vauban"]
+    with_times = {label.split(", ")[0] for label, _ in slot_links(page)}
+    assert with_times == set(shown[:4])
+    link = re.search(r'href="([^"]+/dates\?curseur=[^"]+)"[^>]*>Voir les créneaux<span class="fr-sr-only"> à '
+                     r'Centre PMI Vauban<', page)
+    assert link and page.count('>Voir les créneaux<span class="fr-sr-only">') == 1
+    assert "M'inscrire sur la liste d'attente" not in page  # a lieu not read is not a lieu without times
+    week = page_text(client.get(html.unescape(link.group(1))))
+    times = slot_links(week)
+    assert times and {label.split(", ")[0] for label, _ in times} == {"Centre PMI Vauban"}
+    sent = give_details(client, times[0][1])
+    assert sent.status_code == 302 and sent.headers["Location"].endswith("/974/prendre-rendez-vous/code")

@@ -46,6 +46,11 @@ CODE_WINDOW = timedelta(hours=1)  # ONLINE_CODES_PER_NUMBER codes at most in thi
 SLOT_TOKEN_AGE = 24 * 3600
 
 
+# The nearest lieux shown with their first times; an address served by many (a whole commune split by streets, a
+# big city) lists the others with a link to their dates, rather than reading every agenda for one search.
+LIEUX_WITH_TIMES = 4
+
+
 class OnlineError(Exception):
     """A refusal the family reads, in French."""
 
@@ -62,7 +67,7 @@ class SlotGone(OnlineError):
 class LieuOffer:
     serving: ServingLieu
     motif: Motif  # the motif of the lieu's organisation, among those of the need chosen
-    days: tuple[picker.Day, ...]
+    days: tuple[picker.Day, ...] | None  # None: not read here (a farther lieu: its times on its dates page)
     following: date | None = None  # where « Voir plus de dates » starts, None past the motif's maximum delay
 
 
@@ -194,7 +199,10 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
     # The stamps of every motif serving, in one query (one per motif was a round trip each).
     stamps = picker.agent_stamps_by_motif(sorted({each.id for each, _ in serving_pairs}))
     found = []
-    for each, serving in serving_pairs:
+    for index, (each, serving) in enumerate(serving_pairs):
+        if index >= LIEUX_WITH_TIMES:  # nearest first: the farther ones by a link, their times read when asked
+            found.append(LieuOffer(serving, each, None, today))
+            continue
         shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
         found.append(LieuOffer(serving, each, _serving_days(shown.days, set(serving.agent_ids)), shown.following))
     return found

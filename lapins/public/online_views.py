@@ -119,7 +119,7 @@ def online_start(departement: str):
             if offer.following:
                 more[offer.serving.lieu.id] = online.dates_token(territory, offer.motif, offer.serving.lieu.id,
                                                                  commune.code, street.code, offer.following)
-            if not offer.days:
+            if offer.days == ():
                 waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
                                                                  commune.code, street.code or "")
     session_tokens = {offer.session.id: online.session_token(territory, offer.session, commune.code)
@@ -138,7 +138,7 @@ def _slot_tokens(territory: Territory, offer: online.LieuOffer, commune_code: st
     lieu_id = offer.serving.lieu.id
     return {(lieu_id, choice.starts_at): online.slot_token(territory, offer.motif, lieu_id, choice.agent_ids[0],
                                                            choice.starts_at, commune_code, street_code)
-            for day in offer.days for choice in day.choices}
+            for day in offer.days or () for choice in day.choices}
 
 
 @bp.route("/<departement>/prendre-rendez-vous/dates")
