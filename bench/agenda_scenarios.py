@@ -21,7 +21,6 @@ import json
 import random
 import secrets
 import tempfile
-import threading
 import time
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -30,6 +29,7 @@ from sqlalchemy import select
 
 from bench import wrk
 from bench.agenda_week import EVENTS_PATH, Gunicorn, ServerConfig, busiest_agents
+from bench.background import Background
 from bench.database import statement_counter
 from lapins.booking import BookingError, book_rdv, cancel_rdv
 from lapins.infra.extensions import db
@@ -74,26 +74,14 @@ def signed_in(agent_id: int, generation: int) -> dict:
     return {"_user_id": session_user_id(agent_id, generation), "_fresh": True, "_permanent": True}
 
 
-class Writes:
+class Writes(Background):
     """The booking service booking, then cancelling, an rdv for a random agent of the territory (of one lieu and motif
     when given), WRITES_PER_SECOND times a second, in a thread of its own, for as long as the `with` lasts."""
 
     def __init__(self, app, territory_id: int, log, lieu_id: int | None = None, motif_id: int | None = None):
+        super().__init__()
         self.app, self.territory_id, self.log = app, territory_id, log
         self.lieu_id, self.motif_id = lieu_id, motif_id
-        self.stop = threading.Event()
-        self.count = 0
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def __enter__(self) -> Writes:
-        self.stop.clear()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
 
     def run(self) -> None:
         chooser = random.Random(7)

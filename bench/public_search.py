@@ -25,7 +25,6 @@ import http.client
 import json
 import random
 import tempfile
-import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -35,6 +34,7 @@ from sqlalchemy import event, func, select
 
 from bench import wrk
 from bench.agenda_week import Gunicorn, ServerConfig
+from bench.background import Background
 from bench.database import statement_counter
 from bench.sectors import add_sectors
 from lapins.infra.extensions import db
@@ -112,26 +112,14 @@ def searches(territory_id: int, needs: list[int], places: list[tuple[str, str]],
     return chosen
 
 
-class OnlineBookings:
+class OnlineBookings(Background):
     """Families booking online, BOOKINGS_PER_SECOND a second, in a thread of its own for as long as the `with` lasts:
     each a new family with its checked number, a time found by one of `chosen` searches (its motif and address)."""
 
     def __init__(self, app, territory_id: int, chosen: list[dict], log):
+        super().__init__()
         self.app, self.territory_id, self.chosen, self.log = app, territory_id, chosen, log
-        self.stop = threading.Event()
-        self.count = self.taken = 0
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.families = 0
-
-    def __enter__(self) -> OnlineBookings:
-        self.stop.clear()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
+        self.taken = self.families = 0
 
     def run(self) -> None:
         chooser = random.Random(9)
