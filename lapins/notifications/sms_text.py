@@ -42,6 +42,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Literal
 
@@ -146,6 +147,7 @@ def clock(local: datetime) -> str:
     return f"{local.hour}h{local.minute:02d}" if local.minute else f"{local.hour}h"
 
 
+@lru_cache(maxsize=4096)  # a worker sends the same few lieux' numbers all day: parsing one costs ~50 µs
 def display_phone(raw: str | None, region: str) -> str | None:
     """The number to call as a French reader dials it ("01 41 37 10 00", "0262 12 34 56"), None if unusable.
 
@@ -330,12 +332,15 @@ def _overflow(facts: SmsFacts, parts: Parts) -> int:
 
 def _shorten(facts: SmsFacts, parts: Parts, steps: list[Step]) -> None:
     """Apply each step in turn, as long as the text is too long."""
+    # Measured again only after a change: most texts fit at once, and rendering is the composer's cost.
+    overflow = _overflow(facts, parts)
     for key, shorten in steps:
-        while parts[key] is not None and (overflow := _overflow(facts, parts)) > 0:
+        while overflow > 0 and parts[key] is not None:
             shorter = shorten(parts[key], overflow)
             if shorter == parts[key]:
                 break
             parts[key] = shorter
+            overflow = _overflow(facts, parts)
 
 
 def _refill(facts: SmsFacts, parts: Parts, before: Parts, steps: list[Step]) -> None:
