@@ -223,6 +223,29 @@ def test_renaming_the_lieu_shows_in_the_feed_despite_the_events_kept_per_process
     assert [str(e["SUMMARY"]) for e in events_of(client.get(path).data)] == ["RDV PMI — Maison des familles"]
 
 
+def test_a_renamed_or_discreet_motif_and_a_changed_absence_show_in_the_feed_despite_the_kept_events(
+        client, auth, office, factories):
+    office.rdv(datetime(2026, 3, 4, 9, 0, tzinfo=timezone.utc))
+    absence = factories.AbsenceFactory(agent=office.agent, title="Formation", first_day=date(2026, 3, 6),
+                                       last_day=date(2026, 3, 6), start_time=time(9, 0), end_time=time(12, 0))
+    path = issue_link(client, auth, office.agent)
+
+    def shown():
+        return sorted((str(e["SUMMARY"]), str(e.get("DESCRIPTION", ""))) for e in events_of(client.get(path).data))
+
+    assert shown() == [("Absence : Formation", ""), ("RDV PMI — Centre PMI Belleville", "Motif : Consultation nourrisson")]
+    motif = db.session.get(type(office.motif), office.motif.id)
+    motif.name = "Bilan de santé"
+    absence = db.session.get(type(absence), absence.id)
+    absence.title = "Réunion"
+    db.session.commit()
+    assert shown() == [("Absence : Réunion", ""), ("RDV PMI — Centre PMI Belleville", "Motif : Bilan de santé")]
+    motif = db.session.get(type(office.motif), office.motif.id)
+    motif.discreet = True
+    db.session.commit()
+    assert shown() == [("Absence : Réunion", ""), ("RDV PMI — Centre PMI Belleville", "")]
+
+
 def test_the_preferences_lead_to_the_calendars_page_which_shows_the_link_once(client, auth, office):
     auth.login(office.agent)
     preferences = client.get("/preferences").get_data(as_text=True)
