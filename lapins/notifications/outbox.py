@@ -28,14 +28,14 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import Connection, bindparam, case, null, or_, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from lapins.infra.celery_app import is_database_unavailable, task_named, waiting_tasks
 from lapins.infra.extensions import db
 from lapins.models import (
-    Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Participation, Rdv, RdvStatus,
-    Territory, Usager, utcnow,
+    Agent, Channel, LocationType, Message, MessageKind, MessageStatus, OfferStatus, Organisation, Participation, Rdv,
+    RdvStatus, Territory, Usager, utcnow,
 )
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import (
@@ -528,14 +528,15 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
     db.session.commit()
     if not claimed and not resumed:
         return {}
+    # What each text is written from, in two queries: the many-to-one relations joined (a selectin load each cost
+    # a round trip and a statement of its own), the rdv's usagers by one selectin.
+    rdv = joinedload(Message.rdv)
     messages = db.session.scalars(
         select(Message).where(Message.id.in_([*claimed, *resumed])).order_by(Message.id)
-        .options(selectinload(Message.usager),
-                 selectinload(Message.rdv).selectinload(Rdv.motif),
-                 selectinload(Message.rdv).selectinload(Rdv.lieu),
-                 selectinload(Message.rdv).selectinload(Rdv.usagers),
-                 selectinload(Message.rdv).selectinload(Rdv.organisation))
-    ).all()
+        .options(joinedload(Message.usager), rdv.joinedload(Rdv.motif), rdv.joinedload(Rdv.lieu),
+                 rdv.joinedload(Rdv.organisation).joinedload(Organisation.territory),
+                 rdv.selectinload(Rdv.usagers))
+    ).unique().all()
     counts: dict[str, int] = {}
     given_back: list[int] = []
     # The provider is called from OUTBOX_SEND_THREADS threads, so that one send hanging until its timeout does not
@@ -930,11 +931,10 @@ def compose_sms(message: Message) -> str:
     territory = rdv.organisation.territory
     two_way = message.kind == MessageKind.REMINDER and confirmation.asks_to_confirm(
         rdv, territory, last_reminder=_is_last_reminder(message))
-    facts = _rdv_facts(rdv, message.kind, two_way=two_way)
     if message.participation is not None:
-        facts = participant_facts(facts, message.participation)
+        facts = participant_facts(_rdv_facts(rdv, message.kind, two_way=two_way), message.participation)
     else:
-        facts = replace(facts, link=rdv_link_for(rdv, message.usager))
+        facts = _rdv_facts(rdv, message.kind, two_way=two_way, link=rdv_link_for(rdv, message.usager))
     # A receipt to whoever cancelled on their link; the other guardian is told it is cancelled.
     receipt = is_family_receipt(rdv) and rdv.link_actor_id in (None, message.usager_id)
     if message.kind == MessageKind.CANCELLED and receipt:
@@ -963,7 +963,7 @@ def preview_sms(rdv: Rdv, kind: MessageKind) -> SmsPreview:
     return SmsPreview(text, gsm.septets(text), gsm.segments(text), "GSM-7" if gsm.is_gsm7(text) else "UCS-2", reachable)
 
 
-def _rdv_facts(rdv: Rdv, kind: MessageKind, *, two_way: bool) -> sms_text.SmsFacts:
+def _rdv_facts(rdv: Rdv, kind: MessageKind, *, two_way: bool, link: str | None = None) -> sms_text.SmsFacts:
     territory = rdv.organisation.territory
     person = next((usager.first_name for usager in rdv.usagers if usager.responsible_id is not None), None)
     return sms_text.SmsFacts(
@@ -975,7 +975,7 @@ def _rdv_facts(rdv: Rdv, kind: MessageKind, *, two_way: bool) -> sms_text.SmsFac
         lieu_address=rdv.lieu.address if rdv.lieu and rdv.motif.location_type == LocationType.ON_SITE else None,
         phone=rdv.phone_to_call,
         region=region_for(territory.number),
-        link=links.family_url(rdv.id if rdv.id is not None else PREVIEW_RDV_ID),
+        link=link or links.family_url(rdv.id if rdv.id is not None else PREVIEW_RDV_ID),
         organisation=rdv.organisation.label_in_sms,
         person=person,
         two_way=two_way,
