@@ -147,6 +147,15 @@ def test_the_family_reads_the_territory_time_not_utc():
     assert "20h30" not in text and "01/03" not in text
 
 
+def test_one_instant_reads_in_each_territory_s_own_time_one_after_the_other():
+    # One worker sends Paris' and Réunion's reminders in turn: a time written for one zone is never reused for the
+    # other (the same instant in two zones compares equal).
+    instant = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
+    assert "lun. 02/03 à 9h30" in compose(replace(SHORT, starts_at_local=instant.astimezone(PARIS)))
+    assert "lun. 02/03 à 12h30" in compose(replace(SHORT, starts_at_local=instant.astimezone(REUNION), region="RE"))
+    assert format_when(instant.astimezone(PARIS)) == "lun. 02/03 à 9h30"
+
+
 def test_a_short_reminder_says_everything():
     assert compose(SHORT) == (
         "PMI 92 : rappel, RDV de Léa mar. 24/11 à 9h30 (Vaccins), PMI Nanterre, 3 rue Hoche. "

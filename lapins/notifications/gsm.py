@@ -73,6 +73,8 @@ def septets(text: str) -> int:
     if not _GSM7.issuperset(text):
         char = next(char for char in text if char not in _GSM7)
         raise ValueError(f"{char!r} (U+{ord(char):04X}) is not a GSM-7 character")
+    if _EXTENSION.isdisjoint(text):  # the usual case, in one pass
+        return len(text)
     return len(text) + sum(text.count(char) for char in _EXTENSION_ORDER)
 
 

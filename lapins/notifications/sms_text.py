@@ -138,8 +138,13 @@ def segments_of(text: str) -> int:
 
 def format_when(starts_at_local: datetime) -> str:
     """« mar. 24/11 à 9h30 », « dim. 03/01 à 14h », « jeu. 31/12 à 0h05 »: the wall time as given."""
-    day = DAY_ABBREVIATIONS[starts_at_local.weekday()]
-    return f"{day} {starts_at_local.day:02d}/{starts_at_local.month:02d} à {clock(starts_at_local)}"
+    # Kept by wall time: two aware datetimes of one instant in two zones are equal, and would share a text.
+    return _format_wall(starts_at_local.replace(tzinfo=None))
+
+
+@lru_cache(maxsize=1024)  # the composer renders a text up to twenty times while shortening it
+def _format_wall(wall: datetime) -> str:
+    return f"{DAY_ABBREVIATIONS[wall.weekday()]} {wall.day:02d}/{wall.month:02d} à {clock(wall)}"
 
 
 def clock(local: datetime) -> str:
@@ -330,8 +335,8 @@ def _overflow(facts: SmsFacts, parts: Parts) -> int:
     return septets(_render(facts, parts)) - SINGLE_SEGMENT_SEPTETS
 
 
-def _shorten(facts: SmsFacts, parts: Parts, steps: list[Step]) -> None:
-    """Apply each step in turn, as long as the text is too long."""
+def _shorten(facts: SmsFacts, parts: Parts, steps: list[Step]) -> int:
+    """Apply each step in turn, as long as the text is too long; the overflow left (≤ 0: it fits)."""
     # Measured again only after a change: most texts fit at once, and rendering is the composer's cost.
     overflow = _overflow(facts, parts)
     for key, shorten in steps:
@@ -341,6 +346,7 @@ def _shorten(facts: SmsFacts, parts: Parts, steps: list[Step]) -> None:
                 break
             parts[key] = shorter
             overflow = _overflow(facts, parts)
+    return overflow
 
 
 def _refill(facts: SmsFacts, parts: Parts, before: Parts, steps: list[Step]) -> None:
@@ -354,8 +360,8 @@ def _refill(facts: SmsFacts, parts: Parts, before: Parts, steps: list[Step]) -> 
         if parts[key] == before[key]:
             continue
         candidate = {**parts, key: before[key]}
-        _shorten(facts, candidate, [step for step in steps if step[0] == key])
-        if candidate[key] is not None and _overflow(facts, candidate) <= 0:
+        overflow = _shorten(facts, candidate, [step for step in steps if step[0] == key])
+        if candidate[key] is not None and overflow <= 0:
             parts[key] = candidate[key]
 
 
