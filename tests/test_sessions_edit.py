@@ -149,6 +149,33 @@ def test_the_places_open_to_the_waiting_list_follow_the_moved_session(app, pmi):
     assert db.session.scalars(select(WaitlistSlot).where(WaitlistSlot.session_id.is_(None))).all() == []
 
 
+def test_a_family_already_offered_a_place_is_sent_the_offer_again_with_the_moved_session_s_time(app, pmi):
+    session = new_session(pmi, capacity=1, starts=[tuesday(1)])
+    place = sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0]))
+    waitlist_entries.add_for_session(pmi.agent, pmi.families[1][0], session)
+    with app.test_request_context():
+        sessions.cancel_participation(actor=pmi.agent, participation=place)
+    outbox.dispatch_due()
+    db.session.expire_all()
+    [offer] = db.session.scalars(select(SlotOffer)).all()
+
+    def offer_texts() -> list[str]:
+        db.session.expire_all()
+        return [message.body for message in db.session.scalars(
+            select(Message).where(Message.offer_id == offer.id, Message.channel == "sms").order_by(Message.id))]
+
+    [first] = offer_texts()
+    assert "mar. 10/03 à 10h" in first
+    sessions.move_session(actor=pmi.agent, session=db.session.get(Rdv, session.id), starts_at=tuesday(2, hour=9),
+                          duration=timedelta(minutes=60))
+    outbox.dispatch_due()
+    texts = offer_texts()
+    assert len(texts) == 2 and texts[0] == first
+    assert "mar. 17/03 à 9h" in texts[1] and "10/03" not in texts[1]
+    assert texts[1].split()[-1] == first.split()[-1]  # the same link: the same held place
+    assert gsm.segments(texts[1]) <= 2
+
+
 def test_a_session_dragged_in_the_grid_tells_its_families_and_never_lands_in_the_past(client, auth, pmi):
     session = new_session(pmi, starts=[tuesday(1)])
     place = sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0])).id

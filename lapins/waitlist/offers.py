@@ -103,12 +103,26 @@ def free_left(left: TimeLeft, rdv: Rdv) -> WaitlistSlot | None:
 
 def follow_session(session: Rdv) -> None:
     """A moved session's places still open to its waiting list take its new time, lieu and agents, in the move's
-    transaction: an offer made later names where and when the session now is."""
+    transaction: an offer made later names where and when the session now is, and a family already told of a place
+    it still holds is sent the offer again, with the new time (the same link)."""
     agents = [link.agent for link in session.agent_links]
-    for slot in db.session.scalars(select(WaitlistSlot).where(WaitlistSlot.session_id == session.id,
-                                                              WaitlistSlot.status == SlotStatus.OPEN)):
+    slots = list(db.session.scalars(select(WaitlistSlot).where(WaitlistSlot.session_id == session.id,
+                                                               WaitlistSlot.status == SlotStatus.OPEN)))
+    for slot in slots:
         slot.starts_at, slot.ends_at, slot.lieu_id = session.starts_at, session.ends_at, session.lieu_id
         slot.agent_id, slot.agents = agents[0].id, list(agents)
+    if not slots:
+        return
+    now = utcnow()
+    held = db.session.scalars(select(SlotOffer).where(SlotOffer.slot_id.in_([slot.id for slot in slots]),
+                                                      SlotOffer.status == OfferStatus.HELD, SlotOffer.held_until > now))
+    for offer in held:
+        told = db.session.execute(select(Message.status, Message.body.is_(None))
+                                  .where(Message.offer_id == offer.id)).all()
+        # An offer whose text is not written yet will be, when it leaves, with the session's new time already.
+        unwritten = any(status in (MessageStatus.PENDING, MessageStatus.QUEUED) and blank for status, blank in told)
+        if told and not unwritten:
+            db.session.add_all(_messages(offer, session.organisation.territory_id, now, again=len(told)))
 
 
 def free_session_places(session: Rdv, now: datetime | None = None) -> list[WaitlistSlot]:
@@ -382,12 +396,13 @@ def _recipients(usager: Usager) -> list[tuple[Usager, Channel]]:
     return found
 
 
-def _messages(offer: SlotOffer, territory_id: int, now: datetime) -> list[Message]:
+def _messages(offer: SlotOffer, territory_id: int, now: datetime, again: int = 0) -> list[Message]:
     # Through the outbox like every message: the row is committed with the offer, the worker sends it once, and
-    # it is skipped if the hold is over first (expires_at).
+    # it is skipped if the hold is over first (expires_at). `again`: the offer sent anew (its session moved).
+    suffix = f":again{again}" if again else ""
     return [Message(territory_id=territory_id, rdv_id=None, offer_id=offer.id, usager=person, channel=channel,
                     kind=MessageKind.OFFER, due_at=now, expires_at=offer.held_until, status=MessageStatus.PENDING,
-                    dedupe_key=f"offer:{offer.id}:{channel}:{person.id}")
+                    dedupe_key=f"offer:{offer.id}:{channel}:{person.id}{suffix}")
             for person, channel in _recipients(offer.entry.usager)]
 
 
