@@ -24,7 +24,7 @@ class Base(SQLAlchemyModelFactory):
 
 # Numbers some tests give their territory explicitly (for its holidays, or as the CLI's example) are never
 # generated: a generated territory must not collide with a chosen one, whatever the order the tests run in.
-CHOSEN_NUMBERS = {"57", "59", "67", "68", "75", "92"}
+CHOSEN_NUMBERS = {"57", "59", "62", "67", "68", "69", "75", "92", "93"}
 GENERATED_NUMBERS = [f"{n:02d}" for n in range(1, 96) if f"{n:02d}" not in CHOSEN_NUMBERS]
 
 
