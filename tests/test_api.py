@@ -140,6 +140,17 @@ def test_an_agent_books_reads_moves_and_cancels_an_rdv_through_the_api(client, c
     assert {event.via.value for event in events if event.via} == {"api"}
 
 
+def test_a_patch_with_the_revision_read_applies_once_and_a_stale_one_changes_nothing(client, clinic):
+    rdv = client.post(f"{PREFIX}/rdvs", json=clinic.booking(), headers=clinic.headers).json
+    moved = client.patch(f"{PREFIX}/rdvs/{rdv['id']}", json={"starts_at": at(next_monday(), 11),
+                                                             "revision": rdv["revision"]}, headers=clinic.headers)
+    assert moved.status_code == 200 and moved.json["revision"] == rdv["revision"] + 1
+    stale = client.patch(f"{PREFIX}/rdvs/{rdv['id']}", json={"starts_at": at(next_monday(), 14),
+                                                             "revision": rdv["revision"]}, headers=clinic.headers)
+    assert stale.status_code == 409 and "a changé entre-temps" in stale.json["message"]
+    assert client.get(f"{PREFIX}/rdvs/{rdv['id']}", headers=clinic.headers).json["starts_at"] == at(next_monday(), 11)
+
+
 def test_an_agent_says_through_the_api_whether_the_family_came(client, clinic):
     rdv_id = client.post(f"{PREFIX}/rdvs", json=clinic.booking(), headers=clinic.headers).json["id"]
     outcome = f"{PREFIX}/rdvs/{rdv_id}/outcome"

@@ -221,6 +221,24 @@ def test_a_move_onto_a_busy_agent_or_an_individual_rdv_is_refused_and_nothing_ch
                         headers=pmi.headers).status_code == 404
 
 
+def test_a_move_sent_with_the_revision_read_is_refused_once_the_session_changed_meanwhile(client, pmi):
+    session = pmi.session(week=1)
+    place = sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0])).id
+    read = client.get(f"{PREFIX}/sessions/{session.id}", headers=pmi.headers).json
+    first = client.patch(f"{PREFIX}/sessions/{session.id}", headers=pmi.headers,
+                         json={"starts_at": z(tuesday(1, hour=14)), "revision": read["revision"]})
+    assert first.status_code == 200 and first.json["revision"] == read["revision"] + 1
+    # A second client, from the same reading: refused, the first move stands, no family told twice.
+    second = client.patch(f"{PREFIX}/sessions/{session.id}", headers=pmi.headers,
+                          json={"starts_at": z(tuesday(1, hour=16)), "revision": read["revision"]})
+    assert second.status_code == 409 and "a changé entre-temps" in second.json["message"]
+    db.session.expire_all()
+    assert db.session.get(Rdv, session.id).starts_at == tuesday(1, hour=14)
+    assert len(messages(place, MessageKind.CHANGED)) == 1
+    bad = client.patch(f"{PREFIX}/sessions/{session.id}", headers=pmi.headers, json={"revision": "deux"})
+    assert bad.status_code == 422 and "revision" in bad.json["fields"]
+
+
 def test_another_organisations_token_cannot_move_cancel_or_wait_in_a_session(client, pmi, factories):
     session = pmi.session(capacity=1)
     sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0]))

@@ -132,7 +132,8 @@ def update_rdv(actor: Agent, *, rdv_id: int, query: dict, body: dict):
         if usagers is not None:
             rdv.usagers = usagers  # written with the move, or rolled back with it
         move_rdv(actor=actor, rdv=rdv, starts_at=starts_at, ends_at=_ends_at(starts_at, minutes), agents=agents,
-                 lieu=lieu, motif=motif, notes=body.get("notes", rdv.notes) or "", via=MoveChannel.API)
+                 lieu=lieu, motif=motif, notes=body.get("notes", rdv.notes) or "", via=MoveChannel.API,
+                 revision=body.get("revision"))
     except BookingError as error:
         db.session.rollback()
         raise _refused(error) from None

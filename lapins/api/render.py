@@ -37,7 +37,7 @@ def rdv(rdv: Rdv) -> dict:
         "cancelled_at": instant(rdv.cancelled_at),
         "cancelled_via": rdv.cancelled_via.value if rdv.cancelled_via else None, "cancel_reason": rdv.cancel_reason,
         "max_participants": rdv.max_participants, "places_taken": rdv.places_taken, "title": rdv.title,
-        "notify_only_id": rdv.notify_only_id,
+        "notify_only_id": rdv.notify_only_id, "revision": rdv.revision,
     }
 
 

@@ -88,6 +88,8 @@ RDV = _object({
     "cancelled_via": {"type": "string", "nullable": True}, "cancel_reason": {"type": "string", "nullable": True},
     "notify_only_id": NULLABLE_ID | {"description": "« Ne prévenir que … » : le seul responsable de l'enfant à qui "
                                                     "les messages de ce rdv sont envoyés ; null pour les deux."},
+    "revision": {"type": "integer", "description": "Augmente à chaque déplacement ou modification : à renvoyer dans "
+                                                   "un PATCH pour qu'il ne s'applique qu'à ce que vous avez lu."},
 } | _SESSION_FIELDS, ["id", "organisation_id", "motif_id", "lieu_id", "agent_ids", "usager_ids", "starts_at", "ends_at",
                       "starts_at_local", "ends_at_local", "timezone", "duration_minutes", "status", "status_label",
                       "max_participants", "places_taken", "title"], closed=False)
@@ -202,9 +204,12 @@ RDV_CREATE = _object({
     "motif_id": ID, "agent_ids": IDS, "usager_ids": IDS, "starts_at": INSTANT, "duration_minutes": DURATION,
     "lieu_id": NULLABLE_ID, "notes": NOTES,
 }, ["motif_id", "agent_ids", "usager_ids", "starts_at"])
+REVISION = {"type": "integer", "minimum": 0,
+            "description": "La révision lue (champ revision) : si le rendez-vous a changé depuis, la requête est refusée "
+                           "(409) et rien n'est modifié. Sans elle, la modification s'applique à l'état du moment."}
 RDV_UPDATE = _object({
     "motif_id": ID, "agent_ids": IDS, "usager_ids": IDS, "starts_at": INSTANT, "duration_minutes": DURATION,
-    "lieu_id": NULLABLE_ID, "notes": NOTES,
+    "lieu_id": NULLABLE_ID, "notes": NOTES, "revision": REVISION,
 })
 RDV_CANCEL = _object({
     "status": {"type": "string", "enum": ["excused", "revoked"],
@@ -241,7 +246,7 @@ SESSION_CREATE = _object({
 }, ["motif_id", "agent_ids", "starts_at", "capacity"])
 SESSION_UPDATE = _object({
     "agent_ids": IDS, "lieu_id": NULLABLE_ID, "starts_at": INSTANT, "duration_minutes": DURATION,
-    "title": SESSION_TITLE, "notes": SESSION_NOTES,
+    "title": SESSION_TITLE, "notes": SESSION_NOTES, "revision": REVISION,
 })
 SESSION_CANCEL = _object({
     "reason": _string(255, min_length=1, description="La raison, envoyée à chaque famille inscrite."),

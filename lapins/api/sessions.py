@@ -85,7 +85,8 @@ def update_session(actor: Agent, *, session_id: int, query: dict, body: dict):
     try:
         booking_sessions.move_session(actor=actor, session=session, starts_at=starts_at, duration=duration,
                                       lieu=lieu, agents=agents, title=(body["title"] or "") if "title" in body else None,
-                                      notes=(body["notes"] or "") if "notes" in body else None, via=MoveChannel.API)
+                                      notes=(body["notes"] or "") if "notes" in body else None, via=MoveChannel.API,
+                                      revision=body.get("revision"))
     except BookingError as error:
         raise _refused(error) from None
     return _answer(session.id), 200
