@@ -15,7 +15,7 @@ from lapins.booking import book_rdv, sessions
 from lapins.infra import crypto
 from lapins.infra.extensions import db
 from lapins.models import (
-    AuditEvent, Message, MessageKind, MessageStatus, Participation, Rdv, RdvStatus, WaitlistEntry,
+    AuditEvent, Message, MessageKind, MessageStatus, Participation, Rdv, RdvStatus, SlotOffer, WaitlistEntry,
 )
 from lapins.models.webhooks import Webhook, WebhookDelivery
 from lapins.notifications import gsm, links, outbox
@@ -173,6 +173,26 @@ def test_a_family_joins_a_full_sessions_waiting_list_in_order_and_only_when_full
     assert (held["places_held"], held["places_left"]) == (1, 0)
 
 
+def test_a_family_withdrawn_from_a_session_s_waiting_list_is_never_offered_the_freed_place(client, pmi):
+    session = pmi.session(capacity=1)
+    url = f"{PREFIX}/sessions/{session.id}/waitlist"
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0]))
+    for family in (pmi.families[1], pmi.families[2]):
+        assert client.post(url, json={"usager_id": family[0].id}, headers=pmi.headers).status_code == 201
+    left = client.post(f"{url}/withdraw", json={"usager_id": pmi.families[1][0].id}, headers=pmi.headers)
+    assert left.status_code == 200, left.json
+    assert (left.json["status"], left.json["position"]) == ("withdrawn", None)
+    listed = client.get(url, headers=pmi.headers).json
+    assert [(item["usager_id"], item["position"]) for item in listed["items"]] == [(pmi.families[2][0].id, 1)]
+    again = client.post(f"{url}/withdraw", json={"usager_id": pmi.families[1][0].id}, headers=pmi.headers)
+    assert again.status_code == 409 and "n'attend pas de place" in again.json["message"]
+    # The place freed goes to the family still waiting.
+    [place] = db.session.scalars(select(Participation).where(Participation.rdv_id == session.id)).all()
+    assert client.post(f"{PREFIX}/participations/{place.id}/cancel", headers=pmi.headers).status_code == 200
+    [offer] = db.session.scalars(select(SlotOffer)).all()
+    assert offer.usager_id == pmi.families[2][0].id
+
+
 # --- Moving a session ----------------------------------------------------------------------------------------------
 
 
@@ -247,6 +267,7 @@ def test_another_organisations_token_cannot_move_cancel_or_wait_in_a_session(cli
             ("PATCH", f"/sessions/{session.id}", {"title": "Pris"}),
             ("POST", f"/sessions/{session.id}/cancel", {"reason": "Pris"}),
             ("POST", f"/sessions/{session.id}/waitlist", {"usager_id": neighbour.families[0][0].id}),
+            ("POST", f"/sessions/{session.id}/waitlist/withdraw", {"usager_id": neighbour.families[0][0].id}),
             ("GET", f"/sessions/{session.id}/waitlist", None)):
         answer = client.open(f"{PREFIX}{path}", method=method, json=body, headers=neighbour.headers)
         assert answer.status_code == 404, (method, path, answer.json)
@@ -261,6 +282,7 @@ def test_the_document_declares_the_new_operations(client):
     assert "post" in paths[f"{PREFIX}/sessions"] and "patch" in paths[f"{PREFIX}/sessions/{{session_id}}"]
     assert "post" in paths[f"{PREFIX}/sessions/{{session_id}}/cancel"]
     assert {"get", "post"} <= set(paths[f"{PREFIX}/sessions/{{session_id}}/waitlist"])
+    assert "post" in paths[f"{PREFIX}/sessions/{{session_id}}/waitlist/withdraw"]
     created = paths[f"{PREFIX}/sessions"]["post"]
     assert set(created["responses"]) >= {"201", "409", "422"}
     body = created["requestBody"]["content"]["application/json"]["schema"]

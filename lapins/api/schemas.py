@@ -124,7 +124,8 @@ SESSIONS_CREATED = _object({"items": {"type": "array", "items": SESSION,
 WAITLIST_ENTRY = _object({
     "id": ID, "session_id": ID, "usager_id": ID, "organisation_id": ID,
     "status": {"type": "string", "description": "active : en attente d'une place."}, "created_at": INSTANT,
-    "position": {"type": "integer", "description": "Son rang dans la file de la séance, à partir de 1."},
+    "position": {"type": "integer", "nullable": True,
+                 "description": "Son rang dans la file de la séance, à partir de 1 ; null une fois retirée."},
 }, ["id", "session_id", "usager_id", "status", "created_at", "position"], closed=False)
 SESSION_LISTED = _object({name: schema for name, schema in SESSION["properties"].items() if name != "participations"},
                          [name for name in SESSION["required"] if name != "participations"], closed=False)
@@ -411,6 +412,10 @@ OPERATIONS: list[Operation] = [
               "Mettre une famille sur la file d'attente d'une séance complète", "Séances collectives",
               (201, "L'attente : une place libérée lui sera proposée par SMS.", WAITLIST_ENTRY), body=SESSION_WAIT,
               errors=BOOKING, action="book"),
+    Operation("withdrawFromSessionWaitlist", "POST", "/sessions/{session_id}/waitlist/withdraw",
+              "Retirer une famille de la file d'attente d'une séance", "Séances collectives",
+              (200, "L'attente retirée (status withdrawn) : aucune place ne lui sera plus proposée.", WAITLIST_ENTRY),
+              body=SESSION_WAIT, errors=BOOKING, action="book"),
     Operation("listSessionWaitlist", "GET", "/sessions/{session_id}/waitlist",
               "Lister la file d'attente d'une séance", "Séances collectives",
               (200, "Les familles qui attendent une place, dans l'ordre où les places leur sont proposées.",

@@ -105,7 +105,7 @@ def cancel_session(actor: Agent, *, session_id: int, query: dict, body: dict):
     return _answer(session.id), 200
 
 
-def _waiting(entry: WaitlistEntry, position: int) -> dict:
+def _waiting(entry: WaitlistEntry, position: int | None) -> dict:
     return {"id": entry.id, "session_id": entry.session_id, "usager_id": entry.usager_id,
             "organisation_id": entry.organisation_id, "status": entry.status.value,
             "created_at": render.instant(entry.created_at), "position": position}
@@ -131,6 +131,20 @@ def join_waitlist(actor: Agent, *, session_id: int, query: dict, body: dict):
         raise ApiError(409, error.message) from None
     waiting = waitlist_entries.session_entries(session)
     return _waiting(entry, next(index for index, each in enumerate(waiting, 1) if each.id == entry.id)), 201
+
+
+@implements("withdrawFromSessionWaitlist")
+def withdraw_from_waitlist(actor: Agent, *, session_id: int, query: dict, body: dict):
+    session = _session(actor, session_id, "book")
+    usager = one(actor, Usager, body["usager_id"], "usager_id", "edit")
+    entry = next((each for each in waitlist_entries.session_entries(session) if each.usager_id == usager.id), None)
+    if entry is None:
+        raise ApiError(409, "Cette personne n'attend pas de place dans cette séance.")
+    try:
+        waitlist_entries.withdraw(actor, entry)
+    except waitlist_entries.EntryError as error:
+        raise ApiError(409, error.message) from None
+    return _waiting(entry, None), 200
 
 
 def _answer(session_id: int) -> dict:
