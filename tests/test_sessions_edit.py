@@ -130,12 +130,18 @@ def test_a_session_is_moved_outside_opening_hours_but_never_into_the_past(client
     assert past.status_code == 422 and "date à venir" in html.unescape(past.get_data(as_text=True))
 
 
-def test_the_places_open_to_the_waiting_list_follow_the_moved_session(app, pmi):
+def offered_place(app, pmi) -> Rdv:
+    """A full session next Tuesday whose one place, given back, is offered to the family waiting for it."""
     session = new_session(pmi, capacity=1, starts=[tuesday(1)])
     place = sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0]))
     waitlist_entries.add_for_session(pmi.agent, pmi.families[1][0], session)
     with app.test_request_context():
         sessions.cancel_participation(actor=pmi.agent, participation=place)
+    return session
+
+
+def test_the_places_open_to_the_waiting_list_follow_the_moved_session(app, pmi):
+    session = offered_place(app, pmi)
     db.session.expire_all()
     [slot] = db.session.scalars(select(WaitlistSlot).where(WaitlistSlot.session_id == session.id)).all()
     [offer] = db.session.scalars(select(SlotOffer)).all()
@@ -150,11 +156,7 @@ def test_the_places_open_to_the_waiting_list_follow_the_moved_session(app, pmi):
 
 
 def test_a_family_already_offered_a_place_is_sent_the_offer_again_with_the_moved_session_s_time(app, pmi):
-    session = new_session(pmi, capacity=1, starts=[tuesday(1)])
-    place = sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0]))
-    waitlist_entries.add_for_session(pmi.agent, pmi.families[1][0], session)
-    with app.test_request_context():
-        sessions.cancel_participation(actor=pmi.agent, participation=place)
+    session = offered_place(app, pmi)
     outbox.dispatch_due()
     db.session.expire_all()
     [offer] = db.session.scalars(select(SlotOffer)).all()
