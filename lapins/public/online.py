@@ -186,8 +186,21 @@ def _serving_days(days: tuple[picker.Day, ...], agent_ids: set[int]) -> tuple[pi
     return tuple(kept)
 
 
+@dataclass(frozen=True)
+class Search:
+    """What a search shows (`offers`), and the agenda stamps of every agent of its motifs, read before its times."""
+
+    offers: list[LieuOffer]
+    agent_stamps: tuple[tuple[int, str], ...]
+
+
 def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
            near: tuple[float, float] | None = None) -> list[LieuOffer]:
+    return search(territory, motif, commune, now, street_code=street_code, near=near).offers
+
+
+def search(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
+           near: tuple[float, float] | None = None) -> Search:
     """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
     (sectors.serving: by distance when `near` is known, else by how near their commune is to the family's, then by
     name), each with its first days of free times. Without `street_code` (no geocoder gives it), a commune split by
@@ -205,7 +218,7 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
             continue
         shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
         found.append(LieuOffer(serving, each, _serving_days(shown.days, set(serving.agent_ids)), shown.following))
-    return found
+    return Search(found, tuple(pair for motif_stamps in stamps.values() for pair in motif_stamps))
 
 
 @dataclass(frozen=True)
