@@ -87,19 +87,18 @@ def serving_by_motif(motifs: list[Motif], commune_code: str, *, today: date, str
     by_id = {motif.id: motif for motif in motifs if online_refusal(motif) is None}
     if not by_id:
         return []
+    # Ids only: a lieu has many (agent, motif) rows, and building a Lieu per row cost most of a search's time.
     offers = db.session.execute(
-        select(Lieu, PlageOuverture.agent_id, plage_motifs.c.motif_id)
-        .join(PlageOuverture, PlageOuverture.lieu_id == Lieu.id)
+        select(PlageOuverture.lieu_id, PlageOuverture.agent_id, plage_motifs.c.motif_id)
+        .join(Lieu, PlageOuverture.lieu_id == Lieu.id)
         .join(plage_motifs, plage_motifs.c.plage_id == PlageOuverture.id)
         .join(Agent, Agent.id == PlageOuverture.agent_id)
         .where(plage_motifs.c.motif_id.in_(by_id), Lieu.active.is_(True), Lieu.online_booking.is_(True),
                Agent.active.is_(True), or_(PlageOuverture.last_day.is_(None), PlageOuverture.last_day >= today))
         .distinct()).all()
-    lieux: dict[int, Lieu] = {}
     agents_at: dict[tuple[int, int], set[int]] = {}
-    for lieu, agent_id, motif_id in offers:
-        lieux[lieu.id] = lieu
-        agents_at.setdefault((motif_id, lieu.id), set()).add(agent_id)
+    for lieu_id, agent_id, motif_id in offers:
+        agents_at.setdefault((motif_id, lieu_id), set()).add(agent_id)
     sectorised = [by_id[motif_id] for motif_id, _ in agents_at if by_id[motif_id].sectorised]
     if sectorised:
         sectors = address_sectors(sectorised[0].organisation.territory_id, commune_code, street_code, city_code,
@@ -107,6 +106,7 @@ def serving_by_motif(motifs: list[Motif], commune_code: str, *, today: date, str
         lieux_in, agents_in = _members(sectors)
         agents_at = {(motif_id, lieu_id): agents if not by_id[motif_id].sectorised or lieu_id in lieux_in
                      else agents & agents_in for (motif_id, lieu_id), agents in agents_at.items()}
+    lieux = _lieux({lieu_id for (_, lieu_id), agents in agents_at.items() if agents})
     found = [(by_id[motif_id], ServingLieu(lieux[lieu_id], tuple(sorted(agents)), _distance(near, lieux[lieu_id]),
                                            _nearness(home, lieux[lieu_id])))
              for (motif_id, lieu_id), agents in agents_at.items() if agents]
@@ -114,6 +114,13 @@ def serving_by_motif(motifs: list[Motif], commune_code: str, *, today: date, str
                                  pair[1].nearness is None, pair[1].nearness or 0,
                                  pair[1].lieu.name.casefold(), pair[1].lieu.id, pair[0].id))
     return found
+
+
+def _lieux(lieu_ids: set[int]) -> dict[int, Lieu]:
+    """The lieux serving, once each (a row per lieu, not one per agent and motif offered there)."""
+    if not lieu_ids:
+        return {}
+    return {lieu.id: lieu for lieu in db.session.scalars(select(Lieu).where(Lieu.id.in_(lieu_ids)))}
 
 
 def _nearness(home: Commune | None, lieu: Lieu) -> int | None:
