@@ -12,7 +12,7 @@ from sqlalchemy import select
 from lapins.booking import book_rdv, cancel_rdv
 from lapins.models import Absence, PlageOuverture, RdvStatus, Sector, SectorZone
 from lapins.public import kept_search
-from lapins.sectors import editing
+from lapins.sectors import editing, imports
 from lapins.sectors.communes import communes
 from tests.conftest import driver_statements
 from tests.test_online_booking import NOW, START, make_clinic, page_text, search, slot_links
@@ -108,6 +108,18 @@ def test_a_sector_losing_its_lieu_no_longer_offers_it(client, db, clinic):
     assert FIRST in shown(client, clinic)
     editing.set_members(sector, [], [], {clinic.organisation.id})
     assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
+
+
+def test_a_sector_import_moving_the_commune_away_shows_at_once(client, db, clinic):
+    clinic.motif.sectorised = True
+    sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
+    sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
+    db.session.add(sector)
+    db.session.commit()
+    assert FIRST in shown(client, clinic)
+    imports.apply(clinic.territory, b"Nord,97418\n", communes())  # Sainte-Marie instead of Saint-Denis
+    assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
+    assert FIRST in shown(client, clinic, commune="97418")
 
 
 def test_a_motif_switched_off_online_is_refused(client, db, clinic):

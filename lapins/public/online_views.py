@@ -99,10 +99,10 @@ def online_start(departement: str):
     form = SearchForm(request.args)
     found, commune, motif, streets, sessions_found = None, None, None, False, None
     street = StreetSearch()
-    searched = None
+    searched, need = None, None
     if request.args and needs:
         try:
-            motif = online.motif_of(territory, form.motif.data, collective=None)
+            motif, need = online.need_of(territory, form.motif.data, collective=None)
         except online.OnlineError as error:
             form.motif.errors = [error.message]
         try:
@@ -115,7 +115,8 @@ def online_start(departement: str):
         elif motif is not None and commune is not None and form.validate():
             streets = motif.sectorised and _streets_needed(territory, commune)
             street = _street(commune, form) if streets else street
-            searched = online.search(territory, motif, commune, now, street_code=street.code, near=street.position)
+            searched = online.search(territory, motif, commune, now, street_code=street.code, near=street.position,
+                                     motifs=need)
             found = searched.offers
             form.commune.data, form.commune_code.data = commune.label, commune.code
     form.rue.data = street.code
