@@ -9,10 +9,11 @@ would change what it shows:
 - the scope's start (now + the motif's minimum delay, on the 5-minute grid) passing a time shown hides it;
 - when a lieu shows fewer than FIRST_DAYS days or no next page, its window's end (the maximum delay) moving may bring a
   day or the « Voir plus de dates » link: then kept to the next minute only;
-- the territory's next midnight (the lieux listed without times carry today's date, and plages end on a day).
+- the territory's next midnight (the lieux listed without times carry today's date, and plages end on a day);
+- an hour at most, so that the tokens it carries (signed for 24 h) stay young.
 Only pages that are the same for every visitor are kept: no signed-in agent (the header), no flashed message, no
-street looked up by the geocoder (a service of its own). Tokens in the page are signed for 24 h: reused for the
-page's few minutes at most.
+street looked up by the geocoder (a service of its own). The page has no CSRF token (its form is a GET); its slot and
+dates tokens are reused for the page's life.
 """
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ from lapins.slots.picker import FIRST_DAYS
 
 KEPT_SEARCHES = 2048  # then emptied: a page is a few tens of kB; the hot searches come back within seconds
 STAMP = timedelta(minutes=1)
+# The page's tokens are signed when it is computed and checked for 24 h (online.SLOT_TOKEN_AGE): an hour at most
+# keeps a family that opens a time from a page served late in its life well within that.
+LONGEST = timedelta(hours=1)
 
 _kept: dict[tuple, Kept] = {}
 
@@ -96,7 +100,7 @@ def forget_all() -> None:
 
 def kept_until(found, now: datetime, tz: ZoneInfo) -> datetime:
     """The first moment the clock alone changes what `found` (lapins.public.online.LieuOffer) shows (see above)."""
-    until = local_midnight(now.astimezone(tz).date() + ONE_DAY, tz)
+    until = min(local_midnight(now.astimezone(tz).date() + ONE_DAY, tz), now + LONGEST)
     for offer in found:
         if offer.days is None:  # listed without its times: only today's date in its link
             continue
