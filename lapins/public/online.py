@@ -208,7 +208,7 @@ def _serving_days(days: tuple[picker.Day, ...], agent_ids: set[int]) -> tuple[pi
 
 @dataclass(frozen=True)
 class Search:
-    """What a search shows (`offers`), and the agenda stamps of every agent of its motifs, read before its times."""
+    """What a search shows (`offers`), and the agenda stamps of the agents whose times it shows, read before them."""
 
     offers: list[LieuOffer]
     agent_stamps: tuple[tuple[int, str], ...]
@@ -239,7 +239,11 @@ def search(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
             continue
         shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
         found.append(LieuOffer(serving, each, _serving_days(shown.days, set(serving.agent_ids)), shown.following))
-    return Search(found, tuple(pair for motif_stamps in stamps.values() for pair in motif_stamps))
+    # The times shown are those of the agents serving the address at the lieux read: only their bookings change them
+    # (which agents serve is the territory's configuration, on its own stamp).
+    shown_agents = {agent_id for offer in found if offer.days is not None for agent_id in offer.serving.agent_ids}
+    return Search(found, tuple(pair for motif_stamps in stamps.values() for pair in motif_stamps
+                               if pair[0] in shown_agents))
 
 
 @dataclass(frozen=True)
