@@ -163,3 +163,33 @@ def test_a_signed_in_agent_gets_the_page_for_themselves(client, db, clinic, auth
     mine = page_text(search(client, clinic.motif.id))
     assert "Se déconnecter" not in anonymous and "Se déconnecter" in mine
 
+
+
+def test_an_agent_switched_off_no_longer_offers_times(client, db, clinic, factories):
+    from lapins.admin import services
+    from lapins.models import Role
+
+    admin = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.ADMIN)
+    assert FIRST in shown(client, clinic)
+    services.set_active(clinic.agent, False, admin)
+    assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
+
+
+def test_a_booking_with_an_agent_the_page_does_not_show_keeps_it(client, db, clinic, factories):
+    # Another agent offers the motif at a lieu of another sector: not shown for Saint-Denis.
+    clinic.motif.sectorised = True
+    sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
+    sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
+    db.session.add(sector)
+    other = factories.AgentFactory(organisation=clinic.organisation)
+    usager = factories.UsagerFactory(territory=clinic.territory)
+    elsewhere = factories.LieuFactory(organisation=clinic.organisation, name="Antenne de Sainte-Marie")
+    factories.PlageFactory(agent=other, lieu=elsewhere, first_day=date(2026, 1, 1), motifs=[clinic.motif],
+                           start_time=time(8), end_time=time(12), weekdays=0b1111111)
+    assert "Antenne de Sainte-Marie" not in page_text(search(client, clinic.motif.id))
+    book_rdv(actor=other, motif=clinic.motif, agents=[other], usagers=[usager], lieu=elsewhere,
+             starts_at=datetime(2026, 10, 19, 6, 0, tzinfo=timezone.utc))
+    motif_id = clinic.motif.id  # read before: the commit expired it
+    with driver_statements(db.engine) as statements:
+        assert FIRST in page_text(search(client, motif_id))
+    assert len(statements) == 1, [sql[:60] for sql, _ in statements]
