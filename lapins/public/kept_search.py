@@ -29,7 +29,7 @@ from lapins.models import Agent, Territory
 from lapins.slots.engine import ONE_DAY, SLOT_GRID, ceil_to_grid, local_midnight
 from lapins.slots.picker import FIRST_DAYS
 
-KEPT_SEARCHES = 2048  # then emptied: a page is a few tens of kB; the hot searches come back within seconds
+KEPT_SEARCHES = 1024  # then emptied: a page is 10 to 35 kB (35 MB at most per process); hot searches come back soon
 STAMP = timedelta(minutes=1)
 # The page's tokens are signed when it is computed and checked for 24 h (online.SLOT_TOKEN_AGE): an hour at most
 # keeps a family that opens a time from a page served late in its life well within that.

@@ -227,9 +227,9 @@ def search(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
     streets is served by every lieu serving one of its parts: the page says so. `motifs`: the need's, when read
     already (need_of)."""
     today = now.astimezone(territory.tz).date()
-    serving_pairs = serving_by_motif(need_motifs(territory, motif) if motifs is None else motifs, commune.code, today=today,
-                                     street_code=street_code, city_code=commune.city_code, near=near,
-                                     home=commune, any_street=True)
+    motifs = need_motifs(territory, motif) if motifs is None else motifs
+    serving_pairs = serving_by_motif(motifs, commune.code, today=today, street_code=street_code,
+                                     city_code=commune.city_code, near=near, home=commune, any_street=True)
     # The stamps of every motif serving, in one query (one per motif was a round trip each).
     stamps = picker.agent_stamps_by_motif(sorted({each.id for each, _ in serving_pairs}))
     found = []
