@@ -75,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--public-clients", type=int, default=int(env("BENCH_PUBLIC_CLIENTS", 50)),
                         help="familles simultanées sur le sélecteur de créneaux")
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
+    parser.add_argument("--skip-picker", action="store_true",
+                        help="sans le sélecteur de créneaux ni la course, mais avec la recherche en ligne")
     parser.add_argument("--only", choices=["reminders", "public", "agenda", "reminder-plan", "calendars", "faults",
                                                 "sessions", "duplicates"],
                         help="une seule mesure : les rappels, le sélecteur et la course, les scénarios de l'agenda "
@@ -240,7 +242,7 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     log(f"5/5 Sélecteur de créneaux : 1 famille × {args.requests} pages, puis wrk sur {args.public_clients} familles "
         "(3 × 10 s en alternance avec le plancher) sous gunicorn ; puis la course")
     with large_app.app_context():
-        picker = section("sélecteur de créneaux", failures, log, lambda: bench_next_slots(
+        picker = None if args.skip_picker else section("sélecteur de créneaux", failures, log, lambda: bench_next_slots(
             large_app, database.url, territory_id, args.public_clients, args.requests, 5, server, log.indented,
             redis_url, args.window_seconds))
         if picker:
@@ -254,14 +256,14 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
             if picker["errors"]:
                 failures.append(f"sélecteur : {picker['errors']} requêtes en erreur "
                                 f"({', '.join(picker['error_kinds'])})")
-        miss = section("sélecteur de créneaux, pages jamais gardées (miss)", failures, log,
+        miss = None if args.skip_picker else section("sélecteur de créneaux, pages jamais gardées (miss)", failures, log,
                        lambda: bench_next_slots_miss(large_app, database.url, territory_id, args.public_clients,
                                                      server, log.indented, redis_url, args.window_seconds))
         if miss:
             figures.update({f"public.next_slots.miss.{key}": value for key, value in miss.items()})
             if miss["errors"]:
                 failures.append(f"sélecteur (miss) : {miss['errors']} requêtes en erreur")
-        race = section("course au même créneau", failures, log, lambda: bench_move_race(
+        race = None if args.skip_picker else section("course au même créneau", failures, log, lambda: bench_move_race(
             large_app, database.url, territory_id, server, log.indented, redis_url))
         if race:
             figures.update({f"public.move_race.{key}": value for key, value in race.items()})

@@ -11,8 +11,8 @@ sees either the old rows and the old stamps or the new ones: a cached answer is 
   read from their own calendar (lapins.calendars.busy). A booking takes the agents' row locks anyway
   (lapins.booking.lock_agents); another agent's cached weeks and times are kept.
 - The territory's stamp: usagers' names, motifs, lieux, organisations, the territory itself (holidays, time zone), and
-  plages and their exceptions too (they decide which agents the picker offers at a lieu). These change a few times
-  a day.
+  plages and their exceptions too (they decide which agents the picker offers at a lieu), sectors (their zones, lieux
+  and agents: which lieux serve an address online, lapins.public.kept_search). These change a few times a day.
 The viewer's organisations are part of the feed's cache key, not of a stamp.
 """
 from __future__ import annotations
@@ -25,11 +25,12 @@ from lapins.models.calendars import BusyBlock
 from lapins.models.motifs import Motif
 from lapins.models.plages import Absence, PlageException, PlageOuverture
 from lapins.models.rdvs import Rdv, RdvAgent
+from lapins.models.sectors import Sector, SectorZone
 from lapins.models.territories import Lieu, Organisation, Territory, new_agenda_stamp
 from lapins.models.usagers import Usager
 
 SHOWN = (Rdv, RdvAgent, PlageOuverture, PlageException, Absence, BusyBlock, Usager, Motif, Lieu, Organisation,
-         Territory)
+         Territory, Sector, SectorZone)
 
 
 class _Touched:
@@ -48,6 +49,10 @@ class _Touched:
             self._add_id(self.territories, obj.id)
         elif isinstance(obj, Usager):
             self._add_id(self.territories, obj.territory_id or (obj.territory and obj.territory.id))
+        elif isinstance(obj, Sector):  # its zones, and its lieux and agents (a collection of the sector)
+            self._add_id(self.territories, obj.territory_id or (obj.territory and obj.territory.id))
+        elif isinstance(obj, SectorZone):
+            self._add_id(self.territories, obj.territory_id)
         elif isinstance(obj, Organisation):
             self._add_id(self.organisations, obj.id)
         elif isinstance(obj, (Absence, RdvAgent, BusyBlock)):
@@ -174,8 +179,8 @@ def _territories_of(entity: type, whereclause):
     """The territory ids of the `entity` rows that `whereclause` matches (all rows when it is None)."""
     if entity is Territory:
         statement = select(Territory.id)
-    elif entity is Usager:
-        statement = select(Usager.territory_id)
+    elif entity in (Usager, Sector, SectorZone):
+        statement = select(entity.territory_id)
     elif entity is Organisation:
         statement = select(Organisation.territory_id)
     else:  # PlageOuverture, Motif, Lieu

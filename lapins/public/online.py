@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 
 from lapins.booking import BookingError, book_rdv, sessions
 from lapins.infra.extensions import db
@@ -149,6 +149,26 @@ def need_motifs(territory: Territory, motif: Motif) -> list[Motif]:
         if _need_key(other) == _need_key(motif) and other.collective == motif.collective]
 
 
+def need_of(territory: Territory, motif_id: int | None, *, collective: bool | None = False
+            ) -> tuple[Motif, list[Motif]]:
+    """motif_of and need_motifs at once: the motif chosen and the motifs of its need, in one query when it is open
+    online (the usual search); as motif_of otherwise (its refusal)."""
+    if motif_id and territory.online_booking:
+        named = aliased(Motif)
+        chosen_name = select(func.lower(named.name)).where(named.id == motif_id).scalar_subquery()
+        motifs = list(db.session.scalars(
+            select(Motif).join(Organisation, Organisation.id == Motif.organisation_id)
+            .where(*_open(territory), func.lower(Motif.name) == chosen_name).order_by(Motif.id)
+            .options(joinedload(Motif.organisation))))
+        motif = next((each for each in motifs if each.id == motif_id), None)
+        if motif is not None and (collective is None or motif.collective == collective) \
+                and online_refusal(motif) is None:
+            return motif, [other for other in motifs
+                           if _need_key(other) == _need_key(motif) and other.collective == motif.collective]
+    motif = motif_of(territory, motif_id, collective=collective)
+    return motif, need_motifs(territory, motif)
+
+
 def motif_of(territory: Territory, motif_id: int | None, *, collective: bool | None = False) -> Motif:
     """The motif chosen, only among this territory's (individual, collective, or either when None); OnlineError
     when it is not (or no longer) open online."""
@@ -186,16 +206,30 @@ def _serving_days(days: tuple[picker.Day, ...], agent_ids: set[int]) -> tuple[pi
     return tuple(kept)
 
 
+@dataclass(frozen=True)
+class Search:
+    """What a search shows (`offers`), and the agenda stamps of the agents whose times it shows, read before them."""
+
+    offers: list[LieuOffer]
+    agent_stamps: tuple[tuple[int, str], ...]
+
+
 def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
            near: tuple[float, float] | None = None) -> list[LieuOffer]:
+    return search(territory, motif, commune, now, street_code=street_code, near=near).offers
+
+
+def search(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
+           near: tuple[float, float] | None = None, motifs: list[Motif] | None = None) -> Search:
     """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
     (sectors.serving: by distance when `near` is known, else by how near their commune is to the family's, then by
     name), each with its first days of free times. Without `street_code` (no geocoder gives it), a commune split by
-    streets is served by every lieu serving one of its parts: the page says so."""
+    streets is served by every lieu serving one of its parts: the page says so. `motifs`: the need's, when read
+    already (need_of)."""
     today = now.astimezone(territory.tz).date()
-    serving_pairs = serving_by_motif(need_motifs(territory, motif), commune.code, today=today,
-                                     street_code=street_code, city_code=commune.city_code, near=near,
-                                     home=commune, any_street=True)
+    motifs = need_motifs(territory, motif) if motifs is None else motifs
+    serving_pairs = serving_by_motif(motifs, commune.code, today=today, street_code=street_code,
+                                     city_code=commune.city_code, near=near, home=commune, any_street=True)
     # The stamps of every motif serving, in one query (one per motif was a round trip each).
     stamps = picker.agent_stamps_by_motif(sorted({each.id for each, _ in serving_pairs}))
     found = []
@@ -205,7 +239,11 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
             continue
         shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
         found.append(LieuOffer(serving, each, _serving_days(shown.days, set(serving.agent_ids)), shown.following))
-    return found
+    # The times shown are those of the agents serving the address at the lieux read: only their bookings change them
+    # (which agents serve is the territory's configuration, on its own stamp).
+    shown_agents = {agent_id for offer in found if offer.days is not None for agent_id in offer.serving.agent_ids}
+    return Search(found, tuple(pair for motif_stamps in stamps.values() for pair in motif_stamps
+                               if pair[0] in shown_agents))
 
 
 @dataclass(frozen=True)

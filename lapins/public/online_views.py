@@ -19,7 +19,7 @@ from lapins.models.rdvs import BookingChannel, Participation
 from lapins.models.territories import phone_to_call
 from lapins.notifications import outbox
 from lapins.notifications.links import place_token, rdv_token
-from lapins.public import online
+from lapins.public import kept_search, online
 from lapins.public.blueprint import bp
 from lapins.public.online_forms import CodeForm, DetailsForm, ResendForm, SearchForm
 from lapins.sectors.communes import communes
@@ -88,15 +88,21 @@ def _street(commune: Commune, form: SearchForm) -> StreetSearch:
 
 @bp.route("/<departement>/prendre-rendez-vous")
 def online_start(departement: str):
+    now = utcnow()
+    kept_key = kept_search.key_of(departement, request.args) if request.args and _same_for_all() else None
+    if kept_key is not None:
+        body = kept_search.answer(kept_key, now)
+        if body is not None:
+            return body
     territory = _territory(departement)
     needs = online.open_needs(territory)
     form = SearchForm(request.args)
     found, commune, motif, streets, sessions_found = None, None, None, False, None
     street = StreetSearch()
+    searched, need = None, None
     if request.args and needs:
-        now = utcnow()
         try:
-            motif = online.motif_of(territory, form.motif.data, collective=None)
+            motif, need = online.need_of(territory, form.motif.data, collective=None)
         except online.OnlineError as error:
             form.motif.errors = [error.message]
         try:
@@ -109,7 +115,9 @@ def online_start(departement: str):
         elif motif is not None and commune is not None and form.validate():
             streets = motif.sectorised and _streets_needed(territory, commune)
             street = _street(commune, form) if streets else street
-            found = online.offers(territory, motif, commune, now, street_code=street.code, near=street.position)
+            searched = online.search(territory, motif, commune, now, street_code=street.code, near=street.position,
+                                     motifs=need)
+            found = searched.offers
             form.commune.data, form.commune_code.data = commune.label, commune.code
     form.rue.data = street.code
     tokens, waits, more = {}, {}, {}
@@ -124,13 +132,25 @@ def online_start(departement: str):
                                                                  commune.code, street.code or "")
     session_tokens = {offer.session.id: online.session_token(territory, offer.session, commune.code)
                       for offer in sessions_found or []}
-    return render_template(
+    body = render_template(
         "public/online_start.html", territory=territory, needs=needs, form=form, found=found, motif=motif,
         sessions_found=sessions_found, session_tokens=session_tokens,
         commune=commune, streets=streets, street=street, geocoder=geocoder_configured(), tokens=tokens, waits=waits,
         more=more, tz=territory.tz,
         phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
                 for offer in found or []})
+    # A street looked up by the geocoder depends on it too: such a search is not kept.
+    if kept_key is not None and searched is not None and not (streets and geocoder_configured()
+                                                              and (form.voie.data or "").strip()):
+        kept_search.keep(kept_key, territory.id, territory.agenda_stamp, searched.agent_stamps,
+                         kept_search.kept_until(found, now, territory.tz), body)
+    return body
+
+
+def _same_for_all() -> bool:
+    """Whether the page is the same for every visitor: no signed-in agent (the header), no flashed message."""
+    return not any(key in session for key in ("_user_id", "_remember", "_flashes")) and \
+        current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") not in request.cookies
 
 
 def _slot_tokens(territory: Territory, offer: online.LieuOffer, commune_code: str, street_code: str = "") -> dict:

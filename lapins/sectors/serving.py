@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import and_, literal, or_, select
+from sqlalchemy import Integer, String, and_, cast, literal_column, null, or_, select, union_all
 
 from lapins.infra.extensions import db
 from lapins.locale.communes import Commune, street_key
@@ -49,13 +49,24 @@ def address_sectors(territory_id: int, commune_code: str, street_code: str | Non
     """The sectors holding an address: those of its street if one holds it, else of its commune, else of its city
     (for an arrondissement). With `any_street` (the street is not known: a family without a geocoder), every sector
     holding the commune or one of its streets."""
+    rows = db.session.execute(select(SectorZone.sector_id, SectorZone.commune_code, SectorZone.street_code)
+                              .where(_zones(territory_id, commune_code, street_code, city_code, any_street))).all()
+    return _holding(rows, commune_code, street_code, city_code, any_street)
+
+
+def _zones(territory_id: int, commune_code: str, street_code: str | None, city_code: str | None, any_street: bool):
+    """The zones that may hold the address (address_sectors then picks the nearest level)."""
     street = street_key(street_code) if street_code else ""
     commune_zones = SectorZone.commune_code == commune_code
     places = [commune_zones if any_street else and_(commune_zones, SectorZone.street_code.in_({"", street}))]
     if city_code:
         places.append(and_(SectorZone.commune_code == city_code, SectorZone.street_code == ""))
-    rows = db.session.execute(select(SectorZone.sector_id, SectorZone.commune_code, SectorZone.street_code)
-                              .where(SectorZone.territory_id == territory_id, or_(*places))).all()
+    return and_(SectorZone.territory_id == territory_id, or_(*places))
+
+
+def _holding(rows, commune_code: str, street_code: str | None, city_code: str | None, any_street: bool) -> set[int]:
+    """Among (sector id, commune, street) zones, the sectors holding the address (see address_sectors)."""
+    street = street_key(street_code) if street_code else ""
     if any_street:
         found = {sector_id for sector_id, commune, _ in rows if commune == commune_code}
         if found:
@@ -87,26 +98,25 @@ def serving_by_motif(motifs: list[Motif], commune_code: str, *, today: date, str
     by_id = {motif.id: motif for motif in motifs if online_refusal(motif) is None}
     if not by_id:
         return []
+    # Ids only: a lieu has many (agent, motif) rows, and building a Lieu per row cost most of a search's time.
     offers = db.session.execute(
-        select(Lieu, PlageOuverture.agent_id, plage_motifs.c.motif_id)
-        .join(PlageOuverture, PlageOuverture.lieu_id == Lieu.id)
+        select(PlageOuverture.lieu_id, PlageOuverture.agent_id, plage_motifs.c.motif_id)
+        .join(Lieu, PlageOuverture.lieu_id == Lieu.id)
         .join(plage_motifs, plage_motifs.c.plage_id == PlageOuverture.id)
         .join(Agent, Agent.id == PlageOuverture.agent_id)
         .where(plage_motifs.c.motif_id.in_(by_id), Lieu.active.is_(True), Lieu.online_booking.is_(True),
                Agent.active.is_(True), or_(PlageOuverture.last_day.is_(None), PlageOuverture.last_day >= today))
         .distinct()).all()
-    lieux: dict[int, Lieu] = {}
     agents_at: dict[tuple[int, int], set[int]] = {}
-    for lieu, agent_id, motif_id in offers:
-        lieux[lieu.id] = lieu
-        agents_at.setdefault((motif_id, lieu.id), set()).add(agent_id)
+    for lieu_id, agent_id, motif_id in offers:
+        agents_at.setdefault((motif_id, lieu_id), set()).add(agent_id)
     sectorised = [by_id[motif_id] for motif_id, _ in agents_at if by_id[motif_id].sectorised]
     if sectorised:
-        sectors = address_sectors(sectorised[0].organisation.territory_id, commune_code, street_code, city_code,
-                                  any_street=any_street and not street_code)
-        lieux_in, agents_in = _members(sectors)
+        lieux_in, agents_in = _members(sectorised[0].organisation.territory_id, commune_code, street_code, city_code,
+                                       any_street and not street_code)
         agents_at = {(motif_id, lieu_id): agents if not by_id[motif_id].sectorised or lieu_id in lieux_in
                      else agents & agents_in for (motif_id, lieu_id), agents in agents_at.items()}
+    lieux = _lieux({lieu_id for (_, lieu_id), agents in agents_at.items() if agents})
     found = [(by_id[motif_id], ServingLieu(lieux[lieu_id], tuple(sorted(agents)), _distance(near, lieux[lieu_id]),
                                            _nearness(home, lieux[lieu_id])))
              for (motif_id, lieu_id), agents in agents_at.items() if agents]
@@ -114,6 +124,13 @@ def serving_by_motif(motifs: list[Motif], commune_code: str, *, today: date, str
                                  pair[1].nearness is None, pair[1].nearness or 0,
                                  pair[1].lieu.name.casefold(), pair[1].lieu.id, pair[0].id))
     return found
+
+
+def _lieux(lieu_ids: set[int]) -> dict[int, Lieu]:
+    """The lieux serving, once each (a row per lieu, not one per agent and motif offered there)."""
+    if not lieu_ids:
+        return {}
+    return {lieu.id: lieu for lieu in db.session.scalars(select(Lieu).where(Lieu.id.in_(lieu_ids)))}
 
 
 def _nearness(home: Commune | None, lieu: Lieu) -> int | None:
@@ -124,19 +141,24 @@ def _nearness(home: Commune | None, lieu: Lieu) -> int | None:
     return None if commune is None else gazetteer.nearness(home, commune)
 
 
-def _members(sector_ids: set[int]) -> tuple[set[int], set[int]]:
-    """The lieux and the agents attached to these sectors, in one query."""
-    if not sector_ids:
-        return set(), set()
-    rows = db.session.execute(
-        select(lieu_sectors.c.lieu_id, literal(None).label("agent_id")).where(lieu_sectors.c.sector_id.in_(sector_ids))
-        .union_all(select(literal(None), agent_sectors.c.agent_id).where(agent_sectors.c.sector_id.in_(sector_ids))))
-    lieux, agents = set(), set()
-    for lieu_id, agent_id in rows:
-        if lieu_id is not None:
-            lieux.add(lieu_id)
-        else:
-            agents.add(agent_id)
+def _members(territory_id: int, commune_code: str, street_code: str | None, city_code: str | None,
+             any_street: bool) -> tuple[set[int], set[int]]:
+    """The lieux and the agents attached to the sectors holding the address (address_sectors), in one query: the
+    zones that may hold it, and the members of their sectors."""
+    zones = _zones(territory_id, commune_code, street_code, city_code, any_street)
+    candidates = select(SectorZone.sector_id).where(zones)
+    nothing = cast(null(), String)
+    rows = db.session.execute(union_all(
+        select(literal_column("0").label("kind"), SectorZone.sector_id, SectorZone.commune_code, SectorZone.street_code,
+               cast(null(), Integer).label("member_id")).where(zones),
+        select(literal_column("1"), lieu_sectors.c.sector_id, nothing, nothing, lieu_sectors.c.lieu_id)
+        .where(lieu_sectors.c.sector_id.in_(candidates)),
+        select(literal_column("2"), agent_sectors.c.sector_id, nothing, nothing, agent_sectors.c.agent_id)
+        .where(agent_sectors.c.sector_id.in_(candidates)))).all()
+    sectors = _holding([(sector_id, commune, street) for kind, sector_id, commune, street, _ in rows if kind == 0],
+                       commune_code, street_code, city_code, any_street)
+    lieux = {member for kind, sector_id, _, _, member in rows if kind == 1 and sector_id in sectors}
+    agents = {member for kind, sector_id, _, _, member in rows if kind == 2 and sector_id in sectors}
     return lieux, agents
 
 

@@ -1,0 +1,195 @@
+"""The online search's kept pages (lapins.public.kept_search): a search asked again is answered from what the process
+kept, with one query, and every change to what it shows — a booking, a cancellation, an absence, a plage, a sector, a
+motif, a lieu, or the clock passing a motif's minimum delay — shows at the very next search."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from lapins.booking import book_rdv, cancel_rdv
+from lapins.models import Absence, PlageOuverture, RdvStatus, Sector, SectorZone
+from lapins.public import kept_search
+from lapins.sectors import editing, imports
+from lapins.sectors.communes import communes
+from tests.conftest import driver_statements
+from tests.test_online_booking import NOW, START, make_clinic, page_text, search, slot_links
+
+FIRST = "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 10h00"  # NOW + 2 h, the motif's minimum delay
+TUESDAY_9 = "Centre PMI Saint-Denis, mardi 20 octobre 2026 à 09h00"
+
+
+@pytest.fixture(autouse=True)
+def frozen_time():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture(autouse=True)
+def nothing_kept():
+    kept_search.forget_all()
+    yield
+    kept_search.forget_all()
+
+
+@pytest.fixture()
+def clinic(factories):
+    return make_clinic(factories)
+
+
+def shown(client, clinic, **args) -> list[str]:
+    return [label for label, _ in slot_links(page_text(search(client, clinic.motif.id, **args)))]
+
+
+def test_the_same_search_again_reads_only_the_stamps(client, db, clinic):
+    first = search(client, clinic.motif.id).get_data(as_text=True)
+    with driver_statements(db.engine) as statements:
+        again = search(client, clinic.motif.id).get_data(as_text=True)
+    assert again == first and FIRST in page_text(search(client, clinic.motif.id))
+    assert len([sql for sql, _ in statements if sql.lstrip().upper().startswith("SELECT")]) == 1, statements
+
+
+def test_a_booking_hides_its_time(client, db, clinic, factories):
+    assert FIRST in shown(client, clinic)
+    usager = factories.UsagerFactory(territory=clinic.territory)
+    book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[usager],
+             starts_at=datetime(2026, 10, 19, 6, 0, tzinfo=timezone.utc), lieu=clinic.lieu)
+    assert FIRST not in shown(client, clinic)
+
+
+def test_a_cancellation_shows_its_time_again(client, db, clinic, factories):
+    usager = factories.UsagerFactory(territory=clinic.territory)
+    rdv = book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[usager],
+                   starts_at=datetime(2026, 10, 19, 6, 0, tzinfo=timezone.utc), lieu=clinic.lieu)
+    assert FIRST not in shown(client, clinic)
+    cancel_rdv(actor=clinic.agent, rdv=rdv, status=RdvStatus.EXCUSED, reason=None)
+    assert FIRST in shown(client, clinic)
+
+
+def test_an_absence_hides_the_times_it_covers(client, db, clinic):
+    assert TUESDAY_9 in shown(client, clinic)
+    db.session.add(Absence(agent=clinic.agent, title="Formation", first_day=date(2026, 10, 20),
+                           last_day=date(2026, 10, 20), start_time=time(8), end_time=time(12), weekdays=0))
+    db.session.commit()
+    labels = shown(client, clinic)
+    assert TUESDAY_9 not in labels and FIRST in labels
+
+
+def test_a_shorter_plage_hides_the_times_it_no_longer_covers(client, db, clinic):
+    assert "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 11h00" in shown(client, clinic)
+    plage = db.session.scalars(select(PlageOuverture).where(PlageOuverture.agent_id == clinic.agent.id)).one()
+    plage.end_time = time(11)
+    db.session.commit()
+    labels = shown(client, clinic)
+    assert "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 11h00" not in labels and FIRST in labels
+
+
+def test_a_sector_change_changes_the_lieux_serving_the_address(client, db, clinic):
+    clinic.motif.sectorised = True
+    sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
+    sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
+    db.session.add(sector)
+    db.session.commit()
+    assert FIRST in shown(client, clinic)
+    editing.remove_zone(sector, sector.zones[0].id)
+    assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
+    editing.add_zone(sector, communes().get("97411"), None)
+    assert FIRST in shown(client, clinic)
+
+
+def test_a_sector_losing_its_lieu_no_longer_offers_it(client, db, clinic):
+    clinic.motif.sectorised = True
+    sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
+    sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
+    db.session.add(sector)
+    db.session.commit()
+    assert FIRST in shown(client, clinic)
+    editing.set_members(sector, [], [], {clinic.organisation.id})
+    assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
+
+
+def test_a_sector_import_moving_the_commune_away_shows_at_once(client, db, clinic):
+    clinic.motif.sectorised = True
+    sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
+    sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
+    db.session.add(sector)
+    db.session.commit()
+    assert FIRST in shown(client, clinic)
+    imports.apply(clinic.territory, b"Nord,97418\n", communes())  # Sainte-Marie instead of Saint-Denis
+    assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
+    assert FIRST in shown(client, clinic, commune="97418")
+
+
+def test_a_motif_switched_off_online_is_refused(client, db, clinic):
+    assert FIRST in shown(client, clinic)
+    clinic.motif.online_bookable = False
+    db.session.commit()
+    page = page_text(search(client, clinic.motif.id))
+    assert slot_links(page) == [] and "La prise de rendez-vous en ligne n'est pas ouverte" in page
+
+
+def test_a_longer_minimum_delay_hides_the_nearer_times(client, db, clinic):
+    assert FIRST in shown(client, clinic)
+    clinic.motif.online_min_hours = 24
+    db.session.commit()
+    labels = shown(client, clinic)
+    assert FIRST not in labels and "Centre PMI Saint-Denis, mardi 20 octobre 2026 à 08h00" in labels
+
+
+def test_a_lieu_switched_off_online_is_no_longer_offered(client, db, clinic):
+    assert FIRST in shown(client, clinic)
+    clinic.lieu.online_booking = False
+    db.session.commit()
+    assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
+
+
+def test_a_time_is_hidden_as_soon_as_the_minimum_delay_passes_it(client, db, clinic, frozen_time):
+    frozen_time.move_to(NOW - timedelta(minutes=20))
+    assert FIRST in shown(client, clinic)
+    frozen_time.move_to(NOW)  # 10h00 is exactly 2 h away: still shown, from what was kept
+    with driver_statements(db.engine) as statements:
+        assert FIRST in shown(client, clinic)
+    assert len(statements) == 1, statements
+    frozen_time.move_to(NOW + timedelta(seconds=30))
+    labels = shown(client, clinic)
+    assert FIRST not in labels and "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 10h30" in labels
+
+
+def test_a_signed_in_agent_gets_the_page_for_themselves(client, db, clinic, auth):
+    anonymous = page_text(search(client, clinic.motif.id))
+    auth.login(clinic.agent)
+    mine = page_text(search(client, clinic.motif.id))
+    assert "Se déconnecter" not in anonymous and "Se déconnecter" in mine
+
+
+
+def test_an_agent_switched_off_no_longer_offers_times(client, db, clinic, factories):
+    from lapins.admin import services
+    from lapins.models import Role
+
+    admin = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.ADMIN)
+    assert FIRST in shown(client, clinic)
+    services.set_active(clinic.agent, False, admin)
+    assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
+
+
+def test_a_booking_with_an_agent_the_page_does_not_show_keeps_it(client, db, clinic, factories):
+    # Another agent offers the motif at a lieu of another sector: not shown for Saint-Denis.
+    clinic.motif.sectorised = True
+    sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
+    sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
+    db.session.add(sector)
+    other = factories.AgentFactory(organisation=clinic.organisation)
+    usager = factories.UsagerFactory(territory=clinic.territory)
+    elsewhere = factories.LieuFactory(organisation=clinic.organisation, name="Antenne de Sainte-Marie")
+    factories.PlageFactory(agent=other, lieu=elsewhere, first_day=date(2026, 1, 1), motifs=[clinic.motif],
+                           start_time=time(8), end_time=time(12), weekdays=0b1111111)
+    assert "Antenne de Sainte-Marie" not in page_text(search(client, clinic.motif.id))
+    book_rdv(actor=other, motif=clinic.motif, agents=[other], usagers=[usager], lieu=elsewhere,
+             starts_at=datetime(2026, 10, 19, 6, 0, tzinfo=timezone.utc))
+    motif_id = clinic.motif.id  # read before: the commit expired it
+    with driver_statements(db.engine) as statements:
+        assert FIRST in page_text(search(client, motif_id))
+    assert len(statements) == 1, [sql[:60] for sql, _ in statements]
