@@ -226,6 +226,10 @@ class TwilioFake:
         """The next `count` API requests answer `status` (500, 503, 429...) with Twilio's error JSON."""
         self._add_faults(count, _Fault(status=status))
 
+    def answer_next(self, count: int = 1) -> None:
+        """The next `count` API requests are answered as usual: the faults programmed after them come later."""
+        self._add_faults(count, _Fault())
+
     def throttle_next(self, count: int = 1) -> None:
         """The next `count` API requests answer 429 Too Many Requests (code 20429)."""
         self.fail_next(count, status=429)
