@@ -211,8 +211,15 @@ class FaultRun:
         elif scenario == "postgres_restart":
             self.postgres.restart(down_seconds=3)
         elif scenario in ("provider_500", "provider_hang", "gateway_504_after_accept"):
-            self._program_provider(scenario, self.args.fault_reminders // 2)
+            # At most as many requests as messages are left to send: with fast workers, the rest of the run may
+            # need fewer requests than --fault-reminders / 2, and the fault would then never end.
+            left = self.args.fault_reminders + self.args.fault_near_start - len(self.twilio.messages)
+            self._program_provider(scenario, max(min(self.args.fault_reminders // 2, left), 1))
             while self._faults_left() and time.monotonic() - started < RUN_TIMEOUT_SECONDS:
+                if self._all_final():  # every row settled: the requests the fault waits for will not come
+                    with self.twilio._lock:
+                        self.twilio._state.faults.clear()
+                    break
                 time.sleep(0.05)
         return round(time.monotonic() - started, 1)
 
@@ -232,6 +239,22 @@ class FaultRun:
                 faults.append(_Fault())
         with self.twilio._lock:
             self.twilio._state.faults.extend(faults)
+
+    def _all_final(self) -> bool:
+        from sqlalchemy import select
+        from sqlalchemy.exc import DBAPIError
+
+        from lapins.infra.extensions import db
+        from lapins.models import Message, MessageStatus
+
+        try:
+            left = db.session.scalar(select(select(Message.id).where(
+                Message.status.in_([MessageStatus.PENDING, MessageStatus.QUEUED])).exists()))
+            db.session.rollback()
+        except DBAPIError:
+            db.session.remove()
+            return False
+        return not left
 
     def _faults_left(self) -> int:
         with self.twilio._lock:
