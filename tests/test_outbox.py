@@ -247,10 +247,11 @@ def test_with_the_broker_empty_lost_messages_are_handed_over_after_one_dispatch_
     assert handed == [[lost.id]]
 
 
-def test_the_reminders_of_the_rdvs_about_to_begin_are_handed_over_first(clinic, db, clock, app):
-    """A backlog (an outage just ended): 120 messages due, those of the soonest rdvs due last. They reach the
-    workers in the order of their rdvs' start, so those about to begin are not sent after the ones of next week;
-    the same for messages handed over again after the broker lost them."""
+def test_the_reminders_of_the_rdvs_about_to_begin_are_handed_over_first(clinic, db, clock, app, monkeypatch):
+    """A backlog (an outage just ended): 120 messages due, those of the soonest rdvs due last, claimed by chunks of
+    50. They reach the workers in the order of their rdvs' start, so those about to begin are not sent after the
+    ones of next week; the same, within each chunk, for messages handed over again after the broker lost them."""
+    monkeypatch.setattr(outbox, "CLAIM_CHUNK", 50)
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     now = utc_now()
     backlog = [
@@ -268,6 +269,7 @@ def test_the_reminders_of_the_rdvs_about_to_begin_are_handed_over_first(clinic, 
     assert order == sorted(order, key=deadline.get)
 
     # The broker lost them all (Redis restarted empty): handed over again in the same order.
+    monkeypatch.setattr(outbox, "CLAIM_CHUNK", 1000)
     with app.extensions["celery"].connection_for_write() as connection:
         connection.default_channel.queue_purge("celery")
     clock.shift(timedelta(seconds=app.config["OUTBOX_DISPATCH_SECONDS"] + 1))

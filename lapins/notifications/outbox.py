@@ -64,7 +64,7 @@ RECORD_PACKET = 10  # accepted sends recorded together, at the latest RECORD_EVE
 RECORD_EVERY = timedelta(seconds=0.1)
 # After the provider's own 5xx (not a gateway's, not a silence), find_sent is asked this long after it, doubled at each
 # attempt, at most a lease: see _record_transient.
-ANSWERED_RECHECK = timedelta(seconds=2)
+ANSWERED_RECHECK = timedelta(seconds=1)
 STARTED = "Rendez-vous déjà commencé"
 _MESSAGES = Message.__table__
 TOO_LATE = "Non envoyé avant le début du rendez-vous"
@@ -340,9 +340,11 @@ def dispatch_due(now: datetime | None = None, *, enqueue=None) -> int:
 
 
 def due_ids(now: datetime, limit: int) -> list[int]:
-    """The scan: ids of pending messages due by `now`, oldest first (index ix_messages_status_due)."""
+    """The scan: ids of pending messages due by `now` (index ix_messages_status_due), the nearest deadline first:
+    of a backlog longer than `limit`, the first chunk holds the rdvs about to begin, whatever their due time, and
+    a second dispatcher running at once (a booking's kick) takes the next ones."""
     query = (select(Message.id).where(Message.status == MessageStatus.PENDING, Message.due_at <= now)
-             .order_by(Message.due_at).limit(limit))
+             .order_by(Message.expires_at.asc().nulls_last(), Message.due_at).limit(limit))
     if db.session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(db.session.scalars(query))
