@@ -454,14 +454,22 @@ def _find_all_sent(claims: list[tuple[Message, datetime]]) -> list[Delivery | Tr
             questions.append(None)
             continue
         outgoing = _outgoing_sms(message)
-        questions.append((providers.sms_backend(account=outgoing.account).find_sent, outgoing,
-                          claimed_at - timedelta(minutes=1)))
+        try:
+            finder = providers.sms_backend(account=outgoing.account)
+        except TransientError as error:  # e.g. the territory's credentials unreadable: not asked, claim kept
+            questions.append(error)
+            continue
+        questions.append((finder.find_sent, outgoing, claimed_at - timedelta(minutes=1)))
     pool = _send_pool(app.config["OUTBOX_SEND_THREADS"])
-    futures = [pool.submit(_ask, app, *question) if question else None for question in questions]
+    futures = [pool.submit(_ask, app, *question) if isinstance(question, tuple) else question
+               for question in questions]
     answers = []
     for future in futures:
+        if future is None or isinstance(future, TransientError):
+            answers.append(future)
+            continue
         try:
-            answers.append(future.result() if future else None)
+            answers.append(future.result())
         except TransientError as error:
             answers.append(error)
     return answers
