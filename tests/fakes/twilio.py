@@ -170,6 +170,10 @@ class SendRequest:
 
 
 class _Server(ThreadingHTTPServer):
+    # socketserver's backlog is 5: a worker's sixteen sending threads per process connecting at once had their SYNs
+    # dropped and retried a second later, past a test's 1 s timeout — a "network" error no real API gives.
+    request_queue_size = 128
+
     def handle_error(self, request, client_address) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
             return  # a client killed mid-request (a worker killed by a test or a benchmark): nothing to report
