@@ -144,6 +144,9 @@ class FaultRun:
             db.create_all()
             self._start_services(database_url)
             rows = seed(self.args.fault_reminders, self.args.fault_near_start)
+            # The beat only now: started with the workers, it dispatched the rows as the seed committed them, and
+            # fast workers had sent them all before the clock below started.
+            self._start_beat()
             began = time.monotonic()
             self._dispatch()
             fault_seconds = self._inject_fault_after(len(rows) // 3, began)
@@ -169,7 +172,8 @@ class FaultRun:
         commands = {f"worker{number}": [*celery, "worker", "--loglevel=INFO", "--concurrency=2",
                                         "--queues=celery,lapins.beat", f"--hostname=faults{number}@%h"]
                     for number in (1, 2)}
-        commands["beat"] = [*celery, "beat", "--loglevel=WARNING", "--schedule", str(self.directory / "beat")]
+        self._beat_command = [*celery, "beat", "--loglevel=WARNING", "--schedule", str(self.directory / "beat")]
+        self._env = env
         for name, command in commands.items():
             with (self.directory / f"{name}.log").open("w") as output:
                 self.processes[name] = subprocess.Popen(
@@ -181,6 +185,14 @@ class FaultRun:
                 if time.monotonic() > deadline or self.processes[name].poll() is not None:
                     raise RuntimeError(f"{name} n'a pas démarré :\n{self._log_tail(name)}")
                 time.sleep(0.1)
+
+    def _start_beat(self) -> None:
+        from tests.services import dying_with_this_process
+
+        with (self.directory / "beat.log").open("w") as output:
+            self.processes["beat"] = subprocess.Popen(
+                dying_with_this_process(self._beat_command), cwd=ROOT, env=self._env, stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _log_tail(self, name: str) -> str:
         return (self.directory / f"{name}.log").read_text(errors="replace")[-3000:]
@@ -211,8 +223,15 @@ class FaultRun:
         elif scenario == "postgres_restart":
             self.postgres.restart(down_seconds=3)
         elif scenario in ("provider_500", "provider_hang", "gateway_504_after_accept"):
-            self._program_provider(scenario, self.args.fault_reminders // 2)
+            # At most as many requests as messages are left to send: with fast workers, the rest of the run may
+            # need fewer requests than --fault-reminders / 2, and the fault would then never end.
+            left = self.args.fault_reminders + self.args.fault_near_start - len(self.twilio.messages)
+            self._program_provider(scenario, max(min(self.args.fault_reminders // 2, left), 1))
             while self._faults_left() and time.monotonic() - started < RUN_TIMEOUT_SECONDS:
+                if self._all_final():  # every row settled: the requests the fault waits for will not come
+                    with self.twilio._lock:
+                        self.twilio._state.faults.clear()
+                    break
                 time.sleep(0.05)
         return round(time.monotonic() - started, 1)
 
@@ -232,6 +251,22 @@ class FaultRun:
                 faults.append(_Fault())
         with self.twilio._lock:
             self.twilio._state.faults.extend(faults)
+
+    def _all_final(self) -> bool:
+        from sqlalchemy import select
+        from sqlalchemy.exc import DBAPIError
+
+        from lapins.infra.extensions import db
+        from lapins.models import Message, MessageStatus
+
+        try:
+            left = db.session.scalar(select(select(Message.id).where(
+                Message.status.in_([MessageStatus.PENDING, MessageStatus.QUEUED])).exists()))
+            db.session.rollback()
+        except DBAPIError:
+            db.session.remove()
+            return False
+        return not left
 
     def _faults_left(self) -> int:
         with self.twilio._lock:
@@ -320,7 +355,7 @@ def seed(count: int, near_start: int) -> list[tuple[int, str, datetime, bool]]:
                                 kind=MessageKind.REMINDER, status=MessageStatus.PENDING,
                                 due_at=now - timedelta(seconds=30 if near else 60), expires_at=starts_at))
     db.session.add_all(messages)
-    db.session.commit()
+    db.session.flush()
     rows = [(message.id, message.usager.phone, message.expires_at, near) for message, near in zip(messages, nears)]
-    db.session.rollback()
+    db.session.commit()  # read before: after the commit, each row was loaded again, one query at a time
     return rows

@@ -247,6 +247,37 @@ def test_with_the_broker_empty_lost_messages_are_handed_over_after_one_dispatch_
     assert handed == [[lost.id]]
 
 
+def test_the_reminders_of_the_rdvs_about_to_begin_are_handed_over_first(clinic, db, clock, app, monkeypatch):
+    """A backlog (an outage just ended): 120 messages due, those of the soonest rdvs due last, claimed by chunks of
+    50. They reach the workers in the order of their rdvs' start, so those about to begin are not sent after the
+    ones of next week; the same, within each chunk, for messages handed over again after the broker lost them."""
+    monkeypatch.setattr(outbox, "CLAIM_CHUNK", 50)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    now = utc_now()
+    backlog = [
+        Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.EMAIL,
+                kind=MessageKind.REMINDER, status=MessageStatus.PENDING, due_at=now - timedelta(minutes=120 - number),
+                expires_at=now + timedelta(hours=120 - number))
+        for number in range(120)]
+    db.session.add_all(backlog)
+    db.session.commit()
+    deadline = {message.id: message.expires_at for message in backlog}
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    order = [id_ for ids in handed for id_ in ids if id_ in deadline]
+    assert sorted(order) == sorted(deadline)
+    assert order == sorted(order, key=deadline.get)
+
+    # The broker lost them all (Redis restarted empty): handed over again in the same order.
+    monkeypatch.setattr(outbox, "CLAIM_CHUNK", 1000)
+    with app.extensions["celery"].connection_for_write() as connection:
+        connection.default_channel.queue_purge("celery")
+    clock.shift(timedelta(seconds=app.config["OUTBOX_DISPATCH_SECONDS"] + 1))
+    again: list[list[int]] = []
+    outbox.dispatch_due(enqueue=again.append)
+    assert [id_ for ids in again for id_ in ids if id_ in deadline] == order
+
+
 def test_moving_an_rdv_tells_the_family_and_reminds_at_the_new_time_only(clinic, db):
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     old_reminders = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER)
@@ -539,6 +570,72 @@ def test_a_5xx_with_nothing_at_twilio_is_sent_again_once_twilio_says_so(clinic, 
     db.session.refresh(sms)
     assert (sms.status, sms.attempts) == (MessageStatus.SENT, 2)
     assert twilio_fake.count_for("+33612345678", sms.body) == 1
+
+
+def test_twilios_own_500_is_asked_about_within_seconds_and_later_ones_further_apart(clinic, db, clock, app,
+                                                                                     twilio_sender, twilio_fake):
+    """Twilio itself answers 500 (its JSON error): its handling of the request is over, so the claim is looked into
+    ANSWERED_RECHECK later, not a whole lease — Twilio asked first, the SMS then sent once. A second 500 waits twice
+    as long. (A gateway's 5xx still waits out the lease: the test above.)"""
+    recheck = outbox.ANSWERED_RECHECK
+    lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    assert 4 * recheck < lease
+    twilio_fake.fail_next(1, status=500)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    assert (sms.status, sms.attempts, twilio_fake.messages) == (MessageStatus.QUEUED, 1, [])
+    assert "HTTP 500" in sms.error
+
+    clock.shift(recheck - timedelta(seconds=1))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts) == (MessageStatus.QUEUED, 1)  # not yet: nothing asked, nothing sent
+    assert twilio_fake.request_count == 1
+
+    twilio_fake.answer_next(1)  # the look-up
+    twilio_fake.fail_next(1, status=500)  # the new attempt
+    clock.shift(timedelta(seconds=2))
+    outbox.dispatch_due()  # asked (nothing there), sent again: a second 500
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts) == (MessageStatus.QUEUED, 2)
+    assert len(twilio_fake.sends_to("+33612345678")) == 2
+
+    clock.shift(2 * recheck - timedelta(seconds=1))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts) == (MessageStatus.QUEUED, 2)  # twice as long after the second one
+    clock.shift(timedelta(seconds=2))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts) == (MessageStatus.SENT, 3)
+    assert twilio_fake.count_for("+33612345678", sms.body) == 1
+
+
+def test_interrupted_sends_are_asked_about_all_at_once_not_one_after_the_other(clinic, db, clock, app,
+                                                                                twilio_sender, twilio_fake):
+    """Twenty claims left by interrupted sends: the beat asks Twilio about them from several threads at once (one
+    after the other, hundreds of them outlasted the beat's interval), and puts each back once."""
+    app.config.update(OUTBOX_SEND_THREADS=4)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    claimed_at = utc_now()
+    interrupted = [
+        Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.SMS,
+                kind=MessageKind.REMINDER, status=MessageStatus.QUEUED, due_at=claimed_at, queued_at=claimed_at,
+                claimed_at=claimed_at, attempts=1, expires_at=rdv.starts_at, to_address=f"+3361234{number:04d}",
+                body=f"Rappel {number}")
+        for number in range(20)]
+    db.session.add_all(interrupted)
+    db.session.commit()
+    twilio_fake.delay = 0.2
+    before = twilio_fake.request_count  # the booking's confirmation
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    assert outbox.recover_stale_claims() == 20
+
+    assert twilio_fake.most_in_flight >= 2
+    assert twilio_fake.request_count - before == 20  # one look-up each
+    for message in interrupted:
+        db.session.refresh(message)
+        assert (message.status, message.claimed_at) == (MessageStatus.PENDING, None)
 
 
 def test_a_retry_falling_in_the_quiet_hours_waits_for_the_morning(clinic, db, clock, app, twilio_sender, twilio_fake):

@@ -6,7 +6,9 @@ A backend sends one message and says how it went: it returns a `Delivery`, or ra
 later: timeouts, 5xx, rate limits) or `PermanentError` (never retry: invalid number, unsubscribed). A
 TransientError with `maybe_sent` is an answer that does not say whether the message left (no answer, a broken
 connection, a 5xx that a proxy in front of the provider may give after the message was created): the outbox asks
-`find_sent` before any new attempt. It never touches the database; lapins.notifications.outbox records what
+`find_sent` before any new attempt; `answered` says the provider's own API gave it (its error body, e.g. Twilio's
+JSON 500): its handling of the request is over, so it can be asked within seconds, not after the claim's lease. It
+never touches the database; lapins.notifications.outbox records what
 happened.
 
 `find_sent` answers "did this message already leave?" for a send interrupted by a dying worker: the provider is
@@ -75,11 +77,13 @@ OPERATOR_DOWN = frozenset({"credit", "credentials"})
 
 
 class ProviderError(Exception):
-    def __init__(self, message: str, code: str | None = None, *, maybe_sent: bool | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, *, maybe_sent: bool | None = None,
+                 answered: bool = False) -> None:
         super().__init__(message)
         self.message, self.code = message, code
         # Whether the provider may have taken the message all the same: the default follows the code.
         self.maybe_sent = code in UNANSWERED if maybe_sent is None else maybe_sent
+        self.answered = answered  # the provider's API itself answered: nothing of the request is still under way
 
 
 class TransientError(ProviderError):

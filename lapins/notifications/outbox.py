@@ -62,6 +62,9 @@ RENEWALS_PER_LEASE = 5  # a batch renews its claim this often per lease while it
 PREPARE_PACKET = 10  # texts committed together, their sends begun, before the next ones are written
 RECORD_PACKET = 10  # accepted sends recorded together, at the latest RECORD_EVERY after the last outcome
 RECORD_EVERY = timedelta(seconds=0.1)
+# After the provider's own 5xx (not a gateway's, not a silence), find_sent is asked this long after it, doubled at each
+# attempt, at most a lease: see _record_transient.
+ANSWERED_RECHECK = timedelta(seconds=1)
 STARTED = "Rendez-vous déjà commencé"
 _MESSAGES = Message.__table__
 TOO_LATE = "Non envoyé avant le début du rendez-vous"
@@ -337,9 +340,11 @@ def dispatch_due(now: datetime | None = None, *, enqueue=None) -> int:
 
 
 def due_ids(now: datetime, limit: int) -> list[int]:
-    """The scan: ids of pending messages due by `now`, oldest first (index ix_messages_status_due)."""
+    """The scan: ids of pending messages due by `now` (index ix_messages_status_due), the nearest deadline first:
+    of a backlog longer than `limit`, the first chunk holds the rdvs about to begin, whatever their due time, and
+    a second dispatcher running at once (a booking's kick) takes the next ones."""
     query = (select(Message.id).where(Message.status == MessageStatus.PENDING, Message.due_at <= now)
-             .order_by(Message.due_at).limit(limit))
+             .order_by(Message.expires_at.asc().nulls_last(), Message.due_at).limit(limit))
     if db.session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(db.session.scalars(query))
@@ -347,20 +352,31 @@ def due_ids(now: datetime, limit: int) -> list[int]:
 
 def claim_due(now: datetime, limit: int) -> list[int]:
     """Mark up to `limit` due messages queued and commit; only ids this call moved are returned (two beats or a
-    beat and a booking's kick never both claim one)."""
+    beat and a booking's kick never both claim one), the nearest deadline first (`by_deadline`)."""
     ids = due_ids(now, limit)
     if not ids:
         db.session.commit()
         return []
-    claimed = list(db.session.scalars(
+    claimed = db.session.execute(
         update(Message)
         .where(Message.id.in_(ids), Message.status == MessageStatus.PENDING)
         .values(status=MessageStatus.QUEUED, queued_at=now, updated_at=now)
-        .returning(Message.id)
+        .returning(Message.id, Message.expires_at)
         .execution_options(synchronize_session=False)
-    ))
+    ).all()
     db.session.commit()
-    return sorted(claimed)
+    return by_deadline(claimed)
+
+
+def by_deadline(rows: Iterable[tuple[int, datetime | None]]) -> list[int]:
+    """Ids of (id, expires_at) rows, the one whose rdv begins first in front, those without a deadline last: the
+    batches reach the broker, and the workers, in this order. After a backlog (an outage, a queue lost) the
+    reminders of the rdvs about to begin go out before those of the rdvs in two days, not behind them."""
+    def deadline(row: tuple[int, datetime | None]) -> tuple:
+        message_id, expires_at = row
+        return (expires_at is None, expires_at.replace(tzinfo=None) if expires_at else datetime.max, message_id)
+
+    return [message_id for message_id, _expires_at in sorted(rows, key=deadline)]
 
 
 def _lost_batches(now: datetime | None) -> Iterator[list[int]]:
@@ -375,18 +391,19 @@ def _lost_batches(now: datetime | None) -> Iterator[list[int]]:
         lease = min(lease, timedelta(seconds=current_app.config["OUTBOX_DISPATCH_SECONDS"]))
     after = 0
     while True:
-        ids = list(db.session.scalars(
-            select(Message.id).where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
-                                     Message.queued_at < now - lease, Message.id > after)
-            .order_by(Message.id).limit(CLAIM_CHUNK)))
-        if ids:
-            db.session.execute(update(Message).where(Message.id.in_(ids)).values(queued_at=now)
+        rows = db.session.execute(
+            select(Message.id, Message.expires_at)
+            .where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
+                   Message.queued_at < now - lease, Message.id > after)
+            .order_by(Message.id).limit(CLAIM_CHUNK)).all()
+        if rows:
+            db.session.execute(update(Message).where(Message.id.in_([row[0] for row in rows])).values(queued_at=now)
                                .execution_options(synchronize_session=False))
         db.session.commit()
-        yield from _chunks(ids, current_app.config["OUTBOX_BATCH_SIZE"])
-        if len(ids) < CLAIM_CHUNK:
+        yield from _chunks(by_deadline(rows), current_app.config["OUTBOX_BATCH_SIZE"])
+        if len(rows) < CLAIM_CHUNK:
             return
-        after = ids[-1]
+        after = rows[-1][0]
 
 
 def recover_stale_claims(now: datetime | None = None) -> int:
@@ -400,12 +417,11 @@ def recover_stale_claims(now: datetime | None = None) -> int:
     # Each claim is settled only if it is still the one read here: another dispatch (the beat and a booking's kick)
     # may have settled it while the provider was being asked, and the message been sent again since.
     claims = [(message, message.id, message.claimed_at, message.attempts) for message in stale]
-    for message, message_id, claimed_at, attempts in claims:
-        try:
-            found = _find_sent(message, claimed_at)
-        except TransientError as error:
+    answers = _find_all_sent([(message, claimed_at) for message, _id, claimed_at, _attempts in claims])
+    for (message, message_id, claimed_at, attempts), found in zip(claims, answers):
+        if isinstance(found, TransientError):
             logger.warning("Message %s: provider not reachable to check an interrupted send (%s)", message_id,
-                           error.code or "no code")
+                           found.code or "no code")
             continue
         if found is not None:
             values = _sent_values(found, claimed_at)
@@ -426,12 +442,42 @@ def recover_stale_claims(now: datetime | None = None) -> int:
     return len(stale)
 
 
-def _find_sent(message: Message, claimed_at: datetime) -> Delivery | None:
-    if message.channel != Channel.SMS or not message.body or not message.to_address:
-        return None
-    outgoing = _outgoing_sms(message)
-    finder = providers.sms_backend(account=outgoing.account)
-    return finder.find_sent(outgoing, since=claimed_at - timedelta(minutes=1))
+def _find_all_sent(claims: list[tuple[Message, datetime]]) -> list[Delivery | TransientError | None]:
+    """find_sent for each (message, claimed_at), asked from the sending threads at once: one question after the
+    other, hundreds of interrupted sends (a provider's 5xx for a while) took longer than the beat's interval to
+    settle. The questions are prepared here (they read the database), only the provider is called in the threads.
+    A TransientError in the answers: the provider could not be asked."""
+    app = current_app._get_current_object()
+    questions = []
+    for message, claimed_at in claims:
+        if message.channel != Channel.SMS or not message.body or not message.to_address:
+            questions.append(None)
+            continue
+        outgoing = _outgoing_sms(message)
+        try:
+            finder = providers.sms_backend(account=outgoing.account)
+        except TransientError as error:  # e.g. the territory's credentials unreadable: not asked, claim kept
+            questions.append(error)
+            continue
+        questions.append((finder.find_sent, outgoing, claimed_at - timedelta(minutes=1)))
+    pool = _send_pool(app.config["OUTBOX_SEND_THREADS"])
+    futures = [pool.submit(_ask, app, *question) if isinstance(question, tuple) else question
+               for question in questions]
+    answers = []
+    for future in futures:
+        if future is None or isinstance(future, TransientError):
+            answers.append(future)
+            continue
+        try:
+            answers.append(future.result())
+        except TransientError as error:
+            answers.append(error)
+    return answers
+
+
+def _ask(app, find_sent, outgoing: OutgoingSms, since: datetime) -> Delivery | None:
+    with app.app_context():
+        return find_sent(outgoing, since=since)
 
 
 def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
@@ -874,8 +920,13 @@ def _record_transient(message: Message, error: TransientError) -> None:
         # the provider took it): the claim is kept, so the message is treated like an interrupted send — the
         # provider is asked (find_sent) before any new attempt, and the row is never failed while it holds it.
         # Dated from this answer: the provider is asked a whole lease after it, time for a request it may still
-        # be working on to show.
+        # be working on to show. Its own error answer (`answered`) leaves nothing under way: it is asked after
+        # ANSWERED_RECHECK, doubled at each attempt (a provider failing for a while is not hammered), at most
+        # that lease — the claim is dated back so that its lease runs out then.
         message.claimed_at = now
+        if error.answered:
+            lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+            message.claimed_at = now - lease + min(ANSWERED_RECHECK * 2 ** max(message.attempts - 1, 0), lease)
         return
     message.claimed_at = None
     first_retry = timedelta(seconds=current_app.config["OUTBOX_RETRY_SECONDS"])

@@ -114,7 +114,11 @@ class TwilioSmsBackend:
         """The backend of one Twilio account (the deployment's or a territory's); the rest of the settings
         (TWILIO_BASE_URL, TWILIO_TIMEOUT_SECONDS) are the deployment's."""
         timeout = float(config.get("TWILIO_TIMEOUT_SECONDS") or 10)
-        http_client = PooledHttpClient(timeout=timeout, logger=_sdk_logger())
+        # As many kept connections as the outbox has sending threads: beyond the pool's size, each send would open
+        # (and TLS-handshake) a connection of its own.
+        threads = int(config.get("OUTBOX_SEND_THREADS") or 0)
+        http_client = PooledHttpClient(timeout=timeout, logger=_sdk_logger(),
+                                       pool_size=max(threads, min(32, (os.cpu_count() or 1) + 4)))
         client = Client(account_sid, auth_token, http_client=http_client)
         base_url = (config.get("TWILIO_BASE_URL") or "").rstrip("/")
         if base_url:
@@ -203,9 +207,12 @@ def _provider_error(error: Exception, timeout: float, asking: bool = False) -> P
         code = str(error.code or error.status)
         if error.status >= 500:
             # A 5xx does not say the message was refused: a gateway in front of Twilio (502, 503, 504) may answer
-            # it after Twilio created the message. find_sent is asked before any new attempt.
+            # it after Twilio created the message. find_sent is asked before any new attempt. Twilio's own error
+            # (its JSON, with one of its codes: the SDK puts the HTTP status there for any other page) says its
+            # handling of the request is over: find_sent can be asked within seconds, not a lease later.
             return TransientError(f"{what} : Twilio est momentanément indisponible (HTTP {error.status}), "
-                                  "nouvel essai plus tard.", code=code, maybe_sent=not asking)
+                                  "nouvel essai plus tard.", code=code, maybe_sent=not asking,
+                                  answered=error.code is not None and error.code != error.status)
         if error.status == 429:
             return TransientError(f"{what} : Twilio est momentanément indisponible (HTTP {error.status}), "
                                   "nouvel essai plus tard.", code=code)

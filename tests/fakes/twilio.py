@@ -170,6 +170,10 @@ class SendRequest:
 
 
 class _Server(ThreadingHTTPServer):
+    # socketserver's backlog is 5: a worker's sixteen sending threads per process connecting at once had their SYNs
+    # dropped and retried a second later, past a test's 1 s timeout — a "network" error no real API gives.
+    request_queue_size = 128
+
     def handle_error(self, request, client_address) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
             return  # a client killed mid-request (a worker killed by a test or a benchmark): nothing to report
@@ -225,6 +229,10 @@ class TwilioFake:
     def fail_next(self, count: int = 1, status: int = 500) -> None:
         """The next `count` API requests answer `status` (500, 503, 429...) with Twilio's error JSON."""
         self._add_faults(count, _Fault(status=status))
+
+    def answer_next(self, count: int = 1) -> None:
+        """The next `count` API requests are answered as usual: the faults programmed after them come later."""
+        self._add_faults(count, _Fault())
 
     def throttle_next(self, count: int = 1) -> None:
         """The next `count` API requests answer 429 Too Many Requests (code 20429)."""
