@@ -11,7 +11,8 @@ For each module chosen (all of ROOMS by default, or the names given: `make mutat
    add. docs/testing.md keeps the figures and the judgements.
 
 One PostgreSQL and one Redis server are started for the whole run (tests/services.py), as `make test` does, so that
-each mutant's tests do not start their own. Not in CI: a full run takes about an hour on two cores.
+each mutant's tests do not start their own. Not in CI: a full run takes hours on a shared two-core machine
+(docs/testing.md, « Figures »: the minutes measured per room).
 Exit status: 0 when every module ran, whatever survived (the figures are for reading, not a gate).
 """
 from __future__ import annotations
