@@ -55,8 +55,8 @@ ROOMS: dict[str, Room] = {
         "tests/test_signed_links.py", "tests/test_family_page.py", "tests/test_family_cancellation.py", "tests/test_offers.py",
         "tests/test_sms_text.py", "tests/test_email.py")),
     "identity": Room(("lapins/family/services.py",), (
-        "tests/test_family_cancellation.py", "tests/test_family_identity_limits.py", "tests/test_family_page.py",
-        "tests/test_concurrent_cancellation.py")),
+        "tests/test_identity_guesses.py", "tests/test_family_cancellation.py", "tests/test_family_identity_limits.py",
+        "tests/test_family_page.py", "tests/test_concurrent_cancellation.py")),
     "policies": Room(("lapins/policies.py",), (
         "tests/test_permission_walk.py", "tests/test_territory_admins.py", "tests/test_admin.py",
         "tests/test_api.py", "tests/test_usager_privacy.py", "tests/test_waitlist.py", "tests/test_stats.py")),
@@ -67,8 +67,8 @@ ROOMS: dict[str, Room] = {
         "tests/test_offers.py", "tests/test_offer_races.py", "tests/test_waitlist.py", "tests/test_freed_slots.py",
         "tests/test_booking_events.py")),
     "slots": Room(("lapins/slots/engine.py",), (
-        "tests/test_slots.py", "tests/test_availability.py", "tests/test_schedule.py",
-        "tests/test_plage_exceptions.py")),
+        "tests/test_slot_engine_bounds.py", "tests/test_slots.py", "tests/test_availability.py",
+        "tests/test_schedule.py", "tests/test_plage_exceptions.py")),
     "gsm": Room(("lapins/notifications/gsm.py", "lapins/notifications/sms_text.py"), (
         "tests/test_gsm.py", "tests/test_sms_text.py", "tests/test_offer_sms_text.py", "tests/test_cost_sentence.py",
         "tests/test_offers.py")),

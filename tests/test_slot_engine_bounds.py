@@ -6,10 +6,10 @@ intervals, so an occurrence a day early or late, kept empty, or cut at UTC's mid
 """
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from lapins.slots.engine import Recurrence, holiday_names, occurrences
+from lapins.slots.engine import Recurrence, ceil_to_grid, holiday_names, occurrences
 
 REUNION = ZoneInfo("Indian/Reunion")  # UTC+4, no summer time
 GUADELOUPE = ZoneInfo("America/Guadeloupe")  # UTC−4
@@ -99,3 +99,10 @@ def test_local_holidays_are_named_for_their_subdivision():
     moselle = holiday_names("57", [2026])
     assert moselle[date(2026, 4, 3)] == "Vendredi saint" and date(2026, 12, 26) in moselle
     assert date(2026, 4, 3) not in holiday_names(None, [2026])
+
+
+def test_a_moment_on_the_five_minute_grid_is_kept_and_any_other_rounded_up():
+    on_grid = datetime(2026, 10, 5, 8, 35, tzinfo=UTC)
+    assert ceil_to_grid(on_grid) == on_grid
+    assert ceil_to_grid(on_grid + timedelta(microseconds=1)) == datetime(2026, 10, 5, 8, 40, tzinfo=UTC)
+    assert ceil_to_grid(on_grid - timedelta(minutes=4, seconds=59)) == on_grid
