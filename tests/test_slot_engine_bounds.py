@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from lapins.slots.engine import Recurrence, ceil_to_grid, holiday_names, occurrences
+import pytest
+
+from lapins.slots.engine import Opening, Recurrence, ceil_to_grid, free_slots, holiday_names, local_dates, occurrences
 
 REUNION = ZoneInfo("Indian/Reunion")  # UTC+4, no summer time
 GUADELOUPE = ZoneInfo("America/Guadeloupe")  # UTC−4
@@ -106,3 +108,34 @@ def test_a_moment_on_the_five_minute_grid_is_kept_and_any_other_rounded_up():
     assert ceil_to_grid(on_grid) == on_grid
     assert ceil_to_grid(on_grid + timedelta(microseconds=1)) == datetime(2026, 10, 5, 8, 40, tzinfo=UTC)
     assert ceil_to_grid(on_grid - timedelta(minutes=4, seconds=59)) == on_grid
+
+
+def test_free_slots_walk_the_zones_days_east_and_west_of_utc():
+    west = Opening(agent_id=1, lieu_id=None, plage_id=1, recurrence=weekly(time(20), time(21), weekdays=1))
+    evening = free_slots([west], {}, {}, set(), GUADELOUPE, timedelta(minutes=30),
+                         local(MONDAY, 20, GUADELOUPE), local(TUESDAY, 0, GUADELOUPE))  # Tuesday in UTC
+    assert [(slot.starts_at, slot.ends_at) for slot in evening] == [
+        (local(MONDAY, 20, GUADELOUPE), local(MONDAY, 20, GUADELOUPE, 30)),
+        (local(MONDAY, 20, GUADELOUPE, 30), local(MONDAY, 21, GUADELOUPE))]
+    east = Opening(agent_id=1, lieu_id=None, plage_id=2, recurrence=weekly(time(1), time(2), weekdays=1))
+    night = free_slots([east], {}, {}, set(), REUNION, timedelta(hours=1),
+                       local(MONDAY, 0, REUNION), local(MONDAY, 3, REUNION))
+    assert [(slot.starts_at, slot.ends_at) for slot in night] == [(local(MONDAY, 1, REUNION),
+                                                                    local(MONDAY, 2, REUNION))]
+
+
+def test_free_slots_refuse_naive_moments_and_durations_that_are_not_positive():
+    aware = local(MONDAY, 8, PARIS)
+    for start, end in ((aware.replace(tzinfo=None), aware), (aware, aware.replace(tzinfo=None))):
+        with pytest.raises(ValueError):
+            free_slots([], {}, {}, set(), PARIS, timedelta(minutes=30), start, end)
+    for duration in (timedelta(0), timedelta(minutes=-5)):
+        with pytest.raises(ValueError):
+            free_slots([], {}, {}, set(), PARIS, duration, aware, aware + timedelta(hours=1))
+
+
+def test_local_dates_are_those_the_half_open_interval_touches():
+    nine, midnight = local(MONDAY, 9, PARIS), local(TUESDAY, 0, PARIS)
+    assert list(local_dates(PARIS, nine, nine)) == []
+    assert list(local_dates(PARIS, nine, midnight)) == [MONDAY]
+    assert list(local_dates(PARIS, nine, midnight + timedelta(microseconds=1))) == [MONDAY, TUESDAY]
