@@ -117,17 +117,24 @@ AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.m
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 BLOCKING_IMPACTS = ("serious", "critical")
 # Run in each page once it has loaded; the results go back through a binding, so a page left before axe is done
-# is simply not reported (the last page is checked again at the end of the test).
+# is simply not reported (the last page is checked again at the end of the test). axe refuses a run while another
+# is in flight in the same page (« Axe is already running », thrown at once: an uncaught page error, or the last
+# page left unchecked), so every run, the load's and the end of the test's, goes through one queue per page that
+# also waits for a run started outside it: the end's check waits its turn, then runs on the page as it is.
 _RUN_AXE = """
 (() => {
-  const run = () => axe.run(document, {runOnly: {type: 'tag', values: %s}, resultTypes: ['violations']})
-    .then(results => window.__lapinsAxe(JSON.stringify({url: location.pathname, violations: results.violations
-      .filter(v => %s.includes(v.impact))
-      .map(v => ({id: v.id, impact: v.impact, help: v.help,
-                  nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))})))
-    .catch(() => {});
   if (document.contentType !== 'text/html') return;
-  window.addEventListener('load', () => setTimeout(run, 0), {once: true});
+  const tags = %s, impacts = %s;
+  let last = Promise.resolve();
+  const idle = () => new Promise(done => { const wait = () => axe._running ? setTimeout(wait, 20) : done(); wait(); });
+  window.__lapinsAxeCheck = () => (last = last.catch(() => {}).then(idle).then(() => axe.run(document,
+      {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']}))
+    .then(results => ({url: location.pathname, violations: results.violations
+      .filter(v => impacts.includes(v.impact))
+      .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                  nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))})));
+  window.addEventListener('load', () => setTimeout(() => window.__lapinsAxeCheck()
+    .then(report => window.__lapinsAxe(JSON.stringify(report))).catch(() => {}), 0), {once: true});
 })();
 """ % (json.dumps(AXE_TAGS), json.dumps(list(BLOCKING_IMPACTS)))
 
@@ -154,13 +161,9 @@ def _record(violations: dict[str, list[dict]], report: dict) -> None:
 def finish_accessibility(page, violations: dict[str, list[dict]]) -> None:
     """The page the test ended on, checked to the end (the test may have left it before axe reported)."""
     try:
-        if page.is_closed() or not page.evaluate("() => typeof axe !== 'undefined' && document.contentType === 'text/html'"):
+        if page.is_closed() or not page.evaluate("() => typeof window.__lapinsAxeCheck === 'function'"):
             return
-        report = page.evaluate(
-            "async ([tags, impacts]) => { const r = await axe.run(document, {runOnly: {type: 'tag', values: tags},"
-            " resultTypes: ['violations']}); return {url: location.pathname, violations: r.violations"
-            ".filter(v => impacts.includes(v.impact)).map(v => ({id: v.id, impact: v.impact, help: v.help,"
-            " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))}; }", [AXE_TAGS, list(BLOCKING_IMPACTS)])
+        report = page.evaluate("() => window.__lapinsAxeCheck()")  # queued after a run still in flight
     except Exception:  # the page is mid-navigation or gone: what it reported before is kept
         return
     _record(violations, report)

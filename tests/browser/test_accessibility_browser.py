@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import check_accessibility, finish_accessibility
+from tests.browser.conftest import check_accessibility, finish_accessibility, watch_errors
 
 pytestmark = pytest.mark.browser
 
@@ -23,3 +23,27 @@ def test_a_page_with_an_image_without_alt_and_an_empty_button_is_reported(browse
     context.close()
     found = {violation["id"] for violation in violations["/essai-accessibilite"]}
     assert {"image-alt", "button-name"} <= found
+
+
+def test_checks_started_while_a_run_is_in_flight_wait_their_turn_and_report(browser, live_server):
+    """axe refuses a run while another is in flight (« Axe is already running », thrown at once): the load's run and
+    the end of the test's check used to collide, failing the test with a page error or leaving the last page
+    unchecked. Every check now waits for the run in flight, whoever started it."""
+    context = browser.new_context(base_url=live_server)
+    violations = check_accessibility(context)
+    context.route("**/essai-accessibilite", lambda route: route.fulfill(status=200, body=BROKEN,
+                                                                     content_type="text/html"))
+    page = context.new_page()
+    errors = watch_errors(page)
+    page.goto("/essai-accessibilite")
+    reports = page.evaluate("""() => {
+        axe.run(document);  // in flight when the checks below start
+        return Promise.all([window.__lapinsAxeCheck(), window.__lapinsAxeCheck()]);
+    }""")
+    ended: dict[str, list[dict]] = {}
+    finish_accessibility(page, ended)
+    context.close()
+    for report in (*reports, {"url": "/essai-accessibilite", "violations": ended["/essai-accessibilite"]}):
+        assert report["url"] == "/essai-accessibilite"
+        assert {"image-alt", "button-name"} <= {violation["id"] for violation in report["violations"]}
+    assert not errors
