@@ -86,13 +86,19 @@ def test_a_shorter_plage_hides_the_times_it_no_longer_covers(client, db, clinic)
     assert "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 11h00" not in labels and FIRST in labels
 
 
-def test_a_sector_change_changes_the_lieux_serving_the_address(client, db, clinic):
+def sector_serving_saint_denis(client, db, clinic) -> Sector:
+    """The motif sectorised, a sector « Nord » of Saint-Denis served by the clinic's lieu, its search shown once."""
     clinic.motif.sectorised = True
     sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
     sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
     db.session.add(sector)
     db.session.commit()
     assert FIRST in shown(client, clinic)
+    return sector
+
+
+def test_a_sector_change_changes_the_lieux_serving_the_address(client, db, clinic):
+    sector = sector_serving_saint_denis(client, db, clinic)
     editing.remove_zone(sector, sector.zones[0].id)
     assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
     editing.add_zone(sector, communes().get("97411"), None)
@@ -100,23 +106,13 @@ def test_a_sector_change_changes_the_lieux_serving_the_address(client, db, clini
 
 
 def test_a_sector_losing_its_lieu_no_longer_offers_it(client, db, clinic):
-    clinic.motif.sectorised = True
-    sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
-    sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
-    db.session.add(sector)
-    db.session.commit()
-    assert FIRST in shown(client, clinic)
+    sector = sector_serving_saint_denis(client, db, clinic)
     editing.set_members(sector, [], [], {clinic.organisation.id})
     assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
 
 
 def test_a_sector_import_moving_the_commune_away_shows_at_once(client, db, clinic):
-    clinic.motif.sectorised = True
-    sector = Sector(territory=clinic.territory, name="Nord", lieux=[clinic.lieu])
-    sector.zones.append(SectorZone(territory_id=clinic.territory.id, commune_code="97411"))
-    db.session.add(sector)
-    db.session.commit()
-    assert FIRST in shown(client, clinic)
+    sector_serving_saint_denis(client, db, clinic)
     imports.apply(clinic.territory, b"Nord,97418\n", communes())  # Sainte-Marie instead of Saint-Denis
     assert "Aucun lieu ne propose ce rendez-vous en ligne" in page_text(search(client, clinic.motif.id))
     assert FIRST in shown(client, clinic, commune="97418")
