@@ -670,3 +670,59 @@ def test_an_invalid_number_is_tried_exactly_once_however_long_the_beat_runs(clin
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _taken_meanwhile(monkeypatch, db, taken: Message, token: datetime) -> None:
+    """Between this batch's read of its rows and its claim (`_fix`), another batch (the same task delivered twice)
+    takes `taken`: its claim is written as the first text of this batch is being composed."""
+    prepare = outbox._prepare
+
+    def prepare_after_the_other_claim(message, now):
+        if db.session.get(Message, taken.id).claimed_at is None:
+            db.session.execute(Message.__table__.update().where(Message.id == taken.id)
+                               .values(claimed_at=token, attempts=1))
+        return prepare(message, now)
+
+    monkeypatch.setattr(outbox, "_prepare", prepare_after_the_other_claim)
+
+
+def test_a_row_another_batch_claimed_after_this_one_read_it_is_neither_written_nor_sent(clinic, db, clock,
+                                                                                          monkeypatch):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms, email = (messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=channel)[0]
+                  for channel in (Channel.SMS, Channel.EMAIL))
+    clock.move_to(sms.due_at)
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    other_claim = sms.due_at - timedelta(seconds=1)
+    _taken_meanwhile(monkeypatch, db, sms, other_claim)
+
+    counts = outbox.send_batch(handed[0])
+
+    db.session.expire_all()
+    sms, email = db.session.get(Message, sms.id), db.session.get(Message, email.id)
+    assert counts == {"sent": 1}
+    assert email.status == MessageStatus.SENT and email.attempts == 1
+    # The other batch's row: still its claim, its attempt counted once, no text written by this batch.
+    assert (sms.status, sms.claimed_at, sms.attempts, sms.body) == (MessageStatus.QUEUED, other_claim, 1, None)
+
+
+def test_a_row_another_batch_claimed_is_not_skipped_by_this_one_either(clinic, db, clock, monkeypatch):
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms, email = (messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=channel)[0]
+                  for channel in (Channel.SMS, Channel.EMAIL))
+    clock.move_to(sms.due_at)
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    rdv.status = RdvStatus.EXCUSED  # cancelled by phone: both reminders are no longer wanted...
+    db.session.commit()
+    other_claim = sms.due_at - timedelta(seconds=1)
+    _taken_meanwhile(monkeypatch, db, sms, other_claim)  # ...and the SMS is the other batch's to settle
+
+    counts = outbox.send_batch(handed[0])
+
+    db.session.expire_all()
+    sms, email = db.session.get(Message, sms.id), db.session.get(Message, email.id)
+    assert counts == {"skipped": 1}
+    assert email.status == MessageStatus.SKIPPED and email.error == "Rendez-vous annulé"
+    assert (sms.status, sms.claimed_at, sms.error) == (MessageStatus.QUEUED, other_claim, None)

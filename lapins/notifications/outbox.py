@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Connection, bindparam, case, null, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, null, or_, select, update
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -557,32 +557,32 @@ def _record_delivered(delivered: dict[int, tuple[str, int | None]], claim: Claim
 def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[int],
                 delivered: dict[int, tuple[str, int | None]]) -> dict[str, int]:
     now = claimed_at = claim.current
-    claimed = list(db.session.scalars(
-        update(Message)
-        .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None))
-        .values(claimed_at=claimed_at, attempts=Message.attempts + 1, updated_at=now)
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)))
-    resumed = set()
+    resumed: set[int] = set()
     if resume:
         resumed = set(db.session.scalars(
             update(Message)
             .where(Message.id.in_(sorted(resume)), Message.status == MessageStatus.QUEUED, claim.holds())
             .values(claimed_at=claimed_at, updated_at=now)
             .returning(Message.id)
-            .execution_options(synchronize_session=False))) - set(claimed)
-    db.session.commit()
-    if not claimed and not resumed:
-        return {}
+            .execution_options(synchronize_session=False)))
+        db.session.commit()
     # What each text is written from, in two queries: the many-to-one relations joined (a selectin load each cost
-    # a round trip and a statement of its own), the rdv's usagers by one selectin.
+    # a round trip and a statement of its own), the rdv's usagers by one selectin. Read before the claim: each row
+    # is claimed by the statement that writes its text (_FIX), which takes only a row still unclaimed (or this
+    # batch's own, resumed), so a duplicate task reads the rows but sends none of them.
     rdv = joinedload(Message.rdv)
-    messages = db.session.scalars(
-        select(Message).where(Message.id.in_([*claimed, *resumed])).order_by(Message.id)
+    read = db.session.scalars(
+        select(Message).where(Message.id.in_(ids)).order_by(Message.id)
         .options(joinedload(Message.usager), rdv.joinedload(Rdv.motif), rdv.joinedload(Rdv.lieu),
                  rdv.joinedload(Rdv.organisation).joinedload(Organisation.territory),
                  rdv.selectinload(Rdv.usagers))
     ).unique().all()
+    # Picked here, not in the query: a condition on the status there made PostgreSQL read every queued row.
+    messages = [message for message in read if message.status == MessageStatus.QUEUED
+                and (message.claimed_at is None or message.id in resumed)]
+    if not messages:
+        db.session.commit()
+        return {}
     counts: dict[str, int] = {}
     given_back: list[int] = []
     # The provider is called from OUTBOX_SEND_THREADS threads, so that one send hanging until its timeout does not
@@ -604,22 +604,7 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
             expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
             try:
                 for packet in _chunks(messages, PREPARE_PACKET):
-                    ready, texts = [], []
-                    for message in packet:
-                        fixed = _prepare(message, now)
-                        if fixed is not None:
-                            # Written by one prebuilt statement, not flushed by the unit of work (whose
-                            # bookkeeping cost more than the send); the objects hold the values as committed.
-                            for key, value in fixed.items():
-                                set_committed_value(message, key, value)
-                            texts.append({"message_id": message.id, **fixed})
-                            ready.append((message, _outgoing(message)))
-                    if texts:
-                        session.execute(_WRITE_TEXTS, texts)
-                    for message in packet:
-                        if message.status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
-                            counts[str(message.status)] = counts.get(str(message.status), 0) + 1
-                    session.commit()
+                    ready = _fix(packet, claim, now, counts)
                     for message, outgoing in ready:
                         try:
                             send = _sender(outgoing)
@@ -769,12 +754,68 @@ def _give_back(ids: list[int], claim: Claim, connection: Connection) -> int:
     return given.rowcount
 
 
-_WRITE_TEXTS = (update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_id"))
-                .values(to_address=bindparam("to_address"), subject=bindparam("subject"), body=bindparam("body")))
+# A row's claim and its text in one statement (one new row version, not two), run for a packet at once. It takes
+# only a row still queued and unclaimed, or one this batch resumed (claimed_at its token already).
+_OWN_ROW = and_(_MESSAGES.c.id == bindparam("message_id"), _MESSAGES.c.status == MessageStatus.QUEUED,
+                or_(_MESSAGES.c.claimed_at.is_(None), _MESSAGES.c.claimed_at == bindparam("token")))
+_FIRST_CLAIM = case((_MESSAGES.c.claimed_at.is_(None), 1), else_=0)
+_FIX = (update(_MESSAGES).where(_OWN_ROW)
+        .values(claimed_at=bindparam("token"), attempts=_MESSAGES.c.attempts + _FIRST_CLAIM,
+                to_address=bindparam("to_address"), subject=bindparam("subject"), body=bindparam("body"),
+                updated_at=bindparam("at")))
+# A row no longer to send (skipped, or failed: _prepare says why), settled by the batch that took it.
+_SETTLE = (update(_MESSAGES).where(_OWN_ROW)
+           .values(status=bindparam("status"), error=bindparam("error"), claimed_at=None,
+                   attempts=_MESSAGES.c.attempts + _FIRST_CLAIM, updated_at=bindparam("at")))
+
+
+def _fix(packet: list[Message], claim: Claim, now: datetime,
+         counts: dict[str, int]) -> list[tuple[Message, OutgoingSms | OutgoingEmail]]:
+    """Claim a packet's rows and fix their texts (or settle those no longer wanted), committed: the messages this
+    batch now holds, with what to send. A row another batch took meanwhile is left to it, untouched."""
+    session = db.session()
+    token, at = claim.current, utcnow()
+    values, texts, owned = {}, [], set()
+    # _prepare's changes to the objects (a row skipped) are written by _SETTLE, guarded: never flushed unguarded,
+    # not even by a query a later message's text runs.
+    with session.no_autoflush:
+        for message in packet:
+            if message.claimed_at is None:  # read before its claim: its attempts as the claim will count them
+                set_committed_value(message, "attempts", message.attempts + 1)
+            fixed = _prepare(message, now)
+            values[message.id] = {"status": message.status, "error": message.error} if fixed is None else fixed
+            if fixed is not None:
+                texts.append({"message_id": message.id, "token": token, "at": at, **fixed})
+        if texts:
+            # All taken, as nearly always: the count says so. Otherwise the rows that bear this batch's claim.
+            if session.execute(_FIX, texts).rowcount == len(texts):
+                owned = {row["message_id"] for row in texts}
+            else:
+                owned = set(session.scalars(select(Message.id).where(
+                    Message.id.in_([row["message_id"] for row in texts]), Message.claimed_at == token)))
+        for message_id, row in values.items():
+            if "body" not in row and session.execute(_SETTLE, {"message_id": message_id, "token": token, "at": at,
+                                                               **row}).rowcount:
+                owned.add(message_id)
+    ready = []
+    for message in packet:
+        if message.id not in owned:
+            session.expunge(message)  # another batch's: nothing of this one is written on it
+            continue
+        row = values[message.id]
+        # The objects hold the values as committed: the unit of work has nothing to flush.
+        for key, value in {**row, "claimed_at": token if "body" in row else None, "updated_at": at}.items():
+            set_committed_value(message, key, value)
+        if "body" in row:
+            ready.append((message, _outgoing(message)))
+        else:
+            counts[str(message.status)] = counts.get(str(message.status), 0) + 1
+    session.commit()
+    return ready
 
 
 def _prepare(message: Message, now: datetime) -> dict | None:
-    """Check the message is still wanted and fix its text and address: the values to write (`_WRITE_TEXTS`). A
+    """Check the message is still wanted and fix its text and address: the values to write (`_FIX`). A
     message no longer wanted is skipped (or failed) on the model, and None returned."""
     reason = _why_not(message, now)
     if reason == STARTED and message.attempts > 1 and message.error:
