@@ -169,9 +169,9 @@ class Config:
     ONLINE_CODES_PER_NUMBER = env_int("ONLINE_CODES_PER_NUMBER", 3)
     ONLINE_LIVE_RDVS_PER_NUMBER = env_int("ONLINE_LIVE_RDVS_PER_NUMBER", 2)
     # Where a kept search page's next version is computed before the clock ends it (lapins.public.kept_search):
-    # `thread` (a thread of each process, after the response), `after` (the request's thread, once its response is
-    # sent), `inline` (before answering).
-    ONLINE_SEARCH_REFRESH = env_str("ONLINE_SEARCH_REFRESH", "thread")
+    # `after` (the request's thread, once its response is sent: measured best, docs/benchmarks.md), `thread` (a
+    # thread of each process), `inline` (before answering).
+    ONLINE_SEARCH_REFRESH = env_str("ONLINE_SEARCH_REFRESH", "after")
     # The territory's own BAN geocoder (addok, docs/deploy.md), asked for a family's street where a sector splits a
     # commune by street; empty: none, the commune's lieux are all offered.
     ADDOK_URL = env_str("ADDOK_URL", "")

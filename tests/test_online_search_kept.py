@@ -303,3 +303,21 @@ def test_the_next_version_computed_by_the_refresh_thread(app, client, db, clinic
     frozen_time.move_to(until)
     labels = served_by_stamps_only(db, client, clinic)
     assert FIRST not in labels and labels == fresh(client, clinic)
+
+
+def test_the_next_version_computed_once_the_response_is_sent(app, client, db, clinic, frozen_time, monkeypatch):
+    monkeypatch.setitem(app.config, "ONLINE_SEARCH_REFRESH", "after")
+    frozen_time.move_to(NOW - timedelta(minutes=20))
+    shown(client, clinic)
+    until = kept_until_of(clinic)
+    frozen_time.move_to(until - timedelta(seconds=3))
+    motif_id = clinic.motif.id
+    with driver_statements(db.engine) as statements:
+        response = search(client, motif_id)
+        assert FIRST in page_text(response)
+        answered = len(statements)
+        response.close()  # as the server does once the page is sent: then the next version is computed
+    assert answered == 1 and len(statements) > 1, [sql[:60] for sql, _ in statements]
+    frozen_time.move_to(until)
+    labels = served_by_stamps_only(db, client, clinic)
+    assert FIRST not in labels and labels == fresh(client, clinic)

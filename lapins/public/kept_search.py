@@ -18,9 +18,10 @@ dates tokens are reused for the page's life.
 Refreshed ahead of the clock: a kept page served within AHEAD of its `until` (or in the last half of a shorter life)
 has its next version computed as a search at exactly `until` would (now = until, the stamps read first), kept aside
 and served from `until` on while its stamps hold; so a page expiring by the clock costs no family a whole search.
-Where that is computed is ONLINE_SEARCH_REFRESH: `thread` (a daemon thread per process with its own app context and
-database session, after the response; the default), `after` (in the request's own thread once its response is sent),
-`inline` (before answering: the tests' in-memory SQLite has one connection for every thread). At most KEPT_SEARCHES
+Where that is computed is ONLINE_SEARCH_REFRESH: `after` (in the request's own thread once its response is sent; the
+default, measured better than a thread sharing the GIL with the requests), `thread` (a daemon thread per process with
+its own app context and database session), `inline` (before answering: the tests' in-memory SQLite has one connection
+for every thread). At most KEPT_SEARCHES
 pages, the least recently served dropped first.
 """
 from __future__ import annotations
@@ -165,7 +166,7 @@ def refresh(key: tuple, job: Callable[[], None]) -> None:
         finally:
             _refreshing.discard(key)
 
-    how = current_app.config.get("ONLINE_SEARCH_REFRESH", "thread")
+    how = current_app.config.get("ONLINE_SEARCH_REFRESH", "after")
     if how == "inline":
         run()
     elif how == "after":
