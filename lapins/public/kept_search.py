@@ -21,8 +21,7 @@ and served from `until` on while its stamps hold; so a page expiring by the cloc
 Where that is computed is ONLINE_SEARCH_REFRESH: `after` (in the request's own thread once its response is sent; the
 default, measured better than a thread sharing the GIL with the requests), `thread` (a daemon thread per process with
 its own app context and database session), `inline` (before answering: the tests' in-memory SQLite has one connection
-for every thread). At most KEPT_SEARCHES
-pages, the least recently served dropped first.
+for every thread). At most KEPT_SEARCHES pages, the least recently served dropped first.
 """
 from __future__ import annotations
 
@@ -38,7 +37,6 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from flask import after_this_request, current_app
-
 from sqlalchemy import ARRAY, Integer, bindparam, func, literal_column, select
 
 from lapins.infra.database import DriverQuery
@@ -126,6 +124,7 @@ def keep(key: tuple, territory_id: int, territory_stamp: str, agent_stamps, unti
          since: datetime | None = None) -> None:
     """Keeps the page computed (for `since`) from what these stamps (read before it) allowed."""
     _ahead.pop(key, None)
+    _refreshing.discard(key)  # a refresh whose response was never closed must not block the next ones
     _kept[key] = _kept_of(territory_id, territory_stamp, agent_stamps, until, body, since)
     _kept.move_to_end(key)
     while len(_kept) > KEPT_SEARCHES:

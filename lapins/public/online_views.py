@@ -108,7 +108,8 @@ def _refresh_ahead(key: tuple, departement: str, at) -> None:
     computed in a request context of its own with the same address and arguments (no session: the page kept is
     the one every visitor gets)."""
     app = current_app._get_current_object()
-    path, query, base_url = request.path, request.query_string.decode("latin-1"), request.host_url + request.script_root.lstrip("/")
+    path, query = request.path, request.query_string.decode("latin-1")
+    base_url = request.host_url + request.script_root.lstrip("/")
 
     def job() -> None:
         with app.test_request_context(path, base_url=base_url, query_string=query):
