@@ -168,6 +168,10 @@ class Config:
     ONLINE_LIMITS_PER_NUMBER = env_str("ONLINE_LIMITS_PER_NUMBER", "15/hour;40/day")
     ONLINE_CODES_PER_NUMBER = env_int("ONLINE_CODES_PER_NUMBER", 3)
     ONLINE_LIVE_RDVS_PER_NUMBER = env_int("ONLINE_LIVE_RDVS_PER_NUMBER", 2)
+    # Where a kept search page's next version is computed before the clock ends it (lapins.public.kept_search):
+    # `after` (the request's thread, once its response is sent: measured best, docs/benchmarks.md), `thread` (a
+    # thread of each process), `inline` (before answering).
+    ONLINE_SEARCH_REFRESH = env_str("ONLINE_SEARCH_REFRESH", "after")
     # The territory's own BAN geocoder (addok, docs/deploy.md), asked for a family's street where a sector splits a
     # commune by street; empty: none, the commune's lieux are all offered.
     ADDOK_URL = env_str("ADDOK_URL", "")
@@ -222,6 +226,8 @@ class TestingConfig(Config):
     CELERY_TASK_ALWAYS_EAGER = True
     SMS_BACKEND = "console"
     EMAIL_BACKEND = "console"
+    # The in-memory SQLite database has one connection for every thread: no refresh thread beside the test's.
+    ONLINE_SEARCH_REFRESH = "inline"
     RATELIMIT_ENABLED = False  # tests/test_login_limits.py turns it on for the apps it builds
     RATELIMIT_STORAGE_URI = "memory://"
     CALDAV_ALLOWED_PRIVATE_HOSTS = "127.0.0.1"  # the tests' Radicale (tests/radicale_server.py)

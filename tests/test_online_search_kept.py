@@ -147,7 +147,8 @@ def test_a_time_is_hidden_as_soon_as_the_minimum_delay_passes_it(client, db, cli
     frozen_time.move_to(NOW)  # 10h00 is exactly 2 h away: still shown, from what was kept
     with driver_statements(db.engine) as statements:
         assert FIRST in shown(client, clinic)
-    assert len(statements) == 1, statements
+    # The stamps, then (inline in the tests) the next version computed for the moment 10h00 goes.
+    assert "agenda_stamp" in statements[0][0] and "UNION ALL" in statements[0][0], statements
     frozen_time.move_to(NOW + timedelta(seconds=30))
     labels = shown(client, clinic)
     assert FIRST not in labels and "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 10h30" in labels
@@ -189,3 +190,133 @@ def test_a_booking_with_an_agent_the_page_does_not_show_keeps_it(client, db, cli
     with driver_statements(db.engine) as statements:
         assert FIRST in page_text(search(client, motif_id))
     assert len(statements) == 1, [sql[:60] for sql, _ in statements]
+
+
+# --- Refreshed ahead of the clock, the least recently served dropped first --------------------------------------
+
+def kept_until_of(clinic) -> datetime:
+    """The end of the one page kept for the clinic's search."""
+    (kept,) = kept_search._kept.values()
+    return kept.until
+
+
+def served_by_stamps_only(db, client, clinic) -> list[str]:
+    """The times shown, checking that the page came from what the process kept (one statement: the stamps)."""
+    motif_id = clinic.motif.id
+    with driver_statements(db.engine) as statements:
+        labels = [label for label, _ in slot_links(page_text(search(client, motif_id)))]
+    assert len(statements) == 1, [sql[:60] for sql, _ in statements]
+    return labels
+
+
+def served_near_its_end(db, client, clinic) -> list[str]:
+    """The times shown by the kept page (its stamps read first), its next version computed meanwhile (inline in
+    the tests: its statements follow)."""
+    motif_id = clinic.motif.id
+    with driver_statements(db.engine) as statements:
+        labels = [label for label, _ in slot_links(page_text(search(client, motif_id)))]
+    assert "UNION ALL" in statements[0][0] and len(statements) > 1, [sql[:60] for sql, _ in statements]
+    return labels
+
+
+def fresh(client, clinic) -> list[str]:
+    """What a search computed at this very moment shows (nothing kept)."""
+    kept_search.forget_all()
+    return shown(client, clinic)
+
+
+def test_a_time_crossing_the_minimum_delay_leaves_the_next_version_at_exactly_its_bound(client, db, clinic,
+                                                                                          frozen_time):
+    frozen_time.move_to(NOW - timedelta(minutes=20))
+    assert FIRST in shown(client, clinic)
+    until = kept_until_of(clinic)
+    assert until == NOW + timedelta(microseconds=1)  # 10h00 shown while now + 2 h is at most 10h00
+    frozen_time.move_to(until - timedelta(seconds=3))  # served near its end: its next version computed now
+    assert FIRST in served_near_its_end(db, client, clinic)
+    frozen_time.move_to(until)  # from its bound on, the next version, with no search
+    labels = served_by_stamps_only(db, client, clinic)
+    assert FIRST not in labels and "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 10h30" in labels
+    assert labels == fresh(client, clinic)
+
+
+def test_a_new_day_appears_in_the_next_version_when_the_window_end_moves(client, db, clinic, frozen_time):
+    # Times up to one day ahead: Monday's, then Tuesday's morning as now + 1 day passes them.
+    clinic.motif.online_max_days = 1
+    db.session.commit()
+    frozen_time.move_to(NOW - timedelta(minutes=1, seconds=30))
+    labels = shown(client, clinic)
+    assert labels and not any("mardi" in label for label in labels)
+    tuesdays, changes = 0, 0
+    for _ in range(8):  # 8 moves of the window's end, 5 minutes each
+        until = kept_until_of(clinic)
+        assert until - datetime.now(timezone.utc) <= timedelta(minutes=5)  # the window's end, on its grid
+        frozen_time.move_to(until - timedelta(seconds=2))
+        before = served_near_its_end(db, client, clinic)
+        frozen_time.move_to(until)
+        labels = served_by_stamps_only(db, client, clinic)
+        changes += labels != before
+        frozen_time.move_to(until + timedelta(seconds=1))  # and after it, the same as a search then
+        assert served_by_stamps_only(db, client, clinic) == labels == fresh(client, clinic), until
+        tuesdays = max(tuesdays, sum("mardi" in label for label in labels))
+    assert tuesdays >= 1 and changes >= 1  # the window's end brought Tuesday's first times, at its very moment
+
+
+def test_a_booking_after_the_next_version_was_computed_is_not_hidden_by_it(client, db, clinic, factories,
+                                                                          frozen_time):
+    frozen_time.move_to(NOW - timedelta(minutes=20))
+    shown(client, clinic)
+    until = kept_until_of(clinic)
+    frozen_time.move_to(until - timedelta(seconds=3))
+    served_near_its_end(db, client, clinic)  # next version computed
+    usager = factories.UsagerFactory(territory=clinic.territory)
+    book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[usager],
+             starts_at=datetime(2026, 10, 19, 6, 30, tzinfo=timezone.utc), lieu=clinic.lieu)
+    frozen_time.move_to(until)
+    labels = shown(client, clinic)
+    assert "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 10h30" not in labels
+    assert labels == fresh(client, clinic)
+
+
+def test_the_least_recently_served_search_is_dropped_first(client, db, clinic, monkeypatch):
+    monkeypatch.setattr(kept_search, "KEPT_SEARCHES", 2)
+    shown(client, clinic)  # Saint-Denis
+    shown(client, clinic, commune="97418")  # Sainte-Marie
+    served_by_stamps_only(db, client, clinic)  # Saint-Denis served again: the most recently served
+    shown(client, clinic, commune="97415")  # a third: Sainte-Marie dropped, not Saint-Denis
+    served_by_stamps_only(db, client, clinic)
+    motif_id = clinic.motif.id
+    with driver_statements(db.engine) as statements:
+        search(client, motif_id, commune="97418")
+    assert len(statements) > 1
+
+
+def test_the_next_version_computed_by_the_refresh_thread(app, client, db, clinic, frozen_time, monkeypatch):
+    if db.engine.url.get_backend_name() == "sqlite" and db.engine.url.database in (None, "", ":memory:"):
+        pytest.skip("one connection for every thread: the refresh thread is tried on PostgreSQL (run_tests.py)")
+    monkeypatch.setitem(app.config, "ONLINE_SEARCH_REFRESH", "thread")
+    frozen_time.move_to(NOW - timedelta(minutes=20))
+    shown(client, clinic)
+    until = kept_until_of(clinic)
+    frozen_time.move_to(until - timedelta(seconds=3))
+    assert FIRST in served_by_stamps_only(db, client, clinic)
+    kept_search.wait_refreshed()
+    frozen_time.move_to(until)
+    labels = served_by_stamps_only(db, client, clinic)
+    assert FIRST not in labels and labels == fresh(client, clinic)
+
+
+def test_the_next_version_computed_once_the_response_is_sent(app, client, db, clinic, frozen_time, monkeypatch):
+    monkeypatch.setitem(app.config, "ONLINE_SEARCH_REFRESH", "after")
+    frozen_time.move_to(NOW - timedelta(minutes=20))
+    shown(client, clinic)
+    until = kept_until_of(clinic)
+    frozen_time.move_to(until - timedelta(seconds=3))
+    motif_id = clinic.motif.id
+    with driver_statements(db.engine) as statements:
+        response = search(client, motif_id)
+        assert FIRST in page_text(response)
+    assert len(statements) == 1, [sql[:60] for sql, _ in statements]  # answered before any search
+    response.close()  # as the server does once the page is sent: then the next version is computed
+    frozen_time.move_to(until)
+    labels = served_by_stamps_only(db, client, clinic)
+    assert FIRST not in labels and labels == fresh(client, clinic)

@@ -7,20 +7,36 @@ agents' bookings and absences (their own stamps) allow, at a moment. A kept page
 the page was computed: it is served while they are unchanged and until `kept_until`, the first moment the clock alone
 would change what it shows:
 - the scope's start (now + the motif's minimum delay, on the 5-minute grid) passing a time shown hides it;
-- when a lieu shows fewer than FIRST_DAYS days or no next page, its window's end (the maximum delay) moving may bring a
-  day or the « Voir plus de dates » link: then kept to the next minute only;
+- when a lieu shows fewer than FIRST_DAYS days or no next page, its window's end (now + the maximum delay, on the
+  5-minute grid) moving may bring a day or the « Voir plus de dates » link: then kept until it moves;
 - the territory's next midnight (the lieux listed without times carry today's date, and plages end on a day);
 - an hour at most, so that the tokens it carries (signed for 24 h) stay young.
 Only pages that are the same for every visitor are kept: no signed-in agent (the header), no flashed message, no
 street looked up by the geocoder (a service of its own). The page has no CSRF token (its form is a GET); its slot and
 dates tokens are reused for the page's life.
+
+Refreshed ahead of the clock: a kept page served within AHEAD of its `until` (or in the last half of a shorter life)
+has its next version computed as a search at exactly `until` would (now = until, the stamps read first), kept aside
+and served from `until` on while its stamps hold; so a page expiring by the clock costs no family a whole search.
+Where that is computed is ONLINE_SEARCH_REFRESH: `after` (in the request's own thread once its response is sent; the
+default, measured better than a thread sharing the GIL with the requests), `thread` (a daemon thread per process with
+its own app context and database session), `inline` (before answering: the tests' in-memory SQLite has one connection
+for every thread). At most KEPT_SEARCHES pages, the least recently served dropped first.
 """
 from __future__ import annotations
 
+import logging
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable
 from zoneinfo import ZoneInfo
 
+from flask import after_this_request, current_app
 from sqlalchemy import ARRAY, Integer, bindparam, func, literal_column, select
 
 from lapins.infra.database import DriverQuery
@@ -29,13 +45,18 @@ from lapins.models import Agent, Territory
 from lapins.slots.engine import ONE_DAY, SLOT_GRID, ceil_to_grid, local_midnight
 from lapins.slots.picker import FIRST_DAYS
 
-KEPT_SEARCHES = 1024  # then emptied: a page is 10 to 35 kB (35 MB at most per process); hot searches come back soon
-STAMP = timedelta(minutes=1)
+KEPT_SEARCHES = 1024  # a page is 10 to 35 kB (35 MB at most per process); the least recently served dropped first
 # The page's tokens are signed when it is computed and checked for 24 h (online.SLOT_TOKEN_AGE): an hour at most
 # keeps a family that opens a time from a page served late in its life well within that.
 LONGEST = timedelta(hours=1)
+# A page served this close to its end (or in the last half of a shorter life) has its next version computed.
+AHEAD = timedelta(seconds=5)
 
-_kept: dict[tuple, Kept] = {}
+log = logging.getLogger(__name__)
+
+_kept: OrderedDict[tuple, Kept] = OrderedDict()  # least recently served first
+_ahead: dict[tuple, Kept] = {}  # the next version of a kept page, computed for the moment it ends
+_refreshing: set[tuple] = set()  # the pages whose next version is being computed
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,7 @@ class Kept:
     stamps: tuple[tuple[int, int, str], ...]  # (0, territory id, stamp), then (1, agent id, stamp) by agent id
     until: datetime  # served while now < until
     body: str
+    since: datetime | None = None  # the moment it was computed for (its search's `now`)
 
 
 def _stamps_statement(agents):
@@ -70,32 +92,121 @@ def stamps_of(territory_id: int, agent_ids: tuple[int, ...]) -> tuple[tuple[int,
 
 
 def answer(key: tuple, now: datetime) -> str | None:
-    """The kept page, when its stamps are still those of the database and the clock has not reached its end."""
+    """The kept page, when its stamps are still those of the database and the clock has not reached its end (from
+    its end on, its next version if computed ahead)."""
     kept = _kept.get(key)
     if kept is None:
         return None
     if now >= kept.until:
-        _kept.pop(key, None)
-        return None
+        ahead = _ahead.pop(key, None)
+        if ahead is None or not ahead.since <= now < ahead.until:
+            _kept.pop(key, None)
+            return None
+        kept = _kept[key] = ahead
     territory_id = kept.stamps[0][1]
     agent_ids = tuple(row_id for kind, row_id, _ in kept.stamps if kind == 1)
     if stamps_of(territory_id, agent_ids) != kept.stamps:
         _kept.pop(key, None)
+        _ahead.pop(key, None)
         return None
+    _kept.move_to_end(key)
     return kept.body
 
 
-def keep(key: tuple, territory_id: int, territory_stamp: str, agent_stamps, until: datetime, body: str) -> None:
-    """Keeps the page computed from what these stamps (read before it) allowed."""
-    if len(_kept) >= KEPT_SEARCHES:
-        _kept.clear()
-    _kept[key] = Kept(((0, territory_id, territory_stamp), *sorted((1, agent_id, stamp)
-                                                                   for agent_id, stamp in set(agent_stamps))),
-                      until, body)
+def _kept_of(territory_id: int, territory_stamp: str, agent_stamps, until: datetime, body: str,
+             since: datetime | None) -> Kept:
+    return Kept(((0, territory_id, territory_stamp), *sorted((1, agent_id, stamp)
+                                                             for agent_id, stamp in set(agent_stamps))),
+                until, body, since)
+
+
+def keep(key: tuple, territory_id: int, territory_stamp: str, agent_stamps, until: datetime, body: str,
+         since: datetime | None = None) -> None:
+    """Keeps the page computed (for `since`) from what these stamps (read before it) allowed."""
+    _ahead.pop(key, None)
+    _refreshing.discard(key)  # a refresh whose response was never closed must not block the next ones
+    _kept[key] = _kept_of(territory_id, territory_stamp, agent_stamps, until, body, since)
+    _kept.move_to_end(key)
+    while len(_kept) > KEPT_SEARCHES:
+        dropped, _ = _kept.popitem(last=False)
+        _ahead.pop(dropped, None)
+
+
+def refresh_due(key: tuple, now: datetime) -> datetime | None:
+    """The moment to compute the next version of the kept page for, when it is near its end and none is computed
+    or being computed; else None."""
+    kept = _kept.get(key)
+    if kept is None or kept.since is None or key in _ahead or key in _refreshing:
+        return None
+    margin = min(AHEAD, (kept.until - kept.since) / 2)
+    return kept.until if now >= kept.until - margin else None
+
+
+def keep_ahead(key: tuple, territory_id: int, territory_stamp: str, agent_stamps, until: datetime, body: str,
+               since: datetime) -> None:
+    """Keeps the next version of a kept page, computed for `since`: the moment the page kept now ends."""
+    kept = _kept.get(key)
+    if kept is not None and kept.until == since and since < until:
+        _ahead[key] = _kept_of(territory_id, territory_stamp, agent_stamps, until, body, since)
+
+
+def refresh(key: tuple, job: Callable[[], None]) -> None:
+    """Runs `job` (which computes the next version and calls keep_ahead) as ONLINE_SEARCH_REFRESH says, once at a
+    time per page."""
+    if key in _refreshing:
+        return
+    _refreshing.add(key)
+
+    def run() -> None:
+        try:
+            job()
+        except Exception:  # a failed refresh only means the page is computed by the request that finds it ended
+            log.exception("online search: the next version of a kept page could not be computed")
+        finally:
+            _refreshing.discard(key)
+
+    how = current_app.config.get("ONLINE_SEARCH_REFRESH", "after")
+    if how == "inline":
+        run()
+    elif how == "after":
+        @after_this_request
+        def _after(response):
+            response.call_on_close(run)
+            return response
+    else:
+        _refresher().put(run)
+
+
+_thread_queue: tuple[int, queue.SimpleQueue] | None = None
+
+
+def _refresher() -> queue.SimpleQueue:
+    """The process's refresh queue and its daemon thread, started at first use in each process (gunicorn forks its
+    workers after loading the app)."""
+    global _thread_queue
+    if _thread_queue is None or _thread_queue[0] != os.getpid():
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=_work, args=(jobs,), name="kept-search-refresh", daemon=True).start()
+        _thread_queue = (os.getpid(), jobs)
+    return _thread_queue[1]
+
+
+def _work(jobs: queue.SimpleQueue) -> None:
+    while True:
+        jobs.get()()
+
+
+def wait_refreshed(timeout: float = 30.0) -> None:
+    """Until no next version is being computed (tests)."""
+    deadline = time.monotonic() + timeout  # the tests' frozen clock does not stop this one
+    while _refreshing and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def forget_all() -> None:
     _kept.clear()
+    _ahead.clear()
+    _refreshing.clear()
 
 
 def kept_until(found, now: datetime, tz: ZoneInfo) -> datetime:
@@ -114,5 +225,7 @@ def kept_until(found, now: datetime, tz: ZoneInfo) -> datetime:
                     grid -= SLOT_GRID
                 until = min(until, grid - min_delay + timedelta(microseconds=1))
         if len(offer.days) < FIRST_DAYS or offer.following is None:
-            until = min(until, now.replace(second=0, microsecond=0) + STAMP)
+            # The window's end (ceil_to_grid(now + max_delay)) moves once now + max_delay passes its grid point.
+            max_delay = timedelta(days=offer.motif.online_max_days)
+            until = min(until, ceil_to_grid(now + max_delay) - max_delay + timedelta(microseconds=1))
     return until

@@ -93,7 +93,36 @@ def online_start(departement: str):
     if kept_key is not None:
         body = kept_search.answer(kept_key, now)
         if body is not None:
+            at = kept_search.refresh_due(kept_key, now)
+            if at is not None:
+                _refresh_ahead(kept_key, departement, at)
             return body
+    body, kept = _search_page(departement, now)
+    if kept_key is not None and kept is not None:
+        kept_search.keep(kept_key, *kept, body, since=now)
+    return body
+
+
+def _refresh_ahead(key: tuple, departement: str, at) -> None:
+    """The kept page's next version, as this search will show at `at` (kept_search: refreshed ahead of the clock),
+    computed in a request context of its own with the same address and arguments (no session: the page kept is
+    the one every visitor gets)."""
+    app = current_app._get_current_object()
+    path, query = request.path, request.query_string.decode("latin-1")
+    base_url = request.host_url + request.script_root.lstrip("/")
+
+    def job() -> None:
+        with app.test_request_context(path, base_url=base_url, query_string=query):
+            body, kept = _search_page(departement, at)
+            if kept is not None:
+                kept_search.keep_ahead(key, *kept, body, since=at)
+
+    kept_search.refresh(key, job)
+
+
+def _search_page(departement: str, now) -> tuple[str, tuple | None]:
+    """The search page of the request's arguments as at `now`, and what to keep it on when it may be kept:
+    (territory id, its stamp, the shown agents' stamps, the moment the clock alone changes it)."""
     territory = _territory(departement)
     needs = online.open_needs(territory)
     form = SearchForm(request.args)
@@ -140,11 +169,10 @@ def online_start(departement: str):
         phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
                 for offer in found or []})
     # A street looked up by the geocoder depends on it too: such a search is not kept.
-    if kept_key is not None and searched is not None and not (streets and geocoder_configured()
-                                                              and (form.voie.data or "").strip()):
-        kept_search.keep(kept_key, territory.id, territory.agenda_stamp, searched.agent_stamps,
-                         kept_search.kept_until(found, now, territory.tz), body)
-    return body
+    if searched is None or (streets and geocoder_configured() and (form.voie.data or "").strip()):
+        return body, None
+    return body, (territory.id, territory.agenda_stamp, searched.agent_stamps,
+                  kept_search.kept_until(found, now, territory.tz))
 
 
 def _same_for_all() -> bool:

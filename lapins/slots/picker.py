@@ -159,13 +159,14 @@ def days_between(scope: Scope, first: date, last: date, *, kept_only: bool = Fal
     if first > last:
         return ()
     key = scope.key(first, last)
-    if key not in _kept:
+    days = _kept.get(key)  # one read: the online search's refresh thread may empty it meanwhile (kept_search)
+    if days is None:
         if kept_only:
             raise NotKept
         if len(_kept) >= KEPT_PAGES:
             _kept.clear()
-        _kept[key] = _read_days(scope, first, last)
-    return _kept[key]
+        days = _kept[key] = _read_days(scope, first, last)
+    return days
 
 
 def _read_days(scope: Scope, first: date, last: date) -> tuple[Day, ...]:
