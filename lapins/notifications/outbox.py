@@ -1024,7 +1024,9 @@ def compose_sms(message: Message) -> str:
     two_way = message.kind == MessageKind.REMINDER and confirmation.asks_to_confirm(
         rdv, territory, last_reminder=_is_last_reminder(message))
     if message.participation is not None:
-        facts = participant_facts(_rdv_facts(rdv, message.kind, two_way=two_way), message.participation)
+        place_link = links.place_url(message.participation.id)  # signed once, for both
+        facts = participant_facts(_rdv_facts(rdv, message.kind, two_way=two_way, link=place_link),
+                                  message.participation, place_link)
     else:
         facts = _rdv_facts(rdv, message.kind, two_way=two_way, link=rdv_link_for(rdv, message.usager))
     # A receipt to whoever cancelled on their link; the other guardian is told it is cancelled.
@@ -1080,9 +1082,10 @@ def _rdv_facts(rdv: Rdv, kind: MessageKind, *, two_way: bool, link: str | None =
 SESSION_REASON_CHARS = 60  # the reason a session was cancelled, kept short enough for the SMS to carry it
 
 
-def participant_facts(facts: sms_text.SmsFacts, participation: Participation) -> sms_text.SmsFacts:
+def participant_facts(facts: sms_text.SmsFacts, participation: Participation, link: str) -> sms_text.SmsFacts:
     """A collective session's SMS to one family: its own link (which cancels only its place), its child's name,
-    and, when the service cancelled the session, why (in the note's place; dropped whole if it cannot fit)."""
+    and, when the service cancelled the session, why (in the note's place; dropped whole if it cannot fit). `link`:
+    the place's link (links.place_url), signed once by the caller."""
     rdv = participation.rdv
     person = next((usager.first_name for usager in participation.usagers if usager.responsible_id is not None), None)
     note, phone = facts.note, facts.phone
@@ -1091,8 +1094,7 @@ def participant_facts(facts: sms_text.SmsFacts, participation: Participation) ->
         note, phone = f"Motif : {rdv.cancel_reason[:SESSION_REASON_CHARS]}", None
     # Never « répondez OUI ou ANNULER »: SMS replies find a family's rdvs by its usagers (notifications.replies), and
     # a place is cancelled on its own link, never the whole session by a reply.
-    return replace(facts, link=links.place_url(participation.id), person=person, note=note, phone=phone,
-                   two_way=False)
+    return replace(facts, link=link, person=person, note=note, phone=phone, two_way=False)
 
 
 def _is_last_reminder(message: Message) -> bool:
