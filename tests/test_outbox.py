@@ -686,18 +686,24 @@ def _taken_meanwhile(monkeypatch, db, taken: Message, token: datetime) -> None:
     monkeypatch.setattr(outbox, "_prepare", prepare_after_the_other_claim)
 
 
-def test_a_row_another_batch_claimed_after_this_one_read_it_is_neither_written_nor_sent(clinic, db, clock,
-                                                                                          monkeypatch):
+def _reminders_handed(clinic, db, clock):
+    """An rdv's SMS and e-mail reminders, due and handed to the broker in one batch: (rdv, sms, email, batch)."""
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     sms, email = (messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=channel)[0]
                   for channel in (Channel.SMS, Channel.EMAIL))
     clock.move_to(sms.due_at)
     handed: list[list[int]] = []
     outbox.dispatch_due(enqueue=handed.append)
+    return rdv, sms, email, handed[0]
+
+
+def test_a_row_another_batch_claimed_after_this_one_read_it_is_neither_written_nor_sent(clinic, db, clock,
+                                                                                          monkeypatch):
+    _rdv, sms, email, batch = _reminders_handed(clinic, db, clock)
     other_claim = sms.due_at - timedelta(seconds=1)
     _taken_meanwhile(monkeypatch, db, sms, other_claim)
 
-    counts = outbox.send_batch(handed[0])
+    counts = outbox.send_batch(batch)
 
     db.session.expire_all()
     sms, email = db.session.get(Message, sms.id), db.session.get(Message, email.id)
@@ -708,18 +714,13 @@ def test_a_row_another_batch_claimed_after_this_one_read_it_is_neither_written_n
 
 
 def test_a_row_another_batch_claimed_is_not_skipped_by_this_one_either(clinic, db, clock, monkeypatch):
-    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
-    sms, email = (messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER, channel=channel)[0]
-                  for channel in (Channel.SMS, Channel.EMAIL))
-    clock.move_to(sms.due_at)
-    handed: list[list[int]] = []
-    outbox.dispatch_due(enqueue=handed.append)
+    rdv, sms, email, batch = _reminders_handed(clinic, db, clock)
     rdv.status = RdvStatus.EXCUSED  # cancelled by phone: both reminders are no longer wanted...
     db.session.commit()
     other_claim = sms.due_at - timedelta(seconds=1)
     _taken_meanwhile(monkeypatch, db, sms, other_claim)  # ...and the SMS is the other batch's to settle
 
-    counts = outbox.send_batch(handed[0])
+    counts = outbox.send_batch(batch)
 
     db.session.expire_all()
     sms, email = db.session.get(Message, sms.id), db.session.get(Message, email.id)
