@@ -529,9 +529,9 @@ def send_batch(ids: Iterable[int], *, earlier_claims: Iterable[datetime] = (), r
     """Send the queued messages among `ids`; returns counts per outcome (for logs and benchmarks).
 
     The rows are read, checked and given their text, then claimed by the UPDATE that writes it (`_fix`: only rows
-    still queued and unclaimed are taken, so a duplicate task sends nothing), committed, and only then sent. A task retried
-    after losing the database (SendInterrupted) passes the claims it held (`earlier_claims`), `resume` (rows whose
-    send never began: taken back) and `delivered` (recorded as sent, without a new request).
+    still queued and unclaimed are taken, so a duplicate task sends nothing), committed, and only then sent. A task
+    retried after losing the database (SendInterrupted) passes the claims it held (`earlier_claims`), `resume` (rows
+    whose send never began: taken back) and `delivered` (recorded as sent, without a new request).
     """
     claim = Claim(utcnow(), earlier_claims)
     not_begun, outcomes = set(ids), {}
