@@ -416,7 +416,7 @@ def test_a_redis_restart_loses_the_queued_tasks_but_no_reminder(start_lapins, ow
     assert len(twilio.messages) == len(reminders)
     for worker in lapins.workers:
         worker.assert_running()  # the worker found Redis again by itself
-        # ...trying again after a second, not after kombu's 2 s then 4 s (lapins.infra.celery_app.QuickReconnect)
+        # ...trying again after a second, not after kombu's 2 s then 4 s (lapins.infra.worker_consumer)
         retries = re.findall(r"Trying again (in [\d.]+ seconds?|now)", worker.log.read_text(errors="replace"))
         assert retries and retries[0] == "in 1.00 second", retries
 

@@ -4,16 +4,14 @@ The beat's jobs go to a queue of their own, BEAT_QUEUE, read by every worker (a 
 both queues): Redis hands the queues out in turn, so a dispatch or a heartbeat waits for one task at most, never
 behind thousands of queued sends. A task that loses its database (PostgreSQL restarted, its connection killed, SQLite locked for too long) is not
 failed: its session is thrown away and the task retried with a growing delay (`retry_when_database_is_back`). A
-worker that loses the broker tries again after a second, then 2, 3… (`QuickReconnect`), not kombu's 2, then 4, 6… s.
+worker that loses the broker tries again after a second, then 2, 3… (`worker_consumer`), not kombu's 2, 4, 6… s.
 """
 from __future__ import annotations
 
 import logging
 import random
-from functools import partial
 
 from celery import Celery, Task
-from celery.worker.consumer import Consumer
 from kombu import Queue
 from flask import Flask, current_app
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError, StatementError
@@ -30,21 +28,6 @@ BEAT_QUEUE = "lapins.beat"  # the periodic jobs (lapins.tasks.PERIODIC_JOBS), an
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PendingRollbackError)
 DATABASE_RETRIES = 30  # with the delays below, about twenty minutes of outage
 LONGEST_DATABASE_DELAY = 60
-
-
-# A worker's reconnection to the broker: tried again after 1 s, then 2, 3… at most every 5 s (whole seconds: Celery's
-# log line says « Trying again now » for less than one).
-RECONNECT_INTERVALS = {"interval_start": 1, "interval_step": 1, "interval_max": 5}
-
-
-class QuickReconnect(Consumer):
-    """The worker's consumer (`worker_consumer`), back on a restarted broker soon after it is. Celery calls kombu's
-    ensure_connection without intervals, so kombu's own applied (2 s, then 4, 6… up to 30): a 2 s Redis restart kept
-    the due reminders waiting 2 to 3 s longer (bench/faults.py, redis_restart; docs/benchmarks.md)."""
-
-    def ensure_connected(self, conn):
-        conn.ensure_connection = partial(conn.ensure_connection, **RECONNECT_INTERVALS)
-        return super().ensure_connected(conn)
 
 
 class TaskDatabaseError(Exception):
@@ -128,7 +111,7 @@ def celery_init_app(app: Flask, beat_schedule: dict) -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_routes={entry["task"]: {"queue": BEAT_QUEUE} for entry in beat_schedule.values()},
         broker_connection_retry_on_startup=True,
-        worker_consumer=f"{__name__}:QuickReconnect",
+        worker_consumer="lapins.infra.worker_consumer:QuickReconnect",  # read by the worker only
     )
     celery.set_default()
     app.extensions["celery"] = celery
