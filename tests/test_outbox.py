@@ -547,6 +547,57 @@ def test_a_gateway_error_after_twilio_took_the_sms_never_sends_it_twice(clinic, 
     assert len(twilio_fake.sends_to("+33612345678")) == 1  # asked, never sent again
 
 
+def test_a_gateway_error_after_twilio_took_the_sms_is_recorded_sent_within_seconds(clinic, db, clock, app,
+                                                                                    twilio_sender, twilio_fake):
+    """Twilio has the SMS behind the gateway's 504: asked ANSWERED_RECHECK after the answer, not a whole lease, and
+    recorded sent then — the row does not hold up the outbox's drain for the lease."""
+    twilio_fake.fail_after_accept_next(1, status=504)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    assert (sms.status, sms.unsure_since) == (MessageStatus.QUEUED, NOW)
+    clock.shift(outbox.ANSWERED_RECHECK + timedelta(milliseconds=1))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.unsure_since, sms.error) == (MessageStatus.SENT, None, None)
+    assert sms.provider_id == twilio_fake.messages[0].sid
+    assert len(twilio_fake.sends_to("+33612345678")) == 1
+
+
+def test_a_silence_is_asked_about_within_seconds_but_sent_again_only_a_lease_after_it(clinic, db, clock, app,
+                                                                                      twilio_sender, twilio_fake):
+    """No answer (the client's timeout), Twilio never created the SMS: looked for soon and then further and further
+    apart — not found each time, yet never sent again, never failed, before a whole lease after the silence (Twilio
+    could still be working on the request); then sent again, once."""
+    app.config.update(TWILIO_TIMEOUT_SECONDS=1)
+    app.extensions.pop("lapins.sms_backend", None)
+    lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    twilio_fake.hang_next(1, seconds=30, accept=False)
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    sms = sms_of(db, rdv)
+    silence = sms.unsure_since
+    assert sms.status == MessageStatus.QUEUED and silence is not None and twilio_fake.messages == []
+    requests = twilio_fake.request_count
+    looks = []
+    while utc_now() + timedelta(seconds=2) < silence + lease:  # the beat, every 2 s
+        clock.shift(timedelta(seconds=2))
+        outbox.dispatch_due()
+        db.session.refresh(sms)
+        assert (sms.status, sms.attempts) == (MessageStatus.QUEUED, 1)
+        if twilio_fake.request_count > requests:
+            looks.append((utc_now() - silence).total_seconds())
+            requests = twilio_fake.request_count
+    assert len(twilio_fake.sends_to("+33612345678")) == 1  # asked, not sent again
+    # Within seconds (the first beat), then each time at least twice as long after the silence: [2, 6, 14] here.
+    assert looks[0] <= 2 and len(looks) >= 3, looks
+    assert all(later >= 2 * earlier for earlier, later in zip(looks, looks[1:])), looks
+
+    clock.move_to(silence + lease + timedelta(seconds=1))
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts, sms.unsure_since) == (MessageStatus.SENT, 2, None)
+    assert twilio_fake.count_for("+33612345678", sms.body) == 1
+
+
 def test_a_gateway_error_is_not_failed_when_the_rdv_starts_before_twilio_is_asked(clinic, db, clock, app,
                                                                                   twilio_sender, twilio_fake):
     """The rdv begins while the claim waits out its lease: Twilio has the SMS, so the row ends sent, not failed."""
@@ -576,7 +627,7 @@ def test_twilios_own_500_is_asked_about_within_seconds_and_later_ones_further_ap
                                                                                      twilio_sender, twilio_fake):
     """Twilio itself answers 500 (its JSON error): its handling of the request is over, so the claim is looked into
     ANSWERED_RECHECK later, not a whole lease — Twilio asked first, the SMS then sent once. A second 500 waits twice
-    as long. (A gateway's 5xx still waits out the lease: the test above.)"""
+    as long. (A gateway's 5xx is asked about as soon but sent again only a lease after it: the tests above.)"""
     recheck = outbox.ANSWERED_RECHECK
     lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
     assert 4 * recheck < lease

@@ -103,6 +103,9 @@ class Message(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An answer that did not say whether the message left (a gateway's 5xx, no answer): the provider is asked soon,
+    # but the message is never sent again before a whole lease after it (outbox._record_transient).
+    unsure_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provider_id: Mapped[str | None] = mapped_column(String(64), index=True)

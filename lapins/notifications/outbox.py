@@ -62,8 +62,8 @@ RENEWALS_PER_LEASE = 5  # a batch renews its claim this often per lease while it
 PREPARE_PACKET = 10  # texts committed together, their sends begun, before the next ones are written
 RECORD_PACKET = 10  # accepted sends recorded together, at the latest RECORD_EVERY after the last outcome
 RECORD_EVERY = timedelta(seconds=0.1)
-# After the provider's own 5xx (not a gateway's, not a silence), find_sent is asked this long after it, doubled at each
-# attempt, at most a lease: see _record_transient.
+# After an answer that does not say whether the message left, find_sent is first asked this long after it: see
+# _record_transient.
 ANSWERED_RECHECK = timedelta(seconds=1)
 STARTED = "Rendez-vous déjà commencé"
 _MESSAGES = Message.__table__
@@ -407,8 +407,9 @@ def _lost_batches(now: datetime | None) -> Iterator[list[int]]:
 
 
 def recover_stale_claims(now: datetime | None = None) -> int:
-    """Claims older than the lease belong to a worker that died mid-send: ask the provider whether the message
-    left; record it as sent if so, otherwise put it back to be sent again."""
+    """Claims older than the lease belong to a worker that died mid-send, or to an unclear answer whose time to be
+    looked into has come: ask the provider whether the message left; record it as sent if so, otherwise put it back
+    to be sent again — not before a lease after an unclear answer (`unsure_since`): until then it is asked again."""
     now = now or utcnow()
     lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
     stale = db.session.scalars(
@@ -416,21 +417,26 @@ def recover_stale_claims(now: datetime | None = None) -> int:
         .order_by(Message.id).limit(CLAIM_CHUNK)).all()
     # Each claim is settled only if it is still the one read here: another dispatch (the beat and a booking's kick)
     # may have settled it while the provider was being asked, and the message been sent again since.
-    claims = [(message, message.id, message.claimed_at, message.attempts) for message in stale]
-    answers = _find_all_sent([(message, claimed_at) for message, _id, claimed_at, _attempts in claims])
-    for (message, message_id, claimed_at, attempts), found in zip(claims, answers):
+    claims = [(message, message.id, message.claimed_at, message.attempts, message.unsure_since) for message in stale]
+    answers = _find_all_sent([(message, claimed_at) for message, _id, claimed_at, _attempts, _unsure in claims])
+    for (message, message_id, claimed_at, attempts, unsure_since), found in zip(claims, answers):
         if isinstance(found, TransientError):
             logger.warning("Message %s: provider not reachable to check an interrupted send (%s)", message_id,
                            found.code or "no code")
             continue
         if found is not None:
             values = _sent_values(found, claimed_at)
+        elif unsure_since is not None and now < unsure_since + lease:
+            # Not there yet, though the provider may still be working on that request: asked again twice as long
+            # after the answer as now, and at the latest a lease after it, when the message may leave again.
+            look = min(unsure_since + max(2 * (now - unsure_since), 2 * ANSWERED_RECHECK), unsure_since + lease)
+            values = {"claimed_at": look - lease}
         elif attempts >= MAX_ATTEMPTS:
-            values = {"status": MessageStatus.FAILED, "claimed_at": None,
+            values = {"status": MessageStatus.FAILED, "claimed_at": None, "unsure_since": None,
                       "error": f"Abandon après {attempts} envois interrompus"}
         else:
             # What the last answer said (a 5xx, no answer) stays for the agents; a worker that died left none.
-            values = {"status": MessageStatus.PENDING, "claimed_at": None, "queued_at": None,
+            values = {"status": MessageStatus.PENDING, "claimed_at": None, "queued_at": None, "unsure_since": None,
                       "due_at": _retry_time(message, now, now),
                       "error": message.error or "Envoi interrompu (worker arrêté) : nouvel essai"}
         db.session.execute(
@@ -925,7 +931,7 @@ def _sent_values(delivery: Delivery, at: datetime) -> dict:
     # delivery it recorded is kept.
     status = case((Message.status.in_(webhooks.SETTLED), Message.status), else_=MessageStatus.SENT)
     values = {"status": status, "provider_id": delivery.provider_id, "segments": delivery.segments,
-              "sent_at": at, "error": None, "error_code": None, "updated_at": at}
+              "sent_at": at, "error": None, "error_code": None, "unsure_since": None, "updated_at": at}
     if current_app.config["SMS_BACKEND"] != "console":
         # A verification code's text is of no use once it has left (the row stays, for the counts): blanked in the
         # same UPDATE. Not before: find_sent needs it while the claim is in doubt. The console backend's dev inbox
@@ -960,14 +966,20 @@ def _record_transient(message: Message, error: TransientError) -> None:
         # No answer, or one that does not say the message was refused (a 5xx, which a gateway may return after
         # the provider took it): the claim is kept, so the message is treated like an interrupted send — the
         # provider is asked (find_sent) before any new attempt, and the row is never failed while it holds it.
-        # Dated from this answer: the provider is asked a whole lease after it, time for a request it may still
-        # be working on to show. Its own error answer (`answered`) leaves nothing under way: it is asked after
-        # ANSWERED_RECHECK, doubled at each attempt (a provider failing for a while is not hammered), at most
-        # that lease — the claim is dated back so that its lease runs out then.
-        message.claimed_at = now
+        # The claim is dated back so that its lease runs out when the provider is to be asked.
+        lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
         if error.answered:
-            lease = timedelta(seconds=current_app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+            # The provider's own error answer leaves nothing under way: asked ANSWERED_RECHECK after it, doubled
+            # at each attempt (a provider failing for a while is not hammered), at most a lease; sent again if
+            # the provider has nothing.
+            message.unsure_since = None
             message.claimed_at = now - lease + min(ANSWERED_RECHECK * 2 ** max(message.attempts - 1, 0), lease)
+        else:
+            # A gateway's page or a silence: the provider may have taken the SMS (found within seconds, then) or
+            # still be working on the request. Asked after ANSWERED_RECHECK, then again and again; sent again
+            # only once a whole lease has passed since this answer (recover_stale_claims).
+            message.unsure_since = now
+            message.claimed_at = now - lease + ANSWERED_RECHECK
         return
     message.claimed_at = None
     first_retry = timedelta(seconds=current_app.config["OUTBOX_RETRY_SECONDS"])
