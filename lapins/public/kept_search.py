@@ -22,6 +22,12 @@ Where that is computed is ONLINE_SEARCH_REFRESH: `after` (in the request's own t
 default, measured better than a thread sharing the GIL with the requests), `thread` (a daemon thread per process with
 its own app context and database session), `inline` (before answering: the tests' in-memory SQLite has one connection
 for every thread). At most KEPT_SEARCHES pages, the least recently served dropped first.
+
+Rebuilt from its configuration: each page is kept with what only the territory's configuration and the request
+decide (the lieux serving the address for the need, the motifs, the open needs: online_views.Configured, plain
+values). A page ended only by its agents' stamps (a booking) or the clock, the territory's stamp unchanged, hands it
+back (`answer`), and the view rebuilds the page from it and the picker's days, read again for the lieux of the
+changed agents only, on the same local day; a new territory stamp drops it with the page.
 """
 from __future__ import annotations
 
