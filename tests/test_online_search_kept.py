@@ -3,6 +3,7 @@ kept, with one query, and every change to what it shows — a booking, a cancell
 motif, a lieu, or the clock passing a motif's minimum delay — shows at the very next search."""
 from __future__ import annotations
 
+import html
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
@@ -14,6 +15,7 @@ from lapins.models import Absence, PlageOuverture, RdvStatus, Sector, SectorZone
 from lapins.public import kept_search
 from lapins.sectors import editing, imports
 from lapins.sectors.communes import communes
+from lapins.slots import picker
 from tests.conftest import driver_statements
 from tests.test_online_booking import NOW, START, make_clinic, page_text, search, slot_links
 
@@ -320,3 +322,104 @@ def test_the_next_version_computed_once_the_response_is_sent(app, client, db, cl
     frozen_time.move_to(until)
     labels = served_by_stamps_only(db, client, clinic)
     assert FIRST not in labels and labels == fresh(client, clinic)
+
+
+# --- Rebuilt from its kept configuration after a booking -----------------------------------------------------------
+
+SAINTE_MARIE_9 = "Antenne de Sainte-Marie, lundi 19 octobre 2026 à 10h00"
+
+
+def with_second_lieu(factories, clinic):
+    """Another agent seeing babies at a second lieu, also offered to Saint-Denis (the motif is open to all)."""
+    other = factories.AgentFactory(organisation=clinic.organisation)
+    antenne = factories.LieuFactory(organisation=clinic.organisation, name="Antenne de Sainte-Marie",
+                                    address="1 rue du Stade, 97438 Sainte-Marie")
+    factories.PlageFactory(agent=other, lieu=antenne, first_day=date(2026, 1, 1), motifs=[clinic.motif],
+                           start_time=time(8), end_time=time(12), weekdays=0b1111111)
+    return other, antenne
+
+
+def book_first(clinic, factories):
+    usager = factories.UsagerFactory(territory=clinic.territory)
+    book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[usager],
+             starts_at=datetime(2026, 10, 19, 6, 0, tzinfo=timezone.utc), lieu=clinic.lieu)
+
+
+def reads_configuration(sql: str) -> bool:
+    """Whether a statement reads what the territory's configuration decides (motifs and lieux open online)."""
+    return "online_book" in sql
+
+
+def reads_days(sql: str) -> bool:
+    """Whether a statement reads a lieu's plages, absences and rdvs (lapins.slots.availability)."""
+    return "offering" in sql
+
+
+def test_after_a_booking_the_page_is_rebuilt_from_its_configuration_as_a_fresh_search(client, db, clinic, factories):
+    with_second_lieu(factories, clinic)
+    before = shown(client, clinic)
+    assert FIRST in before and SAINTE_MARIE_9 in before
+    book_first(clinic, factories)
+    motif_id = clinic.motif.id
+    with driver_statements(db.engine) as statements:
+        rebuilt = search(client, motif_id).get_data(as_text=True)
+    sqls = [sql for sql, _ in statements]
+    assert not any(reads_configuration(sql) for sql in sqls), [sql[:80] for sql in sqls]
+    labels = [label for label, _ in slot_links(html.unescape(rebuilt))]
+    assert FIRST not in labels and labels == [label for label in before if label != FIRST]
+    kept_search.forget_all()
+    assert search(client, motif_id).get_data(as_text=True) == rebuilt  # a search at this moment, byte for byte
+    with driver_statements(db.engine) as statements:  # and the rebuilt page is kept in turn
+        assert search(client, motif_id).get_data(as_text=True) == rebuilt
+    assert len(statements) == 1
+
+
+def test_after_a_booking_only_the_days_of_its_agents_lieu_are_read_again(client, db, clinic, factories):
+    other, antenne = with_second_lieu(factories, clinic)
+    shown(client, clinic)
+    book_first(clinic, factories)
+    motif_id = clinic.motif.id
+    with driver_statements(db.engine) as statements:
+        labels = [label for label, _ in slot_links(page_text(search(client, motif_id)))]
+    rebuilt = [sql for sql, _ in statements if reads_days(sql)]
+    picker._kept.clear()  # both lieux read, for the count (the two lieux have the same plages)
+    kept_search.forget_all()
+    with driver_statements(db.engine) as statements:
+        assert [label for label, _ in slot_links(page_text(search(client, motif_id)))] == labels
+    cold = [sql for sql, _ in statements if reads_days(sql)]
+    # Saint-Denis's days only: the antenne's agent did not change, its page is the picker's.
+    assert rebuilt and 2 * len(rebuilt) == len(cold), (len(rebuilt), len(cold))
+    assert SAINTE_MARIE_9 in labels and FIRST not in labels
+
+
+def test_a_booking_and_a_sector_change_drop_the_kept_configuration(client, db, clinic, factories):
+    sector = sector_serving_saint_denis(client, db, clinic)
+    book_first(clinic, factories)  # an agent's stamp
+    editing.set_members(sector, [], [], {clinic.organisation.id})  # the territory's
+    motif_id = clinic.motif.id
+    with driver_statements(db.engine) as statements:
+        page = page_text(search(client, motif_id))
+    assert "Aucun lieu ne propose ce rendez-vous en ligne" in page
+    assert any(reads_configuration(sql) for sql, _ in statements)
+
+
+def test_a_booking_then_the_motif_closed_online_drops_the_kept_configuration(client, db, clinic, factories):
+    assert FIRST in shown(client, clinic)
+    book_first(clinic, factories)
+    clinic.motif.online_bookable = False
+    db.session.commit()
+    page = page_text(search(client, clinic.motif.id))
+    assert slot_links(page) == [] and "La prise de rendez-vous en ligne n'est pas ouverte" in page
+
+
+def test_a_configuration_is_not_used_the_next_day(client, db, clinic, factories, frozen_time):
+    # The antenne's plage ends today: tomorrow it no longer serves, whatever the configuration kept says.
+    other, antenne = with_second_lieu(factories, clinic)
+    plage = db.session.scalars(select(PlageOuverture).where(PlageOuverture.agent_id == clinic.agent.id)).one()
+    plage.last_day = date(2026, 10, 19)
+    db.session.commit()
+    frozen_time.move_to(datetime(2026, 10, 19, 19, 0, tzinfo=timezone.utc))  # 23:00 in La Réunion
+    assert "Centre PMI Saint-Denis" in page_text(search(client, clinic.motif.id))
+    frozen_time.move_to(datetime(2026, 10, 19, 20, 1, tzinfo=timezone.utc))  # 00:01 on Tuesday
+    page = page_text(search(client, clinic.motif.id))
+    assert "Centre PMI Saint-Denis" not in page and "Antenne de Sainte-Marie" in page

@@ -22,6 +22,12 @@ Where that is computed is ONLINE_SEARCH_REFRESH: `after` (in the request's own t
 default, measured better than a thread sharing the GIL with the requests), `thread` (a daemon thread per process with
 its own app context and database session), `inline` (before answering: the tests' in-memory SQLite has one connection
 for every thread). At most KEPT_SEARCHES pages, the least recently served dropped first.
+
+Rebuilt from its configuration: each page is kept with what only the territory's configuration and the request
+decide (the lieux serving the address for the need, the motifs, the open needs: online_views.Configured, plain
+values). A page ended only by its agents' stamps (a booking) or the clock, the territory's stamp unchanged, hands it
+back (`answer`), and the view rebuilds the page from it and the picker's days, read again for the lieux of the
+changed agents only, on the same local day; a new territory stamp drops it with the page.
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from flask import after_this_request, current_app
@@ -65,6 +71,9 @@ class Kept:
     until: datetime  # served while now < until
     body: str
     since: datetime | None = None  # the moment it was computed for (its search's `now`)
+    # What it was computed from that only the territory's configuration decides (online_views.Configured): the
+    # page ended by agents' stamps or the clock is rebuilt from it while the territory's stamp holds.
+    configuration: Any = None
 
 
 def _stamps_statement(agents):
@@ -91,41 +100,45 @@ def stamps_of(territory_id: int, agent_ids: tuple[int, ...]) -> tuple[tuple[int,
     return tuple(sorted((int(kind), int(row_id), stamp) for kind, row_id, stamp in rows))
 
 
-def answer(key: tuple, now: datetime) -> str | None:
+def answer(key: tuple, now: datetime) -> tuple[str | None, Any]:
     """The kept page, when its stamps are still those of the database and the clock has not reached its end (from
-    its end on, its next version if computed ahead)."""
+    its end on, its next version if computed ahead); else, when the territory's stamp still holds (only agents'
+    stamps or the clock ended it), the configuration it was computed from, to rebuild it; else (None, None)."""
     kept = _kept.get(key)
     if kept is None:
-        return None
+        return None, None
+    ended = False
     if now >= kept.until:
         ahead = _ahead.pop(key, None)
         if ahead is None or not ahead.since <= now < ahead.until:
-            _kept.pop(key, None)
-            return None
-        kept = _kept[key] = ahead
+            ended = True
+        else:
+            kept = _kept[key] = ahead
     territory_id = kept.stamps[0][1]
     agent_ids = tuple(row_id for kind, row_id, _ in kept.stamps if kind == 1)
-    if stamps_of(territory_id, agent_ids) != kept.stamps:
+    stamps = stamps_of(territory_id, agent_ids)
+    if ended or stamps != kept.stamps:
         _kept.pop(key, None)
         _ahead.pop(key, None)
-        return None
+        return None, (kept.configuration if stamps[:1] == kept.stamps[:1] else None)
     _kept.move_to_end(key)
-    return kept.body
+    return kept.body, None
 
 
 def _kept_of(territory_id: int, territory_stamp: str, agent_stamps, until: datetime, body: str,
-             since: datetime | None) -> Kept:
+             since: datetime | None, configuration: Any) -> Kept:
     return Kept(((0, territory_id, territory_stamp), *sorted((1, agent_id, stamp)
                                                              for agent_id, stamp in set(agent_stamps))),
-                until, body, since)
+                until, body, since, configuration)
 
 
 def keep(key: tuple, territory_id: int, territory_stamp: str, agent_stamps, until: datetime, body: str,
-         since: datetime | None = None) -> None:
-    """Keeps the page computed (for `since`) from what these stamps (read before it) allowed."""
+         since: datetime | None = None, configuration: Any = None) -> None:
+    """Keeps the page computed (for `since`) from what these stamps (read before it) allowed, and the configuration
+    it was computed from (read with the territory's stamp `territory_stamp`)."""
     _ahead.pop(key, None)
     _refreshing.discard(key)  # a refresh whose response was never closed must not block the next ones
-    _kept[key] = _kept_of(territory_id, territory_stamp, agent_stamps, until, body, since)
+    _kept[key] = _kept_of(territory_id, territory_stamp, agent_stamps, until, body, since, configuration)
     _kept.move_to_end(key)
     while len(_kept) > KEPT_SEARCHES:
         dropped, _ = _kept.popitem(last=False)
@@ -143,11 +156,11 @@ def refresh_due(key: tuple, now: datetime) -> datetime | None:
 
 
 def keep_ahead(key: tuple, territory_id: int, territory_stamp: str, agent_stamps, until: datetime, body: str,
-               since: datetime) -> None:
+               since: datetime, configuration: Any = None) -> None:
     """Keeps the next version of a kept page, computed for `since`: the moment the page kept now ends."""
     kept = _kept.get(key)
     if kept is not None and kept.until == since and since < until:
-        _ahead[key] = _kept_of(territory_id, territory_stamp, agent_stamps, until, body, since)
+        _ahead[key] = _kept_of(territory_id, territory_stamp, agent_stamps, until, body, since, configuration)
 
 
 def refresh(key: tuple, job: Callable[[], None]) -> None:

@@ -31,6 +31,7 @@ from lapins.models.rdvs import (
     rdv_usagers,
 )
 from lapins.models.sectors import agent_sectors, lieu_sectors
+from lapins.models.territories import TerritoryClock, phone_to_call
 from lapins.notifications import gsm
 from lapins.sectors.communes import communes
 from lapins.sectors.serving import ServingLieu, address_sectors, online_refusal, serving_by_motif, serving_lieux
@@ -65,8 +66,8 @@ class SlotGone(OnlineError):
 
 @dataclass(frozen=True)
 class LieuOffer:
-    serving: ServingLieu
-    motif: Motif  # the motif of the lieu's organisation, among those of the need chosen
+    serving: ServingLieu | ServingValues  # plain values in a search (searched), entities in a week (week_of)
+    motif: Motif | MotifValues  # the motif of the lieu's organisation, among those of the need chosen
     days: tuple[picker.Day, ...] | None  # None: not read here (a farther lieu: its times on its dates page)
     following: date | None = None  # where « Voir plus de dates » starts, None past the motif's maximum delay
 
@@ -214,6 +215,85 @@ class Search:
     agent_stamps: tuple[tuple[int, str], ...]
 
 
+# --- A search's configuration, as plain values ---------------------------------------------------------------------
+# What the territory's configuration alone decides of a search (which lieux serve the address for the need, in which
+# order, with which agents; the motifs' names and delays): read once, kept with its page (lapins.public.kept_search)
+# while the territory's stamp holds, and the days added from the picker at each computing. Plain values, never ORM
+# entities: a kept page outlives its request's session.
+
+@dataclass(frozen=True)
+class TerritoryValues(TerritoryClock):
+    id: int
+    number: str
+    name: str
+    timezone: str
+    agenda_stamp: str  # the one the configuration was read with
+
+    @classmethod
+    def of(cls, territory: Territory) -> TerritoryValues:
+        return cls(territory.id, territory.number, territory.name, territory.timezone, territory.agenda_stamp)
+
+
+@dataclass(frozen=True)
+class MotifValues:
+    id: int
+    name: str
+    duration_minutes: int
+    online_min_hours: int
+    online_max_days: int
+
+    @classmethod
+    def of(cls, motif: Motif) -> MotifValues:
+        return cls(motif.id, motif.name, motif.duration_minutes, motif.online_min_hours, motif.online_max_days)
+
+
+@dataclass(frozen=True)
+class LieuValues:
+    id: int
+    name: str
+    address: str | None
+    phone: str | None  # the number a family calls: the lieu's, else its organisation's
+
+
+@dataclass(frozen=True)
+class ServingValues:
+    """ServingLieu in plain values."""
+
+    lieu: LieuValues
+    agent_ids: tuple[int, ...]
+    distance_km: float | None
+    nearness: int | None
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The lieux serving an address for a need, nearest first, with the motif each offers it by (see search)."""
+
+    territory: TerritoryValues
+    day: date  # the territory's local day it was read for (a plage ending yesterday no longer serves)
+    offered: tuple[tuple[MotifValues, ServingValues], ...]
+
+
+def configuration(territory: Territory, motif: Motif, commune: Commune, now: datetime, *,
+                  street_code: str | None = None, near: tuple[float, float] | None = None,
+                  motifs: list[Motif] | None = None) -> Configuration:
+    """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
+    (sectors.serving: by distance when `near` is known, else by how near their commune is to the family's, then by
+    name). Without `street_code` (no geocoder gives it), a commune split by streets is served by every lieu serving
+    one of its parts: the page says so. `motifs`: the need's, when read already (need_of)."""
+    today = now.astimezone(territory.tz).date()
+    motifs = need_motifs(territory, motif) if motifs is None else motifs
+    serving_pairs = serving_by_motif(motifs, commune.code, today=today, street_code=street_code,
+                                     city_code=commune.city_code, near=near, home=commune, any_street=True)
+    plain: dict[int, MotifValues] = {}
+    return Configuration(TerritoryValues.of(territory), today, tuple(
+        (plain.setdefault(each.id, MotifValues.of(each)),
+         ServingValues(LieuValues(serving.lieu.id, serving.lieu.name, serving.lieu.address,
+                                  phone_to_call(serving.lieu, serving.lieu.organisation)),
+                       serving.agent_ids, serving.distance_km, serving.nearness))
+        for each, serving in serving_pairs))
+
+
 def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
            near: tuple[float, float] | None = None) -> list[LieuOffer]:
     return search(territory, motif, commune, now, street_code=street_code, near=near).offers
@@ -221,29 +301,33 @@ def offers(territory: Territory, motif: Motif, commune: Commune, now: datetime, 
 
 def search(territory: Territory, motif: Motif, commune: Commune, now: datetime, *, street_code: str | None = None,
            near: tuple[float, float] | None = None, motifs: list[Motif] | None = None) -> Search:
-    """The lieux serving the address for the need of `motif` (its motifs of every organisation), nearest first
-    (sectors.serving: by distance when `near` is known, else by how near their commune is to the family's, then by
-    name), each with its first days of free times. Without `street_code` (no geocoder gives it), a commune split by
-    streets is served by every lieu serving one of its parts: the page says so. `motifs`: the need's, when read
-    already (need_of)."""
-    today = now.astimezone(territory.tz).date()
-    motifs = need_motifs(territory, motif) if motifs is None else motifs
-    serving_pairs = serving_by_motif(motifs, commune.code, today=today, street_code=street_code,
-                                     city_code=commune.city_code, near=near, home=commune, any_street=True)
-    # The stamps of every motif serving, in one query (one per motif was a round trip each).
-    stamps = picker.agent_stamps_by_motif(sorted({each.id for each, _ in serving_pairs}))
+    """The lieux serving the address for the need of `motif` (configuration), each with its first days of free
+    times (searched)."""
+    return searched(configuration(territory, motif, commune, now, street_code=street_code, near=near,
+                                  motifs=motifs), now)
+
+
+def searched(configured: Configuration, now: datetime) -> Search:
+    """The search at `now` of a configuration read the same local day: the nearest LIEUX_WITH_TIMES lieux with
+    their first days of free times (the picker's pages, kept on the stamps of the agents with a plage of the motif at
+    each lieu: a booking re-reads the days of its agent's lieux only), the farther ones by a link."""
+    territory, today = configured.territory, configured.day
+    nearest = configured.offered[:LIEUX_WITH_TIMES]
+    # The stamps of every motif and lieu read, in one query (one per motif was a round trip each).
+    stamps = picker.agent_stamps_by_lieu(sorted({each.id for each, _ in nearest}))
     found = []
-    for index, (each, serving) in enumerate(serving_pairs):
+    for index, (each, serving) in enumerate(configured.offered):
         if index >= LIEUX_WITH_TIMES:  # nearest first: the farther ones by a link, their times read when asked
             found.append(LieuOffer(serving, each, None, today))
             continue
-        shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps[each.id]))
+        shown = picker.page(scope_for(territory, each, serving.lieu.id, now, stamps.get((each.id, serving.lieu.id),
+                                                                                          ())))
         found.append(LieuOffer(serving, each, _serving_days(shown.days, set(serving.agent_ids)), shown.following))
     # The times shown are those of the agents serving the address at the lieux read: only their bookings change them
     # (which agents serve is the territory's configuration, on its own stamp).
     shown_agents = {agent_id for offer in found if offer.days is not None for agent_id in offer.serving.agent_ids}
-    return Search(found, tuple(pair for motif_stamps in stamps.values() for pair in motif_stamps
-                               if pair[0] in shown_agents))
+    return Search(found, tuple(sorted({pair for lieu_stamps in stamps.values() for pair in lieu_stamps
+                                       if pair[0] in shown_agents})))
 
 
 @dataclass(frozen=True)

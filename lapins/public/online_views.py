@@ -91,15 +91,23 @@ def online_start(departement: str):
     now = utcnow()
     kept_key = kept_search.key_of(departement, request.args) if request.args and _same_for_all() else None
     if kept_key is not None:
-        body = kept_search.answer(kept_key, now)
+        body, configured = kept_search.answer(kept_key, now)
         if body is not None:
             at = kept_search.refresh_due(kept_key, now)
             if at is not None:
                 _refresh_ahead(kept_key, departement, at)
             return body
-    body, kept = _search_page(departement, now)
+        if configured is not None and configured.lieux.day == now.astimezone(configured.lieux.territory.tz).date():
+            # Ended by a booking (or the clock) only: the same configuration, the days read again.
+            form = SearchForm(request.args)
+            form.validate()
+            body, kept = _found_page(configured, form, now)
+            if kept is not None:
+                kept_search.keep(kept_key, *kept, body, since=now, configuration=configured)
+            return body
+    body, kept, configured = _search_page(departement, now)
     if kept_key is not None and kept is not None:
-        kept_search.keep(kept_key, *kept, body, since=now)
+        kept_search.keep(kept_key, *kept, body, since=now, configuration=configured)
     return body
 
 
@@ -113,22 +121,36 @@ def _refresh_ahead(key: tuple, departement: str, at) -> None:
 
     def job() -> None:
         with app.test_request_context(path, base_url=base_url, query_string=query):
-            body, kept = _search_page(departement, at)
+            body, kept, configured = _search_page(departement, at)
             if kept is not None:
-                kept_search.keep_ahead(key, *kept, body, since=at)
+                kept_search.keep_ahead(key, *kept, body, since=at, configuration=configured)
 
     kept_search.refresh(key, job)
 
 
-def _search_page(departement: str, now) -> tuple[str, tuple | None]:
-    """The search page of the request's arguments as at `now`, and what to keep it on when it may be kept:
-    (territory id, its stamp, the shown agents' stamps, the moment the clock alone changes it)."""
+@dataclass(frozen=True)
+class Configured:
+    """What a search page shows that the territory's configuration and the request's arguments alone decide, in
+    plain values (online.Configuration): kept with the page, it rebuilds the page with the picker's days when only
+    agents' stamps or the clock ended it."""
+
+    lieux: online.Configuration
+    needs: tuple[online.Need, ...]
+    motif: online.MotifValues  # the motif chosen
+    commune: Commune
+    street: StreetSearch
+    streets: bool  # a sector of the commune is made of streets
+    kept: bool  # False: a street looked up by the geocoder (a service of its own), never kept
+
+
+def _search_page(departement: str, now) -> tuple[str, tuple | None, Configured | None]:
+    """The search page of the request's arguments as at `now`, what to keep it on when it may be kept (territory
+    id, its stamp, the shown agents' stamps, the moment the clock alone changes it) and its configuration."""
     territory = _territory(departement)
     needs = online.open_needs(territory)
     form = SearchForm(request.args)
-    found, commune, motif, streets, sessions_found = None, None, None, False, None
-    street = StreetSearch()
-    searched, need = None, None
+    commune, motif, sessions_found = None, None, None
+    need = None
     if request.args and needs:
         try:
             motif, need = online.need_of(territory, form.motif.data, collective=None)
@@ -143,33 +165,49 @@ def _search_page(departement: str, now) -> tuple[str, tuple | None]:
             form.commune.data, form.commune_code.data = commune.label, commune.code
         elif motif is not None and commune is not None and form.validate():
             streets = motif.sectorised and _streets_needed(territory, commune)
-            street = _street(commune, form) if streets else street
-            searched = online.search(territory, motif, commune, now, street_code=street.code, near=street.position,
-                                     motifs=need)
-            found = searched.offers
-            form.commune.data, form.commune_code.data = commune.label, commune.code
-    form.rue.data = street.code
-    tokens, waits, more = {}, {}, {}
-    if found:
-        for offer in found:
-            tokens.update(_slot_tokens(territory, offer, commune.code, street.code or ""))
-            if offer.following:
-                more[offer.serving.lieu.id] = online.dates_token(territory, offer.motif, offer.serving.lieu.id,
-                                                                 commune.code, street.code, offer.following)
-            if offer.days == ():
-                waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
-                                                                 commune.code, street.code or "")
+            street = _street(commune, form) if streets else StreetSearch()
+            configured = Configured(
+                online.configuration(territory, motif, commune, now, street_code=street.code, near=street.position,
+                                     motifs=need),
+                tuple(needs), online.MotifValues.of(motif), commune, street, streets,
+                # A street looked up by the geocoder depends on it too: such a search is not kept.
+                kept=not (streets and geocoder_configured() and (form.voie.data or "").strip()))
+            body, kept = _found_page(configured, form, now)
+            return body, kept, configured
+    form.rue.data = None
     session_tokens = {offer.session.id: online.session_token(territory, offer.session, commune.code)
                       for offer in sessions_found or []}
     body = render_template(
-        "public/online_start.html", territory=territory, needs=needs, form=form, found=found, motif=motif,
-        sessions_found=sessions_found, session_tokens=session_tokens,
-        commune=commune, streets=streets, street=street, geocoder=geocoder_configured(), tokens=tokens, waits=waits,
-        more=more, tz=territory.tz,
-        phones={offer.serving.lieu.id: phone_to_call(offer.serving.lieu, offer.serving.lieu.organisation)
-                for offer in found or []})
-    # A street looked up by the geocoder depends on it too: such a search is not kept.
-    if searched is None or (streets and geocoder_configured() and (form.voie.data or "").strip()):
+        "public/online_start.html", territory=territory, needs=needs, form=form, found=None, motif=motif,
+        sessions_found=sessions_found, session_tokens=session_tokens, commune=commune, streets=False,
+        street=StreetSearch(), geocoder=geocoder_configured(), tokens={}, waits={}, more={}, tz=territory.tz,
+        phones={})
+    return body, None, None
+
+
+def _found_page(configured: Configured, form: SearchForm, now) -> tuple[str, tuple | None]:
+    """The page of a search with its lieux, from its configuration and the picker's days at `now`; what to keep it
+    on (None when it may not be kept)."""
+    searched = online.searched(configured.lieux, now)
+    found = searched.offers
+    territory, commune, street = configured.lieux.territory, configured.commune, configured.street
+    form.commune.data, form.commune_code.data = commune.label, commune.code
+    form.rue.data = street.code
+    tokens, waits, more = {}, {}, {}
+    for offer in found:
+        tokens.update(_slot_tokens(territory, offer, commune.code, street.code or ""))
+        if offer.following:
+            more[offer.serving.lieu.id] = online.dates_token(territory, offer.motif, offer.serving.lieu.id,
+                                                             commune.code, street.code, offer.following)
+        if offer.days == ():
+            waits[offer.serving.lieu.id] = online.wait_token(territory, offer.motif, offer.serving.lieu.id,
+                                                             commune.code, street.code or "")
+    body = render_template(
+        "public/online_start.html", territory=territory, needs=configured.needs, form=form, found=found,
+        motif=configured.motif, sessions_found=None, session_tokens={}, commune=commune, streets=configured.streets,
+        street=street, geocoder=geocoder_configured(), tokens=tokens, waits=waits, more=more, tz=territory.tz,
+        phones={offer.serving.lieu.id: offer.serving.lieu.phone for offer in found})
+    if not configured.kept:
         return body, None
     return body, (territory.id, territory.agenda_stamp, searched.agent_stamps,
                   kept_search.kept_until(found, now, territory.tz))

@@ -87,19 +87,21 @@ def agent_stamps(motif_id: int, agent_ids: tuple[int, ...] | None) -> tuple[tupl
         select(Agent.id, Agent.agenda_stamp).where(Agent.id.in_(agent_ids)).order_by(Agent.id)))
 
 
-def agent_stamps_by_motif(motif_ids: list[int]) -> dict[int, tuple[tuple[int, str], ...]]:
-    """agent_stamps(motif_id, None) of several motifs in one query (a need offered by each organisation)."""
-    found: dict[int, list[tuple[int, str]]] = {motif_id: [] for motif_id in motif_ids}
+def agent_stamps_by_lieu(motif_ids: list[int]) -> dict[tuple[int, int], tuple[tuple[int, str], ...]]:
+    """The agenda stamps of the agents with a plage for each motif at each lieu, by (motif id, lieu id), in one
+    query: all a scope of that motif and lieu without agent_ids may show (its times come from those plages only),
+    so that a booking with an agent of another lieu keeps that scope's pages (the online search)."""
+    found: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
     if not motif_ids:
         return {}
-    for motif_id, agent_id, stamp in db.session.execute(
-            select(plage_motifs.c.motif_id, Agent.id, Agent.agenda_stamp)
+    for motif_id, lieu_id, agent_id, stamp in db.session.execute(
+            select(plage_motifs.c.motif_id, PlageOuverture.lieu_id, Agent.id, Agent.agenda_stamp)
             .join(PlageOuverture, PlageOuverture.agent_id == Agent.id)
             .join(plage_motifs, plage_motifs.c.plage_id == PlageOuverture.id)
             .where(plage_motifs.c.motif_id.in_(motif_ids)).distinct()
-            .order_by(plage_motifs.c.motif_id, Agent.id)):
-        found[motif_id].append((agent_id, stamp))
-    return {motif_id: tuple(stamps) for motif_id, stamps in found.items()}
+            .order_by(plage_motifs.c.motif_id, PlageOuverture.lieu_id, Agent.id)):
+        found[motif_id, lieu_id].append((agent_id, stamp))
+    return {key: tuple(stamps) for key, stamps in found.items()}
 
 
 @dataclass(frozen=True)
