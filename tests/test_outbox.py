@@ -278,6 +278,34 @@ def test_the_reminders_of_the_rdvs_about_to_begin_are_handed_over_first(clinic, 
     assert [id_ for ids in again for id_ in ids if id_ in deadline] == order
 
 
+def test_a_claim_takes_at_most_its_limit_nearest_rdv_first_and_never_what_another_dispatcher_took(clinic, db,
+                                                                                                 monkeypatch):
+    """claim_due moves at most `limit` due messages, the soonest rdv first and those without a deadline last; a
+    message another dispatcher (the beat, a booking's kick) claimed between this one's read and its update is not
+    claimed a second time."""
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    now = utc_now()
+    outbox.dispatch_due(now, enqueue=lambda ids: None)  # nothing else due
+    due = [Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.EMAIL,
+                   kind=MessageKind.REMINDER, status=MessageStatus.PENDING, due_at=now - timedelta(minutes=1),
+                   expires_at=deadline)
+           for deadline in (None, now + timedelta(hours=3), now + timedelta(hours=1))]
+    db.session.add_all(due)
+    db.session.commit()
+    without_deadline, later, sooner = (message.id for message in due)
+    assert outbox.by_deadline([(message.id, message.expires_at) for message in due]) == [sooner, later,
+                                                                                          without_deadline]
+    assert outbox.claim_due(now, 2) == [sooner, later]
+
+    read_by_the_other = outbox.due_ids(now, 10)
+    assert read_by_the_other == [without_deadline]
+    assert outbox.claim_due(now, 10) == [without_deadline]  # this dispatcher claims it first
+    monkeypatch.setattr(outbox, "due_ids", lambda _now, _limit: read_by_the_other)
+    assert outbox.claim_due(now, 10) == []  # the other one, updating what it read, claims nothing
+    db.session.expire_all()
+    assert [db.session.get(Message, message.id).status for message in due] == [MessageStatus.QUEUED] * 3
+
+
 def test_moving_an_rdv_tells_the_family_and_reminds_at_the_new_time_only(clinic, db):
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     old_reminders = messages(db, rdv_id=rdv.id, kind=MessageKind.REMINDER)
