@@ -751,6 +751,41 @@ def test_an_invalid_number_is_tried_exactly_once_however_long_the_beat_runs(clin
     assert twilio_fake.request_count == 1  # neither retried nor looked for (find_sent) again
 
 
+def test_a_send_that_can_no_longer_begin_safely_is_given_back_not_sent(clinic, db, clock, app, twilio_sender,
+                                                                       twilio_fake, monkeypatch):
+    """The batch's thread reaches a send too long after its claim's last renewal (it could still be under way when
+    the claim looks abandoned): not sent, given back — pending, due now, its attempt not counted — and sent once by
+    the next dispatch. A row another batch has claimed meanwhile (its lease ran out) stays that batch's."""
+    _rdv, sms, email, batch = _reminders_handed(clinic, db, clock)
+    lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    sender = outbox._sender
+    other_claim = utc_now() + lease
+
+    def sender_reached_late(outgoing):
+        if utc_now() < other_claim:
+            clock.shift(lease)  # e.g. a machine stalled between the claim and the send
+            db.session.execute(Message.__table__.update().where(Message.id == email.id)
+                               .values(claimed_at=other_claim))
+            db.session.commit()  # the other batch's claim, committed: its row lock released
+        return sender(outgoing)
+
+    monkeypatch.setattr(outbox, "_sender", sender_reached_late)
+    requests = twilio_fake.request_count  # the booking's confirmation
+    counts = outbox.send_batch(batch)
+    assert counts["given back"] == 1, counts  # the SMS; the e-mail is the other batch's
+    db.session.refresh(email)
+    assert (email.status, email.claimed_at) == (MessageStatus.QUEUED, other_claim)
+    db.session.refresh(sms)
+    assert (sms.status, sms.claimed_at, sms.queued_at, sms.attempts) == (MessageStatus.PENDING, None, None, 0)
+    assert sms.due_at == utc_now() and twilio_fake.request_count == requests
+
+    monkeypatch.setattr(outbox, "_sender", sender)
+    outbox.dispatch_due()
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts) == (MessageStatus.SENT, 1)
+    assert twilio_fake.count_for("+33612345678", sms.body) == 1
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
