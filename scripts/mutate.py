@@ -153,6 +153,9 @@ def main() -> int:
         parser.error(f"unknown room(s) {', '.join(unknown)}: choose among {', '.join(ROOMS)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
+    # node_modules is not copied (a symlink, ignored by git): the copy's app reads the npm data (communes, DSFR)
+    # from the work tree's, else every page that needs it answers 500 and mutmut's first pass fails.
+    env.setdefault("VENDOR_DIR", str(ROOT / "node_modules"))
     servers = []
     try:
         for server_class, variable, url in ((services.PostgresServer, services.POSTGRES_ENV, "admin_url"),
