@@ -58,9 +58,11 @@ ROOMS: dict[str, Room] = {
         "tests/test_identity_guesses.py", "tests/test_family_cancellation.py", "tests/test_family_identity_limits.py",
         "tests/test_family_page.py", "tests/test_concurrent_cancellation.py")),
     # Narrowed to the files that test permissions as such: the seven files it had took 3 min 47 s a pass here
-    # (158 tests), these three 1 min 31 s (29 tests, the walk covers every route as each role).
+    # (158 tests), these three 1 min 31 s (29 tests, the walk covers every route as each role);
+    # test_policies_rules.py decides each rule from both sides, written against this room's survivors.
     "policies": Room(("lapins/policies.py",), (
-        "tests/test_permission_walk.py", "tests/test_territory_admins.py", "tests/test_usager_privacy.py")),
+        "tests/test_policies_rules.py", "tests/test_permission_walk.py", "tests/test_territory_admins.py",
+        "tests/test_usager_privacy.py")),
     "outbox": Room(("lapins/notifications/outbox.py",), (
         "tests/test_outbox.py", "tests/test_offers.py", "tests/test_message_views.py", "tests/test_booking_events.py",
         "tests/test_sms_replies.py")),
