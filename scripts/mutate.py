@@ -58,9 +58,11 @@ ROOMS: dict[str, Room] = {
         "tests/test_identity_guesses.py", "tests/test_family_cancellation.py", "tests/test_family_identity_limits.py",
         "tests/test_family_page.py", "tests/test_concurrent_cancellation.py")),
     # Narrowed to the files that test permissions as such: the seven files it had took 3 min 47 s a pass here
-    # (158 tests), these three 1 min 31 s (29 tests, the walk covers every route as each role).
+    # (158 tests), these three 1 min 31 s (29 tests, the walk covers every route as each role);
+    # test_policies_rules.py decides each rule from both sides, written against this room's survivors.
     "policies": Room(("lapins/policies.py",), (
-        "tests/test_permission_walk.py", "tests/test_territory_admins.py", "tests/test_usager_privacy.py")),
+        "tests/test_policies_rules.py", "tests/test_permission_walk.py", "tests/test_territory_admins.py",
+        "tests/test_usager_privacy.py")),
     "outbox": Room(("lapins/notifications/outbox.py",), (
         "tests/test_outbox.py", "tests/test_offers.py", "tests/test_message_views.py", "tests/test_booking_events.py",
         "tests/test_sms_replies.py")),
@@ -153,6 +155,9 @@ def main() -> int:
         parser.error(f"unknown room(s) {', '.join(unknown)}: choose among {', '.join(ROOMS)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
+    # node_modules is not copied (a symlink, ignored by git): the copy's app reads the npm data (communes, DSFR)
+    # from the work tree's, else every page that needs it answers 500 and mutmut's first pass fails.
+    env.setdefault("VENDOR_DIR", str(ROOT / "node_modules"))
     servers = []
     try:
         for server_class, variable, url in ((services.PostgresServer, services.POSTGRES_ENV, "admin_url"),
