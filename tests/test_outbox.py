@@ -247,6 +247,41 @@ def test_with_the_broker_empty_lost_messages_are_handed_over_after_one_dispatch_
     assert handed == [[lost.id]]
 
 
+def test_only_lost_rows_are_handed_over_again_once_per_loss(clinic, db, clock, app):
+    """What the broker lost is handed over again: a row queued and never claimed. Not a row a live batch holds, nor
+    one settled since (skipped), however old their queued_at; and a row handed over is not handed again while its
+    new task may be on its way — only if the broker loses it once more."""
+    celery = app.extensions["celery"]
+    with celery.connection_for_write() as connection:
+        connection.default_channel.queue_purge("celery")
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    then = utc_now()
+
+    def row(**fields):
+        return Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.EMAIL,
+                       kind=MessageKind.REMINDER, due_at=then, queued_at=then, expires_at=rdv.starts_at, **fields)
+
+    lost, held, settled = row(status=MessageStatus.QUEUED), row(status=MessageStatus.QUEUED, claimed_at=then), \
+        row(status=MessageStatus.SKIPPED)
+    db.session.add_all([lost, held, settled])
+    db.session.commit()
+    interval = timedelta(seconds=app.config["OUTBOX_DISPATCH_SECONDS"] + 1)
+    handed: list[list[int]] = []
+    clock.shift(interval)
+    outbox.dispatch_due(enqueue=handed.append)
+    assert handed == [[lost.id]]
+    db.session.refresh(lost)
+    db.session.refresh(settled)
+    assert (lost.queued_at, settled.queued_at) == (utc_now(), then)
+
+    clock.shift(timedelta(seconds=1))
+    outbox.dispatch_due(enqueue=handed.append)
+    assert handed == [[lost.id]]  # its task may be on its way
+    clock.shift(interval)  # the broker lost it again (nothing was put on it here)
+    outbox.dispatch_due(enqueue=handed.append)
+    assert handed == [[lost.id], [lost.id]]
+
+
 def test_the_reminders_of_the_rdvs_about_to_begin_are_handed_over_first(clinic, db, clock, app, monkeypatch):
     """A backlog (an outage just ended): 120 messages due, those of the soonest rdvs due last, claimed by chunks of
     50. They reach the workers in the order of their rdvs' start, so those about to begin are not sent after the
