@@ -756,6 +756,67 @@ def test_interrupted_sends_are_asked_about_all_at_once_not_one_after_the_other(c
         assert (message.status, message.claimed_at) == (MessageStatus.PENDING, None)
 
 
+def _interrupted(clinic, rdv, claimed_at, number, **fields) -> Message:
+    """An SMS a worker died sending: queued, its claim left at `claimed_at`."""
+    return Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.SMS,
+                   kind=MessageKind.REMINDER, status=MessageStatus.QUEUED, due_at=claimed_at, queued_at=claimed_at,
+                   claimed_at=claimed_at, expires_at=rdv.starts_at, to_address=f"+3361234{number:04d}",
+                   body=f"Rappel {number}", **{"attempts": 1, **fields})
+
+
+def test_each_interrupted_send_of_one_claim_is_settled_on_its_own_answer(clinic, db, clock, app, twilio_sender,
+                                                                         twilio_fake):
+    """A dead batch's rows share its claim: the one Twilio has is recorded sent (dated from the claim, with
+    Twilio's id), the one it has not goes back to be sent, the one interrupted MAX_ATTEMPTS times is given up —
+    each by its own answer, none by another's."""
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    claimed_at = utc_now()
+    found, missing, worn = (_interrupted(clinic, rdv, claimed_at, 1), _interrupted(clinic, rdv, claimed_at, 2),
+                            _interrupted(clinic, rdv, claimed_at, 3, attempts=outbox.MAX_ATTEMPTS))
+    db.session.add_all([found, missing, worn])
+    db.session.commit()
+    held = twilio_fake.add_message(found.to_address, found.body, claimed_at)
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    assert outbox.recover_stale_claims() == 3
+    for message in (found, missing, worn):
+        db.session.refresh(message)
+    assert (found.status, found.provider_id, found.sent_at) == (MessageStatus.SENT, held.sid, claimed_at)
+    assert (missing.status, missing.claimed_at, missing.due_at) == (MessageStatus.PENDING, None, utc_now())
+    assert missing.error == "Envoi interrompu (worker arrêté) : nouvel essai"
+    assert (worn.status, worn.claimed_at) == (MessageStatus.FAILED, None)
+    assert worn.error == f"Abandon après {outbox.MAX_ATTEMPTS} envois interrompus"
+
+
+def test_a_claim_settled_while_twilio_was_asked_is_left_as_it_is_now(clinic, db, clock, app, twilio_sender,
+                                                                     twilio_fake, monkeypatch):
+    """While the beat asks Twilio about two interrupted sends, a status callback settles one and another dispatch
+    takes the other back: the beat's answers, now stale, change neither."""
+    rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
+    claimed_at = utc_now()
+    delivered, retaken = _interrupted(clinic, rdv, claimed_at, 1), _interrupted(clinic, rdv, claimed_at, 2)
+    db.session.add_all([delivered, retaken])
+    db.session.commit()
+    ask = outbox._find_all_sent
+    later_claim = claimed_at + timedelta(seconds=5)
+
+    def meanwhile(claims):
+        answers = ask(claims)
+        with db.engine.begin() as other:
+            other.execute(Message.__table__.update().where(Message.id == delivered.id)
+                          .values(status=MessageStatus.DELIVERED))
+            other.execute(Message.__table__.update().where(Message.id == retaken.id)
+                          .values(claimed_at=later_claim))
+        return answers
+
+    monkeypatch.setattr(outbox, "_find_all_sent", meanwhile)
+    clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"] + 1))
+    outbox.recover_stale_claims()
+    db.session.expire_all()
+    assert (db.session.get(Message, delivered.id).status, db.session.get(Message, retaken.id).claimed_at) == (
+        MessageStatus.DELIVERED, later_claim)
+    assert db.session.get(Message, retaken.id).status == MessageStatus.QUEUED
+
+
 def test_a_retry_falling_in_the_quiet_hours_waits_for_the_morning(clinic, db, clock, app, twilio_sender, twilio_fake):
     clock.move_to(local(PARIS, 10, 19, 19, 59) + timedelta(seconds=50))  # 10 s before the quiet hours (20:00–08:00)
     twilio_fake.throttle_next(1)
