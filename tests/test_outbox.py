@@ -1,12 +1,14 @@
 """The outbox: who is told what and when, and every message leaves once (console backend; Twilio in test_delivery)."""
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from lapins.booking import book_rdv, cancel_rdv, move_rdv, set_outcome
 from lapins.models import Channel, Message, MessageKind, MessageStatus, RdvStatus, Role
@@ -879,6 +881,50 @@ def test_a_send_that_can_no_longer_begin_safely_is_given_back_not_sent(clinic, d
     outbox.dispatch_due()
     db.session.refresh(sms)
     assert (sms.status, sms.attempts) == (MessageStatus.SENT, 1)
+    assert twilio_fake.count_for("+33612345678", sms.body) == 1
+
+
+def test_a_batch_cut_off_by_the_database_is_taken_back_by_its_retry_without_a_second_sms(clinic, db, clock,
+                                                                                        twilio_sender, twilio_fake,
+                                                                                        monkeypatch):
+    """The database goes away mid-batch, after the SMS left and before the e-mail began: the task's retry gets the
+    claim it held, the SMS Twilio took (recorded sent, not sent again) and the e-mail never begun (taken back and
+    sent) — no waiting for the lease, nothing twice, no attempt counted twice."""
+    _rdv, sms, email, batch = _reminders_handed(clinic, db, clock)
+    assert sms.id < email.id  # sent in this order
+    timeout = outbox._timeout
+
+    requests = twilio_fake.request_count
+
+    def database_gone_at_the_email(outgoing, config):  # the e-mail's row claimed, its send not begun
+        if outgoing.message_id == email.id:
+            for _ in range(500):  # the SMS under way first (its thread may not have begun yet)
+                if twilio_fake.request_count > requests:
+                    break
+                threading.Event().wait(0.01)
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+        return timeout(outgoing, config)
+
+    monkeypatch.setattr(outbox, "_timeout", database_gone_at_the_email)
+    with pytest.raises(outbox.SendInterrupted) as cut:
+        outbox.send_batch(batch)
+    interrupted = cut.value
+    assert interrupted.not_begun == [email.id] and list(interrupted.delivered) == [sms.id]
+    sid = interrupted.delivered[sms.id][0]
+    assert twilio_fake.count_for("+33612345678", twilio_fake.get(sid).body) == 1
+    db.session.rollback()
+
+    db.session.refresh(email)
+    assert (email.status, email.claimed_at) == (MessageStatus.QUEUED, interrupted.tokens[-1])
+    monkeypatch.setattr(outbox, "_timeout", timeout)
+    clock.shift(timedelta(seconds=1))  # the task's first retry
+    counts = outbox.send_batch(batch, earlier_claims=interrupted.tokens, resume=interrupted.not_begun,
+                               delivered=interrupted.delivered)
+    assert counts == {"sent": 1}, counts  # the e-mail; the SMS was recorded before
+    db.session.expire_all()
+    sms, email = db.session.get(Message, sms.id), db.session.get(Message, email.id)
+    assert (sms.status, sms.provider_id, sms.attempts) == (MessageStatus.SENT, sid, 1)
+    assert (email.status, email.attempts) == (MessageStatus.SENT, 1)
     assert twilio_fake.count_for("+33612345678", sms.body) == 1
 
 
