@@ -884,12 +884,14 @@ def test_a_send_that_can_no_longer_begin_safely_is_given_back_not_sent(clinic, d
     assert twilio_fake.count_for("+33612345678", sms.body) == 1
 
 
+@pytest.mark.parametrize("taken_meanwhile", [False, True])
 def test_a_batch_cut_off_by_the_database_is_taken_back_by_its_retry_without_a_second_sms(clinic, db, clock,
                                                                                         twilio_sender, twilio_fake,
-                                                                                        monkeypatch):
+                                                                                        monkeypatch, taken_meanwhile):
     """The database goes away mid-batch, after the SMS left and before the e-mail began: the task's retry gets the
     claim it held, the SMS Twilio took (recorded sent, not sent again) and the e-mail never begun (taken back and
-    sent) — no waiting for the lease, nothing twice, no attempt counted twice."""
+    sent) — no waiting for the lease, nothing twice, no attempt counted twice. Rows another batch claimed before
+    the retry (`taken_meanwhile`) are that batch's: the retry neither records nor sends them."""
     _rdv, sms, email, batch = _reminders_handed(clinic, db, clock)
     assert sms.id < email.id  # sent in this order
     timeout = outbox._timeout
@@ -918,14 +920,24 @@ def test_a_batch_cut_off_by_the_database_is_taken_back_by_its_retry_without_a_se
     assert (email.status, email.claimed_at) == (MessageStatus.QUEUED, interrupted.tokens[-1])
     monkeypatch.setattr(outbox, "_timeout", timeout)
     clock.shift(timedelta(seconds=1))  # the task's first retry
+    other_claim = utc_now()
+    if taken_meanwhile:
+        db.session.execute(Message.__table__.update().where(Message.id.in_([sms.id, email.id]))
+                           .values(claimed_at=other_claim))
+        db.session.commit()
+    clock.shift(timedelta(seconds=1))
     counts = outbox.send_batch(batch, earlier_claims=interrupted.tokens, resume=interrupted.not_begun,
                                delivered=interrupted.delivered)
-    assert counts == {"sent": 1}, counts  # the e-mail; the SMS was recorded before
     db.session.expire_all()
     sms, email = db.session.get(Message, sms.id), db.session.get(Message, email.id)
-    assert (sms.status, sms.provider_id, sms.attempts) == (MessageStatus.SENT, sid, 1)
-    assert (email.status, email.attempts) == (MessageStatus.SENT, 1)
     assert twilio_fake.count_for("+33612345678", sms.body) == 1
+    if taken_meanwhile:
+        assert counts == {}, counts
+        assert [(row.status, row.claimed_at) for row in (sms, email)] == [(MessageStatus.QUEUED, other_claim)] * 2
+        return
+    assert counts == {"sent": 1}, counts  # the e-mail; the SMS was recorded before
+    assert (sms.status, sms.provider_id, sms.segments, sms.attempts) == (MessageStatus.SENT, sid, 1, 1)
+    assert (email.status, email.attempts) == (MessageStatus.SENT, 1)
 
 
 def utc_now() -> datetime:
