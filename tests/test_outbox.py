@@ -731,6 +731,14 @@ def test_twilios_own_500_is_asked_about_within_seconds_and_later_ones_further_ap
     assert twilio_fake.count_for("+33612345678", sms.body) == 1
 
 
+def _interrupted(clinic, rdv, claimed_at, number, attempts: int = 1) -> Message:
+    """An SMS a worker died sending: queued, its claim left at `claimed_at`."""
+    return Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.SMS,
+                   kind=MessageKind.REMINDER, status=MessageStatus.QUEUED, due_at=claimed_at, queued_at=claimed_at,
+                   claimed_at=claimed_at, expires_at=rdv.starts_at, to_address=f"+3361234{number:04d}",
+                   body=f"Rappel {number}", attempts=attempts)
+
+
 def test_interrupted_sends_are_asked_about_all_at_once_not_one_after_the_other(clinic, db, clock, app,
                                                                                 twilio_sender, twilio_fake):
     """Twenty claims left by interrupted sends: the beat asks Twilio about them from several threads at once (one
@@ -738,12 +746,7 @@ def test_interrupted_sends_are_asked_about_all_at_once_not_one_after_the_other(c
     app.config.update(OUTBOX_SEND_THREADS=4)
     rdv = book(clinic, local(PARIS, 10, 26, 9, 0))
     claimed_at = utc_now()
-    interrupted = [
-        Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.SMS,
-                kind=MessageKind.REMINDER, status=MessageStatus.QUEUED, due_at=claimed_at, queued_at=claimed_at,
-                claimed_at=claimed_at, attempts=1, expires_at=rdv.starts_at, to_address=f"+3361234{number:04d}",
-                body=f"Rappel {number}")
-        for number in range(20)]
+    interrupted = [_interrupted(clinic, rdv, claimed_at, number) for number in range(20)]
     db.session.add_all(interrupted)
     db.session.commit()
     twilio_fake.delay = 0.2
@@ -756,14 +759,6 @@ def test_interrupted_sends_are_asked_about_all_at_once_not_one_after_the_other(c
     for message in interrupted:
         db.session.refresh(message)
         assert (message.status, message.claimed_at) == (MessageStatus.PENDING, None)
-
-
-def _interrupted(clinic, rdv, claimed_at, number, **fields) -> Message:
-    """An SMS a worker died sending: queued, its claim left at `claimed_at`."""
-    return Message(territory_id=clinic.territory.id, rdv=rdv, usager=clinic.mother, channel=Channel.SMS,
-                   kind=MessageKind.REMINDER, status=MessageStatus.QUEUED, due_at=claimed_at, queued_at=claimed_at,
-                   claimed_at=claimed_at, expires_at=rdv.starts_at, to_address=f"+3361234{number:04d}",
-                   body=f"Rappel {number}", **{"attempts": 1, **fields})
 
 
 def test_each_interrupted_send_of_one_claim_is_settled_on_its_own_answer(clinic, db, clock, app, twilio_sender,
