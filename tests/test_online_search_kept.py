@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 import time_machine
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from lapins.booking import book_rdv, cancel_rdv
 from lapins.models import Absence, PlageOuverture, RdvStatus, Sector, SectorZone
@@ -277,6 +278,28 @@ def test_a_booking_after_the_next_version_was_computed_is_not_hidden_by_it(clien
     labels = shown(client, clinic)
     assert "Centre PMI Saint-Denis, lundi 19 octobre 2026 à 10h30" not in labels
     assert labels == fresh(client, clinic)
+
+
+def test_pages_ending_at_one_instant_have_their_next_versions_computed_at_moments_spread_over_the_last_minute():
+    # The window's end moving on its 5-minute grid ends many pages at once: their next versions computed in one
+    # burst stalled both workers. Each page is due from its own moment, a quarter to all of AHEAD before its end.
+    until = NOW + timedelta(minutes=5)
+    keys = [kept_search.key_of("974", MultiDict({"motif": "1", "commune_code": f"974{n:02}"})) for n in range(50)]
+    for key in keys:
+        kept_search.keep(key, 1, "stamp", [], until, "<page>", since=NOW)
+
+    def lead(key) -> int:
+        """How many seconds before its end the page is first due."""
+        return next(seconds for seconds in range(301) if kept_search.refresh_due(
+            key, until - timedelta(seconds=seconds)) is None) - 1
+
+    leads = [lead(key) for key in keys]
+    assert all(kept_search.refresh_due(key, until - timedelta(seconds=second)) == until
+               for key, seconds in zip(keys, leads) for second in range(seconds + 1))
+    quarter, whole = kept_search.AHEAD.seconds // 4, kept_search.AHEAD.seconds
+    assert quarter <= min(leads) and max(leads) <= whole and max(leads) - min(leads) >= whole // 2, leads
+    assert max(leads.count(seconds) for seconds in leads) <= 5, sorted(leads)  # never one burst
+    assert [lead(key) for key in keys] == leads  # the same moment each time it is asked (and in every process)
 
 
 def test_the_least_recently_served_search_is_dropped_first(client, db, clinic, monkeypatch):

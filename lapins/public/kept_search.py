@@ -15,8 +15,8 @@ Only pages that are the same for every visitor are kept: no signed-in agent (the
 street looked up by the geocoder (a service of its own). The page has no CSRF token (its form is a GET); its slot and
 dates tokens are reused for the page's life.
 
-Refreshed ahead of the clock: a kept page served within AHEAD of its `until` (or in the last half of a shorter life)
-has its next version computed as a search at exactly `until` would (now = until, the stamps read first), kept aside
+Refreshed ahead of the clock: a kept page served within its share of AHEAD before its `until` (a quarter to all of
+it, drawn from its key; or in the last half of a shorter life) has its next version computed as a search at exactly `until` would (now = until, the stamps read first), kept aside
 and served from `until` on while its stamps hold; so a page expiring by the clock costs no family a whole search.
 Where that is computed is ONLINE_SEARCH_REFRESH: `after` (in the request's own thread once its response is sent; the
 default, measured better than a thread sharing the GIL with the requests), `thread` (a daemon thread per process with
@@ -36,6 +36,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,8 +56,11 @@ KEPT_SEARCHES = 1024  # a page is 10 to 35 kB (35 MB at most per process); the l
 # The page's tokens are signed when it is computed and checked for 24 h (online.SLOT_TOKEN_AGE): an hour at most
 # keeps a family that opens a time from a page served late in its life well within that.
 LONGEST = timedelta(hours=1)
-# A page served this close to its end (or in the last half of a shorter life) has its next version computed.
-AHEAD = timedelta(seconds=5)
+# A page served this close to its end (or in the last half of a shorter life) has its next version computed. Each
+# page takes its own share of it (refresh_due): the window's end moving on its 5-minute grid ends many pages at one
+# instant, and their next versions computed together stalled both workers (p95 36 -> 185 ms in that window).
+# A minute: at 15 searches a second for 50 pages, a page reaches each worker every few seconds, well within it.
+AHEAD = timedelta(seconds=60)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +155,8 @@ def refresh_due(key: tuple, now: datetime) -> datetime | None:
     kept = _kept.get(key)
     if kept is None or kept.since is None or key in _ahead or key in _refreshing:
         return None
-    margin = min(AHEAD, (kept.until - kept.since) / 2)
+    share = 0.25 + 0.75 * zlib.crc32(repr(key).encode()) / 0xFFFFFFFF
+    margin = min(AHEAD * share, (kept.until - kept.since) / 2)
     return kept.until if now >= kept.until - margin else None
 
 
