@@ -8,7 +8,7 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
   4. serve the app with gunicorn; agents' week agendas under wrk: hit, miss, mixed, open_loop (bench/agenda_scenarios.py);
   5. families on the public slot picker, one alone, then --public-clients connections of wrk (bench/wrk.py), and 200
      families racing to move onto the same 20 free times (bench/public.py); then the online search over the
-     département's sectors, hit, miss and mixed (bench/public_search.py: it opens every motif online, so last).
+     département's sectors, hit, miss, mixed, open_loop and miss_open_loop (bench/public_search.py: it opens every motif online, so last).
 Then the reminders (bench/reminders.py), and the reminders under faults, a deployment of their own per scenario
 (bench/faults.py, `--only faults`, `--fault-scenarios worker_kill,…`), and the duplicate finder among 200,000
 usagers in a schema of its own (bench/duplicates.py, `--only duplicates`).
@@ -44,8 +44,15 @@ TARGETS = {  # figure: (comparison, target) — all "at most"
     "public.search.miss.p95_ms": 50,
     "public.search.mixed.p95_ms": 50,
     "public.search.open_loop.p95_ms": 50,
+    "public.search.miss_open_loop.p95_ms": 50,
     "usagers.duplicates.p95_ms": 50,
 }
+
+
+def public_search_scenarios() -> tuple[str, ...]:
+    from bench.public_search import SCENARIOS  # imports the app: only when the arguments are read
+
+    return SCENARIOS
 
 
 def number(value: int) -> str:
@@ -77,17 +84,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-public", action="store_true", help="sans le sélecteur de créneaux ni la course")
     parser.add_argument("--skip-picker", action="store_true",
                         help="sans le sélecteur de créneaux ni la course, mais avec la recherche en ligne")
-    parser.add_argument("--only", choices=["reminders", "public", "agenda", "reminder-plan", "calendars", "faults",
-                                                "sessions", "duplicates"],
-                        help="une seule mesure : les rappels, le sélecteur et la course, les scénarios de l'agenda "
+    parser.add_argument("--only", choices=["slots", "reminders", "public", "agenda", "reminder-plan", "calendars",
+                                                "faults", "sessions", "duplicates"],
+                        help="une seule mesure : first_available et son plancher, les rappels, le sélecteur et la "
+                             "course, les scénarios de l'agenda "
                              "(sur le département généré), le plan J-3 + J-1, les agendas des agents "
                              "ou les rappels sous pannes (reminders.faults.*), la course aux places d'une séance, "
                              "les doublons d'usagers")
     parser.add_argument("--agenda-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
                         help="scénarios de l'agenda, séparés par des virgules : hit, miss, mixed, open_loop")
-    parser.add_argument("--search-scenarios", default=",".join(("hit", "miss", "mixed", "open_loop")),
-                        help="scénarios de la recherche en ligne (public.search), séparés par des virgules : hit, "
-                             "miss, mixed, open_loop ; vide pour s'en passer")
+    parser.add_argument("--search-scenarios", default=",".join(public_search_scenarios()),
+                        help="scénarios de la recherche en ligne (public.search), séparés par des virgules : "
+                             f"{', '.join(public_search_scenarios())} ; vide pour s'en passer")
     parser.add_argument("--window-seconds", type=float, default=float(env("BENCH_WINDOW_SECONDS", 10)),
                         help="durée de chaque fenêtre mesurée par wrk (3 fenêtres, en alternance avec le plancher)")
     reminders.add_arguments(parser)
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     try:
         log(f"Base : {database.safe_url}")
-        if args.only in (None, "public", "agenda"):
+        if args.only in (None, "slots", "public", "agenda"):
             run_phases(args, database, figures, failures, log)
         if not args.skip_reminders and args.only in (None, "reminders"):
             section("rappels", failures, log,
@@ -166,7 +174,7 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     from lapins.onboarding import seeding
     from lapins.infra.extensions import db
 
-    timed = args.only is None  # --only public/agenda: the département is generated, only those pages are timed
+    timed = args.only in (None, "slots")  # --only public/agenda: the département is generated, only those pages are timed
     small_database = database.twin("small")
     large_app = database.app()
     database.reset(large_app)
@@ -211,6 +219,8 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
                        lambda: slot_runs(args, [load_target(large_app, territory_id)], True, log))
         if full:
             figures.update(first_available_figures(full[0]))
+    if args.only == "slots":
+        return
 
     from bench.agenda_scenarios import bench_agenda_scenarios
     from bench.agenda_week import ServerConfig

@@ -17,7 +17,9 @@ median page's bytes):
   number each time, a time from one of the hit searches): what every search pays for the département's bookings;
 - open_loop: the hit set at OPEN_LOOP_RPS searches a second over the same connections (wrk's `delay`: each family
   searches every connections / OPEN_LOOP_RPS seconds): the latency a family sees while the server keeps up. With 50
-  connections back to back, a search's latency is about 50 ÷ the throughput, whatever it costs alone.
+  connections back to back, a search's latency is about 50 ÷ the throughput, whatever it costs alone;
+- miss_open_loop: the miss set, every search cold, at OPEN_LOOP_RPS: what a family's first search of an address
+  costs while the server keeps up (miss itself says how many cold searches a second the server can take).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from lapins.sectors.communes import communes
 from lapins.slots import picker
 from lapins.slots.engine import ONE_DAY, local_midnight
 
-SCENARIOS = ("hit", "miss", "mixed", "open_loop")
+SCENARIOS = ("hit", "miss", "mixed", "open_loop", "miss_open_loop")
 OPEN_LOOP_RPS = 20
 HIT_SEARCHES = 50
 MISS_SEARCHES = 3000
@@ -174,7 +176,8 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
     if not hit:
         raise RuntimeError("aucune recherche ne trouve de lieu : rien à mesurer")
     picker._kept.clear()
-    miss = searches(territory_id, needs, places, MISS_SEARCHES, rng, with_lieux=False) if "miss" in scenarios else []
+    cold = {"miss", "miss_open_loop"} & set(scenarios)
+    miss = searches(territory_id, needs, places, MISS_SEARCHES, rng, with_lieux=False) if cold else []
     kept_needed = len(picker._kept)  # the pages this process kept for them (never emptied below KEPT_PAGES)
     figures: dict = {}
     served_statements = served_statement_counter(app)
@@ -187,7 +190,8 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
                                  "BENCH_FLOOR_QUERIES": f"{directory}/{name}.json"})
 
         plans = {"hit": ("lapins:create_app()", hit, None), "miss": ("bench.public_search_cold:app", miss, None),
-                 "mixed": ("lapins:create_app()", hit, None), "open_loop": ("lapins:create_app()", hit, OPEN_LOOP_RPS)}
+                 "mixed": ("lapins:create_app()", hit, None), "open_loop": ("lapins:create_app()", hit, OPEN_LOOP_RPS),
+                 "miss_open_loop": ("bench.public_search_cold:app", miss, OPEN_LOOP_RPS)}
         for scenario in scenarios:
             application, chosen, rate = plans[scenario]
             # The 50 connections stand for families at as many addresses: one address's limit is not the point.
@@ -198,7 +202,8 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
                 requests = [wrk.Request(path) for path, _ in chosen]
                 # Which worker takes a connection is chance: without this, open_loop's 15 requests a second left
                 # a fifth of the (page, worker) pairs cold after its first window, and measured first searches.
-                wrk.run(server.port, requests, connections, WARM_SECONDS)
+                if scenario not in cold:
+                    wrk.run(server.port, requests, connections, WARM_SECONDS)
                 with floor_server(scenario, chosen, bodies[len(bodies) // 2]) as floor:
                     log(f"public.search.{scenario} : {len(chosen)} recherches, {connections} connexions, pages de "
                         f"{len(bodies[0])} à {len(bodies[-1])} octets")
@@ -226,7 +231,7 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
                 "searches_without_lieu": sum(not floor["lieux"] for _, floor in chosen),
                 "pages_without_lieu": sum(LIEU_SECTION not in body for body in bodies),
             })
-            if scenario == "miss":
+            if scenario in cold:
                 result.update({"kept_pages_needed": kept_needed, "kept_pages": picker.KEPT_PAGES})
             figures.update({f"public.search.{scenario}.{key}": value for key, value in result.items()})
     figures["public.search.config"] = config.as_dict()
