@@ -36,7 +36,7 @@ def available() -> bool:
 
 
 SCRIPT = """
-local data_path, pause_ms, first = %s, %s, %s
+local data_path, pause_ms, first, seed = %s, %s, %s, %s
 local built, next_index = {}, 0
 function init(args)
   for line in io.lines(data_path) do
@@ -50,13 +50,16 @@ function init(args)
     built[#built + 1] = wrk.format("GET", fields[1], headers)
   end
   next_index = first %% #built  -- each window from another place in the list: a miss stays a miss
+  math.randomseed(seed)
 end
 function request()
   next_index = next_index %% #built + 1
   return built[next_index]
 end
 if pause_ms > 0 then
-  function delay() return pause_ms end
+  -- Exponential pauses of mean pause_ms: the connections' requests arrive as independent families' would (a
+  -- Poisson stream). A fixed pause kept the connections in step: 50 requests at once every few seconds.
+  function delay() return math.floor(-pause_ms * math.log(1 - math.random())) end
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -79,14 +82,15 @@ def _line(request: Request) -> str:
 def run(port: int, requests: list[Request], connections: int, seconds: float, threads: int = 1,
         rate: float | None = None) -> dict:
     """One timed window of wrk against 127.0.0.1:port; the figures in ms and requests per second. With `rate`,
-    each connection waits connections / rate seconds before each request (paced: about `rate` requests a second
-    while the server keeps up)."""
+    each connection waits connections / rate seconds on average before each request, drawn at random (paced: about
+    `rate` requests a second while the server keeps up, arriving at independent moments)."""
     with tempfile.TemporaryDirectory(prefix="lapins-wrk-") as directory:
         data = Path(directory, "requests.tsv")
         data.write_text("\n".join(_line(request) for request in requests) + "\n")
         script = Path(directory, "requests.lua")
         pause_ms = round(connections * 1000 / rate) if rate else 0
-        script.write_text(SCRIPT % (json.dumps(str(data)), pause_ms, random.randrange(len(requests))))
+        script.write_text(SCRIPT % (json.dumps(str(data)), pause_ms, random.randrange(len(requests)),
+                                    random.randrange(2**31)))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         completed = subprocess.run(
