@@ -41,9 +41,10 @@ TARGETS = {  # figure: (comparison, target) — all "at most"
     "public.next_slots.floor_ratio": 1.5,
     "public.next_slots.mixed_to_hit_ratio": 1.5,
     "public.search.hit.p95_ms": 50,  # issue 15: 50 families at once
-    "public.search.miss.p95_ms": 50,
     "public.search.mixed.p95_ms": 50,
     "public.search.open_loop.p95_ms": 50,
+    # Every search cold: held at the open loop's pace. `miss` (50 connections back to back, every search cold) is
+    # a throughput figure: its p95 is about 50 ÷ the cold searches a second two workers take, whatever one costs.
     "public.search.miss_open_loop.p95_ms": 50,
     "usagers.duplicates.p95_ms": 50,
 }

@@ -6,8 +6,8 @@
   per-process caches hold, so most requests read PostgreSQL;
 - agenda.week.mixed: the hit set while the booking service books and cancels an rdv once a second somewhere in the
   département (a busy département's rate): every write draws the territory's new agenda stamp today;
-- agenda.week.open_loop: the hit set at a fixed 200 requests per second (20 paced connections, wrk's `delay`): the
-  latency an agent sees when the server is not saturated.
+- agenda.week.open_loop: the hit set at 200 requests per second on average, at random moments (bench.paced, at most
+  20 in flight): the latency an agent sees when the server is not saturated.
 
 Agents' session cookies are signed by the bench with the served app's secret key, as the sign-in form signs them, and
 signed again before each window (the app signs a session again after a minute: a browser gets the new cookie once a

@@ -15,9 +15,9 @@ median page's bytes):
   KEPT_PAGES, see `kept_pages_needed`), so each search reads its days from PostgreSQL;
 - mixed: the hit set while families book online at 1 per second (lapins.public.online.book_online, a new family and
   number each time, a time from one of the hit searches): what every search pays for the département's bookings;
-- open_loop: the hit set at OPEN_LOOP_RPS searches a second over the same connections (wrk's `delay`: each family
-  searches every connections / OPEN_LOOP_RPS seconds): the latency a family sees while the server keeps up. With 50
-  connections back to back, a search's latency is about 50 ÷ the throughput, whatever it costs alone;
+- open_loop: the hit set at OPEN_LOOP_RPS searches a second on average, at random moments (bench.paced: a Poisson
+  stream, at most 50 in flight): the latency a family sees while the server keeps up. With 50 wrk connections back
+  to back, a search's latency is about 50 ÷ the throughput, whatever it costs alone;
 - miss_open_loop: the miss set, every search cold, at OPEN_LOOP_RPS: what a family's first search of an address
   costs while the server keeps up (miss itself says how many cold searches a second the server can take).
 """

@@ -6,7 +6,7 @@ script from a file) round-robin over `connections` connections for `seconds`, an
 hook prints: percentiles from wrk's own
 latency histogram, request and error counts. The client's CPU share is wrk's user+system time over the window's wall
 time across the machine's cores: a figure measured with the client above half the machine is marked not a result
-(`client_bound`).
+(`client_bound`). `alternated` with a `rate` runs bench.paced's open loop instead (wrk's pauses stall sync workers).
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import paced
+
 CLIENT_SHARE_LIMIT = 0.5  # above it, the client is a bottleneck: the figure is not a result
 
 
@@ -36,7 +38,7 @@ def available() -> bool:
 
 
 SCRIPT = """
-local data_path, pause_ms, first, seed = %s, %s, %s, %s
+local data_path, first = %s, %s
 local built, next_index = {}, 0
 function init(args)
   for line in io.lines(data_path) do
@@ -50,16 +52,10 @@ function init(args)
     built[#built + 1] = wrk.format("GET", fields[1], headers)
   end
   next_index = first %% #built  -- each window from another place in the list: a miss stays a miss
-  math.randomseed(seed)
 end
 function request()
   next_index = next_index %% #built + 1
   return built[next_index]
-end
-if pause_ms > 0 then
-  -- Exponential pauses of mean pause_ms: the connections' requests arrive as independent families' would (a
-  -- Poisson stream). A fixed pause kept the connections in step: 50 requests at once every few seconds.
-  function delay() return math.floor(-pause_ms * math.log(1 - math.random())) end
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -79,18 +75,14 @@ def _line(request: Request) -> str:
     return "\t".join(fields)
 
 
-def run(port: int, requests: list[Request], connections: int, seconds: float, threads: int = 1,
-        rate: float | None = None) -> dict:
-    """One timed window of wrk against 127.0.0.1:port; the figures in ms and requests per second. With `rate`,
-    each connection waits connections / rate seconds on average before each request, drawn at random (paced: about
-    `rate` requests a second while the server keeps up, arriving at independent moments)."""
+def run(port: int, requests: list[Request], connections: int, seconds: float, threads: int = 1) -> dict:
+    """One timed window of wrk against 127.0.0.1:port (each connection sends its next request as soon as it has
+    its answer); the figures in ms and requests per second."""
     with tempfile.TemporaryDirectory(prefix="lapins-wrk-") as directory:
         data = Path(directory, "requests.tsv")
         data.write_text("\n".join(_line(request) for request in requests) + "\n")
         script = Path(directory, "requests.lua")
-        pause_ms = round(connections * 1000 / rate) if rate else 0
-        script.write_text(SCRIPT % (json.dumps(str(data)), pause_ms, random.randrange(len(requests)),
-                                    random.randrange(2**31)))
+        script.write_text(SCRIPT % (json.dumps(str(data)), random.randrange(len(requests))))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         completed = subprocess.run(
@@ -119,7 +111,8 @@ def alternated(app_port: int, app_requests, floor_port: int, floor_requests: lis
                connections: int, seconds: float, repeats: int, log, rate: float | None = None,
                statements=None) -> dict:
     """`repeats` windows of the app and of its floor in turns (the machine's load weighs alike on both); the medians,
-    the spread of the app's p95, the ratio of the medians, and whether the figures are a result at all.
+    the spread of the app's p95, the ratio of the medians, and whether the figures are a result at all. With
+    `rate`, the open loop of bench.paced (about `rate` requests a second at random moments) instead of wrk.
     `app_requests` may be a function giving the requests anew before each window (cookies signed again);
     `statements` (bench.database.statement_counter) counts the SQL statements the app's windows ran."""
     apps, floors = [], []
@@ -127,12 +120,14 @@ def alternated(app_port: int, app_requests, floor_port: int, floor_requests: lis
         for name, port, requests, kept in (("application", app_port, app_requests, apps),
                                            ("plancher", floor_port, floor_requests, floors)):
             counted = statements() if statements and kept is apps else None
-            result = run(port, requests() if callable(requests) else requests, connections, seconds, rate=rate)
+            listed = requests() if callable(requests) else requests
+            result = paced.run(port, listed, connections, seconds, rate) if rate else run(
+                port, listed, connections, seconds)
             if counted is not None and result["requests"]:
                 result["sql_per_request"] = round((statements() - counted) / result["requests"], 2)
             kept.append(result)
             sql = f", {result['sql_per_request']} requêtes SQL par requête" if "sql_per_request" in result else ""
-            log(f"wrk {repeat + 1}/{repeats} {name} : p95 {result['p95_ms']} ms, {result['throughput_rps']} req/s, "
+            log(f"{'paced' if rate else 'wrk'} {repeat + 1}/{repeats} {name} : p95 {result['p95_ms']} ms, {result['throughput_rps']} req/s, "
                 f"client {result['client_cpu_share']:.0%} du CPU{sql}")
     app, floor = _medians(apps), _medians(floors)
     per_request = [result["sql_per_request"] for result in apps if "sql_per_request" in result]
@@ -145,7 +140,7 @@ def alternated(app_port: int, app_requests, floor_port: int, floor_requests: lis
         "floor_ratio": round(app["p95_ms"] / floor["p95_ms"], 2) if floor["p95_ms"] else None,
         "client_cpu_share": client_share, "client_bound": client_share > CLIENT_SHARE_LIMIT,
         "errors": sum(result["errors"] for result in apps), "floor_errors": sum(r["errors"] for r in floors),
-        "connections": connections, "window_seconds": seconds, "repeats": repeats, "load_generator": "wrk",
+        "connections": connections, "window_seconds": seconds, "repeats": repeats, "load_generator": "paced (Poisson)" if rate else "wrk",
         "paced_rps": rate,
         "sql_statements_per_request": round(statistics.median(per_request), 2) if per_request else None,
     }
