@@ -8,7 +8,8 @@ Phases, in BENCH_DATABASE_URL (else a temporary SQLite file) and a twin beside i
   4. serve the app with gunicorn; agents' week agendas under wrk: hit, miss, mixed, open_loop (bench/agenda_scenarios.py);
   5. families on the public slot picker, one alone, then --public-clients connections of wrk (bench/wrk.py), and 200
      families racing to move onto the same 20 free times (bench/public.py); then the online search over the
-     département's sectors, hit, miss, mixed, open_loop and miss_open_loop (bench/public_search.py: it opens every motif online, so last).
+     département's sectors, hit, miss, mixed, open_loop and miss_open_loop (bench/public_search.py: it opens every
+     motif online, so last).
 Then the reminders (bench/reminders.py), and the reminders under faults, a deployment of their own per scenario
 (bench/faults.py, `--only faults`, `--fault-scenarios worker_kill,…`), and the duplicate finder among 200,000
 usagers in a schema of its own (bench/duplicates.py, `--only duplicates`).
@@ -175,7 +176,7 @@ def run_phases(args, database: BenchDatabase, figures: dict, failures: list[str]
     from lapins.onboarding import seeding
     from lapins.infra.extensions import db
 
-    timed = args.only in (None, "slots")  # --only public/agenda: the département is generated, only those pages are timed
+    timed = args.only in (None, "slots")  # --only public/agenda: the département generated, only those pages timed
     small_database = database.twin("small")
     large_app = database.app()
     database.reset(large_app)

@@ -197,7 +197,7 @@ def bench_public_search(app, database_url: str, territory_id: int, config: Serve
             # The 50 connections stand for families at as many addresses: one address's limit is not the point.
             with Gunicorn(database_url, config, redis_url, application=application,
                           env={"ONLINE_SEARCH_LIMITS_PER_IP": "1000000/minute"}) as server:
-                # Twice each: both workers have most of the hit set kept before the first window.
+                # The pages' bytes: their sizes are logged, the floor answers the median one.
                 bodies = sorted((_fetch(server.port, path) for path, _ in chosen[:HIT_SEARCHES] * 2), key=len)
                 requests = [wrk.Request(path) for path, _ in chosen]
                 # Which worker takes a connection is chance: without this, open_loop's 15 requests a second left

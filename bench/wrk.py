@@ -127,8 +127,9 @@ def alternated(app_port: int, app_requests, floor_port: int, floor_requests: lis
                 result["sql_per_request"] = round((statements() - counted) / result["requests"], 2)
             kept.append(result)
             sql = f", {result['sql_per_request']} requêtes SQL par requête" if "sql_per_request" in result else ""
-            log(f"{'paced' if rate else 'wrk'} {repeat + 1}/{repeats} {name} : p95 {result['p95_ms']} ms, {result['throughput_rps']} req/s, "
-                f"client {result['client_cpu_share']:.0%} du CPU{sql}")
+            generator = "paced" if rate else "wrk"
+            log(f"{generator} {repeat + 1}/{repeats} {name} : p95 {result['p95_ms']} ms, "
+                f"{result['throughput_rps']} req/s, client {result['client_cpu_share']:.0%} du CPU{sql}")
     app, floor = _medians(apps), _medians(floors)
     per_request = [result["sql_per_request"] for result in apps if "sql_per_request" in result]
     client_share = max(result["client_cpu_share"] for result in apps + floors)
@@ -140,7 +141,8 @@ def alternated(app_port: int, app_requests, floor_port: int, floor_requests: lis
         "floor_ratio": round(app["p95_ms"] / floor["p95_ms"], 2) if floor["p95_ms"] else None,
         "client_cpu_share": client_share, "client_bound": client_share > CLIENT_SHARE_LIMIT,
         "errors": sum(result["errors"] for result in apps), "floor_errors": sum(r["errors"] for r in floors),
-        "connections": connections, "window_seconds": seconds, "repeats": repeats, "load_generator": "paced (Poisson)" if rate else "wrk",
+        "connections": connections, "window_seconds": seconds, "repeats": repeats,
+        "load_generator": "paced (Poisson)" if rate else "wrk",
         "paced_rps": rate,
         "sql_statements_per_request": round(statistics.median(per_request), 2) if per_request else None,
     }

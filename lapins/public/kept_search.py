@@ -16,8 +16,9 @@ street looked up by the geocoder (a service of its own). The page has no CSRF to
 dates tokens are reused for the page's life.
 
 Refreshed ahead of the clock: a kept page served within its share of AHEAD before its `until` (a quarter to all of
-it, drawn from its key; or in the last half of a shorter life) has its next version computed as a search at exactly `until` would (now = until, the stamps read first), kept aside
-and served from `until` on while its stamps hold; so a page expiring by the clock costs no family a whole search.
+it, drawn from its key; or in the last half of a shorter life) has its next version computed as a search at exactly
+`until` would (now = until, the stamps read first), kept aside and served from `until` on while its stamps hold; so
+a page expiring by the clock costs no family a whole search.
 Where that is computed is ONLINE_SEARCH_REFRESH: `after` (in the request's own thread once its response is sent; the
 default, measured better than a thread sharing the GIL with the requests), `thread` (a daemon thread per process with
 its own app context and database session), `inline` (before answering: the tests' in-memory SQLite has one connection
