@@ -309,6 +309,38 @@ def test_a_slot_booked_by_an_agent_during_the_hold_is_not_given_twice(client, cl
     assert reread(entry).status == EntryStatus.ACTIVE
 
 
+def two_families_holding_offers(clinic):
+    """Two freed times, 10:00 and 11:00, each held for its own family: what one family's answer must not touch."""
+    ten, eleven = clinic.rdv(clinic.family("Annule"), hour=10), clinic.rdv(clinic.family("Annule2"), hour=11)
+    first = clinic.wait(clinic.family("Premiere"), created_at=NOW - timedelta(days=2))
+    second = clinic.wait(clinic.family("Seconde"), created_at=NOW - timedelta(days=1))
+    cancel(ten)
+    cancel(eleven)
+    held_first, held_second = offers_made()
+    assert (held_first.entry_id, held_second.entry_id) == (first.id, second.id)
+    assert held_first.status == held_second.status == OfferStatus.HELD
+    return link_of(offer_sms(first.usager)[0]), held_first, held_second
+
+
+def test_a_familys_refusal_declines_its_own_offer_only(client, clinic):
+    link, mine, other = two_families_holding_offers(clinic)
+
+    assert answer(client, link, "refuser").status_code == 302
+
+    assert reread(mine).status == OfferStatus.DECLINED and reread(mine).answered_at == NOW
+    assert reread(other).status == OfferStatus.HELD and reread(other).answered_at is None
+
+
+def test_an_acceptance_the_agenda_refuses_voids_its_own_offer_only(client, clinic):
+    link, mine, other = two_families_holding_offers(clinic)
+    clinic.rdv(clinic.family("Guichet"), hour=10)  # an agent books the first family's time at the desk
+
+    assert answer(client, link, "accepter").status_code == 409
+
+    assert reread(mine).status == OfferStatus.VOID and reread(mine).answered_at == NOW
+    assert reread(other).status == OfferStatus.HELD and reread(other).answered_at is None
+
+
 @pytest.mark.parametrize("mangle", [
     lambda token: token[:-1] + ("A" if token[-1] != "A" else "B"),
     lambda token: "ff" + token,
