@@ -278,6 +278,23 @@ def test_accepting_moves_the_familys_rdv_and_offers_its_old_slot_in_turn(client,
     assert len(offer_sms(next_in_line.usager)) == 1
 
 
+def test_accepting_a_slot_of_another_agent_moves_the_rdv_to_that_agent(client, clinic, factories):
+    colleague = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.AGENT)
+    factories.PlageFactory(agent=colleague, lieu=clinic.lieu, first_day=NOW.date(), motifs=[clinic.motif],
+                           start_time=time(9), end_time=time(12), weekdays=0b0011111)
+    mover = clinic.family("Avance")
+    old_rdv = book_rdv(actor=colleague, motif=clinic.motif, agents=[colleague], usagers=[mover], lieu=clinic.lieu,
+                       starts_at=datetime(2026, 3, 6, 9, tzinfo=PARIS))
+    clinic.wait(mover, rdv=old_rdv)
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+
+    assert answer(client, link_of(offer_sms(mover)[0]), "accepter").status_code == 302
+
+    moved = reread(old_rdv)
+    assert moved.starts_at == datetime(2026, 3, 4, 10, tzinfo=PARIS)
+    assert [agent.id for agent in moved.agents] == [clinic.agent.id]
+
+
 def test_accepting_after_the_hold_is_refused_and_changes_nothing(client, clinic, frozen_time):
     cancelled = clinic.rdv(clinic.family("Annule"))
     entry = clinic.wait(clinic.family("Attente"))
