@@ -45,7 +45,8 @@ def party() -> str | None:
 def live_server(app):
     """The app on 127.0.0.1, threaded (one thread per request, as the race needs); yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() returns in milliseconds, not the default half second (per test, per mutant).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

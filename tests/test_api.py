@@ -201,7 +201,7 @@ def live_api(database_url):
                      for secretary, family in zip(secretaries, families)]
         db.session.remove()
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield app, f"http://127.0.0.1:{server.server_port}", requests_
     server.shutdown()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -158,3 +158,29 @@ def test_a_move_frees_the_time_it_leaves_for_the_waiting_list_unless_the_agent_i
     assert (slot.starts_at, slot.source_rdv_id) == (before, rdv.id)
     [offer] = db.session.scalars(select(SlotOffer)).all()  # and offered once it committed
     assert offer.entry_id == waiting.id and offer.slot_id == slot.id
+
+
+@pytest.mark.parametrize("shift", [timedelta(minutes=30), timedelta(minutes=-30)], ids=["later", "earlier"])
+def test_a_move_by_exactly_its_length_frees_the_whole_time_it_leaves_in_its_lieu(clinic, shift):
+    rdv = clinic.rdv(clinic.family("Martin"))  # 10:00-10:30, moved to 10:30-11:00 or 09:30-10:00: free at 10:00
+    clinic.wait(clinic.family("Attente", phone="+33622222222"))
+    before = rdv.starts_at
+
+    booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=before + shift)
+
+    [slot] = db.session.scalars(select(WaitlistSlot)).all()
+    assert (slot.starts_at, slot.ends_at, slot.agent_id, slot.lieu_id) == (
+        before, before + timedelta(minutes=30), clinic.agent.id, clinic.lieu.id)
+
+
+def test_a_move_to_a_colleague_at_the_same_time_frees_the_first_agents_time(clinic, factories):
+    colleague = factories.AgentFactory(organisation=clinic.organisation)
+    factories.PlageFactory(agent=colleague, lieu=clinic.lieu, first_day=NOW.date(), motifs=[clinic.motif],
+                           start_time=time(9), end_time=time(12), weekdays=0b0011111)
+    rdv = clinic.rdv(clinic.family("Martin"))
+    clinic.wait(clinic.family("Attente", phone="+33622222222"))
+
+    booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=rdv.starts_at, agents=[colleague])
+
+    [slot] = db.session.scalars(select(WaitlistSlot)).all()
+    assert (slot.starts_at, slot.agent_id) == (rdv.starts_at, clinic.agent.id)

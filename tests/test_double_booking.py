@@ -44,7 +44,7 @@ def live_clinic(database_url):
                       usager_ids=[u.id for u in usagers], emails=[s.email for s in secretaries])
         db.session.remove()
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     clinic["base"] = f"http://127.0.0.1:{server.server_port}"
     yield app, clinic

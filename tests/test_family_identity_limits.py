@@ -66,7 +66,7 @@ def live_family(database_url, monkeypatch):
                 urls.append(f"/r/{rdv_token(rdv.id)}")
             db.session.remove()
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         started.append((app, server))
         return SimpleNamespace(app=app, base=f"http://127.0.0.1:{server.server_port}", ids=ids, urls=urls,
                                checked=checked)

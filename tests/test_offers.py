@@ -278,6 +278,23 @@ def test_accepting_moves_the_familys_rdv_and_offers_its_old_slot_in_turn(client,
     assert len(offer_sms(next_in_line.usager)) == 1
 
 
+def test_accepting_a_slot_of_another_agent_moves_the_rdv_to_that_agent(client, clinic, factories):
+    colleague = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.AGENT)
+    factories.PlageFactory(agent=colleague, lieu=clinic.lieu, first_day=NOW.date(), motifs=[clinic.motif],
+                           start_time=time(9), end_time=time(12), weekdays=0b0011111)
+    mover = clinic.family("Avance")
+    old_rdv = book_rdv(actor=colleague, motif=clinic.motif, agents=[colleague], usagers=[mover], lieu=clinic.lieu,
+                       starts_at=datetime(2026, 3, 6, 9, tzinfo=PARIS))
+    clinic.wait(mover, rdv=old_rdv)
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+
+    assert answer(client, link_of(offer_sms(mover)[0]), "accepter").status_code == 302
+
+    moved = reread(old_rdv)
+    assert moved.starts_at == datetime(2026, 3, 4, 10, tzinfo=PARIS)
+    assert [agent.id for agent in moved.agents] == [clinic.agent.id]
+
+
 def test_accepting_after_the_hold_is_refused_and_changes_nothing(client, clinic, frozen_time):
     cancelled = clinic.rdv(clinic.family("Annule"))
     entry = clinic.wait(clinic.family("Attente"))
@@ -307,6 +324,38 @@ def test_a_slot_booked_by_an_agent_during_the_hold_is_not_given_twice(client, cl
     assert db.session.query(Rdv).filter(Rdv.status == RdvStatus.UNKNOWN).count() == 1
     assert offers_made()[0].status == OfferStatus.VOID
     assert reread(entry).status == EntryStatus.ACTIVE
+
+
+def two_families_holding_offers(clinic):
+    """Two freed times, 10:00 and 11:00, each held for its own family: what one family's answer must not touch."""
+    ten, eleven = clinic.rdv(clinic.family("Annule"), hour=10), clinic.rdv(clinic.family("Annule2"), hour=11)
+    first = clinic.wait(clinic.family("Premiere"), created_at=NOW - timedelta(days=2))
+    second = clinic.wait(clinic.family("Seconde"), created_at=NOW - timedelta(days=1))
+    cancel(ten)
+    cancel(eleven)
+    held_first, held_second = offers_made()
+    assert (held_first.entry_id, held_second.entry_id) == (first.id, second.id)
+    assert held_first.status == held_second.status == OfferStatus.HELD
+    return link_of(offer_sms(first.usager)[0]), held_first, held_second
+
+
+def test_a_familys_refusal_declines_its_own_offer_only(client, clinic):
+    link, mine, other = two_families_holding_offers(clinic)
+
+    assert answer(client, link, "refuser").status_code == 302
+
+    assert reread(mine).status == OfferStatus.DECLINED and reread(mine).answered_at == NOW
+    assert reread(other).status == OfferStatus.HELD and reread(other).answered_at is None
+
+
+def test_an_acceptance_the_agenda_refuses_voids_its_own_offer_only(client, clinic):
+    link, mine, other = two_families_holding_offers(clinic)
+    clinic.rdv(clinic.family("Guichet"), hour=10)  # an agent books the first family's time at the desk
+
+    assert answer(client, link, "accepter").status_code == 409
+
+    assert reread(mine).status == OfferStatus.VOID and reread(mine).answered_at == NOW
+    assert reread(other).status == OfferStatus.HELD and reread(other).answered_at is None
 
 
 @pytest.mark.parametrize("mangle", [
@@ -393,7 +442,7 @@ def live_offers(database_url):
                 tokens.append(offer_token(offer.id))
         db.session.remove()
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield app, f"http://127.0.0.1:{server.server_port}", tokens, starts_at
     server.shutdown()
