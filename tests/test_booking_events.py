@@ -184,3 +184,24 @@ def test_a_move_to_a_colleague_at_the_same_time_frees_the_first_agents_time(clin
 
     [slot] = db.session.scalars(select(WaitlistSlot)).all()
     assert (slot.starts_at, slot.agent_id) == (rdv.starts_at, clinic.agent.id)
+
+
+
+def test_the_time_a_move_leaves_is_recorded_in_the_moves_transaction_and_rolled_back_with_it(clinic, monkeypatch):
+    # What must be atomic with a booking is written in its transaction: a failure after the freed time is recorded
+    # undoes the move and the freed time together (committing the freed time would commit the move half-done).
+    rdv = clinic.rdv(clinic.family("Martin"))
+    clinic.wait(clinic.family("Attente", phone="+33622222222"))
+    before, free_left = rdv.starts_at, offers.free_left
+
+    def then_fails(left, moved):
+        assert free_left(left, moved) is not None  # the freed time recorded
+        raise RuntimeError("what the move writes next fails")
+
+    monkeypatch.setattr(offers, "free_left", then_fails)
+    with pytest.raises(RuntimeError):
+        booking.move_rdv(actor=clinic.agent, rdv=rdv, starts_at=before + timedelta(hours=1))
+
+    db.session.expire_all()
+    assert db.session.get(type(rdv), rdv.id).starts_at == before
+    assert db.session.scalars(select(WaitlistSlot)).all() == []

@@ -295,6 +295,22 @@ def test_accepting_a_slot_of_another_agent_moves_the_rdv_to_that_agent(client, c
     assert [agent.id for agent in moved.agents] == [clinic.agent.id]
 
 
+def test_accepting_moves_the_rdv_to_the_whole_time_offered_its_end_too(client, clinic):
+    # The agent had booked the cancelled consultation for 45 minutes: that is the time offered, and taken.
+    ten = datetime(2026, 3, 4, 10, tzinfo=PARIS)
+    cancelled = book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], lieu=clinic.lieu,
+                         usagers=[clinic.family("Annule")], starts_at=ten, ends_at=ten + timedelta(minutes=45))
+    mover = clinic.family("Avance")
+    old_rdv = clinic.rdv(mover, day=date(2026, 3, 6), hour=9)  # 30 minutes, the motif's length
+    clinic.wait(mover, rdv=old_rdv)
+    cancel(cancelled)
+
+    assert answer(client, link_of(offer_sms(mover)[0]), "accepter").status_code == 302
+
+    moved = reread(old_rdv)
+    assert (moved.starts_at, moved.ends_at) == (ten, ten + timedelta(minutes=45))
+
+
 def test_accepting_after_the_hold_is_refused_and_changes_nothing(client, clinic, frozen_time):
     cancelled = clinic.rdv(clinic.family("Annule"))
     entry = clinic.wait(clinic.family("Attente"))
