@@ -86,8 +86,14 @@ class Config:
     # the longest timeout plus a margin.
     OUTBOX_CLAIM_LEASE_SECONDS = env_int("OUTBOX_CLAIM_LEASE_SECONDS", 20)
     # How often the beat dispatches due messages and takes back lost tasks and dead workers' claims: every recovery
-    # waits for its next run, and one run is three indexed queries.
+    # waits for its next run, and one run is four indexed queries.
     OUTBOX_DISPATCH_SECONDS = env_int("OUTBOX_DISPATCH_SECONDS", 2)
+    # The fence (lapins.notifications.fence): a Redis that records which sends of a batch began, so that a dead
+    # worker's unsent messages come back within OUTBOX_FENCE_ALIVE_SECONDS and a dispatch, not after the lease. By
+    # default the broker's Redis; empty (the embedded SQLite broker): no fence, the lease alone.
+    OUTBOX_FENCE_URL = env_str("OUTBOX_FENCE_URL",
+                               CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+    OUTBOX_FENCE_ALIVE_SECONDS = env_int("OUTBOX_FENCE_ALIVE_SECONDS", 4)
     # Sends of one batch under way at once: a provider hanging on some requests holds one thread each until the
     # timeout, the others go on (with 4, 20 % of requests hanging 10 s brought a worker down to 2 SMS/s).
     OUTBOX_SEND_THREADS = env_int("OUTBOX_SEND_THREADS", 16)
@@ -223,6 +229,7 @@ class TestingConfig(Config):
     SECRET_KEY = "testing-secret-key"
     SQLALCHEMY_DATABASE_URI = database_url(env_str("TEST_DATABASE_URL", "sqlite://"))
     CELERY_BROKER_URL = "memory://"
+    OUTBOX_FENCE_URL = ""  # tests/test_outbox_fence.py gives its apps the test Redis
     CELERY_TASK_ALWAYS_EAGER = True
     SMS_BACKEND = "console"
     EMAIL_BACKEND = "console"

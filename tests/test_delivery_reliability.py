@@ -33,9 +33,11 @@ pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "delivery-reliability-secret-key"
 LEASE_SECONDS = 3  # OUTBOX_CLAIM_LEASE_SECONDS: a claim this old belongs to a dead worker
+FENCE_THREADS = 4  # OUTBOX_SEND_THREADS of the fence tests: each held send holds one
 LONG_LEASE_SECONDS = 120  # longer than any test here: no claim is ever taken for a dead worker's
 TWILIO_TIMEOUT_SECONDS = 1  # shorter than the lease, as in production (10 s against 20 s)
 BATCH_SIZE = 10
+FENCE_ALIVE_SECONDS = 1  # OUTBOX_FENCE_ALIVE_SECONDS
 RETRY_SECONDS = 1  # OUTBOX_RETRY_SECONDS: first retry after a 500 or a 429, doubled at each attempt
 DISPATCH_EVERY = 0.25  # the beat's interval, played by this process
 SETTLE_TIMEOUT = 60  # for a step the beat must reach by itself, however loaded the machine
@@ -79,6 +81,11 @@ class ScriptedTwilio(TwilioFake):
         with self._lock:
             self._state.faults.clear()
 
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._state.in_flight
+
 
 @dataclass(frozen=True)
 class Reminder:
@@ -105,6 +112,13 @@ class Worker:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+
+    def freeze(self) -> None:
+        """The whole worker stopped (SIGSTOP), as a machine swapping or a VM paused: alive, but silent."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
 
     def wait_ready(self, timeout: float = 30) -> Worker:
         """Until the worker consumes from the broker (Celery logs "<name> ready.")."""
@@ -141,6 +155,8 @@ class Lapins:
             "TWILIO_AUTH_TOKEN": twilio.auth_token, "TWILIO_BASE_URL": twilio.url,
             "TWILIO_TIMEOUT_SECONDS": TWILIO_TIMEOUT_SECONDS, "OUTBOX_BATCH_SIZE": BATCH_SIZE,
             "OUTBOX_CLAIM_LEASE_SECONDS": lease_seconds, "OUTBOX_RETRY_SECONDS": RETRY_SECONDS,
+            # The fence on the broker's Redis, as in production, its batches taken for gone after 1 s of silence.
+            "OUTBOX_FENCE_URL": broker_url, "OUTBOX_FENCE_ALIVE_SECONDS": FENCE_ALIVE_SECONDS,
             "PUBLIC_URL": "https://lapins.example.org", **overrides,
         }
         self.app = create_app("testing", **settings)
@@ -393,6 +409,55 @@ def test_a_worker_killed_mid_batch_loses_no_reminder_and_sends_none_twice(start_
 
     assert_each_family_got_its_reminder_once(lapins, reminders)
     assert len(twilio.messages) == len(reminders)
+
+
+def hold_every_sending_thread(lapins: Lapins, twilio: ScriptedTwilio) -> Worker:
+    """A worker whose two batches have each begun their FENCE_THREADS sends, which Twilio took and holds unanswered;
+    the batches' other messages not begun."""
+    twilio.hang_next(10**4, seconds=3, accept=True)
+    worker = lapins.start_worker()
+    lapins.run_beat_until(lambda: twilio.in_flight == 2 * FENCE_THREADS, "every sending thread held", poll=0.002)
+    return worker
+
+
+def test_a_killed_workers_unsent_reminders_come_back_without_waiting_for_the_lease(start_lapins, redis_url, twilio):
+    """The lease is two minutes: only the fence can bring the dead batches' messages back within SETTLE_TIMEOUT.
+    Those Twilio took are found there and recorded, never asked for again; the others are sent by the next worker."""
+    lapins = start_lapins(redis_url, LONG_LEASE_SECONDS, OUTBOX_SEND_THREADS=FENCE_THREADS)
+    reminders = lapins.due_reminders(60)
+    worker = hold_every_sending_thread(lapins, twilio)
+    worker.kill()
+    twilio.heal()
+    claimed = [row for row in lapins.messages() if row.status == MessageStatus.QUEUED and row.claim_id]
+    assert len(claimed) > 2 * FENCE_THREADS, "the batches had no message left to begin"
+
+    lapins.start_worker()
+    lapins.run_beat_until(lapins.all_final, "every reminder sent, the lease still running")
+
+    assert_each_family_got_its_reminder_once(lapins, reminders)
+    assert all(twilio.asked(reminder.phone) == 1 for reminder in reminders)  # the held ones not sent again
+
+
+def test_a_frozen_worker_whose_messages_were_taken_back_sends_none_of_them_when_it_wakes(start_lapins, redis_url,
+                                                                                      twilio):
+    """Frozen past its fence's expiry, the worker's messages go to another worker; woken, its held sends are
+    answered and its batches go on, but they begin no send any more: each family still gets one SMS."""
+    lapins = start_lapins(redis_url, LONG_LEASE_SECONDS, OUTBOX_SEND_THREADS=FENCE_THREADS)
+    reminders = lapins.due_reminders(60)
+    frozen = hold_every_sending_thread(lapins, twilio)
+    frozen.freeze()
+    twilio.heal()
+    lapins.start_worker()
+    lapins.run_beat_until(lapins.all_final, "every reminder sent while the first worker is frozen")
+
+    frozen.thaw()
+    # Its two batches end (their held sends answered, the rest refused by the fence) and say so in its log.
+    lapins.run_beat_until(lambda: frozen.log.read_text(errors="replace").count("Outbox batch of") >= 2,
+                          "the woken worker's batches over")
+    frozen.assert_running()
+    assert_each_family_got_its_reminder_once(lapins, reminders)
+    assert all(twilio.asked(reminder.phone) == 1 for reminder in reminders)
+    assert "given back" in frozen.log.read_text(errors="replace"), frozen.logs()
 
 
 # --- 2. Redis restarted: the tasks on it are lost ---------------------------------------------------------------

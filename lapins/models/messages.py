@@ -106,6 +106,9 @@ class Message(db.Model):
     # An answer that did not say whether the message left (a gateway's 5xx, no answer): the provider is asked soon,
     # but the message is never sent again before a whole lease after it (outbox._record_transient).
     unsure_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The claiming batch's name in the outbox's fence (Redis run id and batch), while that batch may still send it:
+    # the fence tells whether its send began, so a dead batch's other messages come back at once (outbox.fence).
+    claim_id: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provider_id: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -13,7 +13,9 @@
    A live batch renews its claim while its sends run (`Claim`); a worker that dies in between leaves a claim that
    outlives its lease: `dispatch_due` then asks the provider whether the message left (`find_sent`) before sending
    it again. An answer that does not say whether the message left (none, a broken connection, any 5xx) keeps the
-   claim the same way: such a row is never sent again, nor failed, before the provider has been asked.
+   claim the same way: such a row is never sent again, nor failed, before the provider has been asked. With a
+   Redis fence (`fence`), a batch that stopped renewing it is known gone within seconds: its rows whose send never
+   began are put back at once, the others asked about at once (`settle_dead_batches`).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from lapins.models import (
 )
 from lapins.models.rdvs import CancellationChannel
 from lapins.notifications import (
-    backends, confirmation, experiment, gsm, links, providers, sms_text, timing, webhooks,
+    backends, confirmation, experiment, fence, gsm, links, providers, sms_text, timing, webhooks,
 )
 from lapins.notifications.email import render_rdv_email
 from lapins.notifications.offer_texts import offer_email, offer_sms
@@ -59,6 +61,7 @@ MAX_ATTEMPTS = 8
 LONGEST_RETRY = timedelta(minutes=30)
 DISPATCH_BUDGET = timedelta(seconds=50)
 RENEWALS_PER_LEASE = 5  # a batch renews its claim this often per lease while its sends run
+FENCE_RENEW_EVERY = timedelta(seconds=fence.RENEW_EVERY_SECONDS)
 PREPARE_PACKET = 10  # texts committed together, their sends begun, before the next ones are written
 RECORD_PACKET = 10  # accepted sends recorded together, at the latest RECORD_EVERY after the last outcome
 RECORD_EVERY = timedelta(seconds=0.1)
@@ -324,6 +327,7 @@ def dispatch_due(now: datetime | None = None, *, enqueue=None) -> int:
     """Claim every due message, commit, then hand them to the broker. Returns how many were handed over."""
     enqueue = enqueue or enqueue_batch
     started = utcnow()
+    settle_dead_batches(now)
     recover_stale_claims(now)
     handed = 0
     for ids in _lost_batches(now):
@@ -429,15 +433,14 @@ def recover_stale_claims(now: datetime | None = None) -> int:
         elif unsure_since is not None and now < unsure_since + lease:
             # Not there yet, though the provider may still be working on that request: asked again twice as long
             # after the answer as now, and at the latest a lease after it, when the message may leave again.
-            look = min(unsure_since + max(2 * (now - unsure_since), 2 * ANSWERED_RECHECK), unsure_since + lease)
-            values = {"claimed_at": look - lease}
+            values = {"claimed_at": _next_look(unsure_since, now, lease) - lease}
         elif attempts >= MAX_ATTEMPTS:
             values = {"status": MessageStatus.FAILED, "claimed_at": None, "unsure_since": None,
                       "error": f"Abandon après {attempts} envois interrompus"}
         else:
             # What the last answer said (a 5xx, no answer) stays for the agents; a worker that died left none.
-            values = {"status": MessageStatus.PENDING, "claimed_at": None, "queued_at": None, "unsure_since": None,
-                      "due_at": _retry_time(message, now, now),
+            values = {"status": MessageStatus.PENDING, "claimed_at": None, "claim_id": None, "queued_at": None,
+                      "unsure_since": None, "due_at": _retry_time(message, now, now),
                       "error": message.error or "Envoi interrompu (worker arrêté) : nouvel essai"}
         db.session.execute(
             update(Message)
@@ -446,6 +449,69 @@ def recover_stale_claims(now: datetime | None = None) -> int:
             .execution_options(synchronize_session=False))
         db.session.commit()
     return len(stale)
+
+
+def _next_look(unsure_since: datetime, now: datetime, lease: timedelta) -> datetime:
+    """When to ask again about a message not found yet, though the provider may still be working on its request:
+    twice as long after the unclear moment as now, and at the latest a lease after it, when it may leave again."""
+    return min(unsure_since + max(2 * (now - unsure_since), 2 * ANSWERED_RECHECK), unsure_since + lease)
+
+
+def settle_dead_batches(now: datetime | None = None) -> int:
+    """Messages of batches the fence knows are gone (a worker killed, frozen or cut off for a few seconds): those
+    whose send never began are put back at once (due now), none of them can begin any more; those that began are
+    asked about at once (find_sent), recorded sent if the provider has them, and otherwise handled as after an
+    unclear answer dated at the batch's last renewal: asked again, sent again a lease after it at the earliest, as
+    without the fence. Claims without a fence, of another Redis run, or older than the lease are left to
+    recover_stale_claims. Returns how many messages were settled."""
+    config = current_app.config
+    if not config.get("OUTBOX_FENCE_URL"):
+        return 0
+    now = now or utcnow()
+    lease = timedelta(seconds=config["OUTBOX_CLAIM_LEASE_SECONDS"])
+    rows = db.session.execute(
+        select(Message.claim_id, Message.id, Message.claimed_at)
+        .where(Message.status == MessageStatus.QUEUED, Message.claim_id.is_not(None), Message.unsure_since.is_(None),
+               Message.claimed_at > now - lease)
+        .order_by(Message.id).limit(CLAIM_CHUNK)).all()
+    db.session.commit()
+    claims: dict[str, dict[int, datetime]] = {}
+    for claim_id, message_id, claimed_at in rows:
+        claims.setdefault(claim_id, {})[message_id] = claimed_at
+    settled = 0
+    for claim_id, claimed in claims.items():
+        begun = fence.settle_dead(config, claim_id, sorted(claimed))
+        if begun is None:  # alive, or nothing can be concluded
+            continue
+        still = and_(Message.status == MessageStatus.QUEUED, Message.claim_id == claim_id,
+                     Message.unsure_since.is_(None))
+        never = [message_id for message_id in claimed if message_id not in begun]
+        if never:
+            settled += db.session.execute(
+                update(Message).where(Message.id.in_(never), still)
+                .values(status=MessageStatus.PENDING, claimed_at=None, claim_id=None, queued_at=None, due_at=now,
+                        attempts=Message.attempts - 1, updated_at=now)
+                .execution_options(synchronize_session=False)).rowcount
+            db.session.commit()
+        if not begun:
+            continue
+        messages = db.session.scalars(select(Message).where(Message.id.in_(sorted(begun)), still)).all()
+        answers = _find_all_sent([(message, claimed[message.id]) for message in messages])
+        for message, found in zip(messages, answers):
+            renewed = claimed[message.id]
+            if isinstance(found, Delivery):
+                values = _sent_values(found, renewed)
+            else:
+                values = {"unsure_since": renewed, "claimed_at": _next_look(renewed, now, lease) - lease,
+                          "error": "Envoi interrompu (worker arrêté) : vérification auprès du fournisseur"}
+            settled += db.session.execute(
+                update(Message).where(Message.id == message.id, still, Message.claimed_at == renewed)
+                .values(**{**values, "claim_id": None, "updated_at": now}).execution_options(synchronize_session=False)
+            ).rowcount
+        db.session.commit()
+    if settled:
+        logger.info("Outbox: %d message(s) of a batch gone settled without waiting for the lease", settled)
+    return settled
 
 
 def _find_all_sent(claims: list[tuple[Message, datetime]]) -> list[Delivery | TransientError | None]:
@@ -500,6 +566,8 @@ class Claim:
     def __init__(self, at: datetime, earlier: Iterable[datetime] = ()) -> None:
         self.tokens = [*earlier, at]
         self.renewed_at = at
+        self.fence: str | None = None  # its name in the fence (outbox.fence), when there is one
+        self.fence_renewed_at = at
 
     @property
     def current(self) -> datetime:
@@ -564,11 +632,13 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                 delivered: dict[int, tuple[str, int | None]]) -> dict[str, int]:
     now = claimed_at = claim.current
     resumed: set[int] = set()
+    app = current_app._get_current_object()
+    claim.fence = fence.open_claim(app.config)
     if resume:
         resumed = set(db.session.scalars(
             update(Message)
             .where(Message.id.in_(sorted(resume)), Message.status == MessageStatus.QUEUED, claim.holds())
-            .values(claimed_at=claimed_at, updated_at=now)
+            .values(claimed_at=claimed_at, claim_id=claim.fence, updated_at=now)
             .returning(Message.id)
             .execution_options(synchronize_session=False)))
         db.session.commit()
@@ -594,7 +664,6 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
     # The provider is called from OUTBOX_SEND_THREADS threads, so that one send hanging until its timeout does not
     # hold up the others; only this thread touches the database. One connection for the whole batch: through the
     # session, each message's commit would give it back to the pool, and the next one check it out again.
-    app = current_app._get_current_object()
     lease = timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"])
     renew_every = lease / RENEWALS_PER_LEASE
     longest = timedelta(0)
@@ -633,7 +702,8 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
             accepted: list[int] = []  # sends the provider took, not yet recorded (their ids are in `delivered`)
             accepted_since = utcnow()
             while pending or accepted:
-                wait = RECORD_EVERY - (utcnow() - accepted_since) if accepted else renew_every
+                wait = (RECORD_EVERY - (utcnow() - accepted_since) if accepted
+                        else min(renew_every, FENCE_RENEW_EVERY) if claim.fence else renew_every)
                 done, _ = (futures_wait(pending, timeout=max(wait.total_seconds(), 0), return_when=FIRST_COMPLETED)
                            if pending else (set(), None))
                 for future in done:
@@ -663,6 +733,10 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                 # send held past its timeout stops it, so that its claim runs out and find_sent settles it.
                 if pending and stalled <= longest + renew_every and utcnow() - claim.renewed_at >= renew_every:
                     claim.renew([outgoing.message_id for _message, outgoing in pending.values()], connection)
+                if (claim.fence and pending and stalled <= longest + renew_every
+                        and utcnow() - claim.fence_renewed_at >= FENCE_RENEW_EVERY):
+                    claim.fence_renewed_at = utcnow()
+                    fence.renew(app.config, claim.fence)
             for future, (_message, outgoing) in pending.items():
                 if future.cancel():
                     given_back.append(outgoing.message_id)  # never begun
@@ -741,6 +815,10 @@ def _attempt(app, send, outgoing: OutgoingSms | OutgoingEmail, claim: Claim, win
     at = utcnow()
     if at >= claim.renewed_at + window or (deadline is not None and at >= deadline):
         return GIVEN_BACK
+    # Marked begun in the fence just before the request; refused once the batch is taken for gone (its other
+    # messages may be on their way to another worker) or when the fence cannot say.
+    if claim.fence is not None and not fence.begin(app.config, claim.fence, outgoing.message_id):
+        return GIVEN_BACK
     try:
         with app.app_context():  # the providers read settings (an e-mail's links, its ICS organiser)
             return send(outgoing)
@@ -754,7 +832,7 @@ def _give_back(ids: list[int], claim: Claim, connection: Connection) -> int:
     given = connection.execute(
         update(Message)
         .where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED, claim.holds())
-        .values(status=MessageStatus.PENDING, claimed_at=None, queued_at=None, due_at=at,
+        .values(status=MessageStatus.PENDING, claimed_at=None, claim_id=None, queued_at=None, due_at=at,
                 attempts=Message.attempts - 1, updated_at=at))
     connection.commit()
     return given.rowcount
@@ -766,12 +844,12 @@ _OWN_ROW = and_(_MESSAGES.c.id == bindparam("message_id"), _MESSAGES.c.status ==
                 or_(_MESSAGES.c.claimed_at.is_(None), _MESSAGES.c.claimed_at == bindparam("token")))
 _FIRST_CLAIM = case((_MESSAGES.c.claimed_at.is_(None), 1), else_=0)
 _FIX = (update(_MESSAGES).where(_OWN_ROW)
-        .values(claimed_at=bindparam("token"), attempts=_MESSAGES.c.attempts + _FIRST_CLAIM,
+        .values(claimed_at=bindparam("token"), claim_id=bindparam("claim_id"), attempts=_MESSAGES.c.attempts + _FIRST_CLAIM,
                 to_address=bindparam("to_address"), subject=bindparam("subject"), body=bindparam("body"),
                 updated_at=bindparam("at")))
 # A row no longer to send (skipped, or failed: _prepare says why), settled by the batch that took it.
 _SETTLE = (update(_MESSAGES).where(_OWN_ROW)
-           .values(status=bindparam("status"), error=bindparam("error"), claimed_at=None,
+           .values(status=bindparam("status"), error=bindparam("error"), claimed_at=None, claim_id=None,
                    attempts=_MESSAGES.c.attempts + _FIRST_CLAIM, updated_at=bindparam("at")))
 
 
@@ -791,7 +869,7 @@ def _fix(packet: list[Message], claim: Claim, now: datetime,
             fixed = _prepare(message, now)
             values[message.id] = {"status": message.status, "error": message.error} if fixed is None else fixed
             if fixed is not None:
-                texts.append({"message_id": message.id, "token": token, "at": at, **fixed})
+                texts.append({"message_id": message.id, "token": token, "claim_id": claim.fence, "at": at, **fixed})
         if texts:
             # All taken, as nearly always: the count says so. Otherwise the rows that bear this batch's claim.
             if session.execute(_FIX, texts).rowcount == len(texts):
@@ -810,7 +888,9 @@ def _fix(packet: list[Message], claim: Claim, now: datetime,
             continue
         row = values[message.id]
         # The objects hold the values as committed: the unit of work has nothing to flush.
-        for key, value in {**row, "claimed_at": token if "body" in row else None, "updated_at": at}.items():
+        held = "body" in row
+        for key, value in {**row, "claimed_at": token if held else None, "claim_id": claim.fence if held else None,
+                           "updated_at": at}.items():
             set_committed_value(message, key, value)
         if "body" in row:
             ready.append((message, _outgoing(message)))
@@ -961,6 +1041,7 @@ def _record_permanent(message: Message, error: PermanentError) -> None:
 
 def _record_transient(message: Message, error: TransientError) -> None:
     now = utcnow()
+    message.claim_id = None  # its batch is done with it: the lease and find_sent settle it from here
     message.error, message.error_code = error.message[:255], error.code
     if error.maybe_sent:
         # No answer, or one that does not say the message was refused (a 5xx, which a gateway may return after
