@@ -91,6 +91,9 @@ def add_arguments(parser) -> None:
                        help="processus du worker Celery (0 : le défaut de Celery, un par cœur)")
     group.add_argument("--outbox-batch-size", type=int, default=Config.OUTBOX_BATCH_SIZE,
                        help="messages par tâche send_batch (OUTBOX_BATCH_SIZE)")
+    group.add_argument("--skip-brevo", action="store_true", help="sans le second envoi, par le Brevo factice")
+    group.add_argument("--outbox-fence", choices=("on", "off"), default="on",
+                       help="la barrière des envois sur le Redis du broker (off : OUTBOX_FENCE_URL vide, le bail seul)")
 
 
 # --- The phase ----------------------------------------------------------------------------------------------------
@@ -136,11 +139,13 @@ def bench_reminders(args, database: BenchDatabase, figures: dict, failures: list
         log(f"Rappels 4/5 Envoi de {seeding._number(len(outbox.due_ids))} SMS : Redis, un worker Celery "
             f"({concurrency} processus), Twilio factice")
         figures.update(measure_dispatch(app, twin, redis_url, outbox, concurrency, args.outbox_batch_size, failures,
-                                        log.indented))
+                                        log.indented, fence=args.outbox_fence == "on"))
+        if args.skip_brevo:
+            return
         log(f"Rappels 5/5 Les mêmes {seeding._number(len(outbox.due_ids))} SMS à nouveau, par Brevo factice")
         make_due_again(app, outbox.due_ids)
         figures.update(measure_dispatch(app, twin, redis_url, outbox, concurrency, args.outbox_batch_size, failures,
-                                        log.indented, operator="brevo"))
+                                        log.indented, operator="brevo", fence=args.outbox_fence == "on"))
     finally:
         twin.drop(app)
 
@@ -645,7 +650,7 @@ OPERATOR_NAMES = {"twilio": "Twilio", "brevo": "Brevo"}
 
 
 def measure_dispatch(app, twin: BenchDatabase, redis_url: str, outbox: Outbox, concurrency: int, batch_size: int,
-                     failures: list[str], log, operator: str = "twilio") -> dict:
+                     failures: list[str], log, operator: str = "twilio", fence: bool = True) -> dict:
     """The due rows sent through the loopback fake of `operator`, between two runs of no-op tasks on the same
     worker; Twilio's figures are reminders.dispatch.*, another operator's reminders.dispatch.<operator>.*."""
     celery = app.extensions["celery"]
@@ -662,6 +667,8 @@ def measure_dispatch(app, twin: BenchDatabase, redis_url: str, outbox: Outbox, c
                     "DATABASE_URL": twin.process_url, "CELERY_BROKER_URL": redis_url, "SMS_BACKEND": operator,
                     "OUTBOX_BATCH_SIZE": str(batch_size), "LOG_LEVEL": "WARNING",
                     "PUBLIC_URL": "https://lapins.example.org"})
+        if not fence:
+            env["OUTBOX_FENCE_URL"] = ""
         if operator == "twilio":
             env.update({"TWILIO_ACCOUNT_SID": fake.account_sid, "TWILIO_AUTH_TOKEN": fake.auth_token,
                         "TWILIO_BASE_URL": fake.url})

@@ -4,6 +4,7 @@ What families notice (one SMS each when a worker dies or freezes) is in test_del
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -81,3 +82,27 @@ def test_an_unreachable_fence_sends_under_the_lease_alone_and_concludes_nothing(
     assert not fence.begin(settings, "run:batch", 31)  # a fenced batch that loses Redis begins nothing more
     assert not fence.renew(settings, "run:batch")
     assert fence.settle_dead(settings, "run:batch", [31]) is None
+
+
+def test_marks_asked_by_many_threads_at_once_are_each_answered_for_their_own_batch(redis_url):
+    """A process's sending threads share one call to Redis (fence._Combiner): each still gets its own answer, and
+    a batch gone refuses its own sends only."""
+    settings = config(redis_url)
+    alive, gone = fence.open_claim(settings), fence.open_claim(settings)
+    end(redis_url, gone)
+    answers: dict[int, bool] = {}
+    barrier = threading.Barrier(24)
+
+    def send(message_id: int) -> None:
+        barrier.wait()
+        answers[message_id] = fence.begin(settings, alive if message_id % 3 else gone, message_id)
+
+    threads = [threading.Thread(target=send, args=(message_id,)) for message_id in range(1, 25)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {message_id: bool(message_id % 3) for message_id in range(1, 25)}
+    assert fence.settle_dead(settings, gone, list(range(1, 25))) == set()
+    end(redis_url, alive)
+    assert fence.settle_dead(settings, alive, list(range(1, 25))) == {n for n in range(1, 25) if n % 3}

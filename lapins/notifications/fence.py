@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 
 import redis
 
@@ -28,11 +29,20 @@ local claim = {_RUN_ID} .. ':' .. ARGV[2]
 redis.call('SET', ARGV[1] .. 'alive:' .. claim, '1', 'PX', ARGV[3], 'NX')
 return claim
 """
-# ARGV: prefix, claim, message id, mark ms. 1: the send may begin (marked); 0: the batch is no longer alive.
+# ARGV: prefix, mark ms, then (claim, message id) pairs. For each pair, 1: the send may begin (marked); 0: its batch
+# is no longer alive.
 _BEGIN = """
-if redis.call('EXISTS', ARGV[1] .. 'alive:' .. ARGV[2]) == 0 then return 0 end
-redis.call('SET', ARGV[1] .. 'begun:' .. ARGV[2] .. ':' .. ARGV[3], '1', 'PX', ARGV[4])
-return 1
+local result = {}
+for index = 3, #ARGV, 2 do
+  local claim = ARGV[index]
+  if redis.call('EXISTS', ARGV[1] .. 'alive:' .. claim) == 1 then
+    redis.call('SET', ARGV[1] .. 'begun:' .. claim .. ':' .. ARGV[index + 1], '1', 'PX', ARGV[2])
+    table.insert(result, 1)
+  else
+    table.insert(result, 0)
+  end
+end
+return result
 """
 # ARGV: prefix, claim, message ids… -1: another Redis run (marks may be lost); -2: still alive; else the ids marked.
 _SETTLE = f"""
@@ -49,6 +59,55 @@ return begun
 """
 
 _clients: dict[tuple[int, str], tuple[redis.Redis, object, object, object]] = {}
+_combiners: dict[tuple[int, str], _Combiner] = {}
+
+
+class _Mark:
+    __slots__ = ("claim", "message_id", "ready", "leads", "began")
+
+    def __init__(self, claim: str, message_id: int) -> None:
+        self.claim, self.message_id = claim, message_id
+        self.ready, self.leads, self.began = threading.Event(), False, False
+
+
+class _Combiner:
+    """The marks a process's sending threads ask for at the same moment go to Redis in one script call, made by one
+    of them (the leader) for all: one call per send cost a quarter of the outbox's throughput
+    (docs/benchmarks.md). Whoever finds no call under way leads; after its call, the next waiting thread leads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting: list[_Mark] = []
+        self.busy = False
+
+    def begin(self, mark: _Mark, call) -> bool:
+        with self.lock:
+            self.waiting.append(mark)
+            mark.leads = not self.busy
+            self.busy = True
+        if not mark.leads:
+            mark.ready.wait()
+            if not mark.leads:
+                return mark.began
+        with self.lock:
+            group, self.waiting = self.waiting, []
+        answers = [0] * len(group)
+        try:
+            answers = call(group)
+        except Exception as error:  # noqa: BLE001 — the fence cannot say: no send of the group begins
+            logger.warning("Outbox fence unreachable, sends given back (%s)", type(error).__name__)
+        finally:
+            for other, answer in zip(group, answers):
+                other.began = answer == 1
+                if other is not mark:
+                    other.ready.set()
+            with self.lock:
+                if self.waiting:
+                    self.waiting[0].leads = True
+                    self.waiting[0].ready.set()
+                else:
+                    self.busy = False
+        return mark.began
 
 
 def _client(url: str):
@@ -89,12 +148,17 @@ def renew(config, claim: str) -> bool:
 def begin(config, claim: str, message_id: int) -> bool:
     """Mark a send as begun, just before its request; False (send nothing) once the batch is not alive or Redis
     cannot say so."""
-    _client_, _opening, beginning, _settle = _client(config["OUTBOX_FENCE_URL"])
+    address = config["OUTBOX_FENCE_URL"]
+    _client_, _opening, beginning, _settle = _client(address)
     mark_ms = _ms(10 * config["OUTBOX_CLAIM_LEASE_SECONDS"])  # outlives any settle_dead that may read it
-    try:
-        return beginning(args=[PREFIX, claim, message_id, mark_ms]) == 1
-    except redis.RedisError:
-        return False
+    combiner = _combiners.get((os.getpid(), address))
+    if combiner is None:
+        combiner = _combiners[(os.getpid(), address)] = _Combiner()
+
+    def call(group: list[_Mark]) -> list[int]:
+        return beginning(args=[PREFIX, mark_ms, *(value for mark in group for value in (mark.claim, mark.message_id))])
+
+    return combiner.begin(_Mark(claim, message_id), call)
 
 
 def settle_dead(config, claim: str, ids: list[int]) -> set[int] | None:

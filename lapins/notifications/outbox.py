@@ -59,7 +59,7 @@ REDACT_TASK = "lapins.notifications.redact_expired_codes"
 CLAIM_CHUNK = 1000
 MAX_ATTEMPTS = 8
 LONGEST_RETRY = timedelta(minutes=30)
-DISPATCH_BUDGET = timedelta(seconds=50)
+DISPATCH_BUDGET = timedelta(seconds=50)  # one beat run stops claiming after this; the next run goes on
 RENEWALS_PER_LEASE = 5  # a batch renews its claim this often per lease while its sends run
 FENCE_RENEW_EVERY = timedelta(seconds=fence.RENEW_EVERY_SECONDS)
 PREPARE_PACKET = 10  # texts committed together, their sends begun, before the next ones are written
@@ -71,7 +71,7 @@ ANSWERED_RECHECK = timedelta(seconds=1)
 STARTED = "Rendez-vous déjà commencé"
 _MESSAGES = Message.__table__
 TOO_LATE = "Non envoyé avant le début du rendez-vous"
-STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks  # one beat run stops claiming after this; the next run goes on
+STATUS_CALLBACK_PATH = "/webhooks/twilio/statut"  # lapins.notifications.webhooks
 
 
 # --- Planning ---------------------------------------------------------------------------------------------------
@@ -506,7 +506,8 @@ def settle_dead_batches(now: datetime | None = None) -> int:
                           "error": "Envoi interrompu (worker arrêté) : vérification auprès du fournisseur"}
             settled += db.session.execute(
                 update(Message).where(Message.id == message.id, still, Message.claimed_at == renewed)
-                .values(**{**values, "claim_id": None, "updated_at": now}).execution_options(synchronize_session=False)
+                .values(**{**values, "claim_id": None, "updated_at": now})
+                .execution_options(synchronize_session=False)
             ).rowcount
         db.session.commit()
     if settled:
@@ -585,6 +586,12 @@ class Claim:
 
     def holds(self):
         return Message.claimed_at.in_(self.tokens)
+
+    def keep_alive(self, config) -> None:
+        """Renew the batch's `alive` in the fence, at most every FENCE_RENEW_EVERY."""
+        if self.fence is not None and utcnow() - self.fence_renewed_at >= FENCE_RENEW_EVERY:
+            self.fence_renewed_at = utcnow()
+            fence.renew(config, self.fence)
 
 
 class SendInterrupted(Exception):
@@ -696,6 +703,7 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                         pending[pool.submit(_attempt, app, send, outgoing, claim, window, message.expires_at)] = (
                             message, outgoing)
                         not_begun.discard(outgoing.message_id)
+                    claim.keep_alive(app.config)  # a long preparation must not look like a dead batch
             finally:
                 session.expire_on_commit = expire_on_commit
             session.expire_all()  # as after any commit: a failure is recorded on the rows as they are now
@@ -733,10 +741,8 @@ def _send_batch(ids: list[int], claim: Claim, resume: set[int], not_begun: set[i
                 # send held past its timeout stops it, so that its claim runs out and find_sent settles it.
                 if pending and stalled <= longest + renew_every and utcnow() - claim.renewed_at >= renew_every:
                     claim.renew([outgoing.message_id for _message, outgoing in pending.values()], connection)
-                if (claim.fence and pending and stalled <= longest + renew_every
-                        and utcnow() - claim.fence_renewed_at >= FENCE_RENEW_EVERY):
-                    claim.fence_renewed_at = utcnow()
-                    fence.renew(app.config, claim.fence)
+                if pending and stalled <= longest + renew_every:
+                    claim.keep_alive(app.config)
             for future, (_message, outgoing) in pending.items():
                 if future.cancel():
                     given_back.append(outgoing.message_id)  # never begun
@@ -844,9 +850,9 @@ _OWN_ROW = and_(_MESSAGES.c.id == bindparam("message_id"), _MESSAGES.c.status ==
                 or_(_MESSAGES.c.claimed_at.is_(None), _MESSAGES.c.claimed_at == bindparam("token")))
 _FIRST_CLAIM = case((_MESSAGES.c.claimed_at.is_(None), 1), else_=0)
 _FIX = (update(_MESSAGES).where(_OWN_ROW)
-        .values(claimed_at=bindparam("token"), claim_id=bindparam("claim_id"), attempts=_MESSAGES.c.attempts + _FIRST_CLAIM,
-                to_address=bindparam("to_address"), subject=bindparam("subject"), body=bindparam("body"),
-                updated_at=bindparam("at")))
+        .values(claimed_at=bindparam("token"), claim_id=bindparam("claim_id"),
+                attempts=_MESSAGES.c.attempts + _FIRST_CLAIM, to_address=bindparam("to_address"),
+                subject=bindparam("subject"), body=bindparam("body"), updated_at=bindparam("at")))
 # A row no longer to send (skipped, or failed: _prepare says why), settled by the batch that took it.
 _SETTLE = (update(_MESSAGES).where(_OWN_ROW)
            .values(status=bindparam("status"), error=bindparam("error"), claimed_at=None, claim_id=None,
