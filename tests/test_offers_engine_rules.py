@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -15,8 +16,8 @@ from lapins.infra.extensions import db
 from lapins.models import EntryStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer, SlotStatus
 from lapins.waitlist import offers
 from tests.conftest import csrf_token_from
-from tests.test_offers import (  # noqa: F401  (clinic and frozen_time are fixtures; frozen_time is autouse)
-    NOW, PARIS, WEDNESDAY, answer, cancel, clinic, frozen_time, link_of, offer_sms, offers_made, reread,
+from tests.test_offers import (  # noqa: F401  (clinic, joint and frozen_time are fixtures; frozen_time is autouse)
+    NOW, PARIS, WEDNESDAY, cancel, clinic, frozen_time, joint, link_of, offer_sms, offers_made, reread,
 )
 
 
@@ -119,6 +120,25 @@ def test_the_three_offers_a_day_are_counted_from_the_territorys_midnight(clinic,
     assert offered_to(offered) == [wednesday(10)] and offered_to(passed_over) == []
 
 
+def test_the_day_of_the_three_offers_is_the_territorys_day_not_the_servers(clinic, frozen_time):
+    """In La Réunion (UTC+4), 02:00 on Monday is still Sunday in UTC: Sunday's three offers no longer count."""
+    reunion = ZoneInfo("Indian/Reunion")
+    territory = clinic.organisation.territory
+    territory.timezone, territory.quiet_hours_start, territory.quiet_hours_end = "Indian/Reunion", time(13), time(14)
+    db.session.commit()
+    entry = clinic.wait(clinic.family("Attente"))
+    sunday = datetime(2026, 3, 1, 15, tzinfo=reunion)
+    past_offers(clinic, entry, sunday, sunday, sunday)
+    # 02:00 on Monday in La Réunion; the server's own zone UTC (time-machine takes it from a ZoneInfo destination).
+    frozen_time.move_to(datetime(2026, 3, 2, 2, tzinfo=reunion).astimezone(ZoneInfo("UTC")))
+    starts_at = datetime(2026, 3, 4, 10, tzinfo=reunion)
+    offers.record_freed(clinic.organisation.id, clinic.motif.id, clinic.lieu.id, [clinic.agent.id], starts_at,
+                        starts_at + timedelta(minutes=30), source_rdv_id=None)
+
+    assert offers.reallocate() == 1
+    assert [offer.slot.starts_at for offer in offers_made() if offer.status == OfferStatus.HELD] == [starts_at]
+
+
 def test_a_time_a_family_was_offered_once_is_not_offered_to_it_again(clinic, frozen_time):
     first = clinic.wait(clinic.family("Premiere"), priority=2)
     second = clinic.wait(clinic.family("Seconde"), priority=1)
@@ -181,6 +201,25 @@ def test_back_to_back_times_of_one_agent_are_offered_each_to_its_family(clinic):
 
     assert [offered_to(entry) for entry in families] == [[wednesday(10, 30)], [wednesday(10)], [wednesday(11)]]
     assert [offer.status for offer in offers_made()] == [OfferStatus.HELD] * 3
+
+
+def test_a_hold_on_a_joint_time_keeps_each_of_its_agents_own_time_from_another_family(clinic, joint, frozen_time):
+    """Both freed overnight (no offer leaves in quiet hours), so both are open in the morning: the joint time is
+    offered first, and the médecin's own time over it, booked knowingly, is not offered to the next family."""
+    joint_rdv = joint.rdv(clinic.family("Annule"))
+    solo = book_rdv(actor=joint.doctor, motif=clinic.motif, agents=[joint.doctor], usagers=[clinic.family("Solo")],
+                    lieu=clinic.lieu, starts_at=wednesday(10, 15), force=True)
+    first = clinic.wait(clinic.family("Premiere"), created_at=NOW - timedelta(days=1))
+    second = clinic.wait(clinic.family("Seconde", phone="+33622222222"))
+    frozen_time.move_to(datetime(2026, 3, 2, 21, tzinfo=PARIS))
+    cancel(joint_rdv)
+    cancel(solo)
+    frozen_time.move_to(datetime(2026, 3, 3, 9, tzinfo=PARIS))
+
+    assert offers.reallocate() == 1
+    [held] = offers_made()
+    assert held.entry_id == first.id and {agent.id for agent in held.slot.agents} == {clinic.agent.id, joint.doctor.id}
+    assert offered_to(second) == [] and not offer_sms(second.usager)
 
 
 def test_a_time_between_two_rdvs_of_its_agent_is_still_offered(clinic):
