@@ -17,7 +17,8 @@ from lapins.models import EntryStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOf
 from lapins.waitlist import offers
 from tests.conftest import csrf_token_from
 from tests.test_offers import (  # noqa: F401  (clinic, joint and frozen_time are fixtures; frozen_time is autouse)
-    NOW, PARIS, WEDNESDAY, cancel, clinic, frozen_time, joint, link_of, offer_sms, offers_made, reread,
+    NOW, PARIS, WEDNESDAY, answer, cancel, clinic, frozen_time, joint, link_of, offer_sms, offers_made, reread,
+    two_families_holding_offers,
 )
 
 
@@ -271,3 +272,30 @@ def test_an_entry_lapses_at_the_very_second_its_rdv_starts(clinic, frozen_time):
 
     lapsed = reread(entry)
     assert (lapsed.status, lapsed.closed_at) == (EntryStatus.LAPSED, datetime(2026, 3, 3, 8, tzinfo=timezone.utc))
+
+
+# --- What the beat's run leaves alone ------------------------------------------------------------------------------
+
+def test_the_end_of_a_hold_leaves_an_answered_offer_as_it_was_answered(client, clinic, frozen_time):
+    link, declined, accepted = two_families_holding_offers(clinic)
+    assert answer(client, link, "refuser").status_code == 302
+    second_link = link_of(offer_sms(accepted.entry.usager)[0])
+    assert answer(client, second_link, "accepter").status_code == 302
+    frozen_time.shift(timedelta(minutes=31))  # both holds' time is over
+
+    offers.reallocate()
+
+    assert (reread(declined).status, reread(accepted).status) == (OfferStatus.DECLINED, OfferStatus.ACCEPTED)
+    assert "Rendez-vous confirmé" in client.get(second_link).get_data(as_text=True)
+
+
+def test_an_entry_fulfilled_by_moving_its_rdv_stays_fulfilled_when_that_rdv_comes(client, clinic, frozen_time):
+    mover = clinic.family("Avance")
+    entry = clinic.wait(mover, rdv=clinic.rdv(mover, day=date(2026, 3, 6), hour=9))
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+    assert answer(client, link_of(offer_sms(mover)[0]), "accepter").status_code == 302
+    frozen_time.move_to(datetime(2026, 3, 4, 10, 5, tzinfo=PARIS))  # the rdv, moved to Wednesday 10:00, has begun
+
+    offers.reallocate()
+
+    assert (reread(entry).status, reread(entry).closed_at) == (EntryStatus.FULFILLED, NOW)
