@@ -181,6 +181,40 @@ def test_a_family_whose_rdv_is_at_the_very_time_freed_is_not_offered_it(clinic, 
     assert offered_to(same_time) == [] and offered_to(other) == [wednesday(10)]
 
 
+def test_a_family_waiting_for_another_motif_of_the_centre_is_not_offered_this_one(clinic, factories):
+    vaccination = factories.MotifFactory(organisation=clinic.organisation, name="Vaccination", duration_minutes=30)
+    elsewhere = factories.WaitlistEntryFactory(usager=clinic.family("AutreMotif"), motif=vaccination,
+                                               organisation=clinic.organisation, priority=5)
+    entry = clinic.wait(clinic.family("Attente", phone="+33622222222"))
+
+    cancel(clinic.rdv(clinic.family("Annule")))
+
+    assert offered_to(elsewhere) == [] and offered_to(entry) == [wednesday(10)]
+
+
+def test_a_time_taken_and_freed_again_is_offered_again(client, clinic):
+    first = clinic.wait(clinic.family("Premiere"), priority=1)
+    second = clinic.wait(clinic.family("Seconde", phone="+33622222222"))
+    cancel(clinic.rdv(clinic.family("Annule")))
+    assert answer(client, link_of(offer_sms(first.usager)[0]), "accepter").status_code == 302
+
+    cancel(db.session.get(Rdv, offers_made()[0].rdv_id))  # the first family cancels the rdv it took
+
+    assert offered_to(second) == [wednesday(10)]
+
+
+def test_a_child_and_its_parent_sharing_a_phone_get_one_offer_sms(clinic, factories):
+    parent = clinic.family("Hoarau", phone="+33622222222")
+    child = factories.UsagerFactory(territory=clinic.organisation.territory, organisations=[clinic.organisation],
+                                    first_name="Maëlys", last_name="Hoarau", responsible=parent,
+                                    phone="+33622222222")
+    clinic.wait(child)
+
+    cancel(clinic.rdv(clinic.family("Annule")))
+
+    assert len(offer_sms(child)) + len(offer_sms(parent)) == 1
+
+
 def test_among_families_of_one_priority_the_one_waiting_longest_is_offered_first_whatever_its_row(clinic):
     later = clinic.wait(clinic.family("Recente"), created_at=NOW - timedelta(days=1))  # written first
     longest = clinic.wait(clinic.family("Ancienne", phone="+33622222222"), created_at=NOW - timedelta(days=3))
