@@ -11,15 +11,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from lapins.booking import book_rdv
+from lapins.booking import book_rdv, sessions
 from lapins.infra.extensions import db
 from lapins.models import EntryStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer, SlotStatus
+from lapins.waitlist import entries as waitlist_entries
 from lapins.waitlist import offers
 from tests.conftest import csrf_token_from
 from tests.test_offers import (  # noqa: F401  (clinic, joint and frozen_time are fixtures; frozen_time is autouse)
     NOW, PARIS, WEDNESDAY, answer, cancel, clinic, frozen_time, joint, link_of, offer_sms, offers_made, reread,
     two_families_holding_offers,
 )
+from tests.test_sessions import new_session, pmi, tuesday  # noqa: F401  (pmi is a fixture)
 
 
 def wednesday(hour: int, minute: int = 0) -> datetime:
@@ -255,6 +257,21 @@ def test_a_hold_on_a_joint_time_keeps_each_of_its_agents_own_time_from_another_f
     [held] = offers_made()
     assert held.entry_id == first.id and {agent.id for agent in held.slot.agents} == {clinic.agent.id, joint.doctor.id}
     assert offered_to(second) == [] and not offer_sms(second.usager)
+
+
+def test_a_sessions_place_given_to_a_family_at_the_desk_meanwhile_is_closed_not_offered(pmi, frozen_time):
+    """A place opened overnight (no offer leaves in quiet hours) and given by an agent before the morning run: the
+    session is full, so the family waiting for it is offered nothing."""
+    session = new_session(pmi, capacity=1, starts=[tuesday(week=1)])
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
+    entry = waitlist_entries.add_for_session(pmi.agent, pmi.families[1][0], session)
+    frozen_time.move_to(datetime(2026, 3, 2, 21, tzinfo=PARIS))
+    sessions.set_capacity(actor=pmi.agent, session=session, capacity=2)  # a place for the waiting family, held back
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[2][0]])  # given at the desk
+    frozen_time.move_to(datetime(2026, 3, 3, 8, tzinfo=timezone.utc))
+
+    assert offers.reallocate() == 0
+    assert offered_to(entry) == [] and sessions.free_places(session) == 0
 
 
 def test_a_time_between_two_rdvs_of_its_agent_is_still_offered(clinic):
