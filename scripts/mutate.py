@@ -70,8 +70,8 @@ ROOMS: dict[str, Room] = {
     # test_sessions.py and test_sessions_edit.py reach the collective sessions' waiting list (free_session_places,
     # follow_session, the session branches of offer_slot and accept: 171 mutants no other file reaches), 16 s a pass.
     "offers": Room(("lapins/waitlist/offers.py",), (
-        "tests/test_offers.py", "tests/test_offers_engine_rules.py", "tests/test_offer_races.py", "tests/test_waitlist.py",
-        "tests/test_freed_slots.py", "tests/test_booking_events.py", "tests/test_sessions.py",
+        "tests/test_offers.py", "tests/test_offers_engine_rules.py", "tests/test_offer_races.py",
+        "tests/test_waitlist.py", "tests/test_freed_slots.py", "tests/test_booking_events.py", "tests/test_sessions.py",
         "tests/test_sessions_edit.py")),
     "slots": Room(("lapins/slots/engine.py",), (
         "tests/test_slot_engine_bounds.py", "tests/test_slots.py", "tests/test_availability.py",
