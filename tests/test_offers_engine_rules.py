@@ -142,6 +142,21 @@ def test_the_day_of_the_three_offers_is_the_territorys_day_not_the_servers(clini
     assert [offer.slot.starts_at for offer in offers_made() if offer.status == OfferStatus.HELD] == [starts_at]
 
 
+def test_quiet_hours_are_the_territorys_not_the_servers(clinic, frozen_time):
+    """09:00 in La Réunion is 05:00 in UTC: the offer leaves, the territory's quiet hours (20:00–08:30) being over."""
+    reunion = ZoneInfo("Indian/Reunion")
+    clinic.organisation.territory.timezone = "Indian/Reunion"
+    db.session.commit()
+    entry = clinic.wait(clinic.family("Attente"))
+    frozen_time.move_to(datetime(2026, 3, 3, 9, tzinfo=reunion).astimezone(ZoneInfo("UTC")))  # the server in UTC
+    starts_at = datetime(2026, 3, 4, 10, tzinfo=reunion)
+    offers.record_freed(clinic.organisation.id, clinic.motif.id, clinic.lieu.id, [clinic.agent.id], starts_at,
+                        starts_at + timedelta(minutes=30), source_rdv_id=None)
+
+    assert offers.reallocate() == 1
+    assert offered_to(entry) == [starts_at] and len(offer_sms(entry.usager)) == 1
+
+
 def test_a_time_a_family_was_offered_once_is_not_offered_to_it_again(clinic, frozen_time):
     first = clinic.wait(clinic.family("Premiere"), priority=2)
     second = clinic.wait(clinic.family("Seconde"), priority=1)
