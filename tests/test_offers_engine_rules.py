@@ -1,0 +1,367 @@
+"""The offer engine's rules at their bounds: which family a freed time goes to, when a time counts as taken or too
+near, and what a family reads when it answers an offer no longer held. Written against the mutants of
+lapins/waitlist/offers.py that the offers room let through (docs/testing.md, « offers »)."""
+from __future__ import annotations
+
+import html
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from lapins.booking import book_rdv, sessions
+from lapins.infra.extensions import db
+from lapins.models import EntryStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer, SlotStatus
+from lapins.waitlist import entries as waitlist_entries
+from lapins.waitlist import offers
+from tests.conftest import csrf_token_from
+from tests.test_offers import (  # noqa: F401  (clinic, joint and frozen_time are fixtures; frozen_time is autouse)
+    NOW, PARIS, WEDNESDAY, answer, cancel, clinic, frozen_time, joint, link_of, offer_sms, offers_made, reread,
+    two_families_holding_offers,
+)
+from tests.test_sessions import new_session, pmi, tuesday  # noqa: F401  (pmi is a fixture)
+
+
+def wednesday(hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(WEDNESDAY, time(hour, minute), PARIS)
+
+
+def offered_to(entry) -> list[datetime]:
+    """The times the engine offered this family from now on, in the order it offered them."""
+    return [offer.slot.starts_at for offer in offers_made() if offer.entry_id == entry.id and offer.offered_at >= NOW]
+
+
+@pytest.fixture()
+def colleague(clinic, factories):
+    """A second agent of the centre, open at the same hours for the same motif."""
+    agent = factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.AGENT)
+    factories.PlageFactory(agent=agent, lieu=clinic.lieu, first_day=NOW.date(), motifs=[clinic.motif],
+                           start_time=time(9), end_time=time(12), weekdays=0b0011111)
+
+    def rdv(usager, day: date = WEDNESDAY, hour: int = 10, minute: int = 0):
+        return book_rdv(actor=agent, motif=clinic.motif, agents=[agent], usagers=[usager], lieu=clinic.lieu,
+                        starts_at=datetime.combine(day, time(hour, minute), PARIS))
+
+    return type("Colleague", (), dict(agent=agent, rdv=staticmethod(rdv)))
+
+
+# --- Answering an offer no longer held: the page says exactly why ------------------------------------------------
+
+HEADING = re.compile(r'<h1 class="fr-h3">(.*?)</h1>', re.S)
+ALERT = re.compile(r'role="alert"><p>(.*?)</p>', re.S)
+EXPIRED = (410, "Proposition expirée", "Le délai pour accepter ce créneau est dépassé : il a pu être proposé à une "
+           "autre famille.")
+REFUSALS = {
+    # The heading of an accepted offer is the page's own (« Rendez-vous confirmé »), whatever the refusal's title.
+    OfferStatus.ACCEPTED: (409, "Rendez-vous confirmé", "Vous avez déjà accepté ce créneau : votre rendez-vous est "
+                           "enregistré."),
+    OfferStatus.DECLINED: (409, "Proposition refusée", "Vous avez refusé ce créneau : il a été proposé à une autre "
+                           "famille."),
+    OfferStatus.VOID: (409, "Créneau plus disponible", "Ce créneau n'est plus disponible. Vous restez sur la liste "
+                       "d'attente."),
+    OfferStatus.EXPIRED: EXPIRED,
+}
+
+
+@pytest.mark.parametrize("what", ["accepter", "refuser"])
+@pytest.mark.parametrize("state", [*REFUSALS, "the hold ends this very second"])
+def test_an_answer_to_an_offer_no_longer_held_is_refused_saying_exactly_why(client, clinic, frozen_time, state, what):
+    cancelled = clinic.rdv(clinic.family("Annule"))
+    entry = clinic.wait(clinic.family("Attente"))
+    cancel(cancelled)
+    [offer] = offers_made()
+    link = link_of(offer_sms(entry.usager)[0])
+    form = {"csrf_token": csrf_token_from(client.get(link).get_data(as_text=True))}  # read while it was open
+    if state in REFUSALS:
+        offer.status = state
+        db.session.commit()
+        expected = REFUSALS[state]
+    else:
+        frozen_time.move_to(offer.held_until)  # held until, not through, that second
+        expected = EXPIRED
+
+    response = client.post(f"{link}/{what}", data=form)
+
+    page = html.unescape(response.get_data(as_text=True))
+    assert (response.status_code, HEADING.search(page).group(1), ALERT.search(page).group(1)) == expected
+    assert reread(offer).status == (state if state in REFUSALS else OfferStatus.HELD)
+    assert db.session.query(Rdv).filter(Rdv.status == RdvStatus.UNKNOWN).count() == 0
+    assert reread(entry).status == EntryStatus.ACTIVE
+
+
+# --- Who is offered a freed time ------------------------------------------------------------------------------------
+
+def past_offers(clinic, entry, *offered_at: datetime) -> None:
+    """Offers this family was made earlier (and let expire), each for a time of its own since taken."""
+    for index, moment in enumerate(offered_at):
+        starts_at = datetime.combine(date(2026, 3, 5), time(9 + index), PARIS)
+        slot = offers.record_freed(clinic.organisation.id, clinic.motif.id, clinic.lieu.id, [clinic.agent.id],
+                                   starts_at, starts_at + timedelta(minutes=30), source_rdv_id=None)
+        slot.status = SlotStatus.TAKEN
+        db.session.add(SlotOffer(slot=slot, entry=entry, usager_id=entry.usager_id, status=OfferStatus.EXPIRED,
+                                 offered_at=moment, held_until=moment + timedelta(minutes=30)))
+    db.session.commit()
+
+
+MIDNIGHT = datetime(2026, 3, 2, tzinfo=PARIS)  # the start of Monday in Paris, 23:00 UTC on Sunday
+
+
+@pytest.mark.parametrize(("offered_at", "offered_again"), [
+    ((MIDNIGHT, MIDNIGHT, MIDNIGHT + timedelta(minutes=30)), False),  # three today, from the local midnight on
+    ((MIDNIGHT - timedelta(seconds=1), MIDNIGHT, MIDNIGHT), True),  # one of them yesterday, by a second
+])
+def test_the_three_offers_a_day_are_counted_from_the_territorys_midnight(clinic, offered_at, offered_again):
+    first = clinic.wait(clinic.family("Premiere"), priority=1)
+    second = clinic.wait(clinic.family("Seconde", phone="+33622222222"))
+    past_offers(clinic, first, *offered_at)
+
+    cancel(clinic.rdv(clinic.family("Annule")))
+
+    offered, passed_over = (first, second) if offered_again else (second, first)
+    assert offered_to(offered) == [wednesday(10)] and offered_to(passed_over) == []
+
+
+def test_the_day_of_the_three_offers_is_the_territorys_day_not_the_servers(clinic, frozen_time):
+    """In La Réunion (UTC+4), 02:00 on Monday is still Sunday in UTC: Sunday's three offers no longer count."""
+    reunion = ZoneInfo("Indian/Reunion")
+    territory = clinic.organisation.territory
+    territory.timezone, territory.quiet_hours_start, territory.quiet_hours_end = "Indian/Reunion", time(13), time(14)
+    db.session.commit()
+    entry = clinic.wait(clinic.family("Attente"))
+    sunday = datetime(2026, 3, 1, 15, tzinfo=reunion)
+    past_offers(clinic, entry, sunday, sunday, sunday)
+    # 02:00 on Monday in La Réunion; the server's own zone UTC (time-machine takes it from a ZoneInfo destination).
+    frozen_time.move_to(datetime(2026, 3, 2, 2, tzinfo=reunion).astimezone(ZoneInfo("UTC")))
+    starts_at = datetime(2026, 3, 4, 10, tzinfo=reunion)
+    offers.record_freed(clinic.organisation.id, clinic.motif.id, clinic.lieu.id, [clinic.agent.id], starts_at,
+                        starts_at + timedelta(minutes=30), source_rdv_id=None)
+
+    assert offers.reallocate() == 1
+    assert [offer.slot.starts_at for offer in offers_made() if offer.status == OfferStatus.HELD] == [starts_at]
+
+
+def test_quiet_hours_are_the_territorys_not_the_servers(clinic, frozen_time):
+    """09:00 in La Réunion is 05:00 in UTC: the offer leaves, the territory's quiet hours (20:00–08:30) being over."""
+    reunion = ZoneInfo("Indian/Reunion")
+    clinic.organisation.territory.timezone = "Indian/Reunion"
+    db.session.commit()
+    entry = clinic.wait(clinic.family("Attente"))
+    frozen_time.move_to(datetime(2026, 3, 3, 9, tzinfo=reunion).astimezone(ZoneInfo("UTC")))  # the server in UTC
+    starts_at = datetime(2026, 3, 4, 10, tzinfo=reunion)
+    offers.record_freed(clinic.organisation.id, clinic.motif.id, clinic.lieu.id, [clinic.agent.id], starts_at,
+                        starts_at + timedelta(minutes=30), source_rdv_id=None)
+
+    assert offers.reallocate() == 1
+    assert offered_to(entry) == [starts_at] and len(offer_sms(entry.usager)) == 1
+
+
+def test_a_time_a_family_was_offered_once_is_not_offered_to_it_again(clinic, frozen_time):
+    first = clinic.wait(clinic.family("Premiere"), priority=2)
+    second = clinic.wait(clinic.family("Seconde"), priority=1)
+    third = clinic.wait(clinic.family("Troisieme"))
+    cancel(clinic.rdv(clinic.family("Annule")))
+    offers.decline(offers_made()[0], NOW)  # the first family says no: the second is offered the time
+    frozen_time.shift(timedelta(minutes=30))  # the second lets its hold end
+
+    assert offers.reallocate() == 1
+
+    # Not back to the first family, placed higher: it said no to this very time.
+    assert [offered_to(entry) for entry in (first, second, third)] == [[wednesday(10)]] * 3
+
+
+@pytest.mark.parametrize("same", ["agent", "time"])
+def test_a_family_that_said_no_to_one_time_is_offered_the_same_agents_other_times_and_the_same_time_of_others(
+        clinic, colleague, same):
+    first = clinic.wait(clinic.family("Premiere"), priority=2)
+    second = clinic.wait(clinic.family("Seconde"), priority=1)
+    cancel(clinic.rdv(clinic.family("Annule")))
+    offers.decline(offers_made()[0], NOW)  # the second family now holds the agent's 10:00
+
+    if same == "agent":
+        cancel(clinic.rdv(clinic.family("Annule2"), hour=11))
+    else:
+        cancel(colleague.rdv(clinic.family("Annule2"), hour=10))
+
+    assert offered_to(first) == [wednesday(10), wednesday(11 if same == "agent" else 10)]
+    assert offered_to(second) == [wednesday(10)]
+
+
+def test_a_family_whose_rdv_is_at_the_very_time_freed_is_not_offered_it(clinic, colleague):
+    holder = clinic.family("MemeHeure")
+    same_time = clinic.wait(holder, rdv=colleague.rdv(holder, hour=10), priority=1)  # with the colleague, at 10:00
+    other = clinic.wait(clinic.family("Autre", phone="+33622222222"))
+
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+
+    assert offered_to(same_time) == [] and offered_to(other) == [wednesday(10)]
+
+
+def test_a_family_waiting_for_another_motif_of_the_centre_is_not_offered_this_one(clinic, factories):
+    vaccination = factories.MotifFactory(organisation=clinic.organisation, name="Vaccination", duration_minutes=30)
+    elsewhere = factories.WaitlistEntryFactory(usager=clinic.family("AutreMotif"), motif=vaccination,
+                                               organisation=clinic.organisation, priority=5)
+    entry = clinic.wait(clinic.family("Attente", phone="+33622222222"))
+
+    cancel(clinic.rdv(clinic.family("Annule")))
+
+    assert offered_to(elsewhere) == [] and offered_to(entry) == [wednesday(10)]
+
+
+def test_a_time_taken_and_freed_again_is_offered_again(client, clinic):
+    first = clinic.wait(clinic.family("Premiere"), priority=1)
+    second = clinic.wait(clinic.family("Seconde", phone="+33622222222"))
+    cancel(clinic.rdv(clinic.family("Annule")))
+    assert answer(client, link_of(offer_sms(first.usager)[0]), "accepter").status_code == 302
+
+    cancel(db.session.get(Rdv, offers_made()[0].rdv_id))  # the first family cancels the rdv it took
+
+    assert offered_to(second) == [wednesday(10)]
+
+
+def test_a_child_and_its_parent_sharing_a_phone_get_one_offer_sms(clinic, factories):
+    parent = clinic.family("Hoarau", phone="+33622222222")
+    child = factories.UsagerFactory(territory=clinic.organisation.territory, organisations=[clinic.organisation],
+                                    first_name="Maëlys", last_name="Hoarau", responsible=parent,
+                                    phone="+33622222222")
+    clinic.wait(child)
+
+    cancel(clinic.rdv(clinic.family("Annule")))
+
+    assert len(offer_sms(child)) + len(offer_sms(parent)) == 1
+
+
+def test_among_families_of_one_priority_the_one_waiting_longest_is_offered_first_whatever_its_row(clinic):
+    later = clinic.wait(clinic.family("Recente"), created_at=NOW - timedelta(days=1))  # written first
+    longest = clinic.wait(clinic.family("Ancienne", phone="+33622222222"), created_at=NOW - timedelta(days=3))
+
+    cancel(clinic.rdv(clinic.family("Annule")))
+
+    assert offered_to(longest) == [wednesday(10)] and offered_to(later) == []
+
+
+# --- When a time counts as held, busy or too near ------------------------------------------------------------------
+
+def test_back_to_back_times_of_one_agent_are_offered_each_to_its_family(clinic):
+    """A hold keeps the agent's overlapping times from other offers, not the times just before or after it."""
+    families = [clinic.wait(clinic.family(name), created_at=NOW - timedelta(days=days))
+                for name, days in (("Premiere", 3), ("Seconde", 2), ("Troisieme", 1))]
+
+    for hour, minute in ((10, 30), (10, 0), (11, 0)):  # each freed while the one before is held
+        cancel(clinic.rdv(clinic.family(f"Annule{hour}{minute}"), hour=hour, minute=minute))
+
+    assert [offered_to(entry) for entry in families] == [[wednesday(10, 30)], [wednesday(10)], [wednesday(11)]]
+    assert [offer.status for offer in offers_made()] == [OfferStatus.HELD] * 3
+
+
+def test_a_hold_on_a_joint_time_keeps_each_of_its_agents_own_time_from_another_family(clinic, joint, frozen_time):
+    """Both freed overnight (no offer leaves in quiet hours), so both are open in the morning: the joint time is
+    offered first, and the médecin's own time over it, booked knowingly, is not offered to the next family."""
+    joint_rdv = joint.rdv(clinic.family("Annule"))
+    solo = book_rdv(actor=joint.doctor, motif=clinic.motif, agents=[joint.doctor], usagers=[clinic.family("Solo")],
+                    lieu=clinic.lieu, starts_at=wednesday(10, 15), force=True)
+    first = clinic.wait(clinic.family("Premiere"), created_at=NOW - timedelta(days=1))
+    second = clinic.wait(clinic.family("Seconde", phone="+33622222222"))
+    frozen_time.move_to(datetime(2026, 3, 2, 21, tzinfo=PARIS))
+    cancel(joint_rdv)
+    cancel(solo)
+    frozen_time.move_to(datetime(2026, 3, 3, 9, tzinfo=PARIS))
+
+    assert offers.reallocate() == 1
+    [held] = offers_made()
+    assert held.entry_id == first.id and {agent.id for agent in held.slot.agents} == {clinic.agent.id, joint.doctor.id}
+    assert offered_to(second) == [] and not offer_sms(second.usager)
+
+
+def test_a_sessions_place_given_to_a_family_at_the_desk_meanwhile_is_closed_not_offered(pmi, frozen_time):
+    """A place opened overnight (no offer leaves in quiet hours) and given by an agent before the morning run: the
+    session is full, so the family waiting for it is offered nothing."""
+    session = new_session(pmi, capacity=1, starts=[tuesday(week=1)])
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
+    entry = waitlist_entries.add_for_session(pmi.agent, pmi.families[1][0], session)
+    frozen_time.move_to(datetime(2026, 3, 2, 21, tzinfo=PARIS))
+    sessions.set_capacity(actor=pmi.agent, session=session, capacity=2)  # a place for the waiting family, held back
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[2][0]])  # given at the desk
+    frozen_time.move_to(datetime(2026, 3, 3, 8, tzinfo=timezone.utc))
+
+    assert offers.reallocate() == 0
+    assert offered_to(entry) == [] and sessions.free_places(session) == 0
+
+
+def test_a_time_between_two_rdvs_of_its_agent_is_still_offered(clinic):
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))  # nobody waits yet: the time stays open
+    clinic.rdv(clinic.family("Avant"), hour=9, minute=30)  # the agent's rdvs just before and just after it
+    clinic.rdv(clinic.family("Apres"), hour=10, minute=30)
+    entry = clinic.wait(clinic.family("Attente"))
+
+    assert offers.reallocate() == 1
+    assert offered_to(entry) == [wednesday(10)]
+
+
+def test_two_agents_times_freed_at_the_same_hour_are_two_offers(clinic, colleague):
+    first = clinic.wait(clinic.family("Premiere"), priority=1)
+    second = clinic.wait(clinic.family("Seconde"))
+
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+    cancel(colleague.rdv(clinic.family("Annule2"), hour=10))
+
+    assert offered_to(first) == [wednesday(10)] and offered_to(second) == [wednesday(10)]
+    assert {offer.slot.agent_id for offer in offers_made()} == {clinic.agent.id, colleague.agent.id}
+
+
+def test_a_time_freed_earlier_is_no_longer_offered_once_it_is_the_stop_before_hours_away(clinic, frozen_time):
+    # Monday 11:30, freed at 09:00 while nobody waits; a family asks at 09:30, exactly two hours before.
+    cancel(clinic.rdv(clinic.family("Annule"), day=NOW.date(), hour=11, minute=30))
+    frozen_time.shift(timedelta(minutes=30))
+    entry = clinic.wait(clinic.family("Attente"))
+
+    assert offers.reallocate() == 0
+    assert offered_to(entry) == [] and not offer_sms(entry.usager)
+
+
+def test_with_one_family_waiting_the_earliest_time_freed_is_offered_first(clinic):
+    cancel(clinic.rdv(clinic.family("Jeudi"), day=date(2026, 3, 5), hour=10))  # freed first, nobody waiting
+    cancel(clinic.rdv(clinic.family("Mercredi"), hour=10))
+    entry = clinic.wait(clinic.family("Attente"))
+
+    assert offers.reallocate() == 1
+    assert offered_to(entry) == [wednesday(10)]
+
+
+def test_an_entry_lapses_at_the_very_second_its_rdv_starts(clinic, frozen_time):
+    family = clinic.family("Passe")
+    entry = clinic.wait(family, rdv=clinic.rdv(family, day=date(2026, 3, 3), hour=9))
+    frozen_time.move_to(datetime(2026, 3, 3, 9, tzinfo=PARIS))
+
+    offers.reallocate()
+
+    lapsed = reread(entry)
+    assert (lapsed.status, lapsed.closed_at) == (EntryStatus.LAPSED, datetime(2026, 3, 3, 8, tzinfo=timezone.utc))
+
+
+# --- What the beat's run leaves alone ------------------------------------------------------------------------------
+
+def test_the_end_of_a_hold_leaves_an_answered_offer_as_it_was_answered(client, clinic, frozen_time):
+    link, declined, accepted = two_families_holding_offers(clinic)
+    assert answer(client, link, "refuser").status_code == 302
+    second_link = link_of(offer_sms(accepted.entry.usager)[0])
+    assert answer(client, second_link, "accepter").status_code == 302
+    frozen_time.shift(timedelta(minutes=31))  # both holds' time is over
+
+    offers.reallocate()
+
+    assert (reread(declined).status, reread(accepted).status) == (OfferStatus.DECLINED, OfferStatus.ACCEPTED)
+    assert "Rendez-vous confirmé" in client.get(second_link).get_data(as_text=True)
+
+
+def test_an_entry_fulfilled_by_moving_its_rdv_stays_fulfilled_when_that_rdv_comes(client, clinic, frozen_time):
+    mover = clinic.family("Avance")
+    entry = clinic.wait(mover, rdv=clinic.rdv(mover, day=date(2026, 3, 6), hour=9))
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+    assert answer(client, link_of(offer_sms(mover)[0]), "accepter").status_code == 302
+    frozen_time.move_to(datetime(2026, 3, 4, 10, 5, tzinfo=PARIS))  # the rdv, moved to Wednesday 10:00, has begun
+
+    offers.reallocate()
+
+    assert (reread(entry).status, reread(entry).closed_at) == (EntryStatus.FULFILLED, NOW)
