@@ -241,6 +241,21 @@ def test_among_families_of_one_priority_the_one_waiting_longest_is_offered_first
     assert offered_to(longest) == [wednesday(10)] and offered_to(later) == []
 
 
+def test_a_reachable_family_behind_a_page_of_unreachable_ones_is_offered_the_time(clinic):
+    """More families than one page of the engine's reading (offers.BEST_ENTRY_PAGE) wait first but cannot be told
+    (no mobile, or no SMS consent): the first family that can be is offered the time, not nobody."""
+    unreachable = [clinic.wait(clinic.family(f"Injoignable{number}", **({"phone": None} if number % 2 else
+                                                                         {"sms_consent": False})),
+                               created_at=NOW - timedelta(days=30, minutes=number))
+                   for number in range(offers.BEST_ENTRY_PAGE + 1)]
+    reachable = clinic.wait(clinic.family("Joignable", phone="+33622222222"), created_at=NOW - timedelta(days=1))
+
+    cancel(clinic.rdv(clinic.family("Annule")))
+
+    assert offered_to(reachable) == [wednesday(10)]
+    assert all(offered_to(entry) == [] for entry in unreachable)
+
+
 # --- When a time counts as held, busy or too near ------------------------------------------------------------------
 
 def test_back_to_back_times_of_one_agent_are_offered_each_to_its_family(clinic):

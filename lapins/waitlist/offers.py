@@ -349,6 +349,9 @@ def _agent_busy(slot: WaitlistSlot) -> bool:
                                       RdvAgent.starts_at < slot.ends_at, RdvAgent.ends_at > slot.starts_at).limit(1)))
 
 
+BEST_ENTRY_PAGE = 20
+
+
 def _best_entry(slot: WaitlistSlot, now: datetime) -> WaitlistEntry | None:
     """The first reachable waiting family for this slot, by priority then age."""
     tz = slot.organisation.territory.tz
@@ -375,12 +378,18 @@ def _best_entry(slot: WaitlistSlot, now: datetime) -> WaitlistEntry | None:
                WaitlistEntry.usager_id.not_in(over_limit), WaitlistEntry.usager_id.not_in(waiting_answer),
                WaitlistEntry.id.not_in(offered_this_time))
         .order_by(WaitlistEntry.priority.desc(), WaitlistEntry.created_at, WaitlistEntry.id)
-        .limit(20)
     )
-    for entry in db.session.scalars(query):
-        if _recipients(entry.usager):
-            return entry
-    return None
+    # Read a page at a time: whether a family can be reached is decided in Python (_recipients), and a page of
+    # families without a number or consent must not hide a reachable family behind them.
+    offset = 0
+    while True:
+        page = db.session.scalars(query.offset(offset).limit(BEST_ENTRY_PAGE)).all()
+        for entry in page:
+            if _recipients(entry.usager):
+                return entry
+        if len(page) < BEST_ENTRY_PAGE:
+            return None
+        offset += BEST_ENTRY_PAGE
 
 
 def _recipients(usager: Usager) -> list[tuple[Usager, Channel]]:
