@@ -213,6 +213,14 @@ def redis_server():
 
 
 @pytest.fixture()
+def own_redis():
+    """A Redis server of this test's own, which it may stop and start again (no persistence)."""
+    server = _start_or_give_up("Redis", lambda: services.RedisServer().start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
 def redis_url(redis_server):
     """URL of Redis database 0, emptied before the test."""
     import redis

@@ -352,14 +352,6 @@ def start_lapins(database_url, twilio, tmp_path):
         lapins.close()
 
 
-@pytest.fixture()
-def own_redis():
-    """A Redis server of this test's own, which it may stop and start again (no persistence)."""
-    server = services.RedisServer().start()
-    yield server
-    server.stop()
-
-
 # --- What a family notices --------------------------------------------------------------------------------------
 
 def assert_each_family_got_its_reminder_once(lapins: Lapins, reminders: list[Reminder]) -> None:

@@ -11,7 +11,6 @@ import pytest
 import redis
 
 from lapins.notifications import fence
-from tests import services
 
 pytestmark = pytest.mark.redis
 
@@ -29,13 +28,6 @@ def end(url: str, claim: str) -> None:
     while client.exists(fence.PREFIX + "alive:" + claim):
         time.sleep(0.005)
     client.close()
-
-
-@pytest.fixture()
-def own_redis():
-    server = services.RedisServer().start()
-    yield server
-    server.stop()
 
 
 def test_a_gone_batch_begins_nothing_more_and_its_unmarked_messages_never_began(redis_url):
