@@ -66,7 +66,6 @@ def test_the_read_only_engines_connections_stay_in_autocommit_and_a_dead_one_is_
     from lapins.models.light_agent import light_agent
 
     engine = database.read_only_engine()
-    db.create_all()
 
     def read_only_pid() -> int:
         connection = engine.raw_connection()
