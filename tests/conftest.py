@@ -231,7 +231,8 @@ def schema_fingerprint(dialect_url: str) -> str:
     engine = create_mock_engine(dialect_url,
                                 lambda sql, *_, **__: statements.append(str(sql.compile(dialect=engine.dialect))))
     _db.metadata.create_all(engine, checkfirst=False)
-    return hashlib.sha256("\n".join(statements).encode()).hexdigest()[:12]
+    # Sorted: a table's indexes are a set, sent in an order that changes from one process to the next.
+    return hashlib.sha256("\n".join(sorted(statements)).encode()).hexdigest()[:12]
 
 
 @pytest.fixture(scope="session")
