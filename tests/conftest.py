@@ -3,20 +3,22 @@
 The database is SQLite in memory unless TEST_DATABASE_URL points at a PostgreSQL server (make test runs both).
 
 Real servers, for the tests that need them (markers `postgres`, `redis`, `browser`):
-`postgres_url` (a fresh empty database of its own), `postgres_server`, `redis_url` (an emptied Redis database),
-`redis_server`, `chromium_executable`. They come from make test, or are started here for the session; where
-they cannot be had the test is skipped loudly, and under CI=true it fails.
+`postgres_url` (a database of its own holding the app's schema), `empty_postgres_url`, `postgres_server`,
+`redis_url` (an emptied Redis database), `redis_server`, `chromium_executable`. They come from make test, or are
+started here for the session; where they cannot be had the test is skipped loudly, and under CI=true it fails.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from contextlib import contextmanager
 
 import pytest
 from flask.testing import FlaskClient
 from hypothesis import settings as hypothesis_settings
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, create_mock_engine, event
 
 from lapins import create_app
 from lapins.infra.extensions import db as _db
@@ -44,10 +46,40 @@ def app():
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
-    """A database of the test's own, for a server or a worker started by the test: a SQLite file, then PostgreSQL."""
+    """A database of the test's own holding the app's schema, for a server or a worker started by the test: a SQLite
+    file, then PostgreSQL. Each is a copy of one built once (`db.create_all()`), not a schema built per test."""
+    if request.param == "sqlite":
+        path = tmp_path / "lapins.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database_url(request, tmp_path):
+    """An empty database of the test's own, for the tests that build the schema themselves (migrations)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'lapins.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("empty_postgres_url")
+
+
+def create_schema(url: str) -> None:
+    """What `db.create_all()` does in an app on `url` (one bind: the metadata on its engine), without an app."""
+    import lapins.models  # noqa: F401  (every table is declared there)
+
+    engine = create_engine(url)
+    try:
+        _db.metadata.create_all(engine)
+    finally:
+        engine.dispose()  # a connection left open to a PostgreSQL template would make copying it fail
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A SQLite file holding the app's schema, copied by `database_url` for each test."""
+    path = tmp_path_factory.mktemp("schema") / "lapins.sqlite3"
+    create_schema(f"sqlite:///{path}")
+    return path
 
 
 @pytest.fixture()
@@ -190,9 +222,38 @@ def postgres_server():
         server.stop()
 
 
+def schema_fingerprint(dialect_url: str) -> str:
+    """A digest of the DDL `db.create_all()` sends on that dialect: it names the template, so that a server kept
+    between runs (make test's, mutmut's) never hands out a copy of a schema the models have since changed."""
+    import lapins.models  # noqa: F401
+
+    statements: list[str] = []
+    engine = create_mock_engine(dialect_url,
+                                lambda sql, *_, **__: statements.append(str(sql.compile(dialect=engine.dialect))))
+    _db.metadata.create_all(engine, checkfirst=False)
+    # Sorted: a table's indexes are a set, sent in an order that changes from one process to the next.
+    return hashlib.sha256("\n".join(sorted(statements)).encode()).hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server):
+    """Name of the server's database holding the app's schema, built once per server, for `postgres_url` to copy."""
+    return postgres_server.template(f"lapins_schema_{schema_fingerprint('postgresql+psycopg://')}", create_schema)
+
+
 @pytest.fixture()
-def postgres_url(postgres_server):
-    """SQLAlchemy URL of an empty database for this test alone, dropped afterwards."""
+def postgres_url(postgres_server, postgres_template):
+    """SQLAlchemy URL of a database for this test alone, holding the app's schema (a copy of the template: about half
+    of what CREATE DATABASE then `create_all` cost), dropped afterwards."""
+    name = postgres_server.create(template=postgres_template)
+    yield postgres_server.url(name)
+    postgres_server.drop(name)
+
+
+@pytest.fixture()
+def empty_postgres_url(postgres_server):
+    """SQLAlchemy URL of an empty database for this test alone, for the tests that build the schema themselves
+    (migrations, `flask db upgrade`), dropped afterwards."""
     name = postgres_server.create()
     yield postgres_server.url(name)
     postgres_server.drop(name)

@@ -237,10 +237,32 @@ class PostgresDatabases:
     def url(self, name: str) -> str:
         return self.admin_url.set(database=name).render_as_string(hide_password=False)
 
-    def create(self, prefix: str = "lapins_test") -> str:
+    def create(self, prefix: str = "lapins_test", template: str | None = None) -> str:
+        """A new database, empty or a copy of `template` (see `template`)."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with self._connect() as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        return name
+
+    def template(self, name: str, build) -> str:
+        """The database `name`, made once on this server by `build(url)` and kept for every later run, to be copied by
+        `create(template=name)`: copying it costs less than building a schema again (docs/testing.md, « Figures »).
+
+        Runs sharing the server (make test's two passes, mutmut's children, two at a time) build it under an
+        advisory lock, under another name renamed once complete, so none sees it half-built. No connection to it may
+        stay open, or PostgreSQL refuses to copy it: `build` disposes of its engine, and connections to it are
+        refused once it is built. `name` should say what it holds (a fingerprint of the schema), as it outlives the
+        code that built it.
+        """
+        with self._connect() as connection:  # the lock is released when this connection closes
+            connection.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+            if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                building = f"{name}_building"
+                connection.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')  # left by a killed run
+                connection.execute(f'CREATE DATABASE "{building}"')
+                build(self.url(building))
+                connection.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+                connection.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
         return name
 
     def drop(self, name: str) -> None:

@@ -191,7 +191,6 @@ def live_api(database_url):
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
     with app.app_context():
-        db.create_all()
         clinic = Clinic(factories)
         secretaries = [factories.AgentFactory(organisation=clinic.organisation, organisation__role=Role.SECRETARY)
                        for _ in range(CLIENTS)]
@@ -206,7 +205,6 @@ def live_api(database_url):
     yield app, f"http://127.0.0.1:{server.server_port}", requests_
     server.shutdown()
     with app.app_context():
-        db.drop_all()
         db.engine.dispose()
 
 

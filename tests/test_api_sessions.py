@@ -433,7 +433,6 @@ def live_session(database_url):
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
     with app.app_context():
-        db.create_all()
         pmi = Pmi(factories)
         session = pmi.session(capacity=2)
         sessions.add_participant(actor=pmi.agent, session=session, usagers=list(pmi.families[0]))
@@ -451,7 +450,6 @@ def live_session(database_url):
     yield app, f"http://127.0.0.1:{server.server_port}", session_id, calls
     server.shutdown()
     with app.app_context():
-        db.drop_all()
         db.engine.dispose()
 
 

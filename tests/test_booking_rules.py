@@ -182,7 +182,6 @@ def test_the_lock_holds_exactly_the_booked_agents_rows_until_the_commit(postgres
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=postgres_url)
     with app.app_context():
-        db.create_all()
         organisation = factories.OrganisationFactory()
         booked, other, third = (factories.AgentFactory(organisation=organisation, organisation__role=Role.AGENT)
                                 for _ in range(3))
@@ -204,7 +203,6 @@ def test_the_lock_holds_exactly_the_booked_agents_rows_until_the_commit(postgres
             db.session.commit()
             assert [locked(agent_id) for agent_id in ids] == [False, False, False]
         db.session.remove()
-        db.drop_all()
         db.engine.dispose()
 
 

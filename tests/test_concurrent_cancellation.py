@@ -40,7 +40,6 @@ def live_rdv(database_url):
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True)
     with app.app_context():
-        db.create_all()
         organisation = factories.OrganisationFactory()
         lieu = factories.LieuFactory(organisation=organisation)
         motif = factories.MotifFactory(organisation=organisation)
@@ -62,7 +61,6 @@ def live_rdv(database_url):
     with live_server(app) as base:
         yield app, base, world
     with app.app_context():
-        db.drop_all()
         db.engine.dispose()
 
 

@@ -42,7 +42,6 @@ def two_files(database_url):
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True)
     with app.app_context():
-        db.create_all()
         organisation = factories.OrganisationFactory()
         motif = factories.MotifFactory(organisation=organisation)
         agents = [factories.AgentFactory(organisation=organisation, organisation__role=role)
@@ -58,7 +57,6 @@ def two_files(database_url):
     with live_server(app) as base:
         yield app, base, world
     with app.app_context():
-        db.drop_all()
         db.engine.dispose()
 
 

@@ -111,13 +111,13 @@ def test_without_settings_data_and_jobs_stay_in_the_instance_folder():
 
 
 @pytest.mark.postgres
-def test_database_url_switches_to_postgresql(postgres_url):
+def test_database_url_switches_to_postgresql(empty_postgres_url):
     import sqlalchemy as sa
 
-    done = python(USE_DATABASE_AND_BROKER, DATABASE_URL=postgres_url, CELERY_BROKER_URL="memory://")
+    done = python(USE_DATABASE_AND_BROKER, DATABASE_URL=empty_postgres_url, CELERY_BROKER_URL="memory://")
 
     assert done.returncode == 0, done.stderr
-    engine = sa.create_engine(postgres_url)
+    engine = sa.create_engine(empty_postgres_url)
     try:
         assert "heartbeats" in sa.inspect(engine).get_table_names()
     finally:
@@ -125,8 +125,8 @@ def test_database_url_switches_to_postgresql(postgres_url):
 
 
 @pytest.mark.postgres
-def test_a_postgres_url_as_hosting_platforms_write_it_works(postgres_url):
-    plain = postgres_url.replace("postgresql+psycopg://", "postgres://")
+def test_a_postgres_url_as_hosting_platforms_write_it_works(empty_postgres_url):
+    plain = empty_postgres_url.replace("postgresql+psycopg://", "postgres://")
 
     done = python(USE_DATABASE_AND_BROKER, DATABASE_URL=plain, CELERY_BROKER_URL="memory://")
 

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture()
-def postgres_app(postgres_url):
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=postgres_url)
+def postgres_app(empty_postgres_url):
+    # Empty: these tests read no table but one, which builds the schema itself (a copy of the template costs more).
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=empty_postgres_url)
     with app.app_context():
         yield app
         db.session.remove()
@@ -41,10 +42,10 @@ def counting_pings(monkeypatch) -> list:
     return pings
 
 
-def test_a_connection_killed_while_it_sat_idle_is_replaced_before_a_request_uses_it(postgres_app, postgres_url,
-                                                                                      monkeypatch):
+def test_a_connection_killed_while_it_sat_idle_is_replaced_before_a_request_uses_it(
+        postgres_app, empty_postgres_url, monkeypatch):
     first = backend_pid()
-    terminate(postgres_url, first)
+    terminate(empty_postgres_url, first)
     monkeypatch.setattr(database, "IDLE_BEFORE_PING_SECONDS", 0)  # as if it had sat unused for a while
     second = backend_pid()  # no OperationalError: the dead connection was found out and replaced
     assert second != first
@@ -59,8 +60,8 @@ def test_a_connection_used_a_moment_ago_is_handed_out_without_a_ping(postgres_ap
     assert pings == [1]
 
 
-def test_the_read_only_engines_connections_stay_in_autocommit_and_a_dead_one_is_replaced(postgres_app, postgres_url,
-                                                                                        monkeypatch):
+def test_the_read_only_engines_connections_stay_in_autocommit_and_a_dead_one_is_replaced(
+        postgres_app, empty_postgres_url, monkeypatch):
     """DriverQuery's engine: its statements run without BEGIN and COMMIT, and a connection killed while idle is
     replaced before use, as for the main pool."""
     from lapins.models.light_agent import light_agent
@@ -81,7 +82,7 @@ def test_the_read_only_engines_connections_stay_in_autocommit_and_a_dead_one_is_
     assert light_agent(1) is None  # through the read-only engine: no such agent, and no error
     first = read_only_pid()
     assert read_only_pid() == first
-    terminate(postgres_url, first)
+    terminate(empty_postgres_url, first)
     monkeypatch.setattr(database, "IDLE_BEFORE_PING_SECONDS", 0)
     assert read_only_pid() != first
     assert light_agent(1) is None

@@ -171,7 +171,6 @@ class Lapins:
         from lapins.infra.extensions import db
 
         self.db = db
-        db.create_all()
 
     def close(self) -> None:
         for worker in self.workers:

@@ -96,7 +96,7 @@ def csrf(page: requests.Response) -> str:
 
 
 @pytest.fixture()
-def deployment(postgres_url, redis_url, tmp_path):
+def deployment(empty_postgres_url, redis_url, tmp_path):
     twilio, smtp = TwilioFake().start(), SmtpServer().start()
     port = services.free_port()
     broker = redis_url
@@ -105,7 +105,7 @@ def deployment(postgres_url, redis_url, tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LAPINS_", "TEST_", "CELERY_"))}
     env.update({
         "LAPINS_ENV": "production", "SECRET_KEY": "une-cle-de-test-assez-longue-pour-la-production-0123456789",
-        "DATABASE_URL": postgres_url, "CELERY_BROKER_URL": broker, "RATELIMIT_STORAGE_URI": limits,
+        "DATABASE_URL": empty_postgres_url, "CELERY_BROKER_URL": broker, "RATELIMIT_STORAGE_URI": limits,
         "LAPINS_ENCRYPTION_KEY": "une-autre-cle-de-test-pour-chiffrer-les-secrets",
         "PUBLIC_URL": f"http://127.0.0.1:{port}", "SESSION_COOKIE_SECURE": "false",
         "SMS_BACKEND": "twilio", "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,

@@ -29,7 +29,6 @@ def live_clinic(database_url):
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True)
     with app.app_context():
-        db.create_all()
         organisation = factories.OrganisationFactory()
         lieu = factories.LieuFactory(organisation=organisation)
         motif = factories.MotifFactory(organisation=organisation)
@@ -50,7 +49,6 @@ def live_clinic(database_url):
     yield app, clinic
     server.shutdown()
     with app.app_context():
-        db.drop_all()
         db.engine.dispose()
 
 

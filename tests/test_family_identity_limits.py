@@ -51,7 +51,6 @@ def live_family(database_url, monkeypatch):
 
         app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True, **settings)
         with app.app_context():
-            db.create_all()
             organisation = factories.OrganisationFactory()
             lieu = factories.LieuFactory(organisation=organisation)
             motif = factories.MotifFactory(organisation=organisation)
@@ -75,7 +74,6 @@ def live_family(database_url, monkeypatch):
     for app, server in started:
         server.shutdown()
         with app.app_context():
-            db.drop_all()
             db.engine.dispose()
 
 

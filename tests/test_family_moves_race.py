@@ -42,7 +42,6 @@ def live_families(database_url):
 
         app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True, **settings)
         with app.app_context():
-            db.create_all()
             # No quiet hours: the confirmations must leave at once whatever the hour the suite runs.
             organisation = factories.OrganisationFactory(territory__quiet_hours_start=time(0),
                                                          territory__quiet_hours_end=time(0))
@@ -77,7 +76,6 @@ def live_families(database_url):
     for app, server in started:
         server.shutdown()
         with app.app_context():
-            db.drop_all()
             db.engine.dispose()
 
 

@@ -298,7 +298,6 @@ def postgres_clinic(postgres_url):
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=postgres_url)
     app.test_client_class = FreshContextClient
     with app.app_context():
-        db.create_all()
         clinic = Clinic(factories)
         clinic.rdv(local(PARIS, date(2026, 3, 24), 9, 30))
         yield app, clinic

@@ -7,8 +7,8 @@ from lapins import create_app
 from lapins.infra.extensions import db
 
 
-def test_migrations_build_the_schema_of_the_models_and_downgrade_cleanly(database_url):
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
+def test_migrations_build_the_schema_of_the_models_and_downgrade_cleanly(empty_database_url):
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=empty_database_url)
     with app.app_context():
         upgrade()
         with db.engine.connect() as connection:
@@ -34,14 +34,14 @@ def notifying_tables() -> set[str]:
         "SELECT event_object_table FROM information_schema.triggers WHERE trigger_name = 'lapins_notify_agents'")))
 
 
-def test_upgrading_a_database_that_holds_a_departement_keeps_its_rows(database_url):
+def test_upgrading_a_database_that_holds_a_departement_keeps_its_rows(empty_database_url):
     """A département running the previous release upgrades with `flask db upgrade` and loses nothing."""
     from sqlalchemy import func, select
 
     from lapins.models import Motif, Rdv, Territory
     from lapins.onboarding.seeding import seed_demo
 
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=empty_database_url)
     with app.app_context():
         upgrade(revision="3b0882f4e751")  # the first release's schema
         with db.engine.begin() as connection:

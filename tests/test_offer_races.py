@@ -64,7 +64,6 @@ def make_world(database_url: str):
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True)
     context = app.app_context()
     context.push()
-    db.create_all()
     organisation = factories.OrganisationFactory()
     lieu = factories.LieuFactory(organisation=organisation)
     motif = factories.MotifFactory(organisation=organisation, duration_minutes=30)
@@ -91,7 +90,6 @@ def free(world, starts_at: datetime, minutes: int = 30) -> int:
 
 def close(world) -> None:
     db.session.remove()
-    db.drop_all()
     db.engine.dispose()
     world.context.pop()
 

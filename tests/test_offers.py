@@ -436,7 +436,6 @@ def live_offers(database_url):
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True)
     with app.app_context():
-        db.create_all()
         organisation = factories.OrganisationFactory()
         lieu = factories.LieuFactory(organisation=organisation)
         motif = factories.MotifFactory(organisation=organisation)
@@ -463,7 +462,6 @@ def live_offers(database_url):
     yield app, f"http://127.0.0.1:{server.server_port}", tokens, starts_at
     server.shutdown()
     with app.app_context():
-        db.drop_all()
         db.engine.dispose()
 
 

@@ -529,14 +529,12 @@ def live_clinic(database_url):
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True)
     with app.app_context():
-        _db.create_all()
         motif_id = make_clinic(factories).motif.id
         _db.session.remove()
     with live_server(app) as base:
         yield app, base, motif_id
     _set_task_join_will_block(False)  # eager tasks of concurrent requests can leave Celery's process-wide flag set
     with app.app_context():
-        _db.drop_all()
         _db.engine.dispose()
 
 

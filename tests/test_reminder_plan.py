@@ -167,7 +167,7 @@ def test_the_settings_page_says_why(client, auth, factories, db):
     assert "Steiner" in text and "J-3 et J-1" in text and "20,5 %" in text
 
 
-def test_the_migration_leaves_an_existing_territorys_reminders_as_they_were(database_url):
+def test_the_migration_leaves_an_existing_territorys_reminders_as_they_were(empty_database_url):
     """Upgrading keeps an existing territory's one reminder 48 h before and its quiet hours; the new settings start
     as the territory behaved before (every reminder asks OUI where replies are taken; no cost sentence)."""
     from flask_migrate import downgrade, upgrade
@@ -175,7 +175,7 @@ def test_the_migration_leaves_an_existing_territorys_reminders_as_they_were(data
     from lapins import create_app
     from lapins.infra.extensions import db
 
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=empty_database_url)
     with app.app_context():
         upgrade(revision="6f7a8b9c0d12")  # the release before issue 18
         with db.engine.begin() as connection:

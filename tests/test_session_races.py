@@ -38,7 +38,6 @@ def live_session(database_url):
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=True)
     with app.app_context():
-        db.create_all()
         organisation = factories.OrganisationFactory()
         lieu = factories.LieuFactory(organisation=organisation)
         motif = factories.MotifFactory(organisation=organisation, collective=True, duration_minutes=90)
@@ -59,7 +58,6 @@ def live_session(database_url):
     with live_server(app) as base:
         yield app, base, world
     with app.app_context():
-        db.drop_all()
         db.engine.dispose()
 
 

@@ -333,7 +333,6 @@ def test_copies_of_one_annuler_arriving_together_cancel_one_rdv(database_url):
     token, copies = "a" * 32, 6
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, PUBLIC_URL=PUBLIC_URL, TWILIO_AUTH_TOKEN=token)
     with app.app_context():
-        _db.create_all()
         organisation = factories.OrganisationFactory(territory__sms_sender=SENDER, territory__sms_takes_replies=True)
         lieu = factories.LieuFactory(organisation=organisation)
         motif = factories.MotifFactory(organisation=organisation, duration_minutes=30)
@@ -369,5 +368,4 @@ def test_copies_of_one_annuler_arriving_together_cancel_one_rdv(database_url):
     finally:
         server.shutdown()
         with app.app_context():
-            _db.drop_all()
             _db.engine.dispose()

@@ -353,12 +353,12 @@ def test_erasing_the_kept_file_erases_its_tombstones(client, auth, world, factor
     assert db.session.get(Usager, ids[0]) is None and db.session.get(Usager, ids[1]) is None
 
 
-def test_the_migration_computes_the_name_key_of_existing_usagers(database_url):
+def test_the_migration_computes_the_name_key_of_existing_usagers(empty_database_url):
     from flask_migrate import downgrade, upgrade
 
     from lapins import create_app
 
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=empty_database_url)
     with app.app_context():
         upgrade(revision="18a0e5c0571d")
         with database.engine.begin() as connection:  # plain SQL: the models hold columns of later revisions
