@@ -395,11 +395,15 @@ def _lost_batches(now: datetime | None) -> Iterator[list[int]]:
         lease = min(lease, timedelta(seconds=current_app.config["OUTBOX_DISPATCH_SECONDS"]))
     after = 0
     while True:
-        rows = db.session.execute(
-            select(Message.id, Message.expires_at)
-            .where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
-                   Message.queued_at < now - lease, Message.id > after)
-            .order_by(Message.id).limit(CLAIM_CHUNK)).all()
+        query = (select(Message.id, Message.expires_at)
+                 .where(Message.status == MessageStatus.QUEUED, Message.claimed_at.is_(None),
+                        Message.queued_at < now - lease, Message.id > after)
+                 .order_by(Message.id).limit(CLAIM_CHUNK))
+        if db.session.get_bind().dialect.name == "postgresql":
+            # A row a batch is claiming right now is not lost; waiting for it, the UPDATE below and the batch's
+            # claim (_FIX) locked the same rows in different orders and PostgreSQL killed one as a deadlock.
+            query = query.with_for_update(skip_locked=True)
+        rows = db.session.execute(query).all()
         if rows:
             db.session.execute(update(Message).where(Message.id.in_([row[0] for row in rows])).values(queued_at=now)
                                .execution_options(synchronize_session=False))
