@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from lapins.booking import book_rdv, sessions
 from lapins.infra.extensions import db
-from lapins.models import EntryStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer, SlotStatus
+from lapins.models import EntryStatus, MessageStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer, SlotStatus
+from lapins.notifications import outbox
 from lapins.waitlist import entries as waitlist_entries
 from lapins.waitlist import offers
 from tests.conftest import csrf_token_from
@@ -380,3 +381,42 @@ def test_an_entry_fulfilled_by_moving_its_rdv_stays_fulfilled_when_that_rdv_come
     offers.reallocate()
 
     assert (reread(entry).status, reread(entry).closed_at) == (EntryStatus.FULFILLED, NOW)
+
+
+def test_an_offer_sms_still_waiting_when_its_hold_ends_is_dropped_not_sent(app, clinic, frozen_time, monkeypatch):
+    """The beat made the offer but its SMS could not leave within the hold (the workers behind a backlog, the
+    operator failing): sent afterwards, it would send the family to a time that may be another family's by then."""
+    monkeypatch.setitem(app.extensions["celery"].conf, "task_always_eager", False)  # what is queued waits
+    waiting = clinic.wait(clinic.family("Attend"))
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+    assert offers.reallocate() == 1  # the beat's run: the offer and its SMS committed, nothing sent yet
+    [sms] = offer_sms(waiting.usager)
+    assert sms.status == MessageStatus.PENDING
+    frozen_time.shift(timedelta(minutes=30))  # the hold is over when a worker reaches the SMS
+
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+    for ids in handed:
+        outbox.send_batch(ids)
+
+    db.session.refresh(sms)
+    assert (sms.status, sms.sent_at) == (MessageStatus.SKIPPED, None)
+
+
+def test_an_offer_sms_leaves_ahead_of_the_messages_waiting_with_it(app, clinic, frozen_time, monkeypatch):
+    """Its family has half an hour to answer: behind a backlog (the week's confirmations, here not yet sent), the
+    offer's SMS is in the first batch handed to the workers, not the last."""
+    monkeypatch.setitem(app.extensions["celery"].conf, "task_always_eager", False)  # what is queued waits
+    monkeypatch.setitem(app.config, "OUTBOX_BATCH_SIZE", 2)
+    waiting = clinic.wait(clinic.family("Attend", phone="+33610000000"))
+    for number, (hour, minute) in enumerate([(9, 0), (9, 30), (10, 30), (11, 0), (11, 30)], start=1):
+        clinic.rdv(clinic.family(f"Semaine{'abcde'[number - 1]}", phone=f"+3361000000{number}"), hour=hour,
+                   minute=minute)
+    cancel(clinic.rdv(clinic.family("Annule", phone="+33610000009"), hour=10))
+    assert offers.reallocate() == 1
+    [sms] = offer_sms(waiting.usager)
+
+    handed: list[list[int]] = []
+    outbox.dispatch_due(enqueue=handed.append)
+
+    assert len(handed) >= 4 and sms.id in handed[0]
