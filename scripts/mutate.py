@@ -107,16 +107,19 @@ def preloaded_modules(directory: Path, room: Room) -> list[str]:
     return names + ["tests.conftest"] + [test.removesuffix(".py").replace("/", ".") for test in room.tests]
 
 
-def setup_cfg(room: Room) -> str:
+def setup_cfg(room: Room, ordered: bool) -> str:
     def listed(values) -> str:
         return "\n    ".join(values)
+
+    # tests/mutation_order.py: a mutant's tests run known killers first, then fastest first.
+    plugins = " -p tests.mutation_order" if ordered else ""
 
     return f"""[mutmut]
 source_paths = lapins
 only_mutate = {listed(room.modules)}
 also_copy = {listed(ALSO_COPY)}
 pytest_add_cli_args_test_selection = {listed(room.tests)}
-pytest_add_cli_args = -p no:cacheprovider
+pytest_add_cli_args = -p no:cacheprovider{plugins}
 process_isolation = forkserver
 forkserver_warmup = import
 preload_modules_file = preload.txt
@@ -131,11 +134,12 @@ def mutmut(directory: Path, *args: str, env: dict[str, str], log: Path | None = 
         return subprocess.run(command, cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
-def run_room(name: str, room: Room, jobs: int, env: dict[str, str]) -> dict:
+def run_room(name: str, room: Room, jobs: int, env: dict[str, str], ordered: bool = True) -> dict:
     directory = WORK / name
     print(f"\n=== {name}: {', '.join(room.modules)} against {len(room.tests)} test files", flush=True)
     copy_tree(directory)
-    (directory / "setup.cfg").write_text(setup_cfg(room))
+    (directory / "setup.cfg").write_text(setup_cfg(room, ordered))
+    env = {**env, "LAPINS_MUTATE_KILLS": str(directory / "kills.tsv")}
     (directory / "preload.txt").write_text("\n".join(preloaded_modules(directory, room)) + "\n")
     started = time.monotonic()
     run = mutmut(directory, "run", "--max-children", str(jobs), env=env, log=directory / "mutmut-run.log")
@@ -165,6 +169,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rooms", nargs="*", metavar="ROOM", help=f"rooms to mutate (default: all): {', '.join(ROOMS)}")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")))
+    parser.add_argument("--unordered", action="store_true",
+                        help="run each mutant's tests in mutmut's own order (to measure what the ordering saves)")
     args = parser.parse_args()
     chosen = args.rooms or list(ROOMS)
     unknown = sorted(set(chosen) - set(ROOMS))
@@ -187,7 +193,7 @@ def main() -> int:
             servers.append(server)
             value = getattr(server, url)
             env[variable] = value() if callable(value) else value
-        summaries = [run_room(name, ROOMS[name], args.jobs, env) for name in chosen]
+        summaries = [run_room(name, ROOMS[name], args.jobs, env, not args.unordered) for name in chosen]
     finally:
         for server in reversed(servers):
             server.stop()
