@@ -115,15 +115,16 @@ def setup_cfg(room: Room, ordered: bool) -> str:
     def listed(values) -> str:
         return "\n    ".join(values)
 
-    # tests/mutation_order.py: a mutant's tests run known killers first, then fastest first.
-    plugins = " -p tests.mutation_order" if ordered else ""
+    # One argument a line (mutmut splits the value on new lines only). tests/mutation_order.py: a mutant's tests run
+    # the known killers first, then fastest first.
+    pytest_args = ["-pno:cacheprovider", *(["-ptests.mutation_order"] if ordered else [])]
 
     return f"""[mutmut]
 source_paths = lapins
 only_mutate = {listed(room.modules)}
 also_copy = {listed(ALSO_COPY)}
 pytest_add_cli_args_test_selection = {listed(room.tests)}
-pytest_add_cli_args = -p no:cacheprovider{plugins}
+pytest_add_cli_args = {listed(pytest_args)}
 process_isolation = forkserver
 forkserver_warmup = import
 preload_modules_file = preload.txt
