@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,13 +103,17 @@ def copy_tree(target: Path) -> None:
 
 
 def preloaded_modules(directory: Path, room: Room) -> list[str]:
-    """Every module of the package, the conftest and the room's test files: imported once by mutmut's fork server,
-    so that each mutant's child inherits them. With mutmut's default warm-up (`pytest --collect-only`) only the test
-    files and what they import at the top were loaded, and each child still imported the app's blueprints when its
-    first test built the app: 0.6 s of a 3.7 s child (docs/testing.md, « Figures »)."""
+    """Every module of the package, pytest's plugins, the conftest and the room's test files: imported once by
+    mutmut's fork server, so that each mutant's child inherits them. With mutmut's default warm-up (`pytest
+    --collect-only`) only the test files and what they import at the top were loaded, and each child still imported
+    the app's blueprints when its first test built the app: 0.6 s of a 3.7 s child (docs/testing.md, « Figures »)."""
     package = sorted(path.relative_to(directory).with_suffix("") for path in (directory / "lapins").rglob("*.py"))
     names = [".".join(path.parts[:-1] if path.name == "__init__" else path.parts) for path in package]
-    return names + ["tests.conftest"] + [test.removesuffix(".py").replace("/", ".") for test in room.tests]
+    # The installed pytest plugins (schemathesis, faker, hypothesis...): each child's pytest loaded them again, with
+    # its assertion rewriting of their modules, 1.8 s of a 2-second child running one plain test; once imported here,
+    # 0.35 s (docs/testing.md, « Figures »).
+    plugins = sorted({entry.module for entry in entry_points(group="pytest11")})
+    return names + plugins + ["tests.conftest"] + [test.removesuffix(".py").replace("/", ".") for test in room.tests]
 
 
 def setup_cfg(room: Room, ordered: bool) -> str:
