@@ -35,6 +35,8 @@ def test_empty_intervals_are_dropped_and_do_not_stop_the_merge():
     assert merge([(at(10), at(10, 30)), (at(8), at(8)), (at(9), at(9, 30))]) == [(at(9), at(9, 30)),
                                                                                   (at(10), at(10, 30))]
     assert subtract([(at(9), at(11))], [(at(9, 15), at(9, 15))]) == [(at(9), at(11))]
+    # Touching intervals are joined: two rdvs back to back are one busy stretch.
+    assert merge([(at(9, 30), at(10)), (at(9), at(9, 30))]) == [(at(9), at(10))]
 
 
 def test_an_empty_busy_interval_changes_no_slot_and_hides_no_busy_time_after_it():
