@@ -11,9 +11,10 @@ import pytest
 from lapins.notifications import links, offer_links
 from lapins.notifications.links import SIGNATURE_CHARS, signed_id, signed_token
 
-SIGNERS = {"rdv": links._signature, "offer": offer_links._signature}
-READERS = {"rdv": links.rdv_id_from_token, "offer": offer_links.offer_id_from_token}
-WRITERS = {"rdv": links.rdv_token, "offer": offer_links.offer_token}
+SIGNERS = {"rdv": links._signature, "offer": offer_links._signature, "place": links._place_signature}
+READERS = {"rdv": links.rdv_id_from_token, "offer": offer_links.offer_id_from_token,
+           "place": links.place_id_from_token}
+WRITERS = {"rdv": links.rdv_token, "offer": offer_links.offer_token, "place": links.place_token}
 
 
 @pytest.fixture()
@@ -70,7 +71,37 @@ def test_the_family_and_offer_urls_join_public_url_with_one_slash(config, public
     base = public_url.rstrip("/")
     assert links.family_url(5) == f"{base}/r/{links.rdv_token(5)}"
     assert offer_links.offer_url(5) == f"{base}/o/{offer_links.offer_token(5)}"
-    assert "//r/" not in links.family_url(5) and "//o/" not in offer_links.offer_url(5)
+    assert links.place_url(5) == f"{base}/r/p/{links.place_token(5)}"
+    assert links.family_url(5, guardian_id=3) == f"{base}/r/{links.guardian_token(5, 3)}"
+    assert links.move_url(5) == f"{base}/r/{links.rdv_token(5)}/changer"
+
+
+@pytest.mark.parametrize("kind", SIGNERS)
+def test_a_signature_cut_short_or_lengthened_is_refused(config, kind):
+    token = WRITERS[kind](9)
+    for forged in (token[:-1], token + "A", token + token[-1], token.split("-")[0] + "-"):
+        assert READERS[kind](forged) is None
+
+
+def test_an_rdv_link_and_a_guardians_link_are_read_apart_and_a_forged_one_is_nothing(config):
+    """link_of answers (rdv, None) for the plain link, (rdv, guardian) for a guardian's, and None for a forged one of
+    either form: never a pair holding None, which a page would take for a link that opened."""
+    plain, guardian = links.rdv_token(12), links.guardian_token(12, 4)
+    plain_signature, guardian_signature = plain.partition("-")[2], guardian.partition("-")[2]
+    assert links.link_of(plain) == (12, None) and links.link_of(guardian) == (12, 4)
+    assert links.link_of(f"{13:x}-{plain_signature}") is None
+    assert links.link_of(f"{12:x}g{5:x}-{guardian_signature}") is None
+    assert links.link_of(f"{12:x}g{4:x}-{plain_signature}") is None  # the rdv's own signature
+    for malformed in (f"cg-{guardian_signature}", f"g4-{guardian_signature}", "cg04-x", "cgg4-x", "c-"):
+        assert links.link_of(malformed) is None
+
+
+def test_a_guardians_link_whose_signature_holds_a_dash_still_opens(config):
+    """The signature is URL-safe base64, whose alphabet has '-': the token is cut at its first dash, after the ids."""
+    with_dash = [guardian for guardian in range(1, 400) if "-" in links.guardian_token(7, guardian).partition("-")[2]]
+    assert with_dash  # about one signature in seven holds a dash
+    for guardian in with_dash:
+        assert links.link_of(links.guardian_token(7, guardian)) == (7, guardian)
 
 
 def test_a_token_is_the_id_in_hex_and_ten_signature_characters(config):

@@ -39,9 +39,10 @@ def signed_id(token: str, sign: Callable[[int], str]) -> int | None:
     """
     number, _, signature = token.partition("-")
     row_id = _strict_hex(number)
-    if row_id is None or len(signature) != SIGNATURE_CHARS:
+    if row_id is None:
         return None
-    # Compared as bytes: compare_digest refuses non-ASCII str, and the signature comes straight from the URL.
+    # Compared as bytes: compare_digest refuses non-ASCII str, and the signature comes straight from the URL. It
+    # refuses a signature of another length too, so no length check of our own (one would only be checked twice).
     if not hmac.compare_digest(signature.encode(), sign(row_id).encode()):
         return None
     return row_id
@@ -93,8 +94,8 @@ def link_of(token: str) -> tuple[int, int | None] | None:
         rdv_id = signed_id(token, _signature)
         return (rdv_id, None) if rdv_id is not None else None
     rdv_part, _, guardian_part = number.partition("g")
-    rdv_id, guardian_id = _strict_hex(rdv_part), _strict_hex(guardian_part)
-    if rdv_id is None or guardian_id is None or len(signature) != SIGNATURE_CHARS:
+    rdv_id, guardian_id = ids = _strict_hex(rdv_part), _strict_hex(guardian_part)
+    if None in ids:
         return None
     if not hmac.compare_digest(signature.encode(), _guardian_signature(rdv_id, guardian_id).encode()):
         return None
