@@ -1,6 +1,7 @@
-"""A family's move held at its bounds (issue 27): the exact refusals it reads, the rdv's lieu, its own agent and the
-agent a page named, « taken » and « not offered » at the picker's first and last minute, the guardian who moved,
-and the picker's kept pages following every agenda they show. Written against the identity room's survivors."""
+"""A family's move held at its bounds (issue 27): the exact refusals it reads, the rdv's lieu and length, its own
+agent and the agent a page named, « taken » and « not offered » at the picker's first and last minute, the guardian
+who moved, the picker's kept pages following every agenda they show, and the move's attempts against bookings made
+between its read and its write. Written against the identity room's survivors."""
 from __future__ import annotations
 
 import html
@@ -18,11 +19,11 @@ from lapins.booking import BookingError, book_rdv
 from lapins.family import services
 from lapins.infra.extensions import db as _db
 from lapins.models import Agent, Channel, Lieu, Message, MessageKind, Motif, Role, Territory
-from lapins.notifications.links import guardian_token, rdv_token
+from lapins.notifications.links import rdv_token
 from lapins.slots import picker
 from tests import factories as world_factories
 from tests.test_family_moves import (
-    NOW, STARTS_AT, assert_unchanged, check_identity, form_fields, local, make_clinic, move_to, text, times_offered,
+    NOW, STARTS_AT, assert_unchanged, check_identity, form_fields, local, make_clinic, move_to, times_offered,
 )
 
 TAKEN = "Ce créneau vient d'être pris par une autre famille : choisissez-en un autre."
