@@ -64,7 +64,6 @@ class MotifRow:
     id: int
     move_limit_hours: int
     booking_horizon_weeks: int
-    duration_minutes: int
 
 
 class FastPicker:
@@ -111,8 +110,7 @@ class FastPicker:
         if not rows:
             return None
         (status, starts_at, ends_at, lieu_id, motif_id, territory_id, stamp, timezone, any_agent, moves_max,
-         limit_hours, horizon_weeks, lieu_name, lieu_phone, organisation_phone, _, moves_done, _, number,
-         duration) = rows[0]
+         limit_hours, horizon_weeks, lieu_name, lieu_phone, organisation_phone, _, moves_done, _, number) = rows[0]
         now = utcnow()
         if ends_at < now or move_refusal(live=not RdvStatus(status).is_cancelled, moves_max=moves_max,
                                          limit_hours=limit_hours, starts_at=starts_at,
@@ -120,8 +118,9 @@ class FastPicker:
             return None
         territory = TerritoryRow(territory_id, stamp, timezone, any_agent, number)
         agents = sorted((row[15], row[17]) for row in rows if row[15] is not None)
-        scope = services.scope_of(territory, MotifRow(motif_id, limit_hours, horizon_weeks, duration), lieu_id,
-                                  tuple(agent_id for agent_id, _ in agents), now, tuple(agents))
+        scope = services.scope_of(territory, MotifRow(motif_id, limit_hours, horizon_weeks), lieu_id,
+                                  tuple(agent_id for agent_id, _ in agents), now, tuple(agents),
+                                  length=ends_at - starts_at)
         phone, script_root = lieu_phone or organisation_phone, environ.get("SCRIPT_NAME", "")
         shell = moves.kept_shell(moves.shell_key(scope, first, lieu_name, phone, None, script_root))
         if shell is None:
@@ -169,7 +168,7 @@ PAGE_ROWS = DriverQuery(
            Motif.booking_horizon_weeks, Lieu.name.label("lieu_name"), Lieu.phone.label("lieu_phone"),
            Organisation.phone.label("organisation_phone"), RdvAgent.agent_id,
            select(func.count()).select_from(RdvMove).where(RdvMove.rdv_id == Rdv.id).scalar_subquery().label("moves"),
-           Agent.agenda_stamp.label("agent_stamp"), Territory.number, Motif.duration_minutes)
+           Agent.agenda_stamp.label("agent_stamp"), Territory.number)
     .join(Organisation, Organisation.id == Rdv.organisation_id)
     .join(Territory, Territory.id == Organisation.territory_id)
     .join(Motif, Motif.id == Rdv.motif_id)

@@ -163,13 +163,14 @@ class SlotUnavailable(BookingError):
 def picker_scope(rdv: Rdv, now: datetime) -> picker.Scope:
     """The times this rdv may move to: its motif and lieu, its agents (or, if the territory allows it and the rdv has
     one agent, any agent of the lieu), from the motif's change limit after now up to its booking horizon (both on the
-    5-minute grid, so that the picker's pages are kept a few minutes: lapins.slots.picker)."""
+    5-minute grid, so that the picker's pages are kept a few minutes: lapins.slots.picker), each as long as the rdv
+    (an agent may have given it more or less time than its motif: a move keeps it)."""
     return scope_of(rdv.organisation.territory, rdv.motif, rdv.lieu_id,
-                    tuple(sorted(link.agent_id for link in rdv.agent_links)), now)
+                    tuple(sorted(link.agent_id for link in rdv.agent_links)), now, length=rdv.ends_at - rdv.starts_at)
 
 
 def scope_of(territory, motif, lieu_id: int | None, agent_ids: tuple[int, ...], now: datetime,
-             stamps: tuple[tuple[int, str], ...] | None = None) -> picker.Scope:
+             stamps: tuple[tuple[int, str], ...] | None = None, *, length: timedelta) -> picker.Scope:
     """picker_scope from the rdv's values: `territory` and `motif` are the models or rows with the same attributes
     (lapins.family.fast_picker reads them in one query, with the `stamps` of the rdv's agents)."""
     any_agent = territory.family_moves_any_agent and len(agent_ids) == 1
@@ -179,7 +180,7 @@ def scope_of(territory, motif, lieu_id: int | None, agent_ids: tuple[int, ...], 
                         end=ceil_to_grid(now + timedelta(weeks=motif.booking_horizon_weeks)),
                         preferred_agent_ids=agent_ids,
                         agent_stamps=stamps if stamps is not None and shown is not None
-                        else picker.agent_stamps(motif.id, shown))
+                        else picker.agent_stamps(motif.id, shown), duration=length)
 
 
 def move_from_link(rdv: Rdv, starts_at: datetime, agent_id: int | None, revision: int, now: datetime,

@@ -87,11 +87,11 @@ def first_available(*, territory: Territory, motif: Motif, lieu_id: int | None =
 
 def free_slots_between(*, territory: Territory, motif: Motif, start: datetime, end: datetime,
                        lieu_id: int | None = None, agent_id: int | None = None,
-                       agent_ids: Iterable[int] | None = None) -> list[Slot]:
-    """Every free slot for `motif` in [start, end), earliest first."""
+                       agent_ids: Iterable[int] | None = None, duration: timedelta | None = None) -> list[Slot]:
+    """Every free slot for `motif` in [start, end), earliest first: of the motif's duration, or of `duration`."""
     scope = _Scope.build(territory, motif.id, lieu_id, agent_id, start, end, agent_ids=agent_ids)
     rows = _fetch(scope, busy_window=(start, end))
-    return rows.free_slots(territory, timedelta(minutes=motif.duration_minutes), (start, end), None)
+    return rows.free_slots(territory, duration or timedelta(minutes=motif.duration_minutes), (start, end), None)
 
 
 def covering_opening(*, agent_ids: Iterable[int], motif_id: int, lieu_id: int | None, starts_at: datetime,

@@ -54,11 +54,13 @@ class Scope:
     # (agent id, agenda stamp) of every agent whose times the scope may show (agent_stamps): with the territory's
     # stamp, what the kept pages are kept on.
     agent_stamps: tuple[tuple[int, str], ...] = ()
+    # How long each time offered lasts: the motif's when None; a family's move, its rdv's own (set by its agent).
+    duration: timedelta | None = None
 
     def key(self, first: date, last: date) -> tuple:
         territory = self.territory
         return (territory.id, territory.agenda_stamp, self.agent_stamps, self.motif.id, self.lieu_id, self.agent_ids,
-                self.start, self.end, self.preferred_agent_ids, first, last)
+                self.start, self.end, self.preferred_agent_ids, self.duration, first, last)
 
     @property
     def first_day(self) -> date:
@@ -175,7 +177,7 @@ def _read_days(scope: Scope, first: date, last: date) -> tuple[Day, ...]:
     tz = scope.territory.tz
     slots = availability.free_slots_between(
         territory=scope.territory, motif=scope.motif, lieu_id=scope.lieu_id, agent_ids=scope.agent_ids,
-        start=local_midnight(first, tz), end=local_midnight(last + ONE_DAY, tz))
+        start=local_midnight(first, tz), end=local_midnight(last + ONE_DAY, tz), duration=scope.duration)
     by_day: dict[date, list[Choice]] = defaultdict(list)
     for choice in _choices(scope, slots):
         by_day[choice.starts_at.astimezone(tz).date()].append(choice)
