@@ -12,11 +12,13 @@ import pytest
 import time_machine
 from sqlalchemy import select, text
 
-from lapins.booking import MAX_DURATION, BookingError, book_rdv, cancel_rdv, events, lock_agents, move_rdv, set_outcome
+from lapins.booking import (COLLECTIVE_REFUSAL, MAX_DURATION, BookingError, RdvChanged, book_rdv, cancel_rdv, events,
+                            family_move_refusal, family_moves, lock_agents, move_deadline, move_refusal, move_rdv,
+                            set_outcome)
 from lapins.booking.events import RdvBooked, RdvCancelled
 from lapins.infra.extensions import db
 from lapins.models import LocationType, Rdv, RdvStatus, Role
-from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller
+from lapins.models.rdvs import BookingChannel, CancellationChannel, Canceller, MoveChannel
 from tests.test_booking import NOW, book, clinic, frozen_time, paris  # noqa: F401  (fixtures of the booking tests)
 
 
@@ -170,6 +172,110 @@ def test_restoring_counts_a_revision_and_a_family_booking_from_an_offer_has_no_a
         offered = book_rdv(actor=None, motif=clinic.motif, agents=[clinic.agent], usagers=[clinic.usager],
                            starts_at=paris(3, 11, 0), lieu=clinic.lieu, via=BookingChannel.OFFER)
     assert offered.created_by_id is None and told == [RdvBooked(offered.id, None, via=BookingChannel.OFFER)]
+
+
+# --- A family's own moves -----------------------------------------------------------------------------------------
+
+def test_a_familys_move_is_refused_for_each_reason_in_turn_and_its_moves_are_counted_last(clinic):
+    starts_at = paris(10, 9, 0)
+    deadline = starts_at - timedelta(hours=24)
+    counted = []
+
+    def rule(now, *, live=True, moves_max=2, done=0):
+        def moves_done():
+            counted.append(done)
+            return done
+        return move_refusal(live=live, moves_max=moves_max, limit_hours=24, starts_at=starts_at,
+                            moves_done=moves_done, now=now)
+
+    before = deadline - timedelta(seconds=1)
+    assert rule(before) is None and rule(before, moves_max=1) is None and rule(before, done=1) is None
+    assert rule(before, moves_max=1, done=1) == ("Ce rendez-vous a déjà été déplacé 1 fois en ligne : pour le changer "
+                                                 "encore, il faut appeler.")
+    assert rule(before, done=2) == ("Ce rendez-vous a déjà été déplacé 2 fois en ligne : pour le changer encore, il "
+                                    "faut appeler.")
+    counted.clear()
+    assert rule(deadline) == ("Il est trop tard pour changer la date en ligne : c'est possible jusqu'à 24 h avant le "
+                              "rendez-vous.")  # the deadline itself is too late
+    assert rule(before, live=False, done=9) == "Ce rendez-vous est annulé : il ne peut plus être déplacé."
+    assert rule(before, moves_max=0) == "Ce type de rendez-vous ne peut pas être déplacé en ligne."
+    assert counted == []  # counting the moves costs a query: only once the rest allows the move
+
+
+def test_a_familys_moves_are_counted_per_rdv_against_its_motifs_limit(clinic, db):
+    clinic.motif.family_moves_max, clinic.motif.move_limit_hours = 1, 24
+    db.session.commit()
+    rdv, other = book(clinic, paris(10, 9, 0)), book(clinic, paris(10, 10, 0))
+    assert move_deadline(rdv) == paris(9, 9, 0)
+    assert family_move_refusal(rdv, NOW) is None
+
+    told = []
+    with events.committed.connected_to(lambda _sender, *, event: told.append(event)):
+        move_rdv(actor=None, rdv=rdv, starts_at=paris(10, 9, 30), via=MoveChannel.LINK)
+    assert [(type(event).__name__, event.via) for event in told] == [("RdvMoved", MoveChannel.LINK)]
+    assert (family_moves(rdv.id), family_moves(other.id)) == (1, 0)
+    assert family_move_refusal(reread(rdv), NOW) == ("Ce rendez-vous a déjà été déplacé 1 fois en ligne : pour le "
+                                                     "changer encore, il faut appeler.")
+    assert family_move_refusal(reread(other), NOW) is None
+    move_rdv(actor=clinic.colleague, rdv=other, starts_at=paris(10, 10, 30))  # an agent's move is not the family's
+    assert family_moves(other.id) == 0
+
+
+def test_a_move_from_a_page_of_an_older_revision_is_refused_and_changes_nothing(clinic, db):
+    rdv = book(clinic, paris(3, 9, 0))
+    move_rdv(actor=clinic.colleague, rdv=rdv, starts_at=paris(3, 9, 30), revision=0)
+    with pytest.raises(RdvChanged) as refused:
+        move_rdv(actor=clinic.colleague, rdv=reread(rdv), starts_at=paris(3, 10, 0), revision=0)
+    assert refused.value.message == ("Ce rendez-vous a changé entre-temps (il vient peut-être d'être déplacé) : rien "
+                                     "n'a été modifié.")
+    assert reread(rdv).starts_at == paris(3, 9, 30)
+
+
+# --- Who may be booked, and for what ---------------------------------------------------------------------------------
+
+def test_a_home_visit_needs_an_address_when_booked_or_moved_to_and_the_refusal_names_the_first_two(
+        clinic, factories, db):
+    home = factories.MotifFactory(organisation=clinic.organisation, duration_minutes=30,
+                                  location_type=LocationType.HOME)
+    clinic.plage.motifs.append(home)
+    family = [factories.UsagerFactory(territory=clinic.organisation.territory, organisations=[clinic.organisation],
+                                      first_name=name) for name in ("Anna", "Boris", "Chloé")]
+    db.session.commit()
+
+    def without_address(*names: str) -> tuple[str, bool]:
+        return (f"Ce motif est une visite à domicile : renseignez d'abord l'adresse de {' ou de '.join(names)} "
+                "(fiche de l'usager, « Modifier »).", False)
+
+    assert refusal(lambda: book(clinic, paris(3, 9, 0), motif=home, usagers=family)) == without_address(
+        family[0].full_name, family[1].full_name)
+    rdv = book(clinic, paris(3, 9, 0), usagers=family[:1])  # a consultation needs no address
+    assert refusal(lambda: move_rdv(actor=clinic.colleague, rdv=rdv, starts_at=paris(3, 9, 0), motif=home)) == (
+        without_address(family[0].full_name))
+    assert reread(rdv).motif_id == clinic.motif.id
+    family[2].address_street, family[2].address_postcode, family[2].address_commune = "3 rue Haute", "92000", "Nanterre"
+    db.session.commit()
+    assert book(clinic, paris(3, 10, 0), motif=home, usagers=family).motif_id == home.id  # one address is enough
+
+
+def test_a_merged_file_is_refused_with_its_sentence_and_stops_no_other_familys_booking(clinic, factories, db):
+    kept = factories.UsagerFactory(territory=clinic.organisation.territory, organisations=[clinic.organisation])
+    tombstone = factories.UsagerFactory(territory=clinic.organisation.territory, organisations=[clinic.organisation],
+                                        merged_into=kept)
+    db.session.commit()
+    assert refusal(lambda: book(clinic, paris(3, 9, 0), usagers=[kept, tombstone])) == (
+        "Ce dossier vient d'être fusionné avec un autre : rouvrez la fiche de l'usager gardé pour prendre le "
+        "rendez-vous.", False)
+    assert book(clinic, paris(3, 9, 0), usagers=[kept]).status == RdvStatus.UNKNOWN
+
+
+def test_a_collective_motif_is_refused_one_family_at_a_time_and_the_guardian_to_tell_is_kept(clinic, factories, db):
+    workshop = factories.MotifFactory(organisation=clinic.organisation, collective=True)
+    db.session.commit()
+    assert refusal(lambda: book(clinic, paris(3, 9, 0), motif=workshop)) == (COLLECTIVE_REFUSAL, False)
+    assert COLLECTIVE_REFUSAL == "Ce motif est collectif : créez une séance ou inscrivez la famille à une séance."
+    rdv = book(clinic, paris(3, 9, 0), notify_only=clinic.usager)
+    assert reread(rdv).notify_only_id == clinic.usager.id
+    assert reread(book(clinic, paris(3, 10, 0))).notify_only_id is None
 
 
 # --- The lock itself --------------------------------------------------------------------------------------------------

@@ -342,9 +342,9 @@ def _check_usagers(motif: Motif, usagers: list[Usager]) -> None:
 def _refuse_merged_usagers(usagers: list[Usager]) -> None:
     """Read the files again under a share lock: a merge locks both for update, so a booking either waits for it and
     finds the tombstone here, or makes the merge wait and its rdv follows the kept file (SQLite: the write lock)."""
-    rows = db.session.execute(select(Usager.id, Usager.merged_into_id).where(
+    merged_into = db.session.scalars(select(Usager.merged_into_id).where(
         Usager.id.in_([usager.id for usager in usagers])).order_by(Usager.id).with_for_update(read=True)).all()
-    if any(merged_into_id is not None for _, merged_into_id in rows):
+    if any(kept_id is not None for kept_id in merged_into):
         raise BookingError("Ce dossier vient d'être fusionné avec un autre : rouvrez la fiche de l'usager gardé "
                            "pour prendre le rendez-vous.")
 
