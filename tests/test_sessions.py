@@ -18,7 +18,7 @@ from lapins.booking import sessions
 from lapins.infra.extensions import db
 from lapins.models import (
     EntryStatus, Message, MessageKind, MessageStatus, OfferStatus, Participation, ParticipationStatus, Rdv,
-    RdvStatus, Role, SlotOffer, WaitlistEntry, WaitlistSlot,
+    RdvStatus, Role, SlotOffer, SlotStatus, WaitlistEntry, WaitlistSlot,
 )
 from lapins.notifications import gsm, links, outbox
 from lapins.notifications.offer_links import offer_token
@@ -451,3 +451,27 @@ def test_more_places_go_to_the_sessions_waiting_list(app, pmi):
     assert sessions.free_places(session) == 0
     with pytest.raises(BookingError, match="3 sont déjà prises ou proposées"):
         sessions.set_capacity(actor=pmi.agent, session=session, capacity=2)
+
+
+def test_a_place_held_for_one_family_is_neither_offered_again_nor_closed_and_goes_to_the_next_when_declined(
+        app, pmi):
+    """Another run meeting a place already held (the beat after the kick) leaves it as it is: the hold counts as
+    the place taken, yet the place is not closed, so the next family gets it once the first says no."""
+    session = new_session(pmi, capacity=1)
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
+    for parent, _ in pmi.families[1:3]:
+        waitlist_entries.add_for_session(pmi.agent, parent, session)
+    sessions.set_capacity(actor=pmi.agent, session=session, capacity=2)  # one place more: offered at once
+    held = db.session.scalar(select(SlotOffer))
+    assert held.usager_id == pmi.families[1][0].id and held.status == OfferStatus.HELD
+
+    assert offers.offer_slot(held.slot_id, NOW) is None
+    db.session.expire_all()
+    assert db.session.get(WaitlistSlot, held.slot_id).status == SlotStatus.OPEN
+    assert db.session.scalar(select(func.count(SlotOffer.id))) == 1
+
+    offers.decline(db.session.get(SlotOffer, held.id), NOW)
+    offers.reallocate(NOW)
+    db.session.expire_all()
+    answered = db.session.execute(select(SlotOffer.usager_id, SlotOffer.status).order_by(SlotOffer.id)).all()
+    assert answered == [(pmi.families[1][0].id, OfferStatus.DECLINED), (pmi.families[2][0].id, OfferStatus.HELD)]
