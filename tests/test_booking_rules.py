@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from lapins.booking import (COLLECTIVE_REFUSAL, MAX_DURATION, BookingError, RdvChanged, book_rdv, cancel_rdv, events,
                             family_move_refusal, family_moves, lock_agents, move_deadline, move_refusal, move_rdv,
                             set_outcome)
+from lapins.booking import sessions
 from lapins.booking.events import RdvBooked, RdvCancelled
 from lapins.infra.extensions import db
 from lapins.models import LocationType, Rdv, RdvStatus, Role
@@ -273,6 +274,17 @@ def test_a_collective_motif_is_refused_one_family_at_a_time_and_the_guardian_to_
     db.session.commit()
     assert refusal(lambda: book(clinic, paris(3, 9, 0), motif=workshop)) == (COLLECTIVE_REFUSAL, False)
     assert COLLECTIVE_REFUSAL == "Ce motif est collectif : créez une séance ou inscrivez la famille à une séance."
+    single = book(clinic, paris(3, 11, 0))
+    assert refusal(lambda: move_rdv(actor=clinic.colleague, rdv=single, starts_at=paris(3, 11, 0), motif=workshop)) == (
+        COLLECTIVE_REFUSAL, False)
+    session = sessions.create_sessions(actor=clinic.agent, motif=workshop, agents=[clinic.agent], lieu=clinic.lieu,
+                                       starts=[paris(4, 14, 0)], duration=timedelta(hours=1), capacity=4,
+                                       title="Portage")[0]
+    assert move_rdv(actor=clinic.agent, rdv=session, starts_at=paris(4, 15, 0)).starts_at == paris(4, 15, 0)
+    assert refusal(lambda: move_rdv(actor=clinic.agent, rdv=session, starts_at=paris(4, 15, 0),
+                                    motif=clinic.motif)) == (
+        "Une séance collective garde un motif collectif : choisissez un motif d'atelier ou de séance de groupe.", False)
+    assert (reread(single).motif_id, reread(session).motif_id) == (clinic.motif.id, workshop.id)
     rdv = book(clinic, paris(3, 9, 0), notify_only=clinic.usager)
     assert reread(rdv).notify_only_id == clinic.usager.id
     assert reread(book(clinic, paris(3, 10, 0))).notify_only_id is None
