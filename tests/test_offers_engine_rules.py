@@ -420,3 +420,29 @@ def test_an_offer_sms_leaves_ahead_of_the_messages_waiting_with_it(app, clinic, 
     outbox.dispatch_due(enqueue=handed.append)
 
     assert len(handed) >= 4 and sms.id in handed[0]
+
+
+@pytest.mark.parametrize("meanwhile", ["cancelled", "started"])
+def test_a_family_whose_own_rdv_was_cancelled_or_has_begun_gets_a_new_rdv_when_it_accepts(
+        client, clinic, frozen_time, meanwhile):
+    """The family waited for an earlier time than its rdv. If that rdv is cancelled, or begins (this very second),
+    before the family accepts, accepting books the offered time as a new rdv: it does not move an rdv that is gone."""
+    family = clinic.family("Avance")
+    own = clinic.rdv(family, day=date(2026, 3, 6), hour=9)
+    clinic.wait(family, rdv=own)
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+    link = link_of(offer_sms(family)[0])
+    form = {"csrf_token": csrf_token_from(client.get(link).get_data(as_text=True))}
+    if meanwhile == "cancelled":
+        cancel(own)
+    else:
+        own.starts_at = NOW  # an agent made it start now (the hold is not over yet)
+        db.session.commit()
+
+    assert client.post(f"{link}/accepter", data=form).status_code == 302
+
+    rdvs = db.session.execute(select(Rdv.id, Rdv.starts_at, Rdv.status).where(Rdv.id != own.id)
+                              .where(Rdv.status.notin_([RdvStatus.EXCUSED]))).all()
+    assert [(starts_at, status) for _, starts_at, status in rdvs] == [(wednesday(10), RdvStatus.UNKNOWN)]
+    kept = reread(own)
+    assert kept.starts_at == (datetime(2026, 3, 6, 9, tzinfo=PARIS) if meanwhile == "cancelled" else NOW)

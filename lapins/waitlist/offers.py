@@ -417,9 +417,8 @@ def _messages(offer: SlotOffer, territory_id: int, now: datetime, again: int = 0
 
 # --- Answering ----------------------------------------------------------------------------------------------------
 
-def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
+def accept(offer: SlotOffer, now: datetime) -> Rdv:
     """Book the offered slot for the family (or move its rdv there), atomically with the offer's claim."""
-    now = now or utcnow()
     _refuse_unless_held(offer, now)
     offer_id, slot, entry = offer.id, offer.slot, offer.entry
     moved = entry.rdv if entry.rdv is not None and entry.rdv.is_live and entry.rdv.starts_at > now else None
@@ -468,9 +467,8 @@ def accept(offer: SlotOffer, now: datetime | None = None) -> Rdv:
     return rdv
 
 
-def decline(offer: SlotOffer, now: datetime | None = None) -> None:
+def decline(offer: SlotOffer, now: datetime) -> None:
     """The family says no: the hold ends at once and the slot goes to the next family."""
-    now = now or utcnow()
     _refuse_unless_held(offer, now)
     declined = db.session.execute(
         update(SlotOffer).where(SlotOffer.id == offer.id, SlotOffer.status == OfferStatus.HELD)
