@@ -446,3 +446,47 @@ def test_a_family_whose_own_rdv_was_cancelled_or_has_begun_gets_a_new_rdv_when_i
     assert [(starts_at, status) for _, starts_at, status in rdvs] == [(wednesday(10), RdvStatus.UNKNOWN)]
     kept = reread(own)
     assert kept.starts_at == (datetime(2026, 3, 6, 9, tzinfo=PARIS) if meanwhile == "cancelled" else NOW)
+
+
+def test_an_accepted_time_at_another_lieu_moves_the_rdv_there_and_a_longer_time_is_booked_whole(
+        client, clinic, factories, frozen_time):
+    """The freed time is taken as it was freed: its lieu (a family waiting « any lieu » whose rdv is elsewhere) and
+    its length (an rdv its agent had made 45 minutes long, on a 30-minute motif)."""
+    factories.PlageFactory(agent=clinic.agent, lieu=clinic.other_lieu, first_day=NOW.date(), motifs=[clinic.motif],
+                           start_time=time(14), end_time=time(17), weekdays=0b0011111)
+    mover = clinic.family("Avance")
+    own = clinic.rdv(mover, day=date(2026, 3, 6), hour=9)
+    clinic.wait(mover, rdv=own)
+    freed = book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[clinic.family("Annule")],
+                     lieu=clinic.other_lieu, starts_at=wednesday(14), ends_at=wednesday(14, 45))
+    cancel(freed)
+    assert answer(client, link_of(offer_sms(mover)[0]), "accepter").status_code == 302
+    moved = reread(own)
+    assert (moved.starts_at, moved.ends_at, moved.lieu_id) == (wednesday(14), wednesday(14, 45), clinic.other_lieu.id)
+
+    newcomer = clinic.family("Nouvelle")
+    clinic.wait(newcomer)
+    cancel(book_rdv(actor=clinic.agent, motif=clinic.motif, agents=[clinic.agent], usagers=[clinic.family("Annule2")],
+                    lieu=clinic.lieu, starts_at=wednesday(10), ends_at=wednesday(10, 45)))
+    assert answer(client, link_of(offer_sms(newcomer)[0]), "accepter").status_code == 302
+    booked = db.session.execute(select(Rdv.starts_at, Rdv.ends_at)
+                                .where(Rdv.status == RdvStatus.UNKNOWN, Rdv.starts_at == wednesday(10))).all()
+    assert booked == [(wednesday(10), wednesday(10, 45))]
+
+
+def test_an_accepted_session_place_points_the_offer_at_its_session_and_no_other_offer(pmi, frozen_time):
+    session = new_session(pmi, capacity=1)
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
+    for parent, _ in pmi.families[1:3]:
+        waitlist_entries.add_for_session(pmi.agent, parent, session)
+    sessions.set_capacity(actor=pmi.agent, session=session, capacity=2)
+    first = db.session.scalar(select(SlotOffer))
+    offers.decline(first, NOW)
+    offers.reallocate(NOW)
+    second = db.session.scalar(select(SlotOffer).where(SlotOffer.id != first.id))
+
+    offers.accept(second, NOW)
+
+    db.session.expire_all()
+    assert db.session.execute(select(SlotOffer.id, SlotOffer.status, SlotOffer.rdv_id).order_by(SlotOffer.id)).all() == [
+        (first.id, OfferStatus.DECLINED, None), (second.id, OfferStatus.ACCEPTED, session.id)]
