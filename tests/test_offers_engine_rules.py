@@ -490,3 +490,20 @@ def test_an_accepted_session_place_points_the_offer_at_its_session_and_no_other_
     db.session.expire_all()
     assert db.session.execute(select(SlotOffer.id, SlotOffer.status, SlotOffer.rdv_id).order_by(SlotOffer.id)).all() == [
         (first.id, OfferStatus.DECLINED, None), (second.id, OfferStatus.ACCEPTED, session.id)]
+
+
+def test_a_time_an_agent_gave_away_while_it_was_offered_is_refused_saying_so_and_the_family_keeps_waiting(
+        client, clinic, frozen_time):
+    entry = clinic.wait(clinic.family("Attente"))
+    cancel(clinic.rdv(clinic.family("Annule"), hour=10))
+    link = link_of(offer_sms(entry.usager)[0])
+    form = {"csrf_token": csrf_token_from(client.get(link).get_data(as_text=True))}
+    clinic.rdv(clinic.family("Guichet"), hour=10)  # an agent books the time for a family at the desk meanwhile
+
+    response = client.post(f"{link}/accepter", data=form)
+
+    page = html.unescape(response.get_data(as_text=True))
+    assert (response.status_code, HEADING.search(page).group(1), ALERT.search(page).group(1)) == (
+        409, "Créneau plus disponible", "Ce créneau vient d'être attribué : il n'est plus disponible. Vous restez sur "
+        "la liste d'attente.")
+    assert reread(offers_made()[0]).status == OfferStatus.VOID and reread(entry).status == EntryStatus.ACTIVE
