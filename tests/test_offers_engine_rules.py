@@ -22,7 +22,7 @@ from tests.test_offers import (  # noqa: F401  (clinic, joint and frozen_time ar
     NOW, PARIS, WEDNESDAY, answer, cancel, clinic, frozen_time, joint, link_of, offer_sms, offers_made, reread,
     two_families_holding_offers,
 )
-from tests.test_sessions import new_session, pmi, tuesday  # noqa: F401  (pmi is a fixture)
+from tests.test_sessions import new_session, places_added_for_two_waiting, pmi, tuesday  # noqa: F401  (pmi is a fixture)
 
 
 def wednesday(hour: int, minute: int = 0) -> datetime:
@@ -475,11 +475,7 @@ def test_an_accepted_time_at_another_lieu_moves_the_rdv_there_and_a_longer_time_
 
 
 def test_an_accepted_session_place_points_the_offer_at_its_session_and_no_other_offer(pmi, frozen_time):
-    session = new_session(pmi, capacity=1)
-    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
-    for parent, _ in pmi.families[1:3]:
-        waitlist_entries.add_for_session(pmi.agent, parent, session)
-    sessions.set_capacity(actor=pmi.agent, session=session, capacity=2)
+    session = places_added_for_two_waiting(pmi, capacity=2)
     first = db.session.scalar(select(SlotOffer))
     offers.decline(first, NOW)
     offers.reallocate(NOW)

@@ -66,6 +66,17 @@ def new_session(pmi, capacity: int = 3, **kwargs) -> Rdv:
                                     capacity=capacity, title="Massage bébé", **kwargs)[0]
 
 
+def places_added_for_two_waiting(pmi, capacity: int) -> Rdv:
+    """A session of one place, taken; two families on its waiting list; then its capacity raised: the new places are
+    offered at once (the change kicks the offer task)."""
+    session = new_session(pmi, capacity=1)
+    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
+    for parent, _ in pmi.families[1:3]:
+        waitlist_entries.add_for_session(pmi.agent, parent, session)
+    sessions.set_capacity(actor=pmi.agent, session=session, capacity=capacity)
+    return session
+
+
 def messages_of(participation: Participation, kind: MessageKind | None = None) -> list[Message]:
     db.session.expire_all()
     query = select(Message).where(Message.participation_id == participation.id)
@@ -438,11 +449,7 @@ def test_a_moved_session_tells_each_family_once_and_reminds_them_at_the_new_time
 
 
 def test_more_places_go_to_the_sessions_waiting_list(app, pmi):
-    session = new_session(pmi, capacity=1)
-    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
-    for parent, _ in pmi.families[1:3]:
-        waitlist_entries.add_for_session(pmi.agent, parent, session)
-    sessions.set_capacity(actor=pmi.agent, session=session, capacity=3)
+    session = places_added_for_two_waiting(pmi, capacity=3)
     offers.reallocate(NOW)  # the kick already offered them; the beat finds nothing more
     offered = db.session.scalars(select(SlotOffer).order_by(SlotOffer.id)).all()
     assert [offer.usager_id for offer in offered] == [pmi.families[1][0].id, pmi.families[2][0].id]
@@ -457,11 +464,7 @@ def test_a_place_held_for_one_family_is_neither_offered_again_nor_closed_and_goe
         app, pmi):
     """Another run meeting a place already held (the beat after the kick) leaves it as it is: the hold counts as
     the place taken, yet the place is not closed, so the next family gets it once the first says no."""
-    session = new_session(pmi, capacity=1)
-    sessions.add_participant(actor=pmi.agent, session=session, usagers=[pmi.families[0][0]])
-    for parent, _ in pmi.families[1:3]:
-        waitlist_entries.add_for_session(pmi.agent, parent, session)
-    sessions.set_capacity(actor=pmi.agent, session=session, capacity=2)  # one place more: offered at once
+    places_added_for_two_waiting(pmi, capacity=2)
     held = db.session.scalar(select(SlotOffer))
     assert held.usager_id == pmi.families[1][0].id and held.status == OfferStatus.HELD
 
