@@ -307,3 +307,19 @@ def test_a_failure_recording_the_time_a_moved_rdv_left_is_logged_and_the_move_st
     text = record.getMessage()
     assert f"the slot left by rdv {rdv.id} could not be recorded" in text
     assert "RuntimeError" in text and "Traceback" in text
+
+
+def test_an_accepted_place_names_its_session_and_no_other_offer_is_touched(app, pmi):
+    session = full_session(pmi, taken=[0], waiting=[1, 2], week=1)
+    with app.test_request_context():
+        sessions.cancel_participation(actor=pmi.agent, participation=session.participations[0])
+    first = db.session.scalar(select(SlotOffer).where(SlotOffer.usager_id == pmi.families[1][0].id))
+    offers.decline(first, NOW)
+    second = db.session.scalar(select(SlotOffer).where(SlotOffer.usager_id == pmi.families[2][0].id))
+    answered = NOW + timedelta(minutes=3)
+    assert offers.accept(second, answered).id == session.id
+    db.session.expire_all()
+    rows = db.session.execute(select(SlotOffer.usager_id, SlotOffer.status, SlotOffer.rdv_id, SlotOffer.answered_at)
+                              .order_by(SlotOffer.id)).all()
+    assert rows == [(pmi.families[1][0].id, OfferStatus.DECLINED, None, NOW),
+                    (pmi.families[2][0].id, OfferStatus.ACCEPTED, session.id, answered)]
