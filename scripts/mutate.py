@@ -72,11 +72,12 @@ ROOMS: dict[str, Room] = {
         "tests/test_sms_replies.py")),
     # test_offers_engine_rules.py holds the engine's rules at their bounds (written against this room's survivors);
     # test_sessions.py and test_sessions_edit.py reach the collective sessions' waiting list (free_session_places,
-    # follow_session, the session branches of offer_slot and accept: 171 mutants no other file reaches), 16 s a pass.
+    # follow_session, the session branches of offer_slot and accept: 171 mutants no other file reaches), 16 s a pass;
+    # test_offers_session_rules.py holds those at their bounds (written against the 7 December run's survivors).
     "offers": Room(("lapins/waitlist/offers.py",), (
         "tests/test_offers.py", "tests/test_offers_engine_rules.py", "tests/test_offer_races.py",
         "tests/test_waitlist.py", "tests/test_freed_slots.py", "tests/test_booking_events.py", "tests/test_sessions.py",
-        "tests/test_sessions_edit.py")),
+        "tests/test_sessions_edit.py", "tests/test_offers_session_rules.py")),
     # test_slot_engine_intervals.py holds merge's empty intervals and to_utc's zone (written against this room's
     # survivors, three tests).
     "slots": Room(("lapins/slots/engine.py",), (
