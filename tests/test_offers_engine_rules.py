@@ -22,7 +22,7 @@ from tests.test_offers import (  # noqa: F401  (clinic, joint and frozen_time ar
     NOW, PARIS, WEDNESDAY, answer, cancel, clinic, frozen_time, joint, link_of, offer_sms, offers_made, reread,
     two_families_holding_offers,
 )
-from tests.test_sessions import new_session, places_added_for_two_waiting, pmi, tuesday  # noqa: F401  (pmi is a fixture)
+from tests.test_sessions import new_session, pmi, tuesday  # noqa: F401  (pmi is a fixture)
 
 
 def wednesday(hour: int, minute: int = 0) -> datetime:
@@ -472,20 +472,6 @@ def test_an_accepted_time_at_another_lieu_moves_the_rdv_there_and_a_longer_time_
     booked = db.session.execute(select(Rdv.starts_at, Rdv.ends_at)
                                 .where(Rdv.status == RdvStatus.UNKNOWN, Rdv.starts_at == wednesday(10))).all()
     assert booked == [(wednesday(10), wednesday(10, 45))]
-
-
-def test_an_accepted_session_place_points_the_offer_at_its_session_and_no_other_offer(pmi, frozen_time):
-    session = places_added_for_two_waiting(pmi, capacity=2)
-    first = db.session.scalar(select(SlotOffer))
-    offers.decline(first, NOW)
-    offers.reallocate(NOW)
-    second = db.session.scalar(select(SlotOffer).where(SlotOffer.id != first.id))
-
-    offers.accept(second, NOW)
-
-    db.session.expire_all()
-    assert db.session.execute(select(SlotOffer.id, SlotOffer.status, SlotOffer.rdv_id).order_by(SlotOffer.id)).all() == [
-        (first.id, OfferStatus.DECLINED, None), (second.id, OfferStatus.ACCEPTED, session.id)]
 
 
 def test_a_time_an_agent_gave_away_while_it_was_offered_is_refused_saying_so_and_the_family_keeps_waiting(
