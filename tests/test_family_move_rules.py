@@ -11,7 +11,6 @@ from datetime import date, time, timedelta
 from types import SimpleNamespace
 
 import pytest
-import time_machine
 from sqlalchemy import event, select
 
 from lapins import create_app
@@ -22,8 +21,9 @@ from lapins.models import Agent, Channel, Lieu, Message, MessageKind, Motif, Rol
 from lapins.notifications.links import rdv_token
 from lapins.slots import picker
 from tests import factories as world_factories
-from tests.test_family_moves import (
-    NOW, STARTS_AT, assert_unchanged, check_identity, form_fields, local, make_clinic, move_to, times_offered,
+from tests.test_family_moves import (  # noqa: F401  (clinic and frozen_time are fixtures; frozen_time is autouse)
+    NOW, STARTS_AT, assert_unchanged, check_identity, clinic, form_fields, frozen_time, local, make_clinic, move_to,
+    times_offered,
 )
 
 TAKEN = "Ce créneau vient d'être pris par une autre famille : choisissez-en un autre."
@@ -32,16 +32,6 @@ NOT_OFFERED = ("Ce créneau n'est pas proposé (il est passé, trop proche ou tr
 FORBIDDEN = "Ce type de rendez-vous ne peut pas être déplacé en ligne."
 INSTANT = "%Y-%m-%dT%H:%MZ"
 
-
-@pytest.fixture(autouse=True)
-def frozen_time():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture()
-def clinic(factories):
-    return make_clinic(factories)
 
 
 @pytest.fixture()
