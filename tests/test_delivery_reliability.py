@@ -135,7 +135,11 @@ class Worker:
             pytest.fail(f"the worker exited with code {self.process.returncode}\n{self.logs()}", pytrace=False)
 
     def logs(self) -> str:
-        return f"--- {self.log.name} ---\n{self.log.read_text(errors='replace')[-4000:]}"
+        text = self.log.read_text(errors="replace")
+        # What stopped a worker is logged long before its shutdown's own tracebacks fill the tail.
+        first = text.find("Unrecoverable error")
+        cause = f"--- {self.log.name}, what stopped it ---\n{text[first:first + 4000]}\n" if first >= 0 else ""
+        return f"{cause}--- {self.log.name} ---\n{text[-4000:]}"
 
 
 class Lapins:
