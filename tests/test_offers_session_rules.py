@@ -4,6 +4,7 @@ to the waiting families when a session is cancelled, the exact French of a refus
 lapins/waitlist/offers.py that the offers room let through (docs/testing.md, « offers, the collective sessions' »)."""
 from __future__ import annotations
 
+import html
 import logging
 from datetime import timedelta
 
@@ -19,8 +20,10 @@ from lapins.models import (
     WaitlistSlot,
 )
 from lapins.notifications import outbox
+from lapins.notifications.offer_links import offer_token
 from lapins.waitlist import entries as waitlist_entries
 from lapins.waitlist import offers
+from tests.conftest import csrf_token_from
 from tests.test_sessions import NOW, factories_motif, new_session, pmi, tuesday  # noqa: F401  (pmi: fixture)
 from tests.test_sessions_edit import offered_place
 
@@ -170,6 +173,73 @@ def test_cancelling_a_session_lapses_its_waiting_families_and_no_one_elses(pmi):
         (session.id, pmi.families[2][0].id, EntryStatus.WITHDRAWN, withdrawn_at),
         (other.id, pmi.families[1][0].id, EntryStatus.ACTIVE, None),
     ]
+
+
+def test_cancelling_a_session_voids_its_held_places_closes_its_open_ones_and_the_offer_sms_never_leaves(app, pmi,
+                                                                                                         monkeypatch):
+    other = offered_place(app, pmi)  # another session, its place held for family 1: left as it is
+    [others_offer] = db.session.scalars(select(SlotOffer)).all()
+    monkeypatch.setitem(app.extensions["celery"].conf, "task_always_eager", False)  # what is queued waits
+    session = full_session(pmi, taken=[0], waiting=[1, 2])
+    more_places(session, 3)
+    held_place, open_place = free(session)
+    offer = offers.offer_slot(held_place.id, NOW)
+    told = offer_texts(offer.id)
+    assert told and {m.status for m in told} == {MessageStatus.PENDING}
+
+    with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
+        cancel_rdv(actor=pmi.agent, rdv=db.session.get(Rdv, session.id), status=RdvStatus.REVOKED,
+                   reason="Animatrice malade")
+    db.session.expire_all()
+    offer, others_offer = db.session.get(SlotOffer, offer.id), db.session.get(SlotOffer, others_offer.id)
+    assert (offer.status, offer.answered_at) == (OfferStatus.VOID, NOW + timedelta(minutes=5))
+    assert [db.session.get(WaitlistSlot, slot.id).status for slot in (held_place, open_place)] == \
+        [SlotStatus.CLOSED, SlotStatus.CLOSED]
+    assert (others_offer.status, db.session.get(WaitlistSlot, others_offer.slot_id).status) == \
+        (OfferStatus.HELD, SlotStatus.OPEN)
+    assert db.session.get(Rdv, other.id).is_live
+
+    app.extensions["celery"].conf["task_always_eager"] = True  # the worker now sends what is due
+    outbox.dispatch_due()
+    assert {(m.status, m.error) for m in offer_texts(offer.id)} == {(MessageStatus.SKIPPED,
+                                                                     "Proposition close avant l'envoi")}
+
+
+def test_a_family_answering_the_place_of_a_cancelled_session_reads_that_it_is_cancelled(app, client, pmi):
+    session = offered_place(app, pmi)
+    [offer] = db.session.scalars(select(SlotOffer)).all()
+    link = f"/o/{offer_token(offer.id)}"
+    csrf = csrf_token_from(client.get(link).get_data(as_text=True))
+    cancel_rdv(actor=pmi.agent, rdv=db.session.get(Rdv, session.id), status=RdvStatus.REVOKED,
+               reason="Animatrice malade")
+
+    cancelled = "Cette séance a été annulée : la place qui vous était proposée n'existe plus, et vous n'êtes plus " \
+                "sur sa liste d'attente."
+    page = client.get(link)
+    text = html.unescape(page.get_data(as_text=True))
+    assert page.status_code == 200 and "Séance annulée" in text and cancelled in text
+    assert "J'accepte" not in text and "Vous restez sur la liste d'attente" not in text
+    for answer in ("accepter", "refuser"):
+        response = client.post(f"{link}/{answer}", data={"csrf_token": csrf})
+        text = html.unescape(response.get_data(as_text=True))
+        assert response.status_code == 410 and cancelled in text and "J'accepte" not in text
+    db.session.expire_all()
+    assert db.session.get(SlotOffer, offer.id).status == OfferStatus.VOID
+    assert [p.is_live for p in db.session.get(Rdv, session.id).participations] == [False]  # the place given back
+    assert db.session.scalar(select(WaitlistEntry.status)) == EntryStatus.LAPSED
+
+
+def test_accepting_the_place_of_a_cancelled_session_is_refused_before_anything_is_claimed(app, pmi):
+    session = offered_place(app, pmi)
+    [offer] = db.session.scalars(select(SlotOffer)).all()
+    # Cancelled behind the listener's back, as before the places were withdrawn on cancellation: the hold stands.
+    db.session.get(Rdv, session.id).status = RdvStatus.REVOKED
+    db.session.commit()
+    with pytest.raises(offers.OfferRefused) as refused:
+        offers.accept(db.session.get(SlotOffer, offer.id), NOW)
+    assert (refused.value.title, refused.value.code) == ("Séance annulée", 410)
+    db.session.expire_all()
+    assert db.session.get(SlotOffer, offer.id).status == OfferStatus.HELD  # refused before anything was claimed
 
 
 # --- A moved session: its open places follow, a family holding one is told again ----------------------------------

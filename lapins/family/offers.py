@@ -50,9 +50,12 @@ def _page(offer: SlotOffer, token: str, *, refusal: offers.OfferRefused | None =
         rdv_link = url_for("family.place_page", token=links.place_token(place_id)) if place_id else None
     elif offer.status == OfferStatus.ACCEPTED and offer.rdv_id:
         rdv_link = url_for("family.rdv_page", token=links.rdv_token(offer.rdv_id))
+    # A cancelled session is what the family must read, whatever its answer met first (a session cancelled while
+    # the place was being booked for it is refused as a taken place).
+    refusal = offers.session_cancelled(offer) or refusal
     return render_template(
         "family/offer.html", offer=offer, slot=slot, token=token, tz=slot.organisation.territory.tz,
-        open=offer.status == OfferStatus.HELD and not expired, expired=expired, refusal=refusal,
+        open=offer.status == OfferStatus.HELD and not expired and refusal is None, expired=expired, refusal=refusal,
         rdv_link=rdv_link, form=OfferAnswerForm(), moving=offer.entry.rdv_id is not None,
         phone=phone_to_call(slot.lieu, slot.organisation),
     ), code

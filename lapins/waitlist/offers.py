@@ -71,8 +71,11 @@ def free_cancelled(rdv: Rdv) -> WaitlistSlot | None:
     try:
         with db.session.begin_nested():
             if rdv.is_session:
-                # A cancelled session frees no slot for individual rdvs; its own waiting families wait for nothing.
-                _lapse_session_entries(rdv.id, utcnow())
+                # A cancelled session frees no slot for individual rdvs; the places it offered are gone and its
+                # own waiting families wait for nothing.
+                now = utcnow()
+                _withdraw_session_places(rdv.id, now)
+                _lapse_session_entries(rdv.id, now)
                 return None
             settle_entries_of_cancelled(rdv, commit=False)
             if not rdv.agent_links:
@@ -156,6 +159,17 @@ def free_session_places(session: Rdv, now: datetime | None = None) -> list[Waitl
         logger.error("Waiting list: the places freed in session %s could not be recorded\n%s", session.id,
                      safe_traceback(error))
         return []
+
+
+def _withdraw_session_places(session_id: int, now: datetime) -> None:
+    """A cancelled session's places: a hold is voided (an offer SMS not sent yet never leaves, the outbox sends only
+    held offers; a family answering its link reads that the session is cancelled), an open place is closed."""
+    places = select(WaitlistSlot.id).where(WaitlistSlot.session_id == session_id)
+    db.session.execute(update(SlotOffer).where(SlotOffer.slot_id.in_(places), SlotOffer.status == OfferStatus.HELD)
+                       .values(status=OfferStatus.VOID, answered_at=now).execution_options(synchronize_session=False))
+    db.session.execute(update(WaitlistSlot).where(WaitlistSlot.session_id == session_id,
+                                                  WaitlistSlot.status == SlotStatus.OPEN)
+                       .values(status=SlotStatus.CLOSED).execution_options(synchronize_session=False))
 
 
 def _lapse_session_entries(session_id: int, now: datetime) -> None:
@@ -491,8 +505,21 @@ def _void(offer_id: int, now: datetime) -> None:
     db.session.commit()
 
 
+def session_cancelled(offer: SlotOffer) -> OfferRefused | None:
+    """What a family reads on the link of a place offered in a session cancelled since (unless it took the place
+    first: its place was cancelled with the session, and it was told as every participant is)."""
+    session = offer.slot.session
+    if session is None or session.is_live or offer.status == OfferStatus.ACCEPTED:
+        return None
+    return OfferRefused("Séance annulée", "Cette séance a été annulée : la place qui vous était proposée n'existe "
+                        "plus, et vous n'êtes plus sur sa liste d'attente.", 410)
+
+
 def _refuse_unless_held(offer: SlotOffer, now: datetime) -> None:
     status = offer.status
+    cancelled = session_cancelled(offer)
+    if cancelled is not None:
+        raise cancelled
     if status == OfferStatus.ACCEPTED:
         raise OfferRefused("Créneau déjà accepté", "Vous avez déjà accepté ce créneau : votre rendez-vous est "
                            "enregistré.", 409)
