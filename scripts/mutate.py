@@ -148,15 +148,24 @@ def mutmut(directory: Path, *args: str, env: dict[str, str], log: Path | None = 
         return subprocess.run(command, cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
-def run_room(name: str, room: Room, jobs: int, env: dict[str, str], ordered: bool = True) -> dict:
+def function_patterns(functions: list[str]) -> list[str]:
+    """mutmut's names for the mutants of these functions or methods (`lapins.x.x_name__mutmut_3`,
+    `lapins.x.xǁClassǁname__mutmut_3`), as the patterns `mutmut run` selects by."""
+    return [pattern for function in functions for pattern in (f"*.x_{function}__mutmut_*", f"*ǁ{function}__mutmut_*")]
+
+
+def run_room(name: str, room: Room, jobs: int, env: dict[str, str], ordered: bool = True,
+             functions: list[str] | None = None) -> dict:
     directory = WORK / name
-    print(f"\n=== {name}: {', '.join(room.modules)} against {len(room.tests)} test files", flush=True)
+    only = f", only {', '.join(functions)}" if functions else ""
+    print(f"\n=== {name}: {', '.join(room.modules)} against {len(room.tests)} test files{only}", flush=True)
     copy_tree(directory)
     (directory / "setup.cfg").write_text(setup_cfg(room, ordered))
     env = {**env, "LAPINS_MUTATE_KILLS": str(directory / "kills.tsv")}
     (directory / "preload.txt").write_text("\n".join(preloaded_modules(directory, room)) + "\n")
     started = time.monotonic()
-    run = mutmut(directory, "run", "--max-children", str(jobs), env=env, log=directory / "mutmut-run.log")
+    run = mutmut(directory, "run", "--max-children", str(jobs), *function_patterns(functions or []), env=env,
+                 log=directory / "mutmut-run.log")
     minutes = (time.monotonic() - started) / 60
     mutmut(directory, "export-cicd-stats", env=env)
     stats_file = directory / "mutants" / "mutmut-cicd-stats.json"
@@ -169,7 +178,8 @@ def run_room(name: str, room: Room, jobs: int, env: dict[str, str], ordered: boo
             shown = mutmut(directory, "show", mutant, env=env).stdout
             report.write(f"## {mutant}\n\n```diff\n{shown.strip()}\n```\n\n")
     killed, total = counts.get("killed", 0), counts.get("total", 0)
-    summary = {"room": name, "modules": list(room.modules), "tests": list(room.tests), "exit": run.returncode,
+    summary = {"room": name, "modules": list(room.modules), "tests": list(room.tests), "functions": functions or "all",
+               "exit": run.returncode,
                "minutes": round(minutes, 1), **counts,
                "killed_percent": round(100 * killed / total, 1) if total else None, "survivors": survivors}
     (directory / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -185,8 +195,13 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")))
     parser.add_argument("--unordered", action="store_true",
                         help="run each mutant's tests in mutmut's own order (to measure what the ordering saves)")
+    parser.add_argument("--functions", nargs="+", metavar="NAME",
+                        help="mutate only these functions of the one room given (the others are left unchecked): "
+                             "to measure again what new tests kill without the whole room's run")
     args = parser.parse_args()
     chosen = args.rooms or list(ROOMS)
+    if args.functions and len(chosen) != 1:
+        parser.error("--functions needs exactly one room")
     unknown = sorted(set(chosen) - set(ROOMS))
     if unknown:
         parser.error(f"unknown room(s) {', '.join(unknown)}: choose among {', '.join(ROOMS)}")
@@ -207,7 +222,8 @@ def main() -> int:
             servers.append(server)
             value = getattr(server, url)
             env[variable] = value() if callable(value) else value
-        summaries = [run_room(name, ROOMS[name], args.jobs, env, not args.unordered) for name in chosen]
+        summaries = [run_room(name, ROOMS[name], args.jobs, env, not args.unordered, args.functions)
+                     for name in chosen]
     finally:
         for server in reversed(servers):
             server.stop()
