@@ -248,13 +248,30 @@ def test_a_reachable_family_behind_a_page_of_unreachable_ones_is_offered_the_tim
     unreachable = [clinic.wait(clinic.family(f"Injoignable{number}", **({"phone": None} if number % 2 else
                                                                          {"sms_consent": False})),
                                created_at=NOW - timedelta(days=30, minutes=number))
-                   for number in range(offers.BEST_ENTRY_PAGE + 1)]
+                   for number in range(2 * offers.BEST_ENTRY_PAGE + 1)]  # the reachable one on the third page
     reachable = clinic.wait(clinic.family("Joignable", phone="+33622222222"), created_at=NOW - timedelta(days=1))
 
     cancel(clinic.rdv(clinic.family("Annule")))
 
     assert offered_to(reachable) == [wednesday(10)]
     assert all(offered_to(entry) == [] for entry in unreachable)
+
+
+def test_an_entry_whose_rdv_the_family_cancelled_closes_then_and_a_closed_one_keeps_its_own_state(clinic, factories,
+                                                                                                  frozen_time):
+    family = clinic.family("Annule")
+    own = clinic.rdv(family, day=date(2026, 3, 6), hour=9)
+    withdrawn_at = NOW - timedelta(days=1)
+    withdrawn = factories.WaitlistEntryFactory(usager=family, motif=clinic.motif, organisation=clinic.organisation,
+                                               rdv=own, status=EntryStatus.WITHDRAWN, closed_at=withdrawn_at)
+    entry = clinic.wait(family, rdv=own)
+    frozen_time.move_to(NOW + timedelta(minutes=5))
+
+    cancel(own)
+
+    assert (reread(entry).status, reread(entry).closed_at) == (EntryStatus.LAPSED, NOW + timedelta(minutes=5))
+    withdrawn = reread(withdrawn)
+    assert (withdrawn.status, withdrawn.closed_at, withdrawn.rdv_id) == (EntryStatus.WITHDRAWN, withdrawn_at, own.id)
 
 
 # --- When a time counts as held, busy or too near ------------------------------------------------------------------

@@ -154,6 +154,15 @@ def test_a_hold_over_by_the_clock_given_frees_its_place_though_the_beat_has_not_
     assert len(free(db.session.get(Rdv, session.id), later)) == 1
 
 
+def test_a_sessions_place_goes_to_its_own_waiting_family_not_to_an_earlier_one_waiting_for_another(pmi):
+    full_session(pmi, taken=[0], waiting=[1], week=1)  # family 1 waits first, for next week's session
+    session = full_session(pmi, taken=[0], waiting=[2])
+    more_places(session, 2)
+    [place] = free(session)
+    offer = offers.offer_slot(place.id, NOW)
+    assert offer.usager_id == pmi.families[2][0].id
+
+
 # --- A cancelled session: its waiting families wait for nothing ----------------------------------------------------
 
 def test_cancelling_a_session_lapses_its_waiting_families_and_no_one_elses(pmi):

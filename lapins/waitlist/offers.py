@@ -68,16 +68,16 @@ def free_cancelled(rdv: Rdv) -> WaitlistSlot | None:
     """A cancellation frees its time: the slot is recorded in the cancellation's transaction, so that a process
     dying right after the commit leaves it for the beat to offer. Never fails the cancellation: a failure here is
     rolled back to a savepoint and logged."""
+    now = utcnow()
     try:
         with db.session.begin_nested():
             if rdv.is_session:
                 # A cancelled session frees no slot for individual rdvs; the places it offered are gone and its
                 # own waiting families wait for nothing.
-                now = utcnow()
                 _withdraw_session_places(rdv.id, now)
                 _lapse_session_entries(rdv.id, now)
                 return None
-            settle_entries_of_cancelled(rdv, commit=False)
+            settle_entries_of_cancelled(rdv, now)
             if not rdv.agent_links:
                 return None
             # A joint consultation (several agents) is offered as one slot that needs them all.
@@ -185,18 +185,15 @@ def offer_soon(slot_id: int) -> None:
         kick()
 
 
-def settle_entries_of_cancelled(rdv: Rdv, now: datetime | None = None, *, commit: bool = True) -> None:
+def settle_entries_of_cancelled(rdv: Rdv, now: datetime) -> None:
     """The waiting-list entries that wanted this (now cancelled) rdv earlier: a family that cancelled it no longer
     waits; a family whose rdv the service cancelled still needs one, and keeps its place for any slot of the motif."""
-    now = now or utcnow()
     for entry in db.session.scalars(select(WaitlistEntry).where(WaitlistEntry.rdv_id == rdv.id,
                                                                 WaitlistEntry.status == EntryStatus.ACTIVE)):
         if rdv.status == RdvStatus.EXCUSED:
             entry.status, entry.closed_at = EntryStatus.LAPSED, now
         else:
             entry.rdv_id = None
-    if commit:
-        db.session.commit()
 
 
 def lapse_entries_of_past_rdvs(now: datetime) -> int:
