@@ -13,7 +13,9 @@ from sqlalchemy import select
 
 from lapins.booking import book_rdv, sessions
 from lapins.infra.extensions import db
-from lapins.models import EntryStatus, MessageStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer, SlotStatus
+from lapins.models import (
+    EntryStatus, MessageStatus, OfferStatus, Rdv, RdvStatus, Role, SlotOffer, SlotStatus, WaitlistSlot,
+)
 from lapins.notifications import outbox
 from lapins.waitlist import entries as waitlist_entries
 from lapins.waitlist import offers
@@ -272,6 +274,39 @@ def test_an_entry_whose_rdv_the_family_cancelled_closes_then_and_a_closed_one_ke
     assert (reread(entry).status, reread(entry).closed_at) == (EntryStatus.LAPSED, NOW + timedelta(minutes=5))
     withdrawn = reread(withdrawn)
     assert (withdrawn.status, withdrawn.closed_at, withdrawn.rdv_id) == (EntryStatus.WITHDRAWN, withdrawn_at, own.id)
+
+
+def test_the_freed_slot_is_written_in_the_cancellations_transaction_and_rolled_back_with_it(clinic):
+    """free_cancelled never commits: a cancellation that fails after it (a later listener, the commit itself) takes
+    the freed slot back with it (had the waiting list committed, the rdv would stay cancelled, its family untold)."""
+    rdv = clinic.rdv(clinic.family("Annule"))
+    clinic.wait(clinic.family("Attente"))
+    rdv.status = RdvStatus.EXCUSED  # the cancellation under way, not committed
+
+    slot = offers.free_cancelled(rdv)
+    assert slot is not None and slot.status == SlotStatus.OPEN
+    db.session.rollback()  # the cancellation failed
+
+    assert reread(rdv).is_live
+    assert db.session.scalars(select(WaitlistSlot)).all() == []
+
+
+def test_a_freed_time_is_recorded_once_while_open_for_its_agent_and_time_and_never_in_the_last_hours(clinic,
+                                                                                                      colleague):
+    def freed(starts_at: datetime, agent=clinic.agent):
+        return offers.record_freed(clinic.organisation.id, clinic.motif.id, clinic.lieu.id, [agent.id], starts_at,
+                                   starts_at + timedelta(minutes=30), source_rdv_id=None)
+
+    bound = NOW + offers._stop_before()
+    assert freed(bound) is None  # too near from the stop-before hours on, to the second
+    first = freed(bound + timedelta(seconds=1))
+    assert first is not None and first.status == SlotStatus.OPEN
+    assert freed(bound + timedelta(seconds=1)) is None  # that agent's time, already open
+    assert freed(bound + timedelta(seconds=1), agent=colleague.agent) is not None  # another agent's, same time
+    assert freed(bound + timedelta(minutes=30)) is not None  # the agent's next time
+    first.status = SlotStatus.CLOSED
+    db.session.commit()
+    assert freed(bound + timedelta(seconds=1)) is not None  # freed again once the first one closed
 
 
 # --- When a time counts as held, busy or too near ------------------------------------------------------------------

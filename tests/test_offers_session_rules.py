@@ -238,6 +238,20 @@ def test_a_family_answering_the_place_of_a_cancelled_session_reads_that_it_is_ca
     assert db.session.scalar(select(WaitlistEntry.status)) == EntryStatus.LAPSED
 
 
+def test_a_place_taken_through_an_offer_keeps_its_history_when_the_session_is_cancelled(app, pmi):
+    session = offered_place(app, pmi)
+    [offer] = db.session.scalars(select(SlotOffer)).all()
+    offers.accept(offer, NOW)
+    with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
+        cancel_rdv(actor=pmi.agent, rdv=db.session.get(Rdv, session.id), status=RdvStatus.REVOKED,
+                   reason="Animatrice malade")
+    db.session.expire_all()
+    offer = db.session.get(SlotOffer, offer.id)
+    # Counted as accepted in the statistics, as it was: the cancellation is the session's, told to its families.
+    assert (offer.status, offer.answered_at) == (OfferStatus.ACCEPTED, NOW)
+    assert db.session.get(WaitlistSlot, offer.slot_id).status == SlotStatus.TAKEN
+
+
 def test_accepting_the_place_of_a_cancelled_session_is_refused_before_anything_is_claimed(app, pmi):
     session = offered_place(app, pmi)
     [offer] = db.session.scalars(select(SlotOffer)).all()
@@ -249,6 +263,17 @@ def test_accepting_the_place_of_a_cancelled_session_is_refused_before_anything_i
     assert (refused.value.title, refused.value.code) == ("Séance annulée", 410)
     db.session.expire_all()
     assert db.session.get(SlotOffer, offer.id).status == OfferStatus.HELD  # refused before anything was claimed
+
+
+def test_the_families_waiting_for_a_session_that_has_begun_are_lapsed_by_the_next_run(pmi):
+    session = full_session(pmi, taken=[0], waiting=[1])
+    coming = full_session(pmi, taken=[0], waiting=[2], week=1)
+    begun = session.starts_at + timedelta(minutes=1)
+    offers.reallocate(begun)
+    db.session.expire_all()
+    rows = db.session.execute(select(WaitlistEntry.session_id, WaitlistEntry.status, WaitlistEntry.closed_at)
+                              .order_by(WaitlistEntry.id)).all()
+    assert rows == [(session.id, EntryStatus.LAPSED, begun), (coming.id, EntryStatus.ACTIVE, None)]
 
 
 # --- A moved session: its open places follow, a family holding one is told again ----------------------------------
@@ -385,6 +410,25 @@ def test_a_failure_recording_the_time_a_moved_rdv_left_is_logged_and_the_move_st
     [record] = [r for r in caplog.records if r.name == "lapins.waitlist.offers"]
     text = record.getMessage()
     assert f"the slot left by rdv {rdv.id} could not be recorded" in text
+    assert "RuntimeError" in text and "Traceback" in text
+
+
+def test_a_failure_recording_the_slot_a_cancelled_rdv_freed_is_logged_and_the_cancellation_stands(pmi, monkeypatch,
+                                                                                                   caplog):
+    rdv = book_rdv(actor=pmi.agent, motif=factories_motif(pmi), agents=[pmi.agent], usagers=[pmi.families[0][0]],
+                   lieu=pmi.lieu, starts_at=tuesday(1), force=True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(offers, "record_freed", broken)
+    with caplog.at_level(logging.ERROR, logger="lapins.waitlist.offers"):
+        cancel_rdv(actor=pmi.agent, rdv=rdv, status=RdvStatus.REVOKED, reason="Agent absent")
+    db.session.expire_all()
+    assert db.session.get(Rdv, rdv.id).status == RdvStatus.REVOKED
+    [record] = [r for r in caplog.records if r.name == "lapins.waitlist.offers"]
+    text = record.getMessage()
+    assert f"the slot freed by rdv {rdv.id} could not be recorded" in text
     assert "RuntimeError" in text and "Traceback" in text
 
 
