@@ -3,9 +3,10 @@
 
 For each module chosen (all of ROOMS by default, or the names given: `make mutate MUTATE_ARGS="booking links"`):
 1. a fresh copy of the work tree (tracked and untracked files, not ignored ones) is made under .mutate/<name>/;
-2. mutmut 3 mutates only that module there, runs the room's test files once to learn which test reaches which
-   function, then runs each mutant against the tests that reach the mutated function, stopping at the first
-   failure (pytest -x), two mutants at a time (MUTATE_JOBS);
+2. the room's test files run once under coverage.py (tests/mutation_lines.py): the lines each test executes;
+   mutmut 3 mutates only that module there, runs them once more to learn which test reaches which function, then
+   runs each mutant against those of them that executed the statement it changed, stopping at the first failure
+   (pytest -x), two mutants at a time (MUTATE_JOBS);
 3. the counts (killed, survived, timeouts...) go to .mutate/<name>/summary.json and every surviving mutant's diff
    to .mutate/<name>/survivors.md, for a person to judge: an equivalent mutant (no behaviour changed) or a test to
    add. docs/testing.md keeps the figures and the judgements.
@@ -32,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import services  # noqa: E402
+from tests import mutation_lines, services  # noqa: E402
 
 WORK = ROOT / ".mutate"
 # Copied beside the package into mutmut's mutants/ directory: what the app and the tests read at run time.
@@ -67,9 +68,11 @@ ROOMS: dict[str, Room] = {
     "policies": Room(("lapins/policies.py",), (
         "tests/test_policies_rules.py", "tests/test_permission_walk.py", "tests/test_territory_admins.py",
         "tests/test_usager_privacy.py")),
+    # test_reminder_plan.py holds the reminders' planning (the territory's wall clock, DST, quiet hours) and
+    # test_online_code_redaction.py the verification code's redaction, both in the module, 12 s and 9 s a pass.
     "outbox": Room(("lapins/notifications/outbox.py",), (
         "tests/test_outbox.py", "tests/test_offers.py", "tests/test_message_views.py", "tests/test_booking_events.py",
-        "tests/test_sms_replies.py")),
+        "tests/test_sms_replies.py", "tests/test_reminder_plan.py", "tests/test_online_code_redaction.py")),
     # test_offers_engine_rules.py holds the engine's rules at their bounds (written against this room's survivors);
     # test_sessions.py and test_sessions_edit.py reach the collective sessions' waiting list (free_session_places,
     # follow_session, the session branches of offer_slot and accept: 171 mutants no other file reaches), 16 s a pass;
@@ -117,7 +120,8 @@ def preloaded_modules(directory: Path, room: Room) -> list[str]:
     # its assertion rewriting of their modules, 1.8 s of a 2-second child running one plain test; once imported here,
     # 0.35 s (docs/testing.md, « Figures »).
     plugins = sorted({entry.module for entry in entry_points(group="pytest11")})
-    return names + plugins + ["tests.conftest"] + [test.removesuffix(".py").replace("/", ".") for test in room.tests]
+    tests = [test.removesuffix(".py").replace("/", ".") for test in room.tests]
+    return names + plugins + ["tests.conftest", *tests, "tests.mutation_lines", "tests.mutation_fork"]
 
 
 def setup_cfg(room: Room, ordered: bool) -> str:
@@ -126,7 +130,9 @@ def setup_cfg(room: Room, ordered: bool) -> str:
 
     # One argument a line (mutmut splits the value on new lines only). tests/mutation_order.py: a mutant's tests run
     # the known killers first, then fastest first.
-    pytest_args = ["-pno:cacheprovider", *(["-ptests.mutation_order"] if ordered else [])]
+    # pytest's unraisable-exception plugin collects the garbage at each child's end, to report exceptions raised in
+    # __del__: 0.2 to 0.35 s of a one-second child; a mutant is killed by a failing test, not by those reports.
+    pytest_args = ["-pno:cacheprovider", "-pno:unraisableexception", *(["-ptests.mutation_order"] if ordered else [])]
 
     return f"""[mutmut]
 source_paths = lapins
@@ -137,7 +143,8 @@ pytest_add_cli_args = {listed(pytest_args)}
 process_isolation = forkserver
 forkserver_warmup = import
 preload_modules_file = preload.txt
-"""
+log_to_file = true
+"""  # log_to_file: each mutant's seconds, in mutants/mutmut-debug.log
 
 
 def mutmut(directory: Path, *args: str, env: dict[str, str], log: Path | None = None) -> subprocess.CompletedProcess:
@@ -154,14 +161,31 @@ def function_patterns(functions: list[str]) -> list[str]:
     return [pattern for function in functions for pattern in (f"*.x_{function}__mutmut_*", f"*ǁ{function}__mutmut_*")]
 
 
+def record_lines(directory: Path, room: Room, env: dict[str, str]) -> Path:
+    """One pass of the room's tests under coverage.py: the lines of the mutated modules each test executes
+    (tests/mutation_lines.py), so that each mutant runs only the tests that execute what it changed."""
+    lines = directory / "lines.json"
+    started = time.monotonic()
+    with (directory / "lines-pass.log").open("w") as log:
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.mutation_lines",
+                        *room.tests], cwd=directory, env={**env, mutation_lines.RECORD_ENV: str(lines)},
+                       stdout=log, stderr=subprocess.STDOUT)
+    if not lines.exists():
+        raise SystemExit(f"the coverage pass wrote no {lines}: see {directory / 'lines-pass.log'}")
+    print(f"    lines each test executes recorded in {time.monotonic() - started:.0f} s", flush=True)
+    return lines
+
+
 def run_room(name: str, room: Room, jobs: int, env: dict[str, str], ordered: bool = True,
-             functions: list[str] | None = None) -> dict:
+             functions: list[str] | None = None, by_line: bool = True) -> dict:
     directory = WORK / name
     only = f", only {', '.join(functions)}" if functions else ""
     print(f"\n=== {name}: {', '.join(room.modules)} against {len(room.tests)} test files{only}", flush=True)
     copy_tree(directory)
     (directory / "setup.cfg").write_text(setup_cfg(room, ordered))
-    env = {**env, "LAPINS_MUTATE_KILLS": str(directory / "kills.tsv")}
+    env = {**env, "LAPINS_MUTATE_KILLS": str(directory / "kills.tsv"), mutation_lines.MODULES_ENV: ":".join(room.modules)}
+    if by_line:
+        env[mutation_lines.LINES_ENV] = str(record_lines(directory, room, env))
     (directory / "preload.txt").write_text("\n".join(preloaded_modules(directory, room)) + "\n")
     started = time.monotonic()
     run = mutmut(directory, "run", "--max-children", str(jobs), *function_patterns(functions or []), env=env,
@@ -170,18 +194,25 @@ def run_room(name: str, room: Room, jobs: int, env: dict[str, str], ordered: boo
     mutmut(directory, "export-cicd-stats", env=env)
     stats_file = directory / "mutants" / "mutmut-cicd-stats.json"
     counts = json.loads(stats_file.read_text()) if stats_file.exists() else {}
-    survivors = [line.strip().split(":")[0] for line in mutmut(directory, "results", env=env).stdout.splitlines()
-                 if line.strip().endswith(": survived")]
+    results = [line.strip().rsplit(": ", 1) for line in mutmut(directory, "results", env=env).stdout.splitlines()
+               if ": " in line]
+    survivors = [mutant for mutant, status in results if status == "survived"]
+    untested = [mutant for mutant, status in results if status == "no tests"]
     with (directory / "survivors.md").open("w") as report:
-        report.write(f"# Surviving mutants of {', '.join(room.modules)}\n\n")
-        for mutant in survivors:
-            shown = mutmut(directory, "show", mutant, env=env).stdout
-            report.write(f"## {mutant}\n\n```diff\n{shown.strip()}\n```\n\n")
+        # The « no tests » mutants too: a change to code no test of the room executes is judged as a survivor is.
+        for title, mutants in ((f"Surviving mutants of {', '.join(room.modules)}", survivors),
+                               ("Mutants of code no test of the room executes (« no tests »)", untested)):
+            report.write(f"# {title}\n\n")
+            for mutant in mutants:
+                shown = mutmut(directory, "show", mutant, env=env).stdout
+                report.write(f"## {mutant}\n\n```diff\n{shown.strip()}\n```\n\n")
     killed, total = counts.get("killed", 0), counts.get("total", 0)
     summary = {"room": name, "modules": list(room.modules), "tests": list(room.tests), "functions": functions or "all",
+               "tests_per_mutant": "those executing the changed statement" if by_line else "those reaching the function",
                "exit": run.returncode,
                "minutes": round(minutes, 1), **counts,
-               "killed_percent": round(100 * killed / total, 1) if total else None, "survivors": survivors}
+               "killed_percent": round(100 * killed / total, 1) if total else None, "survivors": survivors,
+               "no_tests_mutants": untested}
     (directory / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"    {killed}/{total} killed ({summary['killed_percent']} %), {counts.get('survived', '?')} survived, "
           f"{counts.get('timeout', 0)} timeouts, {counts.get('no_tests', 0)} without tests, in {minutes:.0f} min "
@@ -194,7 +225,11 @@ def main() -> int:
     parser.add_argument("rooms", nargs="*", metavar="ROOM", help=f"rooms to mutate (default: all): {', '.join(ROOMS)}")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")))
     parser.add_argument("--unordered", action="store_true",
-                        help="run each mutant's tests in mutmut's own order (to measure what the ordering saves)")
+                        help="run each mutant's tests in mutmut's own order, every test that reaches its function (to "
+                             "measure what the ordering saves)")
+    parser.add_argument("--every-test", action="store_true",
+                        help="run each mutant against every test that reaches its function, as mutmut chooses them, "
+                             "not only those that execute the statement it changed (to measure what that saves)")
     parser.add_argument("--functions", nargs="+", metavar="NAME",
                         help="mutate only these functions of the one room given (the others are left unchecked): "
                              "to measure again what new tests kill without the whole room's run")
@@ -222,7 +257,8 @@ def main() -> int:
             servers.append(server)
             value = getattr(server, url)
             env[variable] = value() if callable(value) else value
-        summaries = [run_room(name, ROOMS[name], args.jobs, env, not args.unordered, args.functions)
+        summaries = [run_room(name, ROOMS[name], args.jobs, env, not args.unordered, args.functions,
+                              not args.every_test)
                      for name in chosen]
     finally:
         for server in reversed(servers):

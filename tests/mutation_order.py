@@ -3,13 +3,16 @@ killed another mutant of the same function run first, then the others fastest fi
 
 mutmut runs a mutant's tests with `-x` in no particular order, so a killed mutant paid for every test that happened
 to come before one that notices it. Which test noticed is written to the file named by LAPINS_MUTATE_KILLS, one
-line per kill, for the next mutants of that function. The tests run are the same; only their order changes."""
+line per kill, for the next mutants of that function. The tests that never executed the statement the mutant
+changed are left out first (tests/mutation_lines.py): they cannot notice it."""
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
 from pathlib import Path
+
+from tests import mutation_lines
 
 KILLS_ENV = "LAPINS_MUTATE_KILLS"
 
@@ -44,6 +47,13 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     mutant, kills = os.environ.get("MUTANT_UNDER_TEST"), os.environ.get(KILLS_ENV)
     if not kills or "__mutmut_" not in (mutant or ""):  # not a mutant's run (mutmut's own passes)
         return
+    selected = mutation_lines.SELECTED.get(mutant)
+    if selected is not None:
+        # Only the tests that executed the statement the mutant changed (tests/mutation_lines.py).
+        left_out = [item for item in items if item.nodeid not in selected]
+        items[:] = [item for item in items if item.nodeid in selected]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
     killers, durations = _killers(Path(kills), _function(mutant)), _durations()
     # Stable sort: killers by how often they killed, then every other test by its duration.
     items.sort(key=lambda item: (-killers[item.nodeid], durations.get(item.nodeid, float("inf"))))
