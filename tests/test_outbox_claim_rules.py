@@ -6,6 +6,8 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
+
 from lapins.models import Channel, Message, MessageKind, MessageStatus
 from lapins.notifications import outbox
 from lapins.models.types import utcnow as utc_now
@@ -88,3 +90,27 @@ def test_a_retry_that_would_come_at_the_rdvs_very_start_fails_at_once(clinic, db
     db.session.refresh(sms)
     assert (sms.status, sms.attempts, twilio_fake.request_count) == (MessageStatus.FAILED, 2, 2)
     assert sms.error.startswith(f"{outbox.TOO_LATE} : ")
+
+
+@pytest.mark.redis
+def test_twilios_own_error_leaves_the_row_to_the_recheck_not_to_its_batchs_fence(clinic, db, clock, app, twilio_sender,
+                                                                                 twilio_fake, redis_url):
+    """With the fence on, a batch's rows carry its name until it is done with them. Twilio's own 500 (it took
+    nothing) ends the batch's part: the row no longer names it, so the dead-batch sweep never reads it as a
+    send that never began (and given back at once, out of the recheck's spacing); Twilio is asked, then the SMS
+    sent again, once."""
+    saved = app.config["OUTBOX_FENCE_URL"]
+    app.config["OUTBOX_FENCE_URL"] = redis_url
+    try:
+        twilio_fake.fail_next(1, status=500)
+        rdv = book(clinic, NOW + timedelta(days=3))
+        sms = sms_of(db, rdv)
+        assert (sms.status, sms.claim_id, sms.unsure_since) == (MessageStatus.QUEUED, None, None)
+        assert outbox.settle_dead_batches() == 0
+        clock.shift(timedelta(seconds=app.config["OUTBOX_CLAIM_LEASE_SECONDS"]))
+        outbox.dispatch_due()
+        outbox.dispatch_due()
+        db.session.refresh(sms)
+        assert sms.status == MessageStatus.SENT and twilio_fake.count_for("+33612345678", sms.body) == 1
+    finally:
+        app.config["OUTBOX_FENCE_URL"] = saved
