@@ -535,23 +535,27 @@ def test_a_refusing_twilio_is_retried_with_the_configured_backoff_then_given_up_
     assert twilio_fake.messages == []
 
 
-def test_retries_stop_when_the_next_one_would_come_after_the_rdv_started(clinic, db, clock, app, twilio_sender,
-                                                                           twilio_fake):
-    """The rdv starts 2 minutes after booking: attempts at +0, +30 s and +90 s; the next would be at +210 s, past
-    the start, so the message fails at once with the reason agents read."""
+@pytest.mark.parametrize("starts_in, failed_at_attempt", [(timedelta(minutes=2), 3), (timedelta(seconds=90), 2)])
+def test_retries_stop_when_the_next_one_would_come_at_or_after_the_rdvs_start(clinic, db, clock, app, twilio_sender,
+                                                                              twilio_fake, starts_in,
+                                                                              failed_at_attempt):
+    """The rdv starts 2 minutes (or 90 s) after booking: attempts at +0, +30 s and +90 s. The next one, at or past
+    the start (+210 s, or +90 s itself), is of no use to the family: the message fails at once with the reason
+    agents read."""
     twilio_fake.throttle_next(10**6)
     assert app.config["OUTBOX_RETRY_SECONDS"] == 30
-    rdv = book(clinic, NOW + timedelta(minutes=2))
+    rdv = book(clinic, NOW + starts_in)
     sms = sms_of(db, rdv)
-    assert sms.due_at == NOW + timedelta(seconds=30) and sms.attempts == 1
-    clock.move_to(NOW + timedelta(seconds=30))
-    outbox.dispatch_due()
-    db.session.refresh(sms)
-    assert sms.due_at == NOW + timedelta(seconds=90) and sms.attempts == 2 and sms.status == MessageStatus.PENDING
-    clock.move_to(NOW + timedelta(seconds=90))
-    outbox.dispatch_due()
-    db.session.refresh(sms)
-    assert (sms.status, sms.attempts, twilio_fake.request_count) == (MessageStatus.FAILED, 3, 3)
+    for attempt, seconds in enumerate((30, 90), start=2):
+        assert (sms.status, sms.due_at, sms.attempts) == (
+            MessageStatus.PENDING, NOW + timedelta(seconds=seconds), attempt - 1)
+        clock.move_to(NOW + timedelta(seconds=seconds))
+        outbox.dispatch_due()
+        db.session.refresh(sms)
+        if attempt == failed_at_attempt:
+            break
+    assert (sms.status, sms.attempts, twilio_fake.request_count) == (
+        MessageStatus.FAILED, failed_at_attempt, failed_at_attempt)
     assert sms.error.startswith(f"{outbox.TOO_LATE} : ") and "Twilio est momentanément indisponible" in sms.error
 
 

@@ -77,21 +77,6 @@ def test_a_send_still_under_way_keeps_its_claim_when_another_send_of_its_batch_i
     assert twilio_fake.count_for("+33611110000", db.session.get(Message, nour_sms.id).body) == 1
 
 
-def test_a_retry_that_would_come_at_the_rdvs_very_start_fails_at_once(clinic, db, clock, app, twilio_sender,
-                                                                      twilio_fake):
-    """The rdv begins 90 s after booking; Twilio refuses (429). Attempts at +0 and +30 s; the next would be at
-    +90 s, the start itself, of no use to the family: the message fails then, saying why, not at the start."""
-    twilio_fake.throttle_next(10**6)
-    rdv = book(clinic, NOW + timedelta(seconds=90))
-    sms = sms_of(db, rdv)
-    assert sms.due_at == NOW + timedelta(seconds=30) and sms.attempts == 1
-    clock.move_to(NOW + timedelta(seconds=30))
-    outbox.dispatch_due()
-    db.session.refresh(sms)
-    assert (sms.status, sms.attempts, twilio_fake.request_count) == (MessageStatus.FAILED, 2, 2)
-    assert sms.error.startswith(f"{outbox.TOO_LATE} : ")
-
-
 @pytest.mark.redis
 def test_twilios_own_error_leaves_the_row_to_the_recheck_not_to_its_batchs_fence(clinic, db, clock, app, twilio_sender,
                                                                                  twilio_fake, redis_url):
