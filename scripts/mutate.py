@@ -68,11 +68,19 @@ ROOMS: dict[str, Room] = {
     "policies": Room(("lapins/policies.py",), (
         "tests/test_policies_rules.py", "tests/test_permission_walk.py", "tests/test_territory_admins.py",
         "tests/test_usager_privacy.py")),
-    # test_reminder_plan.py holds the reminders' planning (the territory's wall clock, DST, quiet hours) and
-    # test_online_code_redaction.py the verification code's redaction, both in the module, 12 s and 9 s a pass.
+    # Added on 8 December, after a first run stopped at 713 of 2,164 mutants (124 survivors, 233 « no tests »):
+    # test_reminder_plan.py (the reminders' planning: the territory's wall clock, DST, quiet hours),
+    # test_online_code_redaction.py (the verification code's text), test_sessions.py (the sessions' participants:
+    # 118 mutants no other file reaches), the composed texts (test_email.py, test_discreet_motifs.py,
+    # test_confirmation_round.py), and test_outbox_texts.py and test_outbox_claim_rules.py, written against that
+    # run's survivors. test_guardians.py and test_family_cancellation.py after the second run (their « ne prévenir
+    # que … », per-guardian links and receipts: `left_out`, `rdv_link_for`, `compose_sms`, survivors of that run).
     "outbox": Room(("lapins/notifications/outbox.py",), (
-        "tests/test_outbox.py", "tests/test_offers.py", "tests/test_message_views.py", "tests/test_booking_events.py",
-        "tests/test_sms_replies.py", "tests/test_reminder_plan.py", "tests/test_online_code_redaction.py")),
+        "tests/test_outbox.py", "tests/test_outbox_claim_rules.py", "tests/test_outbox_texts.py", "tests/test_offers.py",
+        "tests/test_message_views.py", "tests/test_booking_events.py", "tests/test_sms_replies.py",
+        "tests/test_reminder_plan.py", "tests/test_online_code_redaction.py", "tests/test_email.py",
+        "tests/test_discreet_motifs.py", "tests/test_confirmation_round.py", "tests/test_sessions.py",
+        "tests/test_guardians.py", "tests/test_family_cancellation.py")),
     # test_offers_engine_rules.py holds the engine's rules at their bounds (written against this room's survivors);
     # test_sessions.py and test_sessions_edit.py reach the collective sessions' waiting list (free_session_places,
     # follow_session, the session branches of offer_slot and accept: 171 mutants no other file reaches), 16 s a pass;

@@ -55,6 +55,14 @@ def test_the_code_leaves_through_twilio_then_its_text_is_blanked(client, db, cli
     # The family types the code it received: the booking goes through.
     booked = send_code(client, code)
     assert booked.status_code == 302 and booked.headers["Location"].endswith("/prendre-rendez-vous/confirme")
+    # Only codes are blanked: the rdv's own messages keep their text for the agents' history, its start long past.
+    written = {message.id: message.body for message in db.session.scalars(
+        select(Message).where(Message.kind != MessageKind.PHONE_CODE, Message.body.is_not(None)))}
+    assert written
+    frozen_time.shift(timedelta(days=90))
+    assert outbox.redact_expired_codes() == 0
+    db.session.expire_all()
+    assert {message_id: db.session.get(Message, message_id).body for message_id in written} == written
 
 
 def test_a_send_in_doubt_keeps_the_text_until_twilio_is_asked_and_is_never_sent_twice(
