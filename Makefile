@@ -15,7 +15,7 @@ help:
 	@echo "make run    installe ce qu'il faut, prépare la base et lance web + worker + beat (http://127.0.0.1:5000)"
 	@echo "make test   lance toute la suite de tests (SQLite puis PostgreSQL, Redis, Chromium) ; PYTEST_ARGS=..."
 	@echo "make bench  lance les mesures de performance (python -m bench) sur PostgreSQL et Redis ; BENCH_ARGS=..."
-	@echo "make mutate tests de mutation (mutmut) des modules qui tiennent les promesses, hors CI, ~1 h ; MUTATE_ARGS=\"booking links\""
+	@echo "make mutate tests de mutation (mutmut) des modules qui tiennent les promesses, hors CI, plusieurs heures (docs/testing.md) ; MUTATE_ARGS=\"booking links\""
 
 install: $(PY_STAMP) $(NODE_STAMP)
 	@mkdir -p instance
@@ -47,7 +47,7 @@ bench: install
 	@bash scripts/system-packages postgresql redis-server wrk
 	@$(PY) -m tests.services --postgres-db BENCH_DATABASE_URL --postgres-statement-counts --redis BENCH_REDIS_URL -- $(PY) -m bench $(BENCH_ARGS)
 
-# Mutation testing, not in CI (about an hour on two cores): docs/testing.md says how to read its report.
+# Mutation testing, not in CI (hours on two cores, a room at a time: docs/testing.md, « Duration »), and how to read it.
 mutate: install
 	@bash scripts/system-packages postgresql redis-server
 	@nice -n 15 $(PY) scripts/mutate.py $(MUTATE_ARGS)

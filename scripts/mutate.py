@@ -74,13 +74,16 @@ ROOMS: dict[str, Room] = {
     # 118 mutants no other file reaches), the composed texts (test_email.py, test_discreet_motifs.py,
     # test_confirmation_round.py), and test_outbox_texts.py and test_outbox_claim_rules.py, written against that
     # run's survivors. test_guardians.py and test_family_cancellation.py after the second run (their « ne prévenir
-    # que … », per-guardian links and receipts: `left_out`, `rdv_link_for`, `compose_sms`, survivors of that run).
+    # que … », per-guardian links and receipts: `left_out`, `rdv_link_for`, `compose_sms`, survivors of that run)
+    # test_offers_session_rules.py (an offer SMS withdrawn before it left: `_why_not_offer` 8), test_cost_sentence.py
+    # and test_territory_settings.py (the territory's cost and note sentences: `_rdv_facts` 19, 20).
     "outbox": Room(("lapins/notifications/outbox.py",), (
         "tests/test_outbox.py", "tests/test_outbox_claim_rules.py", "tests/test_outbox_texts.py", "tests/test_offers.py",
         "tests/test_message_views.py", "tests/test_booking_events.py", "tests/test_sms_replies.py",
         "tests/test_reminder_plan.py", "tests/test_online_code_redaction.py", "tests/test_email.py",
         "tests/test_discreet_motifs.py", "tests/test_confirmation_round.py", "tests/test_sessions.py",
-        "tests/test_guardians.py", "tests/test_family_cancellation.py")),
+        "tests/test_guardians.py", "tests/test_family_cancellation.py", "tests/test_offers_session_rules.py",
+        "tests/test_cost_sentence.py", "tests/test_territory_settings.py")),
     # test_offers_engine_rules.py holds the engine's rules at their bounds (written against this room's survivors);
     # test_sessions.py and test_sessions_edit.py reach the collective sessions' waiting list (free_session_places,
     # follow_session, the session branches of offer_slot and accept: 171 mutants no other file reaches), 16 s a pass;
