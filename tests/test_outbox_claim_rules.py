@@ -21,7 +21,8 @@ def test_a_send_still_under_way_keeps_its_claim_when_another_send_of_its_batch_i
     waiting and leaves it to recovery, its claim kept, since Twilio may still take it. Nour's never began: given
     back. Giving Nour's back must leave Léa's alone: given back too, it would leave again at the next beat while
     the first request may still reach Twilio, and Léa would get it twice. Kept, Twilio is asked first."""
-    app.config.update(OUTBOX_CLAIM_LEASE_SECONDS=2, TWILIO_TIMEOUT_SECONDS=1, OUTBOX_SEND_THREADS=1)
+    for key, value in {"OUTBOX_CLAIM_LEASE_SECONDS": 2, "TWILIO_TIMEOUT_SECONDS": 1, "OUTBOX_SEND_THREADS": 1}.items():
+        monkeypatch.setitem(app.config, key, value)  # the app outlives the test
     app.extensions.pop("lapins.sms_backend", None)
     clinic.mother.email_consent = False
     nour = factories.UsagerFactory(territory=clinic.territory, first_name="Nour", last_name="Haddad",
