@@ -78,8 +78,8 @@ ROOMS: dict[str, Room] = {
     # test_offers_session_rules.py (an offer SMS withdrawn before it left: `_why_not_offer` 8), test_cost_sentence.py
     # and test_territory_settings.py (the territory's cost and note sentences: `_rdv_facts` 19, 20).
     "outbox": Room(("lapins/notifications/outbox.py",), (
-        "tests/test_outbox.py", "tests/test_outbox_claim_rules.py", "tests/test_outbox_texts.py", "tests/test_offers.py",
-        "tests/test_message_views.py", "tests/test_booking_events.py", "tests/test_sms_replies.py",
+        "tests/test_outbox.py", "tests/test_outbox_claim_rules.py", "tests/test_outbox_texts.py",
+        "tests/test_offers.py", "tests/test_message_views.py", "tests/test_booking_events.py", "tests/test_sms_replies.py",
         "tests/test_reminder_plan.py", "tests/test_online_code_redaction.py", "tests/test_email.py",
         "tests/test_discreet_motifs.py", "tests/test_confirmation_round.py", "tests/test_sessions.py",
         "tests/test_guardians.py", "tests/test_family_cancellation.py", "tests/test_offers_session_rules.py",
@@ -194,7 +194,8 @@ def run_room(name: str, room: Room, jobs: int, env: dict[str, str], ordered: boo
     print(f"\n=== {name}: {', '.join(room.modules)} against {len(room.tests)} test files{only}", flush=True)
     copy_tree(directory)
     (directory / "setup.cfg").write_text(setup_cfg(room, ordered))
-    env = {**env, "LAPINS_MUTATE_KILLS": str(directory / "kills.tsv"), mutation_lines.MODULES_ENV: ":".join(room.modules)}
+    env = {**env, "LAPINS_MUTATE_KILLS": str(directory / "kills.tsv"),
+           mutation_lines.MODULES_ENV: ":".join(room.modules)}
     if by_line:
         env[mutation_lines.LINES_ENV] = str(record_lines(directory, room, env))
     (directory / "preload.txt").write_text("\n".join(preloaded_modules(directory, room)) + "\n")
@@ -219,7 +220,8 @@ def run_room(name: str, room: Room, jobs: int, env: dict[str, str], ordered: boo
                 report.write(f"## {mutant}\n\n```diff\n{shown.strip()}\n```\n\n")
     killed, total = counts.get("killed", 0), counts.get("total", 0)
     summary = {"room": name, "modules": list(room.modules), "tests": list(room.tests), "functions": functions or "all",
-               "tests_per_mutant": "those executing the changed statement" if by_line else "those reaching the function",
+               "tests_per_mutant": ("those executing the changed statement" if by_line
+                                    else "those reaching the function"),
                "exit": run.returncode,
                "minutes": round(minutes, 1), **counts,
                "killed_percent": round(100 * killed / total, 1) if total else None, "survivors": survivors,

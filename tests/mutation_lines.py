@@ -1,13 +1,8 @@
-"""For `make mutate` only: each mutant runs the tests that execute the statement it changed, not every test that
-reaches its function.
-
-A test that never executes the changed statement runs the mutant's function exactly as the original, so it cannot
-notice the mutant. scripts/mutate.py first runs the room's tests once with this plugin (`-p tests.mutation_lines`,
-RECORD_ENV naming the file to write): coverage.py records, test by test, the lines of the mutated modules each one
-executes (its setup and teardown included, every thread). The fork server then imports this module (LINES_ENV set):
-it reads mutmut's mutants, finds the lines each one changed, and keeps for each the tests that executed them;
-tests/mutation_order.py runs only those. A mutant whose changed lines cannot be placed (a signature, a decorator,
-code that no longer matches) keeps every test of its function, as mutmut gives them."""
+"""For `make mutate` only: each mutant runs the tests that executed the statement it changed, the only ones that can
+notice it. A coverage pass over the room (this plugin, RECORD_ENV set) records the lines each test executes, its
+fixtures and threads included; the fork server imports this module (LINES_ENV set) to place each mutant's changed
+lines in their statements, and tests/mutation_order.py deselects the other tests. A mutant that cannot be placed
+(a change in the signature, a copy that no longer matches the code) keeps every test of its function."""
 from __future__ import annotations
 
 import ast
@@ -137,8 +132,8 @@ def tests_by_mutant(room: Path, modules: list[str], lines: dict[str, dict[str, l
 
         def source(node: ast.FunctionDef) -> list[str]:
             """The copy's lines, its name in its def line put back to the original's, to compare copies."""
-            lines = mutants_lines[node.lineno - 1:node.end_lineno]
-            return [lines[0].replace(f"def {node.name}(", "def (", 1), *lines[1:]]
+            copy = mutants_lines[node.lineno - 1:node.end_lineno]
+            return [copy[0].replace(f"def {node.name}(", "def (", 1), *copy[1:]]
 
         for function, copies in _mutated_copies(ast.parse(mutants_text)).items():
             original, orig = functions.get(function), copies.get("orig")
@@ -171,5 +166,5 @@ SELECTED: dict[str, set[str]] = {}
 if os.environ.get(LINES_ENV) and not os.environ.get(RECORD_ENV):
     # Imported by mutmut's fork server (scripts/mutate.py puts this module in its preload list): computed once,
     # inherited by every mutant's child.
-    _room = Path(os.environ[LINES_ENV]).parent
-    SELECTED = tests_by_mutant(_room, os.environ[MODULES_ENV].split(":"), json.loads(Path(os.environ[LINES_ENV]).read_text()))
+    _recorded = Path(os.environ[LINES_ENV])
+    SELECTED = tests_by_mutant(_recorded.parent, os.environ[MODULES_ENV].split(":"), json.loads(_recorded.read_text()))
