@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from lapins.models import Channel, Message, MessageKind, MessageStatus
-from lapins.notifications import outbox
 from lapins.models.types import utcnow as utc_now
+from lapins.notifications import outbox
 from tests.test_outbox import (  # noqa: F401 (clinic, clock, on_twilio, twilio_sender: fixtures)
     NOW, PARIS, book, clinic, clock, local, messages, on_twilio, sms_of, twilio_sender)
 
@@ -82,9 +82,8 @@ def test_a_send_still_under_way_keeps_its_claim_when_another_send_of_its_batch_i
 def test_twilios_own_error_leaves_the_row_to_the_recheck_not_to_its_batchs_fence(clinic, db, clock, app, twilio_sender,
                                                                                  twilio_fake, redis_url):
     """With the fence on, a batch's rows carry its name until it is done with them. Twilio's own 500 (it took
-    nothing) ends the batch's part: the row no longer names it, so the dead-batch sweep never reads it as a
-    send that never began (and given back at once, out of the recheck's spacing); Twilio is asked, then the SMS
-    sent again, once."""
+    nothing) ends the batch's part: the row names no batch, and the dead-batch sweep leaves it to the recheck;
+    Twilio is asked, then the SMS sent again, once."""
     saved = app.config["OUTBOX_FENCE_URL"]
     app.config["OUTBOX_FENCE_URL"] = redis_url
     try:
